@@ -1,0 +1,73 @@
+"""Backends and the one dispatch point between them and everything else.
+
+A backend is an object (or module) exposing the kernel API of
+``fastconv.backends.reference`` — the same function names, signatures and
+shapes — plus ``name``, ``to_device(array)`` and ``to_host(array)``. CPU
+backends work on NumPy arrays and the two conversions are the identity; a
+device backend (the CUDA one, later) keeps its arrays on the device and
+converts only at those two calls, so code written against this API needs no
+change for it.
+
+Choose one with :func:`set_backend`, :func:`use_backend` or the environment
+variable ``FASTCONV_BACKEND``; :func:`get_backend` returns the current one.
+"""
+
+import contextlib
+import importlib
+import os
+
+# name -> (module, attribute holding the backend object or None for the module itself)
+_REGISTRY = {
+    "cython": ("fastconv.backends.cython_backend", "backend"),
+    "numba": ("fastconv.backends.numba_backend", "backend"),
+    "reference": ("fastconv.backends.reference", None),
+}
+DEFAULT_BACKEND = "cython"
+_loaded = {}
+_current = None
+
+
+def available_backends():
+    """Names that :func:`set_backend` accepts."""
+    return tuple(_REGISTRY)
+
+
+def load_backend(name):
+    """Return the backend called ``name``, importing it on first use."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown fastconv backend {name!r}; choose one of {', '.join(_REGISTRY)}")
+    if name not in _loaded:
+        module_name, attribute = _REGISTRY[name]
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as error:
+            raise ImportError(f"fastconv backend {name!r} cannot be loaded: {error}") from error
+        _loaded[name] = module if attribute is None else getattr(module, attribute)
+    return _loaded[name]
+
+
+def get_backend():
+    """The backend in use: the last :func:`set_backend`, else ``$FASTCONV_BACKEND``, else ``'cython'``."""
+    global _current
+    if _current is None:
+        _current = load_backend(os.environ.get("FASTCONV_BACKEND", DEFAULT_BACKEND).strip().lower())
+    return _current
+
+
+def set_backend(name):
+    """Make ``name`` the backend every layer uses; returns it."""
+    global _current
+    _current = load_backend(name)
+    return _current
+
+
+@contextlib.contextmanager
+def use_backend(name):
+    """``with use_backend('numba'): ...`` runs the block on that backend, then restores the previous one."""
+    global _current
+    previous = get_backend()
+    _current = load_backend(name)
+    try:
+        yield _current
+    finally:
+        _current = previous

@@ -1,0 +1,169 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Max and average pooling, NHWC float32, forward and backward.
+
+Windows are clipped to the real input: padding never wins a max and never
+counts in a mean (Keras' rule). The innermost loop runs over channels, which
+are contiguous in NHWC. Samples are processed in parallel; the backward
+passes write only their own sample's gradient, so they need no atomics.
+"""
+from cython.parallel cimport prange
+from libc.math cimport INFINITY
+from libc.string cimport memset
+
+
+cdef int check_pool(Py_ssize_t x_batch, Py_ssize_t x_channels, Py_ssize_t y_batch, Py_ssize_t y_channels,
+                    Py_ssize_t pool_h, Py_ssize_t pool_w, Py_ssize_t stride_h, Py_ssize_t stride_w) except -1:
+    if pool_h < 1 or pool_w < 1 or stride_h < 1 or stride_w < 1:
+        raise ValueError(f"pool2d: pool ({pool_h}, {pool_w}) and strides ({stride_h}, {stride_w}) must be positive")
+    if x_batch != y_batch or x_channels != y_channels:
+        raise ValueError(f"pool2d: input batch/channels ({x_batch}, {x_channels}) differ from the output's ({y_batch}, {y_channels})")
+    return 0
+
+
+cdef bint same_shape(Py_ssize_t* a, Py_ssize_t* b) noexcept:
+    return a[0] == b[0] and a[1] == b[1] and a[2] == b[2] and a[3] == b[3]
+
+
+cdef inline void clip_window(Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t pool_h, Py_ssize_t pool_w,
+                             Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
+                             Py_ssize_t height, Py_ssize_t width, Py_ssize_t* bounds) noexcept nogil:
+    """bounds = [row_start, row_stop, col_start, col_stop) of the real input under output pixel (oh, ow)."""
+    cdef Py_ssize_t top = oh * stride_h - pad_top, left = ow * stride_w - pad_left
+    bounds[0] = max(top, 0)
+    bounds[1] = min(top + pool_h, height)
+    bounds[2] = max(left, 0)
+    bounds[3] = min(left + pool_w, width)
+
+
+def max_pool2d_forward(const float[:, :, :, ::1] x, float[:, :, :, ::1] y, int[:, :, :, ::1] argmax,
+                       Py_ssize_t pool_h, Py_ssize_t pool_w, Py_ssize_t stride_h, Py_ssize_t stride_w,
+                       Py_ssize_t pad_top, Py_ssize_t pad_left):
+    """y = window maxima of x; argmax = flat index row * W + col of each winner.
+
+    x: (N, H, W, C); y, argmax: (N, OH, OW, C), written. A window that holds no
+    real pixel (impossible for Keras geometries) yields -inf and index 0.
+    """
+    cdef Py_ssize_t batch = x.shape[0], height = x.shape[1], width = x.shape[2], channels = x.shape[3]
+    cdef Py_ssize_t out_h = y.shape[1], out_w = y.shape[2]
+    check_pool(batch, channels, y.shape[0], y.shape[3], pool_h, pool_w, stride_h, stride_w)
+    if not same_shape(argmax.shape, y.shape):
+        raise ValueError("max_pool2d_forward: argmax and y must have the same shape")
+    cdef Py_ssize_t item, n, oh, ow, row, col, c
+    cdef Py_ssize_t bounds[4]
+    cdef float value
+    cdef float* best
+    cdef int* best_index
+    cdef const float* pixel
+    with nogil:
+        for item in prange(batch * out_h, schedule='static'):
+            n = item // out_h
+            oh = item % out_h
+            for ow in range(out_w):
+                clip_window(oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, height, width, bounds)
+                best = &y[n, oh, ow, 0]
+                best_index = &argmax[n, oh, ow, 0]
+                for c in range(channels):
+                    best[c] = -INFINITY
+                    best_index[c] = 0
+                for row in range(bounds[0], bounds[1]):
+                    for col in range(bounds[2], bounds[3]):
+                        pixel = &x[n, row, col, 0]
+                        for c in range(channels):
+                            value = pixel[c]
+                            if value > best[c]:
+                                best[c] = value
+                                best_index[c] = <int>(row * width + col)
+
+
+def max_pool2d_backward(const float[:, :, :, ::1] grad_out, const int[:, :, :, ::1] argmax,
+                        float[:, :, :, ::1] grad_x):
+    """grad_x[n, argmax[n, i, j, c], c] += grad_out[n, i, j, c].
+
+    grad_out, argmax: (N, OH, OW, C); grad_x: (N, H, W, C), written.
+    """
+    cdef Py_ssize_t batch = grad_x.shape[0], plane = grad_x.shape[1] * grad_x.shape[2], channels = grad_x.shape[3]
+    cdef Py_ssize_t outputs = grad_out.shape[1] * grad_out.shape[2]
+    check_pool(batch, channels, grad_out.shape[0], grad_out.shape[3], 1, 1, 1, 1)
+    if not same_shape(argmax.shape, grad_out.shape):
+        raise ValueError("max_pool2d_backward: argmax and grad_out must have the same shape")
+    cdef const int* indices = &argmax[0, 0, 0, 0]
+    cdef Py_ssize_t i, bad = 0
+    with nogil:
+        for i in range(batch * outputs * channels):
+            if indices[i] < 0 or indices[i] >= plane:
+                bad = bad + 1
+    if bad:
+        raise ValueError(f"max_pool2d_backward: {bad} argmax indices fall outside the input plane of {plane} pixels")
+    cdef Py_ssize_t n, out_pixel, c
+    cdef float* grad_sample
+    cdef const float* grad_pixel
+    cdef const int* index_pixel
+    with nogil:
+        for n in prange(batch, schedule='static'):
+            grad_sample = &grad_x[n, 0, 0, 0]
+            memset(grad_sample, 0, plane * channels * sizeof(float))
+            for out_pixel in range(outputs):
+                grad_pixel = &grad_out[0, 0, 0, 0] + (n * outputs + out_pixel) * channels
+                index_pixel = indices + (n * outputs + out_pixel) * channels
+                for c in range(channels):
+                    grad_sample[index_pixel[c] * channels + c] += grad_pixel[c]
+
+
+def avg_pool2d_forward(const float[:, :, :, ::1] x, float[:, :, :, ::1] y, Py_ssize_t pool_h, Py_ssize_t pool_w,
+                       Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left):
+    """y = mean of the real pixels of each window. x: (N, H, W, C); y: (N, OH, OW, C), written."""
+    cdef Py_ssize_t batch = x.shape[0], height = x.shape[1], width = x.shape[2], channels = x.shape[3]
+    cdef Py_ssize_t out_h = y.shape[1], out_w = y.shape[2]
+    check_pool(batch, channels, y.shape[0], y.shape[3], pool_h, pool_w, stride_h, stride_w)
+    cdef Py_ssize_t item, n, oh, ow, row, col, c
+    cdef Py_ssize_t bounds[4]
+    cdef float scale
+    cdef float* mean
+    cdef const float* pixel
+    with nogil:
+        for item in prange(batch * out_h, schedule='static'):
+            n = item // out_h
+            oh = item % out_h
+            for ow in range(out_w):
+                clip_window(oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, height, width, bounds)
+                mean = &y[n, oh, ow, 0]
+                for c in range(channels):
+                    mean[c] = 0.0
+                for row in range(bounds[0], bounds[1]):
+                    for col in range(bounds[2], bounds[3]):
+                        pixel = &x[n, row, col, 0]
+                        for c in range(channels):
+                            mean[c] += pixel[c]
+                scale = 1.0 / max((bounds[1] - bounds[0]) * (bounds[3] - bounds[2]), 1)
+                for c in range(channels):
+                    mean[c] *= scale
+
+
+def avg_pool2d_backward(const float[:, :, :, ::1] grad_out, float[:, :, :, ::1] grad_x, Py_ssize_t pool_h,
+                        Py_ssize_t pool_w, Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top,
+                        Py_ssize_t pad_left):
+    """Spread each output gradient evenly over its window's real pixels.
+
+    grad_out: (N, OH, OW, C); grad_x: (N, H, W, C), written.
+    """
+    cdef Py_ssize_t batch = grad_x.shape[0], height = grad_x.shape[1], width = grad_x.shape[2]
+    cdef Py_ssize_t channels = grad_x.shape[3], out_h = grad_out.shape[1], out_w = grad_out.shape[2]
+    check_pool(batch, channels, grad_out.shape[0], grad_out.shape[3], pool_h, pool_w, stride_h, stride_w)
+    cdef Py_ssize_t n, oh, ow, row, col, c
+    cdef Py_ssize_t bounds[4]
+    cdef float scale
+    cdef float* target
+    cdef const float* grad_pixel
+    with nogil:
+        for n in prange(batch, schedule='static'):
+            memset(&grad_x[n, 0, 0, 0], 0, height * width * channels * sizeof(float))
+            for oh in range(out_h):
+                for ow in range(out_w):
+                    clip_window(oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, height, width, bounds)
+                    scale = 1.0 / max((bounds[1] - bounds[0]) * (bounds[3] - bounds[2]), 1)
+                    grad_pixel = &grad_out[n, oh, ow, 0]
+                    for row in range(bounds[0], bounds[1]):
+                        for col in range(bounds[2], bounds[3]):
+                            target = &grad_x[n, row, col, 0]
+                            for c in range(channels):
+                                target[c] += grad_pixel[c] * scale
