@@ -13,7 +13,6 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
-import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
@@ -47,10 +46,8 @@ def extensions():
         Extension(
             f"fastconv._ext.{pyx.stem}",
             [str(pyx.relative_to(HERE))],
-            include_dirs=[np.get_include()],
             extra_compile_args=compile_args,
             extra_link_args=link_args,
-            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         )
         for pyx in sorted((HERE / "src_ext").glob("*.pyx"))
     ]

@@ -82,7 +82,7 @@ def softmax_backward(const float[:, ::1] grad_out, const float[:, ::1] y, float[
     for n in prange(y.shape[0], nogil=True, schedule='static'):
         dot = 0.0
         for k in range(classes):
-            dot = dot + grad_out[n, k] * y[n, k]
+            dot = dot + <double>grad_out[n, k] * y[n, k]
         for k in range(classes):
             grad_x[n, k] = <float>(y[n, k] * (grad_out[n, k] - dot))
 

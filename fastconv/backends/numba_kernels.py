@@ -1,0 +1,328 @@
+"""Numba ``@njit`` kernels with the low-level contract of ``fastconv.backends.compiled``.
+
+They mirror src_ext/ function for function: the same im2col-in-chunks
+convolution with one BLAS product per chunk (``np.dot``, which Numba routes
+to SciPy's BLAS), the same clipped pooling windows, the same fused losses.
+Outputs are preallocated by the caller; every array is float32 (argmax int32)
+and C-contiguous. Compiled on first use and cached on disk (``cache=True``).
+"""
+
+import numpy as np
+from numba import njit, prange
+
+_SERIAL = dict(cache=True, nogil=True)
+_PARALLEL = dict(cache=True, nogil=True, parallel=True)
+
+
+# --- convolution -----------------------------------------------------------
+
+
+@njit(**_PARALLEL)
+def _im2col(x, cols, first, samples, out_h, out_w, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w):
+    """cols (samples*OH*OW, KH*KW*C): one row per output pixel; zeros where a window leaves the input."""
+    height, width, channels = x.shape[1], x.shape[2], x.shape[3]
+    for row in prange(samples * out_h * out_w):
+        n = first + row // (out_h * out_w)
+        top = ((row // out_w) % out_h) * stride_h - pad_top
+        left = (row % out_w) * stride_w - pad_left
+        k = 0
+        for r in range(kernel_h):
+            in_row = top + r
+            for s in range(kernel_w):
+                in_col = left + s
+                inside = 0 <= in_row < height and 0 <= in_col < width
+                for c in range(channels):
+                    cols[row, k + c] = x[n, in_row, in_col, c] if inside else 0.0
+                k += channels
+
+
+@njit(**_PARALLEL)
+def _col2im(cols, grad_x, first, samples, out_h, out_w, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w):
+    """grad_x[first:first+samples] = every patch row added back where it was gathered (samples in parallel)."""
+    height, width, channels = grad_x.shape[1], grad_x.shape[2], grad_x.shape[3]
+    for i in prange(samples):
+        n = first + i
+        grad_x[n] = 0.0
+        for oh in range(out_h):
+            for ow in range(out_w):
+                row = (i * out_h + oh) * out_w + ow
+                k = 0
+                for r in range(kernel_h):
+                    in_row = oh * stride_h - pad_top + r
+                    for s in range(kernel_w):
+                        in_col = ow * stride_w - pad_left + s
+                        if 0 <= in_row < height and 0 <= in_col < width:
+                            for c in range(channels):
+                                grad_x[n, in_row, in_col, c] += cols[row, k + c]
+                        k += channels
+
+
+@njit(**_SERIAL)
+def _is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w):
+    return kernel_h == 1 and kernel_w == 1 and stride_h == 1 and stride_w == 1 and pad_top == 0 and pad_left == 0
+
+
+@njit(**_SERIAL)
+def conv2d_forward(x, kernel_matrix, bias, y, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w, chunk):
+    """y = conv(x, kernel) + bias. x: (N, H, W, C); kernel_matrix: (KH*KW*C, F); bias: (F,); y: (N, OH, OW, F)."""
+    batch, out_h, out_w, filters = y.shape
+    pixels = out_h * out_w
+    y_rows = y.reshape(batch * pixels, filters)
+    pointwise = _is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+    x_rows = x.reshape(x.shape[0] * x.shape[1] * x.shape[2], x.shape[3])
+    for first in range(0, batch, chunk):
+        samples = min(chunk, batch - first)
+        if pointwise:
+            patches = np.ascontiguousarray(x_rows[first * pixels : (first + samples) * pixels])
+        else:
+            patches = np.empty((samples * pixels, kernel_matrix.shape[0]), dtype=np.float32)
+            _im2col(x, patches, first, samples, out_h, out_w, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+        y_rows[first * pixels : (first + samples) * pixels] = np.dot(patches, kernel_matrix) + bias
+
+
+@njit(**_SERIAL)
+def conv2d_backward_input(grad_out, kernel_matrix, grad_x, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w, chunk):
+    """grad_x = d conv / d x. grad_out: (N, OH, OW, F); kernel_matrix: (KH*KW*C, F); grad_x: (N, H, W, C)."""
+    batch, out_h, out_w, filters = grad_out.shape
+    pixels = out_h * out_w
+    grad_rows = grad_out.reshape(batch * pixels, filters)
+    grad_x_rows = grad_x.reshape(batch * grad_x.shape[1] * grad_x.shape[2], grad_x.shape[3])
+    kernel_matrix_t = np.ascontiguousarray(kernel_matrix.T)
+    pointwise = _is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+    for first in range(0, batch, chunk):
+        samples = min(chunk, batch - first)
+        grad_patches = np.dot(np.ascontiguousarray(grad_rows[first * pixels : (first + samples) * pixels]), kernel_matrix_t)
+        if pointwise:
+            grad_x_rows[first * pixels : (first + samples) * pixels] = grad_patches
+        else:
+            _col2im(grad_patches, grad_x, first, samples, out_h, out_w, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+
+
+@njit(**_SERIAL)
+def conv2d_backward_kernel(x, grad_out, grad_kernel_matrix, grad_bias, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w, chunk):
+    """grad_kernel_matrix = patches^T @ grad_out, grad_bias = sums of grad_out over N, OH, OW ((0,) to skip)."""
+    batch, out_h, out_w, filters = grad_out.shape
+    pixels = out_h * out_w
+    grad_rows = grad_out.reshape(batch * pixels, filters)
+    x_rows = x.reshape(x.shape[0] * x.shape[1] * x.shape[2], x.shape[3])
+    pointwise = _is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+    grad_kernel_matrix[:] = 0.0
+    for first in range(0, batch, chunk):
+        samples = min(chunk, batch - first)
+        if pointwise:
+            patches = np.ascontiguousarray(x_rows[first * pixels : (first + samples) * pixels])
+        else:
+            patches = np.empty((samples * pixels, grad_kernel_matrix.shape[0]), dtype=np.float32)
+            _im2col(x, patches, first, samples, out_h, out_w, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+        chunk_grad = np.ascontiguousarray(grad_rows[first * pixels : (first + samples) * pixels])
+        grad_kernel_matrix += np.dot(np.ascontiguousarray(patches.T), chunk_grad)
+    if grad_bias.shape[0] > 0:
+        _column_sums(grad_rows, grad_bias)
+
+
+@njit(**_PARALLEL)
+def _column_sums(matrix, sums):
+    """sums[j] = sum_i matrix[i, j], in float64, row blocks in parallel."""
+    rows, cols = matrix.shape
+    blocks = 16 if rows >= 16 else 1
+    partial = np.zeros((blocks, cols))
+    for block in prange(blocks):
+        for i in range(block * rows // blocks, (block + 1) * rows // blocks):
+            for j in range(cols):
+                partial[block, j] += matrix[i, j]
+    for j in range(cols):
+        sums[j] = partial[:, j].sum()
+
+
+# --- pooling ---------------------------------------------------------------
+
+
+@njit(**_SERIAL)
+def _clip_window(oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, height, width):
+    """(row_start, row_stop, col_start, col_stop) of the real input under output pixel (oh, ow)."""
+    top = oh * stride_h - pad_top
+    left = ow * stride_w - pad_left
+    return max(top, 0), min(top + pool_h, height), max(left, 0), min(left + pool_w, width)
+
+
+@njit(**_PARALLEL)
+def max_pool2d_forward(x, y, argmax, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
+    """y = window maxima; argmax = row * W + col of each winner. x: (N, H, W, C); y, argmax: (N, OH, OW, C)."""
+    batch, height, width, channels = x.shape
+    out_h, out_w = y.shape[1], y.shape[2]
+    for item in prange(batch * out_h):
+        n = item // out_h
+        oh = item % out_h
+        for ow in range(out_w):
+            r0, r1, c0, c1 = _clip_window(oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, height, width)
+            for c in range(channels):
+                y[n, oh, ow, c] = -np.inf
+                argmax[n, oh, ow, c] = 0
+            for row in range(r0, r1):
+                for col in range(c0, c1):
+                    for c in range(channels):
+                        if x[n, row, col, c] > y[n, oh, ow, c]:
+                            y[n, oh, ow, c] = x[n, row, col, c]
+                            argmax[n, oh, ow, c] = row * width + col
+
+
+@njit(**_PARALLEL)
+def max_pool2d_backward(grad_out, argmax, grad_x):
+    """grad_x[n, argmax, c] += grad_out. grad_out, argmax: (N, OH, OW, C); grad_x: (N, H, W, C)."""
+    batch, height, width, channels = grad_x.shape
+    out_h, out_w = grad_out.shape[1], grad_out.shape[2]
+    for n in prange(batch):
+        grad_x[n] = 0.0
+        for oh in range(out_h):
+            for ow in range(out_w):
+                for c in range(channels):
+                    index = argmax[n, oh, ow, c]
+                    grad_x[n, index // width, index % width, c] += grad_out[n, oh, ow, c]
+
+
+@njit(**_PARALLEL)
+def avg_pool2d_forward(x, y, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
+    """y = mean of each window's real pixels. x: (N, H, W, C); y: (N, OH, OW, C)."""
+    batch, height, width, channels = x.shape
+    out_h, out_w = y.shape[1], y.shape[2]
+    for item in prange(batch * out_h):
+        n = item // out_h
+        oh = item % out_h
+        for ow in range(out_w):
+            r0, r1, c0, c1 = _clip_window(oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, height, width)
+            scale = np.float32(1.0 / max((r1 - r0) * (c1 - c0), 1))
+            for c in range(channels):
+                y[n, oh, ow, c] = 0.0
+            for row in range(r0, r1):
+                for col in range(c0, c1):
+                    for c in range(channels):
+                        y[n, oh, ow, c] += x[n, row, col, c]
+            for c in range(channels):
+                y[n, oh, ow, c] *= scale
+
+
+@njit(**_PARALLEL)
+def avg_pool2d_backward(grad_out, grad_x, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
+    """Spread each output gradient evenly over its window's real pixels. grad_out: (N, OH, OW, C); grad_x: (N, H, W, C)."""
+    batch, height, width, channels = grad_x.shape
+    out_h, out_w = grad_out.shape[1], grad_out.shape[2]
+    for n in prange(batch):
+        grad_x[n] = 0.0
+        for oh in range(out_h):
+            for ow in range(out_w):
+                r0, r1, c0, c1 = _clip_window(oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, height, width)
+                scale = np.float32(1.0 / max((r1 - r0) * (c1 - c0), 1))
+                for row in range(r0, r1):
+                    for col in range(c0, c1):
+                        for c in range(channels):
+                            grad_x[n, row, col, c] += grad_out[n, oh, ow, c] * scale
+
+
+# --- dense -----------------------------------------------------------------
+
+
+@njit(**_SERIAL)
+def dense_forward(x, kernel, bias, y):
+    """y = x @ kernel + bias. x: (N, D_in); kernel: (D_in, D_out); bias: (D_out,); y: (N, D_out)."""
+    y[:] = np.dot(x, kernel) + bias
+
+
+@njit(**_SERIAL)
+def dense_backward(grad_out, x, kernel, grad_x, grad_kernel, grad_bias):
+    """grad_x = grad_out @ kernel^T; grad_kernel = x^T @ grad_out; grad_bias = column sums ((0,) to skip)."""
+    grad_x[:] = np.dot(grad_out, np.ascontiguousarray(kernel.T))
+    grad_kernel[:] = np.dot(np.ascontiguousarray(x.T), grad_out)
+    if grad_bias.shape[0] > 0:
+        _column_sums(grad_out, grad_bias)
+
+
+# --- activations and losses ------------------------------------------------
+
+
+@njit(**_PARALLEL)
+def relu_forward(x, y):
+    """y = max(x, 0); flat (size,) buffers."""
+    for i in prange(x.shape[0]):
+        y[i] = x[i] if x[i] > 0 else 0.0
+
+
+@njit(**_PARALLEL)
+def relu_backward(grad_out, y, grad_x):
+    """grad_x = grad_out where y > 0, else 0; flat buffers."""
+    for i in prange(y.shape[0]):
+        grad_x[i] = grad_out[i] if y[i] > 0 else 0.0
+
+
+@njit(**_PARALLEL)
+def sigmoid_forward(x, y):
+    """y = 1 / (1 + exp(-x)); flat buffers."""
+    for i in prange(x.shape[0]):
+        y[i] = 1.0 / (1.0 + np.exp(-x[i]))
+
+
+@njit(**_PARALLEL)
+def sigmoid_backward(grad_out, y, grad_x):
+    """grad_x = grad_out * y * (1 - y); flat buffers."""
+    for i in prange(y.shape[0]):
+        grad_x[i] = grad_out[i] * y[i] * (1.0 - y[i])
+
+
+@njit(**_PARALLEL)
+def softmax_forward(x, y):
+    """Row-wise softmax. x, y: (N, K)."""
+    for n in prange(x.shape[0]):
+        peak = x[n].max()
+        total = 0.0
+        for k in range(x.shape[1]):
+            y[n, k] = np.exp(x[n, k] - peak)
+            total += y[n, k]
+        for k in range(x.shape[1]):
+            y[n, k] = y[n, k] / total
+
+
+@njit(**_PARALLEL)
+def softmax_backward(grad_out, y, grad_x):
+    """grad_x = y * (grad_out - sum_k grad_out * y) row-wise; all (N, K)."""
+    for n in prange(y.shape[0]):
+        dot = 0.0
+        for k in range(y.shape[1]):
+            dot += np.float64(grad_out[n, k]) * y[n, k]
+        for k in range(y.shape[1]):
+            grad_x[n, k] = y[n, k] * (grad_out[n, k] - dot)
+
+
+@njit(**_PARALLEL)
+def softmax_cross_entropy(logits, targets, grad):
+    """Mean categorical cross-entropy of softmax(logits); grad = (softmax * sum(t) - t) / N. Returns the loss."""
+    batch, classes = logits.shape
+    loss = 0.0
+    for n in prange(batch):
+        peak = logits[n].max()
+        total = 0.0
+        target_mass = 0.0
+        for k in range(classes):
+            total += np.exp(np.float64(logits[n, k] - peak))
+            target_mass += targets[n, k]
+        log_total = np.log(total)
+        row_loss = 0.0
+        for k in range(classes):
+            log_prob = logits[n, k] - peak - log_total
+            row_loss -= targets[n, k] * log_prob
+            grad[n, k] = (np.exp(log_prob) * target_mass - targets[n, k]) / batch
+        loss += row_loss
+    return loss / batch
+
+
+@njit(**_PARALLEL)
+def sigmoid_binary_cross_entropy(logits, targets, grad):
+    """Mean binary cross-entropy of sigmoid(logits); grad = (sigmoid(z) - t) / (N * K). Returns the loss."""
+    batch, classes = logits.shape
+    count = batch * classes
+    loss = 0.0
+    for n in prange(batch):
+        for k in range(classes):
+            z = logits[n, k]
+            t = targets[n, k]
+            loss += max(z, 0.0) - z * t + np.log1p(np.exp(-abs(z)))
+            grad[n, k] = (1.0 / (1.0 + np.exp(-z)) - t) / count
+    return loss / count

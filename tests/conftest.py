@@ -1,0 +1,40 @@
+"""Shared fixtures: the backends under test and one comparison helper."""
+
+import numpy as np
+import pytest
+
+from fastconv.backends import load_backend
+
+COMPILED_BACKENDS = ("cython", "numba")
+# float32 kernels against the float64 reference, error relative to the largest reference value.
+RTOL = 1e-5
+
+
+@pytest.fixture(params=COMPILED_BACKENDS)
+def backend(request):
+    """Each compiled backend in turn."""
+    return load_backend(request.param)
+
+
+@pytest.fixture(scope="session")
+def reference():
+    return load_backend("reference")
+
+
+def random_array(rng, shape):
+    """Standard-normal float32 values: never zeros, never all alike."""
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def relative_error(actual, expected):
+    """max |actual - expected| / max |expected|."""
+    expected = np.asarray(expected, dtype=np.float64)
+    scale = max(np.abs(expected).max(), np.finfo(np.float64).tiny)
+    return np.abs(np.asarray(actual, dtype=np.float64) - expected).max() / scale
+
+
+def assert_matches(actual, expected, what, rtol=RTOL):
+    """Same shape and within ``rtol`` of the reference; the message says what and by how much."""
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != reference {expected.shape}"
+    error = relative_error(actual, expected)
+    assert error <= rtol, f"{what}: relative error {error:.2e} > {rtol:.0e}"

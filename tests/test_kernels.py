@@ -1,0 +1,209 @@
+"""Every kernel of every compiled backend against the float64 reference.
+
+Shapes, strides, paddings and seeds are drawn by hypothesis; the data are
+standard-normal float32 (never zeros). Each kernel's result must lie within
+1e-5 of the reference, relative to the reference's largest value.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from conftest import assert_matches, random_array
+from fastconv.backends import compiled
+
+examples = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+paddings = st.sampled_from(["valid", "same"])
+seeds = st.integers(0, 2**32 - 1)
+
+
+@st.composite
+def conv_cases(draw):
+    kernel_h, kernel_w = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    padding = draw(paddings)
+    low_h, low_w = (1, 1) if padding == "same" else (kernel_h, kernel_w)
+    x_shape = (draw(st.integers(1, 4)), draw(st.integers(low_h, 11)), draw(st.integers(low_w, 11)), draw(st.integers(1, 6)))
+    kernel_shape = (kernel_h, kernel_w, x_shape[3], draw(st.integers(1, 7)))
+    strides = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    return x_shape, kernel_shape, strides, padding, draw(st.booleans()), draw(seeds)
+
+
+@pytest.fixture(params=["batch in one chunk", "one sample per chunk"])
+def chunking(request, monkeypatch):
+    """Run the convolution tests with the batch in one im2col chunk, and split into one chunk per sample."""
+    if request.param == "one sample per chunk":
+        monkeypatch.setattr(compiled, "_IM2COL_CHUNK_BYTES", 1)
+        monkeypatch.setattr(compiled, "_thread_count", lambda: 1)
+    return request.param
+
+
+@examples
+@given(case=conv_cases())
+def test_conv2d(backend, reference, chunking, case):
+    x_shape, kernel_shape, strides, padding, use_bias, seed = case
+    rng = np.random.default_rng(seed)
+    x, kernel = random_array(rng, x_shape), random_array(rng, kernel_shape)
+    bias = random_array(rng, kernel_shape[3]) if use_bias else None
+    where = f"x {x_shape}, kernel {kernel_shape}, strides {strides}, {padding}"
+
+    y = backend.conv2d_forward(x, kernel, bias, strides, padding)
+    assert y.dtype == np.float32
+    assert_matches(y, reference.conv2d_forward(x, kernel, bias, strides, padding), f"forward {where}")
+
+    grad_out = random_array(rng, y.shape)
+    grad_x = backend.conv2d_backward_input(grad_out, kernel, x_shape, strides, padding)
+    assert_matches(grad_x, reference.conv2d_backward_input(grad_out, kernel, x_shape, strides, padding), f"grad_x {where}")
+
+    grad_kernel, grad_bias = backend.conv2d_backward_kernel(x, grad_out, kernel_shape, strides, padding, use_bias)
+    expected_kernel, expected_bias = reference.conv2d_backward_kernel(x, grad_out, kernel_shape, strides, padding, use_bias)
+    assert_matches(grad_kernel, expected_kernel, f"grad_kernel {where}")
+    if use_bias:
+        assert_matches(grad_bias, expected_bias, f"grad_bias {where}")
+    else:
+        assert grad_bias is None
+
+
+@pytest.mark.parametrize(
+    "x_shape, kernel_shape",
+    [((3, 28, 28, 1), (3, 3, 1, 32)), ((2, 13, 13, 32), (3, 3, 32, 64)), ((2, 36, 36, 64), (3, 3, 64, 128))],
+    ids=["mnist-conv1", "mnist-conv2", "catsdogs-conv3"],
+)
+def test_conv2d_network_shapes(backend, reference, x_shape, kernel_shape):
+    """The notes' layer shapes, where the patch rows are long and BLAS blocks its products."""
+    rng = np.random.default_rng(sum(x_shape))
+    x, kernel, bias = random_array(rng, x_shape), random_array(rng, kernel_shape), random_array(rng, kernel_shape[3])
+    y = backend.conv2d_forward(x, kernel, bias)
+    assert_matches(y, reference.conv2d_forward(x, kernel, bias), "forward")
+    grad_out = random_array(rng, y.shape)
+    assert_matches(backend.conv2d_backward_input(grad_out, kernel, x_shape), reference.conv2d_backward_input(grad_out, kernel, x_shape), "grad_x")
+    for got, expected in zip(backend.conv2d_backward_kernel(x, grad_out, kernel_shape), reference.conv2d_backward_kernel(x, grad_out, kernel_shape)):
+        assert_matches(got, expected, "grad_kernel / grad_bias")
+
+
+@st.composite
+def pool_cases(draw):
+    pool = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    padding = draw(paddings)
+    low_h, low_w = (1, 1) if padding == "same" else pool
+    x_shape = (draw(st.integers(1, 3)), draw(st.integers(low_h, 12)), draw(st.integers(low_w, 12)), draw(st.integers(1, 5)))
+    strides = draw(st.none() | st.tuples(st.integers(1, 3), st.integers(1, 3)))
+    return x_shape, pool, strides, padding, draw(seeds)
+
+
+@examples
+@given(case=pool_cases())
+def test_max_pool2d(backend, reference, case):
+    x_shape, pool, strides, padding, seed = case
+    rng = np.random.default_rng(seed)
+    x = random_array(rng, x_shape)
+    y, argmax = backend.max_pool2d_forward(x, pool, strides, padding)
+    expected_y, expected_argmax = reference.max_pool2d_forward(x, pool, strides, padding)
+    assert_matches(y, expected_y, "max pool forward")
+    np.testing.assert_array_equal(argmax, expected_argmax)
+    grad_out = random_array(rng, y.shape)
+    assert_matches(backend.max_pool2d_backward(grad_out, argmax, x_shape), reference.max_pool2d_backward(grad_out, expected_argmax, x_shape), "max pool backward")
+
+
+@examples
+@given(case=pool_cases())
+def test_avg_pool2d(backend, reference, case):
+    x_shape, pool, strides, padding, seed = case
+    rng = np.random.default_rng(seed)
+    x = random_array(rng, x_shape)
+    y = backend.avg_pool2d_forward(x, pool, strides, padding)
+    assert_matches(y, reference.avg_pool2d_forward(x, pool, strides, padding), "avg pool forward")
+    grad_out = random_array(rng, y.shape)
+    assert_matches(
+        backend.avg_pool2d_backward(grad_out, x_shape, pool, strides, padding),
+        reference.avg_pool2d_backward(grad_out, x_shape, pool, strides, padding),
+        "avg pool backward",
+    )
+
+
+def test_avg_pool_same_divides_by_real_pixels_only(backend):
+    """Keras' rule: a 2x2 'same' window over the bottom-right corner of a 3x3 input averages one pixel."""
+    x = np.arange(1, 10, dtype=np.float32).reshape(1, 3, 3, 1)
+    y = backend.avg_pool2d_forward(x, (2, 2), None, "same")
+    np.testing.assert_allclose(y[0, :, :, 0], [[3.0, 4.5], [7.5, 9.0]])
+
+
+@examples
+@given(batch=st.integers(1, 9), features=st.integers(1, 40), units=st.integers(1, 12), use_bias=st.booleans(), seed=seeds)
+def test_dense(backend, reference, batch, features, units, use_bias, seed):
+    rng = np.random.default_rng(seed)
+    x, kernel = random_array(rng, (batch, features)), random_array(rng, (features, units))
+    bias = random_array(rng, units) if use_bias else None
+    assert_matches(backend.dense_forward(x, kernel, bias), reference.dense_forward(x, kernel, bias), "dense forward")
+    grad_out = random_array(rng, (batch, units))
+    got, expected = backend.dense_backward(grad_out, x, kernel, use_bias), reference.dense_backward(grad_out, x, kernel, use_bias)
+    for name, g, e in zip(("grad_x", "grad_kernel", "grad_bias"), got, expected):
+        if e is None:
+            assert g is None
+        else:
+            assert_matches(g, e, name)
+
+
+array_shapes = st.lists(st.integers(1, 7), min_size=1, max_size=4).map(tuple)
+
+
+@examples
+@given(shape=array_shapes, seed=seeds, name=st.sampled_from(["relu", "sigmoid"]))
+def test_elementwise_activations(backend, reference, shape, seed, name):
+    rng = np.random.default_rng(seed)
+    x = random_array(rng, shape) * 4
+    y = getattr(backend, f"{name}_forward")(x)
+    assert_matches(y, getattr(reference, f"{name}_forward")(x), f"{name} forward")
+    grad_out = random_array(rng, shape)
+    assert_matches(getattr(backend, f"{name}_backward")(grad_out, y), getattr(reference, f"{name}_backward")(grad_out, y), f"{name} backward")
+
+
+@examples
+@given(batch=st.integers(1, 9), classes=st.integers(1, 12), seed=seeds)
+def test_softmax(backend, reference, batch, classes, seed):
+    rng = np.random.default_rng(seed)
+    x = random_array(rng, (batch, classes)) * 5
+    y = backend.softmax_forward(x)
+    assert_matches(y, reference.softmax_forward(x), "softmax forward")
+    grad_out = random_array(rng, (batch, classes))
+    assert_matches(backend.softmax_backward(grad_out, y), reference.softmax_backward(grad_out, y), "softmax backward")
+
+
+@examples
+@given(batch=st.integers(1, 9), classes=st.integers(1, 12), seed=seeds, one_hot=st.booleans(), scale=st.sampled_from([1.0, 30.0]))
+def test_softmax_cross_entropy(backend, reference, batch, classes, seed, one_hot, scale):
+    rng = np.random.default_rng(seed)
+    logits = random_array(rng, (batch, classes)) * scale
+    if one_hot:
+        targets = np.eye(classes, dtype=np.float32)[rng.integers(0, classes, batch)]
+    else:
+        targets = rng.dirichlet(np.ones(classes), batch).astype(np.float32)
+    loss, grad = backend.softmax_cross_entropy(logits, targets)
+    expected_loss, expected_grad = reference.softmax_cross_entropy(logits, targets)
+    assert abs(loss - expected_loss) <= 1e-5 * max(abs(expected_loss), 1.0)
+    assert_matches(grad, expected_grad, "softmax cross-entropy gradient")
+
+
+@examples
+@given(batch=st.integers(1, 9), classes=st.integers(1, 4), seed=seeds, scale=st.sampled_from([1.0, 50.0]))
+def test_sigmoid_binary_cross_entropy(backend, reference, batch, classes, seed, scale):
+    """Large logits (scale 50) would overflow a naive log(sigmoid(z))."""
+    rng = np.random.default_rng(seed)
+    logits = random_array(rng, (batch, classes)) * scale
+    targets = rng.integers(0, 2, (batch, classes)).astype(np.float32)
+    loss, grad = backend.sigmoid_binary_cross_entropy(logits, targets)
+    expected_loss, expected_grad = reference.sigmoid_binary_cross_entropy(logits, targets)
+    assert np.isfinite(loss)
+    assert abs(loss - expected_loss) <= 1e-5 * max(abs(expected_loss), 1.0)
+    assert_matches(grad, expected_grad, "binary cross-entropy gradient")
+
+
+def test_backends_share_one_signature(backend, reference):
+    """Every public kernel of the reference exists on the backend with the same parameters."""
+    import inspect
+
+    kernels = [name for name, f in vars(reference).items() if inspect.isfunction(f) and not name.startswith("_")]
+    assert len(kernels) == 19, kernels  # 17 kernels + to_device + to_host
+    for name in kernels:
+        expected = list(inspect.signature(getattr(reference, name)).parameters)
+        assert list(inspect.signature(getattr(backend, name)).parameters) == expected, name
