@@ -3,12 +3,6 @@
 /* BEGIN: Cython Metadata
 {
     "distutils": {
-        "define_macros": [
-            [
-                "NPY_NO_DEPRECATED_API",
-                "NPY_1_7_API_VERSION"
-            ]
-        ],
         "depends": [],
         "extra_compile_args": [
             "-O3",
@@ -17,9 +11,6 @@
         ],
         "extra_link_args": [
             "-fopenmp"
-        ],
-        "include_dirs": [
-            "/root/.pyenv/versions/3.11.7/lib/python3.11/site-packages/numpy/_core/include"
         ],
         "name": "fastconv._ext.conv",
         "sources": [
@@ -1837,6 +1828,15 @@ struct __pyx_MemviewEnum_obj;
 struct __pyx_memoryview_obj;
 struct __pyx_memoryviewslice_obj;
 
+/* "src_ext/conv.pyx":99
+ * # its address when the BLAS that SciPy loaded has it (else BLAS keeps its own
+ * # threads: slower, same results).
+ * ctypedef int (*set_threads_local_fn)(int) noexcept nogil             # <<<<<<<<<<<<<<
+ * cdef set_threads_local_fn blas_set_threads_local = NULL
+ * 
+*/
+typedef int (*__pyx_t_8fastconv_4_ext_4conv_set_threads_local_fn)(int);
+
 /* "View.MemoryView":128
  * 
  * 
@@ -3301,23 +3301,11 @@ __pyx_memoryview_copy_new_contig(const __Pyx_memviewslice *from_mvs,
                                  Py_ssize_t sizeof_dtype, int contig_flag,
                                  int dtype_is_object);
 
-/* PyObjectCallMethod1.proto (used by UpdateUnpickledDict) */
-static CYTHON_INLINE PyObject* __Pyx_PyObject_CallMethod1(PyObject* obj, PyObject* method_name, PyObject* arg);
-
-/* UpdateUnpickledDict.export */
-static int __Pyx_UpdateUnpickledDict(PyObject *obj, PyObject *state, Py_ssize_t index);
-
-/* CheckUnpickleChecksumError.export */
-static void __Pyx_RaiseUnpickleChecksumError(long checksum, long checksum1, long checksum2, long checksum3, const char *members);
-
-/* CheckUnpickleChecksum.proto */
-static CYTHON_INLINE int __Pyx_CheckUnpickleChecksum(long checksum, long checksum1, long checksum2, long checksum3, const char *members);
+/* CIntFromPy.proto */
+static CYTHON_INLINE size_t __Pyx_PyLong_As_size_t(PyObject *);
 
 /* CIntFromPy.proto */
 static CYTHON_INLINE int __Pyx_PyLong_As_int(PyObject *);
-
-/* CIntFromPy.proto */
-static CYTHON_INLINE long __Pyx_PyLong_As_long(PyObject *);
 
 /* PyObjectVectorcallKwds.proto (used by PyObjectVectorcallMethodKwds) */
 #if CYTHON_VECTORCALL
@@ -3338,6 +3326,21 @@ static PyObject *__Pyx_Object_VectorcallMethodKwds(PyObject *name, PyObject *con
 
 /* CIntToPy.proto */
 static CYTHON_INLINE PyObject* __Pyx_PyLong_From_int(int value);
+
+/* PyObjectCallMethod1.proto (used by UpdateUnpickledDict) */
+static CYTHON_INLINE PyObject* __Pyx_PyObject_CallMethod1(PyObject* obj, PyObject* method_name, PyObject* arg);
+
+/* UpdateUnpickledDict.export */
+static int __Pyx_UpdateUnpickledDict(PyObject *obj, PyObject *state, Py_ssize_t index);
+
+/* CheckUnpickleChecksumError.export */
+static void __Pyx_RaiseUnpickleChecksumError(long checksum, long checksum1, long checksum2, long checksum3, const char *members);
+
+/* CheckUnpickleChecksum.proto */
+static CYTHON_INLINE int __Pyx_CheckUnpickleChecksum(long checksum, long checksum1, long checksum2, long checksum3, const char *members);
+
+/* CIntFromPy.proto */
+static CYTHON_INLINE long __Pyx_PyLong_As_long(PyObject *);
 
 /* CIntToPy.proto */
 static CYTHON_INLINE PyObject* __Pyx_PyLong_From_long(long value);
@@ -3461,6 +3464,7 @@ static CYTHON_INLINE void __pyx_f_7_linalg_gemm_row_major(int, int, int, int, in
 static CYTHON_INLINE int __pyx_f_7_linalg_column_sums(float const *, Py_ssize_t, Py_ssize_t, float *); /*proto*/
 
 /* Module declarations from "fastconv._ext.conv" */
+static __pyx_t_8fastconv_4_ext_4conv_set_threads_local_fn __pyx_v_8fastconv_4_ext_4conv_blas_set_threads_local;
 static PyObject *__pyx_collections_abc_Sequence = 0;
 static PyObject *generic = 0;
 static PyObject *strided = 0;
@@ -3471,11 +3475,12 @@ static int __pyx_memoryview_thread_locks_used;
 static PyThread_type_lock __pyx_memoryview_thread_locks[8];
 static CYTHON_INLINE void __pyx_f_8fastconv_4_ext_4conv_gather_patch(float const *, float *, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t); /*proto*/
 static CYTHON_INLINE void __pyx_f_8fastconv_4_ext_4conv_scatter_patch(float *, float const *, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t); /*proto*/
-static void __pyx_f_8fastconv_4_ext_4conv_im2col(float const *, float *, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t); /*proto*/
-static void __pyx_f_8fastconv_4_ext_4conv_col2im(float const *, float *, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t); /*proto*/
-static int __pyx_f_8fastconv_4_ext_4conv_check_extents(Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t); /*proto*/
+static void __pyx_f_8fastconv_4_ext_4conv_im2col_rows(float const *, float *, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t); /*proto*/
+static void __pyx_f_8fastconv_4_ext_4conv_col2im_sample(float const *, float *, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t); /*proto*/
+static CYTHON_INLINE int __pyx_f_8fastconv_4_ext_4conv_blas_single_thread(void); /*proto*/
+static CYTHON_INLINE void __pyx_f_8fastconv_4_ext_4conv_blas_restore_threads(int); /*proto*/
+static int __pyx_f_8fastconv_4_ext_4conv_check_extents(Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, int); /*proto*/
 static CYTHON_INLINE int __pyx_f_8fastconv_4_ext_4conv_is_pointwise(Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t); /*proto*/
-static float *__pyx_f_8fastconv_4_ext_4conv_alloc_cols(Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t); /*proto*/
 static int __pyx_array_allocate_buffer(struct __pyx_array_obj *); /*proto*/
 static struct __pyx_array_obj *__pyx_array_new(PyObject *, Py_ssize_t, char *, char const *, char *); /*proto*/
 static PyObject *__pyx_memoryview_new(PyObject *, int, int, __Pyx_TypeInfo const *); /*proto*/
@@ -3586,9 +3591,10 @@ static void __pyx_memoryviewslice___pyx_pf_15View_dot_MemoryView_16_memoryviewsl
 static PyObject *__pyx_pf___pyx_memoryviewslice___reduce_cython__(CYTHON_UNUSED struct __pyx_memoryviewslice_obj *__pyx_v_self); /* proto */
 static PyObject *__pyx_pf___pyx_memoryviewslice_2__setstate_cython__(CYTHON_UNUSED struct __pyx_memoryviewslice_obj *__pyx_v_self, CYTHON_UNUSED PyObject *__pyx_v___pyx_state); /* proto */
 static PyObject *__pyx_pf_15View_dot_MemoryView___pyx_unpickle_Enum(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_v___pyx_type, long __pyx_v___pyx_checksum, PyObject *__pyx_v___pyx_state); /* proto */
-static PyObject *__pyx_pf_8fastconv_4_ext_4conv_conv2d_forward(CYTHON_UNUSED PyObject *__pyx_self, __Pyx_memviewslice __pyx_v_x, __Pyx_memviewslice __pyx_v_kernel_matrix, __Pyx_memviewslice __pyx_v_bias, __Pyx_memviewslice __pyx_v_y, Py_ssize_t __pyx_v_stride_h, Py_ssize_t __pyx_v_stride_w, Py_ssize_t __pyx_v_pad_top, Py_ssize_t __pyx_v_pad_left, Py_ssize_t __pyx_v_kernel_h, Py_ssize_t __pyx_v_kernel_w, Py_ssize_t __pyx_v_chunk); /* proto */
-static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_backward_input(CYTHON_UNUSED PyObject *__pyx_self, __Pyx_memviewslice __pyx_v_grad_out, __Pyx_memviewslice __pyx_v_kernel_matrix, __Pyx_memviewslice __pyx_v_grad_x, Py_ssize_t __pyx_v_stride_h, Py_ssize_t __pyx_v_stride_w, Py_ssize_t __pyx_v_pad_top, Py_ssize_t __pyx_v_pad_left, Py_ssize_t __pyx_v_kernel_h, Py_ssize_t __pyx_v_kernel_w, Py_ssize_t __pyx_v_chunk); /* proto */
-static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_kernel(CYTHON_UNUSED PyObject *__pyx_self, __Pyx_memviewslice __pyx_v_x, __Pyx_memviewslice __pyx_v_grad_out, __Pyx_memviewslice __pyx_v_grad_kernel_matrix, __Pyx_memviewslice __pyx_v_grad_bias, Py_ssize_t __pyx_v_stride_h, Py_ssize_t __pyx_v_stride_w, Py_ssize_t __pyx_v_pad_top, Py_ssize_t __pyx_v_pad_left, Py_ssize_t __pyx_v_kernel_h, Py_ssize_t __pyx_v_kernel_w, Py_ssize_t __pyx_v_chunk); /* proto */
+static PyObject *__pyx_pf_8fastconv_4_ext_4conv_set_blas_thread_control(CYTHON_UNUSED PyObject *__pyx_self, size_t __pyx_v_address); /* proto */
+static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED PyObject *__pyx_self, __Pyx_memviewslice __pyx_v_x, __Pyx_memviewslice __pyx_v_kernel_matrix, __Pyx_memviewslice __pyx_v_bias, __Pyx_memviewslice __pyx_v_y, Py_ssize_t __pyx_v_stride_h, Py_ssize_t __pyx_v_stride_w, Py_ssize_t __pyx_v_pad_top, Py_ssize_t __pyx_v_pad_left, Py_ssize_t __pyx_v_kernel_h, Py_ssize_t __pyx_v_kernel_w, Py_ssize_t __pyx_v_block_rows, int __pyx_v_threads); /* proto */
+static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UNUSED PyObject *__pyx_self, __Pyx_memviewslice __pyx_v_grad_out, __Pyx_memviewslice __pyx_v_kernel_matrix, __Pyx_memviewslice __pyx_v_grad_x, Py_ssize_t __pyx_v_stride_h, Py_ssize_t __pyx_v_stride_w, Py_ssize_t __pyx_v_pad_top, Py_ssize_t __pyx_v_pad_left, Py_ssize_t __pyx_v_kernel_h, Py_ssize_t __pyx_v_kernel_w, Py_ssize_t __pyx_v_block_rows, int __pyx_v_threads); /* proto */
+static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_UNUSED PyObject *__pyx_self, __Pyx_memviewslice __pyx_v_x, __Pyx_memviewslice __pyx_v_grad_out, __Pyx_memviewslice __pyx_v_grad_kernel_matrix, __Pyx_memviewslice __pyx_v_grad_bias, Py_ssize_t __pyx_v_stride_h, Py_ssize_t __pyx_v_stride_w, Py_ssize_t __pyx_v_pad_top, Py_ssize_t __pyx_v_pad_left, Py_ssize_t __pyx_v_kernel_h, Py_ssize_t __pyx_v_kernel_w, Py_ssize_t __pyx_v_block_rows, int __pyx_v_threads); /* proto */
 static PyObject *__pyx_tp_new__initialisation_array(PyObject *o, 
 #if CYTHON_VECTORCALL_TPNEW
     PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
@@ -3723,8 +3729,8 @@ namespace {
     __Pyx_CachedCFunction __pyx_umethod_PyDict_Type_values;
     PyObject *__pyx_slice[1];
     PyObject *__pyx_tuple[2];
-    PyObject *__pyx_codeobj_tab[3];
-    PyObject *__pyx_string_tab[151];
+    PyObject *__pyx_codeobj_tab[4];
+    PyObject *__pyx_string_tab[175];
     PyObject *__pyx_number_tab[4];
 /* #### Code section: module_state_contents ### */
 /* PyFrozenDict.module_state_decls */
@@ -3774,157 +3780,181 @@ static __pyx_mstatetype __pyx_mstate_global_static =
 static __pyx_mstatetype * const __pyx_mstate_global = &__pyx_mstate_global_static;
 #endif
 /* #### Code section: constant_name_defines ### */
-#define __pyx_kp_u_at_0x __pyx_string_tab[0]
-#define __pyx_kp_u_filters __pyx_string_tab[1]
-#define __pyx_kp_u_must_be_positive __pyx_string_tab[2]
-#define __pyx_kp_u_object __pyx_string_tab[3]
-#define __pyx_kp_u__6 __pyx_string_tab[4]
-#define __pyx_kp_u_and_chunk __pyx_string_tab[5]
-#define __pyx_kp_u_does_not_match __pyx_string_tab[6]
-#define __pyx_kp_u_does_not_match_kernel __pyx_string_tab[7]
-#define __pyx_kp_u_patch_matrix __pyx_string_tab[8]
-#define __pyx_kp_u_kernel __pyx_string_tab[9]
-#define __pyx_kp_u__5 __pyx_string_tab[10]
-#define __pyx_kp_u_does_not_match_2 __pyx_string_tab[11]
-#define __pyx_kp_u__3 __pyx_string_tab[12]
-#define __pyx_kp_u__2 __pyx_string_tab[13]
-#define __pyx_kp_u_MemoryView_of __pyx_string_tab[14]
-#define __pyx_kp_u_contiguous_and_direct __pyx_string_tab[15]
-#define __pyx_kp_u_contiguous_and_indirect __pyx_string_tab[16]
-#define __pyx_kp_u_strided_and_direct_or_indirect __pyx_string_tab[17]
-#define __pyx_kp_u_strided_and_direct __pyx_string_tab[18]
-#define __pyx_kp_u_strided_and_indirect __pyx_string_tab[19]
-#define __pyx_kp_u__4 __pyx_string_tab[20]
-#define __pyx_kp_u_ __pyx_string_tab[21]
-#define __pyx_kp_u_Cannot_assign_to_read_only_memor __pyx_string_tab[22]
-#define __pyx_kp_u_Invalid_mode_expected_c_or_fortr __pyx_string_tab[23]
-#define __pyx_kp_u_Invalid_shape_in_axis __pyx_string_tab[24]
-#define __pyx_kp_u_Note_that_Cython_is_deliberately __pyx_string_tab[25]
-#define __pyx_kp_u_add_note __pyx_string_tab[26]
-#define __pyx_kp_u_collections_abc __pyx_string_tab[27]
-#define __pyx_kp_u_conv2d_a_chunk_of_the_batch_is_t __pyx_string_tab[28]
-#define __pyx_kp_u_conv2d_cannot_allocate_a __pyx_string_tab[29]
-#define __pyx_kp_u_conv2d_kernel_matrix __pyx_string_tab[30]
-#define __pyx_kp_u_conv2d_output __pyx_string_tab[31]
-#define __pyx_kp_u_conv2d_strides __pyx_string_tab[32]
-#define __pyx_kp_u_conv2d_backward_input_a_1x1_stri __pyx_string_tab[33]
-#define __pyx_kp_u_conv2d_backward_kernel_grad_bias __pyx_string_tab[34]
-#define __pyx_kp_u_conv2d_forward_bias __pyx_string_tab[35]
-#define __pyx_kp_u_disable __pyx_string_tab[36]
-#define __pyx_kp_u_enable __pyx_string_tab[37]
-#define __pyx_kp_u_gc __pyx_string_tab[38]
-#define __pyx_kp_u_isenabled __pyx_string_tab[39]
-#define __pyx_kp_u_no_default___reduce___due_to_non __pyx_string_tab[40]
-#define __pyx_kp_u_src_ext_conv_pyx __pyx_string_tab[41]
-#define __pyx_kp_u_unable_to_allocate_array_data __pyx_string_tab[42]
-#define __pyx_kp_u_unable_to_allocate_shape_and_str __pyx_string_tab[43]
-#define __pyx_n_u_ASCII __pyx_string_tab[44]
-#define __pyx_n_u_Ellipsis __pyx_string_tab[45]
-#define __pyx_n_u_Sequence __pyx_string_tab[46]
-#define __pyx_n_u_View_MemoryView __pyx_string_tab[47]
-#define __pyx_n_u_Pyx_PyDict_NextRef __pyx_string_tab[48]
-#define __pyx_n_u_annotate __pyx_string_tab[49]
-#define __pyx_n_u_class __pyx_string_tab[50]
-#define __pyx_n_u_class_getitem __pyx_string_tab[51]
-#define __pyx_n_u_dict __pyx_string_tab[52]
-#define __pyx_n_u_func __pyx_string_tab[53]
-#define __pyx_n_u_getstate __pyx_string_tab[54]
-#define __pyx_n_u_import __pyx_string_tab[55]
-#define __pyx_n_u_main __pyx_string_tab[56]
-#define __pyx_n_u_module __pyx_string_tab[57]
-#define __pyx_n_u_name_2 __pyx_string_tab[58]
-#define __pyx_n_u_new __pyx_string_tab[59]
-#define __pyx_n_u_pyx_checksum __pyx_string_tab[60]
-#define __pyx_n_u_pyx_state __pyx_string_tab[61]
-#define __pyx_n_u_pyx_type __pyx_string_tab[62]
-#define __pyx_n_u_pyx_unpickle_Enum __pyx_string_tab[63]
-#define __pyx_n_u_pyx_vtable __pyx_string_tab[64]
-#define __pyx_n_u_qualname __pyx_string_tab[65]
-#define __pyx_n_u_reduce __pyx_string_tab[66]
-#define __pyx_n_u_reduce_cython __pyx_string_tab[67]
-#define __pyx_n_u_reduce_ex __pyx_string_tab[68]
-#define __pyx_n_u_set_name __pyx_string_tab[69]
-#define __pyx_n_u_setstate __pyx_string_tab[70]
-#define __pyx_n_u_setstate_cython __pyx_string_tab[71]
-#define __pyx_n_u_test __pyx_string_tab[72]
-#define __pyx_n_u_is_coroutine __pyx_string_tab[73]
-#define __pyx_n_u_abc __pyx_string_tab[74]
-#define __pyx_n_u_allocate_buffer __pyx_string_tab[75]
-#define __pyx_n_u_asyncio_coroutines __pyx_string_tab[76]
-#define __pyx_n_u_base __pyx_string_tab[77]
-#define __pyx_n_u_batch __pyx_string_tab[78]
-#define __pyx_n_u_bias __pyx_string_tab[79]
-#define __pyx_n_u_c __pyx_string_tab[80]
-#define __pyx_n_u_channels __pyx_string_tab[81]
-#define __pyx_n_u_chunk __pyx_string_tab[82]
-#define __pyx_n_u_cline_in_traceback __pyx_string_tab[83]
-#define __pyx_n_u_cols __pyx_string_tab[84]
-#define __pyx_n_u_conv2d_backward_input __pyx_string_tab[85]
-#define __pyx_n_u_conv2d_backward_kernel __pyx_string_tab[86]
-#define __pyx_n_u_conv2d_forward __pyx_string_tab[87]
-#define __pyx_n_u_count __pyx_string_tab[88]
-#define __pyx_n_u_dtype_is_object __pyx_string_tab[89]
-#define __pyx_n_u_encode __pyx_string_tab[90]
-#define __pyx_n_u_enumerate __pyx_string_tab[91]
-#define __pyx_n_u_error __pyx_string_tab[92]
-#define __pyx_n_u_fastconv__ext_conv __pyx_string_tab[93]
-#define __pyx_n_u_filters_2 __pyx_string_tab[94]
-#define __pyx_n_u_first __pyx_string_tab[95]
-#define __pyx_n_u_flags __pyx_string_tab[96]
-#define __pyx_n_u_format __pyx_string_tab[97]
-#define __pyx_n_u_fortran __pyx_string_tab[98]
-#define __pyx_n_u_grad_bias __pyx_string_tab[99]
-#define __pyx_n_u_grad_kernel_matrix __pyx_string_tab[100]
-#define __pyx_n_u_grad_out __pyx_string_tab[101]
-#define __pyx_n_u_grad_x __pyx_string_tab[102]
-#define __pyx_n_u_height __pyx_string_tab[103]
-#define __pyx_n_u_id __pyx_string_tab[104]
-#define __pyx_n_u_index __pyx_string_tab[105]
-#define __pyx_n_u_items __pyx_string_tab[106]
-#define __pyx_n_u_itemsize __pyx_string_tab[107]
-#define __pyx_n_u_kernel_h __pyx_string_tab[108]
-#define __pyx_n_u_kernel_matrix __pyx_string_tab[109]
-#define __pyx_n_u_kernel_w __pyx_string_tab[110]
-#define __pyx_n_u_lhs __pyx_string_tab[111]
-#define __pyx_n_u_memview __pyx_string_tab[112]
-#define __pyx_n_u_mode __pyx_string_tab[113]
-#define __pyx_n_u_name __pyx_string_tab[114]
-#define __pyx_n_u_ndim __pyx_string_tab[115]
-#define __pyx_n_u_obj __pyx_string_tab[116]
-#define __pyx_n_u_out_h __pyx_string_tab[117]
-#define __pyx_n_u_out_w __pyx_string_tab[118]
-#define __pyx_n_u_pack __pyx_string_tab[119]
-#define __pyx_n_u_pad_left __pyx_string_tab[120]
-#define __pyx_n_u_pad_top __pyx_string_tab[121]
-#define __pyx_n_u_patch_len __pyx_string_tab[122]
-#define __pyx_n_u_patches __pyx_string_tab[123]
-#define __pyx_n_u_pointwise __pyx_string_tab[124]
-#define __pyx_n_u_pop __pyx_string_tab[125]
-#define __pyx_n_u_register __pyx_string_tab[126]
-#define __pyx_n_u_row __pyx_string_tab[127]
-#define __pyx_n_u_rows __pyx_string_tab[128]
-#define __pyx_n_u_samples __pyx_string_tab[129]
-#define __pyx_n_u_setdefault __pyx_string_tab[130]
-#define __pyx_n_u_shape __pyx_string_tab[131]
-#define __pyx_n_u_size __pyx_string_tab[132]
-#define __pyx_n_u_start __pyx_string_tab[133]
-#define __pyx_n_u_step __pyx_string_tab[134]
-#define __pyx_n_u_stop __pyx_string_tab[135]
-#define __pyx_n_u_stride_h __pyx_string_tab[136]
-#define __pyx_n_u_stride_w __pyx_string_tab[137]
-#define __pyx_n_u_struct __pyx_string_tab[138]
-#define __pyx_n_u_unpack __pyx_string_tab[139]
-#define __pyx_n_u_update __pyx_string_tab[140]
-#define __pyx_n_u_values __pyx_string_tab[141]
-#define __pyx_n_u_width __pyx_string_tab[142]
-#define __pyx_n_u_x __pyx_string_tab[143]
-#define __pyx_n_u_y __pyx_string_tab[144]
-#define __pyx_n_u_y_rows __pyx_string_tab[145]
-#define __pyx_n_b_O __pyx_string_tab[146]
-#define __pyx_kp_b_void_char_char_int_int_int___pyx __pyx_string_tab[147]
-#define __pyx_kp_b_iso88591_AV1M_QfA__ccdde_AV1L_q_avQa_V1A __pyx_string_tab[148]
-#define __pyx_kp_b_iso88591_F_fF_vU_vV1A_HF_xvQnT_bbccd_V1A __pyx_string_tab[149]
-#define __pyx_kp_b_iso88591_AV1M_QfA__ccdde_HF_xvQnT_bbccd __pyx_string_tab[150]
+#define __pyx_kp_u_and_threads __pyx_string_tab[0]
+#define __pyx_kp_u_at_0x __pyx_string_tab[1]
+#define __pyx_kp_u_filters __pyx_string_tab[2]
+#define __pyx_kp_u_must_be_positive __pyx_string_tab[3]
+#define __pyx_kp_u_object __pyx_string_tab[4]
+#define __pyx_kp_u_partial_gradients __pyx_string_tab[5]
+#define __pyx_kp_u__6 __pyx_string_tab[6]
+#define __pyx_kp_u_does_not_match __pyx_string_tab[7]
+#define __pyx_kp_u_does_not_match_kernel __pyx_string_tab[8]
+#define __pyx_kp_u_patch_block __pyx_string_tab[9]
+#define __pyx_kp_u_block_rows __pyx_string_tab[10]
+#define __pyx_kp_u_kernel __pyx_string_tab[11]
+#define __pyx_kp_u__5 __pyx_string_tab[12]
+#define __pyx_kp_u_does_not_match_2 __pyx_string_tab[13]
+#define __pyx_kp_u__3 __pyx_string_tab[14]
+#define __pyx_kp_u__2 __pyx_string_tab[15]
+#define __pyx_kp_u_MemoryView_of __pyx_string_tab[16]
+#define __pyx_kp_u_contiguous_and_direct __pyx_string_tab[17]
+#define __pyx_kp_u_contiguous_and_indirect __pyx_string_tab[18]
+#define __pyx_kp_u_strided_and_direct_or_indirect __pyx_string_tab[19]
+#define __pyx_kp_u_strided_and_direct __pyx_string_tab[20]
+#define __pyx_kp_u_strided_and_indirect __pyx_string_tab[21]
+#define __pyx_kp_u__4 __pyx_string_tab[22]
+#define __pyx_kp_u_ __pyx_string_tab[23]
+#define __pyx_kp_u_Cannot_assign_to_read_only_memor __pyx_string_tab[24]
+#define __pyx_kp_u_Invalid_mode_expected_c_or_fortr __pyx_string_tab[25]
+#define __pyx_kp_u_Invalid_shape_in_axis __pyx_string_tab[26]
+#define __pyx_kp_u_Note_that_Cython_is_deliberately __pyx_string_tab[27]
+#define __pyx_kp_u_add_note __pyx_string_tab[28]
+#define __pyx_kp_u_collections_abc __pyx_string_tab[29]
+#define __pyx_kp_u_conv2d_a_block_of_patches_is_too __pyx_string_tab[30]
+#define __pyx_kp_u_conv2d_kernel_matrix __pyx_string_tab[31]
+#define __pyx_kp_u_conv2d_output __pyx_string_tab[32]
+#define __pyx_kp_u_conv2d_strides __pyx_string_tab[33]
+#define __pyx_kp_u_conv2d_backward_input_a_1x1_stri __pyx_string_tab[34]
+#define __pyx_kp_u_conv2d_backward_input_cannot_all __pyx_string_tab[35]
+#define __pyx_kp_u_conv2d_backward_kernel_cannot_al __pyx_string_tab[36]
+#define __pyx_kp_u_conv2d_backward_kernel_cannot_al_2 __pyx_string_tab[37]
+#define __pyx_kp_u_conv2d_backward_kernel_grad_bias __pyx_string_tab[38]
+#define __pyx_kp_u_conv2d_forward_bias __pyx_string_tab[39]
+#define __pyx_kp_u_conv2d_forward_cannot_allocate_a __pyx_string_tab[40]
+#define __pyx_kp_u_disable __pyx_string_tab[41]
+#define __pyx_kp_u_enable __pyx_string_tab[42]
+#define __pyx_kp_u_gc __pyx_string_tab[43]
+#define __pyx_kp_u_isenabled __pyx_string_tab[44]
+#define __pyx_kp_u_no_default___reduce___due_to_non __pyx_string_tab[45]
+#define __pyx_kp_u_src_ext_conv_pyx __pyx_string_tab[46]
+#define __pyx_kp_u_unable_to_allocate_array_data __pyx_string_tab[47]
+#define __pyx_kp_u_unable_to_allocate_shape_and_str __pyx_string_tab[48]
+#define __pyx_n_u_ASCII __pyx_string_tab[49]
+#define __pyx_n_u_Ellipsis __pyx_string_tab[50]
+#define __pyx_n_u_Sequence __pyx_string_tab[51]
+#define __pyx_n_u_View_MemoryView __pyx_string_tab[52]
+#define __pyx_n_u_Pyx_PyDict_NextRef __pyx_string_tab[53]
+#define __pyx_n_u_annotate __pyx_string_tab[54]
+#define __pyx_n_u_class __pyx_string_tab[55]
+#define __pyx_n_u_class_getitem __pyx_string_tab[56]
+#define __pyx_n_u_dict __pyx_string_tab[57]
+#define __pyx_n_u_func __pyx_string_tab[58]
+#define __pyx_n_u_getstate __pyx_string_tab[59]
+#define __pyx_n_u_import __pyx_string_tab[60]
+#define __pyx_n_u_main __pyx_string_tab[61]
+#define __pyx_n_u_module __pyx_string_tab[62]
+#define __pyx_n_u_name_2 __pyx_string_tab[63]
+#define __pyx_n_u_new __pyx_string_tab[64]
+#define __pyx_n_u_pyx_checksum __pyx_string_tab[65]
+#define __pyx_n_u_pyx_state __pyx_string_tab[66]
+#define __pyx_n_u_pyx_type __pyx_string_tab[67]
+#define __pyx_n_u_pyx_unpickle_Enum __pyx_string_tab[68]
+#define __pyx_n_u_pyx_vtable __pyx_string_tab[69]
+#define __pyx_n_u_qualname __pyx_string_tab[70]
+#define __pyx_n_u_reduce __pyx_string_tab[71]
+#define __pyx_n_u_reduce_cython __pyx_string_tab[72]
+#define __pyx_n_u_reduce_ex __pyx_string_tab[73]
+#define __pyx_n_u_set_name __pyx_string_tab[74]
+#define __pyx_n_u_setstate __pyx_string_tab[75]
+#define __pyx_n_u_setstate_cython __pyx_string_tab[76]
+#define __pyx_n_u_test __pyx_string_tab[77]
+#define __pyx_n_u_is_coroutine __pyx_string_tab[78]
+#define __pyx_n_u_abc __pyx_string_tab[79]
+#define __pyx_n_u_address __pyx_string_tab[80]
+#define __pyx_n_u_allocate_buffer __pyx_string_tab[81]
+#define __pyx_n_u_asyncio_coroutines __pyx_string_tab[82]
+#define __pyx_n_u_base __pyx_string_tab[83]
+#define __pyx_n_u_batch __pyx_string_tab[84]
+#define __pyx_n_u_bias __pyx_string_tab[85]
+#define __pyx_n_u_block __pyx_string_tab[86]
+#define __pyx_n_u_block_rows_2 __pyx_string_tab[87]
+#define __pyx_n_u_blocks __pyx_string_tab[88]
+#define __pyx_n_u_c __pyx_string_tab[89]
+#define __pyx_n_u_channels __pyx_string_tab[90]
+#define __pyx_n_u_cline_in_traceback __pyx_string_tab[91]
+#define __pyx_n_u_cols __pyx_string_tab[92]
+#define __pyx_n_u_conv2d_backward_input __pyx_string_tab[93]
+#define __pyx_n_u_conv2d_backward_kernel __pyx_string_tab[94]
+#define __pyx_n_u_conv2d_forward __pyx_string_tab[95]
+#define __pyx_n_u_count __pyx_string_tab[96]
+#define __pyx_n_u_dtype_is_object __pyx_string_tab[97]
+#define __pyx_n_u_encode __pyx_string_tab[98]
+#define __pyx_n_u_enumerate __pyx_string_tab[99]
+#define __pyx_n_u_error __pyx_string_tab[100]
+#define __pyx_n_u_failed __pyx_string_tab[101]
+#define __pyx_n_u_failed_flag __pyx_string_tab[102]
+#define __pyx_n_u_fastconv__ext_conv __pyx_string_tab[103]
+#define __pyx_n_u_filters_2 __pyx_string_tab[104]
+#define __pyx_n_u_first_row __pyx_string_tab[105]
+#define __pyx_n_u_flags __pyx_string_tab[106]
+#define __pyx_n_u_format __pyx_string_tab[107]
+#define __pyx_n_u_fortran __pyx_string_tab[108]
+#define __pyx_n_u_grad_bias __pyx_string_tab[109]
+#define __pyx_n_u_grad_data __pyx_string_tab[110]
+#define __pyx_n_u_grad_kernel __pyx_string_tab[111]
+#define __pyx_n_u_grad_kernel_matrix __pyx_string_tab[112]
+#define __pyx_n_u_grad_out __pyx_string_tab[113]
+#define __pyx_n_u_grad_x __pyx_string_tab[114]
+#define __pyx_n_u_height __pyx_string_tab[115]
+#define __pyx_n_u_i __pyx_string_tab[116]
+#define __pyx_n_u_id __pyx_string_tab[117]
+#define __pyx_n_u_index __pyx_string_tab[118]
+#define __pyx_n_u_items __pyx_string_tab[119]
+#define __pyx_n_u_itemsize __pyx_string_tab[120]
+#define __pyx_n_u_kernel_h __pyx_string_tab[121]
+#define __pyx_n_u_kernel_matrix __pyx_string_tab[122]
+#define __pyx_n_u_kernel_w __pyx_string_tab[123]
+#define __pyx_n_u_matrix_len __pyx_string_tab[124]
+#define __pyx_n_u_memview __pyx_string_tab[125]
+#define __pyx_n_u_mode __pyx_string_tab[126]
+#define __pyx_n_u_n __pyx_string_tab[127]
+#define __pyx_n_u_name __pyx_string_tab[128]
+#define __pyx_n_u_ndim __pyx_string_tab[129]
+#define __pyx_n_u_obj __pyx_string_tab[130]
+#define __pyx_n_u_out_h __pyx_string_tab[131]
+#define __pyx_n_u_out_w __pyx_string_tab[132]
+#define __pyx_n_u_pack __pyx_string_tab[133]
+#define __pyx_n_u_pad_left __pyx_string_tab[134]
+#define __pyx_n_u_pad_top __pyx_string_tab[135]
+#define __pyx_n_u_partial __pyx_string_tab[136]
+#define __pyx_n_u_partials __pyx_string_tab[137]
+#define __pyx_n_u_patch_len __pyx_string_tab[138]
+#define __pyx_n_u_patches __pyx_string_tab[139]
+#define __pyx_n_u_pixels __pyx_string_tab[140]
+#define __pyx_n_u_pointwise __pyx_string_tab[141]
+#define __pyx_n_u_pop __pyx_string_tab[142]
+#define __pyx_n_u_previous_threads __pyx_string_tab[143]
+#define __pyx_n_u_register __pyx_string_tab[144]
+#define __pyx_n_u_row __pyx_string_tab[145]
+#define __pyx_n_u_rows __pyx_string_tab[146]
+#define __pyx_n_u_sample_len __pyx_string_tab[147]
+#define __pyx_n_u_set_blas_thread_control __pyx_string_tab[148]
+#define __pyx_n_u_setdefault __pyx_string_tab[149]
+#define __pyx_n_u_shape __pyx_string_tab[150]
+#define __pyx_n_u_size __pyx_string_tab[151]
+#define __pyx_n_u_start __pyx_string_tab[152]
+#define __pyx_n_u_step __pyx_string_tab[153]
+#define __pyx_n_u_stop __pyx_string_tab[154]
+#define __pyx_n_u_stride_h __pyx_string_tab[155]
+#define __pyx_n_u_stride_w __pyx_string_tab[156]
+#define __pyx_n_u_struct __pyx_string_tab[157]
+#define __pyx_n_u_t __pyx_string_tab[158]
+#define __pyx_n_u_threads __pyx_string_tab[159]
+#define __pyx_n_u_total_rows __pyx_string_tab[160]
+#define __pyx_n_u_unpack __pyx_string_tab[161]
+#define __pyx_n_u_update __pyx_string_tab[162]
+#define __pyx_n_u_values __pyx_string_tab[163]
+#define __pyx_n_u_width __pyx_string_tab[164]
+#define __pyx_n_u_x __pyx_string_tab[165]
+#define __pyx_n_u_x_data __pyx_string_tab[166]
+#define __pyx_n_u_y __pyx_string_tab[167]
+#define __pyx_n_u_y_data __pyx_string_tab[168]
+#define __pyx_n_b_O __pyx_string_tab[169]
+#define __pyx_kp_b_void_char_char_int_int_int___pyx __pyx_string_tab[170]
+#define __pyx_kp_b_iso88591_31 __pyx_string_tab[171]
+#define __pyx_kp_b_iso88591_AV1M_QfA__ccdde_AV1L_q_avQa_V1A __pyx_string_tab[172]
+#define __pyx_kp_b_iso88591_F_fF_vU_vV1A_HF_xvQnT_bbccd_V1A __pyx_string_tab[173]
+#define __pyx_kp_b_iso88591_AV1M_QfA__ccdde_HF_xvQnT_bbccd __pyx_string_tab[174]
 #define __pyx_int_0 __pyx_number_tab[0]
 #define __pyx_int_neg_1 __pyx_number_tab[1]
 #define __pyx_int_136983863 __pyx_number_tab[2]
@@ -3956,8 +3986,8 @@ static CYTHON_SMALL_CODE int __pyx_m_clear(PyObject *m) {
   Py_CLEAR(clear_module_state->__pyx_umethod_PyDict_Type_values.method);
   for (int i=0; i<1; ++i) { Py_CLEAR(clear_module_state->__pyx_slice[i]); }
   for (int i=0; i<2; ++i) { Py_CLEAR(clear_module_state->__pyx_tuple[i]); }
-  for (int i=0; i<3; ++i) { Py_CLEAR(clear_module_state->__pyx_codeobj_tab[i]); }
-  for (int i=0; i<151; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<4; ++i) { Py_CLEAR(clear_module_state->__pyx_codeobj_tab[i]); }
+  for (int i=0; i<175; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
   for (int i=0; i<4; ++i) { Py_CLEAR(clear_module_state->__pyx_number_tab[i]); }
 /* #### Code section: module_state_clear_contents ### */
 /* CommonTypesMetaclass.module_state_clear */
@@ -3994,8 +4024,8 @@ static CYTHON_SMALL_CODE int __pyx_m_traverse(PyObject *m, visitproc visit, void
   Py_VISIT(traverse_module_state->__pyx_umethod_PyDict_Type_values.method);
   for (int i=0; i<1; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_slice[i]); }
   for (int i=0; i<2; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_tuple[i]); }
-  for (int i=0; i<3; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_codeobj_tab[i]); }
-  for (int i=0; i<151; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<4; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_codeobj_tab[i]); }
+  for (int i=0; i<175; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
   for (int i=0; i<4; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_number_tab[i]); }
 /* #### Code section: module_state_traverse_contents ### */
 /* CommonTypesMetaclass.module_state_traverse */
@@ -19189,14 +19219,15 @@ static CYTHON_INLINE void __pyx_f_8fastconv_4_ext_4conv_scatter_patch(float *__p
 /* "src_ext/conv.pyx":63
  * 
  * 
- * cdef void im2col(const float* x, float* cols, Py_ssize_t first, Py_ssize_t samples,             # <<<<<<<<<<<<<<
- *                  Py_ssize_t height, Py_ssize_t width, Py_ssize_t channels, Py_ssize_t out_h, Py_ssize_t out_w,
- *                  Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
+ * cdef void im2col_rows(const float* x, float* cols, Py_ssize_t first_row, Py_ssize_t rows,             # <<<<<<<<<<<<<<
+ *                       Py_ssize_t height, Py_ssize_t width, Py_ssize_t channels, Py_ssize_t out_h, Py_ssize_t out_w,
+ *                       Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
 */
 
-static void __pyx_f_8fastconv_4_ext_4conv_im2col(float const *__pyx_v_x, float *__pyx_v_cols, Py_ssize_t __pyx_v_first, Py_ssize_t __pyx_v_samples, Py_ssize_t __pyx_v_height, Py_ssize_t __pyx_v_width, Py_ssize_t __pyx_v_channels, Py_ssize_t __pyx_v_out_h, Py_ssize_t __pyx_v_out_w, Py_ssize_t __pyx_v_stride_h, Py_ssize_t __pyx_v_stride_w, Py_ssize_t __pyx_v_pad_top, Py_ssize_t __pyx_v_pad_left, Py_ssize_t __pyx_v_kernel_h, Py_ssize_t __pyx_v_kernel_w) {
+static void __pyx_f_8fastconv_4_ext_4conv_im2col_rows(float const *__pyx_v_x, float *__pyx_v_cols, Py_ssize_t __pyx_v_first_row, Py_ssize_t __pyx_v_rows, Py_ssize_t __pyx_v_height, Py_ssize_t __pyx_v_width, Py_ssize_t __pyx_v_channels, Py_ssize_t __pyx_v_out_h, Py_ssize_t __pyx_v_out_w, Py_ssize_t __pyx_v_stride_h, Py_ssize_t __pyx_v_stride_w, Py_ssize_t __pyx_v_pad_top, Py_ssize_t __pyx_v_pad_left, Py_ssize_t __pyx_v_kernel_h, Py_ssize_t __pyx_v_kernel_w) {
   Py_ssize_t __pyx_v_patch_len;
-  Py_ssize_t __pyx_v_row;
+  Py_ssize_t __pyx_v_i;
+  Py_ssize_t __pyx_v_pixel;
   Py_ssize_t __pyx_v_n;
   Py_ssize_t __pyx_v_oh;
   Py_ssize_t __pyx_v_ow;
@@ -19205,121 +19236,81 @@ static void __pyx_f_8fastconv_4_ext_4conv_im2col(float const *__pyx_v_x, float *
   Py_ssize_t __pyx_t_3;
 
   /* "src_ext/conv.pyx":68
- *                  Py_ssize_t kernel_h, Py_ssize_t kernel_w) noexcept nogil:
- *     """cols (samples*OH*OW, KH*KW*C): one row per output pixel of samples [first, first + samples)."""
+ *                       Py_ssize_t kernel_h, Py_ssize_t kernel_w) noexcept nogil:
+ *     """cols (rows, KH*KW*C): the patches of output pixels [first_row, first_row + rows) of the flattened (N, OH, OW)."""
  *     cdef Py_ssize_t patch_len = kernel_h * kernel_w * channels             # <<<<<<<<<<<<<<
- *     cdef Py_ssize_t row, n, oh, ow
- *     for row in prange(samples * out_h * out_w, schedule='static'):
+ *     cdef Py_ssize_t i, pixel, n, oh, ow
+ *     for i in range(rows):
 */
   __pyx_v_patch_len = ((__pyx_v_kernel_h * __pyx_v_kernel_w) * __pyx_v_channels);
 
   /* "src_ext/conv.pyx":70
  *     cdef Py_ssize_t patch_len = kernel_h * kernel_w * channels
- *     cdef Py_ssize_t row, n, oh, ow
- *     for row in prange(samples * out_h * out_w, schedule='static'):             # <<<<<<<<<<<<<<
- *         n = first + row // (out_h * out_w)
- *         oh = (row // out_w) % out_h
+ *     cdef Py_ssize_t i, pixel, n, oh, ow
+ *     for i in range(rows):             # <<<<<<<<<<<<<<
+ *         pixel = first_row + i
+ *         n = pixel // (out_h * out_w)
 */
-  {
-      __Pyx_UnknownThreadState _save;
-      _save = __Pyx_SaveUnknownThread();
-      __Pyx_FastGIL_Remember();
-      /*try:*/ {
-        __pyx_t_1 = ((__pyx_v_samples * __pyx_v_out_h) * __pyx_v_out_w);
 
-        {
-            #if ((defined(__APPLE__) || defined(__OSX__)) && (defined(__GNUC__) && (__GNUC__ > 2 || (__GNUC__ == 2 && (__GNUC_MINOR__ > 95)))))
-                #undef likely
-                #undef unlikely
-                #define likely(x)   (x)
-                #define unlikely(x) (x)
-            #endif
-            __pyx_t_3 = (__pyx_t_1 - 0 + 1 - 1/abs(1)) / 1;
-            if (__pyx_t_3 > 0)
-            {
-                #ifdef _OPENMP
-                #pragma omp parallel
-                #endif /* _OPENMP */
-                {
-                    #ifdef _OPENMP
-                    #pragma omp for nowait firstprivate(__pyx_v_n) lastprivate(__pyx_v_n) firstprivate(__pyx_v_oh) lastprivate(__pyx_v_oh) firstprivate(__pyx_v_ow) lastprivate(__pyx_v_ow) firstprivate(__pyx_v_row) lastprivate(__pyx_v_row) schedule(static)
-                    #endif /* _OPENMP */
-                    for (__pyx_t_2 = 0; __pyx_t_2 < __pyx_t_3; __pyx_t_2++){
-                        {
-                            __pyx_v_row = (Py_ssize_t)(0 + 1 * __pyx_t_2);
+  __pyx_t_1 = __pyx_v_rows;
+  __pyx_t_2 = __pyx_t_1;
 
-                            /* "src_ext/conv.pyx":71
- *     cdef Py_ssize_t row, n, oh, ow
- *     for row in prange(samples * out_h * out_w, schedule='static'):
- *         n = first + row // (out_h * out_w)             # <<<<<<<<<<<<<<
- *         oh = (row // out_w) % out_h
- *         ow = row % out_w
+  for (__pyx_t_3 = 0; __pyx_t_3 < __pyx_t_2; __pyx_t_3+=1) {
+    __pyx_v_i = __pyx_t_3;
+
+    /* "src_ext/conv.pyx":71
+ *     cdef Py_ssize_t i, pixel, n, oh, ow
+ *     for i in range(rows):
+ *         pixel = first_row + i             # <<<<<<<<<<<<<<
+ *         n = pixel // (out_h * out_w)
+ *         oh = (pixel // out_w) % out_h
 */
-                            __pyx_v_n = (__pyx_v_first + (__pyx_v_row / (__pyx_v_out_h * __pyx_v_out_w)));
+    __pyx_v_pixel = (__pyx_v_first_row + __pyx_v_i);
 
-                            /* "src_ext/conv.pyx":72
- *     for row in prange(samples * out_h * out_w, schedule='static'):
- *         n = first + row // (out_h * out_w)
- *         oh = (row // out_w) % out_h             # <<<<<<<<<<<<<<
- *         ow = row % out_w
- *         gather_patch(x + n * height * width * channels, cols + row * patch_len,
+    /* "src_ext/conv.pyx":72
+ *     for i in range(rows):
+ *         pixel = first_row + i
+ *         n = pixel // (out_h * out_w)             # <<<<<<<<<<<<<<
+ *         oh = (pixel // out_w) % out_h
+ *         ow = pixel % out_w
 */
-                            __pyx_v_oh = ((__pyx_v_row / __pyx_v_out_w) % __pyx_v_out_h);
+    __pyx_v_n = (__pyx_v_pixel / (__pyx_v_out_h * __pyx_v_out_w));
 
-                            /* "src_ext/conv.pyx":73
- *         n = first + row // (out_h * out_w)
- *         oh = (row // out_w) % out_h
- *         ow = row % out_w             # <<<<<<<<<<<<<<
- *         gather_patch(x + n * height * width * channels, cols + row * patch_len,
+    /* "src_ext/conv.pyx":73
+ *         pixel = first_row + i
+ *         n = pixel // (out_h * out_w)
+ *         oh = (pixel // out_w) % out_h             # <<<<<<<<<<<<<<
+ *         ow = pixel % out_w
+ *         gather_patch(x + n * height * width * channels, cols + i * patch_len,
+*/
+    __pyx_v_oh = ((__pyx_v_pixel / __pyx_v_out_w) % __pyx_v_out_h);
+
+    /* "src_ext/conv.pyx":74
+ *         n = pixel // (out_h * out_w)
+ *         oh = (pixel // out_w) % out_h
+ *         ow = pixel % out_w             # <<<<<<<<<<<<<<
+ *         gather_patch(x + n * height * width * channels, cols + i * patch_len,
  *                      oh * stride_h - pad_top, ow * stride_w - pad_left, height, width, channels, kernel_h, kernel_w)
 */
-                            __pyx_v_ow = (__pyx_v_row % __pyx_v_out_w);
+    __pyx_v_ow = (__pyx_v_pixel % __pyx_v_out_w);
 
-                            /* "src_ext/conv.pyx":74
- *         oh = (row // out_w) % out_h
- *         ow = row % out_w
- *         gather_patch(x + n * height * width * channels, cols + row * patch_len,             # <<<<<<<<<<<<<<
+    /* "src_ext/conv.pyx":75
+ *         oh = (pixel // out_w) % out_h
+ *         ow = pixel % out_w
+ *         gather_patch(x + n * height * width * channels, cols + i * patch_len,             # <<<<<<<<<<<<<<
  *                      oh * stride_h - pad_top, ow * stride_w - pad_left, height, width, channels, kernel_h, kernel_w)
  * 
 */
-                            __pyx_f_8fastconv_4_ext_4conv_gather_patch((__pyx_v_x + (((__pyx_v_n * __pyx_v_height) * __pyx_v_width) * __pyx_v_channels)), (__pyx_v_cols + (__pyx_v_row * __pyx_v_patch_len)), ((__pyx_v_oh * __pyx_v_stride_h) - __pyx_v_pad_top), ((__pyx_v_ow * __pyx_v_stride_w) - __pyx_v_pad_left), __pyx_v_height, __pyx_v_width, __pyx_v_channels, __pyx_v_kernel_h, __pyx_v_kernel_w);
-                        }
-                    }
-                }
-            }
-        }
-        #if ((defined(__APPLE__) || defined(__OSX__)) && (defined(__GNUC__) && (__GNUC__ > 2 || (__GNUC__ == 2 && (__GNUC_MINOR__ > 95)))))
-            #undef likely
-            #undef unlikely
-            #define likely(x)   __builtin_expect(!!(x), 1)
-            #define unlikely(x) __builtin_expect(!!(x), 0)
-        #endif
-
-      }
-
-      /* "src_ext/conv.pyx":70
- *     cdef Py_ssize_t patch_len = kernel_h * kernel_w * channels
- *     cdef Py_ssize_t row, n, oh, ow
- *     for row in prange(samples * out_h * out_w, schedule='static'):             # <<<<<<<<<<<<<<
- *         n = first + row // (out_h * out_w)
- *         oh = (row // out_w) % out_h
-*/
-      /*finally:*/ {
-        /*normal exit:*/{
-          __Pyx_FastGIL_Forget();
-          __Pyx_RestoreUnknownThread(_save);
-          goto __pyx_L5;
-        }
-        __pyx_L5:;
-      }
+    __pyx_f_8fastconv_4_ext_4conv_gather_patch((__pyx_v_x + (((__pyx_v_n * __pyx_v_height) * __pyx_v_width) * __pyx_v_channels)), (__pyx_v_cols + (__pyx_v_i * __pyx_v_patch_len)), ((__pyx_v_oh * __pyx_v_stride_h) - __pyx_v_pad_top), ((__pyx_v_ow * __pyx_v_stride_w) - __pyx_v_pad_left), __pyx_v_height, __pyx_v_width, __pyx_v_channels, __pyx_v_kernel_h, __pyx_v_kernel_w);
   }
+
 
   /* "src_ext/conv.pyx":63
  * 
  * 
- * cdef void im2col(const float* x, float* cols, Py_ssize_t first, Py_ssize_t samples,             # <<<<<<<<<<<<<<
- *                  Py_ssize_t height, Py_ssize_t width, Py_ssize_t channels, Py_ssize_t out_h, Py_ssize_t out_w,
- *                  Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
+ * cdef void im2col_rows(const float* x, float* cols, Py_ssize_t first_row, Py_ssize_t rows,             # <<<<<<<<<<<<<<
+ *                       Py_ssize_t height, Py_ssize_t width, Py_ssize_t channels, Py_ssize_t out_h, Py_ssize_t out_w,
+ *                       Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
 */
 
   /* function exit code */
@@ -19328,204 +19319,326 @@ static void __pyx_f_8fastconv_4_ext_4conv_im2col(float const *__pyx_v_x, float *
 
 
 
+
 }
 
-/* "src_ext/conv.pyx":78
+/* "src_ext/conv.pyx":79
  * 
  * 
- * cdef void col2im(const float* cols, float* grad_x, Py_ssize_t first, Py_ssize_t samples,             # <<<<<<<<<<<<<<
- *                  Py_ssize_t height, Py_ssize_t width, Py_ssize_t channels, Py_ssize_t out_h, Py_ssize_t out_w,
- *                  Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
+ * cdef void col2im_sample(const float* cols, float* grad_sample,             # <<<<<<<<<<<<<<
+ *                         Py_ssize_t height, Py_ssize_t width, Py_ssize_t channels, Py_ssize_t out_h, Py_ssize_t out_w,
+ *                         Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
 */
 
-static void __pyx_f_8fastconv_4_ext_4conv_col2im(float const *__pyx_v_cols, float *__pyx_v_grad_x, Py_ssize_t __pyx_v_first, Py_ssize_t __pyx_v_samples, Py_ssize_t __pyx_v_height, Py_ssize_t __pyx_v_width, Py_ssize_t __pyx_v_channels, Py_ssize_t __pyx_v_out_h, Py_ssize_t __pyx_v_out_w, Py_ssize_t __pyx_v_stride_h, Py_ssize_t __pyx_v_stride_w, Py_ssize_t __pyx_v_pad_top, Py_ssize_t __pyx_v_pad_left, Py_ssize_t __pyx_v_kernel_h, Py_ssize_t __pyx_v_kernel_w) {
+static void __pyx_f_8fastconv_4_ext_4conv_col2im_sample(float const *__pyx_v_cols, float *__pyx_v_grad_sample, Py_ssize_t __pyx_v_height, Py_ssize_t __pyx_v_width, Py_ssize_t __pyx_v_channels, Py_ssize_t __pyx_v_out_h, Py_ssize_t __pyx_v_out_w, Py_ssize_t __pyx_v_stride_h, Py_ssize_t __pyx_v_stride_w, Py_ssize_t __pyx_v_pad_top, Py_ssize_t __pyx_v_pad_left, Py_ssize_t __pyx_v_kernel_h, Py_ssize_t __pyx_v_kernel_w) {
   Py_ssize_t __pyx_v_patch_len;
-  Py_ssize_t __pyx_v_sample_len;
-  Py_ssize_t __pyx_v_i;
-  Py_ssize_t __pyx_v_row;
   Py_ssize_t __pyx_v_oh;
   Py_ssize_t __pyx_v_ow;
-  float *__pyx_v_grad_sample;
   Py_ssize_t __pyx_t_1;
   Py_ssize_t __pyx_t_2;
   Py_ssize_t __pyx_t_3;
   Py_ssize_t __pyx_t_4;
   Py_ssize_t __pyx_t_5;
   Py_ssize_t __pyx_t_6;
-  Py_ssize_t __pyx_t_7;
-  Py_ssize_t __pyx_t_8;
-  Py_ssize_t __pyx_t_9;
 
-  /* "src_ext/conv.pyx":83
- *                  Py_ssize_t kernel_h, Py_ssize_t kernel_w) noexcept nogil:
- *     """grad_x[first:first+samples] = the sum of every patch row scattered back (samples in parallel, no races)."""
+  /* "src_ext/conv.pyx":84
+ *                         Py_ssize_t kernel_h, Py_ssize_t kernel_w) noexcept nogil:
+ *     """grad_sample (H, W, C) = the sum of one sample's patch rows cols (OH*OW, KH*KW*C) scattered back."""
  *     cdef Py_ssize_t patch_len = kernel_h * kernel_w * channels             # <<<<<<<<<<<<<<
- *     cdef Py_ssize_t sample_len = height * width * channels
- *     cdef Py_ssize_t i, row, oh, ow
+ *     cdef Py_ssize_t oh, ow
+ *     memset(grad_sample, 0, height * width * channels * sizeof(float))
 */
   __pyx_v_patch_len = ((__pyx_v_kernel_h * __pyx_v_kernel_w) * __pyx_v_channels);
 
-  /* "src_ext/conv.pyx":84
- *     """grad_x[first:first+samples] = the sum of every patch row scattered back (samples in parallel, no races)."""
+  /* "src_ext/conv.pyx":86
  *     cdef Py_ssize_t patch_len = kernel_h * kernel_w * channels
- *     cdef Py_ssize_t sample_len = height * width * channels             # <<<<<<<<<<<<<<
- *     cdef Py_ssize_t i, row, oh, ow
- *     cdef float* grad_sample
+ *     cdef Py_ssize_t oh, ow
+ *     memset(grad_sample, 0, height * width * channels * sizeof(float))             # <<<<<<<<<<<<<<
+ *     for oh in range(out_h):
+ *         for ow in range(out_w):
 */
-  __pyx_v_sample_len = ((__pyx_v_height * __pyx_v_width) * __pyx_v_channels);
+  (void)(memset(__pyx_v_grad_sample, 0, (((__pyx_v_height * __pyx_v_width) * __pyx_v_channels) * (sizeof(float)))));
 
   /* "src_ext/conv.pyx":87
- *     cdef Py_ssize_t i, row, oh, ow
- *     cdef float* grad_sample
- *     for i in prange(samples, schedule='static'):             # <<<<<<<<<<<<<<
- *         grad_sample = grad_x + (first + i) * sample_len
- *         memset(grad_sample, 0, sample_len * sizeof(float))
-*/
-  {
-      __Pyx_UnknownThreadState _save;
-      _save = __Pyx_SaveUnknownThread();
-      __Pyx_FastGIL_Remember();
-      /*try:*/ {
-        __pyx_t_1 = __pyx_v_samples;
-
-        {
-            #if ((defined(__APPLE__) || defined(__OSX__)) && (defined(__GNUC__) && (__GNUC__ > 2 || (__GNUC__ == 2 && (__GNUC_MINOR__ > 95)))))
-                #undef likely
-                #undef unlikely
-                #define likely(x)   (x)
-                #define unlikely(x) (x)
-            #endif
-            __pyx_t_3 = (__pyx_t_1 - 0 + 1 - 1/abs(1)) / 1;
-            if (__pyx_t_3 > 0)
-            {
-                #ifdef _OPENMP
-                #pragma omp parallel private(__pyx_t_4, __pyx_t_5, __pyx_t_6, __pyx_t_7, __pyx_t_8, __pyx_t_9)
-                #endif /* _OPENMP */
-                {
-                    #ifdef _OPENMP
-                    #pragma omp for nowait firstprivate(__pyx_v_grad_sample) lastprivate(__pyx_v_grad_sample) firstprivate(__pyx_v_i) lastprivate(__pyx_v_i) firstprivate(__pyx_v_oh) lastprivate(__pyx_v_oh) firstprivate(__pyx_v_ow) lastprivate(__pyx_v_ow) firstprivate(__pyx_v_row) lastprivate(__pyx_v_row) schedule(static)
-                    #endif /* _OPENMP */
-                    for (__pyx_t_2 = 0; __pyx_t_2 < __pyx_t_3; __pyx_t_2++){
-                        {
-                            __pyx_v_i = (Py_ssize_t)(0 + 1 * __pyx_t_2);
-
-                            /* "src_ext/conv.pyx":88
- *     cdef float* grad_sample
- *     for i in prange(samples, schedule='static'):
- *         grad_sample = grad_x + (first + i) * sample_len             # <<<<<<<<<<<<<<
- *         memset(grad_sample, 0, sample_len * sizeof(float))
- *         for oh in range(out_h):
-*/
-                            __pyx_v_grad_sample = (__pyx_v_grad_x + ((__pyx_v_first + __pyx_v_i) * __pyx_v_sample_len));
-
-                            /* "src_ext/conv.pyx":89
- *     for i in prange(samples, schedule='static'):
- *         grad_sample = grad_x + (first + i) * sample_len
- *         memset(grad_sample, 0, sample_len * sizeof(float))             # <<<<<<<<<<<<<<
- *         for oh in range(out_h):
- *             for ow in range(out_w):
-*/
-                            (void)(memset(__pyx_v_grad_sample, 0, (__pyx_v_sample_len * (sizeof(float)))));
-
-                            /* "src_ext/conv.pyx":90
- *         grad_sample = grad_x + (first + i) * sample_len
- *         memset(grad_sample, 0, sample_len * sizeof(float))
- *         for oh in range(out_h):             # <<<<<<<<<<<<<<
- *             for ow in range(out_w):
- *                 row = (i * out_h + oh) * out_w + ow
+ *     cdef Py_ssize_t oh, ow
+ *     memset(grad_sample, 0, height * width * channels * sizeof(float))
+ *     for oh in range(out_h):             # <<<<<<<<<<<<<<
+ *         for ow in range(out_w):
+ *             scatter_patch(grad_sample, cols + (oh * out_w + ow) * patch_len, oh * stride_h - pad_top,
 */
 
-                            __pyx_t_4 = __pyx_v_out_h;
-                            __pyx_t_5 = __pyx_t_4;
+  __pyx_t_1 = __pyx_v_out_h;
+  __pyx_t_2 = __pyx_t_1;
 
-                            for (__pyx_t_6 = 0; __pyx_t_6 < __pyx_t_5; __pyx_t_6+=1) {
-                              __pyx_v_oh = __pyx_t_6;
+  for (__pyx_t_3 = 0; __pyx_t_3 < __pyx_t_2; __pyx_t_3+=1) {
+    __pyx_v_oh = __pyx_t_3;
 
-                              /* "src_ext/conv.pyx":91
- *         memset(grad_sample, 0, sample_len * sizeof(float))
- *         for oh in range(out_h):
- *             for ow in range(out_w):             # <<<<<<<<<<<<<<
- *                 row = (i * out_h + oh) * out_w + ow
- *                 scatter_patch(grad_sample, cols + row * patch_len, oh * stride_h - pad_top, ow * stride_w - pad_left,
+    /* "src_ext/conv.pyx":88
+ *     memset(grad_sample, 0, height * width * channels * sizeof(float))
+ *     for oh in range(out_h):
+ *         for ow in range(out_w):             # <<<<<<<<<<<<<<
+ *             scatter_patch(grad_sample, cols + (oh * out_w + ow) * patch_len, oh * stride_h - pad_top,
+ *                           ow * stride_w - pad_left, height, width, channels, kernel_h, kernel_w)
 */
 
-                              __pyx_t_7 = __pyx_v_out_w;
-                              __pyx_t_8 = __pyx_t_7;
+    __pyx_t_4 = __pyx_v_out_w;
+    __pyx_t_5 = __pyx_t_4;
 
-                              for (__pyx_t_9 = 0; __pyx_t_9 < __pyx_t_8; __pyx_t_9+=1) {
-                                __pyx_v_ow = __pyx_t_9;
+    for (__pyx_t_6 = 0; __pyx_t_6 < __pyx_t_5; __pyx_t_6+=1) {
+      __pyx_v_ow = __pyx_t_6;
 
-                                /* "src_ext/conv.pyx":92
- *         for oh in range(out_h):
- *             for ow in range(out_w):
- *                 row = (i * out_h + oh) * out_w + ow             # <<<<<<<<<<<<<<
- *                 scatter_patch(grad_sample, cols + row * patch_len, oh * stride_h - pad_top, ow * stride_w - pad_left,
- *                               height, width, channels, kernel_h, kernel_w)
-*/
-                                __pyx_v_row = ((((__pyx_v_i * __pyx_v_out_h) + __pyx_v_oh) * __pyx_v_out_w) + __pyx_v_ow);
-
-                                /* "src_ext/conv.pyx":93
- *             for ow in range(out_w):
- *                 row = (i * out_h + oh) * out_w + ow
- *                 scatter_patch(grad_sample, cols + row * patch_len, oh * stride_h - pad_top, ow * stride_w - pad_left,             # <<<<<<<<<<<<<<
- *                               height, width, channels, kernel_h, kernel_w)
+      /* "src_ext/conv.pyx":89
+ *     for oh in range(out_h):
+ *         for ow in range(out_w):
+ *             scatter_patch(grad_sample, cols + (oh * out_w + ow) * patch_len, oh * stride_h - pad_top,             # <<<<<<<<<<<<<<
+ *                           ow * stride_w - pad_left, height, width, channels, kernel_h, kernel_w)
  * 
 */
-                                __pyx_f_8fastconv_4_ext_4conv_scatter_patch(__pyx_v_grad_sample, (__pyx_v_cols + (__pyx_v_row * __pyx_v_patch_len)), ((__pyx_v_oh * __pyx_v_stride_h) - __pyx_v_pad_top), ((__pyx_v_ow * __pyx_v_stride_w) - __pyx_v_pad_left), __pyx_v_height, __pyx_v_width, __pyx_v_channels, __pyx_v_kernel_h, __pyx_v_kernel_w);
-                              }
+      __pyx_f_8fastconv_4_ext_4conv_scatter_patch(__pyx_v_grad_sample, (__pyx_v_cols + (((__pyx_v_oh * __pyx_v_out_w) + __pyx_v_ow) * __pyx_v_patch_len)), ((__pyx_v_oh * __pyx_v_stride_h) - __pyx_v_pad_top), ((__pyx_v_ow * __pyx_v_stride_w) - __pyx_v_pad_left), __pyx_v_height, __pyx_v_width, __pyx_v_channels, __pyx_v_kernel_h, __pyx_v_kernel_w);
+    }
 
-                            }
-
-                        }
-                    }
-                }
-            }
-        }
-        #if ((defined(__APPLE__) || defined(__OSX__)) && (defined(__GNUC__) && (__GNUC__ > 2 || (__GNUC__ == 2 && (__GNUC_MINOR__ > 95)))))
-            #undef likely
-            #undef unlikely
-            #define likely(x)   __builtin_expect(!!(x), 1)
-            #define unlikely(x) __builtin_expect(!!(x), 0)
-        #endif
-
-      }
-
-      /* "src_ext/conv.pyx":87
- *     cdef Py_ssize_t i, row, oh, ow
- *     cdef float* grad_sample
- *     for i in prange(samples, schedule='static'):             # <<<<<<<<<<<<<<
- *         grad_sample = grad_x + (first + i) * sample_len
- *         memset(grad_sample, 0, sample_len * sizeof(float))
-*/
-      /*finally:*/ {
-        /*normal exit:*/{
-          __Pyx_FastGIL_Forget();
-          __Pyx_RestoreUnknownThread(_save);
-          goto __pyx_L5;
-        }
-        __pyx_L5:;
-      }
   }
 
-  /* "src_ext/conv.pyx":78
+
+  /* "src_ext/conv.pyx":79
  * 
  * 
- * cdef void col2im(const float* cols, float* grad_x, Py_ssize_t first, Py_ssize_t samples,             # <<<<<<<<<<<<<<
- *                  Py_ssize_t height, Py_ssize_t width, Py_ssize_t channels, Py_ssize_t out_h, Py_ssize_t out_w,
- *                  Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
+ * cdef void col2im_sample(const float* cols, float* grad_sample,             # <<<<<<<<<<<<<<
+ *                         Py_ssize_t height, Py_ssize_t width, Py_ssize_t channels, Py_ssize_t out_h, Py_ssize_t out_w,
+ *                         Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
 */
 
   /* function exit code */
 
 
 
-
-
-
-
 }
 
-/* "src_ext/conv.pyx":97
+/* "src_ext/conv.pyx":103
+ * 
+ * 
+ * def set_blas_thread_control(size_t address):             # <<<<<<<<<<<<<<
+ *     """Register OpenBLAS' ``openblas_set_num_threads_local`` (its address; 0 to clear)."""
+ *     global blas_set_threads_local
+*/
+
+/* Python wrapper */
+static PyObject *__pyx_pw_8fastconv_4_ext_4conv_1set_blas_thread_control(PyObject *__pyx_self, 
+#if CYTHON_VECTORCALL
+PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
+#else
+PyObject *__pyx_args, PyObject *__pyx_kwds
+#endif
+); /*proto*/
+PyDoc_STRVAR(__pyx_doc_8fastconv_4_ext_4conv_set_blas_thread_control, "Register OpenBLAS\047 ``openblas_set_num_threads_local`` (its address; 0 to clear).");
+static PyMethodDef __pyx_mdef_8fastconv_4_ext_4conv_1set_blas_thread_control = {"set_blas_thread_control", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_8fastconv_4_ext_4conv_1set_blas_thread_control, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_8fastconv_4_ext_4conv_set_blas_thread_control};
+static PyObject *__pyx_pw_8fastconv_4_ext_4conv_1set_blas_thread_control(PyObject *__pyx_self, 
+#if CYTHON_VECTORCALL
+PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
+#else
+PyObject *__pyx_args, PyObject *__pyx_kwds
+#endif
+) {
+  size_t __pyx_v_address;
+  #if !CYTHON_VECTORCALL
+  CYTHON_UNUSED Py_ssize_t __pyx_nargs;
+  #endif
+  CYTHON_UNUSED PyObject *const *__pyx_kwvalues;
+  PyObject* values[1] = {0};
+  int __pyx_lineno = 0;
+  const char *__pyx_filename = NULL;
+  int __pyx_clineno = 0;
+  PyObject *__pyx_r = 0;
+  __Pyx_RefNannyDeclarations
+  __Pyx_RefNannySetupContext("set_blas_thread_control (wrapper)", 0);
+  #if !CYTHON_VECTORCALL
+  #if CYTHON_ASSUME_SAFE_SIZE
+  __pyx_nargs = PyTuple_GET_SIZE(__pyx_args);
+  #else
+  __pyx_nargs = PyTuple_Size(__pyx_args); if (unlikely(__pyx_nargs < 0)) return NULL;
+  #endif
+  #endif
+  __pyx_kwvalues = __Pyx_KwValues_FASTCALL(__pyx_args, __pyx_nargs);
+  {
+    PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_address,0};
+    const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 103, __pyx_L3_error)
+    if (__pyx_kwds_len > 0) {
+      switch (__pyx_nargs) {
+        case  1:
+        values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 103, __pyx_L3_error)
+        CYTHON_FALLTHROUGH;
+        case  0: break;
+        default: goto __pyx_L5_argtuple_error;
+      }
+      const Py_ssize_t kwd_pos_args = __pyx_nargs;
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "set_blas_thread_control", 0) < (0)) __PYX_ERR(0, 103, __pyx_L3_error)
+      for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("set_blas_thread_control", 1, 1, 1, i); __PYX_ERR(0, 103, __pyx_L3_error) }
+      }
+    } else if (unlikely(__pyx_nargs != 1)) {
+      goto __pyx_L5_argtuple_error;
+    } else {
+      values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 103, __pyx_L3_error)
+    }
+    __pyx_v_address = __Pyx_PyLong_As_size_t(values[0]); if (unlikely((__pyx_v_address == (size_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 103, __pyx_L3_error)
+  }
+  goto __pyx_L6_skip;
+  __pyx_L5_argtuple_error:;
+  __Pyx_RaiseArgtupleInvalid("set_blas_thread_control", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 103, __pyx_L3_error)
+  __pyx_L6_skip:;
+  goto __pyx_L4_argument_unpacking_done;
+  __pyx_L3_error:;
+  for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
+    Py_XDECREF(values[__pyx_temp]);
+  }
+  __Pyx_AddTraceback("fastconv._ext.conv.set_blas_thread_control", __pyx_clineno, __pyx_lineno, __pyx_filename);
+  __Pyx_RefNannyFinishContext();
+  return NULL;
+  __pyx_L4_argument_unpacking_done:;
+  __pyx_r = __pyx_pf_8fastconv_4_ext_4conv_set_blas_thread_control(__pyx_self, __pyx_v_address);
+
+  /* function exit code */
+  for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
+    Py_XDECREF(values[__pyx_temp]);
+  }
+
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+static PyObject *__pyx_pf_8fastconv_4_ext_4conv_set_blas_thread_control(CYTHON_UNUSED PyObject *__pyx_self, size_t __pyx_v_address) {
+  PyObject *__pyx_r = NULL;
+  __Pyx_RefNannyDeclarations
+  __Pyx_RefNannySetupContext("set_blas_thread_control", 0);
+
+  /* "src_ext/conv.pyx":106
+ *     """Register OpenBLAS' ``openblas_set_num_threads_local`` (its address; 0 to clear)."""
+ *     global blas_set_threads_local
+ *     blas_set_threads_local = <set_threads_local_fn>address             # <<<<<<<<<<<<<<
+ * 
+ * 
+*/
+  __pyx_v_8fastconv_4_ext_4conv_blas_set_threads_local = ((__pyx_t_8fastconv_4_ext_4conv_set_threads_local_fn)__pyx_v_address);
+
+  /* "src_ext/conv.pyx":103
+ * 
+ * 
+ * def set_blas_thread_control(size_t address):             # <<<<<<<<<<<<<<
+ *     """Register OpenBLAS' ``openblas_set_num_threads_local`` (its address; 0 to clear)."""
+ *     global blas_set_threads_local
+*/
+
+  /* function exit code */
+  __pyx_r = Py_None; __Pyx_INCREF(Py_None);
+  __Pyx_XGIVEREF(__pyx_r);
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+/* "src_ext/conv.pyx":109
+ * 
+ * 
+ * cdef inline int blas_single_thread() noexcept nogil:             # <<<<<<<<<<<<<<
+ *     return blas_set_threads_local(1) if blas_set_threads_local != NULL else 0
+ * 
+*/
+
+static CYTHON_INLINE int __pyx_f_8fastconv_4_ext_4conv_blas_single_thread(void) {
+  int __pyx_r;
+  int __pyx_t_1;
+  int __pyx_t_2;
+
+  /* "src_ext/conv.pyx":110
+ * 
+ * cdef inline int blas_single_thread() noexcept nogil:
+ *     return blas_set_threads_local(1) if blas_set_threads_local != NULL else 0             # <<<<<<<<<<<<<<
+ * 
+ * 
+*/
+  __pyx_t_2 = (__pyx_v_8fastconv_4_ext_4conv_blas_set_threads_local != NULL);
+
+  if (__pyx_t_2) {
+
+    __pyx_t_1 = __pyx_v_8fastconv_4_ext_4conv_blas_set_threads_local(1);
+  } else {
+
+    __pyx_t_1 = 0;
+  }
+
+  {
+    __pyx_r = __pyx_t_1;
+  }
+  goto __pyx_L0;
+
+  /* "src_ext/conv.pyx":109
+ * 
+ * 
+ * cdef inline int blas_single_thread() noexcept nogil:             # <<<<<<<<<<<<<<
+ *     return blas_set_threads_local(1) if blas_set_threads_local != NULL else 0
+ * 
+*/
+
+  /* function exit code */
+  __pyx_L0:;
+  return __pyx_r;
+}
+
+/* "src_ext/conv.pyx":113
+ * 
+ * 
+ * cdef inline void blas_restore_threads(int previous) noexcept nogil:             # <<<<<<<<<<<<<<
+ *     if blas_set_threads_local != NULL:
+ *         blas_set_threads_local(previous)
+*/
+
+static CYTHON_INLINE void __pyx_f_8fastconv_4_ext_4conv_blas_restore_threads(int __pyx_v_previous) {
+  int __pyx_t_1;
+
+  /* "src_ext/conv.pyx":114
+ * 
+ * cdef inline void blas_restore_threads(int previous) noexcept nogil:
+ *     if blas_set_threads_local != NULL:             # <<<<<<<<<<<<<<
+ *         blas_set_threads_local(previous)
+ * 
+*/
+  __pyx_t_1 = (__pyx_v_8fastconv_4_ext_4conv_blas_set_threads_local != NULL);
+
+  if (__pyx_t_1) {
+
+
+    /* "src_ext/conv.pyx":115
+ * cdef inline void blas_restore_threads(int previous) noexcept nogil:
+ *     if blas_set_threads_local != NULL:
+ *         blas_set_threads_local(previous)             # <<<<<<<<<<<<<<
+ * 
+ * 
+*/
+    (void)(__pyx_v_8fastconv_4_ext_4conv_blas_set_threads_local(__pyx_v_previous));
+
+    /* "src_ext/conv.pyx":114
+ * 
+ * cdef inline void blas_restore_threads(int previous) noexcept nogil:
+ *     if blas_set_threads_local != NULL:             # <<<<<<<<<<<<<<
+ *         blas_set_threads_local(previous)
+ * 
+*/
+  }
+
+  /* "src_ext/conv.pyx":113
+ * 
+ * 
+ * cdef inline void blas_restore_threads(int previous) noexcept nogil:             # <<<<<<<<<<<<<<
+ *     if blas_set_threads_local != NULL:
+ *         blas_set_threads_local(previous)
+*/
+
+  /* function exit code */
+}
+
+/* "src_ext/conv.pyx":118
  * 
  * 
  * cdef int check_extents(Py_ssize_t batch, Py_ssize_t channels, Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t filters,             # <<<<<<<<<<<<<<
@@ -19533,7 +19646,7 @@ static void __pyx_f_8fastconv_4_ext_4conv_col2im(float const *__pyx_v_cols, floa
  *                        Py_ssize_t grad_w, Py_ssize_t grad_filters, Py_ssize_t stride_h, Py_ssize_t stride_w,
 */
 
-static int __pyx_f_8fastconv_4_ext_4conv_check_extents(Py_ssize_t __pyx_v_batch, Py_ssize_t __pyx_v_channels, Py_ssize_t __pyx_v_out_h, Py_ssize_t __pyx_v_out_w, Py_ssize_t __pyx_v_filters, Py_ssize_t __pyx_v_matrix_rows, Py_ssize_t __pyx_v_matrix_cols, Py_ssize_t __pyx_v_grad_batch, Py_ssize_t __pyx_v_grad_h, Py_ssize_t __pyx_v_grad_w, Py_ssize_t __pyx_v_grad_filters, Py_ssize_t __pyx_v_stride_h, Py_ssize_t __pyx_v_stride_w, Py_ssize_t __pyx_v_kernel_h, Py_ssize_t __pyx_v_kernel_w, Py_ssize_t __pyx_v_chunk) {
+static int __pyx_f_8fastconv_4_ext_4conv_check_extents(Py_ssize_t __pyx_v_batch, Py_ssize_t __pyx_v_channels, Py_ssize_t __pyx_v_out_h, Py_ssize_t __pyx_v_out_w, Py_ssize_t __pyx_v_filters, Py_ssize_t __pyx_v_matrix_rows, Py_ssize_t __pyx_v_matrix_cols, Py_ssize_t __pyx_v_grad_batch, Py_ssize_t __pyx_v_grad_h, Py_ssize_t __pyx_v_grad_w, Py_ssize_t __pyx_v_grad_filters, Py_ssize_t __pyx_v_stride_h, Py_ssize_t __pyx_v_stride_w, Py_ssize_t __pyx_v_kernel_h, Py_ssize_t __pyx_v_kernel_w, Py_ssize_t __pyx_v_block_rows, int __pyx_v_threads) {
   int __pyx_r;
   __Pyx_RefNannyDeclarations
   int __pyx_t_1;
@@ -19545,27 +19658,28 @@ static int __pyx_f_8fastconv_4_ext_4conv_check_extents(Py_ssize_t __pyx_v_batch,
   PyObject *__pyx_t_7 = NULL;
   PyObject *__pyx_t_8 = NULL;
   PyObject *__pyx_t_9 = NULL;
-  PyObject *__pyx_t_10[11];
-  Py_ssize_t __pyx_t_11;
-  int __pyx_t_12;
-  PyObject *__pyx_t_13 = NULL;
-  size_t __pyx_t_14;
-  PyObject *__pyx_t_15[13];
+  PyObject *__pyx_t_10 = NULL;
+  PyObject *__pyx_t_11[13];
+  Py_ssize_t __pyx_t_12;
+  int __pyx_t_13;
+  PyObject *__pyx_t_14 = NULL;
+  size_t __pyx_t_15;
   PyObject *__pyx_t_16 = NULL;
-  PyObject *__pyx_t_17 = NULL;
-  PyObject *__pyx_t_18[17];
-  PyObject *__pyx_t_19 = NULL;
+  PyObject *__pyx_t_17[17];
+  PyObject *__pyx_t_18 = NULL;
+  Py_ssize_t __pyx_t_19;
+  Py_ssize_t __pyx_t_20;
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("check_extents", 0);
 
-  /* "src_ext/conv.pyx":101
+  /* "src_ext/conv.pyx":122
  *                        Py_ssize_t grad_w, Py_ssize_t grad_filters, Py_ssize_t stride_h, Py_ssize_t stride_w,
- *                        Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t chunk) except -1:
- *     if stride_h < 1 or stride_w < 1 or kernel_h < 1 or kernel_w < 1 or chunk < 1:             # <<<<<<<<<<<<<<
- *         raise ValueError(f"conv2d: strides ({stride_h}, {stride_w}), kernel ({kernel_h}, {kernel_w}) and chunk {chunk} must be positive")
- *     if matrix_rows != kernel_h * kernel_w * channels or matrix_cols != filters:
+ *                        Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t block_rows, int threads) except -1:
+ *     if stride_h < 1 or stride_w < 1 or kernel_h < 1 or kernel_w < 1 or block_rows < 1 or threads < 1:             # <<<<<<<<<<<<<<
+ *         raise ValueError(f"conv2d: strides ({stride_h}, {stride_w}), kernel ({kernel_h}, {kernel_w}), block_rows "
+ *                          f"{block_rows} and threads {threads} must be positive")
 */
   __pyx_t_2 = (__pyx_v_stride_h < 1);
 
@@ -19607,7 +19721,17 @@ static int __pyx_f_8fastconv_4_ext_4conv_check_extents(Py_ssize_t __pyx_v_batch,
 
     goto __pyx_L4_bool_binop_done;
   }
-  __pyx_t_2 = (__pyx_v_chunk < 1);
+  __pyx_t_2 = (__pyx_v_block_rows < 1);
+
+  if (!__pyx_t_2) {
+
+  } else {
+
+    __pyx_t_1 = __pyx_t_2;
+
+    goto __pyx_L4_bool_binop_done;
+  }
+  __pyx_t_2 = (__pyx_v_threads < 1);
 
 
   __pyx_t_1 = __pyx_t_2;
@@ -19616,76 +19740,97 @@ static int __pyx_f_8fastconv_4_ext_4conv_check_extents(Py_ssize_t __pyx_v_batch,
   if (unlikely(__pyx_t_1)) {
 
 
-    /* "src_ext/conv.pyx":102
- *                        Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t chunk) except -1:
- *     if stride_h < 1 or stride_w < 1 or kernel_h < 1 or kernel_w < 1 or chunk < 1:
- *         raise ValueError(f"conv2d: strides ({stride_h}, {stride_w}), kernel ({kernel_h}, {kernel_w}) and chunk {chunk} must be positive")             # <<<<<<<<<<<<<<
+    /* "src_ext/conv.pyx":123
+ *                        Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t block_rows, int threads) except -1:
+ *     if stride_h < 1 or stride_w < 1 or kernel_h < 1 or kernel_w < 1 or block_rows < 1 or threads < 1:
+ *         raise ValueError(f"conv2d: strides ({stride_h}, {stride_w}), kernel ({kernel_h}, {kernel_w}), block_rows "             # <<<<<<<<<<<<<<
+ *                          f"{block_rows} and threads {threads} must be positive")
+ *     if matrix_rows != kernel_h * kernel_w * channels or matrix_cols != filters:
+*/
+    __pyx_t_4 = NULL;
+    __pyx_t_5 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_stride_h, 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 123, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_5);
+    __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_stride_w, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 123, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_6);
+    __pyx_t_7 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_kernel_h, 0, ' ', 'd'); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 123, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_7);
+    __pyx_t_8 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_kernel_w, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 123, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_8);
+
+    /* "src_ext/conv.pyx":124
+ *     if stride_h < 1 or stride_w < 1 or kernel_h < 1 or kernel_w < 1 or block_rows < 1 or threads < 1:
+ *         raise ValueError(f"conv2d: strides ({stride_h}, {stride_w}), kernel ({kernel_h}, {kernel_w}), block_rows "
+ *                          f"{block_rows} and threads {threads} must be positive")             # <<<<<<<<<<<<<<
  *     if matrix_rows != kernel_h * kernel_w * channels or matrix_cols != filters:
  *         raise ValueError(f"conv2d: kernel matrix ({matrix_rows}, {matrix_cols}) does not match kernel ({kernel_h}, {kernel_w}, {channels}, {filters})")
 */
-    __pyx_t_4 = NULL;
-    __pyx_t_5 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_stride_h, 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 102, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_stride_w, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 102, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_6);
-    __pyx_t_7 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_kernel_h, 0, ' ', 'd'); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 102, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_7);
-    __pyx_t_8 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_kernel_w, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 102, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_8);
-    __pyx_t_9 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_chunk, 0, ' ', 'd'); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 102, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_block_rows, 0, ' ', 'd'); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 124, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
-    __pyx_t_10[0] = __pyx_mstate_global->__pyx_kp_u_conv2d_strides;
-    __pyx_t_10[1] = __pyx_t_5;
-    __pyx_t_10[2] = __pyx_mstate_global->__pyx_kp_u__5;
-    __pyx_t_10[3] = __pyx_t_6;
-    __pyx_t_10[4] = __pyx_mstate_global->__pyx_kp_u_kernel;
-    __pyx_t_10[5] = __pyx_t_7;
-    __pyx_t_10[6] = __pyx_mstate_global->__pyx_kp_u__5;
-    __pyx_t_10[7] = __pyx_t_8;
-    __pyx_t_10[8] = __pyx_mstate_global->__pyx_kp_u_and_chunk;
-    __pyx_t_10[9] = __pyx_t_9;
-    __pyx_t_10[10] = __pyx_mstate_global->__pyx_kp_u_must_be_positive;
-    __pyx_t_11 = 61;
+    __pyx_t_10 = __Pyx_PyUnicode_From_int(__pyx_v_threads, 0, ' ', 'd'); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 124, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_10);
+    __pyx_t_11[0] = __pyx_mstate_global->__pyx_kp_u_conv2d_strides;
+    __pyx_t_11[1] = __pyx_t_5;
+    __pyx_t_11[2] = __pyx_mstate_global->__pyx_kp_u__5;
+    __pyx_t_11[3] = __pyx_t_6;
+    __pyx_t_11[4] = __pyx_mstate_global->__pyx_kp_u_kernel;
+    __pyx_t_11[5] = __pyx_t_7;
+    __pyx_t_11[6] = __pyx_mstate_global->__pyx_kp_u__5;
+    __pyx_t_11[7] = __pyx_t_8;
+    __pyx_t_11[8] = __pyx_mstate_global->__pyx_kp_u_block_rows;
+    __pyx_t_11[9] = __pyx_t_9;
+    __pyx_t_11[10] = __pyx_mstate_global->__pyx_kp_u_and_threads;
+    __pyx_t_11[11] = __pyx_t_10;
+    __pyx_t_11[12] = __pyx_mstate_global->__pyx_kp_u_must_be_positive;
+
+    /* "src_ext/conv.pyx":123
+ *                        Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t block_rows, int threads) except -1:
+ *     if stride_h < 1 or stride_w < 1 or kernel_h < 1 or kernel_w < 1 or block_rows < 1 or threads < 1:
+ *         raise ValueError(f"conv2d: strides ({stride_h}, {stride_w}), kernel ({kernel_h}, {kernel_w}), block_rows "             # <<<<<<<<<<<<<<
+ *                          f"{block_rows} and threads {threads} must be positive")
+ *     if matrix_rows != kernel_h * kernel_w * channels or matrix_cols != filters:
+*/
+    __pyx_t_12 = 76;
     #if __Pyx_PyUnicode_Join_CAN_USE_KIND_AND_LENGTH
-    for (Py_ssize_t i=1; i <= 9; i += 2) {
-      Py_ssize_t l = __Pyx_PyUnicode_GET_LENGTH(__pyx_t_10[i]);
-      __pyx_t_11 += l;
+    for (Py_ssize_t i=1; i <= 11; i += 2) {
+      Py_ssize_t l = __Pyx_PyUnicode_GET_LENGTH(__pyx_t_11[i]);
+      __pyx_t_12 += l;
     }
     #endif
-    __pyx_t_12 = 0;
-    __pyx_t_13 = __Pyx_PyUnicode_Join(__pyx_t_10, 11, __pyx_t_11, __pyx_t_12);
-    if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 102, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_13);
+    __pyx_t_13 = 0;
+    __pyx_t_14 = __Pyx_PyUnicode_Join(__pyx_t_11, 13, __pyx_t_12, __pyx_t_13);
+    if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 123, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_14);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-    __pyx_t_14 = 1;
+    __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
+    __pyx_t_15 = 1;
     {
-      PyObject *__pyx_callargs[2] = {__pyx_t_4, __pyx_t_13};
-      __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_14, (2-__pyx_t_14) | (__pyx_t_14*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+      PyObject *__pyx_callargs[2] = {__pyx_t_4, __pyx_t_14};
+      __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_15, (2-__pyx_t_15) | (__pyx_t_15*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
-      __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 102, __pyx_L1_error)
+      __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 123, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     __Pyx_Raise(__pyx_t_3, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __PYX_ERR(0, 102, __pyx_L1_error)
+    __PYX_ERR(0, 123, __pyx_L1_error)
 
-    /* "src_ext/conv.pyx":101
+    /* "src_ext/conv.pyx":122
  *                        Py_ssize_t grad_w, Py_ssize_t grad_filters, Py_ssize_t stride_h, Py_ssize_t stride_w,
- *                        Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t chunk) except -1:
- *     if stride_h < 1 or stride_w < 1 or kernel_h < 1 or kernel_w < 1 or chunk < 1:             # <<<<<<<<<<<<<<
- *         raise ValueError(f"conv2d: strides ({stride_h}, {stride_w}), kernel ({kernel_h}, {kernel_w}) and chunk {chunk} must be positive")
- *     if matrix_rows != kernel_h * kernel_w * channels or matrix_cols != filters:
+ *                        Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t block_rows, int threads) except -1:
+ *     if stride_h < 1 or stride_w < 1 or kernel_h < 1 or kernel_w < 1 or block_rows < 1 or threads < 1:             # <<<<<<<<<<<<<<
+ *         raise ValueError(f"conv2d: strides ({stride_h}, {stride_w}), kernel ({kernel_h}, {kernel_w}), block_rows "
+ *                          f"{block_rows} and threads {threads} must be positive")
 */
   }
 
-  /* "src_ext/conv.pyx":103
- *     if stride_h < 1 or stride_w < 1 or kernel_h < 1 or kernel_w < 1 or chunk < 1:
- *         raise ValueError(f"conv2d: strides ({stride_h}, {stride_w}), kernel ({kernel_h}, {kernel_w}) and chunk {chunk} must be positive")
+  /* "src_ext/conv.pyx":125
+ *         raise ValueError(f"conv2d: strides ({stride_h}, {stride_w}), kernel ({kernel_h}, {kernel_w}), block_rows "
+ *                          f"{block_rows} and threads {threads} must be positive")
  *     if matrix_rows != kernel_h * kernel_w * channels or matrix_cols != filters:             # <<<<<<<<<<<<<<
  *         raise ValueError(f"conv2d: kernel matrix ({matrix_rows}, {matrix_cols}) does not match kernel ({kernel_h}, {kernel_w}, {channels}, {filters})")
  *     if (grad_batch, grad_h, grad_w, grad_filters) != (batch, out_h, out_w, filters):
@@ -19698,290 +19843,289 @@ static int __pyx_f_8fastconv_4_ext_4conv_check_extents(Py_ssize_t __pyx_v_batch,
 
     __pyx_t_1 = __pyx_t_2;
 
-    goto __pyx_L10_bool_binop_done;
+    goto __pyx_L11_bool_binop_done;
   }
   __pyx_t_2 = (__pyx_v_matrix_cols != __pyx_v_filters);
 
 
   __pyx_t_1 = __pyx_t_2;
 
-  __pyx_L10_bool_binop_done:;
+  __pyx_L11_bool_binop_done:;
   if (unlikely(__pyx_t_1)) {
 
 
-    /* "src_ext/conv.pyx":104
- *         raise ValueError(f"conv2d: strides ({stride_h}, {stride_w}), kernel ({kernel_h}, {kernel_w}) and chunk {chunk} must be positive")
+    /* "src_ext/conv.pyx":126
+ *                          f"{block_rows} and threads {threads} must be positive")
  *     if matrix_rows != kernel_h * kernel_w * channels or matrix_cols != filters:
  *         raise ValueError(f"conv2d: kernel matrix ({matrix_rows}, {matrix_cols}) does not match kernel ({kernel_h}, {kernel_w}, {channels}, {filters})")             # <<<<<<<<<<<<<<
  *     if (grad_batch, grad_h, grad_w, grad_filters) != (batch, out_h, out_w, filters):
  *         raise ValueError(f"conv2d: output ({grad_batch}, {grad_h}, {grad_w}, {grad_filters}) does not match ({batch}, {out_h}, {out_w}, {filters})")
 */
-    __pyx_t_13 = NULL;
-    __pyx_t_4 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_matrix_rows, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 104, __pyx_L1_error)
+    __pyx_t_14 = NULL;
+    __pyx_t_4 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_matrix_rows, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 126, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_9 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_matrix_cols, 0, ' ', 'd'); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 104, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_matrix_cols, 0, ' ', 'd'); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 126, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_10);
+    __pyx_t_9 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_kernel_h, 0, ' ', 'd'); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 126, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
-    __pyx_t_8 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_kernel_h, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 104, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_kernel_w, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 126, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
-    __pyx_t_7 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_kernel_w, 0, ' ', 'd'); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 104, __pyx_L1_error)
+    __pyx_t_7 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_channels, 0, ' ', 'd'); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 126, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
-    __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_channels, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 104, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_filters, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 126, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
-    __pyx_t_5 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_filters, 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 104, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_15[0] = __pyx_mstate_global->__pyx_kp_u_conv2d_kernel_matrix;
-    __pyx_t_15[1] = __pyx_t_4;
-    __pyx_t_15[2] = __pyx_mstate_global->__pyx_kp_u__5;
-    __pyx_t_15[3] = __pyx_t_9;
-    __pyx_t_15[4] = __pyx_mstate_global->__pyx_kp_u_does_not_match_kernel;
-    __pyx_t_15[5] = __pyx_t_8;
-    __pyx_t_15[6] = __pyx_mstate_global->__pyx_kp_u__5;
-    __pyx_t_15[7] = __pyx_t_7;
-    __pyx_t_15[8] = __pyx_mstate_global->__pyx_kp_u__5;
-    __pyx_t_15[9] = __pyx_t_6;
-    __pyx_t_15[10] = __pyx_mstate_global->__pyx_kp_u__5;
-    __pyx_t_15[11] = __pyx_t_5;
-    __pyx_t_15[12] = __pyx_mstate_global->__pyx_kp_u__6;
-    __pyx_t_11 = 57;
+    __pyx_t_11[0] = __pyx_mstate_global->__pyx_kp_u_conv2d_kernel_matrix;
+    __pyx_t_11[1] = __pyx_t_4;
+    __pyx_t_11[2] = __pyx_mstate_global->__pyx_kp_u__5;
+    __pyx_t_11[3] = __pyx_t_10;
+    __pyx_t_11[4] = __pyx_mstate_global->__pyx_kp_u_does_not_match_kernel;
+    __pyx_t_11[5] = __pyx_t_9;
+    __pyx_t_11[6] = __pyx_mstate_global->__pyx_kp_u__5;
+    __pyx_t_11[7] = __pyx_t_8;
+    __pyx_t_11[8] = __pyx_mstate_global->__pyx_kp_u__5;
+    __pyx_t_11[9] = __pyx_t_7;
+    __pyx_t_11[10] = __pyx_mstate_global->__pyx_kp_u__5;
+    __pyx_t_11[11] = __pyx_t_6;
+    __pyx_t_11[12] = __pyx_mstate_global->__pyx_kp_u__6;
+    __pyx_t_12 = 57;
     #if __Pyx_PyUnicode_Join_CAN_USE_KIND_AND_LENGTH
     for (Py_ssize_t i=1; i <= 11; i += 2) {
-      Py_ssize_t l = __Pyx_PyUnicode_GET_LENGTH(__pyx_t_15[i]);
-      __pyx_t_11 += l;
+      Py_ssize_t l = __Pyx_PyUnicode_GET_LENGTH(__pyx_t_11[i]);
+      __pyx_t_12 += l;
     }
     #endif
-    __pyx_t_12 = 0;
-    __pyx_t_16 = __Pyx_PyUnicode_Join(__pyx_t_15, 13, __pyx_t_11, __pyx_t_12);
-    if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 104, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_16);
+    __pyx_t_13 = 0;
+    __pyx_t_5 = __Pyx_PyUnicode_Join(__pyx_t_11, 13, __pyx_t_12, __pyx_t_13);
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 126, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_5);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+    __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
     __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __pyx_t_14 = 1;
+    __pyx_t_15 = 1;
     {
-      PyObject *__pyx_callargs[2] = {__pyx_t_13, __pyx_t_16};
-      __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_14, (2-__pyx_t_14) | (__pyx_t_14*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-      __Pyx_XDECREF(__pyx_t_13); __pyx_t_13 = 0;
-      __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 104, __pyx_L1_error)
+      PyObject *__pyx_callargs[2] = {__pyx_t_14, __pyx_t_5};
+      __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_15, (2-__pyx_t_15) | (__pyx_t_15*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+      __Pyx_XDECREF(__pyx_t_14); __pyx_t_14 = 0;
+      __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 126, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     __Pyx_Raise(__pyx_t_3, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __PYX_ERR(0, 104, __pyx_L1_error)
+    __PYX_ERR(0, 126, __pyx_L1_error)
 
-    /* "src_ext/conv.pyx":103
- *     if stride_h < 1 or stride_w < 1 or kernel_h < 1 or kernel_w < 1 or chunk < 1:
- *         raise ValueError(f"conv2d: strides ({stride_h}, {stride_w}), kernel ({kernel_h}, {kernel_w}) and chunk {chunk} must be positive")
+    /* "src_ext/conv.pyx":125
+ *         raise ValueError(f"conv2d: strides ({stride_h}, {stride_w}), kernel ({kernel_h}, {kernel_w}), block_rows "
+ *                          f"{block_rows} and threads {threads} must be positive")
  *     if matrix_rows != kernel_h * kernel_w * channels or matrix_cols != filters:             # <<<<<<<<<<<<<<
  *         raise ValueError(f"conv2d: kernel matrix ({matrix_rows}, {matrix_cols}) does not match kernel ({kernel_h}, {kernel_w}, {channels}, {filters})")
  *     if (grad_batch, grad_h, grad_w, grad_filters) != (batch, out_h, out_w, filters):
 */
   }
 
-  /* "src_ext/conv.pyx":105
+  /* "src_ext/conv.pyx":127
  *     if matrix_rows != kernel_h * kernel_w * channels or matrix_cols != filters:
  *         raise ValueError(f"conv2d: kernel matrix ({matrix_rows}, {matrix_cols}) does not match kernel ({kernel_h}, {kernel_w}, {channels}, {filters})")
  *     if (grad_batch, grad_h, grad_w, grad_filters) != (batch, out_h, out_w, filters):             # <<<<<<<<<<<<<<
  *         raise ValueError(f"conv2d: output ({grad_batch}, {grad_h}, {grad_w}, {grad_filters}) does not match ({batch}, {out_h}, {out_w}, {filters})")
- *     if chunk * out_h * out_w * matrix_rows >= 2**31 or batch * out_h * out_w >= 2**31:
+ *     if max(block_rows, out_h * out_w) * matrix_rows >= 2**31:
 */
-  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_grad_batch); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 105, __pyx_L1_error)
+  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_grad_batch); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 127, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_16 = PyLong_FromSsize_t(__pyx_v_grad_h); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 105, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_16);
-  __pyx_t_13 = PyLong_FromSsize_t(__pyx_v_grad_w); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 105, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_13);
-  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_grad_filters); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 105, __pyx_L1_error)
+  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_grad_h); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 127, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_6 = PyTuple_New(4); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 105, __pyx_L1_error)
+  __pyx_t_14 = PyLong_FromSsize_t(__pyx_v_grad_w); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 127, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_14);
+  __pyx_t_6 = PyLong_FromSsize_t(__pyx_v_grad_filters); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 127, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
-  __Pyx_GIVEREF(__pyx_t_3);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 0, __pyx_t_3) != (0)) __PYX_ERR(0, 105, __pyx_L1_error);
-  __Pyx_GIVEREF(__pyx_t_16);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 1, __pyx_t_16) != (0)) __PYX_ERR(0, 105, __pyx_L1_error);
-  __Pyx_GIVEREF(__pyx_t_13);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 2, __pyx_t_13) != (0)) __PYX_ERR(0, 105, __pyx_L1_error);
-  __Pyx_GIVEREF(__pyx_t_5);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 3, __pyx_t_5) != (0)) __PYX_ERR(0, 105, __pyx_L1_error);
-  __pyx_t_3 = 0;
-  __pyx_t_16 = 0;
-  __pyx_t_13 = 0;
-  __pyx_t_5 = 0;
-  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_batch); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 105, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_13 = PyLong_FromSsize_t(__pyx_v_out_h); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 105, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_13);
-  __pyx_t_16 = PyLong_FromSsize_t(__pyx_v_out_w); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 105, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_16);
-  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_filters); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 105, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_7 = PyTuple_New(4); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 105, __pyx_L1_error)
+  __pyx_t_7 = PyTuple_New(4); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 127, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
-  __Pyx_GIVEREF(__pyx_t_5);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 0, __pyx_t_5) != (0)) __PYX_ERR(0, 105, __pyx_L1_error);
-  __Pyx_GIVEREF(__pyx_t_13);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 1, __pyx_t_13) != (0)) __PYX_ERR(0, 105, __pyx_L1_error);
-  __Pyx_GIVEREF(__pyx_t_16);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 2, __pyx_t_16) != (0)) __PYX_ERR(0, 105, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_3);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 3, __pyx_t_3) != (0)) __PYX_ERR(0, 105, __pyx_L1_error);
-  __pyx_t_5 = 0;
-  __pyx_t_13 = 0;
-  __pyx_t_16 = 0;
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 0, __pyx_t_3) != (0)) __PYX_ERR(0, 127, __pyx_L1_error);
+  __Pyx_GIVEREF(__pyx_t_5);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 1, __pyx_t_5) != (0)) __PYX_ERR(0, 127, __pyx_L1_error);
+  __Pyx_GIVEREF(__pyx_t_14);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 2, __pyx_t_14) != (0)) __PYX_ERR(0, 127, __pyx_L1_error);
+  __Pyx_GIVEREF(__pyx_t_6);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 3, __pyx_t_6) != (0)) __PYX_ERR(0, 127, __pyx_L1_error);
   __pyx_t_3 = 0;
-  __pyx_t_1 = __Pyx_PyObject_RichCompareBool(__pyx_t_6, __pyx_t_7, Py_NE); if (unlikely((__pyx_t_1 < 0))) __PYX_ERR(0, 105, __pyx_L1_error)
-  __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+  __pyx_t_5 = 0;
+  __pyx_t_14 = 0;
+  __pyx_t_6 = 0;
+  __pyx_t_6 = PyLong_FromSsize_t(__pyx_v_batch); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 127, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_6);
+  __pyx_t_14 = PyLong_FromSsize_t(__pyx_v_out_h); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 127, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_14);
+  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_out_w); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 127, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_filters); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 127, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_3);
+  __pyx_t_8 = PyTuple_New(4); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 127, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_8);
+  __Pyx_GIVEREF(__pyx_t_6);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 0, __pyx_t_6) != (0)) __PYX_ERR(0, 127, __pyx_L1_error);
+  __Pyx_GIVEREF(__pyx_t_14);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 1, __pyx_t_14) != (0)) __PYX_ERR(0, 127, __pyx_L1_error);
+  __Pyx_GIVEREF(__pyx_t_5);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 2, __pyx_t_5) != (0)) __PYX_ERR(0, 127, __pyx_L1_error);
+  __Pyx_GIVEREF(__pyx_t_3);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 3, __pyx_t_3) != (0)) __PYX_ERR(0, 127, __pyx_L1_error);
+  __pyx_t_6 = 0;
+  __pyx_t_14 = 0;
+  __pyx_t_5 = 0;
+  __pyx_t_3 = 0;
+  __pyx_t_1 = __Pyx_PyObject_RichCompareBool(__pyx_t_7, __pyx_t_8, Py_NE); if (unlikely((__pyx_t_1 < 0))) __PYX_ERR(0, 127, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
+  __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
   if (unlikely(__pyx_t_1)) {
 
 
-    /* "src_ext/conv.pyx":106
+    /* "src_ext/conv.pyx":128
  *         raise ValueError(f"conv2d: kernel matrix ({matrix_rows}, {matrix_cols}) does not match kernel ({kernel_h}, {kernel_w}, {channels}, {filters})")
  *     if (grad_batch, grad_h, grad_w, grad_filters) != (batch, out_h, out_w, filters):
  *         raise ValueError(f"conv2d: output ({grad_batch}, {grad_h}, {grad_w}, {grad_filters}) does not match ({batch}, {out_h}, {out_w}, {filters})")             # <<<<<<<<<<<<<<
- *     if chunk * out_h * out_w * matrix_rows >= 2**31 or batch * out_h * out_w >= 2**31:
- *         raise ValueError("conv2d: a chunk of the batch is too large for 32-bit BLAS indices")
+ *     if max(block_rows, out_h * out_w) * matrix_rows >= 2**31:
+ *         raise ValueError("conv2d: a block of patches is too large for 32-bit BLAS indices")
 */
-    __pyx_t_6 = NULL;
-    __pyx_t_3 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_grad_batch, 0, ' ', 'd'); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 106, __pyx_L1_error)
+    __pyx_t_7 = NULL;
+    __pyx_t_3 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_grad_batch, 0, ' ', 'd'); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 128, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
-    __pyx_t_16 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_grad_h, 0, ' ', 'd'); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 106, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_16);
-    __pyx_t_13 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_grad_w, 0, ' ', 'd'); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 106, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_13);
-    __pyx_t_5 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_grad_filters, 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 106, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_grad_h, 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 128, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_8 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_batch, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 106, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_8);
-    __pyx_t_9 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_out_h, 0, ' ', 'd'); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 106, __pyx_L1_error)
+    __pyx_t_14 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_grad_w, 0, ' ', 'd'); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 128, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_14);
+    __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_grad_filters, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 128, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_6);
+    __pyx_t_9 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_batch, 0, ' ', 'd'); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 128, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
-    __pyx_t_4 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_out_w, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 106, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_out_h, 0, ' ', 'd'); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 128, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_10);
+    __pyx_t_4 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_out_w, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 128, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_17 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_filters, 0, ' ', 'd'); if (unlikely(!__pyx_t_17)) __PYX_ERR(0, 106, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_17);
-    __pyx_t_18[0] = __pyx_mstate_global->__pyx_kp_u_conv2d_output;
-    __pyx_t_18[1] = __pyx_t_3;
-    __pyx_t_18[2] = __pyx_mstate_global->__pyx_kp_u__5;
-    __pyx_t_18[3] = __pyx_t_16;
-    __pyx_t_18[4] = __pyx_mstate_global->__pyx_kp_u__5;
-    __pyx_t_18[5] = __pyx_t_13;
-    __pyx_t_18[6] = __pyx_mstate_global->__pyx_kp_u__5;
-    __pyx_t_18[7] = __pyx_t_5;
-    __pyx_t_18[8] = __pyx_mstate_global->__pyx_kp_u_does_not_match;
-    __pyx_t_18[9] = __pyx_t_8;
-    __pyx_t_18[10] = __pyx_mstate_global->__pyx_kp_u__5;
-    __pyx_t_18[11] = __pyx_t_9;
-    __pyx_t_18[12] = __pyx_mstate_global->__pyx_kp_u__5;
-    __pyx_t_18[13] = __pyx_t_4;
-    __pyx_t_18[14] = __pyx_mstate_global->__pyx_kp_u__5;
-    __pyx_t_18[15] = __pyx_t_17;
-    __pyx_t_18[16] = __pyx_mstate_global->__pyx_kp_u__6;
-    __pyx_t_11 = 47;
+    __pyx_t_16 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_filters, 0, ' ', 'd'); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 128, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_16);
+    __pyx_t_17[0] = __pyx_mstate_global->__pyx_kp_u_conv2d_output;
+    __pyx_t_17[1] = __pyx_t_3;
+    __pyx_t_17[2] = __pyx_mstate_global->__pyx_kp_u__5;
+    __pyx_t_17[3] = __pyx_t_5;
+    __pyx_t_17[4] = __pyx_mstate_global->__pyx_kp_u__5;
+    __pyx_t_17[5] = __pyx_t_14;
+    __pyx_t_17[6] = __pyx_mstate_global->__pyx_kp_u__5;
+    __pyx_t_17[7] = __pyx_t_6;
+    __pyx_t_17[8] = __pyx_mstate_global->__pyx_kp_u_does_not_match;
+    __pyx_t_17[9] = __pyx_t_9;
+    __pyx_t_17[10] = __pyx_mstate_global->__pyx_kp_u__5;
+    __pyx_t_17[11] = __pyx_t_10;
+    __pyx_t_17[12] = __pyx_mstate_global->__pyx_kp_u__5;
+    __pyx_t_17[13] = __pyx_t_4;
+    __pyx_t_17[14] = __pyx_mstate_global->__pyx_kp_u__5;
+    __pyx_t_17[15] = __pyx_t_16;
+    __pyx_t_17[16] = __pyx_mstate_global->__pyx_kp_u__6;
+    __pyx_t_12 = 47;
     #if __Pyx_PyUnicode_Join_CAN_USE_KIND_AND_LENGTH
     for (Py_ssize_t i=1; i <= 15; i += 2) {
-      Py_ssize_t l = __Pyx_PyUnicode_GET_LENGTH(__pyx_t_18[i]);
-      __pyx_t_11 += l;
+      Py_ssize_t l = __Pyx_PyUnicode_GET_LENGTH(__pyx_t_17[i]);
+      __pyx_t_12 += l;
     }
     #endif
-    __pyx_t_12 = 0;
-    __pyx_t_19 = __Pyx_PyUnicode_Join(__pyx_t_18, 17, __pyx_t_11, __pyx_t_12);
-    if (unlikely(!__pyx_t_19)) __PYX_ERR(0, 106, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_19);
+    __pyx_t_13 = 0;
+    __pyx_t_18 = __Pyx_PyUnicode_Join(__pyx_t_17, 17, __pyx_t_12, __pyx_t_13);
+    if (unlikely(!__pyx_t_18)) __PYX_ERR(0, 128, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_18);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
-    __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
+    __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
+    __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
+    __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    __Pyx_DECREF(__pyx_t_17); __pyx_t_17 = 0;
-    __pyx_t_14 = 1;
+    __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
+    __pyx_t_15 = 1;
     {
-      PyObject *__pyx_callargs[2] = {__pyx_t_6, __pyx_t_19};
-      __pyx_t_7 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_14, (2-__pyx_t_14) | (__pyx_t_14*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-      __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
-      __Pyx_DECREF(__pyx_t_19); __pyx_t_19 = 0;
-      if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 106, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_7);
+      PyObject *__pyx_callargs[2] = {__pyx_t_7, __pyx_t_18};
+      __pyx_t_8 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_15, (2-__pyx_t_15) | (__pyx_t_15*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+      __Pyx_XDECREF(__pyx_t_7); __pyx_t_7 = 0;
+      __Pyx_DECREF(__pyx_t_18); __pyx_t_18 = 0;
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 128, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_8);
     }
-    __Pyx_Raise(__pyx_t_7, 0, 0, 0);
-    __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-    __PYX_ERR(0, 106, __pyx_L1_error)
+    __Pyx_Raise(__pyx_t_8, 0, 0, 0);
+    __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
+    __PYX_ERR(0, 128, __pyx_L1_error)
 
-    /* "src_ext/conv.pyx":105
+    /* "src_ext/conv.pyx":127
  *     if matrix_rows != kernel_h * kernel_w * channels or matrix_cols != filters:
  *         raise ValueError(f"conv2d: kernel matrix ({matrix_rows}, {matrix_cols}) does not match kernel ({kernel_h}, {kernel_w}, {channels}, {filters})")
  *     if (grad_batch, grad_h, grad_w, grad_filters) != (batch, out_h, out_w, filters):             # <<<<<<<<<<<<<<
  *         raise ValueError(f"conv2d: output ({grad_batch}, {grad_h}, {grad_w}, {grad_filters}) does not match ({batch}, {out_h}, {out_w}, {filters})")
- *     if chunk * out_h * out_w * matrix_rows >= 2**31 or batch * out_h * out_w >= 2**31:
+ *     if max(block_rows, out_h * out_w) * matrix_rows >= 2**31:
 */
   }
 
-  /* "src_ext/conv.pyx":107
+  /* "src_ext/conv.pyx":129
  *     if (grad_batch, grad_h, grad_w, grad_filters) != (batch, out_h, out_w, filters):
  *         raise ValueError(f"conv2d: output ({grad_batch}, {grad_h}, {grad_w}, {grad_filters}) does not match ({batch}, {out_h}, {out_w}, {filters})")
- *     if chunk * out_h * out_w * matrix_rows >= 2**31 or batch * out_h * out_w >= 2**31:             # <<<<<<<<<<<<<<
- *         raise ValueError("conv2d: a chunk of the batch is too large for 32-bit BLAS indices")
+ *     if max(block_rows, out_h * out_w) * matrix_rows >= 2**31:             # <<<<<<<<<<<<<<
+ *         raise ValueError("conv2d: a block of patches is too large for 32-bit BLAS indices")
  *     return 0
 */
-  __pyx_t_7 = PyLong_FromSsize_t((((__pyx_v_chunk * __pyx_v_out_h) * __pyx_v_out_w) * __pyx_v_matrix_rows)); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 107, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_7);
-  __pyx_t_2 = __Pyx_PyObject_CompareBoolGe_int_object(__pyx_t_7, __pyx_mstate_global->__pyx_int_2147483648, Py_GE); if (unlikely((__pyx_t_2 < 0))) __PYX_ERR(0, 107, __pyx_L1_error)
-  __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-  if (!__pyx_t_2) {
 
+  __pyx_t_12 = (__pyx_v_out_h * __pyx_v_out_w);
+
+  __pyx_t_19 = __pyx_v_block_rows;
+  __pyx_t_1 = (__pyx_t_12 > __pyx_t_19);
+
+  if (__pyx_t_1) {
+
+    __pyx_t_20 = __pyx_t_12;
   } else {
 
-    __pyx_t_1 = __pyx_t_2;
-
-    goto __pyx_L14_bool_binop_done;
+    __pyx_t_20 = __pyx_t_19;
   }
-  __pyx_t_7 = PyLong_FromSsize_t(((__pyx_v_batch * __pyx_v_out_h) * __pyx_v_out_w)); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 107, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_7);
-  __pyx_t_2 = __Pyx_PyObject_CompareBoolGe_int_object(__pyx_t_7, __pyx_mstate_global->__pyx_int_2147483648, Py_GE); if (unlikely((__pyx_t_2 < 0))) __PYX_ERR(0, 107, __pyx_L1_error)
-  __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
 
-  __pyx_t_1 = __pyx_t_2;
+  __pyx_t_8 = PyLong_FromSsize_t((__pyx_t_20 * __pyx_v_matrix_rows)); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 129, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_8);
 
-  __pyx_L14_bool_binop_done:;
+  __pyx_t_1 = __Pyx_PyObject_CompareBoolGe_int_object(__pyx_t_8, __pyx_mstate_global->__pyx_int_2147483648, Py_GE); if (unlikely((__pyx_t_1 < 0))) __PYX_ERR(0, 129, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
   if (unlikely(__pyx_t_1)) {
 
 
-    /* "src_ext/conv.pyx":108
+    /* "src_ext/conv.pyx":130
  *         raise ValueError(f"conv2d: output ({grad_batch}, {grad_h}, {grad_w}, {grad_filters}) does not match ({batch}, {out_h}, {out_w}, {filters})")
- *     if chunk * out_h * out_w * matrix_rows >= 2**31 or batch * out_h * out_w >= 2**31:
- *         raise ValueError("conv2d: a chunk of the batch is too large for 32-bit BLAS indices")             # <<<<<<<<<<<<<<
+ *     if max(block_rows, out_h * out_w) * matrix_rows >= 2**31:
+ *         raise ValueError("conv2d: a block of patches is too large for 32-bit BLAS indices")             # <<<<<<<<<<<<<<
  *     return 0
  * 
 */
-    __pyx_t_19 = NULL;
-    __pyx_t_14 = 1;
+    __pyx_t_18 = NULL;
+    __pyx_t_15 = 1;
     {
-      PyObject *__pyx_callargs[2] = {__pyx_t_19, __pyx_mstate_global->__pyx_kp_u_conv2d_a_chunk_of_the_batch_is_t};
-      __pyx_t_7 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_14, (2-__pyx_t_14) | (__pyx_t_14*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-      __Pyx_XDECREF(__pyx_t_19); __pyx_t_19 = 0;
-      if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 108, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_7);
+      PyObject *__pyx_callargs[2] = {__pyx_t_18, __pyx_mstate_global->__pyx_kp_u_conv2d_a_block_of_patches_is_too};
+      __pyx_t_8 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_15, (2-__pyx_t_15) | (__pyx_t_15*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+      __Pyx_XDECREF(__pyx_t_18); __pyx_t_18 = 0;
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 130, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_8);
     }
-    __Pyx_Raise(__pyx_t_7, 0, 0, 0);
-    __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-    __PYX_ERR(0, 108, __pyx_L1_error)
+    __Pyx_Raise(__pyx_t_8, 0, 0, 0);
+    __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
+    __PYX_ERR(0, 130, __pyx_L1_error)
 
-    /* "src_ext/conv.pyx":107
+    /* "src_ext/conv.pyx":129
  *     if (grad_batch, grad_h, grad_w, grad_filters) != (batch, out_h, out_w, filters):
  *         raise ValueError(f"conv2d: output ({grad_batch}, {grad_h}, {grad_w}, {grad_filters}) does not match ({batch}, {out_h}, {out_w}, {filters})")
- *     if chunk * out_h * out_w * matrix_rows >= 2**31 or batch * out_h * out_w >= 2**31:             # <<<<<<<<<<<<<<
- *         raise ValueError("conv2d: a chunk of the batch is too large for 32-bit BLAS indices")
+ *     if max(block_rows, out_h * out_w) * matrix_rows >= 2**31:             # <<<<<<<<<<<<<<
+ *         raise ValueError("conv2d: a block of patches is too large for 32-bit BLAS indices")
  *     return 0
 */
   }
 
-  /* "src_ext/conv.pyx":109
- *     if chunk * out_h * out_w * matrix_rows >= 2**31 or batch * out_h * out_w >= 2**31:
- *         raise ValueError("conv2d: a chunk of the batch is too large for 32-bit BLAS indices")
+  /* "src_ext/conv.pyx":131
+ *     if max(block_rows, out_h * out_w) * matrix_rows >= 2**31:
+ *         raise ValueError("conv2d: a block of patches is too large for 32-bit BLAS indices")
  *     return 0             # <<<<<<<<<<<<<<
  * 
  * 
@@ -19992,7 +20136,7 @@ static int __pyx_f_8fastconv_4_ext_4conv_check_extents(Py_ssize_t __pyx_v_batch,
   }
   goto __pyx_L0;
 
-  /* "src_ext/conv.pyx":97
+  /* "src_ext/conv.pyx":118
  * 
  * 
  * cdef int check_extents(Py_ssize_t batch, Py_ssize_t channels, Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t filters,             # <<<<<<<<<<<<<<
@@ -20009,10 +20153,10 @@ static int __pyx_f_8fastconv_4_ext_4conv_check_extents(Py_ssize_t __pyx_v_batch,
   __Pyx_XDECREF(__pyx_t_7);
   __Pyx_XDECREF(__pyx_t_8);
   __Pyx_XDECREF(__pyx_t_9);
-  __Pyx_XDECREF(__pyx_t_13);
+  __Pyx_XDECREF(__pyx_t_10);
+  __Pyx_XDECREF(__pyx_t_14);
   __Pyx_XDECREF(__pyx_t_16);
-  __Pyx_XDECREF(__pyx_t_17);
-  __Pyx_XDECREF(__pyx_t_19);
+  __Pyx_XDECREF(__pyx_t_18);
   __Pyx_AddTraceback("fastconv._ext.conv.check_extents", __pyx_clineno, __pyx_lineno, __pyx_filename);
   __pyx_r = -1;
   __pyx_L0:;
@@ -20021,7 +20165,7 @@ static int __pyx_f_8fastconv_4_ext_4conv_check_extents(Py_ssize_t __pyx_v_batch,
   return __pyx_r;
 }
 
-/* "src_ext/conv.pyx":112
+/* "src_ext/conv.pyx":134
  * 
  * 
  * cdef inline bint is_pointwise(Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,             # <<<<<<<<<<<<<<
@@ -20034,7 +20178,7 @@ static CYTHON_INLINE int __pyx_f_8fastconv_4_ext_4conv_is_pointwise(Py_ssize_t _
   int __pyx_t_1;
   int __pyx_t_2;
 
-  /* "src_ext/conv.pyx":114
+  /* "src_ext/conv.pyx":136
  * cdef inline bint is_pointwise(Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
  *                               Py_ssize_t kernel_h, Py_ssize_t kernel_w) noexcept nogil:
  *     return kernel_h == 1 and kernel_w == 1 and stride_h == 1 and stride_w == 1 and pad_top == 0 and pad_left == 0             # <<<<<<<<<<<<<<
@@ -20102,7 +20246,7 @@ static CYTHON_INLINE int __pyx_f_8fastconv_4_ext_4conv_is_pointwise(Py_ssize_t _
   }
   goto __pyx_L0;
 
-  /* "src_ext/conv.pyx":112
+  /* "src_ext/conv.pyx":134
  * 
  * 
  * cdef inline bint is_pointwise(Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,             # <<<<<<<<<<<<<<
@@ -20115,159 +20259,25 @@ static CYTHON_INLINE int __pyx_f_8fastconv_4_ext_4conv_is_pointwise(Py_ssize_t _
   return __pyx_r;
 }
 
-/* "src_ext/conv.pyx":117
- * 
- * 
- * cdef float* alloc_cols(Py_ssize_t chunk, Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t patch_len) except NULL:             # <<<<<<<<<<<<<<
- *     cdef float* cols = <float*>malloc(chunk * out_h * out_w * patch_len * sizeof(float))
- *     if cols == NULL:
-*/
-
-static float *__pyx_f_8fastconv_4_ext_4conv_alloc_cols(Py_ssize_t __pyx_v_chunk, Py_ssize_t __pyx_v_out_h, Py_ssize_t __pyx_v_out_w, Py_ssize_t __pyx_v_patch_len) {
-  float *__pyx_v_cols;
-  float *__pyx_r;
-  __Pyx_RefNannyDeclarations
-  int __pyx_t_1;
-  PyObject *__pyx_t_2 = NULL;
-  PyObject *__pyx_t_3 = NULL;
-  PyObject *__pyx_t_4 = NULL;
-  PyObject *__pyx_t_5 = NULL;
-  PyObject *__pyx_t_6[5];
-  Py_ssize_t __pyx_t_7;
-  int __pyx_t_8;
-  PyObject *__pyx_t_9 = NULL;
-  size_t __pyx_t_10;
-  int __pyx_lineno = 0;
-  const char *__pyx_filename = NULL;
-  int __pyx_clineno = 0;
-  __Pyx_RefNannySetupContext("alloc_cols", 0);
-
-  /* "src_ext/conv.pyx":118
- * 
- * cdef float* alloc_cols(Py_ssize_t chunk, Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t patch_len) except NULL:
- *     cdef float* cols = <float*>malloc(chunk * out_h * out_w * patch_len * sizeof(float))             # <<<<<<<<<<<<<<
- *     if cols == NULL:
- *         raise MemoryError(f"conv2d: cannot allocate a ({chunk * out_h * out_w}, {patch_len}) patch matrix")
-*/
-  __pyx_v_cols = ((float *)malloc(((((__pyx_v_chunk * __pyx_v_out_h) * __pyx_v_out_w) * __pyx_v_patch_len) * (sizeof(float)))));
-
-  /* "src_ext/conv.pyx":119
- * cdef float* alloc_cols(Py_ssize_t chunk, Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t patch_len) except NULL:
- *     cdef float* cols = <float*>malloc(chunk * out_h * out_w * patch_len * sizeof(float))
- *     if cols == NULL:             # <<<<<<<<<<<<<<
- *         raise MemoryError(f"conv2d: cannot allocate a ({chunk * out_h * out_w}, {patch_len}) patch matrix")
- *     return cols
-*/
-  __pyx_t_1 = (__pyx_v_cols == NULL);
-
-  if (unlikely(__pyx_t_1)) {
-
-
-    /* "src_ext/conv.pyx":120
- *     cdef float* cols = <float*>malloc(chunk * out_h * out_w * patch_len * sizeof(float))
- *     if cols == NULL:
- *         raise MemoryError(f"conv2d: cannot allocate a ({chunk * out_h * out_w}, {patch_len}) patch matrix")             # <<<<<<<<<<<<<<
- *     return cols
- * 
-*/
-    __pyx_t_3 = NULL;
-    __pyx_t_4 = __Pyx_PyUnicode_From_Py_ssize_t(((__pyx_v_chunk * __pyx_v_out_h) * __pyx_v_out_w), 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 120, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_5 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_patch_len, 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 120, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_6[0] = __pyx_mstate_global->__pyx_kp_u_conv2d_cannot_allocate_a;
-    __pyx_t_6[1] = __pyx_t_4;
-    __pyx_t_6[2] = __pyx_mstate_global->__pyx_kp_u__5;
-    __pyx_t_6[3] = __pyx_t_5;
-    __pyx_t_6[4] = __pyx_mstate_global->__pyx_kp_u_patch_matrix;
-    __pyx_t_7 = 43;
-    #if __Pyx_PyUnicode_Join_CAN_USE_KIND_AND_LENGTH
-    __pyx_t_7 += __Pyx_PyUnicode_GET_LENGTH(__pyx_t_6[1]) + __Pyx_PyUnicode_GET_LENGTH(__pyx_t_6[3]);
-    #endif
-    __pyx_t_8 = 0;
-    __pyx_t_9 = __Pyx_PyUnicode_Join(__pyx_t_6, 5, __pyx_t_7, __pyx_t_8);
-    if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 120, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_9);
-    __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __pyx_t_10 = 1;
-    {
-      PyObject *__pyx_callargs[2] = {__pyx_t_3, __pyx_t_9};
-      __pyx_t_2 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_MemoryError)), __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-      __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
-      __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 120, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_2);
-    }
-    __Pyx_Raise(__pyx_t_2, 0, 0, 0);
-    __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    __PYX_ERR(0, 120, __pyx_L1_error)
-
-    /* "src_ext/conv.pyx":119
- * cdef float* alloc_cols(Py_ssize_t chunk, Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t patch_len) except NULL:
- *     cdef float* cols = <float*>malloc(chunk * out_h * out_w * patch_len * sizeof(float))
- *     if cols == NULL:             # <<<<<<<<<<<<<<
- *         raise MemoryError(f"conv2d: cannot allocate a ({chunk * out_h * out_w}, {patch_len}) patch matrix")
- *     return cols
-*/
-  }
-
-  /* "src_ext/conv.pyx":121
- *     if cols == NULL:
- *         raise MemoryError(f"conv2d: cannot allocate a ({chunk * out_h * out_w}, {patch_len}) patch matrix")
- *     return cols             # <<<<<<<<<<<<<<
- * 
- * 
-*/
-  {
-
-    __pyx_r = __pyx_v_cols;
-  }
-  goto __pyx_L0;
-
-  /* "src_ext/conv.pyx":117
- * 
- * 
- * cdef float* alloc_cols(Py_ssize_t chunk, Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t patch_len) except NULL:             # <<<<<<<<<<<<<<
- *     cdef float* cols = <float*>malloc(chunk * out_h * out_w * patch_len * sizeof(float))
- *     if cols == NULL:
-*/
-
-  /* function exit code */
-  __pyx_L1_error:;
-  __Pyx_XDECREF(__pyx_t_2);
-  __Pyx_XDECREF(__pyx_t_3);
-  __Pyx_XDECREF(__pyx_t_4);
-  __Pyx_XDECREF(__pyx_t_5);
-  __Pyx_XDECREF(__pyx_t_9);
-  __Pyx_AddTraceback("fastconv._ext.conv.alloc_cols", __pyx_clineno, __pyx_lineno, __pyx_filename);
-  __pyx_r = NULL;
-  __pyx_L0:;
-
-
-  __Pyx_RefNannyFinishContext();
-  return __pyx_r;
-}
-
-/* "src_ext/conv.pyx":124
+/* "src_ext/conv.pyx":139
  * 
  * 
  * def conv2d_forward(const float[:, :, :, ::1] x, const float[:, ::1] kernel_matrix, const float[::1] bias,             # <<<<<<<<<<<<<<
  *                    float[:, :, :, ::1] y, Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top,
- *                    Py_ssize_t pad_left, Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t chunk):
+ *                    Py_ssize_t pad_left, Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t block_rows, int threads):
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_8fastconv_4_ext_4conv_1conv2d_forward(PyObject *__pyx_self, 
+static PyObject *__pyx_pw_8fastconv_4_ext_4conv_3conv2d_forward(PyObject *__pyx_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_8fastconv_4_ext_4conv_conv2d_forward, "y = conv(x, kernel) + bias.\n\n    x: (N, H, W, C); kernel_matrix: (KH*KW*C, F); bias: (F,); y: (N, OH, OW, F), written.\n    ");
-static PyMethodDef __pyx_mdef_8fastconv_4_ext_4conv_1conv2d_forward = {"conv2d_forward", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_8fastconv_4_ext_4conv_1conv2d_forward, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_8fastconv_4_ext_4conv_conv2d_forward};
-static PyObject *__pyx_pw_8fastconv_4_ext_4conv_1conv2d_forward(PyObject *__pyx_self, 
+PyDoc_STRVAR(__pyx_doc_8fastconv_4_ext_4conv_2conv2d_forward, "y = conv(x, kernel) + bias, in blocks of ``block_rows`` output pixels shared among ``threads``.\n\n    x: (N, H, W, C); kernel_matrix: (KH*KW*C, F); bias: (F,); y: (N, OH, OW, F), written.\n    ");
+static PyMethodDef __pyx_mdef_8fastconv_4_ext_4conv_3conv2d_forward = {"conv2d_forward", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_8fastconv_4_ext_4conv_3conv2d_forward, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_8fastconv_4_ext_4conv_2conv2d_forward};
+static PyObject *__pyx_pw_8fastconv_4_ext_4conv_3conv2d_forward(PyObject *__pyx_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -20284,12 +20294,13 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   Py_ssize_t __pyx_v_pad_left;
   Py_ssize_t __pyx_v_kernel_h;
   Py_ssize_t __pyx_v_kernel_w;
-  Py_ssize_t __pyx_v_chunk;
+  Py_ssize_t __pyx_v_block_rows;
+  int __pyx_v_threads;
   #if !CYTHON_VECTORCALL
   CYTHON_UNUSED Py_ssize_t __pyx_nargs;
   #endif
   CYTHON_UNUSED PyObject *const *__pyx_kwvalues;
-  PyObject* values[11] = {0,0,0,0,0,0,0,0,0,0,0};
+  PyObject* values[12] = {0,0,0,0,0,0,0,0,0,0,0,0};
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
@@ -20305,104 +20316,111 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   #endif
   __pyx_kwvalues = __Pyx_KwValues_FASTCALL(__pyx_args, __pyx_nargs);
   {
-    PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_x,&__pyx_mstate_global->__pyx_n_u_kernel_matrix,&__pyx_mstate_global->__pyx_n_u_bias,&__pyx_mstate_global->__pyx_n_u_y,&__pyx_mstate_global->__pyx_n_u_stride_h,&__pyx_mstate_global->__pyx_n_u_stride_w,&__pyx_mstate_global->__pyx_n_u_pad_top,&__pyx_mstate_global->__pyx_n_u_pad_left,&__pyx_mstate_global->__pyx_n_u_kernel_h,&__pyx_mstate_global->__pyx_n_u_kernel_w,&__pyx_mstate_global->__pyx_n_u_chunk,0};
+    PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_x,&__pyx_mstate_global->__pyx_n_u_kernel_matrix,&__pyx_mstate_global->__pyx_n_u_bias,&__pyx_mstate_global->__pyx_n_u_y,&__pyx_mstate_global->__pyx_n_u_stride_h,&__pyx_mstate_global->__pyx_n_u_stride_w,&__pyx_mstate_global->__pyx_n_u_pad_top,&__pyx_mstate_global->__pyx_n_u_pad_left,&__pyx_mstate_global->__pyx_n_u_kernel_h,&__pyx_mstate_global->__pyx_n_u_kernel_w,&__pyx_mstate_global->__pyx_n_u_block_rows_2,&__pyx_mstate_global->__pyx_n_u_threads,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 124, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 139, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
+        case 12:
+        values[11] = __Pyx_ArgRef_FASTCALL(__pyx_args, 11);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[11])) __PYX_ERR(0, 139, __pyx_L3_error)
+        CYTHON_FALLTHROUGH;
         case 11:
         values[10] = __Pyx_ArgRef_FASTCALL(__pyx_args, 10);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 124, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 139, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 10:
         values[9] = __Pyx_ArgRef_FASTCALL(__pyx_args, 9);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 124, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 139, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  9:
         values[8] = __Pyx_ArgRef_FASTCALL(__pyx_args, 8);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 124, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 139, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  8:
         values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 124, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 139, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  7:
         values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 124, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 139, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  6:
         values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 124, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 139, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  5:
         values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 124, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 139, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 124, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 139, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 124, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 139, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 124, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 139, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 124, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 139, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "conv2d_forward", 0) < (0)) __PYX_ERR(0, 124, __pyx_L3_error)
-      for (Py_ssize_t i = __pyx_nargs; i < 11; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("conv2d_forward", 1, 11, 11, i); __PYX_ERR(0, 124, __pyx_L3_error) }
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "conv2d_forward", 0) < (0)) __PYX_ERR(0, 139, __pyx_L3_error)
+      for (Py_ssize_t i = __pyx_nargs; i < 12; i++) {
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("conv2d_forward", 1, 12, 12, i); __PYX_ERR(0, 139, __pyx_L3_error) }
       }
-    } else if (unlikely(__pyx_nargs != 11)) {
+    } else if (unlikely(__pyx_nargs != 12)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 124, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 139, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 124, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 139, __pyx_L3_error)
       values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 124, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 139, __pyx_L3_error)
       values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 124, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 139, __pyx_L3_error)
       values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 124, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 139, __pyx_L3_error)
       values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 124, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 139, __pyx_L3_error)
       values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 124, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 139, __pyx_L3_error)
       values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 124, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 139, __pyx_L3_error)
       values[8] = __Pyx_ArgRef_FASTCALL(__pyx_args, 8);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 124, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 139, __pyx_L3_error)
       values[9] = __Pyx_ArgRef_FASTCALL(__pyx_args, 9);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 124, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 139, __pyx_L3_error)
       values[10] = __Pyx_ArgRef_FASTCALL(__pyx_args, 10);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 124, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 139, __pyx_L3_error)
+      values[11] = __Pyx_ArgRef_FASTCALL(__pyx_args, 11);
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[11])) __PYX_ERR(0, 139, __pyx_L3_error)
     }
-    __pyx_v_x = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float__const__(values[0], 0); if (unlikely(!__pyx_v_x.memview)) __PYX_ERR(0, 124, __pyx_L3_error)
-    __pyx_v_kernel_matrix = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float__const__(values[1], 0); if (unlikely(!__pyx_v_kernel_matrix.memview)) __PYX_ERR(0, 124, __pyx_L3_error)
-    __pyx_v_bias = __Pyx_PyObject_to_MemoryviewSlice_dc_float__const__(values[2], 0); if (unlikely(!__pyx_v_bias.memview)) __PYX_ERR(0, 124, __pyx_L3_error)
-    __pyx_v_y = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float(values[3], PyBUF_WRITABLE); if (unlikely(!__pyx_v_y.memview)) __PYX_ERR(0, 125, __pyx_L3_error)
-    __pyx_v_stride_h = __Pyx_PyIndex_AsSsize_t(values[4]); if (unlikely((__pyx_v_stride_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 125, __pyx_L3_error)
-    __pyx_v_stride_w = __Pyx_PyIndex_AsSsize_t(values[5]); if (unlikely((__pyx_v_stride_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 125, __pyx_L3_error)
-    __pyx_v_pad_top = __Pyx_PyIndex_AsSsize_t(values[6]); if (unlikely((__pyx_v_pad_top == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 125, __pyx_L3_error)
-    __pyx_v_pad_left = __Pyx_PyIndex_AsSsize_t(values[7]); if (unlikely((__pyx_v_pad_left == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 126, __pyx_L3_error)
-    __pyx_v_kernel_h = __Pyx_PyIndex_AsSsize_t(values[8]); if (unlikely((__pyx_v_kernel_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 126, __pyx_L3_error)
-    __pyx_v_kernel_w = __Pyx_PyIndex_AsSsize_t(values[9]); if (unlikely((__pyx_v_kernel_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 126, __pyx_L3_error)
-    __pyx_v_chunk = __Pyx_PyIndex_AsSsize_t(values[10]); if (unlikely((__pyx_v_chunk == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 126, __pyx_L3_error)
+    __pyx_v_x = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float__const__(values[0], 0); if (unlikely(!__pyx_v_x.memview)) __PYX_ERR(0, 139, __pyx_L3_error)
+    __pyx_v_kernel_matrix = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float__const__(values[1], 0); if (unlikely(!__pyx_v_kernel_matrix.memview)) __PYX_ERR(0, 139, __pyx_L3_error)
+    __pyx_v_bias = __Pyx_PyObject_to_MemoryviewSlice_dc_float__const__(values[2], 0); if (unlikely(!__pyx_v_bias.memview)) __PYX_ERR(0, 139, __pyx_L3_error)
+    __pyx_v_y = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float(values[3], PyBUF_WRITABLE); if (unlikely(!__pyx_v_y.memview)) __PYX_ERR(0, 140, __pyx_L3_error)
+    __pyx_v_stride_h = __Pyx_PyIndex_AsSsize_t(values[4]); if (unlikely((__pyx_v_stride_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 140, __pyx_L3_error)
+    __pyx_v_stride_w = __Pyx_PyIndex_AsSsize_t(values[5]); if (unlikely((__pyx_v_stride_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 140, __pyx_L3_error)
+    __pyx_v_pad_top = __Pyx_PyIndex_AsSsize_t(values[6]); if (unlikely((__pyx_v_pad_top == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 140, __pyx_L3_error)
+    __pyx_v_pad_left = __Pyx_PyIndex_AsSsize_t(values[7]); if (unlikely((__pyx_v_pad_left == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 141, __pyx_L3_error)
+    __pyx_v_kernel_h = __Pyx_PyIndex_AsSsize_t(values[8]); if (unlikely((__pyx_v_kernel_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 141, __pyx_L3_error)
+    __pyx_v_kernel_w = __Pyx_PyIndex_AsSsize_t(values[9]); if (unlikely((__pyx_v_kernel_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 141, __pyx_L3_error)
+    __pyx_v_block_rows = __Pyx_PyIndex_AsSsize_t(values[10]); if (unlikely((__pyx_v_block_rows == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 141, __pyx_L3_error)
+    __pyx_v_threads = __Pyx_PyLong_As_int(values[11]); if (unlikely((__pyx_v_threads == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 141, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("conv2d_forward", 1, 11, 11, __pyx_nargs); __PYX_ERR(0, 124, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("conv2d_forward", 1, 12, 12, __pyx_nargs); __PYX_ERR(0, 139, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -20417,7 +20435,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  __pyx_r = __pyx_pf_8fastconv_4_ext_4conv_conv2d_forward(__pyx_self, __pyx_v_x, __pyx_v_kernel_matrix, __pyx_v_bias, __pyx_v_y, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_pad_top, __pyx_v_pad_left, __pyx_v_kernel_h, __pyx_v_kernel_w, __pyx_v_chunk);
+  __pyx_r = __pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(__pyx_self, __pyx_v_x, __pyx_v_kernel_matrix, __pyx_v_bias, __pyx_v_y, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_pad_top, __pyx_v_pad_left, __pyx_v_kernel_h, __pyx_v_kernel_w, __pyx_v_block_rows, __pyx_v_threads);
 
   /* function exit code */
   for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
@@ -20434,11 +20452,12 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
 
 
 
+
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_8fastconv_4_ext_4conv_conv2d_forward(CYTHON_UNUSED PyObject *__pyx_self, __Pyx_memviewslice __pyx_v_x, __Pyx_memviewslice __pyx_v_kernel_matrix, __Pyx_memviewslice __pyx_v_bias, __Pyx_memviewslice __pyx_v_y, Py_ssize_t __pyx_v_stride_h, Py_ssize_t __pyx_v_stride_w, Py_ssize_t __pyx_v_pad_top, Py_ssize_t __pyx_v_pad_left, Py_ssize_t __pyx_v_kernel_h, Py_ssize_t __pyx_v_kernel_w, Py_ssize_t __pyx_v_chunk) {
+static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED PyObject *__pyx_self, __Pyx_memviewslice __pyx_v_x, __Pyx_memviewslice __pyx_v_kernel_matrix, __Pyx_memviewslice __pyx_v_bias, __Pyx_memviewslice __pyx_v_y, Py_ssize_t __pyx_v_stride_h, Py_ssize_t __pyx_v_stride_w, Py_ssize_t __pyx_v_pad_top, Py_ssize_t __pyx_v_pad_left, Py_ssize_t __pyx_v_kernel_h, Py_ssize_t __pyx_v_kernel_w, Py_ssize_t __pyx_v_block_rows, int __pyx_v_threads) {
   Py_ssize_t __pyx_v_batch;
   Py_ssize_t __pyx_v_height;
   Py_ssize_t __pyx_v_width;
@@ -20448,13 +20467,19 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_conv2d_forward(CYTHON_UNUSED PyO
   Py_ssize_t __pyx_v_filters;
   Py_ssize_t __pyx_v_patch_len;
   int __pyx_v_pointwise;
-  float *__pyx_v_cols;
-  float const *__pyx_v_lhs;
-  float *__pyx_v_y_rows;
-  Py_ssize_t __pyx_v_first;
-  Py_ssize_t __pyx_v_samples;
+  Py_ssize_t __pyx_v_total_rows;
+  Py_ssize_t __pyx_v_blocks;
+  Py_ssize_t __pyx_v_block;
+  Py_ssize_t __pyx_v_first_row;
   Py_ssize_t __pyx_v_rows;
   Py_ssize_t __pyx_v_row;
+  float const *__pyx_v_x_data;
+  float *__pyx_v_y_data;
+  float *__pyx_v_cols;
+  float const *__pyx_v_patches;
+  int __pyx_v_previous_threads;
+  int __pyx_v_failed;
+  int *__pyx_v_failed_flag;
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
   int __pyx_t_1;
@@ -20467,20 +20492,23 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_conv2d_forward(CYTHON_UNUSED PyO
   Py_ssize_t __pyx_t_8;
   PyObject *__pyx_t_9 = NULL;
   size_t __pyx_t_10;
-  void *__pyx_t_11;
-  float *__pyx_t_12;
+  Py_ssize_t __pyx_t_11;
+  Py_ssize_t __pyx_t_12;
   Py_ssize_t __pyx_t_13;
   Py_ssize_t __pyx_t_14;
-  Py_ssize_t __pyx_t_15;
+  void *__pyx_t_15;
   Py_ssize_t __pyx_t_16;
   Py_ssize_t __pyx_t_17;
-  Py_ssize_t __pyx_t_18;
+  int __pyx_t_18;
+  Py_ssize_t __pyx_t_19;
+  Py_ssize_t __pyx_t_20;
+  Py_ssize_t __pyx_t_21;
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("conv2d_forward", 0);
 
-  /* "src_ext/conv.pyx":131
+  /* "src_ext/conv.pyx":146
  *     x: (N, H, W, C); kernel_matrix: (KH*KW*C, F); bias: (F,); y: (N, OH, OW, F), written.
  *     """
  *     cdef Py_ssize_t batch = x.shape[0], height = x.shape[1], width = x.shape[2], channels = x.shape[3]             # <<<<<<<<<<<<<<
@@ -20492,7 +20520,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_conv2d_forward(CYTHON_UNUSED PyO
   __pyx_v_width = (__pyx_v_x.shape[2]);
   __pyx_v_channels = (__pyx_v_x.shape[3]);
 
-  /* "src_ext/conv.pyx":132
+  /* "src_ext/conv.pyx":147
  *     """
  *     cdef Py_ssize_t batch = x.shape[0], height = x.shape[1], width = x.shape[2], channels = x.shape[3]
  *     cdef Py_ssize_t out_h = y.shape[1], out_w = y.shape[2], filters = y.shape[3]             # <<<<<<<<<<<<<<
@@ -20503,28 +20531,28 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_conv2d_forward(CYTHON_UNUSED PyO
   __pyx_v_out_w = (__pyx_v_y.shape[2]);
   __pyx_v_filters = (__pyx_v_y.shape[3]);
 
-  /* "src_ext/conv.pyx":133
+  /* "src_ext/conv.pyx":148
  *     cdef Py_ssize_t batch = x.shape[0], height = x.shape[1], width = x.shape[2], channels = x.shape[3]
  *     cdef Py_ssize_t out_h = y.shape[1], out_w = y.shape[2], filters = y.shape[3]
  *     cdef Py_ssize_t patch_len = kernel_matrix.shape[0]             # <<<<<<<<<<<<<<
  *     check_extents(batch, channels, out_h, out_w, filters, kernel_matrix.shape[0], kernel_matrix.shape[1],
- *                   y.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, chunk)
+ *                   y.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
 */
   __pyx_v_patch_len = (__pyx_v_kernel_matrix.shape[0]);
 
-  /* "src_ext/conv.pyx":134
+  /* "src_ext/conv.pyx":149
  *     cdef Py_ssize_t out_h = y.shape[1], out_w = y.shape[2], filters = y.shape[3]
  *     cdef Py_ssize_t patch_len = kernel_matrix.shape[0]
  *     check_extents(batch, channels, out_h, out_w, filters, kernel_matrix.shape[0], kernel_matrix.shape[1],             # <<<<<<<<<<<<<<
- *                   y.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, chunk)
+ *                   y.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     if bias.shape[0] != filters:
 */
-  __pyx_t_1 = __pyx_f_8fastconv_4_ext_4conv_check_extents(__pyx_v_batch, __pyx_v_channels, __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, (__pyx_v_kernel_matrix.shape[0]), (__pyx_v_kernel_matrix.shape[1]), (__pyx_v_y.shape[0]), __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_kernel_h, __pyx_v_kernel_w, __pyx_v_chunk); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 134, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_8fastconv_4_ext_4conv_check_extents(__pyx_v_batch, __pyx_v_channels, __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, (__pyx_v_kernel_matrix.shape[0]), (__pyx_v_kernel_matrix.shape[1]), (__pyx_v_y.shape[0]), __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_kernel_h, __pyx_v_kernel_w, __pyx_v_block_rows, __pyx_v_threads); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 149, __pyx_L1_error)
 
 
-  /* "src_ext/conv.pyx":136
+  /* "src_ext/conv.pyx":151
  *     check_extents(batch, channels, out_h, out_w, filters, kernel_matrix.shape[0], kernel_matrix.shape[1],
- *                   y.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, chunk)
+ *                   y.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     if bias.shape[0] != filters:             # <<<<<<<<<<<<<<
  *         raise ValueError(f"conv2d_forward: bias ({bias.shape[0]},) does not match {filters} filters")
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
@@ -20534,17 +20562,17 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_conv2d_forward(CYTHON_UNUSED PyO
   if (unlikely(__pyx_t_2)) {
 
 
-    /* "src_ext/conv.pyx":137
- *                   y.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, chunk)
+    /* "src_ext/conv.pyx":152
+ *                   y.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     if bias.shape[0] != filters:
  *         raise ValueError(f"conv2d_forward: bias ({bias.shape[0]},) does not match {filters} filters")             # <<<<<<<<<<<<<<
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
- *     cdef float* cols = NULL if pointwise else alloc_cols(chunk, out_h, out_w, patch_len)
+ *     cdef Py_ssize_t total_rows = batch * out_h * out_w
 */
     __pyx_t_4 = NULL;
-    __pyx_t_5 = __Pyx_PyUnicode_From_Py_ssize_t((__pyx_v_bias.shape[0]), 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 137, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyUnicode_From_Py_ssize_t((__pyx_v_bias.shape[0]), 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 152, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_filters, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 137, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_filters, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 152, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __pyx_t_7[0] = __pyx_mstate_global->__pyx_kp_u_conv2d_forward_bias;
     __pyx_t_7[1] = __pyx_t_5;
@@ -20557,7 +20585,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_conv2d_forward(CYTHON_UNUSED PyO
     #endif
     __pyx_t_1 = 0;
     __pyx_t_9 = __Pyx_PyUnicode_Join(__pyx_t_7, 5, __pyx_t_8, __pyx_t_1);
-    if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 137, __pyx_L1_error)
+    if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 152, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
@@ -20567,281 +20595,392 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_conv2d_forward(CYTHON_UNUSED PyO
       __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
       __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 137, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 152, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     __Pyx_Raise(__pyx_t_3, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __PYX_ERR(0, 137, __pyx_L1_error)
+    __PYX_ERR(0, 152, __pyx_L1_error)
 
-    /* "src_ext/conv.pyx":136
+    /* "src_ext/conv.pyx":151
  *     check_extents(batch, channels, out_h, out_w, filters, kernel_matrix.shape[0], kernel_matrix.shape[1],
- *                   y.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, chunk)
+ *                   y.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     if bias.shape[0] != filters:             # <<<<<<<<<<<<<<
  *         raise ValueError(f"conv2d_forward: bias ({bias.shape[0]},) does not match {filters} filters")
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
 */
   }
 
-  /* "src_ext/conv.pyx":138
+  /* "src_ext/conv.pyx":153
  *     if bias.shape[0] != filters:
  *         raise ValueError(f"conv2d_forward: bias ({bias.shape[0]},) does not match {filters} filters")
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)             # <<<<<<<<<<<<<<
- *     cdef float* cols = NULL if pointwise else alloc_cols(chunk, out_h, out_w, patch_len)
- *     cdef const float* lhs
+ *     cdef Py_ssize_t total_rows = batch * out_h * out_w
+ *     cdef Py_ssize_t blocks = (total_rows + block_rows - 1) // block_rows
 */
   __pyx_v_pointwise = __pyx_f_8fastconv_4_ext_4conv_is_pointwise(__pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_pad_top, __pyx_v_pad_left, __pyx_v_kernel_h, __pyx_v_kernel_w);
 
-  /* "src_ext/conv.pyx":139
+  /* "src_ext/conv.pyx":154
  *         raise ValueError(f"conv2d_forward: bias ({bias.shape[0]},) does not match {filters} filters")
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
- *     cdef float* cols = NULL if pointwise else alloc_cols(chunk, out_h, out_w, patch_len)             # <<<<<<<<<<<<<<
- *     cdef const float* lhs
- *     cdef float* y_rows
+ *     cdef Py_ssize_t total_rows = batch * out_h * out_w             # <<<<<<<<<<<<<<
+ *     cdef Py_ssize_t blocks = (total_rows + block_rows - 1) // block_rows
+ *     cdef Py_ssize_t block, first_row, rows, row
 */
-  if (__pyx_v_pointwise) {
+  __pyx_v_total_rows = ((__pyx_v_batch * __pyx_v_out_h) * __pyx_v_out_w);
 
-    __pyx_t_11 = NULL;
-  } else {
-    __pyx_t_12 = __pyx_f_8fastconv_4_ext_4conv_alloc_cols(__pyx_v_chunk, __pyx_v_out_h, __pyx_v_out_w, __pyx_v_patch_len); if (unlikely(__pyx_t_12 == ((void *)NULL))) __PYX_ERR(0, 139, __pyx_L1_error)
-    __pyx_t_11 = __pyx_t_12;
-  }
-  __pyx_v_cols = __pyx_t_11;
+  /* "src_ext/conv.pyx":155
+ *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+ *     cdef Py_ssize_t total_rows = batch * out_h * out_w
+ *     cdef Py_ssize_t blocks = (total_rows + block_rows - 1) // block_rows             # <<<<<<<<<<<<<<
+ *     cdef Py_ssize_t block, first_row, rows, row
+ *     cdef const float* x_data = &x[0, 0, 0, 0]
+*/
+  __pyx_v_blocks = (((__pyx_v_total_rows + __pyx_v_block_rows) - 1) / __pyx_v_block_rows);
 
-  /* "src_ext/conv.pyx":143
- *     cdef float* y_rows
- *     cdef Py_ssize_t first, samples, rows, row
- *     with nogil:             # <<<<<<<<<<<<<<
- *         first = 0
- *         while first < batch:
+  /* "src_ext/conv.pyx":157
+ *     cdef Py_ssize_t blocks = (total_rows + block_rows - 1) // block_rows
+ *     cdef Py_ssize_t block, first_row, rows, row
+ *     cdef const float* x_data = &x[0, 0, 0, 0]             # <<<<<<<<<<<<<<
+ *     cdef float* y_data = &y[0, 0, 0, 0]
+ *     cdef float* cols
+*/
+  __pyx_t_11 = 0;
+  __pyx_t_12 = 0;
+  __pyx_t_13 = 0;
+  __pyx_t_14 = 0;
+  __pyx_v_x_data = (&(*((float const  *) ( /* dim=3 */ ((char *) (((float const  *) ( /* dim=2 */ (( /* dim=1 */ (( /* dim=0 */ (__pyx_v_x.data + __pyx_t_11 * __pyx_v_x.strides[0]) ) + __pyx_t_12 * __pyx_v_x.strides[1]) ) + __pyx_t_13 * __pyx_v_x.strides[2]) )) + __pyx_t_14)) ))));
+
+  /* "src_ext/conv.pyx":158
+ *     cdef Py_ssize_t block, first_row, rows, row
+ *     cdef const float* x_data = &x[0, 0, 0, 0]
+ *     cdef float* y_data = &y[0, 0, 0, 0]             # <<<<<<<<<<<<<<
+ *     cdef float* cols
+ *     cdef const float* patches
+*/
+  __pyx_t_14 = 0;
+  __pyx_t_13 = 0;
+  __pyx_t_12 = 0;
+  __pyx_t_11 = 0;
+  __pyx_v_y_data = (&(*((float *) ( /* dim=3 */ ((char *) (((float *) ( /* dim=2 */ (( /* dim=1 */ (( /* dim=0 */ (__pyx_v_y.data + __pyx_t_14 * __pyx_v_y.strides[0]) ) + __pyx_t_13 * __pyx_v_y.strides[1]) ) + __pyx_t_12 * __pyx_v_y.strides[2]) )) + __pyx_t_11)) ))));
+
+  /* "src_ext/conv.pyx":162
+ *     cdef const float* patches
+ *     cdef int previous_threads
+ *     cdef int failed = 0             # <<<<<<<<<<<<<<
+ *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
+ *     with nogil, parallel(num_threads=threads):
+*/
+  __pyx_v_failed = 0;
+
+  /* "src_ext/conv.pyx":163
+ *     cdef int previous_threads
+ *     cdef int failed = 0
+ *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private             # <<<<<<<<<<<<<<
+ *     with nogil, parallel(num_threads=threads):
+ *         cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
+*/
+  __pyx_v_failed_flag = (&__pyx_v_failed);
+
+  /* "src_ext/conv.pyx":164
+ *     cdef int failed = 0
+ *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
+ *     with nogil, parallel(num_threads=threads):             # <<<<<<<<<<<<<<
+ *         cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
+ *         previous_threads = blas_single_thread()
 */
   {
       PyThreadState * _save;
       _save = PyEval_SaveThread();
       __Pyx_FastGIL_Remember();
       /*try:*/ {
+        {
+            #if ((defined(__APPLE__) || defined(__OSX__)) && (defined(__GNUC__) && (__GNUC__ > 2 || (__GNUC__ == 2 && (__GNUC_MINOR__ > 95)))))
+                #undef likely
+                #undef unlikely
+                #define likely(x)   (x)
+                #define unlikely(x) (x)
+            #endif
+            #ifdef _OPENMP
+            #pragma omp parallel firstprivate(__pyx_v_cols, __pyx_v_previous_threads) private(__pyx_t_11, __pyx_t_12, __pyx_t_15, __pyx_t_16, __pyx_t_17, __pyx_t_18, __pyx_t_19, __pyx_t_2, __pyx_t_20, __pyx_t_21, __pyx_t_8) num_threads(__pyx_v_threads != 0 ? __pyx_v_threads : omp_get_max_threads())
+            #endif /* _OPENMP */
+            {
 
-        /* "src_ext/conv.pyx":144
- *     cdef Py_ssize_t first, samples, rows, row
- *     with nogil:
- *         first = 0             # <<<<<<<<<<<<<<
- *         while first < batch:
- *             samples = min(chunk, batch - first)
+                /* "src_ext/conv.pyx":165
+ *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
+ *     with nogil, parallel(num_threads=threads):
+ *         cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))             # <<<<<<<<<<<<<<
+ *         previous_threads = blas_single_thread()
+ *         for block in prange(blocks, schedule='static'):
 */
-        __pyx_v_first = 0;
+                if (__pyx_v_pointwise) {
 
-        /* "src_ext/conv.pyx":145
- *     with nogil:
- *         first = 0
- *         while first < batch:             # <<<<<<<<<<<<<<
- *             samples = min(chunk, batch - first)
- *             rows = samples * out_h * out_w
+                  __pyx_t_15 = NULL;
+                } else {
+
+                  __pyx_t_15 = ((float *)malloc(((__pyx_v_block_rows * __pyx_v_patch_len) * (sizeof(float)))));
+                }
+                __pyx_v_cols = __pyx_t_15;
+
+                /* "src_ext/conv.pyx":166
+ *     with nogil, parallel(num_threads=threads):
+ *         cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
+ *         previous_threads = blas_single_thread()             # <<<<<<<<<<<<<<
+ *         for block in prange(blocks, schedule='static'):
+ *             if not pointwise and cols == NULL:
 */
-        while (1) {
-          __pyx_t_2 = (__pyx_v_first < __pyx_v_batch);
+                __pyx_v_previous_threads = __pyx_f_8fastconv_4_ext_4conv_blas_single_thread();
+
+                /* "src_ext/conv.pyx":167
+ *         cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
+ *         previous_threads = blas_single_thread()
+ *         for block in prange(blocks, schedule='static'):             # <<<<<<<<<<<<<<
+ *             if not pointwise and cols == NULL:
+ *                 failed_flag[0] = 1
+*/
+                __pyx_t_8 = __pyx_v_blocks;
+
+                {
+                    __pyx_t_17 = (__pyx_t_8 - 0 + 1 - 1/abs(1)) / 1;
+                    if (__pyx_t_17 > 0)
+                    {
+                        #ifdef _OPENMP
+                        #pragma omp for nowait firstprivate(__pyx_v_block) lastprivate(__pyx_v_block) firstprivate(__pyx_v_first_row) lastprivate(__pyx_v_first_row) firstprivate(__pyx_v_patches) lastprivate(__pyx_v_patches) firstprivate(__pyx_v_row) lastprivate(__pyx_v_row) firstprivate(__pyx_v_rows) lastprivate(__pyx_v_rows) schedule(static)
+                        #endif /* _OPENMP */
+                        for (__pyx_t_16 = 0; __pyx_t_16 < __pyx_t_17; __pyx_t_16++){
+                            {
+                                __pyx_v_block = (Py_ssize_t)(0 + 1 * __pyx_t_16);
+
+                                /* "src_ext/conv.pyx":168
+ *         previous_threads = blas_single_thread()
+ *         for block in prange(blocks, schedule='static'):
+ *             if not pointwise and cols == NULL:             # <<<<<<<<<<<<<<
+ *                 failed_flag[0] = 1
+ *                 continue
+*/
+                                __pyx_t_18 = (!__pyx_v_pointwise);
+
+                                if (__pyx_t_18) {
+
+                                } else {
+
+                                  __pyx_t_2 = __pyx_t_18;
+
+                                  goto __pyx_L16_bool_binop_done;
+                                }
+                                __pyx_t_18 = (__pyx_v_cols == NULL);
 
 
-          if (!__pyx_t_2) break;
+                                __pyx_t_2 = __pyx_t_18;
 
-          /* "src_ext/conv.pyx":146
- *         first = 0
- *         while first < batch:
- *             samples = min(chunk, batch - first)             # <<<<<<<<<<<<<<
- *             rows = samples * out_h * out_w
+                                __pyx_L16_bool_binop_done:;
+                                if (__pyx_t_2) {
+
+
+                                  /* "src_ext/conv.pyx":169
+ *         for block in prange(blocks, schedule='static'):
+ *             if not pointwise and cols == NULL:
+ *                 failed_flag[0] = 1             # <<<<<<<<<<<<<<
+ *                 continue
+ *             first_row = block * block_rows
+*/
+                                  (__pyx_v_failed_flag[0]) = 1;
+
+                                  /* "src_ext/conv.pyx":170
+ *             if not pointwise and cols == NULL:
+ *                 failed_flag[0] = 1
+ *                 continue             # <<<<<<<<<<<<<<
+ *             first_row = block * block_rows
+ *             rows = min(block_rows, total_rows - first_row)
+*/
+                                  goto __pyx_L11_continue;
+
+                                  /* "src_ext/conv.pyx":168
+ *         previous_threads = blas_single_thread()
+ *         for block in prange(blocks, schedule='static'):
+ *             if not pointwise and cols == NULL:             # <<<<<<<<<<<<<<
+ *                 failed_flag[0] = 1
+ *                 continue
+*/
+                                }
+
+                                /* "src_ext/conv.pyx":171
+ *                 failed_flag[0] = 1
+ *                 continue
+ *             first_row = block * block_rows             # <<<<<<<<<<<<<<
+ *             rows = min(block_rows, total_rows - first_row)
  *             if pointwise:
 */
+                                __pyx_v_first_row = (__pyx_v_block * __pyx_v_block_rows);
 
-          __pyx_t_8 = (__pyx_v_batch - __pyx_v_first);
-
-          __pyx_t_13 = __pyx_v_chunk;
-          __pyx_t_2 = (__pyx_t_8 < __pyx_t_13);
-
-          if (__pyx_t_2) {
-
-            __pyx_t_14 = __pyx_t_8;
-          } else {
-
-            __pyx_t_14 = __pyx_t_13;
-          }
-
-          __pyx_v_samples = __pyx_t_14;
-
-
-          /* "src_ext/conv.pyx":147
- *         while first < batch:
- *             samples = min(chunk, batch - first)
- *             rows = samples * out_h * out_w             # <<<<<<<<<<<<<<
+                                /* "src_ext/conv.pyx":172
+ *                 continue
+ *             first_row = block * block_rows
+ *             rows = min(block_rows, total_rows - first_row)             # <<<<<<<<<<<<<<
  *             if pointwise:
- *                 lhs = &x[first, 0, 0, 0]
+ *                 patches = x_data + first_row * patch_len
 */
-          __pyx_v_rows = ((__pyx_v_samples * __pyx_v_out_h) * __pyx_v_out_w);
 
-          /* "src_ext/conv.pyx":148
- *             samples = min(chunk, batch - first)
- *             rows = samples * out_h * out_w
+                                __pyx_t_19 = (__pyx_v_total_rows - __pyx_v_first_row);
+
+                                __pyx_t_20 = __pyx_v_block_rows;
+                                __pyx_t_2 = (__pyx_t_19 < __pyx_t_20);
+
+                                if (__pyx_t_2) {
+
+                                  __pyx_t_21 = __pyx_t_19;
+                                } else {
+
+                                  __pyx_t_21 = __pyx_t_20;
+                                }
+
+                                __pyx_v_rows = __pyx_t_21;
+
+
+                                /* "src_ext/conv.pyx":173
+ *             first_row = block * block_rows
+ *             rows = min(block_rows, total_rows - first_row)
  *             if pointwise:             # <<<<<<<<<<<<<<
- *                 lhs = &x[first, 0, 0, 0]
+ *                 patches = x_data + first_row * patch_len
  *             else:
 */
-          if (__pyx_v_pointwise) {
+                                if (__pyx_v_pointwise) {
 
-            /* "src_ext/conv.pyx":149
- *             rows = samples * out_h * out_w
+                                  /* "src_ext/conv.pyx":174
+ *             rows = min(block_rows, total_rows - first_row)
  *             if pointwise:
- *                 lhs = &x[first, 0, 0, 0]             # <<<<<<<<<<<<<<
+ *                 patches = x_data + first_row * patch_len             # <<<<<<<<<<<<<<
  *             else:
- *                 im2col(&x[0, 0, 0, 0], cols, first, samples, height, width, channels, out_h, out_w,
+ *                 im2col_rows(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,
 */
-            __pyx_t_15 = __pyx_v_first;
-            __pyx_t_16 = 0;
-            __pyx_t_17 = 0;
-            __pyx_t_18 = 0;
-            __pyx_v_lhs = (&(*((float const  *) ( /* dim=3 */ ((char *) (((float const  *) ( /* dim=2 */ (( /* dim=1 */ (( /* dim=0 */ (__pyx_v_x.data + __pyx_t_15 * __pyx_v_x.strides[0]) ) + __pyx_t_16 * __pyx_v_x.strides[1]) ) + __pyx_t_17 * __pyx_v_x.strides[2]) )) + __pyx_t_18)) ))));
+                                  __pyx_v_patches = (__pyx_v_x_data + (__pyx_v_first_row * __pyx_v_patch_len));
 
-            /* "src_ext/conv.pyx":148
- *             samples = min(chunk, batch - first)
- *             rows = samples * out_h * out_w
+                                  /* "src_ext/conv.pyx":173
+ *             first_row = block * block_rows
+ *             rows = min(block_rows, total_rows - first_row)
  *             if pointwise:             # <<<<<<<<<<<<<<
- *                 lhs = &x[first, 0, 0, 0]
+ *                 patches = x_data + first_row * patch_len
  *             else:
 */
-            goto __pyx_L9;
-          }
+                                  goto __pyx_L18;
+                                }
 
-          /* "src_ext/conv.pyx":151
- *                 lhs = &x[first, 0, 0, 0]
+                                /* "src_ext/conv.pyx":176
+ *                 patches = x_data + first_row * patch_len
  *             else:
- *                 im2col(&x[0, 0, 0, 0], cols, first, samples, height, width, channels, out_h, out_w,             # <<<<<<<<<<<<<<
- *                        stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
- *                 lhs = cols
+ *                 im2col_rows(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,             # <<<<<<<<<<<<<<
+ *                             stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+ *                 patches = cols
 */
-          /*else*/ {
-            __pyx_t_18 = 0;
-            __pyx_t_17 = 0;
-            __pyx_t_16 = 0;
-            __pyx_t_15 = 0;
+                                /*else*/ {
 
-            /* "src_ext/conv.pyx":152
+                                  /* "src_ext/conv.pyx":177
  *             else:
- *                 im2col(&x[0, 0, 0, 0], cols, first, samples, height, width, channels, out_h, out_w,
- *                        stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)             # <<<<<<<<<<<<<<
- *                 lhs = cols
- *             y_rows = &y[first, 0, 0, 0]
+ *                 im2col_rows(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,
+ *                             stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)             # <<<<<<<<<<<<<<
+ *                 patches = cols
+ *             for row in range(first_row, first_row + rows):
 */
-            __pyx_f_8fastconv_4_ext_4conv_im2col((&(*((float const  *) ( /* dim=3 */ ((char *) (((float const  *) ( /* dim=2 */ (( /* dim=1 */ (( /* dim=0 */ (__pyx_v_x.data + __pyx_t_18 * __pyx_v_x.strides[0]) ) + __pyx_t_17 * __pyx_v_x.strides[1]) ) + __pyx_t_16 * __pyx_v_x.strides[2]) )) + __pyx_t_15)) )))), __pyx_v_cols, __pyx_v_first, __pyx_v_samples, __pyx_v_height, __pyx_v_width, __pyx_v_channels, __pyx_v_out_h, __pyx_v_out_w, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_pad_top, __pyx_v_pad_left, __pyx_v_kernel_h, __pyx_v_kernel_w);
+                                  __pyx_f_8fastconv_4_ext_4conv_im2col_rows(__pyx_v_x_data, __pyx_v_cols, __pyx_v_first_row, __pyx_v_rows, __pyx_v_height, __pyx_v_width, __pyx_v_channels, __pyx_v_out_h, __pyx_v_out_w, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_pad_top, __pyx_v_pad_left, __pyx_v_kernel_h, __pyx_v_kernel_w);
 
-            /* "src_ext/conv.pyx":153
- *                 im2col(&x[0, 0, 0, 0], cols, first, samples, height, width, channels, out_h, out_w,
- *                        stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
- *                 lhs = cols             # <<<<<<<<<<<<<<
- *             y_rows = &y[first, 0, 0, 0]
- *             for row in prange(rows, schedule='static'):
+                                  /* "src_ext/conv.pyx":178
+ *                 im2col_rows(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,
+ *                             stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+ *                 patches = cols             # <<<<<<<<<<<<<<
+ *             for row in range(first_row, first_row + rows):
+ *                 memcpy(y_data + row * filters, &bias[0], filters * sizeof(float))
 */
-            __pyx_v_lhs = __pyx_v_cols;
-          }
-          __pyx_L9:;
+                                  __pyx_v_patches = __pyx_v_cols;
+                                }
+                                __pyx_L18:;
 
-          /* "src_ext/conv.pyx":154
- *                        stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
- *                 lhs = cols
- *             y_rows = &y[first, 0, 0, 0]             # <<<<<<<<<<<<<<
- *             for row in prange(rows, schedule='static'):
- *                 memcpy(y_rows + row * filters, &bias[0], filters * sizeof(float))
+                                /* "src_ext/conv.pyx":179
+ *                             stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+ *                 patches = cols
+ *             for row in range(first_row, first_row + rows):             # <<<<<<<<<<<<<<
+ *                 memcpy(y_data + row * filters, &bias[0], filters * sizeof(float))
+ *             gemm_row_major(False, False, <int>rows, <int>filters, <int>patch_len, 1.0, patches, <int>patch_len,
 */
-          __pyx_t_15 = __pyx_v_first;
-          __pyx_t_16 = 0;
-          __pyx_t_17 = 0;
-          __pyx_t_18 = 0;
-          __pyx_v_y_rows = (&(*((float *) ( /* dim=3 */ ((char *) (((float *) ( /* dim=2 */ (( /* dim=1 */ (( /* dim=0 */ (__pyx_v_y.data + __pyx_t_15 * __pyx_v_y.strides[0]) ) + __pyx_t_16 * __pyx_v_y.strides[1]) ) + __pyx_t_17 * __pyx_v_y.strides[2]) )) + __pyx_t_18)) ))));
 
-          /* "src_ext/conv.pyx":155
- *                 lhs = cols
- *             y_rows = &y[first, 0, 0, 0]
- *             for row in prange(rows, schedule='static'):             # <<<<<<<<<<<<<<
- *                 memcpy(y_rows + row * filters, &bias[0], filters * sizeof(float))
- *             gemm_row_major(False, False, <int>rows, <int>filters, <int>patch_len, 1.0, lhs, <int>patch_len,
+                                __pyx_t_21 = (__pyx_v_first_row + __pyx_v_rows);
+                                __pyx_t_19 = __pyx_t_21;
+
+                                for (__pyx_t_20 = __pyx_v_first_row; __pyx_t_20 < __pyx_t_19; __pyx_t_20+=1) {
+                                  __pyx_v_row = __pyx_t_20;
+
+                                  /* "src_ext/conv.pyx":180
+ *                 patches = cols
+ *             for row in range(first_row, first_row + rows):
+ *                 memcpy(y_data + row * filters, &bias[0], filters * sizeof(float))             # <<<<<<<<<<<<<<
+ *             gemm_row_major(False, False, <int>rows, <int>filters, <int>patch_len, 1.0, patches, <int>patch_len,
+ *                            &kernel_matrix[0, 0], <int>filters, 1.0, y_data + first_row * filters, <int>filters)
 */
-          __pyx_t_14 = __pyx_v_rows;
+                                  __pyx_t_11 = 0;
+                                  (void)(memcpy((__pyx_v_y_data + (__pyx_v_row * __pyx_v_filters)), (&(*((float const  *) ( /* dim=0 */ ((char *) (((float const  *) __pyx_v_bias.data) + __pyx_t_11)) )))), (__pyx_v_filters * (sizeof(float)))));
+                                }
 
-          {
-              #if ((defined(__APPLE__) || defined(__OSX__)) && (defined(__GNUC__) && (__GNUC__ > 2 || (__GNUC__ == 2 && (__GNUC_MINOR__ > 95)))))
-                  #undef likely
-                  #undef unlikely
-                  #define likely(x)   (x)
-                  #define unlikely(x) (x)
-              #endif
-              __pyx_t_13 = (__pyx_t_14 - 0 + 1 - 1/abs(1)) / 1;
-              if (__pyx_t_13 > 0)
-              {
-                  #ifdef _OPENMP
-                  #pragma omp parallel private(__pyx_t_18)
-                  #endif /* _OPENMP */
-                  {
-                      #ifdef _OPENMP
-                      #pragma omp for nowait firstprivate(__pyx_v_row) lastprivate(__pyx_v_row) schedule(static)
-                      #endif /* _OPENMP */
-                      for (__pyx_t_8 = 0; __pyx_t_8 < __pyx_t_13; __pyx_t_8++){
-                          {
-                              __pyx_v_row = (Py_ssize_t)(0 + 1 * __pyx_t_8);
 
-                              /* "src_ext/conv.pyx":156
- *             y_rows = &y[first, 0, 0, 0]
- *             for row in prange(rows, schedule='static'):
- *                 memcpy(y_rows + row * filters, &bias[0], filters * sizeof(float))             # <<<<<<<<<<<<<<
- *             gemm_row_major(False, False, <int>rows, <int>filters, <int>patch_len, 1.0, lhs, <int>patch_len,
- *                            &kernel_matrix[0, 0], <int>filters, 1.0, y_rows, <int>filters)
+                                /* "src_ext/conv.pyx":182
+ *                 memcpy(y_data + row * filters, &bias[0], filters * sizeof(float))
+ *             gemm_row_major(False, False, <int>rows, <int>filters, <int>patch_len, 1.0, patches, <int>patch_len,
+ *                            &kernel_matrix[0, 0], <int>filters, 1.0, y_data + first_row * filters, <int>filters)             # <<<<<<<<<<<<<<
+ *         blas_restore_threads(previous_threads)
+ *         free(cols)
 */
-                              __pyx_t_18 = 0;
-                              (void)(memcpy((__pyx_v_y_rows + (__pyx_v_row * __pyx_v_filters)), (&(*((float const  *) ( /* dim=0 */ ((char *) (((float const  *) __pyx_v_bias.data) + __pyx_t_18)) )))), (__pyx_v_filters * (sizeof(float)))));
-                          }
-                      }
-                  }
-              }
-          }
-          #if ((defined(__APPLE__) || defined(__OSX__)) && (defined(__GNUC__) && (__GNUC__ > 2 || (__GNUC__ == 2 && (__GNUC_MINOR__ > 95)))))
-              #undef likely
-              #undef unlikely
-              #define likely(x)   __builtin_expect(!!(x), 1)
-              #define unlikely(x) __builtin_expect(!!(x), 0)
-          #endif
+                                __pyx_t_11 = 0;
+                                __pyx_t_12 = 0;
 
-
-          /* "src_ext/conv.pyx":158
- *                 memcpy(y_rows + row * filters, &bias[0], filters * sizeof(float))
- *             gemm_row_major(False, False, <int>rows, <int>filters, <int>patch_len, 1.0, lhs, <int>patch_len,
- *                            &kernel_matrix[0, 0], <int>filters, 1.0, y_rows, <int>filters)             # <<<<<<<<<<<<<<
- *             first += chunk
- *     free(cols)
+                                /* "src_ext/conv.pyx":181
+ *             for row in range(first_row, first_row + rows):
+ *                 memcpy(y_data + row * filters, &bias[0], filters * sizeof(float))
+ *             gemm_row_major(False, False, <int>rows, <int>filters, <int>patch_len, 1.0, patches, <int>patch_len,             # <<<<<<<<<<<<<<
+ *                            &kernel_matrix[0, 0], <int>filters, 1.0, y_data + first_row * filters, <int>filters)
+ *         blas_restore_threads(previous_threads)
 */
-          __pyx_t_18 = 0;
-          __pyx_t_17 = 0;
+                                __pyx_f_7_linalg_gemm_row_major(0, 0, ((int)__pyx_v_rows), ((int)__pyx_v_filters), ((int)__pyx_v_patch_len), 1.0, __pyx_v_patches, ((int)__pyx_v_patch_len), (&(*((float const  *) ( /* dim=1 */ ((char *) (((float const  *) ( /* dim=0 */ (__pyx_v_kernel_matrix.data + __pyx_t_11 * __pyx_v_kernel_matrix.strides[0]) )) + __pyx_t_12)) )))), ((int)__pyx_v_filters), 1.0, (__pyx_v_y_data + (__pyx_v_first_row * __pyx_v_filters)), ((int)__pyx_v_filters));
+                                goto __pyx_L22;
+                                __pyx_L11_continue:;
+                                goto __pyx_L22;
+                                __pyx_L22:;
+                            }
+                        }
+                    }
+                }
 
-          /* "src_ext/conv.pyx":157
- *             for row in prange(rows, schedule='static'):
- *                 memcpy(y_rows + row * filters, &bias[0], filters * sizeof(float))
- *             gemm_row_major(False, False, <int>rows, <int>filters, <int>patch_len, 1.0, lhs, <int>patch_len,             # <<<<<<<<<<<<<<
- *                            &kernel_matrix[0, 0], <int>filters, 1.0, y_rows, <int>filters)
- *             first += chunk
-*/
-          __pyx_f_7_linalg_gemm_row_major(0, 0, ((int)__pyx_v_rows), ((int)__pyx_v_filters), ((int)__pyx_v_patch_len), 1.0, __pyx_v_lhs, ((int)__pyx_v_patch_len), (&(*((float const  *) ( /* dim=1 */ ((char *) (((float const  *) ( /* dim=0 */ (__pyx_v_kernel_matrix.data + __pyx_t_18 * __pyx_v_kernel_matrix.strides[0]) )) + __pyx_t_17)) )))), ((int)__pyx_v_filters), 1.0, __pyx_v_y_rows, ((int)__pyx_v_filters));
 
-          /* "src_ext/conv.pyx":159
- *             gemm_row_major(False, False, <int>rows, <int>filters, <int>patch_len, 1.0, lhs, <int>patch_len,
- *                            &kernel_matrix[0, 0], <int>filters, 1.0, y_rows, <int>filters)
- *             first += chunk             # <<<<<<<<<<<<<<
- *     free(cols)
- * 
+                /* "src_ext/conv.pyx":183
+ *             gemm_row_major(False, False, <int>rows, <int>filters, <int>patch_len, 1.0, patches, <int>patch_len,
+ *                            &kernel_matrix[0, 0], <int>filters, 1.0, y_data + first_row * filters, <int>filters)
+ *         blas_restore_threads(previous_threads)             # <<<<<<<<<<<<<<
+ *         free(cols)
+ *     if failed:
 */
-          __pyx_v_first = (__pyx_v_first + __pyx_v_chunk);
+                __pyx_f_8fastconv_4_ext_4conv_blas_restore_threads(__pyx_v_previous_threads);
+
+                /* "src_ext/conv.pyx":184
+ *                            &kernel_matrix[0, 0], <int>filters, 1.0, y_data + first_row * filters, <int>filters)
+ *         blas_restore_threads(previous_threads)
+ *         free(cols)             # <<<<<<<<<<<<<<
+ *     if failed:
+ *         raise MemoryError(f"conv2d_forward: cannot allocate a ({block_rows}, {patch_len}) patch block")
+*/
+                free(__pyx_v_cols);
+            }
         }
+        #if ((defined(__APPLE__) || defined(__OSX__)) && (defined(__GNUC__) && (__GNUC__ > 2 || (__GNUC__ == 2 && (__GNUC_MINOR__ > 95)))))
+            #undef likely
+            #undef unlikely
+            #define likely(x)   __builtin_expect(!!(x), 1)
+            #define unlikely(x) __builtin_expect(!!(x), 0)
+        #endif
       }
 
-      /* "src_ext/conv.pyx":143
- *     cdef float* y_rows
- *     cdef Py_ssize_t first, samples, rows, row
- *     with nogil:             # <<<<<<<<<<<<<<
- *         first = 0
- *         while first < batch:
+      /* "src_ext/conv.pyx":164
+ *     cdef int failed = 0
+ *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
+ *     with nogil, parallel(num_threads=threads):             # <<<<<<<<<<<<<<
+ *         cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
+ *         previous_threads = blas_single_thread()
 */
       /*finally:*/ {
         /*normal exit:*/{
@@ -20853,21 +20992,73 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_conv2d_forward(CYTHON_UNUSED PyO
       }
   }
 
-  /* "src_ext/conv.pyx":160
- *                            &kernel_matrix[0, 0], <int>filters, 1.0, y_rows, <int>filters)
- *             first += chunk
- *     free(cols)             # <<<<<<<<<<<<<<
+  /* "src_ext/conv.pyx":185
+ *         blas_restore_threads(previous_threads)
+ *         free(cols)
+ *     if failed:             # <<<<<<<<<<<<<<
+ *         raise MemoryError(f"conv2d_forward: cannot allocate a ({block_rows}, {patch_len}) patch block")
+ * 
+*/
+  __pyx_t_2 = (__pyx_v_failed != 0);
+
+  if (unlikely(__pyx_t_2)) {
+
+
+    /* "src_ext/conv.pyx":186
+ *         free(cols)
+ *     if failed:
+ *         raise MemoryError(f"conv2d_forward: cannot allocate a ({block_rows}, {patch_len}) patch block")             # <<<<<<<<<<<<<<
  * 
  * 
 */
-  free(__pyx_v_cols);
+    __pyx_t_9 = NULL;
+    __pyx_t_4 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_block_rows, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 186, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_4);
+    __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_patch_len, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 186, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_6);
+    __pyx_t_7[0] = __pyx_mstate_global->__pyx_kp_u_conv2d_forward_cannot_allocate_a;
+    __pyx_t_7[1] = __pyx_t_4;
+    __pyx_t_7[2] = __pyx_mstate_global->__pyx_kp_u__5;
+    __pyx_t_7[3] = __pyx_t_6;
+    __pyx_t_7[4] = __pyx_mstate_global->__pyx_kp_u_patch_block;
+    __pyx_t_17 = 50;
+    #if __Pyx_PyUnicode_Join_CAN_USE_KIND_AND_LENGTH
+    __pyx_t_17 += __Pyx_PyUnicode_GET_LENGTH(__pyx_t_7[1]) + __Pyx_PyUnicode_GET_LENGTH(__pyx_t_7[3]);
+    #endif
+    __pyx_t_1 = 0;
+    __pyx_t_5 = __Pyx_PyUnicode_Join(__pyx_t_7, 5, __pyx_t_17, __pyx_t_1);
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 186, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_5);
+    __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+    __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+    __pyx_t_10 = 1;
+    {
+      PyObject *__pyx_callargs[2] = {__pyx_t_9, __pyx_t_5};
+      __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_MemoryError)), __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+      __Pyx_XDECREF(__pyx_t_9); __pyx_t_9 = 0;
+      __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 186, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_3);
+    }
+    __Pyx_Raise(__pyx_t_3, 0, 0, 0);
+    __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
+    __PYX_ERR(0, 186, __pyx_L1_error)
 
-  /* "src_ext/conv.pyx":124
+    /* "src_ext/conv.pyx":185
+ *         blas_restore_threads(previous_threads)
+ *         free(cols)
+ *     if failed:             # <<<<<<<<<<<<<<
+ *         raise MemoryError(f"conv2d_forward: cannot allocate a ({block_rows}, {patch_len}) patch block")
+ * 
+*/
+  }
+
+  /* "src_ext/conv.pyx":139
  * 
  * 
  * def conv2d_forward(const float[:, :, :, ::1] x, const float[:, ::1] kernel_matrix, const float[::1] bias,             # <<<<<<<<<<<<<<
  *                    float[:, :, :, ::1] y, Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top,
- *                    Py_ssize_t pad_left, Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t chunk):
+ *                    Py_ssize_t pad_left, Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t block_rows, int threads):
 */
 
   /* function exit code */
@@ -20898,30 +21089,36 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_conv2d_forward(CYTHON_UNUSED PyO
 
 
 
+
+
+
+
+
+
   __Pyx_XGIVEREF(__pyx_r);
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-/* "src_ext/conv.pyx":163
+/* "src_ext/conv.pyx":189
  * 
  * 
  * def conv2d_backward_input(const float[:, :, :, ::1] grad_out, const float[:, ::1] kernel_matrix,             # <<<<<<<<<<<<<<
  *                           float[:, :, :, ::1] grad_x, Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top,
- *                           Py_ssize_t pad_left, Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t chunk):
+ *                           Py_ssize_t pad_left, Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t block_rows,
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_8fastconv_4_ext_4conv_3conv2d_backward_input(PyObject *__pyx_self, 
+static PyObject *__pyx_pw_8fastconv_4_ext_4conv_5conv2d_backward_input(PyObject *__pyx_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_8fastconv_4_ext_4conv_2conv2d_backward_input, "grad_x = the gradient of conv with respect to its input.\n\n    grad_out: (N, OH, OW, F); kernel_matrix: (KH*KW*C, F); grad_x: (N, H, W, C), written.\n    ");
-static PyMethodDef __pyx_mdef_8fastconv_4_ext_4conv_3conv2d_backward_input = {"conv2d_backward_input", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_8fastconv_4_ext_4conv_3conv2d_backward_input, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_8fastconv_4_ext_4conv_2conv2d_backward_input};
-static PyObject *__pyx_pw_8fastconv_4_ext_4conv_3conv2d_backward_input(PyObject *__pyx_self, 
+PyDoc_STRVAR(__pyx_doc_8fastconv_4_ext_4conv_4conv2d_backward_input, "grad_x = the gradient of conv with respect to its input, one sample per block.\n\n    grad_out: (N, OH, OW, F); kernel_matrix: (KH*KW*C, F); grad_x: (N, H, W, C), written.\n    ``block_rows`` is unused (a sample\047s patches are scattered as one block) but kept for one signature.\n    ");
+static PyMethodDef __pyx_mdef_8fastconv_4_ext_4conv_5conv2d_backward_input = {"conv2d_backward_input", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_8fastconv_4_ext_4conv_5conv2d_backward_input, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_8fastconv_4_ext_4conv_4conv2d_backward_input};
+static PyObject *__pyx_pw_8fastconv_4_ext_4conv_5conv2d_backward_input(PyObject *__pyx_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -20937,12 +21134,13 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   Py_ssize_t __pyx_v_pad_left;
   Py_ssize_t __pyx_v_kernel_h;
   Py_ssize_t __pyx_v_kernel_w;
-  Py_ssize_t __pyx_v_chunk;
+  Py_ssize_t __pyx_v_block_rows;
+  int __pyx_v_threads;
   #if !CYTHON_VECTORCALL
   CYTHON_UNUSED Py_ssize_t __pyx_nargs;
   #endif
   CYTHON_UNUSED PyObject *const *__pyx_kwvalues;
-  PyObject* values[10] = {0,0,0,0,0,0,0,0,0,0};
+  PyObject* values[11] = {0,0,0,0,0,0,0,0,0,0,0};
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
@@ -20958,97 +21156,104 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   #endif
   __pyx_kwvalues = __Pyx_KwValues_FASTCALL(__pyx_args, __pyx_nargs);
   {
-    PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_grad_out,&__pyx_mstate_global->__pyx_n_u_kernel_matrix,&__pyx_mstate_global->__pyx_n_u_grad_x,&__pyx_mstate_global->__pyx_n_u_stride_h,&__pyx_mstate_global->__pyx_n_u_stride_w,&__pyx_mstate_global->__pyx_n_u_pad_top,&__pyx_mstate_global->__pyx_n_u_pad_left,&__pyx_mstate_global->__pyx_n_u_kernel_h,&__pyx_mstate_global->__pyx_n_u_kernel_w,&__pyx_mstate_global->__pyx_n_u_chunk,0};
+    PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_grad_out,&__pyx_mstate_global->__pyx_n_u_kernel_matrix,&__pyx_mstate_global->__pyx_n_u_grad_x,&__pyx_mstate_global->__pyx_n_u_stride_h,&__pyx_mstate_global->__pyx_n_u_stride_w,&__pyx_mstate_global->__pyx_n_u_pad_top,&__pyx_mstate_global->__pyx_n_u_pad_left,&__pyx_mstate_global->__pyx_n_u_kernel_h,&__pyx_mstate_global->__pyx_n_u_kernel_w,&__pyx_mstate_global->__pyx_n_u_block_rows_2,&__pyx_mstate_global->__pyx_n_u_threads,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 163, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 189, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
+        case 11:
+        values[10] = __Pyx_ArgRef_FASTCALL(__pyx_args, 10);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 189, __pyx_L3_error)
+        CYTHON_FALLTHROUGH;
         case 10:
         values[9] = __Pyx_ArgRef_FASTCALL(__pyx_args, 9);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 163, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 189, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  9:
         values[8] = __Pyx_ArgRef_FASTCALL(__pyx_args, 8);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 163, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 189, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  8:
         values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 163, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 189, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  7:
         values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 163, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 189, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  6:
         values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 163, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 189, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  5:
         values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 163, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 189, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 163, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 189, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 163, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 189, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 163, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 189, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 163, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 189, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "conv2d_backward_input", 0) < (0)) __PYX_ERR(0, 163, __pyx_L3_error)
-      for (Py_ssize_t i = __pyx_nargs; i < 10; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("conv2d_backward_input", 1, 10, 10, i); __PYX_ERR(0, 163, __pyx_L3_error) }
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "conv2d_backward_input", 0) < (0)) __PYX_ERR(0, 189, __pyx_L3_error)
+      for (Py_ssize_t i = __pyx_nargs; i < 11; i++) {
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("conv2d_backward_input", 1, 11, 11, i); __PYX_ERR(0, 189, __pyx_L3_error) }
       }
-    } else if (unlikely(__pyx_nargs != 10)) {
+    } else if (unlikely(__pyx_nargs != 11)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 163, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 189, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 163, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 189, __pyx_L3_error)
       values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 163, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 189, __pyx_L3_error)
       values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 163, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 189, __pyx_L3_error)
       values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 163, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 189, __pyx_L3_error)
       values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 163, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 189, __pyx_L3_error)
       values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 163, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 189, __pyx_L3_error)
       values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 163, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 189, __pyx_L3_error)
       values[8] = __Pyx_ArgRef_FASTCALL(__pyx_args, 8);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 163, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 189, __pyx_L3_error)
       values[9] = __Pyx_ArgRef_FASTCALL(__pyx_args, 9);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 163, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 189, __pyx_L3_error)
+      values[10] = __Pyx_ArgRef_FASTCALL(__pyx_args, 10);
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 189, __pyx_L3_error)
     }
-    __pyx_v_grad_out = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float__const__(values[0], 0); if (unlikely(!__pyx_v_grad_out.memview)) __PYX_ERR(0, 163, __pyx_L3_error)
-    __pyx_v_kernel_matrix = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float__const__(values[1], 0); if (unlikely(!__pyx_v_kernel_matrix.memview)) __PYX_ERR(0, 163, __pyx_L3_error)
-    __pyx_v_grad_x = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float(values[2], PyBUF_WRITABLE); if (unlikely(!__pyx_v_grad_x.memview)) __PYX_ERR(0, 164, __pyx_L3_error)
-    __pyx_v_stride_h = __Pyx_PyIndex_AsSsize_t(values[3]); if (unlikely((__pyx_v_stride_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 164, __pyx_L3_error)
-    __pyx_v_stride_w = __Pyx_PyIndex_AsSsize_t(values[4]); if (unlikely((__pyx_v_stride_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 164, __pyx_L3_error)
-    __pyx_v_pad_top = __Pyx_PyIndex_AsSsize_t(values[5]); if (unlikely((__pyx_v_pad_top == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 164, __pyx_L3_error)
-    __pyx_v_pad_left = __Pyx_PyIndex_AsSsize_t(values[6]); if (unlikely((__pyx_v_pad_left == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 165, __pyx_L3_error)
-    __pyx_v_kernel_h = __Pyx_PyIndex_AsSsize_t(values[7]); if (unlikely((__pyx_v_kernel_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 165, __pyx_L3_error)
-    __pyx_v_kernel_w = __Pyx_PyIndex_AsSsize_t(values[8]); if (unlikely((__pyx_v_kernel_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 165, __pyx_L3_error)
-    __pyx_v_chunk = __Pyx_PyIndex_AsSsize_t(values[9]); if (unlikely((__pyx_v_chunk == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 165, __pyx_L3_error)
+    __pyx_v_grad_out = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float__const__(values[0], 0); if (unlikely(!__pyx_v_grad_out.memview)) __PYX_ERR(0, 189, __pyx_L3_error)
+    __pyx_v_kernel_matrix = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float__const__(values[1], 0); if (unlikely(!__pyx_v_kernel_matrix.memview)) __PYX_ERR(0, 189, __pyx_L3_error)
+    __pyx_v_grad_x = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float(values[2], PyBUF_WRITABLE); if (unlikely(!__pyx_v_grad_x.memview)) __PYX_ERR(0, 190, __pyx_L3_error)
+    __pyx_v_stride_h = __Pyx_PyIndex_AsSsize_t(values[3]); if (unlikely((__pyx_v_stride_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 190, __pyx_L3_error)
+    __pyx_v_stride_w = __Pyx_PyIndex_AsSsize_t(values[4]); if (unlikely((__pyx_v_stride_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 190, __pyx_L3_error)
+    __pyx_v_pad_top = __Pyx_PyIndex_AsSsize_t(values[5]); if (unlikely((__pyx_v_pad_top == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 190, __pyx_L3_error)
+    __pyx_v_pad_left = __Pyx_PyIndex_AsSsize_t(values[6]); if (unlikely((__pyx_v_pad_left == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 191, __pyx_L3_error)
+    __pyx_v_kernel_h = __Pyx_PyIndex_AsSsize_t(values[7]); if (unlikely((__pyx_v_kernel_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 191, __pyx_L3_error)
+    __pyx_v_kernel_w = __Pyx_PyIndex_AsSsize_t(values[8]); if (unlikely((__pyx_v_kernel_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 191, __pyx_L3_error)
+    __pyx_v_block_rows = __Pyx_PyIndex_AsSsize_t(values[9]); if (unlikely((__pyx_v_block_rows == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 191, __pyx_L3_error)
+    __pyx_v_threads = __Pyx_PyLong_As_int(values[10]); if (unlikely((__pyx_v_threads == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 192, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("conv2d_backward_input", 1, 10, 10, __pyx_nargs); __PYX_ERR(0, 163, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("conv2d_backward_input", 1, 11, 11, __pyx_nargs); __PYX_ERR(0, 189, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -21062,7 +21267,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  __pyx_r = __pyx_pf_8fastconv_4_ext_4conv_2conv2d_backward_input(__pyx_self, __pyx_v_grad_out, __pyx_v_kernel_matrix, __pyx_v_grad_x, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_pad_top, __pyx_v_pad_left, __pyx_v_kernel_h, __pyx_v_kernel_w, __pyx_v_chunk);
+  __pyx_r = __pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(__pyx_self, __pyx_v_grad_out, __pyx_v_kernel_matrix, __pyx_v_grad_x, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_pad_top, __pyx_v_pad_left, __pyx_v_kernel_h, __pyx_v_kernel_w, __pyx_v_block_rows, __pyx_v_threads);
 
   /* function exit code */
   for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
@@ -21078,11 +21283,12 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
 
 
 
+
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_backward_input(CYTHON_UNUSED PyObject *__pyx_self, __Pyx_memviewslice __pyx_v_grad_out, __Pyx_memviewslice __pyx_v_kernel_matrix, __Pyx_memviewslice __pyx_v_grad_x, Py_ssize_t __pyx_v_stride_h, Py_ssize_t __pyx_v_stride_w, Py_ssize_t __pyx_v_pad_top, Py_ssize_t __pyx_v_pad_left, Py_ssize_t __pyx_v_kernel_h, Py_ssize_t __pyx_v_kernel_w, Py_ssize_t __pyx_v_chunk) {
+static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UNUSED PyObject *__pyx_self, __Pyx_memviewslice __pyx_v_grad_out, __Pyx_memviewslice __pyx_v_kernel_matrix, __Pyx_memviewslice __pyx_v_grad_x, Py_ssize_t __pyx_v_stride_h, Py_ssize_t __pyx_v_stride_w, Py_ssize_t __pyx_v_pad_top, Py_ssize_t __pyx_v_pad_left, Py_ssize_t __pyx_v_kernel_h, Py_ssize_t __pyx_v_kernel_w, Py_ssize_t __pyx_v_block_rows, int __pyx_v_threads) {
   Py_ssize_t __pyx_v_batch;
   Py_ssize_t __pyx_v_height;
   Py_ssize_t __pyx_v_width;
@@ -21092,10 +21298,13 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_backward_input(CYTHON_UN
   Py_ssize_t __pyx_v_filters;
   Py_ssize_t __pyx_v_patch_len;
   int __pyx_v_pointwise;
+  Py_ssize_t __pyx_v_pixels;
+  CYTHON_UNUSED Py_ssize_t __pyx_v_sample_len;
+  Py_ssize_t __pyx_v_n;
   float *__pyx_v_cols;
-  Py_ssize_t __pyx_v_first;
-  Py_ssize_t __pyx_v_samples;
-  Py_ssize_t __pyx_v_rows;
+  int __pyx_v_previous_threads;
+  int __pyx_v_failed;
+  int *__pyx_v_failed_flag;
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
   int __pyx_t_1;
@@ -21107,7 +21316,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_backward_input(CYTHON_UN
   int __pyx_t_7;
   size_t __pyx_t_8;
   void *__pyx_t_9;
-  float *__pyx_t_10;
+  Py_ssize_t __pyx_t_10;
   Py_ssize_t __pyx_t_11;
   Py_ssize_t __pyx_t_12;
   Py_ssize_t __pyx_t_13;
@@ -21116,18 +21325,20 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_backward_input(CYTHON_UN
   Py_ssize_t __pyx_t_16;
   Py_ssize_t __pyx_t_17;
   Py_ssize_t __pyx_t_18;
-  Py_ssize_t __pyx_t_19;
+  float *__pyx_t_19;
   Py_ssize_t __pyx_t_20;
   Py_ssize_t __pyx_t_21;
   Py_ssize_t __pyx_t_22;
   Py_ssize_t __pyx_t_23;
+  PyObject *__pyx_t_24[5];
+  PyObject *__pyx_t_25 = NULL;
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("conv2d_backward_input", 0);
 
-  /* "src_ext/conv.pyx":170
- *     grad_out: (N, OH, OW, F); kernel_matrix: (KH*KW*C, F); grad_x: (N, H, W, C), written.
+  /* "src_ext/conv.pyx":198
+ *     ``block_rows`` is unused (a sample's patches are scattered as one block) but kept for one signature.
  *     """
  *     cdef Py_ssize_t batch = grad_x.shape[0], height = grad_x.shape[1], width = grad_x.shape[2]             # <<<<<<<<<<<<<<
  *     cdef Py_ssize_t channels = grad_x.shape[3]
@@ -21137,7 +21348,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_backward_input(CYTHON_UN
   __pyx_v_height = (__pyx_v_grad_x.shape[1]);
   __pyx_v_width = (__pyx_v_grad_x.shape[2]);
 
-  /* "src_ext/conv.pyx":171
+  /* "src_ext/conv.pyx":199
  *     """
  *     cdef Py_ssize_t batch = grad_x.shape[0], height = grad_x.shape[1], width = grad_x.shape[2]
  *     cdef Py_ssize_t channels = grad_x.shape[3]             # <<<<<<<<<<<<<<
@@ -21146,7 +21357,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_backward_input(CYTHON_UN
 */
   __pyx_v_channels = (__pyx_v_grad_x.shape[3]);
 
-  /* "src_ext/conv.pyx":172
+  /* "src_ext/conv.pyx":200
  *     cdef Py_ssize_t batch = grad_x.shape[0], height = grad_x.shape[1], width = grad_x.shape[2]
  *     cdef Py_ssize_t channels = grad_x.shape[3]
  *     cdef Py_ssize_t out_h = grad_out.shape[1], out_w = grad_out.shape[2], filters = grad_out.shape[3]             # <<<<<<<<<<<<<<
@@ -21157,40 +21368,40 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_backward_input(CYTHON_UN
   __pyx_v_out_w = (__pyx_v_grad_out.shape[2]);
   __pyx_v_filters = (__pyx_v_grad_out.shape[3]);
 
-  /* "src_ext/conv.pyx":173
+  /* "src_ext/conv.pyx":201
  *     cdef Py_ssize_t channels = grad_x.shape[3]
  *     cdef Py_ssize_t out_h = grad_out.shape[1], out_w = grad_out.shape[2], filters = grad_out.shape[3]
  *     cdef Py_ssize_t patch_len = kernel_matrix.shape[0]             # <<<<<<<<<<<<<<
  *     check_extents(batch, channels, out_h, out_w, filters, kernel_matrix.shape[0], kernel_matrix.shape[1],
- *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, chunk)
+ *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
 */
   __pyx_v_patch_len = (__pyx_v_kernel_matrix.shape[0]);
 
-  /* "src_ext/conv.pyx":174
+  /* "src_ext/conv.pyx":202
  *     cdef Py_ssize_t out_h = grad_out.shape[1], out_w = grad_out.shape[2], filters = grad_out.shape[3]
  *     cdef Py_ssize_t patch_len = kernel_matrix.shape[0]
  *     check_extents(batch, channels, out_h, out_w, filters, kernel_matrix.shape[0], kernel_matrix.shape[1],             # <<<<<<<<<<<<<<
- *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, chunk)
+ *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
 */
-  __pyx_t_1 = __pyx_f_8fastconv_4_ext_4conv_check_extents(__pyx_v_batch, __pyx_v_channels, __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, (__pyx_v_kernel_matrix.shape[0]), (__pyx_v_kernel_matrix.shape[1]), (__pyx_v_grad_out.shape[0]), __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_kernel_h, __pyx_v_kernel_w, __pyx_v_chunk); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 174, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_8fastconv_4_ext_4conv_check_extents(__pyx_v_batch, __pyx_v_channels, __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, (__pyx_v_kernel_matrix.shape[0]), (__pyx_v_kernel_matrix.shape[1]), (__pyx_v_grad_out.shape[0]), __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_kernel_h, __pyx_v_kernel_w, __pyx_v_block_rows, __pyx_v_threads); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 202, __pyx_L1_error)
 
 
-  /* "src_ext/conv.pyx":176
+  /* "src_ext/conv.pyx":204
  *     check_extents(batch, channels, out_h, out_w, filters, kernel_matrix.shape[0], kernel_matrix.shape[1],
- *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, chunk)
+ *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)             # <<<<<<<<<<<<<<
  *     if pointwise and (out_h, out_w) != (height, width):
  *         raise ValueError("conv2d_backward_input: a 1x1 stride-1 convolution keeps the spatial size")
 */
   __pyx_v_pointwise = __pyx_f_8fastconv_4_ext_4conv_is_pointwise(__pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_pad_top, __pyx_v_pad_left, __pyx_v_kernel_h, __pyx_v_kernel_w);
 
-  /* "src_ext/conv.pyx":177
- *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, chunk)
+  /* "src_ext/conv.pyx":205
+ *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
  *     if pointwise and (out_h, out_w) != (height, width):             # <<<<<<<<<<<<<<
  *         raise ValueError("conv2d_backward_input: a 1x1 stride-1 convolution keeps the spatial size")
- *     cdef float* cols = NULL if pointwise else alloc_cols(chunk, out_h, out_w, patch_len)
+ *     cdef Py_ssize_t pixels = out_h * out_w, sample_len = height * width * channels
 */
   if (__pyx_v_pointwise) {
   } else {
@@ -21198,31 +21409,31 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_backward_input(CYTHON_UN
     __pyx_t_2 = __pyx_v_pointwise;
     goto __pyx_L4_bool_binop_done;
   }
-  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_out_h); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 177, __pyx_L1_error)
+  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_out_h); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 205, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_out_w); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 177, __pyx_L1_error)
+  __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_out_w); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 205, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_5 = PyTuple_New(2); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 177, __pyx_L1_error)
+  __pyx_t_5 = PyTuple_New(2); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 205, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_GIVEREF(__pyx_t_3);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 0, __pyx_t_3) != (0)) __PYX_ERR(0, 177, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 0, __pyx_t_3) != (0)) __PYX_ERR(0, 205, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_4);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 1, __pyx_t_4) != (0)) __PYX_ERR(0, 177, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 1, __pyx_t_4) != (0)) __PYX_ERR(0, 205, __pyx_L1_error);
   __pyx_t_3 = 0;
   __pyx_t_4 = 0;
-  __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_height); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 177, __pyx_L1_error)
+  __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_height); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 205, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_width); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 177, __pyx_L1_error)
+  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_width); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 205, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_6 = PyTuple_New(2); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 177, __pyx_L1_error)
+  __pyx_t_6 = PyTuple_New(2); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 205, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_GIVEREF(__pyx_t_4);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 0, __pyx_t_4) != (0)) __PYX_ERR(0, 177, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 0, __pyx_t_4) != (0)) __PYX_ERR(0, 205, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_3);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 1, __pyx_t_3) != (0)) __PYX_ERR(0, 177, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 1, __pyx_t_3) != (0)) __PYX_ERR(0, 205, __pyx_L1_error);
   __pyx_t_4 = 0;
   __pyx_t_3 = 0;
-  __pyx_t_7 = __Pyx_PyObject_RichCompareBool(__pyx_t_5, __pyx_t_6, Py_NE); if (unlikely((__pyx_t_7 < 0))) __PYX_ERR(0, 177, __pyx_L1_error)
+  __pyx_t_7 = __Pyx_PyObject_RichCompareBool(__pyx_t_5, __pyx_t_6, Py_NE); if (unlikely((__pyx_t_7 < 0))) __PYX_ERR(0, 205, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
 
@@ -21232,12 +21443,12 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_backward_input(CYTHON_UN
   if (unlikely(__pyx_t_2)) {
 
 
-    /* "src_ext/conv.pyx":178
+    /* "src_ext/conv.pyx":206
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
  *     if pointwise and (out_h, out_w) != (height, width):
  *         raise ValueError("conv2d_backward_input: a 1x1 stride-1 convolution keeps the spatial size")             # <<<<<<<<<<<<<<
- *     cdef float* cols = NULL if pointwise else alloc_cols(chunk, out_h, out_w, patch_len)
- *     cdef Py_ssize_t first, samples, rows
+ *     cdef Py_ssize_t pixels = out_h * out_w, sample_len = height * width * channels
+ *     cdef Py_ssize_t n
 */
     __pyx_t_5 = NULL;
     __pyx_t_8 = 1;
@@ -21245,216 +21456,307 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_backward_input(CYTHON_UN
       PyObject *__pyx_callargs[2] = {__pyx_t_5, __pyx_mstate_global->__pyx_kp_u_conv2d_backward_input_a_1x1_stri};
       __pyx_t_6 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_8, (2-__pyx_t_8) | (__pyx_t_8*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 178, __pyx_L1_error)
+      if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 206, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_6);
     }
     __Pyx_Raise(__pyx_t_6, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    __PYX_ERR(0, 178, __pyx_L1_error)
+    __PYX_ERR(0, 206, __pyx_L1_error)
 
-    /* "src_ext/conv.pyx":177
- *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, chunk)
+    /* "src_ext/conv.pyx":205
+ *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
  *     if pointwise and (out_h, out_w) != (height, width):             # <<<<<<<<<<<<<<
  *         raise ValueError("conv2d_backward_input: a 1x1 stride-1 convolution keeps the spatial size")
- *     cdef float* cols = NULL if pointwise else alloc_cols(chunk, out_h, out_w, patch_len)
+ *     cdef Py_ssize_t pixels = out_h * out_w, sample_len = height * width * channels
 */
   }
 
-  /* "src_ext/conv.pyx":179
+  /* "src_ext/conv.pyx":207
  *     if pointwise and (out_h, out_w) != (height, width):
  *         raise ValueError("conv2d_backward_input: a 1x1 stride-1 convolution keeps the spatial size")
- *     cdef float* cols = NULL if pointwise else alloc_cols(chunk, out_h, out_w, patch_len)             # <<<<<<<<<<<<<<
- *     cdef Py_ssize_t first, samples, rows
- *     with nogil:
+ *     cdef Py_ssize_t pixels = out_h * out_w, sample_len = height * width * channels             # <<<<<<<<<<<<<<
+ *     cdef Py_ssize_t n
+ *     cdef float* cols
 */
-  if (__pyx_v_pointwise) {
+  __pyx_v_pixels = (__pyx_v_out_h * __pyx_v_out_w);
+  __pyx_v_sample_len = ((__pyx_v_height * __pyx_v_width) * __pyx_v_channels);
 
-    __pyx_t_9 = NULL;
-  } else {
-    __pyx_t_10 = __pyx_f_8fastconv_4_ext_4conv_alloc_cols(__pyx_v_chunk, __pyx_v_out_h, __pyx_v_out_w, __pyx_v_patch_len); if (unlikely(__pyx_t_10 == ((void *)NULL))) __PYX_ERR(0, 179, __pyx_L1_error)
-    __pyx_t_9 = __pyx_t_10;
-  }
-  __pyx_v_cols = __pyx_t_9;
+  /* "src_ext/conv.pyx":211
+ *     cdef float* cols
+ *     cdef int previous_threads
+ *     cdef int failed = 0             # <<<<<<<<<<<<<<
+ *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
+ *     with nogil, parallel(num_threads=threads):
+*/
+  __pyx_v_failed = 0;
 
-  /* "src_ext/conv.pyx":181
- *     cdef float* cols = NULL if pointwise else alloc_cols(chunk, out_h, out_w, patch_len)
- *     cdef Py_ssize_t first, samples, rows
- *     with nogil:             # <<<<<<<<<<<<<<
- *         first = 0
- *         while first < batch:
+  /* "src_ext/conv.pyx":212
+ *     cdef int previous_threads
+ *     cdef int failed = 0
+ *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private             # <<<<<<<<<<<<<<
+ *     with nogil, parallel(num_threads=threads):
+ *         cols = NULL if pointwise else <float*>malloc(pixels * patch_len * sizeof(float))
+*/
+  __pyx_v_failed_flag = (&__pyx_v_failed);
+
+  /* "src_ext/conv.pyx":213
+ *     cdef int failed = 0
+ *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
+ *     with nogil, parallel(num_threads=threads):             # <<<<<<<<<<<<<<
+ *         cols = NULL if pointwise else <float*>malloc(pixels * patch_len * sizeof(float))
+ *         previous_threads = blas_single_thread()
 */
   {
       PyThreadState * _save;
       _save = PyEval_SaveThread();
       __Pyx_FastGIL_Remember();
       /*try:*/ {
+        {
+            #if ((defined(__APPLE__) || defined(__OSX__)) && (defined(__GNUC__) && (__GNUC__ > 2 || (__GNUC__ == 2 && (__GNUC_MINOR__ > 95)))))
+                #undef likely
+                #undef unlikely
+                #define likely(x)   (x)
+                #define unlikely(x) (x)
+            #endif
+            #ifdef _OPENMP
+            #pragma omp parallel firstprivate(__pyx_v_cols, __pyx_v_previous_threads) private(__pyx_t_10, __pyx_t_11, __pyx_t_12, __pyx_t_13, __pyx_t_14, __pyx_t_15, __pyx_t_16, __pyx_t_17, __pyx_t_18, __pyx_t_19, __pyx_t_2, __pyx_t_20, __pyx_t_21, __pyx_t_22, __pyx_t_23, __pyx_t_7, __pyx_t_9) num_threads(__pyx_v_threads != 0 ? __pyx_v_threads : omp_get_max_threads())
+            #endif /* _OPENMP */
+            {
 
-        /* "src_ext/conv.pyx":182
- *     cdef Py_ssize_t first, samples, rows
- *     with nogil:
- *         first = 0             # <<<<<<<<<<<<<<
- *         while first < batch:
- *             samples = min(chunk, batch - first)
+                /* "src_ext/conv.pyx":214
+ *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
+ *     with nogil, parallel(num_threads=threads):
+ *         cols = NULL if pointwise else <float*>malloc(pixels * patch_len * sizeof(float))             # <<<<<<<<<<<<<<
+ *         previous_threads = blas_single_thread()
+ *         for n in prange(batch, schedule='static'):
 */
-        __pyx_v_first = 0;
+                if (__pyx_v_pointwise) {
 
-        /* "src_ext/conv.pyx":183
- *     with nogil:
- *         first = 0
- *         while first < batch:             # <<<<<<<<<<<<<<
- *             samples = min(chunk, batch - first)
- *             rows = samples * out_h * out_w
+                  __pyx_t_9 = NULL;
+                } else {
+
+                  __pyx_t_9 = ((float *)malloc(((__pyx_v_pixels * __pyx_v_patch_len) * (sizeof(float)))));
+                }
+                __pyx_v_cols = __pyx_t_9;
+
+                /* "src_ext/conv.pyx":215
+ *     with nogil, parallel(num_threads=threads):
+ *         cols = NULL if pointwise else <float*>malloc(pixels * patch_len * sizeof(float))
+ *         previous_threads = blas_single_thread()             # <<<<<<<<<<<<<<
+ *         for n in prange(batch, schedule='static'):
+ *             if not pointwise and cols == NULL:
 */
-        while (1) {
-          __pyx_t_2 = (__pyx_v_first < __pyx_v_batch);
+                __pyx_v_previous_threads = __pyx_f_8fastconv_4_ext_4conv_blas_single_thread();
 
-
-          if (!__pyx_t_2) break;
-
-          /* "src_ext/conv.pyx":184
- *         first = 0
- *         while first < batch:
- *             samples = min(chunk, batch - first)             # <<<<<<<<<<<<<<
- *             rows = samples * out_h * out_w
- *             gemm_row_major(False, True, <int>rows, <int>patch_len, <int>filters, 1.0, &grad_out[first, 0, 0, 0],
+                /* "src_ext/conv.pyx":216
+ *         cols = NULL if pointwise else <float*>malloc(pixels * patch_len * sizeof(float))
+ *         previous_threads = blas_single_thread()
+ *         for n in prange(batch, schedule='static'):             # <<<<<<<<<<<<<<
+ *             if not pointwise and cols == NULL:
+ *                 failed_flag[0] = 1
 */
+                __pyx_t_10 = __pyx_v_batch;
 
-          __pyx_t_11 = (__pyx_v_batch - __pyx_v_first);
+                {
+                    __pyx_t_12 = (__pyx_t_10 - 0 + 1 - 1/abs(1)) / 1;
+                    if (__pyx_t_12 > 0)
+                    {
+                        #ifdef _OPENMP
+                        #pragma omp for nowait firstprivate(__pyx_v_n) lastprivate(__pyx_v_n) schedule(static)
+                        #endif /* _OPENMP */
+                        for (__pyx_t_11 = 0; __pyx_t_11 < __pyx_t_12; __pyx_t_11++){
+                            {
+                                __pyx_v_n = (Py_ssize_t)(0 + 1 * __pyx_t_11);
 
-          __pyx_t_12 = __pyx_v_chunk;
-          __pyx_t_2 = (__pyx_t_11 < __pyx_t_12);
+                                /* "src_ext/conv.pyx":217
+ *         previous_threads = blas_single_thread()
+ *         for n in prange(batch, schedule='static'):
+ *             if not pointwise and cols == NULL:             # <<<<<<<<<<<<<<
+ *                 failed_flag[0] = 1
+ *                 continue
+*/
+                                __pyx_t_7 = (!__pyx_v_pointwise);
 
-          if (__pyx_t_2) {
+                                if (__pyx_t_7) {
 
-            __pyx_t_13 = __pyx_t_11;
-          } else {
+                                } else {
 
-            __pyx_t_13 = __pyx_t_12;
-          }
+                                  __pyx_t_2 = __pyx_t_7;
 
-          __pyx_v_samples = __pyx_t_13;
+                                  goto __pyx_L18_bool_binop_done;
+                                }
+                                __pyx_t_7 = (__pyx_v_cols == NULL);
 
 
-          /* "src_ext/conv.pyx":185
- *         while first < batch:
- *             samples = min(chunk, batch - first)
- *             rows = samples * out_h * out_w             # <<<<<<<<<<<<<<
- *             gemm_row_major(False, True, <int>rows, <int>patch_len, <int>filters, 1.0, &grad_out[first, 0, 0, 0],
+                                __pyx_t_2 = __pyx_t_7;
+
+                                __pyx_L18_bool_binop_done:;
+                                if (__pyx_t_2) {
+
+
+                                  /* "src_ext/conv.pyx":218
+ *         for n in prange(batch, schedule='static'):
+ *             if not pointwise and cols == NULL:
+ *                 failed_flag[0] = 1             # <<<<<<<<<<<<<<
+ *                 continue
+ *             gemm_row_major(False, True, <int>pixels, <int>patch_len, <int>filters, 1.0, &grad_out[n, 0, 0, 0],
+*/
+                                  (__pyx_v_failed_flag[0]) = 1;
+
+                                  /* "src_ext/conv.pyx":219
+ *             if not pointwise and cols == NULL:
+ *                 failed_flag[0] = 1
+ *                 continue             # <<<<<<<<<<<<<<
+ *             gemm_row_major(False, True, <int>pixels, <int>patch_len, <int>filters, 1.0, &grad_out[n, 0, 0, 0],
  *                            <int>filters, &kernel_matrix[0, 0], <int>filters, 0.0,
 */
-          __pyx_v_rows = ((__pyx_v_samples * __pyx_v_out_h) * __pyx_v_out_w);
+                                  goto __pyx_L13_continue;
 
-          /* "src_ext/conv.pyx":186
- *             samples = min(chunk, batch - first)
- *             rows = samples * out_h * out_w
- *             gemm_row_major(False, True, <int>rows, <int>patch_len, <int>filters, 1.0, &grad_out[first, 0, 0, 0],             # <<<<<<<<<<<<<<
- *                            <int>filters, &kernel_matrix[0, 0], <int>filters, 0.0,
- *                            &grad_x[first, 0, 0, 0] if pointwise else cols, <int>patch_len)
+                                  /* "src_ext/conv.pyx":217
+ *         previous_threads = blas_single_thread()
+ *         for n in prange(batch, schedule='static'):
+ *             if not pointwise and cols == NULL:             # <<<<<<<<<<<<<<
+ *                 failed_flag[0] = 1
+ *                 continue
 */
-          __pyx_t_14 = __pyx_v_first;
-          __pyx_t_15 = 0;
-          __pyx_t_16 = 0;
-          __pyx_t_17 = 0;
+                                }
 
-          /* "src_ext/conv.pyx":187
- *             rows = samples * out_h * out_w
- *             gemm_row_major(False, True, <int>rows, <int>patch_len, <int>filters, 1.0, &grad_out[first, 0, 0, 0],
+                                /* "src_ext/conv.pyx":220
+ *                 failed_flag[0] = 1
+ *                 continue
+ *             gemm_row_major(False, True, <int>pixels, <int>patch_len, <int>filters, 1.0, &grad_out[n, 0, 0, 0],             # <<<<<<<<<<<<<<
+ *                            <int>filters, &kernel_matrix[0, 0], <int>filters, 0.0,
+ *                            &grad_x[n, 0, 0, 0] if pointwise else cols, <int>patch_len)
+*/
+                                __pyx_t_13 = __pyx_v_n;
+                                __pyx_t_14 = 0;
+                                __pyx_t_15 = 0;
+                                __pyx_t_16 = 0;
+
+                                /* "src_ext/conv.pyx":221
+ *                 continue
+ *             gemm_row_major(False, True, <int>pixels, <int>patch_len, <int>filters, 1.0, &grad_out[n, 0, 0, 0],
  *                            <int>filters, &kernel_matrix[0, 0], <int>filters, 0.0,             # <<<<<<<<<<<<<<
- *                            &grad_x[first, 0, 0, 0] if pointwise else cols, <int>patch_len)
+ *                            &grad_x[n, 0, 0, 0] if pointwise else cols, <int>patch_len)
  *             if not pointwise:
 */
-          __pyx_t_18 = 0;
-          __pyx_t_19 = 0;
+                                __pyx_t_17 = 0;
+                                __pyx_t_18 = 0;
 
-          /* "src_ext/conv.pyx":188
- *             gemm_row_major(False, True, <int>rows, <int>patch_len, <int>filters, 1.0, &grad_out[first, 0, 0, 0],
+                                /* "src_ext/conv.pyx":222
+ *             gemm_row_major(False, True, <int>pixels, <int>patch_len, <int>filters, 1.0, &grad_out[n, 0, 0, 0],
  *                            <int>filters, &kernel_matrix[0, 0], <int>filters, 0.0,
- *                            &grad_x[first, 0, 0, 0] if pointwise else cols, <int>patch_len)             # <<<<<<<<<<<<<<
+ *                            &grad_x[n, 0, 0, 0] if pointwise else cols, <int>patch_len)             # <<<<<<<<<<<<<<
  *             if not pointwise:
- *                 col2im(cols, &grad_x[0, 0, 0, 0], first, samples, height, width, channels, out_h, out_w,
+ *                 col2im_sample(cols, &grad_x[n, 0, 0, 0], height, width, channels, out_h, out_w,
 */
-          if (__pyx_v_pointwise) {
-            __pyx_t_20 = __pyx_v_first;
-            __pyx_t_21 = 0;
-            __pyx_t_22 = 0;
-            __pyx_t_23 = 0;
+                                if (__pyx_v_pointwise) {
+                                  __pyx_t_20 = __pyx_v_n;
+                                  __pyx_t_21 = 0;
+                                  __pyx_t_22 = 0;
+                                  __pyx_t_23 = 0;
 
-            __pyx_t_10 = (&(*((float *) ( /* dim=3 */ ((char *) (((float *) ( /* dim=2 */ (( /* dim=1 */ (( /* dim=0 */ (__pyx_v_grad_x.data + __pyx_t_20 * __pyx_v_grad_x.strides[0]) ) + __pyx_t_21 * __pyx_v_grad_x.strides[1]) ) + __pyx_t_22 * __pyx_v_grad_x.strides[2]) )) + __pyx_t_23)) ))));
-          } else {
+                                  __pyx_t_19 = (&(*((float *) ( /* dim=3 */ ((char *) (((float *) ( /* dim=2 */ (( /* dim=1 */ (( /* dim=0 */ (__pyx_v_grad_x.data + __pyx_t_20 * __pyx_v_grad_x.strides[0]) ) + __pyx_t_21 * __pyx_v_grad_x.strides[1]) ) + __pyx_t_22 * __pyx_v_grad_x.strides[2]) )) + __pyx_t_23)) ))));
+                                } else {
 
-            __pyx_t_10 = __pyx_v_cols;
-          }
+                                  __pyx_t_19 = __pyx_v_cols;
+                                }
 
-          /* "src_ext/conv.pyx":186
- *             samples = min(chunk, batch - first)
- *             rows = samples * out_h * out_w
- *             gemm_row_major(False, True, <int>rows, <int>patch_len, <int>filters, 1.0, &grad_out[first, 0, 0, 0],             # <<<<<<<<<<<<<<
+                                /* "src_ext/conv.pyx":220
+ *                 failed_flag[0] = 1
+ *                 continue
+ *             gemm_row_major(False, True, <int>pixels, <int>patch_len, <int>filters, 1.0, &grad_out[n, 0, 0, 0],             # <<<<<<<<<<<<<<
  *                            <int>filters, &kernel_matrix[0, 0], <int>filters, 0.0,
- *                            &grad_x[first, 0, 0, 0] if pointwise else cols, <int>patch_len)
+ *                            &grad_x[n, 0, 0, 0] if pointwise else cols, <int>patch_len)
 */
-          __pyx_f_7_linalg_gemm_row_major(0, 1, ((int)__pyx_v_rows), ((int)__pyx_v_patch_len), ((int)__pyx_v_filters), 1.0, (&(*((float const  *) ( /* dim=3 */ ((char *) (((float const  *) ( /* dim=2 */ (( /* dim=1 */ (( /* dim=0 */ (__pyx_v_grad_out.data + __pyx_t_14 * __pyx_v_grad_out.strides[0]) ) + __pyx_t_15 * __pyx_v_grad_out.strides[1]) ) + __pyx_t_16 * __pyx_v_grad_out.strides[2]) )) + __pyx_t_17)) )))), ((int)__pyx_v_filters), (&(*((float const  *) ( /* dim=1 */ ((char *) (((float const  *) ( /* dim=0 */ (__pyx_v_kernel_matrix.data + __pyx_t_18 * __pyx_v_kernel_matrix.strides[0]) )) + __pyx_t_19)) )))), ((int)__pyx_v_filters), 0.0, __pyx_t_10, ((int)__pyx_v_patch_len));
+                                __pyx_f_7_linalg_gemm_row_major(0, 1, ((int)__pyx_v_pixels), ((int)__pyx_v_patch_len), ((int)__pyx_v_filters), 1.0, (&(*((float const  *) ( /* dim=3 */ ((char *) (((float const  *) ( /* dim=2 */ (( /* dim=1 */ (( /* dim=0 */ (__pyx_v_grad_out.data + __pyx_t_13 * __pyx_v_grad_out.strides[0]) ) + __pyx_t_14 * __pyx_v_grad_out.strides[1]) ) + __pyx_t_15 * __pyx_v_grad_out.strides[2]) )) + __pyx_t_16)) )))), ((int)__pyx_v_filters), (&(*((float const  *) ( /* dim=1 */ ((char *) (((float const  *) ( /* dim=0 */ (__pyx_v_kernel_matrix.data + __pyx_t_17 * __pyx_v_kernel_matrix.strides[0]) )) + __pyx_t_18)) )))), ((int)__pyx_v_filters), 0.0, __pyx_t_19, ((int)__pyx_v_patch_len));
 
 
-          /* "src_ext/conv.pyx":189
+                                /* "src_ext/conv.pyx":223
  *                            <int>filters, &kernel_matrix[0, 0], <int>filters, 0.0,
- *                            &grad_x[first, 0, 0, 0] if pointwise else cols, <int>patch_len)
+ *                            &grad_x[n, 0, 0, 0] if pointwise else cols, <int>patch_len)
  *             if not pointwise:             # <<<<<<<<<<<<<<
- *                 col2im(cols, &grad_x[0, 0, 0, 0], first, samples, height, width, channels, out_h, out_w,
- *                        stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+ *                 col2im_sample(cols, &grad_x[n, 0, 0, 0], height, width, channels, out_h, out_w,
+ *                               stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
 */
-          __pyx_t_2 = (!__pyx_v_pointwise);
+                                __pyx_t_2 = (!__pyx_v_pointwise);
 
-          if (__pyx_t_2) {
+                                if (__pyx_t_2) {
 
 
-            /* "src_ext/conv.pyx":190
- *                            &grad_x[first, 0, 0, 0] if pointwise else cols, <int>patch_len)
+                                  /* "src_ext/conv.pyx":224
+ *                            &grad_x[n, 0, 0, 0] if pointwise else cols, <int>patch_len)
  *             if not pointwise:
- *                 col2im(cols, &grad_x[0, 0, 0, 0], first, samples, height, width, channels, out_h, out_w,             # <<<<<<<<<<<<<<
- *                        stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
- *             first += chunk
+ *                 col2im_sample(cols, &grad_x[n, 0, 0, 0], height, width, channels, out_h, out_w,             # <<<<<<<<<<<<<<
+ *                               stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+ *         blas_restore_threads(previous_threads)
 */
-            __pyx_t_19 = 0;
-            __pyx_t_18 = 0;
-            __pyx_t_17 = 0;
-            __pyx_t_16 = 0;
+                                  __pyx_t_18 = __pyx_v_n;
+                                  __pyx_t_17 = 0;
+                                  __pyx_t_16 = 0;
+                                  __pyx_t_15 = 0;
 
-            /* "src_ext/conv.pyx":191
+                                  /* "src_ext/conv.pyx":225
  *             if not pointwise:
- *                 col2im(cols, &grad_x[0, 0, 0, 0], first, samples, height, width, channels, out_h, out_w,
- *                        stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)             # <<<<<<<<<<<<<<
- *             first += chunk
- *     free(cols)
+ *                 col2im_sample(cols, &grad_x[n, 0, 0, 0], height, width, channels, out_h, out_w,
+ *                               stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)             # <<<<<<<<<<<<<<
+ *         blas_restore_threads(previous_threads)
+ *         free(cols)
 */
-            __pyx_f_8fastconv_4_ext_4conv_col2im(__pyx_v_cols, (&(*((float *) ( /* dim=3 */ ((char *) (((float *) ( /* dim=2 */ (( /* dim=1 */ (( /* dim=0 */ (__pyx_v_grad_x.data + __pyx_t_19 * __pyx_v_grad_x.strides[0]) ) + __pyx_t_18 * __pyx_v_grad_x.strides[1]) ) + __pyx_t_17 * __pyx_v_grad_x.strides[2]) )) + __pyx_t_16)) )))), __pyx_v_first, __pyx_v_samples, __pyx_v_height, __pyx_v_width, __pyx_v_channels, __pyx_v_out_h, __pyx_v_out_w, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_pad_top, __pyx_v_pad_left, __pyx_v_kernel_h, __pyx_v_kernel_w);
+                                  __pyx_f_8fastconv_4_ext_4conv_col2im_sample(__pyx_v_cols, (&(*((float *) ( /* dim=3 */ ((char *) (((float *) ( /* dim=2 */ (( /* dim=1 */ (( /* dim=0 */ (__pyx_v_grad_x.data + __pyx_t_18 * __pyx_v_grad_x.strides[0]) ) + __pyx_t_17 * __pyx_v_grad_x.strides[1]) ) + __pyx_t_16 * __pyx_v_grad_x.strides[2]) )) + __pyx_t_15)) )))), __pyx_v_height, __pyx_v_width, __pyx_v_channels, __pyx_v_out_h, __pyx_v_out_w, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_pad_top, __pyx_v_pad_left, __pyx_v_kernel_h, __pyx_v_kernel_w);
 
-            /* "src_ext/conv.pyx":189
+                                  /* "src_ext/conv.pyx":223
  *                            <int>filters, &kernel_matrix[0, 0], <int>filters, 0.0,
- *                            &grad_x[first, 0, 0, 0] if pointwise else cols, <int>patch_len)
+ *                            &grad_x[n, 0, 0, 0] if pointwise else cols, <int>patch_len)
  *             if not pointwise:             # <<<<<<<<<<<<<<
- *                 col2im(cols, &grad_x[0, 0, 0, 0], first, samples, height, width, channels, out_h, out_w,
- *                        stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+ *                 col2im_sample(cols, &grad_x[n, 0, 0, 0], height, width, channels, out_h, out_w,
+ *                               stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
 */
-          }
+                                }
+                                goto __pyx_L22;
+                                __pyx_L13_continue:;
+                                goto __pyx_L22;
+                                __pyx_L22:;
+                            }
+                        }
+                    }
+                }
 
-          /* "src_ext/conv.pyx":192
- *                 col2im(cols, &grad_x[0, 0, 0, 0], first, samples, height, width, channels, out_h, out_w,
- *                        stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
- *             first += chunk             # <<<<<<<<<<<<<<
- *     free(cols)
- * 
+
+                /* "src_ext/conv.pyx":226
+ *                 col2im_sample(cols, &grad_x[n, 0, 0, 0], height, width, channels, out_h, out_w,
+ *                               stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+ *         blas_restore_threads(previous_threads)             # <<<<<<<<<<<<<<
+ *         free(cols)
+ *     if failed:
 */
-          __pyx_v_first = (__pyx_v_first + __pyx_v_chunk);
+                __pyx_f_8fastconv_4_ext_4conv_blas_restore_threads(__pyx_v_previous_threads);
+
+                /* "src_ext/conv.pyx":227
+ *                               stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+ *         blas_restore_threads(previous_threads)
+ *         free(cols)             # <<<<<<<<<<<<<<
+ *     if failed:
+ *         raise MemoryError(f"conv2d_backward_input: cannot allocate a ({pixels}, {patch_len}) patch block")
+*/
+                free(__pyx_v_cols);
+            }
         }
+        #if ((defined(__APPLE__) || defined(__OSX__)) && (defined(__GNUC__) && (__GNUC__ > 2 || (__GNUC__ == 2 && (__GNUC_MINOR__ > 95)))))
+            #undef likely
+            #undef unlikely
+            #define likely(x)   __builtin_expect(!!(x), 1)
+            #define unlikely(x) __builtin_expect(!!(x), 0)
+        #endif
       }
 
-      /* "src_ext/conv.pyx":181
- *     cdef float* cols = NULL if pointwise else alloc_cols(chunk, out_h, out_w, patch_len)
- *     cdef Py_ssize_t first, samples, rows
- *     with nogil:             # <<<<<<<<<<<<<<
- *         first = 0
- *         while first < batch:
+      /* "src_ext/conv.pyx":213
+ *     cdef int failed = 0
+ *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
+ *     with nogil, parallel(num_threads=threads):             # <<<<<<<<<<<<<<
+ *         cols = NULL if pointwise else <float*>malloc(pixels * patch_len * sizeof(float))
+ *         previous_threads = blas_single_thread()
 */
       /*finally:*/ {
         /*normal exit:*/{
@@ -21466,21 +21768,73 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_backward_input(CYTHON_UN
       }
   }
 
-  /* "src_ext/conv.pyx":193
- *                        stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
- *             first += chunk
- *     free(cols)             # <<<<<<<<<<<<<<
+  /* "src_ext/conv.pyx":228
+ *         blas_restore_threads(previous_threads)
+ *         free(cols)
+ *     if failed:             # <<<<<<<<<<<<<<
+ *         raise MemoryError(f"conv2d_backward_input: cannot allocate a ({pixels}, {patch_len}) patch block")
+ * 
+*/
+  __pyx_t_2 = (__pyx_v_failed != 0);
+
+  if (unlikely(__pyx_t_2)) {
+
+
+    /* "src_ext/conv.pyx":229
+ *         free(cols)
+ *     if failed:
+ *         raise MemoryError(f"conv2d_backward_input: cannot allocate a ({pixels}, {patch_len}) patch block")             # <<<<<<<<<<<<<<
  * 
  * 
 */
-  free(__pyx_v_cols);
+    __pyx_t_5 = NULL;
+    __pyx_t_3 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_pixels, 0, ' ', 'd'); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 229, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_3);
+    __pyx_t_4 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_patch_len, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 229, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_4);
+    __pyx_t_24[0] = __pyx_mstate_global->__pyx_kp_u_conv2d_backward_input_cannot_all;
+    __pyx_t_24[1] = __pyx_t_3;
+    __pyx_t_24[2] = __pyx_mstate_global->__pyx_kp_u__5;
+    __pyx_t_24[3] = __pyx_t_4;
+    __pyx_t_24[4] = __pyx_mstate_global->__pyx_kp_u_patch_block;
+    __pyx_t_12 = 57;
+    #if __Pyx_PyUnicode_Join_CAN_USE_KIND_AND_LENGTH
+    __pyx_t_12 += __Pyx_PyUnicode_GET_LENGTH(__pyx_t_24[1]) + __Pyx_PyUnicode_GET_LENGTH(__pyx_t_24[3]);
+    #endif
+    __pyx_t_1 = 0;
+    __pyx_t_25 = __Pyx_PyUnicode_Join(__pyx_t_24, 5, __pyx_t_12, __pyx_t_1);
+    if (unlikely(!__pyx_t_25)) __PYX_ERR(0, 229, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_25);
+    __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
+    __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+    __pyx_t_8 = 1;
+    {
+      PyObject *__pyx_callargs[2] = {__pyx_t_5, __pyx_t_25};
+      __pyx_t_6 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_MemoryError)), __pyx_callargs+__pyx_t_8, (2-__pyx_t_8) | (__pyx_t_8*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+      __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
+      __Pyx_DECREF(__pyx_t_25); __pyx_t_25 = 0;
+      if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 229, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_6);
+    }
+    __Pyx_Raise(__pyx_t_6, 0, 0, 0);
+    __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+    __PYX_ERR(0, 229, __pyx_L1_error)
 
-  /* "src_ext/conv.pyx":163
+    /* "src_ext/conv.pyx":228
+ *         blas_restore_threads(previous_threads)
+ *         free(cols)
+ *     if failed:             # <<<<<<<<<<<<<<
+ *         raise MemoryError(f"conv2d_backward_input: cannot allocate a ({pixels}, {patch_len}) patch block")
+ * 
+*/
+  }
+
+  /* "src_ext/conv.pyx":189
  * 
  * 
  * def conv2d_backward_input(const float[:, :, :, ::1] grad_out, const float[:, ::1] kernel_matrix,             # <<<<<<<<<<<<<<
  *                           float[:, :, :, ::1] grad_x, Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top,
- *                           Py_ssize_t pad_left, Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t chunk):
+ *                           Py_ssize_t pad_left, Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t block_rows,
 */
 
   /* function exit code */
@@ -21491,6 +21845,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_backward_input(CYTHON_UN
   __Pyx_XDECREF(__pyx_t_4);
   __Pyx_XDECREF(__pyx_t_5);
   __Pyx_XDECREF(__pyx_t_6);
+  __Pyx_XDECREF(__pyx_t_25);
   __Pyx_AddTraceback("fastconv._ext.conv.conv2d_backward_input", __pyx_clineno, __pyx_lineno, __pyx_filename);
   __pyx_r = NULL;
   __pyx_L0:;
@@ -21507,12 +21862,15 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_backward_input(CYTHON_UN
 
 
 
+
+
+
   __Pyx_XGIVEREF(__pyx_r);
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-/* "src_ext/conv.pyx":196
+/* "src_ext/conv.pyx":232
  * 
  * 
  * def conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, :, :, ::1] grad_out,             # <<<<<<<<<<<<<<
@@ -21521,16 +21879,16 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_backward_input(CYTHON_UN
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_8fastconv_4_ext_4conv_5conv2d_backward_kernel(PyObject *__pyx_self, 
+static PyObject *__pyx_pw_8fastconv_4_ext_4conv_7conv2d_backward_kernel(PyObject *__pyx_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_8fastconv_4_ext_4conv_4conv2d_backward_kernel, "grad_kernel_matrix = patches^T @ grad_out; grad_bias = grad_out summed over N, OH, OW.\n\n    x: (N, H, W, C); grad_out: (N, OH, OW, F); grad_kernel_matrix: (KH*KW*C, F), written;\n    grad_bias: (F,) written, or (0,) to skip it.\n    ");
-static PyMethodDef __pyx_mdef_8fastconv_4_ext_4conv_5conv2d_backward_kernel = {"conv2d_backward_kernel", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_8fastconv_4_ext_4conv_5conv2d_backward_kernel, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_8fastconv_4_ext_4conv_4conv2d_backward_kernel};
-static PyObject *__pyx_pw_8fastconv_4_ext_4conv_5conv2d_backward_kernel(PyObject *__pyx_self, 
+PyDoc_STRVAR(__pyx_doc_8fastconv_4_ext_4conv_6conv2d_backward_kernel, "grad_kernel_matrix = patches^T @ grad_out; grad_bias = grad_out summed over N, OH, OW.\n\n    x: (N, H, W, C); grad_out: (N, OH, OW, F); grad_kernel_matrix: (KH*KW*C, F), written;\n    grad_bias: (F,) written, or (0,) to skip it. Each thread sums its blocks into its own\n    partial gradient; the partials are added in thread order, so results are repeatable.\n    ");
+static PyMethodDef __pyx_mdef_8fastconv_4_ext_4conv_7conv2d_backward_kernel = {"conv2d_backward_kernel", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_8fastconv_4_ext_4conv_7conv2d_backward_kernel, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_8fastconv_4_ext_4conv_6conv2d_backward_kernel};
+static PyObject *__pyx_pw_8fastconv_4_ext_4conv_7conv2d_backward_kernel(PyObject *__pyx_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -21547,12 +21905,13 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   Py_ssize_t __pyx_v_pad_left;
   Py_ssize_t __pyx_v_kernel_h;
   Py_ssize_t __pyx_v_kernel_w;
-  Py_ssize_t __pyx_v_chunk;
+  Py_ssize_t __pyx_v_block_rows;
+  int __pyx_v_threads;
   #if !CYTHON_VECTORCALL
   CYTHON_UNUSED Py_ssize_t __pyx_nargs;
   #endif
   CYTHON_UNUSED PyObject *const *__pyx_kwvalues;
-  PyObject* values[11] = {0,0,0,0,0,0,0,0,0,0,0};
+  PyObject* values[12] = {0,0,0,0,0,0,0,0,0,0,0,0};
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
@@ -21568,104 +21927,111 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   #endif
   __pyx_kwvalues = __Pyx_KwValues_FASTCALL(__pyx_args, __pyx_nargs);
   {
-    PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_x,&__pyx_mstate_global->__pyx_n_u_grad_out,&__pyx_mstate_global->__pyx_n_u_grad_kernel_matrix,&__pyx_mstate_global->__pyx_n_u_grad_bias,&__pyx_mstate_global->__pyx_n_u_stride_h,&__pyx_mstate_global->__pyx_n_u_stride_w,&__pyx_mstate_global->__pyx_n_u_pad_top,&__pyx_mstate_global->__pyx_n_u_pad_left,&__pyx_mstate_global->__pyx_n_u_kernel_h,&__pyx_mstate_global->__pyx_n_u_kernel_w,&__pyx_mstate_global->__pyx_n_u_chunk,0};
+    PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_x,&__pyx_mstate_global->__pyx_n_u_grad_out,&__pyx_mstate_global->__pyx_n_u_grad_kernel_matrix,&__pyx_mstate_global->__pyx_n_u_grad_bias,&__pyx_mstate_global->__pyx_n_u_stride_h,&__pyx_mstate_global->__pyx_n_u_stride_w,&__pyx_mstate_global->__pyx_n_u_pad_top,&__pyx_mstate_global->__pyx_n_u_pad_left,&__pyx_mstate_global->__pyx_n_u_kernel_h,&__pyx_mstate_global->__pyx_n_u_kernel_w,&__pyx_mstate_global->__pyx_n_u_block_rows_2,&__pyx_mstate_global->__pyx_n_u_threads,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 196, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 232, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
+        case 12:
+        values[11] = __Pyx_ArgRef_FASTCALL(__pyx_args, 11);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[11])) __PYX_ERR(0, 232, __pyx_L3_error)
+        CYTHON_FALLTHROUGH;
         case 11:
         values[10] = __Pyx_ArgRef_FASTCALL(__pyx_args, 10);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 196, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 232, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 10:
         values[9] = __Pyx_ArgRef_FASTCALL(__pyx_args, 9);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 196, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 232, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  9:
         values[8] = __Pyx_ArgRef_FASTCALL(__pyx_args, 8);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 196, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 232, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  8:
         values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 196, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 232, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  7:
         values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 196, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 232, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  6:
         values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 196, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 232, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  5:
         values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 196, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 232, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 196, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 232, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 196, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 232, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 196, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 232, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 196, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 232, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "conv2d_backward_kernel", 0) < (0)) __PYX_ERR(0, 196, __pyx_L3_error)
-      for (Py_ssize_t i = __pyx_nargs; i < 11; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("conv2d_backward_kernel", 1, 11, 11, i); __PYX_ERR(0, 196, __pyx_L3_error) }
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "conv2d_backward_kernel", 0) < (0)) __PYX_ERR(0, 232, __pyx_L3_error)
+      for (Py_ssize_t i = __pyx_nargs; i < 12; i++) {
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("conv2d_backward_kernel", 1, 12, 12, i); __PYX_ERR(0, 232, __pyx_L3_error) }
       }
-    } else if (unlikely(__pyx_nargs != 11)) {
+    } else if (unlikely(__pyx_nargs != 12)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 196, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 232, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 196, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 232, __pyx_L3_error)
       values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 196, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 232, __pyx_L3_error)
       values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 196, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 232, __pyx_L3_error)
       values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 196, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 232, __pyx_L3_error)
       values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 196, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 232, __pyx_L3_error)
       values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 196, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 232, __pyx_L3_error)
       values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 196, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 232, __pyx_L3_error)
       values[8] = __Pyx_ArgRef_FASTCALL(__pyx_args, 8);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 196, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 232, __pyx_L3_error)
       values[9] = __Pyx_ArgRef_FASTCALL(__pyx_args, 9);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 196, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 232, __pyx_L3_error)
       values[10] = __Pyx_ArgRef_FASTCALL(__pyx_args, 10);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 196, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 232, __pyx_L3_error)
+      values[11] = __Pyx_ArgRef_FASTCALL(__pyx_args, 11);
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[11])) __PYX_ERR(0, 232, __pyx_L3_error)
     }
-    __pyx_v_x = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float__const__(values[0], 0); if (unlikely(!__pyx_v_x.memview)) __PYX_ERR(0, 196, __pyx_L3_error)
-    __pyx_v_grad_out = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float__const__(values[1], 0); if (unlikely(!__pyx_v_grad_out.memview)) __PYX_ERR(0, 196, __pyx_L3_error)
-    __pyx_v_grad_kernel_matrix = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float(values[2], PyBUF_WRITABLE); if (unlikely(!__pyx_v_grad_kernel_matrix.memview)) __PYX_ERR(0, 197, __pyx_L3_error)
-    __pyx_v_grad_bias = __Pyx_PyObject_to_MemoryviewSlice_dc_float(values[3], PyBUF_WRITABLE); if (unlikely(!__pyx_v_grad_bias.memview)) __PYX_ERR(0, 197, __pyx_L3_error)
-    __pyx_v_stride_h = __Pyx_PyIndex_AsSsize_t(values[4]); if (unlikely((__pyx_v_stride_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 197, __pyx_L3_error)
-    __pyx_v_stride_w = __Pyx_PyIndex_AsSsize_t(values[5]); if (unlikely((__pyx_v_stride_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 198, __pyx_L3_error)
-    __pyx_v_pad_top = __Pyx_PyIndex_AsSsize_t(values[6]); if (unlikely((__pyx_v_pad_top == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 198, __pyx_L3_error)
-    __pyx_v_pad_left = __Pyx_PyIndex_AsSsize_t(values[7]); if (unlikely((__pyx_v_pad_left == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 198, __pyx_L3_error)
-    __pyx_v_kernel_h = __Pyx_PyIndex_AsSsize_t(values[8]); if (unlikely((__pyx_v_kernel_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 198, __pyx_L3_error)
-    __pyx_v_kernel_w = __Pyx_PyIndex_AsSsize_t(values[9]); if (unlikely((__pyx_v_kernel_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 199, __pyx_L3_error)
-    __pyx_v_chunk = __Pyx_PyIndex_AsSsize_t(values[10]); if (unlikely((__pyx_v_chunk == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 199, __pyx_L3_error)
+    __pyx_v_x = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float__const__(values[0], 0); if (unlikely(!__pyx_v_x.memview)) __PYX_ERR(0, 232, __pyx_L3_error)
+    __pyx_v_grad_out = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float__const__(values[1], 0); if (unlikely(!__pyx_v_grad_out.memview)) __PYX_ERR(0, 232, __pyx_L3_error)
+    __pyx_v_grad_kernel_matrix = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float(values[2], PyBUF_WRITABLE); if (unlikely(!__pyx_v_grad_kernel_matrix.memview)) __PYX_ERR(0, 233, __pyx_L3_error)
+    __pyx_v_grad_bias = __Pyx_PyObject_to_MemoryviewSlice_dc_float(values[3], PyBUF_WRITABLE); if (unlikely(!__pyx_v_grad_bias.memview)) __PYX_ERR(0, 233, __pyx_L3_error)
+    __pyx_v_stride_h = __Pyx_PyIndex_AsSsize_t(values[4]); if (unlikely((__pyx_v_stride_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 233, __pyx_L3_error)
+    __pyx_v_stride_w = __Pyx_PyIndex_AsSsize_t(values[5]); if (unlikely((__pyx_v_stride_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 234, __pyx_L3_error)
+    __pyx_v_pad_top = __Pyx_PyIndex_AsSsize_t(values[6]); if (unlikely((__pyx_v_pad_top == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 234, __pyx_L3_error)
+    __pyx_v_pad_left = __Pyx_PyIndex_AsSsize_t(values[7]); if (unlikely((__pyx_v_pad_left == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 234, __pyx_L3_error)
+    __pyx_v_kernel_h = __Pyx_PyIndex_AsSsize_t(values[8]); if (unlikely((__pyx_v_kernel_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 234, __pyx_L3_error)
+    __pyx_v_kernel_w = __Pyx_PyIndex_AsSsize_t(values[9]); if (unlikely((__pyx_v_kernel_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 235, __pyx_L3_error)
+    __pyx_v_block_rows = __Pyx_PyIndex_AsSsize_t(values[10]); if (unlikely((__pyx_v_block_rows == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 235, __pyx_L3_error)
+    __pyx_v_threads = __Pyx_PyLong_As_int(values[11]); if (unlikely((__pyx_v_threads == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 235, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("conv2d_backward_kernel", 1, 11, 11, __pyx_nargs); __PYX_ERR(0, 196, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("conv2d_backward_kernel", 1, 12, 12, __pyx_nargs); __PYX_ERR(0, 232, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -21680,7 +22046,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  __pyx_r = __pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_kernel(__pyx_self, __pyx_v_x, __pyx_v_grad_out, __pyx_v_grad_kernel_matrix, __pyx_v_grad_bias, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_pad_top, __pyx_v_pad_left, __pyx_v_kernel_h, __pyx_v_kernel_w, __pyx_v_chunk);
+  __pyx_r = __pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(__pyx_self, __pyx_v_x, __pyx_v_grad_out, __pyx_v_grad_kernel_matrix, __pyx_v_grad_bias, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_pad_top, __pyx_v_pad_left, __pyx_v_kernel_h, __pyx_v_kernel_w, __pyx_v_block_rows, __pyx_v_threads);
 
   /* function exit code */
   for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
@@ -21697,11 +22063,12 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
 
 
 
+
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_kernel(CYTHON_UNUSED PyObject *__pyx_self, __Pyx_memviewslice __pyx_v_x, __Pyx_memviewslice __pyx_v_grad_out, __Pyx_memviewslice __pyx_v_grad_kernel_matrix, __Pyx_memviewslice __pyx_v_grad_bias, Py_ssize_t __pyx_v_stride_h, Py_ssize_t __pyx_v_stride_w, Py_ssize_t __pyx_v_pad_top, Py_ssize_t __pyx_v_pad_left, Py_ssize_t __pyx_v_kernel_h, Py_ssize_t __pyx_v_kernel_w, Py_ssize_t __pyx_v_chunk) {
+static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_UNUSED PyObject *__pyx_self, __Pyx_memviewslice __pyx_v_x, __Pyx_memviewslice __pyx_v_grad_out, __Pyx_memviewslice __pyx_v_grad_kernel_matrix, __Pyx_memviewslice __pyx_v_grad_bias, Py_ssize_t __pyx_v_stride_h, Py_ssize_t __pyx_v_stride_w, Py_ssize_t __pyx_v_pad_top, Py_ssize_t __pyx_v_pad_left, Py_ssize_t __pyx_v_kernel_h, Py_ssize_t __pyx_v_kernel_w, Py_ssize_t __pyx_v_block_rows, int __pyx_v_threads) {
   Py_ssize_t __pyx_v_batch;
   Py_ssize_t __pyx_v_height;
   Py_ssize_t __pyx_v_width;
@@ -21711,11 +22078,24 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_kernel(CYTHON_U
   Py_ssize_t __pyx_v_filters;
   Py_ssize_t __pyx_v_patch_len;
   int __pyx_v_pointwise;
-  float *__pyx_v_cols;
-  float const *__pyx_v_patches;
-  Py_ssize_t __pyx_v_first;
-  Py_ssize_t __pyx_v_samples;
+  Py_ssize_t __pyx_v_total_rows;
+  Py_ssize_t __pyx_v_blocks;
+  Py_ssize_t __pyx_v_matrix_len;
+  float *__pyx_v_partials;
+  Py_ssize_t __pyx_v_block;
+  Py_ssize_t __pyx_v_first_row;
   Py_ssize_t __pyx_v_rows;
+  Py_ssize_t __pyx_v_i;
+  Py_ssize_t __pyx_v_t;
+  float const *__pyx_v_x_data;
+  float const *__pyx_v_grad_data;
+  float *__pyx_v_cols;
+  float *__pyx_v_partial;
+  float *__pyx_v_grad_kernel;
+  float const *__pyx_v_patches;
+  int __pyx_v_previous_threads;
+  int __pyx_v_failed;
+  int *__pyx_v_failed_flag;
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
   int __pyx_t_1;
@@ -21729,24 +22109,25 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_kernel(CYTHON_U
   PyObject *__pyx_t_9[5];
   PyObject *__pyx_t_10 = NULL;
   size_t __pyx_t_11;
-  void *__pyx_t_12;
-  float *__pyx_t_13;
+  PyObject *__pyx_t_12[3];
+  Py_ssize_t __pyx_t_13;
   Py_ssize_t __pyx_t_14;
   Py_ssize_t __pyx_t_15;
   Py_ssize_t __pyx_t_16;
-  Py_ssize_t __pyx_t_17;
+  void *__pyx_t_17;
   Py_ssize_t __pyx_t_18;
   Py_ssize_t __pyx_t_19;
-  double __pyx_t_20;
+  Py_ssize_t __pyx_t_20;
   Py_ssize_t __pyx_t_21;
   Py_ssize_t __pyx_t_22;
+  int __pyx_t_23;
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("conv2d_backward_kernel", 0);
 
-  /* "src_ext/conv.pyx":205
- *     grad_bias: (F,) written, or (0,) to skip it.
+  /* "src_ext/conv.pyx":242
+ *     partial gradient; the partials are added in thread order, so results are repeatable.
  *     """
  *     cdef Py_ssize_t batch = x.shape[0], height = x.shape[1], width = x.shape[2], channels = x.shape[3]             # <<<<<<<<<<<<<<
  *     cdef Py_ssize_t out_h = grad_out.shape[1], out_w = grad_out.shape[2], filters = grad_out.shape[3]
@@ -21757,7 +22138,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_kernel(CYTHON_U
   __pyx_v_width = (__pyx_v_x.shape[2]);
   __pyx_v_channels = (__pyx_v_x.shape[3]);
 
-  /* "src_ext/conv.pyx":206
+  /* "src_ext/conv.pyx":243
  *     """
  *     cdef Py_ssize_t batch = x.shape[0], height = x.shape[1], width = x.shape[2], channels = x.shape[3]
  *     cdef Py_ssize_t out_h = grad_out.shape[1], out_w = grad_out.shape[2], filters = grad_out.shape[3]             # <<<<<<<<<<<<<<
@@ -21768,28 +22149,28 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_kernel(CYTHON_U
   __pyx_v_out_w = (__pyx_v_grad_out.shape[2]);
   __pyx_v_filters = (__pyx_v_grad_out.shape[3]);
 
-  /* "src_ext/conv.pyx":207
+  /* "src_ext/conv.pyx":244
  *     cdef Py_ssize_t batch = x.shape[0], height = x.shape[1], width = x.shape[2], channels = x.shape[3]
  *     cdef Py_ssize_t out_h = grad_out.shape[1], out_w = grad_out.shape[2], filters = grad_out.shape[3]
  *     cdef Py_ssize_t patch_len = grad_kernel_matrix.shape[0]             # <<<<<<<<<<<<<<
  *     check_extents(batch, channels, out_h, out_w, filters, grad_kernel_matrix.shape[0], grad_kernel_matrix.shape[1],
- *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, chunk)
+ *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
 */
   __pyx_v_patch_len = (__pyx_v_grad_kernel_matrix.shape[0]);
 
-  /* "src_ext/conv.pyx":208
+  /* "src_ext/conv.pyx":245
  *     cdef Py_ssize_t out_h = grad_out.shape[1], out_w = grad_out.shape[2], filters = grad_out.shape[3]
  *     cdef Py_ssize_t patch_len = grad_kernel_matrix.shape[0]
  *     check_extents(batch, channels, out_h, out_w, filters, grad_kernel_matrix.shape[0], grad_kernel_matrix.shape[1],             # <<<<<<<<<<<<<<
- *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, chunk)
+ *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     if grad_bias.shape[0] not in (0, filters):
 */
-  __pyx_t_1 = __pyx_f_8fastconv_4_ext_4conv_check_extents(__pyx_v_batch, __pyx_v_channels, __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, (__pyx_v_grad_kernel_matrix.shape[0]), (__pyx_v_grad_kernel_matrix.shape[1]), (__pyx_v_grad_out.shape[0]), __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_kernel_h, __pyx_v_kernel_w, __pyx_v_chunk); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 208, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_8fastconv_4_ext_4conv_check_extents(__pyx_v_batch, __pyx_v_channels, __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, (__pyx_v_grad_kernel_matrix.shape[0]), (__pyx_v_grad_kernel_matrix.shape[1]), (__pyx_v_grad_out.shape[0]), __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_kernel_h, __pyx_v_kernel_w, __pyx_v_block_rows, __pyx_v_threads); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 245, __pyx_L1_error)
 
 
-  /* "src_ext/conv.pyx":210
+  /* "src_ext/conv.pyx":247
  *     check_extents(batch, channels, out_h, out_w, filters, grad_kernel_matrix.shape[0], grad_kernel_matrix.shape[1],
- *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, chunk)
+ *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     if grad_bias.shape[0] not in (0, filters):             # <<<<<<<<<<<<<<
  *         raise ValueError(f"conv2d_backward_kernel: grad_bias ({grad_bias.shape[0]},) does not match {filters} filters")
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
@@ -21818,17 +22199,17 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_kernel(CYTHON_U
   if (unlikely(__pyx_t_4)) {
 
 
-    /* "src_ext/conv.pyx":211
- *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, chunk)
+    /* "src_ext/conv.pyx":248
+ *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     if grad_bias.shape[0] not in (0, filters):
  *         raise ValueError(f"conv2d_backward_kernel: grad_bias ({grad_bias.shape[0]},) does not match {filters} filters")             # <<<<<<<<<<<<<<
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
- *     cdef float* cols = NULL if pointwise else alloc_cols(chunk, out_h, out_w, patch_len)
+ *     cdef Py_ssize_t total_rows = batch * out_h * out_w
 */
     __pyx_t_6 = NULL;
-    __pyx_t_7 = __Pyx_PyUnicode_From_Py_ssize_t((__pyx_v_grad_bias.shape[0]), 0, ' ', 'd'); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 211, __pyx_L1_error)
+    __pyx_t_7 = __Pyx_PyUnicode_From_Py_ssize_t((__pyx_v_grad_bias.shape[0]), 0, ' ', 'd'); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 248, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
-    __pyx_t_8 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_filters, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 211, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_filters, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 248, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
     __pyx_t_9[0] = __pyx_mstate_global->__pyx_kp_u_conv2d_backward_kernel_grad_bias;
     __pyx_t_9[1] = __pyx_t_7;
@@ -21841,7 +22222,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_kernel(CYTHON_U
     #endif
     __pyx_t_1 = 0;
     __pyx_t_10 = __Pyx_PyUnicode_Join(__pyx_t_9, 5, __pyx_t_2, __pyx_t_1);
-    if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 211, __pyx_L1_error)
+    if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 248, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
     __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
@@ -21851,53 +22232,173 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_kernel(CYTHON_U
       __pyx_t_5 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_11, (2-__pyx_t_11) | (__pyx_t_11*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 211, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 248, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
     __Pyx_Raise(__pyx_t_5, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __PYX_ERR(0, 211, __pyx_L1_error)
+    __PYX_ERR(0, 248, __pyx_L1_error)
 
-    /* "src_ext/conv.pyx":210
+    /* "src_ext/conv.pyx":247
  *     check_extents(batch, channels, out_h, out_w, filters, grad_kernel_matrix.shape[0], grad_kernel_matrix.shape[1],
- *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, chunk)
+ *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     if grad_bias.shape[0] not in (0, filters):             # <<<<<<<<<<<<<<
  *         raise ValueError(f"conv2d_backward_kernel: grad_bias ({grad_bias.shape[0]},) does not match {filters} filters")
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
 */
   }
 
-  /* "src_ext/conv.pyx":212
+  /* "src_ext/conv.pyx":249
  *     if grad_bias.shape[0] not in (0, filters):
  *         raise ValueError(f"conv2d_backward_kernel: grad_bias ({grad_bias.shape[0]},) does not match {filters} filters")
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)             # <<<<<<<<<<<<<<
- *     cdef float* cols = NULL if pointwise else alloc_cols(chunk, out_h, out_w, patch_len)
- *     cdef const float* patches
+ *     cdef Py_ssize_t total_rows = batch * out_h * out_w
+ *     cdef Py_ssize_t blocks = (total_rows + block_rows - 1) // block_rows
 */
   __pyx_v_pointwise = __pyx_f_8fastconv_4_ext_4conv_is_pointwise(__pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_pad_top, __pyx_v_pad_left, __pyx_v_kernel_h, __pyx_v_kernel_w);
 
-  /* "src_ext/conv.pyx":213
+  /* "src_ext/conv.pyx":250
  *         raise ValueError(f"conv2d_backward_kernel: grad_bias ({grad_bias.shape[0]},) does not match {filters} filters")
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
- *     cdef float* cols = NULL if pointwise else alloc_cols(chunk, out_h, out_w, patch_len)             # <<<<<<<<<<<<<<
- *     cdef const float* patches
- *     cdef Py_ssize_t first, samples, rows
+ *     cdef Py_ssize_t total_rows = batch * out_h * out_w             # <<<<<<<<<<<<<<
+ *     cdef Py_ssize_t blocks = (total_rows + block_rows - 1) // block_rows
+ *     cdef Py_ssize_t matrix_len = patch_len * filters
 */
-  if (__pyx_v_pointwise) {
+  __pyx_v_total_rows = ((__pyx_v_batch * __pyx_v_out_h) * __pyx_v_out_w);
 
-    __pyx_t_12 = NULL;
-  } else {
-    __pyx_t_13 = __pyx_f_8fastconv_4_ext_4conv_alloc_cols(__pyx_v_chunk, __pyx_v_out_h, __pyx_v_out_w, __pyx_v_patch_len); if (unlikely(__pyx_t_13 == ((void *)NULL))) __PYX_ERR(0, 213, __pyx_L1_error)
-    __pyx_t_12 = __pyx_t_13;
+  /* "src_ext/conv.pyx":251
+ *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+ *     cdef Py_ssize_t total_rows = batch * out_h * out_w
+ *     cdef Py_ssize_t blocks = (total_rows + block_rows - 1) // block_rows             # <<<<<<<<<<<<<<
+ *     cdef Py_ssize_t matrix_len = patch_len * filters
+ *     cdef float* partials = <float*>calloc(threads * matrix_len, sizeof(float))
+*/
+  __pyx_v_blocks = (((__pyx_v_total_rows + __pyx_v_block_rows) - 1) / __pyx_v_block_rows);
+
+  /* "src_ext/conv.pyx":252
+ *     cdef Py_ssize_t total_rows = batch * out_h * out_w
+ *     cdef Py_ssize_t blocks = (total_rows + block_rows - 1) // block_rows
+ *     cdef Py_ssize_t matrix_len = patch_len * filters             # <<<<<<<<<<<<<<
+ *     cdef float* partials = <float*>calloc(threads * matrix_len, sizeof(float))
+ *     if partials == NULL:
+*/
+  __pyx_v_matrix_len = (__pyx_v_patch_len * __pyx_v_filters);
+
+  /* "src_ext/conv.pyx":253
+ *     cdef Py_ssize_t blocks = (total_rows + block_rows - 1) // block_rows
+ *     cdef Py_ssize_t matrix_len = patch_len * filters
+ *     cdef float* partials = <float*>calloc(threads * matrix_len, sizeof(float))             # <<<<<<<<<<<<<<
+ *     if partials == NULL:
+ *         raise MemoryError(f"conv2d_backward_kernel: cannot allocate {threads} partial gradients")
+*/
+  __pyx_v_partials = ((float *)calloc((__pyx_v_threads * __pyx_v_matrix_len), (sizeof(float))));
+
+  /* "src_ext/conv.pyx":254
+ *     cdef Py_ssize_t matrix_len = patch_len * filters
+ *     cdef float* partials = <float*>calloc(threads * matrix_len, sizeof(float))
+ *     if partials == NULL:             # <<<<<<<<<<<<<<
+ *         raise MemoryError(f"conv2d_backward_kernel: cannot allocate {threads} partial gradients")
+ *     cdef Py_ssize_t block, first_row, rows, i, t
+*/
+  __pyx_t_4 = (__pyx_v_partials == NULL);
+
+  if (unlikely(__pyx_t_4)) {
+
+
+    /* "src_ext/conv.pyx":255
+ *     cdef float* partials = <float*>calloc(threads * matrix_len, sizeof(float))
+ *     if partials == NULL:
+ *         raise MemoryError(f"conv2d_backward_kernel: cannot allocate {threads} partial gradients")             # <<<<<<<<<<<<<<
+ *     cdef Py_ssize_t block, first_row, rows, i, t
+ *     cdef const float* x_data = &x[0, 0, 0, 0]
+*/
+    __pyx_t_10 = NULL;
+    __pyx_t_6 = __Pyx_PyUnicode_From_int(__pyx_v_threads, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 255, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_6);
+    __pyx_t_12[0] = __pyx_mstate_global->__pyx_kp_u_conv2d_backward_kernel_cannot_al;
+    __pyx_t_12[1] = __pyx_t_6;
+    __pyx_t_12[2] = __pyx_mstate_global->__pyx_kp_u_partial_gradients;
+    __pyx_t_2 = 58;
+    #if __Pyx_PyUnicode_Join_CAN_USE_KIND_AND_LENGTH
+    __pyx_t_2 += __Pyx_PyUnicode_GET_LENGTH(__pyx_t_12[1]);
+    #endif
+    __pyx_t_1 = 0;
+    __pyx_t_8 = __Pyx_PyUnicode_Join(__pyx_t_12, 3, __pyx_t_2, __pyx_t_1);
+    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 255, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_8);
+    __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+    __pyx_t_11 = 1;
+    {
+      PyObject *__pyx_callargs[2] = {__pyx_t_10, __pyx_t_8};
+      __pyx_t_5 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_MemoryError)), __pyx_callargs+__pyx_t_11, (2-__pyx_t_11) | (__pyx_t_11*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+      __Pyx_XDECREF(__pyx_t_10); __pyx_t_10 = 0;
+      __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 255, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_5);
+    }
+    __Pyx_Raise(__pyx_t_5, 0, 0, 0);
+    __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+    __PYX_ERR(0, 255, __pyx_L1_error)
+
+    /* "src_ext/conv.pyx":254
+ *     cdef Py_ssize_t matrix_len = patch_len * filters
+ *     cdef float* partials = <float*>calloc(threads * matrix_len, sizeof(float))
+ *     if partials == NULL:             # <<<<<<<<<<<<<<
+ *         raise MemoryError(f"conv2d_backward_kernel: cannot allocate {threads} partial gradients")
+ *     cdef Py_ssize_t block, first_row, rows, i, t
+*/
   }
-  __pyx_v_cols = __pyx_t_12;
 
-  /* "src_ext/conv.pyx":216
+  /* "src_ext/conv.pyx":257
+ *         raise MemoryError(f"conv2d_backward_kernel: cannot allocate {threads} partial gradients")
+ *     cdef Py_ssize_t block, first_row, rows, i, t
+ *     cdef const float* x_data = &x[0, 0, 0, 0]             # <<<<<<<<<<<<<<
+ *     cdef const float* grad_data = &grad_out[0, 0, 0, 0]
+ *     cdef float* cols
+*/
+  __pyx_t_13 = 0;
+  __pyx_t_14 = 0;
+  __pyx_t_15 = 0;
+  __pyx_t_16 = 0;
+  __pyx_v_x_data = (&(*((float const  *) ( /* dim=3 */ ((char *) (((float const  *) ( /* dim=2 */ (( /* dim=1 */ (( /* dim=0 */ (__pyx_v_x.data + __pyx_t_13 * __pyx_v_x.strides[0]) ) + __pyx_t_14 * __pyx_v_x.strides[1]) ) + __pyx_t_15 * __pyx_v_x.strides[2]) )) + __pyx_t_16)) ))));
+
+  /* "src_ext/conv.pyx":258
+ *     cdef Py_ssize_t block, first_row, rows, i, t
+ *     cdef const float* x_data = &x[0, 0, 0, 0]
+ *     cdef const float* grad_data = &grad_out[0, 0, 0, 0]             # <<<<<<<<<<<<<<
+ *     cdef float* cols
+ *     cdef float* partial
+*/
+  __pyx_t_16 = 0;
+  __pyx_t_15 = 0;
+  __pyx_t_14 = 0;
+  __pyx_t_13 = 0;
+  __pyx_v_grad_data = (&(*((float const  *) ( /* dim=3 */ ((char *) (((float const  *) ( /* dim=2 */ (( /* dim=1 */ (( /* dim=0 */ (__pyx_v_grad_out.data + __pyx_t_16 * __pyx_v_grad_out.strides[0]) ) + __pyx_t_15 * __pyx_v_grad_out.strides[1]) ) + __pyx_t_14 * __pyx_v_grad_out.strides[2]) )) + __pyx_t_13)) ))));
+
+  /* "src_ext/conv.pyx":264
  *     cdef const float* patches
- *     cdef Py_ssize_t first, samples, rows
+ *     cdef int previous_threads
+ *     cdef int failed = 0             # <<<<<<<<<<<<<<
+ *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
+ *     with nogil:
+*/
+  __pyx_v_failed = 0;
+
+  /* "src_ext/conv.pyx":265
+ *     cdef int previous_threads
+ *     cdef int failed = 0
+ *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private             # <<<<<<<<<<<<<<
+ *     with nogil:
+ *         with parallel(num_threads=threads):
+*/
+  __pyx_v_failed_flag = (&__pyx_v_failed);
+
+  /* "src_ext/conv.pyx":266
+ *     cdef int failed = 0
+ *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
  *     with nogil:             # <<<<<<<<<<<<<<
- *         first = 0
- *         while first < batch:
+ *         with parallel(num_threads=threads):
+ *             cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
 */
   {
       PyThreadState * _save;
@@ -21905,244 +22406,471 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_kernel(CYTHON_U
       __Pyx_FastGIL_Remember();
       /*try:*/ {
 
-        /* "src_ext/conv.pyx":217
- *     cdef Py_ssize_t first, samples, rows
+        /* "src_ext/conv.pyx":267
+ *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
  *     with nogil:
- *         first = 0             # <<<<<<<<<<<<<<
- *         while first < batch:
- *             samples = min(chunk, batch - first)
+ *         with parallel(num_threads=threads):             # <<<<<<<<<<<<<<
+ *             cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
+ *             partial = partials + threadid() * matrix_len
 */
-        __pyx_v_first = 0;
+        {
+            #if ((defined(__APPLE__) || defined(__OSX__)) && (defined(__GNUC__) && (__GNUC__ > 2 || (__GNUC__ == 2 && (__GNUC_MINOR__ > 95)))))
+                #undef likely
+                #undef unlikely
+                #define likely(x)   (x)
+                #define unlikely(x) (x)
+            #endif
+            #ifdef _OPENMP
+            #pragma omp parallel firstprivate(__pyx_v_cols, __pyx_v_partial, __pyx_v_previous_threads) private(__pyx_t_1, __pyx_t_17, __pyx_t_18, __pyx_t_19, __pyx_t_2, __pyx_t_20, __pyx_t_21, __pyx_t_22, __pyx_t_3, __pyx_t_4) num_threads(__pyx_v_threads != 0 ? __pyx_v_threads : omp_get_max_threads())
+            #endif /* _OPENMP */
+            {
 
-        /* "src_ext/conv.pyx":218
+                /* "src_ext/conv.pyx":268
  *     with nogil:
- *         first = 0
- *         while first < batch:             # <<<<<<<<<<<<<<
- *             samples = min(chunk, batch - first)
- *             rows = samples * out_h * out_w
+ *         with parallel(num_threads=threads):
+ *             cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))             # <<<<<<<<<<<<<<
+ *             partial = partials + threadid() * matrix_len
+ *             previous_threads = blas_single_thread()
 */
-        while (1) {
-          __pyx_t_4 = (__pyx_v_first < __pyx_v_batch);
+                if (__pyx_v_pointwise) {
+
+                  __pyx_t_17 = NULL;
+                } else {
+
+                  __pyx_t_17 = ((float *)malloc(((__pyx_v_block_rows * __pyx_v_patch_len) * (sizeof(float)))));
+                }
+                __pyx_v_cols = __pyx_t_17;
+
+                /* "src_ext/conv.pyx":269
+ *         with parallel(num_threads=threads):
+ *             cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
+ *             partial = partials + threadid() * matrix_len             # <<<<<<<<<<<<<<
+ *             previous_threads = blas_single_thread()
+ *             for block in prange(blocks, schedule='static'):
+*/
+                #ifdef _OPENMP
+                __pyx_t_1 = omp_get_thread_num();
+                #else
+                __pyx_t_1 = 0;
+                #endif
+                __pyx_v_partial = (__pyx_v_partials + (__pyx_t_1 * __pyx_v_matrix_len));
 
 
-          if (!__pyx_t_4) break;
+                /* "src_ext/conv.pyx":270
+ *             cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
+ *             partial = partials + threadid() * matrix_len
+ *             previous_threads = blas_single_thread()             # <<<<<<<<<<<<<<
+ *             for block in prange(blocks, schedule='static'):
+ *                 if not pointwise and cols == NULL:
+*/
+                __pyx_v_previous_threads = __pyx_f_8fastconv_4_ext_4conv_blas_single_thread();
 
-          /* "src_ext/conv.pyx":219
- *         first = 0
- *         while first < batch:
- *             samples = min(chunk, batch - first)             # <<<<<<<<<<<<<<
- *             rows = samples * out_h * out_w
- *             if pointwise:
+                /* "src_ext/conv.pyx":271
+ *             partial = partials + threadid() * matrix_len
+ *             previous_threads = blas_single_thread()
+ *             for block in prange(blocks, schedule='static'):             # <<<<<<<<<<<<<<
+ *                 if not pointwise and cols == NULL:
+ *                     failed_flag[0] = 1
+*/
+                __pyx_t_2 = __pyx_v_blocks;
+
+                {
+                    __pyx_t_19 = (__pyx_t_2 - 0 + 1 - 1/abs(1)) / 1;
+                    if (__pyx_t_19 > 0)
+                    {
+                        #ifdef _OPENMP
+                        #pragma omp for nowait firstprivate(__pyx_v_block) lastprivate(__pyx_v_block) firstprivate(__pyx_v_first_row) lastprivate(__pyx_v_first_row) firstprivate(__pyx_v_patches) lastprivate(__pyx_v_patches) firstprivate(__pyx_v_rows) lastprivate(__pyx_v_rows) schedule(static)
+                        #endif /* _OPENMP */
+                        for (__pyx_t_18 = 0; __pyx_t_18 < __pyx_t_19; __pyx_t_18++){
+                            {
+                                __pyx_v_block = (Py_ssize_t)(0 + 1 * __pyx_t_18);
+
+                                /* "src_ext/conv.pyx":272
+ *             previous_threads = blas_single_thread()
+ *             for block in prange(blocks, schedule='static'):
+ *                 if not pointwise and cols == NULL:             # <<<<<<<<<<<<<<
+ *                     failed_flag[0] = 1
+ *                     continue
+*/
+                                __pyx_t_3 = (!__pyx_v_pointwise);
+
+                                if (__pyx_t_3) {
+
+                                } else {
+
+                                  __pyx_t_4 = __pyx_t_3;
+
+                                  goto __pyx_L19_bool_binop_done;
+                                }
+                                __pyx_t_3 = (__pyx_v_cols == NULL);
+
+
+                                __pyx_t_4 = __pyx_t_3;
+
+                                __pyx_L19_bool_binop_done:;
+                                if (__pyx_t_4) {
+
+
+                                  /* "src_ext/conv.pyx":273
+ *             for block in prange(blocks, schedule='static'):
+ *                 if not pointwise and cols == NULL:
+ *                     failed_flag[0] = 1             # <<<<<<<<<<<<<<
+ *                     continue
+ *                 first_row = block * block_rows
+*/
+                                  (__pyx_v_failed_flag[0]) = 1;
+
+                                  /* "src_ext/conv.pyx":274
+ *                 if not pointwise and cols == NULL:
+ *                     failed_flag[0] = 1
+ *                     continue             # <<<<<<<<<<<<<<
+ *                 first_row = block * block_rows
+ *                 rows = min(block_rows, total_rows - first_row)
+*/
+                                  goto __pyx_L14_continue;
+
+                                  /* "src_ext/conv.pyx":272
+ *             previous_threads = blas_single_thread()
+ *             for block in prange(blocks, schedule='static'):
+ *                 if not pointwise and cols == NULL:             # <<<<<<<<<<<<<<
+ *                     failed_flag[0] = 1
+ *                     continue
+*/
+                                }
+
+                                /* "src_ext/conv.pyx":275
+ *                     failed_flag[0] = 1
+ *                     continue
+ *                 first_row = block * block_rows             # <<<<<<<<<<<<<<
+ *                 rows = min(block_rows, total_rows - first_row)
+ *                 if pointwise:
+*/
+                                __pyx_v_first_row = (__pyx_v_block * __pyx_v_block_rows);
+
+                                /* "src_ext/conv.pyx":276
+ *                     continue
+ *                 first_row = block * block_rows
+ *                 rows = min(block_rows, total_rows - first_row)             # <<<<<<<<<<<<<<
+ *                 if pointwise:
+ *                     patches = x_data + first_row * patch_len
 */
 
-          __pyx_t_2 = (__pyx_v_batch - __pyx_v_first);
+                                __pyx_t_20 = (__pyx_v_total_rows - __pyx_v_first_row);
 
-          __pyx_t_14 = __pyx_v_chunk;
-          __pyx_t_4 = (__pyx_t_2 < __pyx_t_14);
+                                __pyx_t_21 = __pyx_v_block_rows;
+                                __pyx_t_4 = (__pyx_t_20 < __pyx_t_21);
 
-          if (__pyx_t_4) {
+                                if (__pyx_t_4) {
 
-            __pyx_t_15 = __pyx_t_2;
-          } else {
+                                  __pyx_t_22 = __pyx_t_20;
+                                } else {
 
-            __pyx_t_15 = __pyx_t_14;
+                                  __pyx_t_22 = __pyx_t_21;
+                                }
+
+                                __pyx_v_rows = __pyx_t_22;
+
+
+                                /* "src_ext/conv.pyx":277
+ *                 first_row = block * block_rows
+ *                 rows = min(block_rows, total_rows - first_row)
+ *                 if pointwise:             # <<<<<<<<<<<<<<
+ *                     patches = x_data + first_row * patch_len
+ *                 else:
+*/
+                                if (__pyx_v_pointwise) {
+
+                                  /* "src_ext/conv.pyx":278
+ *                 rows = min(block_rows, total_rows - first_row)
+ *                 if pointwise:
+ *                     patches = x_data + first_row * patch_len             # <<<<<<<<<<<<<<
+ *                 else:
+ *                     im2col_rows(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,
+*/
+                                  __pyx_v_patches = (__pyx_v_x_data + (__pyx_v_first_row * __pyx_v_patch_len));
+
+                                  /* "src_ext/conv.pyx":277
+ *                 first_row = block * block_rows
+ *                 rows = min(block_rows, total_rows - first_row)
+ *                 if pointwise:             # <<<<<<<<<<<<<<
+ *                     patches = x_data + first_row * patch_len
+ *                 else:
+*/
+                                  goto __pyx_L21;
+                                }
+
+                                /* "src_ext/conv.pyx":280
+ *                     patches = x_data + first_row * patch_len
+ *                 else:
+ *                     im2col_rows(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,             # <<<<<<<<<<<<<<
+ *                                 stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+ *                     patches = cols
+*/
+                                /*else*/ {
+
+                                  /* "src_ext/conv.pyx":281
+ *                 else:
+ *                     im2col_rows(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,
+ *                                 stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)             # <<<<<<<<<<<<<<
+ *                     patches = cols
+ *                 gemm_row_major(True, False, <int>patch_len, <int>filters, <int>rows, 1.0, patches, <int>patch_len,
+*/
+                                  __pyx_f_8fastconv_4_ext_4conv_im2col_rows(__pyx_v_x_data, __pyx_v_cols, __pyx_v_first_row, __pyx_v_rows, __pyx_v_height, __pyx_v_width, __pyx_v_channels, __pyx_v_out_h, __pyx_v_out_w, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_pad_top, __pyx_v_pad_left, __pyx_v_kernel_h, __pyx_v_kernel_w);
+
+                                  /* "src_ext/conv.pyx":282
+ *                     im2col_rows(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,
+ *                                 stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+ *                     patches = cols             # <<<<<<<<<<<<<<
+ *                 gemm_row_major(True, False, <int>patch_len, <int>filters, <int>rows, 1.0, patches, <int>patch_len,
+ *                                grad_data + first_row * filters, <int>filters, 1.0, partial, <int>filters)
+*/
+                                  __pyx_v_patches = __pyx_v_cols;
+                                }
+                                __pyx_L21:;
+
+                                /* "src_ext/conv.pyx":283
+ *                                 stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+ *                     patches = cols
+ *                 gemm_row_major(True, False, <int>patch_len, <int>filters, <int>rows, 1.0, patches, <int>patch_len,             # <<<<<<<<<<<<<<
+ *                                grad_data + first_row * filters, <int>filters, 1.0, partial, <int>filters)
+ *             blas_restore_threads(previous_threads)
+*/
+                                __pyx_f_7_linalg_gemm_row_major(1, 0, ((int)__pyx_v_patch_len), ((int)__pyx_v_filters), ((int)__pyx_v_rows), 1.0, __pyx_v_patches, ((int)__pyx_v_patch_len), (__pyx_v_grad_data + (__pyx_v_first_row * __pyx_v_filters)), ((int)__pyx_v_filters), 1.0, __pyx_v_partial, ((int)__pyx_v_filters));
+                                goto __pyx_L23;
+                                __pyx_L14_continue:;
+                                goto __pyx_L23;
+                                __pyx_L23:;
+                            }
+                        }
+                    }
+                }
+
+
+                /* "src_ext/conv.pyx":285
+ *                 gemm_row_major(True, False, <int>patch_len, <int>filters, <int>rows, 1.0, patches, <int>patch_len,
+ *                                grad_data + first_row * filters, <int>filters, 1.0, partial, <int>filters)
+ *             blas_restore_threads(previous_threads)             # <<<<<<<<<<<<<<
+ *             free(cols)
+ *         grad_kernel = &grad_kernel_matrix[0, 0]
+*/
+                __pyx_f_8fastconv_4_ext_4conv_blas_restore_threads(__pyx_v_previous_threads);
+
+                /* "src_ext/conv.pyx":286
+ *                                grad_data + first_row * filters, <int>filters, 1.0, partial, <int>filters)
+ *             blas_restore_threads(previous_threads)
+ *             free(cols)             # <<<<<<<<<<<<<<
+ *         grad_kernel = &grad_kernel_matrix[0, 0]
+ *         memset(grad_kernel, 0, matrix_len * sizeof(float))
+*/
+                free(__pyx_v_cols);
+            }
+        }
+        #if ((defined(__APPLE__) || defined(__OSX__)) && (defined(__GNUC__) && (__GNUC__ > 2 || (__GNUC__ == 2 && (__GNUC_MINOR__ > 95)))))
+            #undef likely
+            #undef unlikely
+            #define likely(x)   __builtin_expect(!!(x), 1)
+            #define unlikely(x) __builtin_expect(!!(x), 0)
+        #endif
+
+        /* "src_ext/conv.pyx":287
+ *             blas_restore_threads(previous_threads)
+ *             free(cols)
+ *         grad_kernel = &grad_kernel_matrix[0, 0]             # <<<<<<<<<<<<<<
+ *         memset(grad_kernel, 0, matrix_len * sizeof(float))
+ *         for t in range(threads):
+*/
+        __pyx_t_13 = 0;
+        __pyx_t_14 = 0;
+        __pyx_v_grad_kernel = (&(*((float *) ( /* dim=1 */ ((char *) (((float *) ( /* dim=0 */ (__pyx_v_grad_kernel_matrix.data + __pyx_t_13 * __pyx_v_grad_kernel_matrix.strides[0]) )) + __pyx_t_14)) ))));
+
+        /* "src_ext/conv.pyx":288
+ *             free(cols)
+ *         grad_kernel = &grad_kernel_matrix[0, 0]
+ *         memset(grad_kernel, 0, matrix_len * sizeof(float))             # <<<<<<<<<<<<<<
+ *         for t in range(threads):
+ *             for i in range(matrix_len):
+*/
+        (void)(memset(__pyx_v_grad_kernel, 0, (__pyx_v_matrix_len * (sizeof(float)))));
+
+        /* "src_ext/conv.pyx":289
+ *         grad_kernel = &grad_kernel_matrix[0, 0]
+ *         memset(grad_kernel, 0, matrix_len * sizeof(float))
+ *         for t in range(threads):             # <<<<<<<<<<<<<<
+ *             for i in range(matrix_len):
+ *                 grad_kernel[i] += partials[t * matrix_len + i]
+*/
+
+        __pyx_t_1 = __pyx_v_threads;
+        __pyx_t_23 = __pyx_t_1;
+
+        for (__pyx_t_19 = 0; __pyx_t_19 < __pyx_t_23; __pyx_t_19+=1) {
+          __pyx_v_t = __pyx_t_19;
+
+          /* "src_ext/conv.pyx":290
+ *         memset(grad_kernel, 0, matrix_len * sizeof(float))
+ *         for t in range(threads):
+ *             for i in range(matrix_len):             # <<<<<<<<<<<<<<
+ *                 grad_kernel[i] += partials[t * matrix_len + i]
+ *         if grad_bias.shape[0] > 0 and not failed:
+*/
+
+          __pyx_t_18 = __pyx_v_matrix_len;
+          __pyx_t_2 = __pyx_t_18;
+
+          for (__pyx_t_22 = 0; __pyx_t_22 < __pyx_t_2; __pyx_t_22+=1) {
+            __pyx_v_i = __pyx_t_22;
+
+            /* "src_ext/conv.pyx":291
+ *         for t in range(threads):
+ *             for i in range(matrix_len):
+ *                 grad_kernel[i] += partials[t * matrix_len + i]             # <<<<<<<<<<<<<<
+ *         if grad_bias.shape[0] > 0 and not failed:
+ *             column_sums(grad_data, total_rows, filters, &grad_bias[0])
+*/
+
+            __pyx_t_20 = __pyx_v_i;
+            (__pyx_v_grad_kernel[__pyx_t_20]) = ((__pyx_v_grad_kernel[__pyx_t_20]) + (__pyx_v_partials[((__pyx_v_t * __pyx_v_matrix_len) + __pyx_v_i)]));
           }
 
-          __pyx_v_samples = __pyx_t_15;
-
-
-          /* "src_ext/conv.pyx":220
- *         while first < batch:
- *             samples = min(chunk, batch - first)
- *             rows = samples * out_h * out_w             # <<<<<<<<<<<<<<
- *             if pointwise:
- *                 patches = &x[first, 0, 0, 0]
-*/
-          __pyx_v_rows = ((__pyx_v_samples * __pyx_v_out_h) * __pyx_v_out_w);
-
-          /* "src_ext/conv.pyx":221
- *             samples = min(chunk, batch - first)
- *             rows = samples * out_h * out_w
- *             if pointwise:             # <<<<<<<<<<<<<<
- *                 patches = &x[first, 0, 0, 0]
- *             else:
-*/
-          if (__pyx_v_pointwise) {
-
-            /* "src_ext/conv.pyx":222
- *             rows = samples * out_h * out_w
- *             if pointwise:
- *                 patches = &x[first, 0, 0, 0]             # <<<<<<<<<<<<<<
- *             else:
- *                 im2col(&x[0, 0, 0, 0], cols, first, samples, height, width, channels, out_h, out_w,
-*/
-            __pyx_t_16 = __pyx_v_first;
-            __pyx_t_17 = 0;
-            __pyx_t_18 = 0;
-            __pyx_t_19 = 0;
-            __pyx_v_patches = (&(*((float const  *) ( /* dim=3 */ ((char *) (((float const  *) ( /* dim=2 */ (( /* dim=1 */ (( /* dim=0 */ (__pyx_v_x.data + __pyx_t_16 * __pyx_v_x.strides[0]) ) + __pyx_t_17 * __pyx_v_x.strides[1]) ) + __pyx_t_18 * __pyx_v_x.strides[2]) )) + __pyx_t_19)) ))));
-
-            /* "src_ext/conv.pyx":221
- *             samples = min(chunk, batch - first)
- *             rows = samples * out_h * out_w
- *             if pointwise:             # <<<<<<<<<<<<<<
- *                 patches = &x[first, 0, 0, 0]
- *             else:
-*/
-            goto __pyx_L11;
-          }
-
-          /* "src_ext/conv.pyx":224
- *                 patches = &x[first, 0, 0, 0]
- *             else:
- *                 im2col(&x[0, 0, 0, 0], cols, first, samples, height, width, channels, out_h, out_w,             # <<<<<<<<<<<<<<
- *                        stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
- *                 patches = cols
-*/
-          /*else*/ {
-            __pyx_t_19 = 0;
-            __pyx_t_18 = 0;
-            __pyx_t_17 = 0;
-            __pyx_t_16 = 0;
-
-            /* "src_ext/conv.pyx":225
- *             else:
- *                 im2col(&x[0, 0, 0, 0], cols, first, samples, height, width, channels, out_h, out_w,
- *                        stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)             # <<<<<<<<<<<<<<
- *                 patches = cols
- *             gemm_row_major(True, False, <int>patch_len, <int>filters, <int>rows, 1.0, patches, <int>patch_len,
-*/
-            __pyx_f_8fastconv_4_ext_4conv_im2col((&(*((float const  *) ( /* dim=3 */ ((char *) (((float const  *) ( /* dim=2 */ (( /* dim=1 */ (( /* dim=0 */ (__pyx_v_x.data + __pyx_t_19 * __pyx_v_x.strides[0]) ) + __pyx_t_18 * __pyx_v_x.strides[1]) ) + __pyx_t_17 * __pyx_v_x.strides[2]) )) + __pyx_t_16)) )))), __pyx_v_cols, __pyx_v_first, __pyx_v_samples, __pyx_v_height, __pyx_v_width, __pyx_v_channels, __pyx_v_out_h, __pyx_v_out_w, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_pad_top, __pyx_v_pad_left, __pyx_v_kernel_h, __pyx_v_kernel_w);
-
-            /* "src_ext/conv.pyx":226
- *                 im2col(&x[0, 0, 0, 0], cols, first, samples, height, width, channels, out_h, out_w,
- *                        stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
- *                 patches = cols             # <<<<<<<<<<<<<<
- *             gemm_row_major(True, False, <int>patch_len, <int>filters, <int>rows, 1.0, patches, <int>patch_len,
- *                            &grad_out[first, 0, 0, 0], <int>filters, 0.0 if first == 0 else 1.0,
-*/
-            __pyx_v_patches = __pyx_v_cols;
-          }
-          __pyx_L11:;
-
-          /* "src_ext/conv.pyx":228
- *                 patches = cols
- *             gemm_row_major(True, False, <int>patch_len, <int>filters, <int>rows, 1.0, patches, <int>patch_len,
- *                            &grad_out[first, 0, 0, 0], <int>filters, 0.0 if first == 0 else 1.0,             # <<<<<<<<<<<<<<
- *                            &grad_kernel_matrix[0, 0], <int>filters)
- *             first += chunk
-*/
-          __pyx_t_16 = __pyx_v_first;
-          __pyx_t_17 = 0;
-          __pyx_t_18 = 0;
-          __pyx_t_19 = 0;
-          __pyx_t_4 = (__pyx_v_first == 0);
-
-          if (__pyx_t_4) {
-
-            __pyx_t_20 = 0.0;
-          } else {
-
-            __pyx_t_20 = 1.0;
-          }
-
-
-          /* "src_ext/conv.pyx":229
- *             gemm_row_major(True, False, <int>patch_len, <int>filters, <int>rows, 1.0, patches, <int>patch_len,
- *                            &grad_out[first, 0, 0, 0], <int>filters, 0.0 if first == 0 else 1.0,
- *                            &grad_kernel_matrix[0, 0], <int>filters)             # <<<<<<<<<<<<<<
- *             first += chunk
- *         if grad_bias.shape[0] > 0:
-*/
-          __pyx_t_21 = 0;
-          __pyx_t_22 = 0;
-
-          /* "src_ext/conv.pyx":227
- *                        stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
- *                 patches = cols
- *             gemm_row_major(True, False, <int>patch_len, <int>filters, <int>rows, 1.0, patches, <int>patch_len,             # <<<<<<<<<<<<<<
- *                            &grad_out[first, 0, 0, 0], <int>filters, 0.0 if first == 0 else 1.0,
- *                            &grad_kernel_matrix[0, 0], <int>filters)
-*/
-          __pyx_f_7_linalg_gemm_row_major(1, 0, ((int)__pyx_v_patch_len), ((int)__pyx_v_filters), ((int)__pyx_v_rows), 1.0, __pyx_v_patches, ((int)__pyx_v_patch_len), (&(*((float const  *) ( /* dim=3 */ ((char *) (((float const  *) ( /* dim=2 */ (( /* dim=1 */ (( /* dim=0 */ (__pyx_v_grad_out.data + __pyx_t_16 * __pyx_v_grad_out.strides[0]) ) + __pyx_t_17 * __pyx_v_grad_out.strides[1]) ) + __pyx_t_18 * __pyx_v_grad_out.strides[2]) )) + __pyx_t_19)) )))), ((int)__pyx_v_filters), __pyx_t_20, (&(*((float *) ( /* dim=1 */ ((char *) (((float *) ( /* dim=0 */ (__pyx_v_grad_kernel_matrix.data + __pyx_t_21 * __pyx_v_grad_kernel_matrix.strides[0]) )) + __pyx_t_22)) )))), ((int)__pyx_v_filters));
-
-
-          /* "src_ext/conv.pyx":230
- *                            &grad_out[first, 0, 0, 0], <int>filters, 0.0 if first == 0 else 1.0,
- *                            &grad_kernel_matrix[0, 0], <int>filters)
- *             first += chunk             # <<<<<<<<<<<<<<
- *         if grad_bias.shape[0] > 0:
- *             column_sums(&grad_out[0, 0, 0, 0], batch * out_h * out_w, filters, &grad_bias[0])
-*/
-          __pyx_v_first = (__pyx_v_first + __pyx_v_chunk);
         }
 
-        /* "src_ext/conv.pyx":231
- *                            &grad_kernel_matrix[0, 0], <int>filters)
- *             first += chunk
- *         if grad_bias.shape[0] > 0:             # <<<<<<<<<<<<<<
- *             column_sums(&grad_out[0, 0, 0, 0], batch * out_h * out_w, filters, &grad_bias[0])
- *     free(cols)
-*/
-        __pyx_t_4 = ((__pyx_v_grad_bias.shape[0]) > 0);
 
+        /* "src_ext/conv.pyx":292
+ *             for i in range(matrix_len):
+ *                 grad_kernel[i] += partials[t * matrix_len + i]
+ *         if grad_bias.shape[0] > 0 and not failed:             # <<<<<<<<<<<<<<
+ *             column_sums(grad_data, total_rows, filters, &grad_bias[0])
+ *     free(partials)
+*/
+        __pyx_t_3 = ((__pyx_v_grad_bias.shape[0]) > 0);
+
+        if (__pyx_t_3) {
+
+        } else {
+
+          __pyx_t_4 = __pyx_t_3;
+
+          goto __pyx_L31_bool_binop_done;
+        }
+        __pyx_t_3 = (!(__pyx_v_failed != 0));
+
+
+        __pyx_t_4 = __pyx_t_3;
+
+        __pyx_L31_bool_binop_done:;
         if (__pyx_t_4) {
 
 
-          /* "src_ext/conv.pyx":232
- *             first += chunk
- *         if grad_bias.shape[0] > 0:
- *             column_sums(&grad_out[0, 0, 0, 0], batch * out_h * out_w, filters, &grad_bias[0])             # <<<<<<<<<<<<<<
- *     free(cols)
+          /* "src_ext/conv.pyx":293
+ *                 grad_kernel[i] += partials[t * matrix_len + i]
+ *         if grad_bias.shape[0] > 0 and not failed:
+ *             column_sums(grad_data, total_rows, filters, &grad_bias[0])             # <<<<<<<<<<<<<<
+ *     free(partials)
+ *     if failed:
 */
-          __pyx_t_22 = 0;
-          __pyx_t_21 = 0;
-          __pyx_t_19 = 0;
-          __pyx_t_18 = 0;
-          __pyx_t_17 = 0;
-          __pyx_t_1 = __pyx_f_7_linalg_column_sums((&(*((float const  *) ( /* dim=3 */ ((char *) (((float const  *) ( /* dim=2 */ (( /* dim=1 */ (( /* dim=0 */ (__pyx_v_grad_out.data + __pyx_t_22 * __pyx_v_grad_out.strides[0]) ) + __pyx_t_21 * __pyx_v_grad_out.strides[1]) ) + __pyx_t_19 * __pyx_v_grad_out.strides[2]) )) + __pyx_t_18)) )))), ((__pyx_v_batch * __pyx_v_out_h) * __pyx_v_out_w), __pyx_v_filters, (&(*((float *) ( /* dim=0 */ ((char *) (((float *) __pyx_v_grad_bias.data) + __pyx_t_17)) ))))); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 232, __pyx_L7_error)
+          __pyx_t_14 = 0;
+          __pyx_t_1 = __pyx_f_7_linalg_column_sums(__pyx_v_grad_data, __pyx_v_total_rows, __pyx_v_filters, (&(*((float *) ( /* dim=0 */ ((char *) (((float *) __pyx_v_grad_bias.data) + __pyx_t_14)) ))))); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 293, __pyx_L8_error)
 
 
-          /* "src_ext/conv.pyx":231
- *                            &grad_kernel_matrix[0, 0], <int>filters)
- *             first += chunk
- *         if grad_bias.shape[0] > 0:             # <<<<<<<<<<<<<<
- *             column_sums(&grad_out[0, 0, 0, 0], batch * out_h * out_w, filters, &grad_bias[0])
- *     free(cols)
+          /* "src_ext/conv.pyx":292
+ *             for i in range(matrix_len):
+ *                 grad_kernel[i] += partials[t * matrix_len + i]
+ *         if grad_bias.shape[0] > 0 and not failed:             # <<<<<<<<<<<<<<
+ *             column_sums(grad_data, total_rows, filters, &grad_bias[0])
+ *     free(partials)
 */
         }
       }
 
-      /* "src_ext/conv.pyx":216
- *     cdef const float* patches
- *     cdef Py_ssize_t first, samples, rows
+      /* "src_ext/conv.pyx":266
+ *     cdef int failed = 0
+ *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
  *     with nogil:             # <<<<<<<<<<<<<<
- *         first = 0
- *         while first < batch:
+ *         with parallel(num_threads=threads):
+ *             cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
 */
       /*finally:*/ {
         /*normal exit:*/{
           __Pyx_FastGIL_Forget();
           PyEval_RestoreThread(_save);
-          goto __pyx_L8;
+          goto __pyx_L9;
         }
-        __pyx_L7_error: {
+        __pyx_L8_error: {
           __Pyx_FastGIL_Forget();
           PyEval_RestoreThread(_save);
           goto __pyx_L1_error;
         }
-        __pyx_L8:;
+        __pyx_L9:;
       }
   }
 
-  /* "src_ext/conv.pyx":233
- *         if grad_bias.shape[0] > 0:
- *             column_sums(&grad_out[0, 0, 0, 0], batch * out_h * out_w, filters, &grad_bias[0])
- *     free(cols)             # <<<<<<<<<<<<<<
+  /* "src_ext/conv.pyx":294
+ *         if grad_bias.shape[0] > 0 and not failed:
+ *             column_sums(grad_data, total_rows, filters, &grad_bias[0])
+ *     free(partials)             # <<<<<<<<<<<<<<
+ *     if failed:
+ *         raise MemoryError(f"conv2d_backward_kernel: cannot allocate a ({block_rows}, {patch_len}) patch block")
 */
-  free(__pyx_v_cols);
+  free(__pyx_v_partials);
 
-  /* "src_ext/conv.pyx":196
+  /* "src_ext/conv.pyx":295
+ *             column_sums(grad_data, total_rows, filters, &grad_bias[0])
+ *     free(partials)
+ *     if failed:             # <<<<<<<<<<<<<<
+ *         raise MemoryError(f"conv2d_backward_kernel: cannot allocate a ({block_rows}, {patch_len}) patch block")
+*/
+  __pyx_t_4 = (__pyx_v_failed != 0);
+
+  if (unlikely(__pyx_t_4)) {
+
+
+    /* "src_ext/conv.pyx":296
+ *     free(partials)
+ *     if failed:
+ *         raise MemoryError(f"conv2d_backward_kernel: cannot allocate a ({block_rows}, {patch_len}) patch block")             # <<<<<<<<<<<<<<
+*/
+    __pyx_t_8 = NULL;
+    __pyx_t_10 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_block_rows, 0, ' ', 'd'); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 296, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_10);
+    __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_patch_len, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 296, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_6);
+    __pyx_t_9[0] = __pyx_mstate_global->__pyx_kp_u_conv2d_backward_kernel_cannot_al_2;
+    __pyx_t_9[1] = __pyx_t_10;
+    __pyx_t_9[2] = __pyx_mstate_global->__pyx_kp_u__5;
+    __pyx_t_9[3] = __pyx_t_6;
+    __pyx_t_9[4] = __pyx_mstate_global->__pyx_kp_u_patch_block;
+    __pyx_t_19 = 58;
+    #if __Pyx_PyUnicode_Join_CAN_USE_KIND_AND_LENGTH
+    __pyx_t_19 += __Pyx_PyUnicode_GET_LENGTH(__pyx_t_9[1]) + __Pyx_PyUnicode_GET_LENGTH(__pyx_t_9[3]);
+    #endif
+    __pyx_t_1 = 0;
+    __pyx_t_7 = __Pyx_PyUnicode_Join(__pyx_t_9, 5, __pyx_t_19, __pyx_t_1);
+    if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 296, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_7);
+    __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
+    __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+    __pyx_t_11 = 1;
+    {
+      PyObject *__pyx_callargs[2] = {__pyx_t_8, __pyx_t_7};
+      __pyx_t_5 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_MemoryError)), __pyx_callargs+__pyx_t_11, (2-__pyx_t_11) | (__pyx_t_11*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+      __Pyx_XDECREF(__pyx_t_8); __pyx_t_8 = 0;
+      __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 296, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_5);
+    }
+    __Pyx_Raise(__pyx_t_5, 0, 0, 0);
+    __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+    __PYX_ERR(0, 296, __pyx_L1_error)
+
+    /* "src_ext/conv.pyx":295
+ *             column_sums(grad_data, total_rows, filters, &grad_bias[0])
+ *     free(partials)
+ *     if failed:             # <<<<<<<<<<<<<<
+ *         raise MemoryError(f"conv2d_backward_kernel: cannot allocate a ({block_rows}, {patch_len}) patch block")
+*/
+  }
+
+  /* "src_ext/conv.pyx":232
  * 
  * 
  * def conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, :, :, ::1] grad_out,             # <<<<<<<<<<<<<<
@@ -22162,6 +22890,19 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_kernel(CYTHON_U
   __Pyx_AddTraceback("fastconv._ext.conv.conv2d_backward_kernel", __pyx_clineno, __pyx_lineno, __pyx_filename);
   __pyx_r = NULL;
   __pyx_L0:;
+
+
+
+
+
+
+
+
+
+
+
+
+
 
 
 
@@ -24356,49 +25097,73 @@ __Pyx_RefNannySetupContext("PyInit_conv", 0);
   if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_pyx_unpickle_Enum, __pyx_t_4) < (0)) __PYX_ERR(1, 4, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "src_ext/conv.pyx":124
+  /* "src_ext/conv.pyx":100
+ * # threads: slower, same results).
+ * ctypedef int (*set_threads_local_fn)(int) noexcept nogil
+ * cdef set_threads_local_fn blas_set_threads_local = NULL             # <<<<<<<<<<<<<<
+ * 
+ * 
+*/
+  __pyx_v_8fastconv_4_ext_4conv_blas_set_threads_local = NULL;
+
+  /* "src_ext/conv.pyx":103
+ * 
+ * 
+ * def set_blas_thread_control(size_t address):             # <<<<<<<<<<<<<<
+ *     """Register OpenBLAS' ``openblas_set_num_threads_local`` (its address; 0 to clear)."""
+ *     global blas_set_threads_local
+*/
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_8fastconv_4_ext_4conv_1set_blas_thread_control, 0, __pyx_mstate_global->__pyx_n_u_set_blas_thread_control, NULL, __pyx_mstate_global->__pyx_n_u_fastconv__ext_conv, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[0])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 103, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_4);
+  #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
+  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
+  #endif
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_set_blas_thread_control, __pyx_t_4) < (0)) __PYX_ERR(0, 103, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+
+  /* "src_ext/conv.pyx":139
  * 
  * 
  * def conv2d_forward(const float[:, :, :, ::1] x, const float[:, ::1] kernel_matrix, const float[::1] bias,             # <<<<<<<<<<<<<<
  *                    float[:, :, :, ::1] y, Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top,
- *                    Py_ssize_t pad_left, Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t chunk):
+ *                    Py_ssize_t pad_left, Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t block_rows, int threads):
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_8fastconv_4_ext_4conv_1conv2d_forward, 0, __pyx_mstate_global->__pyx_n_u_conv2d_forward, NULL, __pyx_mstate_global->__pyx_n_u_fastconv__ext_conv, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[0])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 124, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_8fastconv_4_ext_4conv_3conv2d_forward, 0, __pyx_mstate_global->__pyx_n_u_conv2d_forward, NULL, __pyx_mstate_global->__pyx_n_u_fastconv__ext_conv, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[1])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 139, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_conv2d_forward, __pyx_t_4) < (0)) __PYX_ERR(0, 124, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_conv2d_forward, __pyx_t_4) < (0)) __PYX_ERR(0, 139, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "src_ext/conv.pyx":163
+  /* "src_ext/conv.pyx":189
  * 
  * 
  * def conv2d_backward_input(const float[:, :, :, ::1] grad_out, const float[:, ::1] kernel_matrix,             # <<<<<<<<<<<<<<
  *                           float[:, :, :, ::1] grad_x, Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top,
- *                           Py_ssize_t pad_left, Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t chunk):
+ *                           Py_ssize_t pad_left, Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t block_rows,
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_8fastconv_4_ext_4conv_3conv2d_backward_input, 0, __pyx_mstate_global->__pyx_n_u_conv2d_backward_input, NULL, __pyx_mstate_global->__pyx_n_u_fastconv__ext_conv, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[1])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 163, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_8fastconv_4_ext_4conv_5conv2d_backward_input, 0, __pyx_mstate_global->__pyx_n_u_conv2d_backward_input, NULL, __pyx_mstate_global->__pyx_n_u_fastconv__ext_conv, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[2])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 189, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_conv2d_backward_input, __pyx_t_4) < (0)) __PYX_ERR(0, 163, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_conv2d_backward_input, __pyx_t_4) < (0)) __PYX_ERR(0, 189, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "src_ext/conv.pyx":196
+  /* "src_ext/conv.pyx":232
  * 
  * 
  * def conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, :, :, ::1] grad_out,             # <<<<<<<<<<<<<<
  *                            float[:, ::1] grad_kernel_matrix, float[::1] grad_bias, Py_ssize_t stride_h,
  *                            Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left, Py_ssize_t kernel_h,
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_8fastconv_4_ext_4conv_5conv2d_backward_kernel, 0, __pyx_mstate_global->__pyx_n_u_conv2d_backward_kernel, NULL, __pyx_mstate_global->__pyx_n_u_fastconv__ext_conv, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[2])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 196, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_8fastconv_4_ext_4conv_7conv2d_backward_kernel, 0, __pyx_mstate_global->__pyx_n_u_conv2d_backward_kernel, NULL, __pyx_mstate_global->__pyx_n_u_fastconv__ext_conv, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[3])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 232, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_conv2d_backward_kernel, __pyx_t_4) < (0)) __PYX_ERR(0, 196, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_conv2d_backward_kernel, __pyx_t_4) < (0)) __PYX_ERR(0, 232, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
   /* "src_ext/conv.pyx":1
@@ -24575,41 +25340,41 @@ static int __Pyx_InitConstants(__pyx_mstatetype *__pyx_mstate) {
   int __pyx_clineno = 0;
   CYTHON_UNUSED_VAR(__pyx_mstate);
   {
-    const struct { const unsigned int length: 8; } str_length_index[] = {{6},{8},{17},{8},{1},{12},{18},{25},{14},{11},{2},{18},{1},{2},{15},{23},{25},{32},{20},{22},{1},{1},{37},{45},{22},{179},{8},{15},{65},{27},{23},{16},{17},{72},{35},{22},{7},{6},{2},{9},{50},{16},{30},{37},{5},{8},{8},{15},{20},{12},{9},{17},{8},{8},{12},{10},{8},{10},{8},{7},{14},{11},{10},{19},{14},{12},{10},{17},{13},{12},{12},{19},{8},{13},{3},{15},{18},{4},{5},{4},{1},{8},{5},{18},{4},{21},{22},{14},{5},{15},{6},{9},{5},{18},{7},{5},{5},{6},{7},{9},{18},{8},{6},{6},{2},{5},{5},{8},{8},{13},{8},{3},{7},{4},{4},{4},{3},{5},{5},{4},{8},{7},{9},{7},{9},{3},{8},{3},{4},{7},{10},{5},{4},{5},{4},{4},{8},{8},{6},{6},{6},{6},{5},{1},{1},{6}};
-    const struct { const unsigned int length: 9; } bytes_length_index[] = {{1},{279},{468},{418},{507}};
+    const struct { const unsigned int length: 8; } str_length_index[] = {{13},{6},{8},{17},{8},{18},{1},{18},{25},{13},{14},{11},{2},{18},{1},{2},{15},{23},{25},{32},{20},{22},{1},{1},{37},{45},{22},{179},{8},{15},{63},{23},{16},{17},{72},{42},{40},{43},{35},{22},{35},{7},{6},{2},{9},{50},{16},{30},{37},{5},{8},{8},{15},{20},{12},{9},{17},{8},{8},{12},{10},{8},{10},{8},{7},{14},{11},{10},{19},{14},{12},{10},{17},{13},{12},{12},{19},{8},{13},{3},{7},{15},{18},{4},{5},{4},{5},{10},{6},{1},{8},{18},{4},{21},{22},{14},{5},{15},{6},{9},{5},{6},{11},{18},{7},{9},{5},{6},{7},{9},{9},{11},{18},{8},{6},{6},{1},{2},{5},{5},{8},{8},{13},{8},{10},{7},{4},{1},{4},{4},{3},{5},{5},{4},{8},{7},{7},{8},{9},{7},{6},{9},{3},{16},{8},{3},{4},{10},{23},{10},{5},{4},{5},{4},{4},{8},{8},{6},{1},{7},{10},{6},{6},{6},{5},{1},{6},{1},{6}};
+    const struct { const unsigned int length: 10; } bytes_length_index[] = {{1},{279},{13},{592},{486},{735}};
     #ifndef CYTHON_COMPRESS_STRINGS
       #define CYTHON_COMPRESS_STRINGS 90
     #endif
-    #if (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (1860 bytes) */
-static const char cstring[] = "x\332\265UMS\333H\032\216+N \0236\033g6aB\222\332\246\230\215a\013\274kB\230\t\225\315\226\303\300\014\251d\006c\006&_\253iK-\273A\226\204\272\345\017\366\2609r\364QG\035u\324QG\035u\354\243\217\363\023\346\047\314\333\222\r!\241R\303V\r\005\356\366\333o\277_\317\3634\010s\364\317.\322\251\301\211\303P\313e\034\325\t\262-F9m\023d\325\367\210\312\237\314\315!ljHm\272\346>\232C\232E\0302-\216Z\230\253M4\373\221e\2378&1\344\201\235~\007\253C\273s\363\307\007\363h\376\243K\245\025\364\370\005iYNo\207\222\016\262t\364X\265LN\033\256\345\2624\277F\035Y\315\207fj\216\016\030\244\321\210\366\2363\262\234O\236\237\266\035{>\371\367*6ei\2301\3320\021\267\220C\260\266`\231F\017\265\322\"\333P\344\206\331\306\006\325P\313\322\310<\"]\033\356B\250\242Z\224y\213\272\345p\007\233\305y\324\200P#g\326\3046\201T\010w)C\337[\234 \336\004\034V{\274i\231\010l\0321h\2358\230\023\310&\353\203\250\216t2\321\346\332\346\302\322\327Ki\265\016\221\3400\304\334\272j@\2410M\030Z\335\0050!:\357\331\204\225\320\206\216z\226\213L\002uA\0276\370\275\177\2017\211\211\030\341r\203\212i\317\230S\313T\340:5\033\305\341\230$\027\340\366:6\030)aMS\300\217\250\226a\3103\313d%\\W\001\225\366\242\266\202\360\220\047P\213\014ZO\301\205\256\270e!\003;\r\202`.\350\301\342B\235r\364\364y\245\226\216]%l\024@\035\216\3360,\025f\000\001gGGC\376d|:1[.\267]~\362=\303\224\215\014J\035\253\373\035\354h\n5\301O\226X\356\226\207^\013e$\275,\303\225\235@\006b\247cA\014\270K\261\201\030=$\037\306\311\352XA\r\007\203\225\342\223T\320\233\364XA\231U\243\014\327\rBL\371\331P)\313v\232i\001\312:v\r\216\024\305!\232\253\022EA\232\233\216\331\264\314\005\250\255-\263+\212JM\312\025\2059\252B\272\374\0372O\311\356u\3354\220t?\031\224\343\340\036\3220\307\2453N3\336I\342\014\307S\252\324V76\326\014\203\332\214\262\0329p\211\251\022)\276\322\211\016\025e\263\327\205\277o\200\204\312\367P\300\026\321\025eH\024\250\031\352\223T:\3314\010\247\234\264\244A\223w\340GwMU\256p\304F\267h\313\006u\310]\013S3]-\3155\3223\023\267\262U\246W""\024hVQ\233D\335gn+\3736\214\"\267\222\346\331\3165m\252\356C\2045s\344\327\346r\n2\306\201\213\215Q\330\321\270\217wj\252\274\367\014\244+\277\200,\216Ka\357\225~\274?\271\307\t\223\275P\246\250\226\003l\244&\001E\214F\257\324]]\007=\263\236\251R\253t\354\302\352\230\221T\037\222,\252\n\002\007V\261T>\252\001\016\300W\005^\020\225H\342\201\334\330\231|>\233\234\247\371\250Z\256\311\265tXPd\366\254\003\332\360n\021\230V\372\326\020\307\261\034\035\2634^Ir\255$w\303\377\r:u\030\327\r\334`\020\021\3647|\333\216\005\220n\262\314J&\317\324\002\215\246k\267Ih\243\311\251\006Z\047]I\020\226}\034\222\341\245\346\251\313\303/\035\243\311\340\271\225o\255|c%\032\360V\264\240~\010\2544\345G\307\206\276mHa\020\235\313\225[v\372_\007\014f\272!\314\266\250\311; >\333\262\035\322\240\214\313f;\360\313\030n\331\006\201\267\220\017\365\230\312D\326\005\030;\0004<\007\0201\223\214\322\034\256\035X]\225\003\345 \271k\203\344\010<\356.a\035\252\361f\267\327Sd\354\037\332\026\274\367\263\200\253\203\376>\217F+\324\362\3612d\263\362\220\251\324\356)\313\000?6\032J\271<$Y\035\304\245\260\363y\236;\364\037]\313\334\005\326 \255\326\273\334\257\327.\\\272\347U\274\035\277\354\277\010\013\341\375(\027\335\215\253\261\236T\022E\274y+\336\252B\325\204F\006\371\273C\267\347a.\274\025\036D\327b\034\267\223j\202\007y\344\377)\330\t\313ae\220/\364\013\375\2427\345\177\025\024\303\333\321B\352\241\211-E(D\020]\350\215\301\215\317\373\313^\301\373\322k\370\273\301F\370*:L\246D\r2\375g\220\037{\307\217\226!\302L\277\346\345\006\343\327\216\366\274\234\270]\206\302\276\014\365\250\"\376\265%\266j\242\266=\310Oy\363>\366\017\303\251\350Q\374,\331\023?\275\034\344\047\373]\357\177\301\036\2640\031\217\305\235\004\377:~\341\263\253\203\361\353\3754\226\336\177\332\307\203\211\333\220\274\350\337\362\235\2400\230\370\274\377\265\267\010m-\372\325\301\304\237\217\016\006\327o\365q\377\300\313y\223\376E\377\201\217\17796\024\274\031\257\006\306%\277\035\354\206\033\321O\361n\362L\354\244\205ON\373S\301""\243\360Y\264\227\344\322\020\203\211\233\375jzq\314c\376\014D\277~\317\253z8\213\337\361\352~\336\177\352\323\340 \314\207\225p;\372\"\276\021\227\007\023S\336\264\367\225_\014n\006z\270\026\335\216\377\026\377Wl\355\212\3357\342\r\026\270>\270s\327{\021\024\202\231`;\274\031\322\310\215\277K\326Du+\3156\310\217\037\345\216\n#L\327\375\373A.\270\007c[\217\247\343\307I[\374\370Z\274\206@o\007\371\277zm\177\047(\007\025\211\352w\376z0\035<\016\273Q\033\2007\3056\370\324E]\342~^d\247\274\373~\316\377\013\340\372m\370(z\026\357\211\315W\342UF\237\263\000\033{w\330\277\331ox\273\3767\301x8\002\334+\234\001\345/W>\373\375@fc\274\037\\\202\332\037FW\343\207\311\025Q\335\021;0I(\367g\361sC4\366\304^K\264\314\301\035\344_\201\221.\000\243/FK0\322\215\244*\347\274\356OC\2533A-\274\034Z\361N\362Pl\246\024\341\375r\006b\033\360\324\375\212_\013.\006\017\002-,\002^\263IQTa\314r~\247Iq\032\241\033\347P\335\247\361\021h1\275^\370\000 \261\362<YO\305\002MSA-a\331\302>\3704Fc\357z\375\313\320\032\363fS\316\216\004\370$\302Q/\271\234`\361\203t\004\270\177\257\000/\237_\200\022\2742\014g\327_\365Y0\375\377\010\020Bd$X\366\047\201\004\257\243K\321\313\230$\313)\t\200\001i\267w\344h+0\207\325\200\301\363B\240\217o\245\313\266\330\226B\201sq\267\024\340\341a9Cp\374\352\321\243\376:D~\000\022\006T\047\323\312\276\360\0130/I\204\245\240\035n\205\355h+\352\30449\020\233/\305K\030\357\353!\364\277\001\305\241\221\177";
-    PyObject *data = __Pyx_DecompressString(cstring, 1860, 1);
+    #if (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (2323 bytes) */
+static const char cstring[] = "x\332\265UKw\323H\026\306\340@\240\003\035\007\022HB\240\302#\017:I\217\003\303#\235\201\343\204\204I\037\350\306yB\350>\242,\225\355JdIVI\216\035f\316\260\314\322K-\265\324RK-\265\324\262\226Z\362\023\370\t}K\266\023h2L\263\230\234\023W\251\352\276\277\357\336BXS\220U6\tV\030B\330B\177\253\243\"U-b2T\261\231\205\n\004\031:\243\026\255\021\244\027v\210l=F\0066-\212UT2\261B\211f\261\311I\244\350\204!M\267P\005[r\031M|q\262KL\215\250\342\302H\276\013\252.\357NN\265V\311\324\367\030\202\257\216\324\024\232\372\302\302\314\034\232\177A*\272\331\330\244d\017\351E4/\353\232EK\266n3$\022Q\250)\002\374\3631\325:\027\3142\251B\224O\204\221n~\365\376\363\263C\311\307O\026\261&B\303\214\321\222\206,\035\211\032N\353\232\332@\225$\310\032\004\271\242\325\260J\025T\321\0252\205H\335\000]05.\217\013\277\343E\335\264L\254\215O\241\022\230\352\010\26326\010\270B\270N\031\372E\267\010 \004\320,6\254\262\256!8S\210J\013\304\304\026\001o\">\260j\n!\r\275\\z9}\357\341\275$Z\223\010\274\030bvAV!P\250&\024\255`\003\276`\335j\030\204\315\240\225\"j\3506\322\010\304\005Y\030 \367\251\202U&\032b\304\022\0334\236\344\214-\252k\022\250S\2554\336.\223\240\007h/c\225\221\031\254(\022\310\021YWUq\247kl\006\027d@\2456\253\314!\334\302\\\304\222P\001\274@N\226\256#\025\233%\202\240*\350\356\354t\201Zh\341yn-)\272LXG\275M\021\340\204I\353h\242s\254\333\226a[G\337-\330X\347@*`yw\017\233\212D5\220\023Qd\353\331\266\324t\026\t)]\265E\260\340\201\030I\346\210A\200\202\351\214\356\223\377bGn\363@\205\234\000\020\260\373\205\307V\304_\212\376U\271\257\230\024-(\025(>\312\023\252\047$\346\320\361\247\307\330V(\303\005\225\020M\374\226d\312Z;E\323\201hEl\253\026\222$\223(\266L$\t)v\202\264\246k\323P\273\232\250\216$\311T\243\226$1S\226H\335\372Q8\2351\032u;1$\304\217\374\231&n \005[x\346\230\333\026\365\005w\333\360\315\344\326\026WV\226T\225\032\214\2625R\265\211&\023\321\3773G\243@\222^6\352\360\377\024\372@\372\005\002X%EIjs\025b\206\370\004\233\2176%bQ\213T\304\201\"t\340\257hk\262X\341\212u\264h\305""\200\006\025\273\n\246Z\262\352\212\255&w\032\256\264V\341^\222 Y\t\230,\3572\273\322\372j[\021[\321i\255\235\255\031T\336\005\013KZG\256f\211*\010\033U\033\253\035\263\235r\037\356\344\244\371?9 u\361\001\235y\030\n\373$\364\303\375\221\236E\230\310\2052I\326M\350\026\252\021hJ\350U\2230\326A@*\330\305\"L\026\326\320d\252\317\034J\262\002f\244 \272U\320*\351\337\243\301\235\354\230,\303\374\001R2Y\005\005h\017\tf\233L\004ea\020\260c\333\347xZ\177\316YY\2675KIj\010\261\267\336  \001LT\002EL\246 1M\335,b\n\244m\375JE\025\227\212\230%\016f\004\047g\304\256\375\262\025\251\t\245\200\310\205\024\00370K\332\243\370\260\237\222\215\240i\262i\305\365\311Vj\215\237\344\004*\224\254\3652\241\245\262E\251\002\023\213\324\005\303X\353g\237\264\265\312\237i\267?\366Z_\222J4x9\304\263!\236\013M\300\n\223\257\002\031\203\007\251,~\366\014\250\224\001\276TR\264\304j\351F\3735n/,\031\251\302V{\266\032\264\016\230\030:\325\254=hm\003\024LR\243\3606J\355w\337$%\312,Q\303=\201&\303\025\003\010\t\026\004\271\n\3200mAI<\253&@I\254\366\\H\332U\244\007\\3\201p06!\240V\353J\345\366\272\007\253-[V\333\233\005M\251&\264\201f\200ll\003\252L\340\345\263\t\333\243\212U\256\327\223\2727\032\311\362kM\207\047q\002\270e\242;S\250\263B6_.\355n\223\376\316dj4\244\373\300C\254\226\244l\266\335\004I.\354\333$\277\331\364\377;\226\311\023\254D*\225\367\251\017\351\2568=\302G\356\372\331\367\251\217\027Nt\21589g\323\315\272/\374\214?\026\244\202\253a>,F\271H\342\277\375\316\177\227\271\254p\205\304\351\253m\261\347~\312\037\360\253\301\205\020\207\265(\037\3418\215\334\363\336\246\237\365sq:\323\3144\307\235!\367\2017\356\017\006\323\211\204\302W%.\021N\212\274X\212\373.6\357;\031\347\226Sr\267\274\025\177;\330\217\206\370\032x\242\234\356\304\3513\357\255\203\373`\344fs\315I\305\335\027\016v\234\024\037\314Bl\267\374b\220\343\377X\345\253k|m=N\0179S.v\367\375\241\340Q\370s\264\303_\275\216\323\243\356\200kz\003\236\351g\342\3645g\327\353\363~\362\013\301\251\340n\200?\244\257;U7\345f\334\233\356\232w""\312\313\306\351A\010d\324\311:\213\016\203\303\374\307\356\023]\227\233\270\225k>>{\3059\357\346\343\356\357\017\352\315\377\270e\257\350\347\3747\341\311\360N\264\000Yw\017\363\341i/\037\367\014\203\201\\\334\363\375\201\325\234s\326\335~W\3662q\2578]ra\223\211{\2568\247\235\202\233\212{\006\232\270\371/\367\047\257\340\247\204B5\356\035r\306\335>w\316[\365\252\037\022\235\177\272\313\336\017\376f\3600|\020\335\341\353o\370\233\337\342\253c\356\216\1776\030\n\347\242\274P\031\215{z\233g\2326D\371\306;\347\337\200\302\367\n\323{\340%\355.\270\324\253\372i\010v=\270\022\366\205\331\270\007T\234\007\356\270\327\0179,\005\203\341\355\360\035_\335\342[o\371[\001K<|\325y\341e\274\233\336\272\337\357\323\300\016\237E\263\3216\337z\315_\027x\241\304K\345\270\273U\223\356\236\203\334A^\300T\025\340\354:\031>\364$\250\206\347\005\023\200O}\202O\313\356\230\227\362F\000\257\345p4\234\217j|C\344\001|\212\001\203\232\273\351e\275\234\250\262Hv\324\233\367\353A\rH\247\361u\220\001\207\202s\337\312\252!g\014\260\275\004\234z\346?\n~\016w\370\313m\276\r\3245\270Q=\236,g\336\3577\373\233%g\313}\352u\373\035\2629\300\234\021`\372,\277\375(\270\014p\217E\047\243\321\277@\215\255`!\330\021\262G\324\270\334\254:\251\257R\243\205\314\230\327\345\275\3627\202\037\302\215h\222\257\275\202\360\370k\3141\324\002\022,\363\362.\337U\343a\344\236\005\224\246\241\371N\005\367\000\245\025\240\003@\267\354\216\272w\301\364Eo\331\3771\034\010\355\250M\307l\334;\342\344\235\242\233KJ\276\3501\377fB\212\313\3219\276\n.\266\343k\023@\240\311`.\334\216\252_\303x\031\272\275\301_\346y~\025P\276\364\rS\343\353\030s4\233\250g\376\0042\237{\036-\047\235\0164\205\311\240s=\001\362\177\341|\346}\243y\032Z\2019\023\242\243\017\007\310\343\000\007\215\350t\204\371\257\"0A\372o\036 \342v\310\233\005`\323\303\316C\367>`1\001\315\367<L\265\374\236\202\202w\352\3654\314\205\371c&\316\r\300\352\341!\026\371\217=\237\323\352\\\334\017\022q\317\305\346C\347\tX\027\245\031\016\027D\226b\356\211\tB\235}@z\301\303q""\317u~\035\006c\334\233x\211{/6\3575\367\2414\033\320\310\371\370\2228\355\202\022\\\352\217{\005In\270\271dx8\363\356\273\326\314\270\010\001_\272\006\203x\025\252\320\347g?$:\335\336io7\030\010\352\341\236(\n4\331\333\030\335\361\356\370+\301v\270\017\004\020:8\356\205\037\350\345-o\311\037\016\226\302\301\350\266\350s\300\002\220\005\306\322\370\372$\024o\316_\365\033aW\370:\"|\r\220\027\244\216{\220(\212\030b\251f&\356\206\321\305/O&\363\047\001\014\037\374\033&\362;\357\006\014\t\340\342\0224)nV\205xWsC\314\353V\013-\273\023@\254Y\030\235\357\202\033\001\210~w\360\250\271\014\367wa\014\236to\271\2127\332j\301\357\334y\257\001\225\034\204i\004\030t\037\244\0162\237\323\373YX\215\316\363\215M\276\271\365\007F\250\303&";
+    PyObject *data = __Pyx_DecompressString(cstring, 2323, 1);
     #define __Pyx_DecompressString_LZSS_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (2424 bytes) */
-static const char cstring[] = "\377 at 0x f\377ilters m\377ust be p\377ositive \377object>)\377) and ch\377unk ) do\377es not m\277atch (\001\016k_ernel\025\001p\035\002~%\000rix), \021\005\367, ,6\016.: <\377MemoryVi\377ew of <c\377ontiguou\235s{\002dir\212\001\007\ri\375n\021\005stride\275d\"\010 or \004\031>\371<(\tA\006>?Can\376\336\001assign \377to read-\277only m\240\002v\376\242\000Invalid\377 mode, esxp\252 |\000\047c\047t\001\377\047fortran\317\047, g\252 %\005sh\367ape\222\000 axi\377s Note t\375h\205@Cython\375 \021\000delibeOratek\000\320\001c\233@\376!\001n PEP-4\33384\212Bre\231As \037subcl\246\000\222@\262 \353bu\312@i\260\000ype\377s. If yoOu ne\224 \303\000p\316\000\376%\tthen se\335t\200\000e \047\357\002at\377ion_typi\217ng\047 \356#\210a\201 F\377alse.add}_\373@ecoll\233`\276+\000s.abc\252@v\0372d: a\241d\276@[\000\363 b\237b\347\000too \277large \225  \37732-bit BwLAS\234Bces9\005=c\364$lloc\201 N\000\321(T\005\322d\312c \016\006ouOtput\006\007\202cs\031\005\377_backwar\317d_in%\000\237\0011x\2731 \250c-1 \266\001o\373lu\364\001 keep\355s\211\"sp\207 al \217size\326\003>\007\333\204\003:\377 grad_bi\261aa\007\361@f\001: \020\003d\377isableen\336\002\001gcis\004\003dn\377o defaul\377t __redu\177ce__ du\211`\377o non-tr\367ivi{\000__ci\377nit__src\337_ext/\343!.p\247yxuN\002\226\204\001a\240&r\377ray data\341.\013\020\362c\304\206\001\230$.AS\377CIIEllip\377sisSeque\327nce\371\205\001.\376\205\007__\367Pyx\001\000Dict\373_N~\000Ref__\260\242d\261\000\235\000\370a__\001\005g\277etitem\r\001d<0\001\027\000func\035\001\030\000\357stat1\002imp\373or\324\000__mai}n;\001modulM\0027nam\002\003ewT\001\352\000\377_checksupT\000\n\001?\004\025\001typ\267 ~\037\001unpick?\000\233En \005vt\371!\230\001qGualO\005\347%\360&c\365\205\002\354\277\001\203Dex\314\001set\035_\203\005set\262\006\003\006.\007\367tes\310\001is_c\367oro\307`neab\375c\221E_buffe\377rasyncio}.\032\006sbase\233\205\002\376\277acchanne\373ls\342\211\002cline\275_\227 trac\"\000c\037kcols\370m\313\204\002\207\204\023\374""\254\204\004\211\204\004countd\360\250\"\242\000\321\212\003\353@odee\374\253 \347\207\002errorf\307ast\335b\350a\247\000nv\376\225\213\004firstfl\377agsforma!t\325\210\004\370\204\006\205\205\002\362\212\003_\351\212\003\227\205\002\367out\237\205\002xhei\377ghtidind\353ex\235as\000\002ize\362.\004h0\nC\004wlhs\307mem\350\211\001\340\211\001\225and\377imobjout\373_h\001\001wpack\377pad_leftN\004\001top\361\213\002\016\000n\372\213\002\377espointw\377isepopre\357gist\351\001wro\377wssample\217sset\211\206\004\232\212\002\360\206\001swtar\362@epsO\000\366\324\213\003_h\001\004wstr\367uct\360`acku\377pdateval\377ueswidth\357xyy_X\001Ovo\357id (\325@r *\203, \000\005\211\000\013\001\000\004\007\004_\375_\311\204\002_5scip\367y_6\374@alg_\37311\226\204\004blas_\341sC\001\000\047*.,])\000s\377gemm\200\001\360\016\377\000\005\035\230A\230V\240\3771\240M\260\021\260&\270\377\001\270\034\300Q\300f\310\377A\310_\320\\]\320]\377c\320cd\320de\330\373\004\034 \004L\260\001\260\026\377\260q\270\016\300a\300v\377\310Q\310a\330\004 \240\377\r\250V\2601\260A\330\377\004\021\220\021\220\047\230\032\377\2407\250\047\260\031\270-\376\035\002d\320R_\320_e\377\320ef\320fg\330\022\377\023\2206\230\021\230$\230\377g\240W\250I\260Z\270\337z\310\032\320Sg\000^\330\277\004\007\200t\2106?\000#\377\220S\230\001\330\010\016\210\277j\230\001\320\0311\226\000$\377\260f\270A\320=R\320\377RS\320ST\330\004\032\377\230,\240a\240z\260\032\377\2709\300J\310j\320X\377Y\330\004\027\220x\230\177\373\250j\300\000\027\300\007\300w\377\310a\360\010\000\n\013\330\367\010\020\220G\002f\220B\220\357a\330\014\031z\000\047\240\026\377\240r\250\021\330\014\023\220\3678\2302\373\0002\240Q\330\377\014\017\210q\330\020\026\220\377a\220q\230\001\230\027\240\277\003\2403\240a\340\010\006\021\357\230#\230S\022\0004\240v\377\250W\260I\270X\300W\357\310J\320V\264\002\027!\240\377\032\2509\260J\270j\310}\001>\002\330\014\025\220QE\002\337\007\230s\240#[\000\020\035\357\230Q\230aZ\003w\230b\377\240\004\240B\240i\250q\377""\260\004\260A\260T\270\030\377\300\022\3001\330\014\032\230\377!\2307\240\047\250\025\250\377f\260E\270\031\300%\300\377{\320RW\320W\\\320\377\\a\320ab\330\033\034\377\230M\250\021\250#\250T\377\260\025\260i\270u\300H\337\310E\320QRi\002\330\004\337\010\210\001\210\021\314EF\240\337&\250\001\250\035\264 F\300\377!\300<\310v\320U[\373\320[F\000]\330\004\037\230\277v\240V\2501\250\255@\034\377\230H\240F\250!\250<\357\260x\270v\366@n\320T\316j\000b\320b\364A\252\202-\032\230\337&\240\001\240\024\325@G\260\3779\270J\300j\320PZ\363\320Z\271c\235Q\007\200z\220\377\025\220g\230W\240D\250\333\010\260\351E\230\021\270P\340\t\371\n\237\202\047\301#&\250\005\250V\377\2605\270\013\3005\310\t\337\320QV\320V\307 _\320\377_`\320`g\320gj\377\320jm\320mn\330\033\367 \240\t\320 -\260q\270w\003\2704\320 I\310Q\344!\337F\240!\2407\347 S\260\377\006\260o\300V\3105\320]P\236bt\2201\237cv\315@\377f\240A\240S\250\003\250\3373\250d\260\047\255@(\310\047\047\320Q\344 \274!\330\210j\214ar\230G\022\313\205(\202[\320 2\260\206\002}\021\354\205\014\320:L\310F\250\205\002\376\274`i\320io\320op\337\320pq\330\022\210Y\007\200\377y\220\006\220a\220s\230\371(\257\204\002\371\205\005>\270a\270y\277\310\006\310a\320O\210\207\001\320\313ef\331\205%\006\317\205/\200\205\0011\230}A\222`C\240s\250!\315\2051w\032\230!\306\205\0036\240\027\202`\377[\270\005\270Y\300e\310]6\200b_\320_\314\210\002\033\367\204\001\377A\240W\250C\250s\260\177$\260e\2709\300G\037\001\367T\320T\245\205\001\330\033\034\320\257\034.\250a\026\0041\336\205\003\010\377\013\2109\220F\230!\230\3773\230b\240\001\330\014\027\276\247\207\002\030\240\021\240#\204b4\377\250v\260R\260v\270R\377\270w\300i\310q\320P\177Y\320YZ\320Z[\226\206\004";
-    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 2424, 3559);
+    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (3050 bytes) */
+static const char cstring[] = "\377 and thr\377eads  at\377 0x filt\377ers must\377 be posi\377tive obj\377ect> par\377tial gra\377dients))\377 does no\377t match \375(\001\016kernel\372\025\001p\035\002block\367), \003\002_rowss \013\000\036\005, ,C\016\377.: <Memo\377ryView o\377f <conti\337guous\304\002di\331r\235\001\007\rin\021\005st\337rided\"\010 o\233r \004\031><(\tA\006>\357?Can\353\001ass\177ign to \300!\177-only m\240\002\375v\242\000Invali\377d mode, \347exp\275 |\000\047c\047\376t\001\047fortra\237n\047, g\267 %\005s\357hape\222\000 ax\177is Note\237@\376\230@Cython \376\021\000deliber\047atek\000\320\001c\256@!\001\377n PEP-48\3554\323Bre\254As s\217ubcl\246\000\237@\262 b\365u\335@i\260\000ypes\377. If you\047 ne\224 \303\000p\316\000%\t\377then set\356\242`e \047\357\002ati\377on_typin\307g\047 \356#\233a\201 Fa\377lse.add_>\210`ecoll\256`+\000\337s.abc\252@v2\017d: a\356C\275A\206b\266`\376\345\000too lar\367ge \223  32-\377bit BLAS\216\232Bces7\005\302d\345`r\357ix (N\005out\247put\006\007\345Cs\031\005_\377backward\347_in%\000\202\0011x1\335 \213c-1 \231\001ol\375u\327\001 keeps\356\354\002spa\345\204\002siz\351e\271\0037\016c\201dllo\311c\216@\333\000(\032\r\365\204\003: \314\033\r\000%a :\026\377\205\001_bcia\336\007\321`\343\001: \000\023\376\234\020disable{en\002\001gcis\004\003\377dno defa\377ult __re\377duce__ d\373ue\352\204\001non-t\367riv\204\207\001__ci\377nit__src\337_ext/\346A.p\247yxuN\002\231\205\001a\226&r\377ray data\341.\013\020\365\204\003\220\210\001\270D.AS\377CIIEllip\377sisSeque\327nce\374\206\001.\201\207\007__\367Pyx\001\000Dict\373_N~\000Ref__\260\245\204\004\261\000\235\000\373\204\001__\001\005g\277etitem\r\001d<0\001\027\000func\035\001\030\000\357stat1\002imp\373or\324\000__mai}n;\001modulM\0027nam\002\003ewT\001\352\000\377_checksupT\000\n\001?\004\025\001typ\267 ~\037\001unpick?\000\233En \005vt\371!\230\001qGualO\005\347%\360&c\370\206\002\354\277\001\203Dex\314\001set\035_\203\005set\262\006\003\006.\007\367tes\310\001is_c\377oroutine\377abcaddr""e\373ss\230E_buff\377erasynci\373o.!\006sbase\301b\327\212\001\351a\267\212\002\257\212\007\306\212\002sc\377channels\353clX\000_\256 tra\375c2\000ckcols\360\252\205\022\224\205\023\343\205\004\303\204\004coun\303td\277\"\271\000\376\213\003\202`od\363ee\302 \201\211\002erro\177rfailed\000\003\377_flagfas\261t\205\204\002\220\204\001\310\000nv\323\214\004f\273ir\210 row\"\001s?format\204\212\004\307\205\006 \324\205\002\243\204\001\335\205\002\267\214\003\000\010_\371\207\003\372\205\002\367out\202\206\002xhei\377ghtiidin\327dex\336as\000\002iz\215e\370\214\003_h\001\004\267\210\003\016\004w\376\305\210\003_lenmem\364\263\213\001\253\213\001n\336andim\377objout_h\376\001\001wpackpa\355d)\000ft\004\001top\230\207\216\004\216\216\004\256\210\001chH\001\325\211\004p\373ix\221@point\337wisep.\000re\277vious_\361\216\004r_egist\300!w\203\216\001?sample\212\001\331a\347bla!\005\265`ntr\306\310@et\221\207\004\245\214\002\230\211\001st;ar\372`eps\216\000\337\215\003\373_h\001\004wstru\367ctt\337\217\004tota\355l\353\216\002un\312\001upd\377atevalue\377swidthxx\355_\233\207\001yy\002\002Ovo\357id (\331`r *\203, \000\005\313\000\013\001\000\004\007\004_\375_\351\205\002_5scip\377y_6linalOg_11\266\205\004\307\002sC\001\370\000\047*.,])\000sge\377mm\200\001\340\004\005\330\377\004\035\320\0353\2601\200\377\001\360\016\000\005\035\230A\377\230V\2401\240M\260\021\377\260&\270\001\270\034\300Q\377\300f\310A\310_\320\\\377]\320]c\320cd\320\337de\330\004\034 \004L\260\377\001\260\026\260q\270\016\300\377a\300v\310Q\310a\330\377\004 \240\r\250V\2601\377\260A\330\004\021\220\021\220\377\047\230\032\2407\250\047\260\367\031\270-\035\002d\320R_\377\320_e\320ef\320f\377g\330\022\023\2206\230\021\377\230$\230g\240W\250I\377\260Z\270z\310\032\320S\376g\000i\320ij\330\004\007\357\200t\2106B\000#\220S\377\230\001\330\010\016\210j\230\357\001\320\0311\231\000$\260f\377\270A\320=R\320RS\377\320ST\330\004\032\230,\377\240a\240z\260\032\2709\377\300J\310j\320XY\330\377\004!\240\026\240r\250\026""\377\250r\260\021\330\004\036\230\377k\250\022\250;\260b\270\377\003\2703\270a\340\004\037\377\230q\240\001\240\021\240#\377\240S\250\003\2501\330\004\375\031\206\000!\2301\230C\230\375s\022\000Q\360\010\000\005\027\373\220a\346\003Q\330\t\030\230\377\r\240Q\330\010\017\210x\377\220\177\240h\250f\260A\377\260[\300\002\300*\310B\376\363\000\010\033\320\033-\250Q\367\330\014\033>\000A\330\014\017\377\210t\220:\230T\240\025\277\240c\250\021\330\020\022\001E\375\240\006\000\021\330\014\030\230\006\377\230b\240\001\330\014\026\220\377a\220|\240;\250b\260\376\n\000\017\210q\330\020\032\230\377\047\240\022\240:\250R\250\373q\340/\002H\240F\250+\377\260V\2708\3007\310*\377\320T[\320[\\\330\034\377&\240j\260\t\270\032\300\367:\310Q/\001!\330\014\020\357\220\007\220u\266@[\250\n\253\260\"\366 \020W\001wc\000\004\377\240B\240i\250q\260\004\376\252\000T\270\030\300\022\3001\377\330\014\032\230!\2307\240\367\047\250\025\301\000E\270\031\300\377%\300{\320RW\320W\367`\320`\223A\330\033\034\230\377M\250\021\250#\250T\260\377\025\260i\270u\300G\310\3772\310Z\320WY\320Y\377b\320bg\320gh\330\371\010\374A\212 \014\210A\210Q\372\243Aq\231Ak\230\021\320\032\237?\270q\300\r\206a\315`\022\376\314aF\240&\250\001\250\035\376\255@F\300!\300<\310v\323\320U\304\001\315`\330\201@v\240oV\2501\250\251`\034\230\351\001\177!\250<\260x\270v\362`?n\320T\\\320\\n\000\360a\256\246\203-\032\230&\331@\024\321`G\377\2609\270J\300j\320P\377Z\320Zd\320dp\320\373pq\227s\007\200z\220\025\377\220g\230W\240D\250\010\365\260\345e\230\267`\035\230V\240\2772\320%9\270\027\354@&\357\310\002\310!\370\202 W\270B\353\270j(\001\330\222f\027\220q\363\230\001\376Z\224C&\250\005\250\377X\260U\270+\300U\310\277)\320SX\320X\367 a\373\320a\372 e\320eh\320\377hk\320kl\330\033 \373\240\t\243@-\260q\270\003\313\2704\243@I\214`\270@F\240\367!\2403\363`\023\250F\260\277/\300\026\300u\310\210\204\0041\377\330\020\035\230Q\230f\240\375A\356\"C\250s\260#\260\276\221a\027\310\n\320R\332@Z\367\330\036(\276`)\270:\300\367Z\310q\310YF""\300a\300\377y\320PQ\320QR\200\347\001\360\024\213\207(\306[\320 2\372\360\207\002\021\254\207\014\320:L\310F\376\345\206\002W\320Wi\320io\353\320o\304B\022\311\\\007\200y\377\220\006\220a\220s\230(\374\316\206\001\270\207\006>\270a\270y\310\337\006\310a\320O\313\210\001\320e\371f\217\207/\333\207\001\032\2502\250Q\377\330\004\033\2308\2406\250\377\021\250(\260\"\260L\300}\001\263\210\001y\220\003\2201\213\205\006_D\300A\300Q\337\207\020\"\251@\3578\2501\250\206CQ\360\014\356\344\207\013\n\330\025\037\000\330\014\023\317\2208\230?[\000\214\212\001\033\300\361B\312\204\001\364\210\001\276\207\001i\230z\250\377\023\250B\250a\330\014\037\177\320\0371\260\021\330\020\323\210\002\377\330\020\023\2204\220z\240\377\024\240U\250#\250Q\330\355\024\352\210\001\005\240\006\000\025\330\020\177\034\230F\240\"\240A\270\207\002\257\230<\240{\256\207\003\023\256\000\024\377\036\230g\240R\240z\260\357\022\2601\340/\002\010\250\006\377\250k\270\026\270x\300w\376\322\211\001_\320_`\330 *\377\250*\260I\270Z\300z\372\376@\3301\000a\330\020\036\230\377a\230v\240W\250E\260\177\033\270E\300\031\310%\344\206\001\377Z\320Zc\320ch\320\377hi\330\037)\250\022\250\377:\260R\260y\300\005\300\377Y\310e\320S\\\320\\\316\321\204\001\330\014 \203\212\001\301\210\001\001\220\377\021\330\010\026\220a\320\027\365)\373\207\002Q\356\212\001a\210}\230\377C\230{\250\"\250A\330\377\010\014\210E\220\025\220a\373\220q\360\210\001\005\220U\230!\373\2301\330\211\003F\240(\250!~\214@R\250{\270\"\270(\000\377\013\2109\220F\230!\230\3773\230b\240\002\240$\240\337d\250!\330\014\377\205\001\013\240\377<\250y\270\001\270\031\300\377!\3001\330\004\010\210\001\373\210\021\265\210\013G\300q\310\r?\320UV\320VW";
+    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 3050, 4315);
     #define __Pyx_DecompressString_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #else /* compression: none (3559 bytes) */
-static const char bytes[] = " at 0x filters must be positive object>)) and chunk ) does not match () does not match kernel () patch matrix), kernel (, ,) does not match .: <MemoryView of <contiguous and direct><contiguous and indirect><strided and direct or indirect><strided and direct><strided and indirect>>?Cannot assign to read-only memoryviewInvalid mode, expected \047c\047 or \047fortran\047, got Invalid shape in axis Note that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.add_notecollections.abcconv2d: a chunk of the batch is too large for 32-bit BLAS indicesconv2d: cannot allocate a (conv2d: kernel matrix (conv2d: output (conv2d: strides (conv2d_backward_input: a 1x1 stride-1 convolution keeps the spatial sizeconv2d_backward_kernel: grad_bias (conv2d_forward: bias (disableenablegcisenabledno default __reduce__ due to non-trivial __cinit__src_ext/conv.pyxunable to allocate array data.unable to allocate shape and strides.ASCIIEllipsisSequenceView.MemoryView__Pyx_PyDict_NextRef__annotate____class____class_getitem____dict____func____getstate____import____main____module____name____new____pyx_checksum__pyx_state__pyx_type__pyx_unpickle_Enum__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___is_coroutineabcallocate_bufferasyncio.coroutinesbasebatchbiascchannelschunkcline_in_tracebackcolsconv2d_backward_inputconv2d_backward_kernelconv2d_forwardcountdtype_is_objectencodeenumerateerrorfastconv._ext.convfiltersfirstflagsformatfortrangrad_biasgrad_kernel_matrixgrad_outgrad_xheightidindexitemsitemsizekernel_hkernel_matrixkernel_wlhsmemviewmodenamendimobjout_hout_wpackpad_leftpad_toppatch_lenpatchespointwisepopregisterrowrowssamplessetdefaultshapesizestartstepstopstride_hstride_wstructunpackupdatevalueswidthxyy_rowsOvoid (char *, char *, int *, int *, int *, __pyx_t_5scipy_6linalg_11cython_blas_s *, __pyx_t_5s""cipy_6linalg_11cython_blas_s *, int *, __pyx_t_5scipy_6linalg_11cython_blas_s *, int *, __pyx_t_5scipy_6linalg_11cython_blas_s *, __pyx_t_5scipy_6linalg_11cython_blas_s *, int *)\000sgemm\200\001\360\016\000\005\035\230A\230V\2401\240M\260\021\260&\270\001\270\034\300Q\300f\310A\310_\320\\]\320]c\320cd\320de\330\004\034\230A\230V\2401\240L\260\001\260\026\260q\270\016\300a\300v\310Q\310a\330\004 \240\r\250V\2601\260A\330\004\021\220\021\220\047\230\032\2407\250\047\260\031\270-\300v\310Q\310d\320R_\320_e\320ef\320fg\330\022\023\2206\230\021\230$\230g\240W\250I\260Z\270z\310\032\320S]\320]^\330\004\007\200t\2106\220\021\220#\220S\230\001\330\010\016\210j\230\001\320\0311\260\021\260$\260f\270A\320=R\320RS\320ST\330\004\032\230,\240a\240z\260\032\2709\300J\310j\320XY\330\004\027\220x\230\177\250j\270\001\270\027\300\007\300w\310a\360\010\000\n\013\330\010\020\220\001\330\010\016\210f\220B\220a\330\014\031\230\021\230\047\240\026\240r\250\021\330\014\023\2208\2302\230V\2402\240Q\330\014\017\210q\330\020\026\220a\220q\230\001\230\027\240\003\2403\240a\340\020\026\220a\220q\230\001\230\021\230#\230S\240\003\2404\240v\250W\260I\270X\300W\310J\320V]\320]^\330\027!\240\032\2509\260J\270j\310\001\330\020\026\220a\330\014\025\220Q\220a\220q\230\007\230s\240#\240Q\330\020\035\230Q\230a\330\020\026\220a\220w\230b\240\004\240B\240i\250q\260\004\260A\260T\270\030\300\022\3001\330\014\032\230!\2307\240\047\250\025\250f\260E\270\031\300%\300{\320RW\320W\\\320\\a\320ab\330\033\034\230M\250\021\250#\250T\260\025\260i\270u\300H\310E\320QR\330\014\025\220Q\330\004\010\210\001\210\021\200\001\360\016\000\005\035\230F\240&\250\001\250\035\260f\270F\300!\300<\310v\320U[\320[\\\320\\]\330\004\037\230v\240V\2501\250A\330\004\034\230H\240F\250!\250<\260x\270v\300Q\300n\320T\\\320\\b\320bc\320cd\330\004 \240\r\250V\2601\260A\330\004\021\220\021\220\047\230\032\2407\250\047\260\031\270-\300v\310Q\310d\320R_\320_e\320ef\320fg\330\022\032\230&\240\001\240\024\240W\250G\2609\270J\300j\320PZ\320Zd""\320de\330\004\032\230,\240a\240z\260\032\2709\300J\310j\320XY\330\004\007\200z\220\025\220g\230W\240D\250\010\260\001\330\010\016\210j\230\001\230\021\330\004\027\220x\230\177\250j\270\001\270\027\300\007\300w\310a\340\t\n\330\010\020\220\001\330\010\016\210f\220B\220a\330\014\031\230\021\230\047\240\026\240r\250\021\330\014\023\2208\2302\230V\2402\240Q\330\014\032\230!\2307\240&\250\005\250V\2605\270\013\3005\310\t\320QV\320VW\320W_\320_`\320`g\320gj\320jm\320mn\330\033 \240\t\250\021\250-\260q\270\003\2704\270u\300I\310Q\330\033\034\230F\240!\2407\250#\250S\260\006\260o\300V\3105\320PQ\330\014\017\210t\2201\330\020\026\220a\220v\230Q\230f\240A\240S\250\003\2503\250d\260\047\270\031\300(\310\047\320Q[\320[b\320bc\330\027!\240\032\2509\260J\270j\310\001\330\014\025\220Q\330\004\010\210\001\210\021\200\001\360\022\000\005\035\230A\230V\2401\240M\260\021\260&\270\001\270\034\300Q\300f\310A\310_\320\\]\320]c\320cd\320de\330\004\034\230H\240F\250!\250<\260x\270v\300Q\300n\320T\\\320\\b\320bc\320cd\330\004 \320 2\260&\270\001\270\021\330\004\021\220\021\220\047\230\032\2407\250\047\260\031\320:L\310F\320RS\320SW\320Wi\320io\320op\320pq\330\022\032\230&\240\001\240\024\240W\250G\2609\270J\300j\320PZ\320Zd\320de\330\004\007\200y\220\006\220a\220s\230(\240#\240Q\330\010\016\210j\230\001\320\031>\270a\270y\310\006\310a\320Od\320de\320ef\330\004\032\230,\240a\240z\260\032\2709\300J\310j\320XY\330\004\027\220x\230\177\250j\270\001\270\027\300\007\300w\310a\360\006\000\n\013\330\010\020\220\001\330\010\016\210f\220B\220a\330\014\031\230\021\230\047\240\026\240r\250\021\330\014\023\2208\2302\230V\2402\240Q\330\014\017\210q\330\020\032\230!\2301\230A\230W\240C\240s\250!\340\020\026\220a\220q\230\001\230\021\230#\230S\240\003\2404\240v\250W\260I\270X\300W\310J\320V]\320]^\330\027!\240\032\2509\260J\270j\310\001\330\020\032\230!\330\014\032\230!\2306\240\027\250\005\250[\270\005\270Y\300e\3106\320QV\320V_\320_d\320de\330\033\034\230H\240A\240W\250C\250s\260$\260e\2709\300G\3106""\320QT\320T[\320[\\\330\033\034\320\034.\250a\250s\260$\260e\2701\330\014\025\220Q\330\010\013\2109\220F\230!\2303\230b\240\001\330\014\027\220q\230\001\230\030\240\021\240#\240S\250\003\2504\250v\260R\260v\270R\270w\300i\310q\320PY\320YZ\320Z[\330\004\010\210\001\210\021";
+    #else /* compression: none (4315 bytes) */
+static const char bytes[] = " and threads  at 0x filters must be positive object> partial gradients)) does not match () does not match kernel () patch block), block_rows ), kernel (, ,) does not match .: <MemoryView of <contiguous and direct><contiguous and indirect><strided and direct or indirect><strided and direct><strided and indirect>>?Cannot assign to read-only memoryviewInvalid mode, expected \047c\047 or \047fortran\047, got Invalid shape in axis Note that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.add_notecollections.abcconv2d: a block of patches is too large for 32-bit BLAS indicesconv2d: kernel matrix (conv2d: output (conv2d: strides (conv2d_backward_input: a 1x1 stride-1 convolution keeps the spatial sizeconv2d_backward_input: cannot allocate a (conv2d_backward_kernel: cannot allocate conv2d_backward_kernel: cannot allocate a (conv2d_backward_kernel: grad_bias (conv2d_forward: bias (conv2d_forward: cannot allocate a (disableenablegcisenabledno default __reduce__ due to non-trivial __cinit__src_ext/conv.pyxunable to allocate array data.unable to allocate shape and strides.ASCIIEllipsisSequenceView.MemoryView__Pyx_PyDict_NextRef__annotate____class____class_getitem____dict____func____getstate____import____main____module____name____new____pyx_checksum__pyx_state__pyx_type__pyx_unpickle_Enum__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___is_coroutineabcaddressallocate_bufferasyncio.coroutinesbasebatchbiasblockblock_rowsblockscchannelscline_in_tracebackcolsconv2d_backward_inputconv2d_backward_kernelconv2d_forwardcountdtype_is_objectencodeenumerateerrorfailedfailed_flagfastconv._ext.convfiltersfirst_rowflagsformatfortrangrad_biasgrad_datagrad_kernelgrad_kernel_matrixgrad_outgrad_xheightiidindexitemsitemsizekernel_hkernel_matrixkernel_wmatrix_lenmemviewmodennamendimobjout_hout_wpackpad_leftpa""d_toppartialpartialspatch_lenpatchespixelspointwisepopprevious_threadsregisterrowrowssample_lenset_blas_thread_controlsetdefaultshapesizestartstepstopstride_hstride_wstructtthreadstotal_rowsunpackupdatevalueswidthxx_datayy_dataOvoid (char *, char *, int *, int *, int *, __pyx_t_5scipy_6linalg_11cython_blas_s *, __pyx_t_5scipy_6linalg_11cython_blas_s *, int *, __pyx_t_5scipy_6linalg_11cython_blas_s *, int *, __pyx_t_5scipy_6linalg_11cython_blas_s *, __pyx_t_5scipy_6linalg_11cython_blas_s *, int *)\000sgemm\200\001\340\004\005\330\004\035\320\0353\2601\200\001\360\016\000\005\035\230A\230V\2401\240M\260\021\260&\270\001\270\034\300Q\300f\310A\310_\320\\]\320]c\320cd\320de\330\004\034\230A\230V\2401\240L\260\001\260\026\260q\270\016\300a\300v\310Q\310a\330\004 \240\r\250V\2601\260A\330\004\021\220\021\220\047\230\032\2407\250\047\260\031\270-\300v\310Q\310d\320R_\320_e\320ef\320fg\330\022\023\2206\230\021\230$\230g\240W\250I\260Z\270z\310\032\320S]\320]i\320ij\330\004\007\200t\2106\220\021\220#\220S\230\001\330\010\016\210j\230\001\320\0311\260\021\260$\260f\270A\320=R\320RS\320ST\330\004\032\230,\240a\240z\260\032\2709\300J\310j\320XY\330\004!\240\026\240r\250\026\250r\260\021\330\004\036\230k\250\022\250;\260b\270\003\2703\270a\340\004\037\230q\240\001\240\021\240#\240S\250\003\2501\330\004\031\230\021\230!\2301\230C\230s\240#\240Q\360\010\000\005\027\220a\330\004\034\230A\230Q\330\t\030\230\r\240Q\330\010\017\210x\220\177\240h\250f\260A\260[\300\002\300*\310B\310a\330\010\033\320\033-\250Q\330\014\033\2301\230A\330\014\017\210t\220:\230T\240\025\240c\250\021\330\020\033\2301\230E\240\021\330\020\021\330\014\030\230\006\230b\240\001\330\014\026\220a\220|\240;\250b\260\001\330\014\017\210q\330\020\032\230\047\240\022\240:\250R\250q\340\020\033\2301\230H\240F\250+\260V\2708\3007\310*\320T[\320[\\\330\034&\240j\260\t\270\032\300:\310Q\330\020\032\230!\330\014\020\220\007\220u\230A\230[\250\n\260\"\260A\330\020\026\220a\220w\230b\240\004\240B\240i\250q\260\004\260A\260T""\270\030\300\022\3001\330\014\032\230!\2307\240\047\250\025\250f\260E\270\031\300%\300{\320RW\320W`\320`e\320ef\330\033\034\230M\250\021\250#\250T\260\025\260i\270u\300G\3102\310Z\320WY\320Yb\320bg\320gh\330\010\034\230A\230Q\330\010\014\210A\210Q\330\004\007\200q\330\010\016\210k\230\021\320\032?\270q\300\r\310Q\310a\200\001\360\022\000\005\035\230F\240&\250\001\250\035\260f\270F\300!\300<\310v\320U[\320[\\\320\\]\330\004\037\230v\240V\2501\250A\330\004\034\230H\240F\250!\250<\260x\270v\300Q\300n\320T\\\320\\b\320bc\320cd\330\004 \240\r\250V\2601\260A\330\004\021\220\021\220\047\230\032\2407\250\047\260\031\270-\300v\310Q\310d\320R_\320_e\320ef\320fg\330\022\032\230&\240\001\240\024\240W\250G\2609\270J\300j\320PZ\320Zd\320dp\320pq\330\004\032\230,\240a\240z\260\032\2709\300J\310j\320XY\330\004\007\200z\220\025\220g\230W\240D\250\010\260\001\330\010\016\210j\230\001\230\021\330\004\035\230V\2402\320%9\270\027\300\002\300&\310\002\310!\360\010\000\005\027\220a\330\004\034\230A\230Q\330\t\030\230\r\240Q\330\010\017\210x\220\177\240h\250f\260A\260W\270B\270j\310\002\310!\330\010\033\320\033-\250Q\330\014\027\220q\230\001\330\014\017\210t\220:\230T\240\025\240c\250\021\330\020\033\2301\230E\240\021\330\020\021\330\014\032\230!\2307\240&\250\005\250X\260U\270+\300U\310)\320SX\320XY\320Ya\320ab\320be\320eh\320hk\320kl\330\033 \240\t\250\021\250-\260q\270\003\2704\270u\300I\310Q\330\033\034\230F\240!\2403\240c\250\023\250F\260/\300\026\300u\310A\330\014\017\210t\2201\330\020\035\230Q\230f\240A\240V\2501\250C\250s\260#\260T\270\030\300\027\310\n\320RY\320YZ\330\036(\250\n\260)\270:\300Z\310q\330\010\034\230A\230Q\330\010\014\210A\210Q\330\004\007\200q\330\010\016\210k\230\021\320\032F\300a\300y\320PQ\320QR\200\001\360\024\000\005\035\230A\230V\2401\240M\260\021\260&\270\001\270\034\300Q\300f\310A\310_\320\\]\320]c\320cd\320de\330\004\034\230H\240F\250!\250<\260x\270v\300Q\300n\320T\\\320\\b\320bc\320cd\330\004 \320 2\260&\270\001\270\021\330\004\021\220\021\220\047\230\032""\2407\250\047\260\031\320:L\310F\320RS\320SW\320Wi\320io\320op\320pq\330\022\032\230&\240\001\240\024\240W\250G\2609\270J\300j\320PZ\320Zd\320dp\320pq\330\004\007\200y\220\006\220a\220s\230(\240#\240Q\330\010\016\210j\230\001\320\031>\270a\270y\310\006\310a\320Od\320de\320ef\330\004\032\230,\240a\240z\260\032\2709\300J\310j\320XY\330\004!\240\026\240r\250\026\250r\260\021\330\004\036\230k\250\022\250;\260b\270\003\2703\270a\330\004!\240\032\2502\250Q\330\004\033\2308\2406\250\021\250(\260\"\260L\300\001\330\004\007\200y\220\003\2201\330\010\016\210k\230\021\320\032D\300A\300Q\340\004\037\230q\240\001\240\021\240#\240S\250\003\2501\330\004\"\240!\2408\2501\250C\250s\260#\260Q\360\014\000\005\027\220a\330\004\034\230A\230Q\330\t\n\330\025\"\240!\330\014\023\2208\230?\250(\260&\270\001\270\033\300B\300j\320PR\320RS\330\014\026\220i\230z\250\023\250B\250a\330\014\037\320\0371\260\021\330\020\037\230q\240\001\330\020\023\2204\220z\240\024\240U\250#\250Q\330\024\037\230q\240\005\240Q\330\024\025\330\020\034\230F\240\"\240A\330\020\032\230!\230<\240{\260\"\260A\330\020\023\2201\330\024\036\230g\240R\240z\260\022\2601\340\024\037\230q\240\010\250\006\250k\270\026\270x\300w\310j\320X_\320_`\330 *\250*\260I\270Z\300z\320QR\330\024\036\230a\330\020\036\230a\230v\240W\250E\260\033\270E\300\031\310%\310v\320UZ\320Zc\320ch\320hi\330\037)\250\022\250:\260R\260y\300\005\300Y\310e\320S\\\320\\a\320ab\330\014 \240\001\240\021\330\014\020\220\001\220\021\330\010\026\220a\320\027)\250\021\250#\250Q\330\010\016\210a\210}\230C\230{\250\"\250A\330\010\014\210E\220\025\220a\220q\330\014\020\220\005\220U\230!\2301\330\020\033\2301\230F\240(\250!\2502\250R\250{\270\"\270A\330\010\013\2109\220F\230!\2303\230b\240\002\240$\240d\250!\330\014\027\220q\230\013\240<\250y\270\001\270\031\300!\3001\330\004\010\210\001\210\021\330\004\007\200q\330\010\016\210k\230\021\320\032G\300q\310\r\320UV\320VW";
     PyObject *data = NULL;
     #define __Pyx_DecompressString_UNUSED
     #define __Pyx_DecompressString_LZSS_UNUSED
     #endif
     PyObject **stringtab = __pyx_mstate->__pyx_string_tab;
     Py_ssize_t pos = 0;
-    for (int i = 0; i < 146; i++) {
+    for (int i = 0; i < 169; i++) {
       Py_ssize_t bytes_length = str_length_index[i].length;
       PyObject *string = PyUnicode_DecodeUTF8(bytes + pos, bytes_length, NULL);
-      if (likely(string) && i >= 44) PyUnicode_InternInPlace(&string);
+      if (likely(string) && i >= 49) PyUnicode_InternInPlace(&string);
       if (unlikely(!string)) {
         Py_XDECREF(data);
         __PYX_ERR(0, 1, __pyx_L1_error)
@@ -24617,8 +25382,8 @@ static const char bytes[] = " at 0x filters must be positive object>)) and chunk
       stringtab[i] = string;
       pos += bytes_length;
     }
-    for (int i = 146; i < 151; i++) {
-      Py_ssize_t bytes_length = bytes_length_index[i-146].length;
+    for (int i = 169; i < 175; i++) {
+      Py_ssize_t bytes_length = bytes_length_index[i-169].length;
       PyObject *string = PyBytes_FromStringAndSize(bytes + pos, bytes_length);
       stringtab[i] = string;
       pos += bytes_length;
@@ -24628,15 +25393,15 @@ static const char bytes[] = " at 0x filters must be positive object>)) and chunk
       }
     }
     Py_XDECREF(data);
-    for (Py_ssize_t i = 0; i < 151; i++) {
+    for (Py_ssize_t i = 0; i < 175; i++) {
       if (unlikely(PyObject_Hash(stringtab[i]) == -1)) {
         __PYX_ERR(0, 1, __pyx_L1_error)
       }
     }
     #if CYTHON_IMMORTAL_CONSTANTS
     {
-      PyObject **table = stringtab + 146;
-      for (Py_ssize_t i=0; i<5; ++i) {
+      PyObject **table = stringtab + 169;
+      for (Py_ssize_t i=0; i<6; ++i) {
         #if PY_VERSION_HEX >= 0x030F0000
         PyUnstable_SetImmortal(table[i]);
         #elif CYTHON_COMPILING_IN_CPYTHON_FREETHREADING
@@ -24702,7 +25467,7 @@ typedef struct {
     unsigned int argcount : 4;
     unsigned int num_posonly_args : 1;
     unsigned int num_kwonly_args : 1;
-    unsigned int nlocals : 5;
+    unsigned int nlocals : 6;
     unsigned int flags : 10;
     unsigned int first_line : 8;
 } __Pyx_PyCode_New_function_description;
@@ -24724,19 +25489,24 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
   PyObject* tuple_dedup_map = PyDict_New();
   if (unlikely(!tuple_dedup_map)) return -1;
   {
-    const __Pyx_PyCode_New_function_description descr = {11, 0, 0, 27, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 124};
-    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_x, __pyx_mstate->__pyx_n_u_kernel_matrix, __pyx_mstate->__pyx_n_u_bias, __pyx_mstate->__pyx_n_u_y, __pyx_mstate->__pyx_n_u_stride_h, __pyx_mstate->__pyx_n_u_stride_w, __pyx_mstate->__pyx_n_u_pad_top, __pyx_mstate->__pyx_n_u_pad_left, __pyx_mstate->__pyx_n_u_kernel_h, __pyx_mstate->__pyx_n_u_kernel_w, __pyx_mstate->__pyx_n_u_chunk, __pyx_mstate->__pyx_n_u_batch, __pyx_mstate->__pyx_n_u_height, __pyx_mstate->__pyx_n_u_width, __pyx_mstate->__pyx_n_u_channels, __pyx_mstate->__pyx_n_u_out_h, __pyx_mstate->__pyx_n_u_out_w, __pyx_mstate->__pyx_n_u_filters_2, __pyx_mstate->__pyx_n_u_patch_len, __pyx_mstate->__pyx_n_u_pointwise, __pyx_mstate->__pyx_n_u_cols, __pyx_mstate->__pyx_n_u_lhs, __pyx_mstate->__pyx_n_u_y_rows, __pyx_mstate->__pyx_n_u_first, __pyx_mstate->__pyx_n_u_samples, __pyx_mstate->__pyx_n_u_rows, __pyx_mstate->__pyx_n_u_row};
-    __pyx_mstate_global->__pyx_codeobj_tab[0] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_ext_conv_pyx, __pyx_mstate->__pyx_n_u_conv2d_forward, __pyx_mstate->__pyx_kp_b_iso88591_AV1M_QfA__ccdde_AV1L_q_avQa_V1A, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[0])) goto bad;
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 103};
+    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_address};
+    __pyx_mstate_global->__pyx_codeobj_tab[0] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_ext_conv_pyx, __pyx_mstate->__pyx_n_u_set_blas_thread_control, __pyx_mstate->__pyx_kp_b_iso88591_31, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[0])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {10, 0, 0, 23, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 163};
-    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_grad_out, __pyx_mstate->__pyx_n_u_kernel_matrix, __pyx_mstate->__pyx_n_u_grad_x, __pyx_mstate->__pyx_n_u_stride_h, __pyx_mstate->__pyx_n_u_stride_w, __pyx_mstate->__pyx_n_u_pad_top, __pyx_mstate->__pyx_n_u_pad_left, __pyx_mstate->__pyx_n_u_kernel_h, __pyx_mstate->__pyx_n_u_kernel_w, __pyx_mstate->__pyx_n_u_chunk, __pyx_mstate->__pyx_n_u_batch, __pyx_mstate->__pyx_n_u_height, __pyx_mstate->__pyx_n_u_width, __pyx_mstate->__pyx_n_u_channels, __pyx_mstate->__pyx_n_u_out_h, __pyx_mstate->__pyx_n_u_out_w, __pyx_mstate->__pyx_n_u_filters_2, __pyx_mstate->__pyx_n_u_patch_len, __pyx_mstate->__pyx_n_u_pointwise, __pyx_mstate->__pyx_n_u_cols, __pyx_mstate->__pyx_n_u_first, __pyx_mstate->__pyx_n_u_samples, __pyx_mstate->__pyx_n_u_rows};
-    __pyx_mstate_global->__pyx_codeobj_tab[1] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_ext_conv_pyx, __pyx_mstate->__pyx_n_u_conv2d_backward_input, __pyx_mstate->__pyx_kp_b_iso88591_F_fF_vU_vV1A_HF_xvQnT_bbccd_V1A, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[1])) goto bad;
+    const __Pyx_PyCode_New_function_description descr = {12, 0, 0, 34, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 139};
+    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_x, __pyx_mstate->__pyx_n_u_kernel_matrix, __pyx_mstate->__pyx_n_u_bias, __pyx_mstate->__pyx_n_u_y, __pyx_mstate->__pyx_n_u_stride_h, __pyx_mstate->__pyx_n_u_stride_w, __pyx_mstate->__pyx_n_u_pad_top, __pyx_mstate->__pyx_n_u_pad_left, __pyx_mstate->__pyx_n_u_kernel_h, __pyx_mstate->__pyx_n_u_kernel_w, __pyx_mstate->__pyx_n_u_block_rows_2, __pyx_mstate->__pyx_n_u_threads, __pyx_mstate->__pyx_n_u_batch, __pyx_mstate->__pyx_n_u_height, __pyx_mstate->__pyx_n_u_width, __pyx_mstate->__pyx_n_u_channels, __pyx_mstate->__pyx_n_u_out_h, __pyx_mstate->__pyx_n_u_out_w, __pyx_mstate->__pyx_n_u_filters_2, __pyx_mstate->__pyx_n_u_patch_len, __pyx_mstate->__pyx_n_u_pointwise, __pyx_mstate->__pyx_n_u_total_rows, __pyx_mstate->__pyx_n_u_blocks, __pyx_mstate->__pyx_n_u_block, __pyx_mstate->__pyx_n_u_first_row, __pyx_mstate->__pyx_n_u_rows, __pyx_mstate->__pyx_n_u_row, __pyx_mstate->__pyx_n_u_x_data, __pyx_mstate->__pyx_n_u_y_data, __pyx_mstate->__pyx_n_u_cols, __pyx_mstate->__pyx_n_u_patches, __pyx_mstate->__pyx_n_u_previous_threads, __pyx_mstate->__pyx_n_u_failed, __pyx_mstate->__pyx_n_u_failed_flag};
+    __pyx_mstate_global->__pyx_codeobj_tab[1] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_ext_conv_pyx, __pyx_mstate->__pyx_n_u_conv2d_forward, __pyx_mstate->__pyx_kp_b_iso88591_AV1M_QfA__ccdde_AV1L_q_avQa_V1A, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[1])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {11, 0, 0, 25, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 196};
-    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_x, __pyx_mstate->__pyx_n_u_grad_out, __pyx_mstate->__pyx_n_u_grad_kernel_matrix, __pyx_mstate->__pyx_n_u_grad_bias, __pyx_mstate->__pyx_n_u_stride_h, __pyx_mstate->__pyx_n_u_stride_w, __pyx_mstate->__pyx_n_u_pad_top, __pyx_mstate->__pyx_n_u_pad_left, __pyx_mstate->__pyx_n_u_kernel_h, __pyx_mstate->__pyx_n_u_kernel_w, __pyx_mstate->__pyx_n_u_chunk, __pyx_mstate->__pyx_n_u_batch, __pyx_mstate->__pyx_n_u_height, __pyx_mstate->__pyx_n_u_width, __pyx_mstate->__pyx_n_u_channels, __pyx_mstate->__pyx_n_u_out_h, __pyx_mstate->__pyx_n_u_out_w, __pyx_mstate->__pyx_n_u_filters_2, __pyx_mstate->__pyx_n_u_patch_len, __pyx_mstate->__pyx_n_u_pointwise, __pyx_mstate->__pyx_n_u_cols, __pyx_mstate->__pyx_n_u_patches, __pyx_mstate->__pyx_n_u_first, __pyx_mstate->__pyx_n_u_samples, __pyx_mstate->__pyx_n_u_rows};
-    __pyx_mstate_global->__pyx_codeobj_tab[2] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_ext_conv_pyx, __pyx_mstate->__pyx_n_u_conv2d_backward_kernel, __pyx_mstate->__pyx_kp_b_iso88591_AV1M_QfA__ccdde_HF_xvQnT_bbccd, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[2])) goto bad;
+    const __Pyx_PyCode_New_function_description descr = {11, 0, 0, 27, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 189};
+    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_grad_out, __pyx_mstate->__pyx_n_u_kernel_matrix, __pyx_mstate->__pyx_n_u_grad_x, __pyx_mstate->__pyx_n_u_stride_h, __pyx_mstate->__pyx_n_u_stride_w, __pyx_mstate->__pyx_n_u_pad_top, __pyx_mstate->__pyx_n_u_pad_left, __pyx_mstate->__pyx_n_u_kernel_h, __pyx_mstate->__pyx_n_u_kernel_w, __pyx_mstate->__pyx_n_u_block_rows_2, __pyx_mstate->__pyx_n_u_threads, __pyx_mstate->__pyx_n_u_batch, __pyx_mstate->__pyx_n_u_height, __pyx_mstate->__pyx_n_u_width, __pyx_mstate->__pyx_n_u_channels, __pyx_mstate->__pyx_n_u_out_h, __pyx_mstate->__pyx_n_u_out_w, __pyx_mstate->__pyx_n_u_filters_2, __pyx_mstate->__pyx_n_u_patch_len, __pyx_mstate->__pyx_n_u_pointwise, __pyx_mstate->__pyx_n_u_pixels, __pyx_mstate->__pyx_n_u_sample_len, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_cols, __pyx_mstate->__pyx_n_u_previous_threads, __pyx_mstate->__pyx_n_u_failed, __pyx_mstate->__pyx_n_u_failed_flag};
+    __pyx_mstate_global->__pyx_codeobj_tab[2] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_ext_conv_pyx, __pyx_mstate->__pyx_n_u_conv2d_backward_input, __pyx_mstate->__pyx_kp_b_iso88591_F_fF_vU_vV1A_HF_xvQnT_bbccd_V1A, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[2])) goto bad;
+  }
+  {
+    const __Pyx_PyCode_New_function_description descr = {12, 0, 0, 39, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 232};
+    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_x, __pyx_mstate->__pyx_n_u_grad_out, __pyx_mstate->__pyx_n_u_grad_kernel_matrix, __pyx_mstate->__pyx_n_u_grad_bias, __pyx_mstate->__pyx_n_u_stride_h, __pyx_mstate->__pyx_n_u_stride_w, __pyx_mstate->__pyx_n_u_pad_top, __pyx_mstate->__pyx_n_u_pad_left, __pyx_mstate->__pyx_n_u_kernel_h, __pyx_mstate->__pyx_n_u_kernel_w, __pyx_mstate->__pyx_n_u_block_rows_2, __pyx_mstate->__pyx_n_u_threads, __pyx_mstate->__pyx_n_u_batch, __pyx_mstate->__pyx_n_u_height, __pyx_mstate->__pyx_n_u_width, __pyx_mstate->__pyx_n_u_channels, __pyx_mstate->__pyx_n_u_out_h, __pyx_mstate->__pyx_n_u_out_w, __pyx_mstate->__pyx_n_u_filters_2, __pyx_mstate->__pyx_n_u_patch_len, __pyx_mstate->__pyx_n_u_pointwise, __pyx_mstate->__pyx_n_u_total_rows, __pyx_mstate->__pyx_n_u_blocks, __pyx_mstate->__pyx_n_u_matrix_len, __pyx_mstate->__pyx_n_u_partials, __pyx_mstate->__pyx_n_u_block, __pyx_mstate->__pyx_n_u_first_row, __pyx_mstate->__pyx_n_u_rows, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_t, __pyx_mstate->__pyx_n_u_x_data, __pyx_mstate->__pyx_n_u_grad_data, __pyx_mstate->__pyx_n_u_cols, __pyx_mstate->__pyx_n_u_partial, __pyx_mstate->__pyx_n_u_grad_kernel, __pyx_mstate->__pyx_n_u_patches, __pyx_mstate->__pyx_n_u_previous_threads, __pyx_mstate->__pyx_n_u_failed, __pyx_mstate->__pyx_n_u_failed_flag};
+    __pyx_mstate_global->__pyx_codeobj_tab[3] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_ext_conv_pyx, __pyx_mstate->__pyx_n_u_conv2d_backward_kernel, __pyx_mstate->__pyx_kp_b_iso88591_AV1M_QfA__ccdde_HF_xvQnT_bbccd, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[3])) goto bad;
   }
   Py_DECREF(tuple_dedup_map);
   return 0;
@@ -31167,6 +31937,28 @@ static CYTHON_INLINE int __pyx_memoryview_slice_memviewslice(
     return 0;
 }
 
+/* CIntFromPyVerify */
+#define __PYX_VERIFY_RETURN_INT(target_type, func_type, func_value)\
+    __PYX__VERIFY_RETURN_INT(target_type, func_type, func_value, 0)
+#define __PYX_VERIFY_RETURN_INT_EXC(target_type, func_type, func_value)\
+    __PYX__VERIFY_RETURN_INT(target_type, func_type, func_value, 1)
+#define __PYX__VERIFY_RETURN_INT(target_type, func_type, func_value, exc)\
+    {\
+        func_type value = func_value;\
+        if (sizeof(target_type) < sizeof(func_type)) {\
+            if (unlikely(value != (func_type) (target_type) value)) {\
+                func_type zero = 0;\
+                if (exc && unlikely(value == (func_type)-1 && PyErr_Occurred()))\
+                    return (target_type) -1;\
+                if (is_unsigned && unlikely(value < zero))\
+                    goto raise_neg_overflow;\
+                else\
+                    goto raise_overflow;\
+            }\
+        }\
+        return (target_type) value;\
+    }
+
 /* IsLittleEndian (used by BufferFormatCheck) */
 static CYTHON_INLINE int __Pyx_Is_Little_Endian(void)
 {
@@ -32417,121 +33209,306 @@ no_fail:
     return new_mvs;
 }
 
-/* PyObjectCallMethod1 (used by UpdateUnpickledDict) */
-static CYTHON_INLINE PyObject* __Pyx_PyObject_CallMethod1(PyObject* obj, PyObject* method_name, PyObject* arg) {
-#if CYTHON_VECTORCALL && (__PYX_LIMITED_VERSION_HEX >= 0x030C0000 || !CYTHON_COMPILING_IN_LIMITED_API)
-    PyObject *args[2] = {obj, arg};
-    return PyObject_VectorcallMethod(method_name, args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-#elif CYTHON_COMPILING_IN_LIMITED_API
-    return PyObject_CallMethodObjArgs(obj, method_name, arg, NULL);
-#else
-    return PyObject_CallMethodOneArg(obj, method_name, arg);
-#endif
+/* CIntFromPy */
+static size_t __Pyx_LargePyLong___Pyx_PyLong_As_size_t(PyObject *x);
+static size_t __Pyx_raise_neg_overflow___Pyx_PyLong_As_size_t(void) {
+    const char* type_name = "size_t";
+    PyErr_Format(PyExc_OverflowError,
+        "can't convert negative value to %.200s", type_name);
+    return (size_t) -1;
 }
-
-/* UpdateUnpickledDict */
-static int __Pyx__UpdateUnpickledDict(PyObject *obj, PyObject *state, Py_ssize_t index) {
-    PyObject *state_dict = __Pyx_PySequence_ITEM(state, index);
-    if (unlikely(!state_dict)) {
-        return -1;
+static size_t __Pyx_raise_overflow___Pyx_PyLong_As_size_t(void) {
+    const char* type_name = "size_t";
+    PyErr_Format(PyExc_OverflowError,
+        "value too large to convert to %.200s", type_name);
+    return (size_t) -1;
+}
+static CYTHON_INLINE size_t __Pyx_PyULong___Pyx_PyLong_As_size_t(PyObject *x) {
+    const int is_unsigned = 1;
+#if CYTHON_USE_PYLONG_INTERNALS
+    {
+        const digit* digits = __Pyx_PyLong_Digits(x);
+        const Py_ssize_t size = __Pyx_PyLong_DigitCount(x);
+        if (size == 2 && (8 * sizeof(size_t) > 1 * PyLong_SHIFT)) {
+            if ((8 * sizeof(unsigned long) > 2 * PyLong_SHIFT)) {
+                __PYX_VERIFY_RETURN_INT(size_t, unsigned long, (((((unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0])))
+            } else if ((8 * sizeof(size_t) >= 2 * PyLong_SHIFT)) {
+                return (size_t) (((((size_t)digits[1]) << PyLong_SHIFT) | (size_t)digits[0]));
+            }
+        } else
+        if (size == 3 && (8 * sizeof(size_t) > 2 * PyLong_SHIFT)) {
+            if ((8 * sizeof(unsigned long) > 3 * PyLong_SHIFT)) {
+                __PYX_VERIFY_RETURN_INT(size_t, unsigned long, (((((((unsigned long)digits[2]) << PyLong_SHIFT) | (unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0])))
+            } else if ((8 * sizeof(size_t) >= 3 * PyLong_SHIFT)) {
+                return (size_t) (((((((size_t)digits[2]) << PyLong_SHIFT) | (size_t)digits[1]) << PyLong_SHIFT) | (size_t)digits[0]));
+            }
+        } else
+        if (size == 4 && (8 * sizeof(size_t) > 3 * PyLong_SHIFT)) {
+            if ((8 * sizeof(unsigned long) > 4 * PyLong_SHIFT)) {
+                __PYX_VERIFY_RETURN_INT(size_t, unsigned long, (((((((((unsigned long)digits[3]) << PyLong_SHIFT) | (unsigned long)digits[2]) << PyLong_SHIFT) | (unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0])))
+            } else if ((8 * sizeof(size_t) >= 4 * PyLong_SHIFT)) {
+                return (size_t) (((((((((size_t)digits[3]) << PyLong_SHIFT) | (size_t)digits[2]) << PyLong_SHIFT) | (size_t)digits[1]) << PyLong_SHIFT) | (size_t)digits[0]));
+            }
+        } else
+        {}
     }
-    int non_empty = PyObject_IsTrue(state_dict);
-    if (non_empty == 0) {
-        Py_DECREF(state_dict);
-        return 0;
-    } else if (unlikely(non_empty == -1)) {
-        return -1;
+#elif CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX < 0x030C00A7
+    if (unlikely(Py_SIZE(x) < 0)) {
+        goto raise_neg_overflow;
     }
-    PyObject *dict;
-    #if CYTHON_COMPILING_IN_LIMITED_API && __PYX_LIMITED_VERSION_HEX < 0x030A0000
-    dict = PyObject_GetAttrString(obj, "__dict__");
-    #else
-    dict = PyObject_GenericGetDict(obj, NULL);
-    #endif
-    if (unlikely(!dict)) {
-        Py_DECREF(state_dict);
-        return -1;
+#else
+    {
+        int result = PyObject_RichCompareBool(x, Py_False, Py_LT);
+        if (unlikely(result < 0))
+            return (size_t) -1;
+        if (unlikely(result == 1))
+            goto raise_neg_overflow;
     }
-    int result;
-    if (likely(PyDict_CheckExact(dict))) {
-        result = PyDict_Update(dict, state_dict);
+#endif
+    if ((sizeof(size_t) <= sizeof(unsigned long))) {
+        __PYX_VERIFY_RETURN_INT_EXC(size_t, unsigned long, PyLong_AsUnsignedLong(x))
+    } else if ((sizeof(size_t) <= sizeof(unsigned PY_LONG_LONG))) {
+        __PYX_VERIFY_RETURN_INT_EXC(size_t, unsigned PY_LONG_LONG, PyLong_AsUnsignedLongLong(x))
+    }
+    return __Pyx_LargePyLong___Pyx_PyLong_As_size_t(x);
+raise_neg_overflow:
+    return __Pyx_raise_neg_overflow___Pyx_PyLong_As_size_t();
+raise_overflow:
+    return __Pyx_raise_overflow___Pyx_PyLong_As_size_t();
+}
+static CYTHON_INLINE size_t __Pyx_PySLong___Pyx_PyLong_As_size_t(PyObject *x) {
+    const int is_unsigned = 0;
+#if CYTHON_USE_PYLONG_INTERNALS
+    if (__Pyx_PyLong_IsNeg(x)) {
+        const Py_ssize_t size = __Pyx_PyLong_DigitCount(x);
+        const digit* digits = __Pyx_PyLong_Digits(x);
+        if (size == 2 && (8 * sizeof(size_t) > 1 * PyLong_SHIFT)) {
+            if ((8 * sizeof(long) > 2 * PyLong_SHIFT)) {
+                long ival = - (long) (((((unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0]));
+                __PYX_VERIFY_RETURN_INT(size_t, long, ival)
+            } else if ((8 * sizeof(size_t) - 1 > 2 * PyLong_SHIFT)) {
+                return (size_t) (((size_t) -1) * (((((size_t)digits[1]) << PyLong_SHIFT) | (size_t)digits[0])));
+            }
+        } else
+        if (size == 3 && (8 * sizeof(size_t) > 2 * PyLong_SHIFT)) {
+            if ((8 * sizeof(long) > 3 * PyLong_SHIFT)) {
+                long ival = - (long) (((((((unsigned long)digits[2]) << PyLong_SHIFT) | (unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0]));
+                __PYX_VERIFY_RETURN_INT(size_t, long, ival)
+            } else if ((8 * sizeof(size_t) - 1 > 3 * PyLong_SHIFT)) {
+                return (size_t) (((size_t) -1) * (((((((size_t)digits[2]) << PyLong_SHIFT) | (size_t)digits[1]) << PyLong_SHIFT) | (size_t)digits[0])));
+            }
+        } else
+        if (size == 4 && (8 * sizeof(size_t) > 3 * PyLong_SHIFT)) {
+            if ((8 * sizeof(long) > 4 * PyLong_SHIFT)) {
+                long ival = - (long) (((((((((unsigned long)digits[3]) << PyLong_SHIFT) | (unsigned long)digits[2]) << PyLong_SHIFT) | (unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0]));
+                __PYX_VERIFY_RETURN_INT(size_t, long, ival)
+            } else if ((8 * sizeof(size_t) - 1 > 4 * PyLong_SHIFT)) {
+                return (size_t) (((size_t) -1) * (((((((((size_t)digits[3]) << PyLong_SHIFT) | (size_t)digits[2]) << PyLong_SHIFT) | (size_t)digits[1]) << PyLong_SHIFT) | (size_t)digits[0])));
+            }
+        } else
+        {}
     } else {
-        PyObject *obj_result = __Pyx_PyObject_CallMethod1(dict, __pyx_mstate_global->__pyx_n_u_update, state_dict);
-        if (likely(obj_result)) {
-            Py_DECREF(obj_result);
-            result = 0;
-        } else {
-            result = -1;
+        const Py_ssize_t size = __Pyx_PyLong_DigitCount(x);
+        const digit* digits = __Pyx_PyLong_Digits(x);
+        if (size == 2 && (8 * sizeof(size_t) > 1 * PyLong_SHIFT)) {
+            if ((8 * sizeof(long) > 2 * PyLong_SHIFT)) {
+                __PYX_VERIFY_RETURN_INT(size_t, unsigned long, (((((unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0])))
+            } else if ((8 * sizeof(size_t) - 1 > 2 * PyLong_SHIFT)) {
+                return (size_t) (((((size_t)digits[1]) << PyLong_SHIFT) | (size_t)digits[0]));
+            }
+        } else
+        if (size == 3 && (8 * sizeof(size_t) > 2 * PyLong_SHIFT)) {
+            if ((8 * sizeof(long) > 3 * PyLong_SHIFT)) {
+                __PYX_VERIFY_RETURN_INT(size_t, unsigned long, (((((((unsigned long)digits[2]) << PyLong_SHIFT) | (unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0])))
+            } else if ((8 * sizeof(size_t) - 1 > 3 * PyLong_SHIFT)) {
+                return (size_t) (((((((size_t)digits[2]) << PyLong_SHIFT) | (size_t)digits[1]) << PyLong_SHIFT) | (size_t)digits[0]));
+            }
+        } else
+        if (size == 4 && (8 * sizeof(size_t) > 3 * PyLong_SHIFT)) {
+            if ((8 * sizeof(long) > 4 * PyLong_SHIFT)) {
+                __PYX_VERIFY_RETURN_INT(size_t, unsigned long, (((((((((unsigned long)digits[3]) << PyLong_SHIFT) | (unsigned long)digits[2]) << PyLong_SHIFT) | (unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0])))
+            } else if ((8 * sizeof(size_t) - 1 > 4 * PyLong_SHIFT)) {
+                return (size_t) (((((((((size_t)digits[3]) << PyLong_SHIFT) | (size_t)digits[2]) << PyLong_SHIFT) | (size_t)digits[1]) << PyLong_SHIFT) | (size_t)digits[0]));
+            }
+        } else
+        {}
+    }
+#endif
+    #if __PYX_LIMITED_VERSION_HEX >= 0x030d0000
+    if ((sizeof(size_t) <= sizeof(int)) && (sizeof(int) < sizeof(long))) {
+        __PYX_VERIFY_RETURN_INT_EXC(size_t, int, PyLong_AsInt(x))
+    } else
+    #endif
+    if ((sizeof(size_t) <= sizeof(long))) {
+        __PYX_VERIFY_RETURN_INT_EXC(size_t, long, PyLong_AsLong(x))
+    } else if ((sizeof(size_t) <= sizeof(PY_LONG_LONG))) {
+        __PYX_VERIFY_RETURN_INT_EXC(size_t, PY_LONG_LONG, PyLong_AsLongLong(x))
+    }
+    return __Pyx_LargePyLong___Pyx_PyLong_As_size_t(x);
+raise_neg_overflow:
+    return __Pyx_raise_neg_overflow___Pyx_PyLong_As_size_t();
+raise_overflow:
+    return __Pyx_raise_overflow___Pyx_PyLong_As_size_t();
+}
+static size_t __Pyx_LargePyLong___Pyx_PyLong_As_size_t(PyObject *x) {
+#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wconversion"
+#endif
+    const size_t neg_one = (size_t) -1, const_zero = (size_t) 0;
+#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
+#pragma GCC diagnostic pop
+#endif
+    const int is_unsigned = neg_one > const_zero;
+    size_t val;
+    int ret = -1;
+#if PY_VERSION_HEX >= 0x030d00A6 && !CYTHON_COMPILING_IN_LIMITED_API
+    Py_ssize_t bytes_copied = PyLong_AsNativeBytes(
+        x, &val, sizeof(val), Py_ASNATIVEBYTES_NATIVE_ENDIAN | (is_unsigned ? Py_ASNATIVEBYTES_UNSIGNED_BUFFER | Py_ASNATIVEBYTES_REJECT_NEGATIVE : 0));
+    if (unlikely(bytes_copied == -1)) {
+    } else if (unlikely(bytes_copied > (Py_ssize_t) sizeof(val))) {
+        goto raise_overflow;
+    } else {
+        ret = 0;
+    }
+#elif PY_VERSION_HEX < 0x030d0000 && !(CYTHON_COMPILING_IN_PYPY || CYTHON_COMPILING_IN_LIMITED_API) || defined(_PyLong_AsByteArray)
+    int one = 1; int is_little = (int)*(unsigned char *)&one;
+    unsigned char *bytes = (unsigned char *)&val;
+    ret = _PyLong_AsByteArray((PyLongObject *)x,
+                                bytes, sizeof(val),
+                                is_little, !is_unsigned);
+    if ((0)) goto raise_overflow;
+#else
+    PyObject *v;
+    PyObject *stepval = NULL, *mask = NULL, *shift = NULL;
+    int bits, remaining_bits, is_negative = 0;
+    int chunk_size = (sizeof(long) < 8) ? 30 : 62;
+    if (likely(PyLong_CheckExact(x))) {
+        v = __Pyx_NewRef(x);
+    } else {
+        v = PyNumber_Long(x);
+        if (unlikely(!v)) return (size_t) -1;
+        assert(PyLong_CheckExact(v));
+    }
+    {
+        int result = PyObject_RichCompareBool(v, Py_False, Py_LT);
+        if (unlikely(result < 0)) {
+            Py_DECREF(v);
+            return (size_t) -1;
+        }
+        is_negative = result == 1;
+    }
+    if (is_unsigned && unlikely(is_negative)) {
+        Py_DECREF(v);
+        PyErr_SetString(PyExc_OverflowError,
+            "can't convert negative value to size_t");
+        return (size_t) -1;
+    } else if (is_negative) {
+        stepval = PyNumber_Invert(v);
+        Py_DECREF(v);
+        if (unlikely(!stepval))
+            return (size_t) -1;
+    } else {
+        stepval = v;
+    }
+    v = NULL;
+    val = (size_t) 0;
+    mask = PyLong_FromLong((1L << chunk_size) - 1); if (unlikely(!mask)) goto done;
+    shift = PyLong_FromLong(chunk_size); if (unlikely(!shift)) goto done;
+    for (bits = 0; bits < (int) sizeof(size_t) * 8 - chunk_size; bits += chunk_size) {
+        PyObject *tmp, *digit;
+        long idigit;
+        digit = PyNumber_And(stepval, mask);
+        if (unlikely(!digit)) goto done;
+        idigit = PyLong_AsLong(digit);
+        Py_DECREF(digit);
+        if (unlikely(idigit < 0)) goto done;
+        val |= ((size_t) idigit) << bits;
+        tmp = PyNumber_Rshift(stepval, shift);
+        if (unlikely(!tmp)) goto done;
+        Py_DECREF(stepval); stepval = tmp;
+    }
+    Py_DECREF(shift); shift = NULL;
+    Py_DECREF(mask); mask = NULL;
+    {
+        long idigit = PyLong_AsLong(stepval);
+        if (unlikely(idigit < 0)) goto done;
+        remaining_bits = ((int) sizeof(size_t) * 8) - bits - (is_unsigned ? 0 : 1);
+        if (unlikely(idigit >= (1L << remaining_bits)))
+            goto raise_overflow;
+        val |= ((size_t) idigit) << bits;
+    }
+    if (!is_unsigned) {
+        if (unlikely(val & (((size_t) 1) << (sizeof(size_t) * 8 - 1))))
+            goto raise_overflow;
+        if (is_negative)
+            val = ~val;
+    }
+    ret = 0;
+done:
+    Py_XDECREF(shift);
+    Py_XDECREF(mask);
+    Py_XDECREF(stepval);
+#endif
+    if (unlikely(ret))
+        return (size_t) -1;
+    return val;
+raise_overflow:
+    return __Pyx_raise_overflow___Pyx_PyLong_As_size_t();
+}
+static CYTHON_INLINE size_t __Pyx_PyLong___Pyx_PyLong_As_size_t(PyObject *x) {
+#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wconversion"
+#endif
+    const size_t neg_one = (size_t) -1, const_zero = (size_t) 0;
+#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
+#pragma GCC diagnostic pop
+#endif
+    const int is_unsigned = neg_one > const_zero;
+    if (is_unsigned) {
+        #if CYTHON_USE_PYLONG_INTERNALS
+        if (unlikely(__Pyx_PyLong_IsNeg(x))) {
+            goto raise_neg_overflow;
+        } else if (__Pyx_PyLong_IsCompact(x)) {
+            __PYX_VERIFY_RETURN_INT(size_t, __Pyx_compact_upylong, __Pyx_PyLong_CompactValueUnsigned(x))
+        } else
+        #endif
+        {
+            return __Pyx_PyULong___Pyx_PyLong_As_size_t(x);
+        }
+    } else {
+        #if CYTHON_USE_PYLONG_INTERNALS
+        if (__Pyx_PyLong_IsCompact(x)) {
+            __PYX_VERIFY_RETURN_INT(size_t, __Pyx_compact_pylong, __Pyx_PyLong_CompactValue(x))
+        } else
+        #endif
+        {
+            return __Pyx_PySLong___Pyx_PyLong_As_size_t(x);
         }
     }
-    Py_DECREF(state_dict);
-    Py_DECREF(dict);
-    return result;
+#if CYTHON_USE_PYLONG_INTERNALS
+raise_neg_overflow:
+    return __Pyx_raise_neg_overflow___Pyx_PyLong_As_size_t();
+raise_overflow:
+    return __Pyx_raise_overflow___Pyx_PyLong_As_size_t();
+#endif
 }
-static int __Pyx_UpdateUnpickledDict(PyObject *obj, PyObject *state, Py_ssize_t index) {
-    Py_ssize_t state_size = __Pyx_PyTuple_GET_SIZE(state);
-    #if !CYTHON_ASSUME_SAFE_SIZE
-    if (unlikely(state_size == -1)) return -1;
-    #endif
-    if (state_size <= index) {
-        return 0;
-    }
-    return __Pyx__UpdateUnpickledDict(obj, state, index);
+static size_t __Pyx_NonPyLong___Pyx_PyLong_As_size_t(PyObject *x) {
+    size_t val;
+    PyObject *tmp = __Pyx_PyNumber_Long(x);
+    if (!tmp) return (size_t) -1;
+    val = __Pyx_PyLong_As_size_t(tmp);
+    Py_DECREF(tmp);
+    return val;
 }
-
-/* CheckUnpickleChecksumError (used by CheckUnpickleChecksum) */
-static void __Pyx_RaiseUnpickleChecksumError(long checksum, long checksum1, long checksum2, long checksum3, const char *members) {
-    PyObject *pickle_module = PyImport_ImportModule("pickle");
-    if (unlikely(!pickle_module)) return;
-    PyObject *pickle_error = PyObject_GetAttrString(pickle_module, "PickleError");
-    Py_DECREF(pickle_module);
-    if (unlikely(!pickle_error)) return;
-    if (checksum2 == checksum1) {
-        PyErr_Format(pickle_error, "Incompatible checksums (0x%x vs (0x%x) = (%s))",
-            checksum, checksum1, members);
-    } else if (checksum3 == checksum2) {
-        PyErr_Format(pickle_error, "Incompatible checksums (0x%x vs (0x%x, 0x%x) = (%s))",
-            checksum, checksum1, checksum2, members);
+static CYTHON_INLINE size_t __Pyx_PyLong_As_size_t(PyObject *x) {
+    if (likely(PyLong_Check(x))) {
+        return __Pyx_PyLong___Pyx_PyLong_As_size_t(x);
     } else {
-        PyErr_Format(pickle_error, "Incompatible checksums (0x%x vs (0x%x, 0x%x, 0x%x) = (%s))",
-            checksum, checksum1, checksum2, checksum3, members);
+        return __Pyx_NonPyLong___Pyx_PyLong_As_size_t(x);
     }
-    Py_DECREF(pickle_error);
 }
-
-/* CheckUnpickleChecksum */
-static int __Pyx_CheckUnpickleChecksum(long checksum, long checksum1, long checksum2, long checksum3, const char *members) {
-    int found = 0;
-    found |= checksum1 == checksum;
-    found |= checksum2 == checksum;
-    found |= checksum3 == checksum;
-    if (likely(found))
-        return 0;
-    __Pyx_RaiseUnpickleChecksumError(checksum, checksum1, checksum2, checksum3, members);
-    return -1;
-}
-
-/* CIntFromPyVerify (used by CIntFromPy) */
-#define __PYX_VERIFY_RETURN_INT(target_type, func_type, func_value)\
-    __PYX__VERIFY_RETURN_INT(target_type, func_type, func_value, 0)
-#define __PYX_VERIFY_RETURN_INT_EXC(target_type, func_type, func_value)\
-    __PYX__VERIFY_RETURN_INT(target_type, func_type, func_value, 1)
-#define __PYX__VERIFY_RETURN_INT(target_type, func_type, func_value, exc)\
-    {\
-        func_type value = func_value;\
-        if (sizeof(target_type) < sizeof(func_type)) {\
-            if (unlikely(value != (func_type) (target_type) value)) {\
-                func_type zero = 0;\
-                if (exc && unlikely(value == (func_type)-1 && PyErr_Occurred()))\
-                    return (target_type) -1;\
-                if (is_unsigned && unlikely(value < zero))\
-                    goto raise_neg_overflow;\
-                else\
-                    goto raise_overflow;\
-            }\
-        }\
-        return (target_type) value;\
-    }
 
 /* CIntFromPy */
 static int __Pyx_LargePyLong___Pyx_PyLong_As_int(PyObject *x);
@@ -32834,6 +33811,227 @@ static CYTHON_INLINE int __Pyx_PyLong_As_int(PyObject *x) {
     }
 }
 
+/* PyObjectVectorcallKwds (used by PyObjectVectorcallMethodKwds) */
+#if CYTHON_VECTORCALL
+CYTHON_UNUSED static int __Pyx_CheckVectorcallKwarg(PyObject *kwnames, Py_ssize_t i) {
+    PyObject *key = __Pyx_PyTuple_GET_ITEM(kwnames, i);
+#if !CYTHON_ASSUME_SAFE_MACROS
+    if (unlikely(!key)) return -1;
+#endif
+    if (unlikely(!PyUnicode_Check(key))) {
+        PyErr_SetString(PyExc_TypeError, "keywords must be strings");
+        return -1;
+    }
+    return 0;
+}
+#else
+CYTHON_UNUSED static PyObject *__Pyx_MakeKwargDict(PyObject **keys, PyObject **values, Py_ssize_t n) {
+    PyObject *out = PyDict_New();
+    if (unlikely(!out)) return NULL;
+    for (Py_ssize_t i=0; i<n; ++i) {
+        if (unlikely(PyDict_SetItem(out, keys[i], values[i]) < 0)) {
+            Py_DECREF(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+CYTHON_UNUSED static int __Pyx_CheckVectorcallKwarg(PyObject **kwnames, Py_ssize_t i) {
+    PyObject *key = kwnames[i];
+    if (unlikely(!PyUnicode_Check(key))) {
+        PyErr_SetString(PyExc_TypeError, "keywords must be strings");
+        return -1;
+    }
+    return 0;
+}
+#endif
+
+/* PyObjectVectorcallMethodKwds (used by CIntToPy) */
+#if !CYTHON_VECTORCALL
+static PyObject *__Pyx_Object_VectorcallMethodKwds(PyObject *name, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    PyObject *result;
+    PyObject *obj = PyObject_GetAttr(args[0], name);
+    if (unlikely(!obj))
+        return NULL;
+    result = __Pyx_Object_VectorcallKwds(obj, args+1, nargsf-1, kwnames);
+    Py_DECREF(obj);
+    return result;
+}
+#endif
+
+/* CIntToPy */
+static CYTHON_INLINE PyObject* __Pyx_PyLong_From_int(int value) {
+#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wconversion"
+#endif
+    const int neg_one = (int) -1, const_zero = (int) 0;
+#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
+#pragma GCC diagnostic pop
+#endif
+    const int is_unsigned = neg_one > const_zero;
+    if (is_unsigned) {
+        if (sizeof(int) < sizeof(long)) {
+            return PyLong_FromLong((long) value);
+        } else if (sizeof(int) <= sizeof(unsigned long)) {
+            return PyLong_FromUnsignedLong((unsigned long) value);
+#if !CYTHON_COMPILING_IN_PYPY
+        } else if (sizeof(int) <= sizeof(unsigned PY_LONG_LONG)) {
+            return PyLong_FromUnsignedLongLong((unsigned PY_LONG_LONG) value);
+#endif
+        }
+    } else {
+        if (sizeof(int) <= sizeof(long)) {
+            return PyLong_FromLong((long) value);
+        } else if (sizeof(int) <= sizeof(PY_LONG_LONG)) {
+            return PyLong_FromLongLong((PY_LONG_LONG) value);
+        }
+    }
+    {
+        unsigned char *bytes = (unsigned char *)&value;
+#if !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX >= 0x030d00A4
+        if (is_unsigned) {
+            return PyLong_FromUnsignedNativeBytes(bytes, sizeof(value), -1);
+        } else {
+            return PyLong_FromNativeBytes(bytes, sizeof(value), -1);
+        }
+#elif !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX < 0x030d0000
+        int one = 1; int little = (int)*(unsigned char *)&one;
+        return _PyLong_FromByteArray(bytes, sizeof(int),
+                                     little, !is_unsigned);
+#else
+        int one = 1; int little = (int)*(unsigned char *)&one;
+        PyObject *result = NULL, *kwds = NULL;
+        PyObject *py_bytes = NULL, *order_str = NULL, *from_bytes_str = NULL;;
+        py_bytes = PyBytes_FromStringAndSize((char*)bytes, sizeof(int));
+        if (!py_bytes) goto limited_bad;
+        from_bytes_str = PyUnicode_FromStringAndSize("from_bytes", 10);
+        if (!from_bytes_str) goto limited_bad;
+        order_str = PyUnicode_FromString(little ? "little" : "big");
+        if (!order_str) goto limited_bad;
+        {
+            PyObject *args[] = { (PyObject*)&PyLong_Type, py_bytes, order_str, Py_True };
+            if (!is_unsigned) {
+                PyObject *signed_str = PyUnicode_FromStringAndSize("signed", 6);
+                if (!signed_str) goto limited_bad;
+#if CYTHON_VECTORCALL
+                kwds = PyTuple_Pack(1, signed_str);
+#else
+                {
+                    PyObject *keys[] = {signed_str};
+                    PyObject *values[] = {Py_True};
+                    kwds = __Pyx_MakeKwargDict(keys, values, 1);
+                }
+#endif
+                Py_DECREF(signed_str);
+                if (unlikely(!kwds)) goto limited_bad;
+            }
+            result = __Pyx_Object_VectorcallMethodKwds(from_bytes_str, args, 3 | __Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET, kwds);
+        }
+        limited_bad:
+        Py_XDECREF(kwds);
+        Py_XDECREF(order_str);
+        Py_XDECREF(py_bytes);
+        Py_XDECREF(from_bytes_str);
+        return result;
+#endif
+    }
+}
+
+/* PyObjectCallMethod1 (used by UpdateUnpickledDict) */
+static CYTHON_INLINE PyObject* __Pyx_PyObject_CallMethod1(PyObject* obj, PyObject* method_name, PyObject* arg) {
+#if CYTHON_VECTORCALL && (__PYX_LIMITED_VERSION_HEX >= 0x030C0000 || !CYTHON_COMPILING_IN_LIMITED_API)
+    PyObject *args[2] = {obj, arg};
+    return PyObject_VectorcallMethod(method_name, args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+#elif CYTHON_COMPILING_IN_LIMITED_API
+    return PyObject_CallMethodObjArgs(obj, method_name, arg, NULL);
+#else
+    return PyObject_CallMethodOneArg(obj, method_name, arg);
+#endif
+}
+
+/* UpdateUnpickledDict */
+static int __Pyx__UpdateUnpickledDict(PyObject *obj, PyObject *state, Py_ssize_t index) {
+    PyObject *state_dict = __Pyx_PySequence_ITEM(state, index);
+    if (unlikely(!state_dict)) {
+        return -1;
+    }
+    int non_empty = PyObject_IsTrue(state_dict);
+    if (non_empty == 0) {
+        Py_DECREF(state_dict);
+        return 0;
+    } else if (unlikely(non_empty == -1)) {
+        return -1;
+    }
+    PyObject *dict;
+    #if CYTHON_COMPILING_IN_LIMITED_API && __PYX_LIMITED_VERSION_HEX < 0x030A0000
+    dict = PyObject_GetAttrString(obj, "__dict__");
+    #else
+    dict = PyObject_GenericGetDict(obj, NULL);
+    #endif
+    if (unlikely(!dict)) {
+        Py_DECREF(state_dict);
+        return -1;
+    }
+    int result;
+    if (likely(PyDict_CheckExact(dict))) {
+        result = PyDict_Update(dict, state_dict);
+    } else {
+        PyObject *obj_result = __Pyx_PyObject_CallMethod1(dict, __pyx_mstate_global->__pyx_n_u_update, state_dict);
+        if (likely(obj_result)) {
+            Py_DECREF(obj_result);
+            result = 0;
+        } else {
+            result = -1;
+        }
+    }
+    Py_DECREF(state_dict);
+    Py_DECREF(dict);
+    return result;
+}
+static int __Pyx_UpdateUnpickledDict(PyObject *obj, PyObject *state, Py_ssize_t index) {
+    Py_ssize_t state_size = __Pyx_PyTuple_GET_SIZE(state);
+    #if !CYTHON_ASSUME_SAFE_SIZE
+    if (unlikely(state_size == -1)) return -1;
+    #endif
+    if (state_size <= index) {
+        return 0;
+    }
+    return __Pyx__UpdateUnpickledDict(obj, state, index);
+}
+
+/* CheckUnpickleChecksumError (used by CheckUnpickleChecksum) */
+static void __Pyx_RaiseUnpickleChecksumError(long checksum, long checksum1, long checksum2, long checksum3, const char *members) {
+    PyObject *pickle_module = PyImport_ImportModule("pickle");
+    if (unlikely(!pickle_module)) return;
+    PyObject *pickle_error = PyObject_GetAttrString(pickle_module, "PickleError");
+    Py_DECREF(pickle_module);
+    if (unlikely(!pickle_error)) return;
+    if (checksum2 == checksum1) {
+        PyErr_Format(pickle_error, "Incompatible checksums (0x%x vs (0x%x) = (%s))",
+            checksum, checksum1, members);
+    } else if (checksum3 == checksum2) {
+        PyErr_Format(pickle_error, "Incompatible checksums (0x%x vs (0x%x, 0x%x) = (%s))",
+            checksum, checksum1, checksum2, members);
+    } else {
+        PyErr_Format(pickle_error, "Incompatible checksums (0x%x vs (0x%x, 0x%x, 0x%x) = (%s))",
+            checksum, checksum1, checksum2, checksum3, members);
+    }
+    Py_DECREF(pickle_error);
+}
+
+/* CheckUnpickleChecksum */
+static int __Pyx_CheckUnpickleChecksum(long checksum, long checksum1, long checksum2, long checksum3, const char *members) {
+    int found = 0;
+    found |= checksum1 == checksum;
+    found |= checksum2 == checksum;
+    found |= checksum3 == checksum;
+    if (likely(found))
+        return 0;
+    __Pyx_RaiseUnpickleChecksumError(checksum, checksum1, checksum2, checksum3, members);
+    return -1;
+}
+
 /* CIntFromPy */
 static long __Pyx_LargePyLong___Pyx_PyLong_As_long(PyObject *x);
 static long __Pyx_raise_neg_overflow___Pyx_PyLong_As_long(void) {
@@ -33132,133 +34330,6 @@ static CYTHON_INLINE long __Pyx_PyLong_As_long(PyObject *x) {
         return __Pyx_PyLong___Pyx_PyLong_As_long(x);
     } else {
         return __Pyx_NonPyLong___Pyx_PyLong_As_long(x);
-    }
-}
-
-/* PyObjectVectorcallKwds (used by PyObjectVectorcallMethodKwds) */
-#if CYTHON_VECTORCALL
-CYTHON_UNUSED static int __Pyx_CheckVectorcallKwarg(PyObject *kwnames, Py_ssize_t i) {
-    PyObject *key = __Pyx_PyTuple_GET_ITEM(kwnames, i);
-#if !CYTHON_ASSUME_SAFE_MACROS
-    if (unlikely(!key)) return -1;
-#endif
-    if (unlikely(!PyUnicode_Check(key))) {
-        PyErr_SetString(PyExc_TypeError, "keywords must be strings");
-        return -1;
-    }
-    return 0;
-}
-#else
-CYTHON_UNUSED static PyObject *__Pyx_MakeKwargDict(PyObject **keys, PyObject **values, Py_ssize_t n) {
-    PyObject *out = PyDict_New();
-    if (unlikely(!out)) return NULL;
-    for (Py_ssize_t i=0; i<n; ++i) {
-        if (unlikely(PyDict_SetItem(out, keys[i], values[i]) < 0)) {
-            Py_DECREF(out);
-            return NULL;
-        }
-    }
-    return out;
-}
-CYTHON_UNUSED static int __Pyx_CheckVectorcallKwarg(PyObject **kwnames, Py_ssize_t i) {
-    PyObject *key = kwnames[i];
-    if (unlikely(!PyUnicode_Check(key))) {
-        PyErr_SetString(PyExc_TypeError, "keywords must be strings");
-        return -1;
-    }
-    return 0;
-}
-#endif
-
-/* PyObjectVectorcallMethodKwds (used by CIntToPy) */
-#if !CYTHON_VECTORCALL
-static PyObject *__Pyx_Object_VectorcallMethodKwds(PyObject *name, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
-    PyObject *result;
-    PyObject *obj = PyObject_GetAttr(args[0], name);
-    if (unlikely(!obj))
-        return NULL;
-    result = __Pyx_Object_VectorcallKwds(obj, args+1, nargsf-1, kwnames);
-    Py_DECREF(obj);
-    return result;
-}
-#endif
-
-/* CIntToPy */
-static CYTHON_INLINE PyObject* __Pyx_PyLong_From_int(int value) {
-#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wconversion"
-#endif
-    const int neg_one = (int) -1, const_zero = (int) 0;
-#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
-#pragma GCC diagnostic pop
-#endif
-    const int is_unsigned = neg_one > const_zero;
-    if (is_unsigned) {
-        if (sizeof(int) < sizeof(long)) {
-            return PyLong_FromLong((long) value);
-        } else if (sizeof(int) <= sizeof(unsigned long)) {
-            return PyLong_FromUnsignedLong((unsigned long) value);
-#if !CYTHON_COMPILING_IN_PYPY
-        } else if (sizeof(int) <= sizeof(unsigned PY_LONG_LONG)) {
-            return PyLong_FromUnsignedLongLong((unsigned PY_LONG_LONG) value);
-#endif
-        }
-    } else {
-        if (sizeof(int) <= sizeof(long)) {
-            return PyLong_FromLong((long) value);
-        } else if (sizeof(int) <= sizeof(PY_LONG_LONG)) {
-            return PyLong_FromLongLong((PY_LONG_LONG) value);
-        }
-    }
-    {
-        unsigned char *bytes = (unsigned char *)&value;
-#if !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX >= 0x030d00A4
-        if (is_unsigned) {
-            return PyLong_FromUnsignedNativeBytes(bytes, sizeof(value), -1);
-        } else {
-            return PyLong_FromNativeBytes(bytes, sizeof(value), -1);
-        }
-#elif !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX < 0x030d0000
-        int one = 1; int little = (int)*(unsigned char *)&one;
-        return _PyLong_FromByteArray(bytes, sizeof(int),
-                                     little, !is_unsigned);
-#else
-        int one = 1; int little = (int)*(unsigned char *)&one;
-        PyObject *result = NULL, *kwds = NULL;
-        PyObject *py_bytes = NULL, *order_str = NULL, *from_bytes_str = NULL;;
-        py_bytes = PyBytes_FromStringAndSize((char*)bytes, sizeof(int));
-        if (!py_bytes) goto limited_bad;
-        from_bytes_str = PyUnicode_FromStringAndSize("from_bytes", 10);
-        if (!from_bytes_str) goto limited_bad;
-        order_str = PyUnicode_FromString(little ? "little" : "big");
-        if (!order_str) goto limited_bad;
-        {
-            PyObject *args[] = { (PyObject*)&PyLong_Type, py_bytes, order_str, Py_True };
-            if (!is_unsigned) {
-                PyObject *signed_str = PyUnicode_FromStringAndSize("signed", 6);
-                if (!signed_str) goto limited_bad;
-#if CYTHON_VECTORCALL
-                kwds = PyTuple_Pack(1, signed_str);
-#else
-                {
-                    PyObject *keys[] = {signed_str};
-                    PyObject *values[] = {Py_True};
-                    kwds = __Pyx_MakeKwargDict(keys, values, 1);
-                }
-#endif
-                Py_DECREF(signed_str);
-                if (unlikely(!kwds)) goto limited_bad;
-            }
-            result = __Pyx_Object_VectorcallMethodKwds(from_bytes_str, args, 3 | __Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET, kwds);
-        }
-        limited_bad:
-        Py_XDECREF(kwds);
-        Py_XDECREF(order_str);
-        Py_XDECREF(py_bytes);
-        Py_XDECREF(from_bytes_str);
-        return result;
-#endif
     }
 }
 

@@ -10,8 +10,8 @@ These functions trust their caller (``fastconv.backends.compiled``) for the
 geometry but check every extent they index with before releasing the GIL;
 windows are clipped to the input, so no geometry reads out of range.
 """
-from cython.parallel cimport prange
-from libc.stdlib cimport malloc, free
+from cython.parallel cimport parallel, prange, threadid
+from libc.stdlib cimport calloc, malloc, free
 from libc.string cimport memcpy, memset
 
 from _linalg cimport gemm_row_major, column_sums
@@ -60,52 +60,74 @@ cdef inline void scatter_patch(float* grad_sample, const float* patch, Py_ssize_
                 target[c] += source[c]
 
 
-cdef void im2col(const float* x, float* cols, Py_ssize_t first, Py_ssize_t samples,
-                 Py_ssize_t height, Py_ssize_t width, Py_ssize_t channels, Py_ssize_t out_h, Py_ssize_t out_w,
-                 Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
-                 Py_ssize_t kernel_h, Py_ssize_t kernel_w) noexcept nogil:
-    """cols (samples*OH*OW, KH*KW*C): one row per output pixel of samples [first, first + samples)."""
+cdef void im2col_rows(const float* x, float* cols, Py_ssize_t first_row, Py_ssize_t rows,
+                      Py_ssize_t height, Py_ssize_t width, Py_ssize_t channels, Py_ssize_t out_h, Py_ssize_t out_w,
+                      Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
+                      Py_ssize_t kernel_h, Py_ssize_t kernel_w) noexcept nogil:
+    """cols (rows, KH*KW*C): the patches of output pixels [first_row, first_row + rows) of the flattened (N, OH, OW)."""
     cdef Py_ssize_t patch_len = kernel_h * kernel_w * channels
-    cdef Py_ssize_t row, n, oh, ow
-    for row in prange(samples * out_h * out_w, schedule='static'):
-        n = first + row // (out_h * out_w)
-        oh = (row // out_w) % out_h
-        ow = row % out_w
-        gather_patch(x + n * height * width * channels, cols + row * patch_len,
+    cdef Py_ssize_t i, pixel, n, oh, ow
+    for i in range(rows):
+        pixel = first_row + i
+        n = pixel // (out_h * out_w)
+        oh = (pixel // out_w) % out_h
+        ow = pixel % out_w
+        gather_patch(x + n * height * width * channels, cols + i * patch_len,
                      oh * stride_h - pad_top, ow * stride_w - pad_left, height, width, channels, kernel_h, kernel_w)
 
 
-cdef void col2im(const float* cols, float* grad_x, Py_ssize_t first, Py_ssize_t samples,
-                 Py_ssize_t height, Py_ssize_t width, Py_ssize_t channels, Py_ssize_t out_h, Py_ssize_t out_w,
-                 Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
-                 Py_ssize_t kernel_h, Py_ssize_t kernel_w) noexcept nogil:
-    """grad_x[first:first+samples] = the sum of every patch row scattered back (samples in parallel, no races)."""
+cdef void col2im_sample(const float* cols, float* grad_sample,
+                        Py_ssize_t height, Py_ssize_t width, Py_ssize_t channels, Py_ssize_t out_h, Py_ssize_t out_w,
+                        Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
+                        Py_ssize_t kernel_h, Py_ssize_t kernel_w) noexcept nogil:
+    """grad_sample (H, W, C) = the sum of one sample's patch rows cols (OH*OW, KH*KW*C) scattered back."""
     cdef Py_ssize_t patch_len = kernel_h * kernel_w * channels
-    cdef Py_ssize_t sample_len = height * width * channels
-    cdef Py_ssize_t i, row, oh, ow
-    cdef float* grad_sample
-    for i in prange(samples, schedule='static'):
-        grad_sample = grad_x + (first + i) * sample_len
-        memset(grad_sample, 0, sample_len * sizeof(float))
-        for oh in range(out_h):
-            for ow in range(out_w):
-                row = (i * out_h + oh) * out_w + ow
-                scatter_patch(grad_sample, cols + row * patch_len, oh * stride_h - pad_top, ow * stride_w - pad_left,
-                              height, width, channels, kernel_h, kernel_w)
+    cdef Py_ssize_t oh, ow
+    memset(grad_sample, 0, height * width * channels * sizeof(float))
+    for oh in range(out_h):
+        for ow in range(out_w):
+            scatter_patch(grad_sample, cols + (oh * out_w + ow) * patch_len, oh * stride_h - pad_top,
+                          ow * stride_w - pad_left, height, width, channels, kernel_h, kernel_w)
+
+
+# Each thread works on its own blocks of output pixels with a single-threaded
+# BLAS call, so patches are gathered and multiplied in the same core's cache
+# and BLAS threads never fight the OpenMP team for the two cores. OpenBLAS
+# offers a per-thread thread count; fastconv.backends.blas_threads hands us
+# its address when the BLAS that SciPy loaded has it (else BLAS keeps its own
+# threads: slower, same results).
+ctypedef int (*set_threads_local_fn)(int) noexcept nogil
+cdef set_threads_local_fn blas_set_threads_local = NULL
+
+
+def set_blas_thread_control(size_t address):
+    """Register OpenBLAS' ``openblas_set_num_threads_local`` (its address; 0 to clear)."""
+    global blas_set_threads_local
+    blas_set_threads_local = <set_threads_local_fn>address
+
+
+cdef inline int blas_single_thread() noexcept nogil:
+    return blas_set_threads_local(1) if blas_set_threads_local != NULL else 0
+
+
+cdef inline void blas_restore_threads(int previous) noexcept nogil:
+    if blas_set_threads_local != NULL:
+        blas_set_threads_local(previous)
 
 
 cdef int check_extents(Py_ssize_t batch, Py_ssize_t channels, Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t filters,
                        Py_ssize_t matrix_rows, Py_ssize_t matrix_cols, Py_ssize_t grad_batch, Py_ssize_t grad_h,
                        Py_ssize_t grad_w, Py_ssize_t grad_filters, Py_ssize_t stride_h, Py_ssize_t stride_w,
-                       Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t chunk) except -1:
-    if stride_h < 1 or stride_w < 1 or kernel_h < 1 or kernel_w < 1 or chunk < 1:
-        raise ValueError(f"conv2d: strides ({stride_h}, {stride_w}), kernel ({kernel_h}, {kernel_w}) and chunk {chunk} must be positive")
+                       Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t block_rows, int threads) except -1:
+    if stride_h < 1 or stride_w < 1 or kernel_h < 1 or kernel_w < 1 or block_rows < 1 or threads < 1:
+        raise ValueError(f"conv2d: strides ({stride_h}, {stride_w}), kernel ({kernel_h}, {kernel_w}), block_rows "
+                         f"{block_rows} and threads {threads} must be positive")
     if matrix_rows != kernel_h * kernel_w * channels or matrix_cols != filters:
         raise ValueError(f"conv2d: kernel matrix ({matrix_rows}, {matrix_cols}) does not match kernel ({kernel_h}, {kernel_w}, {channels}, {filters})")
     if (grad_batch, grad_h, grad_w, grad_filters) != (batch, out_h, out_w, filters):
         raise ValueError(f"conv2d: output ({grad_batch}, {grad_h}, {grad_w}, {grad_filters}) does not match ({batch}, {out_h}, {out_w}, {filters})")
-    if chunk * out_h * out_w * matrix_rows >= 2**31 or batch * out_h * out_w >= 2**31:
-        raise ValueError("conv2d: a chunk of the batch is too large for 32-bit BLAS indices")
+    if max(block_rows, out_h * out_w) * matrix_rows >= 2**31:
+        raise ValueError("conv2d: a block of patches is too large for 32-bit BLAS indices")
     return 0
 
 
@@ -114,17 +136,10 @@ cdef inline bint is_pointwise(Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize
     return kernel_h == 1 and kernel_w == 1 and stride_h == 1 and stride_w == 1 and pad_top == 0 and pad_left == 0
 
 
-cdef float* alloc_cols(Py_ssize_t chunk, Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t patch_len) except NULL:
-    cdef float* cols = <float*>malloc(chunk * out_h * out_w * patch_len * sizeof(float))
-    if cols == NULL:
-        raise MemoryError(f"conv2d: cannot allocate a ({chunk * out_h * out_w}, {patch_len}) patch matrix")
-    return cols
-
-
 def conv2d_forward(const float[:, :, :, ::1] x, const float[:, ::1] kernel_matrix, const float[::1] bias,
                    float[:, :, :, ::1] y, Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top,
-                   Py_ssize_t pad_left, Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t chunk):
-    """y = conv(x, kernel) + bias.
+                   Py_ssize_t pad_left, Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t block_rows, int threads):
+    """y = conv(x, kernel) + bias, in blocks of ``block_rows`` output pixels shared among ``threads``.
 
     x: (N, H, W, C); kernel_matrix: (KH*KW*C, F); bias: (F,); y: (N, OH, OW, F), written.
     """
@@ -132,102 +147,150 @@ def conv2d_forward(const float[:, :, :, ::1] x, const float[:, ::1] kernel_matri
     cdef Py_ssize_t out_h = y.shape[1], out_w = y.shape[2], filters = y.shape[3]
     cdef Py_ssize_t patch_len = kernel_matrix.shape[0]
     check_extents(batch, channels, out_h, out_w, filters, kernel_matrix.shape[0], kernel_matrix.shape[1],
-                  y.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, chunk)
+                  y.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
     if bias.shape[0] != filters:
         raise ValueError(f"conv2d_forward: bias ({bias.shape[0]},) does not match {filters} filters")
     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
-    cdef float* cols = NULL if pointwise else alloc_cols(chunk, out_h, out_w, patch_len)
-    cdef const float* lhs
-    cdef float* y_rows
-    cdef Py_ssize_t first, samples, rows, row
-    with nogil:
-        first = 0
-        while first < batch:
-            samples = min(chunk, batch - first)
-            rows = samples * out_h * out_w
+    cdef Py_ssize_t total_rows = batch * out_h * out_w
+    cdef Py_ssize_t blocks = (total_rows + block_rows - 1) // block_rows
+    cdef Py_ssize_t block, first_row, rows, row
+    cdef const float* x_data = &x[0, 0, 0, 0]
+    cdef float* y_data = &y[0, 0, 0, 0]
+    cdef float* cols
+    cdef const float* patches
+    cdef int previous_threads
+    cdef int failed = 0
+    cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
+    with nogil, parallel(num_threads=threads):
+        cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
+        previous_threads = blas_single_thread()
+        for block in prange(blocks, schedule='static'):
+            if not pointwise and cols == NULL:
+                failed_flag[0] = 1
+                continue
+            first_row = block * block_rows
+            rows = min(block_rows, total_rows - first_row)
             if pointwise:
-                lhs = &x[first, 0, 0, 0]
+                patches = x_data + first_row * patch_len
             else:
-                im2col(&x[0, 0, 0, 0], cols, first, samples, height, width, channels, out_h, out_w,
-                       stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
-                lhs = cols
-            y_rows = &y[first, 0, 0, 0]
-            for row in prange(rows, schedule='static'):
-                memcpy(y_rows + row * filters, &bias[0], filters * sizeof(float))
-            gemm_row_major(False, False, <int>rows, <int>filters, <int>patch_len, 1.0, lhs, <int>patch_len,
-                           &kernel_matrix[0, 0], <int>filters, 1.0, y_rows, <int>filters)
-            first += chunk
-    free(cols)
+                im2col_rows(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,
+                            stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+                patches = cols
+            for row in range(first_row, first_row + rows):
+                memcpy(y_data + row * filters, &bias[0], filters * sizeof(float))
+            gemm_row_major(False, False, <int>rows, <int>filters, <int>patch_len, 1.0, patches, <int>patch_len,
+                           &kernel_matrix[0, 0], <int>filters, 1.0, y_data + first_row * filters, <int>filters)
+        blas_restore_threads(previous_threads)
+        free(cols)
+    if failed:
+        raise MemoryError(f"conv2d_forward: cannot allocate a ({block_rows}, {patch_len}) patch block")
 
 
 def conv2d_backward_input(const float[:, :, :, ::1] grad_out, const float[:, ::1] kernel_matrix,
                           float[:, :, :, ::1] grad_x, Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top,
-                          Py_ssize_t pad_left, Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t chunk):
-    """grad_x = the gradient of conv with respect to its input.
+                          Py_ssize_t pad_left, Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t block_rows,
+                          int threads):
+    """grad_x = the gradient of conv with respect to its input, one sample per block.
 
     grad_out: (N, OH, OW, F); kernel_matrix: (KH*KW*C, F); grad_x: (N, H, W, C), written.
+    ``block_rows`` is unused (a sample's patches are scattered as one block) but kept for one signature.
     """
     cdef Py_ssize_t batch = grad_x.shape[0], height = grad_x.shape[1], width = grad_x.shape[2]
     cdef Py_ssize_t channels = grad_x.shape[3]
     cdef Py_ssize_t out_h = grad_out.shape[1], out_w = grad_out.shape[2], filters = grad_out.shape[3]
     cdef Py_ssize_t patch_len = kernel_matrix.shape[0]
     check_extents(batch, channels, out_h, out_w, filters, kernel_matrix.shape[0], kernel_matrix.shape[1],
-                  grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, chunk)
+                  grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
     if pointwise and (out_h, out_w) != (height, width):
         raise ValueError("conv2d_backward_input: a 1x1 stride-1 convolution keeps the spatial size")
-    cdef float* cols = NULL if pointwise else alloc_cols(chunk, out_h, out_w, patch_len)
-    cdef Py_ssize_t first, samples, rows
-    with nogil:
-        first = 0
-        while first < batch:
-            samples = min(chunk, batch - first)
-            rows = samples * out_h * out_w
-            gemm_row_major(False, True, <int>rows, <int>patch_len, <int>filters, 1.0, &grad_out[first, 0, 0, 0],
+    cdef Py_ssize_t pixels = out_h * out_w, sample_len = height * width * channels
+    cdef Py_ssize_t n
+    cdef float* cols
+    cdef int previous_threads
+    cdef int failed = 0
+    cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
+    with nogil, parallel(num_threads=threads):
+        cols = NULL if pointwise else <float*>malloc(pixels * patch_len * sizeof(float))
+        previous_threads = blas_single_thread()
+        for n in prange(batch, schedule='static'):
+            if not pointwise and cols == NULL:
+                failed_flag[0] = 1
+                continue
+            gemm_row_major(False, True, <int>pixels, <int>patch_len, <int>filters, 1.0, &grad_out[n, 0, 0, 0],
                            <int>filters, &kernel_matrix[0, 0], <int>filters, 0.0,
-                           &grad_x[first, 0, 0, 0] if pointwise else cols, <int>patch_len)
+                           &grad_x[n, 0, 0, 0] if pointwise else cols, <int>patch_len)
             if not pointwise:
-                col2im(cols, &grad_x[0, 0, 0, 0], first, samples, height, width, channels, out_h, out_w,
-                       stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
-            first += chunk
-    free(cols)
+                col2im_sample(cols, &grad_x[n, 0, 0, 0], height, width, channels, out_h, out_w,
+                              stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+        blas_restore_threads(previous_threads)
+        free(cols)
+    if failed:
+        raise MemoryError(f"conv2d_backward_input: cannot allocate a ({pixels}, {patch_len}) patch block")
 
 
 def conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, :, :, ::1] grad_out,
                            float[:, ::1] grad_kernel_matrix, float[::1] grad_bias, Py_ssize_t stride_h,
                            Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left, Py_ssize_t kernel_h,
-                           Py_ssize_t kernel_w, Py_ssize_t chunk):
+                           Py_ssize_t kernel_w, Py_ssize_t block_rows, int threads):
     """grad_kernel_matrix = patches^T @ grad_out; grad_bias = grad_out summed over N, OH, OW.
 
     x: (N, H, W, C); grad_out: (N, OH, OW, F); grad_kernel_matrix: (KH*KW*C, F), written;
-    grad_bias: (F,) written, or (0,) to skip it.
+    grad_bias: (F,) written, or (0,) to skip it. Each thread sums its blocks into its own
+    partial gradient; the partials are added in thread order, so results are repeatable.
     """
     cdef Py_ssize_t batch = x.shape[0], height = x.shape[1], width = x.shape[2], channels = x.shape[3]
     cdef Py_ssize_t out_h = grad_out.shape[1], out_w = grad_out.shape[2], filters = grad_out.shape[3]
     cdef Py_ssize_t patch_len = grad_kernel_matrix.shape[0]
     check_extents(batch, channels, out_h, out_w, filters, grad_kernel_matrix.shape[0], grad_kernel_matrix.shape[1],
-                  grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, chunk)
+                  grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
     if grad_bias.shape[0] not in (0, filters):
         raise ValueError(f"conv2d_backward_kernel: grad_bias ({grad_bias.shape[0]},) does not match {filters} filters")
     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
-    cdef float* cols = NULL if pointwise else alloc_cols(chunk, out_h, out_w, patch_len)
+    cdef Py_ssize_t total_rows = batch * out_h * out_w
+    cdef Py_ssize_t blocks = (total_rows + block_rows - 1) // block_rows
+    cdef Py_ssize_t matrix_len = patch_len * filters
+    cdef float* partials = <float*>calloc(threads * matrix_len, sizeof(float))
+    if partials == NULL:
+        raise MemoryError(f"conv2d_backward_kernel: cannot allocate {threads} partial gradients")
+    cdef Py_ssize_t block, first_row, rows, i, t
+    cdef const float* x_data = &x[0, 0, 0, 0]
+    cdef const float* grad_data = &grad_out[0, 0, 0, 0]
+    cdef float* cols
+    cdef float* partial
+    cdef float* grad_kernel
     cdef const float* patches
-    cdef Py_ssize_t first, samples, rows
+    cdef int previous_threads
+    cdef int failed = 0
+    cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
     with nogil:
-        first = 0
-        while first < batch:
-            samples = min(chunk, batch - first)
-            rows = samples * out_h * out_w
-            if pointwise:
-                patches = &x[first, 0, 0, 0]
-            else:
-                im2col(&x[0, 0, 0, 0], cols, first, samples, height, width, channels, out_h, out_w,
-                       stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
-                patches = cols
-            gemm_row_major(True, False, <int>patch_len, <int>filters, <int>rows, 1.0, patches, <int>patch_len,
-                           &grad_out[first, 0, 0, 0], <int>filters, 0.0 if first == 0 else 1.0,
-                           &grad_kernel_matrix[0, 0], <int>filters)
-            first += chunk
-        if grad_bias.shape[0] > 0:
-            column_sums(&grad_out[0, 0, 0, 0], batch * out_h * out_w, filters, &grad_bias[0])
-    free(cols)
+        with parallel(num_threads=threads):
+            cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
+            partial = partials + threadid() * matrix_len
+            previous_threads = blas_single_thread()
+            for block in prange(blocks, schedule='static'):
+                if not pointwise and cols == NULL:
+                    failed_flag[0] = 1
+                    continue
+                first_row = block * block_rows
+                rows = min(block_rows, total_rows - first_row)
+                if pointwise:
+                    patches = x_data + first_row * patch_len
+                else:
+                    im2col_rows(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,
+                                stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+                    patches = cols
+                gemm_row_major(True, False, <int>patch_len, <int>filters, <int>rows, 1.0, patches, <int>patch_len,
+                               grad_data + first_row * filters, <int>filters, 1.0, partial, <int>filters)
+            blas_restore_threads(previous_threads)
+            free(cols)
+        grad_kernel = &grad_kernel_matrix[0, 0]
+        memset(grad_kernel, 0, matrix_len * sizeof(float))
+        for t in range(threads):
+            for i in range(matrix_len):
+                grad_kernel[i] += partials[t * matrix_len + i]
+        if grad_bias.shape[0] > 0 and not failed:
+            column_sums(grad_data, total_rows, filters, &grad_bias[0])
+    free(partials)
+    if failed:
+        raise MemoryError(f"conv2d_backward_kernel: cannot allocate a ({block_rows}, {patch_len}) patch block")

@@ -104,11 +104,11 @@ def test_compiled_cython_kernels_check_extents_before_releasing_the_gil():
 
     y = np.empty((2, 6, 6, 4), np.float32)
     with pytest.raises(ValueError, match="kernel matrix"):
-        conv.conv2d_forward(X, KERNEL.reshape(-1, 4)[:10], np.zeros(4, np.float32), y, 1, 1, 0, 0, 3, 3, 1)
+        conv.conv2d_forward(X, KERNEL.reshape(-1, 4)[:10], np.zeros(4, np.float32), y, 1, 1, 0, 0, 3, 3, 16, 1)
     with pytest.raises(ValueError, match="does not match"):
-        conv.conv2d_forward(X, KERNEL.reshape(-1, 4), np.zeros(4, np.float32), y[:1], 1, 1, 0, 0, 3, 3, 1)
+        conv.conv2d_forward(X, KERNEL.reshape(-1, 4), np.zeros(4, np.float32), y[:1], 1, 1, 0, 0, 3, 3, 16, 1)
     with pytest.raises(ValueError, match="must be positive"):
-        conv.conv2d_forward(X, KERNEL.reshape(-1, 4), np.zeros(4, np.float32), y, 1, 1, 0, 0, 3, 3, 0)
+        conv.conv2d_forward(X, KERNEL.reshape(-1, 4), np.zeros(4, np.float32), y, 1, 1, 0, 0, 3, 3, 16, 0)
     with pytest.raises(ValueError, match="do not agree"):
         dense.dense_forward(np.ones((2, 4), np.float32), np.ones((3, 5), np.float32), np.ones(5, np.float32), np.empty((2, 5), np.float32))
     argmax = np.full((2, 4, 4, 3), 1000, np.int32)

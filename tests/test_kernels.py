@@ -29,12 +29,13 @@ def conv_cases(draw):
     return x_shape, kernel_shape, strides, padding, draw(st.booleans()), draw(seeds)
 
 
-@pytest.fixture(params=["batch in one chunk", "one sample per chunk"])
+@pytest.fixture(params=["default blocks", "one-row blocks, one thread", "small blocks, three threads"])
 def chunking(request, monkeypatch):
-    """Run the convolution tests with the batch in one im2col chunk, and split into one chunk per sample."""
-    if request.param == "one sample per chunk":
-        monkeypatch.setattr(compiled, "_IM2COL_CHUNK_BYTES", 1)
-        monkeypatch.setattr(compiled, "_thread_count", lambda: 1)
+    """Run the convolution tests with the default blocking and with many small blocks, serial and threaded."""
+    if request.param != "default blocks":
+        monkeypatch.setattr(compiled, "_PATCH_BLOCK_BYTES", 1)
+        monkeypatch.setattr(compiled, "_MIN_BLOCK_ROWS", 1 if "one-row" in request.param else 5)
+        monkeypatch.setattr(compiled, "thread_count", lambda: 1 if "one thread" in request.param else 3)
     return request.param
 
 

@@ -16,22 +16,30 @@ import numpy as np
 
 from fastconv.backends import checks
 
-# An im2col chunk of about this many bytes stays in the 32 MiB L3 cache of the
-# machines we target while being large enough for BLAS to run at full speed.
-_IM2COL_CHUNK_BYTES = 8 << 20
+# A block of patches of about this many bytes stays in one core's L2 cache
+# while its product with the kernel is large enough for BLAS to run at speed.
+_PATCH_BLOCK_BYTES = 1 << 20
+_MIN_BLOCK_ROWS = 64
 
 
-def _thread_count():
+def thread_count():
+    """Threads the convolution kernels use: $OMP_NUM_THREADS if set, else the cores this process may run on."""
+    from_env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if from_env.isdigit() and int(from_env) > 0:
+        return int(from_env)
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         return os.cpu_count() or 1
 
 
-def im2col_chunk(batch, geometry, kernel_shape):
-    """Samples per im2col chunk: enough to fill the byte budget, at least one per thread."""
-    col_bytes_per_sample = geometry.out_h * geometry.out_w * kernel_shape[0] * kernel_shape[1] * kernel_shape[2] * 4
-    return int(min(batch, max(_thread_count(), _IM2COL_CHUNK_BYTES // max(col_bytes_per_sample, 1))))
+def conv_blocking(batch, geometry, kernel_shape):
+    """(block_rows, threads): output pixels per block of patches, and threads sharing the blocks."""
+    patch_len = kernel_shape[0] * kernel_shape[1] * kernel_shape[2]
+    total_rows = batch * geometry.out_h * geometry.out_w
+    block_rows = min(total_rows, max(_MIN_BLOCK_ROWS, _PATCH_BLOCK_BYTES // (4 * patch_len)))
+    blocks = -(-total_rows // block_rows)
+    return int(block_rows), int(max(1, min(thread_count(), blocks, batch)))
 
 
 class CompiledBackend:
@@ -65,7 +73,7 @@ class CompiledBackend:
         self.kernels.conv2d_forward(
             x_nhwc, kernel.reshape(-1, filters), bias, y,
             stride_h, stride_w, geometry.pad_top, geometry.pad_left, kernel_h, kernel_w,
-            im2col_chunk(x_nhwc.shape[0], geometry, kernel.shape),
+            *conv_blocking(x_nhwc.shape[0], geometry, kernel.shape),
         )  # fmt: skip
         return y
 
@@ -79,7 +87,7 @@ class CompiledBackend:
         self.kernels.conv2d_backward_input(
             grad_out, kernel.reshape(-1, filters), grad_x,
             stride_h, stride_w, geometry.pad_top, geometry.pad_left, kernel_h, kernel_w,
-            im2col_chunk(input_shape[0], geometry, kernel.shape),
+            *conv_blocking(input_shape[0], geometry, kernel.shape),
         )  # fmt: skip
         return grad_x
 
@@ -94,7 +102,7 @@ class CompiledBackend:
         self.kernels.conv2d_backward_kernel(
             x_nhwc, grad_out, grad_kernel.reshape(-1, filters), grad_bias,
             stride_h, stride_w, geometry.pad_top, geometry.pad_left, kernel_h, kernel_w,
-            im2col_chunk(x_nhwc.shape[0], geometry, kernel_shape),
+            *conv_blocking(x_nhwc.shape[0], geometry, kernel_shape),
         )  # fmt: skip
         return grad_kernel, grad_bias if with_bias else None
 

@@ -3,14 +3,17 @@
 from types import SimpleNamespace
 
 from fastconv._ext import activations, conv, dense, pool
+from fastconv.backends.blas_threads import find_set_threads_local
 from fastconv.backends.compiled import CompiledBackend
+
+conv.set_blas_thread_control(find_set_threads_local())
 
 kernels = SimpleNamespace(
     **{
         name: getattr(module, name)
         for module in (conv, pool, dense, activations)
         for name in dir(module)
-        if not name.startswith("_") and callable(getattr(module, name))
+        if not name.startswith(("_", "set_")) and callable(getattr(module, name))
     }
 )
 

@@ -17,14 +17,21 @@ _PARALLEL = dict(cache=True, nogil=True, parallel=True)
 # --- convolution -----------------------------------------------------------
 
 
+# Numba alternates a parallel gather with a multi-threaded BLAS call, and each
+# switch costs a synchronisation, so it takes blocks this many times larger
+# than the Cython kernels' per-thread blocks.
+_BLOCK_SCALE = 8
+
+
 @njit(**_PARALLEL)
-def _im2col(x, cols, first, samples, out_h, out_w, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w):
-    """cols (samples*OH*OW, KH*KW*C): one row per output pixel; zeros where a window leaves the input."""
+def _im2col_rows(x, cols, first_row, out_h, out_w, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w):
+    """cols (rows, KH*KW*C): the patches of output pixels [first_row, first_row + rows) of the flattened (N, OH, OW)."""
     height, width, channels = x.shape[1], x.shape[2], x.shape[3]
-    for row in prange(samples * out_h * out_w):
-        n = first + row // (out_h * out_w)
-        top = ((row // out_w) % out_h) * stride_h - pad_top
-        left = (row % out_w) * stride_w - pad_left
+    for i in prange(cols.shape[0]):
+        pixel = first_row + i
+        n = pixel // (out_h * out_w)
+        top = ((pixel // out_w) % out_h) * stride_h - pad_top
+        left = (pixel % out_w) * stride_w - pad_left
         k = 0
         for r in range(kernel_h):
             in_row = top + r
@@ -32,7 +39,7 @@ def _im2col(x, cols, first, samples, out_h, out_w, stride_h, stride_w, pad_top, 
                 in_col = left + s
                 inside = 0 <= in_row < height and 0 <= in_col < width
                 for c in range(channels):
-                    cols[row, k + c] = x[n, in_row, in_col, c] if inside else 0.0
+                    cols[i, k + c] = x[n, in_row, in_col, c] if inside else 0.0
                 k += channels
 
 
@@ -63,25 +70,29 @@ def _is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w):
 
 
 @njit(**_SERIAL)
-def conv2d_forward(x, kernel_matrix, bias, y, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w, chunk):
-    """y = conv(x, kernel) + bias. x: (N, H, W, C); kernel_matrix: (KH*KW*C, F); bias: (F,); y: (N, OH, OW, F)."""
-    batch, out_h, out_w, filters = y.shape
-    pixels = out_h * out_w
-    y_rows = y.reshape(batch * pixels, filters)
-    pointwise = _is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
-    x_rows = x.reshape(x.shape[0] * x.shape[1] * x.shape[2], x.shape[3])
-    for first in range(0, batch, chunk):
-        samples = min(chunk, batch - first)
-        if pointwise:
-            patches = np.ascontiguousarray(x_rows[first * pixels : (first + samples) * pixels])
-        else:
-            patches = np.empty((samples * pixels, kernel_matrix.shape[0]), dtype=np.float32)
-            _im2col(x, patches, first, samples, out_h, out_w, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
-        y_rows[first * pixels : (first + samples) * pixels] = np.dot(patches, kernel_matrix) + bias
+def _patches(x, first_row, rows, patch_len, out_h, out_w, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w):
+    """The (rows, KH*KW*C) patch matrix of a block of output pixels (a copy of x's rows for a pointwise kernel)."""
+    if _is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w):
+        return np.ascontiguousarray(x.reshape(-1, x.shape[3])[first_row : first_row + rows])
+    patches = np.empty((rows, patch_len), dtype=np.float32)
+    _im2col_rows(x, patches, first_row, out_h, out_w, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+    return patches
 
 
 @njit(**_SERIAL)
-def conv2d_backward_input(grad_out, kernel_matrix, grad_x, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w, chunk):
+def conv2d_forward(x, kernel_matrix, bias, y, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w, block_rows, threads):
+    """y = conv(x, kernel) + bias. x: (N, H, W, C); kernel_matrix: (KH*KW*C, F); bias: (F,); y: (N, OH, OW, F)."""
+    batch, out_h, out_w, filters = y.shape
+    y_rows = y.reshape(batch * out_h * out_w, filters)
+    step = block_rows * _BLOCK_SCALE
+    for first_row in range(0, y_rows.shape[0], step):
+        rows = min(step, y_rows.shape[0] - first_row)
+        patches = _patches(x, first_row, rows, kernel_matrix.shape[0], out_h, out_w, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+        y_rows[first_row : first_row + rows] = np.dot(patches, kernel_matrix) + bias
+
+
+@njit(**_SERIAL)
+def conv2d_backward_input(grad_out, kernel_matrix, grad_x, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w, block_rows, threads):
     """grad_x = d conv / d x. grad_out: (N, OH, OW, F); kernel_matrix: (KH*KW*C, F); grad_x: (N, H, W, C)."""
     batch, out_h, out_w, filters = grad_out.shape
     pixels = out_h * out_w
@@ -89,6 +100,7 @@ def conv2d_backward_input(grad_out, kernel_matrix, grad_x, stride_h, stride_w, p
     grad_x_rows = grad_x.reshape(batch * grad_x.shape[1] * grad_x.shape[2], grad_x.shape[3])
     kernel_matrix_t = np.ascontiguousarray(kernel_matrix.T)
     pointwise = _is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+    chunk = min(batch, max(threads, block_rows * _BLOCK_SCALE // pixels))
     for first in range(0, batch, chunk):
         samples = min(chunk, batch - first)
         grad_patches = np.dot(np.ascontiguousarray(grad_rows[first * pixels : (first + samples) * pixels]), kernel_matrix_t)
@@ -99,23 +111,16 @@ def conv2d_backward_input(grad_out, kernel_matrix, grad_x, stride_h, stride_w, p
 
 
 @njit(**_SERIAL)
-def conv2d_backward_kernel(x, grad_out, grad_kernel_matrix, grad_bias, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w, chunk):
+def conv2d_backward_kernel(x, grad_out, grad_kernel_matrix, grad_bias, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w, block_rows, threads):
     """grad_kernel_matrix = patches^T @ grad_out, grad_bias = sums of grad_out over N, OH, OW ((0,) to skip)."""
     batch, out_h, out_w, filters = grad_out.shape
-    pixels = out_h * out_w
-    grad_rows = grad_out.reshape(batch * pixels, filters)
-    x_rows = x.reshape(x.shape[0] * x.shape[1] * x.shape[2], x.shape[3])
-    pointwise = _is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+    grad_rows = grad_out.reshape(batch * out_h * out_w, filters)
     grad_kernel_matrix[:] = 0.0
-    for first in range(0, batch, chunk):
-        samples = min(chunk, batch - first)
-        if pointwise:
-            patches = np.ascontiguousarray(x_rows[first * pixels : (first + samples) * pixels])
-        else:
-            patches = np.empty((samples * pixels, grad_kernel_matrix.shape[0]), dtype=np.float32)
-            _im2col(x, patches, first, samples, out_h, out_w, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
-        chunk_grad = np.ascontiguousarray(grad_rows[first * pixels : (first + samples) * pixels])
-        grad_kernel_matrix += np.dot(np.ascontiguousarray(patches.T), chunk_grad)
+    step = block_rows * _BLOCK_SCALE
+    for first_row in range(0, grad_rows.shape[0], step):
+        rows = min(step, grad_rows.shape[0] - first_row)
+        patches = _patches(x, first_row, rows, grad_kernel_matrix.shape[0], out_h, out_w, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+        grad_kernel_matrix += np.dot(np.ascontiguousarray(patches.T), np.ascontiguousarray(grad_rows[first_row : first_row + rows]))
     if grad_bias.shape[0] > 0:
         _column_sums(grad_rows, grad_bias)
 
