@@ -16,11 +16,18 @@ import ctypes
 import scipy.linalg.cython_blas
 
 
+def set_threads_local_function():
+    """OpenBLAS' ``openblas_set_num_threads_local`` from SciPy's BLAS as a ctypes function, or None."""
+    try:
+        function = ctypes.CDLL(scipy.linalg.cython_blas.__file__).openblas_set_num_threads_local
+    except (OSError, AttributeError):
+        return None
+    function.restype = ctypes.c_int
+    function.argtypes = [ctypes.c_int]
+    return function
+
+
 def find_set_threads_local():
     """Address of ``openblas_set_num_threads_local`` in SciPy's BLAS, or 0 when it has none."""
-    try:
-        library = ctypes.CDLL(scipy.linalg.cython_blas.__file__)
-        function = library.openblas_set_num_threads_local
-    except (OSError, AttributeError):
-        return 0
-    return ctypes.cast(function, ctypes.c_void_p).value or 0
+    function = set_threads_local_function()
+    return ctypes.cast(function, ctypes.c_void_p).value if function is not None else 0

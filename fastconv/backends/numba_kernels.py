@@ -17,17 +17,17 @@ _PARALLEL = dict(cache=True, nogil=True, parallel=True)
 # --- convolution -----------------------------------------------------------
 
 
-# Numba alternates a parallel gather with a multi-threaded BLAS call, and each
-# switch costs a synchronisation, so it takes blocks this many times larger
-# than the Cython kernels' per-thread blocks.
-_BLOCK_SCALE = 8
+# As in the Cython kernels, each thread gathers a block of patches and
+# multiplies it with a single-threaded BLAS call, in its own core's cache.
+# ``set_blas_threads`` is OpenBLAS' per-thread thread-count setter (or a no-op),
+# passed as an argument so that Numba can still cache the compiled code.
 
 
-@njit(**_PARALLEL)
+@njit(**_SERIAL)
 def _im2col_rows(x, cols, first_row, out_h, out_w, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w):
     """cols (rows, KH*KW*C): the patches of output pixels [first_row, first_row + rows) of the flattened (N, OH, OW)."""
     height, width, channels = x.shape[1], x.shape[2], x.shape[3]
-    for i in prange(cols.shape[0]):
+    for i in range(cols.shape[0]):
         pixel = first_row + i
         n = pixel // (out_h * out_w)
         top = ((pixel // out_w) % out_h) * stride_h - pad_top
@@ -43,25 +43,23 @@ def _im2col_rows(x, cols, first_row, out_h, out_w, stride_h, stride_w, pad_top, 
                 k += channels
 
 
-@njit(**_PARALLEL)
-def _col2im(cols, grad_x, first, samples, out_h, out_w, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w):
-    """grad_x[first:first+samples] = every patch row added back where it was gathered (samples in parallel)."""
-    height, width, channels = grad_x.shape[1], grad_x.shape[2], grad_x.shape[3]
-    for i in prange(samples):
-        n = first + i
-        grad_x[n] = 0.0
-        for oh in range(out_h):
-            for ow in range(out_w):
-                row = (i * out_h + oh) * out_w + ow
-                k = 0
-                for r in range(kernel_h):
-                    in_row = oh * stride_h - pad_top + r
-                    for s in range(kernel_w):
-                        in_col = ow * stride_w - pad_left + s
-                        if 0 <= in_row < height and 0 <= in_col < width:
-                            for c in range(channels):
-                                grad_x[n, in_row, in_col, c] += cols[row, k + c]
-                        k += channels
+@njit(**_SERIAL)
+def _col2im_sample(cols, grad_sample, out_h, out_w, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w):
+    """grad_sample (H, W, C) = one sample's patch rows cols (OH*OW, KH*KW*C) added back where they were gathered."""
+    height, width, channels = grad_sample.shape
+    grad_sample[:] = 0.0
+    for oh in range(out_h):
+        for ow in range(out_w):
+            row = oh * out_w + ow
+            k = 0
+            for r in range(kernel_h):
+                in_row = oh * stride_h - pad_top + r
+                for s in range(kernel_w):
+                    in_col = ow * stride_w - pad_left + s
+                    if 0 <= in_row < height and 0 <= in_col < width:
+                        for c in range(channels):
+                            grad_sample[in_row, in_col, c] += cols[row, k + c]
+                    k += channels
 
 
 @njit(**_SERIAL)
@@ -79,48 +77,60 @@ def _patches(x, first_row, rows, patch_len, out_h, out_w, stride_h, stride_w, pa
     return patches
 
 
-@njit(**_SERIAL)
-def conv2d_forward(x, kernel_matrix, bias, y, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w, block_rows, threads):
+@njit(**_PARALLEL)
+def conv2d_forward(x, kernel_matrix, bias, y, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w, block_rows, threads, set_blas_threads):
     """y = conv(x, kernel) + bias. x: (N, H, W, C); kernel_matrix: (KH*KW*C, F); bias: (F,); y: (N, OH, OW, F)."""
     batch, out_h, out_w, filters = y.shape
     y_rows = y.reshape(batch * out_h * out_w, filters)
-    step = block_rows * _BLOCK_SCALE
-    for first_row in range(0, y_rows.shape[0], step):
-        rows = min(step, y_rows.shape[0] - first_row)
+    total_rows = y_rows.shape[0]
+    for block in prange((total_rows + block_rows - 1) // block_rows):
+        previous = set_blas_threads(1)
+        first_row = block * block_rows
+        rows = min(block_rows, total_rows - first_row)
         patches = _patches(x, first_row, rows, kernel_matrix.shape[0], out_h, out_w, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
         y_rows[first_row : first_row + rows] = np.dot(patches, kernel_matrix) + bias
+        set_blas_threads(previous)
 
 
-@njit(**_SERIAL)
-def conv2d_backward_input(grad_out, kernel_matrix, grad_x, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w, block_rows, threads):
-    """grad_x = d conv / d x. grad_out: (N, OH, OW, F); kernel_matrix: (KH*KW*C, F); grad_x: (N, H, W, C)."""
+@njit(**_PARALLEL)
+def conv2d_backward_input(grad_out, kernel_matrix, grad_x, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w, block_rows, threads, set_blas_threads):
+    """grad_x = d conv / d x, one sample per block. grad_out: (N, OH, OW, F); kernel_matrix: (KH*KW*C, F); grad_x: (N, H, W, C)."""
     batch, out_h, out_w, filters = grad_out.shape
-    pixels = out_h * out_w
-    grad_rows = grad_out.reshape(batch * pixels, filters)
-    grad_x_rows = grad_x.reshape(batch * grad_x.shape[1] * grad_x.shape[2], grad_x.shape[3])
     kernel_matrix_t = np.ascontiguousarray(kernel_matrix.T)
     pointwise = _is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
-    chunk = min(batch, max(threads, block_rows * _BLOCK_SCALE // pixels))
-    for first in range(0, batch, chunk):
-        samples = min(chunk, batch - first)
-        grad_patches = np.dot(np.ascontiguousarray(grad_rows[first * pixels : (first + samples) * pixels]), kernel_matrix_t)
+    for n in prange(batch):
+        previous = set_blas_threads(1)
+        grad_patches = np.dot(np.ascontiguousarray(grad_out[n].reshape(out_h * out_w, filters)), kernel_matrix_t)
         if pointwise:
-            grad_x_rows[first * pixels : (first + samples) * pixels] = grad_patches
+            grad_x[n] = grad_patches.reshape(grad_x.shape[1:])
         else:
-            _col2im(grad_patches, grad_x, first, samples, out_h, out_w, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+            _col2im_sample(grad_patches, grad_x[n], out_h, out_w, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+        set_blas_threads(previous)
 
 
-@njit(**_SERIAL)
-def conv2d_backward_kernel(x, grad_out, grad_kernel_matrix, grad_bias, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w, block_rows, threads):
-    """grad_kernel_matrix = patches^T @ grad_out, grad_bias = sums of grad_out over N, OH, OW ((0,) to skip)."""
+@njit(**_PARALLEL)
+def conv2d_backward_kernel(x, grad_out, grad_kernel_matrix, grad_bias, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w, block_rows, threads, set_blas_threads):
+    """grad_kernel_matrix = patches^T @ grad_out, grad_bias = sums of grad_out over N, OH, OW ((0,) to skip).
+
+    The blocks are split into ``threads`` contiguous groups, each summed into its own
+    partial gradient; the partials are added in group order, so results are repeatable.
+    """
     batch, out_h, out_w, filters = grad_out.shape
     grad_rows = grad_out.reshape(batch * out_h * out_w, filters)
+    total_rows = grad_rows.shape[0]
+    blocks = (total_rows + block_rows - 1) // block_rows
+    partials = np.zeros((threads, grad_kernel_matrix.shape[0], filters), dtype=np.float32)
+    for group in prange(threads):
+        previous = set_blas_threads(1)
+        for block in range(group * blocks // threads, (group + 1) * blocks // threads):
+            first_row = block * block_rows
+            rows = min(block_rows, total_rows - first_row)
+            patches = _patches(x, first_row, rows, grad_kernel_matrix.shape[0], out_h, out_w, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+            partials[group] += np.dot(np.ascontiguousarray(patches.T), np.ascontiguousarray(grad_rows[first_row : first_row + rows]))
+        set_blas_threads(previous)
     grad_kernel_matrix[:] = 0.0
-    step = block_rows * _BLOCK_SCALE
-    for first_row in range(0, grad_rows.shape[0], step):
-        rows = min(step, grad_rows.shape[0] - first_row)
-        patches = _patches(x, first_row, rows, grad_kernel_matrix.shape[0], out_h, out_w, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
-        grad_kernel_matrix += np.dot(np.ascontiguousarray(patches.T), np.ascontiguousarray(grad_rows[first_row : first_row + rows]))
+    for group in range(threads):
+        grad_kernel_matrix += partials[group]
     if grad_bias.shape[0] > 0:
         _column_sums(grad_rows, grad_bias)
 
