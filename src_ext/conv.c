@@ -1828,14 +1828,14 @@ struct __pyx_MemviewEnum_obj;
 struct __pyx_memoryview_obj;
 struct __pyx_memoryviewslice_obj;
 
-/* "src_ext/conv.pyx":99
- * # its address when the BLAS that SciPy loaded has it (else BLAS keeps its own
- * # threads: slower, same results).
- * ctypedef int (*set_threads_local_fn)(int) noexcept nogil             # <<<<<<<<<<<<<<
- * cdef set_threads_local_fn blas_set_threads_local = NULL
+/* "src_ext/conv.pyx":98
+ * # count is process-wide, so it is set before the parallel region and restored
+ * # after it (see fastconv.backends.blas_threads, which hands us the setter).
+ * ctypedef int (*set_blas_threads_fn)(int) noexcept nogil             # <<<<<<<<<<<<<<
+ * cdef set_blas_threads_fn set_blas_threads = NULL
  * 
 */
-typedef int (*__pyx_t_8fastconv_4_ext_4conv_set_threads_local_fn)(int);
+typedef int (*__pyx_t_8fastconv_4_ext_4conv_set_blas_threads_fn)(int);
 
 /* "View.MemoryView":128
  * 
@@ -3464,7 +3464,7 @@ static CYTHON_INLINE void __pyx_f_7_linalg_gemm_row_major(int, int, int, int, in
 static CYTHON_INLINE int __pyx_f_7_linalg_column_sums(float const *, Py_ssize_t, Py_ssize_t, float *); /*proto*/
 
 /* Module declarations from "fastconv._ext.conv" */
-static __pyx_t_8fastconv_4_ext_4conv_set_threads_local_fn __pyx_v_8fastconv_4_ext_4conv_blas_set_threads_local;
+static __pyx_t_8fastconv_4_ext_4conv_set_blas_threads_fn __pyx_v_8fastconv_4_ext_4conv_set_blas_threads;
 static PyObject *__pyx_collections_abc_Sequence = 0;
 static PyObject *generic = 0;
 static PyObject *strided = 0;
@@ -3951,7 +3951,7 @@ static __pyx_mstatetype * const __pyx_mstate_global = &__pyx_mstate_global_stati
 #define __pyx_n_u_y_data __pyx_string_tab[168]
 #define __pyx_n_b_O __pyx_string_tab[169]
 #define __pyx_kp_b_void_char_char_int_int_int___pyx __pyx_string_tab[170]
-#define __pyx_kp_b_iso88591_31 __pyx_string_tab[171]
+#define __pyx_kp_b_iso88591_A __pyx_string_tab[171]
 #define __pyx_kp_b_iso88591_AV1M_QfA__ccdde_AV1L_q_avQa_V1A __pyx_string_tab[172]
 #define __pyx_kp_b_iso88591_F_fF_vU_vV1A_HF_xvQnT_bbccd_V1A __pyx_string_tab[173]
 #define __pyx_kp_b_iso88591_AV1M_QfA__ccdde_HF_xvQnT_bbccd __pyx_string_tab[174]
@@ -19414,12 +19414,12 @@ static void __pyx_f_8fastconv_4_ext_4conv_col2im_sample(float const *__pyx_v_col
 
 }
 
-/* "src_ext/conv.pyx":103
+/* "src_ext/conv.pyx":102
  * 
  * 
  * def set_blas_thread_control(size_t address):             # <<<<<<<<<<<<<<
- *     """Register OpenBLAS' ``openblas_set_num_threads_local`` (its address; 0 to clear)."""
- *     global blas_set_threads_local
+ *     """Register OpenBLAS' ``openblas_set_num_threads_local`` by its address (0: leave BLAS threads alone)."""
+ *     global set_blas_threads
 */
 
 /* Python wrapper */
@@ -19430,7 +19430,7 @@ PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_8fastconv_4_ext_4conv_set_blas_thread_control, "Register OpenBLAS\047 ``openblas_set_num_threads_local`` (its address; 0 to clear).");
+PyDoc_STRVAR(__pyx_doc_8fastconv_4_ext_4conv_set_blas_thread_control, "Register OpenBLAS\047 ``openblas_set_num_threads_local`` by its address (0: leave BLAS threads alone).");
 static PyMethodDef __pyx_mdef_8fastconv_4_ext_4conv_1set_blas_thread_control = {"set_blas_thread_control", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_8fastconv_4_ext_4conv_1set_blas_thread_control, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_8fastconv_4_ext_4conv_set_blas_thread_control};
 static PyObject *__pyx_pw_8fastconv_4_ext_4conv_1set_blas_thread_control(PyObject *__pyx_self, 
 #if CYTHON_VECTORCALL
@@ -19462,32 +19462,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_address,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 103, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 102, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 103, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 102, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "set_blas_thread_control", 0) < (0)) __PYX_ERR(0, 103, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "set_blas_thread_control", 0) < (0)) __PYX_ERR(0, 102, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("set_blas_thread_control", 1, 1, 1, i); __PYX_ERR(0, 103, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("set_blas_thread_control", 1, 1, 1, i); __PYX_ERR(0, 102, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 103, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 102, __pyx_L3_error)
     }
-    __pyx_v_address = __Pyx_PyLong_As_size_t(values[0]); if (unlikely((__pyx_v_address == (size_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 103, __pyx_L3_error)
+    __pyx_v_address = __Pyx_PyLong_As_size_t(values[0]); if (unlikely((__pyx_v_address == (size_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 102, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("set_blas_thread_control", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 103, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("set_blas_thread_control", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 102, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -19514,21 +19514,21 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_set_blas_thread_control(CYTHON_U
   __Pyx_RefNannyDeclarations
   __Pyx_RefNannySetupContext("set_blas_thread_control", 0);
 
-  /* "src_ext/conv.pyx":106
- *     """Register OpenBLAS' ``openblas_set_num_threads_local`` (its address; 0 to clear)."""
- *     global blas_set_threads_local
- *     blas_set_threads_local = <set_threads_local_fn>address             # <<<<<<<<<<<<<<
+  /* "src_ext/conv.pyx":105
+ *     """Register OpenBLAS' ``openblas_set_num_threads_local`` by its address (0: leave BLAS threads alone)."""
+ *     global set_blas_threads
+ *     set_blas_threads = <set_blas_threads_fn>address             # <<<<<<<<<<<<<<
  * 
  * 
 */
-  __pyx_v_8fastconv_4_ext_4conv_blas_set_threads_local = ((__pyx_t_8fastconv_4_ext_4conv_set_threads_local_fn)__pyx_v_address);
+  __pyx_v_8fastconv_4_ext_4conv_set_blas_threads = ((__pyx_t_8fastconv_4_ext_4conv_set_blas_threads_fn)__pyx_v_address);
 
-  /* "src_ext/conv.pyx":103
+  /* "src_ext/conv.pyx":102
  * 
  * 
  * def set_blas_thread_control(size_t address):             # <<<<<<<<<<<<<<
- *     """Register OpenBLAS' ``openblas_set_num_threads_local`` (its address; 0 to clear)."""
- *     global blas_set_threads_local
+ *     """Register OpenBLAS' ``openblas_set_num_threads_local`` by its address (0: leave BLAS threads alone)."""
+ *     global set_blas_threads
 */
 
   /* function exit code */
@@ -19538,12 +19538,12 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_set_blas_thread_control(CYTHON_U
   return __pyx_r;
 }
 
-/* "src_ext/conv.pyx":109
+/* "src_ext/conv.pyx":108
  * 
  * 
  * cdef inline int blas_single_thread() noexcept nogil:             # <<<<<<<<<<<<<<
- *     return blas_set_threads_local(1) if blas_set_threads_local != NULL else 0
- * 
+ *     """Make BLAS single-threaded; returns the thread count to restore."""
+ *     return set_blas_threads(1) if set_blas_threads != NULL else 0
 */
 
 static CYTHON_INLINE int __pyx_f_8fastconv_4_ext_4conv_blas_single_thread(void) {
@@ -19552,17 +19552,17 @@ static CYTHON_INLINE int __pyx_f_8fastconv_4_ext_4conv_blas_single_thread(void) 
   int __pyx_t_2;
 
   /* "src_ext/conv.pyx":110
- * 
  * cdef inline int blas_single_thread() noexcept nogil:
- *     return blas_set_threads_local(1) if blas_set_threads_local != NULL else 0             # <<<<<<<<<<<<<<
+ *     """Make BLAS single-threaded; returns the thread count to restore."""
+ *     return set_blas_threads(1) if set_blas_threads != NULL else 0             # <<<<<<<<<<<<<<
  * 
  * 
 */
-  __pyx_t_2 = (__pyx_v_8fastconv_4_ext_4conv_blas_set_threads_local != NULL);
+  __pyx_t_2 = (__pyx_v_8fastconv_4_ext_4conv_set_blas_threads != NULL);
 
   if (__pyx_t_2) {
 
-    __pyx_t_1 = __pyx_v_8fastconv_4_ext_4conv_blas_set_threads_local(1);
+    __pyx_t_1 = __pyx_v_8fastconv_4_ext_4conv_set_blas_threads(1);
   } else {
 
     __pyx_t_1 = 0;
@@ -19573,12 +19573,12 @@ static CYTHON_INLINE int __pyx_f_8fastconv_4_ext_4conv_blas_single_thread(void) 
   }
   goto __pyx_L0;
 
-  /* "src_ext/conv.pyx":109
+  /* "src_ext/conv.pyx":108
  * 
  * 
  * cdef inline int blas_single_thread() noexcept nogil:             # <<<<<<<<<<<<<<
- *     return blas_set_threads_local(1) if blas_set_threads_local != NULL else 0
- * 
+ *     """Make BLAS single-threaded; returns the thread count to restore."""
+ *     return set_blas_threads(1) if set_blas_threads != NULL else 0
 */
 
   /* function exit code */
@@ -19590,8 +19590,8 @@ static CYTHON_INLINE int __pyx_f_8fastconv_4_ext_4conv_blas_single_thread(void) 
  * 
  * 
  * cdef inline void blas_restore_threads(int previous) noexcept nogil:             # <<<<<<<<<<<<<<
- *     if blas_set_threads_local != NULL:
- *         blas_set_threads_local(previous)
+ *     if set_blas_threads != NULL:
+ *         set_blas_threads(previous)
 */
 
 static CYTHON_INLINE void __pyx_f_8fastconv_4_ext_4conv_blas_restore_threads(int __pyx_v_previous) {
@@ -19600,29 +19600,29 @@ static CYTHON_INLINE void __pyx_f_8fastconv_4_ext_4conv_blas_restore_threads(int
   /* "src_ext/conv.pyx":114
  * 
  * cdef inline void blas_restore_threads(int previous) noexcept nogil:
- *     if blas_set_threads_local != NULL:             # <<<<<<<<<<<<<<
- *         blas_set_threads_local(previous)
+ *     if set_blas_threads != NULL:             # <<<<<<<<<<<<<<
+ *         set_blas_threads(previous)
  * 
 */
-  __pyx_t_1 = (__pyx_v_8fastconv_4_ext_4conv_blas_set_threads_local != NULL);
+  __pyx_t_1 = (__pyx_v_8fastconv_4_ext_4conv_set_blas_threads != NULL);
 
   if (__pyx_t_1) {
 
 
     /* "src_ext/conv.pyx":115
  * cdef inline void blas_restore_threads(int previous) noexcept nogil:
- *     if blas_set_threads_local != NULL:
- *         blas_set_threads_local(previous)             # <<<<<<<<<<<<<<
+ *     if set_blas_threads != NULL:
+ *         set_blas_threads(previous)             # <<<<<<<<<<<<<<
  * 
  * 
 */
-    (void)(__pyx_v_8fastconv_4_ext_4conv_blas_set_threads_local(__pyx_v_previous));
+    (void)(__pyx_v_8fastconv_4_ext_4conv_set_blas_threads(__pyx_v_previous));
 
     /* "src_ext/conv.pyx":114
  * 
  * cdef inline void blas_restore_threads(int previous) noexcept nogil:
- *     if blas_set_threads_local != NULL:             # <<<<<<<<<<<<<<
- *         blas_set_threads_local(previous)
+ *     if set_blas_threads != NULL:             # <<<<<<<<<<<<<<
+ *         set_blas_threads(previous)
  * 
 */
   }
@@ -19631,8 +19631,8 @@ static CYTHON_INLINE void __pyx_f_8fastconv_4_ext_4conv_blas_restore_threads(int
  * 
  * 
  * cdef inline void blas_restore_threads(int previous) noexcept nogil:             # <<<<<<<<<<<<<<
- *     if blas_set_threads_local != NULL:
- *         blas_set_threads_local(previous)
+ *     if set_blas_threads != NULL:
+ *         set_blas_threads(previous)
 */
 
   /* function exit code */
@@ -20669,7 +20669,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
  *     cdef int previous_threads
  *     cdef int failed = 0             # <<<<<<<<<<<<<<
  *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
- *     with nogil, parallel(num_threads=threads):
+ *     with nogil:
 */
   __pyx_v_failed = 0;
 
@@ -20677,23 +20677,40 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
  *     cdef int previous_threads
  *     cdef int failed = 0
  *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private             # <<<<<<<<<<<<<<
- *     with nogil, parallel(num_threads=threads):
- *         cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
+ *     with nogil:
+ *         previous_threads = blas_single_thread()
 */
   __pyx_v_failed_flag = (&__pyx_v_failed);
 
   /* "src_ext/conv.pyx":164
  *     cdef int failed = 0
  *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
- *     with nogil, parallel(num_threads=threads):             # <<<<<<<<<<<<<<
- *         cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
+ *     with nogil:             # <<<<<<<<<<<<<<
  *         previous_threads = blas_single_thread()
+ *         with parallel(num_threads=threads):
 */
   {
       PyThreadState * _save;
       _save = PyEval_SaveThread();
       __Pyx_FastGIL_Remember();
       /*try:*/ {
+
+        /* "src_ext/conv.pyx":165
+ *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
+ *     with nogil:
+ *         previous_threads = blas_single_thread()             # <<<<<<<<<<<<<<
+ *         with parallel(num_threads=threads):
+ *             cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
+*/
+        __pyx_v_previous_threads = __pyx_f_8fastconv_4_ext_4conv_blas_single_thread();
+
+        /* "src_ext/conv.pyx":166
+ *     with nogil:
+ *         previous_threads = blas_single_thread()
+ *         with parallel(num_threads=threads):             # <<<<<<<<<<<<<<
+ *             cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
+ *             for block in prange(blocks, schedule='static'):
+*/
         {
             #if ((defined(__APPLE__) || defined(__OSX__)) && (defined(__GNUC__) && (__GNUC__ > 2 || (__GNUC__ == 2 && (__GNUC_MINOR__ > 95)))))
                 #undef likely
@@ -20702,16 +20719,16 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
                 #define unlikely(x) (x)
             #endif
             #ifdef _OPENMP
-            #pragma omp parallel firstprivate(__pyx_v_cols, __pyx_v_previous_threads) private(__pyx_t_11, __pyx_t_12, __pyx_t_15, __pyx_t_16, __pyx_t_17, __pyx_t_18, __pyx_t_19, __pyx_t_2, __pyx_t_20, __pyx_t_21, __pyx_t_8) num_threads(__pyx_v_threads != 0 ? __pyx_v_threads : omp_get_max_threads())
+            #pragma omp parallel firstprivate(__pyx_v_cols) private(__pyx_t_11, __pyx_t_12, __pyx_t_15, __pyx_t_16, __pyx_t_17, __pyx_t_18, __pyx_t_19, __pyx_t_2, __pyx_t_20, __pyx_t_21, __pyx_t_8) num_threads(__pyx_v_threads != 0 ? __pyx_v_threads : omp_get_max_threads())
             #endif /* _OPENMP */
             {
 
-                /* "src_ext/conv.pyx":165
- *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
- *     with nogil, parallel(num_threads=threads):
- *         cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))             # <<<<<<<<<<<<<<
+                /* "src_ext/conv.pyx":167
  *         previous_threads = blas_single_thread()
- *         for block in prange(blocks, schedule='static'):
+ *         with parallel(num_threads=threads):
+ *             cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))             # <<<<<<<<<<<<<<
+ *             for block in prange(blocks, schedule='static'):
+ *                 if not pointwise and cols == NULL:
 */
                 if (__pyx_v_pointwise) {
 
@@ -20722,21 +20739,12 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
                 }
                 __pyx_v_cols = __pyx_t_15;
 
-                /* "src_ext/conv.pyx":166
- *     with nogil, parallel(num_threads=threads):
- *         cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
- *         previous_threads = blas_single_thread()             # <<<<<<<<<<<<<<
- *         for block in prange(blocks, schedule='static'):
- *             if not pointwise and cols == NULL:
-*/
-                __pyx_v_previous_threads = __pyx_f_8fastconv_4_ext_4conv_blas_single_thread();
-
-                /* "src_ext/conv.pyx":167
- *         cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
- *         previous_threads = blas_single_thread()
- *         for block in prange(blocks, schedule='static'):             # <<<<<<<<<<<<<<
- *             if not pointwise and cols == NULL:
- *                 failed_flag[0] = 1
+                /* "src_ext/conv.pyx":168
+ *         with parallel(num_threads=threads):
+ *             cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
+ *             for block in prange(blocks, schedule='static'):             # <<<<<<<<<<<<<<
+ *                 if not pointwise and cols == NULL:
+ *                     failed_flag[0] = 1
 */
                 __pyx_t_8 = __pyx_v_blocks;
 
@@ -20751,12 +20759,12 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
                             {
                                 __pyx_v_block = (Py_ssize_t)(0 + 1 * __pyx_t_16);
 
-                                /* "src_ext/conv.pyx":168
- *         previous_threads = blas_single_thread()
- *         for block in prange(blocks, schedule='static'):
- *             if not pointwise and cols == NULL:             # <<<<<<<<<<<<<<
- *                 failed_flag[0] = 1
- *                 continue
+                                /* "src_ext/conv.pyx":169
+ *             cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
+ *             for block in prange(blocks, schedule='static'):
+ *                 if not pointwise and cols == NULL:             # <<<<<<<<<<<<<<
+ *                     failed_flag[0] = 1
+ *                     continue
 */
                                 __pyx_t_18 = (!__pyx_v_pointwise);
 
@@ -20777,48 +20785,48 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
                                 if (__pyx_t_2) {
 
 
-                                  /* "src_ext/conv.pyx":169
- *         for block in prange(blocks, schedule='static'):
- *             if not pointwise and cols == NULL:
- *                 failed_flag[0] = 1             # <<<<<<<<<<<<<<
- *                 continue
- *             first_row = block * block_rows
+                                  /* "src_ext/conv.pyx":170
+ *             for block in prange(blocks, schedule='static'):
+ *                 if not pointwise and cols == NULL:
+ *                     failed_flag[0] = 1             # <<<<<<<<<<<<<<
+ *                     continue
+ *                 first_row = block * block_rows
 */
                                   (__pyx_v_failed_flag[0]) = 1;
 
-                                  /* "src_ext/conv.pyx":170
- *             if not pointwise and cols == NULL:
- *                 failed_flag[0] = 1
- *                 continue             # <<<<<<<<<<<<<<
- *             first_row = block * block_rows
- *             rows = min(block_rows, total_rows - first_row)
+                                  /* "src_ext/conv.pyx":171
+ *                 if not pointwise and cols == NULL:
+ *                     failed_flag[0] = 1
+ *                     continue             # <<<<<<<<<<<<<<
+ *                 first_row = block * block_rows
+ *                 rows = min(block_rows, total_rows - first_row)
 */
                                   goto __pyx_L11_continue;
 
-                                  /* "src_ext/conv.pyx":168
- *         previous_threads = blas_single_thread()
- *         for block in prange(blocks, schedule='static'):
- *             if not pointwise and cols == NULL:             # <<<<<<<<<<<<<<
- *                 failed_flag[0] = 1
- *                 continue
+                                  /* "src_ext/conv.pyx":169
+ *             cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
+ *             for block in prange(blocks, schedule='static'):
+ *                 if not pointwise and cols == NULL:             # <<<<<<<<<<<<<<
+ *                     failed_flag[0] = 1
+ *                     continue
 */
                                 }
 
-                                /* "src_ext/conv.pyx":171
- *                 failed_flag[0] = 1
- *                 continue
- *             first_row = block * block_rows             # <<<<<<<<<<<<<<
- *             rows = min(block_rows, total_rows - first_row)
- *             if pointwise:
+                                /* "src_ext/conv.pyx":172
+ *                     failed_flag[0] = 1
+ *                     continue
+ *                 first_row = block * block_rows             # <<<<<<<<<<<<<<
+ *                 rows = min(block_rows, total_rows - first_row)
+ *                 if pointwise:
 */
                                 __pyx_v_first_row = (__pyx_v_block * __pyx_v_block_rows);
 
-                                /* "src_ext/conv.pyx":172
- *                 continue
- *             first_row = block * block_rows
- *             rows = min(block_rows, total_rows - first_row)             # <<<<<<<<<<<<<<
- *             if pointwise:
- *                 patches = x_data + first_row * patch_len
+                                /* "src_ext/conv.pyx":173
+ *                     continue
+ *                 first_row = block * block_rows
+ *                 rows = min(block_rows, total_rows - first_row)             # <<<<<<<<<<<<<<
+ *                 if pointwise:
+ *                     patches = x_data + first_row * patch_len
 */
 
                                 __pyx_t_19 = (__pyx_v_total_rows - __pyx_v_first_row);
@@ -20837,69 +20845,69 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
                                 __pyx_v_rows = __pyx_t_21;
 
 
-                                /* "src_ext/conv.pyx":173
- *             first_row = block * block_rows
- *             rows = min(block_rows, total_rows - first_row)
- *             if pointwise:             # <<<<<<<<<<<<<<
- *                 patches = x_data + first_row * patch_len
- *             else:
+                                /* "src_ext/conv.pyx":174
+ *                 first_row = block * block_rows
+ *                 rows = min(block_rows, total_rows - first_row)
+ *                 if pointwise:             # <<<<<<<<<<<<<<
+ *                     patches = x_data + first_row * patch_len
+ *                 else:
 */
                                 if (__pyx_v_pointwise) {
 
-                                  /* "src_ext/conv.pyx":174
- *             rows = min(block_rows, total_rows - first_row)
- *             if pointwise:
- *                 patches = x_data + first_row * patch_len             # <<<<<<<<<<<<<<
- *             else:
- *                 im2col_rows(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,
+                                  /* "src_ext/conv.pyx":175
+ *                 rows = min(block_rows, total_rows - first_row)
+ *                 if pointwise:
+ *                     patches = x_data + first_row * patch_len             # <<<<<<<<<<<<<<
+ *                 else:
+ *                     im2col_rows(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,
 */
                                   __pyx_v_patches = (__pyx_v_x_data + (__pyx_v_first_row * __pyx_v_patch_len));
 
-                                  /* "src_ext/conv.pyx":173
- *             first_row = block * block_rows
- *             rows = min(block_rows, total_rows - first_row)
- *             if pointwise:             # <<<<<<<<<<<<<<
- *                 patches = x_data + first_row * patch_len
- *             else:
+                                  /* "src_ext/conv.pyx":174
+ *                 first_row = block * block_rows
+ *                 rows = min(block_rows, total_rows - first_row)
+ *                 if pointwise:             # <<<<<<<<<<<<<<
+ *                     patches = x_data + first_row * patch_len
+ *                 else:
 */
                                   goto __pyx_L18;
                                 }
 
-                                /* "src_ext/conv.pyx":176
- *                 patches = x_data + first_row * patch_len
- *             else:
- *                 im2col_rows(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,             # <<<<<<<<<<<<<<
- *                             stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
- *                 patches = cols
+                                /* "src_ext/conv.pyx":177
+ *                     patches = x_data + first_row * patch_len
+ *                 else:
+ *                     im2col_rows(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,             # <<<<<<<<<<<<<<
+ *                                 stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+ *                     patches = cols
 */
                                 /*else*/ {
 
-                                  /* "src_ext/conv.pyx":177
- *             else:
- *                 im2col_rows(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,
- *                             stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)             # <<<<<<<<<<<<<<
- *                 patches = cols
- *             for row in range(first_row, first_row + rows):
+                                  /* "src_ext/conv.pyx":178
+ *                 else:
+ *                     im2col_rows(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,
+ *                                 stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)             # <<<<<<<<<<<<<<
+ *                     patches = cols
+ *                 for row in range(first_row, first_row + rows):
 */
                                   __pyx_f_8fastconv_4_ext_4conv_im2col_rows(__pyx_v_x_data, __pyx_v_cols, __pyx_v_first_row, __pyx_v_rows, __pyx_v_height, __pyx_v_width, __pyx_v_channels, __pyx_v_out_h, __pyx_v_out_w, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_pad_top, __pyx_v_pad_left, __pyx_v_kernel_h, __pyx_v_kernel_w);
 
-                                  /* "src_ext/conv.pyx":178
- *                 im2col_rows(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,
- *                             stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
- *                 patches = cols             # <<<<<<<<<<<<<<
- *             for row in range(first_row, first_row + rows):
- *                 memcpy(y_data + row * filters, &bias[0], filters * sizeof(float))
+                                  /* "src_ext/conv.pyx":179
+ *                     im2col_rows(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,
+ *                                 stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+ *                     patches = cols             # <<<<<<<<<<<<<<
+ *                 for row in range(first_row, first_row + rows):
+ *                     memcpy(y_data + row * filters, &bias[0], filters * sizeof(float))
 */
                                   __pyx_v_patches = __pyx_v_cols;
                                 }
                                 __pyx_L18:;
 
-                                /* "src_ext/conv.pyx":179
- *                             stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
- *                 patches = cols
- *             for row in range(first_row, first_row + rows):             # <<<<<<<<<<<<<<
- *                 memcpy(y_data + row * filters, &bias[0], filters * sizeof(float))
- *             gemm_row_major(False, False, <int>rows, <int>filters, <int>patch_len, 1.0, patches, <int>patch_len,
+                                /* "src_ext/conv.pyx":180
+ *                                 stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+ *                     patches = cols
+ *                 for row in range(first_row, first_row + rows):             # <<<<<<<<<<<<<<
+ *                     memcpy(y_data + row * filters, &bias[0], filters * sizeof(float))
+ *                 gemm_row_major(False, False, <int>rows, <int>filters, <int>patch_len, 1.0, patches, <int>patch_len,
 */
 
                                 __pyx_t_21 = (__pyx_v_first_row + __pyx_v_rows);
@@ -20908,34 +20916,34 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
                                 for (__pyx_t_20 = __pyx_v_first_row; __pyx_t_20 < __pyx_t_19; __pyx_t_20+=1) {
                                   __pyx_v_row = __pyx_t_20;
 
-                                  /* "src_ext/conv.pyx":180
- *                 patches = cols
- *             for row in range(first_row, first_row + rows):
- *                 memcpy(y_data + row * filters, &bias[0], filters * sizeof(float))             # <<<<<<<<<<<<<<
- *             gemm_row_major(False, False, <int>rows, <int>filters, <int>patch_len, 1.0, patches, <int>patch_len,
- *                            &kernel_matrix[0, 0], <int>filters, 1.0, y_data + first_row * filters, <int>filters)
+                                  /* "src_ext/conv.pyx":181
+ *                     patches = cols
+ *                 for row in range(first_row, first_row + rows):
+ *                     memcpy(y_data + row * filters, &bias[0], filters * sizeof(float))             # <<<<<<<<<<<<<<
+ *                 gemm_row_major(False, False, <int>rows, <int>filters, <int>patch_len, 1.0, patches, <int>patch_len,
+ *                                &kernel_matrix[0, 0], <int>filters, 1.0, y_data + first_row * filters, <int>filters)
 */
                                   __pyx_t_11 = 0;
                                   (void)(memcpy((__pyx_v_y_data + (__pyx_v_row * __pyx_v_filters)), (&(*((float const  *) ( /* dim=0 */ ((char *) (((float const  *) __pyx_v_bias.data) + __pyx_t_11)) )))), (__pyx_v_filters * (sizeof(float)))));
                                 }
 
 
-                                /* "src_ext/conv.pyx":182
- *                 memcpy(y_data + row * filters, &bias[0], filters * sizeof(float))
- *             gemm_row_major(False, False, <int>rows, <int>filters, <int>patch_len, 1.0, patches, <int>patch_len,
- *                            &kernel_matrix[0, 0], <int>filters, 1.0, y_data + first_row * filters, <int>filters)             # <<<<<<<<<<<<<<
+                                /* "src_ext/conv.pyx":183
+ *                     memcpy(y_data + row * filters, &bias[0], filters * sizeof(float))
+ *                 gemm_row_major(False, False, <int>rows, <int>filters, <int>patch_len, 1.0, patches, <int>patch_len,
+ *                                &kernel_matrix[0, 0], <int>filters, 1.0, y_data + first_row * filters, <int>filters)             # <<<<<<<<<<<<<<
+ *             free(cols)
  *         blas_restore_threads(previous_threads)
- *         free(cols)
 */
                                 __pyx_t_11 = 0;
                                 __pyx_t_12 = 0;
 
-                                /* "src_ext/conv.pyx":181
- *             for row in range(first_row, first_row + rows):
- *                 memcpy(y_data + row * filters, &bias[0], filters * sizeof(float))
- *             gemm_row_major(False, False, <int>rows, <int>filters, <int>patch_len, 1.0, patches, <int>patch_len,             # <<<<<<<<<<<<<<
- *                            &kernel_matrix[0, 0], <int>filters, 1.0, y_data + first_row * filters, <int>filters)
- *         blas_restore_threads(previous_threads)
+                                /* "src_ext/conv.pyx":182
+ *                 for row in range(first_row, first_row + rows):
+ *                     memcpy(y_data + row * filters, &bias[0], filters * sizeof(float))
+ *                 gemm_row_major(False, False, <int>rows, <int>filters, <int>patch_len, 1.0, patches, <int>patch_len,             # <<<<<<<<<<<<<<
+ *                                &kernel_matrix[0, 0], <int>filters, 1.0, y_data + first_row * filters, <int>filters)
+ *             free(cols)
 */
                                 __pyx_f_7_linalg_gemm_row_major(0, 0, ((int)__pyx_v_rows), ((int)__pyx_v_filters), ((int)__pyx_v_patch_len), 1.0, __pyx_v_patches, ((int)__pyx_v_patch_len), (&(*((float const  *) ( /* dim=1 */ ((char *) (((float const  *) ( /* dim=0 */ (__pyx_v_kernel_matrix.data + __pyx_t_11 * __pyx_v_kernel_matrix.strides[0]) )) + __pyx_t_12)) )))), ((int)__pyx_v_filters), 1.0, (__pyx_v_y_data + (__pyx_v_first_row * __pyx_v_filters)), ((int)__pyx_v_filters));
                                 goto __pyx_L22;
@@ -20948,21 +20956,12 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
                 }
 
 
-                /* "src_ext/conv.pyx":183
- *             gemm_row_major(False, False, <int>rows, <int>filters, <int>patch_len, 1.0, patches, <int>patch_len,
- *                            &kernel_matrix[0, 0], <int>filters, 1.0, y_data + first_row * filters, <int>filters)
- *         blas_restore_threads(previous_threads)             # <<<<<<<<<<<<<<
- *         free(cols)
- *     if failed:
-*/
-                __pyx_f_8fastconv_4_ext_4conv_blas_restore_threads(__pyx_v_previous_threads);
-
                 /* "src_ext/conv.pyx":184
- *                            &kernel_matrix[0, 0], <int>filters, 1.0, y_data + first_row * filters, <int>filters)
+ *                 gemm_row_major(False, False, <int>rows, <int>filters, <int>patch_len, 1.0, patches, <int>patch_len,
+ *                                &kernel_matrix[0, 0], <int>filters, 1.0, y_data + first_row * filters, <int>filters)
+ *             free(cols)             # <<<<<<<<<<<<<<
  *         blas_restore_threads(previous_threads)
- *         free(cols)             # <<<<<<<<<<<<<<
  *     if failed:
- *         raise MemoryError(f"conv2d_forward: cannot allocate a ({block_rows}, {patch_len}) patch block")
 */
                 free(__pyx_v_cols);
             }
@@ -20973,14 +20972,23 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
             #define likely(x)   __builtin_expect(!!(x), 1)
             #define unlikely(x) __builtin_expect(!!(x), 0)
         #endif
+
+        /* "src_ext/conv.pyx":185
+ *                                &kernel_matrix[0, 0], <int>filters, 1.0, y_data + first_row * filters, <int>filters)
+ *             free(cols)
+ *         blas_restore_threads(previous_threads)             # <<<<<<<<<<<<<<
+ *     if failed:
+ *         raise MemoryError(f"conv2d_forward: cannot allocate a ({block_rows}, {patch_len}) patch block")
+*/
+        __pyx_f_8fastconv_4_ext_4conv_blas_restore_threads(__pyx_v_previous_threads);
       }
 
       /* "src_ext/conv.pyx":164
  *     cdef int failed = 0
  *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
- *     with nogil, parallel(num_threads=threads):             # <<<<<<<<<<<<<<
- *         cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
+ *     with nogil:             # <<<<<<<<<<<<<<
  *         previous_threads = blas_single_thread()
+ *         with parallel(num_threads=threads):
 */
       /*finally:*/ {
         /*normal exit:*/{
@@ -20992,9 +21000,9 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
       }
   }
 
-  /* "src_ext/conv.pyx":185
+  /* "src_ext/conv.pyx":186
+ *             free(cols)
  *         blas_restore_threads(previous_threads)
- *         free(cols)
  *     if failed:             # <<<<<<<<<<<<<<
  *         raise MemoryError(f"conv2d_forward: cannot allocate a ({block_rows}, {patch_len}) patch block")
  * 
@@ -21004,17 +21012,17 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
   if (unlikely(__pyx_t_2)) {
 
 
-    /* "src_ext/conv.pyx":186
- *         free(cols)
+    /* "src_ext/conv.pyx":187
+ *         blas_restore_threads(previous_threads)
  *     if failed:
  *         raise MemoryError(f"conv2d_forward: cannot allocate a ({block_rows}, {patch_len}) patch block")             # <<<<<<<<<<<<<<
  * 
  * 
 */
     __pyx_t_9 = NULL;
-    __pyx_t_4 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_block_rows, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 186, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_block_rows, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 187, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_patch_len, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 186, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_patch_len, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 187, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __pyx_t_7[0] = __pyx_mstate_global->__pyx_kp_u_conv2d_forward_cannot_allocate_a;
     __pyx_t_7[1] = __pyx_t_4;
@@ -21027,7 +21035,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
     #endif
     __pyx_t_1 = 0;
     __pyx_t_5 = __Pyx_PyUnicode_Join(__pyx_t_7, 5, __pyx_t_17, __pyx_t_1);
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 186, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 187, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
@@ -21037,16 +21045,16 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
       __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_MemoryError)), __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_9); __pyx_t_9 = 0;
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 186, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 187, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     __Pyx_Raise(__pyx_t_3, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __PYX_ERR(0, 186, __pyx_L1_error)
+    __PYX_ERR(0, 187, __pyx_L1_error)
 
-    /* "src_ext/conv.pyx":185
+    /* "src_ext/conv.pyx":186
+ *             free(cols)
  *         blas_restore_threads(previous_threads)
- *         free(cols)
  *     if failed:             # <<<<<<<<<<<<<<
  *         raise MemoryError(f"conv2d_forward: cannot allocate a ({block_rows}, {patch_len}) patch block")
  * 
@@ -21100,7 +21108,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
   return __pyx_r;
 }
 
-/* "src_ext/conv.pyx":189
+/* "src_ext/conv.pyx":190
  * 
  * 
  * def conv2d_backward_input(const float[:, :, :, ::1] grad_out, const float[:, ::1] kernel_matrix,             # <<<<<<<<<<<<<<
@@ -21158,102 +21166,102 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_grad_out,&__pyx_mstate_global->__pyx_n_u_kernel_matrix,&__pyx_mstate_global->__pyx_n_u_grad_x,&__pyx_mstate_global->__pyx_n_u_stride_h,&__pyx_mstate_global->__pyx_n_u_stride_w,&__pyx_mstate_global->__pyx_n_u_pad_top,&__pyx_mstate_global->__pyx_n_u_pad_left,&__pyx_mstate_global->__pyx_n_u_kernel_h,&__pyx_mstate_global->__pyx_n_u_kernel_w,&__pyx_mstate_global->__pyx_n_u_block_rows_2,&__pyx_mstate_global->__pyx_n_u_threads,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 189, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 190, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case 11:
         values[10] = __Pyx_ArgRef_FASTCALL(__pyx_args, 10);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 189, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 190, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 10:
         values[9] = __Pyx_ArgRef_FASTCALL(__pyx_args, 9);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 189, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 190, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  9:
         values[8] = __Pyx_ArgRef_FASTCALL(__pyx_args, 8);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 189, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 190, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  8:
         values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 189, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 190, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  7:
         values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 189, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 190, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  6:
         values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 189, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 190, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  5:
         values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 189, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 190, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 189, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 190, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 189, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 190, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 189, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 190, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 189, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 190, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "conv2d_backward_input", 0) < (0)) __PYX_ERR(0, 189, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "conv2d_backward_input", 0) < (0)) __PYX_ERR(0, 190, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 11; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("conv2d_backward_input", 1, 11, 11, i); __PYX_ERR(0, 189, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("conv2d_backward_input", 1, 11, 11, i); __PYX_ERR(0, 190, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 11)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 189, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 190, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 189, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 190, __pyx_L3_error)
       values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 189, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 190, __pyx_L3_error)
       values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 189, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 190, __pyx_L3_error)
       values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 189, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 190, __pyx_L3_error)
       values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 189, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 190, __pyx_L3_error)
       values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 189, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 190, __pyx_L3_error)
       values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 189, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 190, __pyx_L3_error)
       values[8] = __Pyx_ArgRef_FASTCALL(__pyx_args, 8);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 189, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 190, __pyx_L3_error)
       values[9] = __Pyx_ArgRef_FASTCALL(__pyx_args, 9);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 189, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 190, __pyx_L3_error)
       values[10] = __Pyx_ArgRef_FASTCALL(__pyx_args, 10);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 189, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 190, __pyx_L3_error)
     }
-    __pyx_v_grad_out = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float__const__(values[0], 0); if (unlikely(!__pyx_v_grad_out.memview)) __PYX_ERR(0, 189, __pyx_L3_error)
-    __pyx_v_kernel_matrix = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float__const__(values[1], 0); if (unlikely(!__pyx_v_kernel_matrix.memview)) __PYX_ERR(0, 189, __pyx_L3_error)
-    __pyx_v_grad_x = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float(values[2], PyBUF_WRITABLE); if (unlikely(!__pyx_v_grad_x.memview)) __PYX_ERR(0, 190, __pyx_L3_error)
-    __pyx_v_stride_h = __Pyx_PyIndex_AsSsize_t(values[3]); if (unlikely((__pyx_v_stride_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 190, __pyx_L3_error)
-    __pyx_v_stride_w = __Pyx_PyIndex_AsSsize_t(values[4]); if (unlikely((__pyx_v_stride_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 190, __pyx_L3_error)
-    __pyx_v_pad_top = __Pyx_PyIndex_AsSsize_t(values[5]); if (unlikely((__pyx_v_pad_top == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 190, __pyx_L3_error)
-    __pyx_v_pad_left = __Pyx_PyIndex_AsSsize_t(values[6]); if (unlikely((__pyx_v_pad_left == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 191, __pyx_L3_error)
-    __pyx_v_kernel_h = __Pyx_PyIndex_AsSsize_t(values[7]); if (unlikely((__pyx_v_kernel_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 191, __pyx_L3_error)
-    __pyx_v_kernel_w = __Pyx_PyIndex_AsSsize_t(values[8]); if (unlikely((__pyx_v_kernel_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 191, __pyx_L3_error)
-    __pyx_v_block_rows = __Pyx_PyIndex_AsSsize_t(values[9]); if (unlikely((__pyx_v_block_rows == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 191, __pyx_L3_error)
-    __pyx_v_threads = __Pyx_PyLong_As_int(values[10]); if (unlikely((__pyx_v_threads == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 192, __pyx_L3_error)
+    __pyx_v_grad_out = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float__const__(values[0], 0); if (unlikely(!__pyx_v_grad_out.memview)) __PYX_ERR(0, 190, __pyx_L3_error)
+    __pyx_v_kernel_matrix = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float__const__(values[1], 0); if (unlikely(!__pyx_v_kernel_matrix.memview)) __PYX_ERR(0, 190, __pyx_L3_error)
+    __pyx_v_grad_x = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float(values[2], PyBUF_WRITABLE); if (unlikely(!__pyx_v_grad_x.memview)) __PYX_ERR(0, 191, __pyx_L3_error)
+    __pyx_v_stride_h = __Pyx_PyIndex_AsSsize_t(values[3]); if (unlikely((__pyx_v_stride_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 191, __pyx_L3_error)
+    __pyx_v_stride_w = __Pyx_PyIndex_AsSsize_t(values[4]); if (unlikely((__pyx_v_stride_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 191, __pyx_L3_error)
+    __pyx_v_pad_top = __Pyx_PyIndex_AsSsize_t(values[5]); if (unlikely((__pyx_v_pad_top == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 191, __pyx_L3_error)
+    __pyx_v_pad_left = __Pyx_PyIndex_AsSsize_t(values[6]); if (unlikely((__pyx_v_pad_left == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 192, __pyx_L3_error)
+    __pyx_v_kernel_h = __Pyx_PyIndex_AsSsize_t(values[7]); if (unlikely((__pyx_v_kernel_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 192, __pyx_L3_error)
+    __pyx_v_kernel_w = __Pyx_PyIndex_AsSsize_t(values[8]); if (unlikely((__pyx_v_kernel_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 192, __pyx_L3_error)
+    __pyx_v_block_rows = __Pyx_PyIndex_AsSsize_t(values[9]); if (unlikely((__pyx_v_block_rows == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 192, __pyx_L3_error)
+    __pyx_v_threads = __Pyx_PyLong_As_int(values[10]); if (unlikely((__pyx_v_threads == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 193, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("conv2d_backward_input", 1, 11, 11, __pyx_nargs); __PYX_ERR(0, 189, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("conv2d_backward_input", 1, 11, 11, __pyx_nargs); __PYX_ERR(0, 190, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -21337,7 +21345,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("conv2d_backward_input", 0);
 
-  /* "src_ext/conv.pyx":198
+  /* "src_ext/conv.pyx":199
  *     ``block_rows`` is unused (a sample's patches are scattered as one block) but kept for one signature.
  *     """
  *     cdef Py_ssize_t batch = grad_x.shape[0], height = grad_x.shape[1], width = grad_x.shape[2]             # <<<<<<<<<<<<<<
@@ -21348,7 +21356,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
   __pyx_v_height = (__pyx_v_grad_x.shape[1]);
   __pyx_v_width = (__pyx_v_grad_x.shape[2]);
 
-  /* "src_ext/conv.pyx":199
+  /* "src_ext/conv.pyx":200
  *     """
  *     cdef Py_ssize_t batch = grad_x.shape[0], height = grad_x.shape[1], width = grad_x.shape[2]
  *     cdef Py_ssize_t channels = grad_x.shape[3]             # <<<<<<<<<<<<<<
@@ -21357,7 +21365,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
 */
   __pyx_v_channels = (__pyx_v_grad_x.shape[3]);
 
-  /* "src_ext/conv.pyx":200
+  /* "src_ext/conv.pyx":201
  *     cdef Py_ssize_t batch = grad_x.shape[0], height = grad_x.shape[1], width = grad_x.shape[2]
  *     cdef Py_ssize_t channels = grad_x.shape[3]
  *     cdef Py_ssize_t out_h = grad_out.shape[1], out_w = grad_out.shape[2], filters = grad_out.shape[3]             # <<<<<<<<<<<<<<
@@ -21368,7 +21376,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
   __pyx_v_out_w = (__pyx_v_grad_out.shape[2]);
   __pyx_v_filters = (__pyx_v_grad_out.shape[3]);
 
-  /* "src_ext/conv.pyx":201
+  /* "src_ext/conv.pyx":202
  *     cdef Py_ssize_t channels = grad_x.shape[3]
  *     cdef Py_ssize_t out_h = grad_out.shape[1], out_w = grad_out.shape[2], filters = grad_out.shape[3]
  *     cdef Py_ssize_t patch_len = kernel_matrix.shape[0]             # <<<<<<<<<<<<<<
@@ -21377,17 +21385,17 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
 */
   __pyx_v_patch_len = (__pyx_v_kernel_matrix.shape[0]);
 
-  /* "src_ext/conv.pyx":202
+  /* "src_ext/conv.pyx":203
  *     cdef Py_ssize_t out_h = grad_out.shape[1], out_w = grad_out.shape[2], filters = grad_out.shape[3]
  *     cdef Py_ssize_t patch_len = kernel_matrix.shape[0]
  *     check_extents(batch, channels, out_h, out_w, filters, kernel_matrix.shape[0], kernel_matrix.shape[1],             # <<<<<<<<<<<<<<
  *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
 */
-  __pyx_t_1 = __pyx_f_8fastconv_4_ext_4conv_check_extents(__pyx_v_batch, __pyx_v_channels, __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, (__pyx_v_kernel_matrix.shape[0]), (__pyx_v_kernel_matrix.shape[1]), (__pyx_v_grad_out.shape[0]), __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_kernel_h, __pyx_v_kernel_w, __pyx_v_block_rows, __pyx_v_threads); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 202, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_8fastconv_4_ext_4conv_check_extents(__pyx_v_batch, __pyx_v_channels, __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, (__pyx_v_kernel_matrix.shape[0]), (__pyx_v_kernel_matrix.shape[1]), (__pyx_v_grad_out.shape[0]), __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_kernel_h, __pyx_v_kernel_w, __pyx_v_block_rows, __pyx_v_threads); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 203, __pyx_L1_error)
 
 
-  /* "src_ext/conv.pyx":204
+  /* "src_ext/conv.pyx":205
  *     check_extents(batch, channels, out_h, out_w, filters, kernel_matrix.shape[0], kernel_matrix.shape[1],
  *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)             # <<<<<<<<<<<<<<
@@ -21396,7 +21404,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
 */
   __pyx_v_pointwise = __pyx_f_8fastconv_4_ext_4conv_is_pointwise(__pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_pad_top, __pyx_v_pad_left, __pyx_v_kernel_h, __pyx_v_kernel_w);
 
-  /* "src_ext/conv.pyx":205
+  /* "src_ext/conv.pyx":206
  *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
  *     if pointwise and (out_h, out_w) != (height, width):             # <<<<<<<<<<<<<<
@@ -21409,31 +21417,31 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
     __pyx_t_2 = __pyx_v_pointwise;
     goto __pyx_L4_bool_binop_done;
   }
-  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_out_h); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 205, __pyx_L1_error)
+  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_out_h); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 206, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_out_w); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 205, __pyx_L1_error)
+  __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_out_w); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 206, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_5 = PyTuple_New(2); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 205, __pyx_L1_error)
+  __pyx_t_5 = PyTuple_New(2); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 206, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_GIVEREF(__pyx_t_3);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 0, __pyx_t_3) != (0)) __PYX_ERR(0, 205, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 0, __pyx_t_3) != (0)) __PYX_ERR(0, 206, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_4);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 1, __pyx_t_4) != (0)) __PYX_ERR(0, 205, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 1, __pyx_t_4) != (0)) __PYX_ERR(0, 206, __pyx_L1_error);
   __pyx_t_3 = 0;
   __pyx_t_4 = 0;
-  __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_height); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 205, __pyx_L1_error)
+  __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_height); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 206, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_width); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 205, __pyx_L1_error)
+  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_width); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 206, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_6 = PyTuple_New(2); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 205, __pyx_L1_error)
+  __pyx_t_6 = PyTuple_New(2); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 206, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_GIVEREF(__pyx_t_4);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 0, __pyx_t_4) != (0)) __PYX_ERR(0, 205, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 0, __pyx_t_4) != (0)) __PYX_ERR(0, 206, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_3);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 1, __pyx_t_3) != (0)) __PYX_ERR(0, 205, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 1, __pyx_t_3) != (0)) __PYX_ERR(0, 206, __pyx_L1_error);
   __pyx_t_4 = 0;
   __pyx_t_3 = 0;
-  __pyx_t_7 = __Pyx_PyObject_RichCompareBool(__pyx_t_5, __pyx_t_6, Py_NE); if (unlikely((__pyx_t_7 < 0))) __PYX_ERR(0, 205, __pyx_L1_error)
+  __pyx_t_7 = __Pyx_PyObject_RichCompareBool(__pyx_t_5, __pyx_t_6, Py_NE); if (unlikely((__pyx_t_7 < 0))) __PYX_ERR(0, 206, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
 
@@ -21443,7 +21451,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
   if (unlikely(__pyx_t_2)) {
 
 
-    /* "src_ext/conv.pyx":206
+    /* "src_ext/conv.pyx":207
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
  *     if pointwise and (out_h, out_w) != (height, width):
  *         raise ValueError("conv2d_backward_input: a 1x1 stride-1 convolution keeps the spatial size")             # <<<<<<<<<<<<<<
@@ -21456,14 +21464,14 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
       PyObject *__pyx_callargs[2] = {__pyx_t_5, __pyx_mstate_global->__pyx_kp_u_conv2d_backward_input_a_1x1_stri};
       __pyx_t_6 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_8, (2-__pyx_t_8) | (__pyx_t_8*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 206, __pyx_L1_error)
+      if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 207, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_6);
     }
     __Pyx_Raise(__pyx_t_6, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    __PYX_ERR(0, 206, __pyx_L1_error)
+    __PYX_ERR(0, 207, __pyx_L1_error)
 
-    /* "src_ext/conv.pyx":205
+    /* "src_ext/conv.pyx":206
  *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
  *     if pointwise and (out_h, out_w) != (height, width):             # <<<<<<<<<<<<<<
@@ -21472,7 +21480,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
 */
   }
 
-  /* "src_ext/conv.pyx":207
+  /* "src_ext/conv.pyx":208
  *     if pointwise and (out_h, out_w) != (height, width):
  *         raise ValueError("conv2d_backward_input: a 1x1 stride-1 convolution keeps the spatial size")
  *     cdef Py_ssize_t pixels = out_h * out_w, sample_len = height * width * channels             # <<<<<<<<<<<<<<
@@ -21482,36 +21490,53 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
   __pyx_v_pixels = (__pyx_v_out_h * __pyx_v_out_w);
   __pyx_v_sample_len = ((__pyx_v_height * __pyx_v_width) * __pyx_v_channels);
 
-  /* "src_ext/conv.pyx":211
+  /* "src_ext/conv.pyx":212
  *     cdef float* cols
  *     cdef int previous_threads
  *     cdef int failed = 0             # <<<<<<<<<<<<<<
  *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
- *     with nogil, parallel(num_threads=threads):
+ *     with nogil:
 */
   __pyx_v_failed = 0;
 
-  /* "src_ext/conv.pyx":212
+  /* "src_ext/conv.pyx":213
  *     cdef int previous_threads
  *     cdef int failed = 0
  *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private             # <<<<<<<<<<<<<<
- *     with nogil, parallel(num_threads=threads):
- *         cols = NULL if pointwise else <float*>malloc(pixels * patch_len * sizeof(float))
+ *     with nogil:
+ *         previous_threads = blas_single_thread()
 */
   __pyx_v_failed_flag = (&__pyx_v_failed);
 
-  /* "src_ext/conv.pyx":213
+  /* "src_ext/conv.pyx":214
  *     cdef int failed = 0
  *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
- *     with nogil, parallel(num_threads=threads):             # <<<<<<<<<<<<<<
- *         cols = NULL if pointwise else <float*>malloc(pixels * patch_len * sizeof(float))
+ *     with nogil:             # <<<<<<<<<<<<<<
  *         previous_threads = blas_single_thread()
+ *         with parallel(num_threads=threads):
 */
   {
       PyThreadState * _save;
       _save = PyEval_SaveThread();
       __Pyx_FastGIL_Remember();
       /*try:*/ {
+
+        /* "src_ext/conv.pyx":215
+ *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
+ *     with nogil:
+ *         previous_threads = blas_single_thread()             # <<<<<<<<<<<<<<
+ *         with parallel(num_threads=threads):
+ *             cols = NULL if pointwise else <float*>malloc(pixels * patch_len * sizeof(float))
+*/
+        __pyx_v_previous_threads = __pyx_f_8fastconv_4_ext_4conv_blas_single_thread();
+
+        /* "src_ext/conv.pyx":216
+ *     with nogil:
+ *         previous_threads = blas_single_thread()
+ *         with parallel(num_threads=threads):             # <<<<<<<<<<<<<<
+ *             cols = NULL if pointwise else <float*>malloc(pixels * patch_len * sizeof(float))
+ *             for n in prange(batch, schedule='static'):
+*/
         {
             #if ((defined(__APPLE__) || defined(__OSX__)) && (defined(__GNUC__) && (__GNUC__ > 2 || (__GNUC__ == 2 && (__GNUC_MINOR__ > 95)))))
                 #undef likely
@@ -21520,16 +21545,16 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
                 #define unlikely(x) (x)
             #endif
             #ifdef _OPENMP
-            #pragma omp parallel firstprivate(__pyx_v_cols, __pyx_v_previous_threads) private(__pyx_t_10, __pyx_t_11, __pyx_t_12, __pyx_t_13, __pyx_t_14, __pyx_t_15, __pyx_t_16, __pyx_t_17, __pyx_t_18, __pyx_t_19, __pyx_t_2, __pyx_t_20, __pyx_t_21, __pyx_t_22, __pyx_t_23, __pyx_t_7, __pyx_t_9) num_threads(__pyx_v_threads != 0 ? __pyx_v_threads : omp_get_max_threads())
+            #pragma omp parallel firstprivate(__pyx_v_cols) private(__pyx_t_10, __pyx_t_11, __pyx_t_12, __pyx_t_13, __pyx_t_14, __pyx_t_15, __pyx_t_16, __pyx_t_17, __pyx_t_18, __pyx_t_19, __pyx_t_2, __pyx_t_20, __pyx_t_21, __pyx_t_22, __pyx_t_23, __pyx_t_7, __pyx_t_9) num_threads(__pyx_v_threads != 0 ? __pyx_v_threads : omp_get_max_threads())
             #endif /* _OPENMP */
             {
 
-                /* "src_ext/conv.pyx":214
- *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
- *     with nogil, parallel(num_threads=threads):
- *         cols = NULL if pointwise else <float*>malloc(pixels * patch_len * sizeof(float))             # <<<<<<<<<<<<<<
+                /* "src_ext/conv.pyx":217
  *         previous_threads = blas_single_thread()
- *         for n in prange(batch, schedule='static'):
+ *         with parallel(num_threads=threads):
+ *             cols = NULL if pointwise else <float*>malloc(pixels * patch_len * sizeof(float))             # <<<<<<<<<<<<<<
+ *             for n in prange(batch, schedule='static'):
+ *                 if not pointwise and cols == NULL:
 */
                 if (__pyx_v_pointwise) {
 
@@ -21540,21 +21565,12 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
                 }
                 __pyx_v_cols = __pyx_t_9;
 
-                /* "src_ext/conv.pyx":215
- *     with nogil, parallel(num_threads=threads):
- *         cols = NULL if pointwise else <float*>malloc(pixels * patch_len * sizeof(float))
- *         previous_threads = blas_single_thread()             # <<<<<<<<<<<<<<
- *         for n in prange(batch, schedule='static'):
- *             if not pointwise and cols == NULL:
-*/
-                __pyx_v_previous_threads = __pyx_f_8fastconv_4_ext_4conv_blas_single_thread();
-
-                /* "src_ext/conv.pyx":216
- *         cols = NULL if pointwise else <float*>malloc(pixels * patch_len * sizeof(float))
- *         previous_threads = blas_single_thread()
- *         for n in prange(batch, schedule='static'):             # <<<<<<<<<<<<<<
- *             if not pointwise and cols == NULL:
- *                 failed_flag[0] = 1
+                /* "src_ext/conv.pyx":218
+ *         with parallel(num_threads=threads):
+ *             cols = NULL if pointwise else <float*>malloc(pixels * patch_len * sizeof(float))
+ *             for n in prange(batch, schedule='static'):             # <<<<<<<<<<<<<<
+ *                 if not pointwise and cols == NULL:
+ *                     failed_flag[0] = 1
 */
                 __pyx_t_10 = __pyx_v_batch;
 
@@ -21569,12 +21585,12 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
                             {
                                 __pyx_v_n = (Py_ssize_t)(0 + 1 * __pyx_t_11);
 
-                                /* "src_ext/conv.pyx":217
- *         previous_threads = blas_single_thread()
- *         for n in prange(batch, schedule='static'):
- *             if not pointwise and cols == NULL:             # <<<<<<<<<<<<<<
- *                 failed_flag[0] = 1
- *                 continue
+                                /* "src_ext/conv.pyx":219
+ *             cols = NULL if pointwise else <float*>malloc(pixels * patch_len * sizeof(float))
+ *             for n in prange(batch, schedule='static'):
+ *                 if not pointwise and cols == NULL:             # <<<<<<<<<<<<<<
+ *                     failed_flag[0] = 1
+ *                     continue
 */
                                 __pyx_t_7 = (!__pyx_v_pointwise);
 
@@ -21595,61 +21611,61 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
                                 if (__pyx_t_2) {
 
 
-                                  /* "src_ext/conv.pyx":218
- *         for n in prange(batch, schedule='static'):
- *             if not pointwise and cols == NULL:
- *                 failed_flag[0] = 1             # <<<<<<<<<<<<<<
- *                 continue
- *             gemm_row_major(False, True, <int>pixels, <int>patch_len, <int>filters, 1.0, &grad_out[n, 0, 0, 0],
+                                  /* "src_ext/conv.pyx":220
+ *             for n in prange(batch, schedule='static'):
+ *                 if not pointwise and cols == NULL:
+ *                     failed_flag[0] = 1             # <<<<<<<<<<<<<<
+ *                     continue
+ *                 gemm_row_major(False, True, <int>pixels, <int>patch_len, <int>filters, 1.0, &grad_out[n, 0, 0, 0],
 */
                                   (__pyx_v_failed_flag[0]) = 1;
 
-                                  /* "src_ext/conv.pyx":219
- *             if not pointwise and cols == NULL:
- *                 failed_flag[0] = 1
- *                 continue             # <<<<<<<<<<<<<<
- *             gemm_row_major(False, True, <int>pixels, <int>patch_len, <int>filters, 1.0, &grad_out[n, 0, 0, 0],
- *                            <int>filters, &kernel_matrix[0, 0], <int>filters, 0.0,
+                                  /* "src_ext/conv.pyx":221
+ *                 if not pointwise and cols == NULL:
+ *                     failed_flag[0] = 1
+ *                     continue             # <<<<<<<<<<<<<<
+ *                 gemm_row_major(False, True, <int>pixels, <int>patch_len, <int>filters, 1.0, &grad_out[n, 0, 0, 0],
+ *                                <int>filters, &kernel_matrix[0, 0], <int>filters, 0.0,
 */
                                   goto __pyx_L13_continue;
 
-                                  /* "src_ext/conv.pyx":217
- *         previous_threads = blas_single_thread()
- *         for n in prange(batch, schedule='static'):
- *             if not pointwise and cols == NULL:             # <<<<<<<<<<<<<<
- *                 failed_flag[0] = 1
- *                 continue
+                                  /* "src_ext/conv.pyx":219
+ *             cols = NULL if pointwise else <float*>malloc(pixels * patch_len * sizeof(float))
+ *             for n in prange(batch, schedule='static'):
+ *                 if not pointwise and cols == NULL:             # <<<<<<<<<<<<<<
+ *                     failed_flag[0] = 1
+ *                     continue
 */
                                 }
 
-                                /* "src_ext/conv.pyx":220
- *                 failed_flag[0] = 1
- *                 continue
- *             gemm_row_major(False, True, <int>pixels, <int>patch_len, <int>filters, 1.0, &grad_out[n, 0, 0, 0],             # <<<<<<<<<<<<<<
- *                            <int>filters, &kernel_matrix[0, 0], <int>filters, 0.0,
- *                            &grad_x[n, 0, 0, 0] if pointwise else cols, <int>patch_len)
+                                /* "src_ext/conv.pyx":222
+ *                     failed_flag[0] = 1
+ *                     continue
+ *                 gemm_row_major(False, True, <int>pixels, <int>patch_len, <int>filters, 1.0, &grad_out[n, 0, 0, 0],             # <<<<<<<<<<<<<<
+ *                                <int>filters, &kernel_matrix[0, 0], <int>filters, 0.0,
+ *                                &grad_x[n, 0, 0, 0] if pointwise else cols, <int>patch_len)
 */
                                 __pyx_t_13 = __pyx_v_n;
                                 __pyx_t_14 = 0;
                                 __pyx_t_15 = 0;
                                 __pyx_t_16 = 0;
 
-                                /* "src_ext/conv.pyx":221
- *                 continue
- *             gemm_row_major(False, True, <int>pixels, <int>patch_len, <int>filters, 1.0, &grad_out[n, 0, 0, 0],
- *                            <int>filters, &kernel_matrix[0, 0], <int>filters, 0.0,             # <<<<<<<<<<<<<<
- *                            &grad_x[n, 0, 0, 0] if pointwise else cols, <int>patch_len)
- *             if not pointwise:
+                                /* "src_ext/conv.pyx":223
+ *                     continue
+ *                 gemm_row_major(False, True, <int>pixels, <int>patch_len, <int>filters, 1.0, &grad_out[n, 0, 0, 0],
+ *                                <int>filters, &kernel_matrix[0, 0], <int>filters, 0.0,             # <<<<<<<<<<<<<<
+ *                                &grad_x[n, 0, 0, 0] if pointwise else cols, <int>patch_len)
+ *                 if not pointwise:
 */
                                 __pyx_t_17 = 0;
                                 __pyx_t_18 = 0;
 
-                                /* "src_ext/conv.pyx":222
- *             gemm_row_major(False, True, <int>pixels, <int>patch_len, <int>filters, 1.0, &grad_out[n, 0, 0, 0],
- *                            <int>filters, &kernel_matrix[0, 0], <int>filters, 0.0,
- *                            &grad_x[n, 0, 0, 0] if pointwise else cols, <int>patch_len)             # <<<<<<<<<<<<<<
- *             if not pointwise:
- *                 col2im_sample(cols, &grad_x[n, 0, 0, 0], height, width, channels, out_h, out_w,
+                                /* "src_ext/conv.pyx":224
+ *                 gemm_row_major(False, True, <int>pixels, <int>patch_len, <int>filters, 1.0, &grad_out[n, 0, 0, 0],
+ *                                <int>filters, &kernel_matrix[0, 0], <int>filters, 0.0,
+ *                                &grad_x[n, 0, 0, 0] if pointwise else cols, <int>patch_len)             # <<<<<<<<<<<<<<
+ *                 if not pointwise:
+ *                     col2im_sample(cols, &grad_x[n, 0, 0, 0], height, width, channels, out_h, out_w,
 */
                                 if (__pyx_v_pointwise) {
                                   __pyx_t_20 = __pyx_v_n;
@@ -21663,55 +21679,55 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
                                   __pyx_t_19 = __pyx_v_cols;
                                 }
 
-                                /* "src_ext/conv.pyx":220
- *                 failed_flag[0] = 1
- *                 continue
- *             gemm_row_major(False, True, <int>pixels, <int>patch_len, <int>filters, 1.0, &grad_out[n, 0, 0, 0],             # <<<<<<<<<<<<<<
- *                            <int>filters, &kernel_matrix[0, 0], <int>filters, 0.0,
- *                            &grad_x[n, 0, 0, 0] if pointwise else cols, <int>patch_len)
+                                /* "src_ext/conv.pyx":222
+ *                     failed_flag[0] = 1
+ *                     continue
+ *                 gemm_row_major(False, True, <int>pixels, <int>patch_len, <int>filters, 1.0, &grad_out[n, 0, 0, 0],             # <<<<<<<<<<<<<<
+ *                                <int>filters, &kernel_matrix[0, 0], <int>filters, 0.0,
+ *                                &grad_x[n, 0, 0, 0] if pointwise else cols, <int>patch_len)
 */
                                 __pyx_f_7_linalg_gemm_row_major(0, 1, ((int)__pyx_v_pixels), ((int)__pyx_v_patch_len), ((int)__pyx_v_filters), 1.0, (&(*((float const  *) ( /* dim=3 */ ((char *) (((float const  *) ( /* dim=2 */ (( /* dim=1 */ (( /* dim=0 */ (__pyx_v_grad_out.data + __pyx_t_13 * __pyx_v_grad_out.strides[0]) ) + __pyx_t_14 * __pyx_v_grad_out.strides[1]) ) + __pyx_t_15 * __pyx_v_grad_out.strides[2]) )) + __pyx_t_16)) )))), ((int)__pyx_v_filters), (&(*((float const  *) ( /* dim=1 */ ((char *) (((float const  *) ( /* dim=0 */ (__pyx_v_kernel_matrix.data + __pyx_t_17 * __pyx_v_kernel_matrix.strides[0]) )) + __pyx_t_18)) )))), ((int)__pyx_v_filters), 0.0, __pyx_t_19, ((int)__pyx_v_patch_len));
 
 
-                                /* "src_ext/conv.pyx":223
- *                            <int>filters, &kernel_matrix[0, 0], <int>filters, 0.0,
- *                            &grad_x[n, 0, 0, 0] if pointwise else cols, <int>patch_len)
- *             if not pointwise:             # <<<<<<<<<<<<<<
- *                 col2im_sample(cols, &grad_x[n, 0, 0, 0], height, width, channels, out_h, out_w,
- *                               stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+                                /* "src_ext/conv.pyx":225
+ *                                <int>filters, &kernel_matrix[0, 0], <int>filters, 0.0,
+ *                                &grad_x[n, 0, 0, 0] if pointwise else cols, <int>patch_len)
+ *                 if not pointwise:             # <<<<<<<<<<<<<<
+ *                     col2im_sample(cols, &grad_x[n, 0, 0, 0], height, width, channels, out_h, out_w,
+ *                                   stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
 */
                                 __pyx_t_2 = (!__pyx_v_pointwise);
 
                                 if (__pyx_t_2) {
 
 
-                                  /* "src_ext/conv.pyx":224
- *                            &grad_x[n, 0, 0, 0] if pointwise else cols, <int>patch_len)
- *             if not pointwise:
- *                 col2im_sample(cols, &grad_x[n, 0, 0, 0], height, width, channels, out_h, out_w,             # <<<<<<<<<<<<<<
- *                               stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
- *         blas_restore_threads(previous_threads)
+                                  /* "src_ext/conv.pyx":226
+ *                                &grad_x[n, 0, 0, 0] if pointwise else cols, <int>patch_len)
+ *                 if not pointwise:
+ *                     col2im_sample(cols, &grad_x[n, 0, 0, 0], height, width, channels, out_h, out_w,             # <<<<<<<<<<<<<<
+ *                                   stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+ *             free(cols)
 */
                                   __pyx_t_18 = __pyx_v_n;
                                   __pyx_t_17 = 0;
                                   __pyx_t_16 = 0;
                                   __pyx_t_15 = 0;
 
-                                  /* "src_ext/conv.pyx":225
- *             if not pointwise:
- *                 col2im_sample(cols, &grad_x[n, 0, 0, 0], height, width, channels, out_h, out_w,
- *                               stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)             # <<<<<<<<<<<<<<
+                                  /* "src_ext/conv.pyx":227
+ *                 if not pointwise:
+ *                     col2im_sample(cols, &grad_x[n, 0, 0, 0], height, width, channels, out_h, out_w,
+ *                                   stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)             # <<<<<<<<<<<<<<
+ *             free(cols)
  *         blas_restore_threads(previous_threads)
- *         free(cols)
 */
                                   __pyx_f_8fastconv_4_ext_4conv_col2im_sample(__pyx_v_cols, (&(*((float *) ( /* dim=3 */ ((char *) (((float *) ( /* dim=2 */ (( /* dim=1 */ (( /* dim=0 */ (__pyx_v_grad_x.data + __pyx_t_18 * __pyx_v_grad_x.strides[0]) ) + __pyx_t_17 * __pyx_v_grad_x.strides[1]) ) + __pyx_t_16 * __pyx_v_grad_x.strides[2]) )) + __pyx_t_15)) )))), __pyx_v_height, __pyx_v_width, __pyx_v_channels, __pyx_v_out_h, __pyx_v_out_w, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_pad_top, __pyx_v_pad_left, __pyx_v_kernel_h, __pyx_v_kernel_w);
 
-                                  /* "src_ext/conv.pyx":223
- *                            <int>filters, &kernel_matrix[0, 0], <int>filters, 0.0,
- *                            &grad_x[n, 0, 0, 0] if pointwise else cols, <int>patch_len)
- *             if not pointwise:             # <<<<<<<<<<<<<<
- *                 col2im_sample(cols, &grad_x[n, 0, 0, 0], height, width, channels, out_h, out_w,
- *                               stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+                                  /* "src_ext/conv.pyx":225
+ *                                <int>filters, &kernel_matrix[0, 0], <int>filters, 0.0,
+ *                                &grad_x[n, 0, 0, 0] if pointwise else cols, <int>patch_len)
+ *                 if not pointwise:             # <<<<<<<<<<<<<<
+ *                     col2im_sample(cols, &grad_x[n, 0, 0, 0], height, width, channels, out_h, out_w,
+ *                                   stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
 */
                                 }
                                 goto __pyx_L22;
@@ -21724,21 +21740,12 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
                 }
 
 
-                /* "src_ext/conv.pyx":226
- *                 col2im_sample(cols, &grad_x[n, 0, 0, 0], height, width, channels, out_h, out_w,
- *                               stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
- *         blas_restore_threads(previous_threads)             # <<<<<<<<<<<<<<
- *         free(cols)
- *     if failed:
-*/
-                __pyx_f_8fastconv_4_ext_4conv_blas_restore_threads(__pyx_v_previous_threads);
-
-                /* "src_ext/conv.pyx":227
- *                               stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+                /* "src_ext/conv.pyx":228
+ *                     col2im_sample(cols, &grad_x[n, 0, 0, 0], height, width, channels, out_h, out_w,
+ *                                   stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+ *             free(cols)             # <<<<<<<<<<<<<<
  *         blas_restore_threads(previous_threads)
- *         free(cols)             # <<<<<<<<<<<<<<
  *     if failed:
- *         raise MemoryError(f"conv2d_backward_input: cannot allocate a ({pixels}, {patch_len}) patch block")
 */
                 free(__pyx_v_cols);
             }
@@ -21749,14 +21756,23 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
             #define likely(x)   __builtin_expect(!!(x), 1)
             #define unlikely(x) __builtin_expect(!!(x), 0)
         #endif
+
+        /* "src_ext/conv.pyx":229
+ *                                   stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+ *             free(cols)
+ *         blas_restore_threads(previous_threads)             # <<<<<<<<<<<<<<
+ *     if failed:
+ *         raise MemoryError(f"conv2d_backward_input: cannot allocate a ({pixels}, {patch_len}) patch block")
+*/
+        __pyx_f_8fastconv_4_ext_4conv_blas_restore_threads(__pyx_v_previous_threads);
       }
 
-      /* "src_ext/conv.pyx":213
+      /* "src_ext/conv.pyx":214
  *     cdef int failed = 0
  *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
- *     with nogil, parallel(num_threads=threads):             # <<<<<<<<<<<<<<
- *         cols = NULL if pointwise else <float*>malloc(pixels * patch_len * sizeof(float))
+ *     with nogil:             # <<<<<<<<<<<<<<
  *         previous_threads = blas_single_thread()
+ *         with parallel(num_threads=threads):
 */
       /*finally:*/ {
         /*normal exit:*/{
@@ -21768,9 +21784,9 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
       }
   }
 
-  /* "src_ext/conv.pyx":228
+  /* "src_ext/conv.pyx":230
+ *             free(cols)
  *         blas_restore_threads(previous_threads)
- *         free(cols)
  *     if failed:             # <<<<<<<<<<<<<<
  *         raise MemoryError(f"conv2d_backward_input: cannot allocate a ({pixels}, {patch_len}) patch block")
  * 
@@ -21780,17 +21796,17 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
   if (unlikely(__pyx_t_2)) {
 
 
-    /* "src_ext/conv.pyx":229
- *         free(cols)
+    /* "src_ext/conv.pyx":231
+ *         blas_restore_threads(previous_threads)
  *     if failed:
  *         raise MemoryError(f"conv2d_backward_input: cannot allocate a ({pixels}, {patch_len}) patch block")             # <<<<<<<<<<<<<<
  * 
  * 
 */
     __pyx_t_5 = NULL;
-    __pyx_t_3 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_pixels, 0, ' ', 'd'); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 229, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_pixels, 0, ' ', 'd'); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 231, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
-    __pyx_t_4 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_patch_len, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 229, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_patch_len, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 231, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __pyx_t_24[0] = __pyx_mstate_global->__pyx_kp_u_conv2d_backward_input_cannot_all;
     __pyx_t_24[1] = __pyx_t_3;
@@ -21803,7 +21819,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
     #endif
     __pyx_t_1 = 0;
     __pyx_t_25 = __Pyx_PyUnicode_Join(__pyx_t_24, 5, __pyx_t_12, __pyx_t_1);
-    if (unlikely(!__pyx_t_25)) __PYX_ERR(0, 229, __pyx_L1_error)
+    if (unlikely(!__pyx_t_25)) __PYX_ERR(0, 231, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_25);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
@@ -21813,23 +21829,23 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
       __pyx_t_6 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_MemoryError)), __pyx_callargs+__pyx_t_8, (2-__pyx_t_8) | (__pyx_t_8*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
       __Pyx_DECREF(__pyx_t_25); __pyx_t_25 = 0;
-      if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 229, __pyx_L1_error)
+      if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 231, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_6);
     }
     __Pyx_Raise(__pyx_t_6, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    __PYX_ERR(0, 229, __pyx_L1_error)
+    __PYX_ERR(0, 231, __pyx_L1_error)
 
-    /* "src_ext/conv.pyx":228
+    /* "src_ext/conv.pyx":230
+ *             free(cols)
  *         blas_restore_threads(previous_threads)
- *         free(cols)
  *     if failed:             # <<<<<<<<<<<<<<
  *         raise MemoryError(f"conv2d_backward_input: cannot allocate a ({pixels}, {patch_len}) patch block")
  * 
 */
   }
 
-  /* "src_ext/conv.pyx":189
+  /* "src_ext/conv.pyx":190
  * 
  * 
  * def conv2d_backward_input(const float[:, :, :, ::1] grad_out, const float[:, ::1] kernel_matrix,             # <<<<<<<<<<<<<<
@@ -21870,7 +21886,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
   return __pyx_r;
 }
 
-/* "src_ext/conv.pyx":232
+/* "src_ext/conv.pyx":234
  * 
  * 
  * def conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, :, :, ::1] grad_out,             # <<<<<<<<<<<<<<
@@ -21929,109 +21945,109 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_x,&__pyx_mstate_global->__pyx_n_u_grad_out,&__pyx_mstate_global->__pyx_n_u_grad_kernel_matrix,&__pyx_mstate_global->__pyx_n_u_grad_bias,&__pyx_mstate_global->__pyx_n_u_stride_h,&__pyx_mstate_global->__pyx_n_u_stride_w,&__pyx_mstate_global->__pyx_n_u_pad_top,&__pyx_mstate_global->__pyx_n_u_pad_left,&__pyx_mstate_global->__pyx_n_u_kernel_h,&__pyx_mstate_global->__pyx_n_u_kernel_w,&__pyx_mstate_global->__pyx_n_u_block_rows_2,&__pyx_mstate_global->__pyx_n_u_threads,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 232, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 234, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case 12:
         values[11] = __Pyx_ArgRef_FASTCALL(__pyx_args, 11);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[11])) __PYX_ERR(0, 232, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[11])) __PYX_ERR(0, 234, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 11:
         values[10] = __Pyx_ArgRef_FASTCALL(__pyx_args, 10);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 232, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 234, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 10:
         values[9] = __Pyx_ArgRef_FASTCALL(__pyx_args, 9);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 232, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 234, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  9:
         values[8] = __Pyx_ArgRef_FASTCALL(__pyx_args, 8);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 232, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 234, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  8:
         values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 232, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 234, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  7:
         values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 232, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 234, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  6:
         values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 232, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 234, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  5:
         values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 232, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 234, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 232, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 234, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 232, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 234, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 232, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 234, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 232, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 234, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "conv2d_backward_kernel", 0) < (0)) __PYX_ERR(0, 232, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "conv2d_backward_kernel", 0) < (0)) __PYX_ERR(0, 234, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 12; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("conv2d_backward_kernel", 1, 12, 12, i); __PYX_ERR(0, 232, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("conv2d_backward_kernel", 1, 12, 12, i); __PYX_ERR(0, 234, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 12)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 232, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 234, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 232, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 234, __pyx_L3_error)
       values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 232, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 234, __pyx_L3_error)
       values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 232, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 234, __pyx_L3_error)
       values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 232, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 234, __pyx_L3_error)
       values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 232, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 234, __pyx_L3_error)
       values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 232, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 234, __pyx_L3_error)
       values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 232, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 234, __pyx_L3_error)
       values[8] = __Pyx_ArgRef_FASTCALL(__pyx_args, 8);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 232, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 234, __pyx_L3_error)
       values[9] = __Pyx_ArgRef_FASTCALL(__pyx_args, 9);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 232, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 234, __pyx_L3_error)
       values[10] = __Pyx_ArgRef_FASTCALL(__pyx_args, 10);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 232, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 234, __pyx_L3_error)
       values[11] = __Pyx_ArgRef_FASTCALL(__pyx_args, 11);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[11])) __PYX_ERR(0, 232, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[11])) __PYX_ERR(0, 234, __pyx_L3_error)
     }
-    __pyx_v_x = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float__const__(values[0], 0); if (unlikely(!__pyx_v_x.memview)) __PYX_ERR(0, 232, __pyx_L3_error)
-    __pyx_v_grad_out = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float__const__(values[1], 0); if (unlikely(!__pyx_v_grad_out.memview)) __PYX_ERR(0, 232, __pyx_L3_error)
-    __pyx_v_grad_kernel_matrix = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float(values[2], PyBUF_WRITABLE); if (unlikely(!__pyx_v_grad_kernel_matrix.memview)) __PYX_ERR(0, 233, __pyx_L3_error)
-    __pyx_v_grad_bias = __Pyx_PyObject_to_MemoryviewSlice_dc_float(values[3], PyBUF_WRITABLE); if (unlikely(!__pyx_v_grad_bias.memview)) __PYX_ERR(0, 233, __pyx_L3_error)
-    __pyx_v_stride_h = __Pyx_PyIndex_AsSsize_t(values[4]); if (unlikely((__pyx_v_stride_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 233, __pyx_L3_error)
-    __pyx_v_stride_w = __Pyx_PyIndex_AsSsize_t(values[5]); if (unlikely((__pyx_v_stride_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 234, __pyx_L3_error)
-    __pyx_v_pad_top = __Pyx_PyIndex_AsSsize_t(values[6]); if (unlikely((__pyx_v_pad_top == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 234, __pyx_L3_error)
-    __pyx_v_pad_left = __Pyx_PyIndex_AsSsize_t(values[7]); if (unlikely((__pyx_v_pad_left == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 234, __pyx_L3_error)
-    __pyx_v_kernel_h = __Pyx_PyIndex_AsSsize_t(values[8]); if (unlikely((__pyx_v_kernel_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 234, __pyx_L3_error)
-    __pyx_v_kernel_w = __Pyx_PyIndex_AsSsize_t(values[9]); if (unlikely((__pyx_v_kernel_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 235, __pyx_L3_error)
-    __pyx_v_block_rows = __Pyx_PyIndex_AsSsize_t(values[10]); if (unlikely((__pyx_v_block_rows == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 235, __pyx_L3_error)
-    __pyx_v_threads = __Pyx_PyLong_As_int(values[11]); if (unlikely((__pyx_v_threads == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 235, __pyx_L3_error)
+    __pyx_v_x = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float__const__(values[0], 0); if (unlikely(!__pyx_v_x.memview)) __PYX_ERR(0, 234, __pyx_L3_error)
+    __pyx_v_grad_out = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float__const__(values[1], 0); if (unlikely(!__pyx_v_grad_out.memview)) __PYX_ERR(0, 234, __pyx_L3_error)
+    __pyx_v_grad_kernel_matrix = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float(values[2], PyBUF_WRITABLE); if (unlikely(!__pyx_v_grad_kernel_matrix.memview)) __PYX_ERR(0, 235, __pyx_L3_error)
+    __pyx_v_grad_bias = __Pyx_PyObject_to_MemoryviewSlice_dc_float(values[3], PyBUF_WRITABLE); if (unlikely(!__pyx_v_grad_bias.memview)) __PYX_ERR(0, 235, __pyx_L3_error)
+    __pyx_v_stride_h = __Pyx_PyIndex_AsSsize_t(values[4]); if (unlikely((__pyx_v_stride_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 235, __pyx_L3_error)
+    __pyx_v_stride_w = __Pyx_PyIndex_AsSsize_t(values[5]); if (unlikely((__pyx_v_stride_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 236, __pyx_L3_error)
+    __pyx_v_pad_top = __Pyx_PyIndex_AsSsize_t(values[6]); if (unlikely((__pyx_v_pad_top == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 236, __pyx_L3_error)
+    __pyx_v_pad_left = __Pyx_PyIndex_AsSsize_t(values[7]); if (unlikely((__pyx_v_pad_left == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 236, __pyx_L3_error)
+    __pyx_v_kernel_h = __Pyx_PyIndex_AsSsize_t(values[8]); if (unlikely((__pyx_v_kernel_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 236, __pyx_L3_error)
+    __pyx_v_kernel_w = __Pyx_PyIndex_AsSsize_t(values[9]); if (unlikely((__pyx_v_kernel_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 237, __pyx_L3_error)
+    __pyx_v_block_rows = __Pyx_PyIndex_AsSsize_t(values[10]); if (unlikely((__pyx_v_block_rows == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 237, __pyx_L3_error)
+    __pyx_v_threads = __Pyx_PyLong_As_int(values[11]); if (unlikely((__pyx_v_threads == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 237, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("conv2d_backward_kernel", 1, 12, 12, __pyx_nargs); __PYX_ERR(0, 232, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("conv2d_backward_kernel", 1, 12, 12, __pyx_nargs); __PYX_ERR(0, 234, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -22126,7 +22142,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("conv2d_backward_kernel", 0);
 
-  /* "src_ext/conv.pyx":242
+  /* "src_ext/conv.pyx":244
  *     partial gradient; the partials are added in thread order, so results are repeatable.
  *     """
  *     cdef Py_ssize_t batch = x.shape[0], height = x.shape[1], width = x.shape[2], channels = x.shape[3]             # <<<<<<<<<<<<<<
@@ -22138,7 +22154,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
   __pyx_v_width = (__pyx_v_x.shape[2]);
   __pyx_v_channels = (__pyx_v_x.shape[3]);
 
-  /* "src_ext/conv.pyx":243
+  /* "src_ext/conv.pyx":245
  *     """
  *     cdef Py_ssize_t batch = x.shape[0], height = x.shape[1], width = x.shape[2], channels = x.shape[3]
  *     cdef Py_ssize_t out_h = grad_out.shape[1], out_w = grad_out.shape[2], filters = grad_out.shape[3]             # <<<<<<<<<<<<<<
@@ -22149,7 +22165,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
   __pyx_v_out_w = (__pyx_v_grad_out.shape[2]);
   __pyx_v_filters = (__pyx_v_grad_out.shape[3]);
 
-  /* "src_ext/conv.pyx":244
+  /* "src_ext/conv.pyx":246
  *     cdef Py_ssize_t batch = x.shape[0], height = x.shape[1], width = x.shape[2], channels = x.shape[3]
  *     cdef Py_ssize_t out_h = grad_out.shape[1], out_w = grad_out.shape[2], filters = grad_out.shape[3]
  *     cdef Py_ssize_t patch_len = grad_kernel_matrix.shape[0]             # <<<<<<<<<<<<<<
@@ -22158,17 +22174,17 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
   __pyx_v_patch_len = (__pyx_v_grad_kernel_matrix.shape[0]);
 
-  /* "src_ext/conv.pyx":245
+  /* "src_ext/conv.pyx":247
  *     cdef Py_ssize_t out_h = grad_out.shape[1], out_w = grad_out.shape[2], filters = grad_out.shape[3]
  *     cdef Py_ssize_t patch_len = grad_kernel_matrix.shape[0]
  *     check_extents(batch, channels, out_h, out_w, filters, grad_kernel_matrix.shape[0], grad_kernel_matrix.shape[1],             # <<<<<<<<<<<<<<
  *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     if grad_bias.shape[0] not in (0, filters):
 */
-  __pyx_t_1 = __pyx_f_8fastconv_4_ext_4conv_check_extents(__pyx_v_batch, __pyx_v_channels, __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, (__pyx_v_grad_kernel_matrix.shape[0]), (__pyx_v_grad_kernel_matrix.shape[1]), (__pyx_v_grad_out.shape[0]), __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_kernel_h, __pyx_v_kernel_w, __pyx_v_block_rows, __pyx_v_threads); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 245, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_8fastconv_4_ext_4conv_check_extents(__pyx_v_batch, __pyx_v_channels, __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, (__pyx_v_grad_kernel_matrix.shape[0]), (__pyx_v_grad_kernel_matrix.shape[1]), (__pyx_v_grad_out.shape[0]), __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_kernel_h, __pyx_v_kernel_w, __pyx_v_block_rows, __pyx_v_threads); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 247, __pyx_L1_error)
 
 
-  /* "src_ext/conv.pyx":247
+  /* "src_ext/conv.pyx":249
  *     check_extents(batch, channels, out_h, out_w, filters, grad_kernel_matrix.shape[0], grad_kernel_matrix.shape[1],
  *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     if grad_bias.shape[0] not in (0, filters):             # <<<<<<<<<<<<<<
@@ -22199,7 +22215,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
   if (unlikely(__pyx_t_4)) {
 
 
-    /* "src_ext/conv.pyx":248
+    /* "src_ext/conv.pyx":250
  *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     if grad_bias.shape[0] not in (0, filters):
  *         raise ValueError(f"conv2d_backward_kernel: grad_bias ({grad_bias.shape[0]},) does not match {filters} filters")             # <<<<<<<<<<<<<<
@@ -22207,9 +22223,9 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
  *     cdef Py_ssize_t total_rows = batch * out_h * out_w
 */
     __pyx_t_6 = NULL;
-    __pyx_t_7 = __Pyx_PyUnicode_From_Py_ssize_t((__pyx_v_grad_bias.shape[0]), 0, ' ', 'd'); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 248, __pyx_L1_error)
+    __pyx_t_7 = __Pyx_PyUnicode_From_Py_ssize_t((__pyx_v_grad_bias.shape[0]), 0, ' ', 'd'); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 250, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
-    __pyx_t_8 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_filters, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 248, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_filters, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 250, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
     __pyx_t_9[0] = __pyx_mstate_global->__pyx_kp_u_conv2d_backward_kernel_grad_bias;
     __pyx_t_9[1] = __pyx_t_7;
@@ -22222,7 +22238,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
     #endif
     __pyx_t_1 = 0;
     __pyx_t_10 = __Pyx_PyUnicode_Join(__pyx_t_9, 5, __pyx_t_2, __pyx_t_1);
-    if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 248, __pyx_L1_error)
+    if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 250, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
     __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
@@ -22232,14 +22248,14 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
       __pyx_t_5 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_11, (2-__pyx_t_11) | (__pyx_t_11*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 248, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 250, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
     __Pyx_Raise(__pyx_t_5, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __PYX_ERR(0, 248, __pyx_L1_error)
+    __PYX_ERR(0, 250, __pyx_L1_error)
 
-    /* "src_ext/conv.pyx":247
+    /* "src_ext/conv.pyx":249
  *     check_extents(batch, channels, out_h, out_w, filters, grad_kernel_matrix.shape[0], grad_kernel_matrix.shape[1],
  *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     if grad_bias.shape[0] not in (0, filters):             # <<<<<<<<<<<<<<
@@ -22248,7 +22264,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
   }
 
-  /* "src_ext/conv.pyx":249
+  /* "src_ext/conv.pyx":251
  *     if grad_bias.shape[0] not in (0, filters):
  *         raise ValueError(f"conv2d_backward_kernel: grad_bias ({grad_bias.shape[0]},) does not match {filters} filters")
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)             # <<<<<<<<<<<<<<
@@ -22257,7 +22273,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
   __pyx_v_pointwise = __pyx_f_8fastconv_4_ext_4conv_is_pointwise(__pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_pad_top, __pyx_v_pad_left, __pyx_v_kernel_h, __pyx_v_kernel_w);
 
-  /* "src_ext/conv.pyx":250
+  /* "src_ext/conv.pyx":252
  *         raise ValueError(f"conv2d_backward_kernel: grad_bias ({grad_bias.shape[0]},) does not match {filters} filters")
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
  *     cdef Py_ssize_t total_rows = batch * out_h * out_w             # <<<<<<<<<<<<<<
@@ -22266,7 +22282,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
   __pyx_v_total_rows = ((__pyx_v_batch * __pyx_v_out_h) * __pyx_v_out_w);
 
-  /* "src_ext/conv.pyx":251
+  /* "src_ext/conv.pyx":253
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
  *     cdef Py_ssize_t total_rows = batch * out_h * out_w
  *     cdef Py_ssize_t blocks = (total_rows + block_rows - 1) // block_rows             # <<<<<<<<<<<<<<
@@ -22275,7 +22291,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
   __pyx_v_blocks = (((__pyx_v_total_rows + __pyx_v_block_rows) - 1) / __pyx_v_block_rows);
 
-  /* "src_ext/conv.pyx":252
+  /* "src_ext/conv.pyx":254
  *     cdef Py_ssize_t total_rows = batch * out_h * out_w
  *     cdef Py_ssize_t blocks = (total_rows + block_rows - 1) // block_rows
  *     cdef Py_ssize_t matrix_len = patch_len * filters             # <<<<<<<<<<<<<<
@@ -22284,7 +22300,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
   __pyx_v_matrix_len = (__pyx_v_patch_len * __pyx_v_filters);
 
-  /* "src_ext/conv.pyx":253
+  /* "src_ext/conv.pyx":255
  *     cdef Py_ssize_t blocks = (total_rows + block_rows - 1) // block_rows
  *     cdef Py_ssize_t matrix_len = patch_len * filters
  *     cdef float* partials = <float*>calloc(threads * matrix_len, sizeof(float))             # <<<<<<<<<<<<<<
@@ -22293,7 +22309,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
   __pyx_v_partials = ((float *)calloc((__pyx_v_threads * __pyx_v_matrix_len), (sizeof(float))));
 
-  /* "src_ext/conv.pyx":254
+  /* "src_ext/conv.pyx":256
  *     cdef Py_ssize_t matrix_len = patch_len * filters
  *     cdef float* partials = <float*>calloc(threads * matrix_len, sizeof(float))
  *     if partials == NULL:             # <<<<<<<<<<<<<<
@@ -22305,7 +22321,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
   if (unlikely(__pyx_t_4)) {
 
 
-    /* "src_ext/conv.pyx":255
+    /* "src_ext/conv.pyx":257
  *     cdef float* partials = <float*>calloc(threads * matrix_len, sizeof(float))
  *     if partials == NULL:
  *         raise MemoryError(f"conv2d_backward_kernel: cannot allocate {threads} partial gradients")             # <<<<<<<<<<<<<<
@@ -22313,7 +22329,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
  *     cdef const float* x_data = &x[0, 0, 0, 0]
 */
     __pyx_t_10 = NULL;
-    __pyx_t_6 = __Pyx_PyUnicode_From_int(__pyx_v_threads, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 255, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyUnicode_From_int(__pyx_v_threads, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 257, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __pyx_t_12[0] = __pyx_mstate_global->__pyx_kp_u_conv2d_backward_kernel_cannot_al;
     __pyx_t_12[1] = __pyx_t_6;
@@ -22324,7 +22340,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
     #endif
     __pyx_t_1 = 0;
     __pyx_t_8 = __Pyx_PyUnicode_Join(__pyx_t_12, 3, __pyx_t_2, __pyx_t_1);
-    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 255, __pyx_L1_error)
+    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 257, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __pyx_t_11 = 1;
@@ -22333,14 +22349,14 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
       __pyx_t_5 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_MemoryError)), __pyx_callargs+__pyx_t_11, (2-__pyx_t_11) | (__pyx_t_11*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_10); __pyx_t_10 = 0;
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 255, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 257, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
     __Pyx_Raise(__pyx_t_5, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __PYX_ERR(0, 255, __pyx_L1_error)
+    __PYX_ERR(0, 257, __pyx_L1_error)
 
-    /* "src_ext/conv.pyx":254
+    /* "src_ext/conv.pyx":256
  *     cdef Py_ssize_t matrix_len = patch_len * filters
  *     cdef float* partials = <float*>calloc(threads * matrix_len, sizeof(float))
  *     if partials == NULL:             # <<<<<<<<<<<<<<
@@ -22349,7 +22365,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
   }
 
-  /* "src_ext/conv.pyx":257
+  /* "src_ext/conv.pyx":259
  *         raise MemoryError(f"conv2d_backward_kernel: cannot allocate {threads} partial gradients")
  *     cdef Py_ssize_t block, first_row, rows, i, t
  *     cdef const float* x_data = &x[0, 0, 0, 0]             # <<<<<<<<<<<<<<
@@ -22362,7 +22378,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
   __pyx_t_16 = 0;
   __pyx_v_x_data = (&(*((float const  *) ( /* dim=3 */ ((char *) (((float const  *) ( /* dim=2 */ (( /* dim=1 */ (( /* dim=0 */ (__pyx_v_x.data + __pyx_t_13 * __pyx_v_x.strides[0]) ) + __pyx_t_14 * __pyx_v_x.strides[1]) ) + __pyx_t_15 * __pyx_v_x.strides[2]) )) + __pyx_t_16)) ))));
 
-  /* "src_ext/conv.pyx":258
+  /* "src_ext/conv.pyx":260
  *     cdef Py_ssize_t block, first_row, rows, i, t
  *     cdef const float* x_data = &x[0, 0, 0, 0]
  *     cdef const float* grad_data = &grad_out[0, 0, 0, 0]             # <<<<<<<<<<<<<<
@@ -22375,7 +22391,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
   __pyx_t_13 = 0;
   __pyx_v_grad_data = (&(*((float const  *) ( /* dim=3 */ ((char *) (((float const  *) ( /* dim=2 */ (( /* dim=1 */ (( /* dim=0 */ (__pyx_v_grad_out.data + __pyx_t_16 * __pyx_v_grad_out.strides[0]) ) + __pyx_t_15 * __pyx_v_grad_out.strides[1]) ) + __pyx_t_14 * __pyx_v_grad_out.strides[2]) )) + __pyx_t_13)) ))));
 
-  /* "src_ext/conv.pyx":264
+  /* "src_ext/conv.pyx":266
  *     cdef const float* patches
  *     cdef int previous_threads
  *     cdef int failed = 0             # <<<<<<<<<<<<<<
@@ -22384,21 +22400,21 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
   __pyx_v_failed = 0;
 
-  /* "src_ext/conv.pyx":265
+  /* "src_ext/conv.pyx":267
  *     cdef int previous_threads
  *     cdef int failed = 0
  *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private             # <<<<<<<<<<<<<<
  *     with nogil:
- *         with parallel(num_threads=threads):
+ *         previous_threads = blas_single_thread()
 */
   __pyx_v_failed_flag = (&__pyx_v_failed);
 
-  /* "src_ext/conv.pyx":266
+  /* "src_ext/conv.pyx":268
  *     cdef int failed = 0
  *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
  *     with nogil:             # <<<<<<<<<<<<<<
+ *         previous_threads = blas_single_thread()
  *         with parallel(num_threads=threads):
- *             cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
 */
   {
       PyThreadState * _save;
@@ -22406,9 +22422,18 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
       __Pyx_FastGIL_Remember();
       /*try:*/ {
 
-        /* "src_ext/conv.pyx":267
+        /* "src_ext/conv.pyx":269
  *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
  *     with nogil:
+ *         previous_threads = blas_single_thread()             # <<<<<<<<<<<<<<
+ *         with parallel(num_threads=threads):
+ *             cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
+*/
+        __pyx_v_previous_threads = __pyx_f_8fastconv_4_ext_4conv_blas_single_thread();
+
+        /* "src_ext/conv.pyx":270
+ *     with nogil:
+ *         previous_threads = blas_single_thread()
  *         with parallel(num_threads=threads):             # <<<<<<<<<<<<<<
  *             cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
  *             partial = partials + threadid() * matrix_len
@@ -22421,16 +22446,16 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
                 #define unlikely(x) (x)
             #endif
             #ifdef _OPENMP
-            #pragma omp parallel firstprivate(__pyx_v_cols, __pyx_v_partial, __pyx_v_previous_threads) private(__pyx_t_1, __pyx_t_17, __pyx_t_18, __pyx_t_19, __pyx_t_2, __pyx_t_20, __pyx_t_21, __pyx_t_22, __pyx_t_3, __pyx_t_4) num_threads(__pyx_v_threads != 0 ? __pyx_v_threads : omp_get_max_threads())
+            #pragma omp parallel firstprivate(__pyx_v_cols, __pyx_v_partial) private(__pyx_t_1, __pyx_t_17, __pyx_t_18, __pyx_t_19, __pyx_t_2, __pyx_t_20, __pyx_t_21, __pyx_t_22, __pyx_t_3, __pyx_t_4) num_threads(__pyx_v_threads != 0 ? __pyx_v_threads : omp_get_max_threads())
             #endif /* _OPENMP */
             {
 
-                /* "src_ext/conv.pyx":268
- *     with nogil:
+                /* "src_ext/conv.pyx":271
+ *         previous_threads = blas_single_thread()
  *         with parallel(num_threads=threads):
  *             cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))             # <<<<<<<<<<<<<<
  *             partial = partials + threadid() * matrix_len
- *             previous_threads = blas_single_thread()
+ *             for block in prange(blocks, schedule='static'):
 */
                 if (__pyx_v_pointwise) {
 
@@ -22441,12 +22466,12 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
                 }
                 __pyx_v_cols = __pyx_t_17;
 
-                /* "src_ext/conv.pyx":269
+                /* "src_ext/conv.pyx":272
  *         with parallel(num_threads=threads):
  *             cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
  *             partial = partials + threadid() * matrix_len             # <<<<<<<<<<<<<<
- *             previous_threads = blas_single_thread()
  *             for block in prange(blocks, schedule='static'):
+ *                 if not pointwise and cols == NULL:
 */
                 #ifdef _OPENMP
                 __pyx_t_1 = omp_get_thread_num();
@@ -22456,18 +22481,9 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
                 __pyx_v_partial = (__pyx_v_partials + (__pyx_t_1 * __pyx_v_matrix_len));
 
 
-                /* "src_ext/conv.pyx":270
+                /* "src_ext/conv.pyx":273
  *             cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
  *             partial = partials + threadid() * matrix_len
- *             previous_threads = blas_single_thread()             # <<<<<<<<<<<<<<
- *             for block in prange(blocks, schedule='static'):
- *                 if not pointwise and cols == NULL:
-*/
-                __pyx_v_previous_threads = __pyx_f_8fastconv_4_ext_4conv_blas_single_thread();
-
-                /* "src_ext/conv.pyx":271
- *             partial = partials + threadid() * matrix_len
- *             previous_threads = blas_single_thread()
  *             for block in prange(blocks, schedule='static'):             # <<<<<<<<<<<<<<
  *                 if not pointwise and cols == NULL:
  *                     failed_flag[0] = 1
@@ -22485,8 +22501,8 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
                             {
                                 __pyx_v_block = (Py_ssize_t)(0 + 1 * __pyx_t_18);
 
-                                /* "src_ext/conv.pyx":272
- *             previous_threads = blas_single_thread()
+                                /* "src_ext/conv.pyx":274
+ *             partial = partials + threadid() * matrix_len
  *             for block in prange(blocks, schedule='static'):
  *                 if not pointwise and cols == NULL:             # <<<<<<<<<<<<<<
  *                     failed_flag[0] = 1
@@ -22511,7 +22527,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
                                 if (__pyx_t_4) {
 
 
-                                  /* "src_ext/conv.pyx":273
+                                  /* "src_ext/conv.pyx":275
  *             for block in prange(blocks, schedule='static'):
  *                 if not pointwise and cols == NULL:
  *                     failed_flag[0] = 1             # <<<<<<<<<<<<<<
@@ -22520,7 +22536,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
                                   (__pyx_v_failed_flag[0]) = 1;
 
-                                  /* "src_ext/conv.pyx":274
+                                  /* "src_ext/conv.pyx":276
  *                 if not pointwise and cols == NULL:
  *                     failed_flag[0] = 1
  *                     continue             # <<<<<<<<<<<<<<
@@ -22529,8 +22545,8 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
                                   goto __pyx_L14_continue;
 
-                                  /* "src_ext/conv.pyx":272
- *             previous_threads = blas_single_thread()
+                                  /* "src_ext/conv.pyx":274
+ *             partial = partials + threadid() * matrix_len
  *             for block in prange(blocks, schedule='static'):
  *                 if not pointwise and cols == NULL:             # <<<<<<<<<<<<<<
  *                     failed_flag[0] = 1
@@ -22538,7 +22554,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
                                 }
 
-                                /* "src_ext/conv.pyx":275
+                                /* "src_ext/conv.pyx":277
  *                     failed_flag[0] = 1
  *                     continue
  *                 first_row = block * block_rows             # <<<<<<<<<<<<<<
@@ -22547,7 +22563,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
                                 __pyx_v_first_row = (__pyx_v_block * __pyx_v_block_rows);
 
-                                /* "src_ext/conv.pyx":276
+                                /* "src_ext/conv.pyx":278
  *                     continue
  *                 first_row = block * block_rows
  *                 rows = min(block_rows, total_rows - first_row)             # <<<<<<<<<<<<<<
@@ -22571,7 +22587,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
                                 __pyx_v_rows = __pyx_t_22;
 
 
-                                /* "src_ext/conv.pyx":277
+                                /* "src_ext/conv.pyx":279
  *                 first_row = block * block_rows
  *                 rows = min(block_rows, total_rows - first_row)
  *                 if pointwise:             # <<<<<<<<<<<<<<
@@ -22580,7 +22596,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
                                 if (__pyx_v_pointwise) {
 
-                                  /* "src_ext/conv.pyx":278
+                                  /* "src_ext/conv.pyx":280
  *                 rows = min(block_rows, total_rows - first_row)
  *                 if pointwise:
  *                     patches = x_data + first_row * patch_len             # <<<<<<<<<<<<<<
@@ -22589,7 +22605,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
                                   __pyx_v_patches = (__pyx_v_x_data + (__pyx_v_first_row * __pyx_v_patch_len));
 
-                                  /* "src_ext/conv.pyx":277
+                                  /* "src_ext/conv.pyx":279
  *                 first_row = block * block_rows
  *                 rows = min(block_rows, total_rows - first_row)
  *                 if pointwise:             # <<<<<<<<<<<<<<
@@ -22599,7 +22615,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
                                   goto __pyx_L21;
                                 }
 
-                                /* "src_ext/conv.pyx":280
+                                /* "src_ext/conv.pyx":282
  *                     patches = x_data + first_row * patch_len
  *                 else:
  *                     im2col_rows(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,             # <<<<<<<<<<<<<<
@@ -22608,7 +22624,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
                                 /*else*/ {
 
-                                  /* "src_ext/conv.pyx":281
+                                  /* "src_ext/conv.pyx":283
  *                 else:
  *                     im2col_rows(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,
  *                                 stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)             # <<<<<<<<<<<<<<
@@ -22617,7 +22633,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
                                   __pyx_f_8fastconv_4_ext_4conv_im2col_rows(__pyx_v_x_data, __pyx_v_cols, __pyx_v_first_row, __pyx_v_rows, __pyx_v_height, __pyx_v_width, __pyx_v_channels, __pyx_v_out_h, __pyx_v_out_w, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_pad_top, __pyx_v_pad_left, __pyx_v_kernel_h, __pyx_v_kernel_w);
 
-                                  /* "src_ext/conv.pyx":282
+                                  /* "src_ext/conv.pyx":284
  *                     im2col_rows(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,
  *                                 stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
  *                     patches = cols             # <<<<<<<<<<<<<<
@@ -22628,12 +22644,12 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
                                 }
                                 __pyx_L21:;
 
-                                /* "src_ext/conv.pyx":283
+                                /* "src_ext/conv.pyx":285
  *                                 stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
  *                     patches = cols
  *                 gemm_row_major(True, False, <int>patch_len, <int>filters, <int>rows, 1.0, patches, <int>patch_len,             # <<<<<<<<<<<<<<
  *                                grad_data + first_row * filters, <int>filters, 1.0, partial, <int>filters)
- *             blas_restore_threads(previous_threads)
+ *             free(cols)
 */
                                 __pyx_f_7_linalg_gemm_row_major(1, 0, ((int)__pyx_v_patch_len), ((int)__pyx_v_filters), ((int)__pyx_v_rows), 1.0, __pyx_v_patches, ((int)__pyx_v_patch_len), (__pyx_v_grad_data + (__pyx_v_first_row * __pyx_v_filters)), ((int)__pyx_v_filters), 1.0, __pyx_v_partial, ((int)__pyx_v_filters));
                                 goto __pyx_L23;
@@ -22646,21 +22662,12 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
                 }
 
 
-                /* "src_ext/conv.pyx":285
+                /* "src_ext/conv.pyx":287
  *                 gemm_row_major(True, False, <int>patch_len, <int>filters, <int>rows, 1.0, patches, <int>patch_len,
  *                                grad_data + first_row * filters, <int>filters, 1.0, partial, <int>filters)
- *             blas_restore_threads(previous_threads)             # <<<<<<<<<<<<<<
- *             free(cols)
- *         grad_kernel = &grad_kernel_matrix[0, 0]
-*/
-                __pyx_f_8fastconv_4_ext_4conv_blas_restore_threads(__pyx_v_previous_threads);
-
-                /* "src_ext/conv.pyx":286
- *                                grad_data + first_row * filters, <int>filters, 1.0, partial, <int>filters)
- *             blas_restore_threads(previous_threads)
  *             free(cols)             # <<<<<<<<<<<<<<
+ *         blas_restore_threads(previous_threads)
  *         grad_kernel = &grad_kernel_matrix[0, 0]
- *         memset(grad_kernel, 0, matrix_len * sizeof(float))
 */
                 free(__pyx_v_cols);
             }
@@ -22672,9 +22679,18 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
             #define unlikely(x) __builtin_expect(!!(x), 0)
         #endif
 
-        /* "src_ext/conv.pyx":287
- *             blas_restore_threads(previous_threads)
+        /* "src_ext/conv.pyx":288
+ *                                grad_data + first_row * filters, <int>filters, 1.0, partial, <int>filters)
  *             free(cols)
+ *         blas_restore_threads(previous_threads)             # <<<<<<<<<<<<<<
+ *         grad_kernel = &grad_kernel_matrix[0, 0]
+ *         memset(grad_kernel, 0, matrix_len * sizeof(float))
+*/
+        __pyx_f_8fastconv_4_ext_4conv_blas_restore_threads(__pyx_v_previous_threads);
+
+        /* "src_ext/conv.pyx":289
+ *             free(cols)
+ *         blas_restore_threads(previous_threads)
  *         grad_kernel = &grad_kernel_matrix[0, 0]             # <<<<<<<<<<<<<<
  *         memset(grad_kernel, 0, matrix_len * sizeof(float))
  *         for t in range(threads):
@@ -22683,8 +22699,8 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
         __pyx_t_14 = 0;
         __pyx_v_grad_kernel = (&(*((float *) ( /* dim=1 */ ((char *) (((float *) ( /* dim=0 */ (__pyx_v_grad_kernel_matrix.data + __pyx_t_13 * __pyx_v_grad_kernel_matrix.strides[0]) )) + __pyx_t_14)) ))));
 
-        /* "src_ext/conv.pyx":288
- *             free(cols)
+        /* "src_ext/conv.pyx":290
+ *         blas_restore_threads(previous_threads)
  *         grad_kernel = &grad_kernel_matrix[0, 0]
  *         memset(grad_kernel, 0, matrix_len * sizeof(float))             # <<<<<<<<<<<<<<
  *         for t in range(threads):
@@ -22692,7 +22708,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
         (void)(memset(__pyx_v_grad_kernel, 0, (__pyx_v_matrix_len * (sizeof(float)))));
 
-        /* "src_ext/conv.pyx":289
+        /* "src_ext/conv.pyx":291
  *         grad_kernel = &grad_kernel_matrix[0, 0]
  *         memset(grad_kernel, 0, matrix_len * sizeof(float))
  *         for t in range(threads):             # <<<<<<<<<<<<<<
@@ -22706,7 +22722,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
         for (__pyx_t_19 = 0; __pyx_t_19 < __pyx_t_23; __pyx_t_19+=1) {
           __pyx_v_t = __pyx_t_19;
 
-          /* "src_ext/conv.pyx":290
+          /* "src_ext/conv.pyx":292
  *         memset(grad_kernel, 0, matrix_len * sizeof(float))
  *         for t in range(threads):
  *             for i in range(matrix_len):             # <<<<<<<<<<<<<<
@@ -22720,7 +22736,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
           for (__pyx_t_22 = 0; __pyx_t_22 < __pyx_t_2; __pyx_t_22+=1) {
             __pyx_v_i = __pyx_t_22;
 
-            /* "src_ext/conv.pyx":291
+            /* "src_ext/conv.pyx":293
  *         for t in range(threads):
  *             for i in range(matrix_len):
  *                 grad_kernel[i] += partials[t * matrix_len + i]             # <<<<<<<<<<<<<<
@@ -22735,7 +22751,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
         }
 
 
-        /* "src_ext/conv.pyx":292
+        /* "src_ext/conv.pyx":294
  *             for i in range(matrix_len):
  *                 grad_kernel[i] += partials[t * matrix_len + i]
  *         if grad_bias.shape[0] > 0 and not failed:             # <<<<<<<<<<<<<<
@@ -22761,7 +22777,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
         if (__pyx_t_4) {
 
 
-          /* "src_ext/conv.pyx":293
+          /* "src_ext/conv.pyx":295
  *                 grad_kernel[i] += partials[t * matrix_len + i]
  *         if grad_bias.shape[0] > 0 and not failed:
  *             column_sums(grad_data, total_rows, filters, &grad_bias[0])             # <<<<<<<<<<<<<<
@@ -22769,10 +22785,10 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
  *     if failed:
 */
           __pyx_t_14 = 0;
-          __pyx_t_1 = __pyx_f_7_linalg_column_sums(__pyx_v_grad_data, __pyx_v_total_rows, __pyx_v_filters, (&(*((float *) ( /* dim=0 */ ((char *) (((float *) __pyx_v_grad_bias.data) + __pyx_t_14)) ))))); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 293, __pyx_L8_error)
+          __pyx_t_1 = __pyx_f_7_linalg_column_sums(__pyx_v_grad_data, __pyx_v_total_rows, __pyx_v_filters, (&(*((float *) ( /* dim=0 */ ((char *) (((float *) __pyx_v_grad_bias.data) + __pyx_t_14)) ))))); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 295, __pyx_L8_error)
 
 
-          /* "src_ext/conv.pyx":292
+          /* "src_ext/conv.pyx":294
  *             for i in range(matrix_len):
  *                 grad_kernel[i] += partials[t * matrix_len + i]
  *         if grad_bias.shape[0] > 0 and not failed:             # <<<<<<<<<<<<<<
@@ -22782,12 +22798,12 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
         }
       }
 
-      /* "src_ext/conv.pyx":266
+      /* "src_ext/conv.pyx":268
  *     cdef int failed = 0
  *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
  *     with nogil:             # <<<<<<<<<<<<<<
+ *         previous_threads = blas_single_thread()
  *         with parallel(num_threads=threads):
- *             cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
 */
       /*finally:*/ {
         /*normal exit:*/{
@@ -22804,7 +22820,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
       }
   }
 
-  /* "src_ext/conv.pyx":294
+  /* "src_ext/conv.pyx":296
  *         if grad_bias.shape[0] > 0 and not failed:
  *             column_sums(grad_data, total_rows, filters, &grad_bias[0])
  *     free(partials)             # <<<<<<<<<<<<<<
@@ -22813,7 +22829,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
   free(__pyx_v_partials);
 
-  /* "src_ext/conv.pyx":295
+  /* "src_ext/conv.pyx":297
  *             column_sums(grad_data, total_rows, filters, &grad_bias[0])
  *     free(partials)
  *     if failed:             # <<<<<<<<<<<<<<
@@ -22824,15 +22840,15 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
   if (unlikely(__pyx_t_4)) {
 
 
-    /* "src_ext/conv.pyx":296
+    /* "src_ext/conv.pyx":298
  *     free(partials)
  *     if failed:
  *         raise MemoryError(f"conv2d_backward_kernel: cannot allocate a ({block_rows}, {patch_len}) patch block")             # <<<<<<<<<<<<<<
 */
     __pyx_t_8 = NULL;
-    __pyx_t_10 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_block_rows, 0, ' ', 'd'); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 296, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_block_rows, 0, ' ', 'd'); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 298, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
-    __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_patch_len, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 296, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_patch_len, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 298, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __pyx_t_9[0] = __pyx_mstate_global->__pyx_kp_u_conv2d_backward_kernel_cannot_al_2;
     __pyx_t_9[1] = __pyx_t_10;
@@ -22845,7 +22861,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
     #endif
     __pyx_t_1 = 0;
     __pyx_t_7 = __Pyx_PyUnicode_Join(__pyx_t_9, 5, __pyx_t_19, __pyx_t_1);
-    if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 296, __pyx_L1_error)
+    if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 298, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
     __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
@@ -22855,14 +22871,14 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
       __pyx_t_5 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_MemoryError)), __pyx_callargs+__pyx_t_11, (2-__pyx_t_11) | (__pyx_t_11*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_8); __pyx_t_8 = 0;
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 296, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 298, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
     __Pyx_Raise(__pyx_t_5, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __PYX_ERR(0, 296, __pyx_L1_error)
+    __PYX_ERR(0, 298, __pyx_L1_error)
 
-    /* "src_ext/conv.pyx":295
+    /* "src_ext/conv.pyx":297
  *             column_sums(grad_data, total_rows, filters, &grad_bias[0])
  *     free(partials)
  *     if failed:             # <<<<<<<<<<<<<<
@@ -22870,7 +22886,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
   }
 
-  /* "src_ext/conv.pyx":232
+  /* "src_ext/conv.pyx":234
  * 
  * 
  * def conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, :, :, ::1] grad_out,             # <<<<<<<<<<<<<<
@@ -25097,28 +25113,28 @@ __Pyx_RefNannySetupContext("PyInit_conv", 0);
   if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_pyx_unpickle_Enum, __pyx_t_4) < (0)) __PYX_ERR(1, 4, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "src_ext/conv.pyx":100
- * # threads: slower, same results).
- * ctypedef int (*set_threads_local_fn)(int) noexcept nogil
- * cdef set_threads_local_fn blas_set_threads_local = NULL             # <<<<<<<<<<<<<<
+  /* "src_ext/conv.pyx":99
+ * # after it (see fastconv.backends.blas_threads, which hands us the setter).
+ * ctypedef int (*set_blas_threads_fn)(int) noexcept nogil
+ * cdef set_blas_threads_fn set_blas_threads = NULL             # <<<<<<<<<<<<<<
  * 
  * 
 */
-  __pyx_v_8fastconv_4_ext_4conv_blas_set_threads_local = NULL;
+  __pyx_v_8fastconv_4_ext_4conv_set_blas_threads = NULL;
 
-  /* "src_ext/conv.pyx":103
+  /* "src_ext/conv.pyx":102
  * 
  * 
  * def set_blas_thread_control(size_t address):             # <<<<<<<<<<<<<<
- *     """Register OpenBLAS' ``openblas_set_num_threads_local`` (its address; 0 to clear)."""
- *     global blas_set_threads_local
+ *     """Register OpenBLAS' ``openblas_set_num_threads_local`` by its address (0: leave BLAS threads alone)."""
+ *     global set_blas_threads
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_8fastconv_4_ext_4conv_1set_blas_thread_control, 0, __pyx_mstate_global->__pyx_n_u_set_blas_thread_control, NULL, __pyx_mstate_global->__pyx_n_u_fastconv__ext_conv, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[0])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 103, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_8fastconv_4_ext_4conv_1set_blas_thread_control, 0, __pyx_mstate_global->__pyx_n_u_set_blas_thread_control, NULL, __pyx_mstate_global->__pyx_n_u_fastconv__ext_conv, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[0])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 102, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_set_blas_thread_control, __pyx_t_4) < (0)) __PYX_ERR(0, 103, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_set_blas_thread_control, __pyx_t_4) < (0)) __PYX_ERR(0, 102, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
   /* "src_ext/conv.pyx":139
@@ -25136,34 +25152,34 @@ __Pyx_RefNannySetupContext("PyInit_conv", 0);
   if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_conv2d_forward, __pyx_t_4) < (0)) __PYX_ERR(0, 139, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "src_ext/conv.pyx":189
+  /* "src_ext/conv.pyx":190
  * 
  * 
  * def conv2d_backward_input(const float[:, :, :, ::1] grad_out, const float[:, ::1] kernel_matrix,             # <<<<<<<<<<<<<<
  *                           float[:, :, :, ::1] grad_x, Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top,
  *                           Py_ssize_t pad_left, Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t block_rows,
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_8fastconv_4_ext_4conv_5conv2d_backward_input, 0, __pyx_mstate_global->__pyx_n_u_conv2d_backward_input, NULL, __pyx_mstate_global->__pyx_n_u_fastconv__ext_conv, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[2])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 189, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_8fastconv_4_ext_4conv_5conv2d_backward_input, 0, __pyx_mstate_global->__pyx_n_u_conv2d_backward_input, NULL, __pyx_mstate_global->__pyx_n_u_fastconv__ext_conv, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[2])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 190, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_conv2d_backward_input, __pyx_t_4) < (0)) __PYX_ERR(0, 189, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_conv2d_backward_input, __pyx_t_4) < (0)) __PYX_ERR(0, 190, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "src_ext/conv.pyx":232
+  /* "src_ext/conv.pyx":234
  * 
  * 
  * def conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, :, :, ::1] grad_out,             # <<<<<<<<<<<<<<
  *                            float[:, ::1] grad_kernel_matrix, float[::1] grad_bias, Py_ssize_t stride_h,
  *                            Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left, Py_ssize_t kernel_h,
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_8fastconv_4_ext_4conv_7conv2d_backward_kernel, 0, __pyx_mstate_global->__pyx_n_u_conv2d_backward_kernel, NULL, __pyx_mstate_global->__pyx_n_u_fastconv__ext_conv, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[3])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 232, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_8fastconv_4_ext_4conv_7conv2d_backward_kernel, 0, __pyx_mstate_global->__pyx_n_u_conv2d_backward_kernel, NULL, __pyx_mstate_global->__pyx_n_u_fastconv__ext_conv, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[3])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 234, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_conv2d_backward_kernel, __pyx_t_4) < (0)) __PYX_ERR(0, 232, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_conv2d_backward_kernel, __pyx_t_4) < (0)) __PYX_ERR(0, 234, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
   /* "src_ext/conv.pyx":1
@@ -25341,30 +25357,30 @@ static int __Pyx_InitConstants(__pyx_mstatetype *__pyx_mstate) {
   CYTHON_UNUSED_VAR(__pyx_mstate);
   {
     const struct { const unsigned int length: 8; } str_length_index[] = {{13},{6},{8},{17},{8},{18},{1},{18},{25},{13},{14},{11},{2},{18},{1},{2},{15},{23},{25},{32},{20},{22},{1},{1},{37},{45},{22},{179},{8},{15},{63},{23},{16},{17},{72},{42},{40},{43},{35},{22},{35},{7},{6},{2},{9},{50},{16},{30},{37},{5},{8},{8},{15},{20},{12},{9},{17},{8},{8},{12},{10},{8},{10},{8},{7},{14},{11},{10},{19},{14},{12},{10},{17},{13},{12},{12},{19},{8},{13},{3},{7},{15},{18},{4},{5},{4},{5},{10},{6},{1},{8},{18},{4},{21},{22},{14},{5},{15},{6},{9},{5},{6},{11},{18},{7},{9},{5},{6},{7},{9},{9},{11},{18},{8},{6},{6},{1},{2},{5},{5},{8},{8},{13},{8},{10},{7},{4},{1},{4},{4},{3},{5},{5},{4},{8},{7},{7},{8},{9},{7},{6},{9},{3},{16},{8},{3},{4},{10},{23},{10},{5},{4},{5},{4},{4},{8},{8},{6},{1},{7},{10},{6},{6},{6},{5},{1},{6},{1},{6}};
-    const struct { const unsigned int length: 10; } bytes_length_index[] = {{1},{279},{13},{592},{486},{735}};
+    const struct { const unsigned int length: 10; } bytes_length_index[] = {{1},{279},{13},{597},{490},{735}};
     #ifndef CYTHON_COMPRESS_STRINGS
       #define CYTHON_COMPRESS_STRINGS 90
     #endif
-    #if (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (2323 bytes) */
-static const char cstring[] = "x\332\265UKw\323H\026\306\340@\240\003\035\007\022HB\240\302#\017:I\217\003\303#\235\201\343\204\204I\037\350\306yB\350>\242,\225\355JdIVI\216\035f\316\260\314\322K-\265\324RK-\265\324\262\226Z\362\023\370\t}K\266\023h2L\263\230\234\023W\251\352\276\277\357\336BXS\220U6\tV\030B\330B\177\253\243\"U-b2T\261\231\205\n\004\031:\243\026\255\021\244\027v\210l=F\0066-\212UT2\261B\211f\261\311I\244\350\204!M\267P\005[r\031M|q\262KL\215\250\342\302H\276\013\252.\357NN\265V\311\324\367\030\202\257\216\324\024\232\372\302\302\314\034\232\177A*\272\331\330\244d\017\351E4/\353\232EK\266n3$\022Q\250)\002\374\3631\325:\027\3142\251B\224O\204\221n~\365\376\363\263C\311\307O\026\261&B\303\214\321\222\206,\035\211\032N\353\232\332@\225$\310\032\004\271\242\325\260J\025T\321\0252\205H\335\000]05.\217\013\277\343E\335\264L\254\215O\241\022\230\352\010\26326\010\270B\270N\031\372E\267\010 \004\320,6\254\262\256!8S\210J\013\304\304\026\001o\">\260j\n!\r\275\\z9}\357\341\275$Z\223\010\274\030bvAV!P\250&\024\255`\003\276`\335j\030\204\315\240\225\"j\3506\322\010\304\005Y\030 \367\251\202U&\032b\304\022\0334\236\344\214-\252k\022\250S\2554\336.\223\240\007h/c\225\221\031\254(\022\310\021YWUq\247kl\006\027d@\2456\253\314!\334\302\\\304\222P\001\274@N\226\256#\025\233%\202\240*\350\356\354t\201Zh\341yn-)\272LXG\275M\021\340\204I\353h\242s\254\333\226a[G\337-\330X\347@*`yw\017\233\212D5\220\023Qd\353\331\266\324t\026\t)]\265E\260\340\201\030I\346\210A\200\202\351\214\356\223\377bGn\363@\205\234\000\020\260\373\205\307V\304_\212\376U\271\257\230\024-(\025(>\312\023\252\047$\346\320\361\247\307\330V(\303\005\225\020M\374\226d\312Z;E\323\201hEl\253\026\222$\223(\266L$\t)v\202\264\246k\323P\273\232\250\216$\311T\243\226$1S\226H\335\372Q8\2351\032u;1$\304\217\374\231&n \005[x\346\230\333\026\365\005w\333\360\315\344\326\026WV\226T\225\032\214\2625R\265\211&\023\321\3773G\243@\222^6\352\360\377\024\372@\372\005\002X%EIjs\025b\206\370\004\233\2176%bQ\213T\304\201\"t\340\257hk\262X\341\212u\264h\305""\200\006\025\273\n\246Z\262\352\212\255&w\032\256\264V\341^\222 Y\t\230,\3572\273\322\372j[\021[\321i\255\235\255\031T\336\005\013KZG\256f\211*\010\033U\033\253\035\263\235r\037\356\344\244\371?9 u\361\001\235y\030\n\373$\364\303\375\221\236E\230\310\2052I\326M\350\026\252\021hJ\350U\2230\326A@*\330\305\"L\026\326\320d\252\317\034J\262\002f\244 \272U\320*\351\337\243\301\235\354\230,\303\374\001R2Y\005\005h\017\tf\233L\004ea\020\260c\333\347xZ\177\316YY\2675KIj\010\261\267\336  \001LT\002EL\246 1M\335,b\n\244m\375JE\025\227\212\230%\016f\004\047g\304\256\375\262\025\251\t\245\200\310\205\024\00370K\332\243\370\260\237\222\215\240i\262i\305\365\311Vj\215\237\344\004*\224\254\3652\241\245\262E\251\002\023\213\324\005\303X\353g\237\264\265\312\237i\267?\366Z_\222J4x9\304\263!\236\013M\300\n\223\257\002\031\203\007\251,~\366\014\250\224\001\276TR\264\304j\351F\3735n/,\031\251\302V{\266\032\264\016\230\030:\325\254=hm\003\024LR\243\3606J\355w\337$%\312,Q\303=\201&\303\025\003\010\t\026\004\271\n\3200mAI<\253&@I\254\366\\H\332U\244\007\\3\201p06!\240V\353J\345\366\272\007\253-[V\333\233\005M\251&\264\201f\200ll\003\252L\340\345\263\t\333\243\212U\256\327\223\2727\032\311\362kM\207\047q\002\270e\242;S\250\263B6_.\355n\223\376\316dj4\244\373\300C\254\226\244l\266\335\004I.\354\333$\277\331\364\377;\226\311\023\254D*\225\367\251\017\351\2568=\302G\356\372\331\367\251\217\027Nt\21589g\323\315\272/\374\214?\026\244\202\253a>,F\271H\342\277\375\316\177\227\271\254p\205\304\351\253m\261\347~\312\037\360\253\301\205\020\207\265(\037\3418\215\334\363\336\246\237\365sq:\323\3144\307\235!\367\2017\356\017\006\323\211\204\302W%.\021N\212\274X\212\373.6\357;\031\347\226Sr\267\274\025\177;\330\217\206\370\032x\242\234\356\304\3513\357\255\203\373`\344fs\315I\305\335\027\016v\234\024\037\314Bl\267\374b\220\343\377X\345\253k|m=N\0179S.v\367\375\241\340Q\370s\264\303_\275\216\323\243\356\200kz\003\236\351g\342\3645g\327\353\363~\362\013\301\251\340n\200?\244\257;U7\345f\334\233\356\232w""\312\313\306\351A\010d\324\311:\213\016\203\303\374\307\356\023]\227\233\270\225k>>{\3059\357\346\343\356\357\017\352\315\377\270e\257\350\347\3747\341\311\360N\264\000Yw\017\363\341i/\037\367\014\203\201\\\334\363\375\201\325\234s\326\335~W\3662q\2578]ra\223\211{\2568\247\235\202\233\212{\006\232\270\371/\367\047\257\340\247\204B5\356\035r\306\335>w\316[\365\252\037\022\235\177\272\313\336\017\376f\3600|\020\335\341\353o\370\233\337\342\253c\356\216\1776\030\n\347\242\274P\031\215{z\233g\2326D\371\306;\347\337\200\302\367\n\323{\340%\355.\270\324\253\372i\010v=\270\022\366\205\331\270\007T\234\007\356\270\327\0179,\005\203\341\355\360\035_\335\342[o\371[\001K<|\325y\341e\274\233\336\272\337\357\323\300\016\237E\263\3216\337z\315_\027x\241\304K\345\270\273U\223\356\236\203\334A^\300T\025\340\354:\031>\364$\250\206\347\005\023\200O}\202O\313\356\230\227\362F\000\257\345p4\234\217j|C\344\001|\212\001\203\232\273\351e\275\234\250\262Hv\324\233\367\353A\rH\247\361u\220\001\207\202s\337\312\252!g\014\260\275\004\234z\346?\n~\016w\370\313m\276\r\3245\270Q=\236,g\336\3577\373\233%g\313}\352u\373\035\2629\300\234\021`\372,\277\375(\270\014p\217E\047\243\321\277@\215\255`!\330\021\262G\324\270\334\254:\251\257R\243\205\314\230\327\345\275\3627\202\037\302\215h\222\257\275\202\360\370k\3141\324\002\022,\363\362.\337U\343a\344\236\005\224\246\241\371N\005\367\000\245\025\240\003@\267\354\216\272w\301\364Eo\331\3771\034\010\355\250M\307l\334;\342\344\235\242\233KJ\276\3501\377fB\212\313\3219\276\n.\266\343k\023@\240\311`.\334\216\252_\303x\031\272\275\301_\346y~\025P\276\364\rS\343\353\030s4\233\250g\376\0042\237{\036-\047\235\0164\205\311\240s=\001\362\177\341|\346}\243y\032Z\2019\023\242\243\017\007\310\343\000\007\215\350t\204\371\257\"0A\372o\036 \342v\310\233\005`\323\303\316C\367>`1\001\315\367<L\265\374\236\202\202w\352\3654\314\205\371c&\316\r\300\352\341!\026\371\217=\237\323\352\\\334\017\022q\317\305\346C\347\tX\027\245\031\016\027D\226b\356\211\tB\235}@z\301\303q""\317u~\035\006c\334\233x\211{/6\3575\367\2414\033\320\310\371\370\2228\355\202\022\\\352\217{\005In\270\271dx8\363\356\273\326\314\270\010\001_\272\006\203x\025\252\320\347g?$:\335\336io7\030\010\352\341\236(\n4\331\333\030\335\361\356\370+\301v\270\017\004\020:8\356\205\037\350\345-o\311\037\016\226\302\301\350\266\350s\300\002\220\005\306\322\370\372$\024o\316_\365\033aW\370:\"|\r\220\027\244\216{\220(\212\030b\251f&\356\206\321\305/O&\363\047\001\014\037\374\033&\362;\357\006\014\t\340\342\0224)nV\205xWsC\314\353V\013-\273\023@\254Y\030\235\357\202\033\001\210~w\360\250\271\014\367wa\014\236to\271\2127\332j\301\357\334y\257\001\225\034\204i\004\030t\037\244\0162\237\323\373YX\215\316\363\215M\276\271\365\007F\250\303&";
-    PyObject *data = __Pyx_DecompressString(cstring, 2323, 1);
+    #if (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (2200 bytes) */
+static const char cstring[] = "x\332\305UMS\024I\032\266\265QfG\rZ\021V\3201AG\300\000v\033?F\035V\003\021\\\014g\306\006\201\321q\2666\273*\273;\245\272\252\2722\253?06\302#\307>\326\261\216u\254c\035\353X\307<\326\321\237\340O\3307\253\272\301\017\326]6bc\211\2403+\363\375~\236\367M\204\r\r\361\232M\260\306\020\302\034\375\271\215*T\347\304f\250\3560\216\312\004Y&\243\2346\t2\313o\210\312\037 \013\333\234b\035Um\254Qbp63\2034\2230d\230\034\3251Wkh\372\213\223\035b\033D\227\027V\372]\326Mugf6[\025\333l1\004_}\251Y4\373\205\205\371\373h\361\047R7\355\316\026%-dV\320\242j\032\234V\035\323aH&\242Q[\006\370\37115\372\027\214\333T#\332G\302\310\264\277z\377\351\331\276\344\203\207\313\330\220\241a\306h\325@\334D\262\206s\246\241wP=\r\262\tA\256\031M\254S\r\325M\215\314\"\322\266@\027LM\251S\322\357T\305\264\271\215\215\251YT\005S}aV\303\026\001W\010\267)C?\233\234\000B\000\315r\207\327L\003\301\231FtZ&6\346\004\274\311\370\300\252-\205\014\364|\345\371\334\255\273\267\322hm\"\361b\2109eU\207@\241\232P\264\262\003\370\202u\336\261\010\233Gk\025\3241\035d\020\210\013\262\260@\356c\005^#\006b\204\313\r\232Js\306\234\232\206\002\352\324\250N\365\312$\351\001\332\253Xgd\036k\232\002rD5u]\336\231\006\233\307e\025Pi.h\367\021\3160\227\261\244T\000/\220\0237M\244c\273J\020T\005\335\\\230+S\216\036=[\332H\213\256\022\326W\357Q\0048a\3236\232\356\037\233\016\267\034~\360\235\301\306\372\007J\031\253;-lk\n5@NFQl\027{RsE$\245L\335\221\301\202\007b\245\231#\006\001J\2463\272K\376\205\035\265\307\003\035r\002@\300\356\027\036\263\210\277\024\375O\345\276bR\266\240R\246\370 O\250\236\224\270\217\016?=\304\266F\031.\353\204\030\362\267\252R\226\3554\303\004\242U\260\243s\244(6\321\034\225(\n\322\234\024i\3034\346\240vMY\035EQ\251A\271\2420[UH\233\377I:\235\267:m\0475$\305\017\374\3316\356 \rs<\177\310mF}\311\335\036|\363K\033\313kk+\272N-F\331\006i8\304P\211\354\377\371\203Q\240(\317;m\370\177\014}\240\374\014\001\254\223\212\242\364\270\n1C|\222\315\007\233*\341\224\223\272<\320\244\016\374U\034C\225+\\\261\276""\026\255[\320\240rW\307\324HWSs\364\364\316\300\365l\225\356\025\005\222U\200\311\352\016s\352\331W\317\212\334\312N\313v\216aQu\007,\254\030}\271&\227U\2206\032\016\326\373f\373\345\336\337\251i\363\177t@\332\362\003:s?\024\366Q\350\373\373\003=N\230\314\2052E5m\350\026j\020hJ\350U\2330\326G@);\225\nL\026\3261Tj\316\357K\2622f\244,\273U\322*\355\337\203\301\235\356\230\252\302\374\001R2U\007\005h\017\005f\233J$ea\020\260C\333\347pZ\177\312Y\325t\014\256\2455\204\330\2637\010H\000\023\225@\021\323)Hl\333\264+\230\002i\263_\245\242\343j\005\263\324\301\274\344\344\274\334\365^\266\n\265\241\024\020\271\224b\340\006fIo\024\357\367S\272\2214M7Y\\\037m\225l\374\244\047P\241tm\327\010\255\3268\245\032L,\322\226\014c\331\317.\351i\325>\321\356}\264\262/E\047\006\274\034\362\331\220\317\205!a\205\311W\207\214\301\203R\223?-\013*e\201/\235T\270\\\271i\365^\343\336\302\322\221*m\365f\253E\333\200\211eR\203\267\240\265-P\260I\223\302\333\250\364\336}\233T)\343\262\206-\211&\303u\013\010\t\026$\271\312\3200=AE>\2536@Ixo.\244\355*\323\003\256\331@8\030\233\020P\326\272J\255\267\266`uT\316{\33684\245\236\322\006\232\001\262q,\2502\201\227\317!\254E5^k\267\323\272w:\351\362K\323\204\047q\032\270e\243\033\263\250\277B6_.\275nSn3\225Z\035\345\016\360\020\353U\245X\3545A\232\013;\232\344\221M\377\257c\2319\306\252\244^\177\227{\237\037H\362\243bt\326_z\227\373p\366\330\300ew\311\335\362\212\336OA!\270\036\346\302KQ)\252\304K\261\"^\377.~W\205\252\t\215$\371K=\261gA.\030\t\032\341\331\010G\315\270\024\343$\217\2743\376VP\014\226\222|\241[\350N\271c\336\017\376Tp1\234K%4\261\256\010\205\010R\021\225jr\356|\367\216[p\257\271Uo\333_\013^\205\273\361\230\330\000OT\3207I\376\324;\276w\007\214\\\355n\270\271d\360\354\336\0337\047.\026!\266kA%\\\022\177Y\027\353\033b\343E\222\037sg=\354\355\006c\341\275\350i\374F\374\3722\311Ox#\236\355\217\370vPH\362\337\271;\3769\377\307\240\034\236\010o\206\370}\376\212\333\360r^\301\273\352m\370\047\374b\222\277\010\201L\270Ew\331epX\3720xl`\264\213""\263\\K\3117\177H\006\307\305\370\234_J.Lz\023\311\351\363\335\273\356C\177:\255\322x\364(z#\236\313h\222\241\324p2t\276{\253\273\353\r{\233\376U\320\031\226\247\003\036l.$C\227\334Uo\322[J\206\306\300\341\242\3676\230\204j\201B1\031\376\016*\261\016y\234\013\212\357S\235A\377\244\277\023\216\204\355\250%\323\202\332\375=A7\374\033\301Z\370*\332\025\245u\251\203\223\241\341\356\023\3676$4\356?\205\034s\311\260\264\375\003\270y\354\037\367g\000\217\307\020\347p\370k\264\0365\222!Pq[^\325\337\204\360\007\302\227\021\211\177\024[\277\211\337\000\335\264\362W$\212%_\r\206\203\315p&\272\035\237\212mQ\002\001\200\006\200\333\021;zrz\250\233\353\026\222\301\254>\200UC\"\264\343\026\304\330\303\260\021\235\221t\000R\235\223\244Z\365\256\3739\3772\200\266\032MD\213qSl\202\261\327@\252\004\200hz[~\321_\222\245\376\253\267\352O\370\213A;l\002\363\014\361\002d\312\242,\211wTj\215\271\327\241\036\303@\254\047\301\275\360\251\004\350\225x\005\031Z\302j\034\316\230S\357v\273\027\272Uw\033\2526\030\364\031\347\002}.\003\335\027\304\367\367\302\321\350xt=>\036O\034\205\037R\351F\374\010\332ch\034\030\266\364Uvd\330T\374\225\340\217\341\205p\047\276\020S\261\375:\355\277,7@H\027\272)L+\271r\315[\003\234\352a1\\\0169\340\364\215d\004\240w\022rc`{#8\031\230\321V|[</e^\033\311\360\004\320^\3421\3427\202\023\301\315@M\211\261\035?\025[\340\344o\311\344,\220\210f\275\370\342k8\257B\333w\30028\005\244\207\2170>\276\216\263@\013\251z\3413\240\305\375g\361j\332\362\333b\033\312 k \301\374wX\237z\327\351\236\354\342.s\247ek\357O\222\007!\016;\361\311\030\213_d`P\335\243O\022y;\346/\000\212\371q\367\256w\307/\000\350\223\301\263(\227\371=\001m\335\257\327\343h)*\0352z\2000\336]h\201e\237\005W\203\322\207\323\377\335\3509=\322\245\356\256\177\336\177\344\343\377\327\034\222\354m\002\016+\301x\270\022]\214\277\227\275\016X\000\2625Q\243\311\225\031(\336\375`=\350D\003\321\313\230\210\r@\036\013\\\376\214g\203#],Fg\240\2322l( \336\373\007\214\346\267\376$\014\212\301\323{+\320\250\030\310\014Z""\003\335M9\270\263\336Z\365\246\201X\013\376\272\3776\234\014A\364\333\275{\335U\270\277\351\226\275\343\3365O\363\241\202\243\335\206\373\255\267\350w\240\202\027a\"\001\006\203{\271\275\302\247\364~\0225\3423bsKlm\377\023\376\316\311\243";
+    PyObject *data = __Pyx_DecompressString(cstring, 2200, 1);
     #define __Pyx_DecompressString_LZSS_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (3050 bytes) */
-static const char cstring[] = "\377 and thr\377eads  at\377 0x filt\377ers must\377 be posi\377tive obj\377ect> par\377tial gra\377dients))\377 does no\377t match \375(\001\016kernel\372\025\001p\035\002block\367), \003\002_rowss \013\000\036\005, ,C\016\377.: <Memo\377ryView o\377f <conti\337guous\304\002di\331r\235\001\007\rin\021\005st\337rided\"\010 o\233r \004\031><(\tA\006>\357?Can\353\001ass\177ign to \300!\177-only m\240\002\375v\242\000Invali\377d mode, \347exp\275 |\000\047c\047\376t\001\047fortra\237n\047, g\267 %\005s\357hape\222\000 ax\177is Note\237@\376\230@Cython \376\021\000deliber\047atek\000\320\001c\256@!\001\377n PEP-48\3554\323Bre\254As s\217ubcl\246\000\237@\262 b\365u\335@i\260\000ypes\377. If you\047 ne\224 \303\000p\316\000%\t\377then set\356\242`e \047\357\002ati\377on_typin\307g\047 \356#\233a\201 Fa\377lse.add_>\210`ecoll\256`+\000\337s.abc\252@v2\017d: a\356C\275A\206b\266`\376\345\000too lar\367ge \223  32-\377bit BLAS\216\232Bces7\005\302d\345`r\357ix (N\005out\247put\006\007\345Cs\031\005_\377backward\347_in%\000\202\0011x1\335 \213c-1 \231\001ol\375u\327\001 keeps\356\354\002spa\345\204\002siz\351e\271\0037\016c\201dllo\311c\216@\333\000(\032\r\365\204\003: \314\033\r\000%a :\026\377\205\001_bcia\336\007\321`\343\001: \000\023\376\234\020disable{en\002\001gcis\004\003\377dno defa\377ult __re\377duce__ d\373ue\352\204\001non-t\367riv\204\207\001__ci\377nit__src\337_ext/\346A.p\247yxuN\002\231\205\001a\226&r\377ray data\341.\013\020\365\204\003\220\210\001\270D.AS\377CIIEllip\377sisSeque\327nce\374\206\001.\201\207\007__\367Pyx\001\000Dict\373_N~\000Ref__\260\245\204\004\261\000\235\000\373\204\001__\001\005g\277etitem\r\001d<0\001\027\000func\035\001\030\000\357stat1\002imp\373or\324\000__mai}n;\001modulM\0027nam\002\003ewT\001\352\000\377_checksupT\000\n\001?\004\025\001typ\267 ~\037\001unpick?\000\233En \005vt\371!\230\001qGualO\005\347%\360&c\370\206\002\354\277\001\203Dex\314\001set\035_\203\005set\262\006\003\006.\007\367tes\310\001is_c\377oroutine\377abcaddr""e\373ss\230E_buff\377erasynci\373o.!\006sbase\301b\327\212\001\351a\267\212\002\257\212\007\306\212\002sc\377channels\353clX\000_\256 tra\375c2\000ckcols\360\252\205\022\224\205\023\343\205\004\303\204\004coun\303td\277\"\271\000\376\213\003\202`od\363ee\302 \201\211\002erro\177rfailed\000\003\377_flagfas\261t\205\204\002\220\204\001\310\000nv\323\214\004f\273ir\210 row\"\001s?format\204\212\004\307\205\006 \324\205\002\243\204\001\335\205\002\267\214\003\000\010_\371\207\003\372\205\002\367out\202\206\002xhei\377ghtiidin\327dex\336as\000\002iz\215e\370\214\003_h\001\004\267\210\003\016\004w\376\305\210\003_lenmem\364\263\213\001\253\213\001n\336andim\377objout_h\376\001\001wpackpa\355d)\000ft\004\001top\230\207\216\004\216\216\004\256\210\001chH\001\325\211\004p\373ix\221@point\337wisep.\000re\277vious_\361\216\004r_egist\300!w\203\216\001?sample\212\001\331a\347bla!\005\265`ntr\306\310@et\221\207\004\245\214\002\230\211\001st;ar\372`eps\216\000\337\215\003\373_h\001\004wstru\367ctt\337\217\004tota\355l\353\216\002un\312\001upd\377atevalue\377swidthxx\355_\233\207\001yy\002\002Ovo\357id (\331`r *\203, \000\005\313\000\013\001\000\004\007\004_\375_\351\205\002_5scip\377y_6linalOg_11\266\205\004\307\002sC\001\370\000\047*.,])\000sge\377mm\200\001\340\004\005\330\377\004\035\320\0353\2601\200\377\001\360\016\000\005\035\230A\377\230V\2401\240M\260\021\377\260&\270\001\270\034\300Q\377\300f\310A\310_\320\\\377]\320]c\320cd\320\337de\330\004\034 \004L\260\377\001\260\026\260q\270\016\300\377a\300v\310Q\310a\330\377\004 \240\r\250V\2601\377\260A\330\004\021\220\021\220\377\047\230\032\2407\250\047\260\367\031\270-\035\002d\320R_\377\320_e\320ef\320f\377g\330\022\023\2206\230\021\377\230$\230g\240W\250I\377\260Z\270z\310\032\320S\376g\000i\320ij\330\004\007\357\200t\2106B\000#\220S\377\230\001\330\010\016\210j\230\357\001\320\0311\231\000$\260f\377\270A\320=R\320RS\377\320ST\330\004\032\230,\377\240a\240z\260\032\2709\377\300J\310j\320XY\330\377\004!\240\026\240r\250\026""\377\250r\260\021\330\004\036\230\377k\250\022\250;\260b\270\377\003\2703\270a\340\004\037\377\230q\240\001\240\021\240#\377\240S\250\003\2501\330\004\375\031\206\000!\2301\230C\230\375s\022\000Q\360\010\000\005\027\373\220a\346\003Q\330\t\030\230\377\r\240Q\330\010\017\210x\377\220\177\240h\250f\260A\377\260[\300\002\300*\310B\376\363\000\010\033\320\033-\250Q\367\330\014\033>\000A\330\014\017\377\210t\220:\230T\240\025\277\240c\250\021\330\020\022\001E\375\240\006\000\021\330\014\030\230\006\377\230b\240\001\330\014\026\220\377a\220|\240;\250b\260\376\n\000\017\210q\330\020\032\230\377\047\240\022\240:\250R\250\373q\340/\002H\240F\250+\377\260V\2708\3007\310*\377\320T[\320[\\\330\034\377&\240j\260\t\270\032\300\367:\310Q/\001!\330\014\020\357\220\007\220u\266@[\250\n\253\260\"\366 \020W\001wc\000\004\377\240B\240i\250q\260\004\376\252\000T\270\030\300\022\3001\377\330\014\032\230!\2307\240\367\047\250\025\301\000E\270\031\300\377%\300{\320RW\320W\367`\320`\223A\330\033\034\230\377M\250\021\250#\250T\260\377\025\260i\270u\300G\310\3772\310Z\320WY\320Y\377b\320bg\320gh\330\371\010\374A\212 \014\210A\210Q\372\243Aq\231Ak\230\021\320\032\237?\270q\300\r\206a\315`\022\376\314aF\240&\250\001\250\035\376\255@F\300!\300<\310v\323\320U\304\001\315`\330\201@v\240oV\2501\250\251`\034\230\351\001\177!\250<\260x\270v\362`?n\320T\\\320\\n\000\360a\256\246\203-\032\230&\331@\024\321`G\377\2609\270J\300j\320P\377Z\320Zd\320dp\320\373pq\227s\007\200z\220\025\377\220g\230W\240D\250\010\365\260\345e\230\267`\035\230V\240\2772\320%9\270\027\354@&\357\310\002\310!\370\202 W\270B\353\270j(\001\330\222f\027\220q\363\230\001\376Z\224C&\250\005\250\377X\260U\270+\300U\310\277)\320SX\320X\367 a\373\320a\372 e\320eh\320\377hk\320kl\330\033 \373\240\t\243@-\260q\270\003\313\2704\243@I\214`\270@F\240\367!\2403\363`\023\250F\260\277/\300\026\300u\310\210\204\0041\377\330\020\035\230Q\230f\240\375A\356\"C\250s\260#\260\276\221a\027\310\n\320R\332@Z\367\330\036(\276`)\270:\300\367Z\310q\310YF""\300a\300\377y\320PQ\320QR\200\347\001\360\024\213\207(\306[\320 2\372\360\207\002\021\254\207\014\320:L\310F\376\345\206\002W\320Wi\320io\353\320o\304B\022\311\\\007\200y\377\220\006\220a\220s\230(\374\316\206\001\270\207\006>\270a\270y\310\337\006\310a\320O\313\210\001\320e\371f\217\207/\333\207\001\032\2502\250Q\377\330\004\033\2308\2406\250\377\021\250(\260\"\260L\300}\001\263\210\001y\220\003\2201\213\205\006_D\300A\300Q\337\207\020\"\251@\3578\2501\250\206CQ\360\014\356\344\207\013\n\330\025\037\000\330\014\023\317\2208\230?[\000\214\212\001\033\300\361B\312\204\001\364\210\001\276\207\001i\230z\250\377\023\250B\250a\330\014\037\177\320\0371\260\021\330\020\323\210\002\377\330\020\023\2204\220z\240\377\024\240U\250#\250Q\330\355\024\352\210\001\005\240\006\000\025\330\020\177\034\230F\240\"\240A\270\207\002\257\230<\240{\256\207\003\023\256\000\024\377\036\230g\240R\240z\260\357\022\2601\340/\002\010\250\006\377\250k\270\026\270x\300w\376\322\211\001_\320_`\330 *\377\250*\260I\270Z\300z\372\376@\3301\000a\330\020\036\230\377a\230v\240W\250E\260\177\033\270E\300\031\310%\344\206\001\377Z\320Zc\320ch\320\377hi\330\037)\250\022\250\377:\260R\260y\300\005\300\377Y\310e\320S\\\320\\\316\321\204\001\330\014 \203\212\001\301\210\001\001\220\377\021\330\010\026\220a\320\027\365)\373\207\002Q\356\212\001a\210}\230\377C\230{\250\"\250A\330\377\010\014\210E\220\025\220a\373\220q\360\210\001\005\220U\230!\373\2301\330\211\003F\240(\250!~\214@R\250{\270\"\270(\000\377\013\2109\220F\230!\230\3773\230b\240\002\240$\240\337d\250!\330\014\377\205\001\013\240\377<\250y\270\001\270\031\300\377!\3001\330\004\010\210\001\373\210\021\265\210\013G\300q\310\r?\320UV\320VW";
-    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 3050, 4315);
+    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (2878 bytes) */
+static const char cstring[] = "\377 and thr\377eads  at\377 0x filt\377ers must\377 be posi\377tive obj\377ect> par\377tial gra\377dients))\377 does no\377t match \375(\001\016kernel\372\025\001p\035\002block\367), \003\002_rowss \013\000\036\005, ,C\016\377.: <Memo\377ryView o\377f <conti\337guous\304\002di\331r\235\001\007\rin\021\005st\337rided\"\010 o\233r \004\031><(\tA\006>\357?Can\353\001ass\177ign to \300!\177-only m\240\002\375v\242\000Invali\377d mode, \347exp\275 |\000\047c\047\376t\001\047fortra\237n\047, g\267 %\005s\357hape\222\000 ax\177is Note\237@\376\230@Cython \376\021\000deliber\047atek\000\320\001c\256@!\001\377n PEP-48\3554\323Bre\254As s\217ubcl\246\000\237@\262 b\365u\335@i\260\000ypes\377. If you\047 ne\224 \303\000p\316\000%\t\377then set\356\242`e \047\357\002ati\377on_typin\307g\047 \356#\233a\201 Fa\377lse.add_>\210`ecoll\256`+\000\337s.abc\252@v2\017d: a\356C\275A\206b\266`\376\345\000too lar\367ge \223  32-\377bit BLAS\216\232Bces7\005\302d\345`r\357ix (N\005out\247put\006\007\345Cs\031\005_\377backward\347_in%\000\202\0011x1\335 \213c-1 \231\001ol\375u\327\001 keeps\356\354\002spa\345\204\002siz\351e\271\0037\016c\201dllo\311c\216@\333\000(\032\r\365\204\003: \314\033\r\000%a :\026\377\205\001_bcia\336\007\321`\343\001: \000\023\376\234\020disable{en\002\001gcis\004\003\377dno defa\377ult __re\377duce__ d\373ue\352\204\001non-t\367riv\204\207\001__ci\377nit__src\337_ext/\346A.p\247yxuN\002\231\205\001a\226&r\377ray data\341.\013\020\365\204\003\220\210\001\270D.AS\377CIIEllip\377sisSeque\327nce\374\206\001.\201\207\007__\367Pyx\001\000Dict\373_N~\000Ref__\260\245\204\004\261\000\235\000\373\204\001__\001\005g\277etitem\r\001d<0\001\027\000func\035\001\030\000\357stat1\002imp\373or\324\000__mai}n;\001modulM\0027nam\002\003ewT\001\352\000\377_checksupT\000\n\001?\004\025\001typ\267 ~\037\001unpick?\000\233En \005vt\371!\230\001qGualO\005\347%\360&c\370\206\002\354\277\001\203Dex\314\001set\035_\203\005set\262\006\003\006.\007\367tes\310\001is_c\377oroutine\377abcaddr""e\373ss\230E_buff\377erasynci\373o.!\006sbase\301b\327\212\001\351a\267\212\002\257\212\007\306\212\002sc\377channels\353clX\000_\256 tra\375c2\000ckcols\360\252\205\022\224\205\023\343\205\004\303\204\004coun\303td\277\"\271\000\376\213\003\202`od\363ee\302 \201\211\002erro\177rfailed\000\003\377_flagfas\261t\205\204\002\220\204\001\310\000nv\323\214\004f\273ir\210 row\"\001s?format\204\212\004\307\205\006 \324\205\002\243\204\001\335\205\002\267\214\003\000\010_\371\207\003\372\205\002\367out\202\206\002xhei\377ghtiidin\327dex\336as\000\002iz\215e\370\214\003_h\001\004\267\210\003\016\004w\376\305\210\003_lenmem\364\263\213\001\253\213\001n\336andim\377objout_h\376\001\001wpackpa\355d)\000ft\004\001top\230\207\216\004\216\216\004\256\210\001chH\001\325\211\004p\373ix\221@point\337wisep.\000re\277vious_\361\216\004r_egist\300!w\203\216\001?sample\212\001\331a\347bla!\005\265`ntr\306\310@et\221\207\004\245\214\002\230\211\001st;ar\372`eps\216\000\337\215\003\373_h\001\004wstru\367ctt\337\217\004tota\355l\353\216\002un\312\001upd\377atevalue\377swidthxx\355_\233\207\001yy\002\002Ovo\357id (\331`r *\203, \000\005\313\000\013\001\000\004\007\004_\375_\351\205\002_5scip\377y_6linalOg_11\266\205\004\307\002sC\001\370\000\047*.,])\000sge\377mm\200\001\340\004\005\330\377\004\027\320\027,\250A\200\377\001\360\016\000\005\035\230A\377\230V\2401\240M\260\021\377\260&\270\001\270\034\300Q\377\300f\310A\310_\320\\\377]\320]c\320cd\320\337de\330\004\034 \004L\260\377\001\260\026\260q\270\016\300\377a\300v\310Q\310a\330\377\004 \240\r\250V\2601\377\260A\330\004\021\220\021\220\377\047\230\032\2407\250\047\260\367\031\270-\035\002d\320R_\377\320_e\320ef\320f\377g\330\022\023\2206\230\021\377\230$\230g\240W\250I\377\260Z\270z\310\032\320S\376g\000i\320ij\330\004\007\357\200t\2106B\000#\220S\377\230\001\330\010\016\210j\230\357\001\320\0311\231\000$\260f\377\270A\320=R\320RS\377\320ST\330\004\032\230,\377\240a\240z\260\032\2709\377\300J\310j\320XY\330\377\004!\240\026\240r\250\026""\377\250r\260\021\330\004\036\230\377k\250\022\250;\260b\270\377\003\2703\270a\340\004\037\377\230q\240\001\240\021\240#\377\240S\250\003\2501\330\004\375\031\206\000!\2301\230C\230\375s\022\000Q\360\010\000\005\027\373\220a\346\003Q\330\t\n\330\377\010\033\320\033-\250Q\330\377\025\"\240!\330\014\023\220\3378\230?\250(\241\"\033\300\337B\300j\320P\212\001\330\020\376T\002\330\020\023\2204\220z\277\240\024\240U\250#1\000\024\376k\001\005\240Q\330\024\025\330\377\020\034\230F\240\"\240A\377\330\020\032\230!\230<\240\347{\260\"\253 .\0001\330\024\365\036\207 R\305\000\022\2601\340\376/\002\010\250\006\250k\270\026\317\270x\300w\323\001\271 `\330\377 *\250*\260I\270Z\337\300z\320QR0\001a\330\277\020\024\220G\2305\316\000\033\273\250J\341\000\001\330\024X\0017\276d\000D\250\002\250)\215@D\376\313@\024\270X\300R\300q\377\330\020\036\230a\230w\240\367g\250U\342@\005\270Y\300\377e\310;\320V[\320[\364\333@\365\"\037\302AQ\250c\260\377\024\260U\270)\3005\310\037\007\310r\320Q\036\000\202`\266@\377k\320kl\330\014\020\220_\001\220\021\330\010\210aQ\250A\375q\236Ak\230\021\320\032?O\270q\300\r\213a\322`\022\321a\177F\240&\250\001\250\035\262@\377F\300!\300<\310v\320\325Uk\000\\\322`\330\206@v\240\357V\2501\250\256`\034\230H\377\240F\250!\250<\260x\273\270v\367`n\320T!\000bs\320b\365a\253\203-\032\230&\336@}\024\326`G\2609\270J\235A\377Z\320Zd\320dp\320\373pq\234s\007\200z\220\025\377\220g\230W\240D\250\010\365\260\352e\230\274`\035\230V\240\3772\320%9\270\027\300\002?\300&\310\002\310!\364\202)1\001\257*\310B\310\245@\033\337`A\374\201z\226Cf\250E\260\030\270\377\025\270k\310\025\310i\320\355W\247!\320]\261\205\003i\320i\377l\320lo\320op\330\377\037$\240I\250Q\250m\277\2701\270C\270t\245@\t|\216a\273@\006\240a\240s\367`\377S\260\006\260o\300V\310\3575\320PQ\216\204\003q\330\024\367!\240\021\213B\026\250q\260\277\003\2603\260c\270\225aW\377\310J\320V]\320]^W\330\",\302`i\206\206\003T\314Y\337F\300a\300yW\000\320Q\237R\200\001\360\024\224\207(\312[\320\353 2\371\207\002\021\265""\207\014\320:L\373\310F\356\206\002W\320Wi\320\351i\200!\311A\022\315\\\007\200y\377\220\006\220a\220s\230(\374\327\206\001\301\207\006>\270a\270y\310\337\006\310a\320O\324\210\001\320e\371f\230\207/\344\207\001\032\2502\250Q\377\330\004\033\2308\2406\250\377\021\250(\260\"\260L\300}\001\274\210\001y\220\003\2201\217\205\006\337D\300A\300Q\350\207\020\"\240\377!\2408\2501\250C\250\177s\260#\260Q\360\014\305\2073\377\014\026\220i\230z\250\023\317\250B\250a\220\207u\326\207\001v\240\377W\250E\260\033\270E\300\367\031\310%\350\206\001Z\320Zc\377\320ch\320hi\330\037\377)\250\022\250:\260R\260\377y\300\005\300Y\310e\320\377S\\\320\\a\320ab\376\301\207\014\010\026\220a\320\027)\374\313 \273\211\001\010\016\210a\210}\377\230C\230{\250\"\250A\177\330\010\014\210E\220\025\316@\375q\202\210\001\005\220U\230!\230\3671\330\020\330\205\001F\240(\250\375!\214@R\250{\270\"\270\376(\000\013\2109\220F\230!\377\2303\230b\240\002\240$\377\240d\250!\330\014\027\220\377q\230\013\240<\250y\270\377\001\270\031\300!\3001\330\277\004\010\210\001\210\021\271\210\013G\377\300q\310\r\320UV\320\003VW";
+    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 2878, 4324);
     #define __Pyx_DecompressString_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #else /* compression: none (4315 bytes) */
-static const char bytes[] = " and threads  at 0x filters must be positive object> partial gradients)) does not match () does not match kernel () patch block), block_rows ), kernel (, ,) does not match .: <MemoryView of <contiguous and direct><contiguous and indirect><strided and direct or indirect><strided and direct><strided and indirect>>?Cannot assign to read-only memoryviewInvalid mode, expected \047c\047 or \047fortran\047, got Invalid shape in axis Note that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.add_notecollections.abcconv2d: a block of patches is too large for 32-bit BLAS indicesconv2d: kernel matrix (conv2d: output (conv2d: strides (conv2d_backward_input: a 1x1 stride-1 convolution keeps the spatial sizeconv2d_backward_input: cannot allocate a (conv2d_backward_kernel: cannot allocate conv2d_backward_kernel: cannot allocate a (conv2d_backward_kernel: grad_bias (conv2d_forward: bias (conv2d_forward: cannot allocate a (disableenablegcisenabledno default __reduce__ due to non-trivial __cinit__src_ext/conv.pyxunable to allocate array data.unable to allocate shape and strides.ASCIIEllipsisSequenceView.MemoryView__Pyx_PyDict_NextRef__annotate____class____class_getitem____dict____func____getstate____import____main____module____name____new____pyx_checksum__pyx_state__pyx_type__pyx_unpickle_Enum__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___is_coroutineabcaddressallocate_bufferasyncio.coroutinesbasebatchbiasblockblock_rowsblockscchannelscline_in_tracebackcolsconv2d_backward_inputconv2d_backward_kernelconv2d_forwardcountdtype_is_objectencodeenumerateerrorfailedfailed_flagfastconv._ext.convfiltersfirst_rowflagsformatfortrangrad_biasgrad_datagrad_kernelgrad_kernel_matrixgrad_outgrad_xheightiidindexitemsitemsizekernel_hkernel_matrixkernel_wmatrix_lenmemviewmodennamendimobjout_hout_wpackpad_leftpa""d_toppartialpartialspatch_lenpatchespixelspointwisepopprevious_threadsregisterrowrowssample_lenset_blas_thread_controlsetdefaultshapesizestartstepstopstride_hstride_wstructtthreadstotal_rowsunpackupdatevalueswidthxx_datayy_dataOvoid (char *, char *, int *, int *, int *, __pyx_t_5scipy_6linalg_11cython_blas_s *, __pyx_t_5scipy_6linalg_11cython_blas_s *, int *, __pyx_t_5scipy_6linalg_11cython_blas_s *, int *, __pyx_t_5scipy_6linalg_11cython_blas_s *, __pyx_t_5scipy_6linalg_11cython_blas_s *, int *)\000sgemm\200\001\340\004\005\330\004\035\320\0353\2601\200\001\360\016\000\005\035\230A\230V\2401\240M\260\021\260&\270\001\270\034\300Q\300f\310A\310_\320\\]\320]c\320cd\320de\330\004\034\230A\230V\2401\240L\260\001\260\026\260q\270\016\300a\300v\310Q\310a\330\004 \240\r\250V\2601\260A\330\004\021\220\021\220\047\230\032\2407\250\047\260\031\270-\300v\310Q\310d\320R_\320_e\320ef\320fg\330\022\023\2206\230\021\230$\230g\240W\250I\260Z\270z\310\032\320S]\320]i\320ij\330\004\007\200t\2106\220\021\220#\220S\230\001\330\010\016\210j\230\001\320\0311\260\021\260$\260f\270A\320=R\320RS\320ST\330\004\032\230,\240a\240z\260\032\2709\300J\310j\320XY\330\004!\240\026\240r\250\026\250r\260\021\330\004\036\230k\250\022\250;\260b\270\003\2703\270a\340\004\037\230q\240\001\240\021\240#\240S\250\003\2501\330\004\031\230\021\230!\2301\230C\230s\240#\240Q\360\010\000\005\027\220a\330\004\034\230A\230Q\330\t\030\230\r\240Q\330\010\017\210x\220\177\240h\250f\260A\260[\300\002\300*\310B\310a\330\010\033\320\033-\250Q\330\014\033\2301\230A\330\014\017\210t\220:\230T\240\025\240c\250\021\330\020\033\2301\230E\240\021\330\020\021\330\014\030\230\006\230b\240\001\330\014\026\220a\220|\240;\250b\260\001\330\014\017\210q\330\020\032\230\047\240\022\240:\250R\250q\340\020\033\2301\230H\240F\250+\260V\2708\3007\310*\320T[\320[\\\330\034&\240j\260\t\270\032\300:\310Q\330\020\032\230!\330\014\020\220\007\220u\230A\230[\250\n\260\"\260A\330\020\026\220a\220w\230b\240\004\240B\240i\250q\260\004\260A\260T""\270\030\300\022\3001\330\014\032\230!\2307\240\047\250\025\250f\260E\270\031\300%\300{\320RW\320W`\320`e\320ef\330\033\034\230M\250\021\250#\250T\260\025\260i\270u\300G\3102\310Z\320WY\320Yb\320bg\320gh\330\010\034\230A\230Q\330\010\014\210A\210Q\330\004\007\200q\330\010\016\210k\230\021\320\032?\270q\300\r\310Q\310a\200\001\360\022\000\005\035\230F\240&\250\001\250\035\260f\270F\300!\300<\310v\320U[\320[\\\320\\]\330\004\037\230v\240V\2501\250A\330\004\034\230H\240F\250!\250<\260x\270v\300Q\300n\320T\\\320\\b\320bc\320cd\330\004 \240\r\250V\2601\260A\330\004\021\220\021\220\047\230\032\2407\250\047\260\031\270-\300v\310Q\310d\320R_\320_e\320ef\320fg\330\022\032\230&\240\001\240\024\240W\250G\2609\270J\300j\320PZ\320Zd\320dp\320pq\330\004\032\230,\240a\240z\260\032\2709\300J\310j\320XY\330\004\007\200z\220\025\220g\230W\240D\250\010\260\001\330\010\016\210j\230\001\230\021\330\004\035\230V\2402\320%9\270\027\300\002\300&\310\002\310!\360\010\000\005\027\220a\330\004\034\230A\230Q\330\t\030\230\r\240Q\330\010\017\210x\220\177\240h\250f\260A\260W\270B\270j\310\002\310!\330\010\033\320\033-\250Q\330\014\027\220q\230\001\330\014\017\210t\220:\230T\240\025\240c\250\021\330\020\033\2301\230E\240\021\330\020\021\330\014\032\230!\2307\240&\250\005\250X\260U\270+\300U\310)\320SX\320XY\320Ya\320ab\320be\320eh\320hk\320kl\330\033 \240\t\250\021\250-\260q\270\003\2704\270u\300I\310Q\330\033\034\230F\240!\2403\240c\250\023\250F\260/\300\026\300u\310A\330\014\017\210t\2201\330\020\035\230Q\230f\240A\240V\2501\250C\250s\260#\260T\270\030\300\027\310\n\320RY\320YZ\330\036(\250\n\260)\270:\300Z\310q\330\010\034\230A\230Q\330\010\014\210A\210Q\330\004\007\200q\330\010\016\210k\230\021\320\032F\300a\300y\320PQ\320QR\200\001\360\024\000\005\035\230A\230V\2401\240M\260\021\260&\270\001\270\034\300Q\300f\310A\310_\320\\]\320]c\320cd\320de\330\004\034\230H\240F\250!\250<\260x\270v\300Q\300n\320T\\\320\\b\320bc\320cd\330\004 \320 2\260&\270\001\270\021\330\004\021\220\021\220\047\230\032""\2407\250\047\260\031\320:L\310F\320RS\320SW\320Wi\320io\320op\320pq\330\022\032\230&\240\001\240\024\240W\250G\2609\270J\300j\320PZ\320Zd\320dp\320pq\330\004\007\200y\220\006\220a\220s\230(\240#\240Q\330\010\016\210j\230\001\320\031>\270a\270y\310\006\310a\320Od\320de\320ef\330\004\032\230,\240a\240z\260\032\2709\300J\310j\320XY\330\004!\240\026\240r\250\026\250r\260\021\330\004\036\230k\250\022\250;\260b\270\003\2703\270a\330\004!\240\032\2502\250Q\330\004\033\2308\2406\250\021\250(\260\"\260L\300\001\330\004\007\200y\220\003\2201\330\010\016\210k\230\021\320\032D\300A\300Q\340\004\037\230q\240\001\240\021\240#\240S\250\003\2501\330\004\"\240!\2408\2501\250C\250s\260#\260Q\360\014\000\005\027\220a\330\004\034\230A\230Q\330\t\n\330\025\"\240!\330\014\023\2208\230?\250(\260&\270\001\270\033\300B\300j\320PR\320RS\330\014\026\220i\230z\250\023\250B\250a\330\014\037\320\0371\260\021\330\020\037\230q\240\001\330\020\023\2204\220z\240\024\240U\250#\250Q\330\024\037\230q\240\005\240Q\330\024\025\330\020\034\230F\240\"\240A\330\020\032\230!\230<\240{\260\"\260A\330\020\023\2201\330\024\036\230g\240R\240z\260\022\2601\340\024\037\230q\240\010\250\006\250k\270\026\270x\300w\310j\320X_\320_`\330 *\250*\260I\270Z\300z\320QR\330\024\036\230a\330\020\036\230a\230v\240W\250E\260\033\270E\300\031\310%\310v\320UZ\320Zc\320ch\320hi\330\037)\250\022\250:\260R\260y\300\005\300Y\310e\320S\\\320\\a\320ab\330\014 \240\001\240\021\330\014\020\220\001\220\021\330\010\026\220a\320\027)\250\021\250#\250Q\330\010\016\210a\210}\230C\230{\250\"\250A\330\010\014\210E\220\025\220a\220q\330\014\020\220\005\220U\230!\2301\330\020\033\2301\230F\240(\250!\2502\250R\250{\270\"\270A\330\010\013\2109\220F\230!\2303\230b\240\002\240$\240d\250!\330\014\027\220q\230\013\240<\250y\270\001\270\031\300!\3001\330\004\010\210\001\210\021\330\004\007\200q\330\010\016\210k\230\021\320\032G\300q\310\r\320UV\320VW";
+    #else /* compression: none (4324 bytes) */
+static const char bytes[] = " and threads  at 0x filters must be positive object> partial gradients)) does not match () does not match kernel () patch block), block_rows ), kernel (, ,) does not match .: <MemoryView of <contiguous and direct><contiguous and indirect><strided and direct or indirect><strided and direct><strided and indirect>>?Cannot assign to read-only memoryviewInvalid mode, expected \047c\047 or \047fortran\047, got Invalid shape in axis Note that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.add_notecollections.abcconv2d: a block of patches is too large for 32-bit BLAS indicesconv2d: kernel matrix (conv2d: output (conv2d: strides (conv2d_backward_input: a 1x1 stride-1 convolution keeps the spatial sizeconv2d_backward_input: cannot allocate a (conv2d_backward_kernel: cannot allocate conv2d_backward_kernel: cannot allocate a (conv2d_backward_kernel: grad_bias (conv2d_forward: bias (conv2d_forward: cannot allocate a (disableenablegcisenabledno default __reduce__ due to non-trivial __cinit__src_ext/conv.pyxunable to allocate array data.unable to allocate shape and strides.ASCIIEllipsisSequenceView.MemoryView__Pyx_PyDict_NextRef__annotate____class____class_getitem____dict____func____getstate____import____main____module____name____new____pyx_checksum__pyx_state__pyx_type__pyx_unpickle_Enum__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___is_coroutineabcaddressallocate_bufferasyncio.coroutinesbasebatchbiasblockblock_rowsblockscchannelscline_in_tracebackcolsconv2d_backward_inputconv2d_backward_kernelconv2d_forwardcountdtype_is_objectencodeenumerateerrorfailedfailed_flagfastconv._ext.convfiltersfirst_rowflagsformatfortrangrad_biasgrad_datagrad_kernelgrad_kernel_matrixgrad_outgrad_xheightiidindexitemsitemsizekernel_hkernel_matrixkernel_wmatrix_lenmemviewmodennamendimobjout_hout_wpackpad_leftpa""d_toppartialpartialspatch_lenpatchespixelspointwisepopprevious_threadsregisterrowrowssample_lenset_blas_thread_controlsetdefaultshapesizestartstepstopstride_hstride_wstructtthreadstotal_rowsunpackupdatevalueswidthxx_datayy_dataOvoid (char *, char *, int *, int *, int *, __pyx_t_5scipy_6linalg_11cython_blas_s *, __pyx_t_5scipy_6linalg_11cython_blas_s *, int *, __pyx_t_5scipy_6linalg_11cython_blas_s *, int *, __pyx_t_5scipy_6linalg_11cython_blas_s *, __pyx_t_5scipy_6linalg_11cython_blas_s *, int *)\000sgemm\200\001\340\004\005\330\004\027\320\027,\250A\200\001\360\016\000\005\035\230A\230V\2401\240M\260\021\260&\270\001\270\034\300Q\300f\310A\310_\320\\]\320]c\320cd\320de\330\004\034\230A\230V\2401\240L\260\001\260\026\260q\270\016\300a\300v\310Q\310a\330\004 \240\r\250V\2601\260A\330\004\021\220\021\220\047\230\032\2407\250\047\260\031\270-\300v\310Q\310d\320R_\320_e\320ef\320fg\330\022\023\2206\230\021\230$\230g\240W\250I\260Z\270z\310\032\320S]\320]i\320ij\330\004\007\200t\2106\220\021\220#\220S\230\001\330\010\016\210j\230\001\320\0311\260\021\260$\260f\270A\320=R\320RS\320ST\330\004\032\230,\240a\240z\260\032\2709\300J\310j\320XY\330\004!\240\026\240r\250\026\250r\260\021\330\004\036\230k\250\022\250;\260b\270\003\2703\270a\340\004\037\230q\240\001\240\021\240#\240S\250\003\2501\330\004\031\230\021\230!\2301\230C\230s\240#\240Q\360\010\000\005\027\220a\330\004\034\230A\230Q\330\t\n\330\010\033\320\033-\250Q\330\025\"\240!\330\014\023\2208\230?\250(\260&\270\001\270\033\300B\300j\320PR\320RS\330\020\037\230q\240\001\330\020\023\2204\220z\240\024\240U\250#\250Q\330\024\037\230q\240\005\240Q\330\024\025\330\020\034\230F\240\"\240A\330\020\032\230!\230<\240{\260\"\260A\330\020\023\2201\330\024\036\230g\240R\240z\260\022\2601\340\024\037\230q\240\010\250\006\250k\270\026\270x\300w\310j\320X_\320_`\330 *\250*\260I\270Z\300z\320QR\330\024\036\230a\330\020\024\220G\2305\240\001\240\033\250J\260b\270\001\330\024\032\230!\2307\240\"\240D\250\002\250)\2601\260D\270\001\270""\024\270X\300R\300q\330\020\036\230a\230w\240g\250U\260&\270\005\270Y\300e\310;\320V[\320[d\320di\320ij\330\037 \240\r\250Q\250c\260\024\260U\270)\3005\310\007\310r\320Q[\320[]\320]f\320fk\320kl\330\014\020\220\001\220\021\330\010\034\230A\230Q\330\004\007\200q\330\010\016\210k\230\021\320\032?\270q\300\r\310Q\310a\200\001\360\022\000\005\035\230F\240&\250\001\250\035\260f\270F\300!\300<\310v\320U[\320[\\\320\\]\330\004\037\230v\240V\2501\250A\330\004\034\230H\240F\250!\250<\260x\270v\300Q\300n\320T\\\320\\b\320bc\320cd\330\004 \240\r\250V\2601\260A\330\004\021\220\021\220\047\230\032\2407\250\047\260\031\270-\300v\310Q\310d\320R_\320_e\320ef\320fg\330\022\032\230&\240\001\240\024\240W\250G\2609\270J\300j\320PZ\320Zd\320dp\320pq\330\004\032\230,\240a\240z\260\032\2709\300J\310j\320XY\330\004\007\200z\220\025\220g\230W\240D\250\010\260\001\330\010\016\210j\230\001\230\021\330\004\035\230V\2402\320%9\270\027\300\002\300&\310\002\310!\360\010\000\005\027\220a\330\004\034\230A\230Q\330\t\n\330\010\033\320\033-\250Q\330\025\"\240!\330\014\023\2208\230?\250(\260&\270\001\270\027\300\002\300*\310B\310a\330\020\033\2301\230A\330\020\023\2204\220z\240\024\240U\250#\250Q\330\024\037\230q\240\005\240Q\330\024\025\330\020\036\230a\230w\240f\250E\260\030\270\025\270k\310\025\310i\320W\\\320\\]\320]e\320ef\320fi\320il\320lo\320op\330\037$\240I\250Q\250m\2701\270C\270t\3005\310\t\320QR\330\037 \240\006\240a\240s\250#\250S\260\006\260o\300V\3105\320PQ\330\020\023\2204\220q\330\024!\240\021\240&\250\001\250\026\250q\260\003\2603\260c\270\024\270X\300W\310J\320V]\320]^\330\",\250J\260i\270z\310\032\320ST\330\014\020\220\001\220\021\330\010\034\230A\230Q\330\004\007\200q\330\010\016\210k\230\021\320\032F\300a\300y\320PQ\320QR\200\001\360\024\000\005\035\230A\230V\2401\240M\260\021\260&\270\001\270\034\300Q\300f\310A\310_\320\\]\320]c\320cd\320de\330\004\034\230H\240F\250!\250<\260x\270v\300Q\300n\320T\\\320\\b\320bc\320cd\330\004 \320 2\260&\270\001\270\021\330\004\021\220\021\220""\047\230\032\2407\250\047\260\031\320:L\310F\320RS\320SW\320Wi\320io\320op\320pq\330\022\032\230&\240\001\240\024\240W\250G\2609\270J\300j\320PZ\320Zd\320dp\320pq\330\004\007\200y\220\006\220a\220s\230(\240#\240Q\330\010\016\210j\230\001\320\031>\270a\270y\310\006\310a\320Od\320de\320ef\330\004\032\230,\240a\240z\260\032\2709\300J\310j\320XY\330\004!\240\026\240r\250\026\250r\260\021\330\004\036\230k\250\022\250;\260b\270\003\2703\270a\330\004!\240\032\2502\250Q\330\004\033\2308\2406\250\021\250(\260\"\260L\300\001\330\004\007\200y\220\003\2201\330\010\016\210k\230\021\320\032D\300A\300Q\340\004\037\230q\240\001\240\021\240#\240S\250\003\2501\330\004\"\240!\2408\2501\250C\250s\260#\260Q\360\014\000\005\027\220a\330\004\034\230A\230Q\330\t\n\330\010\033\320\033-\250Q\330\025\"\240!\330\014\023\2208\230?\250(\260&\270\001\270\033\300B\300j\320PR\320RS\330\014\026\220i\230z\250\023\250B\250a\330\020\037\230q\240\001\330\020\023\2204\220z\240\024\240U\250#\250Q\330\024\037\230q\240\005\240Q\330\024\025\330\020\034\230F\240\"\240A\330\020\032\230!\230<\240{\260\"\260A\330\020\023\2201\330\024\036\230g\240R\240z\260\022\2601\340\024\037\230q\240\010\250\006\250k\270\026\270x\300w\310j\320X_\320_`\330 *\250*\260I\270Z\300z\320QR\330\024\036\230a\330\020\036\230a\230v\240W\250E\260\033\270E\300\031\310%\310v\320UZ\320Zc\320ch\320hi\330\037)\250\022\250:\260R\260y\300\005\300Y\310e\320S\\\320\\a\320ab\330\014\020\220\001\220\021\330\010\034\230A\230Q\330\010\026\220a\320\027)\250\021\250#\250Q\330\010\016\210a\210}\230C\230{\250\"\250A\330\010\014\210E\220\025\220a\220q\330\014\020\220\005\220U\230!\2301\330\020\033\2301\230F\240(\250!\2502\250R\250{\270\"\270A\330\010\013\2109\220F\230!\2303\230b\240\002\240$\240d\250!\330\014\027\220q\230\013\240<\250y\270\001\270\031\300!\3001\330\004\010\210\001\210\021\330\004\007\200q\330\010\016\210k\230\021\320\032G\300q\310\r\320UV\320VW";
     PyObject *data = NULL;
     #define __Pyx_DecompressString_UNUSED
     #define __Pyx_DecompressString_LZSS_UNUSED
@@ -25489,9 +25505,9 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
   PyObject* tuple_dedup_map = PyDict_New();
   if (unlikely(!tuple_dedup_map)) return -1;
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 103};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 102};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_address};
-    __pyx_mstate_global->__pyx_codeobj_tab[0] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_ext_conv_pyx, __pyx_mstate->__pyx_n_u_set_blas_thread_control, __pyx_mstate->__pyx_kp_b_iso88591_31, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[0])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[0] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_ext_conv_pyx, __pyx_mstate->__pyx_n_u_set_blas_thread_control, __pyx_mstate->__pyx_kp_b_iso88591_A, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[0])) goto bad;
   }
   {
     const __Pyx_PyCode_New_function_description descr = {12, 0, 0, 34, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 139};
@@ -25499,12 +25515,12 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
     __pyx_mstate_global->__pyx_codeobj_tab[1] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_ext_conv_pyx, __pyx_mstate->__pyx_n_u_conv2d_forward, __pyx_mstate->__pyx_kp_b_iso88591_AV1M_QfA__ccdde_AV1L_q_avQa_V1A, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[1])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {11, 0, 0, 27, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 189};
+    const __Pyx_PyCode_New_function_description descr = {11, 0, 0, 27, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 190};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_grad_out, __pyx_mstate->__pyx_n_u_kernel_matrix, __pyx_mstate->__pyx_n_u_grad_x, __pyx_mstate->__pyx_n_u_stride_h, __pyx_mstate->__pyx_n_u_stride_w, __pyx_mstate->__pyx_n_u_pad_top, __pyx_mstate->__pyx_n_u_pad_left, __pyx_mstate->__pyx_n_u_kernel_h, __pyx_mstate->__pyx_n_u_kernel_w, __pyx_mstate->__pyx_n_u_block_rows_2, __pyx_mstate->__pyx_n_u_threads, __pyx_mstate->__pyx_n_u_batch, __pyx_mstate->__pyx_n_u_height, __pyx_mstate->__pyx_n_u_width, __pyx_mstate->__pyx_n_u_channels, __pyx_mstate->__pyx_n_u_out_h, __pyx_mstate->__pyx_n_u_out_w, __pyx_mstate->__pyx_n_u_filters_2, __pyx_mstate->__pyx_n_u_patch_len, __pyx_mstate->__pyx_n_u_pointwise, __pyx_mstate->__pyx_n_u_pixels, __pyx_mstate->__pyx_n_u_sample_len, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_cols, __pyx_mstate->__pyx_n_u_previous_threads, __pyx_mstate->__pyx_n_u_failed, __pyx_mstate->__pyx_n_u_failed_flag};
     __pyx_mstate_global->__pyx_codeobj_tab[2] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_ext_conv_pyx, __pyx_mstate->__pyx_n_u_conv2d_backward_input, __pyx_mstate->__pyx_kp_b_iso88591_F_fF_vU_vV1A_HF_xvQnT_bbccd_V1A, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[2])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {12, 0, 0, 39, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 232};
+    const __Pyx_PyCode_New_function_description descr = {12, 0, 0, 39, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 234};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_x, __pyx_mstate->__pyx_n_u_grad_out, __pyx_mstate->__pyx_n_u_grad_kernel_matrix, __pyx_mstate->__pyx_n_u_grad_bias, __pyx_mstate->__pyx_n_u_stride_h, __pyx_mstate->__pyx_n_u_stride_w, __pyx_mstate->__pyx_n_u_pad_top, __pyx_mstate->__pyx_n_u_pad_left, __pyx_mstate->__pyx_n_u_kernel_h, __pyx_mstate->__pyx_n_u_kernel_w, __pyx_mstate->__pyx_n_u_block_rows_2, __pyx_mstate->__pyx_n_u_threads, __pyx_mstate->__pyx_n_u_batch, __pyx_mstate->__pyx_n_u_height, __pyx_mstate->__pyx_n_u_width, __pyx_mstate->__pyx_n_u_channels, __pyx_mstate->__pyx_n_u_out_h, __pyx_mstate->__pyx_n_u_out_w, __pyx_mstate->__pyx_n_u_filters_2, __pyx_mstate->__pyx_n_u_patch_len, __pyx_mstate->__pyx_n_u_pointwise, __pyx_mstate->__pyx_n_u_total_rows, __pyx_mstate->__pyx_n_u_blocks, __pyx_mstate->__pyx_n_u_matrix_len, __pyx_mstate->__pyx_n_u_partials, __pyx_mstate->__pyx_n_u_block, __pyx_mstate->__pyx_n_u_first_row, __pyx_mstate->__pyx_n_u_rows, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_t, __pyx_mstate->__pyx_n_u_x_data, __pyx_mstate->__pyx_n_u_grad_data, __pyx_mstate->__pyx_n_u_cols, __pyx_mstate->__pyx_n_u_partial, __pyx_mstate->__pyx_n_u_grad_kernel, __pyx_mstate->__pyx_n_u_patches, __pyx_mstate->__pyx_n_u_previous_threads, __pyx_mstate->__pyx_n_u_failed, __pyx_mstate->__pyx_n_u_failed_flag};
     __pyx_mstate_global->__pyx_codeobj_tab[3] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_ext_conv_pyx, __pyx_mstate->__pyx_n_u_conv2d_backward_kernel, __pyx_mstate->__pyx_kp_b_iso88591_AV1M_QfA__ccdde_HF_xvQnT_bbccd, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[3])) goto bad;
   }

@@ -92,27 +92,27 @@ cdef void col2im_sample(const float* cols, float* grad_sample,
 
 # Each thread works on its own blocks of output pixels with a single-threaded
 # BLAS call, so patches are gathered and multiplied in the same core's cache
-# and BLAS threads never fight the OpenMP team for the two cores. OpenBLAS
-# offers a per-thread thread count; fastconv.backends.blas_threads hands us
-# its address when the BLAS that SciPy loaded has it (else BLAS keeps its own
-# threads: slower, same results).
-ctypedef int (*set_threads_local_fn)(int) noexcept nogil
-cdef set_threads_local_fn blas_set_threads_local = NULL
+# and BLAS threads never fight the OpenMP team for the cores. The BLAS thread
+# count is process-wide, so it is set before the parallel region and restored
+# after it (see fastconv.backends.blas_threads, which hands us the setter).
+ctypedef int (*set_blas_threads_fn)(int) noexcept nogil
+cdef set_blas_threads_fn set_blas_threads = NULL
 
 
 def set_blas_thread_control(size_t address):
-    """Register OpenBLAS' ``openblas_set_num_threads_local`` (its address; 0 to clear)."""
-    global blas_set_threads_local
-    blas_set_threads_local = <set_threads_local_fn>address
+    """Register OpenBLAS' ``openblas_set_num_threads_local`` by its address (0: leave BLAS threads alone)."""
+    global set_blas_threads
+    set_blas_threads = <set_blas_threads_fn>address
 
 
 cdef inline int blas_single_thread() noexcept nogil:
-    return blas_set_threads_local(1) if blas_set_threads_local != NULL else 0
+    """Make BLAS single-threaded; returns the thread count to restore."""
+    return set_blas_threads(1) if set_blas_threads != NULL else 0
 
 
 cdef inline void blas_restore_threads(int previous) noexcept nogil:
-    if blas_set_threads_local != NULL:
-        blas_set_threads_local(previous)
+    if set_blas_threads != NULL:
+        set_blas_threads(previous)
 
 
 cdef int check_extents(Py_ssize_t batch, Py_ssize_t channels, Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t filters,
@@ -161,27 +161,28 @@ def conv2d_forward(const float[:, :, :, ::1] x, const float[:, ::1] kernel_matri
     cdef int previous_threads
     cdef int failed = 0
     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
-    with nogil, parallel(num_threads=threads):
-        cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
+    with nogil:
         previous_threads = blas_single_thread()
-        for block in prange(blocks, schedule='static'):
-            if not pointwise and cols == NULL:
-                failed_flag[0] = 1
-                continue
-            first_row = block * block_rows
-            rows = min(block_rows, total_rows - first_row)
-            if pointwise:
-                patches = x_data + first_row * patch_len
-            else:
-                im2col_rows(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,
-                            stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
-                patches = cols
-            for row in range(first_row, first_row + rows):
-                memcpy(y_data + row * filters, &bias[0], filters * sizeof(float))
-            gemm_row_major(False, False, <int>rows, <int>filters, <int>patch_len, 1.0, patches, <int>patch_len,
-                           &kernel_matrix[0, 0], <int>filters, 1.0, y_data + first_row * filters, <int>filters)
+        with parallel(num_threads=threads):
+            cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
+            for block in prange(blocks, schedule='static'):
+                if not pointwise and cols == NULL:
+                    failed_flag[0] = 1
+                    continue
+                first_row = block * block_rows
+                rows = min(block_rows, total_rows - first_row)
+                if pointwise:
+                    patches = x_data + first_row * patch_len
+                else:
+                    im2col_rows(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,
+                                stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+                    patches = cols
+                for row in range(first_row, first_row + rows):
+                    memcpy(y_data + row * filters, &bias[0], filters * sizeof(float))
+                gemm_row_major(False, False, <int>rows, <int>filters, <int>patch_len, 1.0, patches, <int>patch_len,
+                               &kernel_matrix[0, 0], <int>filters, 1.0, y_data + first_row * filters, <int>filters)
+            free(cols)
         blas_restore_threads(previous_threads)
-        free(cols)
     if failed:
         raise MemoryError(f"conv2d_forward: cannot allocate a ({block_rows}, {patch_len}) patch block")
 
@@ -210,21 +211,22 @@ def conv2d_backward_input(const float[:, :, :, ::1] grad_out, const float[:, ::1
     cdef int previous_threads
     cdef int failed = 0
     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
-    with nogil, parallel(num_threads=threads):
-        cols = NULL if pointwise else <float*>malloc(pixels * patch_len * sizeof(float))
+    with nogil:
         previous_threads = blas_single_thread()
-        for n in prange(batch, schedule='static'):
-            if not pointwise and cols == NULL:
-                failed_flag[0] = 1
-                continue
-            gemm_row_major(False, True, <int>pixels, <int>patch_len, <int>filters, 1.0, &grad_out[n, 0, 0, 0],
-                           <int>filters, &kernel_matrix[0, 0], <int>filters, 0.0,
-                           &grad_x[n, 0, 0, 0] if pointwise else cols, <int>patch_len)
-            if not pointwise:
-                col2im_sample(cols, &grad_x[n, 0, 0, 0], height, width, channels, out_h, out_w,
-                              stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+        with parallel(num_threads=threads):
+            cols = NULL if pointwise else <float*>malloc(pixels * patch_len * sizeof(float))
+            for n in prange(batch, schedule='static'):
+                if not pointwise and cols == NULL:
+                    failed_flag[0] = 1
+                    continue
+                gemm_row_major(False, True, <int>pixels, <int>patch_len, <int>filters, 1.0, &grad_out[n, 0, 0, 0],
+                               <int>filters, &kernel_matrix[0, 0], <int>filters, 0.0,
+                               &grad_x[n, 0, 0, 0] if pointwise else cols, <int>patch_len)
+                if not pointwise:
+                    col2im_sample(cols, &grad_x[n, 0, 0, 0], height, width, channels, out_h, out_w,
+                                  stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+            free(cols)
         blas_restore_threads(previous_threads)
-        free(cols)
     if failed:
         raise MemoryError(f"conv2d_backward_input: cannot allocate a ({pixels}, {patch_len}) patch block")
 
@@ -264,10 +266,10 @@ def conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, :, :, ::1
     cdef int failed = 0
     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
     with nogil:
+        previous_threads = blas_single_thread()
         with parallel(num_threads=threads):
             cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
             partial = partials + threadid() * matrix_len
-            previous_threads = blas_single_thread()
             for block in prange(blocks, schedule='static'):
                 if not pointwise and cols == NULL:
                     failed_flag[0] = 1
@@ -282,8 +284,8 @@ def conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, :, :, ::1
                     patches = cols
                 gemm_row_major(True, False, <int>patch_len, <int>filters, <int>rows, 1.0, patches, <int>patch_len,
                                grad_data + first_row * filters, <int>filters, 1.0, partial, <int>filters)
-            blas_restore_threads(previous_threads)
             free(cols)
+        blas_restore_threads(previous_threads)
         grad_kernel = &grad_kernel_matrix[0, 0]
         memset(grad_kernel, 0, matrix_len * sizeof(float))
         for t in range(threads):

@@ -1,14 +1,19 @@
-"""Let the Cython convolution run single-threaded BLAS calls inside its own threads.
+"""Let the convolution kernels make single-threaded BLAS calls inside their own threads.
 
-The convolution kernels split their work into blocks of output pixels, one
-team of OpenMP threads gathering patches and multiplying them in the same
-core's cache. A BLAS that spawns its own threads inside each of those calls
-would fight the team for the cores. OpenBLAS (the BLAS of SciPy's wheels)
-exports ``openblas_set_num_threads_local``, which sets the thread count of
-the calling thread only; we look it up among the libraries that SciPy's
-``cython_blas`` loaded and give its address to the compiled module. With
-another BLAS the symbol is absent and the kernels run as they are: correct,
-just with BLAS threads competing.
+The convolution kernels split their work into blocks of output pixels, each
+thread of their team gathering patches and multiplying them in its own
+core's cache. A BLAS that spawned its own threads inside each of those calls
+would fight the team for the cores (and OpenBLAS warns that it may hang).
+
+OpenBLAS, the BLAS of SciPy's wheels, exports ``openblas_set_num_threads_local``,
+which sets its thread count and returns the previous one. Despite the name,
+in OpenBLAS' pthreads builds the setting is process-wide, so the kernels call
+it once before their parallel region and once after it, never inside. While a
+convolution runs, BLAS calls from other Python threads are single-threaded.
+
+We look the symbol up among the libraries that SciPy's ``cython_blas`` loaded.
+With another BLAS it is absent and the kernels run as they are: the same
+results, with BLAS threads competing.
 """
 
 import ctypes
@@ -16,8 +21,8 @@ import ctypes
 import scipy.linalg.cython_blas
 
 
-def set_threads_local_function():
-    """OpenBLAS' ``openblas_set_num_threads_local`` from SciPy's BLAS as a ctypes function, or None."""
+def set_blas_threads_function():
+    """OpenBLAS' ``openblas_set_num_threads_local`` (int -> previous int) as a ctypes function, or None."""
     try:
         function = ctypes.CDLL(scipy.linalg.cython_blas.__file__).openblas_set_num_threads_local
     except (OSError, AttributeError):
@@ -27,7 +32,7 @@ def set_threads_local_function():
     return function
 
 
-def find_set_threads_local():
-    """Address of ``openblas_set_num_threads_local`` in SciPy's BLAS, or 0 when it has none."""
-    function = set_threads_local_function()
+def set_blas_threads_address():
+    """The address of that function, or 0 when SciPy's BLAS has none."""
+    function = set_blas_threads_function()
     return ctypes.cast(function, ctypes.c_void_p).value if function is not None else 0

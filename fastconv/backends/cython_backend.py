@@ -3,10 +3,10 @@
 from types import SimpleNamespace
 
 from fastconv._ext import activations, conv, dense, pool
-from fastconv.backends.blas_threads import find_set_threads_local
+from fastconv.backends.blas_threads import set_blas_threads_address
 from fastconv.backends.compiled import CompiledBackend
 
-conv.set_blas_thread_control(find_set_threads_local())
+conv.set_blas_thread_control(set_blas_threads_address())
 
 kernels = SimpleNamespace(
     **{

@@ -6,17 +6,17 @@ from types import SimpleNamespace
 from numba import cfunc, types
 
 from fastconv.backends import numba_kernels
-from fastconv.backends.blas_threads import set_threads_local_function
+from fastconv.backends.blas_threads import set_blas_threads_function
 from fastconv.backends.compiled import CompiledBackend
 
 
 @cfunc(types.int32(types.int32), cache=True)
 def _keep_blas_threads(threads):
-    """Stands in for OpenBLAS' per-thread setter when SciPy's BLAS has none: BLAS keeps its threads."""
+    """Stands in for OpenBLAS' thread-count setter when SciPy's BLAS has none: BLAS keeps its threads."""
     return 0
 
 
-_set_blas_threads = set_threads_local_function() or _keep_blas_threads.ctypes
+_set_blas_threads = set_blas_threads_function() or _keep_blas_threads.ctypes
 _CONV_KERNELS = ("conv2d_forward", "conv2d_backward_input", "conv2d_backward_kernel")
 
 kernels = SimpleNamespace(

@@ -19,7 +19,8 @@ _PARALLEL = dict(cache=True, nogil=True, parallel=True)
 
 # As in the Cython kernels, each thread gathers a block of patches and
 # multiplies it with a single-threaded BLAS call, in its own core's cache.
-# ``set_blas_threads`` is OpenBLAS' per-thread thread-count setter (or a no-op),
+# ``set_blas_threads`` is OpenBLAS' (process-wide) thread-count setter, or a
+# no-op; it is called before and after each parallel loop, never inside, and
 # passed as an argument so that Numba can still cache the compiled code.
 
 
@@ -83,13 +84,13 @@ def conv2d_forward(x, kernel_matrix, bias, y, stride_h, stride_w, pad_top, pad_l
     batch, out_h, out_w, filters = y.shape
     y_rows = y.reshape(batch * out_h * out_w, filters)
     total_rows = y_rows.shape[0]
+    previous = set_blas_threads(1)
     for block in prange((total_rows + block_rows - 1) // block_rows):
-        previous = set_blas_threads(1)
         first_row = block * block_rows
         rows = min(block_rows, total_rows - first_row)
         patches = _patches(x, first_row, rows, kernel_matrix.shape[0], out_h, out_w, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
         y_rows[first_row : first_row + rows] = np.dot(patches, kernel_matrix) + bias
-        set_blas_threads(previous)
+    set_blas_threads(previous)
 
 
 @njit(**_PARALLEL)
@@ -98,14 +99,14 @@ def conv2d_backward_input(grad_out, kernel_matrix, grad_x, stride_h, stride_w, p
     batch, out_h, out_w, filters = grad_out.shape
     kernel_matrix_t = np.ascontiguousarray(kernel_matrix.T)
     pointwise = _is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+    previous = set_blas_threads(1)
     for n in prange(batch):
-        previous = set_blas_threads(1)
         grad_patches = np.dot(np.ascontiguousarray(grad_out[n].reshape(out_h * out_w, filters)), kernel_matrix_t)
         if pointwise:
             grad_x[n] = grad_patches.reshape(grad_x.shape[1:])
         else:
             _col2im_sample(grad_patches, grad_x[n], out_h, out_w, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
-        set_blas_threads(previous)
+    set_blas_threads(previous)
 
 
 @njit(**_PARALLEL)
@@ -120,14 +121,14 @@ def conv2d_backward_kernel(x, grad_out, grad_kernel_matrix, grad_bias, stride_h,
     total_rows = grad_rows.shape[0]
     blocks = (total_rows + block_rows - 1) // block_rows
     partials = np.zeros((threads, grad_kernel_matrix.shape[0], filters), dtype=np.float32)
+    previous = set_blas_threads(1)
     for group in prange(threads):
-        previous = set_blas_threads(1)
         for block in range(group * blocks // threads, (group + 1) * blocks // threads):
             first_row = block * block_rows
             rows = min(block_rows, total_rows - first_row)
             patches = _patches(x, first_row, rows, grad_kernel_matrix.shape[0], out_h, out_w, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
             partials[group] += np.dot(np.ascontiguousarray(patches.T), np.ascontiguousarray(grad_rows[first_row : first_row + rows]))
-        set_blas_threads(previous)
+    set_blas_threads(previous)
     grad_kernel_matrix[:] = 0.0
     for group in range(threads):
         grad_kernel_matrix += partials[group]
