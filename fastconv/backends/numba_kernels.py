@@ -26,22 +26,35 @@ _PARALLEL = dict(cache=True, nogil=True, parallel=True)
 
 @njit(**_SERIAL)
 def _im2col_rows(x, cols, first_row, out_h, out_w, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w):
-    """cols (rows, KH*KW*C): the patches of output pixels [first_row, first_row + rows) of the flattened (N, OH, OW)."""
+    """cols (rows, KH*KW*C): the patches of output pixels [first_row, first_row + rows) of the flattened (N, OH, OW).
+
+    A kernel row that lies wholly inside the input is one contiguous run of
+    KW*C values in NHWC, copied without a test per element.
+    """
     height, width, channels = x.shape[1], x.shape[2], x.shape[3]
+    x_rows = x.reshape(x.shape[0], height, width * channels)
+    span = kernel_w * channels
     for i in range(cols.shape[0]):
         pixel = first_row + i
         n = pixel // (out_h * out_w)
         top = ((pixel // out_w) % out_h) * stride_h - pad_top
         left = (pixel % out_w) * stride_w - pad_left
-        k = 0
         for r in range(kernel_h):
             in_row = top + r
-            for s in range(kernel_w):
-                in_col = left + s
-                inside = 0 <= in_row < height and 0 <= in_col < width
-                for c in range(channels):
-                    cols[i, k + c] = x[n, in_row, in_col, c] if inside else 0.0
-                k += channels
+            base = r * span
+            if in_row < 0 or in_row >= height:
+                for j in range(span):
+                    cols[i, base + j] = 0.0
+            elif left >= 0 and left + kernel_w <= width:
+                start = left * channels
+                for j in range(span):
+                    cols[i, base + j] = x_rows[n, in_row, start + j]
+            else:
+                for s in range(kernel_w):
+                    in_col = left + s
+                    inside = 0 <= in_col < width
+                    for c in range(channels):
+                        cols[i, base + s * channels + c] = x_rows[n, in_row, in_col * channels + c] if inside else 0.0
 
 
 @njit(**_SERIAL)
@@ -89,7 +102,9 @@ def conv2d_forward(x, kernel_matrix, bias, y, stride_h, stride_w, pad_top, pad_l
         first_row = block * block_rows
         rows = min(block_rows, total_rows - first_row)
         patches = _patches(x, first_row, rows, kernel_matrix.shape[0], out_h, out_w, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
-        y_rows[first_row : first_row + rows] = np.dot(patches, kernel_matrix) + bias
+        y_block = y_rows[first_row : first_row + rows]
+        np.dot(patches, kernel_matrix, y_block)
+        y_block += bias
     set_blas_threads(previous)
 
 
