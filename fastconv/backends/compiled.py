@@ -34,12 +34,18 @@ def thread_count():
 
 
 def conv_blocking(batch, geometry, kernel_shape):
-    """(block_rows, threads): output pixels per block of patches, and threads sharing the blocks."""
+    """(block_rows, threads): output pixels per block of patches, and threads sharing the blocks.
+
+    Blocks hold about ``_PATCH_BLOCK_BYTES`` of patches, and their count is a
+    multiple of the thread count so that every thread gets the same work.
+    """
     patch_len = kernel_shape[0] * kernel_shape[1] * kernel_shape[2]
     total_rows = batch * geometry.out_h * geometry.out_w
-    block_rows = min(total_rows, max(_MIN_BLOCK_ROWS, _PATCH_BLOCK_BYTES // (4 * patch_len)))
-    blocks = -(-total_rows // block_rows)
-    return int(block_rows), int(max(1, min(thread_count(), blocks, batch)))
+    target_rows = max(_MIN_BLOCK_ROWS, _PATCH_BLOCK_BYTES // (4 * patch_len))
+    threads = max(1, min(thread_count(), -(-total_rows // _MIN_BLOCK_ROWS)))
+    blocks = -(-total_rows // target_rows)
+    blocks = -(-blocks // threads) * threads
+    return -(-total_rows // blocks), threads
 
 
 class CompiledBackend:
