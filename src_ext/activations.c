@@ -7,7 +7,8 @@
         "extra_compile_args": [
             "-O3",
             "-ffp-contract=fast",
-            "-fopenmp"
+            "-fopenmp",
+            "-march=native"
         ],
         "extra_link_args": [
             "-fopenmp"
@@ -3509,7 +3510,7 @@ namespace {
     PyObject *__pyx_slice[1];
     PyObject *__pyx_tuple[2];
     PyObject *__pyx_codeobj_tab[8];
-    PyObject *__pyx_string_tab[142];
+    PyObject *__pyx_string_tab[141];
     PyObject *__pyx_number_tab[3];
 /* #### Code section: module_state_contents ### */
 /* PyFrozenDict.module_state_decls */
@@ -3648,59 +3649,58 @@ static __pyx_mstatetype * const __pyx_mstate_global = &__pyx_mstate_global_stati
 #define __pyx_n_u_i __pyx_string_tab[86]
 #define __pyx_n_u_id __pyx_string_tab[87]
 #define __pyx_n_u_index __pyx_string_tab[88]
-#define __pyx_n_u_inv_batch __pyx_string_tab[89]
-#define __pyx_n_u_inv_count __pyx_string_tab[90]
-#define __pyx_n_u_items __pyx_string_tab[91]
-#define __pyx_n_u_itemsize __pyx_string_tab[92]
-#define __pyx_n_u_k __pyx_string_tab[93]
-#define __pyx_n_u_log_total __pyx_string_tab[94]
-#define __pyx_n_u_logits __pyx_string_tab[95]
-#define __pyx_n_u_loss __pyx_string_tab[96]
-#define __pyx_n_u_memview __pyx_string_tab[97]
-#define __pyx_n_u_mode __pyx_string_tab[98]
-#define __pyx_n_u_n __pyx_string_tab[99]
-#define __pyx_n_u_name __pyx_string_tab[100]
-#define __pyx_n_u_ndim __pyx_string_tab[101]
-#define __pyx_n_u_obj __pyx_string_tab[102]
-#define __pyx_n_u_pack __pyx_string_tab[103]
-#define __pyx_n_u_peak __pyx_string_tab[104]
-#define __pyx_n_u_pop __pyx_string_tab[105]
-#define __pyx_n_u_register __pyx_string_tab[106]
-#define __pyx_n_u_relu_backward __pyx_string_tab[107]
-#define __pyx_n_u_relu_forward __pyx_string_tab[108]
-#define __pyx_n_u_row_loss __pyx_string_tab[109]
-#define __pyx_n_u_setdefault __pyx_string_tab[110]
-#define __pyx_n_u_shape __pyx_string_tab[111]
-#define __pyx_n_u_sigmoid_backward __pyx_string_tab[112]
-#define __pyx_n_u_sigmoid_binary_cross_entropy __pyx_string_tab[113]
-#define __pyx_n_u_sigmoid_forward __pyx_string_tab[114]
-#define __pyx_n_u_size __pyx_string_tab[115]
-#define __pyx_n_u_softmax_backward __pyx_string_tab[116]
-#define __pyx_n_u_softmax_cross_entropy __pyx_string_tab[117]
-#define __pyx_n_u_softmax_forward __pyx_string_tab[118]
-#define __pyx_n_u_start __pyx_string_tab[119]
-#define __pyx_n_u_step __pyx_string_tab[120]
-#define __pyx_n_u_stop __pyx_string_tab[121]
-#define __pyx_n_u_struct __pyx_string_tab[122]
-#define __pyx_n_u_t __pyx_string_tab[123]
-#define __pyx_n_u_target_mass __pyx_string_tab[124]
-#define __pyx_n_u_targets __pyx_string_tab[125]
-#define __pyx_n_u_total __pyx_string_tab[126]
-#define __pyx_n_u_unpack __pyx_string_tab[127]
-#define __pyx_n_u_update __pyx_string_tab[128]
-#define __pyx_n_u_values __pyx_string_tab[129]
-#define __pyx_n_u_x __pyx_string_tab[130]
-#define __pyx_n_u_y __pyx_string_tab[131]
-#define __pyx_n_u_z __pyx_string_tab[132]
-#define __pyx_n_b_O __pyx_string_tab[133]
-#define __pyx_kp_b_iso88591_1F_4q_at1F_4q_at1F_4qPVVWW_AV1A __pyx_string_tab[134]
-#define __pyx_kp_b_iso88591_86_hfAT_QfATQWW_bbhhnnoosst_AV1 __pyx_string_tab[135]
-#define __pyx_kp_b_iso88591_QavQd_6_avQd_1AV1A_q_q_BgQ __pyx_string_tab[136]
-#define __pyx_kp_b_iso88591_QavQd_6_avQd_1AV1A_t3d_D_1A __pyx_string_tab[137]
-#define __pyx_kp_b_iso88591_QhfAT_V6_a_1AV1A_auHAS_1Cs_b __pyx_string_tab[138]
-#define __pyx_kp_b_iso88591_QhfAT_V6_a_1AV1A_auHAV1AS __pyx_string_tab[139]
+#define __pyx_n_u_items __pyx_string_tab[89]
+#define __pyx_n_u_itemsize __pyx_string_tab[90]
+#define __pyx_n_u_k __pyx_string_tab[91]
+#define __pyx_n_u_log_prob __pyx_string_tab[92]
+#define __pyx_n_u_log_total __pyx_string_tab[93]
+#define __pyx_n_u_logits __pyx_string_tab[94]
+#define __pyx_n_u_loss __pyx_string_tab[95]
+#define __pyx_n_u_memview __pyx_string_tab[96]
+#define __pyx_n_u_mode __pyx_string_tab[97]
+#define __pyx_n_u_n __pyx_string_tab[98]
+#define __pyx_n_u_name __pyx_string_tab[99]
+#define __pyx_n_u_ndim __pyx_string_tab[100]
+#define __pyx_n_u_obj __pyx_string_tab[101]
+#define __pyx_n_u_pack __pyx_string_tab[102]
+#define __pyx_n_u_peak __pyx_string_tab[103]
+#define __pyx_n_u_pop __pyx_string_tab[104]
+#define __pyx_n_u_register __pyx_string_tab[105]
+#define __pyx_n_u_relu_backward __pyx_string_tab[106]
+#define __pyx_n_u_relu_forward __pyx_string_tab[107]
+#define __pyx_n_u_row_loss __pyx_string_tab[108]
+#define __pyx_n_u_setdefault __pyx_string_tab[109]
+#define __pyx_n_u_shape __pyx_string_tab[110]
+#define __pyx_n_u_sigmoid_backward __pyx_string_tab[111]
+#define __pyx_n_u_sigmoid_binary_cross_entropy __pyx_string_tab[112]
+#define __pyx_n_u_sigmoid_forward __pyx_string_tab[113]
+#define __pyx_n_u_size __pyx_string_tab[114]
+#define __pyx_n_u_softmax_backward __pyx_string_tab[115]
+#define __pyx_n_u_softmax_cross_entropy __pyx_string_tab[116]
+#define __pyx_n_u_softmax_forward __pyx_string_tab[117]
+#define __pyx_n_u_start __pyx_string_tab[118]
+#define __pyx_n_u_step __pyx_string_tab[119]
+#define __pyx_n_u_stop __pyx_string_tab[120]
+#define __pyx_n_u_struct __pyx_string_tab[121]
+#define __pyx_n_u_t __pyx_string_tab[122]
+#define __pyx_n_u_target_mass __pyx_string_tab[123]
+#define __pyx_n_u_targets __pyx_string_tab[124]
+#define __pyx_n_u_total __pyx_string_tab[125]
+#define __pyx_n_u_unpack __pyx_string_tab[126]
+#define __pyx_n_u_update __pyx_string_tab[127]
+#define __pyx_n_u_values __pyx_string_tab[128]
+#define __pyx_n_u_x __pyx_string_tab[129]
+#define __pyx_n_u_y __pyx_string_tab[130]
+#define __pyx_n_u_z __pyx_string_tab[131]
+#define __pyx_n_b_O __pyx_string_tab[132]
+#define __pyx_kp_b_iso88591_1F_4q_at1F_4q_at1F_4qPVVWW_AV1A __pyx_string_tab[133]
+#define __pyx_kp_b_iso88591_86_hfAT_QfATQWW_bbhhnnoosst_AV1 __pyx_string_tab[134]
+#define __pyx_kp_b_iso88591_QavQd_6_avQd_1AV1A_q_q_BgQ __pyx_string_tab[135]
+#define __pyx_kp_b_iso88591_QavQd_6_avQd_1AV1A_t3d_D_1A __pyx_string_tab[136]
+#define __pyx_kp_b_iso88591_QhfAT_V6_a_1AV1A_auHAS_1Cs_b __pyx_string_tab[137]
+#define __pyx_kp_b_iso88591_QhfAT_V6_a_1AV1A_auHAV1AS __pyx_string_tab[138]
+#define __pyx_kp_b_iso88591_6_q_F_WF_4wfTUUYY_ccddhhllrrssw_2 __pyx_string_tab[139]
 #define __pyx_kp_b_iso88591_6_q_F_WF_4wfTUUYY_ccddhhllrrssw __pyx_string_tab[140]
-#define __pyx_kp_b_iso88591_6_q_F_WF_4wfTUUYY_ccddhhllrrssw_2 __pyx_string_tab[141]
 #define __pyx_int_0 __pyx_number_tab[0]
 #define __pyx_int_neg_1 __pyx_number_tab[1]
 #define __pyx_int_136983863 __pyx_number_tab[2]
@@ -3732,7 +3732,7 @@ static CYTHON_SMALL_CODE int __pyx_m_clear(PyObject *m) {
   for (int i=0; i<1; ++i) { Py_CLEAR(clear_module_state->__pyx_slice[i]); }
   for (int i=0; i<2; ++i) { Py_CLEAR(clear_module_state->__pyx_tuple[i]); }
   for (int i=0; i<8; ++i) { Py_CLEAR(clear_module_state->__pyx_codeobj_tab[i]); }
-  for (int i=0; i<142; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<141; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
   for (int i=0; i<3; ++i) { Py_CLEAR(clear_module_state->__pyx_number_tab[i]); }
 /* #### Code section: module_state_clear_contents ### */
 /* CommonTypesMetaclass.module_state_clear */
@@ -3770,7 +3770,7 @@ static CYTHON_SMALL_CODE int __pyx_m_traverse(PyObject *m, visitproc visit, void
   for (int i=0; i<1; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_slice[i]); }
   for (int i=0; i<2; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_tuple[i]); }
   for (int i=0; i<8; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_codeobj_tab[i]); }
-  for (int i=0; i<142; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<141; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
   for (int i=0; i<3; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_number_tab[i]); }
 /* #### Code section: module_state_traverse_contents ### */
 /* CommonTypesMetaclass.module_state_traverse */
@@ -20046,7 +20046,7 @@ PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_8fastconv_4_ext_11activations_12softmax_cross_entropy, "Mean categorical cross-entropy of softmax(logits); grad = (softmax * sum(t) - t) / N.\n\n    logits, targets, grad: (N, K). Returns the loss as a float.\n    ");
+PyDoc_STRVAR(__pyx_doc_8fastconv_4_ext_11activations_12softmax_cross_entropy, "Mean categorical cross-entropy of softmax(logits); grad = (softmax * sum(t) - t) / N.\n\n    logits, targets, grad: (N, K). Returns the loss as a float. The arithmetic is\n    in float64: the gradient of a confident, correct prediction is 1 - p for p\n    near 1, which float32 would round away.\n    ");
 static PyMethodDef __pyx_mdef_8fastconv_4_ext_11activations_13softmax_cross_entropy = {"softmax_cross_entropy", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_8fastconv_4_ext_11activations_13softmax_cross_entropy, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_8fastconv_4_ext_11activations_12softmax_cross_entropy};
 static PyObject *__pyx_pw_8fastconv_4_ext_11activations_13softmax_cross_entropy(PyObject *__pyx_self, 
 #if CYTHON_VECTORCALL
@@ -20151,13 +20151,13 @@ static PyObject *__pyx_pf_8fastconv_4_ext_11activations_12softmax_cross_entropy(
   Py_ssize_t __pyx_v_k;
   Py_ssize_t __pyx_v_batch;
   Py_ssize_t __pyx_v_classes;
-  float __pyx_v_peak;
-  float __pyx_v_log_total;
+  double __pyx_v_peak;
+  double __pyx_v_log_total;
   double __pyx_v_total;
   double __pyx_v_target_mass;
   double __pyx_v_row_loss;
+  double __pyx_v_log_prob;
   double __pyx_v_loss;
-  float __pyx_v_inv_batch;
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
   int __pyx_t_1;
@@ -20171,55 +20171,44 @@ static PyObject *__pyx_pf_8fastconv_4_ext_11activations_12softmax_cross_entropy(
   Py_ssize_t __pyx_t_9;
   Py_ssize_t __pyx_t_10;
   Py_ssize_t __pyx_t_11;
-  Py_ssize_t __pyx_t_12;
-  Py_ssize_t __pyx_t_13;
-  PyObject *__pyx_t_14 = NULL;
+  PyObject *__pyx_t_12 = NULL;
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("softmax_cross_entropy", 0);
 
-  /* "src_ext/activations.pyx":95
- *     logits, targets, grad: (N, K). Returns the loss as a float.
+  /* "src_ext/activations.pyx":97
+ *     near 1, which float32 would round away.
  *     """
  *     check_matrices(logits.shape[0], logits.shape[1], targets.shape[0], targets.shape[1], grad.shape[0], grad.shape[1], "softmax_cross_entropy")             # <<<<<<<<<<<<<<
  *     cdef Py_ssize_t n, k, batch = logits.shape[0], classes = logits.shape[1]
- *     cdef float peak, log_total
+ *     cdef double peak, log_total, total, target_mass, row_loss, log_prob, loss = 0.0
 */
-  __pyx_t_1 = __pyx_f_8fastconv_4_ext_11activations_check_matrices((__pyx_v_logits.shape[0]), (__pyx_v_logits.shape[1]), (__pyx_v_targets.shape[0]), (__pyx_v_targets.shape[1]), (__pyx_v_grad.shape[0]), (__pyx_v_grad.shape[1]), __pyx_mstate_global->__pyx_n_u_softmax_cross_entropy); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 95, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_8fastconv_4_ext_11activations_check_matrices((__pyx_v_logits.shape[0]), (__pyx_v_logits.shape[1]), (__pyx_v_targets.shape[0]), (__pyx_v_targets.shape[1]), (__pyx_v_grad.shape[0]), (__pyx_v_grad.shape[1]), __pyx_mstate_global->__pyx_n_u_softmax_cross_entropy); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 97, __pyx_L1_error)
 
 
-  /* "src_ext/activations.pyx":96
+  /* "src_ext/activations.pyx":98
  *     """
  *     check_matrices(logits.shape[0], logits.shape[1], targets.shape[0], targets.shape[1], grad.shape[0], grad.shape[1], "softmax_cross_entropy")
  *     cdef Py_ssize_t n, k, batch = logits.shape[0], classes = logits.shape[1]             # <<<<<<<<<<<<<<
- *     cdef float peak, log_total
- *     cdef double total, target_mass, row_loss, loss = 0.0
+ *     cdef double peak, log_total, total, target_mass, row_loss, log_prob, loss = 0.0
+ *     for n in prange(batch, nogil=True, schedule='static'):
 */
   __pyx_v_batch = (__pyx_v_logits.shape[0]);
   __pyx_v_classes = (__pyx_v_logits.shape[1]);
 
-  /* "src_ext/activations.pyx":98
- *     cdef Py_ssize_t n, k, batch = logits.shape[0], classes = logits.shape[1]
- *     cdef float peak, log_total
- *     cdef double total, target_mass, row_loss, loss = 0.0             # <<<<<<<<<<<<<<
- *     cdef float inv_batch = 1.0 / batch
- *     for n in prange(batch, nogil=True, schedule='static'):
-*/
-  __pyx_v_loss = 0.0;
-
   /* "src_ext/activations.pyx":99
- *     cdef float peak, log_total
- *     cdef double total, target_mass, row_loss, loss = 0.0
- *     cdef float inv_batch = 1.0 / batch             # <<<<<<<<<<<<<<
+ *     check_matrices(logits.shape[0], logits.shape[1], targets.shape[0], targets.shape[1], grad.shape[0], grad.shape[1], "softmax_cross_entropy")
+ *     cdef Py_ssize_t n, k, batch = logits.shape[0], classes = logits.shape[1]
+ *     cdef double peak, log_total, total, target_mass, row_loss, log_prob, loss = 0.0             # <<<<<<<<<<<<<<
  *     for n in prange(batch, nogil=True, schedule='static'):
  *         peak = row_max(&logits[n, 0], classes)
 */
-  __pyx_v_inv_batch = (1.0 / ((double)__pyx_v_batch));
+  __pyx_v_loss = 0.0;
 
   /* "src_ext/activations.pyx":100
- *     cdef double total, target_mass, row_loss, loss = 0.0
- *     cdef float inv_batch = 1.0 / batch
+ *     cdef Py_ssize_t n, k, batch = logits.shape[0], classes = logits.shape[1]
+ *     cdef double peak, log_total, total, target_mass, row_loss, log_prob, loss = 0.0
  *     for n in prange(batch, nogil=True, schedule='static'):             # <<<<<<<<<<<<<<
  *         peak = row_max(&logits[n, 0], classes)
  *         total = 0.0
@@ -20242,18 +20231,18 @@ static PyObject *__pyx_pf_8fastconv_4_ext_11activations_12softmax_cross_entropy(
             if (__pyx_t_4 > 0)
             {
                 #ifdef _OPENMP
-                #pragma omp parallel reduction(+:__pyx_v_loss) private(__pyx_t_10, __pyx_t_11, __pyx_t_12, __pyx_t_13, __pyx_t_5, __pyx_t_6, __pyx_t_7, __pyx_t_8, __pyx_t_9)
+                #pragma omp parallel reduction(+:__pyx_v_loss) private(__pyx_t_10, __pyx_t_11, __pyx_t_5, __pyx_t_6, __pyx_t_7, __pyx_t_8, __pyx_t_9)
                 #endif /* _OPENMP */
                 {
                     #ifdef _OPENMP
-                    #pragma omp for nowait firstprivate(__pyx_v_k) lastprivate(__pyx_v_k) firstprivate(__pyx_v_log_total) lastprivate(__pyx_v_log_total) firstprivate(__pyx_v_n) lastprivate(__pyx_v_n) firstprivate(__pyx_v_peak) lastprivate(__pyx_v_peak) firstprivate(__pyx_v_row_loss) lastprivate(__pyx_v_row_loss) firstprivate(__pyx_v_target_mass) lastprivate(__pyx_v_target_mass) firstprivate(__pyx_v_total) lastprivate(__pyx_v_total) schedule(static)
+                    #pragma omp for nowait firstprivate(__pyx_v_k) lastprivate(__pyx_v_k) firstprivate(__pyx_v_log_prob) lastprivate(__pyx_v_log_prob) firstprivate(__pyx_v_log_total) lastprivate(__pyx_v_log_total) firstprivate(__pyx_v_n) lastprivate(__pyx_v_n) firstprivate(__pyx_v_peak) lastprivate(__pyx_v_peak) firstprivate(__pyx_v_row_loss) lastprivate(__pyx_v_row_loss) firstprivate(__pyx_v_target_mass) lastprivate(__pyx_v_target_mass) firstprivate(__pyx_v_total) lastprivate(__pyx_v_total) schedule(static)
                     #endif /* _OPENMP */
                     for (__pyx_t_3 = 0; __pyx_t_3 < __pyx_t_4; __pyx_t_3++){
                         {
                             __pyx_v_n = (Py_ssize_t)(0 + 1 * __pyx_t_3);
 
                             /* "src_ext/activations.pyx":101
- *     cdef float inv_batch = 1.0 / batch
+ *     cdef double peak, log_total, total, target_mass, row_loss, log_prob, loss = 0.0
  *     for n in prange(batch, nogil=True, schedule='static'):
  *         peak = row_max(&logits[n, 0], classes)             # <<<<<<<<<<<<<<
  *         total = 0.0
@@ -20277,7 +20266,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_11activations_12softmax_cross_entropy(
  *         total = 0.0
  *         target_mass = 0.0             # <<<<<<<<<<<<<<
  *         for k in range(classes):
- *             total = total + expf(logits[n, k] - peak)
+ *             total = total + exp(logits[n, k] - peak)
 */
                             __pyx_v_target_mass = 0.0;
 
@@ -20285,7 +20274,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_11activations_12softmax_cross_entropy(
  *         total = 0.0
  *         target_mass = 0.0
  *         for k in range(classes):             # <<<<<<<<<<<<<<
- *             total = total + expf(logits[n, k] - peak)
+ *             total = total + exp(logits[n, k] - peak)
  *             target_mass = target_mass + targets[n, k]
 */
 
@@ -20298,19 +20287,19 @@ static PyObject *__pyx_pf_8fastconv_4_ext_11activations_12softmax_cross_entropy(
                               /* "src_ext/activations.pyx":105
  *         target_mass = 0.0
  *         for k in range(classes):
- *             total = total + expf(logits[n, k] - peak)             # <<<<<<<<<<<<<<
+ *             total = total + exp(logits[n, k] - peak)             # <<<<<<<<<<<<<<
  *             target_mass = target_mass + targets[n, k]
- *         log_total = logf(<float>total)
+ *         log_total = log(total)
 */
                               __pyx_t_6 = __pyx_v_n;
                               __pyx_t_5 = __pyx_v_k;
-                              __pyx_v_total = (__pyx_v_total + expf(((*((float const  *) ( /* dim=1 */ ((char *) (((float const  *) ( /* dim=0 */ (__pyx_v_logits.data + __pyx_t_6 * __pyx_v_logits.strides[0]) )) + __pyx_t_5)) ))) - __pyx_v_peak)));
+                              __pyx_v_total = (__pyx_v_total + exp(((*((float const  *) ( /* dim=1 */ ((char *) (((float const  *) ( /* dim=0 */ (__pyx_v_logits.data + __pyx_t_6 * __pyx_v_logits.strides[0]) )) + __pyx_t_5)) ))) - __pyx_v_peak)));
 
                               /* "src_ext/activations.pyx":106
  *         for k in range(classes):
- *             total = total + expf(logits[n, k] - peak)
+ *             total = total + exp(logits[n, k] - peak)
  *             target_mass = target_mass + targets[n, k]             # <<<<<<<<<<<<<<
- *         log_total = logf(<float>total)
+ *         log_total = log(total)
  *         row_loss = 0.0
 */
                               __pyx_t_5 = __pyx_v_n;
@@ -20320,29 +20309,29 @@ static PyObject *__pyx_pf_8fastconv_4_ext_11activations_12softmax_cross_entropy(
 
 
                             /* "src_ext/activations.pyx":107
- *             total = total + expf(logits[n, k] - peak)
+ *             total = total + exp(logits[n, k] - peak)
  *             target_mass = target_mass + targets[n, k]
- *         log_total = logf(<float>total)             # <<<<<<<<<<<<<<
+ *         log_total = log(total)             # <<<<<<<<<<<<<<
  *         row_loss = 0.0
  *         for k in range(classes):
 */
-                            __pyx_v_log_total = logf(((float)__pyx_v_total));
+                            __pyx_v_log_total = log(__pyx_v_total);
 
                             /* "src_ext/activations.pyx":108
  *             target_mass = target_mass + targets[n, k]
- *         log_total = logf(<float>total)
+ *         log_total = log(total)
  *         row_loss = 0.0             # <<<<<<<<<<<<<<
  *         for k in range(classes):
- *             row_loss = row_loss - targets[n, k] * (logits[n, k] - peak - log_total)
+ *             log_prob = logits[n, k] - peak - log_total
 */
                             __pyx_v_row_loss = 0.0;
 
                             /* "src_ext/activations.pyx":109
- *         log_total = logf(<float>total)
+ *         log_total = log(total)
  *         row_loss = 0.0
  *         for k in range(classes):             # <<<<<<<<<<<<<<
- *             row_loss = row_loss - targets[n, k] * (logits[n, k] - peak - log_total)
- *             grad[n, k] = (expf(logits[n, k] - peak - log_total) * <float>target_mass - targets[n, k]) * inv_batch
+ *             log_prob = logits[n, k] - peak - log_total
+ *             row_loss = row_loss - targets[n, k] * log_prob
 */
 
                             __pyx_t_7 = __pyx_v_classes;
@@ -20354,36 +20343,43 @@ static PyObject *__pyx_pf_8fastconv_4_ext_11activations_12softmax_cross_entropy(
                               /* "src_ext/activations.pyx":110
  *         row_loss = 0.0
  *         for k in range(classes):
- *             row_loss = row_loss - targets[n, k] * (logits[n, k] - peak - log_total)             # <<<<<<<<<<<<<<
- *             grad[n, k] = (expf(logits[n, k] - peak - log_total) * <float>target_mass - targets[n, k]) * inv_batch
+ *             log_prob = logits[n, k] - peak - log_total             # <<<<<<<<<<<<<<
+ *             row_loss = row_loss - targets[n, k] * log_prob
+ *             grad[n, k] = <float>((exp(log_prob) * target_mass - targets[n, k]) / batch)
+*/
+                              __pyx_t_6 = __pyx_v_n;
+                              __pyx_t_5 = __pyx_v_k;
+                              __pyx_v_log_prob = (((*((float const  *) ( /* dim=1 */ ((char *) (((float const  *) ( /* dim=0 */ (__pyx_v_logits.data + __pyx_t_6 * __pyx_v_logits.strides[0]) )) + __pyx_t_5)) ))) - __pyx_v_peak) - __pyx_v_log_total);
+
+                              /* "src_ext/activations.pyx":111
+ *         for k in range(classes):
+ *             log_prob = logits[n, k] - peak - log_total
+ *             row_loss = row_loss - targets[n, k] * log_prob             # <<<<<<<<<<<<<<
+ *             grad[n, k] = <float>((exp(log_prob) * target_mass - targets[n, k]) / batch)
  *         loss += row_loss
+*/
+                              __pyx_t_5 = __pyx_v_n;
+                              __pyx_t_6 = __pyx_v_k;
+                              __pyx_v_row_loss = (__pyx_v_row_loss - ((*((float const  *) ( /* dim=1 */ ((char *) (((float const  *) ( /* dim=0 */ (__pyx_v_targets.data + __pyx_t_5 * __pyx_v_targets.strides[0]) )) + __pyx_t_6)) ))) * __pyx_v_log_prob));
+
+                              /* "src_ext/activations.pyx":112
+ *             log_prob = logits[n, k] - peak - log_total
+ *             row_loss = row_loss - targets[n, k] * log_prob
+ *             grad[n, k] = <float>((exp(log_prob) * target_mass - targets[n, k]) / batch)             # <<<<<<<<<<<<<<
+ *         loss += row_loss
+ *     return loss / batch
 */
                               __pyx_t_6 = __pyx_v_n;
                               __pyx_t_5 = __pyx_v_k;
                               __pyx_t_10 = __pyx_v_n;
                               __pyx_t_11 = __pyx_v_k;
-                              __pyx_v_row_loss = (__pyx_v_row_loss - ((*((float const  *) ( /* dim=1 */ ((char *) (((float const  *) ( /* dim=0 */ (__pyx_v_targets.data + __pyx_t_6 * __pyx_v_targets.strides[0]) )) + __pyx_t_5)) ))) * (((*((float const  *) ( /* dim=1 */ ((char *) (((float const  *) ( /* dim=0 */ (__pyx_v_logits.data + __pyx_t_10 * __pyx_v_logits.strides[0]) )) + __pyx_t_11)) ))) - __pyx_v_peak) - __pyx_v_log_total)));
-
-                              /* "src_ext/activations.pyx":111
- *         for k in range(classes):
- *             row_loss = row_loss - targets[n, k] * (logits[n, k] - peak - log_total)
- *             grad[n, k] = (expf(logits[n, k] - peak - log_total) * <float>target_mass - targets[n, k]) * inv_batch             # <<<<<<<<<<<<<<
- *         loss += row_loss
- *     return loss / batch
-*/
-                              __pyx_t_11 = __pyx_v_n;
-                              __pyx_t_10 = __pyx_v_k;
-                              __pyx_t_5 = __pyx_v_n;
-                              __pyx_t_6 = __pyx_v_k;
-                              __pyx_t_12 = __pyx_v_n;
-                              __pyx_t_13 = __pyx_v_k;
-                              *((float *) ( /* dim=1 */ ((char *) (((float *) ( /* dim=0 */ (__pyx_v_grad.data + __pyx_t_12 * __pyx_v_grad.strides[0]) )) + __pyx_t_13)) )) = (((expf((((*((float const  *) ( /* dim=1 */ ((char *) (((float const  *) ( /* dim=0 */ (__pyx_v_logits.data + __pyx_t_11 * __pyx_v_logits.strides[0]) )) + __pyx_t_10)) ))) - __pyx_v_peak) - __pyx_v_log_total)) * ((float)__pyx_v_target_mass)) - (*((float const  *) ( /* dim=1 */ ((char *) (((float const  *) ( /* dim=0 */ (__pyx_v_targets.data + __pyx_t_5 * __pyx_v_targets.strides[0]) )) + __pyx_t_6)) )))) * __pyx_v_inv_batch);
+                              *((float *) ( /* dim=1 */ ((char *) (((float *) ( /* dim=0 */ (__pyx_v_grad.data + __pyx_t_10 * __pyx_v_grad.strides[0]) )) + __pyx_t_11)) )) = ((float)(((exp(__pyx_v_log_prob) * __pyx_v_target_mass) - (*((float const  *) ( /* dim=1 */ ((char *) (((float const  *) ( /* dim=0 */ (__pyx_v_targets.data + __pyx_t_6 * __pyx_v_targets.strides[0]) )) + __pyx_t_5)) )))) / ((double)__pyx_v_batch)));
                             }
 
 
-                            /* "src_ext/activations.pyx":112
- *             row_loss = row_loss - targets[n, k] * (logits[n, k] - peak - log_total)
- *             grad[n, k] = (expf(logits[n, k] - peak - log_total) * <float>target_mass - targets[n, k]) * inv_batch
+                            /* "src_ext/activations.pyx":113
+ *             row_loss = row_loss - targets[n, k] * log_prob
+ *             grad[n, k] = <float>((exp(log_prob) * target_mass - targets[n, k]) / batch)
  *         loss += row_loss             # <<<<<<<<<<<<<<
  *     return loss / batch
  * 
@@ -20404,8 +20400,8 @@ static PyObject *__pyx_pf_8fastconv_4_ext_11activations_12softmax_cross_entropy(
       }
 
       /* "src_ext/activations.pyx":100
- *     cdef double total, target_mass, row_loss, loss = 0.0
- *     cdef float inv_batch = 1.0 / batch
+ *     cdef Py_ssize_t n, k, batch = logits.shape[0], classes = logits.shape[1]
+ *     cdef double peak, log_total, total, target_mass, row_loss, log_prob, loss = 0.0
  *     for n in prange(batch, nogil=True, schedule='static'):             # <<<<<<<<<<<<<<
  *         peak = row_max(&logits[n, 0], classes)
  *         total = 0.0
@@ -20420,24 +20416,24 @@ static PyObject *__pyx_pf_8fastconv_4_ext_11activations_12softmax_cross_entropy(
       }
   }
 
-  /* "src_ext/activations.pyx":113
- *             grad[n, k] = (expf(logits[n, k] - peak - log_total) * <float>target_mass - targets[n, k]) * inv_batch
+  /* "src_ext/activations.pyx":114
+ *             grad[n, k] = <float>((exp(log_prob) * target_mass - targets[n, k]) / batch)
  *         loss += row_loss
  *     return loss / batch             # <<<<<<<<<<<<<<
  * 
  * 
 */
-  __pyx_t_14 = PyFloat_FromDouble((__pyx_v_loss / ((double)__pyx_v_batch))); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 113, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_14);
+  __pyx_t_12 = PyFloat_FromDouble((__pyx_v_loss / ((double)__pyx_v_batch))); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 114, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_12);
   {
     PyObject *__pyx_temp;
     {
       __pyx_temp = __pyx_r;
-      __pyx_r = __pyx_t_14;
+      __pyx_r = __pyx_t_12;
     }
     __Pyx_XDECREF(__pyx_temp);
   }
-  __pyx_t_14 = 0;
+  __pyx_t_12 = 0;
   goto __pyx_L0;
 
   /* "src_ext/activations.pyx":90
@@ -20450,7 +20446,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_11activations_12softmax_cross_entropy(
 
   /* function exit code */
   __pyx_L1_error:;
-  __Pyx_XDECREF(__pyx_t_14);
+  __Pyx_XDECREF(__pyx_t_12);
   __Pyx_AddTraceback("fastconv._ext.activations.softmax_cross_entropy", __pyx_clineno, __pyx_lineno, __pyx_filename);
   __pyx_r = NULL;
   __pyx_L0:;
@@ -20470,7 +20466,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_11activations_12softmax_cross_entropy(
   return __pyx_r;
 }
 
-/* "src_ext/activations.pyx":116
+/* "src_ext/activations.pyx":117
  * 
  * 
  * def sigmoid_binary_cross_entropy(const float[:, ::1] logits, const float[:, ::1] targets, float[:, ::1] grad):             # <<<<<<<<<<<<<<
@@ -20486,7 +20482,7 @@ PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_8fastconv_4_ext_11activations_14sigmoid_binary_cross_entropy, "Mean binary cross-entropy of sigmoid(logits); grad = (sigmoid(z) - t) / (N * K).\n\n    logits, targets, grad: (N, K). Per element: max(z, 0) - z t + log(1 + exp(-|z|)).\n    Returns the loss as a float.\n    ");
+PyDoc_STRVAR(__pyx_doc_8fastconv_4_ext_11activations_14sigmoid_binary_cross_entropy, "Mean binary cross-entropy of sigmoid(logits); grad = (sigmoid(z) - t) / (N * K).\n\n    logits, targets, grad: (N, K). Per element: max(z, 0) - z t + log(1 + exp(-|z|)),\n    in float64 for the same reason as above. Returns the loss as a float.\n    ");
 static PyMethodDef __pyx_mdef_8fastconv_4_ext_11activations_15sigmoid_binary_cross_entropy = {"sigmoid_binary_cross_entropy", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_8fastconv_4_ext_11activations_15sigmoid_binary_cross_entropy, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_8fastconv_4_ext_11activations_14sigmoid_binary_cross_entropy};
 static PyObject *__pyx_pw_8fastconv_4_ext_11activations_15sigmoid_binary_cross_entropy(PyObject *__pyx_self, 
 #if CYTHON_VECTORCALL
@@ -20520,46 +20516,46 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_logits,&__pyx_mstate_global->__pyx_n_u_targets,&__pyx_mstate_global->__pyx_n_u_grad,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 116, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 117, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 116, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 117, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 116, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 117, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 116, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 117, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "sigmoid_binary_cross_entropy", 0) < (0)) __PYX_ERR(0, 116, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "sigmoid_binary_cross_entropy", 0) < (0)) __PYX_ERR(0, 117, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 3; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("sigmoid_binary_cross_entropy", 1, 3, 3, i); __PYX_ERR(0, 116, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("sigmoid_binary_cross_entropy", 1, 3, 3, i); __PYX_ERR(0, 117, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 3)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 116, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 117, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 116, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 117, __pyx_L3_error)
       values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 116, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 117, __pyx_L3_error)
     }
-    __pyx_v_logits = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float__const__(values[0], 0); if (unlikely(!__pyx_v_logits.memview)) __PYX_ERR(0, 116, __pyx_L3_error)
-    __pyx_v_targets = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float__const__(values[1], 0); if (unlikely(!__pyx_v_targets.memview)) __PYX_ERR(0, 116, __pyx_L3_error)
-    __pyx_v_grad = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float(values[2], PyBUF_WRITABLE); if (unlikely(!__pyx_v_grad.memview)) __PYX_ERR(0, 116, __pyx_L3_error)
+    __pyx_v_logits = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float__const__(values[0], 0); if (unlikely(!__pyx_v_logits.memview)) __PYX_ERR(0, 117, __pyx_L3_error)
+    __pyx_v_targets = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float__const__(values[1], 0); if (unlikely(!__pyx_v_targets.memview)) __PYX_ERR(0, 117, __pyx_L3_error)
+    __pyx_v_grad = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float(values[2], PyBUF_WRITABLE); if (unlikely(!__pyx_v_grad.memview)) __PYX_ERR(0, 117, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("sigmoid_binary_cross_entropy", 1, 3, 3, __pyx_nargs); __PYX_ERR(0, 116, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("sigmoid_binary_cross_entropy", 1, 3, 3, __pyx_nargs); __PYX_ERR(0, 117, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -20591,10 +20587,10 @@ static PyObject *__pyx_pf_8fastconv_4_ext_11activations_14sigmoid_binary_cross_e
   Py_ssize_t __pyx_v_k;
   Py_ssize_t __pyx_v_batch;
   Py_ssize_t __pyx_v_classes;
-  float __pyx_v_z;
-  float __pyx_v_t;
+  double __pyx_v_z;
+  double __pyx_v_t;
   double __pyx_v_loss;
-  float __pyx_v_inv_count;
+  double __pyx_v_count;
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
   int __pyx_t_1;
@@ -20614,47 +20610,47 @@ static PyObject *__pyx_pf_8fastconv_4_ext_11activations_14sigmoid_binary_cross_e
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("sigmoid_binary_cross_entropy", 0);
 
-  /* "src_ext/activations.pyx":122
- *     Returns the loss as a float.
+  /* "src_ext/activations.pyx":123
+ *     in float64 for the same reason as above. Returns the loss as a float.
  *     """
  *     check_matrices(logits.shape[0], logits.shape[1], targets.shape[0], targets.shape[1], grad.shape[0], grad.shape[1], "sigmoid_binary_cross_entropy")             # <<<<<<<<<<<<<<
  *     cdef Py_ssize_t n, k, batch = logits.shape[0], classes = logits.shape[1]
- *     cdef float z, t
+ *     cdef double z, t, loss = 0.0
 */
-  __pyx_t_1 = __pyx_f_8fastconv_4_ext_11activations_check_matrices((__pyx_v_logits.shape[0]), (__pyx_v_logits.shape[1]), (__pyx_v_targets.shape[0]), (__pyx_v_targets.shape[1]), (__pyx_v_grad.shape[0]), (__pyx_v_grad.shape[1]), __pyx_mstate_global->__pyx_n_u_sigmoid_binary_cross_entropy); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 122, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_8fastconv_4_ext_11activations_check_matrices((__pyx_v_logits.shape[0]), (__pyx_v_logits.shape[1]), (__pyx_v_targets.shape[0]), (__pyx_v_targets.shape[1]), (__pyx_v_grad.shape[0]), (__pyx_v_grad.shape[1]), __pyx_mstate_global->__pyx_n_u_sigmoid_binary_cross_entropy); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 123, __pyx_L1_error)
 
 
-  /* "src_ext/activations.pyx":123
+  /* "src_ext/activations.pyx":124
  *     """
  *     check_matrices(logits.shape[0], logits.shape[1], targets.shape[0], targets.shape[1], grad.shape[0], grad.shape[1], "sigmoid_binary_cross_entropy")
  *     cdef Py_ssize_t n, k, batch = logits.shape[0], classes = logits.shape[1]             # <<<<<<<<<<<<<<
- *     cdef float z, t
- *     cdef double loss = 0.0
+ *     cdef double z, t, loss = 0.0
+ *     cdef double count = batch * classes
 */
   __pyx_v_batch = (__pyx_v_logits.shape[0]);
   __pyx_v_classes = (__pyx_v_logits.shape[1]);
 
   /* "src_ext/activations.pyx":125
+ *     check_matrices(logits.shape[0], logits.shape[1], targets.shape[0], targets.shape[1], grad.shape[0], grad.shape[1], "sigmoid_binary_cross_entropy")
  *     cdef Py_ssize_t n, k, batch = logits.shape[0], classes = logits.shape[1]
- *     cdef float z, t
- *     cdef double loss = 0.0             # <<<<<<<<<<<<<<
- *     cdef float inv_count = 1.0 / (batch * classes)
+ *     cdef double z, t, loss = 0.0             # <<<<<<<<<<<<<<
+ *     cdef double count = batch * classes
  *     for n in prange(batch, nogil=True, schedule='static'):
 */
   __pyx_v_loss = 0.0;
 
   /* "src_ext/activations.pyx":126
- *     cdef float z, t
- *     cdef double loss = 0.0
- *     cdef float inv_count = 1.0 / (batch * classes)             # <<<<<<<<<<<<<<
+ *     cdef Py_ssize_t n, k, batch = logits.shape[0], classes = logits.shape[1]
+ *     cdef double z, t, loss = 0.0
+ *     cdef double count = batch * classes             # <<<<<<<<<<<<<<
  *     for n in prange(batch, nogil=True, schedule='static'):
  *         for k in range(classes):
 */
-  __pyx_v_inv_count = (1.0 / ((double)(__pyx_v_batch * __pyx_v_classes)));
+  __pyx_v_count = (__pyx_v_batch * __pyx_v_classes);
 
   /* "src_ext/activations.pyx":127
- *     cdef double loss = 0.0
- *     cdef float inv_count = 1.0 / (batch * classes)
+ *     cdef double z, t, loss = 0.0
+ *     cdef double count = batch * classes
  *     for n in prange(batch, nogil=True, schedule='static'):             # <<<<<<<<<<<<<<
  *         for k in range(classes):
  *             z = logits[n, k]
@@ -20688,7 +20684,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_11activations_14sigmoid_binary_cross_e
                             __pyx_v_n = (Py_ssize_t)(0 + 1 * __pyx_t_3);
 
                             /* "src_ext/activations.pyx":128
- *     cdef float inv_count = 1.0 / (batch * classes)
+ *     cdef double count = batch * classes
  *     for n in prange(batch, nogil=True, schedule='static'):
  *         for k in range(classes):             # <<<<<<<<<<<<<<
  *             z = logits[n, k]
@@ -20706,7 +20702,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_11activations_14sigmoid_binary_cross_e
  *         for k in range(classes):
  *             z = logits[n, k]             # <<<<<<<<<<<<<<
  *             t = targets[n, k]
- *             loss += (z if z > 0 else 0.0) - z * t + log1pf(expf(-fabsf(z)))
+ *             loss += (z if z > 0 else 0.0) - z * t + log1p(exp(-fabs(z)))
 */
                               __pyx_t_8 = __pyx_v_n;
                               __pyx_t_9 = __pyx_v_k;
@@ -20716,8 +20712,8 @@ static PyObject *__pyx_pf_8fastconv_4_ext_11activations_14sigmoid_binary_cross_e
  *         for k in range(classes):
  *             z = logits[n, k]
  *             t = targets[n, k]             # <<<<<<<<<<<<<<
- *             loss += (z if z > 0 else 0.0) - z * t + log1pf(expf(-fabsf(z)))
- *             grad[n, k] = (1.0 / (1.0 + expf(-z)) - t) * inv_count
+ *             loss += (z if z > 0 else 0.0) - z * t + log1p(exp(-fabs(z)))
+ *             grad[n, k] = <float>((1.0 / (1.0 + exp(-z)) - t) / count)
 */
                               __pyx_t_9 = __pyx_v_n;
                               __pyx_t_8 = __pyx_v_k;
@@ -20726,9 +20722,9 @@ static PyObject *__pyx_pf_8fastconv_4_ext_11activations_14sigmoid_binary_cross_e
                               /* "src_ext/activations.pyx":131
  *             z = logits[n, k]
  *             t = targets[n, k]
- *             loss += (z if z > 0 else 0.0) - z * t + log1pf(expf(-fabsf(z)))             # <<<<<<<<<<<<<<
- *             grad[n, k] = (1.0 / (1.0 + expf(-z)) - t) * inv_count
- *     return loss / (batch * classes)
+ *             loss += (z if z > 0 else 0.0) - z * t + log1p(exp(-fabs(z)))             # <<<<<<<<<<<<<<
+ *             grad[n, k] = <float>((1.0 / (1.0 + exp(-z)) - t) / count)
+ *     return loss / count
 */
                               __pyx_t_11 = (__pyx_v_z > 0.0);
 
@@ -20740,18 +20736,18 @@ static PyObject *__pyx_pf_8fastconv_4_ext_11activations_14sigmoid_binary_cross_e
                                 __pyx_t_10 = 0.0;
                               }
 
-                              __pyx_v_loss = (__pyx_v_loss + ((__pyx_t_10 - (__pyx_v_z * __pyx_v_t)) + log1pf(expf((-fabsf(__pyx_v_z))))));
+                              __pyx_v_loss = (__pyx_v_loss + ((__pyx_t_10 - (__pyx_v_z * __pyx_v_t)) + log1p(exp((-fabs(__pyx_v_z))))));
 
 
                               /* "src_ext/activations.pyx":132
  *             t = targets[n, k]
- *             loss += (z if z > 0 else 0.0) - z * t + log1pf(expf(-fabsf(z)))
- *             grad[n, k] = (1.0 / (1.0 + expf(-z)) - t) * inv_count             # <<<<<<<<<<<<<<
- *     return loss / (batch * classes)
+ *             loss += (z if z > 0 else 0.0) - z * t + log1p(exp(-fabs(z)))
+ *             grad[n, k] = <float>((1.0 / (1.0 + exp(-z)) - t) / count)             # <<<<<<<<<<<<<<
+ *     return loss / count
 */
                               __pyx_t_8 = __pyx_v_n;
                               __pyx_t_9 = __pyx_v_k;
-                              *((float *) ( /* dim=1 */ ((char *) (((float *) ( /* dim=0 */ (__pyx_v_grad.data + __pyx_t_8 * __pyx_v_grad.strides[0]) )) + __pyx_t_9)) )) = (((1.0 / (1.0 + expf((-__pyx_v_z)))) - __pyx_v_t) * __pyx_v_inv_count);
+                              *((float *) ( /* dim=1 */ ((char *) (((float *) ( /* dim=0 */ (__pyx_v_grad.data + __pyx_t_8 * __pyx_v_grad.strides[0]) )) + __pyx_t_9)) )) = ((float)(((1.0 / (1.0 + exp((-__pyx_v_z)))) - __pyx_v_t) / __pyx_v_count));
                             }
 
                         }
@@ -20769,8 +20765,8 @@ static PyObject *__pyx_pf_8fastconv_4_ext_11activations_14sigmoid_binary_cross_e
       }
 
       /* "src_ext/activations.pyx":127
- *     cdef double loss = 0.0
- *     cdef float inv_count = 1.0 / (batch * classes)
+ *     cdef double z, t, loss = 0.0
+ *     cdef double count = batch * classes
  *     for n in prange(batch, nogil=True, schedule='static'):             # <<<<<<<<<<<<<<
  *         for k in range(classes):
  *             z = logits[n, k]
@@ -20786,11 +20782,11 @@ static PyObject *__pyx_pf_8fastconv_4_ext_11activations_14sigmoid_binary_cross_e
   }
 
   /* "src_ext/activations.pyx":133
- *             loss += (z if z > 0 else 0.0) - z * t + log1pf(expf(-fabsf(z)))
- *             grad[n, k] = (1.0 / (1.0 + expf(-z)) - t) * inv_count
- *     return loss / (batch * classes)             # <<<<<<<<<<<<<<
+ *             loss += (z if z > 0 else 0.0) - z * t + log1p(exp(-fabs(z)))
+ *             grad[n, k] = <float>((1.0 / (1.0 + exp(-z)) - t) / count)
+ *     return loss / count             # <<<<<<<<<<<<<<
 */
-  __pyx_t_12 = PyFloat_FromDouble((__pyx_v_loss / ((double)(__pyx_v_batch * __pyx_v_classes)))); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 133, __pyx_L1_error)
+  __pyx_t_12 = PyFloat_FromDouble((__pyx_v_loss / __pyx_v_count)); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 133, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_12);
   {
     PyObject *__pyx_temp;
@@ -20803,7 +20799,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_11activations_14sigmoid_binary_cross_e
   __pyx_t_12 = 0;
   goto __pyx_L0;
 
-  /* "src_ext/activations.pyx":116
+  /* "src_ext/activations.pyx":117
  * 
  * 
  * def sigmoid_binary_cross_entropy(const float[:, ::1] logits, const float[:, ::1] targets, float[:, ::1] grad):             # <<<<<<<<<<<<<<
@@ -23082,19 +23078,19 @@ __Pyx_RefNannySetupContext("PyInit_activations", 0);
   if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_softmax_cross_entropy, __pyx_t_4) < (0)) __PYX_ERR(0, 90, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "src_ext/activations.pyx":116
+  /* "src_ext/activations.pyx":117
  * 
  * 
  * def sigmoid_binary_cross_entropy(const float[:, ::1] logits, const float[:, ::1] targets, float[:, ::1] grad):             # <<<<<<<<<<<<<<
  *     """Mean binary cross-entropy of sigmoid(logits); grad = (sigmoid(z) - t) / (N * K).
  * 
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_8fastconv_4_ext_11activations_15sigmoid_binary_cross_entropy, 0, __pyx_mstate_global->__pyx_n_u_sigmoid_binary_cross_entropy, NULL, __pyx_mstate_global->__pyx_n_u_fastconv__ext_activations, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[7])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 116, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_8fastconv_4_ext_11activations_15sigmoid_binary_cross_entropy, 0, __pyx_mstate_global->__pyx_n_u_sigmoid_binary_cross_entropy, NULL, __pyx_mstate_global->__pyx_n_u_fastconv__ext_activations, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[7])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 117, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_sigmoid_binary_cross_entropy, __pyx_t_4) < (0)) __PYX_ERR(0, 116, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_sigmoid_binary_cross_entropy, __pyx_t_4) < (0)) __PYX_ERR(0, 117, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
   /* "src_ext/activations.pyx":1
@@ -23271,38 +23267,38 @@ static int __Pyx_InitConstants(__pyx_mstatetype *__pyx_mstate) {
   int __pyx_clineno = 0;
   CYTHON_UNUSED_VAR(__pyx_mstate);
   {
-    const struct { const unsigned int length: 8; } str_length_index[] = {{5},{6},{35},{8},{7},{29},{4},{2},{1},{2},{3},{13},{15},{23},{25},{32},{20},{22},{1},{1},{37},{45},{22},{4},{179},{8},{15},{7},{6},{2},{9},{50},{23},{30},{37},{5},{8},{8},{15},{20},{12},{9},{17},{8},{8},{12},{10},{8},{10},{8},{7},{14},{11},{10},{19},{14},{12},{10},{17},{13},{12},{12},{19},{8},{13},{3},{15},{18},{4},{5},{1},{7},{18},{5},{3},{15},{6},{9},{5},{25},{5},{6},{7},{4},{8},{6},{1},{2},{5},{9},{9},{5},{8},{1},{9},{6},{4},{7},{4},{1},{4},{4},{3},{4},{4},{3},{8},{13},{12},{8},{10},{5},{16},{28},{15},{4},{16},{21},{15},{5},{4},{4},{6},{1},{11},{7},{5},{6},{6},{6},{1},{1},{1}};
-    const struct { const unsigned int length: 9; } bytes_length_index[] = {{1},{196},{177},{71},{73},{79},{71},{318},{232}};
+    const struct { const unsigned int length: 8; } str_length_index[] = {{5},{6},{35},{8},{7},{29},{4},{2},{1},{2},{3},{13},{15},{23},{25},{32},{20},{22},{1},{1},{37},{45},{22},{4},{179},{8},{15},{7},{6},{2},{9},{50},{23},{30},{37},{5},{8},{8},{15},{20},{12},{9},{17},{8},{8},{12},{10},{8},{10},{8},{7},{14},{11},{10},{19},{14},{12},{10},{17},{13},{12},{12},{19},{8},{13},{3},{15},{18},{4},{5},{1},{7},{18},{5},{3},{15},{6},{9},{5},{25},{5},{6},{7},{4},{8},{6},{1},{2},{5},{5},{8},{1},{8},{9},{6},{4},{7},{4},{1},{4},{4},{3},{4},{4},{3},{8},{13},{12},{8},{10},{5},{16},{28},{15},{4},{16},{21},{15},{5},{4},{4},{6},{1},{11},{7},{5},{6},{6},{6},{1},{1},{1}};
+    const struct { const unsigned int length: 9; } bytes_length_index[] = {{1},{196},{177},{71},{73},{79},{71},{226},{293}};
     #ifndef CYTHON_COMPRESS_STRINGS
       #define CYTHON_COMPRESS_STRINGS 90
     #endif
-    #if (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (1577 bytes) */
-static const char cstring[] = "x\332\265TMo\023G\030\306I\032\3226mq\022@j{\030C\300 \005\267\201\020!TQ\205@T\016\245\230|\240\212\266\253\331\331Y{\232\365\214=3\353\330\034*\216>\356q\217{\334\343\036\367\270G\037\367\350#?\201\237\320w\326v\342P\324C\245Frv>\336\217\347}\336\347\035\204\271\203\020\326\350\373\036\242\036mQ\256\025j\371J\243&\356R\244\233\024)\334\242\310\243\274\241\233H\330\177R\242\037\335F\306\355\326\355\261\245M\221\340\024q\301\357\320V[\367\221j\3426\275\275\201nm\240\332C\364\020\335z\210l\337u\251TH\270\350\207\237iK\310\376\021\243\047\305\226\010\256Y\303\027\276*\242:L\232\024\037\0363>\275PZ2\207:3\306H\310\177\275?\177vj\371\350\307]\314\271\320\010+\305\032\034i\201$\305\316\035\301\275>j\025 \273\000\362\031\357b\2179\250%\034\272\201h\257\r\276\020\252J\252&o\325\025RK\314\253\033\250\001\241\246\306\005\005\220\n\341\036S\3509\360\363\\h\303\047P\275\333\327M\301\021\234;\324c6\225XS\310h0Bdi\2148z\361\364\305\235\255\007[\005bI\r\353\n)\337&\036\200\245\005\217\266\317<\r\031t\277MU\r=sQ_\370\210S\300\006\225\264\301n\326\001:\311\221\242\272hi\265\250\033k&\270\005\356\2147\252\023\252\230i\272@{\330S\264\206\035\307\002;J\204\347\231;\301U\r\333\304a\n\333\036\245\334\374o\020\246\306+\207\013(\310\305\276\247\221eI\352\370\204Z\026r\374\"\242Q\007\024\330e\330\203[\3028\323\226\245$\261hO\177\207Mb<N\320\356\367\374\"\236\361\302\236\047\010\320\203\260\224\270\217\034\254q\355#\267c\266\rU\343F\253\332\316\376\356\263gO=\217\265\025S\373\264\343SN\250\221\\\355L}\226\365\242\337\203\337\023\240\335z\0168^R\327\262&\324\000t\200i\310;[4\250f\232\266\314\201c|\340\317\36591_\270RS/\326j\203&\314\252\205\031/\276\302\361\275\342\216\3030\025_\223\336\262\240X\2134)9V~k\274\233D1K\323\330\361\312\347mF\216!\302S>\265\353j\303\202\211\321\361\2617\r;e\375tE\n\255\315\034\320\236\331\200\020N\241\250\031\350\247\3533?M\225\251\205)\213\010)|P\034\005\rL\251\267\306\203\215U\237\023&j\247&\312\306\212\332X\223&\231(\220xpl\001\0370-\004\256\3101\021>\327\216""\320NQ($\030\277.\320)\2304\n\225\026\223A\245\024\322\305J\303\203\320\255\031\271\324f\344\342z\270\241`\004[XO\006\261!\261c~\026\000)\276=\306\034\230y\332c\274k\025\220\314\242Hn\272\251\306\377\336\320cO4,\r\275\207\322\032L+O(\005\257\200y\002\314\350s\303\027<\035-@\331\006\364m\212\217\333\242-i\203)\230ZI=\3372U\235`\351\024\033\300S\254\305\211eB\001\265\223\351(\324\n/NK0\347\324\345t\3178\226}\213Hp\261\3405\226\242\335\237\336M\"\032\260J\270\272\205{g\356\223\375y\277\311\341\324Oc\t\355\245m\245\005\374\244O\264\206#\220.\010U\251\361R\025\014\200\340 \260\337\206\201\243\360\240\371T\365\372o~y[z\267\260\022T\202\315`/\254\204[a\047Z\214p\244\343\315x/\251$[I\047]Lq\252\263\315loX\031n\r;\371\213\243\374\350U\376\352u\376\372\267\321\302z\264\023\035\201\361\316\373\305\013\237\256A\224\235\340(\334\014wFK_\rN\002\034t\302RX\016\257\207\007Qy\264t)(\215\226\226\007O\203\313\346f\264\374\305\240> \260q 3\370\204\373\321|t7\252\217\226\327\000\31458\250\207\304\370}\304\245\031b\200:\037\335\213\354\2704\255\341A\270\035\225\243\365\250\031\273\311Nr\220\226\323\233Y)[\313\352\231;\334\031\036\344u\200\375{\376\373\037\371\037vn7\363&\317\271\310\205\312\225\236)\344\335\322\352l\031_\016\3609\000+\301z`\207K\321R\\\212W\343\335X&e\340\351^\362\241U%\270\027\320\360A\264\tq\367\343\371\370^\334Lp\242\322\353\351\313\264c\000_\016\352`\333\205\032\235\250\022m\307\345x=\306q7\251\047NZ\371\000\304\247\203\362\340\306\240\023\224\202+\005\243\253\341\343\260\021\325\377[\030\r\310\034\240\367IT\002\266*\006\3414P3t\001\356\001\004\271\231\224\222\265\344(\335\316\312\331z\206\377I\312\300\017~*Z6W\204\330\215\024$\266\301\013\350\370\357\341\216&|\315\305\325\244\374\266\364\376\263\013\237\254\002\225\333\341\025\350\366B\2647\t\364*\335\313*\331Vv2t\363\203\303\374\360\327\374W\350+\311\211\223;\320W/\367d.\241\257\047\371Io\264p-\272\031/\002)\177\245G\331\366\260<\254\274[\270\237\324G\013\337\200\334\245\321W\001\346L\261\213\240-\0052\302\023\305^""\t\3167w\254NC\337\225\250S\264\026\352\036-\177\035n\200\030/\306\235d>\331\034-\255\005O\240SW\243R\021\377\\\200\253A\037h\253\002/\327\343}\260\336\006\245^O\367\263\271\354F&\207\345\3212\244\rV!\313: \351F\365\210\200\324\036\3074\271\233\274\006\243\352\360\333\374\020\244\014:\266r\013\244\354\346.T\315\306p\027>\037\334\017\346\002h\302\373\345\377\211\275\253PD\301\236\202\273\271\270r\312\340L\215\227\202EX\250\260b\226\027\201\325\371ps\264|98\004\352\214x\017\343kP\222\235\314%\327\222\275\264\222n\245\035\230\325\313\031\316:\263\365\223h-zY<G;\361A\262\002\203f\247\223\032\347\241\260\225p\363o7He\367";
-    PyObject *data = __Pyx_DecompressString(cstring, 1577, 1);
+    #if (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (1547 bytes) */
+static const char cstring[] = "x\332\265T\315o\023G\024\307I\032\202\232RL\002\375\220*\215\223\024\203\024\334\232\244\021B\025\225\t\211\232Ci\234\017#Da5;;\266\227\254g\3263\263\216\315\241\342\350\343\036\367\270\307=\356\321G\037}\334\243\217\374\t\374\t}\263\376\210CQ\017H\215\344\354\314\233\367\336\374\336\357\375\336 \314,\204\260B?\267\021uh\2032%Q\303\223\n\325q\213\"U\247H\342\006E\016e5UG\334|C\211z|\017\351\260\273\367F\236&E\234Q\3048\273O\033\256\352 Y\307.\275\267\211\356n\242\302#\364\010\335}\204L\257Z\245B\"^E\277\376A\033\\t*6=O\267\2043e\327<\356\3114\253e\013}\305\307f\233M\016\244\022\266E\255\031g\304\305\177\236_\266M=\037\377\266\213\031\343\na)\355\032C\212#A\261u\2373\247\203\032)\310\026\200<`-\354\330\026jp\213n\"\332v!\026R\345I^\337\233\257r\241\004f\371MT\203T\023\347\224\002\270\n\341\266-\3213\340\347\031W\232O\240z\267\243\352\234!\260[\324\261M*\260\242p\243\306\010\231\205vb\350p\357\360\376\366\303\355\024\261\240\232u\211\244g\022\007\300\322\224G\323\263\035\0057\250\216Ke\001\035TQ\207{\210Q\300\006\225\270\3407\033\000\235dHR\225\2664\237\326\215\225\315\231\001\3416\253\345\307T\331\272\351\034\355cG\322\002\266,\003\374(\341\216\243\3178\223\005l\022\313\226\330t(e\372\177\215\330r\264\262\030\207\202\252\330s\0242\014A-\217P\303@\226\227f\324\352\200\002[6v\340\224\330\314V\206!\0051h[\375\204\365\305xt\201\333i{i>\035\205\035\207\023\240\007a!p\007YX\341\302\047NGlk\252F\215\226\205\322\361\356\301\301\236\343\330\256\264\3451mz\224\021\252%W\270P\237a\034v\332\360{\n\264\033\317\000\307\021\255\032\306\230\032\200\01605y\027\213\032U\266\242\rm\260t\014\374U=F\364\027\216\344$\312n\270\240\t\275j`\233\245_nyNz\306`\230\322\257\276\3360\240X\203\324)9\223^c\264\033g\321K\335\330\321\312c\256M\316 \303\036\233\370\265\224fA\347hz\330\231\244\235\260>]\221Tk3\006\332\326\033\020\302\024\212\234\201>]_\304)*u-\2664\010\027\334\003\305Q\320\300\204zc4\330Xv\030\261ya\352\"M,\251\211\025\251\223\261\002\211\003f\003\370\200i!pD\316\010\367\230\262\270""\262\322B\341\202\321\353\002\235\202I\243Pi:\031T\010.\252X*x\020Z\005-\227\302\214\\\252\016\256I\030\301\006V\343A\254\tl\351\237\001@\322o\333\266-\230y\332\326\275\223\243\177o\351\231\303k\206+\270\251\277\n:\016\005\325l%\035.%\314\276\036|=\360L\263\004\017F\003\260\271\200\331\245\370\314\345\256\2405[\302\254\n\352x\206\256\345\034\013+\335\000\212t\315\317\r\235\n\010\035\317D\252Qxg\032\334\266\246!\323\275\315\260\350\030D@\210\001o\260\340ngr6\316\250AK^U\r\334\276\010\037\357/\307\215\215\2238\205\0054\225\272Rq\370\t\217(\005&\020,\310S\312\321R\246\014\200\314 \261\347\302\230Qx\306<*\333\235\267\177\276\313\274_\270\351\347\374\242\277\037\344\202\355\240\031.\2068TQ1\332\217s\361v\334\354-\366pO\365\213\375\375An\260=h&\207\225\244\362<y\3762y\371\327pa#,\205\025p.}X\274rm\025\262\224\374JP\014J\303\245\257\273\347>\366\233A&\310\006\353\301I\230\035.\335\3603\303\245\345\356\236\177K\237\014\227\277\352\226\273\0046\026\334\0141\301q8\037>\010\313\303\345U\000\263\006\206r@t\334\047B\352\001\006\250\363\341VhF\231I\r\017\203\2350\033n\204\365\250\032\227\342\223^\266w\247\237\351\257\366\313\375\352\24048I\312\000\373U\362\352u\362\332L\314zRg\t\343\t\227\211T3\205\274_Z\231-\343z\027_\002p\323\337\360\315`)\\\2122\321J\264\033\2118\013<m\305\037{\345\374-\237\006\017\303\"\344=\216\346\243\255\250\036\343X\366\326{G\275\246\006|\313/\203o\013j\264\302\\\270\023e\243\215\010G\255\270\034[\275\334G \256u\263\335\037\273M?\343\337N\031]\t\236\004\265\260\374yi\024 \263\200\336\247a\006\330\312i\204\223D\365\240\npO \311\2358\023\257\306\225\336N?\333\337\350\343\177\223\322\365\374\337\323\226\315\245)vC\t\027\233\020\005t|~\272\312\230\257\271(\037g\337e>,_\371b\005\250\334\tnC\267\027\302\375q\242\347\275\375~\256\277\335?\037T\223\223\323\344\364E\362\002\372J\022b%\026\364\325I\034\221\010\350\353yr\336\036.\254\205w\242E \345\357^\245\2773\310\016r\303\205\037\202\362p\341\333`10C\220d\n\346R\377n\370\213\260\220AN/\257\002\347\363Aq\270|\313?""\005\3364\365\247\321Z\364\004\312\235\213\327\342=\320\331z\257<\236\222\222\216\310\370+\376^\360\035H\221D\253\321Q$A\"\305\370ion\324\376\341\302\227\335_\3749\037\210\372p\375\177\252\36009,O+\233\314\342\"L\215\004Tx<\213\267\375\313\262\035\315\335\356\370\021\220\321:`\007\363\367\301&\214\331\325\250\031\317\307\305\341\322\252\277\253U\230f\277\024\376M\252C\022\256\204OB\032=\210\312\332\324\001\205\344A\002\353\3211\320\225\233\245g=,\207o\300\270\3313\373W\373\315\301<\274/\")\037\215\320MH\372\007\352\332T\243";
+    PyObject *data = __Pyx_DecompressString(cstring, 1547, 1);
     #define __Pyx_DecompressString_LZSS_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (2054 bytes) */
-static const char cstring[] = "\377 and  at\377 0x elem\377ents mus\377t have t\377he same \377length o\177bject>)2\002\373()$\003be on\377e non-em\377pty shap\377e), (, .\377: : (: b\377uffers o\377f <Memor\337yView\n\002co\377ntiguous\256\210\002dir_\001<\010\014i\375n\021\005stride\275d\"\010 or \004\031>\371<(\tA\006>?Can\377not assi\377gn to re\377ad-only \365m\240\002v\242\000Inva\377lid mode\237, exp\377\000|\000\047\373c\047t\001\047fort\177ran\047, gH\000\370%\005\376\002\222\000 axis; N\235 Not\314!\350 \177Cython \025\000\377delibera\363teo\000\324\001cter\376\362 an PEP-\267484\233Bre\362!s\277 subcl\252\000e~\303\"builti\264\000\377ypes. If\177 you ne\230 \342\307\000p\322\000%\t\307@n s\353et\316B\047\363\002ati\377on_typin\327g\047 \362#i\361Ao \377False.ad\373d_\235 ecoll\374\364@+\000s.abcd\377isableen\336\002\001gcis\004\003dn\377o defaul\377t __redu\177ce__ du\304`yo\231b\266@vial\033\000\377cinit__s\377rc_ext/a\357ctiv\212\002s.p\347yxuU\002\214Aall\373oc\234  arra\177y data.\013\020\370\350#\307\204\001\227cs.ASC\377IIEllips\377isSequen\353ce\357a.\364g__P\373yx\001\000Dict_}N\205\000Ref__\224$\266\270\000__\351\"__\001\005g\277etitem\r\001d<0\001\027\000func\035\001\030\000sst\305@)\001imp\221`\3363\001main\003\002od\273ulM\002nam\002\003e\371wT\001\352\000_chec\007ksuT\000\n\001?\004\025\001\227@\374\276 \037\001unpick6?\000En \005vt\200A\230\001\217qualO\005\356%\367&c\230\347b\277\001\212Dex\314\001\206`_\340\203\005\222`\262\006\003\006.\007tes\376\247@_is_corKou\357`e\201`\221E_\323\206\003\377asyncio.\376\032\006sbaseba\357tchc\254\204\004cli\367ne_\215 trac\376\030\000ckcount\017dotd\344\002^\000\330\207\003\247@\333od\333`um\225\205\002er\377rorfastc\257onv.\253a.\244hf\377lagsform{at\202\206\004grad\000\001\371_\251\000\003\002xiidi\377ndexinv_\320\216\002\005\001x\002\312As\000\002iz\377eklog_to\375t\360agitslo\237ssmem\377\206\001\367\206\001n\376\267Andimobj\377packpeak\377popregis\335t\242\000elu[\000ck\337wardr\t\001fo\335r\007\002ow_G\001se\371t\227\205\004""\232\211\002sigmo\363id*\006\007\006inar\357y_cr{\000_en\237tropy$\005K\004s\376\252\000softmax\3405\007\t\004*\013\036\0040\005tar\275t\251\000psto\001\000r\357uctt\020\000get__mass\005\003s\375\002\374\356`\340\000update\377valuesxy\377zO\200\001\340\004\022\220\377!\2201\220F\230!\230\3774\230q\240\006\240a\240\377t\2501\250F\260!\260\3774\260q\270\006\270a\270\377t\3001\300F\310!\310\3774\310q\320PV\320V\377W\320W[\320[\\\330\277\004$\240A\240V*\000A\337\360\006\000\t\024C\000A\220\377V\2301\230A\330\010\017\377\210w\220a\220q\230\001\377\230\021\230#\230T\240\021\377\330\010\020\220\001\330\010\014\357\210E\220\025\026\001\330\014\r/\210Q\210c\n\000dw\0001\000\377\230S\240\003\2402\240Q\367\330\014\024\212\000\"\230A\230\347Q\230c4\001 \020h\230a\376\250\000\003\2403\240b\250\001\376\274\0058\2306\240\021\240$\377\240h\250f\260A\260T\377\270\021\270&\300\001\300\024\377\300Q\300f\310A\310T\373\320Q\264\000]\320]^\320\377^b\320bh\320hn\377\320no\320os\320s\335t\276\010\340\010\023\273\t\016\210\375a\247\n\022\220$\220b\230\377\010\240\010\250\001\250\023\250\337C\250r\260\021\245 3\260\376\026\r!\2203\220e\2308\373\2401\236 S\250\003\2503\377\250h\260a\260s\270#\357\270R\270q\361!\025\220Q\372\235 v\341\000d\240!\2406\377\250\021\250$\250a\250v\277\260Q\260d\270!v\014\t\377\210\021\210%\210q\220\001\373\220\026\315\"\023\230B\230g\353\240Q\0213t\227\000d\230\"/\230D\240\001\253 !\236\001\210\005\327h\230f\315@T\211\000&\260\377\001\260\024\260V\2706\300\337\021\300$\300a\203/\210u\273\220H\237@S\240\002\273\0001/\240C\240s\275\000b3\000\214 \372\0257V\251$\002\250\047\260\021\377\200\001\360\n\000\005\023\220\377!\2206\230\026\230q\240\357\004\240F\250\222\003W\270F\377\300!\3004\300w\310f\377\320TU\320UY\320Y~\325@c\320cd\320d\325@\277l\320lr\320r\325@w\377\320wx\330\004\"\240&\373\250\006\331 ~\270V\3006\377\310\021\310!\340\0045\260\377Q\330\004\033\2304\230r\250\224\204\001\354B\250\204\007\006\331`s\304`a\306\253\204\004\026\220\365K\230\204\003\273!\026""\240\371q\326B\365\000\330\014\032\230,\377\240b\250\007\250q\260\003\377\2601\330\010\024\220D\230?\001\230\027\240\001\330\315a\353\204\n\327\027\220y\264 \047\360@#\250\335S+\0006\270\021\225`S\300\377\002\300%\300r\310\021\330\373\014\020\347@\023\220F\230$\377\230a\230v\240Q\240c\376\350`B\250e\2602\260[\376\"\000\047\310\034\320UW\320\377W^\320^_\320_b\377\320bf\320fh\320h\375i\333\205\003\004\013\2105\220\002\353\220!\273 \014\347\200T\027\220q\272\270#s\327 \002\250!\335\002\220\375A\317\206\n\020\220\006\220a\220\367s\230!\312\001\007\220q\230\377\003\2301\330\014\025\220U\374\367`\271\204\001U\250\"\250B\250\377b\260\002\260\"\260F\270\377!\2704\270q\300\001\300\337\025\300a\300q\364\tc\240\367\024\240R\212\210\002A\250T\260\377\022\2603\260b\270\001\330:\337\002\003\224`\022\2301";
-    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 2054, 2798);
+    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (2012 bytes) */
+static const char cstring[] = "\377 and  at\377 0x elem\377ents mus\377t have t\377he same \377length o\177bject>)2\002\373()$\003be on\377e non-em\377pty shap\377e), (, .\377: : (: b\377uffers o\377f <Memor\337yView\n\002co\377ntiguous\256\210\002dir_\001<\010\014i\375n\021\005stride\275d\"\010 or \004\031>\371<(\tA\006>?Can\377not assi\377gn to re\377ad-only \365m\240\002v\242\000Inva\377lid mode\237, exp\377\000|\000\047\373c\047t\001\047fort\177ran\047, gH\000\370%\005\376\002\222\000 axis; N\235 Not\314!\350 \177Cython \025\000\377delibera\363teo\000\324\001cter\376\362 an PEP-\267484\233Bre\362!s\277 subcl\252\000e~\303\"builti\264\000\377ypes. If\177 you ne\230 \342\307\000p\322\000%\t\307@n s\353et\316B\047\363\002ati\377on_typin\327g\047 \362#i\361Ao \377False.ad\373d_\235 ecoll\374\364@+\000s.abcd\377isableen\336\002\001gcis\004\003dn\377o defaul\377t __redu\177ce__ du\304`yo\231b\266@vial\033\000\377cinit__s\377rc_ext/a\357ctiv\212\002s.p\347yxuU\002\214Aall\373oc\234  arra\177y data.\013\020\370\350#\307\204\001\227cs.ASC\377IIEllips\377isSequen\353ce\357a.\364g__P\373yx\001\000Dict_}N\205\000Ref__\224$\266\270\000__\351\"__\001\005g\277etitem\r\001d<0\001\027\000func\035\001\030\000sst\305@)\001imp\221`\3363\001main\003\002od\273ulM\002nam\002\003e\371wT\001\352\000_chec\007ksuT\000\n\001?\004\025\001\227@\374\276 \037\001unpick6?\000En \005vt\200A\230\001\217qualO\005\356%\367&c\230\347b\277\001\212Dex\314\001\206`_\340\203\005\222`\262\006\003\006.\007tes\376\247@_is_corKou\357`e\201`\221E_\323\206\003\377asyncio.\376\032\006sbaseba\357tchc\254\204\004cli\367ne_\215 trac\376\030\000ckcount\017dotd\344\002^\000\330\207\003\247@\333od\333`um\225\205\002er\377rorfastc\257onv.\253a.\244hf\377lagsform{at\202\206\004grad\000\001\371_\251\000\003\002xiidi\257ndex\270As\000\002i\377zeklog_pwrob\004\001tot\346a\377gitsloss\247mem\365\206\001\355\206\001n\255An\377dimobjpa\377ckpeakpo\177pregist\230\000\337elu_b\025\000wawrdr\t\001for\007\002wow_G\001set\215\205\004\376\220\211\002sigmoid""\374*\006\007\006inary_\373cr{\000_entr\247opy$\005K\004s\262\000s?oftmax5\007\t\004x*\013\036\0040\005tart\251\000\357psto\001\000ruc\373tt\020\000get_m\027ass\005\003s\375\002\344`\340\000\377updateva\377luesxyzO\377\200\001\340\004\022\220!\220\3771\220F\230!\2304\230\377q\240\006\240a\240t\250\3771\250F\260!\2604\260\377q\270\006\270a\270t\300\3771\300F\310!\3104\310\377q\320PV\320VW\320\377W[\320[\\\330\004$\357\240A\240V*\000A\360\006\367\000\t\024C\000A\220V\230\3771\230A\330\010\017\210w\377\220a\220q\230\001\230\021\377\230#\230T\240\021\330\010\377\020\220\001\330\010\014\210E\373\220\025\026\001\330\014\r\210Q\313\210c\n\000dw\0001\000\230S\377\240\003\2402\240Q\330\014\375\024\212\000\"\230A\230Q\230\271c4\001 \020h\230a\250\000\003\277\2403\240b\250\001\274\0058\377\2306\240\021\240$\240h\377\250f\260A\260T\270\021\377\270&\300\001\300\024\300Q\377\300f\310A\310T\320Q\376\264\000]\320]^\320^b\377\320bh\320hn\320n\177o\320os\320st\276\010w\340\010\023\273\t\016\210a\247\n\377\022\220$\220b\230\010\240\377\010\250\001\250\023\250C\250\267r\260\021\245 3\260\026\r!\377\2203\220e\2308\2401\376\236 S\250\003\2503\250h\377\260a\260s\270#\270R\273\270q\361!\025\220Q\235 v\376\341\000d\240!\2406\250\021\377\250$\250a\250v\260Q\357\260d\270!v\014\t\210\021\377\210%\210q\220\001\220\026\376\315\"\023\230B\230g\240Q\372\0213t\227\000d\230\"\230D\313\240\001\253 !\236\001\210\005h\230\365f\315@T\211\000&\260\001\260\377\024\260V\2706\300\021\300\367$\300a\203/\210u\220H\356\237@S\240\002\273\0001\240C\213\240s\275\000b3\000\214 \0257V\376\251$\002\250\047\260\021\200\001\377\360\014\000\005\023\220!\220\3776\230\026\230q\240\004\240\373F\250\222\003W\270F\300!\377\3004\300w\310f\320T\277U\320UY\320Y\325@c\337\320cd\320d\325@l\320\357lr\320r\325@w\320w\377x\330\004\"\240&\250\006\376\331 ~\270V\3006\310\021\377\310!\330\004\035\230Q\330\377\004\030\230\006\230b\240\001\371\330\353C\215\204\n\020\220\006\220a\377\220s\230!\330\014\020\220\377\007\220q\230\003\2301""\330\317\014\025\220U\265 \367!U\250\377\"\250B\250b\260\002\260w\"\260E\345`#\270Q\237\205\004\375A.\001\001\220\023\220E\230\377\031\240$\240c\250\024\250\377R\250s\260!\2601\260\367D\270\002\371C\330\004\013\210_5\220\002\220!\337\000\016\213\200T\317P\320PQ\321\006\204\206\005\006\230\177a\230s\240$\240a\205\206\004\323\026\220\317\204\013\362\205\003C\376\206\004s\250\375#\271\000q\330\014\032\230,\377\240b\250\007\250q\260\003\177\2601\330\010\024\220C\324\206\001\354\263\"\303\206\n\027\220\313\204\001c\240\023\377\240B\240e\2502\250Q\337\330\014\027\220y\237`\047\250\325\021I\000S\254 !\223)#\240\367Q\240j\301 ,\270b\300\377\007\300q\310\003\3104\310\017r\320QR\244\207\003\235%";
+    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 2012, 2757);
     #define __Pyx_DecompressString_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #else /* compression: none (2798 bytes) */
-static const char bytes[] = " and  at 0x elements must have the same length object>) and () must be one non-empty shape), (, .: : (: buffers of <MemoryView of <contiguous and direct><contiguous and indirect><strided and direct or indirect><strided and direct><strided and indirect>>?Cannot assign to read-only memoryviewInvalid mode, expected \047c\047 or \047fortran\047, got Invalid shape in axis NoneNote that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.add_notecollections.abcdisableenablegcisenabledno default __reduce__ due to non-trivial __cinit__src_ext/activations.pyxunable to allocate array data.unable to allocate shape and strides.ASCIIEllipsisSequenceView.MemoryView__Pyx_PyDict_NextRef__annotate____class____class_getitem____dict____func____getstate____import____main____module____name____new____pyx_checksum__pyx_state__pyx_type__pyx_unpickle_Enum__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___is_coroutineabcallocate_bufferasyncio.coroutinesbasebatchcclassescline_in_tracebackcountdotdtype_is_objectencodeenumerateerrorfastconv._ext.activationsflagsformatfortrangradgrad_outgrad_xiidindexinv_batchinv_countitemsitemsizeklog_totallogitslossmemviewmodennamendimobjpackpeakpopregisterrelu_backwardrelu_forwardrow_losssetdefaultshapesigmoid_backwardsigmoid_binary_cross_entropysigmoid_forwardsizesoftmax_backwardsoftmax_cross_entropysoftmax_forwardstartstepstopstructttarget_masstargetstotalunpackupdatevaluesxyzO\200\001\340\004\022\220!\2201\220F\230!\2304\230q\240\006\240a\240t\2501\250F\260!\2604\260q\270\006\270a\270t\3001\300F\310!\3104\310q\320PV\320VW\320W[\320[\\\330\004$\240A\240V\2501\250A\360\006\000\t\024\2201\220A\220V\2301\230A\330\010\017\210w\220a\220q\230\001\230\021\230#\230T\240\021\330\010\020\220\001\330\010\014\210E\220\025\220a\220q\330\014\r\210Q\210c\220\025\220d\230!\2301\230A""\230S\240\003\2402\240Q\330\014\024\220F\230\"\230A\230Q\230c\240\021\330\010\014\210E\220\025\220a\220q\330\014\r\210Q\210c\220\025\220h\230a\230q\240\003\2403\240b\250\001\200\001\340\004\022\220!\2208\2306\240\021\240$\240h\250f\260A\260T\270\021\270&\300\001\300\024\300Q\300f\310A\310T\320QW\320W]\320]^\320^b\320bh\320hn\320no\320os\320st\330\004$\240A\240V\2501\250A\340\010\023\2201\220A\220V\2301\230A\330\010\016\210a\330\010\014\210E\220\025\220a\220q\330\014\022\220$\220b\230\010\240\010\250\001\250\023\250C\250r\260\021\260!\2603\260a\330\010\014\210E\220\025\220a\220q\330\014\022\220!\2203\220e\2308\2401\240A\240S\250\003\2503\250h\260a\260s\270#\270R\270q\200\001\340\004\025\220Q\220a\220v\230Q\230d\240!\2406\250\021\250$\250a\250v\260Q\260d\270!\340\010\023\2201\220A\220V\2301\230A\330\010\t\210\021\210%\210q\220\001\220\026\220q\230\001\230\023\230B\230g\240Q\200\001\340\004\025\220Q\220a\220v\230Q\230d\240!\2406\250\021\250$\250a\250v\260Q\260d\270!\340\010\023\2201\220A\220V\2301\230A\330\010\t\210\021\210%\210t\2203\220d\230\"\230D\240\001\240\021\240!\2401\240A\200\001\340\004\025\220Q\220h\230f\240A\240T\250\021\250&\260\001\260\024\260V\2706\300\021\300$\300a\340\010\023\2201\220A\220V\2301\230A\330\010\016\210a\210u\220H\230A\230S\240\002\240!\2401\240C\240s\250$\250b\260\001\260\021\260!\200\001\340\004\025\220Q\220h\230f\240A\240T\250\021\250&\260\001\260\024\260V\2706\300\021\300$\300a\340\010\023\2201\220A\220V\2301\230A\330\010\016\210a\210u\220H\230A\230V\2401\240A\240S\250\002\250\047\260\021\200\001\360\n\000\005\023\220!\2206\230\026\230q\240\004\240F\250&\260\001\260\024\260W\270F\300!\3004\300w\310f\320TU\320UY\320Y]\320]c\320cd\320dh\320hl\320lr\320rs\320sw\320wx\330\004\"\240&\250\006\250a\250~\270V\3006\310\021\310!\340\0045\260Q\330\004\033\2304\230r\240\021\330\010\023\2201\220A\330\010\017\210w\220a\220q\230\006\230a\230s\240$\240a\330\010\020\220\001\330\010\026\220a\330\010\014\210E\220\025\220a\220q\330\014\024\220F\230\"\230D""\240\001\240\026\240q\250\003\2503\250b\260\001\330\014\032\230,\240b\250\007\250q\260\003\2601\330\010\024\220D\230\001\230\027\240\001\330\010\023\2201\330\010\014\210E\220\025\220a\220q\330\014\027\220y\240\002\240\047\250\021\250#\250S\260\003\2606\270\021\270#\270S\300\002\300%\300r\310\021\330\014\020\220\001\220\023\220F\230$\230a\230v\240Q\240c\250\023\250B\250e\2602\260[\300\002\300\047\310\034\320UW\320W^\320^_\320_b\320bf\320fh\320hi\330\010\020\220\001\330\004\013\2105\220\002\220!\200\001\360\014\000\005\023\220!\2206\230\026\230q\240\004\240F\250&\260\001\260\024\260W\270F\300!\3004\300w\310f\320TU\320UY\320Y]\320]c\320cd\320dh\320hl\320lr\320rs\320sw\320wx\330\004\"\240&\250\006\250a\250~\270V\3006\310\021\310!\340\004\027\220q\330\004\033\2304\230s\240&\250\002\250!\330\010\023\2201\220A\330\010\014\210E\220\025\220a\220q\330\014\020\220\006\220a\220s\230!\330\014\020\220\007\220q\230\003\2301\330\014\025\220U\230\"\230B\230g\240U\250\"\250B\250b\260\002\260\"\260F\270!\2704\270q\300\001\300\025\300a\300q\330\014\020\220\001\220\023\220F\230$\230c\240\024\240R\240t\2501\250A\250T\260\022\2603\260b\270\001\330\004\013\2105\220\003\2206\230\022\2301";
+    #else /* compression: none (2757 bytes) */
+static const char bytes[] = " and  at 0x elements must have the same length object>) and () must be one non-empty shape), (, .: : (: buffers of <MemoryView of <contiguous and direct><contiguous and indirect><strided and direct or indirect><strided and direct><strided and indirect>>?Cannot assign to read-only memoryviewInvalid mode, expected \047c\047 or \047fortran\047, got Invalid shape in axis NoneNote that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.add_notecollections.abcdisableenablegcisenabledno default __reduce__ due to non-trivial __cinit__src_ext/activations.pyxunable to allocate array data.unable to allocate shape and strides.ASCIIEllipsisSequenceView.MemoryView__Pyx_PyDict_NextRef__annotate____class____class_getitem____dict____func____getstate____import____main____module____name____new____pyx_checksum__pyx_state__pyx_type__pyx_unpickle_Enum__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___is_coroutineabcallocate_bufferasyncio.coroutinesbasebatchcclassescline_in_tracebackcountdotdtype_is_objectencodeenumerateerrorfastconv._ext.activationsflagsformatfortrangradgrad_outgrad_xiidindexitemsitemsizeklog_problog_totallogitslossmemviewmodennamendimobjpackpeakpopregisterrelu_backwardrelu_forwardrow_losssetdefaultshapesigmoid_backwardsigmoid_binary_cross_entropysigmoid_forwardsizesoftmax_backwardsoftmax_cross_entropysoftmax_forwardstartstepstopstructttarget_masstargetstotalunpackupdatevaluesxyzO\200\001\340\004\022\220!\2201\220F\230!\2304\230q\240\006\240a\240t\2501\250F\260!\2604\260q\270\006\270a\270t\3001\300F\310!\3104\310q\320PV\320VW\320W[\320[\\\330\004$\240A\240V\2501\250A\360\006\000\t\024\2201\220A\220V\2301\230A\330\010\017\210w\220a\220q\230\001\230\021\230#\230T\240\021\330\010\020\220\001\330\010\014\210E\220\025\220a\220q\330\014\r\210Q\210c\220\025\220d\230!\2301\230A\230S\240\003""\2402\240Q\330\014\024\220F\230\"\230A\230Q\230c\240\021\330\010\014\210E\220\025\220a\220q\330\014\r\210Q\210c\220\025\220h\230a\230q\240\003\2403\240b\250\001\200\001\340\004\022\220!\2208\2306\240\021\240$\240h\250f\260A\260T\270\021\270&\300\001\300\024\300Q\300f\310A\310T\320QW\320W]\320]^\320^b\320bh\320hn\320no\320os\320st\330\004$\240A\240V\2501\250A\340\010\023\2201\220A\220V\2301\230A\330\010\016\210a\330\010\014\210E\220\025\220a\220q\330\014\022\220$\220b\230\010\240\010\250\001\250\023\250C\250r\260\021\260!\2603\260a\330\010\014\210E\220\025\220a\220q\330\014\022\220!\2203\220e\2308\2401\240A\240S\250\003\2503\250h\260a\260s\270#\270R\270q\200\001\340\004\025\220Q\220a\220v\230Q\230d\240!\2406\250\021\250$\250a\250v\260Q\260d\270!\340\010\023\2201\220A\220V\2301\230A\330\010\t\210\021\210%\210q\220\001\220\026\220q\230\001\230\023\230B\230g\240Q\200\001\340\004\025\220Q\220a\220v\230Q\230d\240!\2406\250\021\250$\250a\250v\260Q\260d\270!\340\010\023\2201\220A\220V\2301\230A\330\010\t\210\021\210%\210t\2203\220d\230\"\230D\240\001\240\021\240!\2401\240A\200\001\340\004\025\220Q\220h\230f\240A\240T\250\021\250&\260\001\260\024\260V\2706\300\021\300$\300a\340\010\023\2201\220A\220V\2301\230A\330\010\016\210a\210u\220H\230A\230S\240\002\240!\2401\240C\240s\250$\250b\260\001\260\021\260!\200\001\340\004\025\220Q\220h\230f\240A\240T\250\021\250&\260\001\260\024\260V\2706\300\021\300$\300a\340\010\023\2201\220A\220V\2301\230A\330\010\016\210a\210u\220H\230A\230V\2401\240A\240S\250\002\250\047\260\021\200\001\360\014\000\005\023\220!\2206\230\026\230q\240\004\240F\250&\260\001\260\024\260W\270F\300!\3004\300w\310f\320TU\320UY\320Y]\320]c\320cd\320dh\320hl\320lr\320rs\320sw\320wx\330\004\"\240&\250\006\250a\250~\270V\3006\310\021\310!\330\004\035\230Q\330\004\030\230\006\230b\240\001\330\010\023\2201\220A\330\010\014\210E\220\025\220a\220q\330\014\020\220\006\220a\220s\230!\330\014\020\220\007\220q\230\003\2301\330\014\025\220U\230\"\230B\230g\240U\250\"\250B""\250b\260\002\260\"\260E\270\021\270#\270Q\270a\270t\3001\300A\330\014\020\220\001\220\023\220E\230\031\240$\240c\250\024\250R\250s\260!\2601\260D\270\002\270#\270R\270q\330\004\013\2105\220\002\220!\200\001\360\016\000\005\023\220!\2206\230\026\230q\240\004\240F\250&\260\001\260\024\260W\270F\300!\3004\300w\310f\320TU\320UY\320Y]\320]c\320cd\320dh\320hl\320lr\320rs\320sw\320wx\330\004\"\240&\250\006\250a\250~\270V\3006\310\021\310!\330\004P\320PQ\330\010\023\2201\220A\330\010\017\210w\220a\220q\230\006\230a\230s\240$\240a\330\010\020\220\001\330\010\026\220a\330\010\014\210E\220\025\220a\220q\330\014\024\220F\230\"\230C\230q\240\006\240a\240s\250#\250R\250q\330\014\032\230,\240b\250\007\250q\260\003\2601\330\010\024\220C\220q\230\001\330\010\023\2201\330\010\014\210E\220\025\220a\220q\330\014\027\220v\230Q\230c\240\023\240B\240e\2502\250Q\330\014\027\220y\240\002\240\047\250\021\250#\250S\260\002\260!\330\014\020\220\001\220\023\220E\230\031\240#\240Q\240j\260\002\260,\270b\300\007\300q\310\003\3104\310r\320QR\330\010\020\220\001\330\004\013\2105\220\002\220!";
     PyObject *data = NULL;
     #define __Pyx_DecompressString_UNUSED
     #define __Pyx_DecompressString_LZSS_UNUSED
     #endif
     PyObject **stringtab = __pyx_mstate->__pyx_string_tab;
     Py_ssize_t pos = 0;
-    for (int i = 0; i < 133; i++) {
+    for (int i = 0; i < 132; i++) {
       Py_ssize_t bytes_length = str_length_index[i].length;
       PyObject *string = PyUnicode_DecodeUTF8(bytes + pos, bytes_length, NULL);
       if (likely(string) && i >= 35) PyUnicode_InternInPlace(&string);
@@ -23313,8 +23309,8 @@ static const char bytes[] = " and  at 0x elements must have the same length obje
       stringtab[i] = string;
       pos += bytes_length;
     }
-    for (int i = 133; i < 142; i++) {
-      Py_ssize_t bytes_length = bytes_length_index[i-133].length;
+    for (int i = 132; i < 141; i++) {
+      Py_ssize_t bytes_length = bytes_length_index[i-132].length;
       PyObject *string = PyBytes_FromStringAndSize(bytes + pos, bytes_length);
       stringtab[i] = string;
       pos += bytes_length;
@@ -23324,14 +23320,14 @@ static const char bytes[] = " and  at 0x elements must have the same length obje
       }
     }
     Py_XDECREF(data);
-    for (Py_ssize_t i = 0; i < 142; i++) {
+    for (Py_ssize_t i = 0; i < 141; i++) {
       if (unlikely(PyObject_Hash(stringtab[i]) == -1)) {
         __PYX_ERR(0, 1, __pyx_L1_error)
       }
     }
     #if CYTHON_IMMORTAL_CONSTANTS
     {
-      PyObject **table = stringtab + 133;
+      PyObject **table = stringtab + 132;
       for (Py_ssize_t i=0; i<9; ++i) {
         #if PY_VERSION_HEX >= 0x030F0000
         PyUnstable_SetImmortal(table[i]);
@@ -23450,12 +23446,12 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
   }
   {
     const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 14, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 90};
-    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_logits, __pyx_mstate->__pyx_n_u_targets, __pyx_mstate->__pyx_n_u_grad, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_k, __pyx_mstate->__pyx_n_u_batch, __pyx_mstate->__pyx_n_u_classes, __pyx_mstate->__pyx_n_u_peak, __pyx_mstate->__pyx_n_u_log_total, __pyx_mstate->__pyx_n_u_total, __pyx_mstate->__pyx_n_u_target_mass, __pyx_mstate->__pyx_n_u_row_loss, __pyx_mstate->__pyx_n_u_loss, __pyx_mstate->__pyx_n_u_inv_batch};
+    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_logits, __pyx_mstate->__pyx_n_u_targets, __pyx_mstate->__pyx_n_u_grad, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_k, __pyx_mstate->__pyx_n_u_batch, __pyx_mstate->__pyx_n_u_classes, __pyx_mstate->__pyx_n_u_peak, __pyx_mstate->__pyx_n_u_log_total, __pyx_mstate->__pyx_n_u_total, __pyx_mstate->__pyx_n_u_target_mass, __pyx_mstate->__pyx_n_u_row_loss, __pyx_mstate->__pyx_n_u_log_prob, __pyx_mstate->__pyx_n_u_loss};
     __pyx_mstate_global->__pyx_codeobj_tab[6] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_ext_activations_pyx, __pyx_mstate->__pyx_n_u_softmax_cross_entropy, __pyx_mstate->__pyx_kp_b_iso88591_6_q_F_WF_4wfTUUYY_ccddhhllrrssw, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[6])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 11, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 116};
-    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_logits, __pyx_mstate->__pyx_n_u_targets, __pyx_mstate->__pyx_n_u_grad, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_k, __pyx_mstate->__pyx_n_u_batch, __pyx_mstate->__pyx_n_u_classes, __pyx_mstate->__pyx_n_u_z, __pyx_mstate->__pyx_n_u_t, __pyx_mstate->__pyx_n_u_loss, __pyx_mstate->__pyx_n_u_inv_count};
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 11, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 117};
+    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_logits, __pyx_mstate->__pyx_n_u_targets, __pyx_mstate->__pyx_n_u_grad, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_k, __pyx_mstate->__pyx_n_u_batch, __pyx_mstate->__pyx_n_u_classes, __pyx_mstate->__pyx_n_u_z, __pyx_mstate->__pyx_n_u_t, __pyx_mstate->__pyx_n_u_loss, __pyx_mstate->__pyx_n_u_count};
     __pyx_mstate_global->__pyx_codeobj_tab[7] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_ext_activations_pyx, __pyx_mstate->__pyx_n_u_sigmoid_binary_cross_entropy, __pyx_mstate->__pyx_kp_b_iso88591_6_q_F_WF_4wfTUUYY_ccddhhllrrssw_2, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[7])) goto bad;
   }
   Py_DECREF(tuple_dedup_map);

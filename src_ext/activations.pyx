@@ -1,7 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """Activations and fused, numerically stable losses, float32 (losses accumulated in float64)."""
 from cython.parallel cimport prange
-from libc.math cimport expf, logf, log1pf, fabsf
+from libc.math cimport exp, expf, fabs, log, log1p
 
 
 cdef int check_same_length(Py_ssize_t a, Py_ssize_t b, Py_ssize_t c, str op) except -1:
@@ -90,25 +90,26 @@ def softmax_backward(const float[:, ::1] grad_out, const float[:, ::1] y, float[
 def softmax_cross_entropy(const float[:, ::1] logits, const float[:, ::1] targets, float[:, ::1] grad):
     """Mean categorical cross-entropy of softmax(logits); grad = (softmax * sum(t) - t) / N.
 
-    logits, targets, grad: (N, K). Returns the loss as a float.
+    logits, targets, grad: (N, K). Returns the loss as a float. The arithmetic is
+    in float64: the gradient of a confident, correct prediction is 1 - p for p
+    near 1, which float32 would round away.
     """
     check_matrices(logits.shape[0], logits.shape[1], targets.shape[0], targets.shape[1], grad.shape[0], grad.shape[1], "softmax_cross_entropy")
     cdef Py_ssize_t n, k, batch = logits.shape[0], classes = logits.shape[1]
-    cdef float peak, log_total
-    cdef double total, target_mass, row_loss, loss = 0.0
-    cdef float inv_batch = 1.0 / batch
+    cdef double peak, log_total, total, target_mass, row_loss, log_prob, loss = 0.0
     for n in prange(batch, nogil=True, schedule='static'):
         peak = row_max(&logits[n, 0], classes)
         total = 0.0
         target_mass = 0.0
         for k in range(classes):
-            total = total + expf(logits[n, k] - peak)
+            total = total + exp(logits[n, k] - peak)
             target_mass = target_mass + targets[n, k]
-        log_total = logf(<float>total)
+        log_total = log(total)
         row_loss = 0.0
         for k in range(classes):
-            row_loss = row_loss - targets[n, k] * (logits[n, k] - peak - log_total)
-            grad[n, k] = (expf(logits[n, k] - peak - log_total) * <float>target_mass - targets[n, k]) * inv_batch
+            log_prob = logits[n, k] - peak - log_total
+            row_loss = row_loss - targets[n, k] * log_prob
+            grad[n, k] = <float>((exp(log_prob) * target_mass - targets[n, k]) / batch)
         loss += row_loss
     return loss / batch
 
@@ -116,18 +117,17 @@ def softmax_cross_entropy(const float[:, ::1] logits, const float[:, ::1] target
 def sigmoid_binary_cross_entropy(const float[:, ::1] logits, const float[:, ::1] targets, float[:, ::1] grad):
     """Mean binary cross-entropy of sigmoid(logits); grad = (sigmoid(z) - t) / (N * K).
 
-    logits, targets, grad: (N, K). Per element: max(z, 0) - z t + log(1 + exp(-|z|)).
-    Returns the loss as a float.
+    logits, targets, grad: (N, K). Per element: max(z, 0) - z t + log(1 + exp(-|z|)),
+    in float64 for the same reason as above. Returns the loss as a float.
     """
     check_matrices(logits.shape[0], logits.shape[1], targets.shape[0], targets.shape[1], grad.shape[0], grad.shape[1], "sigmoid_binary_cross_entropy")
     cdef Py_ssize_t n, k, batch = logits.shape[0], classes = logits.shape[1]
-    cdef float z, t
-    cdef double loss = 0.0
-    cdef float inv_count = 1.0 / (batch * classes)
+    cdef double z, t, loss = 0.0
+    cdef double count = batch * classes
     for n in prange(batch, nogil=True, schedule='static'):
         for k in range(classes):
             z = logits[n, k]
             t = targets[n, k]
-            loss += (z if z > 0 else 0.0) - z * t + log1pf(expf(-fabsf(z)))
-            grad[n, k] = (1.0 / (1.0 + expf(-z)) - t) * inv_count
-    return loss / (batch * classes)
+            loss += (z if z > 0 else 0.0) - z * t + log1p(exp(-fabs(z)))
+            grad[n, k] = <float>((1.0 / (1.0 + exp(-z)) - t) / count)
+    return loss / count

@@ -26,15 +26,27 @@ def random_array(rng, shape):
     return rng.standard_normal(shape).astype(np.float32)
 
 
-def relative_error(actual, expected):
-    """max |actual - expected| / max |expected|."""
+def relative_error(actual, expected, magnitude=None):
+    """max |actual - expected| / max |magnitude|, the magnitude being ``expected`` unless given.
+
+    For sums of products (convolution, dense) pass as ``magnitude`` the same
+    operation on absolute values: float32 rounding is bounded relative to that,
+    and a sum that cancels to nearly zero would otherwise demand more accuracy
+    than float32 has.
+    """
     expected = np.asarray(expected, dtype=np.float64)
-    scale = max(np.abs(expected).max(), np.finfo(np.float64).tiny)
+    scale_of = expected if magnitude is None else np.asarray(magnitude, dtype=np.float64)
+    scale = max(np.abs(scale_of).max(), np.finfo(np.float64).tiny)
     return np.abs(np.asarray(actual, dtype=np.float64) - expected).max() / scale
 
 
-def assert_matches(actual, expected, what, rtol=RTOL):
+def assert_matches(actual, expected, what, rtol=RTOL, magnitude=None):
     """Same shape and within ``rtol`` of the reference; the message says what and by how much."""
     assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != reference {expected.shape}"
-    error = relative_error(actual, expected)
+    error = relative_error(actual, expected, magnitude)
     assert error <= rtol, f"{what}: relative error {error:.2e} > {rtol:.0e}"
+
+
+def of_magnitudes(kernel, *args, **kwargs):
+    """``kernel`` applied to the absolute values of its array arguments (the scale of its rounding error)."""
+    return kernel(*(np.abs(a) if isinstance(a, np.ndarray) else a for a in args), **kwargs)
