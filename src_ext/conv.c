@@ -7,7 +7,8 @@
         "extra_compile_args": [
             "-O3",
             "-ffp-contract=fast",
-            "-fopenmp"
+            "-fopenmp",
+            "-march=native"
         ],
         "extra_link_args": [
             "-fopenmp"
@@ -1828,7 +1829,7 @@ struct __pyx_MemviewEnum_obj;
 struct __pyx_memoryview_obj;
 struct __pyx_memoryviewslice_obj;
 
-/* "src_ext/conv.pyx":98
+/* "src_ext/conv.pyx":115
  * # count is process-wide, so it is set before the parallel region and restored
  * # after it (see fastconv.backends.blas_threads, which hands us the setter).
  * ctypedef int (*set_blas_threads_fn)(int) noexcept nogil             # <<<<<<<<<<<<<<
@@ -3476,11 +3477,12 @@ static PyThread_type_lock __pyx_memoryview_thread_locks[8];
 static CYTHON_INLINE void __pyx_f_8fastconv_4_ext_4conv_gather_patch(float const *, float *, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t); /*proto*/
 static CYTHON_INLINE void __pyx_f_8fastconv_4_ext_4conv_scatter_patch(float *, float const *, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t); /*proto*/
 static void __pyx_f_8fastconv_4_ext_4conv_im2col_rows(float const *, float *, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t); /*proto*/
+static CYTHON_INLINE int __pyx_f_8fastconv_4_ext_4conv_is_pointwise(Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t); /*proto*/
+static float const *__pyx_f_8fastconv_4_ext_4conv_block_patches(float const *, float *, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t); /*proto*/
 static void __pyx_f_8fastconv_4_ext_4conv_col2im_sample(float const *, float *, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t); /*proto*/
 static CYTHON_INLINE int __pyx_f_8fastconv_4_ext_4conv_blas_single_thread(void); /*proto*/
 static CYTHON_INLINE void __pyx_f_8fastconv_4_ext_4conv_blas_restore_threads(int); /*proto*/
 static int __pyx_f_8fastconv_4_ext_4conv_check_extents(Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, int); /*proto*/
-static CYTHON_INLINE int __pyx_f_8fastconv_4_ext_4conv_is_pointwise(Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t); /*proto*/
 static int __pyx_array_allocate_buffer(struct __pyx_array_obj *); /*proto*/
 static struct __pyx_array_obj *__pyx_array_new(PyObject *, Py_ssize_t, char *, char const *, char *); /*proto*/
 static PyObject *__pyx_memoryview_new(PyObject *, int, int, __Pyx_TypeInfo const *); /*proto*/
@@ -19325,849 +19327,6 @@ static void __pyx_f_8fastconv_4_ext_4conv_im2col_rows(float const *__pyx_v_x, fl
 /* "src_ext/conv.pyx":79
  * 
  * 
- * cdef void col2im_sample(const float* cols, float* grad_sample,             # <<<<<<<<<<<<<<
- *                         Py_ssize_t height, Py_ssize_t width, Py_ssize_t channels, Py_ssize_t out_h, Py_ssize_t out_w,
- *                         Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
-*/
-
-static void __pyx_f_8fastconv_4_ext_4conv_col2im_sample(float const *__pyx_v_cols, float *__pyx_v_grad_sample, Py_ssize_t __pyx_v_height, Py_ssize_t __pyx_v_width, Py_ssize_t __pyx_v_channels, Py_ssize_t __pyx_v_out_h, Py_ssize_t __pyx_v_out_w, Py_ssize_t __pyx_v_stride_h, Py_ssize_t __pyx_v_stride_w, Py_ssize_t __pyx_v_pad_top, Py_ssize_t __pyx_v_pad_left, Py_ssize_t __pyx_v_kernel_h, Py_ssize_t __pyx_v_kernel_w) {
-  Py_ssize_t __pyx_v_patch_len;
-  Py_ssize_t __pyx_v_oh;
-  Py_ssize_t __pyx_v_ow;
-  Py_ssize_t __pyx_t_1;
-  Py_ssize_t __pyx_t_2;
-  Py_ssize_t __pyx_t_3;
-  Py_ssize_t __pyx_t_4;
-  Py_ssize_t __pyx_t_5;
-  Py_ssize_t __pyx_t_6;
-
-  /* "src_ext/conv.pyx":84
- *                         Py_ssize_t kernel_h, Py_ssize_t kernel_w) noexcept nogil:
- *     """grad_sample (H, W, C) = the sum of one sample's patch rows cols (OH*OW, KH*KW*C) scattered back."""
- *     cdef Py_ssize_t patch_len = kernel_h * kernel_w * channels             # <<<<<<<<<<<<<<
- *     cdef Py_ssize_t oh, ow
- *     memset(grad_sample, 0, height * width * channels * sizeof(float))
-*/
-  __pyx_v_patch_len = ((__pyx_v_kernel_h * __pyx_v_kernel_w) * __pyx_v_channels);
-
-  /* "src_ext/conv.pyx":86
- *     cdef Py_ssize_t patch_len = kernel_h * kernel_w * channels
- *     cdef Py_ssize_t oh, ow
- *     memset(grad_sample, 0, height * width * channels * sizeof(float))             # <<<<<<<<<<<<<<
- *     for oh in range(out_h):
- *         for ow in range(out_w):
-*/
-  (void)(memset(__pyx_v_grad_sample, 0, (((__pyx_v_height * __pyx_v_width) * __pyx_v_channels) * (sizeof(float)))));
-
-  /* "src_ext/conv.pyx":87
- *     cdef Py_ssize_t oh, ow
- *     memset(grad_sample, 0, height * width * channels * sizeof(float))
- *     for oh in range(out_h):             # <<<<<<<<<<<<<<
- *         for ow in range(out_w):
- *             scatter_patch(grad_sample, cols + (oh * out_w + ow) * patch_len, oh * stride_h - pad_top,
-*/
-
-  __pyx_t_1 = __pyx_v_out_h;
-  __pyx_t_2 = __pyx_t_1;
-
-  for (__pyx_t_3 = 0; __pyx_t_3 < __pyx_t_2; __pyx_t_3+=1) {
-    __pyx_v_oh = __pyx_t_3;
-
-    /* "src_ext/conv.pyx":88
- *     memset(grad_sample, 0, height * width * channels * sizeof(float))
- *     for oh in range(out_h):
- *         for ow in range(out_w):             # <<<<<<<<<<<<<<
- *             scatter_patch(grad_sample, cols + (oh * out_w + ow) * patch_len, oh * stride_h - pad_top,
- *                           ow * stride_w - pad_left, height, width, channels, kernel_h, kernel_w)
-*/
-
-    __pyx_t_4 = __pyx_v_out_w;
-    __pyx_t_5 = __pyx_t_4;
-
-    for (__pyx_t_6 = 0; __pyx_t_6 < __pyx_t_5; __pyx_t_6+=1) {
-      __pyx_v_ow = __pyx_t_6;
-
-      /* "src_ext/conv.pyx":89
- *     for oh in range(out_h):
- *         for ow in range(out_w):
- *             scatter_patch(grad_sample, cols + (oh * out_w + ow) * patch_len, oh * stride_h - pad_top,             # <<<<<<<<<<<<<<
- *                           ow * stride_w - pad_left, height, width, channels, kernel_h, kernel_w)
- * 
-*/
-      __pyx_f_8fastconv_4_ext_4conv_scatter_patch(__pyx_v_grad_sample, (__pyx_v_cols + (((__pyx_v_oh * __pyx_v_out_w) + __pyx_v_ow) * __pyx_v_patch_len)), ((__pyx_v_oh * __pyx_v_stride_h) - __pyx_v_pad_top), ((__pyx_v_ow * __pyx_v_stride_w) - __pyx_v_pad_left), __pyx_v_height, __pyx_v_width, __pyx_v_channels, __pyx_v_kernel_h, __pyx_v_kernel_w);
-    }
-
-  }
-
-
-  /* "src_ext/conv.pyx":79
- * 
- * 
- * cdef void col2im_sample(const float* cols, float* grad_sample,             # <<<<<<<<<<<<<<
- *                         Py_ssize_t height, Py_ssize_t width, Py_ssize_t channels, Py_ssize_t out_h, Py_ssize_t out_w,
- *                         Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
-*/
-
-  /* function exit code */
-
-
-
-}
-
-/* "src_ext/conv.pyx":102
- * 
- * 
- * def set_blas_thread_control(size_t address):             # <<<<<<<<<<<<<<
- *     """Register OpenBLAS' ``openblas_set_num_threads_local`` by its address (0: leave BLAS threads alone)."""
- *     global set_blas_threads
-*/
-
-/* Python wrapper */
-static PyObject *__pyx_pw_8fastconv_4_ext_4conv_1set_blas_thread_control(PyObject *__pyx_self, 
-#if CYTHON_VECTORCALL
-PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
-#else
-PyObject *__pyx_args, PyObject *__pyx_kwds
-#endif
-); /*proto*/
-PyDoc_STRVAR(__pyx_doc_8fastconv_4_ext_4conv_set_blas_thread_control, "Register OpenBLAS\047 ``openblas_set_num_threads_local`` by its address (0: leave BLAS threads alone).");
-static PyMethodDef __pyx_mdef_8fastconv_4_ext_4conv_1set_blas_thread_control = {"set_blas_thread_control", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_8fastconv_4_ext_4conv_1set_blas_thread_control, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_8fastconv_4_ext_4conv_set_blas_thread_control};
-static PyObject *__pyx_pw_8fastconv_4_ext_4conv_1set_blas_thread_control(PyObject *__pyx_self, 
-#if CYTHON_VECTORCALL
-PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
-#else
-PyObject *__pyx_args, PyObject *__pyx_kwds
-#endif
-) {
-  size_t __pyx_v_address;
-  #if !CYTHON_VECTORCALL
-  CYTHON_UNUSED Py_ssize_t __pyx_nargs;
-  #endif
-  CYTHON_UNUSED PyObject *const *__pyx_kwvalues;
-  PyObject* values[1] = {0};
-  int __pyx_lineno = 0;
-  const char *__pyx_filename = NULL;
-  int __pyx_clineno = 0;
-  PyObject *__pyx_r = 0;
-  __Pyx_RefNannyDeclarations
-  __Pyx_RefNannySetupContext("set_blas_thread_control (wrapper)", 0);
-  #if !CYTHON_VECTORCALL
-  #if CYTHON_ASSUME_SAFE_SIZE
-  __pyx_nargs = PyTuple_GET_SIZE(__pyx_args);
-  #else
-  __pyx_nargs = PyTuple_Size(__pyx_args); if (unlikely(__pyx_nargs < 0)) return NULL;
-  #endif
-  #endif
-  __pyx_kwvalues = __Pyx_KwValues_FASTCALL(__pyx_args, __pyx_nargs);
-  {
-    PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_address,0};
-    const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 102, __pyx_L3_error)
-    if (__pyx_kwds_len > 0) {
-      switch (__pyx_nargs) {
-        case  1:
-        values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 102, __pyx_L3_error)
-        CYTHON_FALLTHROUGH;
-        case  0: break;
-        default: goto __pyx_L5_argtuple_error;
-      }
-      const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "set_blas_thread_control", 0) < (0)) __PYX_ERR(0, 102, __pyx_L3_error)
-      for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("set_blas_thread_control", 1, 1, 1, i); __PYX_ERR(0, 102, __pyx_L3_error) }
-      }
-    } else if (unlikely(__pyx_nargs != 1)) {
-      goto __pyx_L5_argtuple_error;
-    } else {
-      values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 102, __pyx_L3_error)
-    }
-    __pyx_v_address = __Pyx_PyLong_As_size_t(values[0]); if (unlikely((__pyx_v_address == (size_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 102, __pyx_L3_error)
-  }
-  goto __pyx_L6_skip;
-  __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("set_blas_thread_control", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 102, __pyx_L3_error)
-  __pyx_L6_skip:;
-  goto __pyx_L4_argument_unpacking_done;
-  __pyx_L3_error:;
-  for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
-    Py_XDECREF(values[__pyx_temp]);
-  }
-  __Pyx_AddTraceback("fastconv._ext.conv.set_blas_thread_control", __pyx_clineno, __pyx_lineno, __pyx_filename);
-  __Pyx_RefNannyFinishContext();
-  return NULL;
-  __pyx_L4_argument_unpacking_done:;
-  __pyx_r = __pyx_pf_8fastconv_4_ext_4conv_set_blas_thread_control(__pyx_self, __pyx_v_address);
-
-  /* function exit code */
-  for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
-    Py_XDECREF(values[__pyx_temp]);
-  }
-
-  __Pyx_RefNannyFinishContext();
-  return __pyx_r;
-}
-
-static PyObject *__pyx_pf_8fastconv_4_ext_4conv_set_blas_thread_control(CYTHON_UNUSED PyObject *__pyx_self, size_t __pyx_v_address) {
-  PyObject *__pyx_r = NULL;
-  __Pyx_RefNannyDeclarations
-  __Pyx_RefNannySetupContext("set_blas_thread_control", 0);
-
-  /* "src_ext/conv.pyx":105
- *     """Register OpenBLAS' ``openblas_set_num_threads_local`` by its address (0: leave BLAS threads alone)."""
- *     global set_blas_threads
- *     set_blas_threads = <set_blas_threads_fn>address             # <<<<<<<<<<<<<<
- * 
- * 
-*/
-  __pyx_v_8fastconv_4_ext_4conv_set_blas_threads = ((__pyx_t_8fastconv_4_ext_4conv_set_blas_threads_fn)__pyx_v_address);
-
-  /* "src_ext/conv.pyx":102
- * 
- * 
- * def set_blas_thread_control(size_t address):             # <<<<<<<<<<<<<<
- *     """Register OpenBLAS' ``openblas_set_num_threads_local`` by its address (0: leave BLAS threads alone)."""
- *     global set_blas_threads
-*/
-
-  /* function exit code */
-  __pyx_r = Py_None; __Pyx_INCREF(Py_None);
-  __Pyx_XGIVEREF(__pyx_r);
-  __Pyx_RefNannyFinishContext();
-  return __pyx_r;
-}
-
-/* "src_ext/conv.pyx":108
- * 
- * 
- * cdef inline int blas_single_thread() noexcept nogil:             # <<<<<<<<<<<<<<
- *     """Make BLAS single-threaded; returns the thread count to restore."""
- *     return set_blas_threads(1) if set_blas_threads != NULL else 0
-*/
-
-static CYTHON_INLINE int __pyx_f_8fastconv_4_ext_4conv_blas_single_thread(void) {
-  int __pyx_r;
-  int __pyx_t_1;
-  int __pyx_t_2;
-
-  /* "src_ext/conv.pyx":110
- * cdef inline int blas_single_thread() noexcept nogil:
- *     """Make BLAS single-threaded; returns the thread count to restore."""
- *     return set_blas_threads(1) if set_blas_threads != NULL else 0             # <<<<<<<<<<<<<<
- * 
- * 
-*/
-  __pyx_t_2 = (__pyx_v_8fastconv_4_ext_4conv_set_blas_threads != NULL);
-
-  if (__pyx_t_2) {
-
-    __pyx_t_1 = __pyx_v_8fastconv_4_ext_4conv_set_blas_threads(1);
-  } else {
-
-    __pyx_t_1 = 0;
-  }
-
-  {
-    __pyx_r = __pyx_t_1;
-  }
-  goto __pyx_L0;
-
-  /* "src_ext/conv.pyx":108
- * 
- * 
- * cdef inline int blas_single_thread() noexcept nogil:             # <<<<<<<<<<<<<<
- *     """Make BLAS single-threaded; returns the thread count to restore."""
- *     return set_blas_threads(1) if set_blas_threads != NULL else 0
-*/
-
-  /* function exit code */
-  __pyx_L0:;
-  return __pyx_r;
-}
-
-/* "src_ext/conv.pyx":113
- * 
- * 
- * cdef inline void blas_restore_threads(int previous) noexcept nogil:             # <<<<<<<<<<<<<<
- *     if set_blas_threads != NULL:
- *         set_blas_threads(previous)
-*/
-
-static CYTHON_INLINE void __pyx_f_8fastconv_4_ext_4conv_blas_restore_threads(int __pyx_v_previous) {
-  int __pyx_t_1;
-
-  /* "src_ext/conv.pyx":114
- * 
- * cdef inline void blas_restore_threads(int previous) noexcept nogil:
- *     if set_blas_threads != NULL:             # <<<<<<<<<<<<<<
- *         set_blas_threads(previous)
- * 
-*/
-  __pyx_t_1 = (__pyx_v_8fastconv_4_ext_4conv_set_blas_threads != NULL);
-
-  if (__pyx_t_1) {
-
-
-    /* "src_ext/conv.pyx":115
- * cdef inline void blas_restore_threads(int previous) noexcept nogil:
- *     if set_blas_threads != NULL:
- *         set_blas_threads(previous)             # <<<<<<<<<<<<<<
- * 
- * 
-*/
-    (void)(__pyx_v_8fastconv_4_ext_4conv_set_blas_threads(__pyx_v_previous));
-
-    /* "src_ext/conv.pyx":114
- * 
- * cdef inline void blas_restore_threads(int previous) noexcept nogil:
- *     if set_blas_threads != NULL:             # <<<<<<<<<<<<<<
- *         set_blas_threads(previous)
- * 
-*/
-  }
-
-  /* "src_ext/conv.pyx":113
- * 
- * 
- * cdef inline void blas_restore_threads(int previous) noexcept nogil:             # <<<<<<<<<<<<<<
- *     if set_blas_threads != NULL:
- *         set_blas_threads(previous)
-*/
-
-  /* function exit code */
-}
-
-/* "src_ext/conv.pyx":118
- * 
- * 
- * cdef int check_extents(Py_ssize_t batch, Py_ssize_t channels, Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t filters,             # <<<<<<<<<<<<<<
- *                        Py_ssize_t matrix_rows, Py_ssize_t matrix_cols, Py_ssize_t grad_batch, Py_ssize_t grad_h,
- *                        Py_ssize_t grad_w, Py_ssize_t grad_filters, Py_ssize_t stride_h, Py_ssize_t stride_w,
-*/
-
-static int __pyx_f_8fastconv_4_ext_4conv_check_extents(Py_ssize_t __pyx_v_batch, Py_ssize_t __pyx_v_channels, Py_ssize_t __pyx_v_out_h, Py_ssize_t __pyx_v_out_w, Py_ssize_t __pyx_v_filters, Py_ssize_t __pyx_v_matrix_rows, Py_ssize_t __pyx_v_matrix_cols, Py_ssize_t __pyx_v_grad_batch, Py_ssize_t __pyx_v_grad_h, Py_ssize_t __pyx_v_grad_w, Py_ssize_t __pyx_v_grad_filters, Py_ssize_t __pyx_v_stride_h, Py_ssize_t __pyx_v_stride_w, Py_ssize_t __pyx_v_kernel_h, Py_ssize_t __pyx_v_kernel_w, Py_ssize_t __pyx_v_block_rows, int __pyx_v_threads) {
-  int __pyx_r;
-  __Pyx_RefNannyDeclarations
-  int __pyx_t_1;
-  int __pyx_t_2;
-  PyObject *__pyx_t_3 = NULL;
-  PyObject *__pyx_t_4 = NULL;
-  PyObject *__pyx_t_5 = NULL;
-  PyObject *__pyx_t_6 = NULL;
-  PyObject *__pyx_t_7 = NULL;
-  PyObject *__pyx_t_8 = NULL;
-  PyObject *__pyx_t_9 = NULL;
-  PyObject *__pyx_t_10 = NULL;
-  PyObject *__pyx_t_11[13];
-  Py_ssize_t __pyx_t_12;
-  int __pyx_t_13;
-  PyObject *__pyx_t_14 = NULL;
-  size_t __pyx_t_15;
-  PyObject *__pyx_t_16 = NULL;
-  PyObject *__pyx_t_17[17];
-  PyObject *__pyx_t_18 = NULL;
-  Py_ssize_t __pyx_t_19;
-  Py_ssize_t __pyx_t_20;
-  int __pyx_lineno = 0;
-  const char *__pyx_filename = NULL;
-  int __pyx_clineno = 0;
-  __Pyx_RefNannySetupContext("check_extents", 0);
-
-  /* "src_ext/conv.pyx":122
- *                        Py_ssize_t grad_w, Py_ssize_t grad_filters, Py_ssize_t stride_h, Py_ssize_t stride_w,
- *                        Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t block_rows, int threads) except -1:
- *     if stride_h < 1 or stride_w < 1 or kernel_h < 1 or kernel_w < 1 or block_rows < 1 or threads < 1:             # <<<<<<<<<<<<<<
- *         raise ValueError(f"conv2d: strides ({stride_h}, {stride_w}), kernel ({kernel_h}, {kernel_w}), block_rows "
- *                          f"{block_rows} and threads {threads} must be positive")
-*/
-  __pyx_t_2 = (__pyx_v_stride_h < 1);
-
-  if (!__pyx_t_2) {
-
-  } else {
-
-    __pyx_t_1 = __pyx_t_2;
-
-    goto __pyx_L4_bool_binop_done;
-  }
-  __pyx_t_2 = (__pyx_v_stride_w < 1);
-
-  if (!__pyx_t_2) {
-
-  } else {
-
-    __pyx_t_1 = __pyx_t_2;
-
-    goto __pyx_L4_bool_binop_done;
-  }
-  __pyx_t_2 = (__pyx_v_kernel_h < 1);
-
-  if (!__pyx_t_2) {
-
-  } else {
-
-    __pyx_t_1 = __pyx_t_2;
-
-    goto __pyx_L4_bool_binop_done;
-  }
-  __pyx_t_2 = (__pyx_v_kernel_w < 1);
-
-  if (!__pyx_t_2) {
-
-  } else {
-
-    __pyx_t_1 = __pyx_t_2;
-
-    goto __pyx_L4_bool_binop_done;
-  }
-  __pyx_t_2 = (__pyx_v_block_rows < 1);
-
-  if (!__pyx_t_2) {
-
-  } else {
-
-    __pyx_t_1 = __pyx_t_2;
-
-    goto __pyx_L4_bool_binop_done;
-  }
-  __pyx_t_2 = (__pyx_v_threads < 1);
-
-
-  __pyx_t_1 = __pyx_t_2;
-
-  __pyx_L4_bool_binop_done:;
-  if (unlikely(__pyx_t_1)) {
-
-
-    /* "src_ext/conv.pyx":123
- *                        Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t block_rows, int threads) except -1:
- *     if stride_h < 1 or stride_w < 1 or kernel_h < 1 or kernel_w < 1 or block_rows < 1 or threads < 1:
- *         raise ValueError(f"conv2d: strides ({stride_h}, {stride_w}), kernel ({kernel_h}, {kernel_w}), block_rows "             # <<<<<<<<<<<<<<
- *                          f"{block_rows} and threads {threads} must be positive")
- *     if matrix_rows != kernel_h * kernel_w * channels or matrix_cols != filters:
-*/
-    __pyx_t_4 = NULL;
-    __pyx_t_5 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_stride_h, 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 123, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_stride_w, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 123, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_6);
-    __pyx_t_7 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_kernel_h, 0, ' ', 'd'); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 123, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_7);
-    __pyx_t_8 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_kernel_w, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 123, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_8);
-
-    /* "src_ext/conv.pyx":124
- *     if stride_h < 1 or stride_w < 1 or kernel_h < 1 or kernel_w < 1 or block_rows < 1 or threads < 1:
- *         raise ValueError(f"conv2d: strides ({stride_h}, {stride_w}), kernel ({kernel_h}, {kernel_w}), block_rows "
- *                          f"{block_rows} and threads {threads} must be positive")             # <<<<<<<<<<<<<<
- *     if matrix_rows != kernel_h * kernel_w * channels or matrix_cols != filters:
- *         raise ValueError(f"conv2d: kernel matrix ({matrix_rows}, {matrix_cols}) does not match kernel ({kernel_h}, {kernel_w}, {channels}, {filters})")
-*/
-    __pyx_t_9 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_block_rows, 0, ' ', 'd'); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 124, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_9);
-    __pyx_t_10 = __Pyx_PyUnicode_From_int(__pyx_v_threads, 0, ' ', 'd'); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 124, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_10);
-    __pyx_t_11[0] = __pyx_mstate_global->__pyx_kp_u_conv2d_strides;
-    __pyx_t_11[1] = __pyx_t_5;
-    __pyx_t_11[2] = __pyx_mstate_global->__pyx_kp_u__5;
-    __pyx_t_11[3] = __pyx_t_6;
-    __pyx_t_11[4] = __pyx_mstate_global->__pyx_kp_u_kernel;
-    __pyx_t_11[5] = __pyx_t_7;
-    __pyx_t_11[6] = __pyx_mstate_global->__pyx_kp_u__5;
-    __pyx_t_11[7] = __pyx_t_8;
-    __pyx_t_11[8] = __pyx_mstate_global->__pyx_kp_u_block_rows;
-    __pyx_t_11[9] = __pyx_t_9;
-    __pyx_t_11[10] = __pyx_mstate_global->__pyx_kp_u_and_threads;
-    __pyx_t_11[11] = __pyx_t_10;
-    __pyx_t_11[12] = __pyx_mstate_global->__pyx_kp_u_must_be_positive;
-
-    /* "src_ext/conv.pyx":123
- *                        Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t block_rows, int threads) except -1:
- *     if stride_h < 1 or stride_w < 1 or kernel_h < 1 or kernel_w < 1 or block_rows < 1 or threads < 1:
- *         raise ValueError(f"conv2d: strides ({stride_h}, {stride_w}), kernel ({kernel_h}, {kernel_w}), block_rows "             # <<<<<<<<<<<<<<
- *                          f"{block_rows} and threads {threads} must be positive")
- *     if matrix_rows != kernel_h * kernel_w * channels or matrix_cols != filters:
-*/
-    __pyx_t_12 = 76;
-    #if __Pyx_PyUnicode_Join_CAN_USE_KIND_AND_LENGTH
-    for (Py_ssize_t i=1; i <= 11; i += 2) {
-      Py_ssize_t l = __Pyx_PyUnicode_GET_LENGTH(__pyx_t_11[i]);
-      __pyx_t_12 += l;
-    }
-    #endif
-    __pyx_t_13 = 0;
-    __pyx_t_14 = __Pyx_PyUnicode_Join(__pyx_t_11, 13, __pyx_t_12, __pyx_t_13);
-    if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 123, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_14);
-    __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-    __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-    __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-    __pyx_t_15 = 1;
-    {
-      PyObject *__pyx_callargs[2] = {__pyx_t_4, __pyx_t_14};
-      __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_15, (2-__pyx_t_15) | (__pyx_t_15*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-      __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
-      __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 123, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_3);
-    }
-    __Pyx_Raise(__pyx_t_3, 0, 0, 0);
-    __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __PYX_ERR(0, 123, __pyx_L1_error)
-
-    /* "src_ext/conv.pyx":122
- *                        Py_ssize_t grad_w, Py_ssize_t grad_filters, Py_ssize_t stride_h, Py_ssize_t stride_w,
- *                        Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t block_rows, int threads) except -1:
- *     if stride_h < 1 or stride_w < 1 or kernel_h < 1 or kernel_w < 1 or block_rows < 1 or threads < 1:             # <<<<<<<<<<<<<<
- *         raise ValueError(f"conv2d: strides ({stride_h}, {stride_w}), kernel ({kernel_h}, {kernel_w}), block_rows "
- *                          f"{block_rows} and threads {threads} must be positive")
-*/
-  }
-
-  /* "src_ext/conv.pyx":125
- *         raise ValueError(f"conv2d: strides ({stride_h}, {stride_w}), kernel ({kernel_h}, {kernel_w}), block_rows "
- *                          f"{block_rows} and threads {threads} must be positive")
- *     if matrix_rows != kernel_h * kernel_w * channels or matrix_cols != filters:             # <<<<<<<<<<<<<<
- *         raise ValueError(f"conv2d: kernel matrix ({matrix_rows}, {matrix_cols}) does not match kernel ({kernel_h}, {kernel_w}, {channels}, {filters})")
- *     if (grad_batch, grad_h, grad_w, grad_filters) != (batch, out_h, out_w, filters):
-*/
-  __pyx_t_2 = (__pyx_v_matrix_rows != ((__pyx_v_kernel_h * __pyx_v_kernel_w) * __pyx_v_channels));
-
-  if (!__pyx_t_2) {
-
-  } else {
-
-    __pyx_t_1 = __pyx_t_2;
-
-    goto __pyx_L11_bool_binop_done;
-  }
-  __pyx_t_2 = (__pyx_v_matrix_cols != __pyx_v_filters);
-
-
-  __pyx_t_1 = __pyx_t_2;
-
-  __pyx_L11_bool_binop_done:;
-  if (unlikely(__pyx_t_1)) {
-
-
-    /* "src_ext/conv.pyx":126
- *                          f"{block_rows} and threads {threads} must be positive")
- *     if matrix_rows != kernel_h * kernel_w * channels or matrix_cols != filters:
- *         raise ValueError(f"conv2d: kernel matrix ({matrix_rows}, {matrix_cols}) does not match kernel ({kernel_h}, {kernel_w}, {channels}, {filters})")             # <<<<<<<<<<<<<<
- *     if (grad_batch, grad_h, grad_w, grad_filters) != (batch, out_h, out_w, filters):
- *         raise ValueError(f"conv2d: output ({grad_batch}, {grad_h}, {grad_w}, {grad_filters}) does not match ({batch}, {out_h}, {out_w}, {filters})")
-*/
-    __pyx_t_14 = NULL;
-    __pyx_t_4 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_matrix_rows, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 126, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_10 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_matrix_cols, 0, ' ', 'd'); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 126, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_10);
-    __pyx_t_9 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_kernel_h, 0, ' ', 'd'); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 126, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_9);
-    __pyx_t_8 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_kernel_w, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 126, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_8);
-    __pyx_t_7 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_channels, 0, ' ', 'd'); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 126, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_7);
-    __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_filters, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 126, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_6);
-    __pyx_t_11[0] = __pyx_mstate_global->__pyx_kp_u_conv2d_kernel_matrix;
-    __pyx_t_11[1] = __pyx_t_4;
-    __pyx_t_11[2] = __pyx_mstate_global->__pyx_kp_u__5;
-    __pyx_t_11[3] = __pyx_t_10;
-    __pyx_t_11[4] = __pyx_mstate_global->__pyx_kp_u_does_not_match_kernel;
-    __pyx_t_11[5] = __pyx_t_9;
-    __pyx_t_11[6] = __pyx_mstate_global->__pyx_kp_u__5;
-    __pyx_t_11[7] = __pyx_t_8;
-    __pyx_t_11[8] = __pyx_mstate_global->__pyx_kp_u__5;
-    __pyx_t_11[9] = __pyx_t_7;
-    __pyx_t_11[10] = __pyx_mstate_global->__pyx_kp_u__5;
-    __pyx_t_11[11] = __pyx_t_6;
-    __pyx_t_11[12] = __pyx_mstate_global->__pyx_kp_u__6;
-    __pyx_t_12 = 57;
-    #if __Pyx_PyUnicode_Join_CAN_USE_KIND_AND_LENGTH
-    for (Py_ssize_t i=1; i <= 11; i += 2) {
-      Py_ssize_t l = __Pyx_PyUnicode_GET_LENGTH(__pyx_t_11[i]);
-      __pyx_t_12 += l;
-    }
-    #endif
-    __pyx_t_13 = 0;
-    __pyx_t_5 = __Pyx_PyUnicode_Join(__pyx_t_11, 13, __pyx_t_12, __pyx_t_13);
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 126, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_5);
-    __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-    __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-    __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-    __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    __pyx_t_15 = 1;
-    {
-      PyObject *__pyx_callargs[2] = {__pyx_t_14, __pyx_t_5};
-      __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_15, (2-__pyx_t_15) | (__pyx_t_15*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-      __Pyx_XDECREF(__pyx_t_14); __pyx_t_14 = 0;
-      __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 126, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_3);
-    }
-    __Pyx_Raise(__pyx_t_3, 0, 0, 0);
-    __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __PYX_ERR(0, 126, __pyx_L1_error)
-
-    /* "src_ext/conv.pyx":125
- *         raise ValueError(f"conv2d: strides ({stride_h}, {stride_w}), kernel ({kernel_h}, {kernel_w}), block_rows "
- *                          f"{block_rows} and threads {threads} must be positive")
- *     if matrix_rows != kernel_h * kernel_w * channels or matrix_cols != filters:             # <<<<<<<<<<<<<<
- *         raise ValueError(f"conv2d: kernel matrix ({matrix_rows}, {matrix_cols}) does not match kernel ({kernel_h}, {kernel_w}, {channels}, {filters})")
- *     if (grad_batch, grad_h, grad_w, grad_filters) != (batch, out_h, out_w, filters):
-*/
-  }
-
-  /* "src_ext/conv.pyx":127
- *     if matrix_rows != kernel_h * kernel_w * channels or matrix_cols != filters:
- *         raise ValueError(f"conv2d: kernel matrix ({matrix_rows}, {matrix_cols}) does not match kernel ({kernel_h}, {kernel_w}, {channels}, {filters})")
- *     if (grad_batch, grad_h, grad_w, grad_filters) != (batch, out_h, out_w, filters):             # <<<<<<<<<<<<<<
- *         raise ValueError(f"conv2d: output ({grad_batch}, {grad_h}, {grad_w}, {grad_filters}) does not match ({batch}, {out_h}, {out_w}, {filters})")
- *     if max(block_rows, out_h * out_w) * matrix_rows >= 2**31:
-*/
-  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_grad_batch); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 127, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_grad_h); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 127, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_14 = PyLong_FromSsize_t(__pyx_v_grad_w); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 127, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_14);
-  __pyx_t_6 = PyLong_FromSsize_t(__pyx_v_grad_filters); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 127, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_6);
-  __pyx_t_7 = PyTuple_New(4); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 127, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_7);
-  __Pyx_GIVEREF(__pyx_t_3);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 0, __pyx_t_3) != (0)) __PYX_ERR(0, 127, __pyx_L1_error);
-  __Pyx_GIVEREF(__pyx_t_5);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 1, __pyx_t_5) != (0)) __PYX_ERR(0, 127, __pyx_L1_error);
-  __Pyx_GIVEREF(__pyx_t_14);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 2, __pyx_t_14) != (0)) __PYX_ERR(0, 127, __pyx_L1_error);
-  __Pyx_GIVEREF(__pyx_t_6);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 3, __pyx_t_6) != (0)) __PYX_ERR(0, 127, __pyx_L1_error);
-  __pyx_t_3 = 0;
-  __pyx_t_5 = 0;
-  __pyx_t_14 = 0;
-  __pyx_t_6 = 0;
-  __pyx_t_6 = PyLong_FromSsize_t(__pyx_v_batch); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 127, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_6);
-  __pyx_t_14 = PyLong_FromSsize_t(__pyx_v_out_h); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 127, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_14);
-  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_out_w); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 127, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_filters); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 127, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_8 = PyTuple_New(4); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 127, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_8);
-  __Pyx_GIVEREF(__pyx_t_6);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 0, __pyx_t_6) != (0)) __PYX_ERR(0, 127, __pyx_L1_error);
-  __Pyx_GIVEREF(__pyx_t_14);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 1, __pyx_t_14) != (0)) __PYX_ERR(0, 127, __pyx_L1_error);
-  __Pyx_GIVEREF(__pyx_t_5);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 2, __pyx_t_5) != (0)) __PYX_ERR(0, 127, __pyx_L1_error);
-  __Pyx_GIVEREF(__pyx_t_3);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 3, __pyx_t_3) != (0)) __PYX_ERR(0, 127, __pyx_L1_error);
-  __pyx_t_6 = 0;
-  __pyx_t_14 = 0;
-  __pyx_t_5 = 0;
-  __pyx_t_3 = 0;
-  __pyx_t_1 = __Pyx_PyObject_RichCompareBool(__pyx_t_7, __pyx_t_8, Py_NE); if (unlikely((__pyx_t_1 < 0))) __PYX_ERR(0, 127, __pyx_L1_error)
-  __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-  __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-  if (unlikely(__pyx_t_1)) {
-
-
-    /* "src_ext/conv.pyx":128
- *         raise ValueError(f"conv2d: kernel matrix ({matrix_rows}, {matrix_cols}) does not match kernel ({kernel_h}, {kernel_w}, {channels}, {filters})")
- *     if (grad_batch, grad_h, grad_w, grad_filters) != (batch, out_h, out_w, filters):
- *         raise ValueError(f"conv2d: output ({grad_batch}, {grad_h}, {grad_w}, {grad_filters}) does not match ({batch}, {out_h}, {out_w}, {filters})")             # <<<<<<<<<<<<<<
- *     if max(block_rows, out_h * out_w) * matrix_rows >= 2**31:
- *         raise ValueError("conv2d: a block of patches is too large for 32-bit BLAS indices")
-*/
-    __pyx_t_7 = NULL;
-    __pyx_t_3 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_grad_batch, 0, ' ', 'd'); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 128, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_3);
-    __pyx_t_5 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_grad_h, 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 128, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_14 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_grad_w, 0, ' ', 'd'); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 128, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_14);
-    __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_grad_filters, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 128, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_6);
-    __pyx_t_9 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_batch, 0, ' ', 'd'); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 128, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_9);
-    __pyx_t_10 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_out_h, 0, ' ', 'd'); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 128, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_10);
-    __pyx_t_4 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_out_w, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 128, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_16 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_filters, 0, ' ', 'd'); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 128, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_16);
-    __pyx_t_17[0] = __pyx_mstate_global->__pyx_kp_u_conv2d_output;
-    __pyx_t_17[1] = __pyx_t_3;
-    __pyx_t_17[2] = __pyx_mstate_global->__pyx_kp_u__5;
-    __pyx_t_17[3] = __pyx_t_5;
-    __pyx_t_17[4] = __pyx_mstate_global->__pyx_kp_u__5;
-    __pyx_t_17[5] = __pyx_t_14;
-    __pyx_t_17[6] = __pyx_mstate_global->__pyx_kp_u__5;
-    __pyx_t_17[7] = __pyx_t_6;
-    __pyx_t_17[8] = __pyx_mstate_global->__pyx_kp_u_does_not_match;
-    __pyx_t_17[9] = __pyx_t_9;
-    __pyx_t_17[10] = __pyx_mstate_global->__pyx_kp_u__5;
-    __pyx_t_17[11] = __pyx_t_10;
-    __pyx_t_17[12] = __pyx_mstate_global->__pyx_kp_u__5;
-    __pyx_t_17[13] = __pyx_t_4;
-    __pyx_t_17[14] = __pyx_mstate_global->__pyx_kp_u__5;
-    __pyx_t_17[15] = __pyx_t_16;
-    __pyx_t_17[16] = __pyx_mstate_global->__pyx_kp_u__6;
-    __pyx_t_12 = 47;
-    #if __Pyx_PyUnicode_Join_CAN_USE_KIND_AND_LENGTH
-    for (Py_ssize_t i=1; i <= 15; i += 2) {
-      Py_ssize_t l = __Pyx_PyUnicode_GET_LENGTH(__pyx_t_17[i]);
-      __pyx_t_12 += l;
-    }
-    #endif
-    __pyx_t_13 = 0;
-    __pyx_t_18 = __Pyx_PyUnicode_Join(__pyx_t_17, 17, __pyx_t_12, __pyx_t_13);
-    if (unlikely(!__pyx_t_18)) __PYX_ERR(0, 128, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_18);
-    __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
-    __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-    __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-    __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
-    __pyx_t_15 = 1;
-    {
-      PyObject *__pyx_callargs[2] = {__pyx_t_7, __pyx_t_18};
-      __pyx_t_8 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_15, (2-__pyx_t_15) | (__pyx_t_15*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-      __Pyx_XDECREF(__pyx_t_7); __pyx_t_7 = 0;
-      __Pyx_DECREF(__pyx_t_18); __pyx_t_18 = 0;
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 128, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_8);
-    }
-    __Pyx_Raise(__pyx_t_8, 0, 0, 0);
-    __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    __PYX_ERR(0, 128, __pyx_L1_error)
-
-    /* "src_ext/conv.pyx":127
- *     if matrix_rows != kernel_h * kernel_w * channels or matrix_cols != filters:
- *         raise ValueError(f"conv2d: kernel matrix ({matrix_rows}, {matrix_cols}) does not match kernel ({kernel_h}, {kernel_w}, {channels}, {filters})")
- *     if (grad_batch, grad_h, grad_w, grad_filters) != (batch, out_h, out_w, filters):             # <<<<<<<<<<<<<<
- *         raise ValueError(f"conv2d: output ({grad_batch}, {grad_h}, {grad_w}, {grad_filters}) does not match ({batch}, {out_h}, {out_w}, {filters})")
- *     if max(block_rows, out_h * out_w) * matrix_rows >= 2**31:
-*/
-  }
-
-  /* "src_ext/conv.pyx":129
- *     if (grad_batch, grad_h, grad_w, grad_filters) != (batch, out_h, out_w, filters):
- *         raise ValueError(f"conv2d: output ({grad_batch}, {grad_h}, {grad_w}, {grad_filters}) does not match ({batch}, {out_h}, {out_w}, {filters})")
- *     if max(block_rows, out_h * out_w) * matrix_rows >= 2**31:             # <<<<<<<<<<<<<<
- *         raise ValueError("conv2d: a block of patches is too large for 32-bit BLAS indices")
- *     return 0
-*/
-
-  __pyx_t_12 = (__pyx_v_out_h * __pyx_v_out_w);
-
-  __pyx_t_19 = __pyx_v_block_rows;
-  __pyx_t_1 = (__pyx_t_12 > __pyx_t_19);
-
-  if (__pyx_t_1) {
-
-    __pyx_t_20 = __pyx_t_12;
-  } else {
-
-    __pyx_t_20 = __pyx_t_19;
-  }
-
-  __pyx_t_8 = PyLong_FromSsize_t((__pyx_t_20 * __pyx_v_matrix_rows)); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 129, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_8);
-
-  __pyx_t_1 = __Pyx_PyObject_CompareBoolGe_int_object(__pyx_t_8, __pyx_mstate_global->__pyx_int_2147483648, Py_GE); if (unlikely((__pyx_t_1 < 0))) __PYX_ERR(0, 129, __pyx_L1_error)
-  __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-  if (unlikely(__pyx_t_1)) {
-
-
-    /* "src_ext/conv.pyx":130
- *         raise ValueError(f"conv2d: output ({grad_batch}, {grad_h}, {grad_w}, {grad_filters}) does not match ({batch}, {out_h}, {out_w}, {filters})")
- *     if max(block_rows, out_h * out_w) * matrix_rows >= 2**31:
- *         raise ValueError("conv2d: a block of patches is too large for 32-bit BLAS indices")             # <<<<<<<<<<<<<<
- *     return 0
- * 
-*/
-    __pyx_t_18 = NULL;
-    __pyx_t_15 = 1;
-    {
-      PyObject *__pyx_callargs[2] = {__pyx_t_18, __pyx_mstate_global->__pyx_kp_u_conv2d_a_block_of_patches_is_too};
-      __pyx_t_8 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_15, (2-__pyx_t_15) | (__pyx_t_15*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-      __Pyx_XDECREF(__pyx_t_18); __pyx_t_18 = 0;
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 130, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_8);
-    }
-    __Pyx_Raise(__pyx_t_8, 0, 0, 0);
-    __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    __PYX_ERR(0, 130, __pyx_L1_error)
-
-    /* "src_ext/conv.pyx":129
- *     if (grad_batch, grad_h, grad_w, grad_filters) != (batch, out_h, out_w, filters):
- *         raise ValueError(f"conv2d: output ({grad_batch}, {grad_h}, {grad_w}, {grad_filters}) does not match ({batch}, {out_h}, {out_w}, {filters})")
- *     if max(block_rows, out_h * out_w) * matrix_rows >= 2**31:             # <<<<<<<<<<<<<<
- *         raise ValueError("conv2d: a block of patches is too large for 32-bit BLAS indices")
- *     return 0
-*/
-  }
-
-  /* "src_ext/conv.pyx":131
- *     if max(block_rows, out_h * out_w) * matrix_rows >= 2**31:
- *         raise ValueError("conv2d: a block of patches is too large for 32-bit BLAS indices")
- *     return 0             # <<<<<<<<<<<<<<
- * 
- * 
-*/
-  {
-
-    __pyx_r = 0;
-  }
-  goto __pyx_L0;
-
-  /* "src_ext/conv.pyx":118
- * 
- * 
- * cdef int check_extents(Py_ssize_t batch, Py_ssize_t channels, Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t filters,             # <<<<<<<<<<<<<<
- *                        Py_ssize_t matrix_rows, Py_ssize_t matrix_cols, Py_ssize_t grad_batch, Py_ssize_t grad_h,
- *                        Py_ssize_t grad_w, Py_ssize_t grad_filters, Py_ssize_t stride_h, Py_ssize_t stride_w,
-*/
-
-  /* function exit code */
-  __pyx_L1_error:;
-  __Pyx_XDECREF(__pyx_t_3);
-  __Pyx_XDECREF(__pyx_t_4);
-  __Pyx_XDECREF(__pyx_t_5);
-  __Pyx_XDECREF(__pyx_t_6);
-  __Pyx_XDECREF(__pyx_t_7);
-  __Pyx_XDECREF(__pyx_t_8);
-  __Pyx_XDECREF(__pyx_t_9);
-  __Pyx_XDECREF(__pyx_t_10);
-  __Pyx_XDECREF(__pyx_t_14);
-  __Pyx_XDECREF(__pyx_t_16);
-  __Pyx_XDECREF(__pyx_t_18);
-  __Pyx_AddTraceback("fastconv._ext.conv.check_extents", __pyx_clineno, __pyx_lineno, __pyx_filename);
-  __pyx_r = -1;
-  __pyx_L0:;
-
-  __Pyx_RefNannyFinishContext();
-  return __pyx_r;
-}
-
-/* "src_ext/conv.pyx":134
- * 
- * 
  * cdef inline bint is_pointwise(Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,             # <<<<<<<<<<<<<<
  *                               Py_ssize_t kernel_h, Py_ssize_t kernel_w) noexcept nogil:
  *     return kernel_h == 1 and kernel_w == 1 and stride_h == 1 and stride_w == 1 and pad_top == 0 and pad_left == 0
@@ -20178,7 +19337,7 @@ static CYTHON_INLINE int __pyx_f_8fastconv_4_ext_4conv_is_pointwise(Py_ssize_t _
   int __pyx_t_1;
   int __pyx_t_2;
 
-  /* "src_ext/conv.pyx":136
+  /* "src_ext/conv.pyx":81
  * cdef inline bint is_pointwise(Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
  *                               Py_ssize_t kernel_h, Py_ssize_t kernel_w) noexcept nogil:
  *     return kernel_h == 1 and kernel_w == 1 and stride_h == 1 and stride_w == 1 and pad_top == 0 and pad_left == 0             # <<<<<<<<<<<<<<
@@ -20246,7 +19405,7 @@ static CYTHON_INLINE int __pyx_f_8fastconv_4_ext_4conv_is_pointwise(Py_ssize_t _
   }
   goto __pyx_L0;
 
-  /* "src_ext/conv.pyx":134
+  /* "src_ext/conv.pyx":79
  * 
  * 
  * cdef inline bint is_pointwise(Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,             # <<<<<<<<<<<<<<
@@ -20259,7 +19418,931 @@ static CYTHON_INLINE int __pyx_f_8fastconv_4_ext_4conv_is_pointwise(Py_ssize_t _
   return __pyx_r;
 }
 
-/* "src_ext/conv.pyx":139
+/* "src_ext/conv.pyx":84
+ * 
+ * 
+ * cdef const float* block_patches(const float* x, float* cols, Py_ssize_t first_row, Py_ssize_t rows,             # <<<<<<<<<<<<<<
+ *                                Py_ssize_t height, Py_ssize_t width, Py_ssize_t channels, Py_ssize_t out_h,
+ *                                Py_ssize_t out_w, Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top,
+*/
+
+static float const *__pyx_f_8fastconv_4_ext_4conv_block_patches(float const *__pyx_v_x, float *__pyx_v_cols, Py_ssize_t __pyx_v_first_row, Py_ssize_t __pyx_v_rows, Py_ssize_t __pyx_v_height, Py_ssize_t __pyx_v_width, Py_ssize_t __pyx_v_channels, Py_ssize_t __pyx_v_out_h, Py_ssize_t __pyx_v_out_w, Py_ssize_t __pyx_v_stride_h, Py_ssize_t __pyx_v_stride_w, Py_ssize_t __pyx_v_pad_top, Py_ssize_t __pyx_v_pad_left, Py_ssize_t __pyx_v_kernel_h, Py_ssize_t __pyx_v_kernel_w) {
+  float const *__pyx_r;
+  int __pyx_t_1;
+
+  /* "src_ext/conv.pyx":89
+ *                                Py_ssize_t pad_left, Py_ssize_t kernel_h, Py_ssize_t kernel_w) noexcept nogil:
+ *     """The (rows, KH*KW*C) patch matrix of a block: x's own rows for a pointwise kernel, else gathered into cols."""
+ *     if is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w):             # <<<<<<<<<<<<<<
+ *         return x + first_row * channels
+ *     im2col_rows(x, cols, first_row, rows, height, width, channels, out_h, out_w,
+*/
+  __pyx_t_1 = __pyx_f_8fastconv_4_ext_4conv_is_pointwise(__pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_pad_top, __pyx_v_pad_left, __pyx_v_kernel_h, __pyx_v_kernel_w);
+
+  if (__pyx_t_1) {
+
+
+    /* "src_ext/conv.pyx":90
+ *     """The (rows, KH*KW*C) patch matrix of a block: x's own rows for a pointwise kernel, else gathered into cols."""
+ *     if is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w):
+ *         return x + first_row * channels             # <<<<<<<<<<<<<<
+ *     im2col_rows(x, cols, first_row, rows, height, width, channels, out_h, out_w,
+ *                 stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+*/
+    {
+
+      __pyx_r = (__pyx_v_x + (__pyx_v_first_row * __pyx_v_channels));
+    }
+    goto __pyx_L0;
+
+    /* "src_ext/conv.pyx":89
+ *                                Py_ssize_t pad_left, Py_ssize_t kernel_h, Py_ssize_t kernel_w) noexcept nogil:
+ *     """The (rows, KH*KW*C) patch matrix of a block: x's own rows for a pointwise kernel, else gathered into cols."""
+ *     if is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w):             # <<<<<<<<<<<<<<
+ *         return x + first_row * channels
+ *     im2col_rows(x, cols, first_row, rows, height, width, channels, out_h, out_w,
+*/
+  }
+
+  /* "src_ext/conv.pyx":91
+ *     if is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w):
+ *         return x + first_row * channels
+ *     im2col_rows(x, cols, first_row, rows, height, width, channels, out_h, out_w,             # <<<<<<<<<<<<<<
+ *                 stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+ *     return cols
+*/
+  __pyx_f_8fastconv_4_ext_4conv_im2col_rows(__pyx_v_x, __pyx_v_cols, __pyx_v_first_row, __pyx_v_rows, __pyx_v_height, __pyx_v_width, __pyx_v_channels, __pyx_v_out_h, __pyx_v_out_w, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_pad_top, __pyx_v_pad_left, __pyx_v_kernel_h, __pyx_v_kernel_w);
+
+  /* "src_ext/conv.pyx":93
+ *     im2col_rows(x, cols, first_row, rows, height, width, channels, out_h, out_w,
+ *                 stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+ *     return cols             # <<<<<<<<<<<<<<
+ * 
+ * 
+*/
+  {
+
+    __pyx_r = __pyx_v_cols;
+  }
+  goto __pyx_L0;
+
+  /* "src_ext/conv.pyx":84
+ * 
+ * 
+ * cdef const float* block_patches(const float* x, float* cols, Py_ssize_t first_row, Py_ssize_t rows,             # <<<<<<<<<<<<<<
+ *                                Py_ssize_t height, Py_ssize_t width, Py_ssize_t channels, Py_ssize_t out_h,
+ *                                Py_ssize_t out_w, Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top,
+*/
+
+  /* function exit code */
+  __pyx_L0:;
+  return __pyx_r;
+}
+
+/* "src_ext/conv.pyx":96
+ * 
+ * 
+ * cdef void col2im_sample(const float* cols, float* grad_sample,             # <<<<<<<<<<<<<<
+ *                         Py_ssize_t height, Py_ssize_t width, Py_ssize_t channels, Py_ssize_t out_h, Py_ssize_t out_w,
+ *                         Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
+*/
+
+static void __pyx_f_8fastconv_4_ext_4conv_col2im_sample(float const *__pyx_v_cols, float *__pyx_v_grad_sample, Py_ssize_t __pyx_v_height, Py_ssize_t __pyx_v_width, Py_ssize_t __pyx_v_channels, Py_ssize_t __pyx_v_out_h, Py_ssize_t __pyx_v_out_w, Py_ssize_t __pyx_v_stride_h, Py_ssize_t __pyx_v_stride_w, Py_ssize_t __pyx_v_pad_top, Py_ssize_t __pyx_v_pad_left, Py_ssize_t __pyx_v_kernel_h, Py_ssize_t __pyx_v_kernel_w) {
+  Py_ssize_t __pyx_v_patch_len;
+  Py_ssize_t __pyx_v_oh;
+  Py_ssize_t __pyx_v_ow;
+  Py_ssize_t __pyx_t_1;
+  Py_ssize_t __pyx_t_2;
+  Py_ssize_t __pyx_t_3;
+  Py_ssize_t __pyx_t_4;
+  Py_ssize_t __pyx_t_5;
+  Py_ssize_t __pyx_t_6;
+
+  /* "src_ext/conv.pyx":101
+ *                         Py_ssize_t kernel_h, Py_ssize_t kernel_w) noexcept nogil:
+ *     """grad_sample (H, W, C) = the sum of one sample's patch rows cols (OH*OW, KH*KW*C) scattered back."""
+ *     cdef Py_ssize_t patch_len = kernel_h * kernel_w * channels             # <<<<<<<<<<<<<<
+ *     cdef Py_ssize_t oh, ow
+ *     memset(grad_sample, 0, height * width * channels * sizeof(float))
+*/
+  __pyx_v_patch_len = ((__pyx_v_kernel_h * __pyx_v_kernel_w) * __pyx_v_channels);
+
+  /* "src_ext/conv.pyx":103
+ *     cdef Py_ssize_t patch_len = kernel_h * kernel_w * channels
+ *     cdef Py_ssize_t oh, ow
+ *     memset(grad_sample, 0, height * width * channels * sizeof(float))             # <<<<<<<<<<<<<<
+ *     for oh in range(out_h):
+ *         for ow in range(out_w):
+*/
+  (void)(memset(__pyx_v_grad_sample, 0, (((__pyx_v_height * __pyx_v_width) * __pyx_v_channels) * (sizeof(float)))));
+
+  /* "src_ext/conv.pyx":104
+ *     cdef Py_ssize_t oh, ow
+ *     memset(grad_sample, 0, height * width * channels * sizeof(float))
+ *     for oh in range(out_h):             # <<<<<<<<<<<<<<
+ *         for ow in range(out_w):
+ *             scatter_patch(grad_sample, cols + (oh * out_w + ow) * patch_len, oh * stride_h - pad_top,
+*/
+
+  __pyx_t_1 = __pyx_v_out_h;
+  __pyx_t_2 = __pyx_t_1;
+
+  for (__pyx_t_3 = 0; __pyx_t_3 < __pyx_t_2; __pyx_t_3+=1) {
+    __pyx_v_oh = __pyx_t_3;
+
+    /* "src_ext/conv.pyx":105
+ *     memset(grad_sample, 0, height * width * channels * sizeof(float))
+ *     for oh in range(out_h):
+ *         for ow in range(out_w):             # <<<<<<<<<<<<<<
+ *             scatter_patch(grad_sample, cols + (oh * out_w + ow) * patch_len, oh * stride_h - pad_top,
+ *                           ow * stride_w - pad_left, height, width, channels, kernel_h, kernel_w)
+*/
+
+    __pyx_t_4 = __pyx_v_out_w;
+    __pyx_t_5 = __pyx_t_4;
+
+    for (__pyx_t_6 = 0; __pyx_t_6 < __pyx_t_5; __pyx_t_6+=1) {
+      __pyx_v_ow = __pyx_t_6;
+
+      /* "src_ext/conv.pyx":106
+ *     for oh in range(out_h):
+ *         for ow in range(out_w):
+ *             scatter_patch(grad_sample, cols + (oh * out_w + ow) * patch_len, oh * stride_h - pad_top,             # <<<<<<<<<<<<<<
+ *                           ow * stride_w - pad_left, height, width, channels, kernel_h, kernel_w)
+ * 
+*/
+      __pyx_f_8fastconv_4_ext_4conv_scatter_patch(__pyx_v_grad_sample, (__pyx_v_cols + (((__pyx_v_oh * __pyx_v_out_w) + __pyx_v_ow) * __pyx_v_patch_len)), ((__pyx_v_oh * __pyx_v_stride_h) - __pyx_v_pad_top), ((__pyx_v_ow * __pyx_v_stride_w) - __pyx_v_pad_left), __pyx_v_height, __pyx_v_width, __pyx_v_channels, __pyx_v_kernel_h, __pyx_v_kernel_w);
+    }
+
+  }
+
+
+  /* "src_ext/conv.pyx":96
+ * 
+ * 
+ * cdef void col2im_sample(const float* cols, float* grad_sample,             # <<<<<<<<<<<<<<
+ *                         Py_ssize_t height, Py_ssize_t width, Py_ssize_t channels, Py_ssize_t out_h, Py_ssize_t out_w,
+ *                         Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
+*/
+
+  /* function exit code */
+
+
+
+}
+
+/* "src_ext/conv.pyx":119
+ * 
+ * 
+ * def set_blas_thread_control(size_t address):             # <<<<<<<<<<<<<<
+ *     """Register OpenBLAS' ``openblas_set_num_threads_local`` by its address (0: leave BLAS threads alone)."""
+ *     global set_blas_threads
+*/
+
+/* Python wrapper */
+static PyObject *__pyx_pw_8fastconv_4_ext_4conv_1set_blas_thread_control(PyObject *__pyx_self, 
+#if CYTHON_VECTORCALL
+PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
+#else
+PyObject *__pyx_args, PyObject *__pyx_kwds
+#endif
+); /*proto*/
+PyDoc_STRVAR(__pyx_doc_8fastconv_4_ext_4conv_set_blas_thread_control, "Register OpenBLAS\047 ``openblas_set_num_threads_local`` by its address (0: leave BLAS threads alone).");
+static PyMethodDef __pyx_mdef_8fastconv_4_ext_4conv_1set_blas_thread_control = {"set_blas_thread_control", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_8fastconv_4_ext_4conv_1set_blas_thread_control, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_8fastconv_4_ext_4conv_set_blas_thread_control};
+static PyObject *__pyx_pw_8fastconv_4_ext_4conv_1set_blas_thread_control(PyObject *__pyx_self, 
+#if CYTHON_VECTORCALL
+PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
+#else
+PyObject *__pyx_args, PyObject *__pyx_kwds
+#endif
+) {
+  size_t __pyx_v_address;
+  #if !CYTHON_VECTORCALL
+  CYTHON_UNUSED Py_ssize_t __pyx_nargs;
+  #endif
+  CYTHON_UNUSED PyObject *const *__pyx_kwvalues;
+  PyObject* values[1] = {0};
+  int __pyx_lineno = 0;
+  const char *__pyx_filename = NULL;
+  int __pyx_clineno = 0;
+  PyObject *__pyx_r = 0;
+  __Pyx_RefNannyDeclarations
+  __Pyx_RefNannySetupContext("set_blas_thread_control (wrapper)", 0);
+  #if !CYTHON_VECTORCALL
+  #if CYTHON_ASSUME_SAFE_SIZE
+  __pyx_nargs = PyTuple_GET_SIZE(__pyx_args);
+  #else
+  __pyx_nargs = PyTuple_Size(__pyx_args); if (unlikely(__pyx_nargs < 0)) return NULL;
+  #endif
+  #endif
+  __pyx_kwvalues = __Pyx_KwValues_FASTCALL(__pyx_args, __pyx_nargs);
+  {
+    PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_address,0};
+    const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 119, __pyx_L3_error)
+    if (__pyx_kwds_len > 0) {
+      switch (__pyx_nargs) {
+        case  1:
+        values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 119, __pyx_L3_error)
+        CYTHON_FALLTHROUGH;
+        case  0: break;
+        default: goto __pyx_L5_argtuple_error;
+      }
+      const Py_ssize_t kwd_pos_args = __pyx_nargs;
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "set_blas_thread_control", 0) < (0)) __PYX_ERR(0, 119, __pyx_L3_error)
+      for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("set_blas_thread_control", 1, 1, 1, i); __PYX_ERR(0, 119, __pyx_L3_error) }
+      }
+    } else if (unlikely(__pyx_nargs != 1)) {
+      goto __pyx_L5_argtuple_error;
+    } else {
+      values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 119, __pyx_L3_error)
+    }
+    __pyx_v_address = __Pyx_PyLong_As_size_t(values[0]); if (unlikely((__pyx_v_address == (size_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 119, __pyx_L3_error)
+  }
+  goto __pyx_L6_skip;
+  __pyx_L5_argtuple_error:;
+  __Pyx_RaiseArgtupleInvalid("set_blas_thread_control", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 119, __pyx_L3_error)
+  __pyx_L6_skip:;
+  goto __pyx_L4_argument_unpacking_done;
+  __pyx_L3_error:;
+  for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
+    Py_XDECREF(values[__pyx_temp]);
+  }
+  __Pyx_AddTraceback("fastconv._ext.conv.set_blas_thread_control", __pyx_clineno, __pyx_lineno, __pyx_filename);
+  __Pyx_RefNannyFinishContext();
+  return NULL;
+  __pyx_L4_argument_unpacking_done:;
+  __pyx_r = __pyx_pf_8fastconv_4_ext_4conv_set_blas_thread_control(__pyx_self, __pyx_v_address);
+
+  /* function exit code */
+  for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
+    Py_XDECREF(values[__pyx_temp]);
+  }
+
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+static PyObject *__pyx_pf_8fastconv_4_ext_4conv_set_blas_thread_control(CYTHON_UNUSED PyObject *__pyx_self, size_t __pyx_v_address) {
+  PyObject *__pyx_r = NULL;
+  __Pyx_RefNannyDeclarations
+  __Pyx_RefNannySetupContext("set_blas_thread_control", 0);
+
+  /* "src_ext/conv.pyx":122
+ *     """Register OpenBLAS' ``openblas_set_num_threads_local`` by its address (0: leave BLAS threads alone)."""
+ *     global set_blas_threads
+ *     set_blas_threads = <set_blas_threads_fn>address             # <<<<<<<<<<<<<<
+ * 
+ * 
+*/
+  __pyx_v_8fastconv_4_ext_4conv_set_blas_threads = ((__pyx_t_8fastconv_4_ext_4conv_set_blas_threads_fn)__pyx_v_address);
+
+  /* "src_ext/conv.pyx":119
+ * 
+ * 
+ * def set_blas_thread_control(size_t address):             # <<<<<<<<<<<<<<
+ *     """Register OpenBLAS' ``openblas_set_num_threads_local`` by its address (0: leave BLAS threads alone)."""
+ *     global set_blas_threads
+*/
+
+  /* function exit code */
+  __pyx_r = Py_None; __Pyx_INCREF(Py_None);
+  __Pyx_XGIVEREF(__pyx_r);
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+/* "src_ext/conv.pyx":125
+ * 
+ * 
+ * cdef inline int blas_single_thread() noexcept nogil:             # <<<<<<<<<<<<<<
+ *     """Make BLAS single-threaded; returns the thread count to restore."""
+ *     return set_blas_threads(1) if set_blas_threads != NULL else 0
+*/
+
+static CYTHON_INLINE int __pyx_f_8fastconv_4_ext_4conv_blas_single_thread(void) {
+  int __pyx_r;
+  int __pyx_t_1;
+  int __pyx_t_2;
+
+  /* "src_ext/conv.pyx":127
+ * cdef inline int blas_single_thread() noexcept nogil:
+ *     """Make BLAS single-threaded; returns the thread count to restore."""
+ *     return set_blas_threads(1) if set_blas_threads != NULL else 0             # <<<<<<<<<<<<<<
+ * 
+ * 
+*/
+  __pyx_t_2 = (__pyx_v_8fastconv_4_ext_4conv_set_blas_threads != NULL);
+
+  if (__pyx_t_2) {
+
+    __pyx_t_1 = __pyx_v_8fastconv_4_ext_4conv_set_blas_threads(1);
+  } else {
+
+    __pyx_t_1 = 0;
+  }
+
+  {
+    __pyx_r = __pyx_t_1;
+  }
+  goto __pyx_L0;
+
+  /* "src_ext/conv.pyx":125
+ * 
+ * 
+ * cdef inline int blas_single_thread() noexcept nogil:             # <<<<<<<<<<<<<<
+ *     """Make BLAS single-threaded; returns the thread count to restore."""
+ *     return set_blas_threads(1) if set_blas_threads != NULL else 0
+*/
+
+  /* function exit code */
+  __pyx_L0:;
+  return __pyx_r;
+}
+
+/* "src_ext/conv.pyx":130
+ * 
+ * 
+ * cdef inline void blas_restore_threads(int previous) noexcept nogil:             # <<<<<<<<<<<<<<
+ *     if set_blas_threads != NULL:
+ *         set_blas_threads(previous)
+*/
+
+static CYTHON_INLINE void __pyx_f_8fastconv_4_ext_4conv_blas_restore_threads(int __pyx_v_previous) {
+  int __pyx_t_1;
+
+  /* "src_ext/conv.pyx":131
+ * 
+ * cdef inline void blas_restore_threads(int previous) noexcept nogil:
+ *     if set_blas_threads != NULL:             # <<<<<<<<<<<<<<
+ *         set_blas_threads(previous)
+ * 
+*/
+  __pyx_t_1 = (__pyx_v_8fastconv_4_ext_4conv_set_blas_threads != NULL);
+
+  if (__pyx_t_1) {
+
+
+    /* "src_ext/conv.pyx":132
+ * cdef inline void blas_restore_threads(int previous) noexcept nogil:
+ *     if set_blas_threads != NULL:
+ *         set_blas_threads(previous)             # <<<<<<<<<<<<<<
+ * 
+ * 
+*/
+    (void)(__pyx_v_8fastconv_4_ext_4conv_set_blas_threads(__pyx_v_previous));
+
+    /* "src_ext/conv.pyx":131
+ * 
+ * cdef inline void blas_restore_threads(int previous) noexcept nogil:
+ *     if set_blas_threads != NULL:             # <<<<<<<<<<<<<<
+ *         set_blas_threads(previous)
+ * 
+*/
+  }
+
+  /* "src_ext/conv.pyx":130
+ * 
+ * 
+ * cdef inline void blas_restore_threads(int previous) noexcept nogil:             # <<<<<<<<<<<<<<
+ *     if set_blas_threads != NULL:
+ *         set_blas_threads(previous)
+*/
+
+  /* function exit code */
+}
+
+/* "src_ext/conv.pyx":135
+ * 
+ * 
+ * cdef int check_extents(Py_ssize_t batch, Py_ssize_t channels, Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t filters,             # <<<<<<<<<<<<<<
+ *                        Py_ssize_t matrix_rows, Py_ssize_t matrix_cols, Py_ssize_t grad_batch, Py_ssize_t grad_h,
+ *                        Py_ssize_t grad_w, Py_ssize_t grad_filters, Py_ssize_t stride_h, Py_ssize_t stride_w,
+*/
+
+static int __pyx_f_8fastconv_4_ext_4conv_check_extents(Py_ssize_t __pyx_v_batch, Py_ssize_t __pyx_v_channels, Py_ssize_t __pyx_v_out_h, Py_ssize_t __pyx_v_out_w, Py_ssize_t __pyx_v_filters, Py_ssize_t __pyx_v_matrix_rows, Py_ssize_t __pyx_v_matrix_cols, Py_ssize_t __pyx_v_grad_batch, Py_ssize_t __pyx_v_grad_h, Py_ssize_t __pyx_v_grad_w, Py_ssize_t __pyx_v_grad_filters, Py_ssize_t __pyx_v_stride_h, Py_ssize_t __pyx_v_stride_w, Py_ssize_t __pyx_v_kernel_h, Py_ssize_t __pyx_v_kernel_w, Py_ssize_t __pyx_v_block_rows, int __pyx_v_threads) {
+  int __pyx_r;
+  __Pyx_RefNannyDeclarations
+  int __pyx_t_1;
+  int __pyx_t_2;
+  PyObject *__pyx_t_3 = NULL;
+  PyObject *__pyx_t_4 = NULL;
+  PyObject *__pyx_t_5 = NULL;
+  PyObject *__pyx_t_6 = NULL;
+  PyObject *__pyx_t_7 = NULL;
+  PyObject *__pyx_t_8 = NULL;
+  PyObject *__pyx_t_9 = NULL;
+  PyObject *__pyx_t_10 = NULL;
+  PyObject *__pyx_t_11[13];
+  Py_ssize_t __pyx_t_12;
+  int __pyx_t_13;
+  PyObject *__pyx_t_14 = NULL;
+  size_t __pyx_t_15;
+  PyObject *__pyx_t_16 = NULL;
+  PyObject *__pyx_t_17[17];
+  PyObject *__pyx_t_18 = NULL;
+  Py_ssize_t __pyx_t_19;
+  Py_ssize_t __pyx_t_20;
+  int __pyx_lineno = 0;
+  const char *__pyx_filename = NULL;
+  int __pyx_clineno = 0;
+  __Pyx_RefNannySetupContext("check_extents", 0);
+
+  /* "src_ext/conv.pyx":139
+ *                        Py_ssize_t grad_w, Py_ssize_t grad_filters, Py_ssize_t stride_h, Py_ssize_t stride_w,
+ *                        Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t block_rows, int threads) except -1:
+ *     if stride_h < 1 or stride_w < 1 or kernel_h < 1 or kernel_w < 1 or block_rows < 1 or threads < 1:             # <<<<<<<<<<<<<<
+ *         raise ValueError(f"conv2d: strides ({stride_h}, {stride_w}), kernel ({kernel_h}, {kernel_w}), block_rows "
+ *                          f"{block_rows} and threads {threads} must be positive")
+*/
+  __pyx_t_2 = (__pyx_v_stride_h < 1);
+
+  if (!__pyx_t_2) {
+
+  } else {
+
+    __pyx_t_1 = __pyx_t_2;
+
+    goto __pyx_L4_bool_binop_done;
+  }
+  __pyx_t_2 = (__pyx_v_stride_w < 1);
+
+  if (!__pyx_t_2) {
+
+  } else {
+
+    __pyx_t_1 = __pyx_t_2;
+
+    goto __pyx_L4_bool_binop_done;
+  }
+  __pyx_t_2 = (__pyx_v_kernel_h < 1);
+
+  if (!__pyx_t_2) {
+
+  } else {
+
+    __pyx_t_1 = __pyx_t_2;
+
+    goto __pyx_L4_bool_binop_done;
+  }
+  __pyx_t_2 = (__pyx_v_kernel_w < 1);
+
+  if (!__pyx_t_2) {
+
+  } else {
+
+    __pyx_t_1 = __pyx_t_2;
+
+    goto __pyx_L4_bool_binop_done;
+  }
+  __pyx_t_2 = (__pyx_v_block_rows < 1);
+
+  if (!__pyx_t_2) {
+
+  } else {
+
+    __pyx_t_1 = __pyx_t_2;
+
+    goto __pyx_L4_bool_binop_done;
+  }
+  __pyx_t_2 = (__pyx_v_threads < 1);
+
+
+  __pyx_t_1 = __pyx_t_2;
+
+  __pyx_L4_bool_binop_done:;
+  if (unlikely(__pyx_t_1)) {
+
+
+    /* "src_ext/conv.pyx":140
+ *                        Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t block_rows, int threads) except -1:
+ *     if stride_h < 1 or stride_w < 1 or kernel_h < 1 or kernel_w < 1 or block_rows < 1 or threads < 1:
+ *         raise ValueError(f"conv2d: strides ({stride_h}, {stride_w}), kernel ({kernel_h}, {kernel_w}), block_rows "             # <<<<<<<<<<<<<<
+ *                          f"{block_rows} and threads {threads} must be positive")
+ *     if matrix_rows != kernel_h * kernel_w * channels or matrix_cols != filters:
+*/
+    __pyx_t_4 = NULL;
+    __pyx_t_5 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_stride_h, 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 140, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_5);
+    __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_stride_w, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 140, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_6);
+    __pyx_t_7 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_kernel_h, 0, ' ', 'd'); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 140, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_7);
+    __pyx_t_8 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_kernel_w, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 140, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_8);
+
+    /* "src_ext/conv.pyx":141
+ *     if stride_h < 1 or stride_w < 1 or kernel_h < 1 or kernel_w < 1 or block_rows < 1 or threads < 1:
+ *         raise ValueError(f"conv2d: strides ({stride_h}, {stride_w}), kernel ({kernel_h}, {kernel_w}), block_rows "
+ *                          f"{block_rows} and threads {threads} must be positive")             # <<<<<<<<<<<<<<
+ *     if matrix_rows != kernel_h * kernel_w * channels or matrix_cols != filters:
+ *         raise ValueError(f"conv2d: kernel matrix ({matrix_rows}, {matrix_cols}) does not match kernel ({kernel_h}, {kernel_w}, {channels}, {filters})")
+*/
+    __pyx_t_9 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_block_rows, 0, ' ', 'd'); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 141, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_9);
+    __pyx_t_10 = __Pyx_PyUnicode_From_int(__pyx_v_threads, 0, ' ', 'd'); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 141, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_10);
+    __pyx_t_11[0] = __pyx_mstate_global->__pyx_kp_u_conv2d_strides;
+    __pyx_t_11[1] = __pyx_t_5;
+    __pyx_t_11[2] = __pyx_mstate_global->__pyx_kp_u__5;
+    __pyx_t_11[3] = __pyx_t_6;
+    __pyx_t_11[4] = __pyx_mstate_global->__pyx_kp_u_kernel;
+    __pyx_t_11[5] = __pyx_t_7;
+    __pyx_t_11[6] = __pyx_mstate_global->__pyx_kp_u__5;
+    __pyx_t_11[7] = __pyx_t_8;
+    __pyx_t_11[8] = __pyx_mstate_global->__pyx_kp_u_block_rows;
+    __pyx_t_11[9] = __pyx_t_9;
+    __pyx_t_11[10] = __pyx_mstate_global->__pyx_kp_u_and_threads;
+    __pyx_t_11[11] = __pyx_t_10;
+    __pyx_t_11[12] = __pyx_mstate_global->__pyx_kp_u_must_be_positive;
+
+    /* "src_ext/conv.pyx":140
+ *                        Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t block_rows, int threads) except -1:
+ *     if stride_h < 1 or stride_w < 1 or kernel_h < 1 or kernel_w < 1 or block_rows < 1 or threads < 1:
+ *         raise ValueError(f"conv2d: strides ({stride_h}, {stride_w}), kernel ({kernel_h}, {kernel_w}), block_rows "             # <<<<<<<<<<<<<<
+ *                          f"{block_rows} and threads {threads} must be positive")
+ *     if matrix_rows != kernel_h * kernel_w * channels or matrix_cols != filters:
+*/
+    __pyx_t_12 = 76;
+    #if __Pyx_PyUnicode_Join_CAN_USE_KIND_AND_LENGTH
+    for (Py_ssize_t i=1; i <= 11; i += 2) {
+      Py_ssize_t l = __Pyx_PyUnicode_GET_LENGTH(__pyx_t_11[i]);
+      __pyx_t_12 += l;
+    }
+    #endif
+    __pyx_t_13 = 0;
+    __pyx_t_14 = __Pyx_PyUnicode_Join(__pyx_t_11, 13, __pyx_t_12, __pyx_t_13);
+    if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 140, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_14);
+    __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+    __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+    __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
+    __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
+    __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
+    __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
+    __pyx_t_15 = 1;
+    {
+      PyObject *__pyx_callargs[2] = {__pyx_t_4, __pyx_t_14};
+      __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_15, (2-__pyx_t_15) | (__pyx_t_15*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+      __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
+      __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 140, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_3);
+    }
+    __Pyx_Raise(__pyx_t_3, 0, 0, 0);
+    __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
+    __PYX_ERR(0, 140, __pyx_L1_error)
+
+    /* "src_ext/conv.pyx":139
+ *                        Py_ssize_t grad_w, Py_ssize_t grad_filters, Py_ssize_t stride_h, Py_ssize_t stride_w,
+ *                        Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t block_rows, int threads) except -1:
+ *     if stride_h < 1 or stride_w < 1 or kernel_h < 1 or kernel_w < 1 or block_rows < 1 or threads < 1:             # <<<<<<<<<<<<<<
+ *         raise ValueError(f"conv2d: strides ({stride_h}, {stride_w}), kernel ({kernel_h}, {kernel_w}), block_rows "
+ *                          f"{block_rows} and threads {threads} must be positive")
+*/
+  }
+
+  /* "src_ext/conv.pyx":142
+ *         raise ValueError(f"conv2d: strides ({stride_h}, {stride_w}), kernel ({kernel_h}, {kernel_w}), block_rows "
+ *                          f"{block_rows} and threads {threads} must be positive")
+ *     if matrix_rows != kernel_h * kernel_w * channels or matrix_cols != filters:             # <<<<<<<<<<<<<<
+ *         raise ValueError(f"conv2d: kernel matrix ({matrix_rows}, {matrix_cols}) does not match kernel ({kernel_h}, {kernel_w}, {channels}, {filters})")
+ *     if (grad_batch, grad_h, grad_w, grad_filters) != (batch, out_h, out_w, filters):
+*/
+  __pyx_t_2 = (__pyx_v_matrix_rows != ((__pyx_v_kernel_h * __pyx_v_kernel_w) * __pyx_v_channels));
+
+  if (!__pyx_t_2) {
+
+  } else {
+
+    __pyx_t_1 = __pyx_t_2;
+
+    goto __pyx_L11_bool_binop_done;
+  }
+  __pyx_t_2 = (__pyx_v_matrix_cols != __pyx_v_filters);
+
+
+  __pyx_t_1 = __pyx_t_2;
+
+  __pyx_L11_bool_binop_done:;
+  if (unlikely(__pyx_t_1)) {
+
+
+    /* "src_ext/conv.pyx":143
+ *                          f"{block_rows} and threads {threads} must be positive")
+ *     if matrix_rows != kernel_h * kernel_w * channels or matrix_cols != filters:
+ *         raise ValueError(f"conv2d: kernel matrix ({matrix_rows}, {matrix_cols}) does not match kernel ({kernel_h}, {kernel_w}, {channels}, {filters})")             # <<<<<<<<<<<<<<
+ *     if (grad_batch, grad_h, grad_w, grad_filters) != (batch, out_h, out_w, filters):
+ *         raise ValueError(f"conv2d: output ({grad_batch}, {grad_h}, {grad_w}, {grad_filters}) does not match ({batch}, {out_h}, {out_w}, {filters})")
+*/
+    __pyx_t_14 = NULL;
+    __pyx_t_4 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_matrix_rows, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 143, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_4);
+    __pyx_t_10 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_matrix_cols, 0, ' ', 'd'); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 143, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_10);
+    __pyx_t_9 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_kernel_h, 0, ' ', 'd'); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 143, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_9);
+    __pyx_t_8 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_kernel_w, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 143, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_8);
+    __pyx_t_7 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_channels, 0, ' ', 'd'); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 143, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_7);
+    __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_filters, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 143, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_6);
+    __pyx_t_11[0] = __pyx_mstate_global->__pyx_kp_u_conv2d_kernel_matrix;
+    __pyx_t_11[1] = __pyx_t_4;
+    __pyx_t_11[2] = __pyx_mstate_global->__pyx_kp_u__5;
+    __pyx_t_11[3] = __pyx_t_10;
+    __pyx_t_11[4] = __pyx_mstate_global->__pyx_kp_u_does_not_match_kernel;
+    __pyx_t_11[5] = __pyx_t_9;
+    __pyx_t_11[6] = __pyx_mstate_global->__pyx_kp_u__5;
+    __pyx_t_11[7] = __pyx_t_8;
+    __pyx_t_11[8] = __pyx_mstate_global->__pyx_kp_u__5;
+    __pyx_t_11[9] = __pyx_t_7;
+    __pyx_t_11[10] = __pyx_mstate_global->__pyx_kp_u__5;
+    __pyx_t_11[11] = __pyx_t_6;
+    __pyx_t_11[12] = __pyx_mstate_global->__pyx_kp_u__6;
+    __pyx_t_12 = 57;
+    #if __Pyx_PyUnicode_Join_CAN_USE_KIND_AND_LENGTH
+    for (Py_ssize_t i=1; i <= 11; i += 2) {
+      Py_ssize_t l = __Pyx_PyUnicode_GET_LENGTH(__pyx_t_11[i]);
+      __pyx_t_12 += l;
+    }
+    #endif
+    __pyx_t_13 = 0;
+    __pyx_t_5 = __Pyx_PyUnicode_Join(__pyx_t_11, 13, __pyx_t_12, __pyx_t_13);
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 143, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_5);
+    __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+    __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
+    __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
+    __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
+    __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
+    __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+    __pyx_t_15 = 1;
+    {
+      PyObject *__pyx_callargs[2] = {__pyx_t_14, __pyx_t_5};
+      __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_15, (2-__pyx_t_15) | (__pyx_t_15*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+      __Pyx_XDECREF(__pyx_t_14); __pyx_t_14 = 0;
+      __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 143, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_3);
+    }
+    __Pyx_Raise(__pyx_t_3, 0, 0, 0);
+    __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
+    __PYX_ERR(0, 143, __pyx_L1_error)
+
+    /* "src_ext/conv.pyx":142
+ *         raise ValueError(f"conv2d: strides ({stride_h}, {stride_w}), kernel ({kernel_h}, {kernel_w}), block_rows "
+ *                          f"{block_rows} and threads {threads} must be positive")
+ *     if matrix_rows != kernel_h * kernel_w * channels or matrix_cols != filters:             # <<<<<<<<<<<<<<
+ *         raise ValueError(f"conv2d: kernel matrix ({matrix_rows}, {matrix_cols}) does not match kernel ({kernel_h}, {kernel_w}, {channels}, {filters})")
+ *     if (grad_batch, grad_h, grad_w, grad_filters) != (batch, out_h, out_w, filters):
+*/
+  }
+
+  /* "src_ext/conv.pyx":144
+ *     if matrix_rows != kernel_h * kernel_w * channels or matrix_cols != filters:
+ *         raise ValueError(f"conv2d: kernel matrix ({matrix_rows}, {matrix_cols}) does not match kernel ({kernel_h}, {kernel_w}, {channels}, {filters})")
+ *     if (grad_batch, grad_h, grad_w, grad_filters) != (batch, out_h, out_w, filters):             # <<<<<<<<<<<<<<
+ *         raise ValueError(f"conv2d: output ({grad_batch}, {grad_h}, {grad_w}, {grad_filters}) does not match ({batch}, {out_h}, {out_w}, {filters})")
+ *     if max(block_rows, out_h * out_w) * matrix_rows >= 2**31:
+*/
+  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_grad_batch); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 144, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_3);
+  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_grad_h); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 144, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  __pyx_t_14 = PyLong_FromSsize_t(__pyx_v_grad_w); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 144, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_14);
+  __pyx_t_6 = PyLong_FromSsize_t(__pyx_v_grad_filters); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 144, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_6);
+  __pyx_t_7 = PyTuple_New(4); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 144, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_7);
+  __Pyx_GIVEREF(__pyx_t_3);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 0, __pyx_t_3) != (0)) __PYX_ERR(0, 144, __pyx_L1_error);
+  __Pyx_GIVEREF(__pyx_t_5);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 1, __pyx_t_5) != (0)) __PYX_ERR(0, 144, __pyx_L1_error);
+  __Pyx_GIVEREF(__pyx_t_14);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 2, __pyx_t_14) != (0)) __PYX_ERR(0, 144, __pyx_L1_error);
+  __Pyx_GIVEREF(__pyx_t_6);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 3, __pyx_t_6) != (0)) __PYX_ERR(0, 144, __pyx_L1_error);
+  __pyx_t_3 = 0;
+  __pyx_t_5 = 0;
+  __pyx_t_14 = 0;
+  __pyx_t_6 = 0;
+  __pyx_t_6 = PyLong_FromSsize_t(__pyx_v_batch); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 144, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_6);
+  __pyx_t_14 = PyLong_FromSsize_t(__pyx_v_out_h); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 144, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_14);
+  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_out_w); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 144, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_filters); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 144, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_3);
+  __pyx_t_8 = PyTuple_New(4); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 144, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_8);
+  __Pyx_GIVEREF(__pyx_t_6);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 0, __pyx_t_6) != (0)) __PYX_ERR(0, 144, __pyx_L1_error);
+  __Pyx_GIVEREF(__pyx_t_14);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 1, __pyx_t_14) != (0)) __PYX_ERR(0, 144, __pyx_L1_error);
+  __Pyx_GIVEREF(__pyx_t_5);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 2, __pyx_t_5) != (0)) __PYX_ERR(0, 144, __pyx_L1_error);
+  __Pyx_GIVEREF(__pyx_t_3);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 3, __pyx_t_3) != (0)) __PYX_ERR(0, 144, __pyx_L1_error);
+  __pyx_t_6 = 0;
+  __pyx_t_14 = 0;
+  __pyx_t_5 = 0;
+  __pyx_t_3 = 0;
+  __pyx_t_1 = __Pyx_PyObject_RichCompareBool(__pyx_t_7, __pyx_t_8, Py_NE); if (unlikely((__pyx_t_1 < 0))) __PYX_ERR(0, 144, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
+  __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
+  if (unlikely(__pyx_t_1)) {
+
+
+    /* "src_ext/conv.pyx":145
+ *         raise ValueError(f"conv2d: kernel matrix ({matrix_rows}, {matrix_cols}) does not match kernel ({kernel_h}, {kernel_w}, {channels}, {filters})")
+ *     if (grad_batch, grad_h, grad_w, grad_filters) != (batch, out_h, out_w, filters):
+ *         raise ValueError(f"conv2d: output ({grad_batch}, {grad_h}, {grad_w}, {grad_filters}) does not match ({batch}, {out_h}, {out_w}, {filters})")             # <<<<<<<<<<<<<<
+ *     if max(block_rows, out_h * out_w) * matrix_rows >= 2**31:
+ *         raise ValueError("conv2d: a block of patches is too large for 32-bit BLAS indices")
+*/
+    __pyx_t_7 = NULL;
+    __pyx_t_3 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_grad_batch, 0, ' ', 'd'); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 145, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_3);
+    __pyx_t_5 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_grad_h, 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 145, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_5);
+    __pyx_t_14 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_grad_w, 0, ' ', 'd'); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 145, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_14);
+    __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_grad_filters, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 145, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_6);
+    __pyx_t_9 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_batch, 0, ' ', 'd'); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 145, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_9);
+    __pyx_t_10 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_out_h, 0, ' ', 'd'); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 145, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_10);
+    __pyx_t_4 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_out_w, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 145, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_4);
+    __pyx_t_16 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_filters, 0, ' ', 'd'); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 145, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_16);
+    __pyx_t_17[0] = __pyx_mstate_global->__pyx_kp_u_conv2d_output;
+    __pyx_t_17[1] = __pyx_t_3;
+    __pyx_t_17[2] = __pyx_mstate_global->__pyx_kp_u__5;
+    __pyx_t_17[3] = __pyx_t_5;
+    __pyx_t_17[4] = __pyx_mstate_global->__pyx_kp_u__5;
+    __pyx_t_17[5] = __pyx_t_14;
+    __pyx_t_17[6] = __pyx_mstate_global->__pyx_kp_u__5;
+    __pyx_t_17[7] = __pyx_t_6;
+    __pyx_t_17[8] = __pyx_mstate_global->__pyx_kp_u_does_not_match;
+    __pyx_t_17[9] = __pyx_t_9;
+    __pyx_t_17[10] = __pyx_mstate_global->__pyx_kp_u__5;
+    __pyx_t_17[11] = __pyx_t_10;
+    __pyx_t_17[12] = __pyx_mstate_global->__pyx_kp_u__5;
+    __pyx_t_17[13] = __pyx_t_4;
+    __pyx_t_17[14] = __pyx_mstate_global->__pyx_kp_u__5;
+    __pyx_t_17[15] = __pyx_t_16;
+    __pyx_t_17[16] = __pyx_mstate_global->__pyx_kp_u__6;
+    __pyx_t_12 = 47;
+    #if __Pyx_PyUnicode_Join_CAN_USE_KIND_AND_LENGTH
+    for (Py_ssize_t i=1; i <= 15; i += 2) {
+      Py_ssize_t l = __Pyx_PyUnicode_GET_LENGTH(__pyx_t_17[i]);
+      __pyx_t_12 += l;
+    }
+    #endif
+    __pyx_t_13 = 0;
+    __pyx_t_18 = __Pyx_PyUnicode_Join(__pyx_t_17, 17, __pyx_t_12, __pyx_t_13);
+    if (unlikely(!__pyx_t_18)) __PYX_ERR(0, 145, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_18);
+    __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
+    __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+    __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
+    __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+    __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
+    __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
+    __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+    __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
+    __pyx_t_15 = 1;
+    {
+      PyObject *__pyx_callargs[2] = {__pyx_t_7, __pyx_t_18};
+      __pyx_t_8 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_15, (2-__pyx_t_15) | (__pyx_t_15*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+      __Pyx_XDECREF(__pyx_t_7); __pyx_t_7 = 0;
+      __Pyx_DECREF(__pyx_t_18); __pyx_t_18 = 0;
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 145, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_8);
+    }
+    __Pyx_Raise(__pyx_t_8, 0, 0, 0);
+    __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
+    __PYX_ERR(0, 145, __pyx_L1_error)
+
+    /* "src_ext/conv.pyx":144
+ *     if matrix_rows != kernel_h * kernel_w * channels or matrix_cols != filters:
+ *         raise ValueError(f"conv2d: kernel matrix ({matrix_rows}, {matrix_cols}) does not match kernel ({kernel_h}, {kernel_w}, {channels}, {filters})")
+ *     if (grad_batch, grad_h, grad_w, grad_filters) != (batch, out_h, out_w, filters):             # <<<<<<<<<<<<<<
+ *         raise ValueError(f"conv2d: output ({grad_batch}, {grad_h}, {grad_w}, {grad_filters}) does not match ({batch}, {out_h}, {out_w}, {filters})")
+ *     if max(block_rows, out_h * out_w) * matrix_rows >= 2**31:
+*/
+  }
+
+  /* "src_ext/conv.pyx":146
+ *     if (grad_batch, grad_h, grad_w, grad_filters) != (batch, out_h, out_w, filters):
+ *         raise ValueError(f"conv2d: output ({grad_batch}, {grad_h}, {grad_w}, {grad_filters}) does not match ({batch}, {out_h}, {out_w}, {filters})")
+ *     if max(block_rows, out_h * out_w) * matrix_rows >= 2**31:             # <<<<<<<<<<<<<<
+ *         raise ValueError("conv2d: a block of patches is too large for 32-bit BLAS indices")
+ *     return 0
+*/
+
+  __pyx_t_12 = (__pyx_v_out_h * __pyx_v_out_w);
+
+  __pyx_t_19 = __pyx_v_block_rows;
+  __pyx_t_1 = (__pyx_t_12 > __pyx_t_19);
+
+  if (__pyx_t_1) {
+
+    __pyx_t_20 = __pyx_t_12;
+  } else {
+
+    __pyx_t_20 = __pyx_t_19;
+  }
+
+  __pyx_t_8 = PyLong_FromSsize_t((__pyx_t_20 * __pyx_v_matrix_rows)); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 146, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_8);
+
+  __pyx_t_1 = __Pyx_PyObject_CompareBoolGe_int_object(__pyx_t_8, __pyx_mstate_global->__pyx_int_2147483648, Py_GE); if (unlikely((__pyx_t_1 < 0))) __PYX_ERR(0, 146, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
+  if (unlikely(__pyx_t_1)) {
+
+
+    /* "src_ext/conv.pyx":147
+ *         raise ValueError(f"conv2d: output ({grad_batch}, {grad_h}, {grad_w}, {grad_filters}) does not match ({batch}, {out_h}, {out_w}, {filters})")
+ *     if max(block_rows, out_h * out_w) * matrix_rows >= 2**31:
+ *         raise ValueError("conv2d: a block of patches is too large for 32-bit BLAS indices")             # <<<<<<<<<<<<<<
+ *     return 0
+ * 
+*/
+    __pyx_t_18 = NULL;
+    __pyx_t_15 = 1;
+    {
+      PyObject *__pyx_callargs[2] = {__pyx_t_18, __pyx_mstate_global->__pyx_kp_u_conv2d_a_block_of_patches_is_too};
+      __pyx_t_8 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_15, (2-__pyx_t_15) | (__pyx_t_15*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+      __Pyx_XDECREF(__pyx_t_18); __pyx_t_18 = 0;
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 147, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_8);
+    }
+    __Pyx_Raise(__pyx_t_8, 0, 0, 0);
+    __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
+    __PYX_ERR(0, 147, __pyx_L1_error)
+
+    /* "src_ext/conv.pyx":146
+ *     if (grad_batch, grad_h, grad_w, grad_filters) != (batch, out_h, out_w, filters):
+ *         raise ValueError(f"conv2d: output ({grad_batch}, {grad_h}, {grad_w}, {grad_filters}) does not match ({batch}, {out_h}, {out_w}, {filters})")
+ *     if max(block_rows, out_h * out_w) * matrix_rows >= 2**31:             # <<<<<<<<<<<<<<
+ *         raise ValueError("conv2d: a block of patches is too large for 32-bit BLAS indices")
+ *     return 0
+*/
+  }
+
+  /* "src_ext/conv.pyx":148
+ *     if max(block_rows, out_h * out_w) * matrix_rows >= 2**31:
+ *         raise ValueError("conv2d: a block of patches is too large for 32-bit BLAS indices")
+ *     return 0             # <<<<<<<<<<<<<<
+ * 
+ * 
+*/
+  {
+
+    __pyx_r = 0;
+  }
+  goto __pyx_L0;
+
+  /* "src_ext/conv.pyx":135
+ * 
+ * 
+ * cdef int check_extents(Py_ssize_t batch, Py_ssize_t channels, Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t filters,             # <<<<<<<<<<<<<<
+ *                        Py_ssize_t matrix_rows, Py_ssize_t matrix_cols, Py_ssize_t grad_batch, Py_ssize_t grad_h,
+ *                        Py_ssize_t grad_w, Py_ssize_t grad_filters, Py_ssize_t stride_h, Py_ssize_t stride_w,
+*/
+
+  /* function exit code */
+  __pyx_L1_error:;
+  __Pyx_XDECREF(__pyx_t_3);
+  __Pyx_XDECREF(__pyx_t_4);
+  __Pyx_XDECREF(__pyx_t_5);
+  __Pyx_XDECREF(__pyx_t_6);
+  __Pyx_XDECREF(__pyx_t_7);
+  __Pyx_XDECREF(__pyx_t_8);
+  __Pyx_XDECREF(__pyx_t_9);
+  __Pyx_XDECREF(__pyx_t_10);
+  __Pyx_XDECREF(__pyx_t_14);
+  __Pyx_XDECREF(__pyx_t_16);
+  __Pyx_XDECREF(__pyx_t_18);
+  __Pyx_AddTraceback("fastconv._ext.conv.check_extents", __pyx_clineno, __pyx_lineno, __pyx_filename);
+  __pyx_r = -1;
+  __pyx_L0:;
+
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+/* "src_ext/conv.pyx":151
  * 
  * 
  * def conv2d_forward(const float[:, :, :, ::1] x, const float[:, ::1] kernel_matrix, const float[::1] bias,             # <<<<<<<<<<<<<<
@@ -20318,109 +20401,109 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_x,&__pyx_mstate_global->__pyx_n_u_kernel_matrix,&__pyx_mstate_global->__pyx_n_u_bias,&__pyx_mstate_global->__pyx_n_u_y,&__pyx_mstate_global->__pyx_n_u_stride_h,&__pyx_mstate_global->__pyx_n_u_stride_w,&__pyx_mstate_global->__pyx_n_u_pad_top,&__pyx_mstate_global->__pyx_n_u_pad_left,&__pyx_mstate_global->__pyx_n_u_kernel_h,&__pyx_mstate_global->__pyx_n_u_kernel_w,&__pyx_mstate_global->__pyx_n_u_block_rows_2,&__pyx_mstate_global->__pyx_n_u_threads,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 139, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 151, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case 12:
         values[11] = __Pyx_ArgRef_FASTCALL(__pyx_args, 11);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[11])) __PYX_ERR(0, 139, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[11])) __PYX_ERR(0, 151, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 11:
         values[10] = __Pyx_ArgRef_FASTCALL(__pyx_args, 10);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 139, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 151, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 10:
         values[9] = __Pyx_ArgRef_FASTCALL(__pyx_args, 9);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 139, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 151, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  9:
         values[8] = __Pyx_ArgRef_FASTCALL(__pyx_args, 8);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 139, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 151, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  8:
         values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 139, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 151, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  7:
         values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 139, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 151, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  6:
         values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 139, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 151, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  5:
         values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 139, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 151, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 139, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 151, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 139, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 151, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 139, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 151, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 139, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 151, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "conv2d_forward", 0) < (0)) __PYX_ERR(0, 139, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "conv2d_forward", 0) < (0)) __PYX_ERR(0, 151, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 12; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("conv2d_forward", 1, 12, 12, i); __PYX_ERR(0, 139, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("conv2d_forward", 1, 12, 12, i); __PYX_ERR(0, 151, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 12)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 139, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 151, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 139, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 151, __pyx_L3_error)
       values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 139, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 151, __pyx_L3_error)
       values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 139, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 151, __pyx_L3_error)
       values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 139, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 151, __pyx_L3_error)
       values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 139, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 151, __pyx_L3_error)
       values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 139, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 151, __pyx_L3_error)
       values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 139, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 151, __pyx_L3_error)
       values[8] = __Pyx_ArgRef_FASTCALL(__pyx_args, 8);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 139, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 151, __pyx_L3_error)
       values[9] = __Pyx_ArgRef_FASTCALL(__pyx_args, 9);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 139, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 151, __pyx_L3_error)
       values[10] = __Pyx_ArgRef_FASTCALL(__pyx_args, 10);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 139, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 151, __pyx_L3_error)
       values[11] = __Pyx_ArgRef_FASTCALL(__pyx_args, 11);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[11])) __PYX_ERR(0, 139, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[11])) __PYX_ERR(0, 151, __pyx_L3_error)
     }
-    __pyx_v_x = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float__const__(values[0], 0); if (unlikely(!__pyx_v_x.memview)) __PYX_ERR(0, 139, __pyx_L3_error)
-    __pyx_v_kernel_matrix = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float__const__(values[1], 0); if (unlikely(!__pyx_v_kernel_matrix.memview)) __PYX_ERR(0, 139, __pyx_L3_error)
-    __pyx_v_bias = __Pyx_PyObject_to_MemoryviewSlice_dc_float__const__(values[2], 0); if (unlikely(!__pyx_v_bias.memview)) __PYX_ERR(0, 139, __pyx_L3_error)
-    __pyx_v_y = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float(values[3], PyBUF_WRITABLE); if (unlikely(!__pyx_v_y.memview)) __PYX_ERR(0, 140, __pyx_L3_error)
-    __pyx_v_stride_h = __Pyx_PyIndex_AsSsize_t(values[4]); if (unlikely((__pyx_v_stride_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 140, __pyx_L3_error)
-    __pyx_v_stride_w = __Pyx_PyIndex_AsSsize_t(values[5]); if (unlikely((__pyx_v_stride_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 140, __pyx_L3_error)
-    __pyx_v_pad_top = __Pyx_PyIndex_AsSsize_t(values[6]); if (unlikely((__pyx_v_pad_top == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 140, __pyx_L3_error)
-    __pyx_v_pad_left = __Pyx_PyIndex_AsSsize_t(values[7]); if (unlikely((__pyx_v_pad_left == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 141, __pyx_L3_error)
-    __pyx_v_kernel_h = __Pyx_PyIndex_AsSsize_t(values[8]); if (unlikely((__pyx_v_kernel_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 141, __pyx_L3_error)
-    __pyx_v_kernel_w = __Pyx_PyIndex_AsSsize_t(values[9]); if (unlikely((__pyx_v_kernel_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 141, __pyx_L3_error)
-    __pyx_v_block_rows = __Pyx_PyIndex_AsSsize_t(values[10]); if (unlikely((__pyx_v_block_rows == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 141, __pyx_L3_error)
-    __pyx_v_threads = __Pyx_PyLong_As_int(values[11]); if (unlikely((__pyx_v_threads == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 141, __pyx_L3_error)
+    __pyx_v_x = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float__const__(values[0], 0); if (unlikely(!__pyx_v_x.memview)) __PYX_ERR(0, 151, __pyx_L3_error)
+    __pyx_v_kernel_matrix = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float__const__(values[1], 0); if (unlikely(!__pyx_v_kernel_matrix.memview)) __PYX_ERR(0, 151, __pyx_L3_error)
+    __pyx_v_bias = __Pyx_PyObject_to_MemoryviewSlice_dc_float__const__(values[2], 0); if (unlikely(!__pyx_v_bias.memview)) __PYX_ERR(0, 151, __pyx_L3_error)
+    __pyx_v_y = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float(values[3], PyBUF_WRITABLE); if (unlikely(!__pyx_v_y.memview)) __PYX_ERR(0, 152, __pyx_L3_error)
+    __pyx_v_stride_h = __Pyx_PyIndex_AsSsize_t(values[4]); if (unlikely((__pyx_v_stride_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 152, __pyx_L3_error)
+    __pyx_v_stride_w = __Pyx_PyIndex_AsSsize_t(values[5]); if (unlikely((__pyx_v_stride_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 152, __pyx_L3_error)
+    __pyx_v_pad_top = __Pyx_PyIndex_AsSsize_t(values[6]); if (unlikely((__pyx_v_pad_top == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 152, __pyx_L3_error)
+    __pyx_v_pad_left = __Pyx_PyIndex_AsSsize_t(values[7]); if (unlikely((__pyx_v_pad_left == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 153, __pyx_L3_error)
+    __pyx_v_kernel_h = __Pyx_PyIndex_AsSsize_t(values[8]); if (unlikely((__pyx_v_kernel_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 153, __pyx_L3_error)
+    __pyx_v_kernel_w = __Pyx_PyIndex_AsSsize_t(values[9]); if (unlikely((__pyx_v_kernel_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 153, __pyx_L3_error)
+    __pyx_v_block_rows = __Pyx_PyIndex_AsSsize_t(values[10]); if (unlikely((__pyx_v_block_rows == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 153, __pyx_L3_error)
+    __pyx_v_threads = __Pyx_PyLong_As_int(values[11]); if (unlikely((__pyx_v_threads == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 153, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("conv2d_forward", 1, 12, 12, __pyx_nargs); __PYX_ERR(0, 139, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("conv2d_forward", 1, 12, 12, __pyx_nargs); __PYX_ERR(0, 151, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -20508,7 +20591,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("conv2d_forward", 0);
 
-  /* "src_ext/conv.pyx":146
+  /* "src_ext/conv.pyx":158
  *     x: (N, H, W, C); kernel_matrix: (KH*KW*C, F); bias: (F,); y: (N, OH, OW, F), written.
  *     """
  *     cdef Py_ssize_t batch = x.shape[0], height = x.shape[1], width = x.shape[2], channels = x.shape[3]             # <<<<<<<<<<<<<<
@@ -20520,7 +20603,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
   __pyx_v_width = (__pyx_v_x.shape[2]);
   __pyx_v_channels = (__pyx_v_x.shape[3]);
 
-  /* "src_ext/conv.pyx":147
+  /* "src_ext/conv.pyx":159
  *     """
  *     cdef Py_ssize_t batch = x.shape[0], height = x.shape[1], width = x.shape[2], channels = x.shape[3]
  *     cdef Py_ssize_t out_h = y.shape[1], out_w = y.shape[2], filters = y.shape[3]             # <<<<<<<<<<<<<<
@@ -20531,7 +20614,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
   __pyx_v_out_w = (__pyx_v_y.shape[2]);
   __pyx_v_filters = (__pyx_v_y.shape[3]);
 
-  /* "src_ext/conv.pyx":148
+  /* "src_ext/conv.pyx":160
  *     cdef Py_ssize_t batch = x.shape[0], height = x.shape[1], width = x.shape[2], channels = x.shape[3]
  *     cdef Py_ssize_t out_h = y.shape[1], out_w = y.shape[2], filters = y.shape[3]
  *     cdef Py_ssize_t patch_len = kernel_matrix.shape[0]             # <<<<<<<<<<<<<<
@@ -20540,17 +20623,17 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
 */
   __pyx_v_patch_len = (__pyx_v_kernel_matrix.shape[0]);
 
-  /* "src_ext/conv.pyx":149
+  /* "src_ext/conv.pyx":161
  *     cdef Py_ssize_t out_h = y.shape[1], out_w = y.shape[2], filters = y.shape[3]
  *     cdef Py_ssize_t patch_len = kernel_matrix.shape[0]
  *     check_extents(batch, channels, out_h, out_w, filters, kernel_matrix.shape[0], kernel_matrix.shape[1],             # <<<<<<<<<<<<<<
  *                   y.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     if bias.shape[0] != filters:
 */
-  __pyx_t_1 = __pyx_f_8fastconv_4_ext_4conv_check_extents(__pyx_v_batch, __pyx_v_channels, __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, (__pyx_v_kernel_matrix.shape[0]), (__pyx_v_kernel_matrix.shape[1]), (__pyx_v_y.shape[0]), __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_kernel_h, __pyx_v_kernel_w, __pyx_v_block_rows, __pyx_v_threads); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 149, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_8fastconv_4_ext_4conv_check_extents(__pyx_v_batch, __pyx_v_channels, __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, (__pyx_v_kernel_matrix.shape[0]), (__pyx_v_kernel_matrix.shape[1]), (__pyx_v_y.shape[0]), __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_kernel_h, __pyx_v_kernel_w, __pyx_v_block_rows, __pyx_v_threads); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 161, __pyx_L1_error)
 
 
-  /* "src_ext/conv.pyx":151
+  /* "src_ext/conv.pyx":163
  *     check_extents(batch, channels, out_h, out_w, filters, kernel_matrix.shape[0], kernel_matrix.shape[1],
  *                   y.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     if bias.shape[0] != filters:             # <<<<<<<<<<<<<<
@@ -20562,7 +20645,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
   if (unlikely(__pyx_t_2)) {
 
 
-    /* "src_ext/conv.pyx":152
+    /* "src_ext/conv.pyx":164
  *                   y.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     if bias.shape[0] != filters:
  *         raise ValueError(f"conv2d_forward: bias ({bias.shape[0]},) does not match {filters} filters")             # <<<<<<<<<<<<<<
@@ -20570,9 +20653,9 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
  *     cdef Py_ssize_t total_rows = batch * out_h * out_w
 */
     __pyx_t_4 = NULL;
-    __pyx_t_5 = __Pyx_PyUnicode_From_Py_ssize_t((__pyx_v_bias.shape[0]), 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 152, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyUnicode_From_Py_ssize_t((__pyx_v_bias.shape[0]), 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 164, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_filters, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 152, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_filters, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 164, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __pyx_t_7[0] = __pyx_mstate_global->__pyx_kp_u_conv2d_forward_bias;
     __pyx_t_7[1] = __pyx_t_5;
@@ -20585,7 +20668,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
     #endif
     __pyx_t_1 = 0;
     __pyx_t_9 = __Pyx_PyUnicode_Join(__pyx_t_7, 5, __pyx_t_8, __pyx_t_1);
-    if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 152, __pyx_L1_error)
+    if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 164, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
@@ -20595,14 +20678,14 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
       __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
       __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 152, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 164, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     __Pyx_Raise(__pyx_t_3, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __PYX_ERR(0, 152, __pyx_L1_error)
+    __PYX_ERR(0, 164, __pyx_L1_error)
 
-    /* "src_ext/conv.pyx":151
+    /* "src_ext/conv.pyx":163
  *     check_extents(batch, channels, out_h, out_w, filters, kernel_matrix.shape[0], kernel_matrix.shape[1],
  *                   y.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     if bias.shape[0] != filters:             # <<<<<<<<<<<<<<
@@ -20611,7 +20694,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
 */
   }
 
-  /* "src_ext/conv.pyx":153
+  /* "src_ext/conv.pyx":165
  *     if bias.shape[0] != filters:
  *         raise ValueError(f"conv2d_forward: bias ({bias.shape[0]},) does not match {filters} filters")
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)             # <<<<<<<<<<<<<<
@@ -20620,7 +20703,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
 */
   __pyx_v_pointwise = __pyx_f_8fastconv_4_ext_4conv_is_pointwise(__pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_pad_top, __pyx_v_pad_left, __pyx_v_kernel_h, __pyx_v_kernel_w);
 
-  /* "src_ext/conv.pyx":154
+  /* "src_ext/conv.pyx":166
  *         raise ValueError(f"conv2d_forward: bias ({bias.shape[0]},) does not match {filters} filters")
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
  *     cdef Py_ssize_t total_rows = batch * out_h * out_w             # <<<<<<<<<<<<<<
@@ -20629,7 +20712,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
 */
   __pyx_v_total_rows = ((__pyx_v_batch * __pyx_v_out_h) * __pyx_v_out_w);
 
-  /* "src_ext/conv.pyx":155
+  /* "src_ext/conv.pyx":167
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
  *     cdef Py_ssize_t total_rows = batch * out_h * out_w
  *     cdef Py_ssize_t blocks = (total_rows + block_rows - 1) // block_rows             # <<<<<<<<<<<<<<
@@ -20638,7 +20721,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
 */
   __pyx_v_blocks = (((__pyx_v_total_rows + __pyx_v_block_rows) - 1) / __pyx_v_block_rows);
 
-  /* "src_ext/conv.pyx":157
+  /* "src_ext/conv.pyx":169
  *     cdef Py_ssize_t blocks = (total_rows + block_rows - 1) // block_rows
  *     cdef Py_ssize_t block, first_row, rows, row
  *     cdef const float* x_data = &x[0, 0, 0, 0]             # <<<<<<<<<<<<<<
@@ -20651,7 +20734,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
   __pyx_t_14 = 0;
   __pyx_v_x_data = (&(*((float const  *) ( /* dim=3 */ ((char *) (((float const  *) ( /* dim=2 */ (( /* dim=1 */ (( /* dim=0 */ (__pyx_v_x.data + __pyx_t_11 * __pyx_v_x.strides[0]) ) + __pyx_t_12 * __pyx_v_x.strides[1]) ) + __pyx_t_13 * __pyx_v_x.strides[2]) )) + __pyx_t_14)) ))));
 
-  /* "src_ext/conv.pyx":158
+  /* "src_ext/conv.pyx":170
  *     cdef Py_ssize_t block, first_row, rows, row
  *     cdef const float* x_data = &x[0, 0, 0, 0]
  *     cdef float* y_data = &y[0, 0, 0, 0]             # <<<<<<<<<<<<<<
@@ -20664,7 +20747,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
   __pyx_t_11 = 0;
   __pyx_v_y_data = (&(*((float *) ( /* dim=3 */ ((char *) (((float *) ( /* dim=2 */ (( /* dim=1 */ (( /* dim=0 */ (__pyx_v_y.data + __pyx_t_14 * __pyx_v_y.strides[0]) ) + __pyx_t_13 * __pyx_v_y.strides[1]) ) + __pyx_t_12 * __pyx_v_y.strides[2]) )) + __pyx_t_11)) ))));
 
-  /* "src_ext/conv.pyx":162
+  /* "src_ext/conv.pyx":174
  *     cdef const float* patches
  *     cdef int previous_threads
  *     cdef int failed = 0             # <<<<<<<<<<<<<<
@@ -20673,7 +20756,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
 */
   __pyx_v_failed = 0;
 
-  /* "src_ext/conv.pyx":163
+  /* "src_ext/conv.pyx":175
  *     cdef int previous_threads
  *     cdef int failed = 0
  *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private             # <<<<<<<<<<<<<<
@@ -20682,7 +20765,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
 */
   __pyx_v_failed_flag = (&__pyx_v_failed);
 
-  /* "src_ext/conv.pyx":164
+  /* "src_ext/conv.pyx":176
  *     cdef int failed = 0
  *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
  *     with nogil:             # <<<<<<<<<<<<<<
@@ -20695,7 +20778,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
       __Pyx_FastGIL_Remember();
       /*try:*/ {
 
-        /* "src_ext/conv.pyx":165
+        /* "src_ext/conv.pyx":177
  *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
  *     with nogil:
  *         previous_threads = blas_single_thread()             # <<<<<<<<<<<<<<
@@ -20704,7 +20787,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
 */
         __pyx_v_previous_threads = __pyx_f_8fastconv_4_ext_4conv_blas_single_thread();
 
-        /* "src_ext/conv.pyx":166
+        /* "src_ext/conv.pyx":178
  *     with nogil:
  *         previous_threads = blas_single_thread()
  *         with parallel(num_threads=threads):             # <<<<<<<<<<<<<<
@@ -20723,7 +20806,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
             #endif /* _OPENMP */
             {
 
-                /* "src_ext/conv.pyx":167
+                /* "src_ext/conv.pyx":179
  *         previous_threads = blas_single_thread()
  *         with parallel(num_threads=threads):
  *             cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))             # <<<<<<<<<<<<<<
@@ -20739,7 +20822,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
                 }
                 __pyx_v_cols = __pyx_t_15;
 
-                /* "src_ext/conv.pyx":168
+                /* "src_ext/conv.pyx":180
  *         with parallel(num_threads=threads):
  *             cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
  *             for block in prange(blocks, schedule='static'):             # <<<<<<<<<<<<<<
@@ -20759,7 +20842,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
                             {
                                 __pyx_v_block = (Py_ssize_t)(0 + 1 * __pyx_t_16);
 
-                                /* "src_ext/conv.pyx":169
+                                /* "src_ext/conv.pyx":181
  *             cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
  *             for block in prange(blocks, schedule='static'):
  *                 if not pointwise and cols == NULL:             # <<<<<<<<<<<<<<
@@ -20785,7 +20868,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
                                 if (__pyx_t_2) {
 
 
-                                  /* "src_ext/conv.pyx":170
+                                  /* "src_ext/conv.pyx":182
  *             for block in prange(blocks, schedule='static'):
  *                 if not pointwise and cols == NULL:
  *                     failed_flag[0] = 1             # <<<<<<<<<<<<<<
@@ -20794,7 +20877,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
 */
                                   (__pyx_v_failed_flag[0]) = 1;
 
-                                  /* "src_ext/conv.pyx":171
+                                  /* "src_ext/conv.pyx":183
  *                 if not pointwise and cols == NULL:
  *                     failed_flag[0] = 1
  *                     continue             # <<<<<<<<<<<<<<
@@ -20803,7 +20886,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
 */
                                   goto __pyx_L11_continue;
 
-                                  /* "src_ext/conv.pyx":169
+                                  /* "src_ext/conv.pyx":181
  *             cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
  *             for block in prange(blocks, schedule='static'):
  *                 if not pointwise and cols == NULL:             # <<<<<<<<<<<<<<
@@ -20812,21 +20895,21 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
 */
                                 }
 
-                                /* "src_ext/conv.pyx":172
+                                /* "src_ext/conv.pyx":184
  *                     failed_flag[0] = 1
  *                     continue
  *                 first_row = block * block_rows             # <<<<<<<<<<<<<<
  *                 rows = min(block_rows, total_rows - first_row)
- *                 if pointwise:
+ *                 patches = block_patches(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,
 */
                                 __pyx_v_first_row = (__pyx_v_block * __pyx_v_block_rows);
 
-                                /* "src_ext/conv.pyx":173
+                                /* "src_ext/conv.pyx":185
  *                     continue
  *                 first_row = block * block_rows
  *                 rows = min(block_rows, total_rows - first_row)             # <<<<<<<<<<<<<<
- *                 if pointwise:
- *                     patches = x_data + first_row * patch_len
+ *                 patches = block_patches(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,
+ *                                         stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
 */
 
                                 __pyx_t_19 = (__pyx_v_total_rows - __pyx_v_first_row);
@@ -20845,66 +20928,18 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
                                 __pyx_v_rows = __pyx_t_21;
 
 
-                                /* "src_ext/conv.pyx":174
+                                /* "src_ext/conv.pyx":186
  *                 first_row = block * block_rows
  *                 rows = min(block_rows, total_rows - first_row)
- *                 if pointwise:             # <<<<<<<<<<<<<<
- *                     patches = x_data + first_row * patch_len
- *                 else:
-*/
-                                if (__pyx_v_pointwise) {
-
-                                  /* "src_ext/conv.pyx":175
- *                 rows = min(block_rows, total_rows - first_row)
- *                 if pointwise:
- *                     patches = x_data + first_row * patch_len             # <<<<<<<<<<<<<<
- *                 else:
- *                     im2col_rows(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,
-*/
-                                  __pyx_v_patches = (__pyx_v_x_data + (__pyx_v_first_row * __pyx_v_patch_len));
-
-                                  /* "src_ext/conv.pyx":174
- *                 first_row = block * block_rows
- *                 rows = min(block_rows, total_rows - first_row)
- *                 if pointwise:             # <<<<<<<<<<<<<<
- *                     patches = x_data + first_row * patch_len
- *                 else:
-*/
-                                  goto __pyx_L18;
-                                }
-
-                                /* "src_ext/conv.pyx":177
- *                     patches = x_data + first_row * patch_len
- *                 else:
- *                     im2col_rows(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,             # <<<<<<<<<<<<<<
- *                                 stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
- *                     patches = cols
-*/
-                                /*else*/ {
-
-                                  /* "src_ext/conv.pyx":178
- *                 else:
- *                     im2col_rows(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,
- *                                 stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)             # <<<<<<<<<<<<<<
- *                     patches = cols
+ *                 patches = block_patches(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,             # <<<<<<<<<<<<<<
+ *                                         stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
  *                 for row in range(first_row, first_row + rows):
 */
-                                  __pyx_f_8fastconv_4_ext_4conv_im2col_rows(__pyx_v_x_data, __pyx_v_cols, __pyx_v_first_row, __pyx_v_rows, __pyx_v_height, __pyx_v_width, __pyx_v_channels, __pyx_v_out_h, __pyx_v_out_w, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_pad_top, __pyx_v_pad_left, __pyx_v_kernel_h, __pyx_v_kernel_w);
+                                __pyx_v_patches = __pyx_f_8fastconv_4_ext_4conv_block_patches(__pyx_v_x_data, __pyx_v_cols, __pyx_v_first_row, __pyx_v_rows, __pyx_v_height, __pyx_v_width, __pyx_v_channels, __pyx_v_out_h, __pyx_v_out_w, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_pad_top, __pyx_v_pad_left, __pyx_v_kernel_h, __pyx_v_kernel_w);
 
-                                  /* "src_ext/conv.pyx":179
- *                     im2col_rows(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,
- *                                 stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
- *                     patches = cols             # <<<<<<<<<<<<<<
- *                 for row in range(first_row, first_row + rows):
- *                     memcpy(y_data + row * filters, &bias[0], filters * sizeof(float))
-*/
-                                  __pyx_v_patches = __pyx_v_cols;
-                                }
-                                __pyx_L18:;
-
-                                /* "src_ext/conv.pyx":180
- *                                 stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
- *                     patches = cols
+                                /* "src_ext/conv.pyx":188
+ *                 patches = block_patches(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,
+ *                                         stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
  *                 for row in range(first_row, first_row + rows):             # <<<<<<<<<<<<<<
  *                     memcpy(y_data + row * filters, &bias[0], filters * sizeof(float))
  *                 gemm_row_major(False, False, <int>rows, <int>filters, <int>patch_len, 1.0, patches, <int>patch_len,
@@ -20916,8 +20951,8 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
                                 for (__pyx_t_20 = __pyx_v_first_row; __pyx_t_20 < __pyx_t_19; __pyx_t_20+=1) {
                                   __pyx_v_row = __pyx_t_20;
 
-                                  /* "src_ext/conv.pyx":181
- *                     patches = cols
+                                  /* "src_ext/conv.pyx":189
+ *                                         stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
  *                 for row in range(first_row, first_row + rows):
  *                     memcpy(y_data + row * filters, &bias[0], filters * sizeof(float))             # <<<<<<<<<<<<<<
  *                 gemm_row_major(False, False, <int>rows, <int>filters, <int>patch_len, 1.0, patches, <int>patch_len,
@@ -20928,7 +20963,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
                                 }
 
 
-                                /* "src_ext/conv.pyx":183
+                                /* "src_ext/conv.pyx":191
  *                     memcpy(y_data + row * filters, &bias[0], filters * sizeof(float))
  *                 gemm_row_major(False, False, <int>rows, <int>filters, <int>patch_len, 1.0, patches, <int>patch_len,
  *                                &kernel_matrix[0, 0], <int>filters, 1.0, y_data + first_row * filters, <int>filters)             # <<<<<<<<<<<<<<
@@ -20938,7 +20973,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
                                 __pyx_t_11 = 0;
                                 __pyx_t_12 = 0;
 
-                                /* "src_ext/conv.pyx":182
+                                /* "src_ext/conv.pyx":190
  *                 for row in range(first_row, first_row + rows):
  *                     memcpy(y_data + row * filters, &bias[0], filters * sizeof(float))
  *                 gemm_row_major(False, False, <int>rows, <int>filters, <int>patch_len, 1.0, patches, <int>patch_len,             # <<<<<<<<<<<<<<
@@ -20946,17 +20981,17 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
  *             free(cols)
 */
                                 __pyx_f_7_linalg_gemm_row_major(0, 0, ((int)__pyx_v_rows), ((int)__pyx_v_filters), ((int)__pyx_v_patch_len), 1.0, __pyx_v_patches, ((int)__pyx_v_patch_len), (&(*((float const  *) ( /* dim=1 */ ((char *) (((float const  *) ( /* dim=0 */ (__pyx_v_kernel_matrix.data + __pyx_t_11 * __pyx_v_kernel_matrix.strides[0]) )) + __pyx_t_12)) )))), ((int)__pyx_v_filters), 1.0, (__pyx_v_y_data + (__pyx_v_first_row * __pyx_v_filters)), ((int)__pyx_v_filters));
-                                goto __pyx_L22;
+                                goto __pyx_L21;
                                 __pyx_L11_continue:;
-                                goto __pyx_L22;
-                                __pyx_L22:;
+                                goto __pyx_L21;
+                                __pyx_L21:;
                             }
                         }
                     }
                 }
 
 
-                /* "src_ext/conv.pyx":184
+                /* "src_ext/conv.pyx":192
  *                 gemm_row_major(False, False, <int>rows, <int>filters, <int>patch_len, 1.0, patches, <int>patch_len,
  *                                &kernel_matrix[0, 0], <int>filters, 1.0, y_data + first_row * filters, <int>filters)
  *             free(cols)             # <<<<<<<<<<<<<<
@@ -20973,7 +21008,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
             #define unlikely(x) __builtin_expect(!!(x), 0)
         #endif
 
-        /* "src_ext/conv.pyx":185
+        /* "src_ext/conv.pyx":193
  *                                &kernel_matrix[0, 0], <int>filters, 1.0, y_data + first_row * filters, <int>filters)
  *             free(cols)
  *         blas_restore_threads(previous_threads)             # <<<<<<<<<<<<<<
@@ -20983,7 +21018,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
         __pyx_f_8fastconv_4_ext_4conv_blas_restore_threads(__pyx_v_previous_threads);
       }
 
-      /* "src_ext/conv.pyx":164
+      /* "src_ext/conv.pyx":176
  *     cdef int failed = 0
  *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
  *     with nogil:             # <<<<<<<<<<<<<<
@@ -21000,7 +21035,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
       }
   }
 
-  /* "src_ext/conv.pyx":186
+  /* "src_ext/conv.pyx":194
  *             free(cols)
  *         blas_restore_threads(previous_threads)
  *     if failed:             # <<<<<<<<<<<<<<
@@ -21012,7 +21047,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
   if (unlikely(__pyx_t_2)) {
 
 
-    /* "src_ext/conv.pyx":187
+    /* "src_ext/conv.pyx":195
  *         blas_restore_threads(previous_threads)
  *     if failed:
  *         raise MemoryError(f"conv2d_forward: cannot allocate a ({block_rows}, {patch_len}) patch block")             # <<<<<<<<<<<<<<
@@ -21020,9 +21055,9 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
  * 
 */
     __pyx_t_9 = NULL;
-    __pyx_t_4 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_block_rows, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 187, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_block_rows, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 195, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_patch_len, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 187, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_patch_len, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 195, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __pyx_t_7[0] = __pyx_mstate_global->__pyx_kp_u_conv2d_forward_cannot_allocate_a;
     __pyx_t_7[1] = __pyx_t_4;
@@ -21035,7 +21070,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
     #endif
     __pyx_t_1 = 0;
     __pyx_t_5 = __Pyx_PyUnicode_Join(__pyx_t_7, 5, __pyx_t_17, __pyx_t_1);
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 187, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 195, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
@@ -21045,14 +21080,14 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
       __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_MemoryError)), __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_9); __pyx_t_9 = 0;
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 187, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 195, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     __Pyx_Raise(__pyx_t_3, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __PYX_ERR(0, 187, __pyx_L1_error)
+    __PYX_ERR(0, 195, __pyx_L1_error)
 
-    /* "src_ext/conv.pyx":186
+    /* "src_ext/conv.pyx":194
  *             free(cols)
  *         blas_restore_threads(previous_threads)
  *     if failed:             # <<<<<<<<<<<<<<
@@ -21061,7 +21096,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
 */
   }
 
-  /* "src_ext/conv.pyx":139
+  /* "src_ext/conv.pyx":151
  * 
  * 
  * def conv2d_forward(const float[:, :, :, ::1] x, const float[:, ::1] kernel_matrix, const float[::1] bias,             # <<<<<<<<<<<<<<
@@ -21108,7 +21143,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
   return __pyx_r;
 }
 
-/* "src_ext/conv.pyx":190
+/* "src_ext/conv.pyx":198
  * 
  * 
  * def conv2d_backward_input(const float[:, :, :, ::1] grad_out, const float[:, ::1] kernel_matrix,             # <<<<<<<<<<<<<<
@@ -21166,102 +21201,102 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_grad_out,&__pyx_mstate_global->__pyx_n_u_kernel_matrix,&__pyx_mstate_global->__pyx_n_u_grad_x,&__pyx_mstate_global->__pyx_n_u_stride_h,&__pyx_mstate_global->__pyx_n_u_stride_w,&__pyx_mstate_global->__pyx_n_u_pad_top,&__pyx_mstate_global->__pyx_n_u_pad_left,&__pyx_mstate_global->__pyx_n_u_kernel_h,&__pyx_mstate_global->__pyx_n_u_kernel_w,&__pyx_mstate_global->__pyx_n_u_block_rows_2,&__pyx_mstate_global->__pyx_n_u_threads,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 190, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 198, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case 11:
         values[10] = __Pyx_ArgRef_FASTCALL(__pyx_args, 10);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 190, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 198, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 10:
         values[9] = __Pyx_ArgRef_FASTCALL(__pyx_args, 9);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 190, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 198, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  9:
         values[8] = __Pyx_ArgRef_FASTCALL(__pyx_args, 8);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 190, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 198, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  8:
         values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 190, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 198, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  7:
         values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 190, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 198, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  6:
         values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 190, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 198, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  5:
         values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 190, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 198, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 190, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 198, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 190, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 198, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 190, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 198, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 190, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 198, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "conv2d_backward_input", 0) < (0)) __PYX_ERR(0, 190, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "conv2d_backward_input", 0) < (0)) __PYX_ERR(0, 198, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 11; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("conv2d_backward_input", 1, 11, 11, i); __PYX_ERR(0, 190, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("conv2d_backward_input", 1, 11, 11, i); __PYX_ERR(0, 198, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 11)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 190, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 198, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 190, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 198, __pyx_L3_error)
       values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 190, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 198, __pyx_L3_error)
       values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 190, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 198, __pyx_L3_error)
       values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 190, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 198, __pyx_L3_error)
       values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 190, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 198, __pyx_L3_error)
       values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 190, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 198, __pyx_L3_error)
       values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 190, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 198, __pyx_L3_error)
       values[8] = __Pyx_ArgRef_FASTCALL(__pyx_args, 8);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 190, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 198, __pyx_L3_error)
       values[9] = __Pyx_ArgRef_FASTCALL(__pyx_args, 9);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 190, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 198, __pyx_L3_error)
       values[10] = __Pyx_ArgRef_FASTCALL(__pyx_args, 10);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 190, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 198, __pyx_L3_error)
     }
-    __pyx_v_grad_out = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float__const__(values[0], 0); if (unlikely(!__pyx_v_grad_out.memview)) __PYX_ERR(0, 190, __pyx_L3_error)
-    __pyx_v_kernel_matrix = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float__const__(values[1], 0); if (unlikely(!__pyx_v_kernel_matrix.memview)) __PYX_ERR(0, 190, __pyx_L3_error)
-    __pyx_v_grad_x = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float(values[2], PyBUF_WRITABLE); if (unlikely(!__pyx_v_grad_x.memview)) __PYX_ERR(0, 191, __pyx_L3_error)
-    __pyx_v_stride_h = __Pyx_PyIndex_AsSsize_t(values[3]); if (unlikely((__pyx_v_stride_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 191, __pyx_L3_error)
-    __pyx_v_stride_w = __Pyx_PyIndex_AsSsize_t(values[4]); if (unlikely((__pyx_v_stride_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 191, __pyx_L3_error)
-    __pyx_v_pad_top = __Pyx_PyIndex_AsSsize_t(values[5]); if (unlikely((__pyx_v_pad_top == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 191, __pyx_L3_error)
-    __pyx_v_pad_left = __Pyx_PyIndex_AsSsize_t(values[6]); if (unlikely((__pyx_v_pad_left == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 192, __pyx_L3_error)
-    __pyx_v_kernel_h = __Pyx_PyIndex_AsSsize_t(values[7]); if (unlikely((__pyx_v_kernel_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 192, __pyx_L3_error)
-    __pyx_v_kernel_w = __Pyx_PyIndex_AsSsize_t(values[8]); if (unlikely((__pyx_v_kernel_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 192, __pyx_L3_error)
-    __pyx_v_block_rows = __Pyx_PyIndex_AsSsize_t(values[9]); if (unlikely((__pyx_v_block_rows == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 192, __pyx_L3_error)
-    __pyx_v_threads = __Pyx_PyLong_As_int(values[10]); if (unlikely((__pyx_v_threads == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 193, __pyx_L3_error)
+    __pyx_v_grad_out = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float__const__(values[0], 0); if (unlikely(!__pyx_v_grad_out.memview)) __PYX_ERR(0, 198, __pyx_L3_error)
+    __pyx_v_kernel_matrix = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float__const__(values[1], 0); if (unlikely(!__pyx_v_kernel_matrix.memview)) __PYX_ERR(0, 198, __pyx_L3_error)
+    __pyx_v_grad_x = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float(values[2], PyBUF_WRITABLE); if (unlikely(!__pyx_v_grad_x.memview)) __PYX_ERR(0, 199, __pyx_L3_error)
+    __pyx_v_stride_h = __Pyx_PyIndex_AsSsize_t(values[3]); if (unlikely((__pyx_v_stride_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 199, __pyx_L3_error)
+    __pyx_v_stride_w = __Pyx_PyIndex_AsSsize_t(values[4]); if (unlikely((__pyx_v_stride_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 199, __pyx_L3_error)
+    __pyx_v_pad_top = __Pyx_PyIndex_AsSsize_t(values[5]); if (unlikely((__pyx_v_pad_top == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 199, __pyx_L3_error)
+    __pyx_v_pad_left = __Pyx_PyIndex_AsSsize_t(values[6]); if (unlikely((__pyx_v_pad_left == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 200, __pyx_L3_error)
+    __pyx_v_kernel_h = __Pyx_PyIndex_AsSsize_t(values[7]); if (unlikely((__pyx_v_kernel_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 200, __pyx_L3_error)
+    __pyx_v_kernel_w = __Pyx_PyIndex_AsSsize_t(values[8]); if (unlikely((__pyx_v_kernel_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 200, __pyx_L3_error)
+    __pyx_v_block_rows = __Pyx_PyIndex_AsSsize_t(values[9]); if (unlikely((__pyx_v_block_rows == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 200, __pyx_L3_error)
+    __pyx_v_threads = __Pyx_PyLong_As_int(values[10]); if (unlikely((__pyx_v_threads == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 201, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("conv2d_backward_input", 1, 11, 11, __pyx_nargs); __PYX_ERR(0, 190, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("conv2d_backward_input", 1, 11, 11, __pyx_nargs); __PYX_ERR(0, 198, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -21345,7 +21380,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("conv2d_backward_input", 0);
 
-  /* "src_ext/conv.pyx":199
+  /* "src_ext/conv.pyx":207
  *     ``block_rows`` is unused (a sample's patches are scattered as one block) but kept for one signature.
  *     """
  *     cdef Py_ssize_t batch = grad_x.shape[0], height = grad_x.shape[1], width = grad_x.shape[2]             # <<<<<<<<<<<<<<
@@ -21356,7 +21391,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
   __pyx_v_height = (__pyx_v_grad_x.shape[1]);
   __pyx_v_width = (__pyx_v_grad_x.shape[2]);
 
-  /* "src_ext/conv.pyx":200
+  /* "src_ext/conv.pyx":208
  *     """
  *     cdef Py_ssize_t batch = grad_x.shape[0], height = grad_x.shape[1], width = grad_x.shape[2]
  *     cdef Py_ssize_t channels = grad_x.shape[3]             # <<<<<<<<<<<<<<
@@ -21365,7 +21400,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
 */
   __pyx_v_channels = (__pyx_v_grad_x.shape[3]);
 
-  /* "src_ext/conv.pyx":201
+  /* "src_ext/conv.pyx":209
  *     cdef Py_ssize_t batch = grad_x.shape[0], height = grad_x.shape[1], width = grad_x.shape[2]
  *     cdef Py_ssize_t channels = grad_x.shape[3]
  *     cdef Py_ssize_t out_h = grad_out.shape[1], out_w = grad_out.shape[2], filters = grad_out.shape[3]             # <<<<<<<<<<<<<<
@@ -21376,7 +21411,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
   __pyx_v_out_w = (__pyx_v_grad_out.shape[2]);
   __pyx_v_filters = (__pyx_v_grad_out.shape[3]);
 
-  /* "src_ext/conv.pyx":202
+  /* "src_ext/conv.pyx":210
  *     cdef Py_ssize_t channels = grad_x.shape[3]
  *     cdef Py_ssize_t out_h = grad_out.shape[1], out_w = grad_out.shape[2], filters = grad_out.shape[3]
  *     cdef Py_ssize_t patch_len = kernel_matrix.shape[0]             # <<<<<<<<<<<<<<
@@ -21385,17 +21420,17 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
 */
   __pyx_v_patch_len = (__pyx_v_kernel_matrix.shape[0]);
 
-  /* "src_ext/conv.pyx":203
+  /* "src_ext/conv.pyx":211
  *     cdef Py_ssize_t out_h = grad_out.shape[1], out_w = grad_out.shape[2], filters = grad_out.shape[3]
  *     cdef Py_ssize_t patch_len = kernel_matrix.shape[0]
  *     check_extents(batch, channels, out_h, out_w, filters, kernel_matrix.shape[0], kernel_matrix.shape[1],             # <<<<<<<<<<<<<<
  *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
 */
-  __pyx_t_1 = __pyx_f_8fastconv_4_ext_4conv_check_extents(__pyx_v_batch, __pyx_v_channels, __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, (__pyx_v_kernel_matrix.shape[0]), (__pyx_v_kernel_matrix.shape[1]), (__pyx_v_grad_out.shape[0]), __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_kernel_h, __pyx_v_kernel_w, __pyx_v_block_rows, __pyx_v_threads); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 203, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_8fastconv_4_ext_4conv_check_extents(__pyx_v_batch, __pyx_v_channels, __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, (__pyx_v_kernel_matrix.shape[0]), (__pyx_v_kernel_matrix.shape[1]), (__pyx_v_grad_out.shape[0]), __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_kernel_h, __pyx_v_kernel_w, __pyx_v_block_rows, __pyx_v_threads); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 211, __pyx_L1_error)
 
 
-  /* "src_ext/conv.pyx":205
+  /* "src_ext/conv.pyx":213
  *     check_extents(batch, channels, out_h, out_w, filters, kernel_matrix.shape[0], kernel_matrix.shape[1],
  *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)             # <<<<<<<<<<<<<<
@@ -21404,7 +21439,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
 */
   __pyx_v_pointwise = __pyx_f_8fastconv_4_ext_4conv_is_pointwise(__pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_pad_top, __pyx_v_pad_left, __pyx_v_kernel_h, __pyx_v_kernel_w);
 
-  /* "src_ext/conv.pyx":206
+  /* "src_ext/conv.pyx":214
  *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
  *     if pointwise and (out_h, out_w) != (height, width):             # <<<<<<<<<<<<<<
@@ -21417,31 +21452,31 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
     __pyx_t_2 = __pyx_v_pointwise;
     goto __pyx_L4_bool_binop_done;
   }
-  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_out_h); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 206, __pyx_L1_error)
+  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_out_h); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 214, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_out_w); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 206, __pyx_L1_error)
+  __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_out_w); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 214, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_5 = PyTuple_New(2); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 206, __pyx_L1_error)
+  __pyx_t_5 = PyTuple_New(2); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 214, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_GIVEREF(__pyx_t_3);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 0, __pyx_t_3) != (0)) __PYX_ERR(0, 206, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 0, __pyx_t_3) != (0)) __PYX_ERR(0, 214, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_4);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 1, __pyx_t_4) != (0)) __PYX_ERR(0, 206, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 1, __pyx_t_4) != (0)) __PYX_ERR(0, 214, __pyx_L1_error);
   __pyx_t_3 = 0;
   __pyx_t_4 = 0;
-  __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_height); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 206, __pyx_L1_error)
+  __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_height); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 214, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_width); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 206, __pyx_L1_error)
+  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_width); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 214, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_6 = PyTuple_New(2); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 206, __pyx_L1_error)
+  __pyx_t_6 = PyTuple_New(2); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 214, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_GIVEREF(__pyx_t_4);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 0, __pyx_t_4) != (0)) __PYX_ERR(0, 206, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 0, __pyx_t_4) != (0)) __PYX_ERR(0, 214, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_3);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 1, __pyx_t_3) != (0)) __PYX_ERR(0, 206, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 1, __pyx_t_3) != (0)) __PYX_ERR(0, 214, __pyx_L1_error);
   __pyx_t_4 = 0;
   __pyx_t_3 = 0;
-  __pyx_t_7 = __Pyx_PyObject_RichCompareBool(__pyx_t_5, __pyx_t_6, Py_NE); if (unlikely((__pyx_t_7 < 0))) __PYX_ERR(0, 206, __pyx_L1_error)
+  __pyx_t_7 = __Pyx_PyObject_RichCompareBool(__pyx_t_5, __pyx_t_6, Py_NE); if (unlikely((__pyx_t_7 < 0))) __PYX_ERR(0, 214, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
 
@@ -21451,7 +21486,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
   if (unlikely(__pyx_t_2)) {
 
 
-    /* "src_ext/conv.pyx":207
+    /* "src_ext/conv.pyx":215
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
  *     if pointwise and (out_h, out_w) != (height, width):
  *         raise ValueError("conv2d_backward_input: a 1x1 stride-1 convolution keeps the spatial size")             # <<<<<<<<<<<<<<
@@ -21464,14 +21499,14 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
       PyObject *__pyx_callargs[2] = {__pyx_t_5, __pyx_mstate_global->__pyx_kp_u_conv2d_backward_input_a_1x1_stri};
       __pyx_t_6 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_8, (2-__pyx_t_8) | (__pyx_t_8*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 207, __pyx_L1_error)
+      if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 215, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_6);
     }
     __Pyx_Raise(__pyx_t_6, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    __PYX_ERR(0, 207, __pyx_L1_error)
+    __PYX_ERR(0, 215, __pyx_L1_error)
 
-    /* "src_ext/conv.pyx":206
+    /* "src_ext/conv.pyx":214
  *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
  *     if pointwise and (out_h, out_w) != (height, width):             # <<<<<<<<<<<<<<
@@ -21480,7 +21515,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
 */
   }
 
-  /* "src_ext/conv.pyx":208
+  /* "src_ext/conv.pyx":216
  *     if pointwise and (out_h, out_w) != (height, width):
  *         raise ValueError("conv2d_backward_input: a 1x1 stride-1 convolution keeps the spatial size")
  *     cdef Py_ssize_t pixels = out_h * out_w, sample_len = height * width * channels             # <<<<<<<<<<<<<<
@@ -21490,7 +21525,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
   __pyx_v_pixels = (__pyx_v_out_h * __pyx_v_out_w);
   __pyx_v_sample_len = ((__pyx_v_height * __pyx_v_width) * __pyx_v_channels);
 
-  /* "src_ext/conv.pyx":212
+  /* "src_ext/conv.pyx":220
  *     cdef float* cols
  *     cdef int previous_threads
  *     cdef int failed = 0             # <<<<<<<<<<<<<<
@@ -21499,7 +21534,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
 */
   __pyx_v_failed = 0;
 
-  /* "src_ext/conv.pyx":213
+  /* "src_ext/conv.pyx":221
  *     cdef int previous_threads
  *     cdef int failed = 0
  *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private             # <<<<<<<<<<<<<<
@@ -21508,7 +21543,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
 */
   __pyx_v_failed_flag = (&__pyx_v_failed);
 
-  /* "src_ext/conv.pyx":214
+  /* "src_ext/conv.pyx":222
  *     cdef int failed = 0
  *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
  *     with nogil:             # <<<<<<<<<<<<<<
@@ -21521,7 +21556,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
       __Pyx_FastGIL_Remember();
       /*try:*/ {
 
-        /* "src_ext/conv.pyx":215
+        /* "src_ext/conv.pyx":223
  *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
  *     with nogil:
  *         previous_threads = blas_single_thread()             # <<<<<<<<<<<<<<
@@ -21530,7 +21565,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
 */
         __pyx_v_previous_threads = __pyx_f_8fastconv_4_ext_4conv_blas_single_thread();
 
-        /* "src_ext/conv.pyx":216
+        /* "src_ext/conv.pyx":224
  *     with nogil:
  *         previous_threads = blas_single_thread()
  *         with parallel(num_threads=threads):             # <<<<<<<<<<<<<<
@@ -21549,7 +21584,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
             #endif /* _OPENMP */
             {
 
-                /* "src_ext/conv.pyx":217
+                /* "src_ext/conv.pyx":225
  *         previous_threads = blas_single_thread()
  *         with parallel(num_threads=threads):
  *             cols = NULL if pointwise else <float*>malloc(pixels * patch_len * sizeof(float))             # <<<<<<<<<<<<<<
@@ -21565,7 +21600,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
                 }
                 __pyx_v_cols = __pyx_t_9;
 
-                /* "src_ext/conv.pyx":218
+                /* "src_ext/conv.pyx":226
  *         with parallel(num_threads=threads):
  *             cols = NULL if pointwise else <float*>malloc(pixels * patch_len * sizeof(float))
  *             for n in prange(batch, schedule='static'):             # <<<<<<<<<<<<<<
@@ -21585,7 +21620,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
                             {
                                 __pyx_v_n = (Py_ssize_t)(0 + 1 * __pyx_t_11);
 
-                                /* "src_ext/conv.pyx":219
+                                /* "src_ext/conv.pyx":227
  *             cols = NULL if pointwise else <float*>malloc(pixels * patch_len * sizeof(float))
  *             for n in prange(batch, schedule='static'):
  *                 if not pointwise and cols == NULL:             # <<<<<<<<<<<<<<
@@ -21611,7 +21646,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
                                 if (__pyx_t_2) {
 
 
-                                  /* "src_ext/conv.pyx":220
+                                  /* "src_ext/conv.pyx":228
  *             for n in prange(batch, schedule='static'):
  *                 if not pointwise and cols == NULL:
  *                     failed_flag[0] = 1             # <<<<<<<<<<<<<<
@@ -21620,7 +21655,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
 */
                                   (__pyx_v_failed_flag[0]) = 1;
 
-                                  /* "src_ext/conv.pyx":221
+                                  /* "src_ext/conv.pyx":229
  *                 if not pointwise and cols == NULL:
  *                     failed_flag[0] = 1
  *                     continue             # <<<<<<<<<<<<<<
@@ -21629,7 +21664,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
 */
                                   goto __pyx_L13_continue;
 
-                                  /* "src_ext/conv.pyx":219
+                                  /* "src_ext/conv.pyx":227
  *             cols = NULL if pointwise else <float*>malloc(pixels * patch_len * sizeof(float))
  *             for n in prange(batch, schedule='static'):
  *                 if not pointwise and cols == NULL:             # <<<<<<<<<<<<<<
@@ -21638,7 +21673,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
 */
                                 }
 
-                                /* "src_ext/conv.pyx":222
+                                /* "src_ext/conv.pyx":230
  *                     failed_flag[0] = 1
  *                     continue
  *                 gemm_row_major(False, True, <int>pixels, <int>patch_len, <int>filters, 1.0, &grad_out[n, 0, 0, 0],             # <<<<<<<<<<<<<<
@@ -21650,7 +21685,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
                                 __pyx_t_15 = 0;
                                 __pyx_t_16 = 0;
 
-                                /* "src_ext/conv.pyx":223
+                                /* "src_ext/conv.pyx":231
  *                     continue
  *                 gemm_row_major(False, True, <int>pixels, <int>patch_len, <int>filters, 1.0, &grad_out[n, 0, 0, 0],
  *                                <int>filters, &kernel_matrix[0, 0], <int>filters, 0.0,             # <<<<<<<<<<<<<<
@@ -21660,7 +21695,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
                                 __pyx_t_17 = 0;
                                 __pyx_t_18 = 0;
 
-                                /* "src_ext/conv.pyx":224
+                                /* "src_ext/conv.pyx":232
  *                 gemm_row_major(False, True, <int>pixels, <int>patch_len, <int>filters, 1.0, &grad_out[n, 0, 0, 0],
  *                                <int>filters, &kernel_matrix[0, 0], <int>filters, 0.0,
  *                                &grad_x[n, 0, 0, 0] if pointwise else cols, <int>patch_len)             # <<<<<<<<<<<<<<
@@ -21679,7 +21714,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
                                   __pyx_t_19 = __pyx_v_cols;
                                 }
 
-                                /* "src_ext/conv.pyx":222
+                                /* "src_ext/conv.pyx":230
  *                     failed_flag[0] = 1
  *                     continue
  *                 gemm_row_major(False, True, <int>pixels, <int>patch_len, <int>filters, 1.0, &grad_out[n, 0, 0, 0],             # <<<<<<<<<<<<<<
@@ -21689,7 +21724,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
                                 __pyx_f_7_linalg_gemm_row_major(0, 1, ((int)__pyx_v_pixels), ((int)__pyx_v_patch_len), ((int)__pyx_v_filters), 1.0, (&(*((float const  *) ( /* dim=3 */ ((char *) (((float const  *) ( /* dim=2 */ (( /* dim=1 */ (( /* dim=0 */ (__pyx_v_grad_out.data + __pyx_t_13 * __pyx_v_grad_out.strides[0]) ) + __pyx_t_14 * __pyx_v_grad_out.strides[1]) ) + __pyx_t_15 * __pyx_v_grad_out.strides[2]) )) + __pyx_t_16)) )))), ((int)__pyx_v_filters), (&(*((float const  *) ( /* dim=1 */ ((char *) (((float const  *) ( /* dim=0 */ (__pyx_v_kernel_matrix.data + __pyx_t_17 * __pyx_v_kernel_matrix.strides[0]) )) + __pyx_t_18)) )))), ((int)__pyx_v_filters), 0.0, __pyx_t_19, ((int)__pyx_v_patch_len));
 
 
-                                /* "src_ext/conv.pyx":225
+                                /* "src_ext/conv.pyx":233
  *                                <int>filters, &kernel_matrix[0, 0], <int>filters, 0.0,
  *                                &grad_x[n, 0, 0, 0] if pointwise else cols, <int>patch_len)
  *                 if not pointwise:             # <<<<<<<<<<<<<<
@@ -21701,7 +21736,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
                                 if (__pyx_t_2) {
 
 
-                                  /* "src_ext/conv.pyx":226
+                                  /* "src_ext/conv.pyx":234
  *                                &grad_x[n, 0, 0, 0] if pointwise else cols, <int>patch_len)
  *                 if not pointwise:
  *                     col2im_sample(cols, &grad_x[n, 0, 0, 0], height, width, channels, out_h, out_w,             # <<<<<<<<<<<<<<
@@ -21713,7 +21748,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
                                   __pyx_t_16 = 0;
                                   __pyx_t_15 = 0;
 
-                                  /* "src_ext/conv.pyx":227
+                                  /* "src_ext/conv.pyx":235
  *                 if not pointwise:
  *                     col2im_sample(cols, &grad_x[n, 0, 0, 0], height, width, channels, out_h, out_w,
  *                                   stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)             # <<<<<<<<<<<<<<
@@ -21722,7 +21757,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
 */
                                   __pyx_f_8fastconv_4_ext_4conv_col2im_sample(__pyx_v_cols, (&(*((float *) ( /* dim=3 */ ((char *) (((float *) ( /* dim=2 */ (( /* dim=1 */ (( /* dim=0 */ (__pyx_v_grad_x.data + __pyx_t_18 * __pyx_v_grad_x.strides[0]) ) + __pyx_t_17 * __pyx_v_grad_x.strides[1]) ) + __pyx_t_16 * __pyx_v_grad_x.strides[2]) )) + __pyx_t_15)) )))), __pyx_v_height, __pyx_v_width, __pyx_v_channels, __pyx_v_out_h, __pyx_v_out_w, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_pad_top, __pyx_v_pad_left, __pyx_v_kernel_h, __pyx_v_kernel_w);
 
-                                  /* "src_ext/conv.pyx":225
+                                  /* "src_ext/conv.pyx":233
  *                                <int>filters, &kernel_matrix[0, 0], <int>filters, 0.0,
  *                                &grad_x[n, 0, 0, 0] if pointwise else cols, <int>patch_len)
  *                 if not pointwise:             # <<<<<<<<<<<<<<
@@ -21740,7 +21775,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
                 }
 
 
-                /* "src_ext/conv.pyx":228
+                /* "src_ext/conv.pyx":236
  *                     col2im_sample(cols, &grad_x[n, 0, 0, 0], height, width, channels, out_h, out_w,
  *                                   stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
  *             free(cols)             # <<<<<<<<<<<<<<
@@ -21757,7 +21792,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
             #define unlikely(x) __builtin_expect(!!(x), 0)
         #endif
 
-        /* "src_ext/conv.pyx":229
+        /* "src_ext/conv.pyx":237
  *                                   stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
  *             free(cols)
  *         blas_restore_threads(previous_threads)             # <<<<<<<<<<<<<<
@@ -21767,7 +21802,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
         __pyx_f_8fastconv_4_ext_4conv_blas_restore_threads(__pyx_v_previous_threads);
       }
 
-      /* "src_ext/conv.pyx":214
+      /* "src_ext/conv.pyx":222
  *     cdef int failed = 0
  *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
  *     with nogil:             # <<<<<<<<<<<<<<
@@ -21784,7 +21819,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
       }
   }
 
-  /* "src_ext/conv.pyx":230
+  /* "src_ext/conv.pyx":238
  *             free(cols)
  *         blas_restore_threads(previous_threads)
  *     if failed:             # <<<<<<<<<<<<<<
@@ -21796,7 +21831,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
   if (unlikely(__pyx_t_2)) {
 
 
-    /* "src_ext/conv.pyx":231
+    /* "src_ext/conv.pyx":239
  *         blas_restore_threads(previous_threads)
  *     if failed:
  *         raise MemoryError(f"conv2d_backward_input: cannot allocate a ({pixels}, {patch_len}) patch block")             # <<<<<<<<<<<<<<
@@ -21804,9 +21839,9 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
  * 
 */
     __pyx_t_5 = NULL;
-    __pyx_t_3 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_pixels, 0, ' ', 'd'); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 231, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_pixels, 0, ' ', 'd'); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 239, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
-    __pyx_t_4 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_patch_len, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 231, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_patch_len, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 239, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __pyx_t_24[0] = __pyx_mstate_global->__pyx_kp_u_conv2d_backward_input_cannot_all;
     __pyx_t_24[1] = __pyx_t_3;
@@ -21819,7 +21854,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
     #endif
     __pyx_t_1 = 0;
     __pyx_t_25 = __Pyx_PyUnicode_Join(__pyx_t_24, 5, __pyx_t_12, __pyx_t_1);
-    if (unlikely(!__pyx_t_25)) __PYX_ERR(0, 231, __pyx_L1_error)
+    if (unlikely(!__pyx_t_25)) __PYX_ERR(0, 239, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_25);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
@@ -21829,14 +21864,14 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
       __pyx_t_6 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_MemoryError)), __pyx_callargs+__pyx_t_8, (2-__pyx_t_8) | (__pyx_t_8*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
       __Pyx_DECREF(__pyx_t_25); __pyx_t_25 = 0;
-      if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 231, __pyx_L1_error)
+      if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 239, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_6);
     }
     __Pyx_Raise(__pyx_t_6, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    __PYX_ERR(0, 231, __pyx_L1_error)
+    __PYX_ERR(0, 239, __pyx_L1_error)
 
-    /* "src_ext/conv.pyx":230
+    /* "src_ext/conv.pyx":238
  *             free(cols)
  *         blas_restore_threads(previous_threads)
  *     if failed:             # <<<<<<<<<<<<<<
@@ -21845,7 +21880,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
 */
   }
 
-  /* "src_ext/conv.pyx":190
+  /* "src_ext/conv.pyx":198
  * 
  * 
  * def conv2d_backward_input(const float[:, :, :, ::1] grad_out, const float[:, ::1] kernel_matrix,             # <<<<<<<<<<<<<<
@@ -21886,7 +21921,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
   return __pyx_r;
 }
 
-/* "src_ext/conv.pyx":234
+/* "src_ext/conv.pyx":242
  * 
  * 
  * def conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, :, :, ::1] grad_out,             # <<<<<<<<<<<<<<
@@ -21945,109 +21980,109 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_x,&__pyx_mstate_global->__pyx_n_u_grad_out,&__pyx_mstate_global->__pyx_n_u_grad_kernel_matrix,&__pyx_mstate_global->__pyx_n_u_grad_bias,&__pyx_mstate_global->__pyx_n_u_stride_h,&__pyx_mstate_global->__pyx_n_u_stride_w,&__pyx_mstate_global->__pyx_n_u_pad_top,&__pyx_mstate_global->__pyx_n_u_pad_left,&__pyx_mstate_global->__pyx_n_u_kernel_h,&__pyx_mstate_global->__pyx_n_u_kernel_w,&__pyx_mstate_global->__pyx_n_u_block_rows_2,&__pyx_mstate_global->__pyx_n_u_threads,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 234, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 242, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case 12:
         values[11] = __Pyx_ArgRef_FASTCALL(__pyx_args, 11);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[11])) __PYX_ERR(0, 234, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[11])) __PYX_ERR(0, 242, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 11:
         values[10] = __Pyx_ArgRef_FASTCALL(__pyx_args, 10);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 234, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 242, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 10:
         values[9] = __Pyx_ArgRef_FASTCALL(__pyx_args, 9);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 234, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 242, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  9:
         values[8] = __Pyx_ArgRef_FASTCALL(__pyx_args, 8);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 234, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 242, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  8:
         values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 234, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 242, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  7:
         values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 234, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 242, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  6:
         values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 234, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 242, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  5:
         values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 234, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 242, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 234, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 242, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 234, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 242, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 234, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 242, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 234, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 242, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "conv2d_backward_kernel", 0) < (0)) __PYX_ERR(0, 234, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "conv2d_backward_kernel", 0) < (0)) __PYX_ERR(0, 242, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 12; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("conv2d_backward_kernel", 1, 12, 12, i); __PYX_ERR(0, 234, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("conv2d_backward_kernel", 1, 12, 12, i); __PYX_ERR(0, 242, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 12)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 234, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 242, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 234, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 242, __pyx_L3_error)
       values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 234, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 242, __pyx_L3_error)
       values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 234, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 242, __pyx_L3_error)
       values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 234, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 242, __pyx_L3_error)
       values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 234, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 242, __pyx_L3_error)
       values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 234, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 242, __pyx_L3_error)
       values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 234, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 242, __pyx_L3_error)
       values[8] = __Pyx_ArgRef_FASTCALL(__pyx_args, 8);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 234, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 242, __pyx_L3_error)
       values[9] = __Pyx_ArgRef_FASTCALL(__pyx_args, 9);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 234, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 242, __pyx_L3_error)
       values[10] = __Pyx_ArgRef_FASTCALL(__pyx_args, 10);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 234, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 242, __pyx_L3_error)
       values[11] = __Pyx_ArgRef_FASTCALL(__pyx_args, 11);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[11])) __PYX_ERR(0, 234, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[11])) __PYX_ERR(0, 242, __pyx_L3_error)
     }
-    __pyx_v_x = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float__const__(values[0], 0); if (unlikely(!__pyx_v_x.memview)) __PYX_ERR(0, 234, __pyx_L3_error)
-    __pyx_v_grad_out = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float__const__(values[1], 0); if (unlikely(!__pyx_v_grad_out.memview)) __PYX_ERR(0, 234, __pyx_L3_error)
-    __pyx_v_grad_kernel_matrix = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float(values[2], PyBUF_WRITABLE); if (unlikely(!__pyx_v_grad_kernel_matrix.memview)) __PYX_ERR(0, 235, __pyx_L3_error)
-    __pyx_v_grad_bias = __Pyx_PyObject_to_MemoryviewSlice_dc_float(values[3], PyBUF_WRITABLE); if (unlikely(!__pyx_v_grad_bias.memview)) __PYX_ERR(0, 235, __pyx_L3_error)
-    __pyx_v_stride_h = __Pyx_PyIndex_AsSsize_t(values[4]); if (unlikely((__pyx_v_stride_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 235, __pyx_L3_error)
-    __pyx_v_stride_w = __Pyx_PyIndex_AsSsize_t(values[5]); if (unlikely((__pyx_v_stride_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 236, __pyx_L3_error)
-    __pyx_v_pad_top = __Pyx_PyIndex_AsSsize_t(values[6]); if (unlikely((__pyx_v_pad_top == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 236, __pyx_L3_error)
-    __pyx_v_pad_left = __Pyx_PyIndex_AsSsize_t(values[7]); if (unlikely((__pyx_v_pad_left == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 236, __pyx_L3_error)
-    __pyx_v_kernel_h = __Pyx_PyIndex_AsSsize_t(values[8]); if (unlikely((__pyx_v_kernel_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 236, __pyx_L3_error)
-    __pyx_v_kernel_w = __Pyx_PyIndex_AsSsize_t(values[9]); if (unlikely((__pyx_v_kernel_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 237, __pyx_L3_error)
-    __pyx_v_block_rows = __Pyx_PyIndex_AsSsize_t(values[10]); if (unlikely((__pyx_v_block_rows == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 237, __pyx_L3_error)
-    __pyx_v_threads = __Pyx_PyLong_As_int(values[11]); if (unlikely((__pyx_v_threads == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 237, __pyx_L3_error)
+    __pyx_v_x = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float__const__(values[0], 0); if (unlikely(!__pyx_v_x.memview)) __PYX_ERR(0, 242, __pyx_L3_error)
+    __pyx_v_grad_out = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float__const__(values[1], 0); if (unlikely(!__pyx_v_grad_out.memview)) __PYX_ERR(0, 242, __pyx_L3_error)
+    __pyx_v_grad_kernel_matrix = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float(values[2], PyBUF_WRITABLE); if (unlikely(!__pyx_v_grad_kernel_matrix.memview)) __PYX_ERR(0, 243, __pyx_L3_error)
+    __pyx_v_grad_bias = __Pyx_PyObject_to_MemoryviewSlice_dc_float(values[3], PyBUF_WRITABLE); if (unlikely(!__pyx_v_grad_bias.memview)) __PYX_ERR(0, 243, __pyx_L3_error)
+    __pyx_v_stride_h = __Pyx_PyIndex_AsSsize_t(values[4]); if (unlikely((__pyx_v_stride_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 243, __pyx_L3_error)
+    __pyx_v_stride_w = __Pyx_PyIndex_AsSsize_t(values[5]); if (unlikely((__pyx_v_stride_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 244, __pyx_L3_error)
+    __pyx_v_pad_top = __Pyx_PyIndex_AsSsize_t(values[6]); if (unlikely((__pyx_v_pad_top == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 244, __pyx_L3_error)
+    __pyx_v_pad_left = __Pyx_PyIndex_AsSsize_t(values[7]); if (unlikely((__pyx_v_pad_left == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 244, __pyx_L3_error)
+    __pyx_v_kernel_h = __Pyx_PyIndex_AsSsize_t(values[8]); if (unlikely((__pyx_v_kernel_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 244, __pyx_L3_error)
+    __pyx_v_kernel_w = __Pyx_PyIndex_AsSsize_t(values[9]); if (unlikely((__pyx_v_kernel_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 245, __pyx_L3_error)
+    __pyx_v_block_rows = __Pyx_PyIndex_AsSsize_t(values[10]); if (unlikely((__pyx_v_block_rows == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 245, __pyx_L3_error)
+    __pyx_v_threads = __Pyx_PyLong_As_int(values[11]); if (unlikely((__pyx_v_threads == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 245, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("conv2d_backward_kernel", 1, 12, 12, __pyx_nargs); __PYX_ERR(0, 234, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("conv2d_backward_kernel", 1, 12, 12, __pyx_nargs); __PYX_ERR(0, 242, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -22142,7 +22177,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("conv2d_backward_kernel", 0);
 
-  /* "src_ext/conv.pyx":244
+  /* "src_ext/conv.pyx":252
  *     partial gradient; the partials are added in thread order, so results are repeatable.
  *     """
  *     cdef Py_ssize_t batch = x.shape[0], height = x.shape[1], width = x.shape[2], channels = x.shape[3]             # <<<<<<<<<<<<<<
@@ -22154,7 +22189,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
   __pyx_v_width = (__pyx_v_x.shape[2]);
   __pyx_v_channels = (__pyx_v_x.shape[3]);
 
-  /* "src_ext/conv.pyx":245
+  /* "src_ext/conv.pyx":253
  *     """
  *     cdef Py_ssize_t batch = x.shape[0], height = x.shape[1], width = x.shape[2], channels = x.shape[3]
  *     cdef Py_ssize_t out_h = grad_out.shape[1], out_w = grad_out.shape[2], filters = grad_out.shape[3]             # <<<<<<<<<<<<<<
@@ -22165,7 +22200,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
   __pyx_v_out_w = (__pyx_v_grad_out.shape[2]);
   __pyx_v_filters = (__pyx_v_grad_out.shape[3]);
 
-  /* "src_ext/conv.pyx":246
+  /* "src_ext/conv.pyx":254
  *     cdef Py_ssize_t batch = x.shape[0], height = x.shape[1], width = x.shape[2], channels = x.shape[3]
  *     cdef Py_ssize_t out_h = grad_out.shape[1], out_w = grad_out.shape[2], filters = grad_out.shape[3]
  *     cdef Py_ssize_t patch_len = grad_kernel_matrix.shape[0]             # <<<<<<<<<<<<<<
@@ -22174,17 +22209,17 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
   __pyx_v_patch_len = (__pyx_v_grad_kernel_matrix.shape[0]);
 
-  /* "src_ext/conv.pyx":247
+  /* "src_ext/conv.pyx":255
  *     cdef Py_ssize_t out_h = grad_out.shape[1], out_w = grad_out.shape[2], filters = grad_out.shape[3]
  *     cdef Py_ssize_t patch_len = grad_kernel_matrix.shape[0]
  *     check_extents(batch, channels, out_h, out_w, filters, grad_kernel_matrix.shape[0], grad_kernel_matrix.shape[1],             # <<<<<<<<<<<<<<
  *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     if grad_bias.shape[0] not in (0, filters):
 */
-  __pyx_t_1 = __pyx_f_8fastconv_4_ext_4conv_check_extents(__pyx_v_batch, __pyx_v_channels, __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, (__pyx_v_grad_kernel_matrix.shape[0]), (__pyx_v_grad_kernel_matrix.shape[1]), (__pyx_v_grad_out.shape[0]), __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_kernel_h, __pyx_v_kernel_w, __pyx_v_block_rows, __pyx_v_threads); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 247, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_8fastconv_4_ext_4conv_check_extents(__pyx_v_batch, __pyx_v_channels, __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, (__pyx_v_grad_kernel_matrix.shape[0]), (__pyx_v_grad_kernel_matrix.shape[1]), (__pyx_v_grad_out.shape[0]), __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_kernel_h, __pyx_v_kernel_w, __pyx_v_block_rows, __pyx_v_threads); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 255, __pyx_L1_error)
 
 
-  /* "src_ext/conv.pyx":249
+  /* "src_ext/conv.pyx":257
  *     check_extents(batch, channels, out_h, out_w, filters, grad_kernel_matrix.shape[0], grad_kernel_matrix.shape[1],
  *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     if grad_bias.shape[0] not in (0, filters):             # <<<<<<<<<<<<<<
@@ -22215,7 +22250,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
   if (unlikely(__pyx_t_4)) {
 
 
-    /* "src_ext/conv.pyx":250
+    /* "src_ext/conv.pyx":258
  *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     if grad_bias.shape[0] not in (0, filters):
  *         raise ValueError(f"conv2d_backward_kernel: grad_bias ({grad_bias.shape[0]},) does not match {filters} filters")             # <<<<<<<<<<<<<<
@@ -22223,9 +22258,9 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
  *     cdef Py_ssize_t total_rows = batch * out_h * out_w
 */
     __pyx_t_6 = NULL;
-    __pyx_t_7 = __Pyx_PyUnicode_From_Py_ssize_t((__pyx_v_grad_bias.shape[0]), 0, ' ', 'd'); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 250, __pyx_L1_error)
+    __pyx_t_7 = __Pyx_PyUnicode_From_Py_ssize_t((__pyx_v_grad_bias.shape[0]), 0, ' ', 'd'); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 258, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
-    __pyx_t_8 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_filters, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 250, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_filters, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 258, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
     __pyx_t_9[0] = __pyx_mstate_global->__pyx_kp_u_conv2d_backward_kernel_grad_bias;
     __pyx_t_9[1] = __pyx_t_7;
@@ -22238,7 +22273,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
     #endif
     __pyx_t_1 = 0;
     __pyx_t_10 = __Pyx_PyUnicode_Join(__pyx_t_9, 5, __pyx_t_2, __pyx_t_1);
-    if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 250, __pyx_L1_error)
+    if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 258, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
     __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
@@ -22248,14 +22283,14 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
       __pyx_t_5 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_11, (2-__pyx_t_11) | (__pyx_t_11*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 250, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 258, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
     __Pyx_Raise(__pyx_t_5, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __PYX_ERR(0, 250, __pyx_L1_error)
+    __PYX_ERR(0, 258, __pyx_L1_error)
 
-    /* "src_ext/conv.pyx":249
+    /* "src_ext/conv.pyx":257
  *     check_extents(batch, channels, out_h, out_w, filters, grad_kernel_matrix.shape[0], grad_kernel_matrix.shape[1],
  *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     if grad_bias.shape[0] not in (0, filters):             # <<<<<<<<<<<<<<
@@ -22264,7 +22299,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
   }
 
-  /* "src_ext/conv.pyx":251
+  /* "src_ext/conv.pyx":259
  *     if grad_bias.shape[0] not in (0, filters):
  *         raise ValueError(f"conv2d_backward_kernel: grad_bias ({grad_bias.shape[0]},) does not match {filters} filters")
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)             # <<<<<<<<<<<<<<
@@ -22273,7 +22308,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
   __pyx_v_pointwise = __pyx_f_8fastconv_4_ext_4conv_is_pointwise(__pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_pad_top, __pyx_v_pad_left, __pyx_v_kernel_h, __pyx_v_kernel_w);
 
-  /* "src_ext/conv.pyx":252
+  /* "src_ext/conv.pyx":260
  *         raise ValueError(f"conv2d_backward_kernel: grad_bias ({grad_bias.shape[0]},) does not match {filters} filters")
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
  *     cdef Py_ssize_t total_rows = batch * out_h * out_w             # <<<<<<<<<<<<<<
@@ -22282,7 +22317,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
   __pyx_v_total_rows = ((__pyx_v_batch * __pyx_v_out_h) * __pyx_v_out_w);
 
-  /* "src_ext/conv.pyx":253
+  /* "src_ext/conv.pyx":261
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
  *     cdef Py_ssize_t total_rows = batch * out_h * out_w
  *     cdef Py_ssize_t blocks = (total_rows + block_rows - 1) // block_rows             # <<<<<<<<<<<<<<
@@ -22291,7 +22326,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
   __pyx_v_blocks = (((__pyx_v_total_rows + __pyx_v_block_rows) - 1) / __pyx_v_block_rows);
 
-  /* "src_ext/conv.pyx":254
+  /* "src_ext/conv.pyx":262
  *     cdef Py_ssize_t total_rows = batch * out_h * out_w
  *     cdef Py_ssize_t blocks = (total_rows + block_rows - 1) // block_rows
  *     cdef Py_ssize_t matrix_len = patch_len * filters             # <<<<<<<<<<<<<<
@@ -22300,7 +22335,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
   __pyx_v_matrix_len = (__pyx_v_patch_len * __pyx_v_filters);
 
-  /* "src_ext/conv.pyx":255
+  /* "src_ext/conv.pyx":263
  *     cdef Py_ssize_t blocks = (total_rows + block_rows - 1) // block_rows
  *     cdef Py_ssize_t matrix_len = patch_len * filters
  *     cdef float* partials = <float*>calloc(threads * matrix_len, sizeof(float))             # <<<<<<<<<<<<<<
@@ -22309,7 +22344,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
   __pyx_v_partials = ((float *)calloc((__pyx_v_threads * __pyx_v_matrix_len), (sizeof(float))));
 
-  /* "src_ext/conv.pyx":256
+  /* "src_ext/conv.pyx":264
  *     cdef Py_ssize_t matrix_len = patch_len * filters
  *     cdef float* partials = <float*>calloc(threads * matrix_len, sizeof(float))
  *     if partials == NULL:             # <<<<<<<<<<<<<<
@@ -22321,7 +22356,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
   if (unlikely(__pyx_t_4)) {
 
 
-    /* "src_ext/conv.pyx":257
+    /* "src_ext/conv.pyx":265
  *     cdef float* partials = <float*>calloc(threads * matrix_len, sizeof(float))
  *     if partials == NULL:
  *         raise MemoryError(f"conv2d_backward_kernel: cannot allocate {threads} partial gradients")             # <<<<<<<<<<<<<<
@@ -22329,7 +22364,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
  *     cdef const float* x_data = &x[0, 0, 0, 0]
 */
     __pyx_t_10 = NULL;
-    __pyx_t_6 = __Pyx_PyUnicode_From_int(__pyx_v_threads, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 257, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyUnicode_From_int(__pyx_v_threads, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 265, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __pyx_t_12[0] = __pyx_mstate_global->__pyx_kp_u_conv2d_backward_kernel_cannot_al;
     __pyx_t_12[1] = __pyx_t_6;
@@ -22340,7 +22375,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
     #endif
     __pyx_t_1 = 0;
     __pyx_t_8 = __Pyx_PyUnicode_Join(__pyx_t_12, 3, __pyx_t_2, __pyx_t_1);
-    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 257, __pyx_L1_error)
+    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 265, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __pyx_t_11 = 1;
@@ -22349,14 +22384,14 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
       __pyx_t_5 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_MemoryError)), __pyx_callargs+__pyx_t_11, (2-__pyx_t_11) | (__pyx_t_11*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_10); __pyx_t_10 = 0;
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 257, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 265, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
     __Pyx_Raise(__pyx_t_5, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __PYX_ERR(0, 257, __pyx_L1_error)
+    __PYX_ERR(0, 265, __pyx_L1_error)
 
-    /* "src_ext/conv.pyx":256
+    /* "src_ext/conv.pyx":264
  *     cdef Py_ssize_t matrix_len = patch_len * filters
  *     cdef float* partials = <float*>calloc(threads * matrix_len, sizeof(float))
  *     if partials == NULL:             # <<<<<<<<<<<<<<
@@ -22365,7 +22400,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
   }
 
-  /* "src_ext/conv.pyx":259
+  /* "src_ext/conv.pyx":267
  *         raise MemoryError(f"conv2d_backward_kernel: cannot allocate {threads} partial gradients")
  *     cdef Py_ssize_t block, first_row, rows, i, t
  *     cdef const float* x_data = &x[0, 0, 0, 0]             # <<<<<<<<<<<<<<
@@ -22378,7 +22413,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
   __pyx_t_16 = 0;
   __pyx_v_x_data = (&(*((float const  *) ( /* dim=3 */ ((char *) (((float const  *) ( /* dim=2 */ (( /* dim=1 */ (( /* dim=0 */ (__pyx_v_x.data + __pyx_t_13 * __pyx_v_x.strides[0]) ) + __pyx_t_14 * __pyx_v_x.strides[1]) ) + __pyx_t_15 * __pyx_v_x.strides[2]) )) + __pyx_t_16)) ))));
 
-  /* "src_ext/conv.pyx":260
+  /* "src_ext/conv.pyx":268
  *     cdef Py_ssize_t block, first_row, rows, i, t
  *     cdef const float* x_data = &x[0, 0, 0, 0]
  *     cdef const float* grad_data = &grad_out[0, 0, 0, 0]             # <<<<<<<<<<<<<<
@@ -22391,7 +22426,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
   __pyx_t_13 = 0;
   __pyx_v_grad_data = (&(*((float const  *) ( /* dim=3 */ ((char *) (((float const  *) ( /* dim=2 */ (( /* dim=1 */ (( /* dim=0 */ (__pyx_v_grad_out.data + __pyx_t_16 * __pyx_v_grad_out.strides[0]) ) + __pyx_t_15 * __pyx_v_grad_out.strides[1]) ) + __pyx_t_14 * __pyx_v_grad_out.strides[2]) )) + __pyx_t_13)) ))));
 
-  /* "src_ext/conv.pyx":266
+  /* "src_ext/conv.pyx":274
  *     cdef const float* patches
  *     cdef int previous_threads
  *     cdef int failed = 0             # <<<<<<<<<<<<<<
@@ -22400,7 +22435,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
   __pyx_v_failed = 0;
 
-  /* "src_ext/conv.pyx":267
+  /* "src_ext/conv.pyx":275
  *     cdef int previous_threads
  *     cdef int failed = 0
  *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private             # <<<<<<<<<<<<<<
@@ -22409,7 +22444,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
   __pyx_v_failed_flag = (&__pyx_v_failed);
 
-  /* "src_ext/conv.pyx":268
+  /* "src_ext/conv.pyx":276
  *     cdef int failed = 0
  *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
  *     with nogil:             # <<<<<<<<<<<<<<
@@ -22422,7 +22457,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
       __Pyx_FastGIL_Remember();
       /*try:*/ {
 
-        /* "src_ext/conv.pyx":269
+        /* "src_ext/conv.pyx":277
  *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
  *     with nogil:
  *         previous_threads = blas_single_thread()             # <<<<<<<<<<<<<<
@@ -22431,7 +22466,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
         __pyx_v_previous_threads = __pyx_f_8fastconv_4_ext_4conv_blas_single_thread();
 
-        /* "src_ext/conv.pyx":270
+        /* "src_ext/conv.pyx":278
  *     with nogil:
  *         previous_threads = blas_single_thread()
  *         with parallel(num_threads=threads):             # <<<<<<<<<<<<<<
@@ -22450,7 +22485,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
             #endif /* _OPENMP */
             {
 
-                /* "src_ext/conv.pyx":271
+                /* "src_ext/conv.pyx":279
  *         previous_threads = blas_single_thread()
  *         with parallel(num_threads=threads):
  *             cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))             # <<<<<<<<<<<<<<
@@ -22466,7 +22501,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
                 }
                 __pyx_v_cols = __pyx_t_17;
 
-                /* "src_ext/conv.pyx":272
+                /* "src_ext/conv.pyx":280
  *         with parallel(num_threads=threads):
  *             cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
  *             partial = partials + threadid() * matrix_len             # <<<<<<<<<<<<<<
@@ -22481,7 +22516,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
                 __pyx_v_partial = (__pyx_v_partials + (__pyx_t_1 * __pyx_v_matrix_len));
 
 
-                /* "src_ext/conv.pyx":273
+                /* "src_ext/conv.pyx":281
  *             cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
  *             partial = partials + threadid() * matrix_len
  *             for block in prange(blocks, schedule='static'):             # <<<<<<<<<<<<<<
@@ -22501,7 +22536,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
                             {
                                 __pyx_v_block = (Py_ssize_t)(0 + 1 * __pyx_t_18);
 
-                                /* "src_ext/conv.pyx":274
+                                /* "src_ext/conv.pyx":282
  *             partial = partials + threadid() * matrix_len
  *             for block in prange(blocks, schedule='static'):
  *                 if not pointwise and cols == NULL:             # <<<<<<<<<<<<<<
@@ -22527,7 +22562,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
                                 if (__pyx_t_4) {
 
 
-                                  /* "src_ext/conv.pyx":275
+                                  /* "src_ext/conv.pyx":283
  *             for block in prange(blocks, schedule='static'):
  *                 if not pointwise and cols == NULL:
  *                     failed_flag[0] = 1             # <<<<<<<<<<<<<<
@@ -22536,7 +22571,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
                                   (__pyx_v_failed_flag[0]) = 1;
 
-                                  /* "src_ext/conv.pyx":276
+                                  /* "src_ext/conv.pyx":284
  *                 if not pointwise and cols == NULL:
  *                     failed_flag[0] = 1
  *                     continue             # <<<<<<<<<<<<<<
@@ -22545,7 +22580,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
                                   goto __pyx_L14_continue;
 
-                                  /* "src_ext/conv.pyx":274
+                                  /* "src_ext/conv.pyx":282
  *             partial = partials + threadid() * matrix_len
  *             for block in prange(blocks, schedule='static'):
  *                 if not pointwise and cols == NULL:             # <<<<<<<<<<<<<<
@@ -22554,21 +22589,21 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
                                 }
 
-                                /* "src_ext/conv.pyx":277
+                                /* "src_ext/conv.pyx":285
  *                     failed_flag[0] = 1
  *                     continue
  *                 first_row = block * block_rows             # <<<<<<<<<<<<<<
  *                 rows = min(block_rows, total_rows - first_row)
- *                 if pointwise:
+ *                 patches = block_patches(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,
 */
                                 __pyx_v_first_row = (__pyx_v_block * __pyx_v_block_rows);
 
-                                /* "src_ext/conv.pyx":278
+                                /* "src_ext/conv.pyx":286
  *                     continue
  *                 first_row = block * block_rows
  *                 rows = min(block_rows, total_rows - first_row)             # <<<<<<<<<<<<<<
- *                 if pointwise:
- *                     patches = x_data + first_row * patch_len
+ *                 patches = block_patches(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,
+ *                                         stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
 */
 
                                 __pyx_t_20 = (__pyx_v_total_rows - __pyx_v_first_row);
@@ -22587,82 +22622,34 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
                                 __pyx_v_rows = __pyx_t_22;
 
 
-                                /* "src_ext/conv.pyx":279
+                                /* "src_ext/conv.pyx":287
  *                 first_row = block * block_rows
  *                 rows = min(block_rows, total_rows - first_row)
- *                 if pointwise:             # <<<<<<<<<<<<<<
- *                     patches = x_data + first_row * patch_len
- *                 else:
-*/
-                                if (__pyx_v_pointwise) {
-
-                                  /* "src_ext/conv.pyx":280
- *                 rows = min(block_rows, total_rows - first_row)
- *                 if pointwise:
- *                     patches = x_data + first_row * patch_len             # <<<<<<<<<<<<<<
- *                 else:
- *                     im2col_rows(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,
-*/
-                                  __pyx_v_patches = (__pyx_v_x_data + (__pyx_v_first_row * __pyx_v_patch_len));
-
-                                  /* "src_ext/conv.pyx":279
- *                 first_row = block * block_rows
- *                 rows = min(block_rows, total_rows - first_row)
- *                 if pointwise:             # <<<<<<<<<<<<<<
- *                     patches = x_data + first_row * patch_len
- *                 else:
-*/
-                                  goto __pyx_L21;
-                                }
-
-                                /* "src_ext/conv.pyx":282
- *                     patches = x_data + first_row * patch_len
- *                 else:
- *                     im2col_rows(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,             # <<<<<<<<<<<<<<
- *                                 stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
- *                     patches = cols
-*/
-                                /*else*/ {
-
-                                  /* "src_ext/conv.pyx":283
- *                 else:
- *                     im2col_rows(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,
- *                                 stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)             # <<<<<<<<<<<<<<
- *                     patches = cols
+ *                 patches = block_patches(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,             # <<<<<<<<<<<<<<
+ *                                         stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
  *                 gemm_row_major(True, False, <int>patch_len, <int>filters, <int>rows, 1.0, patches, <int>patch_len,
 */
-                                  __pyx_f_8fastconv_4_ext_4conv_im2col_rows(__pyx_v_x_data, __pyx_v_cols, __pyx_v_first_row, __pyx_v_rows, __pyx_v_height, __pyx_v_width, __pyx_v_channels, __pyx_v_out_h, __pyx_v_out_w, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_pad_top, __pyx_v_pad_left, __pyx_v_kernel_h, __pyx_v_kernel_w);
+                                __pyx_v_patches = __pyx_f_8fastconv_4_ext_4conv_block_patches(__pyx_v_x_data, __pyx_v_cols, __pyx_v_first_row, __pyx_v_rows, __pyx_v_height, __pyx_v_width, __pyx_v_channels, __pyx_v_out_h, __pyx_v_out_w, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_pad_top, __pyx_v_pad_left, __pyx_v_kernel_h, __pyx_v_kernel_w);
 
-                                  /* "src_ext/conv.pyx":284
- *                     im2col_rows(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,
- *                                 stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
- *                     patches = cols             # <<<<<<<<<<<<<<
- *                 gemm_row_major(True, False, <int>patch_len, <int>filters, <int>rows, 1.0, patches, <int>patch_len,
- *                                grad_data + first_row * filters, <int>filters, 1.0, partial, <int>filters)
-*/
-                                  __pyx_v_patches = __pyx_v_cols;
-                                }
-                                __pyx_L21:;
-
-                                /* "src_ext/conv.pyx":285
- *                                 stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
- *                     patches = cols
+                                /* "src_ext/conv.pyx":289
+ *                 patches = block_patches(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,
+ *                                         stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
  *                 gemm_row_major(True, False, <int>patch_len, <int>filters, <int>rows, 1.0, patches, <int>patch_len,             # <<<<<<<<<<<<<<
  *                                grad_data + first_row * filters, <int>filters, 1.0, partial, <int>filters)
  *             free(cols)
 */
                                 __pyx_f_7_linalg_gemm_row_major(1, 0, ((int)__pyx_v_patch_len), ((int)__pyx_v_filters), ((int)__pyx_v_rows), 1.0, __pyx_v_patches, ((int)__pyx_v_patch_len), (__pyx_v_grad_data + (__pyx_v_first_row * __pyx_v_filters)), ((int)__pyx_v_filters), 1.0, __pyx_v_partial, ((int)__pyx_v_filters));
-                                goto __pyx_L23;
+                                goto __pyx_L22;
                                 __pyx_L14_continue:;
-                                goto __pyx_L23;
-                                __pyx_L23:;
+                                goto __pyx_L22;
+                                __pyx_L22:;
                             }
                         }
                     }
                 }
 
 
-                /* "src_ext/conv.pyx":287
+                /* "src_ext/conv.pyx":291
  *                 gemm_row_major(True, False, <int>patch_len, <int>filters, <int>rows, 1.0, patches, <int>patch_len,
  *                                grad_data + first_row * filters, <int>filters, 1.0, partial, <int>filters)
  *             free(cols)             # <<<<<<<<<<<<<<
@@ -22679,7 +22666,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
             #define unlikely(x) __builtin_expect(!!(x), 0)
         #endif
 
-        /* "src_ext/conv.pyx":288
+        /* "src_ext/conv.pyx":292
  *                                grad_data + first_row * filters, <int>filters, 1.0, partial, <int>filters)
  *             free(cols)
  *         blas_restore_threads(previous_threads)             # <<<<<<<<<<<<<<
@@ -22688,7 +22675,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
         __pyx_f_8fastconv_4_ext_4conv_blas_restore_threads(__pyx_v_previous_threads);
 
-        /* "src_ext/conv.pyx":289
+        /* "src_ext/conv.pyx":293
  *             free(cols)
  *         blas_restore_threads(previous_threads)
  *         grad_kernel = &grad_kernel_matrix[0, 0]             # <<<<<<<<<<<<<<
@@ -22699,7 +22686,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
         __pyx_t_14 = 0;
         __pyx_v_grad_kernel = (&(*((float *) ( /* dim=1 */ ((char *) (((float *) ( /* dim=0 */ (__pyx_v_grad_kernel_matrix.data + __pyx_t_13 * __pyx_v_grad_kernel_matrix.strides[0]) )) + __pyx_t_14)) ))));
 
-        /* "src_ext/conv.pyx":290
+        /* "src_ext/conv.pyx":294
  *         blas_restore_threads(previous_threads)
  *         grad_kernel = &grad_kernel_matrix[0, 0]
  *         memset(grad_kernel, 0, matrix_len * sizeof(float))             # <<<<<<<<<<<<<<
@@ -22708,7 +22695,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
         (void)(memset(__pyx_v_grad_kernel, 0, (__pyx_v_matrix_len * (sizeof(float)))));
 
-        /* "src_ext/conv.pyx":291
+        /* "src_ext/conv.pyx":295
  *         grad_kernel = &grad_kernel_matrix[0, 0]
  *         memset(grad_kernel, 0, matrix_len * sizeof(float))
  *         for t in range(threads):             # <<<<<<<<<<<<<<
@@ -22722,7 +22709,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
         for (__pyx_t_19 = 0; __pyx_t_19 < __pyx_t_23; __pyx_t_19+=1) {
           __pyx_v_t = __pyx_t_19;
 
-          /* "src_ext/conv.pyx":292
+          /* "src_ext/conv.pyx":296
  *         memset(grad_kernel, 0, matrix_len * sizeof(float))
  *         for t in range(threads):
  *             for i in range(matrix_len):             # <<<<<<<<<<<<<<
@@ -22736,7 +22723,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
           for (__pyx_t_22 = 0; __pyx_t_22 < __pyx_t_2; __pyx_t_22+=1) {
             __pyx_v_i = __pyx_t_22;
 
-            /* "src_ext/conv.pyx":293
+            /* "src_ext/conv.pyx":297
  *         for t in range(threads):
  *             for i in range(matrix_len):
  *                 grad_kernel[i] += partials[t * matrix_len + i]             # <<<<<<<<<<<<<<
@@ -22751,7 +22738,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
         }
 
 
-        /* "src_ext/conv.pyx":294
+        /* "src_ext/conv.pyx":298
  *             for i in range(matrix_len):
  *                 grad_kernel[i] += partials[t * matrix_len + i]
  *         if grad_bias.shape[0] > 0 and not failed:             # <<<<<<<<<<<<<<
@@ -22766,18 +22753,18 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 
           __pyx_t_4 = __pyx_t_3;
 
-          goto __pyx_L31_bool_binop_done;
+          goto __pyx_L30_bool_binop_done;
         }
         __pyx_t_3 = (!(__pyx_v_failed != 0));
 
 
         __pyx_t_4 = __pyx_t_3;
 
-        __pyx_L31_bool_binop_done:;
+        __pyx_L30_bool_binop_done:;
         if (__pyx_t_4) {
 
 
-          /* "src_ext/conv.pyx":295
+          /* "src_ext/conv.pyx":299
  *                 grad_kernel[i] += partials[t * matrix_len + i]
  *         if grad_bias.shape[0] > 0 and not failed:
  *             column_sums(grad_data, total_rows, filters, &grad_bias[0])             # <<<<<<<<<<<<<<
@@ -22785,10 +22772,10 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
  *     if failed:
 */
           __pyx_t_14 = 0;
-          __pyx_t_1 = __pyx_f_7_linalg_column_sums(__pyx_v_grad_data, __pyx_v_total_rows, __pyx_v_filters, (&(*((float *) ( /* dim=0 */ ((char *) (((float *) __pyx_v_grad_bias.data) + __pyx_t_14)) ))))); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 295, __pyx_L8_error)
+          __pyx_t_1 = __pyx_f_7_linalg_column_sums(__pyx_v_grad_data, __pyx_v_total_rows, __pyx_v_filters, (&(*((float *) ( /* dim=0 */ ((char *) (((float *) __pyx_v_grad_bias.data) + __pyx_t_14)) ))))); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 299, __pyx_L8_error)
 
 
-          /* "src_ext/conv.pyx":294
+          /* "src_ext/conv.pyx":298
  *             for i in range(matrix_len):
  *                 grad_kernel[i] += partials[t * matrix_len + i]
  *         if grad_bias.shape[0] > 0 and not failed:             # <<<<<<<<<<<<<<
@@ -22798,7 +22785,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
         }
       }
 
-      /* "src_ext/conv.pyx":268
+      /* "src_ext/conv.pyx":276
  *     cdef int failed = 0
  *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
  *     with nogil:             # <<<<<<<<<<<<<<
@@ -22820,7 +22807,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
       }
   }
 
-  /* "src_ext/conv.pyx":296
+  /* "src_ext/conv.pyx":300
  *         if grad_bias.shape[0] > 0 and not failed:
  *             column_sums(grad_data, total_rows, filters, &grad_bias[0])
  *     free(partials)             # <<<<<<<<<<<<<<
@@ -22829,7 +22816,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
   free(__pyx_v_partials);
 
-  /* "src_ext/conv.pyx":297
+  /* "src_ext/conv.pyx":301
  *             column_sums(grad_data, total_rows, filters, &grad_bias[0])
  *     free(partials)
  *     if failed:             # <<<<<<<<<<<<<<
@@ -22840,15 +22827,15 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
   if (unlikely(__pyx_t_4)) {
 
 
-    /* "src_ext/conv.pyx":298
+    /* "src_ext/conv.pyx":302
  *     free(partials)
  *     if failed:
  *         raise MemoryError(f"conv2d_backward_kernel: cannot allocate a ({block_rows}, {patch_len}) patch block")             # <<<<<<<<<<<<<<
 */
     __pyx_t_8 = NULL;
-    __pyx_t_10 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_block_rows, 0, ' ', 'd'); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 298, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_block_rows, 0, ' ', 'd'); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 302, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
-    __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_patch_len, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 298, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_patch_len, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 302, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __pyx_t_9[0] = __pyx_mstate_global->__pyx_kp_u_conv2d_backward_kernel_cannot_al_2;
     __pyx_t_9[1] = __pyx_t_10;
@@ -22861,7 +22848,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
     #endif
     __pyx_t_1 = 0;
     __pyx_t_7 = __Pyx_PyUnicode_Join(__pyx_t_9, 5, __pyx_t_19, __pyx_t_1);
-    if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 298, __pyx_L1_error)
+    if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 302, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
     __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
@@ -22871,14 +22858,14 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
       __pyx_t_5 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_MemoryError)), __pyx_callargs+__pyx_t_11, (2-__pyx_t_11) | (__pyx_t_11*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_8); __pyx_t_8 = 0;
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 298, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 302, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
     __Pyx_Raise(__pyx_t_5, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __PYX_ERR(0, 298, __pyx_L1_error)
+    __PYX_ERR(0, 302, __pyx_L1_error)
 
-    /* "src_ext/conv.pyx":297
+    /* "src_ext/conv.pyx":301
  *             column_sums(grad_data, total_rows, filters, &grad_bias[0])
  *     free(partials)
  *     if failed:             # <<<<<<<<<<<<<<
@@ -22886,7 +22873,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
   }
 
-  /* "src_ext/conv.pyx":234
+  /* "src_ext/conv.pyx":242
  * 
  * 
  * def conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, :, :, ::1] grad_out,             # <<<<<<<<<<<<<<
@@ -25113,7 +25100,7 @@ __Pyx_RefNannySetupContext("PyInit_conv", 0);
   if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_pyx_unpickle_Enum, __pyx_t_4) < (0)) __PYX_ERR(1, 4, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "src_ext/conv.pyx":99
+  /* "src_ext/conv.pyx":116
  * # after it (see fastconv.backends.blas_threads, which hands us the setter).
  * ctypedef int (*set_blas_threads_fn)(int) noexcept nogil
  * cdef set_blas_threads_fn set_blas_threads = NULL             # <<<<<<<<<<<<<<
@@ -25122,64 +25109,64 @@ __Pyx_RefNannySetupContext("PyInit_conv", 0);
 */
   __pyx_v_8fastconv_4_ext_4conv_set_blas_threads = NULL;
 
-  /* "src_ext/conv.pyx":102
+  /* "src_ext/conv.pyx":119
  * 
  * 
  * def set_blas_thread_control(size_t address):             # <<<<<<<<<<<<<<
  *     """Register OpenBLAS' ``openblas_set_num_threads_local`` by its address (0: leave BLAS threads alone)."""
  *     global set_blas_threads
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_8fastconv_4_ext_4conv_1set_blas_thread_control, 0, __pyx_mstate_global->__pyx_n_u_set_blas_thread_control, NULL, __pyx_mstate_global->__pyx_n_u_fastconv__ext_conv, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[0])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 102, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_8fastconv_4_ext_4conv_1set_blas_thread_control, 0, __pyx_mstate_global->__pyx_n_u_set_blas_thread_control, NULL, __pyx_mstate_global->__pyx_n_u_fastconv__ext_conv, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[0])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 119, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_set_blas_thread_control, __pyx_t_4) < (0)) __PYX_ERR(0, 102, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_set_blas_thread_control, __pyx_t_4) < (0)) __PYX_ERR(0, 119, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "src_ext/conv.pyx":139
+  /* "src_ext/conv.pyx":151
  * 
  * 
  * def conv2d_forward(const float[:, :, :, ::1] x, const float[:, ::1] kernel_matrix, const float[::1] bias,             # <<<<<<<<<<<<<<
  *                    float[:, :, :, ::1] y, Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top,
  *                    Py_ssize_t pad_left, Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t block_rows, int threads):
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_8fastconv_4_ext_4conv_3conv2d_forward, 0, __pyx_mstate_global->__pyx_n_u_conv2d_forward, NULL, __pyx_mstate_global->__pyx_n_u_fastconv__ext_conv, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[1])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 139, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_8fastconv_4_ext_4conv_3conv2d_forward, 0, __pyx_mstate_global->__pyx_n_u_conv2d_forward, NULL, __pyx_mstate_global->__pyx_n_u_fastconv__ext_conv, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[1])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 151, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_conv2d_forward, __pyx_t_4) < (0)) __PYX_ERR(0, 139, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_conv2d_forward, __pyx_t_4) < (0)) __PYX_ERR(0, 151, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "src_ext/conv.pyx":190
+  /* "src_ext/conv.pyx":198
  * 
  * 
  * def conv2d_backward_input(const float[:, :, :, ::1] grad_out, const float[:, ::1] kernel_matrix,             # <<<<<<<<<<<<<<
  *                           float[:, :, :, ::1] grad_x, Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top,
  *                           Py_ssize_t pad_left, Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t block_rows,
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_8fastconv_4_ext_4conv_5conv2d_backward_input, 0, __pyx_mstate_global->__pyx_n_u_conv2d_backward_input, NULL, __pyx_mstate_global->__pyx_n_u_fastconv__ext_conv, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[2])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 190, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_8fastconv_4_ext_4conv_5conv2d_backward_input, 0, __pyx_mstate_global->__pyx_n_u_conv2d_backward_input, NULL, __pyx_mstate_global->__pyx_n_u_fastconv__ext_conv, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[2])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 198, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_conv2d_backward_input, __pyx_t_4) < (0)) __PYX_ERR(0, 190, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_conv2d_backward_input, __pyx_t_4) < (0)) __PYX_ERR(0, 198, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "src_ext/conv.pyx":234
+  /* "src_ext/conv.pyx":242
  * 
  * 
  * def conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, :, :, ::1] grad_out,             # <<<<<<<<<<<<<<
  *                            float[:, ::1] grad_kernel_matrix, float[::1] grad_bias, Py_ssize_t stride_h,
  *                            Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left, Py_ssize_t kernel_h,
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_8fastconv_4_ext_4conv_7conv2d_backward_kernel, 0, __pyx_mstate_global->__pyx_n_u_conv2d_backward_kernel, NULL, __pyx_mstate_global->__pyx_n_u_fastconv__ext_conv, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[3])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 234, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_8fastconv_4_ext_4conv_7conv2d_backward_kernel, 0, __pyx_mstate_global->__pyx_n_u_conv2d_backward_kernel, NULL, __pyx_mstate_global->__pyx_n_u_fastconv__ext_conv, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[3])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 242, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_conv2d_backward_kernel, __pyx_t_4) < (0)) __PYX_ERR(0, 234, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_conv2d_backward_kernel, __pyx_t_4) < (0)) __PYX_ERR(0, 242, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
   /* "src_ext/conv.pyx":1
@@ -25357,30 +25344,30 @@ static int __Pyx_InitConstants(__pyx_mstatetype *__pyx_mstate) {
   CYTHON_UNUSED_VAR(__pyx_mstate);
   {
     const struct { const unsigned int length: 8; } str_length_index[] = {{13},{6},{8},{17},{8},{18},{1},{18},{25},{13},{14},{11},{2},{18},{1},{2},{15},{23},{25},{32},{20},{22},{1},{1},{37},{45},{22},{179},{8},{15},{63},{23},{16},{17},{72},{42},{40},{43},{35},{22},{35},{7},{6},{2},{9},{50},{16},{30},{37},{5},{8},{8},{15},{20},{12},{9},{17},{8},{8},{12},{10},{8},{10},{8},{7},{14},{11},{10},{19},{14},{12},{10},{17},{13},{12},{12},{19},{8},{13},{3},{7},{15},{18},{4},{5},{4},{5},{10},{6},{1},{8},{18},{4},{21},{22},{14},{5},{15},{6},{9},{5},{6},{11},{18},{7},{9},{5},{6},{7},{9},{9},{11},{18},{8},{6},{6},{1},{2},{5},{5},{8},{8},{13},{8},{10},{7},{4},{1},{4},{4},{3},{5},{5},{4},{8},{7},{7},{8},{9},{7},{6},{9},{3},{16},{8},{3},{4},{10},{23},{10},{5},{4},{5},{4},{4},{8},{8},{6},{1},{7},{10},{6},{6},{6},{5},{1},{6},{1},{6}};
-    const struct { const unsigned int length: 10; } bytes_length_index[] = {{1},{279},{13},{597},{490},{735}};
+    const struct { const unsigned int length: 10; } bytes_length_index[] = {{1},{279},{13},{577},{490},{715}};
     #ifndef CYTHON_COMPRESS_STRINGS
       #define CYTHON_COMPRESS_STRINGS 90
     #endif
-    #if (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (2200 bytes) */
-static const char cstring[] = "x\332\305UMS\024I\032\266\265QfG\rZ\021V\3201AG\300\000v\033?F\035V\003\021\\\014g\306\006\201\321q\2666\273*\273;\245\272\252\2722\253?06\302#\307>\326\261\216u\254c\035\353X\307<\326\321\237\340O\3307\253\272\301\017\326]6bc\211\2403+\363\375~\236\367M\204\r\r\361\232M\260\306\020\302\034\375\271\215*T\347\304f\250\3560\216\312\004Y&\243\2346\t2\313o\210\312\037 \013\333\234b\035Um\254Qbp63\2034\2230d\230\034\3251Wkh\372\213\223\035b\033D\227\027V\372]\326Mugf6[\025\333l1\004_}\251Y4\373\205\205\371\373h\361\047R7\355\316\026%-dV\320\242j\032\234V\035\323aH&\242Q[\006\370\37115\372\027\214\333T#\332G\302\310\264\277z\377\351\331\276\344\203\207\313\330\220\241a\306h\325@\334D\262\206s\246\241wP=\r\262\tA\256\031M\254S\r\325M\215\314\"\322\266@\027LM\251S\322\357T\305\264\271\215\215\251YT\005S}aV\303\026\001W\010\267)C?\233\234\000B\000\315r\207\327L\003\301\231FtZ&6\346\004\274\311\370\300\252-\205\014\364|\345\371\334\255\273\267\322hm\"\361b\2109eU\207@\241\232P\264\262\003\370\202u\336\261\010\233Gk\025\3241\035d\020\210\013\262\260@\356c\005^#\006b\204\313\r\232Js\306\234\232\206\002\352\324\250N\365\312$\351\001\332\253Xgd\036k\232\002rD5u]\336\231\006\233\307e\025Pi.h\367\021\3160\227\261\244T\000/\220\0237M\244c\273J\020T\005\335\\\230+S\216\036=[\332H\213\256\022\326W\357Q\0048a\3236\232\356\037\233\016\267\034~\360\235\301\306\372\007J\031\253;-lk\n5@NFQl\027{RsE$\245L\335\221\301\202\007b\245\231#\006\001J\2463\272K\376\205\035\265\307\003\035r\002@\300\356\027\036\263\210\277\024\375O\345\276bR\266\240R\246\370 O\250\236\224\270\217\016?=\304\266F\031.\353\204\030\362\267\252R\226\3554\303\004\242U\260\243s\244(6\321\034\225(\n\322\234\024i\3034\346\240vMY\035EQ\251A\271\2420[UH\233\377I:\235\267:m\0475$\305\017\374\3316\356 \rs<\177\310mF}\311\335\036|\363K\033\313kk+\272N-F\331\006i8\304P\211\354\377\371\203Q\240(\317;m\370\177\014}\240\374\014\001\254\223\212\242\364\270\n1C|\222\315\007\233*\341\224\223\272<\320\244\016\374U\034C\225+\\\261\276""\026\255[\320\240rW\307\324HWSs\364\364\316\300\365l\225\356\025\005\222U\200\311\352\016s\352\331W\317\212\334\312N\313v\216aQu\007,\254\030}\271&\227U\2206\032\016\326\373f\373\345\336\337\251i\363\177t@\332\362\003:s?\024\366Q\350\373\373\003=N\230\314\2052E5m\350\026j\020hJ\350U\2330\326G@);\225\nL\026\3261Tj\316\357K\2622f\244,\273U\322*\355\337\203\301\235\356\230\252\302\374\001R2U\007\005h\017\005f\233J$ea\020\260C\333\347pZ\177\312Y\325t\014\256\2455\204\330\2637\010H\000\023\225@\021\323)Hl\333\264+\230\002i\263_\245\242\343j\005\263\324\301\274\344\344\274\334\365^\266\n\265\241\024\020\271\224b\340\006fIo\024\357\367S\272\2214M7Y\\\037m\225l\374\244\047P\241tm\327\010\255\3268\245\032L,\322\226\014c\331\317.\351i\325>\321\356}\264\262/E\047\006\274\034\362\331\220\317\205!a\205\311W\207\214\301\203R\223?-\013*e\201/\235T\270\\\271i\365^\343\336\302\322\221*m\365f\253E\333\200\211eR\203\267\240\265-P\260I\223\302\333\250\364\336}\233T)\343\262\206-\211&\303u\013\010\t\026$\271\312\3200=AE>\2536@Ixo.\244\355*\323\003\256\331@8\030\233\020P\326\272J\255\267\266`uT\316{\33684\245\236\322\006\232\001\262q,\2502\201\227\317!\254E5^k\267\323\272w:\351\362K\323\204\047q\032\270e\243\033\263\250\277B6_.\275nSn3\225Z\035\345\016\360\020\353U\245X\3545A\232\013;\232\344\221M\377\257c\2319\306\252\244^\177\227{\237\037H\362\243bt\326_z\227\373p\366\330\300ew\311\335\362\212\336OA!\270\036\346\302KQ)\252\304K\261\"^\377.~W\205\252\t\215$\371K=\261gA.\030\t\032\341\331\010G\315\270\024\343$\217\2743\376VP\014\226\222|\241[\350N\271c\336\017\376Tp1\234K%4\261\256\010\205\010R\021\225jr\356|\367\216[p\257\271Uo\333_\013^\205\273\361\230\330\000OT\3207I\376\324;\276w\007\214\\\355n\270\271d\360\354\336\0337\047.\026!\266kA%\\\022\177Y\027\353\033b\343E\222\037sg=\354\355\006c\341\275\350i\374F\374\3722\311Ox#\236\355\217\370vPH\362\337\271;\3769\377\307\240\034\236\010o\206\370}\376\212\333\360r^\301\273\352m\370\047\374b\222\277\010\201L\270Ew\331epX\3720xl`\264\213""\263\\K\3117\177H\006\307\305\370\234_J.Lz\023\311\351\363\335\273\356C\177:\255\322x\364(z#\236\313h\222\241\324p2t\276{\253\273\353\r{\233\376U\320\031\226\247\003\036l.$C\227\334Uo\322[J\206\306\300\341\242\3676\230\204j\201B1\031\376\016*\261\016y\234\013\212\357S\235A\377\244\277\023\216\204\355\250%\323\202\332\375=A7\374\033\301Z\370*\332\025\245u\251\203\223\241\341\356\023\3676$4\356?\205\034s\311\260\264\375\003\270y\354\037\367g\000\217\307\020\347p\370k\264\0365\222!Pq[^\325\337\204\360\007\302\227\021\211\177\024[\277\211\337\000\335\264\362W$\212%_\r\206\203\315p&\272\035\237\212mQ\002\001\200\006\200\333\021;zrz\250\233\353\026\222\301\254>\200UC\"\264\343\026\304\330\303\260\021\235\221t\000R\235\223\244Z\365\256\3739\3772\200\266\032MD\213qSl\202\261\327@\252\004\200hz[~\321_\222\245\376\253\267\352O\370\213A;l\002\363\014\361\002d\312\242,\211wTj\215\271\327\241\036\303@\254\047\301\275\360\251\004\350\225x\005\031Z\302j\034\316\230S\357v\273\027\272Uw\033\2526\030\364\031\347\002}.\003\335\027\304\367\367\302\321\350xt=>\036O\034\205\037R\351F\374\010\332ch\034\030\266\364Uvd\330T\374\225\340\217\341\205p\047\276\020S\261\375:\355\277,7@H\027\272)L+\271r\315[\003\234\352a1\\\0169\340\364\215d\004\240w\022rc`{#8\031\230\321V|[</e^\033\311\360\004\320^\3421\3427\202\023\301\315@M\211\261\035?\025[\340\344o\311\344,\220\210f\275\370\342k8\257B\333w\30028\005\244\207\2170>\276\216\263@\013\251z\3413\240\305\375g\361j\332\362\333b\033\312 k \301\374wX\237z\327\351\236\354\342.s\247ek\357O\222\007!\016;\361\311\030\213_d`P\335\243O\022y;\346/\000\212\371q\367\256w\307/\000\350\223\301\263(\227\371=\001m\335\257\327\343h)*\0352z\2000\336]h\201e\237\005W\203\322\207\323\377\335\3509=\322\245\356\256\177\336\177\344\343\377\327\034\222\354m\002\016+\301x\270\022]\214\277\227\275\016X\000\2625Q\243\311\225\031(\336\375`=\350D\003\321\313\230\210\r@\036\013\\\376\214g\203#],Fg\240\2322l( \336\373\007\214\346\267\376$\014\212\301\323{+\320\250\030\310\014Z""\003\335M9\270\263\336Z\365\246\201X\013\376\272\3776\234\014A\364\333\275{\335U\270\277\351\226\275\343\3365O\363\241\202\243\335\206\373\255\267\350w\240\202\027a\"\001\006\203{\271\275\302\247\364~\0225\3423bsKlm\377\023\376\316\311\243";
-    PyObject *data = __Pyx_DecompressString(cstring, 2200, 1);
+    #if (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (2193 bytes) */
+static const char cstring[] = "x\332\275U\317s\323H\026\306\340@f\007\250\030B\262$0t\002C\022*\361\256\303\217\001&\013\025B\302\206bfHB\222\201aV\323\226\332vcY\222\325-\307\016\265U\034s\364QG\035u\324QG\035u\354\243\216\363\047\360\047\314k\311N\370\221e7[\265\233\252\270[\335\257\337{\375}\337{\215\260\241!^\263\t\326\030B\230\243\277\266Q\205\352\234\330\0145\034\306Q\231 \313d\224\323\026Af\371\rQ\371\003da\233S\254\243\252\2155J\014\316ff\220f\022\206\014\223\243\006\346j\rM\177\266R\047\266At\271a\245\337e\335T\3533\263\331\250\330\346\016C\360\325\267\232E\263\237y(\336G\013?\220\206iw\266(\331Af\005-\250\246\301i\3251\035\206\344E4j\313\004?]\246F\177\203q\233jD\373\300\030\231\366\027\367?^\333\267|\360p\t\03325\314\030\255\032\210\233Hb8g\032z\0075\322$[\220\344\252\321\302:\325P\303\324\310,\"m\013\316\202\253)uJ\306\235\252\2306\267\26115\213\252\340\252o\314j\330\"\020\n\3416e\350G\223\023`\010\250Y\352\360\232i X\323\210N\313\304\306\234@4\231\037x\265\245\221\201\236/?\237\273u\367V\232\255M$_\0141\247\254\352\220(\240\t\240\225\035\340\027\274\363\216EX\021\255VP\307t\220A /\270\205\005v\037\036\3405b F\270\234\240\251\364\316\230S\323P\34085\252S=\230\244<\340\364\n\326\031)bMS\300\216\250\246\256\313=\323`E\\V\201\225\326\274v\037\341\214s\231K*\005\210\002w\342\246\211tlW\t\002T\320\315\371\2712\345\350\321\263\305\215\024t\225\260\376\361\236D@\0236m\243\351\376\262\351p\313\341\007\337\031m\254\277\240\224\261Z\337\301\266\246P\003\354d\026\245v\251g5WB\322\312\324\035\231,D Vzs\304 A\251tFw\311\277\360\243\366t\240\303\235\200\020\360\373Y\304,\343\317M\377S\273/\270\224%\250\224)>\270\047\240\047-\356\243\303W\017\361\255Q\206\313:!\206\374\255\252\224e3\3150Ah\025\354\350\034)\212M4G%\212\2024\047e\3320\2159\300\256%\321Q\024\225\032\224+\n\263U\205\264\371_d\320\242\325i;\251#i~\020\317\266q\007i\230\343\342!\273\231\364\245v{\364\025\0277\226VW\227u\235Z\214\262\r\322t\210\241\022Y\377\305\203V\240(\317;m\370\177\014u\240\374\010\t\254\223\212\242\364\264\n9C~R\315""\007\223*\341\224\223\206\\\320\344\031\370\2538\206*G\330b\375S\264aA\201\312Y\003S#\035M\315\321\323=\0037\262Q\206W\024\270\254\002JV\353\314id_=/r*+-\2339\206E\325:xX6\372v-.Q\220>\232\016\326\373n\373p\357\317\324\264\370?X m\371\001\225\271\237\n\373 \365\375\371\3019N\230\274\013e\212j\332P-\324 P\224P\2536a\254\317\200Rv*\025\350,\254c\250\324,\356[\2622f\244,\253U\312*\255\337\203\306\235\316\230\252B\377\001Q2U\207\003P\036\n\3646\225H\311B#`\207\226\317\341\262\376X\263\252\351\030\\K1\204\334\2637\010D\000\035\225\000\210i\027$\266m\332\025LA\264\331\257R\321q\265\202Y\032\240(5Y\224\263\336\313V\2416@\001\231K+\006a\240\227\364Z\361~=\245\023)\323t\222\345\365\301T\311\332O\272\002\010\245c\273Fh\265\306)\325\240c\221\266T\030\313~vI\357T\355\243\323\275\217\235\354K\321\211\001/\207|6\344saHZ\241\3635\340\306\020A\251\311\237\035\013\220\262 \226N*\\\216\334\264z\257qo`iK\225\276z\275\325\242m\340\3042\251\301w\240\264-8`\223\026\205\267Q\351\275\3736\251R\306%\206;\222M\206\033\026\010\022<Hq\225\241`z\206\212|Vm\240\222\360^_H\313U^\017\264f\203\340\240mBBY\351*\265\336\270\003\243\243r\336\213\306\241(\365T6P\014p\033\307\002\224\t\274|\016a;T\343\265v;\305\275\323I\207\237Z&<\211\323\240-\033\335\230E\375\021n\363\371\320\2536\3456S\251\325Q\356\200\016\261^UJ\245^\021\244waG\263<\262\353\377u.3\307X\2254\032\357r\277\347\007\222\374\250\030\235\365\027\337\345\336\237=6p\331]t\267\274\222\367CP\010\256\207\271\360R\264\026U\342\305X\021\257\177\025\277\252B\325\204F\222\374\245\236\331\263 \027\214\004\315\360l\204\243V\274\026\343$\217\2743\376VP\n\026\223|\241[\350N\271c\336w\376Tp1\234K-4\261\256\010\205\010R\021\225jr\356|\367\216[p\257\271Uo\333_\r^\205\273\361\230\330\200HT\3207I\376\324;\276w\007\234\\\355n\270\271d\360\354\336\0337\047.\226 \267kA%\\\024\177[\027\353\033b\343E\222\037sg=\354\355\006c\341\275\350i\374F\374\3742\311Ox#\236\355\217\370vPH\362\337\270u\377\234\377}P\016O\2047C\374{\376\212\333\364r^\301\273\352m\370\047\374R""\222\277\010\211L\270%w\311e\260\270\366~\360\330\300h\027gw]K\276\372S28.\306\347\374\265\344\302\2447\221\234>\337\275\353>\364\247S\224\306\243G\321\033\361\\f\223\014\245\216\223\241\363\335[\335]o\330\333\364\257\302\231a\271:\340\301\344B2t\311]\361&\275\305dh\014\002.xo\203\311 \375\230\363\232\376`p2\250G#Q;\336\021[\277\211\337\252\242ZK\246\347\203\033\341j\364*\336\025/_%C\303\335\047\356mH~\334\177\n\367\311%\303\322\317w\340\362\261\177\334\237\001\354\037CN\303\341\317\321z\324L\206\276q\261\273\343U\375MHu |\031\221\370{\261\365\213\370\005\230LQ\276\"\031[\363\325`8\330\014g\242\333\361\251\330\026k`\0004\000IuQ\327\223\323C\335\\\267\220\014fX\000/M\311F\335-\210\261\207a3:#\251\007\001\235\223\002Z\361\256\3739\3772\020\264\022MD\013qKl\202\263\327 \240\004@oy[~\311_\224\260\376\335[\361\047\374\205\240\035\266@e\206x\0016eQ\226\";\252\214\306\334\353\200\3070\210\350Ip/|*\311x%^\301\r-a5\017W\307\251w\273\335\013\335\252\273\r\250\r\006}u\271 \225\313 \355y\361\355\275p4:\036]\217\217\307\023G\321\202<t#~\004\24504\016jZ\374\242\0222n*\376r\360\347\360BX\217/\304Tl\277Nk-\273\0330\244\013\335\024\246\225\\\271\346\255\002O\215\260\024.\205\034x\372J\254\255K\366N\302\335\030\370\336\000\351\230\321V|[<_\313\2426\223\341\t\220\270\344c\304o\006\047\202\233\201\232\nc;~*\266 \310?\222\311Y\020\021\315\352\356\305\227x^\201\022\357\200g\010\nL\017\037\241U|\231g\201\346\323\343\205O\210\026\367\237\305+iyo\213m\200Ab \311\374w\\\237z\327\351\236\354\342.s\247e\031\357w\215\007!\016;\361\311\030\213\237db\200\356\321\273\206\334\035\363\347\201\305\374\270{\327\273\343\027\200\364\311\340Y\224\313\342\236\350\226\366\361z\034-Fk\207\264\031\020\214w\027J`\311g\301\325`\355\375\351\377\256\315\234\036\351Rw\327?\357?\362\361\377\243\347H\245\266\000\363\345`<\\\216.\306\337\312\272\006\334\201\305\232\250\321\344\312\014\000u?X\017:\321@\3642&b\003X\306\002\227?\321\324\340H\027\213\321\031@N\246\010`\341\275\177B\313}\353OBS\030<\275\267\014E\211A""\270pj\240\273)\033rVG+\3364\210h\336_\367\337\206\223!\230~\275w\257\273\002\3737\335\262w\334\273\346i>\2405\332m\272_{\013~\007\320\272\010\335\007\360\036\334\313\355\025>\226\362\223\250\031\237\021\233[bk\373\017\347\217\271\365";
+    PyObject *data = __Pyx_DecompressString(cstring, 2193, 1);
     #define __Pyx_DecompressString_LZSS_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (2878 bytes) */
-static const char cstring[] = "\377 and thr\377eads  at\377 0x filt\377ers must\377 be posi\377tive obj\377ect> par\377tial gra\377dients))\377 does no\377t match \375(\001\016kernel\372\025\001p\035\002block\367), \003\002_rowss \013\000\036\005, ,C\016\377.: <Memo\377ryView o\377f <conti\337guous\304\002di\331r\235\001\007\rin\021\005st\337rided\"\010 o\233r \004\031><(\tA\006>\357?Can\353\001ass\177ign to \300!\177-only m\240\002\375v\242\000Invali\377d mode, \347exp\275 |\000\047c\047\376t\001\047fortra\237n\047, g\267 %\005s\357hape\222\000 ax\177is Note\237@\376\230@Cython \376\021\000deliber\047atek\000\320\001c\256@!\001\377n PEP-48\3554\323Bre\254As s\217ubcl\246\000\237@\262 b\365u\335@i\260\000ypes\377. If you\047 ne\224 \303\000p\316\000%\t\377then set\356\242`e \047\357\002ati\377on_typin\307g\047 \356#\233a\201 Fa\377lse.add_>\210`ecoll\256`+\000\337s.abc\252@v2\017d: a\356C\275A\206b\266`\376\345\000too lar\367ge \223  32-\377bit BLAS\216\232Bces7\005\302d\345`r\357ix (N\005out\247put\006\007\345Cs\031\005_\377backward\347_in%\000\202\0011x1\335 \213c-1 \231\001ol\375u\327\001 keeps\356\354\002spa\345\204\002siz\351e\271\0037\016c\201dllo\311c\216@\333\000(\032\r\365\204\003: \314\033\r\000%a :\026\377\205\001_bcia\336\007\321`\343\001: \000\023\376\234\020disable{en\002\001gcis\004\003\377dno defa\377ult __re\377duce__ d\373ue\352\204\001non-t\367riv\204\207\001__ci\377nit__src\337_ext/\346A.p\247yxuN\002\231\205\001a\226&r\377ray data\341.\013\020\365\204\003\220\210\001\270D.AS\377CIIEllip\377sisSeque\327nce\374\206\001.\201\207\007__\367Pyx\001\000Dict\373_N~\000Ref__\260\245\204\004\261\000\235\000\373\204\001__\001\005g\277etitem\r\001d<0\001\027\000func\035\001\030\000\357stat1\002imp\373or\324\000__mai}n;\001modulM\0027nam\002\003ewT\001\352\000\377_checksupT\000\n\001?\004\025\001typ\267 ~\037\001unpick?\000\233En \005vt\371!\230\001qGualO\005\347%\360&c\370\206\002\354\277\001\203Dex\314\001set\035_\203\005set\262\006\003\006.\007\367tes\310\001is_c\377oroutine\377abcaddr""e\373ss\230E_buff\377erasynci\373o.!\006sbase\301b\327\212\001\351a\267\212\002\257\212\007\306\212\002sc\377channels\353clX\000_\256 tra\375c2\000ckcols\360\252\205\022\224\205\023\343\205\004\303\204\004coun\303td\277\"\271\000\376\213\003\202`od\363ee\302 \201\211\002erro\177rfailed\000\003\377_flagfas\261t\205\204\002\220\204\001\310\000nv\323\214\004f\273ir\210 row\"\001s?format\204\212\004\307\205\006 \324\205\002\243\204\001\335\205\002\267\214\003\000\010_\371\207\003\372\205\002\367out\202\206\002xhei\377ghtiidin\327dex\336as\000\002iz\215e\370\214\003_h\001\004\267\210\003\016\004w\376\305\210\003_lenmem\364\263\213\001\253\213\001n\336andim\377objout_h\376\001\001wpackpa\355d)\000ft\004\001top\230\207\216\004\216\216\004\256\210\001chH\001\325\211\004p\373ix\221@point\337wisep.\000re\277vious_\361\216\004r_egist\300!w\203\216\001?sample\212\001\331a\347bla!\005\265`ntr\306\310@et\221\207\004\245\214\002\230\211\001st;ar\372`eps\216\000\337\215\003\373_h\001\004wstru\367ctt\337\217\004tota\355l\353\216\002un\312\001upd\377atevalue\377swidthxx\355_\233\207\001yy\002\002Ovo\357id (\331`r *\203, \000\005\313\000\013\001\000\004\007\004_\375_\351\205\002_5scip\377y_6linalOg_11\266\205\004\307\002sC\001\370\000\047*.,])\000sge\377mm\200\001\340\004\005\330\377\004\027\320\027,\250A\200\377\001\360\016\000\005\035\230A\377\230V\2401\240M\260\021\377\260&\270\001\270\034\300Q\377\300f\310A\310_\320\\\377]\320]c\320cd\320\337de\330\004\034 \004L\260\377\001\260\026\260q\270\016\300\377a\300v\310Q\310a\330\377\004 \240\r\250V\2601\377\260A\330\004\021\220\021\220\377\047\230\032\2407\250\047\260\367\031\270-\035\002d\320R_\377\320_e\320ef\320f\377g\330\022\023\2206\230\021\377\230$\230g\240W\250I\377\260Z\270z\310\032\320S\376g\000i\320ij\330\004\007\357\200t\2106B\000#\220S\377\230\001\330\010\016\210j\230\357\001\320\0311\231\000$\260f\377\270A\320=R\320RS\377\320ST\330\004\032\230,\377\240a\240z\260\032\2709\377\300J\310j\320XY\330\377\004!\240\026\240r\250\026""\377\250r\260\021\330\004\036\230\377k\250\022\250;\260b\270\377\003\2703\270a\340\004\037\377\230q\240\001\240\021\240#\377\240S\250\003\2501\330\004\375\031\206\000!\2301\230C\230\375s\022\000Q\360\010\000\005\027\373\220a\346\003Q\330\t\n\330\377\010\033\320\033-\250Q\330\377\025\"\240!\330\014\023\220\3378\230?\250(\241\"\033\300\337B\300j\320P\212\001\330\020\376T\002\330\020\023\2204\220z\277\240\024\240U\250#1\000\024\376k\001\005\240Q\330\024\025\330\377\020\034\230F\240\"\240A\377\330\020\032\230!\230<\240\347{\260\"\253 .\0001\330\024\365\036\207 R\305\000\022\2601\340\376/\002\010\250\006\250k\270\026\317\270x\300w\323\001\271 `\330\377 *\250*\260I\270Z\337\300z\320QR0\001a\330\277\020\024\220G\2305\316\000\033\273\250J\341\000\001\330\024X\0017\276d\000D\250\002\250)\215@D\376\313@\024\270X\300R\300q\377\330\020\036\230a\230w\240\367g\250U\342@\005\270Y\300\377e\310;\320V[\320[\364\333@\365\"\037\302AQ\250c\260\377\024\260U\270)\3005\310\037\007\310r\320Q\036\000\202`\266@\377k\320kl\330\014\020\220_\001\220\021\330\010\210aQ\250A\375q\236Ak\230\021\320\032?O\270q\300\r\213a\322`\022\321a\177F\240&\250\001\250\035\262@\377F\300!\300<\310v\320\325Uk\000\\\322`\330\206@v\240\357V\2501\250\256`\034\230H\377\240F\250!\250<\260x\273\270v\367`n\320T!\000bs\320b\365a\253\203-\032\230&\336@}\024\326`G\2609\270J\235A\377Z\320Zd\320dp\320\373pq\234s\007\200z\220\025\377\220g\230W\240D\250\010\365\260\352e\230\274`\035\230V\240\3772\320%9\270\027\300\002?\300&\310\002\310!\364\202)1\001\257*\310B\310\245@\033\337`A\374\201z\226Cf\250E\260\030\270\377\025\270k\310\025\310i\320\355W\247!\320]\261\205\003i\320i\377l\320lo\320op\330\377\037$\240I\250Q\250m\277\2701\270C\270t\245@\t|\216a\273@\006\240a\240s\367`\377S\260\006\260o\300V\310\3575\320PQ\216\204\003q\330\024\367!\240\021\213B\026\250q\260\277\003\2603\260c\270\225aW\377\310J\320V]\320]^W\330\",\302`i\206\206\003T\314Y\337F\300a\300yW\000\320Q\237R\200\001\360\024\224\207(\312[\320\353 2\371\207\002\021\265""\207\014\320:L\373\310F\356\206\002W\320Wi\320\351i\200!\311A\022\315\\\007\200y\377\220\006\220a\220s\230(\374\327\206\001\301\207\006>\270a\270y\310\337\006\310a\320O\324\210\001\320e\371f\230\207/\344\207\001\032\2502\250Q\377\330\004\033\2308\2406\250\377\021\250(\260\"\260L\300}\001\274\210\001y\220\003\2201\217\205\006\337D\300A\300Q\350\207\020\"\240\377!\2408\2501\250C\250\177s\260#\260Q\360\014\305\2073\377\014\026\220i\230z\250\023\317\250B\250a\220\207u\326\207\001v\240\377W\250E\260\033\270E\300\367\031\310%\350\206\001Z\320Zc\377\320ch\320hi\330\037\377)\250\022\250:\260R\260\377y\300\005\300Y\310e\320\377S\\\320\\a\320ab\376\301\207\014\010\026\220a\320\027)\374\313 \273\211\001\010\016\210a\210}\377\230C\230{\250\"\250A\177\330\010\014\210E\220\025\316@\375q\202\210\001\005\220U\230!\230\3671\330\020\330\205\001F\240(\250\375!\214@R\250{\270\"\270\376(\000\013\2109\220F\230!\377\2303\230b\240\002\240$\377\240d\250!\330\014\027\220\377q\230\013\240<\250y\270\377\001\270\031\300!\3001\330\277\004\010\210\001\210\021\271\210\013G\377\300q\310\r\320UV\320\003VW";
-    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 2878, 4324);
+    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (2863 bytes) */
+static const char cstring[] = "\377 and thr\377eads  at\377 0x filt\377ers must\377 be posi\377tive obj\377ect> par\377tial gra\377dients))\377 does no\377t match \375(\001\016kernel\372\025\001p\035\002block\367), \003\002_rowss \013\000\036\005, ,C\016\377.: <Memo\377ryView o\377f <conti\337guous\304\002di\331r\235\001\007\rin\021\005st\337rided\"\010 o\233r \004\031><(\tA\006>\357?Can\353\001ass\177ign to \300!\177-only m\240\002\375v\242\000Invali\377d mode, \347exp\275 |\000\047c\047\376t\001\047fortra\237n\047, g\267 %\005s\357hape\222\000 ax\177is Note\237@\376\230@Cython \376\021\000deliber\047atek\000\320\001c\256@!\001\377n PEP-48\3554\323Bre\254As s\217ubcl\246\000\237@\262 b\365u\335@i\260\000ypes\377. If you\047 ne\224 \303\000p\316\000%\t\377then set\356\242`e \047\357\002ati\377on_typin\307g\047 \356#\233a\201 Fa\377lse.add_>\210`ecoll\256`+\000\337s.abc\252@v2\017d: a\356C\275A\206b\266`\376\345\000too lar\367ge \223  32-\377bit BLAS\216\232Bces7\005\302d\345`r\357ix (N\005out\247put\006\007\345Cs\031\005_\377backward\347_in%\000\202\0011x1\335 \213c-1 \231\001ol\375u\327\001 keeps\356\354\002spa\345\204\002siz\351e\271\0037\016c\201dllo\311c\216@\333\000(\032\r\365\204\003: \314\033\r\000%a :\026\377\205\001_bcia\336\007\321`\343\001: \000\023\376\234\020disable{en\002\001gcis\004\003\377dno defa\377ult __re\377duce__ d\373ue\352\204\001non-t\367riv\204\207\001__ci\377nit__src\337_ext/\346A.p\247yxuN\002\231\205\001a\226&r\377ray data\341.\013\020\365\204\003\220\210\001\270D.AS\377CIIEllip\377sisSeque\327nce\374\206\001.\201\207\007__\367Pyx\001\000Dict\373_N~\000Ref__\260\245\204\004\261\000\235\000\373\204\001__\001\005g\277etitem\r\001d<0\001\027\000func\035\001\030\000\357stat1\002imp\373or\324\000__mai}n;\001modulM\0027nam\002\003ewT\001\352\000\377_checksupT\000\n\001?\004\025\001typ\267 ~\037\001unpick?\000\233En \005vt\371!\230\001qGualO\005\347%\360&c\370\206\002\354\277\001\203Dex\314\001set\035_\203\005set\262\006\003\006.\007\367tes\310\001is_c\377oroutine\377abcaddr""e\373ss\230E_buff\377erasynci\373o.!\006sbase\301b\327\212\001\351a\267\212\002\257\212\007\306\212\002sc\377channels\353clX\000_\256 tra\375c2\000ckcols\360\252\205\022\224\205\023\343\205\004\303\204\004coun\303td\277\"\271\000\376\213\003\202`od\363ee\302 \201\211\002erro\177rfailed\000\003\377_flagfas\261t\205\204\002\220\204\001\310\000nv\323\214\004f\273ir\210 row\"\001s?format\204\212\004\307\205\006 \324\205\002\243\204\001\335\205\002\267\214\003\000\010_\371\207\003\372\205\002\367out\202\206\002xhei\377ghtiidin\327dex\336as\000\002iz\215e\370\214\003_h\001\004\267\210\003\016\004w\376\305\210\003_lenmem\364\263\213\001\253\213\001n\336andim\377objout_h\376\001\001wpackpa\355d)\000ft\004\001top\230\207\216\004\216\216\004\256\210\001chH\001\325\211\004p\373ix\221@point\337wisep.\000re\277vious_\361\216\004r_egist\300!w\203\216\001?sample\212\001\331a\347bla!\005\265`ntr\306\310@et\221\207\004\245\214\002\230\211\001st;ar\372`eps\216\000\337\215\003\373_h\001\004wstru\367ctt\337\217\004tota\355l\353\216\002un\312\001upd\377atevalue\377swidthxx\355_\233\207\001yy\002\002Ovo\357id (\331`r *\203, \000\005\313\000\013\001\000\004\007\004_\375_\351\205\002_5scip\377y_6linalOg_11\266\205\004\307\002sC\001\370\000\047*.,])\000sge\377mm\200\001\340\004\005\330\377\004\027\320\027,\250A\200\377\001\360\016\000\005\035\230A\377\230V\2401\240M\260\021\377\260&\270\001\270\034\300Q\377\300f\310A\310_\320\\\377]\320]c\320cd\320\337de\330\004\034 \004L\260\377\001\260\026\260q\270\016\300\377a\300v\310Q\310a\330\377\004 \240\r\250V\2601\377\260A\330\004\021\220\021\220\377\047\230\032\2407\250\047\260\367\031\270-\035\002d\320R_\377\320_e\320ef\320f\377g\330\022\023\2206\230\021\377\230$\230g\240W\250I\377\260Z\270z\310\032\320S\376g\000i\320ij\330\004\007\357\200t\2106B\000#\220S\377\230\001\330\010\016\210j\230\357\001\320\0311\231\000$\260f\377\270A\320=R\320RS\377\320ST\330\004\032\230,\377\240a\240z\260\032\2709\377\300J\310j\320XY\330\377\004!\240\026\240r\250\026""\377\250r\260\021\330\004\036\230\377k\250\022\250;\260b\270\377\003\2703\270a\340\004\037\377\230q\240\001\240\021\240#\377\240S\250\003\2501\330\004\375\031\206\000!\2301\230C\230\375s\022\000Q\360\010\000\005\027\373\220a\346\003Q\330\t\n\330\377\010\033\320\033-\250Q\330\377\025\"\240!\330\014\023\220\3378\230?\250(\241\"\033\300\337B\300j\320P\212\001\330\020\376T\002\330\020\023\2204\220z\277\240\024\240U\250#1\000\024\376k\001\005\240Q\330\024\025\330\377\020\034\230F\240\"\240A\377\330\020\032\230!\230<\240\357{\260\"\260\010\002-\240q\377\250\010\260\006\260k\300\026\377\300x\310w\320V`\320\377`g\320gh\330(2\377\260*\270I\300Z\310z\377\320YZ\330\020\024\220G\273\2305\272\000\033\250J\315\000\001\353\330\024D\0017P\000D\250\002\353\250)\371 D\267@\024\270X\377\300R\300q\330\020\036\230\177a\230w\240g\250U\316@\377\005\270Y\300e\310;\320OV[\320[\307@\341\"\037\256A\377Q\250c\260\024\260U\270\377)\3005\310\007\310r\320\361Q\036\000\356@\242@k\320kl\377\330\014\020\220\001\220\021\330\325\010\364AQ\224Aq\212Ak\230\377\021\320\032?\270q\300\r\364\367A\276`\022\275aF\240&\250\367\001\250\035\236@F\300!\300_<\310v\320Uk\000\\\276`\375\330\362 v\240V\2501\250\376\232`\034\230H\240F\250!\277\250<\260x\270v\343`n;\320T!\000b\320b\341a\227\203-\327\032\230&\312@\024\302`G\260\3679\270J\211AZ\320Zd\277\320dp\320pq\210s\007\377\200z\220\025\220g\230W\323\240D\362 \326e\230\250`\035\230\377V\2402\320%9\270\027\377\300\002\300&\310\002\310!\374\340\202)1\001*\310B\310a\330\313\020\033\313`A\355Z\226Cf\250\377E\260\030\270\025\270k\310\337\025\310i\320W\247!\320]\376\235\205\003i\320il\320lo\377\320op\330\037$\240I\377\250Q\250m\2701\270C\373\270t\245@\t\320QR\330\276\273@\006\240a\240s\343`S\376\270`o\300V\3105\320P\375Q\372cq\330\024!\240\021\376\213B\026\250q\260\003\2603\367\260c\270\225aW\310J\320\377V]\320]^\330\",\352\302`i\362\205\003T\314YF\300a\363\300yW\000r\000\200\001\360\024\\\200\207(\312[\320 2\345\207\002\021\241\207\014\337\320:L\310F\332\206\002W\320OWi""\320i\200!\311A\022\315\\\377\007\200y\220\006\220a\220\347s\230(\303\206\001\255\207\006>\270a\377\270y\310\006\310a\320O\316\300\210\001\320ef\204\207/\320\207\001\032\250\3772\250Q\330\004\033\2308\377\2406\250\021\250(\260\"\357\260L\300\001\250\210\001y\220\003\373\2201\217\205\006D\300A\300Q\376\324\207\020\"\240!\2408\2501\377\250C\250s\260#\260Q\373\360\014\261\2073\014\026\220i\230\177z\250\023\250B\250a\220\207a\376\302\207\001v\240W\250E\260\033\277\270E\300\031\310%\324\206\001Z\377\320Zc\320ch\320h\377i\330\037)\250\022\250:\377\260R\260y\300\005\300Y\377\310e\320S\\\320\\a\367\320ab\255\207\014\010\026\220a\347\320\027)\267 \223\211\001\010\016\210\377a\210}\230C\230{\250\377\"\250A\330\010\014\210E\353\220\025\272@q\356\207\001\005\220U\357\230!\2301\302\205\003F\240(\373\250!\370 R\250{\270\"\375\270(\000\013\2109\220F\230\377!\2303\230b\240\002\240\377$\240d\250!\330\014\027\377\220q\230\013\240<\250y\377\270\001\270\031\300!\3001\177\330\004\010\210\001\210\021\245\210\013\377G\300q\310\r\320UV\007\320VW";
+    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 2863, 4284);
     #define __Pyx_DecompressString_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #else /* compression: none (4324 bytes) */
-static const char bytes[] = " and threads  at 0x filters must be positive object> partial gradients)) does not match () does not match kernel () patch block), block_rows ), kernel (, ,) does not match .: <MemoryView of <contiguous and direct><contiguous and indirect><strided and direct or indirect><strided and direct><strided and indirect>>?Cannot assign to read-only memoryviewInvalid mode, expected \047c\047 or \047fortran\047, got Invalid shape in axis Note that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.add_notecollections.abcconv2d: a block of patches is too large for 32-bit BLAS indicesconv2d: kernel matrix (conv2d: output (conv2d: strides (conv2d_backward_input: a 1x1 stride-1 convolution keeps the spatial sizeconv2d_backward_input: cannot allocate a (conv2d_backward_kernel: cannot allocate conv2d_backward_kernel: cannot allocate a (conv2d_backward_kernel: grad_bias (conv2d_forward: bias (conv2d_forward: cannot allocate a (disableenablegcisenabledno default __reduce__ due to non-trivial __cinit__src_ext/conv.pyxunable to allocate array data.unable to allocate shape and strides.ASCIIEllipsisSequenceView.MemoryView__Pyx_PyDict_NextRef__annotate____class____class_getitem____dict____func____getstate____import____main____module____name____new____pyx_checksum__pyx_state__pyx_type__pyx_unpickle_Enum__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___is_coroutineabcaddressallocate_bufferasyncio.coroutinesbasebatchbiasblockblock_rowsblockscchannelscline_in_tracebackcolsconv2d_backward_inputconv2d_backward_kernelconv2d_forwardcountdtype_is_objectencodeenumerateerrorfailedfailed_flagfastconv._ext.convfiltersfirst_rowflagsformatfortrangrad_biasgrad_datagrad_kernelgrad_kernel_matrixgrad_outgrad_xheightiidindexitemsitemsizekernel_hkernel_matrixkernel_wmatrix_lenmemviewmodennamendimobjout_hout_wpackpad_leftpa""d_toppartialpartialspatch_lenpatchespixelspointwisepopprevious_threadsregisterrowrowssample_lenset_blas_thread_controlsetdefaultshapesizestartstepstopstride_hstride_wstructtthreadstotal_rowsunpackupdatevalueswidthxx_datayy_dataOvoid (char *, char *, int *, int *, int *, __pyx_t_5scipy_6linalg_11cython_blas_s *, __pyx_t_5scipy_6linalg_11cython_blas_s *, int *, __pyx_t_5scipy_6linalg_11cython_blas_s *, int *, __pyx_t_5scipy_6linalg_11cython_blas_s *, __pyx_t_5scipy_6linalg_11cython_blas_s *, int *)\000sgemm\200\001\340\004\005\330\004\027\320\027,\250A\200\001\360\016\000\005\035\230A\230V\2401\240M\260\021\260&\270\001\270\034\300Q\300f\310A\310_\320\\]\320]c\320cd\320de\330\004\034\230A\230V\2401\240L\260\001\260\026\260q\270\016\300a\300v\310Q\310a\330\004 \240\r\250V\2601\260A\330\004\021\220\021\220\047\230\032\2407\250\047\260\031\270-\300v\310Q\310d\320R_\320_e\320ef\320fg\330\022\023\2206\230\021\230$\230g\240W\250I\260Z\270z\310\032\320S]\320]i\320ij\330\004\007\200t\2106\220\021\220#\220S\230\001\330\010\016\210j\230\001\320\0311\260\021\260$\260f\270A\320=R\320RS\320ST\330\004\032\230,\240a\240z\260\032\2709\300J\310j\320XY\330\004!\240\026\240r\250\026\250r\260\021\330\004\036\230k\250\022\250;\260b\270\003\2703\270a\340\004\037\230q\240\001\240\021\240#\240S\250\003\2501\330\004\031\230\021\230!\2301\230C\230s\240#\240Q\360\010\000\005\027\220a\330\004\034\230A\230Q\330\t\n\330\010\033\320\033-\250Q\330\025\"\240!\330\014\023\2208\230?\250(\260&\270\001\270\033\300B\300j\320PR\320RS\330\020\037\230q\240\001\330\020\023\2204\220z\240\024\240U\250#\250Q\330\024\037\230q\240\005\240Q\330\024\025\330\020\034\230F\240\"\240A\330\020\032\230!\230<\240{\260\"\260A\330\020\023\2201\330\024\036\230g\240R\240z\260\022\2601\340\024\037\230q\240\010\250\006\250k\270\026\270x\300w\310j\320X_\320_`\330 *\250*\260I\270Z\300z\320QR\330\024\036\230a\330\020\024\220G\2305\240\001\240\033\250J\260b\270\001\330\024\032\230!\2307\240\"\240D\250\002\250)\2601\260D\270\001\270""\024\270X\300R\300q\330\020\036\230a\230w\240g\250U\260&\270\005\270Y\300e\310;\320V[\320[d\320di\320ij\330\037 \240\r\250Q\250c\260\024\260U\270)\3005\310\007\310r\320Q[\320[]\320]f\320fk\320kl\330\014\020\220\001\220\021\330\010\034\230A\230Q\330\004\007\200q\330\010\016\210k\230\021\320\032?\270q\300\r\310Q\310a\200\001\360\022\000\005\035\230F\240&\250\001\250\035\260f\270F\300!\300<\310v\320U[\320[\\\320\\]\330\004\037\230v\240V\2501\250A\330\004\034\230H\240F\250!\250<\260x\270v\300Q\300n\320T\\\320\\b\320bc\320cd\330\004 \240\r\250V\2601\260A\330\004\021\220\021\220\047\230\032\2407\250\047\260\031\270-\300v\310Q\310d\320R_\320_e\320ef\320fg\330\022\032\230&\240\001\240\024\240W\250G\2609\270J\300j\320PZ\320Zd\320dp\320pq\330\004\032\230,\240a\240z\260\032\2709\300J\310j\320XY\330\004\007\200z\220\025\220g\230W\240D\250\010\260\001\330\010\016\210j\230\001\230\021\330\004\035\230V\2402\320%9\270\027\300\002\300&\310\002\310!\360\010\000\005\027\220a\330\004\034\230A\230Q\330\t\n\330\010\033\320\033-\250Q\330\025\"\240!\330\014\023\2208\230?\250(\260&\270\001\270\027\300\002\300*\310B\310a\330\020\033\2301\230A\330\020\023\2204\220z\240\024\240U\250#\250Q\330\024\037\230q\240\005\240Q\330\024\025\330\020\036\230a\230w\240f\250E\260\030\270\025\270k\310\025\310i\320W\\\320\\]\320]e\320ef\320fi\320il\320lo\320op\330\037$\240I\250Q\250m\2701\270C\270t\3005\310\t\320QR\330\037 \240\006\240a\240s\250#\250S\260\006\260o\300V\3105\320PQ\330\020\023\2204\220q\330\024!\240\021\240&\250\001\250\026\250q\260\003\2603\260c\270\024\270X\300W\310J\320V]\320]^\330\",\250J\260i\270z\310\032\320ST\330\014\020\220\001\220\021\330\010\034\230A\230Q\330\004\007\200q\330\010\016\210k\230\021\320\032F\300a\300y\320PQ\320QR\200\001\360\024\000\005\035\230A\230V\2401\240M\260\021\260&\270\001\270\034\300Q\300f\310A\310_\320\\]\320]c\320cd\320de\330\004\034\230H\240F\250!\250<\260x\270v\300Q\300n\320T\\\320\\b\320bc\320cd\330\004 \320 2\260&\270\001\270\021\330\004\021\220\021\220""\047\230\032\2407\250\047\260\031\320:L\310F\320RS\320SW\320Wi\320io\320op\320pq\330\022\032\230&\240\001\240\024\240W\250G\2609\270J\300j\320PZ\320Zd\320dp\320pq\330\004\007\200y\220\006\220a\220s\230(\240#\240Q\330\010\016\210j\230\001\320\031>\270a\270y\310\006\310a\320Od\320de\320ef\330\004\032\230,\240a\240z\260\032\2709\300J\310j\320XY\330\004!\240\026\240r\250\026\250r\260\021\330\004\036\230k\250\022\250;\260b\270\003\2703\270a\330\004!\240\032\2502\250Q\330\004\033\2308\2406\250\021\250(\260\"\260L\300\001\330\004\007\200y\220\003\2201\330\010\016\210k\230\021\320\032D\300A\300Q\340\004\037\230q\240\001\240\021\240#\240S\250\003\2501\330\004\"\240!\2408\2501\250C\250s\260#\260Q\360\014\000\005\027\220a\330\004\034\230A\230Q\330\t\n\330\010\033\320\033-\250Q\330\025\"\240!\330\014\023\2208\230?\250(\260&\270\001\270\033\300B\300j\320PR\320RS\330\014\026\220i\230z\250\023\250B\250a\330\020\037\230q\240\001\330\020\023\2204\220z\240\024\240U\250#\250Q\330\024\037\230q\240\005\240Q\330\024\025\330\020\034\230F\240\"\240A\330\020\032\230!\230<\240{\260\"\260A\330\020\023\2201\330\024\036\230g\240R\240z\260\022\2601\340\024\037\230q\240\010\250\006\250k\270\026\270x\300w\310j\320X_\320_`\330 *\250*\260I\270Z\300z\320QR\330\024\036\230a\330\020\036\230a\230v\240W\250E\260\033\270E\300\031\310%\310v\320UZ\320Zc\320ch\320hi\330\037)\250\022\250:\260R\260y\300\005\300Y\310e\320S\\\320\\a\320ab\330\014\020\220\001\220\021\330\010\034\230A\230Q\330\010\026\220a\320\027)\250\021\250#\250Q\330\010\016\210a\210}\230C\230{\250\"\250A\330\010\014\210E\220\025\220a\220q\330\014\020\220\005\220U\230!\2301\330\020\033\2301\230F\240(\250!\2502\250R\250{\270\"\270A\330\010\013\2109\220F\230!\2303\230b\240\002\240$\240d\250!\330\014\027\220q\230\013\240<\250y\270\001\270\031\300!\3001\330\004\010\210\001\210\021\330\004\007\200q\330\010\016\210k\230\021\320\032G\300q\310\r\320UV\320VW";
+    #else /* compression: none (4284 bytes) */
+static const char bytes[] = " and threads  at 0x filters must be positive object> partial gradients)) does not match () does not match kernel () patch block), block_rows ), kernel (, ,) does not match .: <MemoryView of <contiguous and direct><contiguous and indirect><strided and direct or indirect><strided and direct><strided and indirect>>?Cannot assign to read-only memoryviewInvalid mode, expected \047c\047 or \047fortran\047, got Invalid shape in axis Note that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.add_notecollections.abcconv2d: a block of patches is too large for 32-bit BLAS indicesconv2d: kernel matrix (conv2d: output (conv2d: strides (conv2d_backward_input: a 1x1 stride-1 convolution keeps the spatial sizeconv2d_backward_input: cannot allocate a (conv2d_backward_kernel: cannot allocate conv2d_backward_kernel: cannot allocate a (conv2d_backward_kernel: grad_bias (conv2d_forward: bias (conv2d_forward: cannot allocate a (disableenablegcisenabledno default __reduce__ due to non-trivial __cinit__src_ext/conv.pyxunable to allocate array data.unable to allocate shape and strides.ASCIIEllipsisSequenceView.MemoryView__Pyx_PyDict_NextRef__annotate____class____class_getitem____dict____func____getstate____import____main____module____name____new____pyx_checksum__pyx_state__pyx_type__pyx_unpickle_Enum__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___is_coroutineabcaddressallocate_bufferasyncio.coroutinesbasebatchbiasblockblock_rowsblockscchannelscline_in_tracebackcolsconv2d_backward_inputconv2d_backward_kernelconv2d_forwardcountdtype_is_objectencodeenumerateerrorfailedfailed_flagfastconv._ext.convfiltersfirst_rowflagsformatfortrangrad_biasgrad_datagrad_kernelgrad_kernel_matrixgrad_outgrad_xheightiidindexitemsitemsizekernel_hkernel_matrixkernel_wmatrix_lenmemviewmodennamendimobjout_hout_wpackpad_leftpa""d_toppartialpartialspatch_lenpatchespixelspointwisepopprevious_threadsregisterrowrowssample_lenset_blas_thread_controlsetdefaultshapesizestartstepstopstride_hstride_wstructtthreadstotal_rowsunpackupdatevalueswidthxx_datayy_dataOvoid (char *, char *, int *, int *, int *, __pyx_t_5scipy_6linalg_11cython_blas_s *, __pyx_t_5scipy_6linalg_11cython_blas_s *, int *, __pyx_t_5scipy_6linalg_11cython_blas_s *, int *, __pyx_t_5scipy_6linalg_11cython_blas_s *, __pyx_t_5scipy_6linalg_11cython_blas_s *, int *)\000sgemm\200\001\340\004\005\330\004\027\320\027,\250A\200\001\360\016\000\005\035\230A\230V\2401\240M\260\021\260&\270\001\270\034\300Q\300f\310A\310_\320\\]\320]c\320cd\320de\330\004\034\230A\230V\2401\240L\260\001\260\026\260q\270\016\300a\300v\310Q\310a\330\004 \240\r\250V\2601\260A\330\004\021\220\021\220\047\230\032\2407\250\047\260\031\270-\300v\310Q\310d\320R_\320_e\320ef\320fg\330\022\023\2206\230\021\230$\230g\240W\250I\260Z\270z\310\032\320S]\320]i\320ij\330\004\007\200t\2106\220\021\220#\220S\230\001\330\010\016\210j\230\001\320\0311\260\021\260$\260f\270A\320=R\320RS\320ST\330\004\032\230,\240a\240z\260\032\2709\300J\310j\320XY\330\004!\240\026\240r\250\026\250r\260\021\330\004\036\230k\250\022\250;\260b\270\003\2703\270a\340\004\037\230q\240\001\240\021\240#\240S\250\003\2501\330\004\031\230\021\230!\2301\230C\230s\240#\240Q\360\010\000\005\027\220a\330\004\034\230A\230Q\330\t\n\330\010\033\320\033-\250Q\330\025\"\240!\330\014\023\2208\230?\250(\260&\270\001\270\033\300B\300j\320PR\320RS\330\020\037\230q\240\001\330\020\023\2204\220z\240\024\240U\250#\250Q\330\024\037\230q\240\005\240Q\330\024\025\330\020\034\230F\240\"\240A\330\020\032\230!\230<\240{\260\"\260A\330\020\032\230-\240q\250\010\260\006\260k\300\026\300x\310w\320V`\320`g\320gh\330(2\260*\270I\300Z\310z\320YZ\330\020\024\220G\2305\240\001\240\033\250J\260b\270\001\330\024\032\230!\2307\240\"\240D\250\002\250)\2601\260D\270\001\270\024\270X\300R\300q\330\020\036\230a\230w\240g\250U\260&\270\005\270Y""\300e\310;\320V[\320[d\320di\320ij\330\037 \240\r\250Q\250c\260\024\260U\270)\3005\310\007\310r\320Q[\320[]\320]f\320fk\320kl\330\014\020\220\001\220\021\330\010\034\230A\230Q\330\004\007\200q\330\010\016\210k\230\021\320\032?\270q\300\r\310Q\310a\200\001\360\022\000\005\035\230F\240&\250\001\250\035\260f\270F\300!\300<\310v\320U[\320[\\\320\\]\330\004\037\230v\240V\2501\250A\330\004\034\230H\240F\250!\250<\260x\270v\300Q\300n\320T\\\320\\b\320bc\320cd\330\004 \240\r\250V\2601\260A\330\004\021\220\021\220\047\230\032\2407\250\047\260\031\270-\300v\310Q\310d\320R_\320_e\320ef\320fg\330\022\032\230&\240\001\240\024\240W\250G\2609\270J\300j\320PZ\320Zd\320dp\320pq\330\004\032\230,\240a\240z\260\032\2709\300J\310j\320XY\330\004\007\200z\220\025\220g\230W\240D\250\010\260\001\330\010\016\210j\230\001\230\021\330\004\035\230V\2402\320%9\270\027\300\002\300&\310\002\310!\360\010\000\005\027\220a\330\004\034\230A\230Q\330\t\n\330\010\033\320\033-\250Q\330\025\"\240!\330\014\023\2208\230?\250(\260&\270\001\270\027\300\002\300*\310B\310a\330\020\033\2301\230A\330\020\023\2204\220z\240\024\240U\250#\250Q\330\024\037\230q\240\005\240Q\330\024\025\330\020\036\230a\230w\240f\250E\260\030\270\025\270k\310\025\310i\320W\\\320\\]\320]e\320ef\320fi\320il\320lo\320op\330\037$\240I\250Q\250m\2701\270C\270t\3005\310\t\320QR\330\037 \240\006\240a\240s\250#\250S\260\006\260o\300V\3105\320PQ\330\020\023\2204\220q\330\024!\240\021\240&\250\001\250\026\250q\260\003\2603\260c\270\024\270X\300W\310J\320V]\320]^\330\",\250J\260i\270z\310\032\320ST\330\014\020\220\001\220\021\330\010\034\230A\230Q\330\004\007\200q\330\010\016\210k\230\021\320\032F\300a\300y\320PQ\320QR\200\001\360\024\000\005\035\230A\230V\2401\240M\260\021\260&\270\001\270\034\300Q\300f\310A\310_\320\\]\320]c\320cd\320de\330\004\034\230H\240F\250!\250<\260x\270v\300Q\300n\320T\\\320\\b\320bc\320cd\330\004 \320 2\260&\270\001\270\021\330\004\021\220\021\220\047\230\032\2407\250\047\260\031\320:L\310F\320RS\320SW\320Wi\320io\320o""p\320pq\330\022\032\230&\240\001\240\024\240W\250G\2609\270J\300j\320PZ\320Zd\320dp\320pq\330\004\007\200y\220\006\220a\220s\230(\240#\240Q\330\010\016\210j\230\001\320\031>\270a\270y\310\006\310a\320Od\320de\320ef\330\004\032\230,\240a\240z\260\032\2709\300J\310j\320XY\330\004!\240\026\240r\250\026\250r\260\021\330\004\036\230k\250\022\250;\260b\270\003\2703\270a\330\004!\240\032\2502\250Q\330\004\033\2308\2406\250\021\250(\260\"\260L\300\001\330\004\007\200y\220\003\2201\330\010\016\210k\230\021\320\032D\300A\300Q\340\004\037\230q\240\001\240\021\240#\240S\250\003\2501\330\004\"\240!\2408\2501\250C\250s\260#\260Q\360\014\000\005\027\220a\330\004\034\230A\230Q\330\t\n\330\010\033\320\033-\250Q\330\025\"\240!\330\014\023\2208\230?\250(\260&\270\001\270\033\300B\300j\320PR\320RS\330\014\026\220i\230z\250\023\250B\250a\330\020\037\230q\240\001\330\020\023\2204\220z\240\024\240U\250#\250Q\330\024\037\230q\240\005\240Q\330\024\025\330\020\034\230F\240\"\240A\330\020\032\230!\230<\240{\260\"\260A\330\020\032\230-\240q\250\010\260\006\260k\300\026\300x\310w\320V`\320`g\320gh\330(2\260*\270I\300Z\310z\320YZ\330\020\036\230a\230v\240W\250E\260\033\270E\300\031\310%\310v\320UZ\320Zc\320ch\320hi\330\037)\250\022\250:\260R\260y\300\005\300Y\310e\320S\\\320\\a\320ab\330\014\020\220\001\220\021\330\010\034\230A\230Q\330\010\026\220a\320\027)\250\021\250#\250Q\330\010\016\210a\210}\230C\230{\250\"\250A\330\010\014\210E\220\025\220a\220q\330\014\020\220\005\220U\230!\2301\330\020\033\2301\230F\240(\250!\2502\250R\250{\270\"\270A\330\010\013\2109\220F\230!\2303\230b\240\002\240$\240d\250!\330\014\027\220q\230\013\240<\250y\270\001\270\031\300!\3001\330\004\010\210\001\210\021\330\004\007\200q\330\010\016\210k\230\021\320\032G\300q\310\r\320UV\320VW";
     PyObject *data = NULL;
     #define __Pyx_DecompressString_UNUSED
     #define __Pyx_DecompressString_LZSS_UNUSED
@@ -25505,22 +25492,22 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
   PyObject* tuple_dedup_map = PyDict_New();
   if (unlikely(!tuple_dedup_map)) return -1;
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 102};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 119};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_address};
     __pyx_mstate_global->__pyx_codeobj_tab[0] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_ext_conv_pyx, __pyx_mstate->__pyx_n_u_set_blas_thread_control, __pyx_mstate->__pyx_kp_b_iso88591_A, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[0])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {12, 0, 0, 34, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 139};
+    const __Pyx_PyCode_New_function_description descr = {12, 0, 0, 34, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 151};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_x, __pyx_mstate->__pyx_n_u_kernel_matrix, __pyx_mstate->__pyx_n_u_bias, __pyx_mstate->__pyx_n_u_y, __pyx_mstate->__pyx_n_u_stride_h, __pyx_mstate->__pyx_n_u_stride_w, __pyx_mstate->__pyx_n_u_pad_top, __pyx_mstate->__pyx_n_u_pad_left, __pyx_mstate->__pyx_n_u_kernel_h, __pyx_mstate->__pyx_n_u_kernel_w, __pyx_mstate->__pyx_n_u_block_rows_2, __pyx_mstate->__pyx_n_u_threads, __pyx_mstate->__pyx_n_u_batch, __pyx_mstate->__pyx_n_u_height, __pyx_mstate->__pyx_n_u_width, __pyx_mstate->__pyx_n_u_channels, __pyx_mstate->__pyx_n_u_out_h, __pyx_mstate->__pyx_n_u_out_w, __pyx_mstate->__pyx_n_u_filters_2, __pyx_mstate->__pyx_n_u_patch_len, __pyx_mstate->__pyx_n_u_pointwise, __pyx_mstate->__pyx_n_u_total_rows, __pyx_mstate->__pyx_n_u_blocks, __pyx_mstate->__pyx_n_u_block, __pyx_mstate->__pyx_n_u_first_row, __pyx_mstate->__pyx_n_u_rows, __pyx_mstate->__pyx_n_u_row, __pyx_mstate->__pyx_n_u_x_data, __pyx_mstate->__pyx_n_u_y_data, __pyx_mstate->__pyx_n_u_cols, __pyx_mstate->__pyx_n_u_patches, __pyx_mstate->__pyx_n_u_previous_threads, __pyx_mstate->__pyx_n_u_failed, __pyx_mstate->__pyx_n_u_failed_flag};
     __pyx_mstate_global->__pyx_codeobj_tab[1] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_ext_conv_pyx, __pyx_mstate->__pyx_n_u_conv2d_forward, __pyx_mstate->__pyx_kp_b_iso88591_AV1M_QfA__ccdde_AV1L_q_avQa_V1A, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[1])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {11, 0, 0, 27, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 190};
+    const __Pyx_PyCode_New_function_description descr = {11, 0, 0, 27, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 198};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_grad_out, __pyx_mstate->__pyx_n_u_kernel_matrix, __pyx_mstate->__pyx_n_u_grad_x, __pyx_mstate->__pyx_n_u_stride_h, __pyx_mstate->__pyx_n_u_stride_w, __pyx_mstate->__pyx_n_u_pad_top, __pyx_mstate->__pyx_n_u_pad_left, __pyx_mstate->__pyx_n_u_kernel_h, __pyx_mstate->__pyx_n_u_kernel_w, __pyx_mstate->__pyx_n_u_block_rows_2, __pyx_mstate->__pyx_n_u_threads, __pyx_mstate->__pyx_n_u_batch, __pyx_mstate->__pyx_n_u_height, __pyx_mstate->__pyx_n_u_width, __pyx_mstate->__pyx_n_u_channels, __pyx_mstate->__pyx_n_u_out_h, __pyx_mstate->__pyx_n_u_out_w, __pyx_mstate->__pyx_n_u_filters_2, __pyx_mstate->__pyx_n_u_patch_len, __pyx_mstate->__pyx_n_u_pointwise, __pyx_mstate->__pyx_n_u_pixels, __pyx_mstate->__pyx_n_u_sample_len, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_cols, __pyx_mstate->__pyx_n_u_previous_threads, __pyx_mstate->__pyx_n_u_failed, __pyx_mstate->__pyx_n_u_failed_flag};
     __pyx_mstate_global->__pyx_codeobj_tab[2] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_ext_conv_pyx, __pyx_mstate->__pyx_n_u_conv2d_backward_input, __pyx_mstate->__pyx_kp_b_iso88591_F_fF_vU_vV1A_HF_xvQnT_bbccd_V1A, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[2])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {12, 0, 0, 39, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 234};
+    const __Pyx_PyCode_New_function_description descr = {12, 0, 0, 39, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 242};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_x, __pyx_mstate->__pyx_n_u_grad_out, __pyx_mstate->__pyx_n_u_grad_kernel_matrix, __pyx_mstate->__pyx_n_u_grad_bias, __pyx_mstate->__pyx_n_u_stride_h, __pyx_mstate->__pyx_n_u_stride_w, __pyx_mstate->__pyx_n_u_pad_top, __pyx_mstate->__pyx_n_u_pad_left, __pyx_mstate->__pyx_n_u_kernel_h, __pyx_mstate->__pyx_n_u_kernel_w, __pyx_mstate->__pyx_n_u_block_rows_2, __pyx_mstate->__pyx_n_u_threads, __pyx_mstate->__pyx_n_u_batch, __pyx_mstate->__pyx_n_u_height, __pyx_mstate->__pyx_n_u_width, __pyx_mstate->__pyx_n_u_channels, __pyx_mstate->__pyx_n_u_out_h, __pyx_mstate->__pyx_n_u_out_w, __pyx_mstate->__pyx_n_u_filters_2, __pyx_mstate->__pyx_n_u_patch_len, __pyx_mstate->__pyx_n_u_pointwise, __pyx_mstate->__pyx_n_u_total_rows, __pyx_mstate->__pyx_n_u_blocks, __pyx_mstate->__pyx_n_u_matrix_len, __pyx_mstate->__pyx_n_u_partials, __pyx_mstate->__pyx_n_u_block, __pyx_mstate->__pyx_n_u_first_row, __pyx_mstate->__pyx_n_u_rows, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_t, __pyx_mstate->__pyx_n_u_x_data, __pyx_mstate->__pyx_n_u_grad_data, __pyx_mstate->__pyx_n_u_cols, __pyx_mstate->__pyx_n_u_partial, __pyx_mstate->__pyx_n_u_grad_kernel, __pyx_mstate->__pyx_n_u_patches, __pyx_mstate->__pyx_n_u_previous_threads, __pyx_mstate->__pyx_n_u_failed, __pyx_mstate->__pyx_n_u_failed_flag};
     __pyx_mstate_global->__pyx_codeobj_tab[3] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_ext_conv_pyx, __pyx_mstate->__pyx_n_u_conv2d_backward_kernel, __pyx_mstate->__pyx_kp_b_iso88591_AV1M_QfA__ccdde_HF_xvQnT_bbccd, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[3])) goto bad;
   }

@@ -76,6 +76,23 @@ cdef void im2col_rows(const float* x, float* cols, Py_ssize_t first_row, Py_ssiz
                      oh * stride_h - pad_top, ow * stride_w - pad_left, height, width, channels, kernel_h, kernel_w)
 
 
+cdef inline bint is_pointwise(Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
+                              Py_ssize_t kernel_h, Py_ssize_t kernel_w) noexcept nogil:
+    return kernel_h == 1 and kernel_w == 1 and stride_h == 1 and stride_w == 1 and pad_top == 0 and pad_left == 0
+
+
+cdef const float* block_patches(const float* x, float* cols, Py_ssize_t first_row, Py_ssize_t rows,
+                               Py_ssize_t height, Py_ssize_t width, Py_ssize_t channels, Py_ssize_t out_h,
+                               Py_ssize_t out_w, Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top,
+                               Py_ssize_t pad_left, Py_ssize_t kernel_h, Py_ssize_t kernel_w) noexcept nogil:
+    """The (rows, KH*KW*C) patch matrix of a block: x's own rows for a pointwise kernel, else gathered into cols."""
+    if is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w):
+        return x + first_row * channels
+    im2col_rows(x, cols, first_row, rows, height, width, channels, out_h, out_w,
+                stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+    return cols
+
+
 cdef void col2im_sample(const float* cols, float* grad_sample,
                         Py_ssize_t height, Py_ssize_t width, Py_ssize_t channels, Py_ssize_t out_h, Py_ssize_t out_w,
                         Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
@@ -131,11 +148,6 @@ cdef int check_extents(Py_ssize_t batch, Py_ssize_t channels, Py_ssize_t out_h, 
     return 0
 
 
-cdef inline bint is_pointwise(Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
-                              Py_ssize_t kernel_h, Py_ssize_t kernel_w) noexcept nogil:
-    return kernel_h == 1 and kernel_w == 1 and stride_h == 1 and stride_w == 1 and pad_top == 0 and pad_left == 0
-
-
 def conv2d_forward(const float[:, :, :, ::1] x, const float[:, ::1] kernel_matrix, const float[::1] bias,
                    float[:, :, :, ::1] y, Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top,
                    Py_ssize_t pad_left, Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t block_rows, int threads):
@@ -171,12 +183,8 @@ def conv2d_forward(const float[:, :, :, ::1] x, const float[:, ::1] kernel_matri
                     continue
                 first_row = block * block_rows
                 rows = min(block_rows, total_rows - first_row)
-                if pointwise:
-                    patches = x_data + first_row * patch_len
-                else:
-                    im2col_rows(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,
-                                stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
-                    patches = cols
+                patches = block_patches(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,
+                                        stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
                 for row in range(first_row, first_row + rows):
                     memcpy(y_data + row * filters, &bias[0], filters * sizeof(float))
                 gemm_row_major(False, False, <int>rows, <int>filters, <int>patch_len, 1.0, patches, <int>patch_len,
@@ -276,12 +284,8 @@ def conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, :, :, ::1
                     continue
                 first_row = block * block_rows
                 rows = min(block_rows, total_rows - first_row)
-                if pointwise:
-                    patches = x_data + first_row * patch_len
-                else:
-                    im2col_rows(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,
-                                stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
-                    patches = cols
+                patches = block_patches(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,
+                                        stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
                 gemm_row_major(True, False, <int>patch_len, <int>filters, <int>rows, 1.0, patches, <int>patch_len,
                                grad_data + first_row * filters, <int>filters, 1.0, partial, <int>filters)
             free(cols)
