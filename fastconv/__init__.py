@@ -1,12 +1,25 @@
-"""fastconv: compiled convolution kernels for Python, NHWC float32, Keras conventions.
+"""fastconv: compiled convolution kernels for Python, NHWC float32, behind a Keras-compatible API.
 
->>> import fastconv
->>> fastconv.set_backend("numba")          # or "cython" (default), "reference"
->>> kernels = fastconv.get_backend()
->>> y = kernels.conv2d_forward(x_nhwc, kernel, bias, strides=(1, 1), padding="same")
+The notes' listings run with only the import changed::
+
+    from fastconv import layers, models, optimizers      # for: from keras import layers, models, optimizers
+    import fastconv as keras                             # for: keras.Input, keras.Model, keras.layers, ...
+
+Kernels directly::
+
+    kernels = fastconv.get_backend()                     # "cython" (default), "numba", "reference"
+    y = kernels.conv2d_forward(x_nhwc, kernel, bias, strides=(1, 1), padding="same")
 """
 
 from fastconv.backends import available_backends, get_backend, set_backend, use_backend
+from fastconv import activations, callbacks, datasets, initializers, layers, losses, metrics, models, optimizers, utils
+from fastconv.layers import Input
+from fastconv.models import Model, Sequential
+from fastconv.utils import clear_session
 
-__version__ = "0.1.0"
-__all__ = ["available_backends", "get_backend", "set_backend", "use_backend", "__version__"]
+__version__ = "0.2.0"
+__all__ = [
+    "Input", "Model", "Sequential", "activations", "available_backends", "callbacks", "clear_session", "datasets",
+    "get_backend", "initializers", "layers", "losses", "metrics", "models", "optimizers", "set_backend", "use_backend",
+    "utils", "__version__",
+]  # fmt: skip

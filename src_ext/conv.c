@@ -1829,14 +1829,14 @@ struct __pyx_MemviewEnum_obj;
 struct __pyx_memoryview_obj;
 struct __pyx_memoryviewslice_obj;
 
-/* "src_ext/conv.pyx":115
- * # count is process-wide, so it is set before the parallel region and restored
- * # after it (see fastconv.backends.blas_threads, which hands us the setter).
+/* "_linalg.pxd":12
+ * # process-wide: it is set to 1 before a parallel region and restored after it,
+ * # never inside. Each module keeps the setter it was given (NULL: leave BLAS be).
  * ctypedef int (*set_blas_threads_fn)(int) noexcept nogil             # <<<<<<<<<<<<<<
- * cdef set_blas_threads_fn set_blas_threads = NULL
+ * 
  * 
 */
-typedef int (*__pyx_t_8fastconv_4_ext_4conv_set_blas_threads_fn)(int);
+typedef int (*__pyx_t_7_linalg_set_blas_threads_fn)(int);
 
 /* "View.MemoryView":128
  * 
@@ -3461,11 +3461,13 @@ static PyObject *__pyx_memoryviewslice__get_base(struct __pyx_memoryviewslice_ob
 static void (*__pyx_f_5scipy_6linalg_11cython_blas_sgemm)(char *, char *, int *, int *, int *, __pyx_t_5scipy_6linalg_11cython_blas_s *, __pyx_t_5scipy_6linalg_11cython_blas_s *, int *, __pyx_t_5scipy_6linalg_11cython_blas_s *, int *, __pyx_t_5scipy_6linalg_11cython_blas_s *, __pyx_t_5scipy_6linalg_11cython_blas_s *, int *); /*proto*/
 
 /* Module declarations from "_linalg" */
+static CYTHON_INLINE int __pyx_f_7_linalg_blas_single_thread(__pyx_t_7_linalg_set_blas_threads_fn); /*proto*/
+static CYTHON_INLINE void __pyx_f_7_linalg_blas_restore_threads(__pyx_t_7_linalg_set_blas_threads_fn, int); /*proto*/
 static CYTHON_INLINE void __pyx_f_7_linalg_gemm_row_major(int, int, int, int, int, float, float const *, int, float const *, int, float, float *, int); /*proto*/
 static CYTHON_INLINE int __pyx_f_7_linalg_column_sums(float const *, Py_ssize_t, Py_ssize_t, float *); /*proto*/
 
 /* Module declarations from "fastconv._ext.conv" */
-static __pyx_t_8fastconv_4_ext_4conv_set_blas_threads_fn __pyx_v_8fastconv_4_ext_4conv_set_blas_threads;
+static __pyx_t_7_linalg_set_blas_threads_fn __pyx_v_8fastconv_4_ext_4conv_set_blas_threads;
 static PyObject *__pyx_collections_abc_Sequence = 0;
 static PyObject *generic = 0;
 static PyObject *strided = 0;
@@ -3480,8 +3482,6 @@ static void __pyx_f_8fastconv_4_ext_4conv_im2col_rows(float const *, float *, Py
 static CYTHON_INLINE int __pyx_f_8fastconv_4_ext_4conv_is_pointwise(Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t); /*proto*/
 static float const *__pyx_f_8fastconv_4_ext_4conv_block_patches(float const *, float *, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t); /*proto*/
 static void __pyx_f_8fastconv_4_ext_4conv_col2im_sample(float const *, float *, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t); /*proto*/
-static CYTHON_INLINE int __pyx_f_8fastconv_4_ext_4conv_blas_single_thread(void); /*proto*/
-static CYTHON_INLINE void __pyx_f_8fastconv_4_ext_4conv_blas_restore_threads(int); /*proto*/
 static int __pyx_f_8fastconv_4_ext_4conv_check_extents(Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, int); /*proto*/
 static int __pyx_array_allocate_buffer(struct __pyx_array_obj *); /*proto*/
 static struct __pyx_array_obj *__pyx_array_new(PyObject *, Py_ssize_t, char *, char const *, char *); /*proto*/
@@ -18214,7 +18214,107 @@ static PyObject *__pyx_unpickle_Enum__set_state(struct __pyx_MemviewEnum_obj *__
   return __pyx_r;
 }
 
-/* "_linalg.pxd":8
+/* "_linalg.pxd":15
+ * 
+ * 
+ * cdef inline int blas_single_thread(set_blas_threads_fn set_threads) noexcept nogil:             # <<<<<<<<<<<<<<
+ *     """Make BLAS single-threaded; returns the thread count to restore."""
+ *     return set_threads(1) if set_threads != NULL else 0
+*/
+
+static CYTHON_INLINE int __pyx_f_7_linalg_blas_single_thread(__pyx_t_7_linalg_set_blas_threads_fn __pyx_v_set_threads) {
+  int __pyx_r;
+  int __pyx_t_1;
+  int __pyx_t_2;
+
+  /* "_linalg.pxd":17
+ * cdef inline int blas_single_thread(set_blas_threads_fn set_threads) noexcept nogil:
+ *     """Make BLAS single-threaded; returns the thread count to restore."""
+ *     return set_threads(1) if set_threads != NULL else 0             # <<<<<<<<<<<<<<
+ * 
+ * 
+*/
+  __pyx_t_2 = (__pyx_v_set_threads != NULL);
+
+  if (__pyx_t_2) {
+
+    __pyx_t_1 = __pyx_v_set_threads(1);
+  } else {
+
+    __pyx_t_1 = 0;
+  }
+
+  {
+    __pyx_r = __pyx_t_1;
+  }
+  goto __pyx_L0;
+
+  /* "_linalg.pxd":15
+ * 
+ * 
+ * cdef inline int blas_single_thread(set_blas_threads_fn set_threads) noexcept nogil:             # <<<<<<<<<<<<<<
+ *     """Make BLAS single-threaded; returns the thread count to restore."""
+ *     return set_threads(1) if set_threads != NULL else 0
+*/
+
+  /* function exit code */
+  __pyx_L0:;
+  return __pyx_r;
+}
+
+/* "_linalg.pxd":20
+ * 
+ * 
+ * cdef inline void blas_restore_threads(set_blas_threads_fn set_threads, int previous) noexcept nogil:             # <<<<<<<<<<<<<<
+ *     if set_threads != NULL:
+ *         set_threads(previous)
+*/
+
+static CYTHON_INLINE void __pyx_f_7_linalg_blas_restore_threads(__pyx_t_7_linalg_set_blas_threads_fn __pyx_v_set_threads, int __pyx_v_previous) {
+  int __pyx_t_1;
+
+  /* "_linalg.pxd":21
+ * 
+ * cdef inline void blas_restore_threads(set_blas_threads_fn set_threads, int previous) noexcept nogil:
+ *     if set_threads != NULL:             # <<<<<<<<<<<<<<
+ *         set_threads(previous)
+ * 
+*/
+  __pyx_t_1 = (__pyx_v_set_threads != NULL);
+
+  if (__pyx_t_1) {
+
+
+    /* "_linalg.pxd":22
+ * cdef inline void blas_restore_threads(set_blas_threads_fn set_threads, int previous) noexcept nogil:
+ *     if set_threads != NULL:
+ *         set_threads(previous)             # <<<<<<<<<<<<<<
+ * 
+ * 
+*/
+    (void)(__pyx_v_set_threads(__pyx_v_previous));
+
+    /* "_linalg.pxd":21
+ * 
+ * cdef inline void blas_restore_threads(set_blas_threads_fn set_threads, int previous) noexcept nogil:
+ *     if set_threads != NULL:             # <<<<<<<<<<<<<<
+ *         set_threads(previous)
+ * 
+*/
+  }
+
+  /* "_linalg.pxd":20
+ * 
+ * 
+ * cdef inline void blas_restore_threads(set_blas_threads_fn set_threads, int previous) noexcept nogil:             # <<<<<<<<<<<<<<
+ *     if set_threads != NULL:
+ *         set_threads(previous)
+*/
+
+  /* function exit code */
+}
+
+/* "_linalg.pxd":25
  * 
  * 
  * cdef inline void gemm_row_major(bint transpose_a, bint transpose_b, int m, int n, int k,             # <<<<<<<<<<<<<<
@@ -18227,7 +18327,7 @@ static CYTHON_INLINE void __pyx_f_7_linalg_gemm_row_major(int __pyx_v_transpose_
   char __pyx_v_trans_a_flag;
   char __pyx_t_1;
 
-  /* "_linalg.pxd":16
+  /* "_linalg.pxd":33
  *     product is computed as C^T = op(B)^T @ op(A)^T: B goes first.
  *     """
  *     cdef char trans_b_flag = b'T' if transpose_b else b'N'             # <<<<<<<<<<<<<<
@@ -18243,7 +18343,7 @@ static CYTHON_INLINE void __pyx_f_7_linalg_gemm_row_major(int __pyx_v_transpose_
   }
   __pyx_v_trans_b_flag = __pyx_t_1;
 
-  /* "_linalg.pxd":17
+  /* "_linalg.pxd":34
  *     """
  *     cdef char trans_b_flag = b'T' if transpose_b else b'N'
  *     cdef char trans_a_flag = b'T' if transpose_a else b'N'             # <<<<<<<<<<<<<<
@@ -18259,7 +18359,7 @@ static CYTHON_INLINE void __pyx_f_7_linalg_gemm_row_major(int __pyx_v_transpose_
   }
   __pyx_v_trans_a_flag = __pyx_t_1;
 
-  /* "_linalg.pxd":18
+  /* "_linalg.pxd":35
  *     cdef char trans_b_flag = b'T' if transpose_b else b'N'
  *     cdef char trans_a_flag = b'T' if transpose_a else b'N'
  *     sgemm(&trans_b_flag, &trans_a_flag, &n, &m, &k, &alpha, <float*>b, &ldb, <float*>a, &lda, &beta, c, &ldc)             # <<<<<<<<<<<<<<
@@ -18268,7 +18368,7 @@ static CYTHON_INLINE void __pyx_f_7_linalg_gemm_row_major(int __pyx_v_transpose_
 */
   __pyx_f_5scipy_6linalg_11cython_blas_sgemm((&__pyx_v_trans_b_flag), (&__pyx_v_trans_a_flag), (&__pyx_v_n), (&__pyx_v_m), (&__pyx_v_k), (&__pyx_v_alpha), ((float *)__pyx_v_b), (&__pyx_v_ldb), ((float *)__pyx_v_a), (&__pyx_v_lda), (&__pyx_v_beta), __pyx_v_c, (&__pyx_v_ldc));
 
-  /* "_linalg.pxd":8
+  /* "_linalg.pxd":25
  * 
  * 
  * cdef inline void gemm_row_major(bint transpose_a, bint transpose_b, int m, int n, int k,             # <<<<<<<<<<<<<<
@@ -18281,7 +18381,7 @@ static CYTHON_INLINE void __pyx_f_7_linalg_gemm_row_major(int __pyx_v_transpose_
 
 }
 
-/* "_linalg.pxd":21
+/* "_linalg.pxd":38
  * 
  * 
  * cdef inline int column_sums(const float* matrix, Py_ssize_t rows, Py_ssize_t cols, float* sums) except -1 nogil:             # <<<<<<<<<<<<<<
@@ -18316,7 +18416,7 @@ static CYTHON_INLINE int __pyx_f_7_linalg_column_sums(float const *__pyx_v_matri
   PyGILState_STATE __pyx_gilstate_save;
   __Pyx_RefNannySetupContext("column_sums", 1);
 
-  /* "_linalg.pxd":27
+  /* "_linalg.pxd":44
  *     partial row, so the memory is read once, in order.
  *     """
  *     cdef Py_ssize_t blocks = 16 if rows >= 16 else 1             # <<<<<<<<<<<<<<
@@ -18335,7 +18435,7 @@ static CYTHON_INLINE int __pyx_f_7_linalg_column_sums(float const *__pyx_v_matri
 
   __pyx_v_blocks = __pyx_t_1;
 
-  /* "_linalg.pxd":28
+  /* "_linalg.pxd":45
  *     """
  *     cdef Py_ssize_t blocks = 16 if rows >= 16 else 1
  *     cdef double* partial = <double*>calloc(blocks * cols, sizeof(double))             # <<<<<<<<<<<<<<
@@ -18344,7 +18444,7 @@ static CYTHON_INLINE int __pyx_f_7_linalg_column_sums(float const *__pyx_v_matri
 */
   __pyx_v_partial = ((double *)calloc((__pyx_v_blocks * __pyx_v_cols), (sizeof(double))));
 
-  /* "_linalg.pxd":31
+  /* "_linalg.pxd":48
  *     cdef Py_ssize_t block, i, j
  *     cdef double total
  *     if partial == NULL:             # <<<<<<<<<<<<<<
@@ -18356,7 +18456,7 @@ static CYTHON_INLINE int __pyx_f_7_linalg_column_sums(float const *__pyx_v_matri
   if (unlikely(__pyx_t_2)) {
 
 
-    /* "_linalg.pxd":32
+    /* "_linalg.pxd":49
  *     cdef double total
  *     if partial == NULL:
  *         with gil:             # <<<<<<<<<<<<<<
@@ -18367,17 +18467,17 @@ static CYTHON_INLINE int __pyx_f_7_linalg_column_sums(float const *__pyx_v_matri
         PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
         /*try:*/ {
 
-          /* "_linalg.pxd":33
+          /* "_linalg.pxd":50
  *     if partial == NULL:
  *         with gil:
  *             raise MemoryError()             # <<<<<<<<<<<<<<
  *     for block in prange(blocks, schedule='static'):
  *         for i in range(block * rows // blocks, (block + 1) * rows // blocks):
 */
-          PyErr_NoMemory(); __PYX_ERR(2, 33, __pyx_L5_error)
+          PyErr_NoMemory(); __PYX_ERR(2, 50, __pyx_L5_error)
         }
 
-        /* "_linalg.pxd":32
+        /* "_linalg.pxd":49
  *     cdef double total
  *     if partial == NULL:
  *         with gil:             # <<<<<<<<<<<<<<
@@ -18392,7 +18492,7 @@ static CYTHON_INLINE int __pyx_f_7_linalg_column_sums(float const *__pyx_v_matri
         }
     }
 
-    /* "_linalg.pxd":31
+    /* "_linalg.pxd":48
  *     cdef Py_ssize_t block, i, j
  *     cdef double total
  *     if partial == NULL:             # <<<<<<<<<<<<<<
@@ -18401,7 +18501,7 @@ static CYTHON_INLINE int __pyx_f_7_linalg_column_sums(float const *__pyx_v_matri
 */
   }
 
-  /* "_linalg.pxd":34
+  /* "_linalg.pxd":51
  *         with gil:
  *             raise MemoryError()
  *     for block in prange(blocks, schedule='static'):             # <<<<<<<<<<<<<<
@@ -18448,7 +18548,7 @@ static CYTHON_INLINE int __pyx_f_7_linalg_column_sums(float const *__pyx_v_matri
                         {
                             __pyx_v_block = (Py_ssize_t)(0 + 1 * __pyx_t_3);
 
-                            /* "_linalg.pxd":35
+                            /* "_linalg.pxd":52
  *             raise MemoryError()
  *     for block in prange(blocks, schedule='static'):
  *         for i in range(block * rows // blocks, (block + 1) * rows // blocks):             # <<<<<<<<<<<<<<
@@ -18461,13 +18561,13 @@ static CYTHON_INLINE int __pyx_f_7_linalg_column_sums(float const *__pyx_v_matri
                               PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
                               PyErr_SetString(PyExc_ZeroDivisionError, "integer division or modulo by zero");
                               __Pyx_PyGILState_Release(__pyx_gilstate_save);
-                              __PYX_ERR(2, 35, __pyx_L12_error)
+                              __PYX_ERR(2, 52, __pyx_L12_error)
                             }
                             else if (sizeof(Py_ssize_t) == sizeof(long) && (!(((Py_ssize_t)-1) > 0)) && unlikely(__pyx_v_blocks == (Py_ssize_t)-1)  && unlikely(__Pyx_UNARY_NEG_WOULD_OVERFLOW(__pyx_t_5))) {
                               PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
                               PyErr_SetString(PyExc_OverflowError, "value too large to perform division");
                               __Pyx_PyGILState_Release(__pyx_gilstate_save);
-                              __PYX_ERR(2, 35, __pyx_L12_error)
+                              __PYX_ERR(2, 52, __pyx_L12_error)
                             }
 
                             __pyx_t_6 = __Pyx_div_Py_ssize_t(__pyx_t_5, __pyx_v_blocks, 0);
@@ -18478,20 +18578,20 @@ static CYTHON_INLINE int __pyx_f_7_linalg_column_sums(float const *__pyx_v_matri
                               PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
                               PyErr_SetString(PyExc_ZeroDivisionError, "integer division or modulo by zero");
                               __Pyx_PyGILState_Release(__pyx_gilstate_save);
-                              __PYX_ERR(2, 35, __pyx_L12_error)
+                              __PYX_ERR(2, 52, __pyx_L12_error)
                             }
                             else if (sizeof(Py_ssize_t) == sizeof(long) && (!(((Py_ssize_t)-1) > 0)) && unlikely(__pyx_v_blocks == (Py_ssize_t)-1)  && unlikely(__Pyx_UNARY_NEG_WOULD_OVERFLOW(__pyx_t_5))) {
                               PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
                               PyErr_SetString(PyExc_OverflowError, "value too large to perform division");
                               __Pyx_PyGILState_Release(__pyx_gilstate_save);
-                              __PYX_ERR(2, 35, __pyx_L12_error)
+                              __PYX_ERR(2, 52, __pyx_L12_error)
                             }
                             __pyx_t_7 = __pyx_t_6;
 
                             for (__pyx_t_8 = __Pyx_div_Py_ssize_t(__pyx_t_5, __pyx_v_blocks, 0); __pyx_t_8 < __pyx_t_7; __pyx_t_8+=1) {
                               __pyx_v_i = __pyx_t_8;
 
-                              /* "_linalg.pxd":36
+                              /* "_linalg.pxd":53
  *     for block in prange(blocks, schedule='static'):
  *         for i in range(block * rows // blocks, (block + 1) * rows // blocks):
  *             for j in range(cols):             # <<<<<<<<<<<<<<
@@ -18505,7 +18605,7 @@ static CYTHON_INLINE int __pyx_f_7_linalg_column_sums(float const *__pyx_v_matri
                               for (__pyx_t_11 = 0; __pyx_t_11 < __pyx_t_10; __pyx_t_11+=1) {
                                 __pyx_v_j = __pyx_t_11;
 
-                                /* "_linalg.pxd":37
+                                /* "_linalg.pxd":54
  *         for i in range(block * rows // blocks, (block + 1) * rows // blocks):
  *             for j in range(cols):
  *                 partial[block * cols + j] += matrix[i * cols + j]             # <<<<<<<<<<<<<<
@@ -18602,7 +18702,7 @@ PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
 
       }
 
-      /* "_linalg.pxd":34
+      /* "_linalg.pxd":51
  *         with gil:
  *             raise MemoryError()
  *     for block in prange(blocks, schedule='static'):             # <<<<<<<<<<<<<<
@@ -18624,7 +18724,7 @@ PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
       }
   }
 
-  /* "_linalg.pxd":38
+  /* "_linalg.pxd":55
  *             for j in range(cols):
  *                 partial[block * cols + j] += matrix[i * cols + j]
  *     for j in range(cols):             # <<<<<<<<<<<<<<
@@ -18638,7 +18738,7 @@ PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
   for (__pyx_t_1 = 0; __pyx_t_1 < __pyx_t_3; __pyx_t_1+=1) {
     __pyx_v_j = __pyx_t_1;
 
-    /* "_linalg.pxd":39
+    /* "_linalg.pxd":56
  *                 partial[block * cols + j] += matrix[i * cols + j]
  *     for j in range(cols):
  *         total = 0.0             # <<<<<<<<<<<<<<
@@ -18647,7 +18747,7 @@ PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
 */
     __pyx_v_total = 0.0;
 
-    /* "_linalg.pxd":40
+    /* "_linalg.pxd":57
  *     for j in range(cols):
  *         total = 0.0
  *         for block in range(blocks):             # <<<<<<<<<<<<<<
@@ -18661,7 +18761,7 @@ PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
     for (__pyx_t_5 = 0; __pyx_t_5 < __pyx_t_7; __pyx_t_5+=1) {
       __pyx_v_block = __pyx_t_5;
 
-      /* "_linalg.pxd":41
+      /* "_linalg.pxd":58
  *         total = 0.0
  *         for block in range(blocks):
  *             total = total + partial[block * cols + j]             # <<<<<<<<<<<<<<
@@ -18672,7 +18772,7 @@ PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
     }
 
 
-    /* "_linalg.pxd":42
+    /* "_linalg.pxd":59
  *         for block in range(blocks):
  *             total = total + partial[block * cols + j]
  *         sums[j] = <float>total             # <<<<<<<<<<<<<<
@@ -18683,7 +18783,7 @@ PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
   }
 
 
-  /* "_linalg.pxd":43
+  /* "_linalg.pxd":60
  *             total = total + partial[block * cols + j]
  *         sums[j] = <float>total
  *     free(partial)             # <<<<<<<<<<<<<<
@@ -18691,7 +18791,7 @@ PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
 */
   free(__pyx_v_partial);
 
-  /* "_linalg.pxd":44
+  /* "_linalg.pxd":61
  *         sums[j] = <float>total
  *     free(partial)
  *     return 0             # <<<<<<<<<<<<<<
@@ -18702,7 +18802,7 @@ PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
   }
   goto __pyx_L0;
 
-  /* "_linalg.pxd":21
+  /* "_linalg.pxd":38
  * 
  * 
  * cdef inline int column_sums(const float* matrix, Py_ssize_t rows, Py_ssize_t cols, float* sums) except -1 nogil:             # <<<<<<<<<<<<<<
@@ -19591,7 +19691,7 @@ static void __pyx_f_8fastconv_4_ext_4conv_col2im_sample(float const *__pyx_v_col
 
 }
 
-/* "src_ext/conv.pyx":119
+/* "src_ext/conv.pyx":115
  * 
  * 
  * def set_blas_thread_control(size_t address):             # <<<<<<<<<<<<<<
@@ -19639,32 +19739,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_address,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 119, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 115, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 119, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 115, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "set_blas_thread_control", 0) < (0)) __PYX_ERR(0, 119, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "set_blas_thread_control", 0) < (0)) __PYX_ERR(0, 115, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("set_blas_thread_control", 1, 1, 1, i); __PYX_ERR(0, 119, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("set_blas_thread_control", 1, 1, 1, i); __PYX_ERR(0, 115, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 119, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 115, __pyx_L3_error)
     }
-    __pyx_v_address = __Pyx_PyLong_As_size_t(values[0]); if (unlikely((__pyx_v_address == (size_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 119, __pyx_L3_error)
+    __pyx_v_address = __Pyx_PyLong_As_size_t(values[0]); if (unlikely((__pyx_v_address == (size_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 115, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("set_blas_thread_control", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 119, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("set_blas_thread_control", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 115, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -19691,16 +19791,16 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_set_blas_thread_control(CYTHON_U
   __Pyx_RefNannyDeclarations
   __Pyx_RefNannySetupContext("set_blas_thread_control", 0);
 
-  /* "src_ext/conv.pyx":122
+  /* "src_ext/conv.pyx":118
  *     """Register OpenBLAS' ``openblas_set_num_threads_local`` by its address (0: leave BLAS threads alone)."""
  *     global set_blas_threads
  *     set_blas_threads = <set_blas_threads_fn>address             # <<<<<<<<<<<<<<
  * 
  * 
 */
-  __pyx_v_8fastconv_4_ext_4conv_set_blas_threads = ((__pyx_t_8fastconv_4_ext_4conv_set_blas_threads_fn)__pyx_v_address);
+  __pyx_v_8fastconv_4_ext_4conv_set_blas_threads = ((__pyx_t_7_linalg_set_blas_threads_fn)__pyx_v_address);
 
-  /* "src_ext/conv.pyx":119
+  /* "src_ext/conv.pyx":115
  * 
  * 
  * def set_blas_thread_control(size_t address):             # <<<<<<<<<<<<<<
@@ -19715,107 +19815,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_set_blas_thread_control(CYTHON_U
   return __pyx_r;
 }
 
-/* "src_ext/conv.pyx":125
- * 
- * 
- * cdef inline int blas_single_thread() noexcept nogil:             # <<<<<<<<<<<<<<
- *     """Make BLAS single-threaded; returns the thread count to restore."""
- *     return set_blas_threads(1) if set_blas_threads != NULL else 0
-*/
-
-static CYTHON_INLINE int __pyx_f_8fastconv_4_ext_4conv_blas_single_thread(void) {
-  int __pyx_r;
-  int __pyx_t_1;
-  int __pyx_t_2;
-
-  /* "src_ext/conv.pyx":127
- * cdef inline int blas_single_thread() noexcept nogil:
- *     """Make BLAS single-threaded; returns the thread count to restore."""
- *     return set_blas_threads(1) if set_blas_threads != NULL else 0             # <<<<<<<<<<<<<<
- * 
- * 
-*/
-  __pyx_t_2 = (__pyx_v_8fastconv_4_ext_4conv_set_blas_threads != NULL);
-
-  if (__pyx_t_2) {
-
-    __pyx_t_1 = __pyx_v_8fastconv_4_ext_4conv_set_blas_threads(1);
-  } else {
-
-    __pyx_t_1 = 0;
-  }
-
-  {
-    __pyx_r = __pyx_t_1;
-  }
-  goto __pyx_L0;
-
-  /* "src_ext/conv.pyx":125
- * 
- * 
- * cdef inline int blas_single_thread() noexcept nogil:             # <<<<<<<<<<<<<<
- *     """Make BLAS single-threaded; returns the thread count to restore."""
- *     return set_blas_threads(1) if set_blas_threads != NULL else 0
-*/
-
-  /* function exit code */
-  __pyx_L0:;
-  return __pyx_r;
-}
-
-/* "src_ext/conv.pyx":130
- * 
- * 
- * cdef inline void blas_restore_threads(int previous) noexcept nogil:             # <<<<<<<<<<<<<<
- *     if set_blas_threads != NULL:
- *         set_blas_threads(previous)
-*/
-
-static CYTHON_INLINE void __pyx_f_8fastconv_4_ext_4conv_blas_restore_threads(int __pyx_v_previous) {
-  int __pyx_t_1;
-
-  /* "src_ext/conv.pyx":131
- * 
- * cdef inline void blas_restore_threads(int previous) noexcept nogil:
- *     if set_blas_threads != NULL:             # <<<<<<<<<<<<<<
- *         set_blas_threads(previous)
- * 
-*/
-  __pyx_t_1 = (__pyx_v_8fastconv_4_ext_4conv_set_blas_threads != NULL);
-
-  if (__pyx_t_1) {
-
-
-    /* "src_ext/conv.pyx":132
- * cdef inline void blas_restore_threads(int previous) noexcept nogil:
- *     if set_blas_threads != NULL:
- *         set_blas_threads(previous)             # <<<<<<<<<<<<<<
- * 
- * 
-*/
-    (void)(__pyx_v_8fastconv_4_ext_4conv_set_blas_threads(__pyx_v_previous));
-
-    /* "src_ext/conv.pyx":131
- * 
- * cdef inline void blas_restore_threads(int previous) noexcept nogil:
- *     if set_blas_threads != NULL:             # <<<<<<<<<<<<<<
- *         set_blas_threads(previous)
- * 
-*/
-  }
-
-  /* "src_ext/conv.pyx":130
- * 
- * 
- * cdef inline void blas_restore_threads(int previous) noexcept nogil:             # <<<<<<<<<<<<<<
- *     if set_blas_threads != NULL:
- *         set_blas_threads(previous)
-*/
-
-  /* function exit code */
-}
-
-/* "src_ext/conv.pyx":135
+/* "src_ext/conv.pyx":121
  * 
  * 
  * cdef int check_extents(Py_ssize_t batch, Py_ssize_t channels, Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t filters,             # <<<<<<<<<<<<<<
@@ -19851,7 +19851,7 @@ static int __pyx_f_8fastconv_4_ext_4conv_check_extents(Py_ssize_t __pyx_v_batch,
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("check_extents", 0);
 
-  /* "src_ext/conv.pyx":139
+  /* "src_ext/conv.pyx":125
  *                        Py_ssize_t grad_w, Py_ssize_t grad_filters, Py_ssize_t stride_h, Py_ssize_t stride_w,
  *                        Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t block_rows, int threads) except -1:
  *     if stride_h < 1 or stride_w < 1 or kernel_h < 1 or kernel_w < 1 or block_rows < 1 or threads < 1:             # <<<<<<<<<<<<<<
@@ -19917,7 +19917,7 @@ static int __pyx_f_8fastconv_4_ext_4conv_check_extents(Py_ssize_t __pyx_v_batch,
   if (unlikely(__pyx_t_1)) {
 
 
-    /* "src_ext/conv.pyx":140
+    /* "src_ext/conv.pyx":126
  *                        Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t block_rows, int threads) except -1:
  *     if stride_h < 1 or stride_w < 1 or kernel_h < 1 or kernel_w < 1 or block_rows < 1 or threads < 1:
  *         raise ValueError(f"conv2d: strides ({stride_h}, {stride_w}), kernel ({kernel_h}, {kernel_w}), block_rows "             # <<<<<<<<<<<<<<
@@ -19925,25 +19925,25 @@ static int __pyx_f_8fastconv_4_ext_4conv_check_extents(Py_ssize_t __pyx_v_batch,
  *     if matrix_rows != kernel_h * kernel_w * channels or matrix_cols != filters:
 */
     __pyx_t_4 = NULL;
-    __pyx_t_5 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_stride_h, 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 140, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_stride_h, 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 126, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_stride_w, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 140, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_stride_w, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 126, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
-    __pyx_t_7 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_kernel_h, 0, ' ', 'd'); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 140, __pyx_L1_error)
+    __pyx_t_7 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_kernel_h, 0, ' ', 'd'); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 126, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
-    __pyx_t_8 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_kernel_w, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 140, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_kernel_w, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 126, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
 
-    /* "src_ext/conv.pyx":141
+    /* "src_ext/conv.pyx":127
  *     if stride_h < 1 or stride_w < 1 or kernel_h < 1 or kernel_w < 1 or block_rows < 1 or threads < 1:
  *         raise ValueError(f"conv2d: strides ({stride_h}, {stride_w}), kernel ({kernel_h}, {kernel_w}), block_rows "
  *                          f"{block_rows} and threads {threads} must be positive")             # <<<<<<<<<<<<<<
  *     if matrix_rows != kernel_h * kernel_w * channels or matrix_cols != filters:
  *         raise ValueError(f"conv2d: kernel matrix ({matrix_rows}, {matrix_cols}) does not match kernel ({kernel_h}, {kernel_w}, {channels}, {filters})")
 */
-    __pyx_t_9 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_block_rows, 0, ' ', 'd'); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 141, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_block_rows, 0, ' ', 'd'); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 127, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
-    __pyx_t_10 = __Pyx_PyUnicode_From_int(__pyx_v_threads, 0, ' ', 'd'); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 141, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyUnicode_From_int(__pyx_v_threads, 0, ' ', 'd'); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 127, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
     __pyx_t_11[0] = __pyx_mstate_global->__pyx_kp_u_conv2d_strides;
     __pyx_t_11[1] = __pyx_t_5;
@@ -19959,7 +19959,7 @@ static int __pyx_f_8fastconv_4_ext_4conv_check_extents(Py_ssize_t __pyx_v_batch,
     __pyx_t_11[11] = __pyx_t_10;
     __pyx_t_11[12] = __pyx_mstate_global->__pyx_kp_u_must_be_positive;
 
-    /* "src_ext/conv.pyx":140
+    /* "src_ext/conv.pyx":126
  *                        Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t block_rows, int threads) except -1:
  *     if stride_h < 1 or stride_w < 1 or kernel_h < 1 or kernel_w < 1 or block_rows < 1 or threads < 1:
  *         raise ValueError(f"conv2d: strides ({stride_h}, {stride_w}), kernel ({kernel_h}, {kernel_w}), block_rows "             # <<<<<<<<<<<<<<
@@ -19975,7 +19975,7 @@ static int __pyx_f_8fastconv_4_ext_4conv_check_extents(Py_ssize_t __pyx_v_batch,
     #endif
     __pyx_t_13 = 0;
     __pyx_t_14 = __Pyx_PyUnicode_Join(__pyx_t_11, 13, __pyx_t_12, __pyx_t_13);
-    if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 140, __pyx_L1_error)
+    if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 126, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_14);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
@@ -19989,14 +19989,14 @@ static int __pyx_f_8fastconv_4_ext_4conv_check_extents(Py_ssize_t __pyx_v_batch,
       __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_15, (2-__pyx_t_15) | (__pyx_t_15*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
       __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 140, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 126, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     __Pyx_Raise(__pyx_t_3, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __PYX_ERR(0, 140, __pyx_L1_error)
+    __PYX_ERR(0, 126, __pyx_L1_error)
 
-    /* "src_ext/conv.pyx":139
+    /* "src_ext/conv.pyx":125
  *                        Py_ssize_t grad_w, Py_ssize_t grad_filters, Py_ssize_t stride_h, Py_ssize_t stride_w,
  *                        Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t block_rows, int threads) except -1:
  *     if stride_h < 1 or stride_w < 1 or kernel_h < 1 or kernel_w < 1 or block_rows < 1 or threads < 1:             # <<<<<<<<<<<<<<
@@ -20005,7 +20005,7 @@ static int __pyx_f_8fastconv_4_ext_4conv_check_extents(Py_ssize_t __pyx_v_batch,
 */
   }
 
-  /* "src_ext/conv.pyx":142
+  /* "src_ext/conv.pyx":128
  *         raise ValueError(f"conv2d: strides ({stride_h}, {stride_w}), kernel ({kernel_h}, {kernel_w}), block_rows "
  *                          f"{block_rows} and threads {threads} must be positive")
  *     if matrix_rows != kernel_h * kernel_w * channels or matrix_cols != filters:             # <<<<<<<<<<<<<<
@@ -20031,7 +20031,7 @@ static int __pyx_f_8fastconv_4_ext_4conv_check_extents(Py_ssize_t __pyx_v_batch,
   if (unlikely(__pyx_t_1)) {
 
 
-    /* "src_ext/conv.pyx":143
+    /* "src_ext/conv.pyx":129
  *                          f"{block_rows} and threads {threads} must be positive")
  *     if matrix_rows != kernel_h * kernel_w * channels or matrix_cols != filters:
  *         raise ValueError(f"conv2d: kernel matrix ({matrix_rows}, {matrix_cols}) does not match kernel ({kernel_h}, {kernel_w}, {channels}, {filters})")             # <<<<<<<<<<<<<<
@@ -20039,17 +20039,17 @@ static int __pyx_f_8fastconv_4_ext_4conv_check_extents(Py_ssize_t __pyx_v_batch,
  *         raise ValueError(f"conv2d: output ({grad_batch}, {grad_h}, {grad_w}, {grad_filters}) does not match ({batch}, {out_h}, {out_w}, {filters})")
 */
     __pyx_t_14 = NULL;
-    __pyx_t_4 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_matrix_rows, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 143, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_matrix_rows, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 129, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_10 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_matrix_cols, 0, ' ', 'd'); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 143, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_matrix_cols, 0, ' ', 'd'); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 129, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
-    __pyx_t_9 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_kernel_h, 0, ' ', 'd'); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 143, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_kernel_h, 0, ' ', 'd'); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 129, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
-    __pyx_t_8 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_kernel_w, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 143, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_kernel_w, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 129, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
-    __pyx_t_7 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_channels, 0, ' ', 'd'); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 143, __pyx_L1_error)
+    __pyx_t_7 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_channels, 0, ' ', 'd'); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 129, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
-    __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_filters, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 143, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_filters, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 129, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __pyx_t_11[0] = __pyx_mstate_global->__pyx_kp_u_conv2d_kernel_matrix;
     __pyx_t_11[1] = __pyx_t_4;
@@ -20073,7 +20073,7 @@ static int __pyx_f_8fastconv_4_ext_4conv_check_extents(Py_ssize_t __pyx_v_batch,
     #endif
     __pyx_t_13 = 0;
     __pyx_t_5 = __Pyx_PyUnicode_Join(__pyx_t_11, 13, __pyx_t_12, __pyx_t_13);
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 143, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 129, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
@@ -20087,14 +20087,14 @@ static int __pyx_f_8fastconv_4_ext_4conv_check_extents(Py_ssize_t __pyx_v_batch,
       __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_15, (2-__pyx_t_15) | (__pyx_t_15*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_14); __pyx_t_14 = 0;
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 143, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 129, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     __Pyx_Raise(__pyx_t_3, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __PYX_ERR(0, 143, __pyx_L1_error)
+    __PYX_ERR(0, 129, __pyx_L1_error)
 
-    /* "src_ext/conv.pyx":142
+    /* "src_ext/conv.pyx":128
  *         raise ValueError(f"conv2d: strides ({stride_h}, {stride_w}), kernel ({kernel_h}, {kernel_w}), block_rows "
  *                          f"{block_rows} and threads {threads} must be positive")
  *     if matrix_rows != kernel_h * kernel_w * channels or matrix_cols != filters:             # <<<<<<<<<<<<<<
@@ -20103,64 +20103,64 @@ static int __pyx_f_8fastconv_4_ext_4conv_check_extents(Py_ssize_t __pyx_v_batch,
 */
   }
 
-  /* "src_ext/conv.pyx":144
+  /* "src_ext/conv.pyx":130
  *     if matrix_rows != kernel_h * kernel_w * channels or matrix_cols != filters:
  *         raise ValueError(f"conv2d: kernel matrix ({matrix_rows}, {matrix_cols}) does not match kernel ({kernel_h}, {kernel_w}, {channels}, {filters})")
  *     if (grad_batch, grad_h, grad_w, grad_filters) != (batch, out_h, out_w, filters):             # <<<<<<<<<<<<<<
  *         raise ValueError(f"conv2d: output ({grad_batch}, {grad_h}, {grad_w}, {grad_filters}) does not match ({batch}, {out_h}, {out_w}, {filters})")
  *     if max(block_rows, out_h * out_w) * matrix_rows >= 2**31:
 */
-  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_grad_batch); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 144, __pyx_L1_error)
+  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_grad_batch); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 130, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_grad_h); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 144, __pyx_L1_error)
+  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_grad_h); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 130, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_14 = PyLong_FromSsize_t(__pyx_v_grad_w); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 144, __pyx_L1_error)
+  __pyx_t_14 = PyLong_FromSsize_t(__pyx_v_grad_w); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 130, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_14);
-  __pyx_t_6 = PyLong_FromSsize_t(__pyx_v_grad_filters); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 144, __pyx_L1_error)
+  __pyx_t_6 = PyLong_FromSsize_t(__pyx_v_grad_filters); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 130, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
-  __pyx_t_7 = PyTuple_New(4); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 144, __pyx_L1_error)
+  __pyx_t_7 = PyTuple_New(4); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 130, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
   __Pyx_GIVEREF(__pyx_t_3);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 0, __pyx_t_3) != (0)) __PYX_ERR(0, 144, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 0, __pyx_t_3) != (0)) __PYX_ERR(0, 130, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_5);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 1, __pyx_t_5) != (0)) __PYX_ERR(0, 144, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 1, __pyx_t_5) != (0)) __PYX_ERR(0, 130, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_14);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 2, __pyx_t_14) != (0)) __PYX_ERR(0, 144, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 2, __pyx_t_14) != (0)) __PYX_ERR(0, 130, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_6);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 3, __pyx_t_6) != (0)) __PYX_ERR(0, 144, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 3, __pyx_t_6) != (0)) __PYX_ERR(0, 130, __pyx_L1_error);
   __pyx_t_3 = 0;
   __pyx_t_5 = 0;
   __pyx_t_14 = 0;
   __pyx_t_6 = 0;
-  __pyx_t_6 = PyLong_FromSsize_t(__pyx_v_batch); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 144, __pyx_L1_error)
+  __pyx_t_6 = PyLong_FromSsize_t(__pyx_v_batch); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 130, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
-  __pyx_t_14 = PyLong_FromSsize_t(__pyx_v_out_h); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 144, __pyx_L1_error)
+  __pyx_t_14 = PyLong_FromSsize_t(__pyx_v_out_h); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 130, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_14);
-  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_out_w); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 144, __pyx_L1_error)
+  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_out_w); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 130, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_filters); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 144, __pyx_L1_error)
+  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_filters); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 130, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_8 = PyTuple_New(4); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 144, __pyx_L1_error)
+  __pyx_t_8 = PyTuple_New(4); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 130, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
   __Pyx_GIVEREF(__pyx_t_6);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 0, __pyx_t_6) != (0)) __PYX_ERR(0, 144, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 0, __pyx_t_6) != (0)) __PYX_ERR(0, 130, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_14);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 1, __pyx_t_14) != (0)) __PYX_ERR(0, 144, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 1, __pyx_t_14) != (0)) __PYX_ERR(0, 130, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_5);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 2, __pyx_t_5) != (0)) __PYX_ERR(0, 144, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 2, __pyx_t_5) != (0)) __PYX_ERR(0, 130, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_3);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 3, __pyx_t_3) != (0)) __PYX_ERR(0, 144, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 3, __pyx_t_3) != (0)) __PYX_ERR(0, 130, __pyx_L1_error);
   __pyx_t_6 = 0;
   __pyx_t_14 = 0;
   __pyx_t_5 = 0;
   __pyx_t_3 = 0;
-  __pyx_t_1 = __Pyx_PyObject_RichCompareBool(__pyx_t_7, __pyx_t_8, Py_NE); if (unlikely((__pyx_t_1 < 0))) __PYX_ERR(0, 144, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_RichCompareBool(__pyx_t_7, __pyx_t_8, Py_NE); if (unlikely((__pyx_t_1 < 0))) __PYX_ERR(0, 130, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
   if (unlikely(__pyx_t_1)) {
 
 
-    /* "src_ext/conv.pyx":145
+    /* "src_ext/conv.pyx":131
  *         raise ValueError(f"conv2d: kernel matrix ({matrix_rows}, {matrix_cols}) does not match kernel ({kernel_h}, {kernel_w}, {channels}, {filters})")
  *     if (grad_batch, grad_h, grad_w, grad_filters) != (batch, out_h, out_w, filters):
  *         raise ValueError(f"conv2d: output ({grad_batch}, {grad_h}, {grad_w}, {grad_filters}) does not match ({batch}, {out_h}, {out_w}, {filters})")             # <<<<<<<<<<<<<<
@@ -20168,21 +20168,21 @@ static int __pyx_f_8fastconv_4_ext_4conv_check_extents(Py_ssize_t __pyx_v_batch,
  *         raise ValueError("conv2d: a block of patches is too large for 32-bit BLAS indices")
 */
     __pyx_t_7 = NULL;
-    __pyx_t_3 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_grad_batch, 0, ' ', 'd'); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 145, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_grad_batch, 0, ' ', 'd'); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 131, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
-    __pyx_t_5 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_grad_h, 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 145, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_grad_h, 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 131, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_14 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_grad_w, 0, ' ', 'd'); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 145, __pyx_L1_error)
+    __pyx_t_14 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_grad_w, 0, ' ', 'd'); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 131, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_14);
-    __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_grad_filters, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 145, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_grad_filters, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 131, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
-    __pyx_t_9 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_batch, 0, ' ', 'd'); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 145, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_batch, 0, ' ', 'd'); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 131, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
-    __pyx_t_10 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_out_h, 0, ' ', 'd'); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 145, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_out_h, 0, ' ', 'd'); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 131, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
-    __pyx_t_4 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_out_w, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 145, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_out_w, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 131, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_16 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_filters, 0, ' ', 'd'); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 145, __pyx_L1_error)
+    __pyx_t_16 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_filters, 0, ' ', 'd'); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 131, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_16);
     __pyx_t_17[0] = __pyx_mstate_global->__pyx_kp_u_conv2d_output;
     __pyx_t_17[1] = __pyx_t_3;
@@ -20210,7 +20210,7 @@ static int __pyx_f_8fastconv_4_ext_4conv_check_extents(Py_ssize_t __pyx_v_batch,
     #endif
     __pyx_t_13 = 0;
     __pyx_t_18 = __Pyx_PyUnicode_Join(__pyx_t_17, 17, __pyx_t_12, __pyx_t_13);
-    if (unlikely(!__pyx_t_18)) __PYX_ERR(0, 145, __pyx_L1_error)
+    if (unlikely(!__pyx_t_18)) __PYX_ERR(0, 131, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_18);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
@@ -20226,14 +20226,14 @@ static int __pyx_f_8fastconv_4_ext_4conv_check_extents(Py_ssize_t __pyx_v_batch,
       __pyx_t_8 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_15, (2-__pyx_t_15) | (__pyx_t_15*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_7); __pyx_t_7 = 0;
       __Pyx_DECREF(__pyx_t_18); __pyx_t_18 = 0;
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 145, __pyx_L1_error)
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 131, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
     }
     __Pyx_Raise(__pyx_t_8, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    __PYX_ERR(0, 145, __pyx_L1_error)
+    __PYX_ERR(0, 131, __pyx_L1_error)
 
-    /* "src_ext/conv.pyx":144
+    /* "src_ext/conv.pyx":130
  *     if matrix_rows != kernel_h * kernel_w * channels or matrix_cols != filters:
  *         raise ValueError(f"conv2d: kernel matrix ({matrix_rows}, {matrix_cols}) does not match kernel ({kernel_h}, {kernel_w}, {channels}, {filters})")
  *     if (grad_batch, grad_h, grad_w, grad_filters) != (batch, out_h, out_w, filters):             # <<<<<<<<<<<<<<
@@ -20242,7 +20242,7 @@ static int __pyx_f_8fastconv_4_ext_4conv_check_extents(Py_ssize_t __pyx_v_batch,
 */
   }
 
-  /* "src_ext/conv.pyx":146
+  /* "src_ext/conv.pyx":132
  *     if (grad_batch, grad_h, grad_w, grad_filters) != (batch, out_h, out_w, filters):
  *         raise ValueError(f"conv2d: output ({grad_batch}, {grad_h}, {grad_w}, {grad_filters}) does not match ({batch}, {out_h}, {out_w}, {filters})")
  *     if max(block_rows, out_h * out_w) * matrix_rows >= 2**31:             # <<<<<<<<<<<<<<
@@ -20263,15 +20263,15 @@ static int __pyx_f_8fastconv_4_ext_4conv_check_extents(Py_ssize_t __pyx_v_batch,
     __pyx_t_20 = __pyx_t_19;
   }
 
-  __pyx_t_8 = PyLong_FromSsize_t((__pyx_t_20 * __pyx_v_matrix_rows)); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 146, __pyx_L1_error)
+  __pyx_t_8 = PyLong_FromSsize_t((__pyx_t_20 * __pyx_v_matrix_rows)); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 132, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
 
-  __pyx_t_1 = __Pyx_PyObject_CompareBoolGe_int_object(__pyx_t_8, __pyx_mstate_global->__pyx_int_2147483648, Py_GE); if (unlikely((__pyx_t_1 < 0))) __PYX_ERR(0, 146, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_CompareBoolGe_int_object(__pyx_t_8, __pyx_mstate_global->__pyx_int_2147483648, Py_GE); if (unlikely((__pyx_t_1 < 0))) __PYX_ERR(0, 132, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
   if (unlikely(__pyx_t_1)) {
 
 
-    /* "src_ext/conv.pyx":147
+    /* "src_ext/conv.pyx":133
  *         raise ValueError(f"conv2d: output ({grad_batch}, {grad_h}, {grad_w}, {grad_filters}) does not match ({batch}, {out_h}, {out_w}, {filters})")
  *     if max(block_rows, out_h * out_w) * matrix_rows >= 2**31:
  *         raise ValueError("conv2d: a block of patches is too large for 32-bit BLAS indices")             # <<<<<<<<<<<<<<
@@ -20284,14 +20284,14 @@ static int __pyx_f_8fastconv_4_ext_4conv_check_extents(Py_ssize_t __pyx_v_batch,
       PyObject *__pyx_callargs[2] = {__pyx_t_18, __pyx_mstate_global->__pyx_kp_u_conv2d_a_block_of_patches_is_too};
       __pyx_t_8 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_15, (2-__pyx_t_15) | (__pyx_t_15*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_18); __pyx_t_18 = 0;
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 147, __pyx_L1_error)
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 133, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
     }
     __Pyx_Raise(__pyx_t_8, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    __PYX_ERR(0, 147, __pyx_L1_error)
+    __PYX_ERR(0, 133, __pyx_L1_error)
 
-    /* "src_ext/conv.pyx":146
+    /* "src_ext/conv.pyx":132
  *     if (grad_batch, grad_h, grad_w, grad_filters) != (batch, out_h, out_w, filters):
  *         raise ValueError(f"conv2d: output ({grad_batch}, {grad_h}, {grad_w}, {grad_filters}) does not match ({batch}, {out_h}, {out_w}, {filters})")
  *     if max(block_rows, out_h * out_w) * matrix_rows >= 2**31:             # <<<<<<<<<<<<<<
@@ -20300,7 +20300,7 @@ static int __pyx_f_8fastconv_4_ext_4conv_check_extents(Py_ssize_t __pyx_v_batch,
 */
   }
 
-  /* "src_ext/conv.pyx":148
+  /* "src_ext/conv.pyx":134
  *     if max(block_rows, out_h * out_w) * matrix_rows >= 2**31:
  *         raise ValueError("conv2d: a block of patches is too large for 32-bit BLAS indices")
  *     return 0             # <<<<<<<<<<<<<<
@@ -20313,7 +20313,7 @@ static int __pyx_f_8fastconv_4_ext_4conv_check_extents(Py_ssize_t __pyx_v_batch,
   }
   goto __pyx_L0;
 
-  /* "src_ext/conv.pyx":135
+  /* "src_ext/conv.pyx":121
  * 
  * 
  * cdef int check_extents(Py_ssize_t batch, Py_ssize_t channels, Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t filters,             # <<<<<<<<<<<<<<
@@ -20342,7 +20342,7 @@ static int __pyx_f_8fastconv_4_ext_4conv_check_extents(Py_ssize_t __pyx_v_batch,
   return __pyx_r;
 }
 
-/* "src_ext/conv.pyx":151
+/* "src_ext/conv.pyx":137
  * 
  * 
  * def conv2d_forward(const float[:, :, :, ::1] x, const float[:, ::1] kernel_matrix, const float[::1] bias,             # <<<<<<<<<<<<<<
@@ -20401,109 +20401,109 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_x,&__pyx_mstate_global->__pyx_n_u_kernel_matrix,&__pyx_mstate_global->__pyx_n_u_bias,&__pyx_mstate_global->__pyx_n_u_y,&__pyx_mstate_global->__pyx_n_u_stride_h,&__pyx_mstate_global->__pyx_n_u_stride_w,&__pyx_mstate_global->__pyx_n_u_pad_top,&__pyx_mstate_global->__pyx_n_u_pad_left,&__pyx_mstate_global->__pyx_n_u_kernel_h,&__pyx_mstate_global->__pyx_n_u_kernel_w,&__pyx_mstate_global->__pyx_n_u_block_rows_2,&__pyx_mstate_global->__pyx_n_u_threads,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 151, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 137, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case 12:
         values[11] = __Pyx_ArgRef_FASTCALL(__pyx_args, 11);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[11])) __PYX_ERR(0, 151, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[11])) __PYX_ERR(0, 137, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 11:
         values[10] = __Pyx_ArgRef_FASTCALL(__pyx_args, 10);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 151, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 137, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 10:
         values[9] = __Pyx_ArgRef_FASTCALL(__pyx_args, 9);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 151, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 137, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  9:
         values[8] = __Pyx_ArgRef_FASTCALL(__pyx_args, 8);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 151, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 137, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  8:
         values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 151, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 137, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  7:
         values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 151, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 137, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  6:
         values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 151, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 137, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  5:
         values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 151, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 137, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 151, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 137, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 151, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 137, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 151, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 137, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 151, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 137, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "conv2d_forward", 0) < (0)) __PYX_ERR(0, 151, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "conv2d_forward", 0) < (0)) __PYX_ERR(0, 137, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 12; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("conv2d_forward", 1, 12, 12, i); __PYX_ERR(0, 151, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("conv2d_forward", 1, 12, 12, i); __PYX_ERR(0, 137, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 12)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 151, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 137, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 151, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 137, __pyx_L3_error)
       values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 151, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 137, __pyx_L3_error)
       values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 151, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 137, __pyx_L3_error)
       values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 151, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 137, __pyx_L3_error)
       values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 151, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 137, __pyx_L3_error)
       values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 151, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 137, __pyx_L3_error)
       values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 151, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 137, __pyx_L3_error)
       values[8] = __Pyx_ArgRef_FASTCALL(__pyx_args, 8);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 151, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 137, __pyx_L3_error)
       values[9] = __Pyx_ArgRef_FASTCALL(__pyx_args, 9);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 151, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 137, __pyx_L3_error)
       values[10] = __Pyx_ArgRef_FASTCALL(__pyx_args, 10);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 151, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 137, __pyx_L3_error)
       values[11] = __Pyx_ArgRef_FASTCALL(__pyx_args, 11);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[11])) __PYX_ERR(0, 151, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[11])) __PYX_ERR(0, 137, __pyx_L3_error)
     }
-    __pyx_v_x = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float__const__(values[0], 0); if (unlikely(!__pyx_v_x.memview)) __PYX_ERR(0, 151, __pyx_L3_error)
-    __pyx_v_kernel_matrix = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float__const__(values[1], 0); if (unlikely(!__pyx_v_kernel_matrix.memview)) __PYX_ERR(0, 151, __pyx_L3_error)
-    __pyx_v_bias = __Pyx_PyObject_to_MemoryviewSlice_dc_float__const__(values[2], 0); if (unlikely(!__pyx_v_bias.memview)) __PYX_ERR(0, 151, __pyx_L3_error)
-    __pyx_v_y = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float(values[3], PyBUF_WRITABLE); if (unlikely(!__pyx_v_y.memview)) __PYX_ERR(0, 152, __pyx_L3_error)
-    __pyx_v_stride_h = __Pyx_PyIndex_AsSsize_t(values[4]); if (unlikely((__pyx_v_stride_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 152, __pyx_L3_error)
-    __pyx_v_stride_w = __Pyx_PyIndex_AsSsize_t(values[5]); if (unlikely((__pyx_v_stride_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 152, __pyx_L3_error)
-    __pyx_v_pad_top = __Pyx_PyIndex_AsSsize_t(values[6]); if (unlikely((__pyx_v_pad_top == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 152, __pyx_L3_error)
-    __pyx_v_pad_left = __Pyx_PyIndex_AsSsize_t(values[7]); if (unlikely((__pyx_v_pad_left == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 153, __pyx_L3_error)
-    __pyx_v_kernel_h = __Pyx_PyIndex_AsSsize_t(values[8]); if (unlikely((__pyx_v_kernel_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 153, __pyx_L3_error)
-    __pyx_v_kernel_w = __Pyx_PyIndex_AsSsize_t(values[9]); if (unlikely((__pyx_v_kernel_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 153, __pyx_L3_error)
-    __pyx_v_block_rows = __Pyx_PyIndex_AsSsize_t(values[10]); if (unlikely((__pyx_v_block_rows == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 153, __pyx_L3_error)
-    __pyx_v_threads = __Pyx_PyLong_As_int(values[11]); if (unlikely((__pyx_v_threads == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 153, __pyx_L3_error)
+    __pyx_v_x = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float__const__(values[0], 0); if (unlikely(!__pyx_v_x.memview)) __PYX_ERR(0, 137, __pyx_L3_error)
+    __pyx_v_kernel_matrix = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float__const__(values[1], 0); if (unlikely(!__pyx_v_kernel_matrix.memview)) __PYX_ERR(0, 137, __pyx_L3_error)
+    __pyx_v_bias = __Pyx_PyObject_to_MemoryviewSlice_dc_float__const__(values[2], 0); if (unlikely(!__pyx_v_bias.memview)) __PYX_ERR(0, 137, __pyx_L3_error)
+    __pyx_v_y = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float(values[3], PyBUF_WRITABLE); if (unlikely(!__pyx_v_y.memview)) __PYX_ERR(0, 138, __pyx_L3_error)
+    __pyx_v_stride_h = __Pyx_PyIndex_AsSsize_t(values[4]); if (unlikely((__pyx_v_stride_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 138, __pyx_L3_error)
+    __pyx_v_stride_w = __Pyx_PyIndex_AsSsize_t(values[5]); if (unlikely((__pyx_v_stride_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 138, __pyx_L3_error)
+    __pyx_v_pad_top = __Pyx_PyIndex_AsSsize_t(values[6]); if (unlikely((__pyx_v_pad_top == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 138, __pyx_L3_error)
+    __pyx_v_pad_left = __Pyx_PyIndex_AsSsize_t(values[7]); if (unlikely((__pyx_v_pad_left == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 139, __pyx_L3_error)
+    __pyx_v_kernel_h = __Pyx_PyIndex_AsSsize_t(values[8]); if (unlikely((__pyx_v_kernel_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 139, __pyx_L3_error)
+    __pyx_v_kernel_w = __Pyx_PyIndex_AsSsize_t(values[9]); if (unlikely((__pyx_v_kernel_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 139, __pyx_L3_error)
+    __pyx_v_block_rows = __Pyx_PyIndex_AsSsize_t(values[10]); if (unlikely((__pyx_v_block_rows == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 139, __pyx_L3_error)
+    __pyx_v_threads = __Pyx_PyLong_As_int(values[11]); if (unlikely((__pyx_v_threads == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 139, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("conv2d_forward", 1, 12, 12, __pyx_nargs); __PYX_ERR(0, 151, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("conv2d_forward", 1, 12, 12, __pyx_nargs); __PYX_ERR(0, 137, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -20591,7 +20591,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("conv2d_forward", 0);
 
-  /* "src_ext/conv.pyx":158
+  /* "src_ext/conv.pyx":144
  *     x: (N, H, W, C); kernel_matrix: (KH*KW*C, F); bias: (F,); y: (N, OH, OW, F), written.
  *     """
  *     cdef Py_ssize_t batch = x.shape[0], height = x.shape[1], width = x.shape[2], channels = x.shape[3]             # <<<<<<<<<<<<<<
@@ -20603,7 +20603,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
   __pyx_v_width = (__pyx_v_x.shape[2]);
   __pyx_v_channels = (__pyx_v_x.shape[3]);
 
-  /* "src_ext/conv.pyx":159
+  /* "src_ext/conv.pyx":145
  *     """
  *     cdef Py_ssize_t batch = x.shape[0], height = x.shape[1], width = x.shape[2], channels = x.shape[3]
  *     cdef Py_ssize_t out_h = y.shape[1], out_w = y.shape[2], filters = y.shape[3]             # <<<<<<<<<<<<<<
@@ -20614,7 +20614,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
   __pyx_v_out_w = (__pyx_v_y.shape[2]);
   __pyx_v_filters = (__pyx_v_y.shape[3]);
 
-  /* "src_ext/conv.pyx":160
+  /* "src_ext/conv.pyx":146
  *     cdef Py_ssize_t batch = x.shape[0], height = x.shape[1], width = x.shape[2], channels = x.shape[3]
  *     cdef Py_ssize_t out_h = y.shape[1], out_w = y.shape[2], filters = y.shape[3]
  *     cdef Py_ssize_t patch_len = kernel_matrix.shape[0]             # <<<<<<<<<<<<<<
@@ -20623,17 +20623,17 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
 */
   __pyx_v_patch_len = (__pyx_v_kernel_matrix.shape[0]);
 
-  /* "src_ext/conv.pyx":161
+  /* "src_ext/conv.pyx":147
  *     cdef Py_ssize_t out_h = y.shape[1], out_w = y.shape[2], filters = y.shape[3]
  *     cdef Py_ssize_t patch_len = kernel_matrix.shape[0]
  *     check_extents(batch, channels, out_h, out_w, filters, kernel_matrix.shape[0], kernel_matrix.shape[1],             # <<<<<<<<<<<<<<
  *                   y.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     if bias.shape[0] != filters:
 */
-  __pyx_t_1 = __pyx_f_8fastconv_4_ext_4conv_check_extents(__pyx_v_batch, __pyx_v_channels, __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, (__pyx_v_kernel_matrix.shape[0]), (__pyx_v_kernel_matrix.shape[1]), (__pyx_v_y.shape[0]), __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_kernel_h, __pyx_v_kernel_w, __pyx_v_block_rows, __pyx_v_threads); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 161, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_8fastconv_4_ext_4conv_check_extents(__pyx_v_batch, __pyx_v_channels, __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, (__pyx_v_kernel_matrix.shape[0]), (__pyx_v_kernel_matrix.shape[1]), (__pyx_v_y.shape[0]), __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_kernel_h, __pyx_v_kernel_w, __pyx_v_block_rows, __pyx_v_threads); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 147, __pyx_L1_error)
 
 
-  /* "src_ext/conv.pyx":163
+  /* "src_ext/conv.pyx":149
  *     check_extents(batch, channels, out_h, out_w, filters, kernel_matrix.shape[0], kernel_matrix.shape[1],
  *                   y.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     if bias.shape[0] != filters:             # <<<<<<<<<<<<<<
@@ -20645,7 +20645,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
   if (unlikely(__pyx_t_2)) {
 
 
-    /* "src_ext/conv.pyx":164
+    /* "src_ext/conv.pyx":150
  *                   y.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     if bias.shape[0] != filters:
  *         raise ValueError(f"conv2d_forward: bias ({bias.shape[0]},) does not match {filters} filters")             # <<<<<<<<<<<<<<
@@ -20653,9 +20653,9 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
  *     cdef Py_ssize_t total_rows = batch * out_h * out_w
 */
     __pyx_t_4 = NULL;
-    __pyx_t_5 = __Pyx_PyUnicode_From_Py_ssize_t((__pyx_v_bias.shape[0]), 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 164, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyUnicode_From_Py_ssize_t((__pyx_v_bias.shape[0]), 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 150, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_filters, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 164, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_filters, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 150, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __pyx_t_7[0] = __pyx_mstate_global->__pyx_kp_u_conv2d_forward_bias;
     __pyx_t_7[1] = __pyx_t_5;
@@ -20668,7 +20668,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
     #endif
     __pyx_t_1 = 0;
     __pyx_t_9 = __Pyx_PyUnicode_Join(__pyx_t_7, 5, __pyx_t_8, __pyx_t_1);
-    if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 164, __pyx_L1_error)
+    if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 150, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
@@ -20678,14 +20678,14 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
       __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
       __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 164, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 150, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     __Pyx_Raise(__pyx_t_3, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __PYX_ERR(0, 164, __pyx_L1_error)
+    __PYX_ERR(0, 150, __pyx_L1_error)
 
-    /* "src_ext/conv.pyx":163
+    /* "src_ext/conv.pyx":149
  *     check_extents(batch, channels, out_h, out_w, filters, kernel_matrix.shape[0], kernel_matrix.shape[1],
  *                   y.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     if bias.shape[0] != filters:             # <<<<<<<<<<<<<<
@@ -20694,7 +20694,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
 */
   }
 
-  /* "src_ext/conv.pyx":165
+  /* "src_ext/conv.pyx":151
  *     if bias.shape[0] != filters:
  *         raise ValueError(f"conv2d_forward: bias ({bias.shape[0]},) does not match {filters} filters")
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)             # <<<<<<<<<<<<<<
@@ -20703,7 +20703,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
 */
   __pyx_v_pointwise = __pyx_f_8fastconv_4_ext_4conv_is_pointwise(__pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_pad_top, __pyx_v_pad_left, __pyx_v_kernel_h, __pyx_v_kernel_w);
 
-  /* "src_ext/conv.pyx":166
+  /* "src_ext/conv.pyx":152
  *         raise ValueError(f"conv2d_forward: bias ({bias.shape[0]},) does not match {filters} filters")
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
  *     cdef Py_ssize_t total_rows = batch * out_h * out_w             # <<<<<<<<<<<<<<
@@ -20712,7 +20712,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
 */
   __pyx_v_total_rows = ((__pyx_v_batch * __pyx_v_out_h) * __pyx_v_out_w);
 
-  /* "src_ext/conv.pyx":167
+  /* "src_ext/conv.pyx":153
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
  *     cdef Py_ssize_t total_rows = batch * out_h * out_w
  *     cdef Py_ssize_t blocks = (total_rows + block_rows - 1) // block_rows             # <<<<<<<<<<<<<<
@@ -20721,7 +20721,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
 */
   __pyx_v_blocks = (((__pyx_v_total_rows + __pyx_v_block_rows) - 1) / __pyx_v_block_rows);
 
-  /* "src_ext/conv.pyx":169
+  /* "src_ext/conv.pyx":155
  *     cdef Py_ssize_t blocks = (total_rows + block_rows - 1) // block_rows
  *     cdef Py_ssize_t block, first_row, rows, row
  *     cdef const float* x_data = &x[0, 0, 0, 0]             # <<<<<<<<<<<<<<
@@ -20734,7 +20734,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
   __pyx_t_14 = 0;
   __pyx_v_x_data = (&(*((float const  *) ( /* dim=3 */ ((char *) (((float const  *) ( /* dim=2 */ (( /* dim=1 */ (( /* dim=0 */ (__pyx_v_x.data + __pyx_t_11 * __pyx_v_x.strides[0]) ) + __pyx_t_12 * __pyx_v_x.strides[1]) ) + __pyx_t_13 * __pyx_v_x.strides[2]) )) + __pyx_t_14)) ))));
 
-  /* "src_ext/conv.pyx":170
+  /* "src_ext/conv.pyx":156
  *     cdef Py_ssize_t block, first_row, rows, row
  *     cdef const float* x_data = &x[0, 0, 0, 0]
  *     cdef float* y_data = &y[0, 0, 0, 0]             # <<<<<<<<<<<<<<
@@ -20747,7 +20747,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
   __pyx_t_11 = 0;
   __pyx_v_y_data = (&(*((float *) ( /* dim=3 */ ((char *) (((float *) ( /* dim=2 */ (( /* dim=1 */ (( /* dim=0 */ (__pyx_v_y.data + __pyx_t_14 * __pyx_v_y.strides[0]) ) + __pyx_t_13 * __pyx_v_y.strides[1]) ) + __pyx_t_12 * __pyx_v_y.strides[2]) )) + __pyx_t_11)) ))));
 
-  /* "src_ext/conv.pyx":174
+  /* "src_ext/conv.pyx":160
  *     cdef const float* patches
  *     cdef int previous_threads
  *     cdef int failed = 0             # <<<<<<<<<<<<<<
@@ -20756,20 +20756,20 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
 */
   __pyx_v_failed = 0;
 
-  /* "src_ext/conv.pyx":175
+  /* "src_ext/conv.pyx":161
  *     cdef int previous_threads
  *     cdef int failed = 0
  *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private             # <<<<<<<<<<<<<<
  *     with nogil:
- *         previous_threads = blas_single_thread()
+ *         previous_threads = blas_single_thread(set_blas_threads)
 */
   __pyx_v_failed_flag = (&__pyx_v_failed);
 
-  /* "src_ext/conv.pyx":176
+  /* "src_ext/conv.pyx":162
  *     cdef int failed = 0
  *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
  *     with nogil:             # <<<<<<<<<<<<<<
- *         previous_threads = blas_single_thread()
+ *         previous_threads = blas_single_thread(set_blas_threads)
  *         with parallel(num_threads=threads):
 */
   {
@@ -20778,18 +20778,18 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
       __Pyx_FastGIL_Remember();
       /*try:*/ {
 
-        /* "src_ext/conv.pyx":177
+        /* "src_ext/conv.pyx":163
  *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
  *     with nogil:
- *         previous_threads = blas_single_thread()             # <<<<<<<<<<<<<<
+ *         previous_threads = blas_single_thread(set_blas_threads)             # <<<<<<<<<<<<<<
  *         with parallel(num_threads=threads):
  *             cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
 */
-        __pyx_v_previous_threads = __pyx_f_8fastconv_4_ext_4conv_blas_single_thread();
+        __pyx_v_previous_threads = __pyx_f_7_linalg_blas_single_thread(__pyx_v_8fastconv_4_ext_4conv_set_blas_threads);
 
-        /* "src_ext/conv.pyx":178
+        /* "src_ext/conv.pyx":164
  *     with nogil:
- *         previous_threads = blas_single_thread()
+ *         previous_threads = blas_single_thread(set_blas_threads)
  *         with parallel(num_threads=threads):             # <<<<<<<<<<<<<<
  *             cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
  *             for block in prange(blocks, schedule='static'):
@@ -20806,8 +20806,8 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
             #endif /* _OPENMP */
             {
 
-                /* "src_ext/conv.pyx":179
- *         previous_threads = blas_single_thread()
+                /* "src_ext/conv.pyx":165
+ *         previous_threads = blas_single_thread(set_blas_threads)
  *         with parallel(num_threads=threads):
  *             cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))             # <<<<<<<<<<<<<<
  *             for block in prange(blocks, schedule='static'):
@@ -20822,7 +20822,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
                 }
                 __pyx_v_cols = __pyx_t_15;
 
-                /* "src_ext/conv.pyx":180
+                /* "src_ext/conv.pyx":166
  *         with parallel(num_threads=threads):
  *             cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
  *             for block in prange(blocks, schedule='static'):             # <<<<<<<<<<<<<<
@@ -20842,7 +20842,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
                             {
                                 __pyx_v_block = (Py_ssize_t)(0 + 1 * __pyx_t_16);
 
-                                /* "src_ext/conv.pyx":181
+                                /* "src_ext/conv.pyx":167
  *             cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
  *             for block in prange(blocks, schedule='static'):
  *                 if not pointwise and cols == NULL:             # <<<<<<<<<<<<<<
@@ -20868,7 +20868,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
                                 if (__pyx_t_2) {
 
 
-                                  /* "src_ext/conv.pyx":182
+                                  /* "src_ext/conv.pyx":168
  *             for block in prange(blocks, schedule='static'):
  *                 if not pointwise and cols == NULL:
  *                     failed_flag[0] = 1             # <<<<<<<<<<<<<<
@@ -20877,7 +20877,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
 */
                                   (__pyx_v_failed_flag[0]) = 1;
 
-                                  /* "src_ext/conv.pyx":183
+                                  /* "src_ext/conv.pyx":169
  *                 if not pointwise and cols == NULL:
  *                     failed_flag[0] = 1
  *                     continue             # <<<<<<<<<<<<<<
@@ -20886,7 +20886,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
 */
                                   goto __pyx_L11_continue;
 
-                                  /* "src_ext/conv.pyx":181
+                                  /* "src_ext/conv.pyx":167
  *             cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
  *             for block in prange(blocks, schedule='static'):
  *                 if not pointwise and cols == NULL:             # <<<<<<<<<<<<<<
@@ -20895,7 +20895,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
 */
                                 }
 
-                                /* "src_ext/conv.pyx":184
+                                /* "src_ext/conv.pyx":170
  *                     failed_flag[0] = 1
  *                     continue
  *                 first_row = block * block_rows             # <<<<<<<<<<<<<<
@@ -20904,7 +20904,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
 */
                                 __pyx_v_first_row = (__pyx_v_block * __pyx_v_block_rows);
 
-                                /* "src_ext/conv.pyx":185
+                                /* "src_ext/conv.pyx":171
  *                     continue
  *                 first_row = block * block_rows
  *                 rows = min(block_rows, total_rows - first_row)             # <<<<<<<<<<<<<<
@@ -20928,7 +20928,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
                                 __pyx_v_rows = __pyx_t_21;
 
 
-                                /* "src_ext/conv.pyx":186
+                                /* "src_ext/conv.pyx":172
  *                 first_row = block * block_rows
  *                 rows = min(block_rows, total_rows - first_row)
  *                 patches = block_patches(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,             # <<<<<<<<<<<<<<
@@ -20937,7 +20937,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
 */
                                 __pyx_v_patches = __pyx_f_8fastconv_4_ext_4conv_block_patches(__pyx_v_x_data, __pyx_v_cols, __pyx_v_first_row, __pyx_v_rows, __pyx_v_height, __pyx_v_width, __pyx_v_channels, __pyx_v_out_h, __pyx_v_out_w, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_pad_top, __pyx_v_pad_left, __pyx_v_kernel_h, __pyx_v_kernel_w);
 
-                                /* "src_ext/conv.pyx":188
+                                /* "src_ext/conv.pyx":174
  *                 patches = block_patches(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,
  *                                         stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
  *                 for row in range(first_row, first_row + rows):             # <<<<<<<<<<<<<<
@@ -20951,7 +20951,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
                                 for (__pyx_t_20 = __pyx_v_first_row; __pyx_t_20 < __pyx_t_19; __pyx_t_20+=1) {
                                   __pyx_v_row = __pyx_t_20;
 
-                                  /* "src_ext/conv.pyx":189
+                                  /* "src_ext/conv.pyx":175
  *                                         stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
  *                 for row in range(first_row, first_row + rows):
  *                     memcpy(y_data + row * filters, &bias[0], filters * sizeof(float))             # <<<<<<<<<<<<<<
@@ -20963,17 +20963,17 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
                                 }
 
 
-                                /* "src_ext/conv.pyx":191
+                                /* "src_ext/conv.pyx":177
  *                     memcpy(y_data + row * filters, &bias[0], filters * sizeof(float))
  *                 gemm_row_major(False, False, <int>rows, <int>filters, <int>patch_len, 1.0, patches, <int>patch_len,
  *                                &kernel_matrix[0, 0], <int>filters, 1.0, y_data + first_row * filters, <int>filters)             # <<<<<<<<<<<<<<
  *             free(cols)
- *         blas_restore_threads(previous_threads)
+ *         blas_restore_threads(set_blas_threads, previous_threads)
 */
                                 __pyx_t_11 = 0;
                                 __pyx_t_12 = 0;
 
-                                /* "src_ext/conv.pyx":190
+                                /* "src_ext/conv.pyx":176
  *                 for row in range(first_row, first_row + rows):
  *                     memcpy(y_data + row * filters, &bias[0], filters * sizeof(float))
  *                 gemm_row_major(False, False, <int>rows, <int>filters, <int>patch_len, 1.0, patches, <int>patch_len,             # <<<<<<<<<<<<<<
@@ -20991,11 +20991,11 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
                 }
 
 
-                /* "src_ext/conv.pyx":192
+                /* "src_ext/conv.pyx":178
  *                 gemm_row_major(False, False, <int>rows, <int>filters, <int>patch_len, 1.0, patches, <int>patch_len,
  *                                &kernel_matrix[0, 0], <int>filters, 1.0, y_data + first_row * filters, <int>filters)
  *             free(cols)             # <<<<<<<<<<<<<<
- *         blas_restore_threads(previous_threads)
+ *         blas_restore_threads(set_blas_threads, previous_threads)
  *     if failed:
 */
                 free(__pyx_v_cols);
@@ -21008,21 +21008,21 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
             #define unlikely(x) __builtin_expect(!!(x), 0)
         #endif
 
-        /* "src_ext/conv.pyx":193
+        /* "src_ext/conv.pyx":179
  *                                &kernel_matrix[0, 0], <int>filters, 1.0, y_data + first_row * filters, <int>filters)
  *             free(cols)
- *         blas_restore_threads(previous_threads)             # <<<<<<<<<<<<<<
+ *         blas_restore_threads(set_blas_threads, previous_threads)             # <<<<<<<<<<<<<<
  *     if failed:
  *         raise MemoryError(f"conv2d_forward: cannot allocate a ({block_rows}, {patch_len}) patch block")
 */
-        __pyx_f_8fastconv_4_ext_4conv_blas_restore_threads(__pyx_v_previous_threads);
+        __pyx_f_7_linalg_blas_restore_threads(__pyx_v_8fastconv_4_ext_4conv_set_blas_threads, __pyx_v_previous_threads);
       }
 
-      /* "src_ext/conv.pyx":176
+      /* "src_ext/conv.pyx":162
  *     cdef int failed = 0
  *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
  *     with nogil:             # <<<<<<<<<<<<<<
- *         previous_threads = blas_single_thread()
+ *         previous_threads = blas_single_thread(set_blas_threads)
  *         with parallel(num_threads=threads):
 */
       /*finally:*/ {
@@ -21035,9 +21035,9 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
       }
   }
 
-  /* "src_ext/conv.pyx":194
+  /* "src_ext/conv.pyx":180
  *             free(cols)
- *         blas_restore_threads(previous_threads)
+ *         blas_restore_threads(set_blas_threads, previous_threads)
  *     if failed:             # <<<<<<<<<<<<<<
  *         raise MemoryError(f"conv2d_forward: cannot allocate a ({block_rows}, {patch_len}) patch block")
  * 
@@ -21047,17 +21047,17 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
   if (unlikely(__pyx_t_2)) {
 
 
-    /* "src_ext/conv.pyx":195
- *         blas_restore_threads(previous_threads)
+    /* "src_ext/conv.pyx":181
+ *         blas_restore_threads(set_blas_threads, previous_threads)
  *     if failed:
  *         raise MemoryError(f"conv2d_forward: cannot allocate a ({block_rows}, {patch_len}) patch block")             # <<<<<<<<<<<<<<
  * 
  * 
 */
     __pyx_t_9 = NULL;
-    __pyx_t_4 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_block_rows, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 195, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_block_rows, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 181, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_patch_len, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 195, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_patch_len, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 181, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __pyx_t_7[0] = __pyx_mstate_global->__pyx_kp_u_conv2d_forward_cannot_allocate_a;
     __pyx_t_7[1] = __pyx_t_4;
@@ -21070,7 +21070,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
     #endif
     __pyx_t_1 = 0;
     __pyx_t_5 = __Pyx_PyUnicode_Join(__pyx_t_7, 5, __pyx_t_17, __pyx_t_1);
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 195, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 181, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
@@ -21080,23 +21080,23 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
       __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_MemoryError)), __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_9); __pyx_t_9 = 0;
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 195, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 181, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     __Pyx_Raise(__pyx_t_3, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __PYX_ERR(0, 195, __pyx_L1_error)
+    __PYX_ERR(0, 181, __pyx_L1_error)
 
-    /* "src_ext/conv.pyx":194
+    /* "src_ext/conv.pyx":180
  *             free(cols)
- *         blas_restore_threads(previous_threads)
+ *         blas_restore_threads(set_blas_threads, previous_threads)
  *     if failed:             # <<<<<<<<<<<<<<
  *         raise MemoryError(f"conv2d_forward: cannot allocate a ({block_rows}, {patch_len}) patch block")
  * 
 */
   }
 
-  /* "src_ext/conv.pyx":151
+  /* "src_ext/conv.pyx":137
  * 
  * 
  * def conv2d_forward(const float[:, :, :, ::1] x, const float[:, ::1] kernel_matrix, const float[::1] bias,             # <<<<<<<<<<<<<<
@@ -21143,7 +21143,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_2conv2d_forward(CYTHON_UNUSED Py
   return __pyx_r;
 }
 
-/* "src_ext/conv.pyx":198
+/* "src_ext/conv.pyx":184
  * 
  * 
  * def conv2d_backward_input(const float[:, :, :, ::1] grad_out, const float[:, ::1] kernel_matrix,             # <<<<<<<<<<<<<<
@@ -21201,102 +21201,102 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_grad_out,&__pyx_mstate_global->__pyx_n_u_kernel_matrix,&__pyx_mstate_global->__pyx_n_u_grad_x,&__pyx_mstate_global->__pyx_n_u_stride_h,&__pyx_mstate_global->__pyx_n_u_stride_w,&__pyx_mstate_global->__pyx_n_u_pad_top,&__pyx_mstate_global->__pyx_n_u_pad_left,&__pyx_mstate_global->__pyx_n_u_kernel_h,&__pyx_mstate_global->__pyx_n_u_kernel_w,&__pyx_mstate_global->__pyx_n_u_block_rows_2,&__pyx_mstate_global->__pyx_n_u_threads,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 198, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 184, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case 11:
         values[10] = __Pyx_ArgRef_FASTCALL(__pyx_args, 10);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 198, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 184, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 10:
         values[9] = __Pyx_ArgRef_FASTCALL(__pyx_args, 9);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 198, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 184, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  9:
         values[8] = __Pyx_ArgRef_FASTCALL(__pyx_args, 8);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 198, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 184, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  8:
         values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 198, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 184, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  7:
         values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 198, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 184, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  6:
         values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 198, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 184, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  5:
         values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 198, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 184, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 198, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 184, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 198, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 184, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 198, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 184, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 198, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 184, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "conv2d_backward_input", 0) < (0)) __PYX_ERR(0, 198, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "conv2d_backward_input", 0) < (0)) __PYX_ERR(0, 184, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 11; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("conv2d_backward_input", 1, 11, 11, i); __PYX_ERR(0, 198, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("conv2d_backward_input", 1, 11, 11, i); __PYX_ERR(0, 184, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 11)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 198, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 184, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 198, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 184, __pyx_L3_error)
       values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 198, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 184, __pyx_L3_error)
       values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 198, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 184, __pyx_L3_error)
       values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 198, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 184, __pyx_L3_error)
       values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 198, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 184, __pyx_L3_error)
       values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 198, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 184, __pyx_L3_error)
       values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 198, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 184, __pyx_L3_error)
       values[8] = __Pyx_ArgRef_FASTCALL(__pyx_args, 8);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 198, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 184, __pyx_L3_error)
       values[9] = __Pyx_ArgRef_FASTCALL(__pyx_args, 9);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 198, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 184, __pyx_L3_error)
       values[10] = __Pyx_ArgRef_FASTCALL(__pyx_args, 10);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 198, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 184, __pyx_L3_error)
     }
-    __pyx_v_grad_out = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float__const__(values[0], 0); if (unlikely(!__pyx_v_grad_out.memview)) __PYX_ERR(0, 198, __pyx_L3_error)
-    __pyx_v_kernel_matrix = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float__const__(values[1], 0); if (unlikely(!__pyx_v_kernel_matrix.memview)) __PYX_ERR(0, 198, __pyx_L3_error)
-    __pyx_v_grad_x = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float(values[2], PyBUF_WRITABLE); if (unlikely(!__pyx_v_grad_x.memview)) __PYX_ERR(0, 199, __pyx_L3_error)
-    __pyx_v_stride_h = __Pyx_PyIndex_AsSsize_t(values[3]); if (unlikely((__pyx_v_stride_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 199, __pyx_L3_error)
-    __pyx_v_stride_w = __Pyx_PyIndex_AsSsize_t(values[4]); if (unlikely((__pyx_v_stride_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 199, __pyx_L3_error)
-    __pyx_v_pad_top = __Pyx_PyIndex_AsSsize_t(values[5]); if (unlikely((__pyx_v_pad_top == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 199, __pyx_L3_error)
-    __pyx_v_pad_left = __Pyx_PyIndex_AsSsize_t(values[6]); if (unlikely((__pyx_v_pad_left == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 200, __pyx_L3_error)
-    __pyx_v_kernel_h = __Pyx_PyIndex_AsSsize_t(values[7]); if (unlikely((__pyx_v_kernel_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 200, __pyx_L3_error)
-    __pyx_v_kernel_w = __Pyx_PyIndex_AsSsize_t(values[8]); if (unlikely((__pyx_v_kernel_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 200, __pyx_L3_error)
-    __pyx_v_block_rows = __Pyx_PyIndex_AsSsize_t(values[9]); if (unlikely((__pyx_v_block_rows == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 200, __pyx_L3_error)
-    __pyx_v_threads = __Pyx_PyLong_As_int(values[10]); if (unlikely((__pyx_v_threads == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 201, __pyx_L3_error)
+    __pyx_v_grad_out = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float__const__(values[0], 0); if (unlikely(!__pyx_v_grad_out.memview)) __PYX_ERR(0, 184, __pyx_L3_error)
+    __pyx_v_kernel_matrix = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float__const__(values[1], 0); if (unlikely(!__pyx_v_kernel_matrix.memview)) __PYX_ERR(0, 184, __pyx_L3_error)
+    __pyx_v_grad_x = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float(values[2], PyBUF_WRITABLE); if (unlikely(!__pyx_v_grad_x.memview)) __PYX_ERR(0, 185, __pyx_L3_error)
+    __pyx_v_stride_h = __Pyx_PyIndex_AsSsize_t(values[3]); if (unlikely((__pyx_v_stride_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 185, __pyx_L3_error)
+    __pyx_v_stride_w = __Pyx_PyIndex_AsSsize_t(values[4]); if (unlikely((__pyx_v_stride_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 185, __pyx_L3_error)
+    __pyx_v_pad_top = __Pyx_PyIndex_AsSsize_t(values[5]); if (unlikely((__pyx_v_pad_top == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 185, __pyx_L3_error)
+    __pyx_v_pad_left = __Pyx_PyIndex_AsSsize_t(values[6]); if (unlikely((__pyx_v_pad_left == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 186, __pyx_L3_error)
+    __pyx_v_kernel_h = __Pyx_PyIndex_AsSsize_t(values[7]); if (unlikely((__pyx_v_kernel_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 186, __pyx_L3_error)
+    __pyx_v_kernel_w = __Pyx_PyIndex_AsSsize_t(values[8]); if (unlikely((__pyx_v_kernel_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 186, __pyx_L3_error)
+    __pyx_v_block_rows = __Pyx_PyIndex_AsSsize_t(values[9]); if (unlikely((__pyx_v_block_rows == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 186, __pyx_L3_error)
+    __pyx_v_threads = __Pyx_PyLong_As_int(values[10]); if (unlikely((__pyx_v_threads == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 187, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("conv2d_backward_input", 1, 11, 11, __pyx_nargs); __PYX_ERR(0, 198, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("conv2d_backward_input", 1, 11, 11, __pyx_nargs); __PYX_ERR(0, 184, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -21380,7 +21380,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("conv2d_backward_input", 0);
 
-  /* "src_ext/conv.pyx":207
+  /* "src_ext/conv.pyx":193
  *     ``block_rows`` is unused (a sample's patches are scattered as one block) but kept for one signature.
  *     """
  *     cdef Py_ssize_t batch = grad_x.shape[0], height = grad_x.shape[1], width = grad_x.shape[2]             # <<<<<<<<<<<<<<
@@ -21391,7 +21391,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
   __pyx_v_height = (__pyx_v_grad_x.shape[1]);
   __pyx_v_width = (__pyx_v_grad_x.shape[2]);
 
-  /* "src_ext/conv.pyx":208
+  /* "src_ext/conv.pyx":194
  *     """
  *     cdef Py_ssize_t batch = grad_x.shape[0], height = grad_x.shape[1], width = grad_x.shape[2]
  *     cdef Py_ssize_t channels = grad_x.shape[3]             # <<<<<<<<<<<<<<
@@ -21400,7 +21400,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
 */
   __pyx_v_channels = (__pyx_v_grad_x.shape[3]);
 
-  /* "src_ext/conv.pyx":209
+  /* "src_ext/conv.pyx":195
  *     cdef Py_ssize_t batch = grad_x.shape[0], height = grad_x.shape[1], width = grad_x.shape[2]
  *     cdef Py_ssize_t channels = grad_x.shape[3]
  *     cdef Py_ssize_t out_h = grad_out.shape[1], out_w = grad_out.shape[2], filters = grad_out.shape[3]             # <<<<<<<<<<<<<<
@@ -21411,7 +21411,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
   __pyx_v_out_w = (__pyx_v_grad_out.shape[2]);
   __pyx_v_filters = (__pyx_v_grad_out.shape[3]);
 
-  /* "src_ext/conv.pyx":210
+  /* "src_ext/conv.pyx":196
  *     cdef Py_ssize_t channels = grad_x.shape[3]
  *     cdef Py_ssize_t out_h = grad_out.shape[1], out_w = grad_out.shape[2], filters = grad_out.shape[3]
  *     cdef Py_ssize_t patch_len = kernel_matrix.shape[0]             # <<<<<<<<<<<<<<
@@ -21420,17 +21420,17 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
 */
   __pyx_v_patch_len = (__pyx_v_kernel_matrix.shape[0]);
 
-  /* "src_ext/conv.pyx":211
+  /* "src_ext/conv.pyx":197
  *     cdef Py_ssize_t out_h = grad_out.shape[1], out_w = grad_out.shape[2], filters = grad_out.shape[3]
  *     cdef Py_ssize_t patch_len = kernel_matrix.shape[0]
  *     check_extents(batch, channels, out_h, out_w, filters, kernel_matrix.shape[0], kernel_matrix.shape[1],             # <<<<<<<<<<<<<<
  *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
 */
-  __pyx_t_1 = __pyx_f_8fastconv_4_ext_4conv_check_extents(__pyx_v_batch, __pyx_v_channels, __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, (__pyx_v_kernel_matrix.shape[0]), (__pyx_v_kernel_matrix.shape[1]), (__pyx_v_grad_out.shape[0]), __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_kernel_h, __pyx_v_kernel_w, __pyx_v_block_rows, __pyx_v_threads); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 211, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_8fastconv_4_ext_4conv_check_extents(__pyx_v_batch, __pyx_v_channels, __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, (__pyx_v_kernel_matrix.shape[0]), (__pyx_v_kernel_matrix.shape[1]), (__pyx_v_grad_out.shape[0]), __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_kernel_h, __pyx_v_kernel_w, __pyx_v_block_rows, __pyx_v_threads); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 197, __pyx_L1_error)
 
 
-  /* "src_ext/conv.pyx":213
+  /* "src_ext/conv.pyx":199
  *     check_extents(batch, channels, out_h, out_w, filters, kernel_matrix.shape[0], kernel_matrix.shape[1],
  *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)             # <<<<<<<<<<<<<<
@@ -21439,7 +21439,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
 */
   __pyx_v_pointwise = __pyx_f_8fastconv_4_ext_4conv_is_pointwise(__pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_pad_top, __pyx_v_pad_left, __pyx_v_kernel_h, __pyx_v_kernel_w);
 
-  /* "src_ext/conv.pyx":214
+  /* "src_ext/conv.pyx":200
  *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
  *     if pointwise and (out_h, out_w) != (height, width):             # <<<<<<<<<<<<<<
@@ -21452,31 +21452,31 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
     __pyx_t_2 = __pyx_v_pointwise;
     goto __pyx_L4_bool_binop_done;
   }
-  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_out_h); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 214, __pyx_L1_error)
+  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_out_h); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 200, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_out_w); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 214, __pyx_L1_error)
+  __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_out_w); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 200, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_5 = PyTuple_New(2); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 214, __pyx_L1_error)
+  __pyx_t_5 = PyTuple_New(2); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 200, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_GIVEREF(__pyx_t_3);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 0, __pyx_t_3) != (0)) __PYX_ERR(0, 214, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 0, __pyx_t_3) != (0)) __PYX_ERR(0, 200, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_4);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 1, __pyx_t_4) != (0)) __PYX_ERR(0, 214, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 1, __pyx_t_4) != (0)) __PYX_ERR(0, 200, __pyx_L1_error);
   __pyx_t_3 = 0;
   __pyx_t_4 = 0;
-  __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_height); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 214, __pyx_L1_error)
+  __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_height); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 200, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_width); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 214, __pyx_L1_error)
+  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_width); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 200, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_6 = PyTuple_New(2); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 214, __pyx_L1_error)
+  __pyx_t_6 = PyTuple_New(2); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 200, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_GIVEREF(__pyx_t_4);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 0, __pyx_t_4) != (0)) __PYX_ERR(0, 214, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 0, __pyx_t_4) != (0)) __PYX_ERR(0, 200, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_3);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 1, __pyx_t_3) != (0)) __PYX_ERR(0, 214, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 1, __pyx_t_3) != (0)) __PYX_ERR(0, 200, __pyx_L1_error);
   __pyx_t_4 = 0;
   __pyx_t_3 = 0;
-  __pyx_t_7 = __Pyx_PyObject_RichCompareBool(__pyx_t_5, __pyx_t_6, Py_NE); if (unlikely((__pyx_t_7 < 0))) __PYX_ERR(0, 214, __pyx_L1_error)
+  __pyx_t_7 = __Pyx_PyObject_RichCompareBool(__pyx_t_5, __pyx_t_6, Py_NE); if (unlikely((__pyx_t_7 < 0))) __PYX_ERR(0, 200, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
 
@@ -21486,7 +21486,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
   if (unlikely(__pyx_t_2)) {
 
 
-    /* "src_ext/conv.pyx":215
+    /* "src_ext/conv.pyx":201
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
  *     if pointwise and (out_h, out_w) != (height, width):
  *         raise ValueError("conv2d_backward_input: a 1x1 stride-1 convolution keeps the spatial size")             # <<<<<<<<<<<<<<
@@ -21499,14 +21499,14 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
       PyObject *__pyx_callargs[2] = {__pyx_t_5, __pyx_mstate_global->__pyx_kp_u_conv2d_backward_input_a_1x1_stri};
       __pyx_t_6 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_8, (2-__pyx_t_8) | (__pyx_t_8*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 215, __pyx_L1_error)
+      if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 201, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_6);
     }
     __Pyx_Raise(__pyx_t_6, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    __PYX_ERR(0, 215, __pyx_L1_error)
+    __PYX_ERR(0, 201, __pyx_L1_error)
 
-    /* "src_ext/conv.pyx":214
+    /* "src_ext/conv.pyx":200
  *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
  *     if pointwise and (out_h, out_w) != (height, width):             # <<<<<<<<<<<<<<
@@ -21515,7 +21515,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
 */
   }
 
-  /* "src_ext/conv.pyx":216
+  /* "src_ext/conv.pyx":202
  *     if pointwise and (out_h, out_w) != (height, width):
  *         raise ValueError("conv2d_backward_input: a 1x1 stride-1 convolution keeps the spatial size")
  *     cdef Py_ssize_t pixels = out_h * out_w, sample_len = height * width * channels             # <<<<<<<<<<<<<<
@@ -21525,7 +21525,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
   __pyx_v_pixels = (__pyx_v_out_h * __pyx_v_out_w);
   __pyx_v_sample_len = ((__pyx_v_height * __pyx_v_width) * __pyx_v_channels);
 
-  /* "src_ext/conv.pyx":220
+  /* "src_ext/conv.pyx":206
  *     cdef float* cols
  *     cdef int previous_threads
  *     cdef int failed = 0             # <<<<<<<<<<<<<<
@@ -21534,20 +21534,20 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
 */
   __pyx_v_failed = 0;
 
-  /* "src_ext/conv.pyx":221
+  /* "src_ext/conv.pyx":207
  *     cdef int previous_threads
  *     cdef int failed = 0
  *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private             # <<<<<<<<<<<<<<
  *     with nogil:
- *         previous_threads = blas_single_thread()
+ *         previous_threads = blas_single_thread(set_blas_threads)
 */
   __pyx_v_failed_flag = (&__pyx_v_failed);
 
-  /* "src_ext/conv.pyx":222
+  /* "src_ext/conv.pyx":208
  *     cdef int failed = 0
  *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
  *     with nogil:             # <<<<<<<<<<<<<<
- *         previous_threads = blas_single_thread()
+ *         previous_threads = blas_single_thread(set_blas_threads)
  *         with parallel(num_threads=threads):
 */
   {
@@ -21556,18 +21556,18 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
       __Pyx_FastGIL_Remember();
       /*try:*/ {
 
-        /* "src_ext/conv.pyx":223
+        /* "src_ext/conv.pyx":209
  *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
  *     with nogil:
- *         previous_threads = blas_single_thread()             # <<<<<<<<<<<<<<
+ *         previous_threads = blas_single_thread(set_blas_threads)             # <<<<<<<<<<<<<<
  *         with parallel(num_threads=threads):
  *             cols = NULL if pointwise else <float*>malloc(pixels * patch_len * sizeof(float))
 */
-        __pyx_v_previous_threads = __pyx_f_8fastconv_4_ext_4conv_blas_single_thread();
+        __pyx_v_previous_threads = __pyx_f_7_linalg_blas_single_thread(__pyx_v_8fastconv_4_ext_4conv_set_blas_threads);
 
-        /* "src_ext/conv.pyx":224
+        /* "src_ext/conv.pyx":210
  *     with nogil:
- *         previous_threads = blas_single_thread()
+ *         previous_threads = blas_single_thread(set_blas_threads)
  *         with parallel(num_threads=threads):             # <<<<<<<<<<<<<<
  *             cols = NULL if pointwise else <float*>malloc(pixels * patch_len * sizeof(float))
  *             for n in prange(batch, schedule='static'):
@@ -21584,8 +21584,8 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
             #endif /* _OPENMP */
             {
 
-                /* "src_ext/conv.pyx":225
- *         previous_threads = blas_single_thread()
+                /* "src_ext/conv.pyx":211
+ *         previous_threads = blas_single_thread(set_blas_threads)
  *         with parallel(num_threads=threads):
  *             cols = NULL if pointwise else <float*>malloc(pixels * patch_len * sizeof(float))             # <<<<<<<<<<<<<<
  *             for n in prange(batch, schedule='static'):
@@ -21600,7 +21600,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
                 }
                 __pyx_v_cols = __pyx_t_9;
 
-                /* "src_ext/conv.pyx":226
+                /* "src_ext/conv.pyx":212
  *         with parallel(num_threads=threads):
  *             cols = NULL if pointwise else <float*>malloc(pixels * patch_len * sizeof(float))
  *             for n in prange(batch, schedule='static'):             # <<<<<<<<<<<<<<
@@ -21620,7 +21620,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
                             {
                                 __pyx_v_n = (Py_ssize_t)(0 + 1 * __pyx_t_11);
 
-                                /* "src_ext/conv.pyx":227
+                                /* "src_ext/conv.pyx":213
  *             cols = NULL if pointwise else <float*>malloc(pixels * patch_len * sizeof(float))
  *             for n in prange(batch, schedule='static'):
  *                 if not pointwise and cols == NULL:             # <<<<<<<<<<<<<<
@@ -21646,7 +21646,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
                                 if (__pyx_t_2) {
 
 
-                                  /* "src_ext/conv.pyx":228
+                                  /* "src_ext/conv.pyx":214
  *             for n in prange(batch, schedule='static'):
  *                 if not pointwise and cols == NULL:
  *                     failed_flag[0] = 1             # <<<<<<<<<<<<<<
@@ -21655,7 +21655,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
 */
                                   (__pyx_v_failed_flag[0]) = 1;
 
-                                  /* "src_ext/conv.pyx":229
+                                  /* "src_ext/conv.pyx":215
  *                 if not pointwise and cols == NULL:
  *                     failed_flag[0] = 1
  *                     continue             # <<<<<<<<<<<<<<
@@ -21664,7 +21664,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
 */
                                   goto __pyx_L13_continue;
 
-                                  /* "src_ext/conv.pyx":227
+                                  /* "src_ext/conv.pyx":213
  *             cols = NULL if pointwise else <float*>malloc(pixels * patch_len * sizeof(float))
  *             for n in prange(batch, schedule='static'):
  *                 if not pointwise and cols == NULL:             # <<<<<<<<<<<<<<
@@ -21673,7 +21673,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
 */
                                 }
 
-                                /* "src_ext/conv.pyx":230
+                                /* "src_ext/conv.pyx":216
  *                     failed_flag[0] = 1
  *                     continue
  *                 gemm_row_major(False, True, <int>pixels, <int>patch_len, <int>filters, 1.0, &grad_out[n, 0, 0, 0],             # <<<<<<<<<<<<<<
@@ -21685,7 +21685,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
                                 __pyx_t_15 = 0;
                                 __pyx_t_16 = 0;
 
-                                /* "src_ext/conv.pyx":231
+                                /* "src_ext/conv.pyx":217
  *                     continue
  *                 gemm_row_major(False, True, <int>pixels, <int>patch_len, <int>filters, 1.0, &grad_out[n, 0, 0, 0],
  *                                <int>filters, &kernel_matrix[0, 0], <int>filters, 0.0,             # <<<<<<<<<<<<<<
@@ -21695,7 +21695,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
                                 __pyx_t_17 = 0;
                                 __pyx_t_18 = 0;
 
-                                /* "src_ext/conv.pyx":232
+                                /* "src_ext/conv.pyx":218
  *                 gemm_row_major(False, True, <int>pixels, <int>patch_len, <int>filters, 1.0, &grad_out[n, 0, 0, 0],
  *                                <int>filters, &kernel_matrix[0, 0], <int>filters, 0.0,
  *                                &grad_x[n, 0, 0, 0] if pointwise else cols, <int>patch_len)             # <<<<<<<<<<<<<<
@@ -21714,7 +21714,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
                                   __pyx_t_19 = __pyx_v_cols;
                                 }
 
-                                /* "src_ext/conv.pyx":230
+                                /* "src_ext/conv.pyx":216
  *                     failed_flag[0] = 1
  *                     continue
  *                 gemm_row_major(False, True, <int>pixels, <int>patch_len, <int>filters, 1.0, &grad_out[n, 0, 0, 0],             # <<<<<<<<<<<<<<
@@ -21724,7 +21724,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
                                 __pyx_f_7_linalg_gemm_row_major(0, 1, ((int)__pyx_v_pixels), ((int)__pyx_v_patch_len), ((int)__pyx_v_filters), 1.0, (&(*((float const  *) ( /* dim=3 */ ((char *) (((float const  *) ( /* dim=2 */ (( /* dim=1 */ (( /* dim=0 */ (__pyx_v_grad_out.data + __pyx_t_13 * __pyx_v_grad_out.strides[0]) ) + __pyx_t_14 * __pyx_v_grad_out.strides[1]) ) + __pyx_t_15 * __pyx_v_grad_out.strides[2]) )) + __pyx_t_16)) )))), ((int)__pyx_v_filters), (&(*((float const  *) ( /* dim=1 */ ((char *) (((float const  *) ( /* dim=0 */ (__pyx_v_kernel_matrix.data + __pyx_t_17 * __pyx_v_kernel_matrix.strides[0]) )) + __pyx_t_18)) )))), ((int)__pyx_v_filters), 0.0, __pyx_t_19, ((int)__pyx_v_patch_len));
 
 
-                                /* "src_ext/conv.pyx":233
+                                /* "src_ext/conv.pyx":219
  *                                <int>filters, &kernel_matrix[0, 0], <int>filters, 0.0,
  *                                &grad_x[n, 0, 0, 0] if pointwise else cols, <int>patch_len)
  *                 if not pointwise:             # <<<<<<<<<<<<<<
@@ -21736,7 +21736,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
                                 if (__pyx_t_2) {
 
 
-                                  /* "src_ext/conv.pyx":234
+                                  /* "src_ext/conv.pyx":220
  *                                &grad_x[n, 0, 0, 0] if pointwise else cols, <int>patch_len)
  *                 if not pointwise:
  *                     col2im_sample(cols, &grad_x[n, 0, 0, 0], height, width, channels, out_h, out_w,             # <<<<<<<<<<<<<<
@@ -21748,16 +21748,16 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
                                   __pyx_t_16 = 0;
                                   __pyx_t_15 = 0;
 
-                                  /* "src_ext/conv.pyx":235
+                                  /* "src_ext/conv.pyx":221
  *                 if not pointwise:
  *                     col2im_sample(cols, &grad_x[n, 0, 0, 0], height, width, channels, out_h, out_w,
  *                                   stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)             # <<<<<<<<<<<<<<
  *             free(cols)
- *         blas_restore_threads(previous_threads)
+ *         blas_restore_threads(set_blas_threads, previous_threads)
 */
                                   __pyx_f_8fastconv_4_ext_4conv_col2im_sample(__pyx_v_cols, (&(*((float *) ( /* dim=3 */ ((char *) (((float *) ( /* dim=2 */ (( /* dim=1 */ (( /* dim=0 */ (__pyx_v_grad_x.data + __pyx_t_18 * __pyx_v_grad_x.strides[0]) ) + __pyx_t_17 * __pyx_v_grad_x.strides[1]) ) + __pyx_t_16 * __pyx_v_grad_x.strides[2]) )) + __pyx_t_15)) )))), __pyx_v_height, __pyx_v_width, __pyx_v_channels, __pyx_v_out_h, __pyx_v_out_w, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_pad_top, __pyx_v_pad_left, __pyx_v_kernel_h, __pyx_v_kernel_w);
 
-                                  /* "src_ext/conv.pyx":233
+                                  /* "src_ext/conv.pyx":219
  *                                <int>filters, &kernel_matrix[0, 0], <int>filters, 0.0,
  *                                &grad_x[n, 0, 0, 0] if pointwise else cols, <int>patch_len)
  *                 if not pointwise:             # <<<<<<<<<<<<<<
@@ -21775,11 +21775,11 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
                 }
 
 
-                /* "src_ext/conv.pyx":236
+                /* "src_ext/conv.pyx":222
  *                     col2im_sample(cols, &grad_x[n, 0, 0, 0], height, width, channels, out_h, out_w,
  *                                   stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
  *             free(cols)             # <<<<<<<<<<<<<<
- *         blas_restore_threads(previous_threads)
+ *         blas_restore_threads(set_blas_threads, previous_threads)
  *     if failed:
 */
                 free(__pyx_v_cols);
@@ -21792,21 +21792,21 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
             #define unlikely(x) __builtin_expect(!!(x), 0)
         #endif
 
-        /* "src_ext/conv.pyx":237
+        /* "src_ext/conv.pyx":223
  *                                   stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
  *             free(cols)
- *         blas_restore_threads(previous_threads)             # <<<<<<<<<<<<<<
+ *         blas_restore_threads(set_blas_threads, previous_threads)             # <<<<<<<<<<<<<<
  *     if failed:
  *         raise MemoryError(f"conv2d_backward_input: cannot allocate a ({pixels}, {patch_len}) patch block")
 */
-        __pyx_f_8fastconv_4_ext_4conv_blas_restore_threads(__pyx_v_previous_threads);
+        __pyx_f_7_linalg_blas_restore_threads(__pyx_v_8fastconv_4_ext_4conv_set_blas_threads, __pyx_v_previous_threads);
       }
 
-      /* "src_ext/conv.pyx":222
+      /* "src_ext/conv.pyx":208
  *     cdef int failed = 0
  *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
  *     with nogil:             # <<<<<<<<<<<<<<
- *         previous_threads = blas_single_thread()
+ *         previous_threads = blas_single_thread(set_blas_threads)
  *         with parallel(num_threads=threads):
 */
       /*finally:*/ {
@@ -21819,9 +21819,9 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
       }
   }
 
-  /* "src_ext/conv.pyx":238
+  /* "src_ext/conv.pyx":224
  *             free(cols)
- *         blas_restore_threads(previous_threads)
+ *         blas_restore_threads(set_blas_threads, previous_threads)
  *     if failed:             # <<<<<<<<<<<<<<
  *         raise MemoryError(f"conv2d_backward_input: cannot allocate a ({pixels}, {patch_len}) patch block")
  * 
@@ -21831,17 +21831,17 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
   if (unlikely(__pyx_t_2)) {
 
 
-    /* "src_ext/conv.pyx":239
- *         blas_restore_threads(previous_threads)
+    /* "src_ext/conv.pyx":225
+ *         blas_restore_threads(set_blas_threads, previous_threads)
  *     if failed:
  *         raise MemoryError(f"conv2d_backward_input: cannot allocate a ({pixels}, {patch_len}) patch block")             # <<<<<<<<<<<<<<
  * 
  * 
 */
     __pyx_t_5 = NULL;
-    __pyx_t_3 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_pixels, 0, ' ', 'd'); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 239, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_pixels, 0, ' ', 'd'); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 225, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
-    __pyx_t_4 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_patch_len, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 239, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_patch_len, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 225, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __pyx_t_24[0] = __pyx_mstate_global->__pyx_kp_u_conv2d_backward_input_cannot_all;
     __pyx_t_24[1] = __pyx_t_3;
@@ -21854,7 +21854,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
     #endif
     __pyx_t_1 = 0;
     __pyx_t_25 = __Pyx_PyUnicode_Join(__pyx_t_24, 5, __pyx_t_12, __pyx_t_1);
-    if (unlikely(!__pyx_t_25)) __PYX_ERR(0, 239, __pyx_L1_error)
+    if (unlikely(!__pyx_t_25)) __PYX_ERR(0, 225, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_25);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
@@ -21864,23 +21864,23 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
       __pyx_t_6 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_MemoryError)), __pyx_callargs+__pyx_t_8, (2-__pyx_t_8) | (__pyx_t_8*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
       __Pyx_DECREF(__pyx_t_25); __pyx_t_25 = 0;
-      if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 239, __pyx_L1_error)
+      if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 225, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_6);
     }
     __Pyx_Raise(__pyx_t_6, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    __PYX_ERR(0, 239, __pyx_L1_error)
+    __PYX_ERR(0, 225, __pyx_L1_error)
 
-    /* "src_ext/conv.pyx":238
+    /* "src_ext/conv.pyx":224
  *             free(cols)
- *         blas_restore_threads(previous_threads)
+ *         blas_restore_threads(set_blas_threads, previous_threads)
  *     if failed:             # <<<<<<<<<<<<<<
  *         raise MemoryError(f"conv2d_backward_input: cannot allocate a ({pixels}, {patch_len}) patch block")
  * 
 */
   }
 
-  /* "src_ext/conv.pyx":198
+  /* "src_ext/conv.pyx":184
  * 
  * 
  * def conv2d_backward_input(const float[:, :, :, ::1] grad_out, const float[:, ::1] kernel_matrix,             # <<<<<<<<<<<<<<
@@ -21921,7 +21921,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_4conv2d_backward_input(CYTHON_UN
   return __pyx_r;
 }
 
-/* "src_ext/conv.pyx":242
+/* "src_ext/conv.pyx":228
  * 
  * 
  * def conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, :, :, ::1] grad_out,             # <<<<<<<<<<<<<<
@@ -21980,109 +21980,109 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_x,&__pyx_mstate_global->__pyx_n_u_grad_out,&__pyx_mstate_global->__pyx_n_u_grad_kernel_matrix,&__pyx_mstate_global->__pyx_n_u_grad_bias,&__pyx_mstate_global->__pyx_n_u_stride_h,&__pyx_mstate_global->__pyx_n_u_stride_w,&__pyx_mstate_global->__pyx_n_u_pad_top,&__pyx_mstate_global->__pyx_n_u_pad_left,&__pyx_mstate_global->__pyx_n_u_kernel_h,&__pyx_mstate_global->__pyx_n_u_kernel_w,&__pyx_mstate_global->__pyx_n_u_block_rows_2,&__pyx_mstate_global->__pyx_n_u_threads,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 242, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 228, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case 12:
         values[11] = __Pyx_ArgRef_FASTCALL(__pyx_args, 11);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[11])) __PYX_ERR(0, 242, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[11])) __PYX_ERR(0, 228, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 11:
         values[10] = __Pyx_ArgRef_FASTCALL(__pyx_args, 10);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 242, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 228, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 10:
         values[9] = __Pyx_ArgRef_FASTCALL(__pyx_args, 9);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 242, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 228, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  9:
         values[8] = __Pyx_ArgRef_FASTCALL(__pyx_args, 8);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 242, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 228, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  8:
         values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 242, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 228, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  7:
         values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 242, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 228, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  6:
         values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 242, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 228, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  5:
         values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 242, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 228, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 242, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 228, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 242, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 228, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 242, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 228, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 242, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 228, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "conv2d_backward_kernel", 0) < (0)) __PYX_ERR(0, 242, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "conv2d_backward_kernel", 0) < (0)) __PYX_ERR(0, 228, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 12; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("conv2d_backward_kernel", 1, 12, 12, i); __PYX_ERR(0, 242, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("conv2d_backward_kernel", 1, 12, 12, i); __PYX_ERR(0, 228, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 12)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 242, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 228, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 242, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 228, __pyx_L3_error)
       values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 242, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 228, __pyx_L3_error)
       values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 242, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 228, __pyx_L3_error)
       values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 242, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 228, __pyx_L3_error)
       values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 242, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 228, __pyx_L3_error)
       values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 242, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 228, __pyx_L3_error)
       values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 242, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 228, __pyx_L3_error)
       values[8] = __Pyx_ArgRef_FASTCALL(__pyx_args, 8);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 242, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 228, __pyx_L3_error)
       values[9] = __Pyx_ArgRef_FASTCALL(__pyx_args, 9);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 242, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 228, __pyx_L3_error)
       values[10] = __Pyx_ArgRef_FASTCALL(__pyx_args, 10);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 242, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 228, __pyx_L3_error)
       values[11] = __Pyx_ArgRef_FASTCALL(__pyx_args, 11);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[11])) __PYX_ERR(0, 242, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[11])) __PYX_ERR(0, 228, __pyx_L3_error)
     }
-    __pyx_v_x = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float__const__(values[0], 0); if (unlikely(!__pyx_v_x.memview)) __PYX_ERR(0, 242, __pyx_L3_error)
-    __pyx_v_grad_out = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float__const__(values[1], 0); if (unlikely(!__pyx_v_grad_out.memview)) __PYX_ERR(0, 242, __pyx_L3_error)
-    __pyx_v_grad_kernel_matrix = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float(values[2], PyBUF_WRITABLE); if (unlikely(!__pyx_v_grad_kernel_matrix.memview)) __PYX_ERR(0, 243, __pyx_L3_error)
-    __pyx_v_grad_bias = __Pyx_PyObject_to_MemoryviewSlice_dc_float(values[3], PyBUF_WRITABLE); if (unlikely(!__pyx_v_grad_bias.memview)) __PYX_ERR(0, 243, __pyx_L3_error)
-    __pyx_v_stride_h = __Pyx_PyIndex_AsSsize_t(values[4]); if (unlikely((__pyx_v_stride_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 243, __pyx_L3_error)
-    __pyx_v_stride_w = __Pyx_PyIndex_AsSsize_t(values[5]); if (unlikely((__pyx_v_stride_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 244, __pyx_L3_error)
-    __pyx_v_pad_top = __Pyx_PyIndex_AsSsize_t(values[6]); if (unlikely((__pyx_v_pad_top == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 244, __pyx_L3_error)
-    __pyx_v_pad_left = __Pyx_PyIndex_AsSsize_t(values[7]); if (unlikely((__pyx_v_pad_left == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 244, __pyx_L3_error)
-    __pyx_v_kernel_h = __Pyx_PyIndex_AsSsize_t(values[8]); if (unlikely((__pyx_v_kernel_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 244, __pyx_L3_error)
-    __pyx_v_kernel_w = __Pyx_PyIndex_AsSsize_t(values[9]); if (unlikely((__pyx_v_kernel_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 245, __pyx_L3_error)
-    __pyx_v_block_rows = __Pyx_PyIndex_AsSsize_t(values[10]); if (unlikely((__pyx_v_block_rows == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 245, __pyx_L3_error)
-    __pyx_v_threads = __Pyx_PyLong_As_int(values[11]); if (unlikely((__pyx_v_threads == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 245, __pyx_L3_error)
+    __pyx_v_x = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float__const__(values[0], 0); if (unlikely(!__pyx_v_x.memview)) __PYX_ERR(0, 228, __pyx_L3_error)
+    __pyx_v_grad_out = __Pyx_PyObject_to_MemoryviewSlice_d_d_d_dc_float__const__(values[1], 0); if (unlikely(!__pyx_v_grad_out.memview)) __PYX_ERR(0, 228, __pyx_L3_error)
+    __pyx_v_grad_kernel_matrix = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float(values[2], PyBUF_WRITABLE); if (unlikely(!__pyx_v_grad_kernel_matrix.memview)) __PYX_ERR(0, 229, __pyx_L3_error)
+    __pyx_v_grad_bias = __Pyx_PyObject_to_MemoryviewSlice_dc_float(values[3], PyBUF_WRITABLE); if (unlikely(!__pyx_v_grad_bias.memview)) __PYX_ERR(0, 229, __pyx_L3_error)
+    __pyx_v_stride_h = __Pyx_PyIndex_AsSsize_t(values[4]); if (unlikely((__pyx_v_stride_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 229, __pyx_L3_error)
+    __pyx_v_stride_w = __Pyx_PyIndex_AsSsize_t(values[5]); if (unlikely((__pyx_v_stride_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 230, __pyx_L3_error)
+    __pyx_v_pad_top = __Pyx_PyIndex_AsSsize_t(values[6]); if (unlikely((__pyx_v_pad_top == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 230, __pyx_L3_error)
+    __pyx_v_pad_left = __Pyx_PyIndex_AsSsize_t(values[7]); if (unlikely((__pyx_v_pad_left == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 230, __pyx_L3_error)
+    __pyx_v_kernel_h = __Pyx_PyIndex_AsSsize_t(values[8]); if (unlikely((__pyx_v_kernel_h == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 230, __pyx_L3_error)
+    __pyx_v_kernel_w = __Pyx_PyIndex_AsSsize_t(values[9]); if (unlikely((__pyx_v_kernel_w == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 231, __pyx_L3_error)
+    __pyx_v_block_rows = __Pyx_PyIndex_AsSsize_t(values[10]); if (unlikely((__pyx_v_block_rows == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 231, __pyx_L3_error)
+    __pyx_v_threads = __Pyx_PyLong_As_int(values[11]); if (unlikely((__pyx_v_threads == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 231, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("conv2d_backward_kernel", 1, 12, 12, __pyx_nargs); __PYX_ERR(0, 242, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("conv2d_backward_kernel", 1, 12, 12, __pyx_nargs); __PYX_ERR(0, 228, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -22177,7 +22177,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("conv2d_backward_kernel", 0);
 
-  /* "src_ext/conv.pyx":252
+  /* "src_ext/conv.pyx":238
  *     partial gradient; the partials are added in thread order, so results are repeatable.
  *     """
  *     cdef Py_ssize_t batch = x.shape[0], height = x.shape[1], width = x.shape[2], channels = x.shape[3]             # <<<<<<<<<<<<<<
@@ -22189,7 +22189,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
   __pyx_v_width = (__pyx_v_x.shape[2]);
   __pyx_v_channels = (__pyx_v_x.shape[3]);
 
-  /* "src_ext/conv.pyx":253
+  /* "src_ext/conv.pyx":239
  *     """
  *     cdef Py_ssize_t batch = x.shape[0], height = x.shape[1], width = x.shape[2], channels = x.shape[3]
  *     cdef Py_ssize_t out_h = grad_out.shape[1], out_w = grad_out.shape[2], filters = grad_out.shape[3]             # <<<<<<<<<<<<<<
@@ -22200,7 +22200,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
   __pyx_v_out_w = (__pyx_v_grad_out.shape[2]);
   __pyx_v_filters = (__pyx_v_grad_out.shape[3]);
 
-  /* "src_ext/conv.pyx":254
+  /* "src_ext/conv.pyx":240
  *     cdef Py_ssize_t batch = x.shape[0], height = x.shape[1], width = x.shape[2], channels = x.shape[3]
  *     cdef Py_ssize_t out_h = grad_out.shape[1], out_w = grad_out.shape[2], filters = grad_out.shape[3]
  *     cdef Py_ssize_t patch_len = grad_kernel_matrix.shape[0]             # <<<<<<<<<<<<<<
@@ -22209,17 +22209,17 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
   __pyx_v_patch_len = (__pyx_v_grad_kernel_matrix.shape[0]);
 
-  /* "src_ext/conv.pyx":255
+  /* "src_ext/conv.pyx":241
  *     cdef Py_ssize_t out_h = grad_out.shape[1], out_w = grad_out.shape[2], filters = grad_out.shape[3]
  *     cdef Py_ssize_t patch_len = grad_kernel_matrix.shape[0]
  *     check_extents(batch, channels, out_h, out_w, filters, grad_kernel_matrix.shape[0], grad_kernel_matrix.shape[1],             # <<<<<<<<<<<<<<
  *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     if grad_bias.shape[0] not in (0, filters):
 */
-  __pyx_t_1 = __pyx_f_8fastconv_4_ext_4conv_check_extents(__pyx_v_batch, __pyx_v_channels, __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, (__pyx_v_grad_kernel_matrix.shape[0]), (__pyx_v_grad_kernel_matrix.shape[1]), (__pyx_v_grad_out.shape[0]), __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_kernel_h, __pyx_v_kernel_w, __pyx_v_block_rows, __pyx_v_threads); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 255, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_8fastconv_4_ext_4conv_check_extents(__pyx_v_batch, __pyx_v_channels, __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, (__pyx_v_grad_kernel_matrix.shape[0]), (__pyx_v_grad_kernel_matrix.shape[1]), (__pyx_v_grad_out.shape[0]), __pyx_v_out_h, __pyx_v_out_w, __pyx_v_filters, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_kernel_h, __pyx_v_kernel_w, __pyx_v_block_rows, __pyx_v_threads); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 241, __pyx_L1_error)
 
 
-  /* "src_ext/conv.pyx":257
+  /* "src_ext/conv.pyx":243
  *     check_extents(batch, channels, out_h, out_w, filters, grad_kernel_matrix.shape[0], grad_kernel_matrix.shape[1],
  *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     if grad_bias.shape[0] not in (0, filters):             # <<<<<<<<<<<<<<
@@ -22250,7 +22250,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
   if (unlikely(__pyx_t_4)) {
 
 
-    /* "src_ext/conv.pyx":258
+    /* "src_ext/conv.pyx":244
  *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     if grad_bias.shape[0] not in (0, filters):
  *         raise ValueError(f"conv2d_backward_kernel: grad_bias ({grad_bias.shape[0]},) does not match {filters} filters")             # <<<<<<<<<<<<<<
@@ -22258,9 +22258,9 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
  *     cdef Py_ssize_t total_rows = batch * out_h * out_w
 */
     __pyx_t_6 = NULL;
-    __pyx_t_7 = __Pyx_PyUnicode_From_Py_ssize_t((__pyx_v_grad_bias.shape[0]), 0, ' ', 'd'); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 258, __pyx_L1_error)
+    __pyx_t_7 = __Pyx_PyUnicode_From_Py_ssize_t((__pyx_v_grad_bias.shape[0]), 0, ' ', 'd'); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 244, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
-    __pyx_t_8 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_filters, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 258, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_filters, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 244, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
     __pyx_t_9[0] = __pyx_mstate_global->__pyx_kp_u_conv2d_backward_kernel_grad_bias;
     __pyx_t_9[1] = __pyx_t_7;
@@ -22273,7 +22273,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
     #endif
     __pyx_t_1 = 0;
     __pyx_t_10 = __Pyx_PyUnicode_Join(__pyx_t_9, 5, __pyx_t_2, __pyx_t_1);
-    if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 258, __pyx_L1_error)
+    if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 244, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
     __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
@@ -22283,14 +22283,14 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
       __pyx_t_5 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_11, (2-__pyx_t_11) | (__pyx_t_11*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 258, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 244, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
     __Pyx_Raise(__pyx_t_5, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __PYX_ERR(0, 258, __pyx_L1_error)
+    __PYX_ERR(0, 244, __pyx_L1_error)
 
-    /* "src_ext/conv.pyx":257
+    /* "src_ext/conv.pyx":243
  *     check_extents(batch, channels, out_h, out_w, filters, grad_kernel_matrix.shape[0], grad_kernel_matrix.shape[1],
  *                   grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
  *     if grad_bias.shape[0] not in (0, filters):             # <<<<<<<<<<<<<<
@@ -22299,7 +22299,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
   }
 
-  /* "src_ext/conv.pyx":259
+  /* "src_ext/conv.pyx":245
  *     if grad_bias.shape[0] not in (0, filters):
  *         raise ValueError(f"conv2d_backward_kernel: grad_bias ({grad_bias.shape[0]},) does not match {filters} filters")
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)             # <<<<<<<<<<<<<<
@@ -22308,7 +22308,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
   __pyx_v_pointwise = __pyx_f_8fastconv_4_ext_4conv_is_pointwise(__pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_pad_top, __pyx_v_pad_left, __pyx_v_kernel_h, __pyx_v_kernel_w);
 
-  /* "src_ext/conv.pyx":260
+  /* "src_ext/conv.pyx":246
  *         raise ValueError(f"conv2d_backward_kernel: grad_bias ({grad_bias.shape[0]},) does not match {filters} filters")
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
  *     cdef Py_ssize_t total_rows = batch * out_h * out_w             # <<<<<<<<<<<<<<
@@ -22317,7 +22317,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
   __pyx_v_total_rows = ((__pyx_v_batch * __pyx_v_out_h) * __pyx_v_out_w);
 
-  /* "src_ext/conv.pyx":261
+  /* "src_ext/conv.pyx":247
  *     cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
  *     cdef Py_ssize_t total_rows = batch * out_h * out_w
  *     cdef Py_ssize_t blocks = (total_rows + block_rows - 1) // block_rows             # <<<<<<<<<<<<<<
@@ -22326,7 +22326,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
   __pyx_v_blocks = (((__pyx_v_total_rows + __pyx_v_block_rows) - 1) / __pyx_v_block_rows);
 
-  /* "src_ext/conv.pyx":262
+  /* "src_ext/conv.pyx":248
  *     cdef Py_ssize_t total_rows = batch * out_h * out_w
  *     cdef Py_ssize_t blocks = (total_rows + block_rows - 1) // block_rows
  *     cdef Py_ssize_t matrix_len = patch_len * filters             # <<<<<<<<<<<<<<
@@ -22335,7 +22335,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
   __pyx_v_matrix_len = (__pyx_v_patch_len * __pyx_v_filters);
 
-  /* "src_ext/conv.pyx":263
+  /* "src_ext/conv.pyx":249
  *     cdef Py_ssize_t blocks = (total_rows + block_rows - 1) // block_rows
  *     cdef Py_ssize_t matrix_len = patch_len * filters
  *     cdef float* partials = <float*>calloc(threads * matrix_len, sizeof(float))             # <<<<<<<<<<<<<<
@@ -22344,7 +22344,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
   __pyx_v_partials = ((float *)calloc((__pyx_v_threads * __pyx_v_matrix_len), (sizeof(float))));
 
-  /* "src_ext/conv.pyx":264
+  /* "src_ext/conv.pyx":250
  *     cdef Py_ssize_t matrix_len = patch_len * filters
  *     cdef float* partials = <float*>calloc(threads * matrix_len, sizeof(float))
  *     if partials == NULL:             # <<<<<<<<<<<<<<
@@ -22356,7 +22356,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
   if (unlikely(__pyx_t_4)) {
 
 
-    /* "src_ext/conv.pyx":265
+    /* "src_ext/conv.pyx":251
  *     cdef float* partials = <float*>calloc(threads * matrix_len, sizeof(float))
  *     if partials == NULL:
  *         raise MemoryError(f"conv2d_backward_kernel: cannot allocate {threads} partial gradients")             # <<<<<<<<<<<<<<
@@ -22364,7 +22364,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
  *     cdef const float* x_data = &x[0, 0, 0, 0]
 */
     __pyx_t_10 = NULL;
-    __pyx_t_6 = __Pyx_PyUnicode_From_int(__pyx_v_threads, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 265, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyUnicode_From_int(__pyx_v_threads, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 251, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __pyx_t_12[0] = __pyx_mstate_global->__pyx_kp_u_conv2d_backward_kernel_cannot_al;
     __pyx_t_12[1] = __pyx_t_6;
@@ -22375,7 +22375,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
     #endif
     __pyx_t_1 = 0;
     __pyx_t_8 = __Pyx_PyUnicode_Join(__pyx_t_12, 3, __pyx_t_2, __pyx_t_1);
-    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 265, __pyx_L1_error)
+    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 251, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __pyx_t_11 = 1;
@@ -22384,14 +22384,14 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
       __pyx_t_5 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_MemoryError)), __pyx_callargs+__pyx_t_11, (2-__pyx_t_11) | (__pyx_t_11*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_10); __pyx_t_10 = 0;
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 265, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 251, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
     __Pyx_Raise(__pyx_t_5, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __PYX_ERR(0, 265, __pyx_L1_error)
+    __PYX_ERR(0, 251, __pyx_L1_error)
 
-    /* "src_ext/conv.pyx":264
+    /* "src_ext/conv.pyx":250
  *     cdef Py_ssize_t matrix_len = patch_len * filters
  *     cdef float* partials = <float*>calloc(threads * matrix_len, sizeof(float))
  *     if partials == NULL:             # <<<<<<<<<<<<<<
@@ -22400,7 +22400,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
   }
 
-  /* "src_ext/conv.pyx":267
+  /* "src_ext/conv.pyx":253
  *         raise MemoryError(f"conv2d_backward_kernel: cannot allocate {threads} partial gradients")
  *     cdef Py_ssize_t block, first_row, rows, i, t
  *     cdef const float* x_data = &x[0, 0, 0, 0]             # <<<<<<<<<<<<<<
@@ -22413,7 +22413,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
   __pyx_t_16 = 0;
   __pyx_v_x_data = (&(*((float const  *) ( /* dim=3 */ ((char *) (((float const  *) ( /* dim=2 */ (( /* dim=1 */ (( /* dim=0 */ (__pyx_v_x.data + __pyx_t_13 * __pyx_v_x.strides[0]) ) + __pyx_t_14 * __pyx_v_x.strides[1]) ) + __pyx_t_15 * __pyx_v_x.strides[2]) )) + __pyx_t_16)) ))));
 
-  /* "src_ext/conv.pyx":268
+  /* "src_ext/conv.pyx":254
  *     cdef Py_ssize_t block, first_row, rows, i, t
  *     cdef const float* x_data = &x[0, 0, 0, 0]
  *     cdef const float* grad_data = &grad_out[0, 0, 0, 0]             # <<<<<<<<<<<<<<
@@ -22426,7 +22426,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
   __pyx_t_13 = 0;
   __pyx_v_grad_data = (&(*((float const  *) ( /* dim=3 */ ((char *) (((float const  *) ( /* dim=2 */ (( /* dim=1 */ (( /* dim=0 */ (__pyx_v_grad_out.data + __pyx_t_16 * __pyx_v_grad_out.strides[0]) ) + __pyx_t_15 * __pyx_v_grad_out.strides[1]) ) + __pyx_t_14 * __pyx_v_grad_out.strides[2]) )) + __pyx_t_13)) ))));
 
-  /* "src_ext/conv.pyx":274
+  /* "src_ext/conv.pyx":260
  *     cdef const float* patches
  *     cdef int previous_threads
  *     cdef int failed = 0             # <<<<<<<<<<<<<<
@@ -22435,20 +22435,20 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
   __pyx_v_failed = 0;
 
-  /* "src_ext/conv.pyx":275
+  /* "src_ext/conv.pyx":261
  *     cdef int previous_threads
  *     cdef int failed = 0
  *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private             # <<<<<<<<<<<<<<
  *     with nogil:
- *         previous_threads = blas_single_thread()
+ *         previous_threads = blas_single_thread(set_blas_threads)
 */
   __pyx_v_failed_flag = (&__pyx_v_failed);
 
-  /* "src_ext/conv.pyx":276
+  /* "src_ext/conv.pyx":262
  *     cdef int failed = 0
  *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
  *     with nogil:             # <<<<<<<<<<<<<<
- *         previous_threads = blas_single_thread()
+ *         previous_threads = blas_single_thread(set_blas_threads)
  *         with parallel(num_threads=threads):
 */
   {
@@ -22457,18 +22457,18 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
       __Pyx_FastGIL_Remember();
       /*try:*/ {
 
-        /* "src_ext/conv.pyx":277
+        /* "src_ext/conv.pyx":263
  *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
  *     with nogil:
- *         previous_threads = blas_single_thread()             # <<<<<<<<<<<<<<
+ *         previous_threads = blas_single_thread(set_blas_threads)             # <<<<<<<<<<<<<<
  *         with parallel(num_threads=threads):
  *             cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
 */
-        __pyx_v_previous_threads = __pyx_f_8fastconv_4_ext_4conv_blas_single_thread();
+        __pyx_v_previous_threads = __pyx_f_7_linalg_blas_single_thread(__pyx_v_8fastconv_4_ext_4conv_set_blas_threads);
 
-        /* "src_ext/conv.pyx":278
+        /* "src_ext/conv.pyx":264
  *     with nogil:
- *         previous_threads = blas_single_thread()
+ *         previous_threads = blas_single_thread(set_blas_threads)
  *         with parallel(num_threads=threads):             # <<<<<<<<<<<<<<
  *             cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
  *             partial = partials + threadid() * matrix_len
@@ -22485,8 +22485,8 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
             #endif /* _OPENMP */
             {
 
-                /* "src_ext/conv.pyx":279
- *         previous_threads = blas_single_thread()
+                /* "src_ext/conv.pyx":265
+ *         previous_threads = blas_single_thread(set_blas_threads)
  *         with parallel(num_threads=threads):
  *             cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))             # <<<<<<<<<<<<<<
  *             partial = partials + threadid() * matrix_len
@@ -22501,7 +22501,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
                 }
                 __pyx_v_cols = __pyx_t_17;
 
-                /* "src_ext/conv.pyx":280
+                /* "src_ext/conv.pyx":266
  *         with parallel(num_threads=threads):
  *             cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
  *             partial = partials + threadid() * matrix_len             # <<<<<<<<<<<<<<
@@ -22516,7 +22516,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
                 __pyx_v_partial = (__pyx_v_partials + (__pyx_t_1 * __pyx_v_matrix_len));
 
 
-                /* "src_ext/conv.pyx":281
+                /* "src_ext/conv.pyx":267
  *             cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
  *             partial = partials + threadid() * matrix_len
  *             for block in prange(blocks, schedule='static'):             # <<<<<<<<<<<<<<
@@ -22536,7 +22536,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
                             {
                                 __pyx_v_block = (Py_ssize_t)(0 + 1 * __pyx_t_18);
 
-                                /* "src_ext/conv.pyx":282
+                                /* "src_ext/conv.pyx":268
  *             partial = partials + threadid() * matrix_len
  *             for block in prange(blocks, schedule='static'):
  *                 if not pointwise and cols == NULL:             # <<<<<<<<<<<<<<
@@ -22562,7 +22562,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
                                 if (__pyx_t_4) {
 
 
-                                  /* "src_ext/conv.pyx":283
+                                  /* "src_ext/conv.pyx":269
  *             for block in prange(blocks, schedule='static'):
  *                 if not pointwise and cols == NULL:
  *                     failed_flag[0] = 1             # <<<<<<<<<<<<<<
@@ -22571,7 +22571,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
                                   (__pyx_v_failed_flag[0]) = 1;
 
-                                  /* "src_ext/conv.pyx":284
+                                  /* "src_ext/conv.pyx":270
  *                 if not pointwise and cols == NULL:
  *                     failed_flag[0] = 1
  *                     continue             # <<<<<<<<<<<<<<
@@ -22580,7 +22580,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
                                   goto __pyx_L14_continue;
 
-                                  /* "src_ext/conv.pyx":282
+                                  /* "src_ext/conv.pyx":268
  *             partial = partials + threadid() * matrix_len
  *             for block in prange(blocks, schedule='static'):
  *                 if not pointwise and cols == NULL:             # <<<<<<<<<<<<<<
@@ -22589,7 +22589,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
                                 }
 
-                                /* "src_ext/conv.pyx":285
+                                /* "src_ext/conv.pyx":271
  *                     failed_flag[0] = 1
  *                     continue
  *                 first_row = block * block_rows             # <<<<<<<<<<<<<<
@@ -22598,7 +22598,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
                                 __pyx_v_first_row = (__pyx_v_block * __pyx_v_block_rows);
 
-                                /* "src_ext/conv.pyx":286
+                                /* "src_ext/conv.pyx":272
  *                     continue
  *                 first_row = block * block_rows
  *                 rows = min(block_rows, total_rows - first_row)             # <<<<<<<<<<<<<<
@@ -22622,7 +22622,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
                                 __pyx_v_rows = __pyx_t_22;
 
 
-                                /* "src_ext/conv.pyx":287
+                                /* "src_ext/conv.pyx":273
  *                 first_row = block * block_rows
  *                 rows = min(block_rows, total_rows - first_row)
  *                 patches = block_patches(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,             # <<<<<<<<<<<<<<
@@ -22631,7 +22631,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
                                 __pyx_v_patches = __pyx_f_8fastconv_4_ext_4conv_block_patches(__pyx_v_x_data, __pyx_v_cols, __pyx_v_first_row, __pyx_v_rows, __pyx_v_height, __pyx_v_width, __pyx_v_channels, __pyx_v_out_h, __pyx_v_out_w, __pyx_v_stride_h, __pyx_v_stride_w, __pyx_v_pad_top, __pyx_v_pad_left, __pyx_v_kernel_h, __pyx_v_kernel_w);
 
-                                /* "src_ext/conv.pyx":289
+                                /* "src_ext/conv.pyx":275
  *                 patches = block_patches(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,
  *                                         stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
  *                 gemm_row_major(True, False, <int>patch_len, <int>filters, <int>rows, 1.0, patches, <int>patch_len,             # <<<<<<<<<<<<<<
@@ -22649,11 +22649,11 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
                 }
 
 
-                /* "src_ext/conv.pyx":291
+                /* "src_ext/conv.pyx":277
  *                 gemm_row_major(True, False, <int>patch_len, <int>filters, <int>rows, 1.0, patches, <int>patch_len,
  *                                grad_data + first_row * filters, <int>filters, 1.0, partial, <int>filters)
  *             free(cols)             # <<<<<<<<<<<<<<
- *         blas_restore_threads(previous_threads)
+ *         blas_restore_threads(set_blas_threads, previous_threads)
  *         grad_kernel = &grad_kernel_matrix[0, 0]
 */
                 free(__pyx_v_cols);
@@ -22666,18 +22666,18 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
             #define unlikely(x) __builtin_expect(!!(x), 0)
         #endif
 
-        /* "src_ext/conv.pyx":292
+        /* "src_ext/conv.pyx":278
  *                                grad_data + first_row * filters, <int>filters, 1.0, partial, <int>filters)
  *             free(cols)
- *         blas_restore_threads(previous_threads)             # <<<<<<<<<<<<<<
+ *         blas_restore_threads(set_blas_threads, previous_threads)             # <<<<<<<<<<<<<<
  *         grad_kernel = &grad_kernel_matrix[0, 0]
  *         memset(grad_kernel, 0, matrix_len * sizeof(float))
 */
-        __pyx_f_8fastconv_4_ext_4conv_blas_restore_threads(__pyx_v_previous_threads);
+        __pyx_f_7_linalg_blas_restore_threads(__pyx_v_8fastconv_4_ext_4conv_set_blas_threads, __pyx_v_previous_threads);
 
-        /* "src_ext/conv.pyx":293
+        /* "src_ext/conv.pyx":279
  *             free(cols)
- *         blas_restore_threads(previous_threads)
+ *         blas_restore_threads(set_blas_threads, previous_threads)
  *         grad_kernel = &grad_kernel_matrix[0, 0]             # <<<<<<<<<<<<<<
  *         memset(grad_kernel, 0, matrix_len * sizeof(float))
  *         for t in range(threads):
@@ -22686,8 +22686,8 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
         __pyx_t_14 = 0;
         __pyx_v_grad_kernel = (&(*((float *) ( /* dim=1 */ ((char *) (((float *) ( /* dim=0 */ (__pyx_v_grad_kernel_matrix.data + __pyx_t_13 * __pyx_v_grad_kernel_matrix.strides[0]) )) + __pyx_t_14)) ))));
 
-        /* "src_ext/conv.pyx":294
- *         blas_restore_threads(previous_threads)
+        /* "src_ext/conv.pyx":280
+ *         blas_restore_threads(set_blas_threads, previous_threads)
  *         grad_kernel = &grad_kernel_matrix[0, 0]
  *         memset(grad_kernel, 0, matrix_len * sizeof(float))             # <<<<<<<<<<<<<<
  *         for t in range(threads):
@@ -22695,7 +22695,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
         (void)(memset(__pyx_v_grad_kernel, 0, (__pyx_v_matrix_len * (sizeof(float)))));
 
-        /* "src_ext/conv.pyx":295
+        /* "src_ext/conv.pyx":281
  *         grad_kernel = &grad_kernel_matrix[0, 0]
  *         memset(grad_kernel, 0, matrix_len * sizeof(float))
  *         for t in range(threads):             # <<<<<<<<<<<<<<
@@ -22709,7 +22709,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
         for (__pyx_t_19 = 0; __pyx_t_19 < __pyx_t_23; __pyx_t_19+=1) {
           __pyx_v_t = __pyx_t_19;
 
-          /* "src_ext/conv.pyx":296
+          /* "src_ext/conv.pyx":282
  *         memset(grad_kernel, 0, matrix_len * sizeof(float))
  *         for t in range(threads):
  *             for i in range(matrix_len):             # <<<<<<<<<<<<<<
@@ -22723,7 +22723,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
           for (__pyx_t_22 = 0; __pyx_t_22 < __pyx_t_2; __pyx_t_22+=1) {
             __pyx_v_i = __pyx_t_22;
 
-            /* "src_ext/conv.pyx":297
+            /* "src_ext/conv.pyx":283
  *         for t in range(threads):
  *             for i in range(matrix_len):
  *                 grad_kernel[i] += partials[t * matrix_len + i]             # <<<<<<<<<<<<<<
@@ -22738,7 +22738,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
         }
 
 
-        /* "src_ext/conv.pyx":298
+        /* "src_ext/conv.pyx":284
  *             for i in range(matrix_len):
  *                 grad_kernel[i] += partials[t * matrix_len + i]
  *         if grad_bias.shape[0] > 0 and not failed:             # <<<<<<<<<<<<<<
@@ -22764,7 +22764,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
         if (__pyx_t_4) {
 
 
-          /* "src_ext/conv.pyx":299
+          /* "src_ext/conv.pyx":285
  *                 grad_kernel[i] += partials[t * matrix_len + i]
  *         if grad_bias.shape[0] > 0 and not failed:
  *             column_sums(grad_data, total_rows, filters, &grad_bias[0])             # <<<<<<<<<<<<<<
@@ -22772,10 +22772,10 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
  *     if failed:
 */
           __pyx_t_14 = 0;
-          __pyx_t_1 = __pyx_f_7_linalg_column_sums(__pyx_v_grad_data, __pyx_v_total_rows, __pyx_v_filters, (&(*((float *) ( /* dim=0 */ ((char *) (((float *) __pyx_v_grad_bias.data) + __pyx_t_14)) ))))); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 299, __pyx_L8_error)
+          __pyx_t_1 = __pyx_f_7_linalg_column_sums(__pyx_v_grad_data, __pyx_v_total_rows, __pyx_v_filters, (&(*((float *) ( /* dim=0 */ ((char *) (((float *) __pyx_v_grad_bias.data) + __pyx_t_14)) ))))); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 285, __pyx_L8_error)
 
 
-          /* "src_ext/conv.pyx":298
+          /* "src_ext/conv.pyx":284
  *             for i in range(matrix_len):
  *                 grad_kernel[i] += partials[t * matrix_len + i]
  *         if grad_bias.shape[0] > 0 and not failed:             # <<<<<<<<<<<<<<
@@ -22785,11 +22785,11 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
         }
       }
 
-      /* "src_ext/conv.pyx":276
+      /* "src_ext/conv.pyx":262
  *     cdef int failed = 0
  *     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
  *     with nogil:             # <<<<<<<<<<<<<<
- *         previous_threads = blas_single_thread()
+ *         previous_threads = blas_single_thread(set_blas_threads)
  *         with parallel(num_threads=threads):
 */
       /*finally:*/ {
@@ -22807,7 +22807,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
       }
   }
 
-  /* "src_ext/conv.pyx":300
+  /* "src_ext/conv.pyx":286
  *         if grad_bias.shape[0] > 0 and not failed:
  *             column_sums(grad_data, total_rows, filters, &grad_bias[0])
  *     free(partials)             # <<<<<<<<<<<<<<
@@ -22816,7 +22816,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
   free(__pyx_v_partials);
 
-  /* "src_ext/conv.pyx":301
+  /* "src_ext/conv.pyx":287
  *             column_sums(grad_data, total_rows, filters, &grad_bias[0])
  *     free(partials)
  *     if failed:             # <<<<<<<<<<<<<<
@@ -22827,15 +22827,15 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
   if (unlikely(__pyx_t_4)) {
 
 
-    /* "src_ext/conv.pyx":302
+    /* "src_ext/conv.pyx":288
  *     free(partials)
  *     if failed:
  *         raise MemoryError(f"conv2d_backward_kernel: cannot allocate a ({block_rows}, {patch_len}) patch block")             # <<<<<<<<<<<<<<
 */
     __pyx_t_8 = NULL;
-    __pyx_t_10 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_block_rows, 0, ' ', 'd'); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 302, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_block_rows, 0, ' ', 'd'); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 288, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
-    __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_patch_len, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 302, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_patch_len, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 288, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __pyx_t_9[0] = __pyx_mstate_global->__pyx_kp_u_conv2d_backward_kernel_cannot_al_2;
     __pyx_t_9[1] = __pyx_t_10;
@@ -22848,7 +22848,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
     #endif
     __pyx_t_1 = 0;
     __pyx_t_7 = __Pyx_PyUnicode_Join(__pyx_t_9, 5, __pyx_t_19, __pyx_t_1);
-    if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 302, __pyx_L1_error)
+    if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 288, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
     __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
@@ -22858,14 +22858,14 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
       __pyx_t_5 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_MemoryError)), __pyx_callargs+__pyx_t_11, (2-__pyx_t_11) | (__pyx_t_11*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_8); __pyx_t_8 = 0;
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 302, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 288, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
     __Pyx_Raise(__pyx_t_5, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __PYX_ERR(0, 302, __pyx_L1_error)
+    __PYX_ERR(0, 288, __pyx_L1_error)
 
-    /* "src_ext/conv.pyx":301
+    /* "src_ext/conv.pyx":287
  *             column_sums(grad_data, total_rows, filters, &grad_bias[0])
  *     free(partials)
  *     if failed:             # <<<<<<<<<<<<<<
@@ -22873,7 +22873,7 @@ static PyObject *__pyx_pf_8fastconv_4_ext_4conv_6conv2d_backward_kernel(CYTHON_U
 */
   }
 
-  /* "src_ext/conv.pyx":242
+  /* "src_ext/conv.pyx":228
  * 
  * 
  * def conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, :, :, ::1] grad_out,             # <<<<<<<<<<<<<<
@@ -25100,73 +25100,73 @@ __Pyx_RefNannySetupContext("PyInit_conv", 0);
   if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_pyx_unpickle_Enum, __pyx_t_4) < (0)) __PYX_ERR(1, 4, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "src_ext/conv.pyx":116
- * # after it (see fastconv.backends.blas_threads, which hands us the setter).
- * ctypedef int (*set_blas_threads_fn)(int) noexcept nogil
+  /* "src_ext/conv.pyx":112
+ * # Each thread works on its own blocks of output pixels with a single-threaded
+ * # BLAS call (see _linalg.pxd); fastconv.backends.blas_threads hands us the setter.
  * cdef set_blas_threads_fn set_blas_threads = NULL             # <<<<<<<<<<<<<<
  * 
  * 
 */
   __pyx_v_8fastconv_4_ext_4conv_set_blas_threads = NULL;
 
-  /* "src_ext/conv.pyx":119
+  /* "src_ext/conv.pyx":115
  * 
  * 
  * def set_blas_thread_control(size_t address):             # <<<<<<<<<<<<<<
  *     """Register OpenBLAS' ``openblas_set_num_threads_local`` by its address (0: leave BLAS threads alone)."""
  *     global set_blas_threads
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_8fastconv_4_ext_4conv_1set_blas_thread_control, 0, __pyx_mstate_global->__pyx_n_u_set_blas_thread_control, NULL, __pyx_mstate_global->__pyx_n_u_fastconv__ext_conv, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[0])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 119, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_8fastconv_4_ext_4conv_1set_blas_thread_control, 0, __pyx_mstate_global->__pyx_n_u_set_blas_thread_control, NULL, __pyx_mstate_global->__pyx_n_u_fastconv__ext_conv, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[0])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 115, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_set_blas_thread_control, __pyx_t_4) < (0)) __PYX_ERR(0, 119, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_set_blas_thread_control, __pyx_t_4) < (0)) __PYX_ERR(0, 115, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "src_ext/conv.pyx":151
+  /* "src_ext/conv.pyx":137
  * 
  * 
  * def conv2d_forward(const float[:, :, :, ::1] x, const float[:, ::1] kernel_matrix, const float[::1] bias,             # <<<<<<<<<<<<<<
  *                    float[:, :, :, ::1] y, Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top,
  *                    Py_ssize_t pad_left, Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t block_rows, int threads):
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_8fastconv_4_ext_4conv_3conv2d_forward, 0, __pyx_mstate_global->__pyx_n_u_conv2d_forward, NULL, __pyx_mstate_global->__pyx_n_u_fastconv__ext_conv, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[1])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 151, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_8fastconv_4_ext_4conv_3conv2d_forward, 0, __pyx_mstate_global->__pyx_n_u_conv2d_forward, NULL, __pyx_mstate_global->__pyx_n_u_fastconv__ext_conv, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[1])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 137, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_conv2d_forward, __pyx_t_4) < (0)) __PYX_ERR(0, 151, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_conv2d_forward, __pyx_t_4) < (0)) __PYX_ERR(0, 137, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "src_ext/conv.pyx":198
+  /* "src_ext/conv.pyx":184
  * 
  * 
  * def conv2d_backward_input(const float[:, :, :, ::1] grad_out, const float[:, ::1] kernel_matrix,             # <<<<<<<<<<<<<<
  *                           float[:, :, :, ::1] grad_x, Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top,
  *                           Py_ssize_t pad_left, Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t block_rows,
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_8fastconv_4_ext_4conv_5conv2d_backward_input, 0, __pyx_mstate_global->__pyx_n_u_conv2d_backward_input, NULL, __pyx_mstate_global->__pyx_n_u_fastconv__ext_conv, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[2])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 198, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_8fastconv_4_ext_4conv_5conv2d_backward_input, 0, __pyx_mstate_global->__pyx_n_u_conv2d_backward_input, NULL, __pyx_mstate_global->__pyx_n_u_fastconv__ext_conv, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[2])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 184, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_conv2d_backward_input, __pyx_t_4) < (0)) __PYX_ERR(0, 198, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_conv2d_backward_input, __pyx_t_4) < (0)) __PYX_ERR(0, 184, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "src_ext/conv.pyx":242
+  /* "src_ext/conv.pyx":228
  * 
  * 
  * def conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, :, :, ::1] grad_out,             # <<<<<<<<<<<<<<
  *                            float[:, ::1] grad_kernel_matrix, float[::1] grad_bias, Py_ssize_t stride_h,
  *                            Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left, Py_ssize_t kernel_h,
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_8fastconv_4_ext_4conv_7conv2d_backward_kernel, 0, __pyx_mstate_global->__pyx_n_u_conv2d_backward_kernel, NULL, __pyx_mstate_global->__pyx_n_u_fastconv__ext_conv, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[3])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 242, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_8fastconv_4_ext_4conv_7conv2d_backward_kernel, 0, __pyx_mstate_global->__pyx_n_u_conv2d_backward_kernel, NULL, __pyx_mstate_global->__pyx_n_u_fastconv__ext_conv, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[3])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 228, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_conv2d_backward_kernel, __pyx_t_4) < (0)) __PYX_ERR(0, 242, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_conv2d_backward_kernel, __pyx_t_4) < (0)) __PYX_ERR(0, 228, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
   /* "src_ext/conv.pyx":1
@@ -25344,30 +25344,30 @@ static int __Pyx_InitConstants(__pyx_mstatetype *__pyx_mstate) {
   CYTHON_UNUSED_VAR(__pyx_mstate);
   {
     const struct { const unsigned int length: 8; } str_length_index[] = {{13},{6},{8},{17},{8},{18},{1},{18},{25},{13},{14},{11},{2},{18},{1},{2},{15},{23},{25},{32},{20},{22},{1},{1},{37},{45},{22},{179},{8},{15},{63},{23},{16},{17},{72},{42},{40},{43},{35},{22},{35},{7},{6},{2},{9},{50},{16},{30},{37},{5},{8},{8},{15},{20},{12},{9},{17},{8},{8},{12},{10},{8},{10},{8},{7},{14},{11},{10},{19},{14},{12},{10},{17},{13},{12},{12},{19},{8},{13},{3},{7},{15},{18},{4},{5},{4},{5},{10},{6},{1},{8},{18},{4},{21},{22},{14},{5},{15},{6},{9},{5},{6},{11},{18},{7},{9},{5},{6},{7},{9},{9},{11},{18},{8},{6},{6},{1},{2},{5},{5},{8},{8},{13},{8},{10},{7},{4},{1},{4},{4},{3},{5},{5},{4},{8},{7},{7},{8},{9},{7},{6},{9},{3},{16},{8},{3},{4},{10},{23},{10},{5},{4},{5},{4},{4},{8},{8},{6},{1},{7},{10},{6},{6},{6},{5},{1},{6},{1},{6}};
-    const struct { const unsigned int length: 10; } bytes_length_index[] = {{1},{279},{13},{577},{490},{715}};
+    const struct { const unsigned int length: 10; } bytes_length_index[] = {{1},{279},{13},{582},{495},{720}};
     #ifndef CYTHON_COMPRESS_STRINGS
       #define CYTHON_COMPRESS_STRINGS 90
     #endif
-    #if (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (2193 bytes) */
-static const char cstring[] = "x\332\275U\317s\323H\026\306\340@f\007\250\030B\262$0t\002C\022*\361\256\303\217\001&\013\025B\302\206bfHB\222\201aV\323\226\332vcY\222\325-\307\016\265U\034s\364QG\035u\324QG\035u\354\243\216\363\047\360\047\314k\311N\370\221e7[\265\233\252\270[\335\257\337{\375}\337{\215\260\241!^\263\t\326\030B\230\243\277\266Q\205\352\234\330\0145\034\306Q\231 \313d\224\323\026Af\371\rQ\371\003da\233S\254\243\252\2155J\014\316ff\220f\022\206\014\223\243\006\346j\rM\177\266R\047\266At\271a\245\337e\335T\3533\263\331\250\330\346\016C\360\325\267\232E\263\237y(\336G\013?\220\206iw\266(\331Af\005-\250\246\301i\3251\035\206\344E4j\313\004?]\246F\177\203q\233jD\373\300\030\231\366\027\367?^\333\267|\360p\t\03325\314\030\255\032\210\233Hb8g\032z\0075\322$[\220\344\252\321\302:\325P\303\324\310,\"m\013\316\202\253)uJ\306\235\252\2306\267\26115\213\252\340\252o\314j\330\"\020\n\3416e\350G\223\023`\010\250Y\352\360\232i X\323\210N\313\304\306\234@4\231\037x\265\245\221\201\236/?\237\273u\367V\232\255M$_\0141\247\254\352\220(\240\t\240\225\035\340\027\274\363\216EX\021\255VP\307t\220A /\270\205\005v\037\036\3405b F\270\234\240\251\364\316\230S\323P\34085\252S=\230\244<\340\364\n\326\031)bMS\300\216\250\246\256\313=\323`E\\V\201\225\326\274v\037\341\214s\231K*\005\210\002w\342\246\211tlW\t\002T\320\315\371\2712\345\350\321\263\305\215\024t\225\260\376\361\236D@\0236m\243\351\376\262\351p\313\341\007\337\031m\254\277\240\224\261Z\337\301\266\246P\003\354d\026\245v\251g5WB\322\312\324\035\231,D Vzs\304 A\251tFw\311\277\360\243\366t\240\303\235\200\020\360\373Y\304,\343\317M\377S\273/\270\224%\250\224)>\270\047\240\047-\356\243\303W\017\361\255Q\206\313:!\206\374\255\252\224e3\3150Ah\025\354\350\034)\212M4G%\212\2024\047e\3320\2159\300\256%\321Q\024\225\032\224+\n\263U\205\264\371_d\320\242\325i;\251#i~\020\317\266q\007i\230\343\342!\273\231\364\245v{\364\025\0277\226VW\227u\235Z\214\262\r\322t\210\241\022Y\377\305\203V\240(\317;m\370\177\014u\240\374\010\t\254\223\212\242\364\264\n9C~R\315""\007\223*\341\224\223\206\\\320\344\031\370\2538\206*G\330b\375S\264aA\201\312Y\003S#\035M\315\321\323=\0037\262Q\206W\024\270\254\002JV\353\314id_=/r*+-\2339\206E\325:xX6\372v-.Q\220>\232\016\326\373n\373p\357\317\324\264\370?X m\371\001\225\271\237\n\373 \365\375\371\3019N\230\274\013e\212j\332P-\324 P\224P\2536a\254\317\200Rv*\025\350,\254c\250\324,\356[\2622f\244,\253U\312*\255\337\203\306\235\316\230\252B\377\001Q2U\207\003P\036\n\3646\225H\311B#`\207\226\317\341\262\376X\263\252\351\030\\K1\204\334\2637\010D\000\035\225\000\210i\027$\266m\332\025LA\264\331\257R\321q\265\202Y\032\240(5Y\224\263\336\313V\2416@\001\231K+\006a\240\227\364Z\361~=\245\023)\323t\222\345\365\301T\311\332O\272\002\010\245c\273Fh\265\306)\325\240c\221\266T\030\313~vI\357T\355\243\323\275\217\235\354K\321\211\001/\207|6\344saHZ\241\3635\340\306\020A\251\311\237\035\013\220\262 \226N*\\\216\334\264z\257qo`iK\225\276z\275\325\242m\340\3042\251\301w\240\264-8`\223\026\205\267Q\351\275\3736\251R\306%\206;\222M\206\033\026\010\022<Hq\225\241`z\206\212|Vm\240\222\360^_H\313U^\017\264f\203\340\240mBBY\351*\265\336\270\003\243\243r\336\213\306\241(\365T6P\014p\033\307\002\224\t\274|\016a;T\343\265v;\305\275\323I\207\237Z&<\211\323\240-\033\335\230E\375\021n\363\371\320\2536\3456S\251\325Q\356\200\016\261^UJ\245^\021\244waG\263<\262\353\377u.3\307X\2254\032\357r\277\347\007\222\374\250\030\235\365\027\337\345\336\237=6p\331]t\267\274\222\367CP\010\256\207\271\360R\264\026U\342\305X\021\257\177\025\277\252B\325\204F\222\374\245\236\331\263 \027\214\004\315\360l\204\243V\274\026\343$\217\2743\376VP\n\026\223|\241[\350N\271c\336w\376Tp1\234K-4\261\256\010\205\010R\021\225jr\356|\367\216[p\257\271Uo\333_\r^\205\273\361\230\330\200HT\3207I\376\324;\276w\007\234\\\355n\270\271d\360\354\336\0337\047.\226 \267kA%\\\024\177[\027\353\033b\343E\222\037sg=\354\355\006c\341\275\350i\374F\374\3742\311Ox#\236\355\217\370vPH\362\337\270u\377\234\377}P\016O\2047C\374{\376\212\333\364r^\301\273\352m\370\047\374R""\222\277\010\211L\270%w\311e\260\270\366~\360\330\300h\027gw]K\276\372S28.\306\347\374\265\344\302\2447\221\234>\337\275\353>\364\247S\224\306\243G\321\033\361\\f\223\014\245\216\223\241\363\335[\335]o\330\333\364\257\302\231a\271:\340\301\344B2t\311]\361&\275\305dh\014\002.xo\203\311 \375\230\363\232\376`p2\250G#Q;\336\021[\277\211\337\252\242ZK\246\347\203\033\341j\364*\336\025/_%C\303\335\047\356mH~\334\177\n\367\311%\303\322\317w\340\362\261\177\334\237\001\354\037CN\303\341\317\321z\324L\206\276q\261\273\343U\375MHu |\031\221\370{\261\365\213\370\005\230LQ\276\"\031[\363\325`8\330\014g\242\333\361\251\330\026k`\0004\000IuQ\327\223\323C\335\\\267\220\014fX\000/M\311F\335-\210\261\207a3:#\251\007\001\235\223\002Z\361\256\3739\3772\020\264\022MD\013qKl\202\263\327 \240\004@oy[~\311_\224\260\376\335[\361\047\374\205\240\035\266@e\206x\0016eQ\226\";\252\214\306\334\353\200\3070\210\350Ip/|*\311x%^\301\r-a5\017W\307\251w\273\335\013\335\252\273\r\250\r\006}u\271 \225\313 \355y\361\355\275p4:\036]\217\217\307\023G\321\202<t#~\004\24504\016jZ\374\242\0222n*\376r\360\347\360BX\217/\304Tl\277Nk-\273\0330\244\013\335\024\246\225\\\271\346\255\002O\215\260\024.\205\034x\372J\254\255K\366N\302\335\030\370\336\000\351\230\321V|[<_\313\2426\223\341\t\220\270\344c\304o\006\047\202\233\201\232\nc;~*\266 \310?\222\311Y\020\021\315\352\356\305\227x^\201\022\357\200g\010\nL\017\037\241U|\231g\201\346\323\343\205O\210\026\367\237\305+iyo\213m\200Ab \311\374w\\\237z\327\351\236\354\342.s\247e\031\357w\215\007!\016;\361\311\030\213\237db\200\356\321\273\206\334\035\363\347\201\305\374\270{\327\273\343\027\200\364\311\340Y\224\313\342\236\350\226\366\361z\034-Fk\207\264\031\020\214w\027J`\311g\301\325`\355\375\351\377\256\315\234\036\351Rw\327?\357?\362\361\377\243\347H\245\266\000\363\345`<\\\216.\306\337\312\272\006\334\201\305\232\250\321\344\312\014\000u?X\017:\321@\3642&b\003X\306\002\227?\321\324\340H\027\213\321\031@N\246\010`\341\275\177B\313}\353OBS\030<\275\267\014E\211A""\270pj\240\273)\033rVG+\3364\210h\336_\367\337\206\223!\230~\275w\257\273\002\3737\335\262w\334\273\346i>\2405\332m\272_{\013~\007\320\272\010\335\007\360\036\334\313\355\025>\226\362\223\250\031\237\021\233[bk\373\017\347\217\271\365";
-    PyObject *data = __Pyx_DecompressString(cstring, 2193, 1);
+    #if (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (2200 bytes) */
+static const char cstring[] = "x\332\275U\317S\024I\026\266\265QfG\rZ\021V\3201AG\300\000f\033\177\214:\254\006\"\270\030\316\214\r\002\243\343lMvUvwJuUueV\323\215\261\021\0369\366\261\216u\254c\035\353X\307:\346\261\216\363\047\370\047\314\313\252n\300\201u\226\215\330%\202\316\254\314\227\357\275\374\276\357\275D\330\320\020\257\331\004k\014!\314\321\337Z\250BuNl\206\352\016\343\250L\220e2\312i\223 \263\374\216\250\374\021\262\260\315)\326Q\325\306\032%\006gSSH3\tC\206\311Q\035s\265\206&\017\255l\021\333 \272\334\260\322\357\262n\252[S\323\331\250\330\3466C\360\325\263\232F\323\207<\314>D\363\337\223\272i\2677(\331Ff\005\315\253\246\301i\3251\035\206\344E4j\313\004\377\270L\215\336\006\3436\325\210v\300\030\231\366g\367?]\333\263|\364x\021\03325\314\030\255\032\210\233Hb8c\032z\033\325\323$\233\220\344\212\321\304:\325P\335\324\3104\"-\013\316\202\253\tuB\306\235\250\2306\267\26111\215\252\340\252g\314j\330\"\020\n\341\026e\350\007\223\023`\010\250Yl\363\232i X\323\210N\313\304\306\234@4\231\037x\265\245\221\201^.\275\234\271s\377N\232\255M$_\0141\247\254\352\220(\240\t\240\225\035\340\027\274\363\266E\330,Z\251\240\266\351 \203@^p\013\013\354\016\036\3405b F\270\234\240\211\364\316\230S\323P\34085\252\023]\230\244<\340\3642\326\031\231\305\232\246\200\035QM]\227{\246\301fqY\005V\232s\332C\2043\316e.\251\024 \n\334\211\233&\322\261]%\010PA\267\347f\312\224\243\047/\026\326R\320U\302z\307\273\022\001M\330\264\205&{\313\246\303-\207\357\177g\264\261\336\202R\306\352\3266\2665\205\032`\047\263(\266\212]\253\231\"\222V\246\356\310d!\002\261\322\233#\006\tJ\2453\272C\376\215\037\265\253\003\035\356\004\204\200\337C\021\263\214\017\233\376\247v\237q)KP)S\274\177O@OZ<DG\257\036\341[\243\014\227uB\014\371[U)\313f\232a\202\320*\330\3219R\024\233h\216J\024\005iN\312\264a\0323\200]S\242\243(*5(W\024f\253\ni\361od\320Y\253\335rRG\322|?\236m\3436\3220\307\263G\354f\322\227\332\355\3227\273\260\266\270\262\262\244\353\324b\224\255\221\206C\014\225\310\372\237\335o\005\212\362\262\335\202\377\247P\007\312""\017\220\300*\251(JW\253\2203\344\047\325\274?\251\022N9\251\313\005M\236\201\277\212c\250r\204-\326;E\353\026\024\250\234\32515\322\321\324\034=\3353p=\033exE\201\313*\240du\2139\365\354\253\353ENe\245e3\307\260\250\272\005\036\226\214\236]\223K\024\244\217\206\203\365\236\333\036\334{35-\376\003\013\244%?\2402\367Ra\007R\337\233\357\237\343\204\311\273P\246\250\246\r\325B\r\002E\t\265j\023\306z\014(e\247R\201\316\302\332\206J\315\331=KV\306\214\224e\265JY\245\365\273\337\270\323\031SU\350? J\246\352p\000\312C\201\336\246\022)Yh\004\354\310\3629Z\326\237jV5\035\203k)\206\220{\366\006\201\010\240\243\022\0001\355\202\304\266M\273\202)\2106\373U*:\256V0K\003\314JM\316\312Y\367e\253P\033\240\200\314\245\025\2030\320K\272\255x\257\236\322\211\224i:\311\362:0U\262\366\223\256\000B\351\330\252\021Z\255qJ5\350X\244%\025\306\262\237\035\322=U\373\344t\367c;\373Rtb\300\313!\237\r\371\\\030\222V\350|u\2701DPj\362g\333\002\244,\210\245\223\n\227#7\255\356k\334\035X\332R\245\257no\265h\0138\261Lj\360m(m\013\016\330\244I\341mT\272\357\276M\252\224q\211\341\266d\223\341\272\005\202\004\017R\\e(\230\256\241\"\237U\033\250$\274\333\027\322r\225\327\003\255\331 8h\233\220PV\272J\255;n\303\350\250\234w\243q(J=\225\r\024\003\334\306\261\000e\002/\237C\3306\325x\255\325Jqo\267\323\341\307\246\tO\342$h\313F\267\246Qo\204\333\034\036\272\325\246\334e*\265\332\312=\320!\326\253J\261\330-\202\364.\354x\226\307v\375\277\316e\352\004\253\222z\375C\356\267|_\222\037\026\303\323\376\302\207\334\307\363\047\372\256\272\013\356\206W\364\276\017\n\301\3150\027^\211JQ%^\210\025\361\366\027\361\213*TMh$\311_\351\232\275\010r\301P\320\010\317G8j\306\245\030\047y\344\235\3637\202b\260\220\344\013\235Bg\302\035\361\276\365\047\202\313\341Lj\241\211UE(D\220\212\250T\223\013\027;\367\334\202{\303\255z\233\376J\360&\334\211G\304\032D\242\202\276K\362g>\360\335{\340\344zg\315\315%\375\347w\337\2719q\271\010\271\335\010*\341\202\370\373\252X]\023k\257\222\374\210;\355ao\047\030\t\037D\317\343w\342\247""\327I~\314\033\362l\177\310\267\203B\222\377\312\335\362/\370\337\005\345\360Tx;\304\277\345\257\271\r/\347\025\274\353\336\232\177\312/&\371\313\220\310\230[t\027]\006\213\245\217\375\047\372\206;8\273k)\371\342/I\377\250\030\235\361K>N.\215{c\311\331\213\235\373\356c\1772\305i4z\022\275\023/e>\311@\352:\031\270\330\271\323\331\361\006\275u\377\272_J\006\345j\237\007\223K\311\300\025w\331\033\367\026\222\201\021\0109\357\275\017\306\203\364c\306k\370\375\301\351`+\032\212Z\361\266\330\370U\374Z\025\325Z29\027\334\nW\2427\361\216x\375&\031\030\354<s\357B\372\243\376s\270Q.\031\224~\276\005\227O\375\223\376\024\240\377\024r\032\014\177\212V\243F2\360\225\213\335m\257\352\257C\252}\341\353\210\304\337\211\215\237\305\317\300e\212\3635\311Y\311W\203\301`=\234\212\356\306gb[\224\300\000\210\000\232\266\304\226\236\234\035\350\344:\205\244\037\320\020W\277\361\033\222\234\206\244d\313-\210\221\307a#:\047\371\007\025]\220*Z\366n\3729\377*\260\264\034\215E\363qS\254\203\277\267\240\242\004\220oz\033~\321_\220\330\376\303[\366\307\374\371\240\0256Aj\206x\0056eQ\226J;\256\226F\334\233\000\311 (\351Y\360 |.\371x#\336\300%-a5\216\226\310\231\017;\235K\235\252\273\t\300\365\007=\211\271\240\227\253\240\3579\361\365\203p8:\031\335\214O\306c\307\023\204<v+~\002\02510\n\242Z\370\254\0342\202*\376R\360\327\360R\270\025_\212\251\330|\233\226\\v;\240I\027\272)L+\271v\303[\201\230\365\260\030.\206\034\310\372B\224V%\205\247\341v\014|\257\201~\314h#\276+^\226\262\250\215dp\014\224.\031\031\362\033\301\251\340v\240\246\352\330\214\237\213\r\010\362\317d|\032\224D\263\362{\365\047d/C\261\267\3019\304\005\272\007\217\3214>O\266@s\351\361\302\037\330\026\017_\304\313i\241o\212M@B\302 \031\3753\302\317|hwNwp\207\271\223\262\240\367\372\307\243\020\207\355\370t\214\305\21721\000\370\370\375C\356\216\370s@d~\324\275\357\335\363\013\300\373x\360\"\312eqOu\212{x=\215\026\242\322\021\r\0074\343\335\207:X\364Yp=(}<\373\3376\234\263C\035\352\356\370\027\375\047`\372\177\350>R\256M@})\030\r\227""\242\313\361\327\262\274\001y\340\261&j4\2716\005P=\014V\203v\324\027\275\216\211X\003\236\261\300\345\303\302\352\037\352`1<\005\360\311,\0011\274\373/\350\300\357\375qh\017\375gw\227\240<1\010\030\016\366u\326e\177\316\352i\331\233\004%\315\371\253\376\373p<\004\323/w\037t\226a\377\266[\366Nz7<\315\007\300\206;\r\367Ko\336o\003`\227\241\017\001\350\375\273\271\335\302\247z~\0265\342sb}Cll\376\016\375\352\300\364";
+    PyObject *data = __Pyx_DecompressString(cstring, 2200, 1);
     #define __Pyx_DecompressString_LZSS_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (2863 bytes) */
-static const char cstring[] = "\377 and thr\377eads  at\377 0x filt\377ers must\377 be posi\377tive obj\377ect> par\377tial gra\377dients))\377 does no\377t match \375(\001\016kernel\372\025\001p\035\002block\367), \003\002_rowss \013\000\036\005, ,C\016\377.: <Memo\377ryView o\377f <conti\337guous\304\002di\331r\235\001\007\rin\021\005st\337rided\"\010 o\233r \004\031><(\tA\006>\357?Can\353\001ass\177ign to \300!\177-only m\240\002\375v\242\000Invali\377d mode, \347exp\275 |\000\047c\047\376t\001\047fortra\237n\047, g\267 %\005s\357hape\222\000 ax\177is Note\237@\376\230@Cython \376\021\000deliber\047atek\000\320\001c\256@!\001\377n PEP-48\3554\323Bre\254As s\217ubcl\246\000\237@\262 b\365u\335@i\260\000ypes\377. If you\047 ne\224 \303\000p\316\000%\t\377then set\356\242`e \047\357\002ati\377on_typin\307g\047 \356#\233a\201 Fa\377lse.add_>\210`ecoll\256`+\000\337s.abc\252@v2\017d: a\356C\275A\206b\266`\376\345\000too lar\367ge \223  32-\377bit BLAS\216\232Bces7\005\302d\345`r\357ix (N\005out\247put\006\007\345Cs\031\005_\377backward\347_in%\000\202\0011x1\335 \213c-1 \231\001ol\375u\327\001 keeps\356\354\002spa\345\204\002siz\351e\271\0037\016c\201dllo\311c\216@\333\000(\032\r\365\204\003: \314\033\r\000%a :\026\377\205\001_bcia\336\007\321`\343\001: \000\023\376\234\020disable{en\002\001gcis\004\003\377dno defa\377ult __re\377duce__ d\373ue\352\204\001non-t\367riv\204\207\001__ci\377nit__src\337_ext/\346A.p\247yxuN\002\231\205\001a\226&r\377ray data\341.\013\020\365\204\003\220\210\001\270D.AS\377CIIEllip\377sisSeque\327nce\374\206\001.\201\207\007__\367Pyx\001\000Dict\373_N~\000Ref__\260\245\204\004\261\000\235\000\373\204\001__\001\005g\277etitem\r\001d<0\001\027\000func\035\001\030\000\357stat1\002imp\373or\324\000__mai}n;\001modulM\0027nam\002\003ewT\001\352\000\377_checksupT\000\n\001?\004\025\001typ\267 ~\037\001unpick?\000\233En \005vt\371!\230\001qGualO\005\347%\360&c\370\206\002\354\277\001\203Dex\314\001set\035_\203\005set\262\006\003\006.\007\367tes\310\001is_c\377oroutine\377abcaddr""e\373ss\230E_buff\377erasynci\373o.!\006sbase\301b\327\212\001\351a\267\212\002\257\212\007\306\212\002sc\377channels\353clX\000_\256 tra\375c2\000ckcols\360\252\205\022\224\205\023\343\205\004\303\204\004coun\303td\277\"\271\000\376\213\003\202`od\363ee\302 \201\211\002erro\177rfailed\000\003\377_flagfas\261t\205\204\002\220\204\001\310\000nv\323\214\004f\273ir\210 row\"\001s?format\204\212\004\307\205\006 \324\205\002\243\204\001\335\205\002\267\214\003\000\010_\371\207\003\372\205\002\367out\202\206\002xhei\377ghtiidin\327dex\336as\000\002iz\215e\370\214\003_h\001\004\267\210\003\016\004w\376\305\210\003_lenmem\364\263\213\001\253\213\001n\336andim\377objout_h\376\001\001wpackpa\355d)\000ft\004\001top\230\207\216\004\216\216\004\256\210\001chH\001\325\211\004p\373ix\221@point\337wisep.\000re\277vious_\361\216\004r_egist\300!w\203\216\001?sample\212\001\331a\347bla!\005\265`ntr\306\310@et\221\207\004\245\214\002\230\211\001st;ar\372`eps\216\000\337\215\003\373_h\001\004wstru\367ctt\337\217\004tota\355l\353\216\002un\312\001upd\377atevalue\377swidthxx\355_\233\207\001yy\002\002Ovo\357id (\331`r *\203, \000\005\313\000\013\001\000\004\007\004_\375_\351\205\002_5scip\377y_6linalOg_11\266\205\004\307\002sC\001\370\000\047*.,])\000sge\377mm\200\001\340\004\005\330\377\004\027\320\027,\250A\200\377\001\360\016\000\005\035\230A\377\230V\2401\240M\260\021\377\260&\270\001\270\034\300Q\377\300f\310A\310_\320\\\377]\320]c\320cd\320\337de\330\004\034 \004L\260\377\001\260\026\260q\270\016\300\377a\300v\310Q\310a\330\377\004 \240\r\250V\2601\377\260A\330\004\021\220\021\220\377\047\230\032\2407\250\047\260\367\031\270-\035\002d\320R_\377\320_e\320ef\320f\377g\330\022\023\2206\230\021\377\230$\230g\240W\250I\377\260Z\270z\310\032\320S\376g\000i\320ij\330\004\007\357\200t\2106B\000#\220S\377\230\001\330\010\016\210j\230\357\001\320\0311\231\000$\260f\377\270A\320=R\320RS\377\320ST\330\004\032\230,\377\240a\240z\260\032\2709\377\300J\310j\320XY\330\377\004!\240\026\240r\250\026""\377\250r\260\021\330\004\036\230\377k\250\022\250;\260b\270\377\003\2703\270a\340\004\037\377\230q\240\001\240\021\240#\377\240S\250\003\2501\330\004\375\031\206\000!\2301\230C\230\375s\022\000Q\360\010\000\005\027\373\220a\346\003Q\330\t\n\330\377\010\033\320\033-\250Q\330\377\025\"\240!\330\014\023\220\3378\230?\250(\241\"\033\300\337B\300j\320P\212\001\330\020\376T\002\330\020\023\2204\220z\277\240\024\240U\250#1\000\024\376k\001\005\240Q\330\024\025\330\377\020\034\230F\240\"\240A\377\330\020\032\230!\230<\240\357{\260\"\260\010\002-\240q\377\250\010\260\006\260k\300\026\377\300x\310w\320V`\320\377`g\320gh\330(2\377\260*\270I\300Z\310z\377\320YZ\330\020\024\220G\273\2305\272\000\033\250J\315\000\001\353\330\024D\0017P\000D\250\002\353\250)\371 D\267@\024\270X\377\300R\300q\330\020\036\230\177a\230w\240g\250U\316@\377\005\270Y\300e\310;\320OV[\320[\307@\341\"\037\256A\377Q\250c\260\024\260U\270\377)\3005\310\007\310r\320\361Q\036\000\356@\242@k\320kl\377\330\014\020\220\001\220\021\330\325\010\364AQ\224Aq\212Ak\230\377\021\320\032?\270q\300\r\364\367A\276`\022\275aF\240&\250\367\001\250\035\236@F\300!\300_<\310v\320Uk\000\\\276`\375\330\362 v\240V\2501\250\376\232`\034\230H\240F\250!\277\250<\260x\270v\343`n;\320T!\000b\320b\341a\227\203-\327\032\230&\312@\024\302`G\260\3679\270J\211AZ\320Zd\277\320dp\320pq\210s\007\377\200z\220\025\220g\230W\323\240D\362 \326e\230\250`\035\230\377V\2402\320%9\270\027\377\300\002\300&\310\002\310!\374\340\202)1\001*\310B\310a\330\313\020\033\313`A\355Z\226Cf\250\377E\260\030\270\025\270k\310\337\025\310i\320W\247!\320]\376\235\205\003i\320il\320lo\377\320op\330\037$\240I\377\250Q\250m\2701\270C\373\270t\245@\t\320QR\330\276\273@\006\240a\240s\343`S\376\270`o\300V\3105\320P\375Q\372cq\330\024!\240\021\376\213B\026\250q\260\003\2603\367\260c\270\225aW\310J\320\377V]\320]^\330\",\352\302`i\362\205\003T\314YF\300a\363\300yW\000r\000\200\001\360\024\\\200\207(\312[\320 2\345\207\002\021\241\207\014\337\320:L\310F\332\206\002W\320OWi""\320i\200!\311A\022\315\\\377\007\200y\220\006\220a\220\347s\230(\303\206\001\255\207\006>\270a\377\270y\310\006\310a\320O\316\300\210\001\320ef\204\207/\320\207\001\032\250\3772\250Q\330\004\033\2308\377\2406\250\021\250(\260\"\357\260L\300\001\250\210\001y\220\003\373\2201\217\205\006D\300A\300Q\376\324\207\020\"\240!\2408\2501\377\250C\250s\260#\260Q\373\360\014\261\2073\014\026\220i\230\177z\250\023\250B\250a\220\207a\376\302\207\001v\240W\250E\260\033\277\270E\300\031\310%\324\206\001Z\377\320Zc\320ch\320h\377i\330\037)\250\022\250:\377\260R\260y\300\005\300Y\377\310e\320S\\\320\\a\367\320ab\255\207\014\010\026\220a\347\320\027)\267 \223\211\001\010\016\210\377a\210}\230C\230{\250\377\"\250A\330\010\014\210E\353\220\025\272@q\356\207\001\005\220U\357\230!\2301\302\205\003F\240(\373\250!\370 R\250{\270\"\375\270(\000\013\2109\220F\230\377!\2303\230b\240\002\240\377$\240d\250!\330\014\027\377\220q\230\013\240<\250y\377\270\001\270\031\300!\3001\177\330\004\010\210\001\210\021\245\210\013\377G\300q\310\r\320UV\007\320VW";
-    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 2863, 4284);
+    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (2870 bytes) */
+static const char cstring[] = "\377 and thr\377eads  at\377 0x filt\377ers must\377 be posi\377tive obj\377ect> par\377tial gra\377dients))\377 does no\377t match \375(\001\016kernel\372\025\001p\035\002block\367), \003\002_rowss \013\000\036\005, ,C\016\377.: <Memo\377ryView o\377f <conti\337guous\304\002di\331r\235\001\007\rin\021\005st\337rided\"\010 o\233r \004\031><(\tA\006>\357?Can\353\001ass\177ign to \300!\177-only m\240\002\375v\242\000Invali\377d mode, \347exp\275 |\000\047c\047\376t\001\047fortra\237n\047, g\267 %\005s\357hape\222\000 ax\177is Note\237@\376\230@Cython \376\021\000deliber\047atek\000\320\001c\256@!\001\377n PEP-48\3554\323Bre\254As s\217ubcl\246\000\237@\262 b\365u\335@i\260\000ypes\377. If you\047 ne\224 \303\000p\316\000%\t\377then set\356\242`e \047\357\002ati\377on_typin\307g\047 \356#\233a\201 Fa\377lse.add_>\210`ecoll\256`+\000\337s.abc\252@v2\017d: a\356C\275A\206b\266`\376\345\000too lar\367ge \223  32-\377bit BLAS\216\232Bces7\005\302d\345`r\357ix (N\005out\247put\006\007\345Cs\031\005_\377backward\347_in%\000\202\0011x1\335 \213c-1 \231\001ol\375u\327\001 keeps\356\354\002spa\345\204\002siz\351e\271\0037\016c\201dllo\311c\216@\333\000(\032\r\365\204\003: \314\033\r\000%a :\026\377\205\001_bcia\336\007\321`\343\001: \000\023\376\234\020disable{en\002\001gcis\004\003\377dno defa\377ult __re\377duce__ d\373ue\352\204\001non-t\367riv\204\207\001__ci\377nit__src\337_ext/\346A.p\247yxuN\002\231\205\001a\226&r\377ray data\341.\013\020\365\204\003\220\210\001\270D.AS\377CIIEllip\377sisSeque\327nce\374\206\001.\201\207\007__\367Pyx\001\000Dict\373_N~\000Ref__\260\245\204\004\261\000\235\000\373\204\001__\001\005g\277etitem\r\001d<0\001\027\000func\035\001\030\000\357stat1\002imp\373or\324\000__mai}n;\001modulM\0027nam\002\003ewT\001\352\000\377_checksupT\000\n\001?\004\025\001typ\267 ~\037\001unpick?\000\233En \005vt\371!\230\001qGualO\005\347%\360&c\370\206\002\354\277\001\203Dex\314\001set\035_\203\005set\262\006\003\006.\007\367tes\310\001is_c\377oroutine\377abcaddr""e\373ss\230E_buff\377erasynci\373o.!\006sbase\301b\327\212\001\351a\267\212\002\257\212\007\306\212\002sc\377channels\353clX\000_\256 tra\375c2\000ckcols\360\252\205\022\224\205\023\343\205\004\303\204\004coun\303td\277\"\271\000\376\213\003\202`od\363ee\302 \201\211\002erro\177rfailed\000\003\377_flagfas\261t\205\204\002\220\204\001\310\000nv\323\214\004f\273ir\210 row\"\001s?format\204\212\004\307\205\006 \324\205\002\243\204\001\335\205\002\267\214\003\000\010_\371\207\003\372\205\002\367out\202\206\002xhei\377ghtiidin\327dex\336as\000\002iz\215e\370\214\003_h\001\004\267\210\003\016\004w\376\305\210\003_lenmem\364\263\213\001\253\213\001n\336andim\377objout_h\376\001\001wpackpa\355d)\000ft\004\001top\230\207\216\004\216\216\004\256\210\001chH\001\325\211\004p\373ix\221@point\337wisep.\000re\277vious_\361\216\004r_egist\300!w\203\216\001?sample\212\001\331a\347bla!\005\265`ntr\306\310@et\221\207\004\245\214\002\230\211\001st;ar\372`eps\216\000\337\215\003\373_h\001\004wstru\367ctt\337\217\004tota\355l\353\216\002un\312\001upd\377atevalue\377swidthxx\355_\233\207\001yy\002\002Ovo\357id (\331`r *\203, \000\005\313\000\013\001\000\004\007\004_\375_\351\205\002_5scip\377y_6linalOg_11\266\205\004\307\002sC\001\370\000\047*.,])\000sge\377mm\200\001\340\004\005\330\377\004\027\320\027,\250A\200\377\001\360\016\000\005\035\230A\377\230V\2401\240M\260\021\377\260&\270\001\270\034\300Q\377\300f\310A\310_\320\\\377]\320]c\320cd\320\337de\330\004\034 \004L\260\377\001\260\026\260q\270\016\300\377a\300v\310Q\310a\330\377\004 \240\r\250V\2601\377\260A\330\004\021\220\021\220\377\047\230\032\2407\250\047\260\367\031\270-\035\002d\320R_\377\320_e\320ef\320f\377g\330\022\023\2206\230\021\377\230$\230g\240W\250I\377\260Z\270z\310\032\320S\376g\000i\320ij\330\004\007\357\200t\2106B\000#\220S\377\230\001\330\010\016\210j\230\357\001\320\0311\231\000$\260f\377\270A\320=R\320RS\377\320ST\330\004\032\230,\377\240a\240z\260\032\2709\377\300J\310j\320XY\330\377\004!\240\026\240r\250\026""\377\250r\260\021\330\004\036\230\377k\250\022\250;\260b\270\377\003\2703\270a\340\004\037\377\230q\240\001\240\021\240#\377\240S\250\003\2501\330\004\375\031\206\000!\2301\230C\230\375s\022\000Q\360\010\000\005\027\373\220a\346\003Q\330\t\n\330\377\010\033\320\033-\250Q\250\377a\330\025\"\240!\330\014\177\023\2208\230?\250(\243\"\177\033\300B\300j\320P\214\001\373\330\020V\002\330\020\023\2204\377\220z\240\024\240U\250#o\250Q\330\024m\001\005\240\006\000\377\025\330\020\034\230F\240\"\377\240A\330\020\032\230!\230\277<\240{\260\"\260\010\002-\377\240q\250\010\260\006\260k\377\300\026\300x\310w\320V\377`\320`g\320gh\330\377(2\260*\270I\300Z\377\310z\320YZ\330\020\024\357\220G\2305\274\000\033\250J\256\317\000\001\330\024D\0017P\000D\257\250\002\250)\373 D\271@\024\377\270X\300R\300q\330\020\377\036\230a\230w\240g\250\375U\320@\005\270Y\300e\310?;\320V[\320[\311@\343\"\375\037\260AQ\250c\260\024\260\377U\270)\3005\310\007\310\307r\320Q\036\000\360@\244@k\320\377kl\330\014\020\220\001\220\367\021\330\010\367@\320\035/\250\365q\231Aq\217Ak\230\021\320?\032?\270q\300\r\374A\303`\375\022\302aF\240&\250\001\250\375\035\243@F\300!\300<\310Wv\320Un\000\\\303`\330\367 \277v\240V\2501\250\237`\034\377\230H\240F\250!\250<\357\260x\270v\350`n\320T\316!\000b\320b\346a\234\203-\032\230\365&\317@\024\307`G\2609\270\375J\214AZ\320Zd\320d\357p\320pq\215s\007\200z\377\220\025\220g\230W\240D\364\365 \333e\230\255`\035\230V\240\3772\320%9\270\027\300\002?\300&\310\002\310!\343\202+3\001\377*\310B\310a\330\020\033\362\322`A\362Z\233Cf\250E\260\377\030\270\025\270k\310\025\310\267i\320W\251!\320]\244\205\003i\377\320il\320lo\320o\377p\330\037$\240I\250Q\377\250m\2701\270C\270t\276\252@\t\320QR\330\300@\006\257\240a\240s\350`S\275`o\177\300V\3105\320PQ\377c\277q\330\024!\240\021\215B\026\377\250q\260\003\2603\260c\375\270\232aW\310J\320V]\277\320]^\330\",\307`i\372\371\205\003T\316\\F\300a\300y<Z\000u\000\200\001\360\024\212\207(\317[\327\320 2\357\207\002\021\253\207\014\320:\367L\310F""\344\206\002W\320Wi\323\320i\203!\316A\022\322\\\007\200\377y\220\006\220a\220s\230\371(\315\206\001\267\207\006>\270a\270y\277\310\006\310a\320O\312\210\001\320\363ef\216\207/\332\207\001\032\2502\250\377Q\330\004\033\2308\2406\377\250\021\250(\260\"\260L\373\300\001\262\210\001y\220\003\2201\276\224\205\006D\300A\300Q\336\207\020\"\377\240!\2408\2501\250C\377\250s\260#\260Q\360\014\376\271\2075\014\026\220i\230z\250\237\023\250B\250a\232\207a\314\207\001v\377\240W\250E\260\033\270E\357\300\031\310%\333\206\001Z\320Z\377c\320ch\320hi\330\377\037)\250\022\250:\260R\377\260y\300\005\300Y\310e\377\320S\\\320\\a\320a\375b\264\207\017\010\026\220a\320\027\371)\274 \240\211\001\010\016\210a\210\377}\230C\230{\250\"\250\377A\330\010\014\210E\220\025\372\277@q\373\207\001\005\220U\230!\373\2301\312\205\003F\240(\250!~\375 R\250{\270\"\270(\000\377\013\2109\220F\230!\230\3773\230b\240\002\240$\240\377d\250!\330\014\027\220q\377\230\013\240<\250y\270\001\377\270\031\300!\3001\330\004\337\010\210\001\210\021\257\210\013G\300\377q\310\r\320UV\320V\001W";
+    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 2870, 4299);
     #define __Pyx_DecompressString_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #else /* compression: none (4284 bytes) */
-static const char bytes[] = " and threads  at 0x filters must be positive object> partial gradients)) does not match () does not match kernel () patch block), block_rows ), kernel (, ,) does not match .: <MemoryView of <contiguous and direct><contiguous and indirect><strided and direct or indirect><strided and direct><strided and indirect>>?Cannot assign to read-only memoryviewInvalid mode, expected \047c\047 or \047fortran\047, got Invalid shape in axis Note that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.add_notecollections.abcconv2d: a block of patches is too large for 32-bit BLAS indicesconv2d: kernel matrix (conv2d: output (conv2d: strides (conv2d_backward_input: a 1x1 stride-1 convolution keeps the spatial sizeconv2d_backward_input: cannot allocate a (conv2d_backward_kernel: cannot allocate conv2d_backward_kernel: cannot allocate a (conv2d_backward_kernel: grad_bias (conv2d_forward: bias (conv2d_forward: cannot allocate a (disableenablegcisenabledno default __reduce__ due to non-trivial __cinit__src_ext/conv.pyxunable to allocate array data.unable to allocate shape and strides.ASCIIEllipsisSequenceView.MemoryView__Pyx_PyDict_NextRef__annotate____class____class_getitem____dict____func____getstate____import____main____module____name____new____pyx_checksum__pyx_state__pyx_type__pyx_unpickle_Enum__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___is_coroutineabcaddressallocate_bufferasyncio.coroutinesbasebatchbiasblockblock_rowsblockscchannelscline_in_tracebackcolsconv2d_backward_inputconv2d_backward_kernelconv2d_forwardcountdtype_is_objectencodeenumerateerrorfailedfailed_flagfastconv._ext.convfiltersfirst_rowflagsformatfortrangrad_biasgrad_datagrad_kernelgrad_kernel_matrixgrad_outgrad_xheightiidindexitemsitemsizekernel_hkernel_matrixkernel_wmatrix_lenmemviewmodennamendimobjout_hout_wpackpad_leftpa""d_toppartialpartialspatch_lenpatchespixelspointwisepopprevious_threadsregisterrowrowssample_lenset_blas_thread_controlsetdefaultshapesizestartstepstopstride_hstride_wstructtthreadstotal_rowsunpackupdatevalueswidthxx_datayy_dataOvoid (char *, char *, int *, int *, int *, __pyx_t_5scipy_6linalg_11cython_blas_s *, __pyx_t_5scipy_6linalg_11cython_blas_s *, int *, __pyx_t_5scipy_6linalg_11cython_blas_s *, int *, __pyx_t_5scipy_6linalg_11cython_blas_s *, __pyx_t_5scipy_6linalg_11cython_blas_s *, int *)\000sgemm\200\001\340\004\005\330\004\027\320\027,\250A\200\001\360\016\000\005\035\230A\230V\2401\240M\260\021\260&\270\001\270\034\300Q\300f\310A\310_\320\\]\320]c\320cd\320de\330\004\034\230A\230V\2401\240L\260\001\260\026\260q\270\016\300a\300v\310Q\310a\330\004 \240\r\250V\2601\260A\330\004\021\220\021\220\047\230\032\2407\250\047\260\031\270-\300v\310Q\310d\320R_\320_e\320ef\320fg\330\022\023\2206\230\021\230$\230g\240W\250I\260Z\270z\310\032\320S]\320]i\320ij\330\004\007\200t\2106\220\021\220#\220S\230\001\330\010\016\210j\230\001\320\0311\260\021\260$\260f\270A\320=R\320RS\320ST\330\004\032\230,\240a\240z\260\032\2709\300J\310j\320XY\330\004!\240\026\240r\250\026\250r\260\021\330\004\036\230k\250\022\250;\260b\270\003\2703\270a\340\004\037\230q\240\001\240\021\240#\240S\250\003\2501\330\004\031\230\021\230!\2301\230C\230s\240#\240Q\360\010\000\005\027\220a\330\004\034\230A\230Q\330\t\n\330\010\033\320\033-\250Q\330\025\"\240!\330\014\023\2208\230?\250(\260&\270\001\270\033\300B\300j\320PR\320RS\330\020\037\230q\240\001\330\020\023\2204\220z\240\024\240U\250#\250Q\330\024\037\230q\240\005\240Q\330\024\025\330\020\034\230F\240\"\240A\330\020\032\230!\230<\240{\260\"\260A\330\020\032\230-\240q\250\010\260\006\260k\300\026\300x\310w\320V`\320`g\320gh\330(2\260*\270I\300Z\310z\320YZ\330\020\024\220G\2305\240\001\240\033\250J\260b\270\001\330\024\032\230!\2307\240\"\240D\250\002\250)\2601\260D\270\001\270\024\270X\300R\300q\330\020\036\230a\230w\240g\250U\260&\270\005\270Y""\300e\310;\320V[\320[d\320di\320ij\330\037 \240\r\250Q\250c\260\024\260U\270)\3005\310\007\310r\320Q[\320[]\320]f\320fk\320kl\330\014\020\220\001\220\021\330\010\034\230A\230Q\330\004\007\200q\330\010\016\210k\230\021\320\032?\270q\300\r\310Q\310a\200\001\360\022\000\005\035\230F\240&\250\001\250\035\260f\270F\300!\300<\310v\320U[\320[\\\320\\]\330\004\037\230v\240V\2501\250A\330\004\034\230H\240F\250!\250<\260x\270v\300Q\300n\320T\\\320\\b\320bc\320cd\330\004 \240\r\250V\2601\260A\330\004\021\220\021\220\047\230\032\2407\250\047\260\031\270-\300v\310Q\310d\320R_\320_e\320ef\320fg\330\022\032\230&\240\001\240\024\240W\250G\2609\270J\300j\320PZ\320Zd\320dp\320pq\330\004\032\230,\240a\240z\260\032\2709\300J\310j\320XY\330\004\007\200z\220\025\220g\230W\240D\250\010\260\001\330\010\016\210j\230\001\230\021\330\004\035\230V\2402\320%9\270\027\300\002\300&\310\002\310!\360\010\000\005\027\220a\330\004\034\230A\230Q\330\t\n\330\010\033\320\033-\250Q\330\025\"\240!\330\014\023\2208\230?\250(\260&\270\001\270\027\300\002\300*\310B\310a\330\020\033\2301\230A\330\020\023\2204\220z\240\024\240U\250#\250Q\330\024\037\230q\240\005\240Q\330\024\025\330\020\036\230a\230w\240f\250E\260\030\270\025\270k\310\025\310i\320W\\\320\\]\320]e\320ef\320fi\320il\320lo\320op\330\037$\240I\250Q\250m\2701\270C\270t\3005\310\t\320QR\330\037 \240\006\240a\240s\250#\250S\260\006\260o\300V\3105\320PQ\330\020\023\2204\220q\330\024!\240\021\240&\250\001\250\026\250q\260\003\2603\260c\270\024\270X\300W\310J\320V]\320]^\330\",\250J\260i\270z\310\032\320ST\330\014\020\220\001\220\021\330\010\034\230A\230Q\330\004\007\200q\330\010\016\210k\230\021\320\032F\300a\300y\320PQ\320QR\200\001\360\024\000\005\035\230A\230V\2401\240M\260\021\260&\270\001\270\034\300Q\300f\310A\310_\320\\]\320]c\320cd\320de\330\004\034\230H\240F\250!\250<\260x\270v\300Q\300n\320T\\\320\\b\320bc\320cd\330\004 \320 2\260&\270\001\270\021\330\004\021\220\021\220\047\230\032\2407\250\047\260\031\320:L\310F\320RS\320SW\320Wi\320io\320o""p\320pq\330\022\032\230&\240\001\240\024\240W\250G\2609\270J\300j\320PZ\320Zd\320dp\320pq\330\004\007\200y\220\006\220a\220s\230(\240#\240Q\330\010\016\210j\230\001\320\031>\270a\270y\310\006\310a\320Od\320de\320ef\330\004\032\230,\240a\240z\260\032\2709\300J\310j\320XY\330\004!\240\026\240r\250\026\250r\260\021\330\004\036\230k\250\022\250;\260b\270\003\2703\270a\330\004!\240\032\2502\250Q\330\004\033\2308\2406\250\021\250(\260\"\260L\300\001\330\004\007\200y\220\003\2201\330\010\016\210k\230\021\320\032D\300A\300Q\340\004\037\230q\240\001\240\021\240#\240S\250\003\2501\330\004\"\240!\2408\2501\250C\250s\260#\260Q\360\014\000\005\027\220a\330\004\034\230A\230Q\330\t\n\330\010\033\320\033-\250Q\330\025\"\240!\330\014\023\2208\230?\250(\260&\270\001\270\033\300B\300j\320PR\320RS\330\014\026\220i\230z\250\023\250B\250a\330\020\037\230q\240\001\330\020\023\2204\220z\240\024\240U\250#\250Q\330\024\037\230q\240\005\240Q\330\024\025\330\020\034\230F\240\"\240A\330\020\032\230!\230<\240{\260\"\260A\330\020\032\230-\240q\250\010\260\006\260k\300\026\300x\310w\320V`\320`g\320gh\330(2\260*\270I\300Z\310z\320YZ\330\020\036\230a\230v\240W\250E\260\033\270E\300\031\310%\310v\320UZ\320Zc\320ch\320hi\330\037)\250\022\250:\260R\260y\300\005\300Y\310e\320S\\\320\\a\320ab\330\014\020\220\001\220\021\330\010\034\230A\230Q\330\010\026\220a\320\027)\250\021\250#\250Q\330\010\016\210a\210}\230C\230{\250\"\250A\330\010\014\210E\220\025\220a\220q\330\014\020\220\005\220U\230!\2301\330\020\033\2301\230F\240(\250!\2502\250R\250{\270\"\270A\330\010\013\2109\220F\230!\2303\230b\240\002\240$\240d\250!\330\014\027\220q\230\013\240<\250y\270\001\270\031\300!\3001\330\004\010\210\001\210\021\330\004\007\200q\330\010\016\210k\230\021\320\032G\300q\310\r\320UV\320VW";
+    #else /* compression: none (4299 bytes) */
+static const char bytes[] = " and threads  at 0x filters must be positive object> partial gradients)) does not match () does not match kernel () patch block), block_rows ), kernel (, ,) does not match .: <MemoryView of <contiguous and direct><contiguous and indirect><strided and direct or indirect><strided and direct><strided and indirect>>?Cannot assign to read-only memoryviewInvalid mode, expected \047c\047 or \047fortran\047, got Invalid shape in axis Note that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.add_notecollections.abcconv2d: a block of patches is too large for 32-bit BLAS indicesconv2d: kernel matrix (conv2d: output (conv2d: strides (conv2d_backward_input: a 1x1 stride-1 convolution keeps the spatial sizeconv2d_backward_input: cannot allocate a (conv2d_backward_kernel: cannot allocate conv2d_backward_kernel: cannot allocate a (conv2d_backward_kernel: grad_bias (conv2d_forward: bias (conv2d_forward: cannot allocate a (disableenablegcisenabledno default __reduce__ due to non-trivial __cinit__src_ext/conv.pyxunable to allocate array data.unable to allocate shape and strides.ASCIIEllipsisSequenceView.MemoryView__Pyx_PyDict_NextRef__annotate____class____class_getitem____dict____func____getstate____import____main____module____name____new____pyx_checksum__pyx_state__pyx_type__pyx_unpickle_Enum__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___is_coroutineabcaddressallocate_bufferasyncio.coroutinesbasebatchbiasblockblock_rowsblockscchannelscline_in_tracebackcolsconv2d_backward_inputconv2d_backward_kernelconv2d_forwardcountdtype_is_objectencodeenumerateerrorfailedfailed_flagfastconv._ext.convfiltersfirst_rowflagsformatfortrangrad_biasgrad_datagrad_kernelgrad_kernel_matrixgrad_outgrad_xheightiidindexitemsitemsizekernel_hkernel_matrixkernel_wmatrix_lenmemviewmodennamendimobjout_hout_wpackpad_leftpa""d_toppartialpartialspatch_lenpatchespixelspointwisepopprevious_threadsregisterrowrowssample_lenset_blas_thread_controlsetdefaultshapesizestartstepstopstride_hstride_wstructtthreadstotal_rowsunpackupdatevalueswidthxx_datayy_dataOvoid (char *, char *, int *, int *, int *, __pyx_t_5scipy_6linalg_11cython_blas_s *, __pyx_t_5scipy_6linalg_11cython_blas_s *, int *, __pyx_t_5scipy_6linalg_11cython_blas_s *, int *, __pyx_t_5scipy_6linalg_11cython_blas_s *, __pyx_t_5scipy_6linalg_11cython_blas_s *, int *)\000sgemm\200\001\340\004\005\330\004\027\320\027,\250A\200\001\360\016\000\005\035\230A\230V\2401\240M\260\021\260&\270\001\270\034\300Q\300f\310A\310_\320\\]\320]c\320cd\320de\330\004\034\230A\230V\2401\240L\260\001\260\026\260q\270\016\300a\300v\310Q\310a\330\004 \240\r\250V\2601\260A\330\004\021\220\021\220\047\230\032\2407\250\047\260\031\270-\300v\310Q\310d\320R_\320_e\320ef\320fg\330\022\023\2206\230\021\230$\230g\240W\250I\260Z\270z\310\032\320S]\320]i\320ij\330\004\007\200t\2106\220\021\220#\220S\230\001\330\010\016\210j\230\001\320\0311\260\021\260$\260f\270A\320=R\320RS\320ST\330\004\032\230,\240a\240z\260\032\2709\300J\310j\320XY\330\004!\240\026\240r\250\026\250r\260\021\330\004\036\230k\250\022\250;\260b\270\003\2703\270a\340\004\037\230q\240\001\240\021\240#\240S\250\003\2501\330\004\031\230\021\230!\2301\230C\230s\240#\240Q\360\010\000\005\027\220a\330\004\034\230A\230Q\330\t\n\330\010\033\320\033-\250Q\250a\330\025\"\240!\330\014\023\2208\230?\250(\260&\270\001\270\033\300B\300j\320PR\320RS\330\020\037\230q\240\001\330\020\023\2204\220z\240\024\240U\250#\250Q\330\024\037\230q\240\005\240Q\330\024\025\330\020\034\230F\240\"\240A\330\020\032\230!\230<\240{\260\"\260A\330\020\032\230-\240q\250\010\260\006\260k\300\026\300x\310w\320V`\320`g\320gh\330(2\260*\270I\300Z\310z\320YZ\330\020\024\220G\2305\240\001\240\033\250J\260b\270\001\330\024\032\230!\2307\240\"\240D\250\002\250)\2601\260D\270\001\270\024\270X\300R\300q\330\020\036\230a\230w\240g\250U\260&\270""\005\270Y\300e\310;\320V[\320[d\320di\320ij\330\037 \240\r\250Q\250c\260\024\260U\270)\3005\310\007\310r\320Q[\320[]\320]f\320fk\320kl\330\014\020\220\001\220\021\330\010\034\230A\320\035/\250q\330\004\007\200q\330\010\016\210k\230\021\320\032?\270q\300\r\310Q\310a\200\001\360\022\000\005\035\230F\240&\250\001\250\035\260f\270F\300!\300<\310v\320U[\320[\\\320\\]\330\004\037\230v\240V\2501\250A\330\004\034\230H\240F\250!\250<\260x\270v\300Q\300n\320T\\\320\\b\320bc\320cd\330\004 \240\r\250V\2601\260A\330\004\021\220\021\220\047\230\032\2407\250\047\260\031\270-\300v\310Q\310d\320R_\320_e\320ef\320fg\330\022\032\230&\240\001\240\024\240W\250G\2609\270J\300j\320PZ\320Zd\320dp\320pq\330\004\032\230,\240a\240z\260\032\2709\300J\310j\320XY\330\004\007\200z\220\025\220g\230W\240D\250\010\260\001\330\010\016\210j\230\001\230\021\330\004\035\230V\2402\320%9\270\027\300\002\300&\310\002\310!\360\010\000\005\027\220a\330\004\034\230A\230Q\330\t\n\330\010\033\320\033-\250Q\250a\330\025\"\240!\330\014\023\2208\230?\250(\260&\270\001\270\027\300\002\300*\310B\310a\330\020\033\2301\230A\330\020\023\2204\220z\240\024\240U\250#\250Q\330\024\037\230q\240\005\240Q\330\024\025\330\020\036\230a\230w\240f\250E\260\030\270\025\270k\310\025\310i\320W\\\320\\]\320]e\320ef\320fi\320il\320lo\320op\330\037$\240I\250Q\250m\2701\270C\270t\3005\310\t\320QR\330\037 \240\006\240a\240s\250#\250S\260\006\260o\300V\3105\320PQ\330\020\023\2204\220q\330\024!\240\021\240&\250\001\250\026\250q\260\003\2603\260c\270\024\270X\300W\310J\320V]\320]^\330\",\250J\260i\270z\310\032\320ST\330\014\020\220\001\220\021\330\010\034\230A\320\035/\250q\330\004\007\200q\330\010\016\210k\230\021\320\032F\300a\300y\320PQ\320QR\200\001\360\024\000\005\035\230A\230V\2401\240M\260\021\260&\270\001\270\034\300Q\300f\310A\310_\320\\]\320]c\320cd\320de\330\004\034\230H\240F\250!\250<\260x\270v\300Q\300n\320T\\\320\\b\320bc\320cd\330\004 \320 2\260&\270\001\270\021\330\004\021\220\021\220\047\230\032\2407\250\047\260\031\320:L""\310F\320RS\320SW\320Wi\320io\320op\320pq\330\022\032\230&\240\001\240\024\240W\250G\2609\270J\300j\320PZ\320Zd\320dp\320pq\330\004\007\200y\220\006\220a\220s\230(\240#\240Q\330\010\016\210j\230\001\320\031>\270a\270y\310\006\310a\320Od\320de\320ef\330\004\032\230,\240a\240z\260\032\2709\300J\310j\320XY\330\004!\240\026\240r\250\026\250r\260\021\330\004\036\230k\250\022\250;\260b\270\003\2703\270a\330\004!\240\032\2502\250Q\330\004\033\2308\2406\250\021\250(\260\"\260L\300\001\330\004\007\200y\220\003\2201\330\010\016\210k\230\021\320\032D\300A\300Q\340\004\037\230q\240\001\240\021\240#\240S\250\003\2501\330\004\"\240!\2408\2501\250C\250s\260#\260Q\360\014\000\005\027\220a\330\004\034\230A\230Q\330\t\n\330\010\033\320\033-\250Q\250a\330\025\"\240!\330\014\023\2208\230?\250(\260&\270\001\270\033\300B\300j\320PR\320RS\330\014\026\220i\230z\250\023\250B\250a\330\020\037\230q\240\001\330\020\023\2204\220z\240\024\240U\250#\250Q\330\024\037\230q\240\005\240Q\330\024\025\330\020\034\230F\240\"\240A\330\020\032\230!\230<\240{\260\"\260A\330\020\032\230-\240q\250\010\260\006\260k\300\026\300x\310w\320V`\320`g\320gh\330(2\260*\270I\300Z\310z\320YZ\330\020\036\230a\230v\240W\250E\260\033\270E\300\031\310%\310v\320UZ\320Zc\320ch\320hi\330\037)\250\022\250:\260R\260y\300\005\300Y\310e\320S\\\320\\a\320ab\330\014\020\220\001\220\021\330\010\034\230A\320\035/\250q\330\010\026\220a\320\027)\250\021\250#\250Q\330\010\016\210a\210}\230C\230{\250\"\250A\330\010\014\210E\220\025\220a\220q\330\014\020\220\005\220U\230!\2301\330\020\033\2301\230F\240(\250!\2502\250R\250{\270\"\270A\330\010\013\2109\220F\230!\2303\230b\240\002\240$\240d\250!\330\014\027\220q\230\013\240<\250y\270\001\270\031\300!\3001\330\004\010\210\001\210\021\330\004\007\200q\330\010\016\210k\230\021\320\032G\300q\310\r\320UV\320VW";
     PyObject *data = NULL;
     #define __Pyx_DecompressString_UNUSED
     #define __Pyx_DecompressString_LZSS_UNUSED
@@ -25492,22 +25492,22 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
   PyObject* tuple_dedup_map = PyDict_New();
   if (unlikely(!tuple_dedup_map)) return -1;
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 119};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 115};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_address};
     __pyx_mstate_global->__pyx_codeobj_tab[0] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_ext_conv_pyx, __pyx_mstate->__pyx_n_u_set_blas_thread_control, __pyx_mstate->__pyx_kp_b_iso88591_A, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[0])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {12, 0, 0, 34, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 151};
+    const __Pyx_PyCode_New_function_description descr = {12, 0, 0, 34, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 137};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_x, __pyx_mstate->__pyx_n_u_kernel_matrix, __pyx_mstate->__pyx_n_u_bias, __pyx_mstate->__pyx_n_u_y, __pyx_mstate->__pyx_n_u_stride_h, __pyx_mstate->__pyx_n_u_stride_w, __pyx_mstate->__pyx_n_u_pad_top, __pyx_mstate->__pyx_n_u_pad_left, __pyx_mstate->__pyx_n_u_kernel_h, __pyx_mstate->__pyx_n_u_kernel_w, __pyx_mstate->__pyx_n_u_block_rows_2, __pyx_mstate->__pyx_n_u_threads, __pyx_mstate->__pyx_n_u_batch, __pyx_mstate->__pyx_n_u_height, __pyx_mstate->__pyx_n_u_width, __pyx_mstate->__pyx_n_u_channels, __pyx_mstate->__pyx_n_u_out_h, __pyx_mstate->__pyx_n_u_out_w, __pyx_mstate->__pyx_n_u_filters_2, __pyx_mstate->__pyx_n_u_patch_len, __pyx_mstate->__pyx_n_u_pointwise, __pyx_mstate->__pyx_n_u_total_rows, __pyx_mstate->__pyx_n_u_blocks, __pyx_mstate->__pyx_n_u_block, __pyx_mstate->__pyx_n_u_first_row, __pyx_mstate->__pyx_n_u_rows, __pyx_mstate->__pyx_n_u_row, __pyx_mstate->__pyx_n_u_x_data, __pyx_mstate->__pyx_n_u_y_data, __pyx_mstate->__pyx_n_u_cols, __pyx_mstate->__pyx_n_u_patches, __pyx_mstate->__pyx_n_u_previous_threads, __pyx_mstate->__pyx_n_u_failed, __pyx_mstate->__pyx_n_u_failed_flag};
     __pyx_mstate_global->__pyx_codeobj_tab[1] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_ext_conv_pyx, __pyx_mstate->__pyx_n_u_conv2d_forward, __pyx_mstate->__pyx_kp_b_iso88591_AV1M_QfA__ccdde_AV1L_q_avQa_V1A, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[1])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {11, 0, 0, 27, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 198};
+    const __Pyx_PyCode_New_function_description descr = {11, 0, 0, 27, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 184};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_grad_out, __pyx_mstate->__pyx_n_u_kernel_matrix, __pyx_mstate->__pyx_n_u_grad_x, __pyx_mstate->__pyx_n_u_stride_h, __pyx_mstate->__pyx_n_u_stride_w, __pyx_mstate->__pyx_n_u_pad_top, __pyx_mstate->__pyx_n_u_pad_left, __pyx_mstate->__pyx_n_u_kernel_h, __pyx_mstate->__pyx_n_u_kernel_w, __pyx_mstate->__pyx_n_u_block_rows_2, __pyx_mstate->__pyx_n_u_threads, __pyx_mstate->__pyx_n_u_batch, __pyx_mstate->__pyx_n_u_height, __pyx_mstate->__pyx_n_u_width, __pyx_mstate->__pyx_n_u_channels, __pyx_mstate->__pyx_n_u_out_h, __pyx_mstate->__pyx_n_u_out_w, __pyx_mstate->__pyx_n_u_filters_2, __pyx_mstate->__pyx_n_u_patch_len, __pyx_mstate->__pyx_n_u_pointwise, __pyx_mstate->__pyx_n_u_pixels, __pyx_mstate->__pyx_n_u_sample_len, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_cols, __pyx_mstate->__pyx_n_u_previous_threads, __pyx_mstate->__pyx_n_u_failed, __pyx_mstate->__pyx_n_u_failed_flag};
     __pyx_mstate_global->__pyx_codeobj_tab[2] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_ext_conv_pyx, __pyx_mstate->__pyx_n_u_conv2d_backward_input, __pyx_mstate->__pyx_kp_b_iso88591_F_fF_vU_vV1A_HF_xvQnT_bbccd_V1A, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[2])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {12, 0, 0, 39, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 242};
+    const __Pyx_PyCode_New_function_description descr = {12, 0, 0, 39, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 228};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_x, __pyx_mstate->__pyx_n_u_grad_out, __pyx_mstate->__pyx_n_u_grad_kernel_matrix, __pyx_mstate->__pyx_n_u_grad_bias, __pyx_mstate->__pyx_n_u_stride_h, __pyx_mstate->__pyx_n_u_stride_w, __pyx_mstate->__pyx_n_u_pad_top, __pyx_mstate->__pyx_n_u_pad_left, __pyx_mstate->__pyx_n_u_kernel_h, __pyx_mstate->__pyx_n_u_kernel_w, __pyx_mstate->__pyx_n_u_block_rows_2, __pyx_mstate->__pyx_n_u_threads, __pyx_mstate->__pyx_n_u_batch, __pyx_mstate->__pyx_n_u_height, __pyx_mstate->__pyx_n_u_width, __pyx_mstate->__pyx_n_u_channels, __pyx_mstate->__pyx_n_u_out_h, __pyx_mstate->__pyx_n_u_out_w, __pyx_mstate->__pyx_n_u_filters_2, __pyx_mstate->__pyx_n_u_patch_len, __pyx_mstate->__pyx_n_u_pointwise, __pyx_mstate->__pyx_n_u_total_rows, __pyx_mstate->__pyx_n_u_blocks, __pyx_mstate->__pyx_n_u_matrix_len, __pyx_mstate->__pyx_n_u_partials, __pyx_mstate->__pyx_n_u_block, __pyx_mstate->__pyx_n_u_first_row, __pyx_mstate->__pyx_n_u_rows, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_t, __pyx_mstate->__pyx_n_u_x_data, __pyx_mstate->__pyx_n_u_grad_data, __pyx_mstate->__pyx_n_u_cols, __pyx_mstate->__pyx_n_u_partial, __pyx_mstate->__pyx_n_u_grad_kernel, __pyx_mstate->__pyx_n_u_patches, __pyx_mstate->__pyx_n_u_previous_threads, __pyx_mstate->__pyx_n_u_failed, __pyx_mstate->__pyx_n_u_failed_flag};
     __pyx_mstate_global->__pyx_codeobj_tab[3] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_ext_conv_pyx, __pyx_mstate->__pyx_n_u_conv2d_backward_kernel, __pyx_mstate->__pyx_kp_b_iso88591_AV1M_QfA__ccdde_HF_xvQnT_bbccd, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[3])) goto bad;
   }

@@ -14,7 +14,7 @@ from cython.parallel cimport parallel, prange, threadid
 from libc.stdlib cimport calloc, malloc, free
 from libc.string cimport memcpy, memset
 
-from _linalg cimport gemm_row_major, column_sums
+from _linalg cimport blas_restore_threads, blas_single_thread, column_sums, gemm_row_major, set_blas_threads_fn
 
 
 cdef inline void gather_patch(const float* x_sample, float* patch, Py_ssize_t top, Py_ssize_t left,
@@ -108,11 +108,7 @@ cdef void col2im_sample(const float* cols, float* grad_sample,
 
 
 # Each thread works on its own blocks of output pixels with a single-threaded
-# BLAS call, so patches are gathered and multiplied in the same core's cache
-# and BLAS threads never fight the OpenMP team for the cores. The BLAS thread
-# count is process-wide, so it is set before the parallel region and restored
-# after it (see fastconv.backends.blas_threads, which hands us the setter).
-ctypedef int (*set_blas_threads_fn)(int) noexcept nogil
+# BLAS call (see _linalg.pxd); fastconv.backends.blas_threads hands us the setter.
 cdef set_blas_threads_fn set_blas_threads = NULL
 
 
@@ -120,16 +116,6 @@ def set_blas_thread_control(size_t address):
     """Register OpenBLAS' ``openblas_set_num_threads_local`` by its address (0: leave BLAS threads alone)."""
     global set_blas_threads
     set_blas_threads = <set_blas_threads_fn>address
-
-
-cdef inline int blas_single_thread() noexcept nogil:
-    """Make BLAS single-threaded; returns the thread count to restore."""
-    return set_blas_threads(1) if set_blas_threads != NULL else 0
-
-
-cdef inline void blas_restore_threads(int previous) noexcept nogil:
-    if set_blas_threads != NULL:
-        set_blas_threads(previous)
 
 
 cdef int check_extents(Py_ssize_t batch, Py_ssize_t channels, Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t filters,
@@ -174,7 +160,7 @@ def conv2d_forward(const float[:, :, :, ::1] x, const float[:, ::1] kernel_matri
     cdef int failed = 0
     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
     with nogil:
-        previous_threads = blas_single_thread()
+        previous_threads = blas_single_thread(set_blas_threads)
         with parallel(num_threads=threads):
             cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
             for block in prange(blocks, schedule='static'):
@@ -190,7 +176,7 @@ def conv2d_forward(const float[:, :, :, ::1] x, const float[:, ::1] kernel_matri
                 gemm_row_major(False, False, <int>rows, <int>filters, <int>patch_len, 1.0, patches, <int>patch_len,
                                &kernel_matrix[0, 0], <int>filters, 1.0, y_data + first_row * filters, <int>filters)
             free(cols)
-        blas_restore_threads(previous_threads)
+        blas_restore_threads(set_blas_threads, previous_threads)
     if failed:
         raise MemoryError(f"conv2d_forward: cannot allocate a ({block_rows}, {patch_len}) patch block")
 
@@ -220,7 +206,7 @@ def conv2d_backward_input(const float[:, :, :, ::1] grad_out, const float[:, ::1
     cdef int failed = 0
     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
     with nogil:
-        previous_threads = blas_single_thread()
+        previous_threads = blas_single_thread(set_blas_threads)
         with parallel(num_threads=threads):
             cols = NULL if pointwise else <float*>malloc(pixels * patch_len * sizeof(float))
             for n in prange(batch, schedule='static'):
@@ -234,7 +220,7 @@ def conv2d_backward_input(const float[:, :, :, ::1] grad_out, const float[:, ::1
                     col2im_sample(cols, &grad_x[n, 0, 0, 0], height, width, channels, out_h, out_w,
                                   stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
             free(cols)
-        blas_restore_threads(previous_threads)
+        blas_restore_threads(set_blas_threads, previous_threads)
     if failed:
         raise MemoryError(f"conv2d_backward_input: cannot allocate a ({pixels}, {patch_len}) patch block")
 
@@ -274,7 +260,7 @@ def conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, :, :, ::1
     cdef int failed = 0
     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
     with nogil:
-        previous_threads = blas_single_thread()
+        previous_threads = blas_single_thread(set_blas_threads)
         with parallel(num_threads=threads):
             cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
             partial = partials + threadid() * matrix_len
@@ -289,7 +275,7 @@ def conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, :, :, ::1
                 gemm_row_major(True, False, <int>patch_len, <int>filters, <int>rows, 1.0, patches, <int>patch_len,
                                grad_data + first_row * filters, <int>filters, 1.0, partial, <int>filters)
             free(cols)
-        blas_restore_threads(previous_threads)
+        blas_restore_threads(set_blas_threads, previous_threads)
         grad_kernel = &grad_kernel_matrix[0, 0]
         memset(grad_kernel, 0, matrix_len * sizeof(float))
         for t in range(threads):

@@ -3,23 +3,15 @@
 /* BEGIN: Cython Metadata
 {
     "distutils": {
-        "define_macros": [
-            [
-                "NPY_NO_DEPRECATED_API",
-                "NPY_1_7_API_VERSION"
-            ]
-        ],
         "depends": [],
         "extra_compile_args": [
             "-O3",
             "-ffp-contract=fast",
-            "-fopenmp"
+            "-fopenmp",
+            "-march=native"
         ],
         "extra_link_args": [
             "-fopenmp"
-        ],
-        "include_dirs": [
-            "/root/.pyenv/versions/3.11.7/lib/python3.11/site-packages/numpy/_core/include"
         ],
         "name": "fastconv._ext.dense",
         "sources": [
@@ -1837,6 +1829,15 @@ struct __pyx_MemviewEnum_obj;
 struct __pyx_memoryview_obj;
 struct __pyx_memoryviewslice_obj;
 
+/* "_linalg.pxd":12
+ * # process-wide: it is set to 1 before a parallel region and restored after it,
+ * # never inside. Each module keeps the setter it was given (NULL: leave BLAS be).
+ * ctypedef int (*set_blas_threads_fn)(int) noexcept nogil             # <<<<<<<<<<<<<<
+ * 
+ * 
+*/
+typedef int (*__pyx_t_7_linalg_set_blas_threads_fn)(int);
+
 /* "View.MemoryView":128
  * 
  * 
@@ -3292,6 +3293,12 @@ __pyx_memoryview_copy_new_contig(const __Pyx_memviewslice *from_mvs,
                                  Py_ssize_t sizeof_dtype, int contig_flag,
                                  int dtype_is_object);
 
+/* CIntFromPy.proto */
+static CYTHON_INLINE size_t __Pyx_PyLong_As_size_t(PyObject *);
+
+/* CIntFromPy.proto */
+static CYTHON_INLINE int __Pyx_PyLong_As_int(PyObject *);
+
 /* PyObjectCallMethod1.proto (used by UpdateUnpickledDict) */
 static CYTHON_INLINE PyObject* __Pyx_PyObject_CallMethod1(PyObject* obj, PyObject* method_name, PyObject* arg);
 
@@ -3303,9 +3310,6 @@ static void __Pyx_RaiseUnpickleChecksumError(long checksum, long checksum1, long
 
 /* CheckUnpickleChecksum.proto */
 static CYTHON_INLINE int __Pyx_CheckUnpickleChecksum(long checksum, long checksum1, long checksum2, long checksum3, const char *members);
-
-/* CIntFromPy.proto */
-static CYTHON_INLINE int __Pyx_PyLong_As_int(PyObject *);
 
 /* CIntFromPy.proto */
 static CYTHON_INLINE long __Pyx_PyLong_As_long(PyObject *);
@@ -3448,10 +3452,13 @@ static PyObject *__pyx_memoryviewslice__get_base(struct __pyx_memoryviewslice_ob
 static void (*__pyx_f_5scipy_6linalg_11cython_blas_sgemm)(char *, char *, int *, int *, int *, __pyx_t_5scipy_6linalg_11cython_blas_s *, __pyx_t_5scipy_6linalg_11cython_blas_s *, int *, __pyx_t_5scipy_6linalg_11cython_blas_s *, int *, __pyx_t_5scipy_6linalg_11cython_blas_s *, __pyx_t_5scipy_6linalg_11cython_blas_s *, int *); /*proto*/
 
 /* Module declarations from "_linalg" */
+static CYTHON_INLINE int __pyx_f_7_linalg_blas_single_thread(__pyx_t_7_linalg_set_blas_threads_fn); /*proto*/
+static CYTHON_INLINE void __pyx_f_7_linalg_blas_restore_threads(__pyx_t_7_linalg_set_blas_threads_fn, int); /*proto*/
 static CYTHON_INLINE void __pyx_f_7_linalg_gemm_row_major(int, int, int, int, int, float, float const *, int, float const *, int, float, float *, int); /*proto*/
 static CYTHON_INLINE int __pyx_f_7_linalg_column_sums(float const *, Py_ssize_t, Py_ssize_t, float *); /*proto*/
 
 /* Module declarations from "fastconv._ext.dense" */
+static __pyx_t_7_linalg_set_blas_threads_fn __pyx_v_8fastconv_4_ext_5dense_set_blas_threads;
 static PyObject *__pyx_collections_abc_Sequence = 0;
 static PyObject *generic = 0;
 static PyObject *strided = 0;
@@ -3522,7 +3529,7 @@ static const char __pyx_k_Buffer_view_does_not_expose_stri[] = "Buffer view does
 static const char __pyx_k_Can_only_create_a_buffer_that_is[] = "Can only create a buffer that is contiguous in memory.";
 static const char __pyx_k_Cannot_create_writable_memory_vi[] = "Cannot create writable memory view from read-only memoryview";
 static const char __pyx_k_Cannot_transpose_memoryview_with[] = "Cannot transpose memoryview with indirect dimensions";
-static const char __pyx_k_Dense_fully_connected_kernels_fl[] = "Dense (fully connected) kernels, float32: every product goes through BLAS.";
+static const char __pyx_k_Dense_fully_connected_kernels_fl[] = "Dense (fully connected) kernels, float32: every product goes through BLAS.\n\nThe output columns (forward), input features (grad x) and kernel rows (grad\nkernel) are split among ``threads`` threads, each making one single-threaded\nBLAS call on its slice, as the convolution does (see _linalg.pxd).\n";
 static const char __pyx_k_Empty_shape_tuple_for_cython_arr[] = "Empty shape tuple for cython.array";
 static const char __pyx_k_Indirect_dimensions_not_supporte[] = "Indirect dimensions not supported";
 static const char __pyx_k_Out_of_bounds_on_buffer_access_a[] = "Out of bounds on buffer access (axis %zd)";
@@ -3570,8 +3577,9 @@ static void __pyx_memoryviewslice___pyx_pf_15View_dot_MemoryView_16_memoryviewsl
 static PyObject *__pyx_pf___pyx_memoryviewslice___reduce_cython__(CYTHON_UNUSED struct __pyx_memoryviewslice_obj *__pyx_v_self); /* proto */
 static PyObject *__pyx_pf___pyx_memoryviewslice_2__setstate_cython__(CYTHON_UNUSED struct __pyx_memoryviewslice_obj *__pyx_v_self, CYTHON_UNUSED PyObject *__pyx_v___pyx_state); /* proto */
 static PyObject *__pyx_pf_15View_dot_MemoryView___pyx_unpickle_Enum(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_v___pyx_type, long __pyx_v___pyx_checksum, PyObject *__pyx_v___pyx_state); /* proto */
-static PyObject *__pyx_pf_8fastconv_4_ext_5dense_dense_forward(CYTHON_UNUSED PyObject *__pyx_self, __Pyx_memviewslice __pyx_v_x, __Pyx_memviewslice __pyx_v_kernel, __Pyx_memviewslice __pyx_v_bias, __Pyx_memviewslice __pyx_v_y); /* proto */
-static PyObject *__pyx_pf_8fastconv_4_ext_5dense_2dense_backward(CYTHON_UNUSED PyObject *__pyx_self, __Pyx_memviewslice __pyx_v_grad_out, __Pyx_memviewslice __pyx_v_x, __Pyx_memviewslice __pyx_v_kernel, __Pyx_memviewslice __pyx_v_grad_x, __Pyx_memviewslice __pyx_v_grad_kernel, __Pyx_memviewslice __pyx_v_grad_bias); /* proto */
+static PyObject *__pyx_pf_8fastconv_4_ext_5dense_set_blas_thread_control(CYTHON_UNUSED PyObject *__pyx_self, size_t __pyx_v_address); /* proto */
+static PyObject *__pyx_pf_8fastconv_4_ext_5dense_2dense_forward(CYTHON_UNUSED PyObject *__pyx_self, __Pyx_memviewslice __pyx_v_x, __Pyx_memviewslice __pyx_v_kernel, __Pyx_memviewslice __pyx_v_bias, __Pyx_memviewslice __pyx_v_y, int __pyx_v_threads); /* proto */
+static PyObject *__pyx_pf_8fastconv_4_ext_5dense_4dense_backward(CYTHON_UNUSED PyObject *__pyx_self, __Pyx_memviewslice __pyx_v_grad_out, __Pyx_memviewslice __pyx_v_x, __Pyx_memviewslice __pyx_v_kernel, __Pyx_memviewslice __pyx_v_grad_x, __Pyx_memviewslice __pyx_v_grad_kernel, __Pyx_memviewslice __pyx_v_grad_bias, int __pyx_v_threads); /* proto */
 static PyObject *__pyx_tp_new__initialisation_array(PyObject *o, 
 #if CYTHON_VECTORCALL_TPNEW
     PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
@@ -3706,8 +3714,8 @@ namespace {
     __Pyx_CachedCFunction __pyx_umethod_PyDict_Type_values;
     PyObject *__pyx_slice[1];
     PyObject *__pyx_tuple[2];
-    PyObject *__pyx_codeobj_tab[2];
-    PyObject *__pyx_string_tab[121];
+    PyObject *__pyx_codeobj_tab[3];
+    PyObject *__pyx_string_tab[129];
     PyObject *__pyx_number_tab[3];
 /* #### Code section: module_state_contents ### */
 /* PyFrozenDict.module_state_decls */
@@ -3758,15 +3766,15 @@ static __pyx_mstatetype * const __pyx_mstate_global = &__pyx_mstate_global_stati
 #endif
 /* #### Code section: constant_name_defines ### */
 #define __pyx_kp_u_at_0x __pyx_string_tab[0]
-#define __pyx_kp_u_object __pyx_string_tab[1]
-#define __pyx_kp_u_and_kernel __pyx_string_tab[2]
-#define __pyx_kp_u_do_not_agree __pyx_string_tab[3]
-#define __pyx_kp_u_do_not_agree_with_the_outputs __pyx_string_tab[4]
+#define __pyx_kp_u_do_not_agree __pyx_string_tab[1]
+#define __pyx_kp_u_do_not_agree_with_the_outputs __pyx_string_tab[2]
+#define __pyx_kp_u_object __pyx_string_tab[3]
+#define __pyx_kp_u_and_threads __pyx_string_tab[4]
 #define __pyx_kp_u_bias_2 __pyx_string_tab[5]
 #define __pyx_kp_u_kernel_2 __pyx_string_tab[6]
 #define __pyx_kp_u_x_2 __pyx_string_tab[7]
 #define __pyx_kp_u__5 __pyx_string_tab[8]
-#define __pyx_kp_u_and_y __pyx_string_tab[9]
+#define __pyx_kp_u_y_2 __pyx_string_tab[9]
 #define __pyx_kp_u__3 __pyx_string_tab[10]
 #define __pyx_kp_u__2 __pyx_string_tab[11]
 #define __pyx_kp_u_MemoryView_of __pyx_string_tab[12]
@@ -3824,60 +3832,68 @@ static __pyx_mstatetype * const __pyx_mstate_global = &__pyx_mstate_global_stati
 #define __pyx_n_u_test __pyx_string_tab[64]
 #define __pyx_n_u_is_coroutine __pyx_string_tab[65]
 #define __pyx_n_u_abc __pyx_string_tab[66]
-#define __pyx_n_u_allocate_buffer __pyx_string_tab[67]
-#define __pyx_n_u_asyncio_coroutines __pyx_string_tab[68]
-#define __pyx_n_u_base __pyx_string_tab[69]
-#define __pyx_n_u_batch __pyx_string_tab[70]
-#define __pyx_n_u_bias __pyx_string_tab[71]
-#define __pyx_n_u_c __pyx_string_tab[72]
-#define __pyx_n_u_cline_in_traceback __pyx_string_tab[73]
-#define __pyx_n_u_count __pyx_string_tab[74]
-#define __pyx_n_u_dense_backward __pyx_string_tab[75]
-#define __pyx_n_u_dense_forward __pyx_string_tab[76]
-#define __pyx_n_u_dtype_is_object __pyx_string_tab[77]
-#define __pyx_n_u_encode __pyx_string_tab[78]
-#define __pyx_n_u_enumerate __pyx_string_tab[79]
-#define __pyx_n_u_error __pyx_string_tab[80]
-#define __pyx_n_u_fastconv__ext_dense __pyx_string_tab[81]
-#define __pyx_n_u_features __pyx_string_tab[82]
-#define __pyx_n_u_flags __pyx_string_tab[83]
-#define __pyx_n_u_format __pyx_string_tab[84]
-#define __pyx_n_u_fortran __pyx_string_tab[85]
-#define __pyx_n_u_grad_bias __pyx_string_tab[86]
-#define __pyx_n_u_grad_kernel __pyx_string_tab[87]
-#define __pyx_n_u_grad_out __pyx_string_tab[88]
-#define __pyx_n_u_grad_x __pyx_string_tab[89]
-#define __pyx_n_u_id __pyx_string_tab[90]
-#define __pyx_n_u_index __pyx_string_tab[91]
-#define __pyx_n_u_items __pyx_string_tab[92]
-#define __pyx_n_u_itemsize __pyx_string_tab[93]
-#define __pyx_n_u_kernel __pyx_string_tab[94]
-#define __pyx_n_u_memview __pyx_string_tab[95]
-#define __pyx_n_u_mode __pyx_string_tab[96]
-#define __pyx_n_u_name __pyx_string_tab[97]
-#define __pyx_n_u_ndim __pyx_string_tab[98]
-#define __pyx_n_u_obj __pyx_string_tab[99]
-#define __pyx_n_u_pack __pyx_string_tab[100]
-#define __pyx_n_u_pop __pyx_string_tab[101]
-#define __pyx_n_u_register __pyx_string_tab[102]
-#define __pyx_n_u_row __pyx_string_tab[103]
-#define __pyx_n_u_setdefault __pyx_string_tab[104]
-#define __pyx_n_u_shape __pyx_string_tab[105]
-#define __pyx_n_u_size __pyx_string_tab[106]
-#define __pyx_n_u_start __pyx_string_tab[107]
-#define __pyx_n_u_step __pyx_string_tab[108]
-#define __pyx_n_u_stop __pyx_string_tab[109]
-#define __pyx_n_u_struct __pyx_string_tab[110]
-#define __pyx_n_u_units __pyx_string_tab[111]
-#define __pyx_n_u_unpack __pyx_string_tab[112]
-#define __pyx_n_u_update __pyx_string_tab[113]
-#define __pyx_n_u_values __pyx_string_tab[114]
-#define __pyx_n_u_x __pyx_string_tab[115]
-#define __pyx_n_u_y __pyx_string_tab[116]
-#define __pyx_n_b_O __pyx_string_tab[117]
-#define __pyx_kp_b_void_char_char_int_int_int___pyx __pyx_string_tab[118]
-#define __pyx_kp_b_iso88591_AV1O1F_vVSTTU_vV1Cs_3d_CvS_q_3f __pyx_string_tab[119]
-#define __pyx_kp_b_iso88591_AV1O1F_vVSTTU_fAS_9CxvQc_F_XVST __pyx_string_tab[120]
+#define __pyx_n_u_address __pyx_string_tab[67]
+#define __pyx_n_u_allocate_buffer __pyx_string_tab[68]
+#define __pyx_n_u_asyncio_coroutines __pyx_string_tab[69]
+#define __pyx_n_u_base __pyx_string_tab[70]
+#define __pyx_n_u_batch __pyx_string_tab[71]
+#define __pyx_n_u_bias __pyx_string_tab[72]
+#define __pyx_n_u_c __pyx_string_tab[73]
+#define __pyx_n_u_cline_in_traceback __pyx_string_tab[74]
+#define __pyx_n_u_count __pyx_string_tab[75]
+#define __pyx_n_u_dense_backward __pyx_string_tab[76]
+#define __pyx_n_u_dense_forward __pyx_string_tab[77]
+#define __pyx_n_u_dtype_is_object __pyx_string_tab[78]
+#define __pyx_n_u_encode __pyx_string_tab[79]
+#define __pyx_n_u_enumerate __pyx_string_tab[80]
+#define __pyx_n_u_error __pyx_string_tab[81]
+#define __pyx_n_u_fastconv__ext_dense __pyx_string_tab[82]
+#define __pyx_n_u_features __pyx_string_tab[83]
+#define __pyx_n_u_first __pyx_string_tab[84]
+#define __pyx_n_u_flags __pyx_string_tab[85]
+#define __pyx_n_u_format __pyx_string_tab[86]
+#define __pyx_n_u_fortran __pyx_string_tab[87]
+#define __pyx_n_u_grad_bias __pyx_string_tab[88]
+#define __pyx_n_u_grad_kernel __pyx_string_tab[89]
+#define __pyx_n_u_grad_out __pyx_string_tab[90]
+#define __pyx_n_u_grad_x __pyx_string_tab[91]
+#define __pyx_n_u_id __pyx_string_tab[92]
+#define __pyx_n_u_index __pyx_string_tab[93]
+#define __pyx_n_u_items __pyx_string_tab[94]
+#define __pyx_n_u_itemsize __pyx_string_tab[95]
+#define __pyx_n_u_kernel __pyx_string_tab[96]
+#define __pyx_n_u_last __pyx_string_tab[97]
+#define __pyx_n_u_memview __pyx_string_tab[98]
+#define __pyx_n_u_mode __pyx_string_tab[99]
+#define __pyx_n_u_name __pyx_string_tab[100]
+#define __pyx_n_u_ndim __pyx_string_tab[101]
+#define __pyx_n_u_obj __pyx_string_tab[102]
+#define __pyx_n_u_pack __pyx_string_tab[103]
+#define __pyx_n_u_part __pyx_string_tab[104]
+#define __pyx_n_u_pop __pyx_string_tab[105]
+#define __pyx_n_u_previous_threads __pyx_string_tab[106]
+#define __pyx_n_u_register __pyx_string_tab[107]
+#define __pyx_n_u_row __pyx_string_tab[108]
+#define __pyx_n_u_set_blas_thread_control __pyx_string_tab[109]
+#define __pyx_n_u_setdefault __pyx_string_tab[110]
+#define __pyx_n_u_shape __pyx_string_tab[111]
+#define __pyx_n_u_size __pyx_string_tab[112]
+#define __pyx_n_u_start __pyx_string_tab[113]
+#define __pyx_n_u_step __pyx_string_tab[114]
+#define __pyx_n_u_stop __pyx_string_tab[115]
+#define __pyx_n_u_struct __pyx_string_tab[116]
+#define __pyx_n_u_threads __pyx_string_tab[117]
+#define __pyx_n_u_units __pyx_string_tab[118]
+#define __pyx_n_u_unpack __pyx_string_tab[119]
+#define __pyx_n_u_update __pyx_string_tab[120]
+#define __pyx_n_u_values __pyx_string_tab[121]
+#define __pyx_n_u_x __pyx_string_tab[122]
+#define __pyx_n_u_y __pyx_string_tab[123]
+#define __pyx_n_b_O __pyx_string_tab[124]
+#define __pyx_kp_b_void_char_char_int_int_int___pyx __pyx_string_tab[125]
+#define __pyx_kp_b_iso88591_A __pyx_string_tab[126]
+#define __pyx_kp_b_iso88591_AV1O1F_vVSTTU_vV1Cs_3d_CvS_q_3f __pyx_string_tab[127]
+#define __pyx_kp_b_iso88591_AV1O1F_vVSTTU_fAS_9CxvQc_F_XVST __pyx_string_tab[128]
 #define __pyx_int_0 __pyx_number_tab[0]
 #define __pyx_int_neg_1 __pyx_number_tab[1]
 #define __pyx_int_136983863 __pyx_number_tab[2]
@@ -3908,8 +3924,8 @@ static CYTHON_SMALL_CODE int __pyx_m_clear(PyObject *m) {
   Py_CLEAR(clear_module_state->__pyx_umethod_PyDict_Type_values.method);
   for (int i=0; i<1; ++i) { Py_CLEAR(clear_module_state->__pyx_slice[i]); }
   for (int i=0; i<2; ++i) { Py_CLEAR(clear_module_state->__pyx_tuple[i]); }
-  for (int i=0; i<2; ++i) { Py_CLEAR(clear_module_state->__pyx_codeobj_tab[i]); }
-  for (int i=0; i<121; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<3; ++i) { Py_CLEAR(clear_module_state->__pyx_codeobj_tab[i]); }
+  for (int i=0; i<129; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
   for (int i=0; i<3; ++i) { Py_CLEAR(clear_module_state->__pyx_number_tab[i]); }
 /* #### Code section: module_state_clear_contents ### */
 /* CommonTypesMetaclass.module_state_clear */
@@ -3946,8 +3962,8 @@ static CYTHON_SMALL_CODE int __pyx_m_traverse(PyObject *m, visitproc visit, void
   Py_VISIT(traverse_module_state->__pyx_umethod_PyDict_Type_values.method);
   for (int i=0; i<1; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_slice[i]); }
   for (int i=0; i<2; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_tuple[i]); }
-  for (int i=0; i<2; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_codeobj_tab[i]); }
-  for (int i=0; i<121; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<3; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_codeobj_tab[i]); }
+  for (int i=0; i<129; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
   for (int i=0; i<3; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_number_tab[i]); }
 /* #### Code section: module_state_traverse_contents ### */
 /* CommonTypesMetaclass.module_state_traverse */
@@ -18134,7 +18150,107 @@ static PyObject *__pyx_unpickle_Enum__set_state(struct __pyx_MemviewEnum_obj *__
   return __pyx_r;
 }
 
-/* "_linalg.pxd":8
+/* "_linalg.pxd":15
+ * 
+ * 
+ * cdef inline int blas_single_thread(set_blas_threads_fn set_threads) noexcept nogil:             # <<<<<<<<<<<<<<
+ *     """Make BLAS single-threaded; returns the thread count to restore."""
+ *     return set_threads(1) if set_threads != NULL else 0
+*/
+
+static CYTHON_INLINE int __pyx_f_7_linalg_blas_single_thread(__pyx_t_7_linalg_set_blas_threads_fn __pyx_v_set_threads) {
+  int __pyx_r;
+  int __pyx_t_1;
+  int __pyx_t_2;
+
+  /* "_linalg.pxd":17
+ * cdef inline int blas_single_thread(set_blas_threads_fn set_threads) noexcept nogil:
+ *     """Make BLAS single-threaded; returns the thread count to restore."""
+ *     return set_threads(1) if set_threads != NULL else 0             # <<<<<<<<<<<<<<
+ * 
+ * 
+*/
+  __pyx_t_2 = (__pyx_v_set_threads != NULL);
+
+  if (__pyx_t_2) {
+
+    __pyx_t_1 = __pyx_v_set_threads(1);
+  } else {
+
+    __pyx_t_1 = 0;
+  }
+
+  {
+    __pyx_r = __pyx_t_1;
+  }
+  goto __pyx_L0;
+
+  /* "_linalg.pxd":15
+ * 
+ * 
+ * cdef inline int blas_single_thread(set_blas_threads_fn set_threads) noexcept nogil:             # <<<<<<<<<<<<<<
+ *     """Make BLAS single-threaded; returns the thread count to restore."""
+ *     return set_threads(1) if set_threads != NULL else 0
+*/
+
+  /* function exit code */
+  __pyx_L0:;
+  return __pyx_r;
+}
+
+/* "_linalg.pxd":20
+ * 
+ * 
+ * cdef inline void blas_restore_threads(set_blas_threads_fn set_threads, int previous) noexcept nogil:             # <<<<<<<<<<<<<<
+ *     if set_threads != NULL:
+ *         set_threads(previous)
+*/
+
+static CYTHON_INLINE void __pyx_f_7_linalg_blas_restore_threads(__pyx_t_7_linalg_set_blas_threads_fn __pyx_v_set_threads, int __pyx_v_previous) {
+  int __pyx_t_1;
+
+  /* "_linalg.pxd":21
+ * 
+ * cdef inline void blas_restore_threads(set_blas_threads_fn set_threads, int previous) noexcept nogil:
+ *     if set_threads != NULL:             # <<<<<<<<<<<<<<
+ *         set_threads(previous)
+ * 
+*/
+  __pyx_t_1 = (__pyx_v_set_threads != NULL);
+
+  if (__pyx_t_1) {
+
+
+    /* "_linalg.pxd":22
+ * cdef inline void blas_restore_threads(set_blas_threads_fn set_threads, int previous) noexcept nogil:
+ *     if set_threads != NULL:
+ *         set_threads(previous)             # <<<<<<<<<<<<<<
+ * 
+ * 
+*/
+    (void)(__pyx_v_set_threads(__pyx_v_previous));
+
+    /* "_linalg.pxd":21
+ * 
+ * cdef inline void blas_restore_threads(set_blas_threads_fn set_threads, int previous) noexcept nogil:
+ *     if set_threads != NULL:             # <<<<<<<<<<<<<<
+ *         set_threads(previous)
+ * 
+*/
+  }
+
+  /* "_linalg.pxd":20
+ * 
+ * 
+ * cdef inline void blas_restore_threads(set_blas_threads_fn set_threads, int previous) noexcept nogil:             # <<<<<<<<<<<<<<
+ *     if set_threads != NULL:
+ *         set_threads(previous)
+*/
+
+  /* function exit code */
+}
+
+/* "_linalg.pxd":25
  * 
  * 
  * cdef inline void gemm_row_major(bint transpose_a, bint transpose_b, int m, int n, int k,             # <<<<<<<<<<<<<<
@@ -18147,7 +18263,7 @@ static CYTHON_INLINE void __pyx_f_7_linalg_gemm_row_major(int __pyx_v_transpose_
   char __pyx_v_trans_a_flag;
   char __pyx_t_1;
 
-  /* "_linalg.pxd":16
+  /* "_linalg.pxd":33
  *     product is computed as C^T = op(B)^T @ op(A)^T: B goes first.
  *     """
  *     cdef char trans_b_flag = b'T' if transpose_b else b'N'             # <<<<<<<<<<<<<<
@@ -18163,7 +18279,7 @@ static CYTHON_INLINE void __pyx_f_7_linalg_gemm_row_major(int __pyx_v_transpose_
   }
   __pyx_v_trans_b_flag = __pyx_t_1;
 
-  /* "_linalg.pxd":17
+  /* "_linalg.pxd":34
  *     """
  *     cdef char trans_b_flag = b'T' if transpose_b else b'N'
  *     cdef char trans_a_flag = b'T' if transpose_a else b'N'             # <<<<<<<<<<<<<<
@@ -18179,7 +18295,7 @@ static CYTHON_INLINE void __pyx_f_7_linalg_gemm_row_major(int __pyx_v_transpose_
   }
   __pyx_v_trans_a_flag = __pyx_t_1;
 
-  /* "_linalg.pxd":18
+  /* "_linalg.pxd":35
  *     cdef char trans_b_flag = b'T' if transpose_b else b'N'
  *     cdef char trans_a_flag = b'T' if transpose_a else b'N'
  *     sgemm(&trans_b_flag, &trans_a_flag, &n, &m, &k, &alpha, <float*>b, &ldb, <float*>a, &lda, &beta, c, &ldc)             # <<<<<<<<<<<<<<
@@ -18188,7 +18304,7 @@ static CYTHON_INLINE void __pyx_f_7_linalg_gemm_row_major(int __pyx_v_transpose_
 */
   __pyx_f_5scipy_6linalg_11cython_blas_sgemm((&__pyx_v_trans_b_flag), (&__pyx_v_trans_a_flag), (&__pyx_v_n), (&__pyx_v_m), (&__pyx_v_k), (&__pyx_v_alpha), ((float *)__pyx_v_b), (&__pyx_v_ldb), ((float *)__pyx_v_a), (&__pyx_v_lda), (&__pyx_v_beta), __pyx_v_c, (&__pyx_v_ldc));
 
-  /* "_linalg.pxd":8
+  /* "_linalg.pxd":25
  * 
  * 
  * cdef inline void gemm_row_major(bint transpose_a, bint transpose_b, int m, int n, int k,             # <<<<<<<<<<<<<<
@@ -18201,7 +18317,7 @@ static CYTHON_INLINE void __pyx_f_7_linalg_gemm_row_major(int __pyx_v_transpose_
 
 }
 
-/* "_linalg.pxd":21
+/* "_linalg.pxd":38
  * 
  * 
  * cdef inline int column_sums(const float* matrix, Py_ssize_t rows, Py_ssize_t cols, float* sums) except -1 nogil:             # <<<<<<<<<<<<<<
@@ -18236,7 +18352,7 @@ static CYTHON_INLINE int __pyx_f_7_linalg_column_sums(float const *__pyx_v_matri
   PyGILState_STATE __pyx_gilstate_save;
   __Pyx_RefNannySetupContext("column_sums", 1);
 
-  /* "_linalg.pxd":27
+  /* "_linalg.pxd":44
  *     partial row, so the memory is read once, in order.
  *     """
  *     cdef Py_ssize_t blocks = 16 if rows >= 16 else 1             # <<<<<<<<<<<<<<
@@ -18255,7 +18371,7 @@ static CYTHON_INLINE int __pyx_f_7_linalg_column_sums(float const *__pyx_v_matri
 
   __pyx_v_blocks = __pyx_t_1;
 
-  /* "_linalg.pxd":28
+  /* "_linalg.pxd":45
  *     """
  *     cdef Py_ssize_t blocks = 16 if rows >= 16 else 1
  *     cdef double* partial = <double*>calloc(blocks * cols, sizeof(double))             # <<<<<<<<<<<<<<
@@ -18264,7 +18380,7 @@ static CYTHON_INLINE int __pyx_f_7_linalg_column_sums(float const *__pyx_v_matri
 */
   __pyx_v_partial = ((double *)calloc((__pyx_v_blocks * __pyx_v_cols), (sizeof(double))));
 
-  /* "_linalg.pxd":31
+  /* "_linalg.pxd":48
  *     cdef Py_ssize_t block, i, j
  *     cdef double total
  *     if partial == NULL:             # <<<<<<<<<<<<<<
@@ -18276,7 +18392,7 @@ static CYTHON_INLINE int __pyx_f_7_linalg_column_sums(float const *__pyx_v_matri
   if (unlikely(__pyx_t_2)) {
 
 
-    /* "_linalg.pxd":32
+    /* "_linalg.pxd":49
  *     cdef double total
  *     if partial == NULL:
  *         with gil:             # <<<<<<<<<<<<<<
@@ -18287,17 +18403,17 @@ static CYTHON_INLINE int __pyx_f_7_linalg_column_sums(float const *__pyx_v_matri
         PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
         /*try:*/ {
 
-          /* "_linalg.pxd":33
+          /* "_linalg.pxd":50
  *     if partial == NULL:
  *         with gil:
  *             raise MemoryError()             # <<<<<<<<<<<<<<
  *     for block in prange(blocks, schedule='static'):
  *         for i in range(block * rows // blocks, (block + 1) * rows // blocks):
 */
-          PyErr_NoMemory(); __PYX_ERR(2, 33, __pyx_L5_error)
+          PyErr_NoMemory(); __PYX_ERR(2, 50, __pyx_L5_error)
         }
 
-        /* "_linalg.pxd":32
+        /* "_linalg.pxd":49
  *     cdef double total
  *     if partial == NULL:
  *         with gil:             # <<<<<<<<<<<<<<
@@ -18312,7 +18428,7 @@ static CYTHON_INLINE int __pyx_f_7_linalg_column_sums(float const *__pyx_v_matri
         }
     }
 
-    /* "_linalg.pxd":31
+    /* "_linalg.pxd":48
  *     cdef Py_ssize_t block, i, j
  *     cdef double total
  *     if partial == NULL:             # <<<<<<<<<<<<<<
@@ -18321,7 +18437,7 @@ static CYTHON_INLINE int __pyx_f_7_linalg_column_sums(float const *__pyx_v_matri
 */
   }
 
-  /* "_linalg.pxd":34
+  /* "_linalg.pxd":51
  *         with gil:
  *             raise MemoryError()
  *     for block in prange(blocks, schedule='static'):             # <<<<<<<<<<<<<<
@@ -18368,7 +18484,7 @@ static CYTHON_INLINE int __pyx_f_7_linalg_column_sums(float const *__pyx_v_matri
                         {
                             __pyx_v_block = (Py_ssize_t)(0 + 1 * __pyx_t_3);
 
-                            /* "_linalg.pxd":35
+                            /* "_linalg.pxd":52
  *             raise MemoryError()
  *     for block in prange(blocks, schedule='static'):
  *         for i in range(block * rows // blocks, (block + 1) * rows // blocks):             # <<<<<<<<<<<<<<
@@ -18381,13 +18497,13 @@ static CYTHON_INLINE int __pyx_f_7_linalg_column_sums(float const *__pyx_v_matri
                               PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
                               PyErr_SetString(PyExc_ZeroDivisionError, "integer division or modulo by zero");
                               __Pyx_PyGILState_Release(__pyx_gilstate_save);
-                              __PYX_ERR(2, 35, __pyx_L12_error)
+                              __PYX_ERR(2, 52, __pyx_L12_error)
                             }
                             else if (sizeof(Py_ssize_t) == sizeof(long) && (!(((Py_ssize_t)-1) > 0)) && unlikely(__pyx_v_blocks == (Py_ssize_t)-1)  && unlikely(__Pyx_UNARY_NEG_WOULD_OVERFLOW(__pyx_t_5))) {
                               PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
                               PyErr_SetString(PyExc_OverflowError, "value too large to perform division");
                               __Pyx_PyGILState_Release(__pyx_gilstate_save);
-                              __PYX_ERR(2, 35, __pyx_L12_error)
+                              __PYX_ERR(2, 52, __pyx_L12_error)
                             }
 
                             __pyx_t_6 = __Pyx_div_Py_ssize_t(__pyx_t_5, __pyx_v_blocks, 0);
@@ -18398,20 +18514,20 @@ static CYTHON_INLINE int __pyx_f_7_linalg_column_sums(float const *__pyx_v_matri
                               PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
                               PyErr_SetString(PyExc_ZeroDivisionError, "integer division or modulo by zero");
                               __Pyx_PyGILState_Release(__pyx_gilstate_save);
-                              __PYX_ERR(2, 35, __pyx_L12_error)
+                              __PYX_ERR(2, 52, __pyx_L12_error)
                             }
                             else if (sizeof(Py_ssize_t) == sizeof(long) && (!(((Py_ssize_t)-1) > 0)) && unlikely(__pyx_v_blocks == (Py_ssize_t)-1)  && unlikely(__Pyx_UNARY_NEG_WOULD_OVERFLOW(__pyx_t_5))) {
                               PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
                               PyErr_SetString(PyExc_OverflowError, "value too large to perform division");
                               __Pyx_PyGILState_Release(__pyx_gilstate_save);
-                              __PYX_ERR(2, 35, __pyx_L12_error)
+                              __PYX_ERR(2, 52, __pyx_L12_error)
                             }
                             __pyx_t_7 = __pyx_t_6;
 
                             for (__pyx_t_8 = __Pyx_div_Py_ssize_t(__pyx_t_5, __pyx_v_blocks, 0); __pyx_t_8 < __pyx_t_7; __pyx_t_8+=1) {
                               __pyx_v_i = __pyx_t_8;
 
-                              /* "_linalg.pxd":36
+                              /* "_linalg.pxd":53
  *     for block in prange(blocks, schedule='static'):
  *         for i in range(block * rows // blocks, (block + 1) * rows // blocks):
  *             for j in range(cols):             # <<<<<<<<<<<<<<
@@ -18425,7 +18541,7 @@ static CYTHON_INLINE int __pyx_f_7_linalg_column_sums(float const *__pyx_v_matri
                               for (__pyx_t_11 = 0; __pyx_t_11 < __pyx_t_10; __pyx_t_11+=1) {
                                 __pyx_v_j = __pyx_t_11;
 
-                                /* "_linalg.pxd":37
+                                /* "_linalg.pxd":54
  *         for i in range(block * rows // blocks, (block + 1) * rows // blocks):
  *             for j in range(cols):
  *                 partial[block * cols + j] += matrix[i * cols + j]             # <<<<<<<<<<<<<<
@@ -18522,7 +18638,7 @@ PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
 
       }
 
-      /* "_linalg.pxd":34
+      /* "_linalg.pxd":51
  *         with gil:
  *             raise MemoryError()
  *     for block in prange(blocks, schedule='static'):             # <<<<<<<<<<<<<<
@@ -18544,7 +18660,7 @@ PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
       }
   }
 
-  /* "_linalg.pxd":38
+  /* "_linalg.pxd":55
  *             for j in range(cols):
  *                 partial[block * cols + j] += matrix[i * cols + j]
  *     for j in range(cols):             # <<<<<<<<<<<<<<
@@ -18558,7 +18674,7 @@ PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
   for (__pyx_t_1 = 0; __pyx_t_1 < __pyx_t_3; __pyx_t_1+=1) {
     __pyx_v_j = __pyx_t_1;
 
-    /* "_linalg.pxd":39
+    /* "_linalg.pxd":56
  *                 partial[block * cols + j] += matrix[i * cols + j]
  *     for j in range(cols):
  *         total = 0.0             # <<<<<<<<<<<<<<
@@ -18567,7 +18683,7 @@ PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
 */
     __pyx_v_total = 0.0;
 
-    /* "_linalg.pxd":40
+    /* "_linalg.pxd":57
  *     for j in range(cols):
  *         total = 0.0
  *         for block in range(blocks):             # <<<<<<<<<<<<<<
@@ -18581,7 +18697,7 @@ PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
     for (__pyx_t_5 = 0; __pyx_t_5 < __pyx_t_7; __pyx_t_5+=1) {
       __pyx_v_block = __pyx_t_5;
 
-      /* "_linalg.pxd":41
+      /* "_linalg.pxd":58
  *         total = 0.0
  *         for block in range(blocks):
  *             total = total + partial[block * cols + j]             # <<<<<<<<<<<<<<
@@ -18592,7 +18708,7 @@ PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
     }
 
 
-    /* "_linalg.pxd":42
+    /* "_linalg.pxd":59
  *         for block in range(blocks):
  *             total = total + partial[block * cols + j]
  *         sums[j] = <float>total             # <<<<<<<<<<<<<<
@@ -18603,7 +18719,7 @@ PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
   }
 
 
-  /* "_linalg.pxd":43
+  /* "_linalg.pxd":60
  *             total = total + partial[block * cols + j]
  *         sums[j] = <float>total
  *     free(partial)             # <<<<<<<<<<<<<<
@@ -18611,7 +18727,7 @@ PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
 */
   free(__pyx_v_partial);
 
-  /* "_linalg.pxd":44
+  /* "_linalg.pxd":61
  *         sums[j] = <float>total
  *     free(partial)
  *     return 0             # <<<<<<<<<<<<<<
@@ -18622,7 +18738,7 @@ PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
   }
   goto __pyx_L0;
 
-  /* "_linalg.pxd":21
+  /* "_linalg.pxd":38
  * 
  * 
  * cdef inline int column_sums(const float* matrix, Py_ssize_t rows, Py_ssize_t cols, float* sums) except -1 nogil:             # <<<<<<<<<<<<<<
@@ -18647,25 +18763,149 @@ PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
   return __pyx_r;
 }
 
-/* "src_ext/dense.pyx":9
+/* "src_ext/dense.pyx":16
  * 
  * 
- * def dense_forward(const float[:, ::1] x, const float[:, ::1] kernel, const float[::1] bias, float[:, ::1] y):             # <<<<<<<<<<<<<<
- *     """y = x @ kernel + bias. x: (N, D_in); kernel: (D_in, D_out); bias: (D_out,); y: (N, D_out), written."""
- *     cdef Py_ssize_t batch = x.shape[0], features = x.shape[1], units = kernel.shape[1], row
+ * def set_blas_thread_control(size_t address):             # <<<<<<<<<<<<<<
+ *     """Register OpenBLAS' ``openblas_set_num_threads_local`` by its address (0: leave BLAS threads alone)."""
+ *     global set_blas_threads
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_8fastconv_4_ext_5dense_1dense_forward(PyObject *__pyx_self, 
+static PyObject *__pyx_pw_8fastconv_4_ext_5dense_1set_blas_thread_control(PyObject *__pyx_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_8fastconv_4_ext_5dense_dense_forward, "y = x @ kernel + bias. x: (N, D_in); kernel: (D_in, D_out); bias: (D_out,); y: (N, D_out), written.");
-static PyMethodDef __pyx_mdef_8fastconv_4_ext_5dense_1dense_forward = {"dense_forward", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_8fastconv_4_ext_5dense_1dense_forward, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_8fastconv_4_ext_5dense_dense_forward};
-static PyObject *__pyx_pw_8fastconv_4_ext_5dense_1dense_forward(PyObject *__pyx_self, 
+PyDoc_STRVAR(__pyx_doc_8fastconv_4_ext_5dense_set_blas_thread_control, "Register OpenBLAS\047 ``openblas_set_num_threads_local`` by its address (0: leave BLAS threads alone).");
+static PyMethodDef __pyx_mdef_8fastconv_4_ext_5dense_1set_blas_thread_control = {"set_blas_thread_control", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_8fastconv_4_ext_5dense_1set_blas_thread_control, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_8fastconv_4_ext_5dense_set_blas_thread_control};
+static PyObject *__pyx_pw_8fastconv_4_ext_5dense_1set_blas_thread_control(PyObject *__pyx_self, 
+#if CYTHON_VECTORCALL
+PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
+#else
+PyObject *__pyx_args, PyObject *__pyx_kwds
+#endif
+) {
+  size_t __pyx_v_address;
+  #if !CYTHON_VECTORCALL
+  CYTHON_UNUSED Py_ssize_t __pyx_nargs;
+  #endif
+  CYTHON_UNUSED PyObject *const *__pyx_kwvalues;
+  PyObject* values[1] = {0};
+  int __pyx_lineno = 0;
+  const char *__pyx_filename = NULL;
+  int __pyx_clineno = 0;
+  PyObject *__pyx_r = 0;
+  __Pyx_RefNannyDeclarations
+  __Pyx_RefNannySetupContext("set_blas_thread_control (wrapper)", 0);
+  #if !CYTHON_VECTORCALL
+  #if CYTHON_ASSUME_SAFE_SIZE
+  __pyx_nargs = PyTuple_GET_SIZE(__pyx_args);
+  #else
+  __pyx_nargs = PyTuple_Size(__pyx_args); if (unlikely(__pyx_nargs < 0)) return NULL;
+  #endif
+  #endif
+  __pyx_kwvalues = __Pyx_KwValues_FASTCALL(__pyx_args, __pyx_nargs);
+  {
+    PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_address,0};
+    const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 16, __pyx_L3_error)
+    if (__pyx_kwds_len > 0) {
+      switch (__pyx_nargs) {
+        case  1:
+        values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 16, __pyx_L3_error)
+        CYTHON_FALLTHROUGH;
+        case  0: break;
+        default: goto __pyx_L5_argtuple_error;
+      }
+      const Py_ssize_t kwd_pos_args = __pyx_nargs;
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "set_blas_thread_control", 0) < (0)) __PYX_ERR(0, 16, __pyx_L3_error)
+      for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("set_blas_thread_control", 1, 1, 1, i); __PYX_ERR(0, 16, __pyx_L3_error) }
+      }
+    } else if (unlikely(__pyx_nargs != 1)) {
+      goto __pyx_L5_argtuple_error;
+    } else {
+      values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 16, __pyx_L3_error)
+    }
+    __pyx_v_address = __Pyx_PyLong_As_size_t(values[0]); if (unlikely((__pyx_v_address == (size_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 16, __pyx_L3_error)
+  }
+  goto __pyx_L6_skip;
+  __pyx_L5_argtuple_error:;
+  __Pyx_RaiseArgtupleInvalid("set_blas_thread_control", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 16, __pyx_L3_error)
+  __pyx_L6_skip:;
+  goto __pyx_L4_argument_unpacking_done;
+  __pyx_L3_error:;
+  for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
+    Py_XDECREF(values[__pyx_temp]);
+  }
+  __Pyx_AddTraceback("fastconv._ext.dense.set_blas_thread_control", __pyx_clineno, __pyx_lineno, __pyx_filename);
+  __Pyx_RefNannyFinishContext();
+  return NULL;
+  __pyx_L4_argument_unpacking_done:;
+  __pyx_r = __pyx_pf_8fastconv_4_ext_5dense_set_blas_thread_control(__pyx_self, __pyx_v_address);
+
+  /* function exit code */
+  for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
+    Py_XDECREF(values[__pyx_temp]);
+  }
+
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+static PyObject *__pyx_pf_8fastconv_4_ext_5dense_set_blas_thread_control(CYTHON_UNUSED PyObject *__pyx_self, size_t __pyx_v_address) {
+  PyObject *__pyx_r = NULL;
+  __Pyx_RefNannyDeclarations
+  __Pyx_RefNannySetupContext("set_blas_thread_control", 0);
+
+  /* "src_ext/dense.pyx":19
+ *     """Register OpenBLAS' ``openblas_set_num_threads_local`` by its address (0: leave BLAS threads alone)."""
+ *     global set_blas_threads
+ *     set_blas_threads = <set_blas_threads_fn>address             # <<<<<<<<<<<<<<
+ * 
+ * 
+*/
+  __pyx_v_8fastconv_4_ext_5dense_set_blas_threads = ((__pyx_t_7_linalg_set_blas_threads_fn)__pyx_v_address);
+
+  /* "src_ext/dense.pyx":16
+ * 
+ * 
+ * def set_blas_thread_control(size_t address):             # <<<<<<<<<<<<<<
+ *     """Register OpenBLAS' ``openblas_set_num_threads_local`` by its address (0: leave BLAS threads alone)."""
+ *     global set_blas_threads
+*/
+
+  /* function exit code */
+  __pyx_r = Py_None; __Pyx_INCREF(Py_None);
+  __Pyx_XGIVEREF(__pyx_r);
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+/* "src_ext/dense.pyx":22
+ * 
+ * 
+ * def dense_forward(const float[:, ::1] x, const float[:, ::1] kernel, const float[::1] bias, float[:, ::1] y, int threads):             # <<<<<<<<<<<<<<
+ *     """y = x @ kernel + bias. x: (N, D_in); kernel: (D_in, D_out); bias: (D_out,); y: (N, D_out), written."""
+ *     cdef Py_ssize_t batch = x.shape[0], features = x.shape[1], units = kernel.shape[1], row, part, first, last
+*/
+
+/* Python wrapper */
+static PyObject *__pyx_pw_8fastconv_4_ext_5dense_3dense_forward(PyObject *__pyx_self, 
+#if CYTHON_VECTORCALL
+PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
+#else
+PyObject *__pyx_args, PyObject *__pyx_kwds
+#endif
+); /*proto*/
+PyDoc_STRVAR(__pyx_doc_8fastconv_4_ext_5dense_2dense_forward, "y = x @ kernel + bias. x: (N, D_in); kernel: (D_in, D_out); bias: (D_out,); y: (N, D_out), written.");
+static PyMethodDef __pyx_mdef_8fastconv_4_ext_5dense_3dense_forward = {"dense_forward", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_8fastconv_4_ext_5dense_3dense_forward, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_8fastconv_4_ext_5dense_2dense_forward};
+static PyObject *__pyx_pw_8fastconv_4_ext_5dense_3dense_forward(PyObject *__pyx_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -18676,11 +18916,12 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_memviewslice __pyx_v_kernel = { 0, 0, { 0 }, { 0 }, { 0 } };
   __Pyx_memviewslice __pyx_v_bias = { 0, 0, { 0 }, { 0 }, { 0 } };
   __Pyx_memviewslice __pyx_v_y = { 0, 0, { 0 }, { 0 }, { 0 } };
+  int __pyx_v_threads;
   #if !CYTHON_VECTORCALL
   CYTHON_UNUSED Py_ssize_t __pyx_nargs;
   #endif
   CYTHON_UNUSED PyObject *const *__pyx_kwvalues;
-  PyObject* values[4] = {0,0,0,0};
+  PyObject* values[5] = {0,0,0,0,0};
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
@@ -18696,55 +18937,62 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   #endif
   __pyx_kwvalues = __Pyx_KwValues_FASTCALL(__pyx_args, __pyx_nargs);
   {
-    PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_x,&__pyx_mstate_global->__pyx_n_u_kernel,&__pyx_mstate_global->__pyx_n_u_bias,&__pyx_mstate_global->__pyx_n_u_y,0};
+    PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_x,&__pyx_mstate_global->__pyx_n_u_kernel,&__pyx_mstate_global->__pyx_n_u_bias,&__pyx_mstate_global->__pyx_n_u_y,&__pyx_mstate_global->__pyx_n_u_threads,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 9, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 22, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
+        case  5:
+        values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 22, __pyx_L3_error)
+        CYTHON_FALLTHROUGH;
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 9, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 22, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 9, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 22, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 9, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 22, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 9, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 22, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "dense_forward", 0) < (0)) __PYX_ERR(0, 9, __pyx_L3_error)
-      for (Py_ssize_t i = __pyx_nargs; i < 4; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("dense_forward", 1, 4, 4, i); __PYX_ERR(0, 9, __pyx_L3_error) }
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "dense_forward", 0) < (0)) __PYX_ERR(0, 22, __pyx_L3_error)
+      for (Py_ssize_t i = __pyx_nargs; i < 5; i++) {
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("dense_forward", 1, 5, 5, i); __PYX_ERR(0, 22, __pyx_L3_error) }
       }
-    } else if (unlikely(__pyx_nargs != 4)) {
+    } else if (unlikely(__pyx_nargs != 5)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 9, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 22, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 9, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 22, __pyx_L3_error)
       values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 9, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 22, __pyx_L3_error)
       values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 9, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 22, __pyx_L3_error)
+      values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 22, __pyx_L3_error)
     }
-    __pyx_v_x = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float__const__(values[0], 0); if (unlikely(!__pyx_v_x.memview)) __PYX_ERR(0, 9, __pyx_L3_error)
-    __pyx_v_kernel = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float__const__(values[1], 0); if (unlikely(!__pyx_v_kernel.memview)) __PYX_ERR(0, 9, __pyx_L3_error)
-    __pyx_v_bias = __Pyx_PyObject_to_MemoryviewSlice_dc_float__const__(values[2], 0); if (unlikely(!__pyx_v_bias.memview)) __PYX_ERR(0, 9, __pyx_L3_error)
-    __pyx_v_y = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float(values[3], PyBUF_WRITABLE); if (unlikely(!__pyx_v_y.memview)) __PYX_ERR(0, 9, __pyx_L3_error)
+    __pyx_v_x = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float__const__(values[0], 0); if (unlikely(!__pyx_v_x.memview)) __PYX_ERR(0, 22, __pyx_L3_error)
+    __pyx_v_kernel = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float__const__(values[1], 0); if (unlikely(!__pyx_v_kernel.memview)) __PYX_ERR(0, 22, __pyx_L3_error)
+    __pyx_v_bias = __Pyx_PyObject_to_MemoryviewSlice_dc_float__const__(values[2], 0); if (unlikely(!__pyx_v_bias.memview)) __PYX_ERR(0, 22, __pyx_L3_error)
+    __pyx_v_y = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float(values[3], PyBUF_WRITABLE); if (unlikely(!__pyx_v_y.memview)) __PYX_ERR(0, 22, __pyx_L3_error)
+    __pyx_v_threads = __Pyx_PyLong_As_int(values[4]); if (unlikely((__pyx_v_threads == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 22, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("dense_forward", 1, 4, 4, __pyx_nargs); __PYX_ERR(0, 9, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("dense_forward", 1, 5, 5, __pyx_nargs); __PYX_ERR(0, 22, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -18759,7 +19007,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  __pyx_r = __pyx_pf_8fastconv_4_ext_5dense_dense_forward(__pyx_self, __pyx_v_x, __pyx_v_kernel, __pyx_v_bias, __pyx_v_y);
+  __pyx_r = __pyx_pf_8fastconv_4_ext_5dense_2dense_forward(__pyx_self, __pyx_v_x, __pyx_v_kernel, __pyx_v_bias, __pyx_v_y, __pyx_v_threads);
 
   /* function exit code */
   for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
@@ -18769,15 +19017,20 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __PYX_XCLEAR_MEMVIEW(&__pyx_v_kernel, 1);
   __PYX_XCLEAR_MEMVIEW(&__pyx_v_bias, 1);
   __PYX_XCLEAR_MEMVIEW(&__pyx_v_y, 1);
+
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_8fastconv_4_ext_5dense_dense_forward(CYTHON_UNUSED PyObject *__pyx_self, __Pyx_memviewslice __pyx_v_x, __Pyx_memviewslice __pyx_v_kernel, __Pyx_memviewslice __pyx_v_bias, __Pyx_memviewslice __pyx_v_y) {
+static PyObject *__pyx_pf_8fastconv_4_ext_5dense_2dense_forward(CYTHON_UNUSED PyObject *__pyx_self, __Pyx_memviewslice __pyx_v_x, __Pyx_memviewslice __pyx_v_kernel, __Pyx_memviewslice __pyx_v_bias, __Pyx_memviewslice __pyx_v_y, int __pyx_v_threads) {
   Py_ssize_t __pyx_v_batch;
   Py_ssize_t __pyx_v_features;
   Py_ssize_t __pyx_v_units;
   Py_ssize_t __pyx_v_row;
+  Py_ssize_t __pyx_v_part;
+  Py_ssize_t __pyx_v_first;
+  Py_ssize_t __pyx_v_last;
+  int __pyx_v_previous_threads;
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
   int __pyx_t_1;
@@ -18791,12 +19044,12 @@ static PyObject *__pyx_pf_8fastconv_4_ext_5dense_dense_forward(CYTHON_UNUSED PyO
   PyObject *__pyx_t_9 = NULL;
   PyObject *__pyx_t_10 = NULL;
   PyObject *__pyx_t_11 = NULL;
-  PyObject *__pyx_t_12[15];
-  Py_ssize_t __pyx_t_13;
-  int __pyx_t_14;
-  PyObject *__pyx_t_15 = NULL;
-  size_t __pyx_t_16;
-  Py_ssize_t __pyx_t_17;
+  PyObject *__pyx_t_12 = NULL;
+  PyObject *__pyx_t_13[17];
+  Py_ssize_t __pyx_t_14;
+  int __pyx_t_15;
+  PyObject *__pyx_t_16 = NULL;
+  size_t __pyx_t_17;
   Py_ssize_t __pyx_t_18;
   Py_ssize_t __pyx_t_19;
   Py_ssize_t __pyx_t_20;
@@ -18804,28 +19057,31 @@ static PyObject *__pyx_pf_8fastconv_4_ext_5dense_dense_forward(CYTHON_UNUSED PyO
   Py_ssize_t __pyx_t_22;
   Py_ssize_t __pyx_t_23;
   Py_ssize_t __pyx_t_24;
+  Py_ssize_t __pyx_t_25;
+  Py_ssize_t __pyx_t_26;
+  Py_ssize_t __pyx_t_27;
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("dense_forward", 0);
 
-  /* "src_ext/dense.pyx":11
- * def dense_forward(const float[:, ::1] x, const float[:, ::1] kernel, const float[::1] bias, float[:, ::1] y):
+  /* "src_ext/dense.pyx":24
+ * def dense_forward(const float[:, ::1] x, const float[:, ::1] kernel, const float[::1] bias, float[:, ::1] y, int threads):
  *     """y = x @ kernel + bias. x: (N, D_in); kernel: (D_in, D_out); bias: (D_out,); y: (N, D_out), written."""
- *     cdef Py_ssize_t batch = x.shape[0], features = x.shape[1], units = kernel.shape[1], row             # <<<<<<<<<<<<<<
- *     if kernel.shape[0] != features or bias.shape[0] != units or y.shape[0] != batch or y.shape[1] != units:
+ *     cdef Py_ssize_t batch = x.shape[0], features = x.shape[1], units = kernel.shape[1], row, part, first, last             # <<<<<<<<<<<<<<
+ *     if kernel.shape[0] != features or bias.shape[0] != units or y.shape[0] != batch or y.shape[1] != units or threads < 1:
  *         raise ValueError(f"dense_forward: x ({batch}, {features}), kernel ({kernel.shape[0]}, {units}), "
 */
   __pyx_v_batch = (__pyx_v_x.shape[0]);
   __pyx_v_features = (__pyx_v_x.shape[1]);
   __pyx_v_units = (__pyx_v_kernel.shape[1]);
 
-  /* "src_ext/dense.pyx":12
+  /* "src_ext/dense.pyx":25
  *     """y = x @ kernel + bias. x: (N, D_in); kernel: (D_in, D_out); bias: (D_out,); y: (N, D_out), written."""
- *     cdef Py_ssize_t batch = x.shape[0], features = x.shape[1], units = kernel.shape[1], row
- *     if kernel.shape[0] != features or bias.shape[0] != units or y.shape[0] != batch or y.shape[1] != units:             # <<<<<<<<<<<<<<
+ *     cdef Py_ssize_t batch = x.shape[0], features = x.shape[1], units = kernel.shape[1], row, part, first, last
+ *     if kernel.shape[0] != features or bias.shape[0] != units or y.shape[0] != batch or y.shape[1] != units or threads < 1:             # <<<<<<<<<<<<<<
  *         raise ValueError(f"dense_forward: x ({batch}, {features}), kernel ({kernel.shape[0]}, {units}), "
- *                          f"bias ({bias.shape[0]},) and y ({y.shape[0]}, {y.shape[1]}) do not agree")
+ *                          f"bias ({bias.shape[0]},), y ({y.shape[0]}, {y.shape[1]}) and threads {threads} do not agree")
 */
   __pyx_t_2 = ((__pyx_v_kernel.shape[0]) != __pyx_v_features);
 
@@ -18859,6 +19115,16 @@ static PyObject *__pyx_pf_8fastconv_4_ext_5dense_dense_forward(CYTHON_UNUSED PyO
   }
   __pyx_t_2 = ((__pyx_v_y.shape[1]) != __pyx_v_units);
 
+  if (!__pyx_t_2) {
+
+  } else {
+
+    __pyx_t_1 = __pyx_t_2;
+
+    goto __pyx_L4_bool_binop_done;
+  }
+  __pyx_t_2 = (__pyx_v_threads < 1);
+
 
   __pyx_t_1 = __pyx_t_2;
 
@@ -18866,70 +19132,74 @@ static PyObject *__pyx_pf_8fastconv_4_ext_5dense_dense_forward(CYTHON_UNUSED PyO
   if (unlikely(__pyx_t_1)) {
 
 
-    /* "src_ext/dense.pyx":13
- *     cdef Py_ssize_t batch = x.shape[0], features = x.shape[1], units = kernel.shape[1], row
- *     if kernel.shape[0] != features or bias.shape[0] != units or y.shape[0] != batch or y.shape[1] != units:
+    /* "src_ext/dense.pyx":26
+ *     cdef Py_ssize_t batch = x.shape[0], features = x.shape[1], units = kernel.shape[1], row, part, first, last
+ *     if kernel.shape[0] != features or bias.shape[0] != units or y.shape[0] != batch or y.shape[1] != units or threads < 1:
  *         raise ValueError(f"dense_forward: x ({batch}, {features}), kernel ({kernel.shape[0]}, {units}), "             # <<<<<<<<<<<<<<
- *                          f"bias ({bias.shape[0]},) and y ({y.shape[0]}, {y.shape[1]}) do not agree")
- *     with nogil:
+ *                          f"bias ({bias.shape[0]},), y ({y.shape[0]}, {y.shape[1]}) and threads {threads} do not agree")
+ *     cdef int previous_threads
 */
     __pyx_t_4 = NULL;
-    __pyx_t_5 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_batch, 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 13, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_batch, 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 26, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_features, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 13, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_features, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 26, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
-    __pyx_t_7 = __Pyx_PyUnicode_From_Py_ssize_t((__pyx_v_kernel.shape[0]), 0, ' ', 'd'); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 13, __pyx_L1_error)
+    __pyx_t_7 = __Pyx_PyUnicode_From_Py_ssize_t((__pyx_v_kernel.shape[0]), 0, ' ', 'd'); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 26, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
-    __pyx_t_8 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_units, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 13, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_units, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 26, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
 
-    /* "src_ext/dense.pyx":14
- *     if kernel.shape[0] != features or bias.shape[0] != units or y.shape[0] != batch or y.shape[1] != units:
+    /* "src_ext/dense.pyx":27
+ *     if kernel.shape[0] != features or bias.shape[0] != units or y.shape[0] != batch or y.shape[1] != units or threads < 1:
  *         raise ValueError(f"dense_forward: x ({batch}, {features}), kernel ({kernel.shape[0]}, {units}), "
- *                          f"bias ({bias.shape[0]},) and y ({y.shape[0]}, {y.shape[1]}) do not agree")             # <<<<<<<<<<<<<<
+ *                          f"bias ({bias.shape[0]},), y ({y.shape[0]}, {y.shape[1]}) and threads {threads} do not agree")             # <<<<<<<<<<<<<<
+ *     cdef int previous_threads
  *     with nogil:
- *         for row in prange(batch, schedule='static'):
 */
-    __pyx_t_9 = __Pyx_PyUnicode_From_Py_ssize_t((__pyx_v_bias.shape[0]), 0, ' ', 'd'); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 14, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyUnicode_From_Py_ssize_t((__pyx_v_bias.shape[0]), 0, ' ', 'd'); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 27, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
-    __pyx_t_10 = __Pyx_PyUnicode_From_Py_ssize_t((__pyx_v_y.shape[0]), 0, ' ', 'd'); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 14, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyUnicode_From_Py_ssize_t((__pyx_v_y.shape[0]), 0, ' ', 'd'); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 27, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
-    __pyx_t_11 = __Pyx_PyUnicode_From_Py_ssize_t((__pyx_v_y.shape[1]), 0, ' ', 'd'); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 14, __pyx_L1_error)
+    __pyx_t_11 = __Pyx_PyUnicode_From_Py_ssize_t((__pyx_v_y.shape[1]), 0, ' ', 'd'); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 27, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_11);
-    __pyx_t_12[0] = __pyx_mstate_global->__pyx_kp_u_dense_forward_x;
-    __pyx_t_12[1] = __pyx_t_5;
-    __pyx_t_12[2] = __pyx_mstate_global->__pyx_kp_u__5;
-    __pyx_t_12[3] = __pyx_t_6;
-    __pyx_t_12[4] = __pyx_mstate_global->__pyx_kp_u_kernel_2;
-    __pyx_t_12[5] = __pyx_t_7;
-    __pyx_t_12[6] = __pyx_mstate_global->__pyx_kp_u__5;
-    __pyx_t_12[7] = __pyx_t_8;
-    __pyx_t_12[8] = __pyx_mstate_global->__pyx_kp_u_bias_2;
-    __pyx_t_12[9] = __pyx_t_9;
-    __pyx_t_12[10] = __pyx_mstate_global->__pyx_kp_u_and_y;
-    __pyx_t_12[11] = __pyx_t_10;
-    __pyx_t_12[12] = __pyx_mstate_global->__pyx_kp_u__5;
-    __pyx_t_12[13] = __pyx_t_11;
-    __pyx_t_12[14] = __pyx_mstate_global->__pyx_kp_u_do_not_agree;
+    __pyx_t_12 = __Pyx_PyUnicode_From_int(__pyx_v_threads, 0, ' ', 'd'); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 27, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_12);
+    __pyx_t_13[0] = __pyx_mstate_global->__pyx_kp_u_dense_forward_x;
+    __pyx_t_13[1] = __pyx_t_5;
+    __pyx_t_13[2] = __pyx_mstate_global->__pyx_kp_u__5;
+    __pyx_t_13[3] = __pyx_t_6;
+    __pyx_t_13[4] = __pyx_mstate_global->__pyx_kp_u_kernel_2;
+    __pyx_t_13[5] = __pyx_t_7;
+    __pyx_t_13[6] = __pyx_mstate_global->__pyx_kp_u__5;
+    __pyx_t_13[7] = __pyx_t_8;
+    __pyx_t_13[8] = __pyx_mstate_global->__pyx_kp_u_bias_2;
+    __pyx_t_13[9] = __pyx_t_9;
+    __pyx_t_13[10] = __pyx_mstate_global->__pyx_kp_u_y_2;
+    __pyx_t_13[11] = __pyx_t_10;
+    __pyx_t_13[12] = __pyx_mstate_global->__pyx_kp_u__5;
+    __pyx_t_13[13] = __pyx_t_11;
+    __pyx_t_13[14] = __pyx_mstate_global->__pyx_kp_u_and_threads;
+    __pyx_t_13[15] = __pyx_t_12;
+    __pyx_t_13[16] = __pyx_mstate_global->__pyx_kp_u_do_not_agree;
 
-    /* "src_ext/dense.pyx":13
- *     cdef Py_ssize_t batch = x.shape[0], features = x.shape[1], units = kernel.shape[1], row
- *     if kernel.shape[0] != features or bias.shape[0] != units or y.shape[0] != batch or y.shape[1] != units:
+    /* "src_ext/dense.pyx":26
+ *     cdef Py_ssize_t batch = x.shape[0], features = x.shape[1], units = kernel.shape[1], row, part, first, last
+ *     if kernel.shape[0] != features or bias.shape[0] != units or y.shape[0] != batch or y.shape[1] != units or threads < 1:
  *         raise ValueError(f"dense_forward: x ({batch}, {features}), kernel ({kernel.shape[0]}, {units}), "             # <<<<<<<<<<<<<<
- *                          f"bias ({bias.shape[0]},) and y ({y.shape[0]}, {y.shape[1]}) do not agree")
- *     with nogil:
+ *                          f"bias ({bias.shape[0]},), y ({y.shape[0]}, {y.shape[1]}) and threads {threads} do not agree")
+ *     cdef int previous_threads
 */
-    __pyx_t_13 = 68;
+    __pyx_t_14 = 78;
     #if __Pyx_PyUnicode_Join_CAN_USE_KIND_AND_LENGTH
-    for (Py_ssize_t i=1; i <= 13; i += 2) {
-      Py_ssize_t l = __Pyx_PyUnicode_GET_LENGTH(__pyx_t_12[i]);
-      __pyx_t_13 += l;
+    for (Py_ssize_t i=1; i <= 15; i += 2) {
+      Py_ssize_t l = __Pyx_PyUnicode_GET_LENGTH(__pyx_t_13[i]);
+      __pyx_t_14 += l;
     }
     #endif
-    __pyx_t_14 = 0;
-    __pyx_t_15 = __Pyx_PyUnicode_Join(__pyx_t_12, 15, __pyx_t_13, __pyx_t_14);
-    if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 13, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_15);
+    __pyx_t_15 = 0;
+    __pyx_t_16 = __Pyx_PyUnicode_Join(__pyx_t_13, 17, __pyx_t_14, __pyx_t_15);
+    if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 26, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_16);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
@@ -18937,34 +19207,35 @@ static PyObject *__pyx_pf_8fastconv_4_ext_5dense_dense_forward(CYTHON_UNUSED PyO
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
     __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
     __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
-    __pyx_t_16 = 1;
+    __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
+    __pyx_t_17 = 1;
     {
-      PyObject *__pyx_callargs[2] = {__pyx_t_4, __pyx_t_15};
-      __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_16, (2-__pyx_t_16) | (__pyx_t_16*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+      PyObject *__pyx_callargs[2] = {__pyx_t_4, __pyx_t_16};
+      __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_17, (2-__pyx_t_17) | (__pyx_t_17*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
-      __Pyx_DECREF(__pyx_t_15); __pyx_t_15 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 13, __pyx_L1_error)
+      __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 26, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     __Pyx_Raise(__pyx_t_3, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __PYX_ERR(0, 13, __pyx_L1_error)
+    __PYX_ERR(0, 26, __pyx_L1_error)
 
-    /* "src_ext/dense.pyx":12
+    /* "src_ext/dense.pyx":25
  *     """y = x @ kernel + bias. x: (N, D_in); kernel: (D_in, D_out); bias: (D_out,); y: (N, D_out), written."""
- *     cdef Py_ssize_t batch = x.shape[0], features = x.shape[1], units = kernel.shape[1], row
- *     if kernel.shape[0] != features or bias.shape[0] != units or y.shape[0] != batch or y.shape[1] != units:             # <<<<<<<<<<<<<<
+ *     cdef Py_ssize_t batch = x.shape[0], features = x.shape[1], units = kernel.shape[1], row, part, first, last
+ *     if kernel.shape[0] != features or bias.shape[0] != units or y.shape[0] != batch or y.shape[1] != units or threads < 1:             # <<<<<<<<<<<<<<
  *         raise ValueError(f"dense_forward: x ({batch}, {features}), kernel ({kernel.shape[0]}, {units}), "
- *                          f"bias ({bias.shape[0]},) and y ({y.shape[0]}, {y.shape[1]}) do not agree")
+ *                          f"bias ({bias.shape[0]},), y ({y.shape[0]}, {y.shape[1]}) and threads {threads} do not agree")
 */
   }
 
-  /* "src_ext/dense.pyx":15
- *         raise ValueError(f"dense_forward: x ({batch}, {features}), kernel ({kernel.shape[0]}, {units}), "
- *                          f"bias ({bias.shape[0]},) and y ({y.shape[0]}, {y.shape[1]}) do not agree")
+  /* "src_ext/dense.pyx":29
+ *                          f"bias ({bias.shape[0]},), y ({y.shape[0]}, {y.shape[1]}) and threads {threads} do not agree")
+ *     cdef int previous_threads
  *     with nogil:             # <<<<<<<<<<<<<<
- *         for row in prange(batch, schedule='static'):
- *             memcpy(&y[row, 0], &bias[0], units * sizeof(float))
+ *         previous_threads = blas_single_thread(set_blas_threads)
+ *         for part in prange(threads, num_threads=threads, schedule='static'):
 */
   {
       PyThreadState * _save;
@@ -18972,14 +19243,23 @@ static PyObject *__pyx_pf_8fastconv_4_ext_5dense_dense_forward(CYTHON_UNUSED PyO
       __Pyx_FastGIL_Remember();
       /*try:*/ {
 
-        /* "src_ext/dense.pyx":16
- *                          f"bias ({bias.shape[0]},) and y ({y.shape[0]}, {y.shape[1]}) do not agree")
+        /* "src_ext/dense.pyx":30
+ *     cdef int previous_threads
  *     with nogil:
- *         for row in prange(batch, schedule='static'):             # <<<<<<<<<<<<<<
- *             memcpy(&y[row, 0], &bias[0], units * sizeof(float))
- *         gemm_row_major(False, False, <int>batch, <int>units, <int>features, 1.0, &x[0, 0], <int>features,
+ *         previous_threads = blas_single_thread(set_blas_threads)             # <<<<<<<<<<<<<<
+ *         for part in prange(threads, num_threads=threads, schedule='static'):
+ *             first = part * units // threads
 */
-        __pyx_t_13 = __pyx_v_batch;
+        __pyx_v_previous_threads = __pyx_f_7_linalg_blas_single_thread(__pyx_v_8fastconv_4_ext_5dense_set_blas_threads);
+
+        /* "src_ext/dense.pyx":31
+ *     with nogil:
+ *         previous_threads = blas_single_thread(set_blas_threads)
+ *         for part in prange(threads, num_threads=threads, schedule='static'):             # <<<<<<<<<<<<<<
+ *             first = part * units // threads
+ *             last = (part + 1) * units // threads
+*/
+        __pyx_t_15 = __pyx_v_threads;
 
         {
             #if ((defined(__APPLE__) || defined(__OSX__)) && (defined(__GNUC__) && (__GNUC__ > 2 || (__GNUC__ == 2 && (__GNUC_MINOR__ > 95)))))
@@ -18988,31 +19268,117 @@ static PyObject *__pyx_pf_8fastconv_4_ext_5dense_dense_forward(CYTHON_UNUSED PyO
                 #define likely(x)   (x)
                 #define unlikely(x) (x)
             #endif
-            __pyx_t_18 = (__pyx_t_13 - 0 + 1 - 1/abs(1)) / 1;
+            __pyx_t_18 = (__pyx_t_15 - 0 + 1 - 1/abs(1)) / 1;
             if (__pyx_t_18 > 0)
             {
                 #ifdef _OPENMP
-                #pragma omp parallel private(__pyx_t_19, __pyx_t_20, __pyx_t_21)
+                #pragma omp parallel num_threads(__pyx_v_threads != 0 ? __pyx_v_threads : omp_get_max_threads()) private(__pyx_t_1, __pyx_t_19, __pyx_t_20, __pyx_t_21, __pyx_t_22, __pyx_t_23, __pyx_t_24, __pyx_t_25, __pyx_t_26, __pyx_t_27)
                 #endif /* _OPENMP */
                 {
                     #ifdef _OPENMP
-                    #pragma omp for nowait firstprivate(__pyx_v_row) lastprivate(__pyx_v_row) schedule(static)
+                    #pragma omp for nowait firstprivate(__pyx_v_first) lastprivate(__pyx_v_first) firstprivate(__pyx_v_last) lastprivate(__pyx_v_last) firstprivate(__pyx_v_part) lastprivate(__pyx_v_part) firstprivate(__pyx_v_row) lastprivate(__pyx_v_row) schedule(static)
                     #endif /* _OPENMP */
-                    for (__pyx_t_17 = 0; __pyx_t_17 < __pyx_t_18; __pyx_t_17++){
+                    for (__pyx_t_14 = 0; __pyx_t_14 < __pyx_t_18; __pyx_t_14++){
                         {
-                            __pyx_v_row = (Py_ssize_t)(0 + 1 * __pyx_t_17);
+                            __pyx_v_part = (Py_ssize_t)(0 + 1 * __pyx_t_14);
 
-                            /* "src_ext/dense.pyx":17
- *     with nogil:
- *         for row in prange(batch, schedule='static'):
- *             memcpy(&y[row, 0], &bias[0], units * sizeof(float))             # <<<<<<<<<<<<<<
- *         gemm_row_major(False, False, <int>batch, <int>units, <int>features, 1.0, &x[0, 0], <int>features,
- *                        &kernel[0, 0], <int>units, 1.0, &y[0, 0], <int>units)
+                            /* "src_ext/dense.pyx":32
+ *         previous_threads = blas_single_thread(set_blas_threads)
+ *         for part in prange(threads, num_threads=threads, schedule='static'):
+ *             first = part * units // threads             # <<<<<<<<<<<<<<
+ *             last = (part + 1) * units // threads
+ *             if last > first:
 */
-                            __pyx_t_19 = __pyx_v_row;
-                            __pyx_t_20 = 0;
-                            __pyx_t_21 = 0;
-                            (void)(memcpy((&(*((float *) ( /* dim=1 */ ((char *) (((float *) ( /* dim=0 */ (__pyx_v_y.data + __pyx_t_19 * __pyx_v_y.strides[0]) )) + __pyx_t_20)) )))), (&(*((float const  *) ( /* dim=0 */ ((char *) (((float const  *) __pyx_v_bias.data) + __pyx_t_21)) )))), (__pyx_v_units * (sizeof(float)))));
+                            __pyx_v_first = ((__pyx_v_part * __pyx_v_units) / __pyx_v_threads);
+
+                            /* "src_ext/dense.pyx":33
+ *         for part in prange(threads, num_threads=threads, schedule='static'):
+ *             first = part * units // threads
+ *             last = (part + 1) * units // threads             # <<<<<<<<<<<<<<
+ *             if last > first:
+ *                 for row in range(batch):
+*/
+                            __pyx_v_last = (((__pyx_v_part + 1) * __pyx_v_units) / __pyx_v_threads);
+
+                            /* "src_ext/dense.pyx":34
+ *             first = part * units // threads
+ *             last = (part + 1) * units // threads
+ *             if last > first:             # <<<<<<<<<<<<<<
+ *                 for row in range(batch):
+ *                     memcpy(&y[row, first], &bias[first], (last - first) * sizeof(float))
+*/
+                            __pyx_t_1 = (__pyx_v_last > __pyx_v_first);
+
+                            if (__pyx_t_1) {
+
+
+                              /* "src_ext/dense.pyx":35
+ *             last = (part + 1) * units // threads
+ *             if last > first:
+ *                 for row in range(batch):             # <<<<<<<<<<<<<<
+ *                     memcpy(&y[row, first], &bias[first], (last - first) * sizeof(float))
+ *                 gemm_row_major(False, False, <int>batch, <int>(last - first), <int>features, 1.0, &x[0, 0], <int>features,
+*/
+
+                              __pyx_t_19 = __pyx_v_batch;
+                              __pyx_t_20 = __pyx_t_19;
+
+                              for (__pyx_t_21 = 0; __pyx_t_21 < __pyx_t_20; __pyx_t_21+=1) {
+                                __pyx_v_row = __pyx_t_21;
+
+                                /* "src_ext/dense.pyx":36
+ *             if last > first:
+ *                 for row in range(batch):
+ *                     memcpy(&y[row, first], &bias[first], (last - first) * sizeof(float))             # <<<<<<<<<<<<<<
+ *                 gemm_row_major(False, False, <int>batch, <int>(last - first), <int>features, 1.0, &x[0, 0], <int>features,
+ *                                &kernel[0, first], <int>units, 1.0, &y[0, first], <int>units)
+*/
+                                __pyx_t_22 = __pyx_v_row;
+                                __pyx_t_23 = __pyx_v_first;
+                                __pyx_t_24 = __pyx_v_first;
+                                (void)(memcpy((&(*((float *) ( /* dim=1 */ ((char *) (((float *) ( /* dim=0 */ (__pyx_v_y.data + __pyx_t_22 * __pyx_v_y.strides[0]) )) + __pyx_t_23)) )))), (&(*((float const  *) ( /* dim=0 */ ((char *) (((float const  *) __pyx_v_bias.data) + __pyx_t_24)) )))), ((__pyx_v_last - __pyx_v_first) * (sizeof(float)))));
+                              }
+
+
+                              /* "src_ext/dense.pyx":37
+ *                 for row in range(batch):
+ *                     memcpy(&y[row, first], &bias[first], (last - first) * sizeof(float))
+ *                 gemm_row_major(False, False, <int>batch, <int>(last - first), <int>features, 1.0, &x[0, 0], <int>features,             # <<<<<<<<<<<<<<
+ *                                &kernel[0, first], <int>units, 1.0, &y[0, first], <int>units)
+ *         blas_restore_threads(set_blas_threads, previous_threads)
+*/
+                              __pyx_t_24 = 0;
+                              __pyx_t_23 = 0;
+
+                              /* "src_ext/dense.pyx":38
+ *                     memcpy(&y[row, first], &bias[first], (last - first) * sizeof(float))
+ *                 gemm_row_major(False, False, <int>batch, <int>(last - first), <int>features, 1.0, &x[0, 0], <int>features,
+ *                                &kernel[0, first], <int>units, 1.0, &y[0, first], <int>units)             # <<<<<<<<<<<<<<
+ *         blas_restore_threads(set_blas_threads, previous_threads)
+ * 
+*/
+                              __pyx_t_22 = 0;
+                              __pyx_t_25 = __pyx_v_first;
+                              __pyx_t_26 = 0;
+                              __pyx_t_27 = __pyx_v_first;
+
+                              /* "src_ext/dense.pyx":37
+ *                 for row in range(batch):
+ *                     memcpy(&y[row, first], &bias[first], (last - first) * sizeof(float))
+ *                 gemm_row_major(False, False, <int>batch, <int>(last - first), <int>features, 1.0, &x[0, 0], <int>features,             # <<<<<<<<<<<<<<
+ *                                &kernel[0, first], <int>units, 1.0, &y[0, first], <int>units)
+ *         blas_restore_threads(set_blas_threads, previous_threads)
+*/
+                              __pyx_f_7_linalg_gemm_row_major(0, 0, ((int)__pyx_v_batch), ((int)(__pyx_v_last - __pyx_v_first)), ((int)__pyx_v_features), 1.0, (&(*((float const  *) ( /* dim=1 */ ((char *) (((float const  *) ( /* dim=0 */ (__pyx_v_x.data + __pyx_t_24 * __pyx_v_x.strides[0]) )) + __pyx_t_23)) )))), ((int)__pyx_v_features), (&(*((float const  *) ( /* dim=1 */ ((char *) (((float const  *) ( /* dim=0 */ (__pyx_v_kernel.data + __pyx_t_22 * __pyx_v_kernel.strides[0]) )) + __pyx_t_25)) )))), ((int)__pyx_v_units), 1.0, (&(*((float *) ( /* dim=1 */ ((char *) (((float *) ( /* dim=0 */ (__pyx_v_y.data + __pyx_t_26 * __pyx_v_y.strides[0]) )) + __pyx_t_27)) )))), ((int)__pyx_v_units));
+
+                              /* "src_ext/dense.pyx":34
+ *             first = part * units // threads
+ *             last = (part + 1) * units // threads
+ *             if last > first:             # <<<<<<<<<<<<<<
+ *                 for row in range(batch):
+ *                     memcpy(&y[row, first], &bias[first], (last - first) * sizeof(float))
+*/
+                            }
                         }
                     }
                 }
@@ -19026,61 +19392,39 @@ static PyObject *__pyx_pf_8fastconv_4_ext_5dense_dense_forward(CYTHON_UNUSED PyO
         #endif
 
 
-        /* "src_ext/dense.pyx":18
- *         for row in prange(batch, schedule='static'):
- *             memcpy(&y[row, 0], &bias[0], units * sizeof(float))
- *         gemm_row_major(False, False, <int>batch, <int>units, <int>features, 1.0, &x[0, 0], <int>features,             # <<<<<<<<<<<<<<
- *                        &kernel[0, 0], <int>units, 1.0, &y[0, 0], <int>units)
- * 
-*/
-        __pyx_t_21 = 0;
-        __pyx_t_20 = 0;
-
-        /* "src_ext/dense.pyx":19
- *             memcpy(&y[row, 0], &bias[0], units * sizeof(float))
- *         gemm_row_major(False, False, <int>batch, <int>units, <int>features, 1.0, &x[0, 0], <int>features,
- *                        &kernel[0, 0], <int>units, 1.0, &y[0, 0], <int>units)             # <<<<<<<<<<<<<<
+        /* "src_ext/dense.pyx":39
+ *                 gemm_row_major(False, False, <int>batch, <int>(last - first), <int>features, 1.0, &x[0, 0], <int>features,
+ *                                &kernel[0, first], <int>units, 1.0, &y[0, first], <int>units)
+ *         blas_restore_threads(set_blas_threads, previous_threads)             # <<<<<<<<<<<<<<
  * 
  * 
 */
-        __pyx_t_19 = 0;
-        __pyx_t_22 = 0;
-        __pyx_t_23 = 0;
-        __pyx_t_24 = 0;
-
-        /* "src_ext/dense.pyx":18
- *         for row in prange(batch, schedule='static'):
- *             memcpy(&y[row, 0], &bias[0], units * sizeof(float))
- *         gemm_row_major(False, False, <int>batch, <int>units, <int>features, 1.0, &x[0, 0], <int>features,             # <<<<<<<<<<<<<<
- *                        &kernel[0, 0], <int>units, 1.0, &y[0, 0], <int>units)
- * 
-*/
-        __pyx_f_7_linalg_gemm_row_major(0, 0, ((int)__pyx_v_batch), ((int)__pyx_v_units), ((int)__pyx_v_features), 1.0, (&(*((float const  *) ( /* dim=1 */ ((char *) (((float const  *) ( /* dim=0 */ (__pyx_v_x.data + __pyx_t_21 * __pyx_v_x.strides[0]) )) + __pyx_t_20)) )))), ((int)__pyx_v_features), (&(*((float const  *) ( /* dim=1 */ ((char *) (((float const  *) ( /* dim=0 */ (__pyx_v_kernel.data + __pyx_t_19 * __pyx_v_kernel.strides[0]) )) + __pyx_t_22)) )))), ((int)__pyx_v_units), 1.0, (&(*((float *) ( /* dim=1 */ ((char *) (((float *) ( /* dim=0 */ (__pyx_v_y.data + __pyx_t_23 * __pyx_v_y.strides[0]) )) + __pyx_t_24)) )))), ((int)__pyx_v_units));
+        __pyx_f_7_linalg_blas_restore_threads(__pyx_v_8fastconv_4_ext_5dense_set_blas_threads, __pyx_v_previous_threads);
       }
 
-      /* "src_ext/dense.pyx":15
- *         raise ValueError(f"dense_forward: x ({batch}, {features}), kernel ({kernel.shape[0]}, {units}), "
- *                          f"bias ({bias.shape[0]},) and y ({y.shape[0]}, {y.shape[1]}) do not agree")
+      /* "src_ext/dense.pyx":29
+ *                          f"bias ({bias.shape[0]},), y ({y.shape[0]}, {y.shape[1]}) and threads {threads} do not agree")
+ *     cdef int previous_threads
  *     with nogil:             # <<<<<<<<<<<<<<
- *         for row in prange(batch, schedule='static'):
- *             memcpy(&y[row, 0], &bias[0], units * sizeof(float))
+ *         previous_threads = blas_single_thread(set_blas_threads)
+ *         for part in prange(threads, num_threads=threads, schedule='static'):
 */
       /*finally:*/ {
         /*normal exit:*/{
           __Pyx_FastGIL_Forget();
           PyEval_RestoreThread(_save);
-          goto __pyx_L10;
+          goto __pyx_L11;
         }
-        __pyx_L10:;
+        __pyx_L11:;
       }
   }
 
-  /* "src_ext/dense.pyx":9
+  /* "src_ext/dense.pyx":22
  * 
  * 
- * def dense_forward(const float[:, ::1] x, const float[:, ::1] kernel, const float[::1] bias, float[:, ::1] y):             # <<<<<<<<<<<<<<
+ * def dense_forward(const float[:, ::1] x, const float[:, ::1] kernel, const float[::1] bias, float[:, ::1] y, int threads):             # <<<<<<<<<<<<<<
  *     """y = x @ kernel + bias. x: (N, D_in); kernel: (D_in, D_out); bias: (D_out,); y: (N, D_out), written."""
- *     cdef Py_ssize_t batch = x.shape[0], features = x.shape[1], units = kernel.shape[1], row
+ *     cdef Py_ssize_t batch = x.shape[0], features = x.shape[1], units = kernel.shape[1], row, part, first, last
 */
 
   /* function exit code */
@@ -19096,10 +19440,15 @@ static PyObject *__pyx_pf_8fastconv_4_ext_5dense_dense_forward(CYTHON_UNUSED PyO
   __Pyx_XDECREF(__pyx_t_9);
   __Pyx_XDECREF(__pyx_t_10);
   __Pyx_XDECREF(__pyx_t_11);
-  __Pyx_XDECREF(__pyx_t_15);
+  __Pyx_XDECREF(__pyx_t_12);
+  __Pyx_XDECREF(__pyx_t_16);
   __Pyx_AddTraceback("fastconv._ext.dense.dense_forward", __pyx_clineno, __pyx_lineno, __pyx_filename);
   __pyx_r = NULL;
   __pyx_L0:;
+
+
+
+
 
 
 
@@ -19109,25 +19458,25 @@ static PyObject *__pyx_pf_8fastconv_4_ext_5dense_dense_forward(CYTHON_UNUSED PyO
   return __pyx_r;
 }
 
-/* "src_ext/dense.pyx":22
+/* "src_ext/dense.pyx":42
  * 
  * 
  * def dense_backward(const float[:, ::1] grad_out, const float[:, ::1] x, const float[:, ::1] kernel,             # <<<<<<<<<<<<<<
- *                    float[:, ::1] grad_x, float[:, ::1] grad_kernel, float[::1] grad_bias):
+ *                    float[:, ::1] grad_x, float[:, ::1] grad_kernel, float[::1] grad_bias, int threads):
  *     """grad_x = grad_out @ kernel^T; grad_kernel = x^T @ grad_out; grad_bias = column sums of grad_out.
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_8fastconv_4_ext_5dense_3dense_backward(PyObject *__pyx_self, 
+static PyObject *__pyx_pw_8fastconv_4_ext_5dense_5dense_backward(PyObject *__pyx_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_8fastconv_4_ext_5dense_2dense_backward, "grad_x = grad_out @ kernel^T; grad_kernel = x^T @ grad_out; grad_bias = column sums of grad_out.\n\n    grad_out: (N, D_out); x, grad_x: (N, D_in); kernel, grad_kernel: (D_in, D_out);\n    grad_bias: (D_out,) written, or (0,) to skip it.\n    ");
-static PyMethodDef __pyx_mdef_8fastconv_4_ext_5dense_3dense_backward = {"dense_backward", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_8fastconv_4_ext_5dense_3dense_backward, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_8fastconv_4_ext_5dense_2dense_backward};
-static PyObject *__pyx_pw_8fastconv_4_ext_5dense_3dense_backward(PyObject *__pyx_self, 
+PyDoc_STRVAR(__pyx_doc_8fastconv_4_ext_5dense_4dense_backward, "grad_x = grad_out @ kernel^T; grad_kernel = x^T @ grad_out; grad_bias = column sums of grad_out.\n\n    grad_out: (N, D_out); x, grad_x: (N, D_in); kernel, grad_kernel: (D_in, D_out);\n    grad_bias: (D_out,) written, or (0,) to skip it.\n    ");
+static PyMethodDef __pyx_mdef_8fastconv_4_ext_5dense_5dense_backward = {"dense_backward", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_8fastconv_4_ext_5dense_5dense_backward, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_8fastconv_4_ext_5dense_4dense_backward};
+static PyObject *__pyx_pw_8fastconv_4_ext_5dense_5dense_backward(PyObject *__pyx_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -19140,11 +19489,12 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_memviewslice __pyx_v_grad_x = { 0, 0, { 0 }, { 0 }, { 0 } };
   __Pyx_memviewslice __pyx_v_grad_kernel = { 0, 0, { 0 }, { 0 }, { 0 } };
   __Pyx_memviewslice __pyx_v_grad_bias = { 0, 0, { 0 }, { 0 }, { 0 } };
+  int __pyx_v_threads;
   #if !CYTHON_VECTORCALL
   CYTHON_UNUSED Py_ssize_t __pyx_nargs;
   #endif
   CYTHON_UNUSED PyObject *const *__pyx_kwvalues;
-  PyObject* values[6] = {0,0,0,0,0,0};
+  PyObject* values[7] = {0,0,0,0,0,0,0};
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
@@ -19160,69 +19510,76 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   #endif
   __pyx_kwvalues = __Pyx_KwValues_FASTCALL(__pyx_args, __pyx_nargs);
   {
-    PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_grad_out,&__pyx_mstate_global->__pyx_n_u_x,&__pyx_mstate_global->__pyx_n_u_kernel,&__pyx_mstate_global->__pyx_n_u_grad_x,&__pyx_mstate_global->__pyx_n_u_grad_kernel,&__pyx_mstate_global->__pyx_n_u_grad_bias,0};
+    PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_grad_out,&__pyx_mstate_global->__pyx_n_u_x,&__pyx_mstate_global->__pyx_n_u_kernel,&__pyx_mstate_global->__pyx_n_u_grad_x,&__pyx_mstate_global->__pyx_n_u_grad_kernel,&__pyx_mstate_global->__pyx_n_u_grad_bias,&__pyx_mstate_global->__pyx_n_u_threads,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 22, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 42, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
+        case  7:
+        values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 42, __pyx_L3_error)
+        CYTHON_FALLTHROUGH;
         case  6:
         values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 22, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 42, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  5:
         values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 22, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 42, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 22, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 42, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 22, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 42, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 22, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 42, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 22, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 42, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "dense_backward", 0) < (0)) __PYX_ERR(0, 22, __pyx_L3_error)
-      for (Py_ssize_t i = __pyx_nargs; i < 6; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("dense_backward", 1, 6, 6, i); __PYX_ERR(0, 22, __pyx_L3_error) }
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "dense_backward", 0) < (0)) __PYX_ERR(0, 42, __pyx_L3_error)
+      for (Py_ssize_t i = __pyx_nargs; i < 7; i++) {
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("dense_backward", 1, 7, 7, i); __PYX_ERR(0, 42, __pyx_L3_error) }
       }
-    } else if (unlikely(__pyx_nargs != 6)) {
+    } else if (unlikely(__pyx_nargs != 7)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 22, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 42, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 22, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 42, __pyx_L3_error)
       values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 22, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 42, __pyx_L3_error)
       values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 22, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 42, __pyx_L3_error)
       values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 22, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 42, __pyx_L3_error)
       values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 22, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 42, __pyx_L3_error)
+      values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 42, __pyx_L3_error)
     }
-    __pyx_v_grad_out = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float__const__(values[0], 0); if (unlikely(!__pyx_v_grad_out.memview)) __PYX_ERR(0, 22, __pyx_L3_error)
-    __pyx_v_x = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float__const__(values[1], 0); if (unlikely(!__pyx_v_x.memview)) __PYX_ERR(0, 22, __pyx_L3_error)
-    __pyx_v_kernel = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float__const__(values[2], 0); if (unlikely(!__pyx_v_kernel.memview)) __PYX_ERR(0, 22, __pyx_L3_error)
-    __pyx_v_grad_x = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float(values[3], PyBUF_WRITABLE); if (unlikely(!__pyx_v_grad_x.memview)) __PYX_ERR(0, 23, __pyx_L3_error)
-    __pyx_v_grad_kernel = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float(values[4], PyBUF_WRITABLE); if (unlikely(!__pyx_v_grad_kernel.memview)) __PYX_ERR(0, 23, __pyx_L3_error)
-    __pyx_v_grad_bias = __Pyx_PyObject_to_MemoryviewSlice_dc_float(values[5], PyBUF_WRITABLE); if (unlikely(!__pyx_v_grad_bias.memview)) __PYX_ERR(0, 23, __pyx_L3_error)
+    __pyx_v_grad_out = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float__const__(values[0], 0); if (unlikely(!__pyx_v_grad_out.memview)) __PYX_ERR(0, 42, __pyx_L3_error)
+    __pyx_v_x = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float__const__(values[1], 0); if (unlikely(!__pyx_v_x.memview)) __PYX_ERR(0, 42, __pyx_L3_error)
+    __pyx_v_kernel = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float__const__(values[2], 0); if (unlikely(!__pyx_v_kernel.memview)) __PYX_ERR(0, 42, __pyx_L3_error)
+    __pyx_v_grad_x = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float(values[3], PyBUF_WRITABLE); if (unlikely(!__pyx_v_grad_x.memview)) __PYX_ERR(0, 43, __pyx_L3_error)
+    __pyx_v_grad_kernel = __Pyx_PyObject_to_MemoryviewSlice_d_dc_float(values[4], PyBUF_WRITABLE); if (unlikely(!__pyx_v_grad_kernel.memview)) __PYX_ERR(0, 43, __pyx_L3_error)
+    __pyx_v_grad_bias = __Pyx_PyObject_to_MemoryviewSlice_dc_float(values[5], PyBUF_WRITABLE); if (unlikely(!__pyx_v_grad_bias.memview)) __PYX_ERR(0, 43, __pyx_L3_error)
+    __pyx_v_threads = __Pyx_PyLong_As_int(values[6]); if (unlikely((__pyx_v_threads == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 43, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("dense_backward", 1, 6, 6, __pyx_nargs); __PYX_ERR(0, 22, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("dense_backward", 1, 7, 7, __pyx_nargs); __PYX_ERR(0, 42, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -19239,7 +19596,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  __pyx_r = __pyx_pf_8fastconv_4_ext_5dense_2dense_backward(__pyx_self, __pyx_v_grad_out, __pyx_v_x, __pyx_v_kernel, __pyx_v_grad_x, __pyx_v_grad_kernel, __pyx_v_grad_bias);
+  __pyx_r = __pyx_pf_8fastconv_4_ext_5dense_4dense_backward(__pyx_self, __pyx_v_grad_out, __pyx_v_x, __pyx_v_kernel, __pyx_v_grad_x, __pyx_v_grad_kernel, __pyx_v_grad_bias, __pyx_v_threads);
 
   /* function exit code */
   for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
@@ -19251,14 +19608,19 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __PYX_XCLEAR_MEMVIEW(&__pyx_v_grad_x, 1);
   __PYX_XCLEAR_MEMVIEW(&__pyx_v_grad_kernel, 1);
   __PYX_XCLEAR_MEMVIEW(&__pyx_v_grad_bias, 1);
+
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_8fastconv_4_ext_5dense_2dense_backward(CYTHON_UNUSED PyObject *__pyx_self, __Pyx_memviewslice __pyx_v_grad_out, __Pyx_memviewslice __pyx_v_x, __Pyx_memviewslice __pyx_v_kernel, __Pyx_memviewslice __pyx_v_grad_x, __Pyx_memviewslice __pyx_v_grad_kernel, __Pyx_memviewslice __pyx_v_grad_bias) {
+static PyObject *__pyx_pf_8fastconv_4_ext_5dense_4dense_backward(CYTHON_UNUSED PyObject *__pyx_self, __Pyx_memviewslice __pyx_v_grad_out, __Pyx_memviewslice __pyx_v_x, __Pyx_memviewslice __pyx_v_kernel, __Pyx_memviewslice __pyx_v_grad_x, __Pyx_memviewslice __pyx_v_grad_kernel, __Pyx_memviewslice __pyx_v_grad_bias, int __pyx_v_threads) {
   Py_ssize_t __pyx_v_batch;
   Py_ssize_t __pyx_v_features;
   Py_ssize_t __pyx_v_units;
+  Py_ssize_t __pyx_v_part;
+  Py_ssize_t __pyx_v_first;
+  Py_ssize_t __pyx_v_last;
+  int __pyx_v_previous_threads;
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
   int __pyx_t_1;
@@ -19273,25 +19635,27 @@ static PyObject *__pyx_pf_8fastconv_4_ext_5dense_2dense_backward(CYTHON_UNUSED P
   PyObject *__pyx_t_10 = NULL;
   PyObject *__pyx_t_11 = NULL;
   PyObject *__pyx_t_12 = NULL;
-  PyObject *__pyx_t_13[13];
-  int __pyx_t_14;
-  PyObject *__pyx_t_15 = NULL;
-  size_t __pyx_t_16;
-  Py_ssize_t __pyx_t_17;
+  PyObject *__pyx_t_13 = NULL;
+  PyObject *__pyx_t_14[15];
+  int __pyx_t_15;
+  PyObject *__pyx_t_16 = NULL;
+  size_t __pyx_t_17;
   Py_ssize_t __pyx_t_18;
   Py_ssize_t __pyx_t_19;
   Py_ssize_t __pyx_t_20;
   Py_ssize_t __pyx_t_21;
   Py_ssize_t __pyx_t_22;
+  Py_ssize_t __pyx_t_23;
+  Py_ssize_t __pyx_t_24;
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("dense_backward", 0);
 
-  /* "src_ext/dense.pyx":29
+  /* "src_ext/dense.pyx":49
  *     grad_bias: (D_out,) written, or (0,) to skip it.
  *     """
- *     cdef Py_ssize_t batch = x.shape[0], features = x.shape[1], units = kernel.shape[1]             # <<<<<<<<<<<<<<
+ *     cdef Py_ssize_t batch = x.shape[0], features = x.shape[1], units = kernel.shape[1], part, first, last             # <<<<<<<<<<<<<<
  *     if (kernel.shape[0] != features or grad_out.shape[0] != batch or grad_out.shape[1] != units
  *             or grad_x.shape[0] != batch or grad_x.shape[1] != features
 */
@@ -19299,9 +19663,9 @@ static PyObject *__pyx_pf_8fastconv_4_ext_5dense_2dense_backward(CYTHON_UNUSED P
   __pyx_v_features = (__pyx_v_x.shape[1]);
   __pyx_v_units = (__pyx_v_kernel.shape[1]);
 
-  /* "src_ext/dense.pyx":30
+  /* "src_ext/dense.pyx":50
  *     """
- *     cdef Py_ssize_t batch = x.shape[0], features = x.shape[1], units = kernel.shape[1]
+ *     cdef Py_ssize_t batch = x.shape[0], features = x.shape[1], units = kernel.shape[1], part, first, last
  *     if (kernel.shape[0] != features or grad_out.shape[0] != batch or grad_out.shape[1] != units             # <<<<<<<<<<<<<<
  *             or grad_x.shape[0] != batch or grad_x.shape[1] != features
  *             or grad_kernel.shape[0] != features or grad_kernel.shape[1] != units
@@ -19327,12 +19691,12 @@ static PyObject *__pyx_pf_8fastconv_4_ext_5dense_2dense_backward(CYTHON_UNUSED P
     goto __pyx_L4_bool_binop_done;
   }
 
-  /* "src_ext/dense.pyx":31
- *     cdef Py_ssize_t batch = x.shape[0], features = x.shape[1], units = kernel.shape[1]
+  /* "src_ext/dense.pyx":51
+ *     cdef Py_ssize_t batch = x.shape[0], features = x.shape[1], units = kernel.shape[1], part, first, last
  *     if (kernel.shape[0] != features or grad_out.shape[0] != batch or grad_out.shape[1] != units
  *             or grad_x.shape[0] != batch or grad_x.shape[1] != features             # <<<<<<<<<<<<<<
  *             or grad_kernel.shape[0] != features or grad_kernel.shape[1] != units
- *             or grad_bias.shape[0] not in (0, units)):
+ *             or grad_bias.shape[0] not in (0, units) or threads < 1):
 */
   __pyx_t_2 = ((__pyx_v_grad_out.shape[1]) != __pyx_v_units);
 
@@ -19355,12 +19719,12 @@ static PyObject *__pyx_pf_8fastconv_4_ext_5dense_2dense_backward(CYTHON_UNUSED P
     goto __pyx_L4_bool_binop_done;
   }
 
-  /* "src_ext/dense.pyx":32
+  /* "src_ext/dense.pyx":52
  *     if (kernel.shape[0] != features or grad_out.shape[0] != batch or grad_out.shape[1] != units
  *             or grad_x.shape[0] != batch or grad_x.shape[1] != features
  *             or grad_kernel.shape[0] != features or grad_kernel.shape[1] != units             # <<<<<<<<<<<<<<
- *             or grad_bias.shape[0] not in (0, units)):
- *         raise ValueError(f"dense_backward: grad_out ({grad_out.shape[0]}, {grad_out.shape[1]}), x ({batch}, {features}) "
+ *             or grad_bias.shape[0] not in (0, units) or threads < 1):
+ *         raise ValueError(f"dense_backward: grad_out ({grad_out.shape[0]}, {grad_out.shape[1]}), x ({batch}, {features}), "
 */
   __pyx_t_2 = ((__pyx_v_grad_x.shape[1]) != __pyx_v_features);
 
@@ -19383,12 +19747,12 @@ static PyObject *__pyx_pf_8fastconv_4_ext_5dense_2dense_backward(CYTHON_UNUSED P
     goto __pyx_L4_bool_binop_done;
   }
 
-  /* "src_ext/dense.pyx":33
+  /* "src_ext/dense.pyx":53
  *             or grad_x.shape[0] != batch or grad_x.shape[1] != features
  *             or grad_kernel.shape[0] != features or grad_kernel.shape[1] != units
- *             or grad_bias.shape[0] not in (0, units)):             # <<<<<<<<<<<<<<
- *         raise ValueError(f"dense_backward: grad_out ({grad_out.shape[0]}, {grad_out.shape[1]}), x ({batch}, {features}) "
- *                          f"and kernel ({kernel.shape[0]}, {units}) do not agree with the outputs")
+ *             or grad_bias.shape[0] not in (0, units) or threads < 1):             # <<<<<<<<<<<<<<
+ *         raise ValueError(f"dense_backward: grad_out ({grad_out.shape[0]}, {grad_out.shape[1]}), x ({batch}, {features}), "
+ *                          f"kernel ({kernel.shape[0]}, {units}) and threads {threads} do not agree with the outputs")
 */
   __pyx_t_2 = ((__pyx_v_grad_kernel.shape[1]) != __pyx_v_units);
 
@@ -19410,25 +19774,35 @@ static PyObject *__pyx_pf_8fastconv_4_ext_5dense_2dense_backward(CYTHON_UNUSED P
 
     __pyx_t_2 = __pyx_t_4;
 
-    goto __pyx_L12_bool_binop_done;
+    goto __pyx_L13_bool_binop_done;
   }
   __pyx_t_4 = (__pyx_t_3 != __pyx_v_units);
 
 
   __pyx_t_2 = __pyx_t_4;
 
-  __pyx_L12_bool_binop_done:;
+  __pyx_L13_bool_binop_done:;
   __pyx_t_4 = __pyx_t_2;
 
+
+  if (!__pyx_t_4) {
+
+  } else {
+
+    __pyx_t_1 = __pyx_t_4;
+
+    goto __pyx_L4_bool_binop_done;
+  }
+  __pyx_t_4 = (__pyx_v_threads < 1);
 
 
   __pyx_t_1 = __pyx_t_4;
 
   __pyx_L4_bool_binop_done:;
 
-  /* "src_ext/dense.pyx":30
+  /* "src_ext/dense.pyx":50
  *     """
- *     cdef Py_ssize_t batch = x.shape[0], features = x.shape[1], units = kernel.shape[1]
+ *     cdef Py_ssize_t batch = x.shape[0], features = x.shape[1], units = kernel.shape[1], part, first, last
  *     if (kernel.shape[0] != features or grad_out.shape[0] != batch or grad_out.shape[1] != units             # <<<<<<<<<<<<<<
  *             or grad_x.shape[0] != batch or grad_x.shape[1] != features
  *             or grad_kernel.shape[0] != features or grad_kernel.shape[1] != units
@@ -19436,100 +19810,105 @@ static PyObject *__pyx_pf_8fastconv_4_ext_5dense_2dense_backward(CYTHON_UNUSED P
   if (unlikely(__pyx_t_1)) {
 
 
-    /* "src_ext/dense.pyx":34
+    /* "src_ext/dense.pyx":54
  *             or grad_kernel.shape[0] != features or grad_kernel.shape[1] != units
- *             or grad_bias.shape[0] not in (0, units)):
- *         raise ValueError(f"dense_backward: grad_out ({grad_out.shape[0]}, {grad_out.shape[1]}), x ({batch}, {features}) "             # <<<<<<<<<<<<<<
- *                          f"and kernel ({kernel.shape[0]}, {units}) do not agree with the outputs")
- *     with nogil:
+ *             or grad_bias.shape[0] not in (0, units) or threads < 1):
+ *         raise ValueError(f"dense_backward: grad_out ({grad_out.shape[0]}, {grad_out.shape[1]}), x ({batch}, {features}), "             # <<<<<<<<<<<<<<
+ *                          f"kernel ({kernel.shape[0]}, {units}) and threads {threads} do not agree with the outputs")
+ *     cdef int previous_threads
 */
     __pyx_t_6 = NULL;
-    __pyx_t_7 = __Pyx_PyUnicode_From_Py_ssize_t((__pyx_v_grad_out.shape[0]), 0, ' ', 'd'); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 34, __pyx_L1_error)
+    __pyx_t_7 = __Pyx_PyUnicode_From_Py_ssize_t((__pyx_v_grad_out.shape[0]), 0, ' ', 'd'); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 54, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
-    __pyx_t_8 = __Pyx_PyUnicode_From_Py_ssize_t((__pyx_v_grad_out.shape[1]), 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 34, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyUnicode_From_Py_ssize_t((__pyx_v_grad_out.shape[1]), 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 54, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
-    __pyx_t_9 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_batch, 0, ' ', 'd'); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 34, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_batch, 0, ' ', 'd'); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 54, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
-    __pyx_t_10 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_features, 0, ' ', 'd'); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 34, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_features, 0, ' ', 'd'); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 54, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
 
-    /* "src_ext/dense.pyx":35
- *             or grad_bias.shape[0] not in (0, units)):
- *         raise ValueError(f"dense_backward: grad_out ({grad_out.shape[0]}, {grad_out.shape[1]}), x ({batch}, {features}) "
- *                          f"and kernel ({kernel.shape[0]}, {units}) do not agree with the outputs")             # <<<<<<<<<<<<<<
+    /* "src_ext/dense.pyx":55
+ *             or grad_bias.shape[0] not in (0, units) or threads < 1):
+ *         raise ValueError(f"dense_backward: grad_out ({grad_out.shape[0]}, {grad_out.shape[1]}), x ({batch}, {features}), "
+ *                          f"kernel ({kernel.shape[0]}, {units}) and threads {threads} do not agree with the outputs")             # <<<<<<<<<<<<<<
+ *     cdef int previous_threads
  *     with nogil:
- *         gemm_row_major(False, True, <int>batch, <int>features, <int>units, 1.0, &grad_out[0, 0], <int>units,
 */
-    __pyx_t_11 = __Pyx_PyUnicode_From_Py_ssize_t((__pyx_v_kernel.shape[0]), 0, ' ', 'd'); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 35, __pyx_L1_error)
+    __pyx_t_11 = __Pyx_PyUnicode_From_Py_ssize_t((__pyx_v_kernel.shape[0]), 0, ' ', 'd'); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 55, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_11);
-    __pyx_t_12 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_units, 0, ' ', 'd'); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 35, __pyx_L1_error)
+    __pyx_t_12 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_units, 0, ' ', 'd'); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 55, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_12);
-    __pyx_t_13[0] = __pyx_mstate_global->__pyx_kp_u_dense_backward_grad_out;
-    __pyx_t_13[1] = __pyx_t_7;
-    __pyx_t_13[2] = __pyx_mstate_global->__pyx_kp_u__5;
-    __pyx_t_13[3] = __pyx_t_8;
-    __pyx_t_13[4] = __pyx_mstate_global->__pyx_kp_u_x_2;
-    __pyx_t_13[5] = __pyx_t_9;
-    __pyx_t_13[6] = __pyx_mstate_global->__pyx_kp_u__5;
-    __pyx_t_13[7] = __pyx_t_10;
-    __pyx_t_13[8] = __pyx_mstate_global->__pyx_kp_u_and_kernel;
-    __pyx_t_13[9] = __pyx_t_11;
-    __pyx_t_13[10] = __pyx_mstate_global->__pyx_kp_u__5;
-    __pyx_t_13[11] = __pyx_t_12;
-    __pyx_t_13[12] = __pyx_mstate_global->__pyx_kp_u_do_not_agree_with_the_outputs;
+    __pyx_t_13 = __Pyx_PyUnicode_From_int(__pyx_v_threads, 0, ' ', 'd'); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 55, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_13);
+    __pyx_t_14[0] = __pyx_mstate_global->__pyx_kp_u_dense_backward_grad_out;
+    __pyx_t_14[1] = __pyx_t_7;
+    __pyx_t_14[2] = __pyx_mstate_global->__pyx_kp_u__5;
+    __pyx_t_14[3] = __pyx_t_8;
+    __pyx_t_14[4] = __pyx_mstate_global->__pyx_kp_u_x_2;
+    __pyx_t_14[5] = __pyx_t_9;
+    __pyx_t_14[6] = __pyx_mstate_global->__pyx_kp_u__5;
+    __pyx_t_14[7] = __pyx_t_10;
+    __pyx_t_14[8] = __pyx_mstate_global->__pyx_kp_u_kernel_2;
+    __pyx_t_14[9] = __pyx_t_11;
+    __pyx_t_14[10] = __pyx_mstate_global->__pyx_kp_u__5;
+    __pyx_t_14[11] = __pyx_t_12;
+    __pyx_t_14[12] = __pyx_mstate_global->__pyx_kp_u_and_threads;
+    __pyx_t_14[13] = __pyx_t_13;
+    __pyx_t_14[14] = __pyx_mstate_global->__pyx_kp_u_do_not_agree_with_the_outputs;
 
-    /* "src_ext/dense.pyx":34
+    /* "src_ext/dense.pyx":54
  *             or grad_kernel.shape[0] != features or grad_kernel.shape[1] != units
- *             or grad_bias.shape[0] not in (0, units)):
- *         raise ValueError(f"dense_backward: grad_out ({grad_out.shape[0]}, {grad_out.shape[1]}), x ({batch}, {features}) "             # <<<<<<<<<<<<<<
- *                          f"and kernel ({kernel.shape[0]}, {units}) do not agree with the outputs")
- *     with nogil:
+ *             or grad_bias.shape[0] not in (0, units) or threads < 1):
+ *         raise ValueError(f"dense_backward: grad_out ({grad_out.shape[0]}, {grad_out.shape[1]}), x ({batch}, {features}), "             # <<<<<<<<<<<<<<
+ *                          f"kernel ({kernel.shape[0]}, {units}) and threads {threads} do not agree with the outputs")
+ *     cdef int previous_threads
 */
-    __pyx_t_3 = 83;
+    __pyx_t_3 = 93;
     #if __Pyx_PyUnicode_Join_CAN_USE_KIND_AND_LENGTH
-    for (Py_ssize_t i=1; i <= 11; i += 2) {
-      Py_ssize_t l = __Pyx_PyUnicode_GET_LENGTH(__pyx_t_13[i]);
+    for (Py_ssize_t i=1; i <= 13; i += 2) {
+      Py_ssize_t l = __Pyx_PyUnicode_GET_LENGTH(__pyx_t_14[i]);
       __pyx_t_3 += l;
     }
     #endif
-    __pyx_t_14 = 0;
-    __pyx_t_15 = __Pyx_PyUnicode_Join(__pyx_t_13, 13, __pyx_t_3, __pyx_t_14);
-    if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 34, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_15);
+    __pyx_t_15 = 0;
+    __pyx_t_16 = __Pyx_PyUnicode_Join(__pyx_t_14, 15, __pyx_t_3, __pyx_t_15);
+    if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 54, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_16);
     __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
     __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
     __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
     __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-    __pyx_t_16 = 1;
+    __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
+    __pyx_t_17 = 1;
     {
-      PyObject *__pyx_callargs[2] = {__pyx_t_6, __pyx_t_15};
-      __pyx_t_5 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_16, (2-__pyx_t_16) | (__pyx_t_16*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+      PyObject *__pyx_callargs[2] = {__pyx_t_6, __pyx_t_16};
+      __pyx_t_5 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_17, (2-__pyx_t_17) | (__pyx_t_17*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
-      __Pyx_DECREF(__pyx_t_15); __pyx_t_15 = 0;
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 34, __pyx_L1_error)
+      __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 54, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
     __Pyx_Raise(__pyx_t_5, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __PYX_ERR(0, 34, __pyx_L1_error)
+    __PYX_ERR(0, 54, __pyx_L1_error)
 
-    /* "src_ext/dense.pyx":30
+    /* "src_ext/dense.pyx":50
  *     """
- *     cdef Py_ssize_t batch = x.shape[0], features = x.shape[1], units = kernel.shape[1]
+ *     cdef Py_ssize_t batch = x.shape[0], features = x.shape[1], units = kernel.shape[1], part, first, last
  *     if (kernel.shape[0] != features or grad_out.shape[0] != batch or grad_out.shape[1] != units             # <<<<<<<<<<<<<<
  *             or grad_x.shape[0] != batch or grad_x.shape[1] != features
  *             or grad_kernel.shape[0] != features or grad_kernel.shape[1] != units
 */
   }
 
-  /* "src_ext/dense.pyx":36
- *         raise ValueError(f"dense_backward: grad_out ({grad_out.shape[0]}, {grad_out.shape[1]}), x ({batch}, {features}) "
- *                          f"and kernel ({kernel.shape[0]}, {units}) do not agree with the outputs")
+  /* "src_ext/dense.pyx":57
+ *                          f"kernel ({kernel.shape[0]}, {units}) and threads {threads} do not agree with the outputs")
+ *     cdef int previous_threads
  *     with nogil:             # <<<<<<<<<<<<<<
- *         gemm_row_major(False, True, <int>batch, <int>features, <int>units, 1.0, &grad_out[0, 0], <int>units,
- *                        &kernel[0, 0], <int>units, 0.0, &grad_x[0, 0], <int>features)
+ *         previous_threads = blas_single_thread(set_blas_threads)
+ *         for part in prange(threads, num_threads=threads, schedule='static'):
 */
   {
       PyThreadState * _save;
@@ -19537,71 +19916,170 @@ static PyObject *__pyx_pf_8fastconv_4_ext_5dense_2dense_backward(CYTHON_UNUSED P
       __Pyx_FastGIL_Remember();
       /*try:*/ {
 
-        /* "src_ext/dense.pyx":37
- *                          f"and kernel ({kernel.shape[0]}, {units}) do not agree with the outputs")
+        /* "src_ext/dense.pyx":58
+ *     cdef int previous_threads
  *     with nogil:
- *         gemm_row_major(False, True, <int>batch, <int>features, <int>units, 1.0, &grad_out[0, 0], <int>units,             # <<<<<<<<<<<<<<
- *                        &kernel[0, 0], <int>units, 0.0, &grad_x[0, 0], <int>features)
- *         gemm_row_major(True, False, <int>features, <int>units, <int>batch, 1.0, &x[0, 0], <int>features,
+ *         previous_threads = blas_single_thread(set_blas_threads)             # <<<<<<<<<<<<<<
+ *         for part in prange(threads, num_threads=threads, schedule='static'):
+ *             first = part * features // threads
 */
-        __pyx_t_17 = 0;
-        __pyx_t_18 = 0;
+        __pyx_v_previous_threads = __pyx_f_7_linalg_blas_single_thread(__pyx_v_8fastconv_4_ext_5dense_set_blas_threads);
 
-        /* "src_ext/dense.pyx":38
+        /* "src_ext/dense.pyx":59
  *     with nogil:
- *         gemm_row_major(False, True, <int>batch, <int>features, <int>units, 1.0, &grad_out[0, 0], <int>units,
- *                        &kernel[0, 0], <int>units, 0.0, &grad_x[0, 0], <int>features)             # <<<<<<<<<<<<<<
- *         gemm_row_major(True, False, <int>features, <int>units, <int>batch, 1.0, &x[0, 0], <int>features,
- *                        &grad_out[0, 0], <int>units, 0.0, &grad_kernel[0, 0], <int>units)
+ *         previous_threads = blas_single_thread(set_blas_threads)
+ *         for part in prange(threads, num_threads=threads, schedule='static'):             # <<<<<<<<<<<<<<
+ *             first = part * features // threads
+ *             last = (part + 1) * features // threads
 */
-        __pyx_t_19 = 0;
-        __pyx_t_20 = 0;
-        __pyx_t_21 = 0;
-        __pyx_t_22 = 0;
+        __pyx_t_15 = __pyx_v_threads;
 
-        /* "src_ext/dense.pyx":37
- *                          f"and kernel ({kernel.shape[0]}, {units}) do not agree with the outputs")
- *     with nogil:
- *         gemm_row_major(False, True, <int>batch, <int>features, <int>units, 1.0, &grad_out[0, 0], <int>units,             # <<<<<<<<<<<<<<
- *                        &kernel[0, 0], <int>units, 0.0, &grad_x[0, 0], <int>features)
- *         gemm_row_major(True, False, <int>features, <int>units, <int>batch, 1.0, &x[0, 0], <int>features,
+        {
+            #if ((defined(__APPLE__) || defined(__OSX__)) && (defined(__GNUC__) && (__GNUC__ > 2 || (__GNUC__ == 2 && (__GNUC_MINOR__ > 95)))))
+                #undef likely
+                #undef unlikely
+                #define likely(x)   (x)
+                #define unlikely(x) (x)
+            #endif
+            __pyx_t_18 = (__pyx_t_15 - 0 + 1 - 1/abs(1)) / 1;
+            if (__pyx_t_18 > 0)
+            {
+                #ifdef _OPENMP
+                #pragma omp parallel num_threads(__pyx_v_threads != 0 ? __pyx_v_threads : omp_get_max_threads()) private(__pyx_t_1, __pyx_t_19, __pyx_t_20, __pyx_t_21, __pyx_t_22, __pyx_t_23, __pyx_t_24)
+                #endif /* _OPENMP */
+                {
+                    #ifdef _OPENMP
+                    #pragma omp for nowait firstprivate(__pyx_v_first) lastprivate(__pyx_v_first) firstprivate(__pyx_v_last) lastprivate(__pyx_v_last) firstprivate(__pyx_v_part) lastprivate(__pyx_v_part) schedule(static)
+                    #endif /* _OPENMP */
+                    for (__pyx_t_3 = 0; __pyx_t_3 < __pyx_t_18; __pyx_t_3++){
+                        {
+                            __pyx_v_part = (Py_ssize_t)(0 + 1 * __pyx_t_3);
+
+                            /* "src_ext/dense.pyx":60
+ *         previous_threads = blas_single_thread(set_blas_threads)
+ *         for part in prange(threads, num_threads=threads, schedule='static'):
+ *             first = part * features // threads             # <<<<<<<<<<<<<<
+ *             last = (part + 1) * features // threads
+ *             if last > first:
 */
-        __pyx_f_7_linalg_gemm_row_major(0, 1, ((int)__pyx_v_batch), ((int)__pyx_v_features), ((int)__pyx_v_units), 1.0, (&(*((float const  *) ( /* dim=1 */ ((char *) (((float const  *) ( /* dim=0 */ (__pyx_v_grad_out.data + __pyx_t_17 * __pyx_v_grad_out.strides[0]) )) + __pyx_t_18)) )))), ((int)__pyx_v_units), (&(*((float const  *) ( /* dim=1 */ ((char *) (((float const  *) ( /* dim=0 */ (__pyx_v_kernel.data + __pyx_t_19 * __pyx_v_kernel.strides[0]) )) + __pyx_t_20)) )))), ((int)__pyx_v_units), 0.0, (&(*((float *) ( /* dim=1 */ ((char *) (((float *) ( /* dim=0 */ (__pyx_v_grad_x.data + __pyx_t_21 * __pyx_v_grad_x.strides[0]) )) + __pyx_t_22)) )))), ((int)__pyx_v_features));
+                            __pyx_v_first = ((__pyx_v_part * __pyx_v_features) / __pyx_v_threads);
 
-        /* "src_ext/dense.pyx":39
- *         gemm_row_major(False, True, <int>batch, <int>features, <int>units, 1.0, &grad_out[0, 0], <int>units,
- *                        &kernel[0, 0], <int>units, 0.0, &grad_x[0, 0], <int>features)
- *         gemm_row_major(True, False, <int>features, <int>units, <int>batch, 1.0, &x[0, 0], <int>features,             # <<<<<<<<<<<<<<
- *                        &grad_out[0, 0], <int>units, 0.0, &grad_kernel[0, 0], <int>units)
+                            /* "src_ext/dense.pyx":61
+ *         for part in prange(threads, num_threads=threads, schedule='static'):
+ *             first = part * features // threads
+ *             last = (part + 1) * features // threads             # <<<<<<<<<<<<<<
+ *             if last > first:
+ *                 # grad_x[:, first:last] = grad_out @ kernel[first:last, :]^T
+*/
+                            __pyx_v_last = (((__pyx_v_part + 1) * __pyx_v_features) / __pyx_v_threads);
+
+                            /* "src_ext/dense.pyx":62
+ *             first = part * features // threads
+ *             last = (part + 1) * features // threads
+ *             if last > first:             # <<<<<<<<<<<<<<
+ *                 # grad_x[:, first:last] = grad_out @ kernel[first:last, :]^T
+ *                 gemm_row_major(False, True, <int>batch, <int>(last - first), <int>units, 1.0, &grad_out[0, 0], <int>units,
+*/
+                            __pyx_t_1 = (__pyx_v_last > __pyx_v_first);
+
+                            if (__pyx_t_1) {
+
+
+                              /* "src_ext/dense.pyx":64
+ *             if last > first:
+ *                 # grad_x[:, first:last] = grad_out @ kernel[first:last, :]^T
+ *                 gemm_row_major(False, True, <int>batch, <int>(last - first), <int>units, 1.0, &grad_out[0, 0], <int>units,             # <<<<<<<<<<<<<<
+ *                                &kernel[first, 0], <int>units, 0.0, &grad_x[0, first], <int>features)
+ *                 # grad_kernel[first:last, :] = x[:, first:last]^T @ grad_out
+*/
+                              __pyx_t_19 = 0;
+                              __pyx_t_20 = 0;
+
+                              /* "src_ext/dense.pyx":65
+ *                 # grad_x[:, first:last] = grad_out @ kernel[first:last, :]^T
+ *                 gemm_row_major(False, True, <int>batch, <int>(last - first), <int>units, 1.0, &grad_out[0, 0], <int>units,
+ *                                &kernel[first, 0], <int>units, 0.0, &grad_x[0, first], <int>features)             # <<<<<<<<<<<<<<
+ *                 # grad_kernel[first:last, :] = x[:, first:last]^T @ grad_out
+ *                 gemm_row_major(True, False, <int>(last - first), <int>units, <int>batch, 1.0, &x[0, first], <int>features,
+*/
+                              __pyx_t_21 = __pyx_v_first;
+                              __pyx_t_22 = 0;
+                              __pyx_t_23 = 0;
+                              __pyx_t_24 = __pyx_v_first;
+
+                              /* "src_ext/dense.pyx":64
+ *             if last > first:
+ *                 # grad_x[:, first:last] = grad_out @ kernel[first:last, :]^T
+ *                 gemm_row_major(False, True, <int>batch, <int>(last - first), <int>units, 1.0, &grad_out[0, 0], <int>units,             # <<<<<<<<<<<<<<
+ *                                &kernel[first, 0], <int>units, 0.0, &grad_x[0, first], <int>features)
+ *                 # grad_kernel[first:last, :] = x[:, first:last]^T @ grad_out
+*/
+                              __pyx_f_7_linalg_gemm_row_major(0, 1, ((int)__pyx_v_batch), ((int)(__pyx_v_last - __pyx_v_first)), ((int)__pyx_v_units), 1.0, (&(*((float const  *) ( /* dim=1 */ ((char *) (((float const  *) ( /* dim=0 */ (__pyx_v_grad_out.data + __pyx_t_19 * __pyx_v_grad_out.strides[0]) )) + __pyx_t_20)) )))), ((int)__pyx_v_units), (&(*((float const  *) ( /* dim=1 */ ((char *) (((float const  *) ( /* dim=0 */ (__pyx_v_kernel.data + __pyx_t_21 * __pyx_v_kernel.strides[0]) )) + __pyx_t_22)) )))), ((int)__pyx_v_units), 0.0, (&(*((float *) ( /* dim=1 */ ((char *) (((float *) ( /* dim=0 */ (__pyx_v_grad_x.data + __pyx_t_23 * __pyx_v_grad_x.strides[0]) )) + __pyx_t_24)) )))), ((int)__pyx_v_features));
+
+                              /* "src_ext/dense.pyx":67
+ *                                &kernel[first, 0], <int>units, 0.0, &grad_x[0, first], <int>features)
+ *                 # grad_kernel[first:last, :] = x[:, first:last]^T @ grad_out
+ *                 gemm_row_major(True, False, <int>(last - first), <int>units, <int>batch, 1.0, &x[0, first], <int>features,             # <<<<<<<<<<<<<<
+ *                                &grad_out[0, 0], <int>units, 0.0, &grad_kernel[first, 0], <int>units)
+ *         blas_restore_threads(set_blas_threads, previous_threads)
+*/
+                              __pyx_t_24 = 0;
+                              __pyx_t_23 = __pyx_v_first;
+
+                              /* "src_ext/dense.pyx":68
+ *                 # grad_kernel[first:last, :] = x[:, first:last]^T @ grad_out
+ *                 gemm_row_major(True, False, <int>(last - first), <int>units, <int>batch, 1.0, &x[0, first], <int>features,
+ *                                &grad_out[0, 0], <int>units, 0.0, &grad_kernel[first, 0], <int>units)             # <<<<<<<<<<<<<<
+ *         blas_restore_threads(set_blas_threads, previous_threads)
  *         if grad_bias.shape[0] > 0:
 */
-        __pyx_t_22 = 0;
-        __pyx_t_21 = 0;
+                              __pyx_t_22 = 0;
+                              __pyx_t_21 = 0;
+                              __pyx_t_20 = __pyx_v_first;
+                              __pyx_t_19 = 0;
 
-        /* "src_ext/dense.pyx":40
- *                        &kernel[0, 0], <int>units, 0.0, &grad_x[0, 0], <int>features)
- *         gemm_row_major(True, False, <int>features, <int>units, <int>batch, 1.0, &x[0, 0], <int>features,
- *                        &grad_out[0, 0], <int>units, 0.0, &grad_kernel[0, 0], <int>units)             # <<<<<<<<<<<<<<
+                              /* "src_ext/dense.pyx":67
+ *                                &kernel[first, 0], <int>units, 0.0, &grad_x[0, first], <int>features)
+ *                 # grad_kernel[first:last, :] = x[:, first:last]^T @ grad_out
+ *                 gemm_row_major(True, False, <int>(last - first), <int>units, <int>batch, 1.0, &x[0, first], <int>features,             # <<<<<<<<<<<<<<
+ *                                &grad_out[0, 0], <int>units, 0.0, &grad_kernel[first, 0], <int>units)
+ *         blas_restore_threads(set_blas_threads, previous_threads)
+*/
+                              __pyx_f_7_linalg_gemm_row_major(1, 0, ((int)(__pyx_v_last - __pyx_v_first)), ((int)__pyx_v_units), ((int)__pyx_v_batch), 1.0, (&(*((float const  *) ( /* dim=1 */ ((char *) (((float const  *) ( /* dim=0 */ (__pyx_v_x.data + __pyx_t_24 * __pyx_v_x.strides[0]) )) + __pyx_t_23)) )))), ((int)__pyx_v_features), (&(*((float const  *) ( /* dim=1 */ ((char *) (((float const  *) ( /* dim=0 */ (__pyx_v_grad_out.data + __pyx_t_22 * __pyx_v_grad_out.strides[0]) )) + __pyx_t_21)) )))), ((int)__pyx_v_units), 0.0, (&(*((float *) ( /* dim=1 */ ((char *) (((float *) ( /* dim=0 */ (__pyx_v_grad_kernel.data + __pyx_t_20 * __pyx_v_grad_kernel.strides[0]) )) + __pyx_t_19)) )))), ((int)__pyx_v_units));
+
+                              /* "src_ext/dense.pyx":62
+ *             first = part * features // threads
+ *             last = (part + 1) * features // threads
+ *             if last > first:             # <<<<<<<<<<<<<<
+ *                 # grad_x[:, first:last] = grad_out @ kernel[first:last, :]^T
+ *                 gemm_row_major(False, True, <int>batch, <int>(last - first), <int>units, 1.0, &grad_out[0, 0], <int>units,
+*/
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        #if ((defined(__APPLE__) || defined(__OSX__)) && (defined(__GNUC__) && (__GNUC__ > 2 || (__GNUC__ == 2 && (__GNUC_MINOR__ > 95)))))
+            #undef likely
+            #undef unlikely
+            #define likely(x)   __builtin_expect(!!(x), 1)
+            #define unlikely(x) __builtin_expect(!!(x), 0)
+        #endif
+
+
+        /* "src_ext/dense.pyx":69
+ *                 gemm_row_major(True, False, <int>(last - first), <int>units, <int>batch, 1.0, &x[0, first], <int>features,
+ *                                &grad_out[0, 0], <int>units, 0.0, &grad_kernel[first, 0], <int>units)
+ *         blas_restore_threads(set_blas_threads, previous_threads)             # <<<<<<<<<<<<<<
  *         if grad_bias.shape[0] > 0:
  *             column_sums(&grad_out[0, 0], batch, units, &grad_bias[0])
 */
-        __pyx_t_20 = 0;
-        __pyx_t_19 = 0;
-        __pyx_t_18 = 0;
-        __pyx_t_17 = 0;
+        __pyx_f_7_linalg_blas_restore_threads(__pyx_v_8fastconv_4_ext_5dense_set_blas_threads, __pyx_v_previous_threads);
 
-        /* "src_ext/dense.pyx":39
- *         gemm_row_major(False, True, <int>batch, <int>features, <int>units, 1.0, &grad_out[0, 0], <int>units,
- *                        &kernel[0, 0], <int>units, 0.0, &grad_x[0, 0], <int>features)
- *         gemm_row_major(True, False, <int>features, <int>units, <int>batch, 1.0, &x[0, 0], <int>features,             # <<<<<<<<<<<<<<
- *                        &grad_out[0, 0], <int>units, 0.0, &grad_kernel[0, 0], <int>units)
- *         if grad_bias.shape[0] > 0:
-*/
-        __pyx_f_7_linalg_gemm_row_major(1, 0, ((int)__pyx_v_features), ((int)__pyx_v_units), ((int)__pyx_v_batch), 1.0, (&(*((float const  *) ( /* dim=1 */ ((char *) (((float const  *) ( /* dim=0 */ (__pyx_v_x.data + __pyx_t_22 * __pyx_v_x.strides[0]) )) + __pyx_t_21)) )))), ((int)__pyx_v_features), (&(*((float const  *) ( /* dim=1 */ ((char *) (((float const  *) ( /* dim=0 */ (__pyx_v_grad_out.data + __pyx_t_20 * __pyx_v_grad_out.strides[0]) )) + __pyx_t_19)) )))), ((int)__pyx_v_units), 0.0, (&(*((float *) ( /* dim=1 */ ((char *) (((float *) ( /* dim=0 */ (__pyx_v_grad_kernel.data + __pyx_t_18 * __pyx_v_grad_kernel.strides[0]) )) + __pyx_t_17)) )))), ((int)__pyx_v_units));
-
-        /* "src_ext/dense.pyx":41
- *         gemm_row_major(True, False, <int>features, <int>units, <int>batch, 1.0, &x[0, 0], <int>features,
- *                        &grad_out[0, 0], <int>units, 0.0, &grad_kernel[0, 0], <int>units)
+        /* "src_ext/dense.pyx":70
+ *                                &grad_out[0, 0], <int>units, 0.0, &grad_kernel[first, 0], <int>units)
+ *         blas_restore_threads(set_blas_threads, previous_threads)
  *         if grad_bias.shape[0] > 0:             # <<<<<<<<<<<<<<
  *             column_sums(&grad_out[0, 0], batch, units, &grad_bias[0])
 */
@@ -19610,53 +20088,53 @@ static PyObject *__pyx_pf_8fastconv_4_ext_5dense_2dense_backward(CYTHON_UNUSED P
         if (__pyx_t_1) {
 
 
-          /* "src_ext/dense.pyx":42
- *                        &grad_out[0, 0], <int>units, 0.0, &grad_kernel[0, 0], <int>units)
+          /* "src_ext/dense.pyx":71
+ *         blas_restore_threads(set_blas_threads, previous_threads)
  *         if grad_bias.shape[0] > 0:
  *             column_sums(&grad_out[0, 0], batch, units, &grad_bias[0])             # <<<<<<<<<<<<<<
 */
-          __pyx_t_17 = 0;
-          __pyx_t_18 = 0;
           __pyx_t_19 = 0;
-          __pyx_t_14 = __pyx_f_7_linalg_column_sums((&(*((float const  *) ( /* dim=1 */ ((char *) (((float const  *) ( /* dim=0 */ (__pyx_v_grad_out.data + __pyx_t_17 * __pyx_v_grad_out.strides[0]) )) + __pyx_t_18)) )))), __pyx_v_batch, __pyx_v_units, (&(*((float *) ( /* dim=0 */ ((char *) (((float *) __pyx_v_grad_bias.data) + __pyx_t_19)) ))))); if (unlikely(__pyx_t_14 == ((int)-1))) __PYX_ERR(0, 42, __pyx_L15_error)
+          __pyx_t_20 = 0;
+          __pyx_t_21 = 0;
+          __pyx_t_15 = __pyx_f_7_linalg_column_sums((&(*((float const  *) ( /* dim=1 */ ((char *) (((float const  *) ( /* dim=0 */ (__pyx_v_grad_out.data + __pyx_t_19 * __pyx_v_grad_out.strides[0]) )) + __pyx_t_20)) )))), __pyx_v_batch, __pyx_v_units, (&(*((float *) ( /* dim=0 */ ((char *) (((float *) __pyx_v_grad_bias.data) + __pyx_t_21)) ))))); if (unlikely(__pyx_t_15 == ((int)-1))) __PYX_ERR(0, 71, __pyx_L16_error)
 
 
-          /* "src_ext/dense.pyx":41
- *         gemm_row_major(True, False, <int>features, <int>units, <int>batch, 1.0, &x[0, 0], <int>features,
- *                        &grad_out[0, 0], <int>units, 0.0, &grad_kernel[0, 0], <int>units)
+          /* "src_ext/dense.pyx":70
+ *                                &grad_out[0, 0], <int>units, 0.0, &grad_kernel[first, 0], <int>units)
+ *         blas_restore_threads(set_blas_threads, previous_threads)
  *         if grad_bias.shape[0] > 0:             # <<<<<<<<<<<<<<
  *             column_sums(&grad_out[0, 0], batch, units, &grad_bias[0])
 */
         }
       }
 
-      /* "src_ext/dense.pyx":36
- *         raise ValueError(f"dense_backward: grad_out ({grad_out.shape[0]}, {grad_out.shape[1]}), x ({batch}, {features}) "
- *                          f"and kernel ({kernel.shape[0]}, {units}) do not agree with the outputs")
+      /* "src_ext/dense.pyx":57
+ *                          f"kernel ({kernel.shape[0]}, {units}) and threads {threads} do not agree with the outputs")
+ *     cdef int previous_threads
  *     with nogil:             # <<<<<<<<<<<<<<
- *         gemm_row_major(False, True, <int>batch, <int>features, <int>units, 1.0, &grad_out[0, 0], <int>units,
- *                        &kernel[0, 0], <int>units, 0.0, &grad_x[0, 0], <int>features)
+ *         previous_threads = blas_single_thread(set_blas_threads)
+ *         for part in prange(threads, num_threads=threads, schedule='static'):
 */
       /*finally:*/ {
         /*normal exit:*/{
           __Pyx_FastGIL_Forget();
           PyEval_RestoreThread(_save);
-          goto __pyx_L16;
+          goto __pyx_L17;
         }
-        __pyx_L15_error: {
+        __pyx_L16_error: {
           __Pyx_FastGIL_Forget();
           PyEval_RestoreThread(_save);
           goto __pyx_L1_error;
         }
-        __pyx_L16:;
+        __pyx_L17:;
       }
   }
 
-  /* "src_ext/dense.pyx":22
+  /* "src_ext/dense.pyx":42
  * 
  * 
  * def dense_backward(const float[:, ::1] grad_out, const float[:, ::1] x, const float[:, ::1] kernel,             # <<<<<<<<<<<<<<
- *                    float[:, ::1] grad_x, float[:, ::1] grad_kernel, float[::1] grad_bias):
+ *                    float[:, ::1] grad_x, float[:, ::1] grad_kernel, float[::1] grad_bias, int threads):
  *     """grad_x = grad_out @ kernel^T; grad_kernel = x^T @ grad_out; grad_bias = column sums of grad_out.
 */
 
@@ -19672,10 +20150,15 @@ static PyObject *__pyx_pf_8fastconv_4_ext_5dense_2dense_backward(CYTHON_UNUSED P
   __Pyx_XDECREF(__pyx_t_10);
   __Pyx_XDECREF(__pyx_t_11);
   __Pyx_XDECREF(__pyx_t_12);
-  __Pyx_XDECREF(__pyx_t_15);
+  __Pyx_XDECREF(__pyx_t_13);
+  __Pyx_XDECREF(__pyx_t_16);
   __Pyx_AddTraceback("fastconv._ext.dense.dense_backward", __pyx_clineno, __pyx_lineno, __pyx_filename);
   __pyx_r = NULL;
   __pyx_L0:;
+
+
+
+
 
 
 
@@ -21859,40 +22342,64 @@ __Pyx_RefNannySetupContext("PyInit_dense", 0);
   if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_pyx_unpickle_Enum, __pyx_t_4) < (0)) __PYX_ERR(1, 4, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "src_ext/dense.pyx":9
+  /* "src_ext/dense.pyx":13
+ * from _linalg cimport blas_restore_threads, blas_single_thread, column_sums, gemm_row_major, set_blas_threads_fn
+ * 
+ * cdef set_blas_threads_fn set_blas_threads = NULL             # <<<<<<<<<<<<<<
  * 
  * 
- * def dense_forward(const float[:, ::1] x, const float[:, ::1] kernel, const float[::1] bias, float[:, ::1] y):             # <<<<<<<<<<<<<<
- *     """y = x @ kernel + bias. x: (N, D_in); kernel: (D_in, D_out); bias: (D_out,); y: (N, D_out), written."""
- *     cdef Py_ssize_t batch = x.shape[0], features = x.shape[1], units = kernel.shape[1], row
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_8fastconv_4_ext_5dense_1dense_forward, 0, __pyx_mstate_global->__pyx_n_u_dense_forward, NULL, __pyx_mstate_global->__pyx_n_u_fastconv__ext_dense, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[0])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 9, __pyx_L1_error)
+  __pyx_v_8fastconv_4_ext_5dense_set_blas_threads = NULL;
+
+  /* "src_ext/dense.pyx":16
+ * 
+ * 
+ * def set_blas_thread_control(size_t address):             # <<<<<<<<<<<<<<
+ *     """Register OpenBLAS' ``openblas_set_num_threads_local`` by its address (0: leave BLAS threads alone)."""
+ *     global set_blas_threads
+*/
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_8fastconv_4_ext_5dense_1set_blas_thread_control, 0, __pyx_mstate_global->__pyx_n_u_set_blas_thread_control, NULL, __pyx_mstate_global->__pyx_n_u_fastconv__ext_dense, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[0])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 16, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_dense_forward, __pyx_t_4) < (0)) __PYX_ERR(0, 9, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_set_blas_thread_control, __pyx_t_4) < (0)) __PYX_ERR(0, 16, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
   /* "src_ext/dense.pyx":22
  * 
  * 
- * def dense_backward(const float[:, ::1] grad_out, const float[:, ::1] x, const float[:, ::1] kernel,             # <<<<<<<<<<<<<<
- *                    float[:, ::1] grad_x, float[:, ::1] grad_kernel, float[::1] grad_bias):
- *     """grad_x = grad_out @ kernel^T; grad_kernel = x^T @ grad_out; grad_bias = column sums of grad_out.
+ * def dense_forward(const float[:, ::1] x, const float[:, ::1] kernel, const float[::1] bias, float[:, ::1] y, int threads):             # <<<<<<<<<<<<<<
+ *     """y = x @ kernel + bias. x: (N, D_in); kernel: (D_in, D_out); bias: (D_out,); y: (N, D_out), written."""
+ *     cdef Py_ssize_t batch = x.shape[0], features = x.shape[1], units = kernel.shape[1], row, part, first, last
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_8fastconv_4_ext_5dense_3dense_backward, 0, __pyx_mstate_global->__pyx_n_u_dense_backward, NULL, __pyx_mstate_global->__pyx_n_u_fastconv__ext_dense, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[1])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 22, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_8fastconv_4_ext_5dense_3dense_forward, 0, __pyx_mstate_global->__pyx_n_u_dense_forward, NULL, __pyx_mstate_global->__pyx_n_u_fastconv__ext_dense, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[1])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 22, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_dense_backward, __pyx_t_4) < (0)) __PYX_ERR(0, 22, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_dense_forward, __pyx_t_4) < (0)) __PYX_ERR(0, 22, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+
+  /* "src_ext/dense.pyx":42
+ * 
+ * 
+ * def dense_backward(const float[:, ::1] grad_out, const float[:, ::1] x, const float[:, ::1] kernel,             # <<<<<<<<<<<<<<
+ *                    float[:, ::1] grad_x, float[:, ::1] grad_kernel, float[::1] grad_bias, int threads):
+ *     """grad_x = grad_out @ kernel^T; grad_kernel = x^T @ grad_out; grad_bias = column sums of grad_out.
+*/
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_8fastconv_4_ext_5dense_5dense_backward, 0, __pyx_mstate_global->__pyx_n_u_dense_backward, NULL, __pyx_mstate_global->__pyx_n_u_fastconv__ext_dense, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[2])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 42, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_4);
+  #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
+  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
+  #endif
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_dense_backward, __pyx_t_4) < (0)) __PYX_ERR(0, 42, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
   /* "src_ext/dense.pyx":1
  * # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False             # <<<<<<<<<<<<<<
- * """Dense (fully connected) kernels, float32: every product goes through BLAS."""
- * from cython.parallel cimport prange
+ * """Dense (fully connected) kernels, float32: every product goes through BLAS.
+ * 
 */
   __pyx_t_4 = __Pyx_PyDict_NewPresized(0); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 1, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
@@ -22063,38 +22570,38 @@ static int __Pyx_InitConstants(__pyx_mstatetype *__pyx_mstate) {
   int __pyx_clineno = 0;
   CYTHON_UNUSED_VAR(__pyx_mstate);
   {
-    const struct { const unsigned int length: 8; } str_length_index[] = {{6},{8},{14},{14},{31},{9},{11},{6},{2},{10},{1},{2},{15},{23},{25},{32},{20},{22},{1},{1},{37},{45},{22},{179},{8},{15},{26},{18},{7},{6},{2},{9},{50},{17},{30},{37},{5},{8},{8},{15},{20},{12},{9},{17},{8},{8},{12},{10},{8},{10},{8},{7},{14},{11},{10},{19},{14},{12},{10},{17},{13},{12},{12},{19},{8},{13},{3},{15},{18},{4},{5},{4},{1},{18},{5},{14},{13},{15},{6},{9},{5},{19},{8},{5},{6},{7},{9},{11},{8},{6},{2},{5},{5},{8},{6},{7},{4},{4},{4},{3},{4},{3},{8},{3},{10},{5},{4},{5},{4},{4},{6},{5},{6},{6},{6},{1},{1}};
-    const struct { const unsigned int length: 9; } bytes_length_index[] = {{1},{279},{282},{413}};
+    const struct { const unsigned int length: 8; } str_length_index[] = {{6},{13},{30},{8},{14},{9},{11},{6},{2},{7},{1},{2},{15},{23},{25},{32},{20},{22},{1},{1},{37},{45},{22},{179},{8},{15},{26},{18},{7},{6},{2},{9},{50},{17},{30},{37},{5},{8},{8},{15},{20},{12},{9},{17},{8},{8},{12},{10},{8},{10},{8},{7},{14},{11},{10},{19},{14},{12},{10},{17},{13},{12},{12},{19},{8},{13},{3},{7},{15},{18},{4},{5},{4},{1},{18},{5},{14},{13},{15},{6},{9},{5},{19},{8},{5},{5},{6},{7},{9},{11},{8},{6},{2},{5},{5},{8},{6},{4},{7},{4},{4},{4},{3},{4},{4},{3},{16},{8},{3},{23},{10},{5},{4},{5},{4},{4},{6},{7},{5},{6},{6},{6},{1},{1}};
+    const struct { const unsigned int length: 9; } bytes_length_index[] = {{1},{279},{13},{384},{511}};
     #ifndef CYTHON_COMPRESS_STRINGS
       #define CYTHON_COMPRESS_STRINGS 90
     #endif
-    #if (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (1397 bytes) */
-static const char cstring[] = "x\332\265T\313n\333F\024\215\340\304qZ#\205\233\306\216\213\026\030\301\255e\247\262Z\301q^\rR\030\216]\030E\023\333\362#\017$\314h8\244&\246\2064g(K\355&K/\265\344\222K.\271\344\222K.\271\324\262\237\320O\350\035R\362\243\r\002dQ\001\324\014\347\3369\367\314\271\207\203\260D?u\221\335|G\211|\274\2100\327\321!u9\265\320\302\"\322m\304m\211\260\351Rz\361\r\0353\331B\262E\221\355I\307\223b\261\212\232\014\013\330U=\003\250\242.Z\250\242j\201\333C\013\265\207\350\321\357\264m\273\275}F\217\221m\240G\304\346\222\231\236\355\211<Ig\256b\362\357e\306G\001!]\246S\375\\2\262\335\217\306/\256\235f>\376e\r\363\374@B0\223#i#\227b}\311\346V\017\265s\222\035 \271\311;\330b:j\333:\255\"\332u`/@UHE\325\255\030\266+]\314+Ud\002\324(Y\264\260C\241\024\302]&\320S[R\320\n\244^\353\311\226\315\021\254\351\324bM\352bI\241\232\342\007\250\256J\342hk}k\351\316\375;9[\227\252\306\010$\274&\261\200(\025J\264\246\307,\t\350\262\347PQC\233\006\352\331\036\342\024x\301)\034\310;\277\001\272\304\221\2402oW%?3\226\314\346\032lg\334\254\014eb\035\252vo`K\320\032\326u\r\362(\261-K\305l.j\270It\312\005\325\232\230\034\036cW\177\210L\027\353\0328\000-\024\021P\243\010@\337u&p\323\242\224\253\177\2230Q\314tn\303\341\r\354Y\022i\232Ku\217PMC\272\227W\3476_\0021:\014[\020%\2143\251i\302%\032\355\312\037\363\0325\247\327\365r$\225\217-\313& \"\302\256\213{H\307\022\327>\020-\372\241\004-\254 j\253\215\265\315\315u\313b\216`\242A\217<\312\tU\246\254\235\371S\323\266z]x\236@s\264\247\300`\207\032\2326\024\020H\003A%\361\331\304\244\222I\332V\013\272\332\003?\303\343D\215\020\022\243]\254\355\200k\324\254\215\031\317G[\367\254<\306q\273\030UyM\203\303j\244E\311\241\360\332\305\333\020EMU\373\213\231\307\035F\016\001a\235\217\362:R\251\2400\216<l\215`Gz\237\316H\356\310s\013\264\253^\300.\247T\3049\352\247\363\263}\222\nu\026&4b\273\340\005\306)8e$\275\326\364\014\003|.z\2340\273v\232\"\232X\320&\226\244\245\256\rB,X\323@\014\370\230\010U\006#\266\307\345E\277]\360\230\236\237\036\252\026w\027\264\017>P""\n\307\317?*\352\272\266k`!\341\036\351\324\224{j\371n\203b\351\271T\030\0266\005 \265\261\034~\301\271\225\025\227|R\\a#{\347c\227\351pw\320\256\352\260(\376\376\240E\036\334\026\352\252PW\204\022\rn\2306\260r\200\266c;.5\231\220\212\3201\2507\264~nH\005\000j\272 )u\204\264\341q=\"=0\275\200\216\302v\317\001GS\270S<*\272\275g\035\033\356\226\005\322\302.\272]E\243\221q\371\337a\350\020mE\020\346\364\264\273\240/\266L\255^\0376\256\t\206\325\304\247e~2\364\377\315e\361\2220i\273\375\276\364\327\345o\374U\177?\250\007\317\242z\264\021\227\343GI\047\335\317\032\273\331\356\336\340\362\325\367\235\223\375~\275\277\326\027\376b\260\034\350\341|T\212nDkQ\047n$\245d:9J\307\322\345\324\310v\017\262\203\347\331\3637\331\033-\323\232Y\223f\324\030L\\?y\347\227\262\331\245p;lE8\273\367[ZO7\262\035H|\221\275(r\337\016f\313\301T\360]`\204\253\341k P\2177\222r\262\222\226\322\251t>\333\332\316\266w\006\327>\033L\316\372S~y0\371e\277\014\204V\373\333}\352\337\361\217\202\313\301j\260\033N\207n45\230\230\356\343\376\261o\006{a%\272\031\231\361^r;]\007\200l\247\221\037\tH\276\312^\275\315\336\342\301\314-\177\334\307\276\200\3124\274\027}\037\035\305\245x*\236\213w\223\233\t~_\372\373\372\245+\337~L\233\211\223\361\023\003\2104\3741\377A\260\026t\303N\264\035\221\370\006\360\237K\236\017\023\241\342\313\354\345\253\301\344\027\047\235\376\276_\367\327\240\344|8\026\336\215\246\241\344X\274\034c\025\374\323\237\017J\301\r\300\351Ec\321\317\261\221\254&\r\320\266\256\202\275!\325\205p.\334>Uu\005\312\265\362\304\275\264\234\336\317\032\240)\324\"\031\3213\335\312\254v\326\346\203\331Jp\024\216\207F\264\032\355)q\225\224C\231\214`=\234\211\256D/c/\3715]\311\245. ^g\257q\206\215\3140?$\323x\214c\221|\227P \227Cu\374\003\200\372:Z\211\257\236\203*D\337\317\366\0010\3573@M\344g|\022^\t\017\242uP\373\207d;!\351W\351\036\344\016&>?y\320\337\360\313\376\262\337\014J\203\311\231\376\221_\362o\2019\346\240\3033\321U\250}-\231J\312\377\000\307\231\305\256";
-    PyObject *data = __Pyx_DecompressString(cstring, 1397, 1);
+    #if (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (1543 bytes) */
+static const char cstring[] = "x\332\265TMs\333D\030\306\244\037)t\240!\245i)\037\233)mRH\r&\264\024\350\300\2304a:\014\245i\232\244\264Pu\275Z\311K\344]yw\345\330p\3511G\037u\324QG\035u\324\321\307=\372\330\237\300O\340]\371\243\t00\034\360\214\265+\275\037\373\276\317\363\354\213\260F\037w\221+\020\027\032a_Rz\364e\237\351&\322M\212D\244\303H+$\032\277P\242\277\272\2120w\301 )v\025\272\272\202\032\014+\264\014\233=*9\r\312m\027-\257\240\025\330\364\320r\365\013t\353{\332\022\262\267\303\350>\022\036\272E\004\327\314\217D\244\312d.\2236\363\237?3>1(-\231K\335C\316H\310\177\264\037\3756\365\374\352\3535\314\313\036\225b>GZ \333\3075\301\203\036j\225Ev\240\310;\274\203\003\346\242\226p\351\n\242\335\020b!\325\022Y\262\347.yBj\211\371\322\n\362!\325\304Y5qH\341(\204\273L\241\273BS@\tP^\353\351\246\340\010\276\2714`\r*\261\246p\232\255\017\262J\353\304\321\275\365{\327>\275\371iY\255\244\026h\205T\324 \001\024J\225\005\255\021\261@Cv\335\013\251\252\242;\036\352\211\010q\nuA\027!\370\035\016\000\3428RT\227\014.\225=c\315\004w \234q\177i\014\023\353P\033\275\201\003E\253\330u\035\360\243D\004\201\265\t\256\252\270A\\\312\025u\032\230\354\355c\351~\201|\211]\007D\201\226G\026@cd\000\322]\246p#\240\224\333\247O\230\032\355\\.\240y\017G\201F\216#\251\033\021\3528\310\215\312\323\271\340\327\000\214\016\303\001X\t\343L;\216\222\304\241]\375QyF5\354u\2432\223\365\307A \010\200\210\260\224\270\207\\\254q\365o\254#>,\240#)\250j}k\355\316\235\365 `\241bj\213\266#\312\t\265\242\254\276\320\247\343\334\353u\341\177\033\310q\356B\005\367\251\3478c\000\241h(\320B\374b\343S\3154m\331\017\256\215\201\237\027qbW0\251I\024k\205\240\032\273ka\306\313U\270QP\3328n\215V{\274\343@\263\016iR\262\247\242\326\350m\234\305n-\375\243]\304CF\366 \303:\237\370u\264E\301\346hG8\230\244\235\340=\335\221R\221\207>\320\256}\001\271LKQ\207J\237\356_\304i\252l/L9DH\320\002\343\024\224\002\002\222T\251\t\003N#\362<\220\273\352q\302Du\352\251\032X\321\006\326\244iG\007!\001|s\000\023\270S\204Z\235\021\021q}TvG\244\346\226 \300\341""\243\221\004,\302=\245\200By\267\250\224BzXi\030\047\235\252\025Q\265\214\366(\326\021\324\3471\251\264\027`_A\272\026\326\343\333\\\312\332\026TnF\263l\"\365r\3552\027\346\010\355Z\266\325\350\361+\035\371\201\0204L\017;:\354\310\260 \302\304iAy!\324\037b\251C\021\206\222v\030\3146g<;%\365\231\322\266\332}\213|\003\222\214M\216\035\204R\300\235\324\343[Sj\331\236\007DH`\203\206J\013\370\313\210\350q\272\010\256\r<\354\201Q\010w\202\302T\212\250\352\366~\350\010\230N\313\244\211%\372`\005MV\306\365_\227\261\306\234\353\212\260\260\347\334\000jp\340;\265\332\230\372\262H\365\337<\377s\352\377\273\226\253/)\237\266Z\317*\317\217\035\037\036[0\013+i\335\276\274\035\327\343\235\244\226\374\220\325\262\215|1\277Ut\006;f\353\201y\260=<v\362Y\347`\247_\353\257\365U|5YM\334\364JV\311\346\263\265\254\223o\025\225\342\\\321\036\314\014V\007\236y\260kv\037\232\207O\314\023\3078\r\323\240\206\356\231=nx\307t\272\246\333\033\316\276v\360K\\1\027\256\245\233i3\303\346\263\357\006\265\301\206\271\017A?\232\037GqO\207\027\026\223\271\344\375\304K\353\351\243\254\235W\362sy\2738^l\026\030\312\3324w\255\223y\212\237\237ze8{\321\\\264\311\360\360\364[\361\242\271\370qV\031\236>\333_\217\337\210o$\363I}\362\262\0327\222\023\tI\347\206\247_?\210\372\337\364\361\360\314\331\376\267\361\365\244\222\314\r\317Bl\\\003\0146c\232\334Lk\351mh\360B~9\227\305\302\340\345\301\342\360\314\2731\216\367\023?\335\316\226\240\232\250\370\246h\016\250\331\372\331\374\014m\022C\\\343B\263M\323\014L\3206m9|\017\301y8Q\351rv9\333\317iQ+\352\320\001\031\2347\233;fgw8\013\230\233w>J\333\317*\277\277\366\322\361w\376\211\201\331\203\023\007^\277\336\337\212g\342\317\223\265\244\233v\262\315\214\344\363\371Fq\251x8v\004\360\037\231G\217m\207\235\376\016\364\263\026\253\344J:\223\336\310\316\001\2143\371j\216\255\361\267\370\nt=\017yz\331L\366e\356Ae[\300`\315\032{\361\thU%\313\351\245t\027(\356\002\006sS\336\256\303\261\3152`{\2608\270i\266\20058s\004\000\264\3362->\274p\t\372\330(E\362\346\204\343\372\277""\220e\273j\037&\353T:\237\326\247d=\037\023\340\245\353\331B~\002\340\374\004\332\3366\367\247\252\361\215\017\350\203\332\204\021\332\350hB\300~\352N\t\330\200\232W\007M\263\363\330<\376i\224\262\223\354\246\033\340 \363\363\305\233\205\177$\245\325\230\301\243\306&\234\316\246\025(\354vv<\333\315\327\213\271\342\303\301\346\3007\333\343\230\027\244\016g_=\370\274\277\001\262\262\315@\233\013\375v\\\211\317\203\260/%\017\322\205\354$0r\n\022,\376\001\216\340A\006";
+    PyObject *data = __Pyx_DecompressString(cstring, 1543, 1);
     #define __Pyx_DecompressString_LZSS_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (1799 bytes) */
-static const char cstring[] = "\377 at 0x o\377bject>) \377and kern\377el () do\377 not agr\373ee\000\013 with\377 the out\377puts), b\327ias3\000,7\007, \277x (, ,R\003y\377 (.: <Me\377moryView\377 of <con\177tiguousx\002gdir\206\001\007\rin\021\005\177strided\"\010o or \004\031><(\t\276A\006>?Can\332\002s\377sign to \377read-onl\327y m\240\002v\242\000In\377valid mo\177de, exp\246 \356|\000\047c\047t\001\047fo\377rtran\047, \371g\247 %\005shape\376\222\000 axis N\347ote\251 \350 Cyt\357hon \021\000del\177iberatek\000\336\320\001cter!\001n \177PEP-484\207B\373re\225As sub\177classes\261!\277builti\260\000y\377pes. If ?you ne\224 \303\000\361p%\000%\t\243@n se\365t\252B\047\357\002atio\377n_typing\333\047 \356#iv\242\000o \377False.ad\373d_\370@ecoll\374\227`+\000s.abcd\377ense_bac\377kward: gorad_\377@ (\024\003\370\213 \023\003\365@disab\357leen\002\001gci\375s\004\003dno de\377fault __\377reduce__\367 duy\002non-\336\336@vial\033\000ci\377nit__src\337_ext/y\002.p\347yxuO\002\256Aall\373oc\302  arra\177y data.\013\020\370\212C\331\204\001\271cs.ASC\377IIEllips\377isSequen\353ce\221\204\001.\226\204\007__P\373yx\001\000Dict_}N\177\000Ref__\272$\266\262\000__\217B__\001\005g\277etitem\r\001d<0\001\027\000func\035\001\030\000sst\353@)\001imp\263`\3363\001main\003\002od\273ulM\002nam\002\003e\371wT\001\352\000_chec\007ksuT\000\n\001?\004\025\001\275@\374\270 \037\001unpick6?\000En \005vt\372!\230\001\217qualO\005\350%\361&c\230\215\204\002\277\001\204Dex\314\001\254`_\340\203\005\270`\262\006\003\006.\007tes\376\241@_is_cor?outine\247`\221E\377_buffera\177syncio.\032\006\377sbasebat\273ch\263\207\001ccl4\000_\336\212 trac\025\000ck\237count\342k\327jd\260\371\002s\000\266\210\003\274@od\352`u\375m\320\205\002errorf\377astconv.\372\272a.\267\204\002featu\377resflags?format\273\206\004\306\204\002\340\277\210\001\317\204\002\376\210\003\327\204\005\342\204\002xid_index\336As\000\002wize\246\211\003mem\247\207\001\374\237\207\001\274Andimob\377jpackpop\277regist\215\001w\047set\364\204\004\234\207""\002s>\000\222`{rt\034\000psto\001\000\377ructunit\375s\317@ackupd\377atevalue\377sxyOvoid\377 (char *;, \000\005int\013\001\000\004\366\007\004__\235b_5sc\337ipy_6\335 al\357g_11\352Dbla\207s_sC\001\000\047*.,])\377\000sgemm\200\001\377\340\004\034\230A\230V\240\3771\240O\2601\260F\270\377!\270<\300v\310V\320\377ST\320TU\330\004\007\377\200v\210V\2201\220C\377\220s\230)\2403\240d\377\250&\260\001\260\023\260C\377\260v\270S\300\001\300\026\377\300q\310\003\3103\310f\377\320TW\320WX\320X\377^\320^_\320_b\320\377be\320ef\330\010\016\377\210j\230\001\320\031-\250\377Q\250h\260a\3207K\277\3101\310F\320R&\000Y\373\320Y&\003`\330\031!\240\377\021\240$\240f\250A\250\375]~\0001\270F\300!\300\3775\310\001\310\021\310&\320\377PQ\320QR\330\t\n\377\330\014\031\230\021\230!\330\357\014\022\220!\216\000A\220Q\377\220e\2304\230q\240\004\377\240A\240T\250\026\250r\377\260\021\330\010\026\220a\220\377w\230g\240U\250\047\260\377\025\260g\270U\300*\310\235E>\000\320RS\316\002\242\000[\377\320[`\320`a\330\027\177\030\230\006\230a\230sw\000\377e\2507\260%\260q\270\377\001\270\021\270#\270T\300\377\025\300a\200\001\360\016\000\373\005\035\2009\010\210\006\210f\377\220A\220S\230\003\2309\377\240C\240x\250v\260Q\357\260c\270\023\275\000#\300X\374\276$\224 Z\320Z[\330\014\377\017\210v\220V\2301\230\375Cp\000&\250\003\2506\260}\026p\000\003\2703\270a\031\001\177{\230&\240\001\240\023E\000\377y\260\003\260;\270f\300WA\300S\331 16\001y\244\004_(\250#\250Q\315&5l\000\375h$\002U\310!\3108\320\371S\321 i\000c\320cd\320\377dl\320lm\320mn\377\330\031\047\240q\250\006\250\037f\260A\260U\331!\307!\240$\377f\240E\250\027\260\005\260\177Z\270u\300G\3105\346\"\376=\003]\320]a\320af\367\320fg\2231\006\270a\270\177s\300$\300e\3101\354#\367v\230WH\000\032\2605\270u\007@\010R\360\"V\320V\375\000\352\221``\356!\010\337\002D\250\005\357\250W\260E\353 +\300Q\277\300c\310\024\310U\236@\330\377\010\013\2109\220F\230!\377\2303\230b\240\001\330\014\177\027\220q\230\001\230\030\232`\335#\337@\027\260\007\240@\t""\300\007\021\300!";
-    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 1799, 2428);
+    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (1989 bytes) */
+static const char cstring[] = "\377 at 0x d\377o not ag\367ree\000\n wit\377h the ou\377tputs ob\377ject>) a\373nd\026\000reads\377 ), bias\373 (\006\000kerne\375l\006\002x (, ,\376\032\000y (.: <\377MemoryVi\377ew of <c\377ontiguou\235sH\002dirV\001\007\ri\375n\021\005stride\275d\"\010 or \004\031>\371<(\tA\006>?Can\376\354\002ssign t\373o \304\001-only\353 m\240\002v\242\000Inv\377alid mod?e, exp\366\000|\000\367\047c\047t\001\047for\377tran\047, g|\271 %\005shape\222\000\377 axis No\363te\274 \343 Cyth\367on \021\000deli?beratek\000\320\001\357cter!\001n P\277EP-484\327\"r\375e\345!s subc\337lasse\371 f \277builti\260\000y\377pes. If ?you ne\224 \303\000\361p%\000%\t\266@n se\365t\275B\047\357\002atio\377n_typing\333\047 \356#iv\242\000o \377False.ad\373d_\212`ecoll\374\347@+\000s.abcd\377ense_bac\377kward: gorad_\222` (\024\003\370\213 \023\003\362@disab\357leen\002\001gci\375s\004\003dno de\377fault __\377reduce__\367 duy\002non-\336\336@vial\033\000ci\377nit__src\337_ext/y\002.p\347yxuO\002\256Aall\373oc\302  arra\177y data.\013\020\370\212C\251\204\001\271cs.ASC\377IIEllips\377isSequen\353ce\221\204\001.\226\204\007__P\373yx\001\000Dict_}N\177\000Ref__\272$\266\262\000__\217B__\001\005g\277etitem\r\001d<0\001\027\000func\035\001\030\000sst\353@)\001imp\263`\3363\001main\003\002od\273ulM\002nam\002\003e\371wT\001\352\000_chec\007ksuT\000\n\001?\004\025\001\275@\374\270 \037\001unpick6?\000En \005vt\372!\230\001\217qualO\005\350%\361&c\230\215\204\002\277\001\204Dex\314\001\254`_\340\203\005\270`\262\006\003\006.\007tes\376\241@_is_cor?outine\247`\276`\357ress\230E_bu\377fferasyn\357cio.!\006sba\177sebatch\267\207\001\327ccl;\000_\221 tr\373ac\025\000ckcou\023nt\351k\336jd\200\"z\000\215\210\003\266\303@od\361`um\327\205\002e\377rrorfast_conv.\301a.\276\204\002\337featu\235\000fi\377rstflags?format\307\206\004\322\204\002\340\310\210\001\333\204\002\306\210\003\343\204\005\356\204\002xid_index\352As\000\002\327ize\356\210\003lk\000me\361m\267\207\001\257\207\001\314Andim\377objpackp\377artpo""ppr\377evious_t\375h\267\211\002regist:\252\001w\366!bla\023\005\322 \377ntrolsetd\257\205\004\327\207\002sm\000\315`rt3\000\357psto\001\000ruc}tH\004units\221`\377ackupdat\377evaluesx\377yOvoid (\377char *, \216\000\005int\013\001\000\004\007\004_\375_\337b_5scip\367y_6\230@alg_\02311\254d\240\002sC\001\000\047*.\376,])\000sgemm\377\200\001\340\004\005\330\004\027\337\320\027,\250A\t\001\034\230\377A\230V\2401\240O\260\3771\260F\270!\270<\300\377v\310V\320ST\320T\377U\330\004\007\200v\210V\377\2201\220C\220s\230)\377\2403\240d\250&\260\001\377\260\023\260C\260v\270S\377\300\001\300\026\300q\310\003\377\3103\310f\320TW\320\377WX\320X^\320^_\377\320_b\320be\320e\377k\320kn\320nv\320\377vx\320xy\330\010\016\377\210j\230\001\320\031-\250\377Q\250h\260a\3207K\277\3101\310F\320R2\000Y\373\320Y2\003`\330\031!\240\377\021\240$\240f\250A\250\377Z\260q\270\001\270\026\270\177q\300\005\300Q\300a\224\000\367Q\320NZ\000`\320`a\377\340\t\n\330\010\033\320\033\376I\001a\330\014\032\230!\320\377\0330\260\001\330\014\024\220\377E\230\022\2306\240\023\240\375A\005\0053\230b\240\006\240\377c\250\021\330\014\017\210u\377\220B\220a\330\020\024\220\377G\2305\240\001\240\021\330\355\0249\000\2301\201 Q\230e\277\2408\2501\250D\336\000\031\377\270%\270r\300\027\310\002\377\310!\330\020\036\230a\230\177w\240g\250U\260\047\213\000\377u\300B\300h\310e\320\357S]\320]\344\000c\320c\367d\320d\352\000h\320hl\377\320lq\320qr\330\037\375 m\000a\240s\250(\260\377%\260w\270e\3001\300\375A\277\000c\310\030\320QV\337\320VW\330\010\361 \320\035\377/\250q\200\001\360\016\000\373\005\035\3469\010\210\006\210f\377\220A\220S\230\003\2309\377\240C\240x\250v\260Q\377\260c\270\023\270F\300#\363\300X\244D\372 Z\320Z[\356\336\001v\220V\315\000C\230s\377\240&\250\003\2506\260\026\336\304 \003\2703\270\244 \017\210\327{\230&\363\000\023E\000y\260_\003\260;\270f\227\000S\277@\3351\230!y\230\006\350\000s\240_(\250#\250W\340@x\201 \325\021\257F5t\000h,\002U\310\037!\3108\320S\263@q\000\373\003\376\370\000m\320mn\330""\031#*\307`F\240b\025\334EA\216\\\322\001}q\241I\t\250\023\250A\244F\375\340\372$f\250E\260\027\270u\006\314 2\364\000U\320R\255f\347g\320g\373 \353`o\320o\357t\320tu\371%w\250d\372\370&F\261\0003\310h\320V\357[\320[\\M\003v\240W\373\250F\237@r\270\030\300\025g\300g\310G\t\340a\320a\327@\356\311H\010\250\001\226\000D\260\005\377\260W\270E\300\021\300+?\310Q\310g\320U\266\204\004\313G\377\330\010\013\2109\220F\230\373!\230\366a\001\330\014\027\220\377q\230\001\230\030\240\021\240\377#\240T\250\027\260\007\260\027q\270\t>\000!";
+    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 1989, 2702);
     #define __Pyx_DecompressString_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #else /* compression: none (2428 bytes) */
-static const char bytes[] = " at 0x object>) and kernel () do not agree) do not agree with the outputs), bias (), kernel (), x (, ,) and y (.: <MemoryView of <contiguous and direct><contiguous and indirect><strided and direct or indirect><strided and direct><strided and indirect>>?Cannot assign to read-only memoryviewInvalid mode, expected \047c\047 or \047fortran\047, got Invalid shape in axis Note that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.add_notecollections.abcdense_backward: grad_out (dense_forward: x (disableenablegcisenabledno default __reduce__ due to non-trivial __cinit__src_ext/dense.pyxunable to allocate array data.unable to allocate shape and strides.ASCIIEllipsisSequenceView.MemoryView__Pyx_PyDict_NextRef__annotate____class____class_getitem____dict____func____getstate____import____main____module____name____new____pyx_checksum__pyx_state__pyx_type__pyx_unpickle_Enum__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___is_coroutineabcallocate_bufferasyncio.coroutinesbasebatchbiasccline_in_tracebackcountdense_backwarddense_forwarddtype_is_objectencodeenumerateerrorfastconv._ext.densefeaturesflagsformatfortrangrad_biasgrad_kernelgrad_outgrad_xidindexitemsitemsizekernelmemviewmodenamendimobjpackpopregisterrowsetdefaultshapesizestartstepstopstructunitsunpackupdatevaluesxyOvoid (char *, char *, int *, int *, int *, __pyx_t_5scipy_6linalg_11cython_blas_s *, __pyx_t_5scipy_6linalg_11cython_blas_s *, int *, __pyx_t_5scipy_6linalg_11cython_blas_s *, int *, __pyx_t_5scipy_6linalg_11cython_blas_s *, __pyx_t_5scipy_6linalg_11cython_blas_s *, int *)\000sgemm\200\001\340\004\034\230A\230V\2401\240O\2601\260F\270!\270<\300v\310V\320ST\320TU\330\004\007\200v\210V\2201\220C\220s\230)\2403\240d\250&\260\001\260\023\260C\260v\270S\300\001\300\026\300q\310\003\3103\310f\320TW\320WX\320X^\320^_\320_b\320be""\320ef\330\010\016\210j\230\001\320\031-\250Q\250h\260a\3207K\3101\310F\320RX\320XY\320Y^\320^_\320_`\330\031!\240\021\240$\240f\250A\250]\270!\2701\270F\300!\3005\310\001\310\021\310&\320PQ\320QR\330\t\n\330\014\031\230\021\230!\330\014\022\220!\2201\220A\220Q\220e\2304\230q\240\004\240A\240T\250\026\250r\260\021\330\010\026\220a\220w\230g\240U\250\047\260\025\260g\270U\300*\310E\320QR\320RS\320ST\320TW\320W[\320[`\320`a\330\027\030\230\006\230a\230s\240$\240e\2507\260%\260q\270\001\270\021\270#\270T\300\025\300a\200\001\360\016\000\005\035\230A\230V\2401\240O\2601\260F\270!\270<\300v\310V\320ST\320TU\330\004\010\210\006\210f\220A\220S\230\003\2309\240C\240x\250v\260Q\260c\270\023\270F\300#\300X\310V\320ST\320TW\320WZ\320Z[\330\014\017\210v\220V\2301\230C\230s\240&\250\003\2506\260\026\260q\270\003\2703\270a\330\014\017\210{\230&\240\001\240\023\240C\240y\260\003\260;\270f\300A\300S\310\003\3101\330\014\017\210y\230\006\230a\230s\240(\250#\250Q\330\010\016\210j\230\001\320\0315\260Q\260h\270f\300A\300U\310!\3108\320SY\320YZ\320Zc\320cd\320dl\320lm\320mn\330\031\047\240q\250\006\250f\260A\260U\270!\2701\330\t\n\330\010\026\220a\220w\230f\240E\250\027\260\005\260Z\270u\300G\3105\320PQ\320QY\320YZ\320Z]\320]a\320af\320fg\330\027\030\230\006\230a\230s\240$\240e\2507\260%\260q\270\006\270a\270s\300$\300e\3101\330\010\026\220a\220v\230W\240E\250\032\2605\270\007\270u\300G\3105\320PQ\320QR\320RS\320SV\320VZ\320Z_\320_`\330\027\030\230\010\240\001\240\023\240D\250\005\250W\260E\270\021\270+\300Q\300c\310\024\310U\320RS\330\010\013\2109\220F\230!\2303\230b\240\001\330\014\027\220q\230\001\230\030\240\021\240#\240T\250\027\260\007\260q\270\t\300\021\300!";
+    #else /* compression: none (2702 bytes) */
+static const char bytes[] = " at 0x do not agree do not agree with the outputs object>) and threads ), bias (), kernel (), x (, ,), y (.: <MemoryView of <contiguous and direct><contiguous and indirect><strided and direct or indirect><strided and direct><strided and indirect>>?Cannot assign to read-only memoryviewInvalid mode, expected \047c\047 or \047fortran\047, got Invalid shape in axis Note that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.add_notecollections.abcdense_backward: grad_out (dense_forward: x (disableenablegcisenabledno default __reduce__ due to non-trivial __cinit__src_ext/dense.pyxunable to allocate array data.unable to allocate shape and strides.ASCIIEllipsisSequenceView.MemoryView__Pyx_PyDict_NextRef__annotate____class____class_getitem____dict____func____getstate____import____main____module____name____new____pyx_checksum__pyx_state__pyx_type__pyx_unpickle_Enum__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___is_coroutineabcaddressallocate_bufferasyncio.coroutinesbasebatchbiasccline_in_tracebackcountdense_backwarddense_forwarddtype_is_objectencodeenumerateerrorfastconv._ext.densefeaturesfirstflagsformatfortrangrad_biasgrad_kernelgrad_outgrad_xidindexitemsitemsizekernellastmemviewmodenamendimobjpackpartpopprevious_threadsregisterrowset_blas_thread_controlsetdefaultshapesizestartstepstopstructthreadsunitsunpackupdatevaluesxyOvoid (char *, char *, int *, int *, int *, __pyx_t_5scipy_6linalg_11cython_blas_s *, __pyx_t_5scipy_6linalg_11cython_blas_s *, int *, __pyx_t_5scipy_6linalg_11cython_blas_s *, int *, __pyx_t_5scipy_6linalg_11cython_blas_s *, __pyx_t_5scipy_6linalg_11cython_blas_s *, int *)\000sgemm\200\001\340\004\005\330\004\027\320\027,\250A\200\001\340\004\034\230A\230V\2401\240O\2601\260F\270!\270<\300v\310V\320ST\320TU\330\004\007\200v\210V\2201\220C\220s\230)\2403\240d\250&""\260\001\260\023\260C\260v\270S\300\001\300\026\300q\310\003\3103\310f\320TW\320WX\320X^\320^_\320_b\320be\320ek\320kn\320nv\320vx\320xy\330\010\016\210j\230\001\320\031-\250Q\250h\260a\3207K\3101\310F\320RX\320XY\320Y^\320^_\320_`\330\031!\240\021\240$\240f\250A\250Z\260q\270\001\270\026\270q\300\005\300Q\300a\300v\310Q\320N_\320_`\320`a\340\t\n\330\010\033\320\033-\250Q\250a\330\014\032\230!\320\0330\260\001\330\014\024\220E\230\022\2306\240\023\240A\330\014\024\220E\230\022\2303\230b\240\006\240c\250\021\330\014\017\210u\220B\220a\330\020\024\220G\2305\240\001\240\021\330\024\032\230!\2301\230A\230Q\230e\2408\2501\250D\260\001\260\031\270%\270r\300\027\310\002\310!\330\020\036\230a\230w\240g\250U\260\047\270\026\270u\300B\300h\310e\320S]\320]b\320bc\320cd\320de\320eh\320hl\320lq\320qr\330\037 \240\006\240a\240s\250(\260%\260w\270e\3001\300A\300Q\300c\310\030\320QV\320VW\330\010\034\230A\320\035/\250q\200\001\360\016\000\005\035\230A\230V\2401\240O\2601\260F\270!\270<\300v\310V\320ST\320TU\330\004\010\210\006\210f\220A\220S\230\003\2309\240C\240x\250v\260Q\260c\270\023\270F\300#\300X\310V\320ST\320TW\320WZ\320Z[\330\014\017\210v\220V\2301\230C\230s\240&\250\003\2506\260\026\260q\270\003\2703\270a\330\014\017\210{\230&\240\001\240\023\240C\240y\260\003\260;\270f\300A\300S\310\003\3101\330\014\017\210y\230\006\230a\230s\240(\250#\250W\260C\260x\270r\300\021\330\010\016\210j\230\001\320\0315\260Q\260h\270f\300A\300U\310!\3108\320SY\320YZ\320Zc\320cd\320dl\320lm\320mn\330\031#\2401\240F\250&\260\001\260\025\260a\3207K\3101\310A\340\t\n\330\010\033\320\033-\250Q\250a\330\014\032\230!\320\0330\260\001\330\014\024\220E\230\022\2309\240C\240q\330\014\024\220E\230\022\2303\230b\240\t\250\023\250A\330\014\017\210u\220B\220a\340\020\036\230a\230w\240f\250E\260\027\270\006\270e\3002\300X\310U\320RY\320Y^\320^_\320_g\320gh\320hk\320ko\320ot\320tu\330\037 \240\006\240a\240w\250d\260%\260w\270e\3001\300F\310!\3103\310h\320V[\320[\\\340\020\036\230a\230v\240W\250F\260%\260r\270""\030\300\025\300g\310U\320RY\320Y^\320^_\320_`\320`a\320ad\320dl\320lq\320qr\330\037 \240\010\250\001\250\023\250D\260\005\260W\270E\300\021\300+\310Q\310g\320UY\320Y^\320^_\330\010\034\230A\320\035/\250q\330\010\013\2109\220F\230!\2303\230b\240\001\330\014\027\220q\230\001\230\030\240\021\240#\240T\250\027\260\007\260q\270\t\300\021\300!";
     PyObject *data = NULL;
     #define __Pyx_DecompressString_UNUSED
     #define __Pyx_DecompressString_LZSS_UNUSED
     #endif
     PyObject **stringtab = __pyx_mstate->__pyx_string_tab;
     Py_ssize_t pos = 0;
-    for (int i = 0; i < 117; i++) {
+    for (int i = 0; i < 124; i++) {
       Py_ssize_t bytes_length = str_length_index[i].length;
       PyObject *string = PyUnicode_DecodeUTF8(bytes + pos, bytes_length, NULL);
       if (likely(string) && i >= 36) PyUnicode_InternInPlace(&string);
@@ -22105,8 +22612,8 @@ static const char bytes[] = " at 0x object>) and kernel () do not agree) do not 
       stringtab[i] = string;
       pos += bytes_length;
     }
-    for (int i = 117; i < 121; i++) {
-      Py_ssize_t bytes_length = bytes_length_index[i-117].length;
+    for (int i = 124; i < 129; i++) {
+      Py_ssize_t bytes_length = bytes_length_index[i-124].length;
       PyObject *string = PyBytes_FromStringAndSize(bytes + pos, bytes_length);
       stringtab[i] = string;
       pos += bytes_length;
@@ -22116,15 +22623,15 @@ static const char bytes[] = " at 0x object>) and kernel () do not agree) do not 
       }
     }
     Py_XDECREF(data);
-    for (Py_ssize_t i = 0; i < 121; i++) {
+    for (Py_ssize_t i = 0; i < 129; i++) {
       if (unlikely(PyObject_Hash(stringtab[i]) == -1)) {
         __PYX_ERR(0, 1, __pyx_L1_error)
       }
     }
     #if CYTHON_IMMORTAL_CONSTANTS
     {
-      PyObject **table = stringtab + 117;
-      for (Py_ssize_t i=0; i<4; ++i) {
+      PyObject **table = stringtab + 124;
+      for (Py_ssize_t i=0; i<5; ++i) {
         #if PY_VERSION_HEX >= 0x030F0000
         PyUnstable_SetImmortal(table[i]);
         #elif CYTHON_COMPILING_IN_CPYTHON_FREETHREADING
@@ -22191,7 +22698,7 @@ typedef struct {
     unsigned int num_kwonly_args : 1;
     unsigned int nlocals : 4;
     unsigned int flags : 10;
-    unsigned int first_line : 5;
+    unsigned int first_line : 6;
 } __Pyx_PyCode_New_function_description;
 #ifdef __cplusplus
 } /* anonymous namespace */
@@ -22211,14 +22718,19 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
   PyObject* tuple_dedup_map = PyDict_New();
   if (unlikely(!tuple_dedup_map)) return -1;
   {
-    const __Pyx_PyCode_New_function_description descr = {4, 0, 0, 8, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 9};
-    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_x, __pyx_mstate->__pyx_n_u_kernel, __pyx_mstate->__pyx_n_u_bias, __pyx_mstate->__pyx_n_u_y, __pyx_mstate->__pyx_n_u_batch, __pyx_mstate->__pyx_n_u_features, __pyx_mstate->__pyx_n_u_units, __pyx_mstate->__pyx_n_u_row};
-    __pyx_mstate_global->__pyx_codeobj_tab[0] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_ext_dense_pyx, __pyx_mstate->__pyx_n_u_dense_forward, __pyx_mstate->__pyx_kp_b_iso88591_AV1O1F_vVSTTU_vV1Cs_3d_CvS_q_3f, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[0])) goto bad;
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 16};
+    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_address};
+    __pyx_mstate_global->__pyx_codeobj_tab[0] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_ext_dense_pyx, __pyx_mstate->__pyx_n_u_set_blas_thread_control, __pyx_mstate->__pyx_kp_b_iso88591_A, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[0])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {6, 0, 0, 9, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 22};
-    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_grad_out, __pyx_mstate->__pyx_n_u_x, __pyx_mstate->__pyx_n_u_kernel, __pyx_mstate->__pyx_n_u_grad_x, __pyx_mstate->__pyx_n_u_grad_kernel, __pyx_mstate->__pyx_n_u_grad_bias, __pyx_mstate->__pyx_n_u_batch, __pyx_mstate->__pyx_n_u_features, __pyx_mstate->__pyx_n_u_units};
-    __pyx_mstate_global->__pyx_codeobj_tab[1] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_ext_dense_pyx, __pyx_mstate->__pyx_n_u_dense_backward, __pyx_mstate->__pyx_kp_b_iso88591_AV1O1F_vVSTTU_fAS_9CxvQc_F_XVST, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[1])) goto bad;
+    const __Pyx_PyCode_New_function_description descr = {5, 0, 0, 13, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 22};
+    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_x, __pyx_mstate->__pyx_n_u_kernel, __pyx_mstate->__pyx_n_u_bias, __pyx_mstate->__pyx_n_u_y, __pyx_mstate->__pyx_n_u_threads, __pyx_mstate->__pyx_n_u_batch, __pyx_mstate->__pyx_n_u_features, __pyx_mstate->__pyx_n_u_units, __pyx_mstate->__pyx_n_u_row, __pyx_mstate->__pyx_n_u_part, __pyx_mstate->__pyx_n_u_first, __pyx_mstate->__pyx_n_u_last, __pyx_mstate->__pyx_n_u_previous_threads};
+    __pyx_mstate_global->__pyx_codeobj_tab[1] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_ext_dense_pyx, __pyx_mstate->__pyx_n_u_dense_forward, __pyx_mstate->__pyx_kp_b_iso88591_AV1O1F_vVSTTU_vV1Cs_3d_CvS_q_3f, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[1])) goto bad;
+  }
+  {
+    const __Pyx_PyCode_New_function_description descr = {7, 0, 0, 14, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 42};
+    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_grad_out, __pyx_mstate->__pyx_n_u_x, __pyx_mstate->__pyx_n_u_kernel, __pyx_mstate->__pyx_n_u_grad_x, __pyx_mstate->__pyx_n_u_grad_kernel, __pyx_mstate->__pyx_n_u_grad_bias, __pyx_mstate->__pyx_n_u_threads, __pyx_mstate->__pyx_n_u_batch, __pyx_mstate->__pyx_n_u_features, __pyx_mstate->__pyx_n_u_units, __pyx_mstate->__pyx_n_u_part, __pyx_mstate->__pyx_n_u_first, __pyx_mstate->__pyx_n_u_last, __pyx_mstate->__pyx_n_u_previous_threads};
+    __pyx_mstate_global->__pyx_codeobj_tab[2] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_ext_dense_pyx, __pyx_mstate->__pyx_n_u_dense_backward, __pyx_mstate->__pyx_kp_b_iso88591_AV1O1F_vVSTTU_fAS_9CxvQc_F_XVST, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[2])) goto bad;
   }
   Py_DECREF(tuple_dedup_map);
   return 0;
@@ -28513,6 +29025,28 @@ static CYTHON_INLINE int __pyx_memoryview_slice_memviewslice(
     return 0;
 }
 
+/* CIntFromPyVerify */
+#define __PYX_VERIFY_RETURN_INT(target_type, func_type, func_value)\
+    __PYX__VERIFY_RETURN_INT(target_type, func_type, func_value, 0)
+#define __PYX_VERIFY_RETURN_INT_EXC(target_type, func_type, func_value)\
+    __PYX__VERIFY_RETURN_INT(target_type, func_type, func_value, 1)
+#define __PYX__VERIFY_RETURN_INT(target_type, func_type, func_value, exc)\
+    {\
+        func_type value = func_value;\
+        if (sizeof(target_type) < sizeof(func_type)) {\
+            if (unlikely(value != (func_type) (target_type) value)) {\
+                func_type zero = 0;\
+                if (exc && unlikely(value == (func_type)-1 && PyErr_Occurred()))\
+                    return (target_type) -1;\
+                if (is_unsigned && unlikely(value < zero))\
+                    goto raise_neg_overflow;\
+                else\
+                    goto raise_overflow;\
+            }\
+        }\
+        return (target_type) value;\
+    }
+
 /* IsLittleEndian (used by BufferFormatCheck) */
 static CYTHON_INLINE int __Pyx_Is_Little_Endian(void)
 {
@@ -29717,121 +30251,306 @@ no_fail:
     return new_mvs;
 }
 
-/* PyObjectCallMethod1 (used by UpdateUnpickledDict) */
-static CYTHON_INLINE PyObject* __Pyx_PyObject_CallMethod1(PyObject* obj, PyObject* method_name, PyObject* arg) {
-#if CYTHON_VECTORCALL && (__PYX_LIMITED_VERSION_HEX >= 0x030C0000 || !CYTHON_COMPILING_IN_LIMITED_API)
-    PyObject *args[2] = {obj, arg};
-    return PyObject_VectorcallMethod(method_name, args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-#elif CYTHON_COMPILING_IN_LIMITED_API
-    return PyObject_CallMethodObjArgs(obj, method_name, arg, NULL);
-#else
-    return PyObject_CallMethodOneArg(obj, method_name, arg);
-#endif
+/* CIntFromPy */
+static size_t __Pyx_LargePyLong___Pyx_PyLong_As_size_t(PyObject *x);
+static size_t __Pyx_raise_neg_overflow___Pyx_PyLong_As_size_t(void) {
+    const char* type_name = "size_t";
+    PyErr_Format(PyExc_OverflowError,
+        "can't convert negative value to %.200s", type_name);
+    return (size_t) -1;
 }
-
-/* UpdateUnpickledDict */
-static int __Pyx__UpdateUnpickledDict(PyObject *obj, PyObject *state, Py_ssize_t index) {
-    PyObject *state_dict = __Pyx_PySequence_ITEM(state, index);
-    if (unlikely(!state_dict)) {
-        return -1;
+static size_t __Pyx_raise_overflow___Pyx_PyLong_As_size_t(void) {
+    const char* type_name = "size_t";
+    PyErr_Format(PyExc_OverflowError,
+        "value too large to convert to %.200s", type_name);
+    return (size_t) -1;
+}
+static CYTHON_INLINE size_t __Pyx_PyULong___Pyx_PyLong_As_size_t(PyObject *x) {
+    const int is_unsigned = 1;
+#if CYTHON_USE_PYLONG_INTERNALS
+    {
+        const digit* digits = __Pyx_PyLong_Digits(x);
+        const Py_ssize_t size = __Pyx_PyLong_DigitCount(x);
+        if (size == 2 && (8 * sizeof(size_t) > 1 * PyLong_SHIFT)) {
+            if ((8 * sizeof(unsigned long) > 2 * PyLong_SHIFT)) {
+                __PYX_VERIFY_RETURN_INT(size_t, unsigned long, (((((unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0])))
+            } else if ((8 * sizeof(size_t) >= 2 * PyLong_SHIFT)) {
+                return (size_t) (((((size_t)digits[1]) << PyLong_SHIFT) | (size_t)digits[0]));
+            }
+        } else
+        if (size == 3 && (8 * sizeof(size_t) > 2 * PyLong_SHIFT)) {
+            if ((8 * sizeof(unsigned long) > 3 * PyLong_SHIFT)) {
+                __PYX_VERIFY_RETURN_INT(size_t, unsigned long, (((((((unsigned long)digits[2]) << PyLong_SHIFT) | (unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0])))
+            } else if ((8 * sizeof(size_t) >= 3 * PyLong_SHIFT)) {
+                return (size_t) (((((((size_t)digits[2]) << PyLong_SHIFT) | (size_t)digits[1]) << PyLong_SHIFT) | (size_t)digits[0]));
+            }
+        } else
+        if (size == 4 && (8 * sizeof(size_t) > 3 * PyLong_SHIFT)) {
+            if ((8 * sizeof(unsigned long) > 4 * PyLong_SHIFT)) {
+                __PYX_VERIFY_RETURN_INT(size_t, unsigned long, (((((((((unsigned long)digits[3]) << PyLong_SHIFT) | (unsigned long)digits[2]) << PyLong_SHIFT) | (unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0])))
+            } else if ((8 * sizeof(size_t) >= 4 * PyLong_SHIFT)) {
+                return (size_t) (((((((((size_t)digits[3]) << PyLong_SHIFT) | (size_t)digits[2]) << PyLong_SHIFT) | (size_t)digits[1]) << PyLong_SHIFT) | (size_t)digits[0]));
+            }
+        } else
+        {}
     }
-    int non_empty = PyObject_IsTrue(state_dict);
-    if (non_empty == 0) {
-        Py_DECREF(state_dict);
-        return 0;
-    } else if (unlikely(non_empty == -1)) {
-        return -1;
+#elif CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX < 0x030C00A7
+    if (unlikely(Py_SIZE(x) < 0)) {
+        goto raise_neg_overflow;
     }
-    PyObject *dict;
-    #if CYTHON_COMPILING_IN_LIMITED_API && __PYX_LIMITED_VERSION_HEX < 0x030A0000
-    dict = PyObject_GetAttrString(obj, "__dict__");
-    #else
-    dict = PyObject_GenericGetDict(obj, NULL);
-    #endif
-    if (unlikely(!dict)) {
-        Py_DECREF(state_dict);
-        return -1;
+#else
+    {
+        int result = PyObject_RichCompareBool(x, Py_False, Py_LT);
+        if (unlikely(result < 0))
+            return (size_t) -1;
+        if (unlikely(result == 1))
+            goto raise_neg_overflow;
     }
-    int result;
-    if (likely(PyDict_CheckExact(dict))) {
-        result = PyDict_Update(dict, state_dict);
+#endif
+    if ((sizeof(size_t) <= sizeof(unsigned long))) {
+        __PYX_VERIFY_RETURN_INT_EXC(size_t, unsigned long, PyLong_AsUnsignedLong(x))
+    } else if ((sizeof(size_t) <= sizeof(unsigned PY_LONG_LONG))) {
+        __PYX_VERIFY_RETURN_INT_EXC(size_t, unsigned PY_LONG_LONG, PyLong_AsUnsignedLongLong(x))
+    }
+    return __Pyx_LargePyLong___Pyx_PyLong_As_size_t(x);
+raise_neg_overflow:
+    return __Pyx_raise_neg_overflow___Pyx_PyLong_As_size_t();
+raise_overflow:
+    return __Pyx_raise_overflow___Pyx_PyLong_As_size_t();
+}
+static CYTHON_INLINE size_t __Pyx_PySLong___Pyx_PyLong_As_size_t(PyObject *x) {
+    const int is_unsigned = 0;
+#if CYTHON_USE_PYLONG_INTERNALS
+    if (__Pyx_PyLong_IsNeg(x)) {
+        const Py_ssize_t size = __Pyx_PyLong_DigitCount(x);
+        const digit* digits = __Pyx_PyLong_Digits(x);
+        if (size == 2 && (8 * sizeof(size_t) > 1 * PyLong_SHIFT)) {
+            if ((8 * sizeof(long) > 2 * PyLong_SHIFT)) {
+                long ival = - (long) (((((unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0]));
+                __PYX_VERIFY_RETURN_INT(size_t, long, ival)
+            } else if ((8 * sizeof(size_t) - 1 > 2 * PyLong_SHIFT)) {
+                return (size_t) (((size_t) -1) * (((((size_t)digits[1]) << PyLong_SHIFT) | (size_t)digits[0])));
+            }
+        } else
+        if (size == 3 && (8 * sizeof(size_t) > 2 * PyLong_SHIFT)) {
+            if ((8 * sizeof(long) > 3 * PyLong_SHIFT)) {
+                long ival = - (long) (((((((unsigned long)digits[2]) << PyLong_SHIFT) | (unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0]));
+                __PYX_VERIFY_RETURN_INT(size_t, long, ival)
+            } else if ((8 * sizeof(size_t) - 1 > 3 * PyLong_SHIFT)) {
+                return (size_t) (((size_t) -1) * (((((((size_t)digits[2]) << PyLong_SHIFT) | (size_t)digits[1]) << PyLong_SHIFT) | (size_t)digits[0])));
+            }
+        } else
+        if (size == 4 && (8 * sizeof(size_t) > 3 * PyLong_SHIFT)) {
+            if ((8 * sizeof(long) > 4 * PyLong_SHIFT)) {
+                long ival = - (long) (((((((((unsigned long)digits[3]) << PyLong_SHIFT) | (unsigned long)digits[2]) << PyLong_SHIFT) | (unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0]));
+                __PYX_VERIFY_RETURN_INT(size_t, long, ival)
+            } else if ((8 * sizeof(size_t) - 1 > 4 * PyLong_SHIFT)) {
+                return (size_t) (((size_t) -1) * (((((((((size_t)digits[3]) << PyLong_SHIFT) | (size_t)digits[2]) << PyLong_SHIFT) | (size_t)digits[1]) << PyLong_SHIFT) | (size_t)digits[0])));
+            }
+        } else
+        {}
     } else {
-        PyObject *obj_result = __Pyx_PyObject_CallMethod1(dict, __pyx_mstate_global->__pyx_n_u_update, state_dict);
-        if (likely(obj_result)) {
-            Py_DECREF(obj_result);
-            result = 0;
-        } else {
-            result = -1;
+        const Py_ssize_t size = __Pyx_PyLong_DigitCount(x);
+        const digit* digits = __Pyx_PyLong_Digits(x);
+        if (size == 2 && (8 * sizeof(size_t) > 1 * PyLong_SHIFT)) {
+            if ((8 * sizeof(long) > 2 * PyLong_SHIFT)) {
+                __PYX_VERIFY_RETURN_INT(size_t, unsigned long, (((((unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0])))
+            } else if ((8 * sizeof(size_t) - 1 > 2 * PyLong_SHIFT)) {
+                return (size_t) (((((size_t)digits[1]) << PyLong_SHIFT) | (size_t)digits[0]));
+            }
+        } else
+        if (size == 3 && (8 * sizeof(size_t) > 2 * PyLong_SHIFT)) {
+            if ((8 * sizeof(long) > 3 * PyLong_SHIFT)) {
+                __PYX_VERIFY_RETURN_INT(size_t, unsigned long, (((((((unsigned long)digits[2]) << PyLong_SHIFT) | (unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0])))
+            } else if ((8 * sizeof(size_t) - 1 > 3 * PyLong_SHIFT)) {
+                return (size_t) (((((((size_t)digits[2]) << PyLong_SHIFT) | (size_t)digits[1]) << PyLong_SHIFT) | (size_t)digits[0]));
+            }
+        } else
+        if (size == 4 && (8 * sizeof(size_t) > 3 * PyLong_SHIFT)) {
+            if ((8 * sizeof(long) > 4 * PyLong_SHIFT)) {
+                __PYX_VERIFY_RETURN_INT(size_t, unsigned long, (((((((((unsigned long)digits[3]) << PyLong_SHIFT) | (unsigned long)digits[2]) << PyLong_SHIFT) | (unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0])))
+            } else if ((8 * sizeof(size_t) - 1 > 4 * PyLong_SHIFT)) {
+                return (size_t) (((((((((size_t)digits[3]) << PyLong_SHIFT) | (size_t)digits[2]) << PyLong_SHIFT) | (size_t)digits[1]) << PyLong_SHIFT) | (size_t)digits[0]));
+            }
+        } else
+        {}
+    }
+#endif
+    #if __PYX_LIMITED_VERSION_HEX >= 0x030d0000
+    if ((sizeof(size_t) <= sizeof(int)) && (sizeof(int) < sizeof(long))) {
+        __PYX_VERIFY_RETURN_INT_EXC(size_t, int, PyLong_AsInt(x))
+    } else
+    #endif
+    if ((sizeof(size_t) <= sizeof(long))) {
+        __PYX_VERIFY_RETURN_INT_EXC(size_t, long, PyLong_AsLong(x))
+    } else if ((sizeof(size_t) <= sizeof(PY_LONG_LONG))) {
+        __PYX_VERIFY_RETURN_INT_EXC(size_t, PY_LONG_LONG, PyLong_AsLongLong(x))
+    }
+    return __Pyx_LargePyLong___Pyx_PyLong_As_size_t(x);
+raise_neg_overflow:
+    return __Pyx_raise_neg_overflow___Pyx_PyLong_As_size_t();
+raise_overflow:
+    return __Pyx_raise_overflow___Pyx_PyLong_As_size_t();
+}
+static size_t __Pyx_LargePyLong___Pyx_PyLong_As_size_t(PyObject *x) {
+#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wconversion"
+#endif
+    const size_t neg_one = (size_t) -1, const_zero = (size_t) 0;
+#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
+#pragma GCC diagnostic pop
+#endif
+    const int is_unsigned = neg_one > const_zero;
+    size_t val;
+    int ret = -1;
+#if PY_VERSION_HEX >= 0x030d00A6 && !CYTHON_COMPILING_IN_LIMITED_API
+    Py_ssize_t bytes_copied = PyLong_AsNativeBytes(
+        x, &val, sizeof(val), Py_ASNATIVEBYTES_NATIVE_ENDIAN | (is_unsigned ? Py_ASNATIVEBYTES_UNSIGNED_BUFFER | Py_ASNATIVEBYTES_REJECT_NEGATIVE : 0));
+    if (unlikely(bytes_copied == -1)) {
+    } else if (unlikely(bytes_copied > (Py_ssize_t) sizeof(val))) {
+        goto raise_overflow;
+    } else {
+        ret = 0;
+    }
+#elif PY_VERSION_HEX < 0x030d0000 && !(CYTHON_COMPILING_IN_PYPY || CYTHON_COMPILING_IN_LIMITED_API) || defined(_PyLong_AsByteArray)
+    int one = 1; int is_little = (int)*(unsigned char *)&one;
+    unsigned char *bytes = (unsigned char *)&val;
+    ret = _PyLong_AsByteArray((PyLongObject *)x,
+                                bytes, sizeof(val),
+                                is_little, !is_unsigned);
+    if ((0)) goto raise_overflow;
+#else
+    PyObject *v;
+    PyObject *stepval = NULL, *mask = NULL, *shift = NULL;
+    int bits, remaining_bits, is_negative = 0;
+    int chunk_size = (sizeof(long) < 8) ? 30 : 62;
+    if (likely(PyLong_CheckExact(x))) {
+        v = __Pyx_NewRef(x);
+    } else {
+        v = PyNumber_Long(x);
+        if (unlikely(!v)) return (size_t) -1;
+        assert(PyLong_CheckExact(v));
+    }
+    {
+        int result = PyObject_RichCompareBool(v, Py_False, Py_LT);
+        if (unlikely(result < 0)) {
+            Py_DECREF(v);
+            return (size_t) -1;
+        }
+        is_negative = result == 1;
+    }
+    if (is_unsigned && unlikely(is_negative)) {
+        Py_DECREF(v);
+        PyErr_SetString(PyExc_OverflowError,
+            "can't convert negative value to size_t");
+        return (size_t) -1;
+    } else if (is_negative) {
+        stepval = PyNumber_Invert(v);
+        Py_DECREF(v);
+        if (unlikely(!stepval))
+            return (size_t) -1;
+    } else {
+        stepval = v;
+    }
+    v = NULL;
+    val = (size_t) 0;
+    mask = PyLong_FromLong((1L << chunk_size) - 1); if (unlikely(!mask)) goto done;
+    shift = PyLong_FromLong(chunk_size); if (unlikely(!shift)) goto done;
+    for (bits = 0; bits < (int) sizeof(size_t) * 8 - chunk_size; bits += chunk_size) {
+        PyObject *tmp, *digit;
+        long idigit;
+        digit = PyNumber_And(stepval, mask);
+        if (unlikely(!digit)) goto done;
+        idigit = PyLong_AsLong(digit);
+        Py_DECREF(digit);
+        if (unlikely(idigit < 0)) goto done;
+        val |= ((size_t) idigit) << bits;
+        tmp = PyNumber_Rshift(stepval, shift);
+        if (unlikely(!tmp)) goto done;
+        Py_DECREF(stepval); stepval = tmp;
+    }
+    Py_DECREF(shift); shift = NULL;
+    Py_DECREF(mask); mask = NULL;
+    {
+        long idigit = PyLong_AsLong(stepval);
+        if (unlikely(idigit < 0)) goto done;
+        remaining_bits = ((int) sizeof(size_t) * 8) - bits - (is_unsigned ? 0 : 1);
+        if (unlikely(idigit >= (1L << remaining_bits)))
+            goto raise_overflow;
+        val |= ((size_t) idigit) << bits;
+    }
+    if (!is_unsigned) {
+        if (unlikely(val & (((size_t) 1) << (sizeof(size_t) * 8 - 1))))
+            goto raise_overflow;
+        if (is_negative)
+            val = ~val;
+    }
+    ret = 0;
+done:
+    Py_XDECREF(shift);
+    Py_XDECREF(mask);
+    Py_XDECREF(stepval);
+#endif
+    if (unlikely(ret))
+        return (size_t) -1;
+    return val;
+raise_overflow:
+    return __Pyx_raise_overflow___Pyx_PyLong_As_size_t();
+}
+static CYTHON_INLINE size_t __Pyx_PyLong___Pyx_PyLong_As_size_t(PyObject *x) {
+#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wconversion"
+#endif
+    const size_t neg_one = (size_t) -1, const_zero = (size_t) 0;
+#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
+#pragma GCC diagnostic pop
+#endif
+    const int is_unsigned = neg_one > const_zero;
+    if (is_unsigned) {
+        #if CYTHON_USE_PYLONG_INTERNALS
+        if (unlikely(__Pyx_PyLong_IsNeg(x))) {
+            goto raise_neg_overflow;
+        } else if (__Pyx_PyLong_IsCompact(x)) {
+            __PYX_VERIFY_RETURN_INT(size_t, __Pyx_compact_upylong, __Pyx_PyLong_CompactValueUnsigned(x))
+        } else
+        #endif
+        {
+            return __Pyx_PyULong___Pyx_PyLong_As_size_t(x);
+        }
+    } else {
+        #if CYTHON_USE_PYLONG_INTERNALS
+        if (__Pyx_PyLong_IsCompact(x)) {
+            __PYX_VERIFY_RETURN_INT(size_t, __Pyx_compact_pylong, __Pyx_PyLong_CompactValue(x))
+        } else
+        #endif
+        {
+            return __Pyx_PySLong___Pyx_PyLong_As_size_t(x);
         }
     }
-    Py_DECREF(state_dict);
-    Py_DECREF(dict);
-    return result;
+#if CYTHON_USE_PYLONG_INTERNALS
+raise_neg_overflow:
+    return __Pyx_raise_neg_overflow___Pyx_PyLong_As_size_t();
+raise_overflow:
+    return __Pyx_raise_overflow___Pyx_PyLong_As_size_t();
+#endif
 }
-static int __Pyx_UpdateUnpickledDict(PyObject *obj, PyObject *state, Py_ssize_t index) {
-    Py_ssize_t state_size = __Pyx_PyTuple_GET_SIZE(state);
-    #if !CYTHON_ASSUME_SAFE_SIZE
-    if (unlikely(state_size == -1)) return -1;
-    #endif
-    if (state_size <= index) {
-        return 0;
-    }
-    return __Pyx__UpdateUnpickledDict(obj, state, index);
+static size_t __Pyx_NonPyLong___Pyx_PyLong_As_size_t(PyObject *x) {
+    size_t val;
+    PyObject *tmp = __Pyx_PyNumber_Long(x);
+    if (!tmp) return (size_t) -1;
+    val = __Pyx_PyLong_As_size_t(tmp);
+    Py_DECREF(tmp);
+    return val;
 }
-
-/* CheckUnpickleChecksumError (used by CheckUnpickleChecksum) */
-static void __Pyx_RaiseUnpickleChecksumError(long checksum, long checksum1, long checksum2, long checksum3, const char *members) {
-    PyObject *pickle_module = PyImport_ImportModule("pickle");
-    if (unlikely(!pickle_module)) return;
-    PyObject *pickle_error = PyObject_GetAttrString(pickle_module, "PickleError");
-    Py_DECREF(pickle_module);
-    if (unlikely(!pickle_error)) return;
-    if (checksum2 == checksum1) {
-        PyErr_Format(pickle_error, "Incompatible checksums (0x%x vs (0x%x) = (%s))",
-            checksum, checksum1, members);
-    } else if (checksum3 == checksum2) {
-        PyErr_Format(pickle_error, "Incompatible checksums (0x%x vs (0x%x, 0x%x) = (%s))",
-            checksum, checksum1, checksum2, members);
+static CYTHON_INLINE size_t __Pyx_PyLong_As_size_t(PyObject *x) {
+    if (likely(PyLong_Check(x))) {
+        return __Pyx_PyLong___Pyx_PyLong_As_size_t(x);
     } else {
-        PyErr_Format(pickle_error, "Incompatible checksums (0x%x vs (0x%x, 0x%x, 0x%x) = (%s))",
-            checksum, checksum1, checksum2, checksum3, members);
+        return __Pyx_NonPyLong___Pyx_PyLong_As_size_t(x);
     }
-    Py_DECREF(pickle_error);
 }
-
-/* CheckUnpickleChecksum */
-static int __Pyx_CheckUnpickleChecksum(long checksum, long checksum1, long checksum2, long checksum3, const char *members) {
-    int found = 0;
-    found |= checksum1 == checksum;
-    found |= checksum2 == checksum;
-    found |= checksum3 == checksum;
-    if (likely(found))
-        return 0;
-    __Pyx_RaiseUnpickleChecksumError(checksum, checksum1, checksum2, checksum3, members);
-    return -1;
-}
-
-/* CIntFromPyVerify (used by CIntFromPy) */
-#define __PYX_VERIFY_RETURN_INT(target_type, func_type, func_value)\
-    __PYX__VERIFY_RETURN_INT(target_type, func_type, func_value, 0)
-#define __PYX_VERIFY_RETURN_INT_EXC(target_type, func_type, func_value)\
-    __PYX__VERIFY_RETURN_INT(target_type, func_type, func_value, 1)
-#define __PYX__VERIFY_RETURN_INT(target_type, func_type, func_value, exc)\
-    {\
-        func_type value = func_value;\
-        if (sizeof(target_type) < sizeof(func_type)) {\
-            if (unlikely(value != (func_type) (target_type) value)) {\
-                func_type zero = 0;\
-                if (exc && unlikely(value == (func_type)-1 && PyErr_Occurred()))\
-                    return (target_type) -1;\
-                if (is_unsigned && unlikely(value < zero))\
-                    goto raise_neg_overflow;\
-                else\
-                    goto raise_overflow;\
-            }\
-        }\
-        return (target_type) value;\
-    }
 
 /* CIntFromPy */
 static int __Pyx_LargePyLong___Pyx_PyLong_As_int(PyObject *x);
@@ -30132,6 +30851,100 @@ static CYTHON_INLINE int __Pyx_PyLong_As_int(PyObject *x) {
     } else {
         return __Pyx_NonPyLong___Pyx_PyLong_As_int(x);
     }
+}
+
+/* PyObjectCallMethod1 (used by UpdateUnpickledDict) */
+static CYTHON_INLINE PyObject* __Pyx_PyObject_CallMethod1(PyObject* obj, PyObject* method_name, PyObject* arg) {
+#if CYTHON_VECTORCALL && (__PYX_LIMITED_VERSION_HEX >= 0x030C0000 || !CYTHON_COMPILING_IN_LIMITED_API)
+    PyObject *args[2] = {obj, arg};
+    return PyObject_VectorcallMethod(method_name, args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+#elif CYTHON_COMPILING_IN_LIMITED_API
+    return PyObject_CallMethodObjArgs(obj, method_name, arg, NULL);
+#else
+    return PyObject_CallMethodOneArg(obj, method_name, arg);
+#endif
+}
+
+/* UpdateUnpickledDict */
+static int __Pyx__UpdateUnpickledDict(PyObject *obj, PyObject *state, Py_ssize_t index) {
+    PyObject *state_dict = __Pyx_PySequence_ITEM(state, index);
+    if (unlikely(!state_dict)) {
+        return -1;
+    }
+    int non_empty = PyObject_IsTrue(state_dict);
+    if (non_empty == 0) {
+        Py_DECREF(state_dict);
+        return 0;
+    } else if (unlikely(non_empty == -1)) {
+        return -1;
+    }
+    PyObject *dict;
+    #if CYTHON_COMPILING_IN_LIMITED_API && __PYX_LIMITED_VERSION_HEX < 0x030A0000
+    dict = PyObject_GetAttrString(obj, "__dict__");
+    #else
+    dict = PyObject_GenericGetDict(obj, NULL);
+    #endif
+    if (unlikely(!dict)) {
+        Py_DECREF(state_dict);
+        return -1;
+    }
+    int result;
+    if (likely(PyDict_CheckExact(dict))) {
+        result = PyDict_Update(dict, state_dict);
+    } else {
+        PyObject *obj_result = __Pyx_PyObject_CallMethod1(dict, __pyx_mstate_global->__pyx_n_u_update, state_dict);
+        if (likely(obj_result)) {
+            Py_DECREF(obj_result);
+            result = 0;
+        } else {
+            result = -1;
+        }
+    }
+    Py_DECREF(state_dict);
+    Py_DECREF(dict);
+    return result;
+}
+static int __Pyx_UpdateUnpickledDict(PyObject *obj, PyObject *state, Py_ssize_t index) {
+    Py_ssize_t state_size = __Pyx_PyTuple_GET_SIZE(state);
+    #if !CYTHON_ASSUME_SAFE_SIZE
+    if (unlikely(state_size == -1)) return -1;
+    #endif
+    if (state_size <= index) {
+        return 0;
+    }
+    return __Pyx__UpdateUnpickledDict(obj, state, index);
+}
+
+/* CheckUnpickleChecksumError (used by CheckUnpickleChecksum) */
+static void __Pyx_RaiseUnpickleChecksumError(long checksum, long checksum1, long checksum2, long checksum3, const char *members) {
+    PyObject *pickle_module = PyImport_ImportModule("pickle");
+    if (unlikely(!pickle_module)) return;
+    PyObject *pickle_error = PyObject_GetAttrString(pickle_module, "PickleError");
+    Py_DECREF(pickle_module);
+    if (unlikely(!pickle_error)) return;
+    if (checksum2 == checksum1) {
+        PyErr_Format(pickle_error, "Incompatible checksums (0x%x vs (0x%x) = (%s))",
+            checksum, checksum1, members);
+    } else if (checksum3 == checksum2) {
+        PyErr_Format(pickle_error, "Incompatible checksums (0x%x vs (0x%x, 0x%x) = (%s))",
+            checksum, checksum1, checksum2, members);
+    } else {
+        PyErr_Format(pickle_error, "Incompatible checksums (0x%x vs (0x%x, 0x%x, 0x%x) = (%s))",
+            checksum, checksum1, checksum2, checksum3, members);
+    }
+    Py_DECREF(pickle_error);
+}
+
+/* CheckUnpickleChecksum */
+static int __Pyx_CheckUnpickleChecksum(long checksum, long checksum1, long checksum2, long checksum3, const char *members) {
+    int found = 0;
+    found |= checksum1 == checksum;
+    found |= checksum2 == checksum;
+    found |= checksum3 == checksum;
+    if (likely(found))
+        return 0;
+    __Pyx_RaiseUnpickleChecksumError(checksum, checksum1, checksum2, checksum3, members);
+    return -1;
 }
 
 /* CIntFromPy */

@@ -1,42 +1,71 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""Dense (fully connected) kernels, float32: every product goes through BLAS."""
+"""Dense (fully connected) kernels, float32: every product goes through BLAS.
+
+The output columns (forward), input features (grad x) and kernel rows (grad
+kernel) are split among ``threads`` threads, each making one single-threaded
+BLAS call on its slice, as the convolution does (see _linalg.pxd).
+"""
 from cython.parallel cimport prange
 from libc.string cimport memcpy
 
-from _linalg cimport gemm_row_major, column_sums
+from _linalg cimport blas_restore_threads, blas_single_thread, column_sums, gemm_row_major, set_blas_threads_fn
+
+cdef set_blas_threads_fn set_blas_threads = NULL
 
 
-def dense_forward(const float[:, ::1] x, const float[:, ::1] kernel, const float[::1] bias, float[:, ::1] y):
+def set_blas_thread_control(size_t address):
+    """Register OpenBLAS' ``openblas_set_num_threads_local`` by its address (0: leave BLAS threads alone)."""
+    global set_blas_threads
+    set_blas_threads = <set_blas_threads_fn>address
+
+
+def dense_forward(const float[:, ::1] x, const float[:, ::1] kernel, const float[::1] bias, float[:, ::1] y, int threads):
     """y = x @ kernel + bias. x: (N, D_in); kernel: (D_in, D_out); bias: (D_out,); y: (N, D_out), written."""
-    cdef Py_ssize_t batch = x.shape[0], features = x.shape[1], units = kernel.shape[1], row
-    if kernel.shape[0] != features or bias.shape[0] != units or y.shape[0] != batch or y.shape[1] != units:
+    cdef Py_ssize_t batch = x.shape[0], features = x.shape[1], units = kernel.shape[1], row, part, first, last
+    if kernel.shape[0] != features or bias.shape[0] != units or y.shape[0] != batch or y.shape[1] != units or threads < 1:
         raise ValueError(f"dense_forward: x ({batch}, {features}), kernel ({kernel.shape[0]}, {units}), "
-                         f"bias ({bias.shape[0]},) and y ({y.shape[0]}, {y.shape[1]}) do not agree")
+                         f"bias ({bias.shape[0]},), y ({y.shape[0]}, {y.shape[1]}) and threads {threads} do not agree")
+    cdef int previous_threads
     with nogil:
-        for row in prange(batch, schedule='static'):
-            memcpy(&y[row, 0], &bias[0], units * sizeof(float))
-        gemm_row_major(False, False, <int>batch, <int>units, <int>features, 1.0, &x[0, 0], <int>features,
-                       &kernel[0, 0], <int>units, 1.0, &y[0, 0], <int>units)
+        previous_threads = blas_single_thread(set_blas_threads)
+        for part in prange(threads, num_threads=threads, schedule='static'):
+            first = part * units // threads
+            last = (part + 1) * units // threads
+            if last > first:
+                for row in range(batch):
+                    memcpy(&y[row, first], &bias[first], (last - first) * sizeof(float))
+                gemm_row_major(False, False, <int>batch, <int>(last - first), <int>features, 1.0, &x[0, 0], <int>features,
+                               &kernel[0, first], <int>units, 1.0, &y[0, first], <int>units)
+        blas_restore_threads(set_blas_threads, previous_threads)
 
 
 def dense_backward(const float[:, ::1] grad_out, const float[:, ::1] x, const float[:, ::1] kernel,
-                   float[:, ::1] grad_x, float[:, ::1] grad_kernel, float[::1] grad_bias):
+                   float[:, ::1] grad_x, float[:, ::1] grad_kernel, float[::1] grad_bias, int threads):
     """grad_x = grad_out @ kernel^T; grad_kernel = x^T @ grad_out; grad_bias = column sums of grad_out.
 
     grad_out: (N, D_out); x, grad_x: (N, D_in); kernel, grad_kernel: (D_in, D_out);
     grad_bias: (D_out,) written, or (0,) to skip it.
     """
-    cdef Py_ssize_t batch = x.shape[0], features = x.shape[1], units = kernel.shape[1]
+    cdef Py_ssize_t batch = x.shape[0], features = x.shape[1], units = kernel.shape[1], part, first, last
     if (kernel.shape[0] != features or grad_out.shape[0] != batch or grad_out.shape[1] != units
             or grad_x.shape[0] != batch or grad_x.shape[1] != features
             or grad_kernel.shape[0] != features or grad_kernel.shape[1] != units
-            or grad_bias.shape[0] not in (0, units)):
-        raise ValueError(f"dense_backward: grad_out ({grad_out.shape[0]}, {grad_out.shape[1]}), x ({batch}, {features}) "
-                         f"and kernel ({kernel.shape[0]}, {units}) do not agree with the outputs")
+            or grad_bias.shape[0] not in (0, units) or threads < 1):
+        raise ValueError(f"dense_backward: grad_out ({grad_out.shape[0]}, {grad_out.shape[1]}), x ({batch}, {features}), "
+                         f"kernel ({kernel.shape[0]}, {units}) and threads {threads} do not agree with the outputs")
+    cdef int previous_threads
     with nogil:
-        gemm_row_major(False, True, <int>batch, <int>features, <int>units, 1.0, &grad_out[0, 0], <int>units,
-                       &kernel[0, 0], <int>units, 0.0, &grad_x[0, 0], <int>features)
-        gemm_row_major(True, False, <int>features, <int>units, <int>batch, 1.0, &x[0, 0], <int>features,
-                       &grad_out[0, 0], <int>units, 0.0, &grad_kernel[0, 0], <int>units)
+        previous_threads = blas_single_thread(set_blas_threads)
+        for part in prange(threads, num_threads=threads, schedule='static'):
+            first = part * features // threads
+            last = (part + 1) * features // threads
+            if last > first:
+                # grad_x[:, first:last] = grad_out @ kernel[first:last, :]^T
+                gemm_row_major(False, True, <int>batch, <int>(last - first), <int>units, 1.0, &grad_out[0, 0], <int>units,
+                               &kernel[first, 0], <int>units, 0.0, &grad_x[0, first], <int>features)
+                # grad_kernel[first:last, :] = x[:, first:last]^T @ grad_out
+                gemm_row_major(True, False, <int>(last - first), <int>units, <int>batch, 1.0, &x[0, first], <int>features,
+                               &grad_out[0, 0], <int>units, 0.0, &grad_kernel[first, 0], <int>units)
+        blas_restore_threads(set_blas_threads, previous_threads)
         if grad_bias.shape[0] > 0:
             column_sums(&grad_out[0, 0], batch, units, &grad_bias[0])

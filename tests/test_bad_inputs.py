@@ -110,7 +110,7 @@ def test_compiled_cython_kernels_check_extents_before_releasing_the_gil():
     with pytest.raises(ValueError, match="must be positive"):
         conv.conv2d_forward(X, KERNEL.reshape(-1, 4), np.zeros(4, np.float32), y, 1, 1, 0, 0, 3, 3, 16, 0)
     with pytest.raises(ValueError, match="do not agree"):
-        dense.dense_forward(np.ones((2, 4), np.float32), np.ones((3, 5), np.float32), np.ones(5, np.float32), np.empty((2, 5), np.float32))
+        dense.dense_forward(np.ones((2, 4), np.float32), np.ones((3, 5), np.float32), np.ones(5, np.float32), np.empty((2, 5), np.float32), 1)
     argmax = np.full((2, 4, 4, 3), 1000, np.int32)
     with pytest.raises(ValueError, match="outside the input plane"):
         pool.max_pool2d_backward(np.ones((2, 4, 4, 3), np.float32), argmax, np.empty(X.shape, np.float32))

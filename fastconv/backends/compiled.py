@@ -48,6 +48,12 @@ def conv_blocking(batch, geometry, kernel_shape):
     return -(-total_rows // blocks), threads
 
 
+def dense_threads(batch, kernel_shape):
+    """Threads for a dense product: one per core, but none with less than ~1 MFLOP of work."""
+    flops = 2 * batch * kernel_shape[0] * kernel_shape[1]
+    return int(max(1, min(thread_count(), flops // (1 << 20), kernel_shape[0], kernel_shape[1])))
+
+
 class CompiledBackend:
     """Kernel API (same names, signatures and shapes as ``fastconv.backends.reference``)."""
 
@@ -153,7 +159,7 @@ class CompiledBackend:
         checks.check_dense_forward(x, kernel, bias, self.STRICT)
         y = np.empty((x.shape[0], kernel.shape[1]), dtype=np.float32)
         bias = np.zeros(kernel.shape[1], dtype=np.float32) if bias is None else bias
-        self.kernels.dense_forward(x, kernel, bias, y)
+        self.kernels.dense_forward(x, kernel, bias, y, dense_threads(x.shape[0], kernel.shape))
         return y
 
     def dense_backward(self, grad_out, x, kernel, with_bias=True):
@@ -162,7 +168,7 @@ class CompiledBackend:
         grad_x = np.empty(x.shape, dtype=np.float32)
         grad_kernel = np.empty(kernel.shape, dtype=np.float32)
         grad_bias = np.empty(kernel.shape[1] if with_bias else 0, dtype=np.float32)
-        self.kernels.dense_backward(grad_out, x, kernel, grad_x, grad_kernel, grad_bias)
+        self.kernels.dense_backward(grad_out, x, kernel, grad_x, grad_kernel, grad_bias, dense_threads(x.shape[0], kernel.shape))
         return grad_x, grad_kernel, grad_bias if with_bias else None
 
     # --- activations -------------------------------------------------------

@@ -6,7 +6,8 @@ from fastconv._ext import activations, conv, dense, pool
 from fastconv.backends.blas_threads import set_blas_threads_address
 from fastconv.backends.compiled import CompiledBackend
 
-conv.set_blas_thread_control(set_blas_threads_address())
+for _module in (conv, dense):
+    _module.set_blas_thread_control(set_blas_threads_address())
 
 kernels = SimpleNamespace(
     **{

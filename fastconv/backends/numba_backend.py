@@ -17,11 +17,11 @@ def _keep_blas_threads(threads):
 
 
 _set_blas_threads = set_blas_threads_function() or _keep_blas_threads.ctypes
-_CONV_KERNELS = ("conv2d_forward", "conv2d_backward_input", "conv2d_backward_kernel")
+_BLAS_KERNELS = ("conv2d_forward", "conv2d_backward_input", "conv2d_backward_kernel", "dense_forward", "dense_backward")
 
 kernels = SimpleNamespace(
     **{
-        name: functools.partial(kernel, set_blas_threads=_set_blas_threads) if name in _CONV_KERNELS else kernel
+        name: functools.partial(kernel, set_blas_threads=_set_blas_threads) if name in _BLAS_KERNELS else kernel
         for name, kernel in vars(numba_kernels).items()
         if not name.startswith("_") and callable(kernel) and name not in ("njit", "prange")
     }

@@ -253,16 +253,25 @@ def avg_pool2d_backward(grad_out, grad_x, pool_h, pool_w, stride_h, stride_w, pa
 
 
 @njit(**_SERIAL)
-def dense_forward(x, kernel, bias, y):
-    """y = x @ kernel + bias. x: (N, D_in); kernel: (D_in, D_out); bias: (D_out,); y: (N, D_out)."""
-    y[:] = np.dot(x, kernel) + bias
+def dense_forward(x, kernel, bias, y, threads, set_blas_threads):
+    """y = x @ kernel + bias. x: (N, D_in); kernel: (D_in, D_out); bias: (D_out,); y: (N, D_out).
+
+    BLAS runs single-threaded here too: its threads would otherwise spin against
+    the Numba threads of the layers around it.
+    """
+    previous = set_blas_threads(1)
+    np.dot(x, kernel, y)
+    y += bias
+    set_blas_threads(previous)
 
 
 @njit(**_SERIAL)
-def dense_backward(grad_out, x, kernel, grad_x, grad_kernel, grad_bias):
+def dense_backward(grad_out, x, kernel, grad_x, grad_kernel, grad_bias, threads, set_blas_threads):
     """grad_x = grad_out @ kernel^T; grad_kernel = x^T @ grad_out; grad_bias = column sums ((0,) to skip)."""
-    grad_x[:] = np.dot(grad_out, np.ascontiguousarray(kernel.T))
-    grad_kernel[:] = np.dot(np.ascontiguousarray(x.T), grad_out)
+    previous = set_blas_threads(1)
+    np.dot(grad_out, np.ascontiguousarray(kernel.T), grad_x)
+    np.dot(np.ascontiguousarray(x.T), grad_out, grad_kernel)
+    set_blas_threads(previous)
     if grad_bias.shape[0] > 0:
         _column_sums(grad_out, grad_bias)
 

@@ -1,0 +1,1 @@
+"""Runnable reproductions of the notes' listings (``python -m fastconv.examples.mnist``)."""

@@ -1,0 +1,25 @@
+"""Keras-compatible layers: ``from fastconv import layers; layers.Conv2D(32, (3, 3), activation='relu')``."""
+
+from fastconv.layers.base import Input, InputLayer, KerasTensor, Layer, Weight
+from fastconv.layers.convolutional import Conv2D
+from fastconv.layers.core import Activation, Dense, Dropout, Flatten
+from fastconv.layers.pooling import AveragePooling2D, AvgPool2D, MaxPool2D, MaxPooling2D
+
+Convolution2D = Conv2D
+
+__all__ = [
+    "Activation", "AveragePooling2D", "AvgPool2D", "Conv2D", "Convolution2D", "Dense", "Dropout", "Flatten",
+    "Input", "InputLayer", "KerasTensor", "Layer", "MaxPool2D", "MaxPooling2D", "Weight",
+]  # fmt: skip
+
+
+def deserialize(config):
+    """A layer from ``{'class_name': ..., 'config': ...}`` (what models save)."""
+    from fastconv.models import Model, Sequential
+
+    classes = {name: globals()[name] for name in __all__ if isinstance(globals()[name], type)}
+    classes.update(Sequential=Sequential, Model=Model, Functional=Model)
+    class_name = config["class_name"]
+    if class_name not in classes:
+        raise ValueError(f"unknown layer class {class_name!r} in the saved model")
+    return classes[class_name].from_config(dict(config["config"]))

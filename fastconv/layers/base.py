@@ -1,0 +1,230 @@
+"""The layer protocol, weights, and the symbolic tensors of the functional API.
+
+A layer declares its weights in ``build(input_shape)``, says what it outputs
+in ``compute_output_shape``, and computes in a forward/backward pair:
+
+* ``call(x, training) -> (z, cache)`` — the layer's own computation before its
+  activation, returning what its backward pass needs;
+* ``backward_call(grad_z, cache, need_input_grad) -> grad_x`` — stores the
+  gradients of its weights in ``weight.grad``.
+
+``forward``/``backward`` wrap these with the layer's activation; a model may
+stop before the last layer's activation (``logits=True``) to fuse it with
+the loss. Layers reach the kernels only through ``fastconv.get_backend()``.
+Shapes carry ``None`` for the batch axis, as in Keras: ``(None, 28, 28, 1)``.
+"""
+
+import numpy as np
+
+from fastconv import activations, utils
+
+
+class Weight:
+    """A trainable (or frozen) array of a layer, named as Keras names it: ``conv2d/kernel:0``."""
+
+    def __init__(self, layer, name, value, trainable=True):
+        self.layer = layer
+        self.short_name = name
+        self.value = value
+        self._trainable = trainable
+        self.grad = None
+
+    @property
+    def name(self):
+        return f"{self.layer.name}/{self.short_name}:0"
+
+    @property
+    def shape(self):
+        return self.value.shape
+
+    @property
+    def trainable(self):
+        return self._trainable and self.layer.trainable
+
+    def assign(self, value):
+        value = np.asarray(value)
+        if value.shape != self.value.shape:
+            raise ValueError(f"weight {self.name} has shape {self.value.shape}, cannot assign an array of shape {value.shape}")
+        self.value = np.ascontiguousarray(value, dtype=np.float32)
+
+    def numpy(self):
+        return np.array(self.value)
+
+    def __repr__(self):
+        return f"<Weight {self.name} shape={self.shape} trainable={self.trainable}>"
+
+
+class KerasTensor:
+    """A symbolic tensor: a shape with ``None`` batch and the layer call that produced it."""
+
+    def __init__(self, shape, layer=None, inbound=None):
+        self.shape = tuple(shape)
+        self.layer = layer  # the layer whose output this is
+        self.inbound = inbound  # that layer's input tensor (None for an Input)
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    def __repr__(self):
+        producer = f", produced by {self.layer.name!r}" if self.layer else ""
+        return f"<KerasTensor shape={self.shape}{producer}>"
+
+
+def _as_batch_shape(shape):
+    return (None, *tuple(int(d) if d is not None else None for d in shape))
+
+
+class Layer:
+    """Base of every layer; see the module docstring for the protocol."""
+
+    def __init__(self, name=None, trainable=True, input_shape=None, batch_input_shape=None, dtype=None, activation=None):
+        if dtype not in (None, "float32", np.float32):
+            raise ValueError(f"fastconv layers compute in float32, got dtype={dtype!r}")
+        self.name = name or utils.unique_name(type(self).__name__)
+        self.trainable = trainable
+        self.built = False
+        self.activation = activations.get(activation)
+        self._weights = []
+        self.input_shape = None
+        self.output_shape = None
+        if batch_input_shape is not None:
+            self._batch_input_shape = tuple(batch_input_shape)
+        elif input_shape is not None:
+            self._batch_input_shape = _as_batch_shape(input_shape)
+        else:
+            self._batch_input_shape = None
+
+    # --- weights -----------------------------------------------------------
+
+    def add_weight(self, name, shape, initializer, trainable=True):
+        weight = Weight(self, name, np.ascontiguousarray(initializer(tuple(shape)), dtype=np.float32), trainable)
+        self._weights.append(weight)
+        return weight
+
+    @property
+    def weights(self):
+        return list(self._weights)
+
+    @property
+    def trainable_weights(self):
+        return [w for w in self.weights if w.trainable]
+
+    @property
+    def non_trainable_weights(self):
+        return [w for w in self.weights if not w.trainable]
+
+    def get_weights(self):
+        """The weights as NumPy arrays, in Keras' order and shapes (kernel, then bias)."""
+        return [w.numpy() for w in self.weights]
+
+    def set_weights(self, arrays):
+        weights = self.weights
+        if len(arrays) != len(weights):
+            raise ValueError(f"layer {self.name!r} has {len(weights)} weights, got {len(arrays)} arrays")
+        for weight, array in zip(weights, arrays):
+            weight.assign(array)
+
+    def count_params(self):
+        return int(sum(w.value.size for w in self.weights))
+
+    # --- shapes ------------------------------------------------------------
+
+    def build(self, input_shape):
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def build_for(self, input_shape):
+        """Build on first use, check the input shape, record input and output shapes; returns the output shape."""
+        input_shape = tuple(input_shape)
+        self.check_input_shape(input_shape)
+        if not self.built:
+            self.build(input_shape)
+            self.built = True
+        output_shape = tuple(self.compute_output_shape(input_shape))
+        self.input_shape, self.output_shape = input_shape, output_shape
+        return output_shape
+
+    def check_input_shape(self, input_shape):
+        """Raise ``ValueError`` naming the layer and both shapes when ``input_shape`` cannot feed this layer."""
+        if self.built and self.input_shape is not None and tuple(input_shape[1:]) != tuple(self.input_shape[1:]):
+            raise ValueError(
+                f"Layer {self.name!r} was built for input shape {self.input_shape}, got input of shape {tuple(input_shape)}"
+            )
+
+    # --- computation -------------------------------------------------------
+
+    def call(self, x, training):
+        """x -> (z, cache): the layer's computation before its activation."""
+        return x, None
+
+    def backward_call(self, grad_z, cache, need_input_grad):
+        """grad of z -> grad of x (None when not needed); stores weight gradients in ``weight.grad``."""
+        return grad_z
+
+    def forward(self, x, training=False, logits=False):
+        """x -> (y, cache); with ``logits=True`` the activation is left to the caller (a fused loss)."""
+        z, cache = self.call(x, training)
+        if self.activation is None or logits:
+            return z, (cache, None)
+        y = self.activation.forward(z)
+        return y, (cache, y)
+
+    def backward(self, grad_y, cache, need_input_grad=True, logits=False):
+        call_cache, y = cache
+        grad_z = grad_y if (self.activation is None or logits) else self.activation.backward(grad_y, y)
+        return self.backward_call(grad_z, call_cache, need_input_grad)
+
+    def __call__(self, inputs, training=False):
+        """On a :class:`KerasTensor`, record the call (functional API); on an array, compute (inference)."""
+        if isinstance(inputs, KerasTensor):
+            return KerasTensor(self.build_for(inputs.shape), layer=self, inbound=inputs)
+        from fastconv.backends import get_backend
+
+        kernels = get_backend()
+        x = np.ascontiguousarray(inputs, dtype=np.float32)
+        self.build_for((None, *x.shape[1:]))
+        y, _ = self.forward(kernels.to_device(x), training=training)
+        return kernels.to_host(y)
+
+    # --- configuration -----------------------------------------------------
+
+    def get_config(self):
+        config = {"name": self.name, "trainable": self.trainable}
+        if self._batch_input_shape is not None:
+            config["batch_input_shape"] = list(self._batch_input_shape)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+class InputLayer(Layer):
+    """The model's entry: holds the input shape, computes nothing."""
+
+    def __init__(self, input_shape=None, batch_input_shape=None, name=None, **kwargs):
+        if input_shape is None and batch_input_shape is None:
+            raise ValueError("InputLayer needs input_shape (without the batch axis), e.g. input_shape=(28, 28, 1)")
+        super().__init__(name=name or utils.unique_name("Input"), input_shape=input_shape, batch_input_shape=batch_input_shape, **kwargs)
+        self.input_shape = self.output_shape = self._batch_input_shape
+        self.built = True
+
+    def check_input_shape(self, input_shape):
+        expected = self._batch_input_shape
+        if len(input_shape) != len(expected) or any(e is not None and e != g for e, g in zip(expected[1:], input_shape[1:])):
+            raise ValueError(f"Input {self.name!r} expects shape {expected}, got data of shape {tuple(input_shape)}")
+
+
+def Input(shape=None, batch_size=None, name=None, batch_shape=None):
+    """A symbolic input of ``shape`` (without the batch axis): the start of a functional model."""
+    if shape is None and batch_shape is None:
+        raise ValueError("Input needs a shape, e.g. Input(shape=(28, 28, 1))")
+    batch_shape = tuple(batch_shape) if batch_shape is not None else (batch_size, *tuple(shape))
+    layer = InputLayer(batch_input_shape=batch_shape, name=name)
+    return KerasTensor(layer.output_shape, layer=layer, inbound=None)

@@ -1,0 +1,86 @@
+"""Conv2D, Keras' arguments and defaults, NHWC."""
+
+from fastconv import activations, initializers
+from fastconv.backends import get_backend
+from fastconv.layers.base import Layer
+from fastconv.shapes import normalize_pair, normalize_padding, window_geometry
+
+
+class Conv2D(Layer):
+    """2-D convolution: kernel (KH, KW, C_in, filters), bias (filters,), then the activation.
+
+    ``Conv2D(32, (3, 3), activation='relu', input_shape=(28, 28, 1))`` as in Keras.
+    """
+
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros", data_format=None, **kwargs):  # fmt: skip
+        super().__init__(activation=activation, **kwargs)
+        if not isinstance(filters, int) or filters < 1:
+            raise ValueError(f"Conv2D {self.name!r}: filters must be a positive int, got {filters!r}")
+        if data_format not in (None, "channels_last"):
+            raise ValueError(f"Conv2D {self.name!r}: fastconv is channels_last (NHWC), got data_format={data_format!r}")
+        self.filters = filters
+        self.kernel_size = normalize_pair(kernel_size, "kernel_size")
+        self.strides = normalize_pair(strides, "strides")
+        self.padding = normalize_padding(padding)
+        self.use_bias = use_bias
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self._initializer_names = (kernel_initializer, bias_initializer)
+        self.kernel = self.bias = None
+
+    def check_input_shape(self, input_shape):
+        if len(input_shape) != 4:
+            raise ValueError(
+                f"Layer {self.name!r} (Conv2D) expects input of rank 4 (batch, height, width, channels), got shape {tuple(input_shape)}"
+            )
+        if self.kernel is not None and input_shape[3] != self.kernel.shape[2]:
+            raise ValueError(
+                f"Layer {self.name!r} expected {self.kernel.shape[2]} input channels, got {input_shape[3]} "
+                f"(input shape {tuple(input_shape)})"
+            )
+        try:
+            window_geometry(input_shape[1:3], self.kernel_size, self.strides, self.padding)
+        except ValueError:
+            raise ValueError(
+                f"Layer {self.name!r}: kernel {self.kernel_size} is larger than its input {tuple(input_shape[1:3])} "
+                f"(input shape {tuple(input_shape)}, padding {self.padding!r})"
+            ) from None
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight("kernel", (*self.kernel_size, input_shape[3], self.filters), self.kernel_initializer)
+        if self.use_bias:
+            self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer)
+
+    def compute_output_shape(self, input_shape):
+        geometry = window_geometry(input_shape[1:3], self.kernel_size, self.strides, self.padding)
+        return (input_shape[0], geometry.out_h, geometry.out_w, self.filters)
+
+    def call(self, x, training):
+        bias = self.bias.value if self.use_bias else None
+        return get_backend().conv2d_forward(x, self.kernel.value, bias, self.strides, self.padding), x
+
+    def backward_call(self, grad_z, x, need_input_grad):
+        kernels = get_backend()
+        if self.trainable:
+            self.kernel.grad, grad_bias = kernels.conv2d_backward_kernel(
+                x, grad_z, self.kernel.shape, self.strides, self.padding, self.use_bias
+            )
+            if self.use_bias:
+                self.bias.grad = grad_bias
+        if not need_input_grad:
+            return None
+        return kernels.conv2d_backward_input(grad_z, self.kernel.value, x.shape, self.strides, self.padding)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "kernel_size": list(self.kernel_size),
+            "strides": list(self.strides),
+            "padding": self.padding,
+            "activation": activations.serialize(self.activation),
+            "use_bias": self.use_bias,
+            "kernel_initializer": self._initializer_names[0] if isinstance(self._initializer_names[0], str) else "glorot_uniform",
+            "bias_initializer": self._initializer_names[1] if isinstance(self._initializer_names[1], str) else "zeros",
+        }

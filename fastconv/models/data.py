@@ -1,0 +1,99 @@
+"""Feeding ``fit``/``evaluate``/``predict``: arrays in (shuffled) batches, or a generator of batches.
+
+A batch reaches the model as C-contiguous float32 (a copy of just that batch),
+so memory grows with the batch, not the dataset.
+"""
+
+import math
+
+import numpy as np
+
+from fastconv import utils
+
+
+def is_generator(data):
+    """A Python generator/iterator or a Keras ``Sequence``-like object (``__getitem__`` + ``__len__``), not an array."""
+    if isinstance(data, (np.ndarray, list, tuple)):
+        return False
+    return hasattr(data, "__next__") or (hasattr(data, "__getitem__") and hasattr(data, "__len__"))
+
+
+def as_float_batch(x, what="x"):
+    """A batch as contiguous float32; NaN or infinity raises ValueError naming the batch's shape."""
+    batch = np.ascontiguousarray(x, dtype=np.float32)
+    if not np.isfinite(batch).all():
+        raise ValueError(f"{what} batch of shape {batch.shape} contains NaN or infinity")
+    return batch
+
+
+class ArrayBatches:
+    """Batches of ``x`` (and ``y``) in order or in a fresh random order each epoch."""
+
+    def __init__(self, x, y=None, batch_size=32, shuffle=False):
+        self.x = x if isinstance(x, np.ndarray) else np.asarray(x)
+        self.y = None if y is None else (y if isinstance(y, np.ndarray) else np.asarray(y))
+        if self.y is not None and len(self.x) != len(self.y):
+            raise ValueError(f"x has {len(self.x)} samples but y has {len(self.y)} (x {self.x.shape}, y {self.y.shape})")
+        if len(self.x) == 0:
+            raise ValueError(f"x is empty (shape {self.x.shape})")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.steps = math.ceil(len(self.x) / batch_size)
+
+    def epoch(self):
+        """Yield (x_batch, y_batch or None) for one pass over the data."""
+        order = utils.rng().permutation(len(self.x)) if self.shuffle else None
+        for start in range(0, len(self.x), self.batch_size):
+            if order is None:
+                index = slice(start, start + self.batch_size)
+            else:
+                index = np.sort(order[start : start + self.batch_size])
+            yield self.x[index], None if self.y is None else self.y[index]
+
+
+class GeneratorBatches:
+    """``steps`` batches per epoch drawn from a generator yielding ``(x, y)`` (or ``x``) tuples."""
+
+    def __init__(self, generator, steps, what="steps_per_epoch"):
+        if steps is None:
+            if hasattr(generator, "__len__"):
+                steps = len(generator)
+            else:
+                raise ValueError(f"a generator gives no epoch length: pass {what}")
+        if not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"{what} must be a positive int, got {steps!r}")
+        self.generator = generator
+        self.steps = steps
+        self._iterator = None
+        self._index = 0
+
+    def _next(self):
+        if hasattr(self.generator, "__next__"):
+            return next(self.generator)
+        if self._index >= len(self.generator):  # a Sequence: go round again
+            self._index = 0
+        item = self.generator[self._index]
+        self._index += 1
+        return item
+
+    def epoch(self):
+        for _ in range(self.steps):
+            try:
+                item = self._next()
+            except StopIteration:
+                raise ValueError(f"the generator ran out after fewer than {self.steps} batches") from None
+            if isinstance(item, tuple):
+                yield item[0], item[1] if len(item) > 1 else None
+            else:
+                yield item, None
+
+
+def batches(x, y=None, batch_size=None, shuffle=False, steps=None, steps_name="steps"):
+    """The right feeder for ``x``: a generator, or arrays with ``y``."""
+    if is_generator(x):
+        if y is not None:
+            raise ValueError("y must be None when x is a generator (it yields (x, y) batches)")
+        return GeneratorBatches(x, steps, steps_name)
+    return ArrayBatches(x, y, batch_size or 32, shuffle)

@@ -1,0 +1,395 @@
+"""Model (functional) and the training loop shared with Sequential.
+
+A model is a chain of layers from its input to its output, and itself a
+layer (so a model can sit inside another, as ``model.add(conv_base)``). One
+training step runs forward through the chain, takes the loss and its
+gradient — from the logits when the output activation fuses with the loss —
+runs backward, and lets the optimizer update every trainable weight. The
+kernels are reached only through ``fastconv.get_backend()``.
+"""
+
+import time
+
+import numpy as np
+
+from fastconv import losses as losses_module
+from fastconv import metrics as metrics_module
+from fastconv import optimizers as optimizers_module
+from fastconv.backends import get_backend
+from fastconv.callbacks import Callback, History, Progbar
+from fastconv.layers.base import InputLayer, KerasTensor, Layer
+from fastconv.models import data as data_module
+from fastconv.models.summary import print_summary
+
+
+class Model(Layer):
+    """``Model(inputs, outputs)`` as in Keras' functional API (single input, single output)."""
+
+    def __init__(self, inputs=None, outputs=None, name=None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.stop_training = False
+        self.optimizer = self.loss = None
+        self.history = None
+        self._layers = []
+        if inputs is not None or outputs is not None:
+            self._init_graph(inputs, outputs)
+
+    # --- structure ---------------------------------------------------------
+
+    def _init_graph(self, inputs, outputs):
+        inputs = inputs[0] if isinstance(inputs, (list, tuple)) and len(inputs) == 1 else inputs
+        outputs = outputs[0] if isinstance(outputs, (list, tuple)) and len(outputs) == 1 else outputs
+        if not isinstance(inputs, KerasTensor) or not isinstance(outputs, KerasTensor):
+            raise ValueError("Model(inputs, outputs) takes one keras.Input tensor and one output tensor")
+        chain, tensor = [], outputs
+        while tensor is not None and tensor is not inputs:
+            chain.append(tensor.layer)
+            tensor = tensor.inbound
+        if tensor is None:
+            raise ValueError(f"Model {self.name!r}: the outputs {outputs} are not computed from the inputs {inputs}")
+        self._layers = [inputs.layer, *reversed(chain)]
+        self.input_shape, self.output_shape = inputs.shape, outputs.shape
+        self._batch_input_shape = inputs.shape
+        self.built = True
+
+    @property
+    def layers(self):
+        """The layers, the InputLayer first (as Keras lists a functional model's)."""
+        return list(self._layers)
+
+    @property
+    def _compute_layers(self):
+        return [layer for layer in self._layers if not isinstance(layer, InputLayer)]
+
+    def get_layer(self, name=None, index=None):
+        if index is not None:
+            return self.layers[index]
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"no layer named {name!r} in model {self.name!r}; it has {[layer.name for layer in self.layers]}")
+
+    @property
+    def trainable(self):
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        """Setting it sets every layer's flag too, as in Keras (``conv_base.trainable = False``)."""
+        self._trainable = bool(value)
+        for layer in getattr(self, "_layers", []):
+            layer.trainable = self._trainable
+
+    @property
+    def weights(self):
+        return [weight for layer in self._layers for weight in layer.weights]
+
+    def get_weights(self):
+        return [w.numpy() for w in self.weights]
+
+    def set_weights(self, arrays):
+        weights = self.weights
+        if len(arrays) != len(weights):
+            raise ValueError(f"model {self.name!r} has {len(weights)} weights, got {len(arrays)} arrays")
+        for weight, array in zip(weights, arrays):
+            weight.assign(array)
+
+    def _require_built(self):
+        if not self.built:
+            raise ValueError(
+                f"Model {self.name!r} has not been built yet: give its first layer an input_shape, "
+                "or call it on data (fit, predict) first"
+            )
+
+    def summary(self, line_length=None, print_fn=None):
+        self._require_built()
+        print_summary(self, line_length=line_length, print_fn=print_fn)
+
+    # --- the model as a layer -------------------------------------------------
+
+    def check_input_shape(self, input_shape):
+        self._require_built()
+        expected = self.input_shape
+        if len(input_shape) != len(expected) or any(e is not None and e != g for e, g in zip(expected[1:], input_shape[1:])):
+            raise ValueError(f"Model {self.name!r} expects input of shape {tuple(expected)}, got {tuple(input_shape)}")
+
+    def compute_output_shape(self, input_shape):
+        return self.output_shape
+
+    def forward(self, x, training=False, logits=False):
+        layers = self._compute_layers
+        caches = []
+        for index, layer in enumerate(layers):
+            x, cache = layer.forward(x, training=training, logits=logits and index == len(layers) - 1)
+            caches.append(cache)
+        return x, caches
+
+    def backward(self, grad, caches, need_input_grad=True, logits=False):
+        layers = self._compute_layers
+        trainable = [index for index, layer in enumerate(layers) if layer.trainable_weights]
+        # Layers before the first trainable one need no backward pass unless the caller wants our input gradient.
+        stop = 0 if need_input_grad else (trainable[0] if trainable else len(layers))
+        for index in range(len(layers) - 1, stop - 1, -1):
+            grad = layers[index].backward(
+                grad, caches[index], need_input_grad=need_input_grad or index > stop, logits=logits and index == len(layers) - 1
+            )
+        return grad if need_input_grad else None
+
+    def _output_activation(self):
+        layer = self._compute_layers[-1] if self._compute_layers else None
+        if isinstance(layer, Model):
+            return layer._output_activation()
+        return None if layer is None or layer.activation is None else layer.activation.name
+
+    # --- training configuration --------------------------------------------
+
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
+        """Keras' compile: an optimizer (name or object), a loss name, metrics ['accuracy'] or ['acc']."""
+        unsupported = set(kwargs) - {"loss_weights", "weighted_metrics", "run_eagerly", "jit_compile", "steps_per_execution"}
+        if unsupported:
+            raise TypeError(f"compile() got unexpected arguments {sorted(unsupported)}")
+        if loss is None:
+            raise ValueError("compile() needs a loss, e.g. loss='categorical_crossentropy'")
+        self.optimizer = optimizers_module.get(optimizer)
+        self.loss = losses_module.get(loss)
+        self.metric_names = metrics_module.check_metrics(metrics)
+        self.stop_training = False
+
+    def _require_compiled(self):
+        if self.loss is None:
+            raise RuntimeError(f"Model {self.name!r} must be compiled before training or evaluation: call model.compile(...)")
+
+    def _build_from_data(self, x_batch):
+        if not self.built:
+            self.build_for((None, *np.shape(x_batch)[1:]))
+        self.check_input_shape((None, *np.shape(x_batch)[1:]))
+
+    def _fused(self):
+        return self.loss.fuses_with is not None and self.loss.fuses_with == self._output_activation()
+
+    # --- steps ---------------------------------------------------------------
+
+    def _loss_and_grad(self, outputs, targets, fused):
+        if fused:
+            return self.loss.from_logits(targets, outputs)
+        kernels = get_backend()
+        loss, grad = self.loss(kernels.to_host(targets), kernels.to_host(outputs))
+        return loss, kernels.to_device(np.ascontiguousarray(grad, dtype=np.float32))
+
+    def _metric_values(self, outputs, targets, fused):
+        if not self.metric_names:
+            return {}
+        kernels = get_backend()
+        outputs, targets = kernels.to_host(outputs), kernels.to_host(targets)
+        if metrics_module.accuracy_for(self.loss.name, outputs.shape) == "binary":
+            value = metrics_module.binary_accuracy(targets, outputs, logits=fused)
+        else:
+            value = metrics_module.categorical_accuracy(targets, outputs)
+        return {name: value for name in self.metric_names}
+
+    def _targets(self, y_batch, batch_size):
+        if y_batch is None:
+            raise ValueError("training and evaluation need targets: pass y, or a generator yielding (x, y)")
+        output_shape = (batch_size, *self.output_shape[1:])
+        return get_backend().to_device(self.loss.targets(data_module.as_float_batch(y_batch, "y"), output_shape))
+
+    def train_on_batch(self, x, y, return_dict=False):
+        """One optimizer step on one batch; returns the loss (and metrics) of that batch before the step."""
+        logs = self._train_step(x, y)
+        return self._format_logs(logs, return_dict)
+
+    def _train_step(self, x_batch, y_batch):
+        self._require_compiled()
+        self._build_from_data(x_batch)
+        kernels = get_backend()
+        x = kernels.to_device(data_module.as_float_batch(x_batch))
+        targets = self._targets(y_batch, x.shape[0])
+        fused = self._fused()
+        outputs, caches = self.forward(x, training=True, logits=fused)
+        loss, grad = self._loss_and_grad(outputs, targets, fused)
+        self.backward(grad, caches, need_input_grad=False, logits=fused)
+        self.optimizer.apply(self.weights)
+        return {"loss": loss, **self._metric_values(outputs, targets, fused)}
+
+    def _test_step(self, x_batch, y_batch):
+        self._require_compiled()
+        self._build_from_data(x_batch)
+        kernels = get_backend()
+        x = kernels.to_device(data_module.as_float_batch(x_batch))
+        targets = self._targets(y_batch, x.shape[0])
+        fused = self._fused()
+        outputs, _ = self.forward(x, training=False, logits=fused)
+        loss, _ = self._loss_and_grad(outputs, targets, fused)
+        return {"loss": loss, **self._metric_values(outputs, targets, fused)}
+
+    def test_on_batch(self, x, y, return_dict=False):
+        return self._format_logs(self._test_step(x, y), return_dict)
+
+    def _format_logs(self, logs, return_dict):
+        if return_dict:
+            return logs
+        values = [logs["loss"], *(logs[name] for name in self.metric_names)]
+        return values[0] if len(values) == 1 else values
+
+    # --- loops ---------------------------------------------------------------
+
+    def _run_epoch(self, feeder, step, progbar=None, on_batch=None):
+        """Run ``step`` over one epoch of ``feeder``; the logs are sample-weighted means."""
+        totals, seen = {}, 0
+        for index, (x_batch, y_batch) in enumerate(feeder.epoch()):
+            logs = step(x_batch, y_batch)
+            count = len(x_batch)
+            seen += count
+            for key, value in logs.items():
+                totals[key] = totals.get(key, 0.0) + value * count
+            means = {key: total / seen for key, total in totals.items()}
+            if progbar is not None:
+                progbar.update(index + 1, means)
+            if on_batch is not None:
+                on_batch(index, means)
+        return {key: total / seen for key, total in totals.items()}
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose=1, callbacks=None, validation_split=0.0,
+            validation_data=None, shuffle=True, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
+            validation_batch_size=None, **kwargs):  # fmt: skip
+        """Train for ``epochs``; returns a :class:`~fastconv.callbacks.History` (also kept as ``model.history``).
+
+        ``x``/``y`` arrays, or ``x`` a generator of ``(x, y)`` batches with ``steps_per_epoch``.
+        ``validation_data`` is ``(x_val, y_val)`` or a generator (with ``validation_steps``).
+        """
+        ignored = set(kwargs) - {"workers", "use_multiprocessing", "max_queue_size", "class_weight", "sample_weight"}
+        if ignored:
+            raise TypeError(f"fit() got unexpected arguments {sorted(ignored)}")
+        if kwargs.get("class_weight") is not None or kwargs.get("sample_weight") is not None:
+            raise ValueError("fit(): class_weight and sample_weight are not supported")
+        self._require_compiled()
+        if validation_split and not data_module.is_generator(x):
+            if validation_data is not None:
+                raise ValueError("fit(): give validation_split or validation_data, not both")
+            if not 0 < validation_split < 1:
+                raise ValueError(f"validation_split must be in (0, 1), got {validation_split}")
+            split = int(len(x) * (1 - validation_split))
+            x, validation_data = x[:split], (x[split:], y[split:])
+            y = y[:split]
+        feeder = data_module.batches(x, y, batch_size, shuffle, steps_per_epoch, "steps_per_epoch")
+        validation = None
+        if validation_data is not None:
+            if data_module.is_generator(validation_data):
+                validation = data_module.GeneratorBatches(validation_data, validation_steps, "validation_steps")
+            else:
+                val_x, val_y = validation_data[0], validation_data[1]
+                validation = data_module.ArrayBatches(val_x, val_y, validation_batch_size or batch_size or 32)
+
+        history = History()
+        callbacks = [history, *(callbacks or [])]
+        for callback in callbacks:
+            if not isinstance(callback, Callback):
+                raise TypeError(f"callbacks must be fastconv.callbacks.Callback instances, got {type(callback).__name__}")
+            callback.set_model(self)
+        self.stop_training = False
+        for callback in callbacks:
+            callback.on_train_begin()
+        for epoch in range(initial_epoch, epochs):
+            for callback in callbacks:
+                callback.on_epoch_begin(epoch)
+            if verbose:
+                print(f"Epoch {epoch + 1}/{epochs}")
+            progbar = Progbar(feeder.steps, verbose)
+
+            def on_batch(index, means):
+                for callback in callbacks:
+                    callback.on_train_batch_end(index, means)
+
+            logs = self._run_epoch(feeder, self._train_step, progbar, on_batch)
+            if validation is not None:
+                val_logs = self._run_epoch(validation, self._test_step)
+                logs.update({f"val_{key}": value for key, value in val_logs.items()})
+            progbar.finish(logs)
+            for callback in callbacks:
+                callback.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        for callback in callbacks:
+            callback.on_train_end()
+        self.history = history
+        return history
+
+    def fit_generator(self, generator, steps_per_epoch=None, epochs=1, **kwargs):
+        """Keras 2's name for ``fit`` on a generator."""
+        return self.fit(generator, steps_per_epoch=steps_per_epoch, epochs=epochs, **kwargs)
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose=1, steps=None, return_dict=False, **kwargs):
+        """Loss (and metrics) over the data, as Keras: a scalar, or [loss, metric, ...]."""
+        self._require_compiled()
+        feeder = data_module.batches(x, y, batch_size, False, steps, "steps")
+        progbar = Progbar(feeder.steps, verbose)
+        logs = self._run_epoch(feeder, self._test_step, progbar)
+        progbar.finish(logs)
+        return self._format_logs(logs, return_dict)
+
+    def evaluate_generator(self, generator, steps=None, **kwargs):
+        return self.evaluate(generator, steps=steps, **kwargs)
+
+    def predict(self, x, batch_size=None, verbose=0, steps=None, **kwargs):
+        """The model's outputs (with the output activation) for every sample, as one NumPy array."""
+        kernels = get_backend()
+        feeder = data_module.batches(x, None, batch_size, False, steps, "steps")
+        progbar = Progbar(feeder.steps, verbose)
+        outputs = []
+        for index, (x_batch, _) in enumerate(feeder.epoch()):
+            self._build_from_data(x_batch)
+            y, _ = self.forward(kernels.to_device(data_module.as_float_batch(x_batch)), training=False)
+            outputs.append(kernels.to_host(y))
+            progbar.update(index + 1, {})
+        progbar.finish({})
+        return np.concatenate(outputs)
+
+    def predict_generator(self, generator, steps=None, **kwargs):
+        return self.predict(generator, steps=steps, **kwargs)
+
+    def predict_on_batch(self, x):
+        return self.predict(x, batch_size=len(x))
+
+    # --- saving (fastconv.models.saving) -------------------------------------
+
+    def save(self, filepath, overwrite=True, include_optimizer=True, save_format=None):
+        from fastconv.models import saving
+
+        saving.save_model(self, filepath, overwrite=overwrite)
+
+    def save_weights(self, filepath, overwrite=True, save_format=None):
+        from fastconv.models import saving
+
+        saving.save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath, by_name=False, skip_mismatch=False):
+        from fastconv.models import saving
+
+        saving.load_weights(self, filepath, by_name=by_name, skip_mismatch=skip_mismatch)
+
+    # --- configuration -------------------------------------------------------
+
+    def get_config(self):
+        layers = []
+        for layer in self._layers:
+            config = layer.get_config()
+            if isinstance(layer, InputLayer):
+                config = {"name": layer.name, "batch_input_shape": list(layer.output_shape)}
+            layers.append({"class_name": "InputLayer" if isinstance(layer, InputLayer) else type(layer).__name__, "config": config})
+        return {"name": self.name, "trainable": self.trainable, "layers": layers}
+
+    @classmethod
+    def from_config(cls, config):
+        from fastconv.layers import deserialize
+
+        layer_configs = config["layers"]
+        tensor = inputs = None
+        for layer_config in layer_configs:
+            layer = deserialize(layer_config)
+            if isinstance(layer, InputLayer):
+                tensor = inputs = KerasTensor(layer.output_shape, layer=layer)
+            else:
+                tensor = layer(tensor)
+        model = cls(inputs, tensor, name=config["name"])
+        model.trainable = config.get("trainable", True)
+        return model

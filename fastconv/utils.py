@@ -1,0 +1,57 @@
+"""Small Keras-compatible helpers: labels to one-hot, seeding, fresh layer names."""
+
+import re
+from collections import defaultdict
+
+import numpy as np
+
+_rng = np.random.default_rng()
+_name_counts = defaultdict(int)
+
+
+def to_categorical(y, num_classes=None, dtype="float32"):
+    """Integer labels (any shape) -> one-hot rows, as ``keras.utils.to_categorical``.
+
+    ``to_categorical([1, 0, 2])`` is a (3, 3) float32 array; a trailing axis of
+    size 1 is dropped first, as Keras does.
+    """
+    y = np.asarray(y)
+    if y.ndim > 1 and y.shape[-1] == 1:
+        y = y.reshape(y.shape[:-1])
+    if y.size and (not np.issubdtype(y.dtype, np.integer) and not np.all(np.equal(np.mod(y, 1), 0))):
+        raise ValueError(f"to_categorical expects integer class labels, got {y.dtype} values such as {y.flat[0]!r}")
+    labels = y.astype(np.int64).ravel()
+    if labels.size and labels.min() < 0:
+        raise ValueError(f"to_categorical: negative label {labels.min()}")
+    num_classes = int(labels.max()) + 1 if num_classes is None else int(num_classes)
+    if labels.size and labels.max() >= num_classes:
+        raise ValueError(f"to_categorical: label {labels.max()} is out of range for num_classes={num_classes}")
+    one_hot = np.zeros((labels.size, num_classes), dtype=dtype)
+    one_hot[np.arange(labels.size), labels] = 1
+    return one_hot.reshape(y.shape + (num_classes,))
+
+
+def set_random_seed(seed):
+    """Seed everything fastconv draws at random (initial weights, dropout, shuffling) and NumPy's global RNG."""
+    global _rng
+    _rng = np.random.default_rng(seed)
+    np.random.seed(seed % 2**32)
+
+
+def rng():
+    """The generator behind initialisers, dropout masks and shuffling (reseeded by :func:`set_random_seed`)."""
+    return _rng
+
+
+def unique_name(class_name):
+    """Keras' default layer names: ``Conv2D`` -> ``conv2d``, ``conv2d_1``, …; ``MaxPooling2D`` -> ``max_pooling2d``."""
+    base = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", class_name).lower()
+    base = base.replace("2_d", "2d")
+    count = _name_counts[base]
+    _name_counts[base] += 1
+    return base if count == 0 else f"{base}_{count}"
+
+
+def clear_session():
+    """Reset default layer names (``conv2d`` again), as ``keras.backend.clear_session``."""
+    _name_counts.clear()
