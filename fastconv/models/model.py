@@ -198,18 +198,23 @@ class Model(Layer):
         logs = self._train_step(x, y)
         return self._format_logs(logs, return_dict)
 
-    def _train_step(self, x_batch, y_batch):
+    def compute_gradients(self, x_batch, y_batch, training=True):
+        """Forward and backward on one batch: sets ``weight.grad`` of every trainable weight; returns the logs."""
         self._require_compiled()
         self._build_from_data(x_batch)
         kernels = get_backend()
         x = kernels.to_device(data_module.as_float_batch(x_batch))
         targets = self._targets(y_batch, x.shape[0])
         fused = self._fused()
-        outputs, caches = self.forward(x, training=True, logits=fused)
+        outputs, caches = self.forward(x, training=training, logits=fused)
         loss, grad = self._loss_and_grad(outputs, targets, fused)
         self.backward(grad, caches, need_input_grad=False, logits=fused)
-        self.optimizer.apply(self.weights)
         return {"loss": loss, **self._metric_values(outputs, targets, fused)}
+
+    def _train_step(self, x_batch, y_batch):
+        logs = self.compute_gradients(x_batch, y_batch)
+        self.optimizer.apply(self.weights)
+        return logs
 
     def _test_step(self, x_batch, y_batch):
         self._require_compiled()
