@@ -25,8 +25,8 @@ def pytest_terminal_summary(terminalreporter, config):
         by_layer.setdefault(bench.group, {})[bench.extra_info["implementation"]] = bench
     write = terminalreporter.write_line
     write("")
-    write("fastconv vs PyTorch, one training step per layer (forward + backward), minimum over rounds")
-    header = f"{'layer':34s} {'impl':>9s} {'ms':>9s} {'GFLOP/s':>8s} {'torch/impl':>10s}"
+    write("fastconv vs PyTorch in one run, minimum over rounds (layers: one training step; networks: optimizer steps)")
+    header = f"{'layer / network':34s} {'impl':>9s} {'ms':>9s} {'GFLOP/s':>8s} {'samples/s':>10s} {'torch/impl':>10s}"
     write(header)
     write("-" * len(header))
     for layer, runs in by_layer.items():
@@ -35,8 +35,10 @@ def pytest_terminal_summary(terminalreporter, config):
             seconds = bench.stats.min
             gflops = bench.extra_info["flops"] / seconds / 1e9
             ratio = f"{torch_time / seconds:10.2f}" if torch_time else f"{'-':>10s}"
-            write(f"{layer:34s} {implementation:>9s} {seconds * 1e3:9.2f} {gflops:8.1f} {ratio}")
-    write("torch/impl > 1 means fastconv is faster than PyTorch on this layer.")
+            samples = bench.extra_info.get("samples")
+            rate = f"{samples / seconds:10,.0f}" if samples else f"{'-':>10s}"
+            write(f"{layer:34s} {implementation:>9s} {seconds * 1e3:9.2f} {gflops:8.1f} {rate} {ratio}")
+    write("torch/impl > 1 means fastconv is faster than PyTorch.")
 
 
 @pytest.fixture
