@@ -4,8 +4,6 @@ import sys
 import time
 import warnings
 
-import numpy as np
-
 
 class Callback:
     """Hooks a model calls during ``fit``; ``self.model`` is set before training starts."""
@@ -176,7 +174,3 @@ class ModelCheckpoint(Callback):
         if self.verbose:
             print(f"Epoch {epoch + 1}: saving model to {path}")
         (self.model.save_weights if self.save_weights_only else self.model.save)(path)
-
-
-def mean_of(values, weights):
-    return float(np.average(values, weights=weights))

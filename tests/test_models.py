@@ -539,3 +539,41 @@ def test_dense_baseline_reaches_97_7_percent():
     _, test_acc = network.evaluate(test_images, to_categorical(test_labels), verbose=0)
     print(f"dense baseline test_acc: {test_acc:.4f}")
     assert test_acc >= 0.977
+
+
+def test_sequential_without_input_shape_builds_on_first_data():
+    model = models.Sequential([layers.Flatten(), layers.Dense(3, activation="softmax")])
+    with pytest.raises(ValueError, match="has not been built yet"):
+        model.summary()
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    x, y = tiny_data()
+    model.fit(x, y, epochs=1, verbose=0)
+    assert model.input_shape == (None, 6, 6, 2) and total_params(model) == 72 * 3 + 3
+
+
+def test_dropout_scales_while_training_and_is_identity_otherwise():
+    dropout = layers.Dropout(0.5, seed=1)
+    x = np.ones((200, 50), np.float32)
+    assert np.array_equal(dropout(x), x)
+    trained, mask = dropout.call(x, training=True)
+    kept = trained != 0
+    assert 0.4 < kept.mean() < 0.6 and np.all(trained[kept] == 2.0)
+    assert np.array_equal(dropout.backward_call(np.ones_like(x), mask, True), trained)
+
+
+def test_average_pooling_and_nested_functional_models():
+    inputs = keras.Input(shape=(8, 8, 2))
+    base_out = layers.AveragePooling2D(2)(layers.Conv2D(4, 3, padding="same", activation="relu")(inputs))
+    base = keras.Model(inputs, base_out, name="base")
+    outer_in = keras.Input(shape=(8, 8, 2))
+    outputs = layers.Dense(3, activation="softmax")(layers.Flatten()(base(outer_in)))
+    model = keras.Model(outer_in, outputs)
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["acc"])
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((32, 8, 8, 2)).astype(np.float32)
+    y = to_categorical(rng.integers(0, 3, 32), 3)
+    before = base.get_weights()[0].copy()
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    assert not np.array_equal(before, base.get_weights()[0])
+    assert "base (Functional)            (None, 4, 4, 4)           76        " in summary_text(model).splitlines()
+    assert model.predict(x).shape == (32, 3)
