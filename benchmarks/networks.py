@@ -7,7 +7,7 @@ PyTorch uses its default NCHW layout and its CPU build's threads.
 import numpy as np
 
 import fastconv
-from fastconv import layers, models
+from fastconv.examples.listings import cats_dogs_convnet, mnist_convnet
 
 try:
     import torch
@@ -20,25 +20,11 @@ CATS_DOGS_FORWARD_FLOPS = 0.472e9
 
 
 def mnist_fastconv():
-    from fastconv.examples.mnist import build_model
-
-    return build_model(), (28, 28, 1), "categorical_crossentropy", 10
+    return mnist_convnet(), (28, 28, 1), "categorical_crossentropy", 10
 
 
 def cats_dogs_fastconv():
-    model = models.Sequential()
-    model.add(layers.Conv2D(32, (3, 3), activation="relu", input_shape=(150, 150, 3)))
-    model.add(layers.MaxPooling2D((2, 2)))
-    model.add(layers.Conv2D(64, (3, 3), activation="relu"))
-    model.add(layers.MaxPooling2D((2, 2)))
-    model.add(layers.Conv2D(128, (3, 3), activation="relu"))
-    model.add(layers.MaxPooling2D((2, 2)))
-    model.add(layers.Conv2D(128, (3, 3), activation="relu"))
-    model.add(layers.MaxPooling2D((2, 2)))
-    model.add(layers.Flatten())
-    model.add(layers.Dense(512, activation="relu"))
-    model.add(layers.Dense(1, activation="sigmoid"))
-    return model, (150, 150, 3), "binary_crossentropy", 1
+    return cats_dogs_convnet(), (150, 150, 3), "binary_crossentropy", 1
 
 
 def _torch_convnet(channels, convs, dense_in, dense_hidden, outputs):

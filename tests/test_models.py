@@ -9,6 +9,7 @@ import pytest
 import fastconv
 import fastconv as keras
 from fastconv import callbacks, layers, models, optimizers
+from fastconv.examples.listings import cats_dogs_convnet, mnist_convnet
 from fastconv.utils import set_random_seed, to_categorical
 
 
@@ -30,21 +31,15 @@ def total_params(model):
 
 
 def listing_5_1():
-    model = models.Sequential()
-    model.add(layers.Conv2D(32, (3, 3), activation="relu", input_shape=(28, 28, 1)))
-    model.add(layers.MaxPooling2D((2, 2)))
-    model.add(layers.Conv2D(64, (3, 3), activation="relu"))
-    model.add(layers.MaxPooling2D((2, 2)))
-    model.add(layers.Conv2D(64, (3, 3), activation="relu"))
+    """The convolutional base alone: listing 5.3 without its Flatten and Dense layers."""
+    model = mnist_convnet()
+    for _ in range(3):
+        model.pop()
     return model
 
 
 def listing_5_2():
-    model = listing_5_1()
-    model.add(layers.Flatten())
-    model.add(layers.Dense(64, activation="relu"))
-    model.add(layers.Dense(10, activation="softmax"))
-    return model
+    return mnist_convnet()
 
 
 def functional_8_1(max_pool=True):
@@ -62,19 +57,7 @@ def functional_8_1(max_pool=True):
 
 
 def cats_dogs_5_5():
-    model = models.Sequential()
-    model.add(layers.Conv2D(32, (3, 3), activation="relu", input_shape=(150, 150, 3)))
-    model.add(layers.MaxPooling2D((2, 2)))
-    model.add(layers.Conv2D(64, (3, 3), activation="relu"))
-    model.add(layers.MaxPooling2D((2, 2)))
-    model.add(layers.Conv2D(128, (3, 3), activation="relu"))
-    model.add(layers.MaxPooling2D((2, 2)))
-    model.add(layers.Conv2D(128, (3, 3), activation="relu"))
-    model.add(layers.MaxPooling2D((2, 2)))
-    model.add(layers.Flatten())
-    model.add(layers.Dense(512, activation="relu"))
-    model.add(layers.Dense(1, activation="sigmoid"))
-    return model
+    return cats_dogs_convnet()
 
 
 @pytest.mark.parametrize(

@@ -2,29 +2,19 @@
 
 Run ``python -m fastconv.examples.mnist`` (or ``fastconv-mnist``); ``--backend numba`` to use the
 Numba kernels, ``--epochs``/``--batch-size`` to change the run, ``--seed`` for a repeatable one.
-The code below is the notes' listing with only the import changed.
+The model is the notes' listing with only the import changed (fastconv.examples.listings).
 """
 
 import argparse
 import time
 
 import fastconv
-from fastconv import layers, models
 from fastconv.datasets import mnist
+from fastconv.examples.listings import mnist_convnet
 from fastconv.utils import set_random_seed, to_categorical
 
 
-def build_model():
-    model = models.Sequential()
-    model.add(layers.Conv2D(32, (3, 3), activation="relu", input_shape=(28, 28, 1)))
-    model.add(layers.MaxPooling2D((2, 2)))
-    model.add(layers.Conv2D(64, (3, 3), activation="relu"))
-    model.add(layers.MaxPooling2D((2, 2)))
-    model.add(layers.Conv2D(64, (3, 3), activation="relu"))
-    model.add(layers.Flatten())
-    model.add(layers.Dense(64, activation="relu"))
-    model.add(layers.Dense(10, activation="softmax"))
-    return model
+build_model = mnist_convnet
 
 
 def load_mnist():

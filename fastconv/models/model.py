@@ -198,8 +198,8 @@ class Model(Layer):
         logs = self._train_step(x, y)
         return self._format_logs(logs, return_dict)
 
-    def compute_gradients(self, x_batch, y_batch, training=True):
-        """Forward and backward on one batch: sets ``weight.grad`` of every trainable weight; returns the logs."""
+    def _forward_loss(self, x_batch, y_batch, training):
+        """Forward one batch and take the loss: (logs, loss gradient, caches, fused)."""
         self._require_compiled()
         self._build_from_data(x_batch)
         kernels = get_backend()
@@ -208,8 +208,13 @@ class Model(Layer):
         fused = self._fused()
         outputs, caches = self.forward(x, training=training, logits=fused)
         loss, grad = self._loss_and_grad(outputs, targets, fused)
+        return {"loss": loss, **self._metric_values(outputs, targets, fused)}, grad, caches, fused
+
+    def compute_gradients(self, x_batch, y_batch, training=True):
+        """Forward and backward on one batch: sets ``weight.grad`` of every trainable weight; returns the logs."""
+        logs, grad, caches, fused = self._forward_loss(x_batch, y_batch, training)
         self.backward(grad, caches, need_input_grad=False, logits=fused)
-        return {"loss": loss, **self._metric_values(outputs, targets, fused)}
+        return logs
 
     def _train_step(self, x_batch, y_batch):
         logs = self.compute_gradients(x_batch, y_batch)
@@ -217,15 +222,7 @@ class Model(Layer):
         return logs
 
     def _test_step(self, x_batch, y_batch):
-        self._require_compiled()
-        self._build_from_data(x_batch)
-        kernels = get_backend()
-        x = kernels.to_device(data_module.as_float_batch(x_batch))
-        targets = self._targets(y_batch, x.shape[0])
-        fused = self._fused()
-        outputs, _ = self.forward(x, training=False, logits=fused)
-        loss, _ = self._loss_and_grad(outputs, targets, fused)
-        return {"loss": loss, **self._metric_values(outputs, targets, fused)}
+        return self._forward_loss(x_batch, y_batch, training=False)[0]
 
     def test_on_batch(self, x, y, return_dict=False):
         return self._format_logs(self._test_step(x, y), return_dict)
