@@ -7,9 +7,13 @@
 
 The old ``lr=`` spelling of the notes is accepted. Updates are in place on
 each trainable weight that has a gradient; a frozen weight never changes.
+The arithmetic is the current backend's (``sgd_update``, ``rmsprop_update``,
+``adam_update``), so weights and state stay where the backend keeps them.
 """
 
 import numpy as np
+
+from fastconv.backends import get_backend
 
 
 class Optimizer:
@@ -20,10 +24,12 @@ class Optimizer:
         self._slots = {}
 
     def slot(self, weight, index=0):
-        """Per-weight state (zeros at first), kept while the weight lives."""
+        """Per-weight state (zeros at first, on the backend's device), kept while the weight lives."""
         key = (id(weight), index)
+        kernels = get_backend()
         if key not in self._slots:
-            self._slots[key] = np.zeros_like(weight.value)
+            self._slots[key] = kernels.zeros(weight.value.shape)
+        self._slots[key] = kernels.to_device(self._slots[key])
         return self._slots[key]
 
     def apply(self, weights):
@@ -31,13 +37,12 @@ class Optimizer:
         self.iterations += 1
         for weight in weights:
             if weight.trainable and weight.grad is not None:
-                grad = np.asarray(weight.grad, dtype=np.float32)
-                if grad.shape != weight.value.shape:
-                    raise ValueError(f"gradient of {weight.name} has shape {grad.shape}, the weight {weight.value.shape}")
-                self.update(weight, grad)
+                if weight.grad.shape != weight.value.shape:
+                    raise ValueError(f"gradient of {weight.name} has shape {weight.grad.shape}, the weight {weight.value.shape}")
+                self.update(get_backend(), weight, weight.grad)
             weight.grad = None
 
-    def update(self, weight, grad):
+    def update(self, kernels, weight, grad):
         raise NotImplementedError
 
     def get_config(self):
@@ -50,17 +55,9 @@ class SGD(Optimizer):
         self.momentum = float(momentum)
         self.nesterov = nesterov
 
-    def update(self, weight, grad):
-        if self.momentum == 0:
-            weight.value -= self.learning_rate * grad
-            return
-        velocity = self.slot(weight)
-        velocity *= self.momentum
-        velocity -= self.learning_rate * grad
-        if self.nesterov:
-            weight.value += self.momentum * velocity - self.learning_rate * grad
-        else:
-            weight.value += velocity
+    def update(self, kernels, weight, grad):
+        velocity = self.slot(weight) if self.momentum else kernels.empty(0)
+        kernels.sgd_update(weight.value, grad, velocity, self.learning_rate, self.momentum, self.nesterov)
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -72,11 +69,8 @@ class RMSprop(Optimizer):
         self.rho = float(rho)
         self.epsilon = float(epsilon)
 
-    def update(self, weight, grad):
-        mean_square = self.slot(weight)
-        mean_square *= self.rho
-        mean_square += (1 - self.rho) * grad * grad
-        weight.value -= self.learning_rate * grad / np.sqrt(mean_square + self.epsilon)
+    def update(self, kernels, weight, grad):
+        kernels.rmsprop_update(weight.value, grad, self.slot(weight), self.learning_rate, self.rho, self.epsilon)
 
     def get_config(self):
         return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}
@@ -87,12 +81,9 @@ class Adam(Optimizer):
         super().__init__(learning_rate, **kwargs)
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
 
-    def update(self, weight, grad):
-        first, second = self.slot(weight, 0), self.slot(weight, 1)
-        first += (1 - self.beta_1) * (grad - first)
-        second += (1 - self.beta_2) * (grad * grad - second)
+    def update(self, kernels, weight, grad):
         step = self.learning_rate * np.sqrt(1 - self.beta_2**self.iterations) / (1 - self.beta_1**self.iterations)
-        weight.value -= step * first / (np.sqrt(second) + self.epsilon)
+        kernels.adam_update(weight.value, grad, self.slot(weight, 0), self.slot(weight, 1), step, self.beta_1, self.beta_2, self.epsilon)
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}

@@ -16,16 +16,30 @@ import numpy as np
 from fastconv.shapes import normalize_pair, normalize_padding, window_geometry
 
 
+def is_device_array(array):
+    """A GPU array (Numba's device arrays, or anything exposing ``__cuda_array_interface__``)."""
+    return hasattr(array, "__cuda_array_interface__") and not isinstance(array, np.ndarray)
+
+
+def host_array(array):
+    """``array`` as a NumPy array: device arrays are copied back, anything else is returned as it is."""
+    return array.copy_to_host() if is_device_array(array) else array
+
+
+def _is_c_contiguous(array):
+    return array.flags.c_contiguous if isinstance(array, np.ndarray) else array.is_c_contiguous()
+
+
 def check_array(op, name, array, rank, strict):
-    """Check one array argument: an ndarray of the given rank (None: any), float32 and contiguous if strict."""
-    if not isinstance(array, np.ndarray):
+    """Check one array argument: an ndarray (or device array) of the given rank (None: any); float32, contiguous if strict."""
+    if not isinstance(array, np.ndarray) and not is_device_array(array):
         raise TypeError(f"{op}: {name} must be a numpy array, got {type(array).__name__}")
     if rank is not None and array.ndim != rank:
         raise ValueError(f"{op}: {name} must have rank {rank}, got shape {array.shape}")
     if strict:
         if array.dtype != np.float32:
             raise TypeError(f"{op}: {name} must be float32, got {array.dtype} (shape {array.shape})")
-        if not array.flags.c_contiguous:
+        if not _is_c_contiguous(array):
             raise ValueError(f"{op}: {name} must be C-contiguous (shape {array.shape}); use np.ascontiguousarray")
     elif not np.issubdtype(array.dtype, np.floating):
         raise TypeError(f"{op}: {name} must be a floating array, got {array.dtype} (shape {array.shape})")
@@ -122,19 +136,20 @@ def check_max_pool2d_backward(grad_out, argmax, input_shape, strict):
     op = "max_pool2d_backward"
     check_array(op, "grad_out", grad_out, 4, strict)
     input_shape = check_shape(op, "input_shape", input_shape, 4)
-    if not isinstance(argmax, np.ndarray) or argmax.dtype != np.int32 or argmax.shape != grad_out.shape:
+    if getattr(argmax, "dtype", None) != np.int32 or getattr(argmax, "shape", None) != grad_out.shape:
         raise ValueError(
             f"max_pool2d_backward: argmax must be the int32 array the forward pass returned, "
             f"shaped like grad_out {grad_out.shape}; got {getattr(argmax, 'dtype', type(argmax))} "
             f"{getattr(argmax, 'shape', '')}"
         )
-    if strict and not argmax.flags.c_contiguous:
+    if strict and not _is_c_contiguous(argmax):
         raise ValueError(f"{op}: argmax must be C-contiguous")
     if grad_out.shape[0] != input_shape[0] or grad_out.shape[3] != input_shape[3]:
         raise ValueError(f"{op}: grad_out {grad_out.shape} does not belong to input {input_shape}")
-    # The compiled scatter trusts argmax; a corrupt index would write out of bounds.
+    # The CPU scatters trust argmax; a corrupt index would write out of bounds. (Device
+    # kernels check each index themselves rather than copy argmax back.)
     plane = input_shape[1] * input_shape[2]
-    if argmax.size and (argmax.min() < 0 or argmax.max() >= plane):
+    if not is_device_array(argmax) and argmax.size and (argmax.min() < 0 or argmax.max() >= plane):
         raise ValueError(f"{op}: argmax holds indices outside the {input_shape[1]}x{input_shape[2]} input plane")
     return input_shape
 
@@ -183,8 +198,10 @@ def check_same_shape(op, names_arrays, rank, strict):
 
 
 def check_loss_inputs(op, logits, targets, strict):
-    """``logits`` and ``targets`` (N, K); NaN in either raises (one cheap pass each)."""
+    """``logits`` and ``targets`` (N, K); NaN in either raises (one cheap pass each; device backends check the loss)."""
     check_same_shape(op, [("logits", logits), ("targets", targets)], 2, strict)
     for name, array in (("logits", logits), ("targets", targets)):
+        if is_device_array(array):
+            continue
         if not np.isfinite(array).all():
             raise ValueError(f"{op}: {name} {array.shape} contains NaN or infinity")

@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from fastconv.backends import checks
+from fastconv.backends import checks, host_ops
 
 # A block of patches of about this many bytes stays in one core's L2 cache
 # while its product with the kernel is large enough for BLAS to run at speed.
@@ -67,12 +67,20 @@ class CompiledBackend:
         return f"<fastconv backend {self.name!r}>"
 
     def to_device(self, array):
-        """Host arrays are this backend's arrays: returned as they are."""
-        return array
+        """This backend's arrays are NumPy arrays: device arrays of another backend are copied back."""
+        return checks.host_array(array)
 
     def to_host(self, array):
         """Return ``array`` as a NumPy array (identity on CPU backends)."""
-        return array
+        return checks.host_array(array)
+
+    def empty(self, shape, dtype=np.float32):
+        """An uninitialised array of this backend."""
+        return np.empty(shape, dtype=dtype)
+
+    def zeros(self, shape, dtype=np.float32):
+        """A zero-filled array of this backend (optimizer state, absent biases)."""
+        return np.zeros(shape, dtype=dtype)
 
     # --- convolution -------------------------------------------------------
 
@@ -80,8 +88,8 @@ class CompiledBackend:
         """x_nhwc: (N, H, W, C); kernel: (KH, KW, C, F); bias: (F,) or None -> y (N, OH, OW, F) float32."""
         (stride_h, stride_w), _, geometry = checks.check_conv2d_forward(x_nhwc, kernel, bias, strides, padding, self.STRICT)
         kernel_h, kernel_w, _, filters = kernel.shape
-        y = np.empty((x_nhwc.shape[0], geometry.out_h, geometry.out_w, filters), dtype=np.float32)
-        bias = np.zeros(filters, dtype=np.float32) if bias is None else bias
+        y = self.empty((x_nhwc.shape[0], geometry.out_h, geometry.out_w, filters))
+        bias = self.zeros(filters) if bias is None else bias
         self.kernels.conv2d_forward(
             x_nhwc, kernel.reshape(-1, filters), bias, y,
             stride_h, stride_w, geometry.pad_top, geometry.pad_left, kernel_h, kernel_w,
@@ -95,7 +103,7 @@ class CompiledBackend:
             grad_out, kernel, input_shape, strides, padding, self.STRICT
         )
         kernel_h, kernel_w, _, filters = kernel.shape
-        grad_x = np.empty(input_shape, dtype=np.float32)
+        grad_x = self.empty(input_shape)
         self.kernels.conv2d_backward_input(
             grad_out, kernel.reshape(-1, filters), grad_x,
             stride_h, stride_w, geometry.pad_top, geometry.pad_left, kernel_h, kernel_w,
@@ -109,8 +117,8 @@ class CompiledBackend:
             x_nhwc, grad_out, kernel_shape, strides, padding, self.STRICT
         )
         kernel_h, kernel_w, _, filters = kernel_shape
-        grad_kernel = np.empty(kernel_shape, dtype=np.float32)
-        grad_bias = np.empty(filters if with_bias else 0, dtype=np.float32)
+        grad_kernel = self.empty(kernel_shape)
+        grad_bias = self.empty(filters if with_bias else 0)
         self.kernels.conv2d_backward_kernel(
             x_nhwc, grad_out, grad_kernel.reshape(-1, filters), grad_bias,
             stride_h, stride_w, geometry.pad_top, geometry.pad_left, kernel_h, kernel_w,
@@ -124,22 +132,22 @@ class CompiledBackend:
         """x_nhwc: (N, H, W, C) -> (y (N, OH, OW, C) float32, argmax (N, OH, OW, C) int32 = row * W + col)."""
         pool, stride, _, geometry = checks.check_pool2d_forward("max_pool2d_forward", x_nhwc, pool_size, strides, padding, self.STRICT)
         out_shape = (x_nhwc.shape[0], geometry.out_h, geometry.out_w, x_nhwc.shape[3])
-        y = np.empty(out_shape, dtype=np.float32)
-        argmax = np.empty(out_shape, dtype=np.int32)
+        y = self.empty(out_shape)
+        argmax = self.empty(out_shape, np.int32)
         self.kernels.max_pool2d_forward(x_nhwc, y, argmax, pool[0], pool[1], stride[0], stride[1], geometry.pad_top, geometry.pad_left)
         return y, argmax
 
     def max_pool2d_backward(self, grad_out, argmax, input_shape):
         """grad_out, argmax: (N, OH, OW, C) -> grad_x (N, H, W, C) float32."""
         input_shape = checks.check_max_pool2d_backward(grad_out, argmax, input_shape, self.STRICT)
-        grad_x = np.empty(input_shape, dtype=np.float32)
+        grad_x = self.empty(input_shape)
         self.kernels.max_pool2d_backward(grad_out, argmax, grad_x)
         return grad_x
 
     def avg_pool2d_forward(self, x_nhwc, pool_size=(2, 2), strides=None, padding="valid"):
         """x_nhwc: (N, H, W, C) -> y (N, OH, OW, C) float32, the mean over real (unpadded) inputs."""
         pool, stride, _, geometry = checks.check_pool2d_forward("avg_pool2d_forward", x_nhwc, pool_size, strides, padding, self.STRICT)
-        y = np.empty((x_nhwc.shape[0], geometry.out_h, geometry.out_w, x_nhwc.shape[3]), dtype=np.float32)
+        y = self.empty((x_nhwc.shape[0], geometry.out_h, geometry.out_w, x_nhwc.shape[3]))
         self.kernels.avg_pool2d_forward(x_nhwc, y, pool[0], pool[1], stride[0], stride[1], geometry.pad_top, geometry.pad_left)
         return y
 
@@ -148,7 +156,7 @@ class CompiledBackend:
         input_shape, (pool, stride, _, geometry) = checks.check_pool2d_backward(
             "avg_pool2d_backward", grad_out, input_shape, pool_size, strides, padding, self.STRICT
         )
-        grad_x = np.empty(input_shape, dtype=np.float32)
+        grad_x = self.empty(input_shape)
         self.kernels.avg_pool2d_backward(grad_out, grad_x, pool[0], pool[1], stride[0], stride[1], geometry.pad_top, geometry.pad_left)
         return grad_x
 
@@ -157,17 +165,17 @@ class CompiledBackend:
     def dense_forward(self, x, kernel, bias):
         """x: (N, D_in); kernel: (D_in, D_out); bias: (D_out,) or None -> y (N, D_out) float32."""
         checks.check_dense_forward(x, kernel, bias, self.STRICT)
-        y = np.empty((x.shape[0], kernel.shape[1]), dtype=np.float32)
-        bias = np.zeros(kernel.shape[1], dtype=np.float32) if bias is None else bias
+        y = self.empty((x.shape[0], kernel.shape[1]))
+        bias = self.zeros(kernel.shape[1]) if bias is None else bias
         self.kernels.dense_forward(x, kernel, bias, y, dense_threads(x.shape[0], kernel.shape))
         return y
 
     def dense_backward(self, grad_out, x, kernel, with_bias=True):
         """-> (grad_x (N, D_in), grad_kernel (D_in, D_out), grad_bias (D_out,) or None), float32."""
         checks.check_dense_backward(grad_out, x, kernel, self.STRICT)
-        grad_x = np.empty(x.shape, dtype=np.float32)
-        grad_kernel = np.empty(kernel.shape, dtype=np.float32)
-        grad_bias = np.empty(kernel.shape[1] if with_bias else 0, dtype=np.float32)
+        grad_x = self.empty(x.shape)
+        grad_kernel = self.empty(kernel.shape)
+        grad_bias = self.empty(kernel.shape[1] if with_bias else 0)
         self.kernels.dense_backward(grad_out, x, kernel, grad_x, grad_kernel, grad_bias, dense_threads(x.shape[0], kernel.shape))
         return grad_x, grad_kernel, grad_bias if with_bias else None
 
@@ -176,55 +184,62 @@ class CompiledBackend:
     def relu_forward(self, x):
         """max(x, 0), any shape, float32."""
         checks.check_array("relu_forward", "x", x, None, self.STRICT)
-        y = np.empty_like(x)
+        y = self.empty(x.shape)
         self.kernels.relu_forward(x.reshape(-1), y.reshape(-1))
         return y
 
     def relu_backward(self, grad_out, y):
         """grad_out where the forward output y was positive, else 0."""
         checks.check_same_shape("relu_backward", [("grad_out", grad_out), ("y", y)], None, self.STRICT)
-        grad_x = np.empty_like(grad_out)
+        grad_x = self.empty(grad_out.shape)
         self.kernels.relu_backward(grad_out.reshape(-1), y.reshape(-1), grad_x.reshape(-1))
         return grad_x
 
     def sigmoid_forward(self, x):
         """1 / (1 + exp(-x)), any shape, float32."""
         checks.check_array("sigmoid_forward", "x", x, None, self.STRICT)
-        y = np.empty_like(x)
+        y = self.empty(x.shape)
         self.kernels.sigmoid_forward(x.reshape(-1), y.reshape(-1))
         return y
 
     def sigmoid_backward(self, grad_out, y):
         """grad_out * y * (1 - y), y being the forward output."""
         checks.check_same_shape("sigmoid_backward", [("grad_out", grad_out), ("y", y)], None, self.STRICT)
-        grad_x = np.empty_like(grad_out)
+        grad_x = self.empty(grad_out.shape)
         self.kernels.sigmoid_backward(grad_out.reshape(-1), y.reshape(-1), grad_x.reshape(-1))
         return grad_x
 
     def softmax_forward(self, x):
         """Row-wise softmax of x: (N, K), float32."""
         checks.check_array("softmax_forward", "x", x, 2, self.STRICT)
-        y = np.empty_like(x)
+        y = self.empty(x.shape)
         self.kernels.softmax_forward(x, y)
         return y
 
     def softmax_backward(self, grad_out, y):
         """y * (grad_out - sum(grad_out * y)) row-wise; grad_out, y: (N, K)."""
         checks.check_same_shape("softmax_backward", [("grad_out", grad_out), ("y", y)], 2, self.STRICT)
-        grad_x = np.empty_like(grad_out)
+        grad_x = self.empty(grad_out.shape)
         self.kernels.softmax_backward(grad_out, y, grad_x)
         return grad_x
+
+    # --- element-wise and optimizer updates (NumPy, in place) ----------------
+
+    multiply = staticmethod(host_ops.multiply)
+    sgd_update = staticmethod(host_ops.sgd_update)
+    rmsprop_update = staticmethod(host_ops.rmsprop_update)
+    adam_update = staticmethod(host_ops.adam_update)
 
     # --- fused losses ------------------------------------------------------
 
     def softmax_cross_entropy(self, logits, targets):
         """logits, targets: (N, K) -> (mean loss float, grad_logits (N, K) float32)."""
         checks.check_loss_inputs("softmax_cross_entropy", logits, targets, self.STRICT)
-        grad = np.empty_like(logits)
+        grad = self.empty(logits.shape)
         return float(self.kernels.softmax_cross_entropy(logits, targets, grad)), grad
 
     def sigmoid_binary_cross_entropy(self, logits, targets):
         """logits, targets: (N, K) -> (mean loss float, grad_logits (N, K) float32)."""
         checks.check_loss_inputs("sigmoid_binary_cross_entropy", logits, targets, self.STRICT)
-        grad = np.empty_like(logits)
+        grad = self.empty(logits.shape)
         return float(self.kernels.sigmoid_binary_cross_entropy(logits, targets, grad)), grad

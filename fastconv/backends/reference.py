@@ -11,20 +11,37 @@ Inputs may be any floating dtype; results are float64.
 
 import numpy as np
 
-from fastconv.backends import checks
+from fastconv.backends import checks, host_ops
 
 name = "reference"
 STRICT = False
 
 
 def to_device(array):
-    """Host arrays are this backend's arrays: returned as they are."""
-    return array
+    """This backend's arrays are NumPy arrays: device arrays of another backend are copied back."""
+    return checks.host_array(array)
 
 
 def to_host(array):
     """Return ``array`` as a NumPy array (identity on CPU backends)."""
-    return array
+    return checks.host_array(array)
+
+
+def empty(shape, dtype=np.float32):
+    """An uninitialised array of this backend."""
+    return np.empty(shape, dtype=dtype)
+
+
+def zeros(shape, dtype=np.float32):
+    """A zero-filled array of this backend (optimizer state)."""
+    return np.zeros(shape, dtype=dtype)
+
+
+# Element-wise products and optimizer updates: plain NumPy, in place, shared with the compiled backends.
+multiply = host_ops.multiply
+sgd_update = host_ops.sgd_update
+rmsprop_update = host_ops.rmsprop_update
+adam_update = host_ops.adam_update
 
 
 def _pad(x_nhwc, geometry, value=0.0):

@@ -17,6 +17,7 @@ Shapes carry ``None`` for the batch axis, as in Keras: ``(None, 28, 28, 1)``.
 import numpy as np
 
 from fastconv import activations, utils
+from fastconv.backends import checks
 
 
 class Weight:
@@ -48,7 +49,12 @@ class Weight:
         self.value = np.ascontiguousarray(value, dtype=np.float32)
 
     def numpy(self):
-        return np.array(self.value)
+        """A host copy of the value, wherever the backend keeps it."""
+        return np.array(checks.host_array(self.value))
+
+    def to_backend(self, kernels):
+        """Move the value to where ``kernels`` keeps its arrays (no copy when it is there already)."""
+        self.value = kernels.to_device(self.value)
 
     def __repr__(self):
         return f"<Weight {self.name} shape={self.shape} trainable={self.trainable}>"
@@ -186,6 +192,8 @@ class Layer:
         kernels = get_backend()
         x = np.ascontiguousarray(inputs, dtype=np.float32)
         self.build_for((None, *x.shape[1:]))
+        for weight in self.weights:
+            weight.to_backend(kernels)
         y, _ = self.forward(kernels.to_device(x), training=training)
         return kernels.to_host(y)
 

@@ -101,12 +101,12 @@ class Dropout(Layer):
         kernels = get_backend()
         rng = self._rng or utils.rng()
         mask = kernels.to_device(((rng.random(x.shape) >= self.rate) / (1.0 - self.rate)).astype(np.float32))
-        return x * mask, mask
+        return kernels.multiply(x, mask), mask
 
     def backward_call(self, grad_z, mask, need_input_grad):
         if not need_input_grad:
             return None
-        return grad_z if mask is None else grad_z * mask
+        return grad_z if mask is None else get_backend().multiply(grad_z, mask)
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate}

@@ -164,6 +164,11 @@ class Model(Layer):
             self.build_for((None, *np.shape(x_batch)[1:]))
         self.check_input_shape((None, *np.shape(x_batch)[1:]))
 
+    def _place_weights(self, kernels):
+        """Weights live where the backend computes (on the GPU for 'cuda'); a no-op once they are there."""
+        for weight in self.weights:
+            weight.to_backend(kernels)
+
     def _fused(self):
         return self.loss.fuses_with is not None and self.loss.fuses_with == self._output_activation()
 
@@ -203,6 +208,7 @@ class Model(Layer):
         self._require_compiled()
         self._build_from_data(x_batch)
         kernels = get_backend()
+        self._place_weights(kernels)
         x = kernels.to_device(data_module.as_float_batch(x_batch))
         targets = self._targets(y_batch, x.shape[0])
         fused = self._fused()
@@ -340,6 +346,7 @@ class Model(Layer):
         outputs = []
         for index, (x_batch, _) in enumerate(feeder.epoch()):
             self._build_from_data(x_batch)
+            self._place_weights(kernels)
             y, _ = self.forward(kernels.to_device(data_module.as_float_batch(x_batch)), training=False)
             outputs.append(kernels.to_host(y))
             progbar.update(index + 1, {})
