@@ -23,10 +23,11 @@ class Softmax(Activation):
     """Softmax over the last axis; the kernels work on (rows, classes) matrices."""
 
     def forward(self, z):
-        return get_backend().softmax_forward(z.reshape(-1, z.shape[-1])).reshape(z.shape)
+        shape = tuple(z.shape)
+        return get_backend().softmax_forward(z.reshape(-1, shape[-1])).reshape(shape)
 
     def backward(self, grad_y, y):
-        shape = y.shape
+        shape = tuple(y.shape)
         return get_backend().softmax_backward(grad_y.reshape(-1, shape[-1]), y.reshape(-1, shape[-1])).reshape(shape)
 
 

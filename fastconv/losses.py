@@ -42,7 +42,7 @@ class Loss:
 
 
 def _as_rows(array):
-    return array.reshape(-1, array.shape[-1])
+    return array.reshape(-1, tuple(array.shape)[-1])
 
 
 class CategoricalCrossentropy(Loss):

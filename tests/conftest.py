@@ -1,11 +1,29 @@
 """Shared fixtures: the backends under test and one comparison helper."""
 
+import os
+
 import numpy as np
 import pytest
 
-from fastconv.backends import load_backend
+from fastconv.backends import checks, load_backend
 
-COMPILED_BACKENDS = ("cython", "numba")
+# Under Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1, run by tests/test_cuda.py in a subprocess) the
+# kernel suite runs on the cuda backend alone, with few examples: simulated GPU threads are Python threads.
+CUDA_SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+
+
+def _real_gpu():
+    try:
+        load_backend("cuda")
+    except ImportError:
+        return False
+    return True
+
+
+COMPILED_BACKENDS = ("cuda",) if CUDA_SIMULATOR else ("cython", "numba") + (("cuda",) if _real_gpu() else ())
+HYPOTHESIS_EXAMPLES = 10 if CUDA_SIMULATOR else 30
+# Largest drawn sizes: batch, height/width, channels, filters, kernel side.
+MAX_SIZES = dict(batch=2, spatial=5, channels=2, filters=3, kernel=3) if CUDA_SIMULATOR else dict(batch=4, spatial=11, channels=6, filters=7, kernel=5)
 # float32 kernels against the float64 reference, error relative to the largest reference value.
 RTOL = 1e-5
 
@@ -42,6 +60,7 @@ def relative_error(actual, expected, magnitude=None):
 
 def assert_matches(actual, expected, what, rtol=RTOL, magnitude=None):
     """Same shape and within ``rtol`` of the reference; the message says what and by how much."""
+    actual = checks.host_array(actual)
     assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != reference {expected.shape}"
     error = relative_error(actual, expected, magnitude)
     assert error <= rtol, f"{what}: relative error {error:.2e} > {rtol:.0e}"

@@ -40,6 +40,6 @@ def test_environment_variable_chooses_the_backend():
 
 def test_cpu_backends_are_host_resident():
     x = np.ones((2, 2), np.float32)
-    for name in fastconv.available_backends():
+    for name in ("cython", "numba", "reference"):
         backend = load_backend(name)
         assert backend.to_host(backend.to_device(x)) is x

@@ -21,6 +21,7 @@ _REGISTRY = {
     "cython": ("fastconv.backends.cython_backend", "backend"),
     "numba": ("fastconv.backends.numba_backend", "backend"),
     "reference": ("fastconv.backends.reference", None),
+    "cuda": ("fastconv.backends.cuda_backend", "backend"),
 }
 DEFAULT_BACKEND = "cython"
 _loaded = {}

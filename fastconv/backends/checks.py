@@ -17,8 +17,8 @@ from fastconv.shapes import normalize_pair, normalize_padding, window_geometry
 
 
 def is_device_array(array):
-    """A GPU array (Numba's device arrays, or anything exposing ``__cuda_array_interface__``)."""
-    return hasattr(array, "__cuda_array_interface__") and not isinstance(array, np.ndarray)
+    """A GPU array: Numba's device arrays (and the simulator's stand-ins), which copy back with ``copy_to_host``."""
+    return hasattr(array, "copy_to_host") and not isinstance(array, np.ndarray)
 
 
 def host_array(array):

@@ -40,12 +40,13 @@ class Dense(Layer):
         return (*input_shape[:-1], self.units)
 
     def call(self, x, training):
-        x_rows = x.reshape(-1, x.shape[-1])
+        shape = tuple(x.shape)  # device arrays' shapes may not take negative indices
+        x_rows = x.reshape(-1, shape[-1])
         y = get_backend().dense_forward(x_rows, self.kernel.value, self.bias.value if self.use_bias else None)
-        return y.reshape(*x.shape[:-1], self.units), x
+        return y.reshape(*shape[:-1], self.units), x
 
     def backward_call(self, grad_z, x, need_input_grad):
-        x_rows = x.reshape(-1, x.shape[-1])
+        x_rows = x.reshape(-1, tuple(x.shape)[-1])
         grad_x, grad_kernel, grad_bias = get_backend().dense_backward(
             grad_z.reshape(-1, self.units), x_rows, self.kernel.value, self.use_bias
         )

@@ -1,0 +1,108 @@
+"""The cuda backend: the kernel suite under Numba's CUDA simulator, and device-resident training.
+
+In the ordinary run (no GPU here, none in CI) the first test runs tests/test_kernels.py and this
+module again in a subprocess with NUMBA_ENABLE_CUDASIM=1, where they exercise the cuda backend on
+small shapes. On a machine with a GPU the same tests run on the real device.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastconv
+from conftest import COMPILED_BACKENDS, CUDA_SIMULATOR
+from fastconv import layers, models, optimizers
+from fastconv.backends import checks
+from fastconv.utils import set_random_seed, to_categorical
+
+needs_cuda = pytest.mark.skipif("cuda" not in COMPILED_BACKENDS, reason="no GPU here and not under the CUDA simulator")
+
+
+@pytest.mark.skipif(CUDA_SIMULATOR, reason="already running under the simulator")
+def test_kernel_suite_under_the_cuda_simulator():
+    tests = Path(__file__).parent
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests / "test_kernels.py"), str(tests / "test_cuda.py")],
+        env=env, capture_output=True, text=True, timeout=1200,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    assert " passed" in result.stdout, result.stdout[-2000:]
+
+
+@pytest.mark.skipif(CUDA_SIMULATOR or "cuda" in COMPILED_BACKENDS, reason="a GPU (or the simulator) is present")
+def test_cuda_without_a_gpu_says_why():
+    with pytest.raises(ImportError, match="fastconv backend 'cuda' cannot be loaded: no CUDA GPU is usable here"):
+        fastconv.set_backend("cuda")
+    assert fastconv.get_backend().name == "cython"  # never a silent fallback, never a changed backend
+
+
+def _small_model():
+    model = models.Sequential(
+        [
+            layers.Conv2D(2, (3, 3), activation="relu", padding="same", input_shape=(4, 4, 1)),
+            layers.MaxPooling2D((2, 2)),
+            layers.Flatten(),
+            layers.Dropout(0.0),
+            layers.Dense(3, activation="softmax"),
+        ]
+    )
+    return model
+
+
+def _data(n=4, seed=0):
+    """Tiny on purpose: under the simulator every GPU thread is a Python thread."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 4, 4, 1)).astype(np.float32)
+    return x, to_categorical(rng.integers(0, 3, n), 3)
+
+
+@needs_cuda
+@pytest.mark.parametrize("optimizer", [lambda: optimizers.SGD(0.1, momentum=0.9, nesterov=True), optimizers.RMSprop, optimizers.Adam])
+def test_training_steps_on_the_device_match_the_cpu(optimizer):
+    x, y = _data()
+    weights = {}
+    for name in ("cython", "cuda"):
+        fastconv.clear_session()
+        set_random_seed(0)
+        with fastconv.use_backend(name):
+            model = _small_model()
+            model.compile(optimizer=optimizer(), loss="categorical_crossentropy", metrics=["accuracy"])
+            for _ in range(2):
+                logs = model.train_on_batch(x, y, return_dict=True)
+            if name == "cuda":
+                assert all(checks.is_device_array(w.value) for w in model.weights), "weights left the device"
+            weights[name] = model.get_weights()
+            assert all(isinstance(w, np.ndarray) for w in weights[name])
+            assert np.isfinite(logs["loss"])
+    for cpu, gpu in zip(weights["cython"], weights["cuda"]):
+        np.testing.assert_allclose(gpu, cpu, rtol=1e-4, atol=1e-5)
+
+
+@needs_cuda
+def test_fit_predict_evaluate_on_the_device():
+    x, y = _data(8)
+    set_random_seed(1)
+    with fastconv.use_backend("cuda"):
+        model = _small_model()
+        model.compile(optimizer=optimizers.Adam(learning_rate=0.05), loss="categorical_crossentropy", metrics=["accuracy"])
+        history = model.fit(x, y, epochs=3, batch_size=4, verbose=0)
+        predictions = model.predict(x, batch_size=4)
+        loss, accuracy = model.evaluate(x, y, batch_size=8, verbose=0)
+    assert isinstance(predictions, np.ndarray) and predictions.shape == (8, 3)
+    np.testing.assert_allclose(predictions.sum(axis=1), 1.0, rtol=1e-5)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert 0.0 <= accuracy <= 1.0 and np.isfinite(loss)
+
+
+@needs_cuda
+def test_nan_in_the_loss_is_caught_on_the_device():
+    kernels = fastconv.backends.load_backend("cuda")
+    logits = np.ones((2, 3), np.float32)
+    logits[1, 2] = np.nan
+    with pytest.raises(ValueError, match=r"the loss is nan: logits \(2, 3\) or targets contain NaN"):
+        kernels.softmax_cross_entropy(logits, np.eye(3, dtype=np.float32)[[0, 1]])
