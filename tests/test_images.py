@@ -1,0 +1,137 @@
+"""fastconv.preprocessing.image and the cats-vs-dogs split, on a handful of the shared photos."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv.datasets.dogs_vs_cats import make_small_split
+from fastconv.preprocessing.image import ImageDataGenerator, affine_warp, array_to_img, img_to_array, load_img
+
+PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dogs-vs-cats" / "train"
+needs_photos = pytest.mark.skipif(not PHOTOS.is_dir(), reason=f"the shared photos are not at {PHOTOS}")
+SMALL = {"train": range(0, 6), "validation": range(6, 8), "test": range(8, 10)}
+
+
+@pytest.fixture
+def small_split(tmp_path):
+    if not PHOTOS.is_dir():
+        pytest.skip(f"the shared photos are not at {PHOTOS}")
+    originals = tmp_path / "originals"
+    originals.mkdir()
+    for prefix in ("cat", "dog"):
+        for i in range(10):
+            shutil.copyfile(PHOTOS / f"{prefix}.{i}.jpg", originals / f"{prefix}.{i}.jpg")
+    return make_small_split(originals, tmp_path / "small", splits=SMALL)
+
+
+def test_split_layout_and_refusals(small_split, tmp_path):
+    assert sorted(p.name for p in (small_split / "train" / "cats").iterdir()) == [f"cat.{i}.jpg" for i in sorted(range(6), key=str)]
+    assert len(list((small_split / "test" / "dogs").iterdir())) == 2
+    with pytest.raises(FileExistsError, match="is not empty"):
+        make_small_split(tmp_path / "originals", small_split, splits=SMALL)
+    with pytest.raises(FileNotFoundError, match=r"3980 source images are missing, e.g. .*cat\.10\.jpg"):
+        make_small_split(tmp_path / "originals", tmp_path / "other")
+
+
+@needs_photos
+def test_load_img_and_conversions():
+    image = load_img(PHOTOS / "cat.0.jpg", target_size=(150, 120))
+    assert image.size == (120, 150) and image.mode == "RGB"
+    array = img_to_array(image)
+    assert array.shape == (150, 120, 3) and array.dtype == np.float32 and array.max() > 1
+    assert img_to_array(load_img(PHOTOS / "cat.0.jpg", color_mode="grayscale")).shape[2] == 1
+    back = img_to_array(array_to_img(array, scale=False))
+    np.testing.assert_array_equal(back, array)
+
+
+def test_bad_image_input(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_img(tmp_path / "missing.jpg")
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8 this is not a jpeg")
+    with pytest.raises(ValueError, match=r"cannot decode image .*corrupt\.jpg"):
+        load_img(corrupt)
+    with pytest.raises(ValueError, match="target_size must be"):
+        load_img(corrupt, target_size=(150,))
+    with pytest.raises(ValueError, match="fill_mode must be"):
+        ImageDataGenerator(fill_mode="mirror")
+
+
+def _ramp(dtype=np.uint8):
+    rows, cols = np.meshgrid(np.arange(8), np.arange(8), indexing="ij")
+    return np.stack([rows * 10, cols * 10, rows + cols], axis=2).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_affine_warp_identity_and_fill_modes(dtype):
+    image = _ramp(dtype)
+    np.testing.assert_allclose(affine_warp(image, np.eye(3)), image, atol=1)
+    shift_down = np.array([[1.0, 0, -2], [0, 1, 0], [0, 0, 1]])  # output row r reads input row r - 2
+    constant = affine_warp(image, shift_down, "constant", cval=7)
+    np.testing.assert_allclose(constant[:2], 7, atol=1)
+    np.testing.assert_allclose(constant[2:], image[:-2], atol=1)
+    nearest = affine_warp(image, shift_down, "nearest")
+    np.testing.assert_allclose(nearest[:2], np.broadcast_to(image[:1], (2, 8, 3)), atol=1)
+    wrap = affine_warp(image, shift_down, "wrap")
+    np.testing.assert_allclose(wrap[:2], image[-2:], atol=1)
+    reflect = affine_warp(image, shift_down, "reflect")
+    np.testing.assert_allclose(reflect[:2], image[1::-1], atol=1)
+
+
+def test_flow_on_arrays_is_seeded_and_keeps_labels():
+    x = np.stack([_ramp(np.float32) + i for i in range(5)])
+    y = np.arange(5)
+    generator = ImageDataGenerator(rescale=1.0 / 255, rotation_range=40, width_shift_range=0.2, height_shift_range=0.2,
+                                   shear_range=0.2, zoom_range=0.2, horizontal_flip=True)  # fmt: skip
+    first = next(generator.flow(x, y, batch_size=5, seed=3))
+    second = next(generator.flow(x, y, batch_size=5, seed=3))
+    np.testing.assert_array_equal(first[0], second[0])
+    assert first[0].shape == (5, 8, 8, 3) and first[0].dtype == np.float32 and first[0].max() <= 1.0
+    assert sorted(first[1]) == list(range(5))
+    plain = next(ImageDataGenerator(rescale=0.5).flow(x, y, batch_size=2, shuffle=False))
+    np.testing.assert_allclose(plain[0], x[:2] * 0.5)
+
+
+def test_flow_from_directory_batches_and_errors(small_split, capsys):
+    generator = ImageDataGenerator(rescale=1.0 / 255, rotation_range=40, zoom_range=0.2, horizontal_flip=True)
+    train = generator.flow_from_directory(small_split / "train", target_size=(150, 150), batch_size=5, class_mode="binary", seed=0)
+    assert capsys.readouterr().out == "Found 12 images belonging to 2 classes.\n"
+    assert train.class_indices == {"cats": 0, "dogs": 1} and len(train) == 3
+    seen = []
+    for _ in range(3):
+        images, labels = next(train)
+        assert images.dtype == np.float32 and images.shape[1:] == (150, 150, 3)
+        assert 0.0 <= images.min() and images.max() <= 1.0 and images.std() > 0.05
+        seen += labels.tolist()
+    assert sorted(seen) == [0.0] * 6 + [1.0] * 6
+    sparse = ImageDataGenerator().flow_from_directory(small_split / "test", target_size=(32, 32), class_mode="sparse", verbose=False)
+    assert next(sparse)[1].dtype == np.int64
+    (small_split / "validation" / "cats" / "cat.6.jpg").write_bytes(b"broken")
+    broken = ImageDataGenerator().flow_from_directory(small_split / "validation", target_size=(32, 32), batch_size=4, shuffle=False, verbose=False)
+    with pytest.raises(ValueError, match=r"cannot decode image .*cat\.6\.jpg"):
+        next(broken)
+    empty = small_split / "empty"
+    (empty / "a").mkdir(parents=True)
+    with pytest.raises(ValueError, match="no images"):
+        ImageDataGenerator().flow_from_directory(empty, target_size=(32, 32), verbose=False)
+    with pytest.raises(ValueError, match="target_size must be"):
+        ImageDataGenerator().flow_from_directory(small_split / "test", target_size=(0, 32))
+
+
+def test_cats_dogs_convnet_trains_from_the_generator(small_split):
+    """Listing 5.5-5.8 on 12 training images: the split, the generator and two epochs, end to end."""
+    from fastconv.examples.listings import cats_dogs_convnet
+    from fastconv.utils import set_random_seed
+
+    set_random_seed(0)
+    model = cats_dogs_convnet()
+    model.compile(loss="binary_crossentropy", optimizer=fastconv.optimizers.RMSprop(lr=1e-4), metrics=["acc"])
+    datagen = ImageDataGenerator(rescale=1.0 / 255)
+    train = datagen.flow_from_directory(small_split / "train", target_size=(150, 150), batch_size=4, class_mode="binary", verbose=False)
+    validation = datagen.flow_from_directory(small_split / "validation", target_size=(150, 150), batch_size=4, class_mode="binary", verbose=False)
+    history = model.fit_generator(train, steps_per_epoch=3, epochs=2, validation_data=validation, validation_steps=1, verbose=0)
+    assert set(history.history) == {"loss", "acc", "val_loss", "val_acc"}
+    assert all(np.isfinite(v) for values in history.history.values() for v in values)
