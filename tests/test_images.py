@@ -135,3 +135,25 @@ def test_cats_dogs_convnet_trains_from_the_generator(small_split):
     history = model.fit_generator(train, steps_per_epoch=3, epochs=2, validation_data=validation, validation_steps=1, verbose=0)
     assert set(history.history) == {"loss", "acc", "val_loss", "val_acc"}
     assert all(np.isfinite(v) for values in history.history.values() for v in values)
+
+
+def test_pictures_of_training(small_split, tmp_path):
+    pytest.importorskip("matplotlib")
+    from PIL import Image
+
+    from fastconv import plot
+    from fastconv.examples.listings import cats_dogs_convnet
+
+    logs = {"acc": [0.5, 0.6, 0.7, 0.72], "val_acc": [0.5, 0.58, 0.63, 0.66], "loss": [0.69, 0.6, 0.5, 0.45], "val_loss": [0.69, 0.65, 0.62, 0.6]}
+    curves = plot.history(logs, tmp_path / "curves.png", smooth=0.8)
+    assert plot.smooth_curve([1.0, 0.0], 0.8) == [1.0, 0.8]
+    model = cats_dogs_convnet()
+    photo = img_to_array(load_img(small_split / "test" / "cats" / "cat.8.jpg", target_size=(150, 150))) / 255
+    grid = plot.activations(model, photo, ["conv2d", "max_pooling2d"], tmp_path / "activations.png")
+    samples = plot.augmented_samples(ImageDataGenerator(rotation_range=40, zoom_range=0.2, horizontal_flip=True), photo * 255, tmp_path / "augmented.png")
+    for path, min_width in ((curves, 1000), (grid, 1000), (samples, 1000)):
+        with Image.open(path) as picture:
+            assert picture.format == "PNG" and picture.width >= min_width, path
+            assert np.asarray(picture.convert("L")).std() > 5, f"{path} looks blank"
+    with pytest.raises(ValueError, match=r"no layers named \['block1_conv1'\]"):
+        plot.activations(model, photo, ["block1_conv1"], tmp_path / "none.png")

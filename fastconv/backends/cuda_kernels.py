@@ -151,10 +151,7 @@ def _col2im_kernel(grad_cols, grad_x, out_h, out_w, stride_h, stride_w, pad_top,
     batch, height, width, channels = grad_x.shape
     if index >= batch * height * width * channels:
         return
-    c = index % channels
-    j = (index // channels) % width
-    i = (index // (channels * width)) % height
-    n = index // (channels * width * height)
+    n, i, j, c = _nhwc_index(index, height, width, channels)
     total = float32(0.0)
     for r in range(kernel_h):
         top = i + pad_top - r
@@ -205,6 +202,12 @@ def conv2d_backward_kernel(x, grad_out, grad_kernel_matrix, grad_bias, stride_h,
 
 
 @cuda.jit(device=True)
+def _nhwc_index(index, height, width, channels):
+    """(n, row, col, channel) of the flat index of a C-contiguous (N, H, W, C) array."""
+    return index // (channels * width * height), (index // (channels * width)) % height, (index // channels) % width, index % channels
+
+
+@cuda.jit(device=True)
 def _window(oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, height, width):
     top, left = oh * stride_h - pad_top, ow * stride_w - pad_left
     return max(top, 0), min(top + pool_h, height), max(left, 0), min(left + pool_w, width)
@@ -216,7 +219,7 @@ def _max_pool_kernel(x, y, argmax, pool_h, pool_w, stride_h, stride_w, pad_top, 
     batch, out_h, out_w, channels = y.shape
     if index >= y.size:
         return
-    c, ow, oh, n = index % channels, (index // channels) % out_w, (index // (channels * out_w)) % out_h, index // (channels * out_w * out_h)
+    n, oh, ow, c = _nhwc_index(index, out_h, out_w, channels)
     r0, r1, c0, c1 = _window(oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, x.shape[1], x.shape[2])
     best, best_index = -math.inf, 0
     for row in range(r0, r1):
@@ -233,7 +236,7 @@ def _max_unpool_kernel(grad_out, argmax, grad_x, errors):
     batch, out_h, out_w, channels = grad_out.shape
     if index >= grad_out.size:
         return
-    c, ow, oh, n = index % channels, (index // channels) % out_w, (index // (channels * out_w)) % out_h, index // (channels * out_w * out_h)
+    n, oh, ow, c = _nhwc_index(index, out_h, out_w, channels)
     winner = argmax[n, oh, ow, c]
     if winner < 0 or winner >= grad_x.shape[1] * grad_x.shape[2]:
         cuda.atomic.add(errors, 0, 1)
@@ -247,7 +250,7 @@ def _avg_pool_kernel(x, y, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left
     batch, out_h, out_w, channels = y.shape
     if index >= y.size:
         return
-    c, ow, oh, n = index % channels, (index // channels) % out_w, (index // (channels * out_w)) % out_h, index // (channels * out_w * out_h)
+    n, oh, ow, c = _nhwc_index(index, out_h, out_w, channels)
     r0, r1, c0, c1 = _window(oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, x.shape[1], x.shape[2])
     total = float32(0.0)
     for row in range(r0, r1):
@@ -262,7 +265,7 @@ def _avg_unpool_kernel(grad_out, grad_x, pool_h, pool_w, stride_h, stride_w, pad
     batch, out_h, out_w, channels = grad_out.shape
     if index >= grad_out.size:
         return
-    c, ow, oh, n = index % channels, (index // channels) % out_w, (index // (channels * out_w)) % out_h, index // (channels * out_w * out_h)
+    n, oh, ow, c = _nhwc_index(index, out_h, out_w, channels)
     r0, r1, c0, c1 = _window(oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, grad_x.shape[1], grad_x.shape[2])
     share = grad_out[n, oh, ow, c] / max((r1 - r0) * (c1 - c0), 1)
     for row in range(r0, r1):
