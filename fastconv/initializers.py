@@ -41,3 +41,11 @@ def get(identifier):
     if identifier not in _INITIALIZERS:
         raise ValueError(f"unknown initializer {identifier!r}; fastconv has {', '.join(_INITIALIZERS)}")
     return _INITIALIZERS[identifier]
+
+
+def serialize(identifier):
+    """The name to save for an initializer; a custom callable cannot be saved and says so."""
+    name = identifier if isinstance(identifier, str) else getattr(identifier, "__name__", None)
+    if name not in _INITIALIZERS:
+        raise ValueError(f"cannot save the custom initializer {identifier!r}: only {', '.join(_INITIALIZERS)} are saved by name")
+    return name

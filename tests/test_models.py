@@ -560,3 +560,10 @@ def test_average_pooling_and_nested_functional_models():
     assert not np.array_equal(before, base.get_weights()[0])
     assert "base (Functional)            (None, 4, 4, 4)           76        " in summary_text(model).splitlines()
     assert model.predict(x).shape == (32, 3)
+
+
+def test_custom_initializer_is_used_and_not_saved_under_a_wrong_name(tmp_path):
+    model = models.Sequential([layers.Dense(2, kernel_initializer=lambda shape: np.full(shape, 0.5, np.float32), input_shape=(3,))])
+    np.testing.assert_array_equal(model.layers[0].get_weights()[0], np.full((3, 2), 0.5))
+    with pytest.raises(ValueError, match="cannot save the custom initializer"):
+        model.save(tmp_path / "custom.h5")

@@ -16,7 +16,7 @@ Shapes carry ``None`` for the batch axis, as in Keras: ``(None, 28, 28, 1)``.
 
 import numpy as np
 
-from fastconv import activations, utils
+from fastconv import activations, initializers, utils
 from fastconv.backends import checks
 
 
@@ -102,6 +102,17 @@ class Layer:
             self._batch_input_shape = None
 
     # --- weights -----------------------------------------------------------
+
+    def set_initializers(self, kernel_initializer, bias_initializer):
+        """Keras' kernel_initializer / bias_initializer arguments (names or callables ``shape -> array``)."""
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+
+    def initializer_config(self):
+        return {
+            "kernel_initializer": initializers.serialize(self.kernel_initializer),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+        }
 
     def add_weight(self, name, shape, initializer, trainable=True):
         weight = Weight(self, name, np.ascontiguousarray(initializer(tuple(shape)), dtype=np.float32), trainable)

@@ -1,6 +1,6 @@
 """Conv2D, Keras' arguments and defaults, NHWC."""
 
-from fastconv import activations, initializers
+from fastconv import activations
 from fastconv.backends import get_backend
 from fastconv.layers.base import Layer
 from fastconv.shapes import normalize_pair, normalize_padding, window_geometry
@@ -24,9 +24,7 @@ class Conv2D(Layer):
         self.strides = normalize_pair(strides, "strides")
         self.padding = normalize_padding(padding)
         self.use_bias = use_bias
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self._initializer_names = (kernel_initializer, bias_initializer)
+        self.set_initializers(kernel_initializer, bias_initializer)
         self.kernel = self.bias = None
 
     def check_input_shape(self, input_shape):
@@ -81,6 +79,5 @@ class Conv2D(Layer):
             "padding": self.padding,
             "activation": activations.serialize(self.activation),
             "use_bias": self.use_bias,
-            "kernel_initializer": self._initializer_names[0] if isinstance(self._initializer_names[0], str) else "glorot_uniform",
-            "bias_initializer": self._initializer_names[1] if isinstance(self._initializer_names[1], str) else "zeros",
+            **self.initializer_config(),
         }

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from fastconv import activations, initializers, utils
+from fastconv import activations, utils
 from fastconv.backends import get_backend
 from fastconv.layers.base import Layer
 
@@ -17,9 +17,7 @@ class Dense(Layer):
             raise ValueError(f"Dense {self.name!r}: units must be a positive int, got {units!r}")
         self.units = units
         self.use_bias = use_bias
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self._initializer_names = (kernel_initializer, bias_initializer)
+        self.set_initializers(kernel_initializer, bias_initializer)
         self.kernel = self.bias = None
 
     def check_input_shape(self, input_shape):
@@ -62,8 +60,7 @@ class Dense(Layer):
             "units": self.units,
             "activation": activations.serialize(self.activation),
             "use_bias": self.use_bias,
-            "kernel_initializer": self._initializer_names[0] if isinstance(self._initializer_names[0], str) else "glorot_uniform",
-            "bias_initializer": self._initializer_names[1] if isinstance(self._initializer_names[1], str) else "zeros",
+            **self.initializer_config(),
         }
 
 
