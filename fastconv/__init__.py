@@ -12,14 +12,14 @@ Kernels directly::
 """
 
 from fastconv.backends import available_backends, get_backend, set_backend, use_backend
-from fastconv import activations, callbacks, datasets, initializers, layers, losses, metrics, models, optimizers, preprocessing, utils
+from fastconv import activations, applications, callbacks, datasets, initializers, layers, losses, metrics, models, optimizers, preprocessing, utils
 from fastconv.layers import Input
 from fastconv.models import Model, Sequential
 from fastconv.utils import clear_session
 
 __version__ = "0.2.0"
 __all__ = [
-    "Input", "Model", "Sequential", "activations", "available_backends", "callbacks", "clear_session", "datasets",
+    "Input", "Model", "Sequential", "activations", "applications", "available_backends", "callbacks", "clear_session", "datasets",
     "get_backend", "initializers", "layers", "losses", "metrics", "models", "optimizers", "preprocessing", "set_backend", "use_backend",
     "utils", "__version__",
 ]  # fmt: skip

@@ -43,12 +43,17 @@ def rng():
     return _rng
 
 
-def unique_name(class_name):
-    """Keras' default layer names: ``Conv2D`` -> ``conv2d``, ``conv2d_1``, …; ``MaxPooling2D`` -> ``max_pooling2d``."""
+def unique_name(class_name, zero_based=True):
+    """Keras' default layer names: ``Conv2D`` -> ``conv2d``, ``conv2d_1``, …; ``MaxPooling2D`` -> ``max_pooling2d``.
+
+    ``zero_based=False`` numbers from 1 (``input_1``, ``input_2``, …), as Keras names inputs.
+    """
     base = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", class_name).lower()
     base = base.replace("2_d", "2d")
     count = _name_counts[base]
     _name_counts[base] += 1
+    if not zero_based:
+        return f"{base}_{count + 1}"
     return base if count == 0 else f"{base}_{count}"
 
 

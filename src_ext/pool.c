@@ -3,23 +3,15 @@
 /* BEGIN: Cython Metadata
 {
     "distutils": {
-        "define_macros": [
-            [
-                "NPY_NO_DEPRECATED_API",
-                "NPY_1_7_API_VERSION"
-            ]
-        ],
         "depends": [],
         "extra_compile_args": [
             "-O3",
             "-ffp-contract=fast",
-            "-fopenmp"
+            "-fopenmp",
+            "-march=native"
         ],
         "extra_link_args": [
             "-fopenmp"
-        ],
-        "include_dirs": [
-            "/root/.pyenv/versions/3.11.7/lib/python3.11/site-packages/numpy/_core/include"
         ],
         "name": "fastconv._ext.pool",
         "sources": [

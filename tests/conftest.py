@@ -1,6 +1,8 @@
 """Shared fixtures: the backends under test and one comparison helper."""
 
 import os
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -69,3 +71,24 @@ def assert_matches(actual, expected, what, rtol=RTOL, magnitude=None):
 def of_magnitudes(kernel, *args, **kwargs):
     """``kernel`` applied to the absolute values of its array arguments (the scale of its rounding error)."""
     return kernel(*(np.abs(a) if isinstance(a, np.ndarray) else a for a in args), **kwargs)
+
+
+# The shared data beside the project (../shared/data; CI has it too); tests that need it skip without it.
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+PHOTOS = SHARED_DATA / "dogs-vs-cats" / "train"
+SMALL = {"train": range(0, 6), "validation": range(6, 8), "test": range(8, 10)}
+
+
+@pytest.fixture
+def small_split(tmp_path):
+    """Listing 5.4's split layout on 10 photos per class: 6 train, 2 validation, 2 test."""
+    from fastconv.datasets.dogs_vs_cats import make_small_split
+
+    if not PHOTOS.is_dir():
+        pytest.skip(f"the shared photos are not at {PHOTOS}")
+    originals = tmp_path / "originals"
+    originals.mkdir()
+    for prefix in ("cat", "dog"):
+        for i in range(10):
+            shutil.copyfile(PHOTOS / f"{prefix}.{i}.jpg", originals / f"{prefix}.{i}.jpg")
+    return make_small_split(originals, tmp_path / "small", splits=SMALL)

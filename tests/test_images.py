@@ -1,8 +1,5 @@
 """fastconv.preprocessing.image and the cats-vs-dogs split, on a handful of the shared photos."""
 
-import shutil
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -10,21 +7,9 @@ import fastconv
 from fastconv.datasets.dogs_vs_cats import make_small_split
 from fastconv.preprocessing.image import ImageDataGenerator, affine_warp, array_to_img, img_to_array, load_img
 
-PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dogs-vs-cats" / "train"
+from conftest import PHOTOS, SMALL
+
 needs_photos = pytest.mark.skipif(not PHOTOS.is_dir(), reason=f"the shared photos are not at {PHOTOS}")
-SMALL = {"train": range(0, 6), "validation": range(6, 8), "test": range(8, 10)}
-
-
-@pytest.fixture
-def small_split(tmp_path):
-    if not PHOTOS.is_dir():
-        pytest.skip(f"the shared photos are not at {PHOTOS}")
-    originals = tmp_path / "originals"
-    originals.mkdir()
-    for prefix in ("cat", "dog"):
-        for i in range(10):
-            shutil.copyfile(PHOTOS / f"{prefix}.{i}.jpg", originals / f"{prefix}.{i}.jpg")
-    return make_small_split(originals, tmp_path / "small", splits=SMALL)
 
 
 def test_split_layout_and_refusals(small_split, tmp_path):

@@ -567,3 +567,9 @@ def test_custom_initializer_is_used_and_not_saved_under_a_wrong_name(tmp_path):
     np.testing.assert_array_equal(model.layers[0].get_weights()[0], np.full((3, 2), 0.5))
     with pytest.raises(ValueError, match="cannot save the custom initializer"):
         model.save(tmp_path / "custom.h5")
+
+
+def test_dense_input_dim_is_keras_shorthand_for_input_shape():
+    model = models.Sequential([layers.Dense(256, activation="relu", input_dim=8192), layers.Dense(1, activation="sigmoid")])
+    assert model.input_shape == (None, 8192)
+    assert model.count_params() == 8192 * 256 + 256 + 257

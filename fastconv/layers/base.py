@@ -230,7 +230,7 @@ class InputLayer(Layer):
     def __init__(self, input_shape=None, batch_input_shape=None, name=None, **kwargs):
         if input_shape is None and batch_input_shape is None:
             raise ValueError("InputLayer needs input_shape (without the batch axis), e.g. input_shape=(28, 28, 1)")
-        super().__init__(name=name or utils.unique_name("Input"), input_shape=input_shape, batch_input_shape=batch_input_shape, **kwargs)
+        super().__init__(name=name or utils.unique_name("Input", zero_based=False), input_shape=input_shape, batch_input_shape=batch_input_shape, **kwargs)
         self.input_shape = self.output_shape = self._batch_input_shape
         self.built = True
 

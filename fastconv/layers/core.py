@@ -11,7 +11,9 @@ class Dense(Layer):
     """y = activation(x @ kernel + bias) over the last axis; kernel (D_in, units)."""
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", **kwargs):  # fmt: skip
+                 bias_initializer="zeros", input_dim=None, **kwargs):  # fmt: skip
+        if input_dim is not None and "input_shape" not in kwargs:
+            kwargs["input_shape"] = (input_dim,)  # Keras 2's shorthand, as in listing 5.18
         super().__init__(activation=activation, **kwargs)
         if not isinstance(units, int) or units < 1:
             raise ValueError(f"Dense {self.name!r}: units must be a positive int, got {units!r}")

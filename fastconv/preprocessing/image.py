@@ -267,6 +267,7 @@ class DirectoryIterator(Iterator):
                     self.filepaths.append(folder / entry)
                     labels.append(self.class_indices[name])
         self.classes = np.array(labels, dtype=np.int64)
+        self.samples = len(self.filepaths)
         if verbose:
             print(f"Found {len(self.filepaths)} images belonging to {len(self.class_names)} classes.")
         if not self.filepaths:

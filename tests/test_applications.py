@@ -1,0 +1,152 @@
+"""fastconv.applications.VGG16: Keras' structure, weight loading without downloads, and features checked
+against PyTorch running the same weights on real photos."""
+
+import os
+
+import numpy as np
+import pytest
+
+from fastconv.applications import VGG16
+from fastconv.applications.vgg16 import MEAN_PIXEL_BGR, WEIGHTS_FILE_NO_TOP, preprocess_input
+from fastconv.preprocessing.image import img_to_array, load_img
+
+from conftest import PHOTOS, SHARED_DATA
+
+VGG16_NOTOP = SHARED_DATA / "vgg16" / WEIGHTS_FILE_NO_TOP
+needs_weights = pytest.mark.skipif(not VGG16_NOTOP.is_file(), reason=f"the VGG16 weights are not at {VGG16_NOTOP}")
+
+
+@pytest.fixture
+def no_weight_folders(tmp_path, monkeypatch):
+    """FASTCONV_HOME and HOME pointing at empty folders: no weights file can be found."""
+    monkeypatch.setenv("FASTCONV_HOME", str(tmp_path / "fastconv_home"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    return tmp_path
+
+
+def test_conv_base_layers_and_shapes_as_keras():
+    conv_base = VGG16(weights=None, include_top=False, input_shape=(150, 150, 3))
+    names = [layer.name for layer in conv_base.layers[1:]]
+    expected = []
+    for block, convs in enumerate((2, 2, 3, 3, 3), start=1):
+        expected += [f"block{block}_conv{index}" for index in range(1, convs + 1)] + [f"block{block}_pool"]
+    assert names == expected
+    assert conv_base.name == "vgg16"
+    assert conv_base.count_params() == 14_714_688
+    assert tuple(conv_base.output_shape) == (None, 4, 4, 512)
+    assert conv_base.get_layer("block4_pool").output_shape == (None, 9, 9, 512)
+
+
+def test_with_top_parameter_count():
+    model = VGG16(weights=None, include_top=True, classes=10)
+    assert model.input_shape == (None, 224, 224, 3)
+    assert [layer.name for layer in model.layers[-4:]] == ["flatten", "fc1", "fc2", "predictions"]
+    assert model.output_shape == (None, 10)
+    assert model.count_params() == 138_357_544 - 4097 * 990
+
+
+def test_nested_in_sequential_as_listing_5_20():
+    from fastconv import layers, models
+
+    conv_base = VGG16(weights=None, include_top=False, input_shape=(150, 150, 3))
+    model = models.Sequential([conv_base, layers.Flatten(), layers.Dense(256, activation="relu"), layers.Dense(1, activation="sigmoid")])
+    assert model.count_params() == 16_812_353
+    conv_base.trainable = False
+    assert sum(w.value.size for w in model.trainable_weights) == 2_097_665
+
+
+def test_imagenet_weights_missing_says_where_to_put_them(no_weight_folders):
+    with pytest.raises(FileNotFoundError) as error:
+        VGG16(weights="imagenet", include_top=False, input_shape=(150, 150, 3))
+    message = str(error.value)
+    assert WEIGHTS_FILE_NO_TOP in message
+    assert str(no_weight_folders / "fastconv_home" / "models") in message
+    assert str(no_weight_folders / "home" / ".keras" / "models") in message
+    assert "download" in message
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, words",
+    [
+        ({"weights": "/no/such/file.h5", "include_top": False}, FileNotFoundError, "does not exist"),
+        ({"weights": None, "include_top": False, "input_shape": (16, 150, 3)}, ValueError, "at least 32x32"),
+        ({"weights": None, "include_top": False, "input_shape": (150, 150)}, ValueError, "(height, width, channels)"),
+        ({"weights": "imagenet", "include_top": True, "input_shape": (150, 150, 3)}, ValueError, "(224, 224, 3)"),
+        ({"weights": "imagenet", "include_top": True, "classes": 2}, ValueError, "classes must be 1000"),
+        ({"weights": None, "include_top": False, "pooling": "avg", "input_shape": (64, 64, 3)}, ValueError, "pooling"),
+    ],
+)
+def test_bad_arguments(kwargs, error, words, no_weight_folders):
+    with pytest.raises(error, match=None) as raised:
+        VGG16(**kwargs)
+    assert words in str(raised.value)
+
+
+def test_wrong_channel_count_names_the_layer():
+    conv_base = VGG16(weights=None, include_top=False, input_shape=(32, 32, 3))
+    with pytest.raises(ValueError, match="block1_conv1|vgg16|input"):
+        conv_base.predict(np.ones((1, 32, 32, 1), np.float32))
+
+
+def test_preprocess_input_is_keras_caffe_mode():
+    rng = np.random.default_rng(0)
+    rgb = rng.uniform(0, 255, (2, 5, 4, 3))
+    before = rgb.copy()
+    out = preprocess_input(rgb)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out[..., 0], rgb[..., 2] - 103.939, rtol=1e-6, atol=1e-4)
+    np.testing.assert_allclose(out[..., 1], rgb[..., 1] - 116.779, rtol=1e-6, atol=1e-4)
+    np.testing.assert_allclose(out[..., 2], rgb[..., 0] - 123.68, rtol=1e-6, atol=1e-4)
+    np.testing.assert_array_equal(rgb, before)
+    np.testing.assert_allclose(preprocess_input(np.uint8([[10, 20, 30]])), [[30, 20, 10] - MEAN_PIXEL_BGR], rtol=1e-6)
+    with pytest.raises(ValueError, match=r"3 channels last.*\(2, 4\)"):
+        preprocess_input(np.zeros((2, 4)))
+
+
+@needs_weights
+def test_imagenet_weights_found_in_fastconv_home(no_weight_folders):
+    models_folder = no_weight_folders / "fastconv_home" / "models"
+    models_folder.mkdir(parents=True)
+    (models_folder / WEIGHTS_FILE_NO_TOP).symlink_to(VGG16_NOTOP)
+    conv_base = VGG16(weights="imagenet", include_top=False, input_shape=(64, 64, 3))
+    kernel, bias = conv_base.get_layer("block1_conv1").get_weights()
+    assert kernel.shape == (3, 3, 3, 64) and np.all(np.isfinite(kernel)) and np.std(kernel) > 0.01
+    by_path = VGG16(weights=str(VGG16_NOTOP), include_top=False, input_shape=(64, 64, 3))
+    np.testing.assert_array_equal(by_path.get_layer("block5_conv3").get_weights()[0], conv_base.get_layer("block5_conv3").get_weights()[0])
+
+
+@needs_weights
+@pytest.mark.skipif(not PHOTOS.is_dir(), reason=f"the shared photos are not at {PHOTOS}")
+def test_features_equal_pytorch_on_real_photos():
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install '.[bench]')")
+    from fastconv.applications.torch_twin import torch_features, vgg16_base_in_torch
+
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    files = [PHOTOS / name for name in ("cat.0.jpg", "dog.0.jpg", "cat.1.jpg")]
+    images = np.stack([img_to_array(load_img(path, target_size=(150, 150))) for path in files])
+    conv_base = VGG16(weights=str(VGG16_NOTOP), include_top=False, input_shape=(150, 150, 3))
+    for x in (preprocess_input(images), images / np.float32(255)):
+        features = conv_base.predict(x, batch_size=3)
+        expected = torch_features(vgg16_base_in_torch(conv_base), x)
+        assert features.shape == expected.shape == (3, 4, 4, 512)
+        relative = np.abs(features - expected).max() / np.abs(expected).max()
+        assert relative <= 1e-4, relative
+        assert np.count_nonzero(expected) > 0.05 * expected.size  # not a trivially-zero comparison
+
+
+@needs_weights
+def test_transfer_learning_flows_run_on_a_small_split(small_split, capsys):
+    """Listings 5.17-5.23 end to end on 20 photos: the script's flows run, print accuracies and write their Histories."""
+    from fastconv.examples import vgg16_transfer
+
+    common = ["--base", str(small_split), "--weights", str(VGG16_NOTOP), "--epochs", "1"]
+    for flow in ("features", "finetune-cached"):
+        test_acc = vgg16_transfer.main([flow, *common])
+        assert 0.0 <= test_acc <= 1.0
+    assert (small_split / "features_caffe" / "train_block4_pool.npy").is_file()
+    test_acc = vgg16_transfer.main(["finetune", *common, "--fine-tune-epochs", "1", "--steps", "1", "--validation-steps", "1",
+                                    "--preprocessing", "rescale"])  # fmt: skip
+    output = capsys.readouterr().out
+    for name in ("vgg16_features_caffe", "vgg16_finetune_cached_caffe", "vgg16_finetune_rescale"):
+        assert f"{name}: test_acc" in output
+        assert (small_split / f"history_{name}.json").is_file()
