@@ -27,9 +27,9 @@ class Sequential(Model):
         if any(existing is layer for existing in self._layers):
             raise ValueError(f"layer {layer.name!r} is already in model {self.name!r}")
         if not self._layers and self._input_layer is None and layer._batch_input_shape is not None:
-            self._input_layer = InputLayer(batch_input_shape=layer._batch_input_shape)
+            self._input_layer = InputLayer(batch_input_shape=layer._batch_input_shape, name=f"{layer.name}_input")
         elif not self._layers and self._input_layer is None and isinstance(layer, Model) and layer.built:
-            self._input_layer = InputLayer(batch_input_shape=layer.input_shape)
+            self._input_layer = InputLayer(batch_input_shape=layer.input_shape, name=f"{layer.name}_input")
         self._layers.append(layer)
         if self._input_layer is not None:
             self._rebuild()
@@ -55,7 +55,8 @@ class Sequential(Model):
 
     def build_for(self, input_shape):
         if self._input_layer is None:
-            self._input_layer = InputLayer(batch_input_shape=tuple(input_shape))
+            first = f"{self._layers[0].name}_input" if self._layers else None
+            self._input_layer = InputLayer(batch_input_shape=tuple(input_shape), name=first)
             self._rebuild()
         self.check_input_shape(input_shape)
         return self.output_shape
