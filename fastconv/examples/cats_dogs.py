@@ -12,12 +12,11 @@ import json
 import time
 from pathlib import Path
 
-import fastconv
 from fastconv import layers, optimizers
 from fastconv.datasets.dogs_vs_cats import make_small_split
 from fastconv.examples.listings import cats_dogs_convnet
 from fastconv.preprocessing.image import ImageDataGenerator
-from fastconv.utils import set_random_seed
+from fastconv.examples.runs import add_run_arguments, start_run
 
 
 def build_model(augment):
@@ -38,12 +37,9 @@ def main(argv=None):
     parser.add_argument("--base", required=True, help="where the split goes (made if missing)")
     parser.add_argument("--augment", action="store_true")
     parser.add_argument("--epochs", type=int)
-    parser.add_argument("--backend", default=None)
-    parser.add_argument("--seed", type=int, default=0)
+    add_run_arguments(parser)
     args = parser.parse_args(argv)
-    if args.backend:
-        fastconv.set_backend(args.backend)
-    set_random_seed(args.seed)
+    start_run(args)
     base = Path(args.base)
     if not (base / "train").is_dir():
         make_small_split(args.original, base)

@@ -11,7 +11,8 @@ import time
 import fastconv
 from fastconv.datasets import mnist
 from fastconv.examples.listings import mnist_convnet
-from fastconv.utils import set_random_seed, to_categorical
+from fastconv.examples.runs import add_run_arguments, start_run
+from fastconv.utils import to_categorical
 
 
 build_model = mnist_convnet
@@ -26,15 +27,12 @@ def load_mnist():
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default=None, help="cython (default), numba or reference")
+    add_run_arguments(parser)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--verbose", type=int, default=1)
     args = parser.parse_args(argv)
-    if args.backend:
-        fastconv.set_backend(args.backend)
-    set_random_seed(args.seed)
+    start_run(args)
     print(f"fastconv {fastconv.__version__}, backend {fastconv.get_backend().name!r}")
 
     model = build_model()

@@ -23,13 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-import fastconv
 from fastconv import layers, models, optimizers
 from fastconv.applications import VGG16
 from fastconv.applications.vgg16 import preprocess_input
 from fastconv.datasets.dogs_vs_cats import make_small_split
 from fastconv.preprocessing.image import ImageDataGenerator
-from fastconv.utils import set_random_seed
+from fastconv.examples.runs import add_run_arguments, start_run
 
 IMAGE_SHAPE = (150, 150, 3)
 SPLITS = ("train", "validation", "test")
@@ -88,6 +87,19 @@ def classifier(input_dim=4 * 4 * 512):
     ])  # fmt: skip
 
 
+def train_on_arrays(model, data, learning_rate, epochs):
+    """RMSprop(learning_rate), batch 20, on ``data['train']`` validated on ``data['validation']``.
+
+    data: {split: (x, labels)}. Returns (History, test accuracy on ``data['test']``, training seconds).
+    """
+    model.compile(optimizer=optimizers.RMSprop(lr=learning_rate), loss="binary_crossentropy", metrics=["acc"])
+    start = time.perf_counter()
+    history = model.fit(*data["train"], epochs=epochs, batch_size=20, validation_data=data["validation"], verbose=2)
+    seconds = time.perf_counter() - start
+    test_loss, test_acc = model.evaluate(*data["test"], verbose=0)
+    return history, test_acc, seconds
+
+
 def report(name, history, test_acc, seconds, base):
     """Print the accuracies and write the History as JSON and PNG into ``base``."""
     base = Path(base)
@@ -110,12 +122,7 @@ def flow_features(conv_base, args):
     cached = block4_features(blocks_1_to_4, args.base, args.preprocessing)
     features = {split: (block5.predict(x, batch_size=50).reshape(len(x), -1), y) for split, (x, y) in cached.items()}
     model = classifier()
-    model.compile(optimizer=optimizers.RMSprop(lr=2e-5), loss="binary_crossentropy", metrics=["acc"])
-    start = time.perf_counter()
-    history = model.fit(*features["train"], epochs=args.epochs or 30, batch_size=20,
-                        validation_data=features["validation"], verbose=2)  # fmt: skip
-    seconds = time.perf_counter() - start
-    test_loss, test_acc = model.evaluate(*features["test"], verbose=0)
+    history, test_acc, seconds = train_on_arrays(model, features, learning_rate=2e-5, epochs=args.epochs or 30)
     model.save_weights(Path(args.base) / f"classifier_{args.preprocessing}.h5")
     report(f"vgg16_features_{args.preprocessing}", history, test_acc, seconds, args.base)
     return test_acc
@@ -132,12 +139,7 @@ def flow_finetune_cached(conv_base, args):
     head = classifier()
     head.load_weights(Path(args.base) / f"classifier_{args.preprocessing}.h5")
     model = models.Sequential([block5, layers.Flatten(), *head.layers])
-    model.compile(optimizer=optimizers.RMSprop(lr=1e-5), loss="binary_crossentropy", metrics=["acc"])
-    start = time.perf_counter()
-    history = model.fit(*cached["train"], epochs=args.epochs or 10, batch_size=20,
-                        validation_data=cached["validation"], verbose=2)  # fmt: skip
-    seconds = time.perf_counter() - start
-    test_loss, test_acc = model.evaluate(*cached["test"], verbose=0)
+    history, test_acc, seconds = train_on_arrays(model, cached, learning_rate=1e-5, epochs=args.epochs or 10)
     report(f"vgg16_finetune_cached_{args.preprocessing}", history, test_acc, seconds, args.base)
     return test_acc
 
@@ -187,12 +189,9 @@ def main(argv=None):
     parser.add_argument("--fine-tune-epochs", type=int, help="finetune: epochs after unfreezing (default 100)")
     parser.add_argument("--steps", type=int, help="augmented/finetune: steps per epoch (default 100)")
     parser.add_argument("--validation-steps", type=int, help="augmented/finetune: validation steps (default 50)")
-    parser.add_argument("--backend", default=None)
-    parser.add_argument("--seed", type=int, default=0)
+    add_run_arguments(parser)
     args = parser.parse_args(argv)
-    if args.backend:
-        fastconv.set_backend(args.backend)
-    set_random_seed(args.seed)
+    start_run(args)
     if not (Path(args.base) / "train").is_dir():
         if not args.original:
             parser.error(f"{args.base} holds no split; pass --original to make it")
