@@ -37,6 +37,14 @@ def test_conv_base_layers_and_shapes_as_keras():
     assert conv_base.get_layer("block4_pool").output_shape == (None, 9, 9, 512)
 
 
+@pytest.mark.parametrize("pooling, layer", [("avg", "GlobalAveragePooling2D"), ("max", "GlobalMaxPooling2D")])
+def test_global_pooling_option(pooling, layer):
+    conv_base = VGG16(weights=None, include_top=False, input_shape=(64, 64, 3), pooling=pooling)
+    assert type(conv_base.layers[-1]).__name__ == layer
+    assert conv_base.output_shape == (None, 512)
+    assert conv_base.count_params() == 14_714_688
+
+
 def test_with_top_parameter_count():
     model = VGG16(weights=None, include_top=True, classes=10)
     assert model.input_shape == (None, 224, 224, 3)
@@ -73,7 +81,7 @@ def test_imagenet_weights_missing_says_where_to_put_them(no_weight_folders):
         ({"weights": None, "include_top": False, "input_shape": (150, 150)}, ValueError, "(height, width, channels)"),
         ({"weights": "imagenet", "include_top": True, "input_shape": (150, 150, 3)}, ValueError, "(224, 224, 3)"),
         ({"weights": "imagenet", "include_top": True, "classes": 2}, ValueError, "classes must be 1000"),
-        ({"weights": None, "include_top": False, "pooling": "avg", "input_shape": (64, 64, 3)}, ValueError, "pooling"),
+        ({"weights": None, "include_top": False, "pooling": "mean", "input_shape": (64, 64, 3)}, ValueError, "pooling"),
     ],
 )
 def test_bad_arguments(kwargs, error, words, no_weight_folders):

@@ -575,3 +575,51 @@ def test_dense_input_dim_is_keras_shorthand_for_input_shape():
     model = models.Sequential([layers.Dense(256, activation="relu", input_dim=8192), layers.Dense(1, activation="sigmoid")])
     assert model.input_shape == (None, 8192)
     assert model.count_params() == 8192 * 256 + 256 + 257
+
+
+@pytest.mark.parametrize("keepdims", [False, True])
+@pytest.mark.parametrize("backend_name", ["cython", "numba", "reference"])
+def test_global_pooling_layers(backend_name, keepdims):
+    """Forward: the mean / max of each channel's map; backward: spread evenly / routed to the winning pixel."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 5, 7, 4)).astype(np.float32)
+    grad_out = rng.standard_normal((3, 4)).astype(np.float32)
+    x64 = x.astype(np.float64)
+    winners = (x64.reshape(3, 35, 4) == x64.reshape(3, 35, 4).max(axis=1, keepdims=True)).reshape(x.shape)
+    expected = {
+        layers.GlobalAveragePooling2D: (x64.mean(axis=(1, 2)), np.broadcast_to(grad_out[:, None, None, :] / 35.0, x.shape)),
+        layers.GlobalMaxPooling2D: (x64.max(axis=(1, 2)), winners * grad_out[:, None, None, :]),
+    }
+    with fastconv.use_backend(backend_name):
+        for layer_class, (expected_y, expected_grad) in expected.items():
+            layer = layer_class(keepdims=keepdims)
+            out_shape = (3, 1, 1, 4) if keepdims else (3, 4)
+            assert layer.build_for((None, 5, 7, 4)) == (None, *out_shape[1:])
+            y, cache = layer.forward(x, training=True)
+            assert y.shape == out_shape
+            np.testing.assert_allclose(np.asarray(y).reshape(3, 4), expected_y, rtol=1e-6, atol=1e-6)
+            grad_x = layer.backward(grad_out.reshape(out_shape), cache)
+            np.testing.assert_allclose(grad_x, expected_grad, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match=r"global_average_pooling2d.*rank 4.*\(None, 7, 4\)"):
+        layers.GlobalAveragePooling2D(name="global_average_pooling2d").build_for((None, 7, 4))
+
+
+def test_global_pooling_in_a_trained_and_reloaded_model(tmp_path):
+    set_random_seed(1)
+    model = models.Sequential([
+        layers.Conv2D(8, 3, activation="relu", input_shape=(12, 12, 3)),
+        layers.GlobalAveragePooling2D(),
+        layers.Dense(2, activation="softmax"),
+    ])  # fmt: skip
+    assert model.output_shape == (None, 2) and model.count_params() == 3 * 3 * 3 * 8 + 8 + 8 * 2 + 2
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["acc"])
+    x = np.random.default_rng(0).standard_normal((16, 12, 12, 3)).astype(np.float32)
+    y = to_categorical(np.arange(16) % 2, 2)
+    first = model.train_on_batch(x, y)[0]
+    for _ in range(5):
+        last = model.train_on_batch(x, y)[0]
+    assert last < first
+    model.save(tmp_path / "gap.h5")
+    reloaded = models.load_model(tmp_path / "gap.h5")
+    assert type(reloaded.layers[1]).__name__ == "GlobalAveragePooling2D"
+    np.testing.assert_allclose(reloaded.predict(x), model.predict(x), rtol=1e-6)

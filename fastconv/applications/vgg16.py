@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from fastconv.applications.weights_files import find_weights_file
-from fastconv.layers import Conv2D, Dense, Flatten, Input, MaxPooling2D
+from fastconv.layers import Conv2D, Dense, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, Input, MaxPooling2D
 from fastconv.layers.base import KerasTensor
 from fastconv.models import Model
 
@@ -62,10 +62,10 @@ def VGG16(include_top=True, weights="imagenet", input_tensor=None, input_shape=N
     ``~/.keras/models``; never downloaded) or the path of a weights file in Keras' layout (loaded by layer order, as Keras does).
     input_shape: (H, W, 3), at least 32x32; default (224, 224, 3). With ``include_top=False`` the output is
     (None, H/32, W/32, 512) rounded down: (None, 4, 4, 512) at 150x150.
-    pooling: only ``None`` (fastconv has no global pooling layers yet).
+    pooling: without the head, ``None`` (4D output), ``'avg'`` or ``'max'`` (global pooling to (None, 512)).
     """
-    if pooling is not None:
-        raise ValueError(f"VGG16: pooling={pooling!r} is not supported (no global pooling layers yet); use pooling=None")
+    if pooling not in (None, "avg", "max"):
+        raise ValueError(f"VGG16: pooling must be None, 'avg' or 'max', got {pooling!r}")
     if weights == "imagenet" and include_top and classes != 1000:
         raise ValueError(f"VGG16: with weights='imagenet' and include_top=True, classes must be 1000, got {classes}")
     if input_tensor is not None and not isinstance(input_tensor, KerasTensor):
@@ -84,6 +84,10 @@ def VGG16(include_top=True, weights="imagenet", input_tensor=None, input_shape=N
         x = Dense(4096, activation="relu", name="fc1")(x)
         x = Dense(4096, activation="relu", name="fc2")(x)
         x = Dense(classes, activation="softmax", name="predictions")(x)
+    elif pooling == "avg":
+        x = GlobalAveragePooling2D()(x)
+    elif pooling == "max":
+        x = GlobalMaxPooling2D()(x)
     model = Model(image, x, name="vgg16")
     if weights_path is not None:
         model.load_weights(weights_path)

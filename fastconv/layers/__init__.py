@@ -3,12 +3,16 @@
 from fastconv.layers.base import Input, InputLayer, KerasTensor, Layer, Weight
 from fastconv.layers.convolutional import Conv2D
 from fastconv.layers.core import Activation, Dense, Dropout, Flatten
-from fastconv.layers.pooling import AveragePooling2D, AvgPool2D, MaxPool2D, MaxPooling2D
+from fastconv.layers.pooling import (
+    AveragePooling2D, AvgPool2D, GlobalAveragePooling2D, GlobalAvgPool2D, GlobalMaxPool2D, GlobalMaxPooling2D, MaxPool2D,
+    MaxPooling2D,
+)  # fmt: skip
 
 Convolution2D = Conv2D
 
 __all__ = [
     "Activation", "AveragePooling2D", "AvgPool2D", "Conv2D", "Convolution2D", "Dense", "Dropout", "Flatten",
+    "GlobalAveragePooling2D", "GlobalAvgPool2D", "GlobalMaxPool2D", "GlobalMaxPooling2D",
     "Input", "InputLayer", "KerasTensor", "Layer", "MaxPool2D", "MaxPooling2D", "Weight",
 ]  # fmt: skip
 

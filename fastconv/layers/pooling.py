@@ -1,4 +1,5 @@
-"""MaxPooling2D and AveragePooling2D, Keras' arguments and defaults (strides default to the pool size)."""
+"""MaxPooling2D and AveragePooling2D (Keras' arguments and defaults: strides default to the pool size), and their
+global forms GlobalMaxPooling2D and GlobalAveragePooling2D."""
 
 from fastconv.backends import get_backend
 from fastconv.layers.base import Layer
@@ -62,3 +63,66 @@ class AveragePooling2D(_Pooling2D):
 
 MaxPool2D = MaxPooling2D
 AvgPool2D = AveragePooling2D
+
+
+class _GlobalPooling2D(Layer):
+    """Pool over all of height x width, (N, H, W, C) -> (N, C): the windowed kernels with one window per map."""
+
+    def __init__(self, data_format=None, keepdims=False, **kwargs):
+        super().__init__(**kwargs)
+        if data_format not in (None, "channels_last"):
+            raise ValueError(f"{type(self).__name__} {self.name!r}: fastconv is channels_last, got data_format={data_format!r}")
+        self.keepdims = bool(keepdims)
+
+    def check_input_shape(self, input_shape):
+        if len(input_shape) != 4:
+            raise ValueError(
+                f"Layer {self.name!r} ({type(self).__name__}) expects input of rank 4 (batch, height, width, channels), "
+                f"got shape {tuple(input_shape)}"
+            )
+
+    def compute_output_shape(self, input_shape):
+        batch, channels = input_shape[0], input_shape[3]
+        return (batch, 1, 1, channels) if self.keepdims else (batch, channels)
+
+    def _output(self, y_n11c):
+        shape = tuple(y_n11c.shape)
+        return y_n11c if self.keepdims else y_n11c.reshape(shape[0], shape[3])
+
+    def _grad_maps(self, grad_z):
+        shape = tuple(grad_z.shape)
+        return grad_z if self.keepdims else grad_z.reshape(shape[0], 1, 1, shape[1])
+
+    def get_config(self):
+        return {**super().get_config(), "keepdims": self.keepdims}
+
+
+class GlobalMaxPooling2D(_GlobalPooling2D):
+    """Maximum of each channel's whole map; the gradient goes to the winning pixel."""
+
+    def call(self, x, training):
+        window = tuple(x.shape[1:3])
+        y, argmax = get_backend().max_pool2d_forward(x, window, window, "valid")
+        return self._output(y), (argmax, x.shape)
+
+    def backward_call(self, grad_z, cache, need_input_grad):
+        argmax, input_shape = cache
+        return get_backend().max_pool2d_backward(self._grad_maps(grad_z), argmax, input_shape) if need_input_grad else None
+
+
+class GlobalAveragePooling2D(_GlobalPooling2D):
+    """Mean of each channel's whole map."""
+
+    def call(self, x, training):
+        window = tuple(x.shape[1:3])
+        return self._output(get_backend().avg_pool2d_forward(x, window, window, "valid")), x.shape
+
+    def backward_call(self, grad_z, input_shape, need_input_grad):
+        if not need_input_grad:
+            return None
+        window = tuple(input_shape[1:3])
+        return get_backend().avg_pool2d_backward(self._grad_maps(grad_z), input_shape, window, window, "valid")
+
+
+GlobalMaxPool2D = GlobalMaxPooling2D
+GlobalAvgPool2D = GlobalAveragePooling2D
