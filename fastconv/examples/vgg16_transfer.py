@@ -67,9 +67,12 @@ def block4_features(blocks_1_to_4, base, preprocessing):
         generator = datagen.flow_from_directory(Path(base) / split, target_size=IMAGE_SHAPE[:2], batch_size=20,
                                                 class_mode="binary", shuffle=False)  # fmt: skip
         count = generator.n
-        batches = [next(generator) for _ in range(len(generator))]
-        labels = np.concatenate([y for _, y in batches])
-        x = np.concatenate([blocks_1_to_4.predict(x, batch_size=20) for x, _ in batches])
+        x_parts, label_parts = [], []
+        for _ in range(len(generator)):  # one pass over the split; only the features are kept
+            images, batch_labels = next(generator)
+            x_parts.append(blocks_1_to_4.predict(images, batch_size=len(images)))
+            label_parts.append(batch_labels)
+        x, labels = np.concatenate(x_parts), np.concatenate(label_parts)
         seconds = time.perf_counter() - start
         print(f"{split}: {count} images through blocks 1-4 in {seconds:.0f} s ({count / seconds:.1f} images/s)")
         np.save(x_path, x)

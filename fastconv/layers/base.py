@@ -20,6 +20,21 @@ from fastconv import activations, initializers, utils
 from fastconv.backends import checks
 
 
+def check_channels_last(layer, data_format):
+    """Image layers take NHWC only; anything else is refused with the layer's name."""
+    if data_format not in (None, "channels_last"):
+        raise ValueError(f"{type(layer).__name__} {layer.name!r}: fastconv is channels_last (NHWC), got data_format={data_format!r}")
+
+
+def check_image_rank(layer, input_shape):
+    """Image layers take (batch, height, width, channels)."""
+    if len(input_shape) != 4:
+        raise ValueError(
+            f"Layer {layer.name!r} ({type(layer).__name__}) expects input of rank 4 (batch, height, width, channels), "
+            f"got shape {tuple(input_shape)}"
+        )
+
+
 class Weight:
     """A trainable (or frozen) array of a layer, named as Keras names it: ``conv2d/kernel:0``."""
 

@@ -2,7 +2,7 @@
 
 from fastconv import activations
 from fastconv.backends import get_backend
-from fastconv.layers.base import Layer
+from fastconv.layers.base import Layer, check_channels_last, check_image_rank
 from fastconv.shapes import normalize_pair, normalize_padding, window_geometry
 
 
@@ -17,8 +17,7 @@ class Conv2D(Layer):
         super().__init__(activation=activation, **kwargs)
         if not isinstance(filters, int) or filters < 1:
             raise ValueError(f"Conv2D {self.name!r}: filters must be a positive int, got {filters!r}")
-        if data_format not in (None, "channels_last"):
-            raise ValueError(f"Conv2D {self.name!r}: fastconv is channels_last (NHWC), got data_format={data_format!r}")
+        check_channels_last(self, data_format)
         self.filters = filters
         self.kernel_size = normalize_pair(kernel_size, "kernel_size")
         self.strides = normalize_pair(strides, "strides")
@@ -28,10 +27,7 @@ class Conv2D(Layer):
         self.kernel = self.bias = None
 
     def check_input_shape(self, input_shape):
-        if len(input_shape) != 4:
-            raise ValueError(
-                f"Layer {self.name!r} (Conv2D) expects input of rank 4 (batch, height, width, channels), got shape {tuple(input_shape)}"
-            )
+        check_image_rank(self, input_shape)
         if self.kernel is not None and input_shape[3] != self.kernel.shape[2]:
             raise ValueError(
                 f"Layer {self.name!r} expected {self.kernel.shape[2]} input channels, got {input_shape[3]} "

@@ -2,25 +2,20 @@
 global forms GlobalMaxPooling2D and GlobalAveragePooling2D."""
 
 from fastconv.backends import get_backend
-from fastconv.layers.base import Layer
+from fastconv.layers.base import Layer, check_channels_last, check_image_rank
 from fastconv.shapes import normalize_pair, normalize_padding, window_geometry
 
 
 class _Pooling2D(Layer):
     def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None, **kwargs):
         super().__init__(**kwargs)
-        if data_format not in (None, "channels_last"):
-            raise ValueError(f"{type(self).__name__} {self.name!r}: fastconv is channels_last, got data_format={data_format!r}")
+        check_channels_last(self, data_format)
         self.pool_size = normalize_pair(pool_size, "pool_size")
         self.strides = self.pool_size if strides is None else normalize_pair(strides, "strides")
         self.padding = normalize_padding(padding)
 
     def check_input_shape(self, input_shape):
-        if len(input_shape) != 4:
-            raise ValueError(
-                f"Layer {self.name!r} ({type(self).__name__}) expects input of rank 4 (batch, height, width, channels), "
-                f"got shape {tuple(input_shape)}"
-            )
+        check_image_rank(self, input_shape)
         try:
             window_geometry(input_shape[1:3], self.pool_size, self.strides, self.padding)
         except ValueError:
@@ -70,16 +65,11 @@ class _GlobalPooling2D(Layer):
 
     def __init__(self, data_format=None, keepdims=False, **kwargs):
         super().__init__(**kwargs)
-        if data_format not in (None, "channels_last"):
-            raise ValueError(f"{type(self).__name__} {self.name!r}: fastconv is channels_last, got data_format={data_format!r}")
+        check_channels_last(self, data_format)
         self.keepdims = bool(keepdims)
 
     def check_input_shape(self, input_shape):
-        if len(input_shape) != 4:
-            raise ValueError(
-                f"Layer {self.name!r} ({type(self).__name__}) expects input of rank 4 (batch, height, width, channels), "
-                f"got shape {tuple(input_shape)}"
-            )
+        check_image_rank(self, input_shape)
 
     def compute_output_shape(self, input_shape):
         batch, channels = input_shape[0], input_shape[3]
