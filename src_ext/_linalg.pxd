@@ -7,19 +7,9 @@ from scipy.linalg.cython_blas cimport sgemm
 
 # The kernels run their own threads, each making single-threaded BLAS calls, so
 # that BLAS threads never fight them for the cores. OpenBLAS' thread count is
-# process-wide: it is set to 1 before a parallel region and restored after it,
-# never inside. Each module keeps the setter it was given (NULL: leave BLAS be).
-ctypedef int (*set_blas_threads_fn)(int) noexcept nogil
-
-
-cdef inline int blas_single_thread(set_blas_threads_fn set_threads) noexcept nogil:
-    """Make BLAS single-threaded; returns the thread count to restore."""
-    return set_threads(1) if set_threads != NULL else 0
-
-
-cdef inline void blas_restore_threads(set_blas_threads_fn set_threads, int previous) noexcept nogil:
-    if set_threads != NULL:
-        set_threads(previous)
+# process-wide: fastconv.backends.blas_threads sets it to 1 around every kernel
+# call (reference-counted, so concurrent calls from several Python threads
+# restore it exactly once), never inside the compiled code.
 
 
 cdef inline void gemm_row_major(bint transpose_a, bint transpose_b, int m, int n, int k,

@@ -18,11 +18,11 @@ cdef int check_matrices(Py_ssize_t rows_a, Py_ssize_t cols_a, Py_ssize_t rows_b,
 
 
 def relu_forward(const float[::1] x, float[::1] y):
-    """y = max(x, 0); x, y: (size,)."""
+    """y = max(x, 0), NaN kept as NaN (as the reference's np.maximum); x, y: (size,)."""
     check_same_length(x.shape[0], y.shape[0], y.shape[0], "relu_forward")
     cdef Py_ssize_t i
     for i in prange(x.shape[0], nogil=True, schedule='static'):
-        y[i] = x[i] if x[i] > 0 else 0.0
+        y[i] = 0.0 if x[i] <= 0 else x[i]
 
 
 def relu_backward(const float[::1] grad_out, const float[::1] y, float[::1] grad_x):

@@ -14,7 +14,7 @@ from cython.parallel cimport parallel, prange, threadid
 from libc.stdlib cimport calloc, malloc, free
 from libc.string cimport memcpy, memset
 
-from _linalg cimport blas_restore_threads, blas_single_thread, column_sums, gemm_row_major, set_blas_threads_fn
+from _linalg cimport column_sums, gemm_row_major
 
 
 cdef inline void gather_patch(const float* x_sample, float* patch, Py_ssize_t top, Py_ssize_t left,
@@ -107,15 +107,6 @@ cdef void col2im_sample(const float* cols, float* grad_sample,
                           ow * stride_w - pad_left, height, width, channels, kernel_h, kernel_w)
 
 
-# Each thread works on its own blocks of output pixels with a single-threaded
-# BLAS call (see _linalg.pxd); fastconv.backends.blas_threads hands us the setter.
-cdef set_blas_threads_fn set_blas_threads = NULL
-
-
-def set_blas_thread_control(size_t address):
-    """Register OpenBLAS' ``openblas_set_num_threads_local`` by its address (0: leave BLAS threads alone)."""
-    global set_blas_threads
-    set_blas_threads = <set_blas_threads_fn>address
 
 
 cdef int check_extents(Py_ssize_t batch, Py_ssize_t channels, Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t filters,
@@ -156,11 +147,9 @@ def conv2d_forward(const float[:, :, :, ::1] x, const float[:, ::1] kernel_matri
     cdef float* y_data = &y[0, 0, 0, 0]
     cdef float* cols
     cdef const float* patches
-    cdef int previous_threads
     cdef int failed = 0
     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
     with nogil:
-        previous_threads = blas_single_thread(set_blas_threads)
         with parallel(num_threads=threads):
             cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
             for block in prange(blocks, schedule='static'):
@@ -176,7 +165,6 @@ def conv2d_forward(const float[:, :, :, ::1] x, const float[:, ::1] kernel_matri
                 gemm_row_major(False, False, <int>rows, <int>filters, <int>patch_len, 1.0, patches, <int>patch_len,
                                &kernel_matrix[0, 0], <int>filters, 1.0, y_data + first_row * filters, <int>filters)
             free(cols)
-        blas_restore_threads(set_blas_threads, previous_threads)
     if failed:
         raise MemoryError(f"conv2d_forward: cannot allocate a ({block_rows}, {patch_len}) patch block")
 
@@ -202,11 +190,9 @@ def conv2d_backward_input(const float[:, :, :, ::1] grad_out, const float[:, ::1
     cdef Py_ssize_t pixels = out_h * out_w, sample_len = height * width * channels
     cdef Py_ssize_t n
     cdef float* cols
-    cdef int previous_threads
     cdef int failed = 0
     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
     with nogil:
-        previous_threads = blas_single_thread(set_blas_threads)
         with parallel(num_threads=threads):
             cols = NULL if pointwise else <float*>malloc(pixels * patch_len * sizeof(float))
             for n in prange(batch, schedule='static'):
@@ -220,7 +206,6 @@ def conv2d_backward_input(const float[:, :, :, ::1] grad_out, const float[:, ::1
                     col2im_sample(cols, &grad_x[n, 0, 0, 0], height, width, channels, out_h, out_w,
                                   stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
             free(cols)
-        blas_restore_threads(set_blas_threads, previous_threads)
     if failed:
         raise MemoryError(f"conv2d_backward_input: cannot allocate a ({pixels}, {patch_len}) patch block")
 
@@ -256,11 +241,9 @@ def conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, :, :, ::1
     cdef float* partial
     cdef float* grad_kernel
     cdef const float* patches
-    cdef int previous_threads
     cdef int failed = 0
     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
     with nogil:
-        previous_threads = blas_single_thread(set_blas_threads)
         with parallel(num_threads=threads):
             cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
             partial = partials + threadid() * matrix_len
@@ -275,7 +258,6 @@ def conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, :, :, ::1
                 gemm_row_major(True, False, <int>patch_len, <int>filters, <int>rows, 1.0, patches, <int>patch_len,
                                grad_data + first_row * filters, <int>filters, 1.0, partial, <int>filters)
             free(cols)
-        blas_restore_threads(set_blas_threads, previous_threads)
         grad_kernel = &grad_kernel_matrix[0, 0]
         memset(grad_kernel, 0, matrix_len * sizeof(float))
         for t in range(threads):

@@ -8,15 +8,8 @@ BLAS call on its slice, as the convolution does (see _linalg.pxd).
 from cython.parallel cimport prange
 from libc.string cimport memcpy
 
-from _linalg cimport blas_restore_threads, blas_single_thread, column_sums, gemm_row_major, set_blas_threads_fn
+from _linalg cimport column_sums, gemm_row_major
 
-cdef set_blas_threads_fn set_blas_threads = NULL
-
-
-def set_blas_thread_control(size_t address):
-    """Register OpenBLAS' ``openblas_set_num_threads_local`` by its address (0: leave BLAS threads alone)."""
-    global set_blas_threads
-    set_blas_threads = <set_blas_threads_fn>address
 
 
 def dense_forward(const float[:, ::1] x, const float[:, ::1] kernel, const float[::1] bias, float[:, ::1] y, int threads):
@@ -25,9 +18,7 @@ def dense_forward(const float[:, ::1] x, const float[:, ::1] kernel, const float
     if kernel.shape[0] != features or bias.shape[0] != units or y.shape[0] != batch or y.shape[1] != units or threads < 1:
         raise ValueError(f"dense_forward: x ({batch}, {features}), kernel ({kernel.shape[0]}, {units}), "
                          f"bias ({bias.shape[0]},), y ({y.shape[0]}, {y.shape[1]}) and threads {threads} do not agree")
-    cdef int previous_threads
     with nogil:
-        previous_threads = blas_single_thread(set_blas_threads)
         for part in prange(threads, num_threads=threads, schedule='static'):
             first = part * units // threads
             last = (part + 1) * units // threads
@@ -36,7 +27,6 @@ def dense_forward(const float[:, ::1] x, const float[:, ::1] kernel, const float
                     memcpy(&y[row, first], &bias[first], (last - first) * sizeof(float))
                 gemm_row_major(False, False, <int>batch, <int>(last - first), <int>features, 1.0, &x[0, 0], <int>features,
                                &kernel[0, first], <int>units, 1.0, &y[0, first], <int>units)
-        blas_restore_threads(set_blas_threads, previous_threads)
 
 
 def dense_backward(const float[:, ::1] grad_out, const float[:, ::1] x, const float[:, ::1] kernel,
@@ -53,9 +43,7 @@ def dense_backward(const float[:, ::1] grad_out, const float[:, ::1] x, const fl
             or grad_bias.shape[0] not in (0, units) or threads < 1):
         raise ValueError(f"dense_backward: grad_out ({grad_out.shape[0]}, {grad_out.shape[1]}), x ({batch}, {features}), "
                          f"kernel ({kernel.shape[0]}, {units}) and threads {threads} do not agree with the outputs")
-    cdef int previous_threads
     with nogil:
-        previous_threads = blas_single_thread(set_blas_threads)
         for part in prange(threads, num_threads=threads, schedule='static'):
             first = part * features // threads
             last = (part + 1) * features // threads
@@ -66,6 +54,5 @@ def dense_backward(const float[:, ::1] grad_out, const float[:, ::1] x, const fl
                 # grad_kernel[first:last, :] = x[:, first:last]^T @ grad_out
                 gemm_row_major(True, False, <int>(last - first), <int>units, <int>batch, 1.0, &x[0, first], <int>features,
                                &grad_out[0, 0], <int>units, 0.0, &grad_kernel[first, 0], <int>units)
-        blas_restore_threads(set_blas_threads, previous_threads)
         if grad_bias.shape[0] > 0:
             column_sums(&grad_out[0, 0], batch, units, &grad_bias[0])

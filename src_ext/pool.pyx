@@ -40,8 +40,10 @@ def max_pool2d_forward(const float[:, :, :, ::1] x, float[:, :, :, ::1] y, int[:
                        Py_ssize_t pad_top, Py_ssize_t pad_left):
     """y = window maxima of x; argmax = flat index row * W + col of each winner.
 
-    x: (N, H, W, C); y, argmax: (N, OH, OW, C), written. A window that holds no
-    real pixel (impossible for Keras geometries) yields -inf and index 0.
+    x: (N, H, W, C); y, argmax: (N, OH, OW, C), written. As NumPy's argmax (the
+    reference): the first NaN of a window wins, else its first largest value.
+    A window that holds no real pixel (impossible for Keras geometries) yields
+    -inf and index 0.
     """
     cdef Py_ssize_t batch = x.shape[0], height = x.shape[1], width = x.shape[2], channels = x.shape[3]
     cdef Py_ssize_t out_h = y.shape[1], out_w = y.shape[2]
@@ -62,15 +64,22 @@ def max_pool2d_forward(const float[:, :, :, ::1] x, float[:, :, :, ::1] y, int[:
                 clip_window(oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, height, width, bounds)
                 best = &y[n, oh, ow, 0]
                 best_index = &argmax[n, oh, ow, 0]
+                if bounds[0] >= bounds[1] or bounds[2] >= bounds[3]:
+                    for c in range(channels):
+                        best[c] = -INFINITY
+                        best_index[c] = 0
+                    continue
+                pixel = &x[n, bounds[0], bounds[2], 0]
                 for c in range(channels):
-                    best[c] = -INFINITY
-                    best_index[c] = 0
+                    best[c] = pixel[c]
+                    best_index[c] = <int>(bounds[0] * width + bounds[2])
                 for row in range(bounds[0], bounds[1]):
                     for col in range(bounds[2], bounds[3]):
                         pixel = &x[n, row, col, 0]
                         for c in range(channels):
                             value = pixel[c]
-                            if value > best[c]:
+                            # value != value: NaN, which wins unless a NaN won already
+                            if value > best[c] or (value != value and best[c] == best[c]):
                                 best[c] = value
                                 best_index[c] = <int>(row * width + col)
 
@@ -111,7 +120,11 @@ def max_pool2d_backward(const float[:, :, :, ::1] grad_out, const int[:, :, :, :
 
 def avg_pool2d_forward(const float[:, :, :, ::1] x, float[:, :, :, ::1] y, Py_ssize_t pool_h, Py_ssize_t pool_w,
                        Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left):
-    """y = mean of the real pixels of each window. x: (N, H, W, C); y: (N, OH, OW, C), written."""
+    """y = mean of the real pixels of each window. x: (N, H, W, C); y: (N, OH, OW, C), written.
+
+    Each pixel is scaled before it is added, so the mean of finite values is
+    finite (a float32 sum of four values near 3e38 would overflow).
+    """
     cdef Py_ssize_t batch = x.shape[0], height = x.shape[1], width = x.shape[2], channels = x.shape[3]
     cdef Py_ssize_t out_h = y.shape[1], out_w = y.shape[2]
     check_pool(batch, channels, y.shape[0], y.shape[3], pool_h, pool_w, stride_h, stride_w)
@@ -127,16 +140,14 @@ def avg_pool2d_forward(const float[:, :, :, ::1] x, float[:, :, :, ::1] y, Py_ss
             for ow in range(out_w):
                 clip_window(oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, height, width, bounds)
                 mean = &y[n, oh, ow, 0]
+                scale = 1.0 / max((bounds[1] - bounds[0]) * (bounds[3] - bounds[2]), 1)
                 for c in range(channels):
                     mean[c] = 0.0
                 for row in range(bounds[0], bounds[1]):
                     for col in range(bounds[2], bounds[3]):
                         pixel = &x[n, row, col, 0]
                         for c in range(channels):
-                            mean[c] += pixel[c]
-                scale = 1.0 / max((bounds[1] - bounds[0]) * (bounds[3] - bounds[2]), 1)
-                for c in range(channels):
-                    mean[c] *= scale
+                            mean[c] += pixel[c] * scale
 
 
 def avg_pool2d_backward(const float[:, :, :, ::1] grad_out, float[:, :, :, ::1] grad_x, Py_ssize_t pool_h,

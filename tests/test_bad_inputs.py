@@ -80,15 +80,11 @@ def test_dense_rejects(any_backend):
         any_backend.dense_forward(np.ones((2, 4), np.float32), np.ones((3, 5), np.float32), None)
 
 
-def test_losses_reject_nan_and_mismatch(any_backend):
+def test_losses_reject_mismatch(any_backend):
+    """(NaN in a loss's inputs is not refused by the kernel: it gives a NaN loss, as the reference
+    does, and fit stops on it; tests/test_faults.py checks both.)"""
     logits = np.zeros((2, 3), np.float32) + 0.5
     targets = np.eye(3, dtype=np.float32)[[0, 2]]
-    bad = logits.copy()
-    bad[1, 1] = np.nan
-    with pytest.raises(ValueError, match=r"logits \(2, 3\) contains NaN"):
-        any_backend.softmax_cross_entropy(bad, targets)
-    with pytest.raises(ValueError, match=r"targets \(2, 3\) contains NaN"):
-        any_backend.sigmoid_binary_cross_entropy(logits, bad)
     with pytest.raises(ValueError, match=r"targets \(2, 2\) and logits \(2, 3\) must have the same shape"):
         any_backend.softmax_cross_entropy(logits, np.ascontiguousarray(targets[:, :2]))
 

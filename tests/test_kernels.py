@@ -136,6 +136,16 @@ def test_avg_pool_same_divides_by_real_pixels_only(backend):
     np.testing.assert_allclose(backend.to_host(y)[0, :, :, 0], [[3.0, 4.5], [7.5, 9.0]])
 
 
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_avg_pool_of_values_near_the_float32_limit_stays_finite(backend, reference, sign):
+    """The mean of finite values is finite: 4 x 3e38 summed in float32 would be inf before the division."""
+    x = np.full((1, 4, 4, 2), sign * 3e38, np.float32)
+    x[0, 2:, 2:, 1] = sign * np.finfo(np.float32).max
+    y = backend.to_host(backend.avg_pool2d_forward(x, (2, 2), None, "valid"))
+    assert np.isfinite(y).all(), y
+    assert_matches(y, reference.avg_pool2d_forward(x, (2, 2), None, "valid"), "avg pool forward near the float32 limit")
+
+
 @examples
 @given(batch=st.integers(1, 9), features=st.integers(1, 20 if CUDA_SIMULATOR else 40), units=st.integers(1, 12), use_bias=st.booleans(), seed=seeds)
 def test_dense(backend, reference, batch, features, units, use_bias, seed):

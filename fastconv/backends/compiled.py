@@ -15,6 +15,7 @@ import os
 import numpy as np
 
 from fastconv.backends import checks, host_ops
+from fastconv.backends.blas_threads import single_threaded_blas
 
 # A block of patches of about this many bytes stays in one core's L2 cache
 # while its product with the kernel is large enough for BLAS to run at speed.
@@ -90,11 +91,12 @@ class CompiledBackend:
         kernel_h, kernel_w, _, filters = kernel.shape
         y = self.empty((x_nhwc.shape[0], geometry.out_h, geometry.out_w, filters))
         bias = self.zeros(filters) if bias is None else bias
-        self.kernels.conv2d_forward(
-            x_nhwc, kernel.reshape(-1, filters), bias, y,
-            stride_h, stride_w, geometry.pad_top, geometry.pad_left, kernel_h, kernel_w,
-            *conv_blocking(x_nhwc.shape[0], geometry, kernel.shape),
-        )  # fmt: skip
+        with single_threaded_blas:
+            self.kernels.conv2d_forward(
+                x_nhwc, kernel.reshape(-1, filters), bias, y,
+                stride_h, stride_w, geometry.pad_top, geometry.pad_left, kernel_h, kernel_w,
+                *conv_blocking(x_nhwc.shape[0], geometry, kernel.shape),
+            )  # fmt: skip
         return y
 
     def conv2d_backward_input(self, grad_out, kernel, input_shape, strides=(1, 1), padding="valid"):
@@ -104,11 +106,12 @@ class CompiledBackend:
         )
         kernel_h, kernel_w, _, filters = kernel.shape
         grad_x = self.empty(input_shape)
-        self.kernels.conv2d_backward_input(
-            grad_out, kernel.reshape(-1, filters), grad_x,
-            stride_h, stride_w, geometry.pad_top, geometry.pad_left, kernel_h, kernel_w,
-            *conv_blocking(input_shape[0], geometry, kernel.shape),
-        )  # fmt: skip
+        with single_threaded_blas:
+            self.kernels.conv2d_backward_input(
+                grad_out, kernel.reshape(-1, filters), grad_x,
+                stride_h, stride_w, geometry.pad_top, geometry.pad_left, kernel_h, kernel_w,
+                *conv_blocking(input_shape[0], geometry, kernel.shape),
+            )  # fmt: skip
         return grad_x
 
     def conv2d_backward_kernel(self, x_nhwc, grad_out, kernel_shape, strides=(1, 1), padding="valid", with_bias=True):
@@ -119,11 +122,12 @@ class CompiledBackend:
         kernel_h, kernel_w, _, filters = kernel_shape
         grad_kernel = self.empty(kernel_shape)
         grad_bias = self.empty(filters if with_bias else 0)
-        self.kernels.conv2d_backward_kernel(
-            x_nhwc, grad_out, grad_kernel.reshape(-1, filters), grad_bias,
-            stride_h, stride_w, geometry.pad_top, geometry.pad_left, kernel_h, kernel_w,
-            *conv_blocking(x_nhwc.shape[0], geometry, kernel_shape),
-        )  # fmt: skip
+        with single_threaded_blas:
+            self.kernels.conv2d_backward_kernel(
+                x_nhwc, grad_out, grad_kernel.reshape(-1, filters), grad_bias,
+                stride_h, stride_w, geometry.pad_top, geometry.pad_left, kernel_h, kernel_w,
+                *conv_blocking(x_nhwc.shape[0], geometry, kernel_shape),
+            )  # fmt: skip
         return grad_kernel, grad_bias if with_bias else None
 
     # --- pooling -----------------------------------------------------------
@@ -167,7 +171,8 @@ class CompiledBackend:
         checks.check_dense_forward(x, kernel, bias, self.STRICT)
         y = self.empty((x.shape[0], kernel.shape[1]))
         bias = self.zeros(kernel.shape[1]) if bias is None else bias
-        self.kernels.dense_forward(x, kernel, bias, y, dense_threads(x.shape[0], kernel.shape))
+        with single_threaded_blas:
+            self.kernels.dense_forward(x, kernel, bias, y, dense_threads(x.shape[0], kernel.shape))
         return y
 
     def dense_backward(self, grad_out, x, kernel, with_bias=True):
@@ -176,7 +181,8 @@ class CompiledBackend:
         grad_x = self.empty(x.shape)
         grad_kernel = self.empty(kernel.shape)
         grad_bias = self.empty(kernel.shape[1] if with_bias else 0)
-        self.kernels.dense_backward(grad_out, x, kernel, grad_x, grad_kernel, grad_bias, dense_threads(x.shape[0], kernel.shape))
+        with single_threaded_blas:
+            self.kernels.dense_backward(grad_out, x, kernel, grad_x, grad_kernel, grad_bias, dense_threads(x.shape[0], kernel.shape))
         return grad_x, grad_kernel, grad_bias if with_bias else None
 
     # --- activations -------------------------------------------------------

@@ -222,10 +222,14 @@ def _max_pool_kernel(x, y, argmax, pool_h, pool_w, stride_h, stride_w, pad_top, 
     n, oh, ow, c = _nhwc_index(index, out_h, out_w, channels)
     r0, r1, c0, c1 = _window(oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, x.shape[1], x.shape[2])
     best, best_index = -math.inf, 0
+    if r0 < r1 and c0 < c1:
+        best, best_index = x[n, r0, c0, c], r0 * x.shape[2] + c0
+    # As NumPy's argmax (the reference): the first NaN wins, else the first largest value.
     for row in range(r0, r1):
         for col in range(c0, c1):
-            if x[n, row, col, c] > best:
-                best, best_index = x[n, row, col, c], row * x.shape[2] + col
+            value = x[n, row, col, c]
+            if value > best or (math.isnan(value) and not math.isnan(best)):
+                best, best_index = value, row * x.shape[2] + col
     y[n, oh, ow, c] = best
     argmax[n, oh, ow, c] = best_index
 
@@ -252,11 +256,13 @@ def _avg_pool_kernel(x, y, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left
         return
     n, oh, ow, c = _nhwc_index(index, out_h, out_w, channels)
     r0, r1, c0, c1 = _window(oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, x.shape[1], x.shape[2])
+    # Each pixel scaled before it is added: the mean of finite values stays finite.
+    scale = float32(1.0 / max((r1 - r0) * (c1 - c0), 1))
     total = float32(0.0)
     for row in range(r0, r1):
         for col in range(c0, c1):
-            total += x[n, row, col, c]
-    y[n, oh, ow, c] = total / max((r1 - r0) * (c1 - c0), 1)
+            total += x[n, row, col, c] * scale
+    y[n, oh, ow, c] = total
 
 
 @cuda.jit
@@ -317,7 +323,7 @@ def dense_backward(grad_out, x, kernel, grad_x, grad_kernel, grad_bias, threads)
 def _relu_kernel(x, y):
     i = cuda.grid(1)
     if i < x.shape[0]:
-        y[i] = x[i] if x[i] > 0 else 0.0
+        y[i] = 0.0 if x[i] <= 0 else x[i]  # NaN stays NaN
 
 
 @cuda.jit

@@ -18,10 +18,8 @@ _PARALLEL = dict(cache=True, nogil=True, parallel=True)
 
 
 # As in the Cython kernels, each thread gathers a block of patches and
-# multiplies it with a single-threaded BLAS call, in its own core's cache.
-# ``set_blas_threads`` is OpenBLAS' (process-wide) thread-count setter, or a
-# no-op; it is called before and after each parallel loop, never inside, and
-# passed as an argument so that Numba can still cache the compiled code.
+# multiplies it with a BLAS call that fastconv.backends.blas_threads keeps
+# single-threaded for the whole kernel call, in its own core's cache.
 
 
 @njit(**_SERIAL)
@@ -92,12 +90,11 @@ def _patches(x, first_row, rows, patch_len, out_h, out_w, stride_h, stride_w, pa
 
 
 @njit(**_PARALLEL)
-def conv2d_forward(x, kernel_matrix, bias, y, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w, block_rows, threads, set_blas_threads):
+def conv2d_forward(x, kernel_matrix, bias, y, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w, block_rows, threads):
     """y = conv(x, kernel) + bias. x: (N, H, W, C); kernel_matrix: (KH*KW*C, F); bias: (F,); y: (N, OH, OW, F)."""
     batch, out_h, out_w, filters = y.shape
     y_rows = y.reshape(batch * out_h * out_w, filters)
     total_rows = y_rows.shape[0]
-    previous = set_blas_threads(1)
     for block in prange((total_rows + block_rows - 1) // block_rows):
         first_row = block * block_rows
         rows = min(block_rows, total_rows - first_row)
@@ -105,27 +102,24 @@ def conv2d_forward(x, kernel_matrix, bias, y, stride_h, stride_w, pad_top, pad_l
         y_block = y_rows[first_row : first_row + rows]
         np.dot(patches, kernel_matrix, y_block)
         y_block += bias
-    set_blas_threads(previous)
 
 
 @njit(**_PARALLEL)
-def conv2d_backward_input(grad_out, kernel_matrix, grad_x, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w, block_rows, threads, set_blas_threads):
+def conv2d_backward_input(grad_out, kernel_matrix, grad_x, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w, block_rows, threads):
     """grad_x = d conv / d x, one sample per block. grad_out: (N, OH, OW, F); kernel_matrix: (KH*KW*C, F); grad_x: (N, H, W, C)."""
     batch, out_h, out_w, filters = grad_out.shape
     kernel_matrix_t = np.ascontiguousarray(kernel_matrix.T)
     pointwise = _is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
-    previous = set_blas_threads(1)
     for n in prange(batch):
         grad_patches = np.dot(np.ascontiguousarray(grad_out[n].reshape(out_h * out_w, filters)), kernel_matrix_t)
         if pointwise:
             grad_x[n] = grad_patches.reshape(grad_x.shape[1:])
         else:
             _col2im_sample(grad_patches, grad_x[n], out_h, out_w, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
-    set_blas_threads(previous)
 
 
 @njit(**_PARALLEL)
-def conv2d_backward_kernel(x, grad_out, grad_kernel_matrix, grad_bias, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w, block_rows, threads, set_blas_threads):
+def conv2d_backward_kernel(x, grad_out, grad_kernel_matrix, grad_bias, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w, block_rows, threads):
     """grad_kernel_matrix = patches^T @ grad_out, grad_bias = sums of grad_out over N, OH, OW ((0,) to skip).
 
     The blocks are split into ``threads`` contiguous groups, each summed into its own
@@ -136,14 +130,12 @@ def conv2d_backward_kernel(x, grad_out, grad_kernel_matrix, grad_bias, stride_h,
     total_rows = grad_rows.shape[0]
     blocks = (total_rows + block_rows - 1) // block_rows
     partials = np.zeros((threads, grad_kernel_matrix.shape[0], filters), dtype=np.float32)
-    previous = set_blas_threads(1)
     for group in prange(threads):
         for block in range(group * blocks // threads, (group + 1) * blocks // threads):
             first_row = block * block_rows
             rows = min(block_rows, total_rows - first_row)
             patches = _patches(x, first_row, rows, grad_kernel_matrix.shape[0], out_h, out_w, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
             partials[group] += np.dot(np.ascontiguousarray(patches.T), np.ascontiguousarray(grad_rows[first_row : first_row + rows]))
-    set_blas_threads(previous)
     grad_kernel_matrix[:] = 0.0
     for group in range(threads):
         grad_kernel_matrix += partials[group]
@@ -178,7 +170,10 @@ def _clip_window(oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, 
 
 @njit(**_PARALLEL)
 def max_pool2d_forward(x, y, argmax, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
-    """y = window maxima; argmax = row * W + col of each winner. x: (N, H, W, C); y, argmax: (N, OH, OW, C)."""
+    """y = window maxima; argmax = row * W + col of each winner. x: (N, H, W, C); y, argmax: (N, OH, OW, C).
+
+    As NumPy's argmax (the reference): the first NaN of a window wins, else its first largest value.
+    """
     batch, height, width, channels = x.shape
     out_h, out_w = y.shape[1], y.shape[2]
     for item in prange(batch * out_h):
@@ -186,14 +181,19 @@ def max_pool2d_forward(x, y, argmax, pool_h, pool_w, stride_h, stride_w, pad_top
         oh = item % out_h
         for ow in range(out_w):
             r0, r1, c0, c1 = _clip_window(oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, height, width)
+            if r0 >= r1 or c0 >= c1:  # no real pixel (impossible for Keras geometries)
+                y[n, oh, ow, :] = -np.inf
+                argmax[n, oh, ow, :] = 0
+                continue
             for c in range(channels):
-                y[n, oh, ow, c] = -np.inf
-                argmax[n, oh, ow, c] = 0
+                y[n, oh, ow, c] = x[n, r0, c0, c]
+                argmax[n, oh, ow, c] = r0 * width + c0
             for row in range(r0, r1):
                 for col in range(c0, c1):
                     for c in range(channels):
-                        if x[n, row, col, c] > y[n, oh, ow, c]:
-                            y[n, oh, ow, c] = x[n, row, col, c]
+                        value, best = x[n, row, col, c], y[n, oh, ow, c]
+                        if value > best or (np.isnan(value) and not np.isnan(best)):
+                            y[n, oh, ow, c] = value
                             argmax[n, oh, ow, c] = row * width + col
 
 
@@ -213,7 +213,10 @@ def max_pool2d_backward(grad_out, argmax, grad_x):
 
 @njit(**_PARALLEL)
 def avg_pool2d_forward(x, y, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
-    """y = mean of each window's real pixels. x: (N, H, W, C); y: (N, OH, OW, C)."""
+    """y = mean of each window's real pixels. x: (N, H, W, C); y: (N, OH, OW, C).
+
+    Each pixel is scaled before it is added, so the mean of finite values is finite.
+    """
     batch, height, width, channels = x.shape
     out_h, out_w = y.shape[1], y.shape[2]
     for item in prange(batch * out_h):
@@ -227,9 +230,7 @@ def avg_pool2d_forward(x, y, pool_h, pool_w, stride_h, stride_w, pad_top, pad_le
             for row in range(r0, r1):
                 for col in range(c0, c1):
                     for c in range(channels):
-                        y[n, oh, ow, c] += x[n, row, col, c]
-            for c in range(channels):
-                y[n, oh, ow, c] *= scale
+                        y[n, oh, ow, c] += x[n, row, col, c] * scale
 
 
 @njit(**_PARALLEL)
@@ -253,25 +254,21 @@ def avg_pool2d_backward(grad_out, grad_x, pool_h, pool_w, stride_h, stride_w, pa
 
 
 @njit(**_SERIAL)
-def dense_forward(x, kernel, bias, y, threads, set_blas_threads):
+def dense_forward(x, kernel, bias, y, threads):
     """y = x @ kernel + bias. x: (N, D_in); kernel: (D_in, D_out); bias: (D_out,); y: (N, D_out).
 
-    BLAS runs single-threaded here too: its threads would otherwise spin against
-    the Numba threads of the layers around it.
+    BLAS runs single-threaded here too (the caller sees to it): its threads would
+    otherwise spin against the Numba threads of the layers around it.
     """
-    previous = set_blas_threads(1)
     np.dot(x, kernel, y)
     y += bias
-    set_blas_threads(previous)
 
 
 @njit(**_SERIAL)
-def dense_backward(grad_out, x, kernel, grad_x, grad_kernel, grad_bias, threads, set_blas_threads):
+def dense_backward(grad_out, x, kernel, grad_x, grad_kernel, grad_bias, threads):
     """grad_x = grad_out @ kernel^T; grad_kernel = x^T @ grad_out; grad_bias = column sums ((0,) to skip)."""
-    previous = set_blas_threads(1)
     np.dot(grad_out, np.ascontiguousarray(kernel.T), grad_x)
     np.dot(np.ascontiguousarray(x.T), grad_out, grad_kernel)
-    set_blas_threads(previous)
     if grad_bias.shape[0] > 0:
         _column_sums(grad_out, grad_bias)
 
@@ -281,9 +278,9 @@ def dense_backward(grad_out, x, kernel, grad_x, grad_kernel, grad_bias, threads,
 
 @njit(**_PARALLEL)
 def relu_forward(x, y):
-    """y = max(x, 0); flat (size,) buffers."""
+    """y = max(x, 0), NaN kept as NaN; flat (size,) buffers."""
     for i in prange(x.shape[0]):
-        y[i] = x[i] if x[i] > 0 else 0.0
+        y[i] = 0.0 if x[i] <= 0 else x[i]
 
 
 @njit(**_PARALLEL)
