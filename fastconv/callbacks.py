@@ -1,17 +1,27 @@
-"""Keras-style callbacks: History, the progress bar, EarlyStopping and ModelCheckpoint."""
+"""Keras-style callbacks: History, the progress bar, EarlyStopping, ModelCheckpoint and TerminateOnNaN."""
 
+import math
+import string
 import sys
 import time
 import warnings
 
 
 class Callback:
-    """Hooks a model calls during ``fit``; ``self.model`` is set before training starts."""
+    """Hooks a model calls during ``fit``; ``self.model`` and ``self.params`` are set before training starts.
+
+    ``params`` holds ``epochs``, ``steps`` (per epoch), ``verbose`` and ``metrics``: the keys the
+    epoch logs will have (``loss``, the compiled metrics, and their ``val_`` twins with validation).
+    """
 
     model = None
+    params = None
 
     def set_model(self, model):
         self.model = model
+
+    def set_params(self, params):
+        self.params = params
 
     def on_train_begin(self, logs=None): ...
     def on_train_end(self, logs=None): ...
@@ -100,6 +110,26 @@ class Progbar:
         self.stream.flush()
 
 
+class TerminateOnNaN(Callback):
+    """Keras' callback: end training quietly when a batch's loss is NaN or infinite.
+
+    Without it, ``fit`` raises instead. Either way the step with the bad loss is never applied.
+    """
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            print(f"Batch {batch}: Invalid loss, terminating training")
+            self.model.stop_training = True
+
+
+def _is_nan(value):
+    try:
+        return math.isnan(value)
+    except TypeError:
+        return False
+
+
 def _monitor_mode(monitor, mode):
     if mode not in ("auto", "min", "max"):
         raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
@@ -120,6 +150,8 @@ class EarlyStopping(Callback):
         self.restore_best_weights = restore_best_weights
 
     def _improved(self, value):
+        if _is_nan(value):  # a NaN is never an improvement, and never the best to beat
+            return False
         if self.best is None:
             return True
         return value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta
@@ -159,6 +191,20 @@ class ModelCheckpoint(Callback):
         self.mode = _monitor_mode(monitor, mode)
         self.best = None
 
+    def on_train_begin(self, logs=None):
+        """Refuse, before the first epoch, a filepath that names a value the logs will not have."""
+        try:
+            fields = {field.split(".")[0].split("[")[0] for _, field, _, _ in string.Formatter().parse(self.filepath) if field}
+        except ValueError as error:
+            raise ValueError(f"ModelCheckpoint: filepath {self.filepath!r} is not a valid format string: {error}") from None
+        available = ["epoch", *((self.params or {}).get("metrics") or [])]
+        missing = sorted(fields - set(available))
+        if missing and self.params is not None:
+            raise ValueError(
+                f"ModelCheckpoint: filepath {self.filepath!r} names {missing}, which this fit() will not log; "
+                f"it can use {available}"
+            )
+
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         path = self.filepath.format(epoch=epoch + 1, **logs)
@@ -167,6 +213,8 @@ class ModelCheckpoint(Callback):
             if value is None:
                 warnings.warn(f"ModelCheckpoint: {self.monitor!r} is not among the logged values {sorted(logs)}", stacklevel=2)
                 return
+            if _is_nan(value):
+                return  # never the best, and never what later values are compared with
             better = self.best is None or (value < self.best if self.mode == "min" else value > self.best)
             if not better:
                 return

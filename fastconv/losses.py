@@ -78,6 +78,10 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
                 f"{tuple(output_shape)}, got {labels.shape}"
             )
         classes = output_shape[-1]
+        fractional = np.zeros(labels.shape, bool) if np.issubdtype(labels.dtype, np.integer) else np.mod(labels, 1) != 0
+        if fractional.any():  # NaN included: 1.7 must not silently become class 1
+            bad = labels[fractional].flat[0]
+            raise ValueError(f"loss {self.name!r} expects integer class labels, got labels such as {float(bad):g}")
         if labels.size and (labels.min() < 0 or labels.max() >= classes):
             raise ValueError(f"loss {self.name!r}: labels must lie in [0, {classes}), got {labels.min()}..{labels.max()}")
         return np.ascontiguousarray(np.eye(classes, dtype=np.float32)[labels.astype(np.int64)])

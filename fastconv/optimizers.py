@@ -13,10 +13,12 @@ The arithmetic is the current backend's (``sgd_update``, ``rmsprop_update``,
 
 import numpy as np
 
-from fastconv.backends import get_backend
+from fastconv.backends import checks, get_backend
 
 
 class Optimizer:
+    slot_names = ()  # Keras 2's names of the per-weight state, in the order of ``slot(weight, index)``
+
     def __init__(self, learning_rate=0.01, lr=None, name=None):
         self.learning_rate = float(lr if lr is not None else learning_rate)
         self.name = name or type(self).__name__.lower()
@@ -48,8 +50,43 @@ class Optimizer:
     def get_config(self):
         return {"name": self.name, "learning_rate": self.learning_rate}
 
+    # --- state, as Keras 2 saves it (optimizer_weights in HDF5) ----------------
+
+    def get_state(self, weights):
+        """[(name, host array)]: the iteration count, then each slot kind for every weight of ``weights``.
+
+        Keras 2's names and order: ``RMSprop/iter:0``, ``RMSprop/conv2d/kernel/rms:0``, ...
+        (Adam: all ``m`` slots, then all ``v``). A slot not yet used is zeros, as when fresh.
+        """
+        prefix = type(self).__name__
+        state = [(f"{prefix}/iter:0", np.array(self.iterations, dtype=np.int64))]
+        for index, slot_name in enumerate(self.slot_names):
+            for weight in weights:
+                value = self._slots.get((id(weight), index))
+                host = np.zeros(weight.shape, np.float32) if value is None else np.array(checks.host_array(value), np.float32)
+                state.append((f"{prefix}/{weight.name.removesuffix(':0')}/{slot_name}:0", host))
+        return state
+
+    def set_state(self, weights, values):
+        """Restore what :meth:`get_state` gave (as arrays, in its order) for the weights ``weights``."""
+        expected = 1 + len(self.slot_names) * len(weights)
+        if len(values) != expected:
+            raise ValueError(f"{type(self).__name__} state for {len(weights)} weights has {expected} arrays, got {len(values)}")
+        self.iterations = int(values[0])
+        self._slots = {}
+        for index in range(len(self.slot_names)):
+            for position, weight in enumerate(weights):
+                value = np.array(values[1 + index * len(weights) + position], dtype=np.float32)
+                if value.shape != weight.shape:
+                    raise ValueError(f"{type(self).__name__} slot {index} of {weight.name}: shape {value.shape}, expected {weight.shape}")
+                self._slots[(id(weight), index)] = value
+
 
 class SGD(Optimizer):
+    @property
+    def slot_names(self):
+        return ("momentum",) if self.momentum else ()
+
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
         super().__init__(learning_rate, **kwargs)
         self.momentum = float(momentum)
@@ -64,6 +101,8 @@ class SGD(Optimizer):
 
 
 class RMSprop(Optimizer):
+    slot_names = ("rms",)
+
     def __init__(self, learning_rate=0.001, rho=0.9, epsilon=1e-7, **kwargs):
         super().__init__(learning_rate, **kwargs)
         self.rho = float(rho)
@@ -77,6 +116,8 @@ class RMSprop(Optimizer):
 
 
 class Adam(Optimizer):
+    slot_names = ("m", "v")
+
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
         super().__init__(learning_rate, **kwargs)
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
@@ -101,5 +142,11 @@ def get(identifier):
 
 
 def from_config(class_name, config):
+    """An optimizer from its saved class name and config; ValueError naming what is unknown."""
     classes = {cls.__name__: cls for cls in (SGD, RMSprop, Adam)}
-    return classes[class_name](**config)
+    if class_name not in classes:
+        raise ValueError(f"unknown optimizer class {class_name!r}; fastconv has {', '.join(classes)}")
+    try:
+        return classes[class_name](**config)
+    except TypeError as error:
+        raise ValueError(f"optimizer {class_name} cannot take the saved config {config}: {error}") from None

@@ -14,6 +14,8 @@ Convolution and pooling use the same rule, so one set of helpers serves both.
 
 from typing import NamedTuple
 
+import numpy as np
+
 PADDINGS = ("valid", "same")
 
 
@@ -28,23 +30,35 @@ class Geometry2D(NamedTuple):
     pad_right: int
 
 
+def positive_int(value, name):
+    """``value`` as a Python int >= 1; NumPy integers are accepted, bools, floats and strings are not."""
+    if not _is_int(value) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
 def normalize_pair(value, name):
     """Return ``value`` as a pair of positive ints (``3`` -> ``(3, 3)``).
 
     Raises ``ValueError`` quoting the bad value, as Keras' argument checks do.
     """
-    if isinstance(value, int) and not isinstance(value, bool):
+    if _is_int(value):
         pair = (value, value)
     else:
         try:
             pair = tuple(value)
         except TypeError:
             raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}") from None
-    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair):
+    if len(pair) != 2 or not all(_is_int(v) for v in pair):
         raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
     if min(pair) < 1:
         raise ValueError(f"{name} must be positive, got {value!r}")
-    return pair
+    return tuple(int(v) for v in pair)
+
+
+def _is_int(value):
+    """A Python or NumPy integer, not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def normalize_padding(padding):

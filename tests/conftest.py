@@ -73,6 +73,16 @@ def of_magnitudes(kernel, *args, **kwargs):
     return kernel(*(np.abs(a) if isinstance(a, np.ndarray) else a for a in args), **kwargs)
 
 
+def unfreeze_from(model, first_trainable):
+    """Listing 5.22: the model trainable, then every layer frozen up to ``first_trainable`` (which trains on)."""
+    model.trainable = True
+    set_trainable = False
+    for layer in model.layers:
+        if layer.name == first_trainable:
+            set_trainable = True
+        layer.trainable = set_trainable
+
+
 # The shared data beside the project (../shared/data; CI has it too); tests that need it skip without it.
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 PHOTOS = SHARED_DATA / "dogs-vs-cats" / "train"

@@ -1,7 +1,7 @@
 """The cuda backend: the kernel suite under Numba's CUDA simulator, and device-resident training.
 
-In the ordinary run (no GPU here, none in CI) the first test runs tests/test_kernels.py and this
-module again in a subprocess with NUMBA_ENABLE_CUDASIM=1, where they exercise the cuda backend on
+In the ordinary run (no GPU here, none in CI) the first test runs tests/test_kernels.py, the NaN
+tests of tests/test_faults.py and this module again in a subprocess with NUMBA_ENABLE_CUDASIM=1, where they exercise the cuda backend on
 small shapes. On a machine with a GPU the same tests run on the real device.
 """
 
@@ -27,7 +27,7 @@ def test_kernel_suite_under_the_cuda_simulator():
     tests = Path(__file__).parent
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests / "test_kernels.py"), str(tests / "test_cuda.py")],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests / "test_kernels.py"), str(tests / "test_faults.py"), str(tests / "test_cuda.py")],
         env=env, capture_output=True, text=True, timeout=1200,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
@@ -100,9 +100,20 @@ def test_fit_predict_evaluate_on_the_device():
 
 
 @needs_cuda
-def test_nan_in_the_loss_is_caught_on_the_device():
+def test_nan_on_the_device_gives_a_nan_loss_and_fit_stops():
     kernels = fastconv.backends.load_backend("cuda")
     logits = np.ones((2, 3), np.float32)
     logits[1, 2] = np.nan
-    with pytest.raises(ValueError, match=r"the loss is nan: logits \(2, 3\) or targets contain NaN"):
-        kernels.softmax_cross_entropy(logits, np.eye(3, dtype=np.float32)[[0, 1]])
+    loss, _ = kernels.softmax_cross_entropy(logits, np.eye(3, dtype=np.float32)[[0, 1]])
+    assert np.isnan(loss)
+    x, y = _data(4)
+    with fastconv.use_backend("cuda"):
+        model = _small_model()
+        model.compile(optimizer="sgd", loss="categorical_crossentropy")
+        kernel = model.layers[0].get_weights()
+        model.layers[0].set_weights([np.full_like(kernel[0], np.nan), kernel[1]])
+        before = model.get_weights()
+        with pytest.raises(models.NonFiniteLoss, match=r"epoch 1/1, step 1/1: the loss is nan"):
+            model.fit(x, y, epochs=1, batch_size=4, verbose=0)
+        for kept, now in zip(before, model.get_weights()):
+            np.testing.assert_array_equal(kept, now)

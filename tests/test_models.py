@@ -12,6 +12,8 @@ from fastconv import callbacks, layers, models, optimizers
 from fastconv.examples.listings import cats_dogs_convnet, mnist_convnet
 from fastconv.utils import set_random_seed, to_categorical
 
+from conftest import unfreeze_from
+
 
 @pytest.fixture(autouse=True)
 def fresh_names():
@@ -234,12 +236,7 @@ def test_frozen_weights_never_change_and_summary_counts_them():
 
 def test_unfreezing_from_a_layer_on_as_in_fine_tuning():
     base = small_classifier()
-    base.trainable = True
-    set_trainable = False
-    for layer in base.layers:
-        if layer.name == "conv2d_1":
-            set_trainable = True
-        layer.trainable = set_trainable
+    unfreeze_from(base, "conv2d_1")
     assert [bool(layer.trainable_weights) for layer in base.layers] == [False, False, True, False, True, True]
 
 

@@ -23,7 +23,13 @@ def deserialize(config):
 
     classes = {name: globals()[name] for name in __all__ if isinstance(globals()[name], type)}
     classes.update(Sequential=Sequential, Model=Model, Functional=Model)
+    if not isinstance(config, dict) or "class_name" not in config or not isinstance(config.get("config"), dict):
+        raise ValueError(f"a layer's saved configuration must be {{'class_name': ..., 'config': {{...}}}}, got {str(config)[:120]}")
     class_name = config["class_name"]
     if class_name not in classes:
         raise ValueError(f"unknown layer class {class_name!r} in the saved model")
-    return classes[class_name].from_config(dict(config["config"]))
+    name = config["config"].get("name")
+    try:
+        return classes[class_name].from_config(dict(config["config"]))
+    except (KeyError, TypeError, ValueError) as error:  # a nested model's message names its layer after ours
+        raise ValueError(f"layer {name!r} ({class_name}): {error}") from None

@@ -57,11 +57,18 @@ class Weight:
     def trainable(self):
         return self._trainable and self.layer.trainable
 
+    def check_assignable(self, value):
+        """``value`` as a NumPy array of this weight's shape and a real number dtype; ValueError/TypeError otherwise."""
+        value = np.asarray(checks.host_array(value))
+        if value.shape != tuple(self.shape):
+            raise ValueError(f"weight {self.name} has shape {tuple(self.shape)}, cannot assign an array of shape {value.shape}")
+        if not (np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.integer)):
+            raise TypeError(f"weight {self.name} takes real numbers, got an array of dtype {value.dtype}")
+        return value
+
     def assign(self, value):
-        value = np.asarray(value)
-        if value.shape != self.value.shape:
-            raise ValueError(f"weight {self.name} has shape {self.value.shape}, cannot assign an array of shape {value.shape}")
-        self.value = np.ascontiguousarray(value, dtype=np.float32)
+        """The weight becomes a float32 copy of ``value``: the caller's array is never shared, so never changed."""
+        self.value = np.array(self.check_assignable(value), dtype=np.float32, order="C", copy=True)
 
     def numpy(self):
         """A host copy of the value, wherever the backend keeps it."""
@@ -73,6 +80,35 @@ class Weight:
 
     def __repr__(self):
         return f"<Weight {self.name} shape={self.shape} trainable={self.trainable}>"
+
+
+def assign_all(weights, arrays, owner):
+    """Assign copies of ``arrays`` to ``weights``, all or none: every array is checked before the first is set."""
+    arrays = list(arrays)
+    if len(arrays) != len(weights):
+        raise ValueError(f"{owner} has {len(weights)} weights, got {len(arrays)} arrays")
+    checked = [weight.check_assignable(array) for weight, array in zip(weights, arrays)]
+    for weight, array in zip(weights, checked):
+        weight.assign(array)
+
+
+def check_layer_name(name):
+    """A layer name is a non-empty str without '/' (it names a group in saved files)."""
+    if not isinstance(name, str) or not name or "/" in name:
+        raise ValueError(f"a layer name must be a non-empty string without '/', got {name!r}")
+    return name
+
+
+def check_unique_names(model, layers):
+    """Refuse, when a layer joins a model, a name another of its layers has (saved files key weights by name)."""
+    seen = {}
+    for layer in layers:
+        if layer.name in seen and seen[layer.name] is not layer:
+            raise ValueError(
+                f"model {model.name!r}: all layers must have unique names; {layer.name!r} is already the name of a layer "
+                f"in this model ({type(seen[layer.name]).__name__} and {type(layer).__name__})"
+            )
+        seen[layer.name] = layer
 
 
 class KerasTensor:
@@ -102,7 +138,7 @@ class Layer:
     def __init__(self, name=None, trainable=True, input_shape=None, batch_input_shape=None, dtype=None, activation=None):
         if dtype not in (None, "float32", np.float32):
             raise ValueError(f"fastconv layers compute in float32, got dtype={dtype!r}")
-        self.name = name or utils.unique_name(type(self).__name__)
+        self.name = check_layer_name(name) if name is not None else utils.unique_name(type(self).__name__)
         self.trainable = trainable
         self.built = False
         self.activation = activations.get(activation)
@@ -130,7 +166,11 @@ class Layer:
         }
 
     def add_weight(self, name, shape, initializer, trainable=True):
-        weight = Weight(self, name, np.ascontiguousarray(initializer(tuple(shape)), dtype=np.float32), trainable)
+        value = np.asarray(initializer(tuple(shape)))
+        if value.shape != tuple(shape):
+            raise ValueError(f"layer {self.name!r}: the initializer of {name!r} returned shape {value.shape}, expected {tuple(shape)}")
+        # A copy: a custom initializer may hand back an array its caller keeps.
+        weight = Weight(self, name, np.array(value, dtype=np.float32, order="C", copy=True), trainable)
         self._weights.append(weight)
         return weight
 
@@ -151,11 +191,8 @@ class Layer:
         return [w.numpy() for w in self.weights]
 
     def set_weights(self, arrays):
-        weights = self.weights
-        if len(arrays) != len(weights):
-            raise ValueError(f"layer {self.name!r} has {len(weights)} weights, got {len(arrays)} arrays")
-        for weight, array in zip(weights, arrays):
-            weight.assign(array)
+        """Copies of ``arrays`` (Keras' order and shapes) become the weights, all or none."""
+        assign_all(self.weights, arrays, f"layer {self.name!r}")
 
     def count_params(self):
         return int(sum(w.value.size for w in self.weights))

@@ -3,7 +3,7 @@
 from fastconv import activations
 from fastconv.backends import get_backend
 from fastconv.layers.base import Layer, check_channels_last, check_image_rank
-from fastconv.shapes import normalize_pair, normalize_padding, window_geometry
+from fastconv.shapes import normalize_pair, normalize_padding, positive_int, window_geometry
 
 
 class Conv2D(Layer):
@@ -15,10 +15,8 @@ class Conv2D(Layer):
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros", data_format=None, **kwargs):  # fmt: skip
         super().__init__(activation=activation, **kwargs)
-        if not isinstance(filters, int) or filters < 1:
-            raise ValueError(f"Conv2D {self.name!r}: filters must be a positive int, got {filters!r}")
+        self.filters = positive_int(filters, f"Conv2D {self.name!r}: filters")
         check_channels_last(self, data_format)
-        self.filters = filters
         self.kernel_size = normalize_pair(kernel_size, "kernel_size")
         self.strides = normalize_pair(strides, "strides")
         self.padding = normalize_padding(padding)

@@ -5,6 +5,7 @@ import numpy as np
 from fastconv import activations, utils
 from fastconv.backends import get_backend
 from fastconv.layers.base import Layer
+from fastconv.shapes import positive_int
 
 
 class Dense(Layer):
@@ -15,9 +16,7 @@ class Dense(Layer):
         if input_dim is not None and "input_shape" not in kwargs:
             kwargs["input_shape"] = (input_dim,)  # Keras 2's shorthand, as in listing 5.18
         super().__init__(activation=activation, **kwargs)
-        if not isinstance(units, int) or units < 1:
-            raise ValueError(f"Dense {self.name!r}: units must be a positive int, got {units!r}")
-        self.units = units
+        self.units = positive_int(units, f"Dense {self.name!r}: units")
         self.use_bias = use_bias
         self.set_initializers(kernel_initializer, bias_initializer)
         self.kernel = self.bias = None

@@ -1,6 +1,6 @@
 """Keras-compatible models: ``Sequential``, functional ``Model``, ``load_model``."""
 
-from fastconv.models.model import Model
+from fastconv.models.model import Model, NonFiniteLoss
 from fastconv.models.sequential import Sequential
 
 
@@ -11,4 +11,4 @@ def load_model(filepath, compile=True):
     return _load_model(filepath, compile=compile)
 
 
-__all__ = ["Model", "Sequential", "load_model"]
+__all__ = ["Model", "NonFiniteLoss", "Sequential", "load_model"]

@@ -9,6 +9,7 @@ import math
 import numpy as np
 
 from fastconv import utils
+from fastconv.shapes import positive_int
 
 
 def is_generator(data):
@@ -36,9 +37,7 @@ class ArrayBatches:
             raise ValueError(f"x has {len(self.x)} samples but y has {len(self.y)} (x {self.x.shape}, y {self.y.shape})")
         if len(self.x) == 0:
             raise ValueError(f"x is empty (shape {self.x.shape})")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        self.batch_size = batch_size
+        self.batch_size = batch_size = positive_int(batch_size, "batch_size")
         self.shuffle = shuffle
         self.steps = math.ceil(len(self.x) / batch_size)
 
@@ -62,10 +61,8 @@ class GeneratorBatches:
                 steps = len(generator)
             else:
                 raise ValueError(f"a generator gives no epoch length: pass {what}")
-        if not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"{what} must be a positive int, got {steps!r}")
         self.generator = generator
-        self.steps = steps
+        self.steps = positive_int(steps, what)
         self._iterator = None
         self._index = 0
 
@@ -91,9 +88,18 @@ class GeneratorBatches:
 
 
 def batches(x, y=None, batch_size=None, shuffle=False, steps=None, steps_name="steps"):
-    """The right feeder for ``x``: a generator, or arrays with ``y``."""
+    """The right feeder for ``x``: a generator, or arrays with ``y``.
+
+    ``batch_size`` None means Keras' 32; ``steps`` is for generators only (an epoch
+    over arrays is every sample once) and is refused with arrays rather than ignored.
+    """
     if is_generator(x):
         if y is not None:
             raise ValueError("y must be None when x is a generator (it yields (x, y) batches)")
         return GeneratorBatches(x, steps, steps_name)
-    return ArrayBatches(x, y, batch_size or 32, shuffle)
+    if steps is not None:
+        raise ValueError(
+            f"{steps_name}={steps!r} is for generators: an epoch over arrays is every sample once "
+            f"(ceil(len(x) / batch_size) steps); leave {steps_name} out or pass a generator"
+        )
+    return ArrayBatches(x, y, 32 if batch_size is None else batch_size, shuffle)

@@ -8,7 +8,7 @@ runs backward, and lets the optimizer update every trainable weight. The
 kernels are reached only through ``fastconv.get_backend()``.
 """
 
-import time
+import math
 
 import numpy as np
 
@@ -16,10 +16,18 @@ from fastconv import losses as losses_module
 from fastconv import metrics as metrics_module
 from fastconv import optimizers as optimizers_module
 from fastconv.backends import get_backend
-from fastconv.callbacks import Callback, History, Progbar
-from fastconv.layers.base import InputLayer, KerasTensor, Layer
+from fastconv.callbacks import Callback, History, Progbar, TerminateOnNaN
+from fastconv.layers.base import InputLayer, KerasTensor, Layer, assign_all, check_unique_names
 from fastconv.models import data as data_module
 from fastconv.models.summary import print_summary
+
+
+class NonFiniteLoss(FloatingPointError):
+    """The loss of a training batch is NaN or infinite; the step was not applied (the weights are those before it)."""
+
+    def __init__(self, message, loss, step=None):
+        super().__init__(message)
+        self.loss, self.step = loss, step
 
 
 class Model(Layer):
@@ -48,6 +56,7 @@ class Model(Layer):
         if tensor is None:
             raise ValueError(f"Model {self.name!r}: the outputs {outputs} are not computed from the inputs {inputs}")
         self._layers = [inputs.layer, *reversed(chain)]
+        check_unique_names(self, self._layers)
         self.input_shape, self.output_shape = inputs.shape, outputs.shape
         self._batch_input_shape = inputs.shape
         self.built = True
@@ -88,11 +97,8 @@ class Model(Layer):
         return [w.numpy() for w in self.weights]
 
     def set_weights(self, arrays):
-        weights = self.weights
-        if len(arrays) != len(weights):
-            raise ValueError(f"model {self.name!r} has {len(weights)} weights, got {len(arrays)} arrays")
-        for weight, array in zip(weights, arrays):
-            weight.assign(array)
+        """Copies of ``arrays`` become the weights, all or none (every shape is checked first)."""
+        assign_all(self.weights, arrays, f"model {self.name!r}")
 
     def _require_built(self):
         if not self.built:
@@ -199,7 +205,10 @@ class Model(Layer):
         return get_backend().to_device(self.loss.targets(data_module.as_float_batch(y_batch, "y"), output_shape))
 
     def train_on_batch(self, x, y, return_dict=False):
-        """One optimizer step on one batch; returns the loss (and metrics) of that batch before the step."""
+        """One optimizer step on one batch; returns the loss (and metrics) of that batch before the step.
+
+        A NaN or infinite loss raises :class:`NonFiniteLoss` and leaves the weights as they were.
+        """
         logs = self._train_step(x, y)
         return self._format_logs(logs, return_dict)
 
@@ -223,7 +232,11 @@ class Model(Layer):
         return logs
 
     def _train_step(self, x_batch, y_batch):
-        logs = self.compute_gradients(x_batch, y_batch)
+        logs, grad, caches, fused = self._forward_loss(x_batch, y_batch, training=True)
+        if not math.isfinite(logs["loss"]):
+            # One rule for every loss: a NaN or infinite loss never reaches the weights.
+            raise NonFiniteLoss(f"the loss of the batch is {logs['loss']}; the step was not applied", logs["loss"])
+        self.backward(grad, caches, need_input_grad=False, logits=fused)
         self.optimizer.apply(self.weights)
         return logs
 
@@ -245,7 +258,11 @@ class Model(Layer):
         """Run ``step`` over one epoch of ``feeder``; the logs are sample-weighted means."""
         totals, seen = {}, 0
         for index, (x_batch, y_batch) in enumerate(feeder.epoch()):
-            logs = step(x_batch, y_batch)
+            try:
+                logs = step(x_batch, y_batch)
+            except NonFiniteLoss as error:
+                error.step = index + 1
+                raise
             count = len(x_batch)
             seen += count
             for key, value in logs.items():
@@ -271,7 +288,9 @@ class Model(Layer):
         if kwargs.get("class_weight") is not None or kwargs.get("sample_weight") is not None:
             raise ValueError("fit(): class_weight and sample_weight are not supported")
         self._require_compiled()
-        if validation_split and not data_module.is_generator(x):
+        if validation_split and data_module.is_generator(x):
+            raise ValueError("fit(): validation_split needs arrays; with a generator pass validation_data (and validation_steps)")
+        if validation_split:
             if validation_data is not None:
                 raise ValueError("fit(): give validation_split or validation_data, not both")
             if not 0 < validation_split < 1:
@@ -283,17 +302,23 @@ class Model(Layer):
         validation = None
         if validation_data is not None:
             if data_module.is_generator(validation_data):
-                validation = data_module.GeneratorBatches(validation_data, validation_steps, "validation_steps")
+                validation = data_module.batches(validation_data, None, None, False, validation_steps, "validation_steps")
             else:
                 val_x, val_y = validation_data[0], validation_data[1]
-                validation = data_module.ArrayBatches(val_x, val_y, validation_batch_size or batch_size or 32)
+                val_batch_size = validation_batch_size if validation_batch_size is not None else batch_size
+                validation = data_module.batches(val_x, val_y, val_batch_size, False, validation_steps, "validation_steps")
 
         history = History()
         callbacks = [history, *(callbacks or [])]
+        log_keys = ["loss", *self.metric_names]
+        params = {"epochs": epochs, "steps": feeder.steps, "verbose": verbose,
+                  "metrics": log_keys + ([f"val_{key}" for key in log_keys] if validation is not None else [])}  # fmt: skip
         for callback in callbacks:
             if not isinstance(callback, Callback):
                 raise TypeError(f"callbacks must be fastconv.callbacks.Callback instances, got {type(callback).__name__}")
             callback.set_model(self)
+            callback.set_params(params)
+        terminate_on_nan = any(isinstance(callback, TerminateOnNaN) for callback in callbacks)
         self.stop_training = False
         for callback in callbacks:
             callback.on_train_begin()
@@ -308,7 +333,20 @@ class Model(Layer):
                 for callback in callbacks:
                     callback.on_train_batch_end(index, means)
 
-            logs = self._run_epoch(feeder, self._train_step, progbar, on_batch)
+            try:
+                logs = self._run_epoch(feeder, self._train_step, progbar, on_batch)
+            except NonFiniteLoss as error:
+                if not terminate_on_nan:
+                    raise NonFiniteLoss(
+                        f"fit stopped at epoch {epoch + 1}/{epochs}, step {error.step}/{feeder.steps}: the loss is "
+                        f"{error.loss}; the weights are those before this step (pass callbacks=[TerminateOnNaN()] "
+                        "to end training quietly instead)",
+                        error.loss, error.step,
+                    ) from None  # fmt: skip
+                if verbose:
+                    print()
+                on_batch(error.step - 1, {"loss": error.loss})  # TerminateOnNaN says so and stops training
+                break
             if validation is not None:
                 val_logs = self._run_epoch(validation, self._test_step)
                 logs.update({f"val_{key}": value for key, value in val_logs.items()})
@@ -364,7 +402,7 @@ class Model(Layer):
     def save(self, filepath, overwrite=True, include_optimizer=True, save_format=None):
         from fastconv.models import saving
 
-        saving.save_model(self, filepath, overwrite=overwrite)
+        saving.save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer)
 
     def save_weights(self, filepath, overwrite=True, save_format=None):
         from fastconv.models import saving
@@ -400,5 +438,9 @@ class Model(Layer):
             else:
                 tensor = layer(tensor)
         model = cls(inputs, tensor, name=config["name"])
-        model.trainable = config.get("trainable", True)
+        model.restore_trainable(config)
         return model
+
+    def restore_trainable(self, config):
+        """The model's own saved flag, leaving each layer's own (already restored) flag as it was saved."""
+        self._trainable = bool(config.get("trainable", True))

@@ -1,6 +1,6 @@
 """Sequential: a stack of layers, each fed by the one before."""
 
-from fastconv.layers.base import InputLayer, KerasTensor, Layer
+from fastconv.layers.base import InputLayer, KerasTensor, Layer, check_unique_names
 from fastconv.models.model import Model
 
 
@@ -26,6 +26,7 @@ class Sequential(Model):
             return
         if any(existing is layer for existing in self._layers):
             raise ValueError(f"layer {layer.name!r} is already in model {self.name!r}")
+        check_unique_names(self, [*self._layers, layer])
         if not self._layers and self._input_layer is None and layer._batch_input_shape is not None:
             self._input_layer = InputLayer(batch_input_shape=layer._batch_input_shape, name=f"{layer.name}_input")
         elif not self._layers and self._input_layer is None and isinstance(layer, Model) and layer.built:
@@ -83,5 +84,5 @@ class Sequential(Model):
         model = cls(name=config["name"])
         for layer_config in config["layers"]:
             model.add(deserialize(layer_config))
-        model.trainable = config.get("trainable", True)
+        model.restore_trainable(config)
         return model

@@ -1,0 +1,178 @@
+"""Weights and model files keep a user's data: copies in, frozen layers frozen, optimizer state, all or nothing."""
+
+import h5py
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv import layers, models, optimizers
+from fastconv.utils import set_random_seed, to_categorical
+
+from conftest import unfreeze_from
+
+
+@pytest.fixture(autouse=True)
+def fresh_names():
+    fastconv.clear_session()
+    set_random_seed(0)
+
+
+def small_model(name=None):
+    return models.Sequential(
+        [layers.Conv2D(3, (3, 3), activation="relu", input_shape=(6, 6, 2)), layers.Flatten(), layers.Dense(2, activation="softmax")],
+        name=name,
+    )
+
+
+def data(n=16):
+    rng = np.random.default_rng(1)
+    return rng.standard_normal((n, 6, 6, 2)).astype(np.float32), to_categorical(rng.integers(0, 2, n), 2)
+
+
+# --- 1. a user's arrays are copied, never shared -------------------------------------
+
+
+def test_set_weights_copies_so_training_never_changes_the_callers_arrays():
+    x, y = data()
+    first, second = small_model(), small_model()
+    arrays = [np.ascontiguousarray(w, dtype=np.float32) for w in first.get_weights()]
+    kept = [a.copy() for a in arrays]
+    first.set_weights(arrays)
+    second.set_weights(arrays)  # the same arrays given to two models
+    first.compile(optimizer=optimizers.SGD(0.5), loss="categorical_crossentropy")
+    first.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    for array, original in zip(arrays, kept):
+        np.testing.assert_array_equal(array, original)  # the caller's arrays are untouched
+    for weight, original in zip(second.get_weights(), kept):
+        np.testing.assert_array_equal(weight, original)  # and the other model did not train
+    moved = [np.abs(w - a).max() for w, a in zip(first.get_weights(), arrays)]
+    assert max(moved) > 0, "an SGD step moved the weights by zero relative to the array passed"
+
+
+def test_every_path_that_stores_an_array_copies_it(tmp_path):
+    layer = layers.Dense(2, input_shape=(3,))
+    model = models.Sequential([layer])
+    kernel, bias = np.ones((3, 2), np.float32), np.zeros(2, np.float32)
+    layer.set_weights([kernel, bias])
+    layer.kernel.assign(kernel)
+    assert not np.shares_memory(layer.kernel.value, kernel)
+    given = np.full((3, 2), 7, np.float32)
+    custom = layers.Dense(2, kernel_initializer=lambda shape: given, input_shape=(3,))
+    models.Sequential([custom])
+    assert not np.shares_memory(custom.kernel.value, given)
+    model.save_weights(tmp_path / "w.h5")
+    model.load_weights(tmp_path / "w.h5")
+    layer.kernel.value += 1  # what the optimizer does in place
+    np.testing.assert_array_equal(kernel, 1)
+    np.testing.assert_array_equal(given, 7)
+
+
+# --- 2. frozen layers stay frozen through a file ---------------------------------------
+
+
+def _fine_tuning_model():
+    """Listing 5.22's shape: a nested base with only its last conv block trainable, under a new head."""
+    base = models.Sequential(
+        [
+            layers.Conv2D(4, (3, 3), activation="relu", padding="same", input_shape=(8, 8, 3), name="block1_conv1"),
+            layers.MaxPooling2D((2, 2), name="block1_pool"),
+            layers.Conv2D(4, (3, 3), activation="relu", padding="same", name="block5_conv1"),
+            layers.Conv2D(4, (3, 3), activation="relu", padding="same", name="block5_conv2"),
+        ],
+        name="conv_base",
+    )
+    unfreeze_from(base, "block5_conv1")
+    model = models.Sequential([base, layers.Flatten(), layers.Dense(1, activation="sigmoid")])
+    model.compile(optimizer=optimizers.RMSprop(learning_rate=1e-5), loss="binary_crossentropy", metrics=["acc"])
+    return model
+
+
+def _flags(model):
+    flags = {}
+    for layer in model.layers:
+        flags[layer.name] = layer.trainable
+        for inner in getattr(layer, "layers", []):
+            flags[f"{layer.name}/{inner.name}"] = inner.trainable
+    return flags
+
+
+@pytest.mark.parametrize("frozen_base", [False, True], ids=["fine-tuning-5.22", "frozen-base-5.20"])
+def test_load_model_keeps_every_layers_trainable_flag(tmp_path, frozen_base):
+    model = _fine_tuning_model()
+    if frozen_base:
+        model.layers[0].trainable = False
+    before = (_flags(model), [w.name for w in model.weights if w.trainable])
+    model.save(tmp_path / "model.h5")
+    loaded = models.load_model(tmp_path / "model.h5")
+    assert (_flags(loaded), [w.name for w in loaded.weights if w.trainable]) == before
+
+
+# --- 3. names that a file can hold ----------------------------------------------------
+
+
+def test_duplicate_and_slashed_layer_names_are_refused_when_made_or_added():
+    with pytest.raises(ValueError, match=r"a layer name must be a non-empty string without '/', got 'conv/1'"):
+        layers.Conv2D(2, 3, name="conv/1")
+    model = models.Sequential([layers.Dense(2, input_shape=(3,), name="head")])
+    with pytest.raises(ValueError, match=r"'head' is already the name of a layer in this model"):
+        model.add(layers.Dense(2, name="head"))
+    assert len(model.layers) == 1
+    inputs = fastconv.Input(shape=(3,))
+    hidden = layers.Dense(2, name="twin")(inputs)
+    with pytest.raises(ValueError, match=r"'twin' is already the name"):
+        fastconv.Model(inputs, layers.Dense(2, name="twin")(hidden))
+
+
+def test_a_layer_renamed_after_adding_is_refused_before_the_file_is_touched(tmp_path):
+    model = small_model()
+    path = tmp_path / "model.h5"
+    model.save(path)
+    before = path.read_bytes()
+    model.layers[2].name = model.layers[0].name
+    with pytest.raises(ValueError, match="is used by two layers"):
+        model.save(path)
+    assert path.read_bytes() == before
+
+
+# --- 4. the optimizer's state, in Keras' layout -------------------------------------------
+
+
+def test_optimizer_state_is_saved_in_keras_layout_and_restored(tmp_path):
+    x, y = data()
+    model = small_model()
+    model.compile(optimizer=optimizers.Adam(learning_rate=0.01), loss="categorical_crossentropy")
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    path = tmp_path / "model.h5"
+    model.save(path)
+    with h5py.File(path, "r") as file:
+        names = [n.decode() for n in file["optimizer_weights"].attrs["weight_names"]]
+        assert names[0] == "Adam/iter:0" and int(file["optimizer_weights/Adam/iter:0"][()]) == 4
+        assert names[1:3] == ["Adam/conv2d/kernel/m:0", "Adam/conv2d/bias/m:0"] and names[5] == "Adam/conv2d/kernel/v:0"
+    loaded = models.load_model(path)
+    assert loaded.optimizer.iterations == 4
+    for (name, saved), (_, restored) in zip(model.optimizer.get_state(model.weights), loaded.optimizer.get_state(loaded.weights)):
+        np.testing.assert_array_equal(saved, restored, err_msg=name)
+    model.save(tmp_path / "no_optimizer.h5", include_optimizer=False)
+    with h5py.File(tmp_path / "no_optimizer.h5", "r") as file:
+        assert "optimizer_weights" not in file
+    assert models.load_model(tmp_path / "no_optimizer.h5").optimizer.iterations == 0
+
+
+# --- 5. loading is all or nothing ---------------------------------------------------------
+
+
+def test_load_weights_by_order_changes_nothing_when_a_later_layer_does_not_fit(tmp_path):
+    source = models.Sequential([layers.Conv2D(3, (3, 3), input_shape=(6, 6, 2)), layers.Flatten(), layers.Dense(5)])
+    source.save_weights(tmp_path / "w.h5")
+    target = models.Sequential([layers.Conv2D(3, (3, 3), input_shape=(6, 6, 2)), layers.Flatten(), layers.Dense(4)])
+    before = target.get_weights()
+    with pytest.raises(ValueError, match=r"layer 'dense_1' has weights of shapes \[\(48, 4\), \(4,\)\].*nothing was loaded"):
+        target.load_weights(tmp_path / "w.h5")
+    for kept, now in zip(before, target.get_weights()):
+        np.testing.assert_array_equal(kept, now)  # the first conv layer, which did fit, was not loaded either
+    with pytest.raises(ValueError, match="model 'sequential_1' has 4 weights, got 3 arrays"):
+        target.set_weights(before[:3])
+    with pytest.raises(ValueError, match=r"cannot assign an array of shape \(3,\)"):
+        target.set_weights([before[0], before[1], before[2], np.zeros(3, np.float32)])
+    for kept, now in zip(before, target.get_weights()):
+        np.testing.assert_array_equal(kept, now)
