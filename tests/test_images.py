@@ -143,3 +143,119 @@ def test_pictures_of_training(small_split, tmp_path):
             assert np.asarray(picture.convert("L")).std() > 5, f"{path} looks blank"
     with pytest.raises(ValueError, match=r"no layers named \['block1_conv1'\]"):
         plot.activations(model, photo, ["block1_conv1"], tmp_path / "none.png")
+
+
+# --- files that come from someone else (issue 10) ------------------------------------------
+
+
+def _png(path, array, mode=None):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array, mode=mode).save(path)
+    return path
+
+
+def _class_folders(root, count=5, corrupt=(), size=6):
+    """root/a/<i>.png and root/b/<i>.png, each image a flat grey of its own number; ``corrupt``: names of broken files in a/."""
+    for folder in ("a", "b"):
+        for i in range(count):
+            _png(root / folder / f"{i}.png", np.full((size, size, 3), 10 * i + (100 if folder == "b" else 0), np.uint8))
+    for name in corrupt:
+        (root / "a" / name).write_bytes(b"\x89PNG broken")
+    return root
+
+
+def test_16_bit_png_is_scaled_in_rgb_and_keeps_its_range_in_grayscale(tmp_path):
+    values = np.array([[0, 1000], [30000, 65535]], np.uint16)
+    path = _png(tmp_path / "a" / "deep.png", values)
+    rgb = img_to_array(load_img(path))
+    np.testing.assert_array_equal(rgb[:, :, 0], [[0, 4], [117, 255]])  # value / 257, not all 255
+    np.testing.assert_array_equal(rgb[:, :, 0], rgb[:, :, 2])
+    np.testing.assert_array_equal(img_to_array(load_img(path, color_mode="grayscale"))[:, :, 0], values)  # as Keras
+    _png(tmp_path / "b" / "deep.png", values)
+    grey = ImageDataGenerator().flow_from_directory(tmp_path, target_size=(2, 2), color_mode="grayscale", batch_size=2, shuffle=False, verbose=False)
+    colour = ImageDataGenerator().flow_from_directory(tmp_path, target_size=(2, 2), batch_size=2, shuffle=False, verbose=False)
+    with grey, colour:
+        np.testing.assert_array_equal(next(grey)[0][0, :, :, 0], values)  # not wrapped through uint8
+        np.testing.assert_array_equal(next(colour)[0][0, :, :, 1], [[0, 4], [117, 255]])
+
+
+def test_a_bad_file_raises_once_and_the_iterator_moves_on(tmp_path):
+    root = _class_folders(tmp_path / "data", count=2, corrupt=["1x.png"])
+    with ImageDataGenerator().flow_from_directory(root, target_size=(6, 6), batch_size=1, shuffle=False, verbose=False) as images:
+        assert [p.name for p in images.filepaths] == ["0.png", "1.png", "1x.png", "0.png", "1.png"]
+        outcomes = []
+        for _ in range(7):
+            try:
+                outcomes.append(float(next(images)[0][0, 0, 0, 0]))
+            except ValueError as error:
+                assert "1x.png" in str(error)
+                outcomes.append("error")
+    assert outcomes == [0.0, 10.0, "error", 100.0, 110.0, 0.0, 10.0]
+
+
+def test_on_error_skip_warns_once_naming_the_file_and_fills_the_batch(tmp_path):
+    root = _class_folders(tmp_path / "data", count=3, corrupt=["0x.png"])
+    images = ImageDataGenerator().flow_from_directory(root, target_size=(6, 6), batch_size=4, shuffle=False, class_mode="sparse",
+                                                      verbose=False, on_error="skip")  # fmt: skip
+    with images:
+        with pytest.warns(UserWarning, match=r"skipped an image that cannot be loaded: cannot decode image .*0x\.png"):
+            batch, labels = next(images)
+        assert batch.shape == (4, 6, 6, 3)
+        np.testing.assert_array_equal(batch[:, 0, 0, 0], [0, 10, 20, 100])  # a/0, a/1, a/2, and b/0 in place of a/0x
+        np.testing.assert_array_equal(labels, [0, 0, 0, 1])
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # warned once per file, not once per epoch
+            for _ in range(4):
+                assert next(images)[0].shape[0] in (3, 4)
+    with pytest.raises(ValueError, match="on_error must be 'raise' or 'skip'"):
+        ImageDataGenerator().flow_from_directory(root, target_size=(6, 6), on_error="ignore", verbose=False)
+
+
+def test_images_in_sub_folders_of_a_class_are_found(tmp_path):
+    root = _class_folders(tmp_path / "data", count=1)
+    _png(root / "a" / "2019" / "summer" / "deep.png", np.zeros((6, 6, 3), np.uint8))
+    with ImageDataGenerator().flow_from_directory(root, target_size=(6, 6), verbose=False) as images:
+        assert images.samples == 3 and [p.relative_to(root).as_posix() for p in images.filepaths][:2] == ["a/0.png", "a/2019/summer/deep.png"]
+
+
+def test_a_decompression_bomb_is_an_error_naming_the_file(tmp_path, monkeypatch):
+    from PIL import Image
+
+    path = _png(tmp_path / "big.png", np.zeros((20, 20, 3), np.uint8))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50)
+    with pytest.raises(ValueError, match=r"cannot decode image .*big\.png: .*decompression bomb"):
+        load_img(path)
+
+
+def test_iterators_end_their_threads_when_closed_or_dropped(tmp_path):
+    import gc
+    import threading
+    import time
+
+    root = _class_folders(tmp_path / "data", count=2)
+    before = threading.active_count()
+    kept = []
+    for i in range(30):
+        images = ImageDataGenerator().flow_from_directory(root, target_size=(6, 6), batch_size=2, verbose=False)
+        next(images)  # starts the decoding and prefetching threads
+        if i % 2:
+            images.close()
+        else:
+            kept.append(images)
+    assert kept[0].closed is False
+    kept.clear()
+    images = None
+    gc.collect()
+    deadline = time.monotonic() + 10
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert threading.active_count() == before, f"{threading.active_count() - before} threads left behind"
+    with ImageDataGenerator().flow_from_directory(root, target_size=(6, 6), verbose=False) as images:
+        next(images)
+    assert images.closed
+    with pytest.raises(RuntimeError, match="is closed"):
+        next(images)

@@ -10,11 +10,15 @@ directories are decoded by background threads, one batch ahead.
 
 import math
 import os
+import warnings
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from fastconv.shapes import positive_int
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff")
 _RESAMPLING = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
@@ -26,15 +30,37 @@ def _check_target_size(target_size):
     if target_size is None:
         return None
     size = tuple(target_size) if isinstance(target_size, (tuple, list)) else None
-    if size is None or len(size) != 2 or not all(isinstance(d, int) and d > 0 for d in size):
+    if size is None or len(size) != 2:
         raise ValueError(f"target_size must be (height, width) with positive ints, got {target_size!r}")
-    return size
+    return tuple(positive_int(d, "target_size") for d in size)
+
+
+_WIDE_GRAY_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")  # 16- and 32-bit integer grayscale
+
+
+def _convert(image, color_mode):
+    """``image`` in ``color_mode``'s Pillow mode.
+
+    Wide grayscale (16-bit PNGs) keeps its range in grayscale mode, as Keras does; for rgb and rgba
+    it is scaled to 8 bits (value / 257, rounded: 65535 -> 255), where Pillow's own conversion would
+    clip every value above 255 to white.
+    """
+    mode = _COLOR_MODES[color_mode]
+    if image.mode in _WIDE_GRAY_MODES:
+        if color_mode == "grayscale":
+            return image.copy()
+        levels = np.clip(np.rint(np.asarray(image, dtype=np.float64) / 257.0), 0, 255).astype(np.uint8)
+        return Image.fromarray(levels, mode="L").convert(mode)
+    return image.convert(mode)
 
 
 def load_img(path, grayscale=False, color_mode="rgb", target_size=None, interpolation="nearest"):
     """A PIL image from ``path``, converted to ``color_mode`` and resized to ``target_size`` = (height, width).
 
-    A missing file raises FileNotFoundError; a file Pillow cannot decode raises ValueError naming it.
+    A missing file raises FileNotFoundError; a file Pillow cannot decode, or one larger than Pillow's
+    decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``), raises ValueError naming it.
+    16-bit grayscale images keep their range in grayscale mode (as Keras) and are scaled to
+    8 bits in rgb/rgba mode.
     """
     color_mode = "grayscale" if grayscale else color_mode
     if color_mode not in _COLOR_MODES:
@@ -47,8 +73,8 @@ def load_img(path, grayscale=False, color_mode="rgb", target_size=None, interpol
         raise FileNotFoundError(f"image file {path} does not exist")
     try:
         with Image.open(path) as opened:
-            image = opened.convert(_COLOR_MODES[color_mode])
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+            image = _convert(opened, color_mode)
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as error:
         raise ValueError(f"cannot decode image {path}: {error}") from None
     if target_size is not None and image.size != (target_size[1], target_size[0]):
         image = image.resize((target_size[1], target_size[0]), _RESAMPLING[interpolation])
@@ -179,19 +205,23 @@ class ImageDataGenerator:
         return NumpyArrayIterator(self, x, y, batch_size, shuffle, seed)
 
     def flow_from_directory(self, directory, target_size=(256, 256), color_mode="rgb", classes=None, class_mode="categorical",
-                            batch_size=32, shuffle=True, seed=None, interpolation="nearest", workers=2, verbose=True):  # fmt: skip
-        """Endless batches from ``directory/<class>/<image>``; classes are the sorted sub-folder names."""
+                            batch_size=32, shuffle=True, seed=None, follow_links=False, interpolation="nearest", workers=2,
+                            verbose=True, on_error="raise"):  # fmt: skip
+        """Endless batches from ``directory/<class>/**/<image>``; classes are the sorted sub-folder names.
+
+        ``on_error``: what a file that cannot be decoded does. ``"raise"`` (the default) raises a
+        ValueError naming it, once, and the next batch goes on after it; ``"skip"`` warns naming it
+        and fills its place in the batch from the images that follow (not in Keras).
+        """
         return DirectoryIterator(self, directory, target_size, color_mode, classes, class_mode, batch_size, shuffle, seed,
-                                 interpolation, workers, verbose)  # fmt: skip
+                                 interpolation, workers, verbose, follow_links=follow_links, on_error=on_error)  # fmt: skip
 
 
 class Iterator:
     """Endless, reshuffled each epoch; also a Sequence: ``len()`` batches, ``it[i]`` is batch i of this epoch."""
 
     def __init__(self, count, batch_size, shuffle, seed):
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        self.n, self.batch_size, self.shuffle = count, batch_size, shuffle
+        self.n, self.batch_size, self.shuffle = count, positive_int(batch_size, "batch_size"), shuffle
         self.rng = np.random.default_rng(seed)
         self.batch_index = 0
         self.epoch_order = self._order()
@@ -215,11 +245,14 @@ class Iterator:
 
     def __next__(self):
         batch = self[self.batch_index]
+        self._advance()
+        return batch
+
+    def _advance(self):
         self.batch_index += 1
         if self.batch_index >= len(self):
             self.batch_index = 0
             self.epoch_order = self._order()
-        return batch
 
     def batch(self, indices):
         raise NotImplementedError
@@ -240,16 +273,46 @@ class NumpyArrayIterator(Iterator):
         return images if self.y is None else (images, self.y[indices])
 
 
+class _Failure:
+    """An image that could not be loaded, and why (kept in place of the image by the decoding threads)."""
+
+    def __init__(self, index, error):
+        self.index, self.error = index, error
+
+
+def _shutdown(*executors):
+    for executor in executors:
+        executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _image_files(folder, follow_links):
+    """The images below ``folder``, sub-folders included, in Keras' order (folders sorted, then names)."""
+    for root, _, files in sorted(os.walk(folder, followlinks=follow_links), key=lambda entry: entry[0]):
+        for name in sorted(files):
+            if name.lower().endswith(IMAGE_EXTENSIONS):
+                yield Path(root) / name
+
+
 class DirectoryIterator(Iterator):
-    """Images of ``directory/<class>/``; corrupt files raise ValueError naming them when their batch is read."""
+    """Images of ``directory/<class>/`` (and its sub-folders), decoded by background threads.
+
+    A file that cannot be decoded raises ValueError naming it when its batch is read (once: the
+    next batch goes on after it), or with ``on_error="skip"`` is replaced by the next images.
+    ``close()`` (or ``with``, or dropping the iterator) ends its threads.
+    """
 
     def __init__(self, generator, directory, target_size, color_mode, classes, class_mode, batch_size, shuffle, seed,
-                 interpolation, workers, verbose):  # fmt: skip
+                 interpolation, workers, verbose, follow_links=False, on_error="raise"):  # fmt: skip
         if class_mode not in ("binary", "categorical", "sparse", None):
             raise ValueError(f"class_mode must be 'binary', 'categorical', 'sparse' or None, got {class_mode!r}")
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        if color_mode not in _COLOR_MODES:
+            raise ValueError(f"color_mode must be one of {sorted(_COLOR_MODES)}, got {color_mode!r}")
         directory = Path(directory)
         if not directory.is_dir():
             raise FileNotFoundError(f"image directory {directory} does not exist")
+        self.directory = directory
         self.target_size = _check_target_size(target_size)
         if self.target_size is None:
             raise ValueError("flow_from_directory needs a target_size (height, width)")
@@ -262,10 +325,9 @@ class DirectoryIterator(Iterator):
             folder = directory / name
             if not folder.is_dir():
                 raise FileNotFoundError(f"class folder {folder} does not exist")
-            for entry in sorted(os.listdir(folder)):
-                if entry.lower().endswith(IMAGE_EXTENSIONS):
-                    self.filepaths.append(folder / entry)
-                    labels.append(self.class_indices[name])
+            for path in _image_files(folder, follow_links):
+                self.filepaths.append(path)
+                labels.append(self.class_indices[name])
         self.classes = np.array(labels, dtype=np.int64)
         self.samples = len(self.filepaths)
         if verbose:
@@ -273,22 +335,82 @@ class DirectoryIterator(Iterator):
         if not self.filepaths:
             raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in the class folders of {directory}")
         self.generator, self.color_mode, self.class_mode, self.interpolation = generator, color_mode, class_mode, interpolation
+        self.on_error = on_error
+        self.skipped = set()  # indices of the files that could not be decoded (on_error="skip")
         self.pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="fastconv-images")
         self.prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastconv-prefetch")
+        self._close_threads = weakref.finalize(self, _shutdown, self.prefetcher, self.pool)
         self._pending = None
         super().__init__(len(self.filepaths), batch_size, shuffle, seed)
 
+    # --- threads --------------------------------------------------------------
+
+    def close(self):
+        """End the decoding threads (also done when the iterator is collected); later ``next()`` raises."""
+        self._pending = None
+        self._close_threads()
+
+    @property
+    def closed(self):
+        return not self._close_threads.alive
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+        return False
+
+    # --- decoding -------------------------------------------------------------
+
     def _load(self, index, seed):
-        image = img_to_array(load_img(self.filepaths[index], color_mode=self.color_mode, target_size=self.target_size,
-                                      interpolation=self.interpolation), dtype=np.uint8)  # fmt: skip
+        image = load_img(self.filepaths[index], color_mode=self.color_mode, target_size=self.target_size,
+                         interpolation=self.interpolation)  # fmt: skip
+        # 8-bit images warp as uint8 in one Pillow call; wide ones (16-bit grayscale) keep their values as float32.
+        image = img_to_array(image, dtype=np.uint8 if image.mode in ("L", "RGB", "RGBA") else np.float32)
         image = self.generator.random_transform(image, rng=np.random.default_rng(seed))
         return self.generator.standardize(image)
 
+    def _load_or_failure(self, index, seed):
+        try:
+            return self._load(index, seed)
+        except (ValueError, OSError) as error:  # undecodable, too large, or gone since the listing
+            return _Failure(index, error)
+
+    def _replacements(self, count, used, after):
+        """Up to ``count`` indices of loadable-so-far images that follow ``after`` in this epoch's order."""
+        order = self.epoch_order
+        start = int(np.flatnonzero(order == after)[0]) + 1 if np.any(order == after) else 0
+        candidates = [int(i) for i in np.roll(order, -start) if int(i) not in self.skipped and int(i) not in used]
+        return candidates[:count]
+
     def batch(self, indices, seeds=None):
         """Decode, augment and rescale the images at ``indices`` in the worker threads."""
+        if self.closed:
+            raise RuntimeError(f"this iterator over {self.directory} is closed")
+        indices = [int(i) for i in indices]
         seeds = self.rng.integers(0, 2**63, len(indices)) if seeds is None else seeds
-        images = np.stack(list(self.pool.map(self._load, indices, seeds)))
-        labels = self.classes[indices]
+        results = list(self.pool.map(self._load_or_failure, indices, seeds))  # skipped files fail again, unwarned
+        used = [index for index, result in zip(indices, results) if not isinstance(result, _Failure)]
+        images = [result for result in results if not isinstance(result, _Failure)]
+        failures = [result for result in results if isinstance(result, _Failure)]
+        while failures:
+            if self.on_error == "raise":
+                raise failures[0].error
+            for failure in failures:
+                if failure.index not in self.skipped:
+                    self.skipped.add(failure.index)
+                    warnings.warn(f"skipped an image that cannot be loaded: {failure.error}", stacklevel=2)
+            wanted = len(indices) - len(used)
+            replacements = self._replacements(wanted, set(used), indices[-1])
+            if not replacements:
+                raise ValueError(f"no image under {self.directory} could be loaded to fill the batch (skipped {len(self.skipped)} files)")
+            results = list(self.pool.map(self._load_or_failure, replacements, seeds[:len(replacements)]))
+            used += [index for index, result in zip(replacements, results) if not isinstance(result, _Failure)]
+            images += [result for result in results if not isinstance(result, _Failure)]
+            failures = [result for result in results if isinstance(result, _Failure)]
+        images = np.stack(images)
+        labels = self.classes[used]
         if self.class_mode is None:
             return images
         if self.class_mode == "binary":
@@ -298,14 +420,15 @@ class DirectoryIterator(Iterator):
         return images, np.eye(len(self.class_names), dtype=np.float32)[labels]
 
     def __next__(self):
-        # Decode the next batch in the background while the caller trains on this one.
-        index = self.batch_index
-        current = self._pending.result() if self._pending is not None else self.batch(self.indices(index))
-        self.batch_index += 1
-        if self.batch_index >= len(self):
-            self.batch_index = 0
-            self.epoch_order = self._order()
+        # Decode the next batch in the background while the caller trains on this one. The
+        # iterator moves on before this batch is awaited, so a bad file raises once, not forever.
+        if self.closed:
+            raise RuntimeError(f"this iterator over {self.directory} is closed")
+        pending, self._pending = self._pending, None
+        indices = self.indices(self.batch_index)
+        seeds = self.rng.integers(0, 2**63, len(indices)) if pending is None else None
+        self._advance()
         following = self.indices(self.batch_index)
-        seeds = self.rng.integers(0, 2**63, len(following))  # drawn here: the generator is not thread-safe
-        self._pending = self.prefetcher.submit(self.batch, following, seeds)
-        return current
+        following_seeds = self.rng.integers(0, 2**63, len(following))  # drawn here: the generator is not thread-safe
+        self._pending = self.prefetcher.submit(self.batch, following, following_seeds)
+        return pending.result() if pending is not None else self.batch(indices, seeds)
