@@ -227,6 +227,11 @@ def test_an_error_during_save_keeps_the_old_file_and_leaves_no_temporary(tmp_pat
             save(path)
         assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.h5"]
+    monkeypatch.undo()
+    link = tmp_path / "latest.h5"
+    link.symlink_to(path)
+    model.save(link)  # through a link: the file it names is replaced, the link stays a link
+    assert link.is_symlink() and models.load_model(link).get_weights()[0].shape == (4, 3)
 
 
 # --- crafted and damaged HDF5 files -----------------------------------------------------

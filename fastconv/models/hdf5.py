@@ -31,6 +31,8 @@ _MAX_SOFT_LINKS = 32
 def atomic_file(path):
     """``with atomic_file(path) as file:`` write an ``h5py.File``; ``path`` changes only if the block completes."""
     path = Path(path)
+    if path.is_symlink():  # replace what the link points to, not the link
+        path = path.resolve()
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         with h5py.File(temporary, "x") as file:
