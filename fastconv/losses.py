@@ -9,6 +9,7 @@ from predictions, clips them to [1e-7, 1 - 1e-7] as Keras does.
 
 import numpy as np
 
+from fastconv import utils
 from fastconv.backends import get_backend
 
 EPSILON = 1e-7
@@ -78,13 +79,10 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
                 f"{tuple(output_shape)}, got {labels.shape}"
             )
         classes = output_shape[-1]
-        fractional = np.zeros(labels.shape, bool) if np.issubdtype(labels.dtype, np.integer) else np.mod(labels, 1) != 0
-        if fractional.any():  # NaN included: 1.7 must not silently become class 1
-            bad = labels[fractional].flat[0]
-            raise ValueError(f"loss {self.name!r} expects integer class labels, got labels such as {float(bad):g}")
+        labels = utils.integer_labels(labels, f"loss {self.name!r}")
         if labels.size and (labels.min() < 0 or labels.max() >= classes):
             raise ValueError(f"loss {self.name!r}: labels must lie in [0, {classes}), got {labels.min()}..{labels.max()}")
-        return np.ascontiguousarray(np.eye(classes, dtype=np.float32)[labels.astype(np.int64)])
+        return np.ascontiguousarray(np.eye(classes, dtype=np.float32)[labels])
 
 
 class BinaryCrossentropy(Loss):

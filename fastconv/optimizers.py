@@ -52,20 +52,25 @@ class Optimizer:
 
     # --- state, as Keras 2 saves it (optimizer_weights in HDF5) ----------------
 
-    def get_state(self, weights):
-        """[(name, host array)]: the iteration count, then each slot kind for every weight of ``weights``.
-
-        Keras 2's names and order: ``RMSprop/iter:0``, ``RMSprop/conv2d/kernel/rms:0``, ...
-        (Adam: all ``m`` slots, then all ``v``). A slot not yet used is zeros, as when fresh.
-        """
+    def state_layout(self, weights):
+        """[(name, shape)] of the saved state, in Keras 2's names and order: ``RMSprop/iter:0``, then every
+        slot kind for each of ``weights`` (``RMSprop/conv2d/kernel/rms:0``; Adam: all ``m``, then all ``v``)."""
         prefix = type(self).__name__
-        state = [(f"{prefix}/iter:0", np.array(self.iterations, dtype=np.int64))]
-        for index, slot_name in enumerate(self.slot_names):
+        return [(f"{prefix}/iter:0", ())] + [
+            (f"{prefix}/{weight.name.removesuffix(':0')}/{slot_name}:0", tuple(weight.shape))
+            for slot_name in self.slot_names
+            for weight in weights
+        ]
+
+    def get_state(self, weights):
+        """[(name, host array)] in :meth:`state_layout`'s order, for writing to a file (on CPU backends the
+        slots themselves, not copies); a slot not yet used is zeros, as when fresh."""
+        values = [np.array(self.iterations, dtype=np.int64)]
+        for index in range(len(self.slot_names)):
             for weight in weights:
                 value = self._slots.get((id(weight), index))
-                host = np.zeros(weight.shape, np.float32) if value is None else np.array(checks.host_array(value), np.float32)
-                state.append((f"{prefix}/{weight.name.removesuffix(':0')}/{slot_name}:0", host))
-        return state
+                values.append(np.zeros(weight.shape, np.float32) if value is None else checks.host_array(value))
+        return [(name, value) for (name, _), value in zip(self.state_layout(weights), values)]
 
     def set_state(self, weights, values):
         """Restore what :meth:`get_state` gave (as arrays, in its order) for the weights ``weights``."""

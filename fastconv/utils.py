@@ -18,9 +18,7 @@ def to_categorical(y, num_classes=None, dtype="float32"):
     y = np.asarray(y)
     if y.ndim > 1 and y.shape[-1] == 1:
         y = y.reshape(y.shape[:-1])
-    if y.size and (not np.issubdtype(y.dtype, np.integer) and not np.all(np.equal(np.mod(y, 1), 0))):
-        raise ValueError(f"to_categorical expects integer class labels, got {y.dtype} values such as {y.flat[0]!r}")
-    labels = y.astype(np.int64).ravel()
+    labels = integer_labels(y, "to_categorical").ravel()
     if labels.size and labels.min() < 0:
         raise ValueError(f"to_categorical: negative label {labels.min()}")
     num_classes = int(labels.max()) + 1 if num_classes is None else int(num_classes)
@@ -29,6 +27,16 @@ def to_categorical(y, num_classes=None, dtype="float32"):
     one_hot = np.zeros((labels.size, num_classes), dtype=dtype)
     one_hot[np.arange(labels.size), labels] = 1
     return one_hot.reshape(y.shape + (num_classes,))
+
+
+def integer_labels(labels, what):
+    """``labels`` as int64; ValueError from ``what`` when one is not a whole number (1.7, NaN): never truncated."""
+    labels = np.asarray(labels)
+    if not np.issubdtype(labels.dtype, np.integer):
+        fractional = np.mod(labels, 1) != 0  # NaN included
+        if fractional.any():
+            raise ValueError(f"{what} expects integer class labels, got labels such as {float(labels[fractional].flat[0]):g}")
+    return labels.astype(np.int64)
 
 
 def set_random_seed(seed):

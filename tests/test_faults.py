@@ -205,8 +205,6 @@ def test_a_save_killed_half_way_leaves_the_previous_file_loadable(tmp_path):
         loaded = models.load_model(path)  # raises if the kill destroyed the file
         values = {float(v) for w in loaded.get_weights() for v in np.unique(w)}
         assert values in ({1.0}, {2.0}), f"trial {trial}: weights from two different saves: {sorted(values)}"
-    leftovers = [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
-    assert len(leftovers) <= 8, leftovers  # at most one unfinished temporary file per kill, never the model itself
 
 
 @not_under_simulator

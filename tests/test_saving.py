@@ -49,22 +49,20 @@ def test_set_weights_copies_so_training_never_changes_the_callers_arrays():
     assert max(moved) > 0, "an SGD step moved the weights by zero relative to the array passed"
 
 
-def test_every_path_that_stores_an_array_copies_it(tmp_path):
+def test_every_path_that_stores_an_array_copies_it():
     layer = layers.Dense(2, input_shape=(3,))
     model = models.Sequential([layer])
-    kernel, bias = np.ones((3, 2), np.float32), np.zeros(2, np.float32)
+    kernel, bias = np.ones((3, 2), np.float32), np.zeros(2, np.float32)  # float32 and contiguous: no conversion copies them
     layer.set_weights([kernel, bias])
+    assert not np.shares_memory(layer.kernel.value, kernel) and not np.shares_memory(layer.bias.value, bias)
+    model.set_weights([kernel, bias])
+    assert not np.shares_memory(layer.kernel.value, kernel)
     layer.kernel.assign(kernel)
     assert not np.shares_memory(layer.kernel.value, kernel)
     given = np.full((3, 2), 7, np.float32)
     custom = layers.Dense(2, kernel_initializer=lambda shape: given, input_shape=(3,))
     models.Sequential([custom])
     assert not np.shares_memory(custom.kernel.value, given)
-    model.save_weights(tmp_path / "w.h5")
-    model.load_weights(tmp_path / "w.h5")
-    layer.kernel.value += 1  # what the optimizer does in place
-    np.testing.assert_array_equal(kernel, 1)
-    np.testing.assert_array_equal(given, 7)
 
 
 # --- 2. frozen layers stay frozen through a file ---------------------------------------

@@ -68,7 +68,11 @@ class Weight:
 
     def assign(self, value):
         """The weight becomes a float32 copy of ``value``: the caller's array is never shared, so never changed."""
-        self.value = np.array(self.check_assignable(value), dtype=np.float32, order="C", copy=True)
+        self.store(self.check_assignable(value))
+
+    def store(self, checked):
+        """Keep a float32 copy of an array :meth:`check_assignable` returned."""
+        self.value = np.array(checked, dtype=np.float32, order="C", copy=True)
 
     def numpy(self):
         """A host copy of the value, wherever the backend keeps it."""
@@ -89,7 +93,7 @@ def assign_all(weights, arrays, owner):
         raise ValueError(f"{owner} has {len(weights)} weights, got {len(arrays)} arrays")
     checked = [weight.check_assignable(array) for weight, array in zip(weights, arrays)]
     for weight, array in zip(weights, checked):
-        weight.assign(array)
+        weight.store(array)
 
 
 def check_layer_name(name):

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fastconv.backends import checks
 from fastconv.models import hdf5
 
 FORMAT_VERSION = "fastconv-1"
@@ -59,7 +60,7 @@ def _write_weights(group, model):
         weights = layer.weights
         layer_group.attrs["weight_names"] = np.array([w.name.encode() for w in weights])
         for weight in weights:
-            layer_group.create_dataset(weight.name, data=weight.numpy())
+            layer_group.create_dataset(weight.name, data=checks.host_array(weight.value))
 
 
 def save_weights(model, filepath, overwrite=True):
@@ -106,16 +107,16 @@ def _read_optimizer_state(file, model):
     group = hdf5.node(file, "optimizer_weights")
     names = hdf5.decode_names(group.attrs.get("weight_names", []))
     weights = _trainable_weights(model)
-    expected = model.optimizer.get_state(weights)
-    if names != [name for name, _ in expected]:
+    layout = model.optimizer.state_layout(weights)
+    if names != [name for name, _ in layout]:
         raise ValueError(
             f"{file.filename}: the saved optimizer state {names[:4]}{'...' if len(names) > 4 else ''} does not fit "
             f"{type(model.optimizer).__name__} over the model's {len(weights)} trainable weights "
-            f"(expected {[name for name, _ in expected][:4]}...)"
+            f"(expected {[name for name, _ in layout][:4]}...)"
         )
     values = [
-        hdf5.read_array(group, name, np.shape(value), kinds="iu" if np.ndim(value) == 0 else "f", what=f"optimizer_weights/{name}")
-        for name, value in expected
+        hdf5.read_array(group, name, shape, kinds="f" if shape else "iu", what=f"optimizer_weights/{name}")
+        for name, shape in layout
     ]
     model.optimizer.set_state(weights, values)
 

@@ -372,17 +372,18 @@ class DirectoryIterator(Iterator):
         return self.generator.standardize(image)
 
     def _load_or_failure(self, index, seed):
+        if index in self.skipped:  # known bad (on_error="skip"): not decoded again
+            return _Failure(index, None)
         try:
             return self._load(index, seed)
         except (ValueError, OSError) as error:  # undecodable, too large, or gone since the listing
             return _Failure(index, error)
 
     def _replacements(self, count, used, after):
-        """Up to ``count`` indices of loadable-so-far images that follow ``after`` in this epoch's order."""
-        order = self.epoch_order
-        start = int(np.flatnonzero(order == after)[0]) + 1 if np.any(order == after) else 0
-        candidates = [int(i) for i in np.roll(order, -start) if int(i) not in self.skipped and int(i) not in used]
-        return candidates[:count]
+        """Up to ``count`` indices of not-yet-skipped images that follow ``after`` in this epoch's order."""
+        order = [int(i) for i in self.epoch_order]
+        start = order.index(after) + 1 if after in order else 0
+        return [i for i in order[start:] + order[:start] if i not in self.skipped and i not in used][:count]
 
     def batch(self, indices, seeds=None):
         """Decode, augment and rescale the images at ``indices`` in the worker threads."""
@@ -390,25 +391,24 @@ class DirectoryIterator(Iterator):
             raise RuntimeError(f"this iterator over {self.directory} is closed")
         indices = [int(i) for i in indices]
         seeds = self.rng.integers(0, 2**63, len(indices)) if seeds is None else seeds
-        results = list(self.pool.map(self._load_or_failure, indices, seeds))  # skipped files fail again, unwarned
-        used = [index for index, result in zip(indices, results) if not isinstance(result, _Failure)]
-        images = [result for result in results if not isinstance(result, _Failure)]
-        failures = [result for result in results if isinstance(result, _Failure)]
-        while failures:
-            if self.on_error == "raise":
+        used, images, wanted = [], [], indices
+        while wanted:
+            failures = []
+            for index, result in zip(wanted, self.pool.map(self._load_or_failure, wanted, seeds[: len(wanted)])):
+                if isinstance(result, _Failure):
+                    failures.append(result)
+                else:
+                    used.append(index)
+                    images.append(result)
+            if failures and self.on_error == "raise":
                 raise failures[0].error
             for failure in failures:
                 if failure.index not in self.skipped:
                     self.skipped.add(failure.index)
                     warnings.warn(f"skipped an image that cannot be loaded: {failure.error}", stacklevel=2)
-            wanted = len(indices) - len(used)
-            replacements = self._replacements(wanted, set(used), indices[-1])
-            if not replacements:
+            wanted = self._replacements(len(failures), set(used), indices[-1]) if failures else []
+            if failures and not wanted:
                 raise ValueError(f"no image under {self.directory} could be loaded to fill the batch (skipped {len(self.skipped)} files)")
-            results = list(self.pool.map(self._load_or_failure, replacements, seeds[:len(replacements)]))
-            used += [index for index, result in zip(replacements, results) if not isinstance(result, _Failure)]
-            images += [result for result in results if not isinstance(result, _Failure)]
-            failures = [result for result in results if isinstance(result, _Failure)]
         images = np.stack(images)
         labels = self.classes[used]
         if self.class_mode is None:
