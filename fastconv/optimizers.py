@@ -17,7 +17,7 @@ from fastconv.backends import checks, get_backend
 
 
 class Optimizer:
-    slot_names = ()  # Keras 2's names of the per-weight state, in the order of ``slot(weight, index)``
+    slot_names = ()  # Keras 3's names of the per-weight state, in the order of ``slot(weight, index)``
 
     def __init__(self, learning_rate=0.01, lr=None, name=None):
         self.learning_rate = float(lr if lr is not None else learning_rate)
@@ -50,41 +50,29 @@ class Optimizer:
     def get_config(self):
         return {"name": self.name, "learning_rate": self.learning_rate}
 
-    # --- state, as Keras 2 saves it (optimizer_weights in HDF5) ----------------
-
-    def state_layout(self, weights):
-        """[(name, shape)] of the saved state, in Keras 2's names and order: ``RMSprop/iter:0``, then every
-        slot kind for each of ``weights`` (``RMSprop/conv2d/kernel/rms:0``; Adam: all ``m``, then all ``v``)."""
-        prefix = type(self).__name__
-        return [(f"{prefix}/iter:0", ())] + [
-            (f"{prefix}/{weight.name.removesuffix(':0')}/{slot_name}:0", tuple(weight.shape))
-            for slot_name in self.slot_names
-            for weight in weights
-        ]
+    # --- state (saved by fastconv.models.optimizer_state in Keras' layouts) ---------------
 
     def get_state(self, weights):
-        """[(name, host array)] in :meth:`state_layout`'s order, for writing to a file (on CPU backends the
-        slots themselves, not copies); a slot not yet used is zeros, as when fresh."""
-        values = [np.array(self.iterations, dtype=np.int64)]
-        for index in range(len(self.slot_names)):
-            for weight in weights:
-                value = self._slots.get((id(weight), index))
-                values.append(np.zeros(weight.shape, np.float32) if value is None else checks.host_array(value))
-        return [(name, value) for (name, _), value in zip(self.state_layout(weights), values)]
+        """``(iterations, slots)``: ``slots[k][i]`` is slot ``slot_names[k]`` of ``weights[i]`` as a host array
+        (on CPU backends the slot itself, not a copy); a slot not yet used is zeros, as when fresh."""
+        slots = [
+            [checks.host_array(self._slots[(id(w), k)]) if (id(w), k) in self._slots else np.zeros(w.shape, np.float32) for w in weights]
+            for k in range(len(self.slot_names))
+        ]
+        return self.iterations, slots
 
-    def set_state(self, weights, values):
-        """Restore what :meth:`get_state` gave (as arrays, in its order) for the weights ``weights``."""
-        expected = 1 + len(self.slot_names) * len(weights)
-        if len(values) != expected:
-            raise ValueError(f"{type(self).__name__} state for {len(weights)} weights has {expected} arrays, got {len(values)}")
-        self.iterations = int(values[0])
-        self._slots = {}
-        for index in range(len(self.slot_names)):
-            for position, weight in enumerate(weights):
-                value = np.array(values[1 + index * len(weights) + position], dtype=np.float32)
-                if value.shape != weight.shape:
-                    raise ValueError(f"{type(self).__name__} slot {index} of {weight.name}: shape {value.shape}, expected {weight.shape}")
-                self._slots[(id(weight), index)] = value
+    def set_state(self, weights, iterations, slots):
+        """Restore what :meth:`get_state` gave for ``weights``: float32 copies of the slots, all or none."""
+        if len(slots) != len(self.slot_names) or any(len(kind) != len(weights) for kind in slots):
+            raise ValueError(f"{type(self).__name__} state for {len(weights)} weights needs {len(self.slot_names)} slot(s) for each")
+        for kind, slot_name in zip(slots, self.slot_names):
+            for weight, value in zip(weights, kind):
+                if np.shape(value) != tuple(weight.shape):
+                    raise ValueError(f"{type(self).__name__} {slot_name} of {weight.name}: shape {np.shape(value)}, expected {weight.shape}")
+        self.iterations = int(iterations)
+        self._slots = {
+            (id(weight), k): np.array(value, dtype=np.float32) for k, kind in enumerate(slots) for weight, value in zip(weights, kind)
+        }
 
 
 class SGD(Optimizer):
@@ -106,7 +94,7 @@ class SGD(Optimizer):
 
 
 class RMSprop(Optimizer):
-    slot_names = ("rms",)
+    slot_names = ("velocity",)
 
     def __init__(self, learning_rate=0.001, rho=0.9, epsilon=1e-7, **kwargs):
         super().__init__(learning_rate, **kwargs)
@@ -121,7 +109,7 @@ class RMSprop(Optimizer):
 
 
 class Adam(Optimizer):
-    slot_names = ("m", "v")
+    slot_names = ("momentum", "velocity")
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
         super().__init__(learning_rate, **kwargs)

@@ -1,8 +1,7 @@
 """HDF5 files made safe to write and to read: atomic saves, and reads that never leave the file.
 
-Writing: :func:`atomic_file` writes a temporary file beside the target, flushes
-and fsyncs it, then renames it over the target (``os.replace``). A kill, a
-Ctrl-C or an error during a save leaves the old file as it was.
+Writing: :func:`atomic_file` writes through :func:`fastconv.models.atomic.atomic_path`:
+a kill, a Ctrl-C or an error during a save leaves the old file as it was.
 
 Reading: a model file may come from someone else. HDF5 can point outside the
 file it is read from — external links to other files, datasets whose bytes
@@ -16,13 +15,12 @@ dataset.
 """
 
 import contextlib
-import os
-import stat
-import uuid
 from pathlib import Path
 
 import h5py
 import numpy as np
+
+from fastconv.models import atomic
 
 _MAX_SOFT_LINKS = 32
 
@@ -30,41 +28,9 @@ _MAX_SOFT_LINKS = 32
 @contextlib.contextmanager
 def atomic_file(path):
     """``with atomic_file(path) as file:`` write an ``h5py.File``; ``path`` changes only if the block completes."""
-    path = Path(path)
-    if path.is_symlink():  # replace what the link points to, not the link
-        path = path.resolve()
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
+    with atomic.atomic_path(path) as temporary:
         with h5py.File(temporary, "x") as file:
             yield file
-        if path.exists():
-            os.chmod(temporary, stat.S_IMODE(os.stat(path).st_mode))
-        _fsync(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
-        raise
-    _fsync_directory(path.parent)
-
-
-def _fsync(path):
-    with open(path, "rb+") as handle:
-        os.fsync(handle.fileno())
-
-
-def _fsync_directory(folder):
-    """Make the rename itself durable (where the platform lets a folder be opened)."""
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - not POSIX
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:  # pragma: no cover - some filesystems refuse
-        pass
-    finally:
-        os.close(descriptor)
 
 
 def open_file(filepath, what="weights file"):
