@@ -15,9 +15,9 @@ from fastconv.backends import available_backends, get_backend, set_backend, use_
 from fastconv import activations, applications, callbacks, datasets, initializers, layers, losses, metrics, models, optimizers, preprocessing, utils
 from fastconv.layers import Input
 from fastconv.models import Model, Sequential
+from fastconv._version import __version__
 from fastconv.utils import clear_session
 
-__version__ = "0.2.0"
 __all__ = [
     "Input", "Model", "Sequential", "activations", "applications", "available_backends", "callbacks", "clear_session", "datasets",
     "get_backend", "initializers", "layers", "losses", "metrics", "models", "optimizers", "preprocessing", "set_backend", "use_backend",

@@ -5,7 +5,9 @@ from fastconv.models.sequential import Sequential
 
 
 def load_model(filepath, compile=True):
-    """A model saved by ``model.save`` (HDF5): architecture, weights and, if compiled, its training configuration."""
+    """A model saved by ``model.save`` of fastconv or Keras (a ``.keras`` archive, or legacy HDF5 of Keras 2 or 3):
+    architecture, weights, every layer's trainable flag and, with ``compile=True``, its compile settings and
+    optimizer state. ``ValueError`` naming the file, the layer and the option for anything fastconv lacks."""
     from fastconv.models.saving import load_model as _load_model
 
     return _load_model(filepath, compile=compile)

@@ -400,11 +400,13 @@ class Model(Layer):
     # --- saving (fastconv.models.saving) -------------------------------------
 
     def save(self, filepath, overwrite=True, include_optimizer=True, save_format=None):
+        """Keras 3's ``.keras`` archive when ``filepath`` ends in ``.keras``, else legacy HDF5 (both open in Keras 3)."""
         from fastconv.models import saving
 
         saving.save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer)
 
     def save_weights(self, filepath, overwrite=True, save_format=None):
+        """Keras 3's weights layout when ``filepath`` ends in ``.weights.h5``, else the legacy HDF5 layout."""
         from fastconv.models import saving
 
         saving.save_weights(self, filepath, overwrite=overwrite)

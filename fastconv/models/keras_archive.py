@@ -1,0 +1,215 @@
+"""Keras 3's own formats: the ``.keras`` archive and the ``.weights.h5`` weights file.
+
+A ``.keras`` file is a zip archive of ``metadata.json`` (who wrote it), ``config.json`` (the model's
+config with its ``compile_config``) and ``model.weights.h5``. That weights file — also what
+``save_weights('x.weights.h5')`` writes — names groups not after layers but after their classes, in
+order within each model: ``layers/conv2d/vars/0`` (kernel), ``layers/conv2d/vars/1`` (bias),
+``layers/conv2d_1/...``, ``layers/functional/layers/input_layer/...`` for a nested functional model;
+each ``vars`` group has the layer's name as an attribute. The optimizer is ``optimizer/vars/0, 1, ...``
+(iteration, learning rate, then the slots: :mod:`fastconv.models.optimizer_state`).
+
+Reading checks the archive before it trusts it: the members it expects and nothing outside it, sizes
+within bounds, every HDF5 read through :mod:`fastconv.models.hdf5`. Writing is atomic.
+"""
+
+import datetime
+import json
+import shutil
+import tempfile
+import warnings
+import zipfile
+from pathlib import Path
+
+import h5py
+
+from fastconv._version import __version__ as FASTCONV_VERSION
+from fastconv.backends import checks
+from fastconv.models import atomic, hdf5, keras_config, optimizer_state
+from fastconv.models.legacy_h5 import KERAS_VERSION, trainable_weights
+from fastconv.models.model import Model
+
+CONFIG, METADATA, WEIGHTS = "config.json", "metadata.json", "model.weights.h5"
+_MAX_JSON_BYTES = 64 * 2**20
+
+
+def is_archive(path):
+    return zipfile.is_zipfile(path)
+
+
+def is_weights_file(file):
+    return hdf5.has(file, "layers") or hdf5.has(file, "vars")
+
+
+def _paths(model, prefix=""):
+    """[(path of the layer's group, layer)] for every layer of ``model``, nested models included, as Keras 3 names them."""
+    paths, used = [], {}
+    for layer in model.layers:  # a Sequential's without its input layer, a functional model's with it, as in Keras
+        base = keras_config.snake_case(keras_config.keras_class_name(layer))
+        used[base] = used.get(base, -1) + 1
+        path = f"{prefix}layers/{base}" if used[base] == 0 else f"{prefix}layers/{base}_{used[base]}"
+        paths.append((path, layer))
+        if isinstance(layer, Model):
+            paths += _paths(layer, f"{path}/")
+    return paths
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+def write_weights(file, model, include_optimizer=True):
+    """``model``'s weights (and, when compiled, its optimizer's state) in Keras 3's layout."""
+    file.create_group("vars").attrs["name"] = model.name
+    for path, layer in _paths(model):
+        group = file.create_group(f"{path}/vars")
+        group.attrs["name"] = layer.name
+        if not isinstance(layer, Model):  # a nested model's weights are its layers'
+            for index, weight in enumerate(layer.weights):
+                group.create_dataset(str(index), data=checks.host_array(weight.value))
+    if include_optimizer and model.optimizer is not None:
+        group = file.create_group("optimizer/vars")
+        group.attrs["name"] = model.optimizer.name
+        for index, (_, value) in enumerate(optimizer_state.entries(model.optimizer, trainable_weights(model))):
+            group.create_dataset(str(index), data=value)
+
+
+def save_weights(model, path):
+    with hdf5.atomic_file(path) as file:
+        write_weights(file, model)
+
+
+def save_archive(model, path, include_optimizer=True):
+    """A ``.keras`` archive that ``keras.saving.load_model`` (Keras 3) opens."""
+    config = keras_config.model_config(model, archive=True)
+    if model.loss is not None:
+        config["compile_config"] = keras_config.training_config(model, archive=True)
+    metadata = {
+        "keras_version": KERAS_VERSION,
+        "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
+        "written_by": f"fastconv {FASTCONV_VERSION}",
+    }
+    with tempfile.TemporaryDirectory() as folder:
+        weights_path = Path(folder) / WEIGHTS
+        with h5py.File(weights_path, "w") as file:
+            write_weights(file, model, include_optimizer)
+        with atomic.atomic_path(path) as temporary:
+            with zipfile.ZipFile(temporary, "x", compression=zipfile.ZIP_STORED) as archive:
+                archive.writestr(METADATA, json.dumps(metadata))
+                archive.writestr(CONFIG, json.dumps(config))
+                archive.write(weights_path, WEIGHTS)
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def _layer_plan(file, model, skip_mismatch, source):
+    """[(layer, [(dataset name, shape)])] after checking every group; raises before anything is set."""
+    plan = []
+    for path, layer in _paths(model):
+        if isinstance(layer, Model):
+            continue
+        what = f"the weights of layer {layer.name!r} ({path}/vars)"
+        group = hdf5.node(file, f"{path}/vars", what)
+        names = sorted(group.keys(), key=lambda key: int(key) if key.isdigit() else -1)
+        shapes = [tuple(hdf5.node(group, name, what).shape) for name in names]
+        expected = [tuple(w.shape) for w in layer.weights]
+        if names != [str(i) for i in range(len(names))] or shapes != expected:
+            problem = f"layer {layer.name!r} has weights of shapes {expected}, the file's {path}/vars holds {dict(zip(names, shapes))}"
+            if skip_mismatch:
+                warnings.warn(f"skipped: {problem}", stacklevel=5)
+                continue
+            raise ValueError(f"{source}: {problem}; nothing was loaded")
+        plan.append((layer, group, names, shapes))
+    return plan
+
+
+def load_weights_from(file, model, source, skip_mismatch=False):
+    """Set ``model``'s weights from Keras 3's layout, all or nothing; then its optimizer's state, if compiled."""
+    plan = _layer_plan(file, model, skip_mismatch, source)
+    arrays = [
+        [hdf5.read_array(group, name, shape, what=f"weight {name} of layer {layer.name!r}") for name, shape in zip(names, shapes)]
+        for layer, group, names, shapes in plan
+    ]
+    for (layer, _, _, _), layer_arrays in zip(plan, arrays):
+        for weight, array in zip(layer.weights, layer_arrays):
+            weight.assign(array)
+    if model.optimizer is not None and hdf5.has(file, "optimizer"):
+        group = hdf5.node(file, "optimizer/vars")
+        names = sorted(group.keys(), key=lambda key: int(key) if key.isdigit() else -1)
+
+        def read(index, shape, kinds):
+            return hdf5.read_array(group, names[index], shape, kinds, what=f"optimizer/vars/{names[index]}")
+
+        optimizer_state.restore(model.optimizer, trainable_weights(model), names, read, source)
+
+
+class _Extracted:
+    """``with _Extracted(path) as (config, weights_path):`` an archive's config and its weights, checked, in a
+    temporary folder that is removed afterwards; ValueError naming the archive for anything amiss."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def __enter__(self):
+        try:
+            archive = zipfile.ZipFile(self.path)
+        except (zipfile.BadZipFile, OSError) as error:
+            raise ValueError(f"{self.path} is not a Keras archive (.keras): {error}") from None
+        with archive:
+            members = {info.filename: info for info in archive.infolist()}
+            for name in (CONFIG, WEIGHTS):
+                if name not in members:
+                    raise ValueError(f"{self.path}: the archive has no {name} (it holds {sorted(members)[:6]})")
+            if members[CONFIG].file_size > _MAX_JSON_BYTES:
+                raise ValueError(f"{self.path}: {CONFIG} is {members[CONFIG].file_size} bytes, more than a model's config can be")
+            self.folder = tempfile.TemporaryDirectory()
+            try:
+                config = json.loads(archive.read(CONFIG))
+                weights_path = Path(self.folder.name) / WEIGHTS
+                with archive.open(members[WEIGHTS]) as source, open(weights_path, "wb") as target:
+                    shutil.copyfileobj(source, target)
+            except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:  # CRC errors, bad JSON, truncation
+                self.folder.cleanup()
+                raise ValueError(f"{self.path}: the archive is damaged: {error}") from None
+        self.weights_path = weights_path
+        return config, weights_path
+
+    def __exit__(self, *exc_info):
+        self.folder.cleanup()
+
+    def rename(self, error):
+        """``error``'s message with the temporary weights file named as the member of the archive it came from."""
+        return ValueError(str(error).replace(str(self.weights_path), f"{self.path} ({WEIGHTS})"))
+
+
+def load_archive(path, compile=True):
+    """The model of a ``.keras`` archive: config, weights and (``compile=True``) compile settings and optimizer state."""
+    from fastconv.layers import deserialize
+
+    extracted = _Extracted(path)
+    with extracted as (config, weights_path):
+        try:
+            fastconv_config = keras_config.fastconv_config(config, str(path))
+            try:
+                model = deserialize(fastconv_config)
+            except (KeyError, TypeError, ValueError, AttributeError) as error:
+                raise ValueError(f"{path}: cannot rebuild the model: {error}") from None
+            compile_config = config.get("compile_config") if isinstance(config, dict) else None
+            if compile and compile_config:
+                optimizer, loss, metrics = keras_config.compile_arguments(compile_config, str(path))
+                model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+            with hdf5.open_file(weights_path) as file:
+                load_weights_from(file, model, f"{path} ({WEIGHTS})")
+        except ValueError as error:
+            raise extracted.rename(error) from None
+    return model
+
+
+def load_archive_weights(model, path, skip_mismatch=False):
+    """``load_weights`` on a ``.keras`` archive: the weights (and optimizer state) it holds."""
+    extracted = _Extracted(path)
+    with extracted as (_, weights_path):
+        try:
+            with hdf5.open_file(weights_path) as file:
+                load_weights_from(file, model, f"{path} ({WEIGHTS})", skip_mismatch)
+        except ValueError as error:
+            raise extracted.rename(error) from None
