@@ -63,6 +63,7 @@ COMPILED_AS = {  # what the notes compile each model with (make_keras_files.py)
     "cats_dogs_convnet": ("RMSprop", 1e-4, "binary_crossentropy", ["acc"]),
     "functional_convnet": ("RMSprop", 1e-3, "sparse_categorical_crossentropy", ["accuracy"]),
     "vgg16_classifier": ("RMSprop", 2e-5, "binary_crossentropy", ["acc"]),
+    "every_layer": ("Adam", 5e-3, "categorical_crossentropy", ["accuracy"]),
 }
 
 
@@ -91,11 +92,12 @@ def test_load_weights_reads_keras_files_into_the_listing_built_with_fastconv(nam
 @pytest.mark.parametrize("name, generation, suffix", cases(MODEL_FILES, notes.TRAINED))
 def test_the_optimizer_state_keras_saved_is_restored_weight_by_weight(name, generation, suffix):
     model = models.load_model(KERAS_FILES / f"{name}{suffix}")
-    iterations, (velocities,) = model.optimizer.get_state([w for w in model.weights if w.trainable])
+    iterations, slots = model.optimizer.get_state([w for w in model.weights if w.trainable])
     assert iterations == expected(name, generation, "iterations")
-    np.testing.assert_array_equal([v.sum(dtype=np.float64) for v in velocities], expected(name, generation, "velocity_sum"))
-    np.testing.assert_array_equal(np.stack([np.resize(v.ravel(), 16) for v in velocities]), expected(name, generation, "velocity_head"))
-    if name in notes.DETERMINISTIC_STEP:  # one more RMSprop step from Keras' state lands where Keras' did
+    for kind, kind_slots in zip(model.optimizer.slot_names, slots, strict=True):  # RMSprop: velocity; Adam: momentum, velocity
+        np.testing.assert_array_equal([v.sum(dtype=np.float64) for v in kind_slots], expected(name, generation, f"{kind}_sum"))
+        np.testing.assert_array_equal(np.stack([np.resize(v.ravel(), 16) for v in kind_slots]), expected(name, generation, f"{kind}_head"))
+    if name in notes.DETERMINISTIC_STEP:  # one more step from Keras' state lands where Keras' did
         model.train_on_batch(EXPECTED[f"{name}/x"], EXPECTED[f"{name}/y"])
         assert_predicts(model, name, generation, "next_predict")
 
@@ -312,8 +314,8 @@ def test_keras_loads_every_format_fastconv_saves_and_predicts_fastconv_outputs(t
     cases, velocity_sums = [], {}
     for name in MODELS:
         model = _trained(name)
-        _, (velocities,) = model.optimizer.get_state([w for w in model.weights if w.trainable])
-        velocity_sums[name] = [float(v.sum(dtype=np.float64)) for v in velocities]
+        _, slots = model.optimizer.get_state([w for w in model.weights if w.trainable])
+        velocity_sums[name] = [float(v.sum(dtype=np.float64)) for v in slots[model.optimizer.slot_names.index("velocity")]]
         x = EXPECTED[f"{name}/x"]
         np.save(tmp_path / f"{name}_x.npy", x)
         np.save(tmp_path / f"{name}_y.npy", model.predict(x))

@@ -1,13 +1,15 @@
 """Make the Keras files that tests/test_keras_files.py loads: real Keras writes them, fastconv must read them.
 
     pip install ".[bench]"          # tensorflow-cpu==2.21.0 (Keras 3) and tf-keras==2.21.0 (Keras 2)
-    python tests/keras_files/make_keras_files.py
+    python tests/keras_files/make_keras_files.py                      # all of them
+    python tests/keras_files/make_keras_files.py --only every_layer   # one, the others kept
 
 For each of the notes' models — the MNIST convnet (listing 5.1), the cats-vs-dogs convnet with dropout
 (listing 5.13), the functional convnet of listing 8.1, and a VGG16-based classifier whose base is frozen
-(listing 5.20) — both Keras generations build it, compile it as the notes do, set the same seeded random
-weights and save it in every format they write. The two small models first take one RMSprop step on a
-fixed batch, so that their files hold optimizer state:
+(listing 5.20) — and a small model with every other layer and option fastconv has, trained with Adam —
+both Keras generations build it, compile it as the notes do, set the same seeded random
+weights and save it in every format they write. The small models first take one step on a fixed batch,
+so that their files hold optimizer state:
 
 * Keras 3:  ``<model>.keras3.h5`` (legacy HDF5), ``<model>.keras`` (archive), ``<model>.weights.h5``;
 * Keras 2:  ``<model>.keras2.h5`` (legacy HDF5), ``<model>.keras2_weights.h5`` (``save_weights``, legacy HDF5),
@@ -17,8 +19,9 @@ fixed batch, so that their files hold optimizer state:
 ``expected.npz`` holds, per model, the fixed inputs ``<model>/x``, the targets ``<model>/y`` of that step,
 and per generation what Keras computed: ``<model>/<gen>/predict`` on ``x`` (after the step, if any); for
 the trained models the optimizer's iteration count and, for each trainable weight in order, the sum and
-the first 16 values of its RMSprop slot (``velocity_sum``, ``velocity_head``: enough to tell one slot
-from another without storing them twice); and for the model whose step is deterministic (no dropout)
+the first 16 values of each of its slots (``velocity_sum``, ``velocity_head``, and Adam's ``momentum_sum``,
+``momentum_head``: enough to tell one slot from another without storing them twice); and for the models
+whose step is deterministic (no dropout)
 ``<model>/<gen>/next_predict``, the predictions after one more step on (x, y). ``manifest.json`` says
 who made what.
 
@@ -45,8 +48,8 @@ HERE = Path(__file__).resolve().parent
 SEED = 2026
 BATCH = 4
 VGG_FILTERS = ((4, 4), (8, 8), (16, 16, 16), (32, 32, 32), (32, 32, 32))  # VGG16's, divided by 16
-TRAINED = ("cats_dogs_convnet", "vgg16_classifier")  # small enough to hold optimizer state too
-DETERMINISTIC_STEP = ("vgg16_classifier",)  # no dropout
+TRAINED = ("cats_dogs_convnet", "vgg16_classifier", "every_layer")  # small enough to hold optimizer state too
+DETERMINISTIC_STEP = ("vgg16_classifier", "every_layer")  # no dropout
 
 
 def mnist_convnet(keras):
@@ -127,7 +130,23 @@ def vgg16_classifier(keras):
     return model, (32, 32, 3), "binary"
 
 
-MODELS = (mnist_convnet, cats_dogs_convnet, functional_convnet, vgg16_classifier)
+def every_layer(keras):
+    """Not from the notes: every other layer and option fastconv has, trained with Adam (two slots per weight)."""
+    layers = keras.layers
+    model = keras.models.Sequential(name="every_layer")
+    model.add(layers.Conv2D(4, (3, 3), strides=(2, 2), padding="same", input_shape=(12, 12, 3)))
+    model.add(layers.Activation("relu"))
+    model.add(layers.AveragePooling2D((2, 2), strides=(1, 1), padding="same"))
+    model.add(layers.Conv2D(5, (2, 2), use_bias=False, activation="sigmoid", kernel_initializer="he_normal"))
+    model.add(layers.MaxPooling2D((3, 3), strides=(2, 2), padding="same"))
+    model.add(layers.GlobalAveragePooling2D(keepdims=True))
+    model.add(layers.GlobalMaxPooling2D())
+    model.add(layers.Dense(3, activation="softmax"))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=0.005), loss="categorical_crossentropy", metrics=["accuracy"])
+    return model, (12, 12, 3), "onehot3"
+
+
+MODELS = (mnist_convnet, cats_dogs_convnet, functional_convnet, vgg16_classifier, every_layer)
 
 
 def data(name, input_shape, targets):
@@ -135,8 +154,9 @@ def data(name, input_shape, targets):
     x = rng.uniform(0, 1, (BATCH, *input_shape)).astype(np.float32)
     if targets == "binary":
         y = (np.arange(BATCH) % 2).astype(np.float32).reshape(BATCH, 1)
-    elif targets == "onehot10":
-        y = np.eye(10, dtype=np.float32)[np.arange(BATCH) % 10]
+    elif targets.startswith("onehot"):
+        classes = int(targets.removeprefix("onehot"))
+        y = np.eye(classes, dtype=np.float32)[np.arange(BATCH) % classes]
     else:
         y = (np.arange(BATCH) % 10).astype(np.int64)
     return x, y
@@ -156,14 +176,18 @@ def seeded_weights(model, name):
     return arrays
 
 
-def velocities(model):
-    """RMSprop's slots, in the order of the model's trainable weights (both generations keep ``_velocities``)."""
-    return [np.asarray(slot) for slot in model.optimizer._velocities]
+def slots(model):
+    """{kind: [slot of each trainable weight]}: RMSprop's velocities, Adam's momentums and velocities (both
+    generations keep them as ``_velocities`` and ``_momentums``)."""
+    kinds = {"velocity": model.optimizer._velocities}
+    if hasattr(model.optimizer, "_momentums"):
+        kinds["momentum"] = model.optimizer._momentums
+    return {kind: [np.asarray(slot) for slot in values] for kind, values in kinds.items()}
 
 
-def make(keras, generation, expected):
+def make(keras, generation, expected, builders=MODELS):
     saved = []
-    for builder in MODELS:
+    for builder in builders:
         name = builder.__name__
         model, input_shape, targets = builder(keras)
         x, y = data(name, input_shape, targets)
@@ -173,9 +197,9 @@ def make(keras, generation, expected):
         if name in TRAINED:
             model.train_on_batch(x, y)
             expected[f"{prefix}/iterations"] = np.array(int(model.optimizer.iterations.numpy()))
-            slots = velocities(model)
-            expected[f"{prefix}/velocity_sum"] = np.array([slot.sum(dtype=np.float64) for slot in slots])
-            expected[f"{prefix}/velocity_head"] = np.stack([np.resize(slot.ravel(), 16) for slot in slots])
+            for kind, values in slots(model).items():
+                expected[f"{prefix}/{kind}_sum"] = np.array([slot.sum(dtype=np.float64) for slot in values])
+                expected[f"{prefix}/{kind}_head"] = np.stack([np.resize(slot.ravel(), 16) for slot in values])
         expected[f"{prefix}/predict"] = model.predict(x, verbose=0)
         if generation == "keras3":
             # The archive first: Keras 3's legacy HDF5 writer drops the optimizer from the compile config.
@@ -198,14 +222,22 @@ def make(keras, generation, expected):
 
 
 def main():
+    """All models, or ``--only NAME [NAME ...]``: those, merged into the existing expected.npz and manifest
+    (the other files stay as they are: a model trained with dropout would not come out the same twice)."""
     import keras
     import tensorflow as tf
     import tf_keras
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    expected = {}
-    files = make(keras, "keras3", expected) + make(tf_keras, "keras2", expected)
+    only = sys.argv[sys.argv.index("--only") + 1 :] if "--only" in sys.argv else None
+    builders = [builder for builder in MODELS if only is None or builder.__name__ in only]
+    expected, kept = {}, []
+    if only is not None:
+        with np.load(HERE / "expected.npz") as previous:
+            expected = {key: previous[key] for key in previous.files if key.split("/")[0] not in only}
+        kept = [f for f in json.loads((HERE / "manifest.json").read_text())["files"] if f.split(".")[0] not in only]
+    files = kept + make(keras, "keras3", expected, builders) + make(tf_keras, "keras2", expected, builders)
     np.savez(HERE / "expected.npz", **expected)
     manifest = {
         "made_by": "tests/keras_files/make_keras_files.py",
