@@ -43,3 +43,75 @@ def test_cpu_backends_are_host_resident():
     for name in ("cython", "numba", "reference"):
         backend = load_backend(name)
         assert backend.to_host(backend.to_device(x)) is x
+
+
+# --- the import graph: floors, no cycle -------------------------------------------------------
+
+# A module may import its own floor and the floors below it, never above (a function-level import counts too).
+FLOORS = [
+    ("fastconv._version", "fastconv.shapes", "fastconv.backends", "fastconv._ext"),
+    ("fastconv.utils", "fastconv.activations", "fastconv.initializers", "fastconv.losses", "fastconv.metrics",
+     "fastconv.optimizers", "fastconv.callbacks"),
+    ("fastconv.layers",),
+    ("fastconv.models",),
+    ("fastconv.applications", "fastconv.datasets", "fastconv.preprocessing", "fastconv.examples", "fastconv.demo",
+     "fastconv.plot"),
+]  # fmt: skip
+
+
+def _floor(module):
+    for level, prefixes in enumerate(FLOORS):
+        if any(module == prefix or module.startswith(prefix + ".") for prefix in prefixes):
+            return level
+    raise AssertionError(f"{module} is on no floor: add it to FLOORS")
+
+
+def _import_graph():
+    """{module: {fastconv modules it imports anywhere in its text}} for every module of the package."""
+    import ast
+    from pathlib import Path
+
+    root = Path(fastconv.__file__).parent
+    modules = {}
+    for path in root.rglob("*.py"):
+        parts = list(path.relative_to(root.parent).with_suffix("").parts)
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {}
+    for module, path in modules.items():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets |= {alias.name for alias in node.names if alias.name.startswith("fastconv.")}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("fastconv"):
+                for alias in node.names:
+                    name = f"{node.module}.{alias.name}"
+                    targets.add(name if name in modules else node.module)
+        graph[module] = {target for target in targets if target not in ("fastconv", module)}
+    return graph
+
+
+def test_no_module_imports_a_floor_above_its_own():
+    upward = [
+        f"{module} -> {target}"
+        for module, targets in _import_graph().items() if module != "fastconv"
+        for target in targets if _floor(target) > _floor(module)
+    ]  # fmt: skip
+    assert not upward, upward
+
+
+def test_the_import_graph_has_no_cycle():
+    graph, state, cycles = _import_graph(), {}, []
+
+    def visit(module, path):
+        state[module] = "open"
+        for target in sorted(graph.get(module, ())):
+            if state.get(target) == "open":
+                cycles.append(" -> ".join(path[path.index(target):] + [target]))
+            elif target not in state:
+                visit(target, path + [target])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert not cycles, cycles

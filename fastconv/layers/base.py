@@ -136,8 +136,37 @@ def _as_batch_shape(shape):
     return (None, *tuple(int(d) if d is not None else None for d in shape))
 
 
+# Saved configs name classes ("Conv2D", "Sequential", "Functional"); each layer class registers itself here as it is
+# defined (models too, from their own modules), so that rebuilding a model never imports upward.
+_SAVED_CLASSES = {}
+
+
+def register_class(cls, *names):
+    """Let saved configs name ``cls`` by ``names`` (default: its class name); returns ``cls``."""
+    for name in names or (cls.__name__,):
+        _SAVED_CLASSES[name] = cls
+    return cls
+
+
+def saved_class(name):
+    """The class a saved config calls ``name``, or None."""
+    return _SAVED_CLASSES.get(name)
+
+
 class Layer:
     """Base of every layer; see the module docstring for the protocol."""
+
+    keras_class_name = None  # the class name Keras gives this layer's type in configs and summaries (default: ours)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not cls.__name__.startswith("_"):
+            _SAVED_CLASSES.setdefault(cls.__name__, cls)  # a user's class never replaces a built-in of the same name
+
+    @property
+    def type_name(self):
+        """The class name Keras would write for this layer: ``Conv2D``, ``Functional`` for a functional model."""
+        return self.keras_class_name or type(self).__name__
 
     def __init__(self, name=None, trainable=True, input_shape=None, batch_input_shape=None, dtype=None, activation=None):
         if dtype not in (None, "float32", np.float32):

@@ -26,7 +26,6 @@ from fastconv._version import __version__ as FASTCONV_VERSION
 from fastconv.backends import checks
 from fastconv.models import atomic, hdf5, keras_config, optimizer_state
 from fastconv.models.legacy_h5 import KERAS_VERSION, trainable_weights
-from fastconv.models.model import Model
 
 CONFIG, METADATA, WEIGHTS = "config.json", "metadata.json", "model.weights.h5"
 _MAX_JSON_BYTES = 64 * 2**20
@@ -44,11 +43,11 @@ def _paths(model, prefix=""):
     """[(path of the layer's group, layer)] for every layer of ``model``, nested models included, as Keras 3 names them."""
     paths, used = [], {}
     for layer in model.layers:  # a Sequential's without its input layer, a functional model's with it, as in Keras
-        base = keras_config.snake_case(keras_config.keras_class_name(layer))
+        base = keras_config.snake_case(layer.type_name)
         used[base] = used.get(base, -1) + 1
         path = f"{prefix}layers/{base}" if used[base] == 0 else f"{prefix}layers/{base}_{used[base]}"
         paths.append((path, layer))
-        if isinstance(layer, Model):
+        if layer.type_name in keras_config.MODEL_TYPES:
             paths += _paths(layer, f"{path}/")
     return paths
 
@@ -62,7 +61,7 @@ def write_weights(file, model, include_optimizer=True):
     for path, layer in _paths(model):
         group = file.create_group(f"{path}/vars")
         group.attrs["name"] = layer.name
-        if not isinstance(layer, Model):  # a nested model's weights are its layers'
+        if layer.type_name not in keras_config.MODEL_TYPES:  # a nested model's weights are its layers'
             for index, weight in enumerate(layer.weights):
                 group.create_dataset(str(index), data=checks.host_array(weight.value))
     if include_optimizer and model.optimizer is not None:
@@ -105,7 +104,7 @@ def _layer_plan(file, model, skip_mismatch, source):
     """[(layer, [(dataset name, shape)])] after checking every group; raises before anything is set."""
     plan = []
     for path, layer in _paths(model):
-        if isinstance(layer, Model):
+        if layer.type_name in keras_config.MODEL_TYPES:
             continue
         what = f"the weights of layer {layer.name!r} ({path}/vars)"
         group = hdf5.node(file, f"{path}/vars", what)

@@ -20,8 +20,6 @@ from fastconv import activations, losses, metrics, optimizers
 
 # --- names -------------------------------------------------------------------
 
-# fastconv class -> the Keras 3 class name written for it.
-KERAS_CLASS = {"Model": "Functional"}
 # Keras class names (of any generation) -> the fastconv class that computes the same.
 FASTCONV_CLASS = {
     "InputLayer": "InputLayer", "Conv2D": "Conv2D", "Convolution2D": "Conv2D", "Dense": "Dense", "Flatten": "Flatten",
@@ -31,11 +29,6 @@ FASTCONV_CLASS = {
     "GlobalAveragePooling2D": "GlobalAveragePooling2D", "GlobalAvgPool2D": "GlobalAveragePooling2D",
     "Sequential": "Sequential", "Functional": "Model", "Model": "Model",
 }  # fmt: skip
-
-
-def keras_class_name(layer):
-    name = type(layer).__name__
-    return KERAS_CLASS.get(name, name)
 
 
 def snake_case(class_name):
@@ -354,6 +347,8 @@ def compile_arguments(training_config, source):
 
 # --- writing -------------------------------------------------------------------------
 
+MODEL_TYPES = ("Sequential", "Functional")  # the type names of layers that are models
+
 
 def _input_config(name, batch_shape):
     return {"batch_shape": list(batch_shape), "dtype": "float32", "sparse": False, "name": name}
@@ -370,23 +365,20 @@ def _entry(class_name, config, archive, module="keras.layers", input_shape=None)
 
 def layer_config(layer, archive=False):
     """The Keras 3 ``{'class_name', 'config'}`` of a fastconv layer (a nested model included)."""
-    from fastconv.layers.base import InputLayer
-    from fastconv.models import Model, Sequential
-
-    if isinstance(layer, Sequential):
+    if layer.type_name == "Sequential":
         return _entry("Sequential", sequential_config(layer, archive), archive, module="keras")
-    if isinstance(layer, Model):
+    if layer.type_name == "Functional":
         entry = _entry("Functional", functional_config(layer, archive), archive, module="keras.src.models.functional")
         if archive:
             entry["registered_name"] = "Functional"
         return entry
-    if isinstance(layer, InputLayer):
+    if layer.type_name == "InputLayer":
         return _entry("InputLayer", _input_config(layer.name, layer.output_shape), archive)
     config = {key: value for key, value in layer.get_config().items() if key != "batch_input_shape"}
     config["dtype"] = "float32"
-    if keras_class_name(layer) in ("Conv2D", "MaxPooling2D", "AveragePooling2D", "Flatten", "GlobalMaxPooling2D", "GlobalAveragePooling2D"):
+    if layer.type_name in ("Conv2D", "MaxPooling2D", "AveragePooling2D", "Flatten", "GlobalMaxPooling2D", "GlobalAveragePooling2D"):
         config["data_format"] = "channels_last"
-    return _entry(keras_class_name(layer), config, archive, input_shape=layer.input_shape)
+    return _entry(layer.type_name, config, archive, input_shape=layer.input_shape)
 
 
 def sequential_config(model, archive=False):

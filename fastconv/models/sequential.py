@@ -7,6 +7,8 @@ from fastconv.models.model import Model
 class Sequential(Model):
     """``Sequential([layers...])`` or ``Sequential()`` then ``add``; built as soon as the input shape is known."""
 
+    keras_class_name = "Sequential"
+
     def __init__(self, layers=None, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
         self._input_layer = None

@@ -8,16 +8,6 @@ def _shape_text(layer):
     return f"[{shape}]" if isinstance(layer, InputLayer) else str(shape)
 
 
-def _type_name(layer):
-    from fastconv.models.sequential import Sequential
-
-    if isinstance(layer, Sequential):
-        return "Sequential"
-    from fastconv.models.model import Model
-
-    return "Functional" if isinstance(layer, Model) else type(layer).__name__
-
-
 def print_summary(model, line_length=None, print_fn=None):
     """Layer (type) / Output Shape / Param #, then total, trainable and non-trainable counts."""
     print_fn = print_fn or print
@@ -40,7 +30,7 @@ def print_summary(model, line_length=None, print_fn=None):
     print_fn("=" * line_length)
     layers = model.layers
     for index, layer in enumerate(layers):
-        row([f"{layer.name} ({_type_name(layer)})", _shape_text(layer), layer.count_params()])
+        row([f"{layer.name} ({layer.type_name})", _shape_text(layer), layer.count_params()])
         print_fn("=" * line_length if index == len(layers) - 1 else "_" * line_length)
     weights = {id(w): w for w in model.weights}.values()
     trainable = sum(w.value.size for w in weights if w.trainable)
