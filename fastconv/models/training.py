@@ -1,0 +1,288 @@
+"""Training, apart from the graph: compile, one step, and the loops of fit, evaluate and predict.
+
+:class:`Trainer` is mixed into :class:`fastconv.models.Model` (as Keras keeps its trainer apart from
+its graph). One training step runs forward through the model, takes the loss and its gradient — from
+the logits when the output activation fuses with the loss — runs backward, and lets the optimizer
+update every trainable weight. The kernels are reached only through ``fastconv.get_backend()``.
+
+What it needs of the model: ``forward``/``backward`` over its layers, ``weights``, ``output_shape``,
+``built``/``build_for``/``check_input_shape``, and ``_output_activation()``.
+"""
+
+import math
+
+import numpy as np
+
+from fastconv import losses as losses_module
+from fastconv import metrics as metrics_module
+from fastconv import optimizers as optimizers_module
+from fastconv.backends import get_backend
+from fastconv.callbacks import Callback, History, Progbar, TerminateOnNaN
+from fastconv.models import data as data_module
+
+
+class NonFiniteLoss(FloatingPointError):
+    """The loss of a training batch is NaN or infinite; the step was not applied (the weights are those before it)."""
+
+    def __init__(self, message, loss, step=None):
+        super().__init__(message)
+        self.loss, self.step = loss, step
+
+
+class Trainer:
+    """compile / train_on_batch / fit / evaluate / predict for a model (see the module docstring)."""
+
+    stop_training = False
+    optimizer = loss = None  # set by compile
+    metric_names = ()
+    history = None  # the History of the last fit
+
+    # --- training configuration --------------------------------------------
+
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
+        """Keras' compile: an optimizer (name or object), a loss name, metrics ['accuracy'] or ['acc']."""
+        unsupported = set(kwargs) - {"loss_weights", "weighted_metrics", "run_eagerly", "jit_compile", "steps_per_execution"}
+        if unsupported:
+            raise TypeError(f"compile() got unexpected arguments {sorted(unsupported)}")
+        if loss is None:
+            raise ValueError("compile() needs a loss, e.g. loss='categorical_crossentropy'")
+        self.optimizer = optimizers_module.get(optimizer)
+        self.loss = losses_module.get(loss)
+        self.metric_names = metrics_module.check_metrics(metrics)
+        self.stop_training = False
+
+    def _require_compiled(self):
+        if self.loss is None:
+            raise RuntimeError(f"Model {self.name!r} must be compiled before training or evaluation: call model.compile(...)")
+
+    def _build_from_data(self, x_batch):
+        if not self.built:
+            self.build_for((None, *np.shape(x_batch)[1:]))
+        self.check_input_shape((None, *np.shape(x_batch)[1:]))
+
+    def _place_weights(self, kernels):
+        """Weights live where the backend computes (on the GPU for 'cuda'); a no-op once they are there."""
+        for weight in self.weights:
+            weight.to_backend(kernels)
+
+    def _fused(self):
+        return self.loss.fuses_with is not None and self.loss.fuses_with == self._output_activation()
+
+    # --- steps ---------------------------------------------------------------
+
+    def _loss_and_grad(self, outputs, targets, fused):
+        if fused:
+            return self.loss.from_logits(targets, outputs)
+        kernels = get_backend()
+        loss, grad = self.loss(kernels.to_host(targets), kernels.to_host(outputs))
+        return loss, kernels.to_device(np.ascontiguousarray(grad, dtype=np.float32))
+
+    def _metric_values(self, outputs, targets, fused):
+        if not self.metric_names:
+            return {}
+        kernels = get_backend()
+        outputs, targets = kernels.to_host(outputs), kernels.to_host(targets)
+        if metrics_module.accuracy_for(self.loss.name, outputs.shape) == "binary":
+            value = metrics_module.binary_accuracy(targets, outputs, logits=fused)
+        else:
+            value = metrics_module.categorical_accuracy(targets, outputs)
+        return {name: value for name in self.metric_names}
+
+    def _targets(self, y_batch, batch_size):
+        if y_batch is None:
+            raise ValueError("training and evaluation need targets: pass y, or a generator yielding (x, y)")
+        output_shape = (batch_size, *self.output_shape[1:])
+        return get_backend().to_device(self.loss.targets(data_module.as_float_batch(y_batch, "y"), output_shape))
+
+    def train_on_batch(self, x, y, return_dict=False):
+        """One optimizer step on one batch; returns the loss (and metrics) of that batch before the step.
+
+        A NaN or infinite loss raises :class:`NonFiniteLoss` and leaves the weights as they were.
+        """
+        logs = self._train_step(x, y)
+        return self._format_logs(logs, return_dict)
+
+    def _forward_loss(self, x_batch, y_batch, training):
+        """Forward one batch and take the loss: (logs, loss gradient, caches, fused)."""
+        self._require_compiled()
+        self._build_from_data(x_batch)
+        kernels = get_backend()
+        self._place_weights(kernels)
+        x = kernels.to_device(data_module.as_float_batch(x_batch))
+        targets = self._targets(y_batch, x.shape[0])
+        fused = self._fused()
+        outputs, caches = self.forward(x, training=training, logits=fused)
+        loss, grad = self._loss_and_grad(outputs, targets, fused)
+        return {"loss": loss, **self._metric_values(outputs, targets, fused)}, grad, caches, fused
+
+    def compute_gradients(self, x_batch, y_batch, training=True):
+        """Forward and backward on one batch: sets ``weight.grad`` of every trainable weight; returns the logs."""
+        logs, grad, caches, fused = self._forward_loss(x_batch, y_batch, training)
+        self.backward(grad, caches, need_input_grad=False, logits=fused)
+        return logs
+
+    def _train_step(self, x_batch, y_batch):
+        logs, grad, caches, fused = self._forward_loss(x_batch, y_batch, training=True)
+        if not math.isfinite(logs["loss"]):
+            # One rule for every loss: a NaN or infinite loss never reaches the weights.
+            raise NonFiniteLoss(f"the loss of the batch is {logs['loss']}; the step was not applied", logs["loss"])
+        self.backward(grad, caches, need_input_grad=False, logits=fused)
+        self.optimizer.apply(self.weights)
+        return logs
+
+    def _test_step(self, x_batch, y_batch):
+        return self._forward_loss(x_batch, y_batch, training=False)[0]
+
+    def test_on_batch(self, x, y, return_dict=False):
+        return self._format_logs(self._test_step(x, y), return_dict)
+
+    def _format_logs(self, logs, return_dict):
+        if return_dict:
+            return logs
+        values = [logs["loss"], *(logs[name] for name in self.metric_names)]
+        return values[0] if len(values) == 1 else values
+
+    # --- loops ---------------------------------------------------------------
+
+    def _run_epoch(self, feeder, step, progbar=None, on_batch=None):
+        """Run ``step`` over one epoch of ``feeder``; the logs are sample-weighted means."""
+        totals, seen = {}, 0
+        for index, (x_batch, y_batch) in enumerate(feeder.epoch()):
+            try:
+                logs = step(x_batch, y_batch)
+            except NonFiniteLoss as error:
+                error.step = index + 1
+                raise
+            count = len(x_batch)
+            seen += count
+            for key, value in logs.items():
+                totals[key] = totals.get(key, 0.0) + value * count
+            means = {key: total / seen for key, total in totals.items()}
+            if progbar is not None:
+                progbar.update(index + 1, means)
+            if on_batch is not None:
+                on_batch(index, means)
+        return {key: total / seen for key, total in totals.items()}
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose=1, callbacks=None, validation_split=0.0,
+            validation_data=None, shuffle=True, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
+            validation_batch_size=None, **kwargs):  # fmt: skip
+        """Train for ``epochs``; returns a :class:`~fastconv.callbacks.History` (also kept as ``model.history``).
+
+        ``x``/``y`` arrays, or ``x`` a generator of ``(x, y)`` batches with ``steps_per_epoch``.
+        ``validation_data`` is ``(x_val, y_val)`` or a generator (with ``validation_steps``).
+        """
+        ignored = set(kwargs) - {"workers", "use_multiprocessing", "max_queue_size", "class_weight", "sample_weight"}
+        if ignored:
+            raise TypeError(f"fit() got unexpected arguments {sorted(ignored)}")
+        if kwargs.get("class_weight") is not None or kwargs.get("sample_weight") is not None:
+            raise ValueError("fit(): class_weight and sample_weight are not supported")
+        self._require_compiled()
+        if validation_split and data_module.is_generator(x):
+            raise ValueError("fit(): validation_split needs arrays; with a generator pass validation_data (and validation_steps)")
+        if validation_split:
+            if validation_data is not None:
+                raise ValueError("fit(): give validation_split or validation_data, not both")
+            if not 0 < validation_split < 1:
+                raise ValueError(f"validation_split must be in (0, 1), got {validation_split}")
+            split = int(len(x) * (1 - validation_split))
+            x, validation_data = x[:split], (x[split:], y[split:])
+            y = y[:split]
+        feeder = data_module.batches(x, y, batch_size, shuffle, steps_per_epoch, "steps_per_epoch")
+        validation = None
+        if validation_data is not None:
+            if data_module.is_generator(validation_data):
+                validation = data_module.batches(validation_data, None, None, False, validation_steps, "validation_steps")
+            else:
+                val_x, val_y = validation_data[0], validation_data[1]
+                val_batch_size = validation_batch_size if validation_batch_size is not None else batch_size
+                validation = data_module.batches(val_x, val_y, val_batch_size, False, validation_steps, "validation_steps")
+
+        history = History()
+        callbacks = [history, *(callbacks or [])]
+        log_keys = ["loss", *self.metric_names]
+        params = {"epochs": epochs, "steps": feeder.steps, "verbose": verbose,
+                  "metrics": log_keys + ([f"val_{key}" for key in log_keys] if validation is not None else [])}  # fmt: skip
+        for callback in callbacks:
+            if not isinstance(callback, Callback):
+                raise TypeError(f"callbacks must be fastconv.callbacks.Callback instances, got {type(callback).__name__}")
+            callback.set_model(self)
+            callback.set_params(params)
+        terminate_on_nan = any(isinstance(callback, TerminateOnNaN) for callback in callbacks)
+        self.stop_training = False
+        for callback in callbacks:
+            callback.on_train_begin()
+        for epoch in range(initial_epoch, epochs):
+            for callback in callbacks:
+                callback.on_epoch_begin(epoch)
+            if verbose:
+                print(f"Epoch {epoch + 1}/{epochs}")
+            progbar = Progbar(feeder.steps, verbose)
+
+            def on_batch(index, means):
+                for callback in callbacks:
+                    callback.on_train_batch_end(index, means)
+
+            try:
+                logs = self._run_epoch(feeder, self._train_step, progbar, on_batch)
+            except NonFiniteLoss as error:
+                if not terminate_on_nan:
+                    raise NonFiniteLoss(
+                        f"fit stopped at epoch {epoch + 1}/{epochs}, step {error.step}/{feeder.steps}: the loss is "
+                        f"{error.loss}; the weights are those before this step (pass callbacks=[TerminateOnNaN()] "
+                        "to end training quietly instead)",
+                        error.loss, error.step,
+                    ) from None  # fmt: skip
+                if verbose:
+                    print()
+                on_batch(error.step - 1, {"loss": error.loss})  # TerminateOnNaN says so and stops training
+                break
+            if validation is not None:
+                val_logs = self._run_epoch(validation, self._test_step)
+                logs.update({f"val_{key}": value for key, value in val_logs.items()})
+            progbar.finish(logs)
+            for callback in callbacks:
+                callback.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        for callback in callbacks:
+            callback.on_train_end()
+        self.history = history
+        return history
+
+    def fit_generator(self, generator, steps_per_epoch=None, epochs=1, **kwargs):
+        """Keras 2's name for ``fit`` on a generator."""
+        return self.fit(generator, steps_per_epoch=steps_per_epoch, epochs=epochs, **kwargs)
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose=1, steps=None, return_dict=False, **kwargs):
+        """Loss (and metrics) over the data, as Keras: a scalar, or [loss, metric, ...]."""
+        self._require_compiled()
+        feeder = data_module.batches(x, y, batch_size, False, steps, "steps")
+        progbar = Progbar(feeder.steps, verbose)
+        logs = self._run_epoch(feeder, self._test_step, progbar)
+        progbar.finish(logs)
+        return self._format_logs(logs, return_dict)
+
+    def evaluate_generator(self, generator, steps=None, **kwargs):
+        return self.evaluate(generator, steps=steps, **kwargs)
+
+    def predict(self, x, batch_size=None, verbose=0, steps=None, **kwargs):
+        """The model's outputs (with the output activation) for every sample, as one NumPy array."""
+        kernels = get_backend()
+        feeder = data_module.batches(x, None, batch_size, False, steps, "steps")
+        progbar = Progbar(feeder.steps, verbose)
+        outputs = []
+        for index, (x_batch, _) in enumerate(feeder.epoch()):
+            self._build_from_data(x_batch)
+            self._place_weights(kernels)
+            y, _ = self.forward(kernels.to_device(data_module.as_float_batch(x_batch)), training=False)
+            outputs.append(kernels.to_host(y))
+            progbar.update(index + 1, {})
+        progbar.finish({})
+        return np.concatenate(outputs)
+
+    def predict_generator(self, generator, steps=None, **kwargs):
+        return self.predict(generator, steps=steps, **kwargs)
+
+    def predict_on_batch(self, x):
+        return self.predict(x, batch_size=len(x))
