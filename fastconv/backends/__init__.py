@@ -18,8 +18,8 @@ import os
 
 # name -> (module, attribute holding the backend object or None for the module itself)
 _REGISTRY = {
-    "cython": ("fastconv.backends.cython_backend", "backend"),
-    "numba": ("fastconv.backends.numba_backend", "backend"),
+    "cython": ("fastconv.backends.cython", "backend"),
+    "numba": ("fastconv.backends.numba", "backend"),
     "reference": ("fastconv.backends.reference", None),
     "cuda": ("fastconv.backends.cuda_backend", "backend"),
 }
