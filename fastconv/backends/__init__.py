@@ -21,7 +21,7 @@ _REGISTRY = {
     "cython": ("fastconv.backends.cython", "backend"),
     "numba": ("fastconv.backends.numba", "backend"),
     "reference": ("fastconv.backends.reference", None),
-    "cuda": ("fastconv.backends.cuda_backend", "backend"),
+    "cuda": ("fastconv.backends.cuda", "backend"),
 }
 DEFAULT_BACKEND = "cython"
 _loaded = {}

@@ -83,10 +83,18 @@ class CompiledBackend:
         """A zero-filled array of this backend (optimizer state, absent biases)."""
         return np.zeros(shape, dtype=dtype)
 
+    def adopt(self, *arrays):
+        """The hook a device backend overrides: the kernel inputs as arrays it computes on (None stays None).
+
+        On the CPU the inputs are used as they are; the checks that follow refuse what does not fit.
+        """
+        return arrays
+
     # --- convolution -------------------------------------------------------
 
     def conv2d_forward(self, x_nhwc, kernel, bias, strides=(1, 1), padding="valid"):
         """x_nhwc: (N, H, W, C); kernel: (KH, KW, C, F); bias: (F,) or None -> y (N, OH, OW, F) float32."""
+        x_nhwc, kernel, bias = self.adopt(x_nhwc, kernel, bias)
         (stride_h, stride_w), _, geometry = checks.check_conv2d_forward(x_nhwc, kernel, bias, strides, padding, self.STRICT)
         kernel_h, kernel_w, _, filters = kernel.shape
         y = self.empty((x_nhwc.shape[0], geometry.out_h, geometry.out_w, filters))
@@ -101,6 +109,7 @@ class CompiledBackend:
 
     def conv2d_backward_input(self, grad_out, kernel, input_shape, strides=(1, 1), padding="valid"):
         """grad_out: (N, OH, OW, F); kernel: (KH, KW, C, F) -> grad_x (N, H, W, C) float32."""
+        grad_out, kernel = self.adopt(grad_out, kernel)
         input_shape, ((stride_h, stride_w), _, geometry) = checks.check_conv2d_backward_input(
             grad_out, kernel, input_shape, strides, padding, self.STRICT
         )
@@ -116,6 +125,7 @@ class CompiledBackend:
 
     def conv2d_backward_kernel(self, x_nhwc, grad_out, kernel_shape, strides=(1, 1), padding="valid", with_bias=True):
         """x_nhwc: (N, H, W, C); grad_out: (N, OH, OW, F) -> (grad_kernel (KH, KW, C, F), grad_bias (F,) or None)."""
+        x_nhwc, grad_out = self.adopt(x_nhwc, grad_out)
         kernel_shape, ((stride_h, stride_w), _, geometry) = checks.check_conv2d_backward_kernel(
             x_nhwc, grad_out, kernel_shape, strides, padding, self.STRICT
         )
@@ -134,6 +144,7 @@ class CompiledBackend:
 
     def max_pool2d_forward(self, x_nhwc, pool_size=(2, 2), strides=None, padding="valid"):
         """x_nhwc: (N, H, W, C) -> (y (N, OH, OW, C) float32, argmax (N, OH, OW, C) int32 = row * W + col)."""
+        (x_nhwc,) = self.adopt(x_nhwc)
         pool, stride, _, geometry = checks.check_pool2d_forward("max_pool2d_forward", x_nhwc, pool_size, strides, padding, self.STRICT)
         out_shape = (x_nhwc.shape[0], geometry.out_h, geometry.out_w, x_nhwc.shape[3])
         y = self.empty(out_shape)
@@ -143,6 +154,7 @@ class CompiledBackend:
 
     def max_pool2d_backward(self, grad_out, argmax, input_shape):
         """grad_out, argmax: (N, OH, OW, C) -> grad_x (N, H, W, C) float32."""
+        grad_out, argmax = self.adopt(grad_out, argmax)
         input_shape = checks.check_max_pool2d_backward(grad_out, argmax, input_shape, self.STRICT)
         grad_x = self.empty(input_shape)
         self.kernels.max_pool2d_backward(grad_out, argmax, grad_x)
@@ -150,6 +162,7 @@ class CompiledBackend:
 
     def avg_pool2d_forward(self, x_nhwc, pool_size=(2, 2), strides=None, padding="valid"):
         """x_nhwc: (N, H, W, C) -> y (N, OH, OW, C) float32, the mean over real (unpadded) inputs."""
+        (x_nhwc,) = self.adopt(x_nhwc)
         pool, stride, _, geometry = checks.check_pool2d_forward("avg_pool2d_forward", x_nhwc, pool_size, strides, padding, self.STRICT)
         y = self.empty((x_nhwc.shape[0], geometry.out_h, geometry.out_w, x_nhwc.shape[3]))
         self.kernels.avg_pool2d_forward(x_nhwc, y, pool[0], pool[1], stride[0], stride[1], geometry.pad_top, geometry.pad_left)
@@ -157,6 +170,7 @@ class CompiledBackend:
 
     def avg_pool2d_backward(self, grad_out, input_shape, pool_size=(2, 2), strides=None, padding="valid"):
         """grad_out: (N, OH, OW, C) -> grad_x (N, H, W, C) float32."""
+        (grad_out,) = self.adopt(grad_out)
         input_shape, (pool, stride, _, geometry) = checks.check_pool2d_backward(
             "avg_pool2d_backward", grad_out, input_shape, pool_size, strides, padding, self.STRICT
         )
@@ -168,6 +182,7 @@ class CompiledBackend:
 
     def dense_forward(self, x, kernel, bias):
         """x: (N, D_in); kernel: (D_in, D_out); bias: (D_out,) or None -> y (N, D_out) float32."""
+        x, kernel, bias = self.adopt(x, kernel, bias)
         checks.check_dense_forward(x, kernel, bias, self.STRICT)
         y = self.empty((x.shape[0], kernel.shape[1]))
         bias = self.zeros(kernel.shape[1]) if bias is None else bias
@@ -177,6 +192,7 @@ class CompiledBackend:
 
     def dense_backward(self, grad_out, x, kernel, with_bias=True):
         """-> (grad_x (N, D_in), grad_kernel (D_in, D_out), grad_bias (D_out,) or None), float32."""
+        grad_out, x, kernel = self.adopt(grad_out, x, kernel)
         checks.check_dense_backward(grad_out, x, kernel, self.STRICT)
         grad_x = self.empty(x.shape)
         grad_kernel = self.empty(kernel.shape)
@@ -189,6 +205,7 @@ class CompiledBackend:
 
     def relu_forward(self, x):
         """max(x, 0), any shape, float32."""
+        (x,) = self.adopt(x)
         checks.check_array("relu_forward", "x", x, None, self.STRICT)
         y = self.empty(x.shape)
         self.kernels.relu_forward(x.reshape(-1), y.reshape(-1))
@@ -196,6 +213,7 @@ class CompiledBackend:
 
     def relu_backward(self, grad_out, y):
         """grad_out where the forward output y was positive, else 0."""
+        grad_out, y = self.adopt(grad_out, y)
         checks.check_same_shape("relu_backward", [("grad_out", grad_out), ("y", y)], None, self.STRICT)
         grad_x = self.empty(grad_out.shape)
         self.kernels.relu_backward(grad_out.reshape(-1), y.reshape(-1), grad_x.reshape(-1))
@@ -203,6 +221,7 @@ class CompiledBackend:
 
     def sigmoid_forward(self, x):
         """1 / (1 + exp(-x)), any shape, float32."""
+        (x,) = self.adopt(x)
         checks.check_array("sigmoid_forward", "x", x, None, self.STRICT)
         y = self.empty(x.shape)
         self.kernels.sigmoid_forward(x.reshape(-1), y.reshape(-1))
@@ -210,6 +229,7 @@ class CompiledBackend:
 
     def sigmoid_backward(self, grad_out, y):
         """grad_out * y * (1 - y), y being the forward output."""
+        grad_out, y = self.adopt(grad_out, y)
         checks.check_same_shape("sigmoid_backward", [("grad_out", grad_out), ("y", y)], None, self.STRICT)
         grad_x = self.empty(grad_out.shape)
         self.kernels.sigmoid_backward(grad_out.reshape(-1), y.reshape(-1), grad_x.reshape(-1))
@@ -217,6 +237,7 @@ class CompiledBackend:
 
     def softmax_forward(self, x):
         """Row-wise softmax of x: (N, K), float32."""
+        (x,) = self.adopt(x)
         checks.check_array("softmax_forward", "x", x, 2, self.STRICT)
         y = self.empty(x.shape)
         self.kernels.softmax_forward(x, y)
@@ -224,6 +245,7 @@ class CompiledBackend:
 
     def softmax_backward(self, grad_out, y):
         """y * (grad_out - sum(grad_out * y)) row-wise; grad_out, y: (N, K)."""
+        grad_out, y = self.adopt(grad_out, y)
         checks.check_same_shape("softmax_backward", [("grad_out", grad_out), ("y", y)], 2, self.STRICT)
         grad_x = self.empty(grad_out.shape)
         self.kernels.softmax_backward(grad_out, y, grad_x)
@@ -240,12 +262,14 @@ class CompiledBackend:
 
     def softmax_cross_entropy(self, logits, targets):
         """logits, targets: (N, K) -> (mean loss float, grad_logits (N, K) float32)."""
+        logits, targets = self.adopt(logits, targets)
         checks.check_loss_inputs("softmax_cross_entropy", logits, targets, self.STRICT)
         grad = self.empty(logits.shape)
         return float(self.kernels.softmax_cross_entropy(logits, targets, grad)), grad
 
     def sigmoid_binary_cross_entropy(self, logits, targets):
         """logits, targets: (N, K) -> (mean loss float, grad_logits (N, K) float32)."""
+        logits, targets = self.adopt(logits, targets)
         checks.check_loss_inputs("sigmoid_binary_cross_entropy", logits, targets, self.STRICT)
         grad = self.empty(logits.shape)
         return float(self.kernels.sigmoid_binary_cross_entropy(logits, targets, grad)), grad

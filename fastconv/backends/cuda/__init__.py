@@ -1,0 +1,98 @@
+"""The ``cuda`` backend: numba.cuda kernels, one module per op family, arrays resident on the GPU.
+
+Its arrays are Numba device arrays. ``to_device`` copies a NumPy array to the
+GPU (a device array stays), ``to_host`` copies back; kernels also accept
+NumPy inputs and copy them over. Weights, optimizer state and activations stay
+on the GPU during ``fit``: per step the batch goes in and the loss and the
+outputs needed for the metrics come out.
+
+Loading it without a usable GPU raises ImportError saying why; fastconv never
+falls back to another backend silently. Under ``NUMBA_ENABLE_CUDASIM=1`` it
+runs on Numba's CUDA simulator (slow; for tests on small shapes).
+"""
+
+import numpy as np
+
+from fastconv.backends import checks
+from fastconv.backends.compiled import CompiledBackend
+from fastconv.backends.contract import collect_kernels
+
+
+def _require_gpu():
+    try:
+        from numba import cuda
+    except Exception as error:  # numba without its CUDA target, or a broken install
+        raise ImportError(f"numba.cuda cannot be imported ({error}); install numba-cuda with a CUDA driver") from error
+    try:
+        available = cuda.is_available()
+    except Exception as error:
+        raise ImportError(f"numba.cuda cannot reach a GPU: {error}") from error
+    if not available:
+        raise ImportError(
+            "no CUDA GPU is usable here (numba.cuda.is_available() is False: no NVIDIA GPU, no driver, or an "
+            "unsupported one); set NUMBA_ENABLE_CUDASIM=1 to run on Numba's simulator"
+        )
+    return cuda
+
+
+cuda = _require_gpu()
+
+from fastconv.backends.cuda import activations, conv, dense, losses, pool, updates  # noqa: E402  (after the check)
+from fastconv.backends.cuda._common import fill  # noqa: E402
+
+
+class CudaBackend(CompiledBackend):
+    """The kernel API of ``fastconv.backends.reference`` on device arrays: the CPU backends' checks and allocation,
+    with device arrays (``empty``, ``zeros``), inputs adopted onto the GPU (``adopt``) and the element-wise
+    updates on the device."""
+
+    def __init__(self):
+        super().__init__("cuda", collect_kernels("cuda", (conv, pool, dense, activations, losses)))
+
+    def to_device(self, array):
+        if checks.is_device_array(array):
+            return array
+        return cuda.to_device(np.ascontiguousarray(array))
+
+    def to_host(self, array):
+        return checks.host_array(array)
+
+    def empty(self, shape, dtype=np.float32):
+        return cuda.device_array(shape, dtype=dtype)
+
+    def zeros(self, shape, dtype=np.float32):
+        array = cuda.device_array(shape, dtype=dtype)
+        if array.size:
+            fill(array, 0)
+        return array
+
+    def adopt(self, *arrays):
+        """Kernels accept NumPy inputs too: they are copied to the GPU first (and checked there, as device arrays)."""
+        return [None if array is None else self.to_device(array) for array in arrays]
+
+    def multiply(self, a, b):
+        """a * b, element-wise, same shapes."""
+        a, b = self.adopt(a, b)
+        if a.shape != b.shape:
+            raise ValueError(f"multiply: shapes {a.shape} and {b.shape} differ")
+        out = self.empty(a.shape)
+        activations.multiply(a.reshape(a.size), b.reshape(b.size), out.reshape(out.size))
+        return out
+
+    def sgd_update(self, weight, grad, velocity, learning_rate, momentum, nesterov):
+        """In place on device arrays (see fastconv.backends.host_ops for the formula)."""
+        updates.sgd_update(weight.reshape(weight.size), grad.reshape(grad.size), velocity.reshape(velocity.size),
+                           learning_rate, momentum, nesterov)  # fmt: skip
+
+    def rmsprop_update(self, weight, grad, mean_square, learning_rate, rho, epsilon):
+        """In place on device arrays."""
+        updates.rmsprop_update(weight.reshape(weight.size), grad.reshape(grad.size), mean_square.reshape(mean_square.size),
+                               learning_rate, rho, epsilon)  # fmt: skip
+
+    def adam_update(self, weight, grad, first, second, step_size, beta_1, beta_2, epsilon):
+        """In place on device arrays."""
+        updates.adam_update(weight.reshape(weight.size), grad.reshape(grad.size), first.reshape(first.size),
+                            second.reshape(second.size), step_size, beta_1, beta_2, epsilon)  # fmt: skip
+
+
+backend = CudaBackend()

@@ -1,0 +1,15 @@
+"""Dense on the GPU: the shared GEMM, bias in its epilogue. x: (N, D_in); kernel: (D_in, D_out)."""
+
+from fastconv.backends.cuda._common import column_sums
+from fastconv.backends.cuda.gemm import gemm
+
+def dense_forward(x, kernel, bias, y, threads):
+    """y = x @ kernel + bias (bias in the GEMM's epilogue)."""
+    gemm(x, kernel, y, bias=bias)
+
+
+def dense_backward(grad_out, x, kernel, grad_x, grad_kernel, grad_bias, threads):
+    gemm(grad_out, kernel, grad_x, transpose_b=True)
+    gemm(x, grad_out, grad_kernel, transpose_a=True)
+    if grad_bias.shape[0] > 0:
+        column_sums(grad_out, grad_bias)
