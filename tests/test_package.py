@@ -115,3 +115,28 @@ def test_the_import_graph_has_no_cycle():
         if module not in state:
             visit(module, [module])
     assert not cycles, cycles
+
+
+def test_the_compiled_backends_low_level_kernels_take_the_same_parameters():
+    """Every kernel of the contract, by the same parameter names in the Cython, Numba and CUDA sources (the CUDA
+    folder is read as text, so this runs without a GPU)."""
+    import ast
+    import inspect
+    from pathlib import Path
+
+    from fastconv.backends.contract import KERNEL_NAMES
+
+    def parameters_in(folder):
+        found = {}
+        for path in sorted(folder.glob("*.py")):
+            for node in ast.parse(path.read_text()).body:
+                if isinstance(node, ast.FunctionDef) and node.name in KERNEL_NAMES:
+                    found[node.name] = [argument.arg for argument in node.args.args]
+        return found
+
+    backends = Path(fastconv.__file__).parent / "backends"
+    numba_kernels, cuda_kernels = parameters_in(backends / "numba"), parameters_in(backends / "cuda")
+    cython = load_backend("cython").kernels
+    for name in KERNEL_NAMES:
+        cython_parameters = list(inspect.signature(getattr(cython, name)).parameters)
+        assert numba_kernels.get(name) == cython_parameters == cuda_kernels.get(name), name
