@@ -11,16 +11,29 @@ The arithmetic is the current backend's (``sgd_update``, ``rmsprop_update``,
 ``adam_update``), so weights and state stay where the backend keeps them.
 """
 
+import math
+
 import numpy as np
 
 from fastconv.backends import checks, get_backend
+
+
+def check_learning_rate(value, owner):
+    """``value`` as a float >= 0; NaN, infinity, negatives and non-numbers raise ValueError naming ``owner``."""
+    try:
+        rate = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{owner}: learning_rate must be a number, got {value!r}") from None
+    if not math.isfinite(rate) or rate < 0:
+        raise ValueError(f"{owner}: learning_rate must be a finite number >= 0, got {value!r}")
+    return rate
 
 
 class Optimizer:
     slot_names = ()  # Keras 3's names of the per-weight state, in the order of ``slot(weight, index)``
 
     def __init__(self, learning_rate=0.01, lr=None, name=None):
-        self.learning_rate = float(lr if lr is not None else learning_rate)
+        self.learning_rate = check_learning_rate(lr if lr is not None else learning_rate, type(self).__name__)
         self.name = name or type(self).__name__.lower()
         self.iterations = 0
         self._slots = {}

@@ -107,8 +107,6 @@ cdef void col2im_sample(const float* cols, float* grad_sample,
                           ow * stride_w - pad_left, height, width, channels, kernel_h, kernel_w)
 
 
-
-
 cdef int check_extents(Py_ssize_t batch, Py_ssize_t channels, Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t filters,
                        Py_ssize_t matrix_rows, Py_ssize_t matrix_cols, Py_ssize_t grad_batch, Py_ssize_t grad_h,
                        Py_ssize_t grad_w, Py_ssize_t grad_filters, Py_ssize_t stride_h, Py_ssize_t stride_w,

@@ -11,7 +11,6 @@ from libc.string cimport memcpy
 from _linalg cimport column_sums, gemm_row_major
 
 
-
 def dense_forward(const float[:, ::1] x, const float[:, ::1] kernel, const float[::1] bias, float[:, ::1] y, int threads):
     """y = x @ kernel + bias. x: (N, D_in); kernel: (D_in, D_out); bias: (D_out,); y: (N, D_out), written."""
     cdef Py_ssize_t batch = x.shape[0], features = x.shape[1], units = kernel.shape[1], row, part, first, last

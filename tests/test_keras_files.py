@@ -307,6 +307,27 @@ def test_compile_settings_fastconv_lacks_are_refused_and_compile_false_skips_the
     assert_predicts(models.load_model(path, compile=False), "mnist_convnet", "keras3")
 
 
+@pytest.mark.parametrize("where", ["optimizer state", "compile config"])
+@pytest.mark.parametrize("rate", [float("nan"), float("inf"), -1.0])
+def test_a_learning_rate_that_is_not_a_finite_non_negative_number_is_refused(tmp_path, where, rate):
+    path = tmp_path / "m.h5"
+    shutil.copy(KERAS_FILES / "cats_dogs_convnet.keras3.h5", path)
+    with h5py.File(path, "a") as file:
+        if where == "optimizer state":
+            group = file["optimizer_weights/rm_sprop_1"]
+            del group["learning_rate"]
+            group["learning_rate"] = np.float32(rate)
+        else:
+            training = json.loads(file.attrs["training_config"])
+            training["optimizer_config"]["config"]["learning_rate"] = rate
+            file.attrs["training_config"] = json.dumps(training)
+    with pytest.raises(ValueError, match=r"learning_rate must be a finite number >= 0") as error:
+        models.load_model(path)
+    assert str(path) in str(error.value)
+    with pytest.raises(ValueError, match=r"RMSprop: learning_rate must be a finite number >= 0"):
+        fastconv.optimizers.RMSprop(learning_rate=rate)
+
+
 def test_damaged_and_crafted_archives_are_refused_naming_the_file(tmp_path):
     source = KERAS_FILES / "mnist_convnet.keras"
     truncated = tmp_path / "truncated.keras"

@@ -33,17 +33,23 @@ def atomic_file(path):
             yield file
 
 
-def open_file(filepath, what="weights file"):
-    """An ``h5py.File`` open for reading; FileNotFoundError or ValueError (not HDF5) naming the file."""
+def check_readable(filepath, what):
+    """``filepath`` as a Path to an existing file; FileNotFoundError or ValueError naming ``what`` and the path."""
     path = Path(filepath)
     if not path.exists():
         raise FileNotFoundError(f"{what} {path} does not exist")
     if not path.is_file():
         raise ValueError(f"{what} {path} is not a file")
+    return path
+
+
+def open_file(filepath, what="weights file"):
+    """An ``h5py.File`` open for reading; FileNotFoundError or ValueError (not HDF5) naming the file."""
+    path = check_readable(filepath, what)
     try:
         return h5py.File(path, "r")
     except OSError as error:
-        raise ValueError(f"{path} is not an HDF5 weights file: {error}") from None
+        raise ValueError(f"{path} is not an HDF5 {what} (nor a Keras .keras archive): {error}") from None
 
 
 def has(group, name):

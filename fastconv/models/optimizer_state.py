@@ -17,6 +17,8 @@ import warnings
 
 import numpy as np
 
+from fastconv.optimizers import check_learning_rate
+
 
 def entries(optimizer, weights):
     """[(name, array)] of the state of ``optimizer`` over ``weights``, in Keras 3's order and names."""
@@ -72,7 +74,9 @@ def restore(optimizer, weights, names, read, source):
             f"over the model's {count} trainable weights has {first_slot + kinds * count}"
         )
     iterations = int(read(0, (), "iu"))
-    learning_rate = float(read(1, (), "f")) if layout == "keras3" else None
+    learning_rate = None
+    if layout == "keras3":
+        learning_rate = check_learning_rate(read(1, (), "f"), f"{source}: the saved optimizer state")
     slots = [[None] * count for _ in range(kinds)]
     if len(names) > first_slot:
         for position in range(kinds * count):

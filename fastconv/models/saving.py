@@ -14,6 +14,7 @@ changes anything.
 
 from pathlib import Path
 
+from fastconv.layers.base import check_layer_name, check_unique_names
 from fastconv.models import hdf5, keras_archive, legacy_h5
 
 
@@ -29,13 +30,14 @@ def _check_target(filepath, overwrite):
 
 
 def _check_layer_names(model):
-    """Each layer is one group named after it: names must be unique and free of '/' before anything is written."""
-    seen = set()
-    for layer in model.layers:
-        if "/" in layer.name or layer.name in seen:
-            problem = "contains '/'" if "/" in layer.name else "is used by two layers"
-            raise ValueError(f"cannot save model {model.name!r}: the layer name {layer.name!r} {problem}")
-        seen.add(layer.name)
+    """Each layer is one group named after it: the checks of ``add`` again (a name may have changed since), before
+    anything is written."""
+    try:
+        for layer in model.layers:
+            check_layer_name(layer.name)
+        check_unique_names(model, model.layers)
+    except ValueError as error:
+        raise ValueError(f"cannot save model {model.name!r}: {error}") from None
 
 
 def _check_savable(model, filepath, overwrite):
@@ -62,18 +64,9 @@ def save_weights(model, filepath, overwrite=True):
             legacy_h5.write_weights(file, model)
 
 
-def _check_source(filepath, what):
-    path = Path(filepath)
-    if not path.exists():
-        raise FileNotFoundError(f"{what} {path} does not exist")
-    if not path.is_file():
-        raise ValueError(f"{what} {path} is not a file")
-    return path
-
-
 def load_weights(model, filepath, by_name=False, skip_mismatch=False):
     """Keras' rule: by layer order (layers that hold weights), or ``by_name=True`` by layer name. All or nothing."""
-    path = _check_source(filepath, "weights file")
+    path = hdf5.check_readable(filepath, "weights file")
     if keras_archive.is_archive(path):
         _refuse_by_name(by_name, path)
         keras_archive.load_archive_weights(model, path, skip_mismatch)
@@ -95,7 +88,7 @@ def _refuse_by_name(by_name, path):
 
 
 def load_model(filepath, compile=True):
-    path = _check_source(filepath, "model file")
+    path = hdf5.check_readable(filepath, "model file")
     if keras_archive.is_archive(path):
         return keras_archive.load_archive(path, compile)
     with hdf5.open_file(path, "model file") as file:
