@@ -60,12 +60,33 @@ cdef inline void scatter_patch(float* grad_sample, const float* patch, Py_ssize_
                 target[c] += source[c]
 
 
-cdef void im2col_rows(const float* x, float* cols, Py_ssize_t first_row, Py_ssize_t rows,
-                      Py_ssize_t height, Py_ssize_t width, Py_ssize_t channels, Py_ssize_t out_h, Py_ssize_t out_w,
-                      Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
-                      Py_ssize_t kernel_h, Py_ssize_t kernel_w) noexcept nogil:
+cdef struct conv_plan:
+    # fastconv.backends.plans.ConvPlan, read once per call so that the nogil helpers can take it.
+    Py_ssize_t stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w, block_rows
+    int threads
+
+
+cdef conv_plan read_plan(plan) except *:
+    """The C struct of a ConvPlan, its fields checked positive where they must be."""
+    cdef conv_plan c_plan
+    c_plan.stride_h = plan.stride_h
+    c_plan.stride_w = plan.stride_w
+    c_plan.pad_top = plan.pad_top
+    c_plan.pad_left = plan.pad_left
+    c_plan.kernel_h = plan.kernel_h
+    c_plan.kernel_w = plan.kernel_w
+    c_plan.block_rows = plan.block_rows
+    c_plan.threads = plan.threads
+    if min(c_plan.stride_h, c_plan.stride_w, c_plan.kernel_h, c_plan.kernel_w, c_plan.block_rows, c_plan.threads) < 1:
+        raise ValueError(f"conv2d: strides, kernel size, block_rows and threads must be positive in {plan}")
+    return c_plan
+
+
+cdef void im2col_rows(const float* x, float* cols, Py_ssize_t first_row, Py_ssize_t rows, Py_ssize_t height,
+                      Py_ssize_t width, Py_ssize_t channels, Py_ssize_t out_h, Py_ssize_t out_w,
+                      const conv_plan* plan) noexcept nogil:
     """cols (rows, KH*KW*C): the patches of output pixels [first_row, first_row + rows) of the flattened (N, OH, OW)."""
-    cdef Py_ssize_t patch_len = kernel_h * kernel_w * channels
+    cdef Py_ssize_t patch_len = plan.kernel_h * plan.kernel_w * channels
     cdef Py_ssize_t i, pixel, n, oh, ow
     for i in range(rows):
         pixel = first_row + i
@@ -73,76 +94,71 @@ cdef void im2col_rows(const float* x, float* cols, Py_ssize_t first_row, Py_ssiz
         oh = (pixel // out_w) % out_h
         ow = pixel % out_w
         gather_patch(x + n * height * width * channels, cols + i * patch_len,
-                     oh * stride_h - pad_top, ow * stride_w - pad_left, height, width, channels, kernel_h, kernel_w)
+                     oh * plan.stride_h - plan.pad_top, ow * plan.stride_w - plan.pad_left,
+                     height, width, channels, plan.kernel_h, plan.kernel_w)
 
 
-cdef inline bint is_pointwise(Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
-                              Py_ssize_t kernel_h, Py_ssize_t kernel_w) noexcept nogil:
-    return kernel_h == 1 and kernel_w == 1 and stride_h == 1 and stride_w == 1 and pad_top == 0 and pad_left == 0
+cdef inline bint is_pointwise(const conv_plan* plan) noexcept nogil:
+    return (plan.kernel_h == 1 and plan.kernel_w == 1 and plan.stride_h == 1 and plan.stride_w == 1
+            and plan.pad_top == 0 and plan.pad_left == 0)
 
 
 cdef const float* block_patches(const float* x, float* cols, Py_ssize_t first_row, Py_ssize_t rows,
-                               Py_ssize_t height, Py_ssize_t width, Py_ssize_t channels, Py_ssize_t out_h,
-                               Py_ssize_t out_w, Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top,
-                               Py_ssize_t pad_left, Py_ssize_t kernel_h, Py_ssize_t kernel_w) noexcept nogil:
+                                Py_ssize_t height, Py_ssize_t width, Py_ssize_t channels, Py_ssize_t out_h,
+                                Py_ssize_t out_w, const conv_plan* plan) noexcept nogil:
     """The (rows, KH*KW*C) patch matrix of a block: x's own rows for a pointwise kernel, else gathered into cols."""
-    if is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w):
+    if is_pointwise(plan):
         return x + first_row * channels
-    im2col_rows(x, cols, first_row, rows, height, width, channels, out_h, out_w,
-                stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+    im2col_rows(x, cols, first_row, rows, height, width, channels, out_h, out_w, plan)
     return cols
 
 
-cdef void col2im_sample(const float* cols, float* grad_sample,
-                        Py_ssize_t height, Py_ssize_t width, Py_ssize_t channels, Py_ssize_t out_h, Py_ssize_t out_w,
-                        Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
-                        Py_ssize_t kernel_h, Py_ssize_t kernel_w) noexcept nogil:
+cdef void col2im_sample(const float* cols, float* grad_sample, Py_ssize_t height, Py_ssize_t width,
+                        Py_ssize_t channels, Py_ssize_t out_h, Py_ssize_t out_w, const conv_plan* plan) noexcept nogil:
     """grad_sample (H, W, C) = the sum of one sample's patch rows cols (OH*OW, KH*KW*C) scattered back."""
-    cdef Py_ssize_t patch_len = kernel_h * kernel_w * channels
+    cdef Py_ssize_t patch_len = plan.kernel_h * plan.kernel_w * channels
     cdef Py_ssize_t oh, ow
     memset(grad_sample, 0, height * width * channels * sizeof(float))
     for oh in range(out_h):
         for ow in range(out_w):
-            scatter_patch(grad_sample, cols + (oh * out_w + ow) * patch_len, oh * stride_h - pad_top,
-                          ow * stride_w - pad_left, height, width, channels, kernel_h, kernel_w)
+            scatter_patch(grad_sample, cols + (oh * out_w + ow) * patch_len, oh * plan.stride_h - plan.pad_top,
+                          ow * plan.stride_w - plan.pad_left, height, width, channels, plan.kernel_h, plan.kernel_w)
 
 
 cdef int check_extents(Py_ssize_t batch, Py_ssize_t channels, Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t filters,
                        Py_ssize_t matrix_rows, Py_ssize_t matrix_cols, Py_ssize_t grad_batch, Py_ssize_t grad_h,
-                       Py_ssize_t grad_w, Py_ssize_t grad_filters, Py_ssize_t stride_h, Py_ssize_t stride_w,
-                       Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t block_rows, int threads) except -1:
-    if stride_h < 1 or stride_w < 1 or kernel_h < 1 or kernel_w < 1 or block_rows < 1 or threads < 1:
-        raise ValueError(f"conv2d: strides ({stride_h}, {stride_w}), kernel ({kernel_h}, {kernel_w}), block_rows "
-                         f"{block_rows} and threads {threads} must be positive")
-    if matrix_rows != kernel_h * kernel_w * channels or matrix_cols != filters:
-        raise ValueError(f"conv2d: kernel matrix ({matrix_rows}, {matrix_cols}) does not match kernel ({kernel_h}, {kernel_w}, {channels}, {filters})")
+                       Py_ssize_t grad_w, Py_ssize_t grad_filters, const conv_plan* plan) except -1:
+    if matrix_rows != plan.kernel_h * plan.kernel_w * channels or matrix_cols != filters:
+        raise ValueError(f"conv2d: kernel matrix ({matrix_rows}, {matrix_cols}) does not match kernel "
+                         f"({plan.kernel_h}, {plan.kernel_w}, {channels}, {filters})")
     if (grad_batch, grad_h, grad_w, grad_filters) != (batch, out_h, out_w, filters):
         raise ValueError(f"conv2d: output ({grad_batch}, {grad_h}, {grad_w}, {grad_filters}) does not match ({batch}, {out_h}, {out_w}, {filters})")
-    if max(block_rows, out_h * out_w) * matrix_rows >= 2**31:
+    if max(plan.block_rows, out_h * out_w) * matrix_rows >= 2**31:
         raise ValueError("conv2d: a block of patches is too large for 32-bit BLAS indices")
     return 0
 
 
 def conv2d_forward(const float[:, :, :, ::1] x, const float[:, ::1] kernel_matrix, const float[::1] bias,
-                   float[:, :, :, ::1] y, Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top,
-                   Py_ssize_t pad_left, Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t block_rows, int threads):
-    """y = conv(x, kernel) + bias, in blocks of ``block_rows`` output pixels shared among ``threads``.
+                   float[:, :, :, ::1] out_y, plan):
+    """out_y = conv(x, kernel) + bias, in blocks of ``plan.block_rows`` output pixels shared among ``plan.threads``.
 
-    x: (N, H, W, C); kernel_matrix: (KH*KW*C, F); bias: (F,); y: (N, OH, OW, F), written.
+    x: (N, H, W, C); kernel_matrix: (KH*KW*C, F); bias: (F,); out_y: (N, OH, OW, F), written; plan: a ConvPlan.
     """
+    cdef conv_plan c_plan = read_plan(plan)
     cdef Py_ssize_t batch = x.shape[0], height = x.shape[1], width = x.shape[2], channels = x.shape[3]
-    cdef Py_ssize_t out_h = y.shape[1], out_w = y.shape[2], filters = y.shape[3]
-    cdef Py_ssize_t patch_len = kernel_matrix.shape[0]
+    cdef Py_ssize_t out_h = out_y.shape[1], out_w = out_y.shape[2], filters = out_y.shape[3]
+    cdef Py_ssize_t patch_len = kernel_matrix.shape[0], block_rows = c_plan.block_rows
+    cdef int threads = c_plan.threads
     check_extents(batch, channels, out_h, out_w, filters, kernel_matrix.shape[0], kernel_matrix.shape[1],
-                  y.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
+                  out_y.shape[0], out_h, out_w, filters, &c_plan)
     if bias.shape[0] != filters:
         raise ValueError(f"conv2d_forward: bias ({bias.shape[0]},) does not match {filters} filters")
-    cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+    cdef bint pointwise = is_pointwise(&c_plan)
     cdef Py_ssize_t total_rows = batch * out_h * out_w
     cdef Py_ssize_t blocks = (total_rows + block_rows - 1) // block_rows
     cdef Py_ssize_t block, first_row, rows, row
     cdef const float* x_data = &x[0, 0, 0, 0]
-    cdef float* y_data = &y[0, 0, 0, 0]
+    cdef float* y_data = &out_y[0, 0, 0, 0]
     cdef float* cols
     cdef const float* patches
     cdef int failed = 0
@@ -156,8 +172,7 @@ def conv2d_forward(const float[:, :, :, ::1] x, const float[:, ::1] kernel_matri
                     continue
                 first_row = block * block_rows
                 rows = min(block_rows, total_rows - first_row)
-                patches = block_patches(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,
-                                        stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+                patches = block_patches(x_data, cols, first_row, rows, height, width, channels, out_h, out_w, &c_plan)
                 for row in range(first_row, first_row + rows):
                     memcpy(y_data + row * filters, &bias[0], filters * sizeof(float))
                 gemm_row_major(False, False, <int>rows, <int>filters, <int>patch_len, 1.0, patches, <int>patch_len,
@@ -168,24 +183,24 @@ def conv2d_forward(const float[:, :, :, ::1] x, const float[:, ::1] kernel_matri
 
 
 def conv2d_backward_input(const float[:, :, :, ::1] grad_out, const float[:, ::1] kernel_matrix,
-                          float[:, :, :, ::1] grad_x, Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top,
-                          Py_ssize_t pad_left, Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t block_rows,
-                          int threads):
-    """grad_x = the gradient of conv with respect to its input, one sample per block.
+                          float[:, :, :, ::1] out_grad_x, plan):
+    """out_grad_x = the gradient of conv with respect to its input, one sample per block.
 
-    grad_out: (N, OH, OW, F); kernel_matrix: (KH*KW*C, F); grad_x: (N, H, W, C), written.
-    ``block_rows`` is unused (a sample's patches are scattered as one block) but kept for one signature.
+    grad_out: (N, OH, OW, F); kernel_matrix: (KH*KW*C, F); out_grad_x: (N, H, W, C), written; plan: a ConvPlan
+    (``block_rows`` unused: a sample's patches are scattered as one block).
     """
-    cdef Py_ssize_t batch = grad_x.shape[0], height = grad_x.shape[1], width = grad_x.shape[2]
-    cdef Py_ssize_t channels = grad_x.shape[3]
+    cdef conv_plan c_plan = read_plan(plan)
+    cdef Py_ssize_t batch = out_grad_x.shape[0], height = out_grad_x.shape[1], width = out_grad_x.shape[2]
+    cdef Py_ssize_t channels = out_grad_x.shape[3]
     cdef Py_ssize_t out_h = grad_out.shape[1], out_w = grad_out.shape[2], filters = grad_out.shape[3]
     cdef Py_ssize_t patch_len = kernel_matrix.shape[0]
+    cdef int threads = c_plan.threads
     check_extents(batch, channels, out_h, out_w, filters, kernel_matrix.shape[0], kernel_matrix.shape[1],
-                  grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
-    cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+                  grad_out.shape[0], out_h, out_w, filters, &c_plan)
+    cdef bint pointwise = is_pointwise(&c_plan)
     if pointwise and (out_h, out_w) != (height, width):
         raise ValueError("conv2d_backward_input: a 1x1 stride-1 convolution keeps the spatial size")
-    cdef Py_ssize_t pixels = out_h * out_w, sample_len = height * width * channels
+    cdef Py_ssize_t pixels = out_h * out_w
     cdef Py_ssize_t n
     cdef float* cols
     cdef int failed = 0
@@ -199,33 +214,32 @@ def conv2d_backward_input(const float[:, :, :, ::1] grad_out, const float[:, ::1
                     continue
                 gemm_row_major(False, True, <int>pixels, <int>patch_len, <int>filters, 1.0, &grad_out[n, 0, 0, 0],
                                <int>filters, &kernel_matrix[0, 0], <int>filters, 0.0,
-                               &grad_x[n, 0, 0, 0] if pointwise else cols, <int>patch_len)
+                               &out_grad_x[n, 0, 0, 0] if pointwise else cols, <int>patch_len)
                 if not pointwise:
-                    col2im_sample(cols, &grad_x[n, 0, 0, 0], height, width, channels, out_h, out_w,
-                                  stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+                    col2im_sample(cols, &out_grad_x[n, 0, 0, 0], height, width, channels, out_h, out_w, &c_plan)
             free(cols)
     if failed:
         raise MemoryError(f"conv2d_backward_input: cannot allocate a ({pixels}, {patch_len}) patch block")
 
 
 def conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, :, :, ::1] grad_out,
-                           float[:, ::1] grad_kernel_matrix, float[::1] grad_bias, Py_ssize_t stride_h,
-                           Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left, Py_ssize_t kernel_h,
-                           Py_ssize_t kernel_w, Py_ssize_t block_rows, int threads):
-    """grad_kernel_matrix = patches^T @ grad_out; grad_bias = grad_out summed over N, OH, OW.
+                           float[:, ::1] out_grad_kernel_matrix, float[::1] out_grad_bias, plan):
+    """out_grad_kernel_matrix = patches^T @ grad_out; out_grad_bias = grad_out summed over N, OH, OW.
 
-    x: (N, H, W, C); grad_out: (N, OH, OW, F); grad_kernel_matrix: (KH*KW*C, F), written;
-    grad_bias: (F,) written, or (0,) to skip it. Each thread sums its blocks into its own
+    x: (N, H, W, C); grad_out: (N, OH, OW, F); out_grad_kernel_matrix: (KH*KW*C, F), written;
+    out_grad_bias: (F,) written, or (0,) to skip it; plan: a ConvPlan. Each thread sums its blocks into its own
     partial gradient; the partials are added in thread order, so results are repeatable.
     """
+    cdef conv_plan c_plan = read_plan(plan)
     cdef Py_ssize_t batch = x.shape[0], height = x.shape[1], width = x.shape[2], channels = x.shape[3]
     cdef Py_ssize_t out_h = grad_out.shape[1], out_w = grad_out.shape[2], filters = grad_out.shape[3]
-    cdef Py_ssize_t patch_len = grad_kernel_matrix.shape[0]
-    check_extents(batch, channels, out_h, out_w, filters, grad_kernel_matrix.shape[0], grad_kernel_matrix.shape[1],
-                  grad_out.shape[0], out_h, out_w, filters, stride_h, stride_w, kernel_h, kernel_w, block_rows, threads)
-    if grad_bias.shape[0] not in (0, filters):
-        raise ValueError(f"conv2d_backward_kernel: grad_bias ({grad_bias.shape[0]},) does not match {filters} filters")
-    cdef bint pointwise = is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+    cdef Py_ssize_t patch_len = out_grad_kernel_matrix.shape[0], block_rows = c_plan.block_rows
+    cdef int threads = c_plan.threads
+    check_extents(batch, channels, out_h, out_w, filters, out_grad_kernel_matrix.shape[0],
+                  out_grad_kernel_matrix.shape[1], grad_out.shape[0], out_h, out_w, filters, &c_plan)
+    if out_grad_bias.shape[0] not in (0, filters):
+        raise ValueError(f"conv2d_backward_kernel: grad_bias ({out_grad_bias.shape[0]},) does not match {filters} filters")
+    cdef bint pointwise = is_pointwise(&c_plan)
     cdef Py_ssize_t total_rows = batch * out_h * out_w
     cdef Py_ssize_t blocks = (total_rows + block_rows - 1) // block_rows
     cdef Py_ssize_t matrix_len = patch_len * filters
@@ -251,18 +265,17 @@ def conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, :, :, ::1
                     continue
                 first_row = block * block_rows
                 rows = min(block_rows, total_rows - first_row)
-                patches = block_patches(x_data, cols, first_row, rows, height, width, channels, out_h, out_w,
-                                        stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+                patches = block_patches(x_data, cols, first_row, rows, height, width, channels, out_h, out_w, &c_plan)
                 gemm_row_major(True, False, <int>patch_len, <int>filters, <int>rows, 1.0, patches, <int>patch_len,
                                grad_data + first_row * filters, <int>filters, 1.0, partial, <int>filters)
             free(cols)
-        grad_kernel = &grad_kernel_matrix[0, 0]
+        grad_kernel = &out_grad_kernel_matrix[0, 0]
         memset(grad_kernel, 0, matrix_len * sizeof(float))
         for t in range(threads):
             for i in range(matrix_len):
                 grad_kernel[i] += partials[t * matrix_len + i]
-        if grad_bias.shape[0] > 0 and not failed:
-            column_sums(grad_data, total_rows, filters, &grad_bias[0])
+        if out_grad_bias.shape[0] > 0 and not failed:
+            column_sums(grad_data, total_rows, filters, &out_grad_bias[0])
     free(partials)
     if failed:
         raise MemoryError(f"conv2d_backward_kernel: cannot allocate a ({block_rows}, {patch_len}) patch block")

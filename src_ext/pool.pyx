@@ -11,10 +11,26 @@ from libc.math cimport INFINITY
 from libc.string cimport memset
 
 
-cdef int check_pool(Py_ssize_t x_batch, Py_ssize_t x_channels, Py_ssize_t y_batch, Py_ssize_t y_channels,
-                    Py_ssize_t pool_h, Py_ssize_t pool_w, Py_ssize_t stride_h, Py_ssize_t stride_w) except -1:
-    if pool_h < 1 or pool_w < 1 or stride_h < 1 or stride_w < 1:
-        raise ValueError(f"pool2d: pool ({pool_h}, {pool_w}) and strides ({stride_h}, {stride_w}) must be positive")
+cdef struct pool_plan:
+    # fastconv.backends.plans.PoolPlan, read once per call so that the nogil loops can take it.
+    Py_ssize_t pool_h, pool_w, stride_h, stride_w, pad_top, pad_left
+
+
+cdef pool_plan read_plan(plan) except *:
+    """The C struct of a PoolPlan, its window and strides checked positive."""
+    cdef pool_plan c_plan
+    c_plan.pool_h = plan.pool_h
+    c_plan.pool_w = plan.pool_w
+    c_plan.stride_h = plan.stride_h
+    c_plan.stride_w = plan.stride_w
+    c_plan.pad_top = plan.pad_top
+    c_plan.pad_left = plan.pad_left
+    if min(c_plan.pool_h, c_plan.pool_w, c_plan.stride_h, c_plan.stride_w) < 1:
+        raise ValueError(f"pool2d: the window and strides must be positive in {plan}")
+    return c_plan
+
+
+cdef int check_pool(Py_ssize_t x_batch, Py_ssize_t x_channels, Py_ssize_t y_batch, Py_ssize_t y_channels) except -1:
     if x_batch != y_batch or x_channels != y_channels:
         raise ValueError(f"pool2d: input batch/channels ({x_batch}, {x_channels}) differ from the output's ({y_batch}, {y_channels})")
     return 0
@@ -24,31 +40,29 @@ cdef bint same_shape(Py_ssize_t* a, Py_ssize_t* b) noexcept:
     return a[0] == b[0] and a[1] == b[1] and a[2] == b[2] and a[3] == b[3]
 
 
-cdef inline void clip_window(Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t pool_h, Py_ssize_t pool_w,
-                             Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
-                             Py_ssize_t height, Py_ssize_t width, Py_ssize_t* bounds) noexcept nogil:
+cdef inline void _clip_window(Py_ssize_t oh, Py_ssize_t ow, const pool_plan* plan, Py_ssize_t height,
+                             Py_ssize_t width, Py_ssize_t* bounds) noexcept nogil:
     """bounds = [row_start, row_stop, col_start, col_stop) of the real input under output pixel (oh, ow)."""
-    cdef Py_ssize_t top = oh * stride_h - pad_top, left = ow * stride_w - pad_left
+    cdef Py_ssize_t top = oh * plan.stride_h - plan.pad_top, left = ow * plan.stride_w - plan.pad_left
     bounds[0] = max(top, 0)
-    bounds[1] = min(top + pool_h, height)
+    bounds[1] = min(top + plan.pool_h, height)
     bounds[2] = max(left, 0)
-    bounds[3] = min(left + pool_w, width)
+    bounds[3] = min(left + plan.pool_w, width)
 
 
-def max_pool2d_forward(const float[:, :, :, ::1] x, float[:, :, :, ::1] y, int[:, :, :, ::1] argmax,
-                       Py_ssize_t pool_h, Py_ssize_t pool_w, Py_ssize_t stride_h, Py_ssize_t stride_w,
-                       Py_ssize_t pad_top, Py_ssize_t pad_left):
-    """y = window maxima of x; argmax = flat index row * W + col of each winner.
+def max_pool2d_forward(const float[:, :, :, ::1] x, float[:, :, :, ::1] out_y, int[:, :, :, ::1] out_argmax, plan):
+    """out_y = window maxima of x; out_argmax = flat index row * W + col of each winner.
 
-    x: (N, H, W, C); y, argmax: (N, OH, OW, C), written. As NumPy's argmax (the
+    x: (N, H, W, C); out_y, out_argmax: (N, OH, OW, C), written; plan: a PoolPlan. As NumPy's argmax (the
     reference): the first NaN of a window wins, else its first largest value.
     A window that holds no real pixel (impossible for Keras geometries) yields
     -inf and index 0.
     """
     cdef Py_ssize_t batch = x.shape[0], height = x.shape[1], width = x.shape[2], channels = x.shape[3]
-    cdef Py_ssize_t out_h = y.shape[1], out_w = y.shape[2]
-    check_pool(batch, channels, y.shape[0], y.shape[3], pool_h, pool_w, stride_h, stride_w)
-    if not same_shape(argmax.shape, y.shape):
+    cdef pool_plan c_plan = read_plan(plan)
+    cdef Py_ssize_t out_h = out_y.shape[1], out_w = out_y.shape[2]
+    check_pool(batch, channels, out_y.shape[0], out_y.shape[3])
+    if not same_shape(out_argmax.shape, out_y.shape):
         raise ValueError("max_pool2d_forward: argmax and y must have the same shape")
     cdef Py_ssize_t item, n, oh, ow, row, col, c
     cdef Py_ssize_t bounds[4]
@@ -61,9 +75,9 @@ def max_pool2d_forward(const float[:, :, :, ::1] x, float[:, :, :, ::1] y, int[:
             n = item // out_h
             oh = item % out_h
             for ow in range(out_w):
-                clip_window(oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, height, width, bounds)
-                best = &y[n, oh, ow, 0]
-                best_index = &argmax[n, oh, ow, 0]
+                _clip_window(oh, ow, &c_plan, height, width, bounds)
+                best = &out_y[n, oh, ow, 0]
+                best_index = &out_argmax[n, oh, ow, 0]
                 if bounds[0] >= bounds[1] or bounds[2] >= bounds[3]:
                     for c in range(channels):
                         best[c] = -INFINITY
@@ -85,14 +99,14 @@ def max_pool2d_forward(const float[:, :, :, ::1] x, float[:, :, :, ::1] y, int[:
 
 
 def max_pool2d_backward(const float[:, :, :, ::1] grad_out, const int[:, :, :, ::1] argmax,
-                        float[:, :, :, ::1] grad_x):
-    """grad_x[n, argmax[n, i, j, c], c] += grad_out[n, i, j, c].
+                        float[:, :, :, ::1] out_grad_x):
+    """out_grad_x[n, argmax[n, i, j, c], c] += grad_out[n, i, j, c].
 
-    grad_out, argmax: (N, OH, OW, C); grad_x: (N, H, W, C), written.
+    grad_out, argmax: (N, OH, OW, C); out_grad_x: (N, H, W, C), written.
     """
-    cdef Py_ssize_t batch = grad_x.shape[0], plane = grad_x.shape[1] * grad_x.shape[2], channels = grad_x.shape[3]
-    cdef Py_ssize_t outputs = grad_out.shape[1] * grad_out.shape[2]
-    check_pool(batch, channels, grad_out.shape[0], grad_out.shape[3], 1, 1, 1, 1)
+    cdef Py_ssize_t batch = out_grad_x.shape[0], plane = out_grad_x.shape[1] * out_grad_x.shape[2]
+    cdef Py_ssize_t channels = out_grad_x.shape[3], outputs = grad_out.shape[1] * grad_out.shape[2]
+    check_pool(batch, channels, grad_out.shape[0], grad_out.shape[3])
     if not same_shape(argmax.shape, grad_out.shape):
         raise ValueError("max_pool2d_backward: argmax and grad_out must have the same shape")
     cdef const int* indices = &argmax[0, 0, 0, 0]
@@ -109,7 +123,7 @@ def max_pool2d_backward(const float[:, :, :, ::1] grad_out, const int[:, :, :, :
     cdef const int* index_pixel
     with nogil:
         for n in prange(batch, schedule='static'):
-            grad_sample = &grad_x[n, 0, 0, 0]
+            grad_sample = &out_grad_x[n, 0, 0, 0]
             memset(grad_sample, 0, plane * channels * sizeof(float))
             for out_pixel in range(outputs):
                 grad_pixel = &grad_out[0, 0, 0, 0] + (n * outputs + out_pixel) * channels
@@ -118,16 +132,16 @@ def max_pool2d_backward(const float[:, :, :, ::1] grad_out, const int[:, :, :, :
                     grad_sample[index_pixel[c] * channels + c] += grad_pixel[c]
 
 
-def avg_pool2d_forward(const float[:, :, :, ::1] x, float[:, :, :, ::1] y, Py_ssize_t pool_h, Py_ssize_t pool_w,
-                       Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left):
-    """y = mean of the real pixels of each window. x: (N, H, W, C); y: (N, OH, OW, C), written.
+def avg_pool2d_forward(const float[:, :, :, ::1] x, float[:, :, :, ::1] out_y, plan):
+    """out_y = mean of the real pixels of each window. x: (N, H, W, C); out_y: (N, OH, OW, C), written; plan: a PoolPlan.
 
     Each pixel is scaled before it is added, so the mean of finite values is
     finite (a float32 sum of four values near 3e38 would overflow).
     """
     cdef Py_ssize_t batch = x.shape[0], height = x.shape[1], width = x.shape[2], channels = x.shape[3]
-    cdef Py_ssize_t out_h = y.shape[1], out_w = y.shape[2]
-    check_pool(batch, channels, y.shape[0], y.shape[3], pool_h, pool_w, stride_h, stride_w)
+    cdef pool_plan c_plan = read_plan(plan)
+    cdef Py_ssize_t out_h = out_y.shape[1], out_w = out_y.shape[2]
+    check_pool(batch, channels, out_y.shape[0], out_y.shape[3])
     cdef Py_ssize_t item, n, oh, ow, row, col, c
     cdef Py_ssize_t bounds[4]
     cdef float scale
@@ -138,8 +152,8 @@ def avg_pool2d_forward(const float[:, :, :, ::1] x, float[:, :, :, ::1] y, Py_ss
             n = item // out_h
             oh = item % out_h
             for ow in range(out_w):
-                clip_window(oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, height, width, bounds)
-                mean = &y[n, oh, ow, 0]
+                _clip_window(oh, ow, &c_plan, height, width, bounds)
+                mean = &out_y[n, oh, ow, 0]
                 scale = 1.0 / max((bounds[1] - bounds[0]) * (bounds[3] - bounds[2]), 1)
                 for c in range(channels):
                     mean[c] = 0.0
@@ -150,16 +164,15 @@ def avg_pool2d_forward(const float[:, :, :, ::1] x, float[:, :, :, ::1] y, Py_ss
                             mean[c] += pixel[c] * scale
 
 
-def avg_pool2d_backward(const float[:, :, :, ::1] grad_out, float[:, :, :, ::1] grad_x, Py_ssize_t pool_h,
-                        Py_ssize_t pool_w, Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top,
-                        Py_ssize_t pad_left):
+def avg_pool2d_backward(const float[:, :, :, ::1] grad_out, float[:, :, :, ::1] out_grad_x, plan):
     """Spread each output gradient evenly over its window's real pixels.
 
-    grad_out: (N, OH, OW, C); grad_x: (N, H, W, C), written.
+    grad_out: (N, OH, OW, C); out_grad_x: (N, H, W, C), written; plan: a PoolPlan.
     """
-    cdef Py_ssize_t batch = grad_x.shape[0], height = grad_x.shape[1], width = grad_x.shape[2]
-    cdef Py_ssize_t channels = grad_x.shape[3], out_h = grad_out.shape[1], out_w = grad_out.shape[2]
-    check_pool(batch, channels, grad_out.shape[0], grad_out.shape[3], pool_h, pool_w, stride_h, stride_w)
+    cdef pool_plan c_plan = read_plan(plan)
+    cdef Py_ssize_t batch = out_grad_x.shape[0], height = out_grad_x.shape[1], width = out_grad_x.shape[2]
+    cdef Py_ssize_t channels = out_grad_x.shape[3], out_h = grad_out.shape[1], out_w = grad_out.shape[2]
+    check_pool(batch, channels, grad_out.shape[0], grad_out.shape[3])
     cdef Py_ssize_t n, oh, ow, row, col, c
     cdef Py_ssize_t bounds[4]
     cdef float scale
@@ -167,14 +180,14 @@ def avg_pool2d_backward(const float[:, :, :, ::1] grad_out, float[:, :, :, ::1] 
     cdef const float* grad_pixel
     with nogil:
         for n in prange(batch, schedule='static'):
-            memset(&grad_x[n, 0, 0, 0], 0, height * width * channels * sizeof(float))
+            memset(&out_grad_x[n, 0, 0, 0], 0, height * width * channels * sizeof(float))
             for oh in range(out_h):
                 for ow in range(out_w):
-                    clip_window(oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, height, width, bounds)
+                    _clip_window(oh, ow, &c_plan, height, width, bounds)
                     scale = 1.0 / max((bounds[1] - bounds[0]) * (bounds[3] - bounds[2]), 1)
                     grad_pixel = &grad_out[n, oh, ow, 0]
                     for row in range(bounds[0], bounds[1]):
                         for col in range(bounds[2], bounds[3]):
-                            target = &grad_x[n, row, col, 0]
+                            target = &out_grad_x[n, row, col, 0]
                             for c in range(channels):
                                 target[c] += grad_pixel[c] * scale

@@ -119,7 +119,8 @@ def test_the_import_graph_has_no_cycle():
 
 def test_the_compiled_backends_low_level_kernels_take_the_same_parameters():
     """Every kernel of the contract, by the same parameter names in the Cython, Numba and CUDA sources (the CUDA
-    folder is read as text, so this runs without a GPU)."""
+    folder is read as text, so this runs without a GPU): the inputs, then the outputs marked ``out_``, then a plan
+    (``ConvPlan``/``PoolPlan``) for convolution and pooling instead of a row of integers."""
     import ast
     import inspect
     from pathlib import Path
@@ -136,7 +137,13 @@ def test_the_compiled_backends_low_level_kernels_take_the_same_parameters():
 
     backends = Path(fastconv.__file__).parent / "backends"
     numba_kernels, cuda_kernels = parameters_in(backends / "numba"), parameters_in(backends / "cuda")
-    cython = load_backend("cython").kernels
+    cython = load_backend("cython").low_level
     for name in KERNEL_NAMES:
-        cython_parameters = list(inspect.signature(getattr(cython, name)).parameters)
-        assert numba_kernels.get(name) == cython_parameters == cuda_kernels.get(name), name
+        parameters = list(inspect.signature(getattr(cython, name)).parameters)
+        assert numba_kernels.get(name) == parameters == cuda_kernels.get(name), name
+        outputs = [i for i, parameter in enumerate(parameters) if parameter.startswith("out_")]
+        assert outputs, f"{name} marks no output"
+        settings = parameters[outputs[-1] + 1 :]
+        assert outputs == list(range(outputs[0], outputs[-1] + 1)), f"{name}: outputs {parameters} not together"
+        assert settings == (["plan"] if name.startswith(("conv2d", "avg_pool2d", "max_pool2d_forward")) else
+                            ["threads"] if name.startswith("dense") else []), f"{name}: {parameters}"

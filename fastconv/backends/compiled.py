@@ -1,13 +1,15 @@
-"""The public kernel API of a compiled CPU backend (Cython or Numba).
+"""The public kernel API of a compiled backend (Cython, Numba, and CUDA through its hooks).
 
 A :class:`CompiledBackend` validates every argument in Python, allocates the
-outputs and then hands raw float32 buffers to its ``kernels`` module, which
-only computes (STYLE.md rule 4). The Cython and Numba backends are two
-instances of this class over two kernel modules with the same low-level
-signatures, so the checks, the allocation and the chunking plan exist once.
+outputs and then hands raw float32 buffers to its ``low_level`` kernels, which
+only compute (STYLE.md rule 4). The backends are instances of this class over
+kernels with the same low-level signatures (``fastconv.backends.contract``), so
+the checks, the allocation and the blocking plan exist once.
 
-Low-level kernel contract (``kernels.<name>``): every array float32 (argmax
-int32) and C-contiguous, every output preallocated, shapes already checked.
+Low-level contract (``low_level.<name>``): every array float32 (argmax int32)
+and C-contiguous, shapes already checked; the outputs, named ``out_*``, come
+preallocated after the inputs; convolution and pooling take a
+:class:`~fastconv.backends.plans.ConvPlan` / :class:`~fastconv.backends.plans.PoolPlan` last.
 """
 
 import os
@@ -16,6 +18,7 @@ import numpy as np
 
 from fastconv.backends import checks, host_ops
 from fastconv.backends.blas_threads import single_threaded_blas
+from fastconv.backends.plans import ConvPlan, PoolPlan
 
 # A block of patches of about this many bytes stays in one core's L2 cache
 # while its product with the kernel is large enough for BLAS to run at speed.
@@ -49,6 +52,17 @@ def conv_blocking(batch, geometry, kernel_shape):
     return -(-total_rows // blocks), threads
 
 
+def conv_plan(batch, strides, geometry, kernel_shape):
+    """The :class:`ConvPlan` of a checked convolution: its geometry and :func:`conv_blocking`."""
+    block_rows, threads = conv_blocking(batch, geometry, kernel_shape)
+    return ConvPlan(strides[0], strides[1], geometry.pad_top, geometry.pad_left, kernel_shape[0], kernel_shape[1], block_rows, threads)
+
+
+def pool_plan(pool_size, strides, geometry):
+    """The :class:`PoolPlan` of a checked pooling."""
+    return PoolPlan(pool_size[0], pool_size[1], strides[0], strides[1], geometry.pad_top, geometry.pad_left)
+
+
 def dense_threads(batch, kernel_shape):
     """Threads for a dense product: one per core, but none with less than ~1 MFLOP of work."""
     flops = 2 * batch * kernel_shape[0] * kernel_shape[1]
@@ -60,9 +74,9 @@ class CompiledBackend:
 
     STRICT = True
 
-    def __init__(self, name, kernels):
+    def __init__(self, name, low_level):
         self.name = name
-        self.kernels = kernels
+        self.low_level = low_level
 
     def __repr__(self):
         return f"<fastconv backend {self.name!r}>"
@@ -95,49 +109,39 @@ class CompiledBackend:
     def conv2d_forward(self, x_nhwc, kernel, bias, strides=(1, 1), padding="valid"):
         """x_nhwc: (N, H, W, C); kernel: (KH, KW, C, F); bias: (F,) or None -> y (N, OH, OW, F) float32."""
         x_nhwc, kernel, bias = self.adopt(x_nhwc, kernel, bias)
-        (stride_h, stride_w), _, geometry = checks.check_conv2d_forward(x_nhwc, kernel, bias, strides, padding, self.STRICT)
-        kernel_h, kernel_w, _, filters = kernel.shape
+        strides, _, geometry = checks.check_conv2d_forward(x_nhwc, kernel, bias, strides, padding, self.STRICT)
+        filters = kernel.shape[3]
         y = self.empty((x_nhwc.shape[0], geometry.out_h, geometry.out_w, filters))
         bias = self.zeros(filters) if bias is None else bias
+        plan = conv_plan(x_nhwc.shape[0], strides, geometry, kernel.shape)
         with single_threaded_blas:
-            self.kernels.conv2d_forward(
-                x_nhwc, kernel.reshape(-1, filters), bias, y,
-                stride_h, stride_w, geometry.pad_top, geometry.pad_left, kernel_h, kernel_w,
-                *conv_blocking(x_nhwc.shape[0], geometry, kernel.shape),
-            )  # fmt: skip
+            self.low_level.conv2d_forward(x_nhwc, kernel.reshape(-1, filters), bias, y, plan)
         return y
 
     def conv2d_backward_input(self, grad_out, kernel, input_shape, strides=(1, 1), padding="valid"):
         """grad_out: (N, OH, OW, F); kernel: (KH, KW, C, F) -> grad_x (N, H, W, C) float32."""
         grad_out, kernel = self.adopt(grad_out, kernel)
-        input_shape, ((stride_h, stride_w), _, geometry) = checks.check_conv2d_backward_input(
+        input_shape, (strides, _, geometry) = checks.check_conv2d_backward_input(
             grad_out, kernel, input_shape, strides, padding, self.STRICT
         )
-        kernel_h, kernel_w, _, filters = kernel.shape
         grad_x = self.empty(input_shape)
+        plan = conv_plan(input_shape[0], strides, geometry, kernel.shape)
         with single_threaded_blas:
-            self.kernels.conv2d_backward_input(
-                grad_out, kernel.reshape(-1, filters), grad_x,
-                stride_h, stride_w, geometry.pad_top, geometry.pad_left, kernel_h, kernel_w,
-                *conv_blocking(input_shape[0], geometry, kernel.shape),
-            )  # fmt: skip
+            self.low_level.conv2d_backward_input(grad_out, kernel.reshape(-1, kernel.shape[3]), grad_x, plan)
         return grad_x
 
     def conv2d_backward_kernel(self, x_nhwc, grad_out, kernel_shape, strides=(1, 1), padding="valid", with_bias=True):
         """x_nhwc: (N, H, W, C); grad_out: (N, OH, OW, F) -> (grad_kernel (KH, KW, C, F), grad_bias (F,) or None)."""
         x_nhwc, grad_out = self.adopt(x_nhwc, grad_out)
-        kernel_shape, ((stride_h, stride_w), _, geometry) = checks.check_conv2d_backward_kernel(
+        kernel_shape, (strides, _, geometry) = checks.check_conv2d_backward_kernel(
             x_nhwc, grad_out, kernel_shape, strides, padding, self.STRICT
         )
-        kernel_h, kernel_w, _, filters = kernel_shape
+        filters = kernel_shape[3]
         grad_kernel = self.empty(kernel_shape)
         grad_bias = self.empty(filters if with_bias else 0)
+        plan = conv_plan(x_nhwc.shape[0], strides, geometry, kernel_shape)
         with single_threaded_blas:
-            self.kernels.conv2d_backward_kernel(
-                x_nhwc, grad_out, grad_kernel.reshape(-1, filters), grad_bias,
-                stride_h, stride_w, geometry.pad_top, geometry.pad_left, kernel_h, kernel_w,
-                *conv_blocking(x_nhwc.shape[0], geometry, kernel_shape),
-            )  # fmt: skip
+            self.low_level.conv2d_backward_kernel(x_nhwc, grad_out, grad_kernel.reshape(-1, filters), grad_bias, plan)
         return grad_kernel, grad_bias if with_bias else None
 
     # --- pooling -----------------------------------------------------------
@@ -149,7 +153,7 @@ class CompiledBackend:
         out_shape = (x_nhwc.shape[0], geometry.out_h, geometry.out_w, x_nhwc.shape[3])
         y = self.empty(out_shape)
         argmax = self.empty(out_shape, np.int32)
-        self.kernels.max_pool2d_forward(x_nhwc, y, argmax, pool[0], pool[1], stride[0], stride[1], geometry.pad_top, geometry.pad_left)
+        self.low_level.max_pool2d_forward(x_nhwc, y, argmax, pool_plan(pool, stride, geometry))
         return y, argmax
 
     def max_pool2d_backward(self, grad_out, argmax, input_shape):
@@ -157,7 +161,7 @@ class CompiledBackend:
         grad_out, argmax = self.adopt(grad_out, argmax)
         input_shape = checks.check_max_pool2d_backward(grad_out, argmax, input_shape, self.STRICT)
         grad_x = self.empty(input_shape)
-        self.kernels.max_pool2d_backward(grad_out, argmax, grad_x)
+        self.low_level.max_pool2d_backward(grad_out, argmax, grad_x)
         return grad_x
 
     def avg_pool2d_forward(self, x_nhwc, pool_size=(2, 2), strides=None, padding="valid"):
@@ -165,7 +169,7 @@ class CompiledBackend:
         (x_nhwc,) = self.adopt(x_nhwc)
         pool, stride, _, geometry = checks.check_pool2d_forward("avg_pool2d_forward", x_nhwc, pool_size, strides, padding, self.STRICT)
         y = self.empty((x_nhwc.shape[0], geometry.out_h, geometry.out_w, x_nhwc.shape[3]))
-        self.kernels.avg_pool2d_forward(x_nhwc, y, pool[0], pool[1], stride[0], stride[1], geometry.pad_top, geometry.pad_left)
+        self.low_level.avg_pool2d_forward(x_nhwc, y, pool_plan(pool, stride, geometry))
         return y
 
     def avg_pool2d_backward(self, grad_out, input_shape, pool_size=(2, 2), strides=None, padding="valid"):
@@ -175,7 +179,7 @@ class CompiledBackend:
             "avg_pool2d_backward", grad_out, input_shape, pool_size, strides, padding, self.STRICT
         )
         grad_x = self.empty(input_shape)
-        self.kernels.avg_pool2d_backward(grad_out, grad_x, pool[0], pool[1], stride[0], stride[1], geometry.pad_top, geometry.pad_left)
+        self.low_level.avg_pool2d_backward(grad_out, grad_x, pool_plan(pool, stride, geometry))
         return grad_x
 
     # --- dense -------------------------------------------------------------
@@ -187,7 +191,7 @@ class CompiledBackend:
         y = self.empty((x.shape[0], kernel.shape[1]))
         bias = self.zeros(kernel.shape[1]) if bias is None else bias
         with single_threaded_blas:
-            self.kernels.dense_forward(x, kernel, bias, y, dense_threads(x.shape[0], kernel.shape))
+            self.low_level.dense_forward(x, kernel, bias, y, dense_threads(x.shape[0], kernel.shape))
         return y
 
     def dense_backward(self, grad_out, x, kernel, with_bias=True):
@@ -198,7 +202,7 @@ class CompiledBackend:
         grad_kernel = self.empty(kernel.shape)
         grad_bias = self.empty(kernel.shape[1] if with_bias else 0)
         with single_threaded_blas:
-            self.kernels.dense_backward(grad_out, x, kernel, grad_x, grad_kernel, grad_bias, dense_threads(x.shape[0], kernel.shape))
+            self.low_level.dense_backward(grad_out, x, kernel, grad_x, grad_kernel, grad_bias, dense_threads(x.shape[0], kernel.shape))
         return grad_x, grad_kernel, grad_bias if with_bias else None
 
     # --- activations -------------------------------------------------------
@@ -208,7 +212,7 @@ class CompiledBackend:
         (x,) = self.adopt(x)
         checks.check_array("relu_forward", "x", x, None, self.STRICT)
         y = self.empty(x.shape)
-        self.kernels.relu_forward(x.reshape(-1), y.reshape(-1))
+        self.low_level.relu_forward(x.reshape(-1), y.reshape(-1))
         return y
 
     def relu_backward(self, grad_out, y):
@@ -216,7 +220,7 @@ class CompiledBackend:
         grad_out, y = self.adopt(grad_out, y)
         checks.check_same_shape("relu_backward", [("grad_out", grad_out), ("y", y)], None, self.STRICT)
         grad_x = self.empty(grad_out.shape)
-        self.kernels.relu_backward(grad_out.reshape(-1), y.reshape(-1), grad_x.reshape(-1))
+        self.low_level.relu_backward(grad_out.reshape(-1), y.reshape(-1), grad_x.reshape(-1))
         return grad_x
 
     def sigmoid_forward(self, x):
@@ -224,7 +228,7 @@ class CompiledBackend:
         (x,) = self.adopt(x)
         checks.check_array("sigmoid_forward", "x", x, None, self.STRICT)
         y = self.empty(x.shape)
-        self.kernels.sigmoid_forward(x.reshape(-1), y.reshape(-1))
+        self.low_level.sigmoid_forward(x.reshape(-1), y.reshape(-1))
         return y
 
     def sigmoid_backward(self, grad_out, y):
@@ -232,7 +236,7 @@ class CompiledBackend:
         grad_out, y = self.adopt(grad_out, y)
         checks.check_same_shape("sigmoid_backward", [("grad_out", grad_out), ("y", y)], None, self.STRICT)
         grad_x = self.empty(grad_out.shape)
-        self.kernels.sigmoid_backward(grad_out.reshape(-1), y.reshape(-1), grad_x.reshape(-1))
+        self.low_level.sigmoid_backward(grad_out.reshape(-1), y.reshape(-1), grad_x.reshape(-1))
         return grad_x
 
     def softmax_forward(self, x):
@@ -240,7 +244,7 @@ class CompiledBackend:
         (x,) = self.adopt(x)
         checks.check_array("softmax_forward", "x", x, 2, self.STRICT)
         y = self.empty(x.shape)
-        self.kernels.softmax_forward(x, y)
+        self.low_level.softmax_forward(x, y)
         return y
 
     def softmax_backward(self, grad_out, y):
@@ -248,7 +252,7 @@ class CompiledBackend:
         grad_out, y = self.adopt(grad_out, y)
         checks.check_same_shape("softmax_backward", [("grad_out", grad_out), ("y", y)], 2, self.STRICT)
         grad_x = self.empty(grad_out.shape)
-        self.kernels.softmax_backward(grad_out, y, grad_x)
+        self.low_level.softmax_backward(grad_out, y, grad_x)
         return grad_x
 
     # --- element-wise and optimizer updates (NumPy, in place) ----------------
@@ -265,11 +269,11 @@ class CompiledBackend:
         logits, targets = self.adopt(logits, targets)
         checks.check_loss_inputs("softmax_cross_entropy", logits, targets, self.STRICT)
         grad = self.empty(logits.shape)
-        return float(self.kernels.softmax_cross_entropy(logits, targets, grad)), grad
+        return float(self.low_level.softmax_cross_entropy(logits, targets, grad)), grad
 
     def sigmoid_binary_cross_entropy(self, logits, targets):
         """logits, targets: (N, K) -> (mean loss float, grad_logits (N, K) float32)."""
         logits, targets = self.adopt(logits, targets)
         checks.check_loss_inputs("sigmoid_binary_cross_entropy", logits, targets, self.STRICT)
         grad = self.empty(logits.shape)
-        return float(self.kernels.sigmoid_binary_cross_entropy(logits, targets, grad)), grad
+        return float(self.low_level.sigmoid_binary_cross_entropy(logits, targets, grad)), grad

@@ -125,7 +125,7 @@ def conv2d_backward_kernel(x_nhwc, grad_out, kernel_shape, strides=(1, 1), paddi
 # --- pooling ---------------------------------------------------------------
 
 
-def _window_bounds(i, j, strides, pool_size, geometry, input_hw):
+def _clip_window(i, j, strides, pool_size, geometry, input_hw):
     """Rows [r0, r1) and columns [c0, c1) of the real (unpadded) input under output pixel (i, j)."""
     top = i * strides[0] - geometry.pad_top
     left = j * strides[1] - geometry.pad_left
@@ -145,7 +145,7 @@ def max_pool2d_forward(x_nhwc, pool_size=(2, 2), strides=None, padding="valid"):
     argmax = np.empty(y.shape, dtype=np.int32)
     for i in range(geometry.out_h):
         for j in range(geometry.out_w):
-            r0, r1, c0, c1 = _window_bounds(i, j, strides, pool_size, geometry, (height, width))
+            r0, r1, c0, c1 = _clip_window(i, j, strides, pool_size, geometry, (height, width))
             window = np.asarray(x_nhwc[:, r0:r1, c0:c1, :], dtype=np.float64).reshape(n, -1, channels)
             best = window.argmax(axis=1)
             y[:, i, j, :] = np.take_along_axis(window, best[:, None, :], axis=1)[:, 0, :]
@@ -178,7 +178,7 @@ def avg_pool2d_forward(x_nhwc, pool_size=(2, 2), strides=None, padding="valid"):
     y = np.empty((n, geometry.out_h, geometry.out_w, channels))
     for i in range(geometry.out_h):
         for j in range(geometry.out_w):
-            r0, r1, c0, c1 = _window_bounds(i, j, strides, pool_size, geometry, (height, width))
+            r0, r1, c0, c1 = _clip_window(i, j, strides, pool_size, geometry, (height, width))
             y[:, i, j, :] = np.asarray(x_nhwc[:, r0:r1, c0:c1, :], dtype=np.float64).mean(axis=(1, 2))
     return y
 
@@ -194,7 +194,7 @@ def avg_pool2d_backward(grad_out, input_shape, pool_size=(2, 2), strides=None, p
     grad_x = np.zeros(input_shape)
     for i in range(geometry.out_h):
         for j in range(geometry.out_w):
-            r0, r1, c0, c1 = _window_bounds(i, j, strides, pool_size, geometry, input_shape[1:3])
+            r0, r1, c0, c1 = _clip_window(i, j, strides, pool_size, geometry, input_shape[1:3])
             share = np.asarray(grad_out[:, i, j, :], dtype=np.float64) / ((r1 - r0) * (c1 - c0))
             grad_x[:, r0:r1, c0:c1, :] += share[:, None, None, :]
     return grad_x

@@ -42,20 +42,20 @@ def _multiply_kernel(a, b, out):
         out[i] = a[i] * b[i]
 
 
-def relu_forward(x, y):
-    _relu_kernel[blocks(x.shape[0]), THREADS](x, y)
+def relu_forward(x, out_y):
+    _relu_kernel[blocks(x.shape[0]), THREADS](x, out_y)
 
 
-def relu_backward(grad_out, y, grad_x):
-    _relu_backward_kernel[blocks(y.shape[0]), THREADS](grad_out, y, grad_x)
+def relu_backward(grad_out, y, out_grad_x):
+    _relu_backward_kernel[blocks(y.shape[0]), THREADS](grad_out, y, out_grad_x)
 
 
-def sigmoid_forward(x, y):
-    _sigmoid_kernel[blocks(x.shape[0]), THREADS](x, y)
+def sigmoid_forward(x, out_y):
+    _sigmoid_kernel[blocks(x.shape[0]), THREADS](x, out_y)
 
 
-def sigmoid_backward(grad_out, y, grad_x):
-    _sigmoid_backward_kernel[blocks(y.shape[0]), THREADS](grad_out, y, grad_x)
+def sigmoid_backward(grad_out, y, out_grad_x):
+    _sigmoid_backward_kernel[blocks(y.shape[0]), THREADS](grad_out, y, out_grad_x)
 
 
 def multiply(a, b, out):
@@ -88,9 +88,9 @@ def _softmax_backward_kernel(grad_out, y, grad_x):
             grad_x[n, k] = y[n, k] * (grad_out[n, k] - dot)
 
 
-def softmax_forward(x, y):
-    _softmax_kernel[blocks(x.shape[0]), THREADS](x, y)
+def softmax_forward(x, out_y):
+    _softmax_kernel[blocks(x.shape[0]), THREADS](x, out_y)
 
 
-def softmax_backward(grad_out, y, grad_x):
-    _softmax_backward_kernel[blocks(y.shape[0]), THREADS](grad_out, y, grad_x)
+def softmax_backward(grad_out, y, out_grad_x):
+    _softmax_backward_kernel[blocks(y.shape[0]), THREADS](grad_out, y, out_grad_x)

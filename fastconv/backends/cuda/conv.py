@@ -1,8 +1,9 @@
 """Convolution on the GPU: im2col into a device matrix, then :func:`~fastconv.backends.cuda.gemm.gemm`; the input
-gradient by GEMM then a gathering col2im. ``block_rows``/``threads`` of the CPU contract are accepted and ignored:
-the GPU takes the whole batch at once.
+gradient by GEMM then a gathering col2im. The plan's ``block_rows``/``threads`` are CPU blocking and not read
+here: the GPU takes the whole batch at once.
 
-x: (N, H, W, C); kernel_matrix: (KH*KW*C, F); y, grad_out: (N, OH, OW, F); device float32, outputs preallocated.
+x: (N, H, W, C); kernel_matrix: (KH*KW*C, F); out_y, grad_out: (N, OH, OW, F); device float32, outputs (``out_*``)
+preallocated; plan: a ``fastconv.backends.plans.ConvPlan``.
 """
 
 import numpy as np
@@ -49,33 +50,37 @@ def _col2im_kernel(grad_cols, grad_x, out_h, out_w, stride_h, stride_w, pad_top,
     grad_x[n, i, j, c] = total
 
 
-def _patches(x, out_h, out_w, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w):
+def _patches(x, out_h, out_w, plan):
     rows = x.shape[0] * out_h * out_w
-    cols = cuda.device_array((rows, kernel_h * kernel_w * x.shape[3]), dtype=np.float32)
-    _im2col_kernel[blocks(cols.size), THREADS](x, cols, out_h, out_w, stride_h, stride_w, pad_top, pad_left, kernel_w)
+    cols = cuda.device_array((rows, plan.kernel_h * plan.kernel_w * x.shape[3]), dtype=np.float32)
+    _im2col_kernel[blocks(cols.size), THREADS](
+        x, cols, out_h, out_w, plan.stride_h, plan.stride_w, plan.pad_top, plan.pad_left, plan.kernel_w
+    )
     return cols
 
 
-def conv2d_forward(x, kernel_matrix, bias, y, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w, block_rows, threads):
-    """y = conv(x, kernel) + bias. x: (N, H, W, C); kernel_matrix: (KH*KW*C, F); y: (N, OH, OW, F)."""
-    batch, out_h, out_w, filters = y.shape
-    cols = _patches(x, out_h, out_w, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
-    gemm(cols, kernel_matrix, y.reshape(batch * out_h * out_w, filters), bias=bias)
+def conv2d_forward(x, kernel_matrix, bias, out_y, plan):
+    """out_y = conv(x, kernel) + bias. x: (N, H, W, C); kernel_matrix: (KH*KW*C, F); out_y: (N, OH, OW, F)."""
+    batch, out_h, out_w, filters = out_y.shape
+    cols = _patches(x, out_h, out_w, plan)
+    gemm(cols, kernel_matrix, out_y.reshape(batch * out_h * out_w, filters), bias=bias)
 
 
-def conv2d_backward_input(grad_out, kernel_matrix, grad_x, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w, block_rows, threads):
-    """grad_x = d conv / d x: grad_cols = grad_out @ kernel_matrix^T, then gathered back."""
+def conv2d_backward_input(grad_out, kernel_matrix, out_grad_x, plan):
+    """out_grad_x = d conv / d x: grad_cols = grad_out @ kernel_matrix^T, then gathered back."""
     batch, out_h, out_w, filters = grad_out.shape
     grad_cols = cuda.device_array((batch * out_h * out_w, kernel_matrix.shape[0]), dtype=np.float32)
     gemm(grad_out.reshape(batch * out_h * out_w, filters), kernel_matrix, grad_cols, transpose_b=True)
-    _col2im_kernel[blocks(grad_x.size), THREADS](grad_cols, grad_x, out_h, out_w, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+    _col2im_kernel[blocks(out_grad_x.size), THREADS](
+        grad_cols, out_grad_x, out_h, out_w, plan.stride_h, plan.stride_w, plan.pad_top, plan.pad_left, plan.kernel_h, plan.kernel_w
+    )
 
 
-def conv2d_backward_kernel(x, grad_out, grad_kernel_matrix, grad_bias, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w, block_rows, threads):
-    """grad_kernel_matrix = patches^T @ grad_out; grad_bias = column sums of grad_out ((0,) to skip)."""
+def conv2d_backward_kernel(x, grad_out, out_grad_kernel_matrix, out_grad_bias, plan):
+    """out_grad_kernel_matrix = patches^T @ grad_out; out_grad_bias = column sums of grad_out ((0,) to skip)."""
     batch, out_h, out_w, filters = grad_out.shape
-    cols = _patches(x, out_h, out_w, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+    cols = _patches(x, out_h, out_w, plan)
     grad_rows = grad_out.reshape(batch * out_h * out_w, filters)
-    gemm(cols, grad_rows, grad_kernel_matrix, transpose_a=True)
-    if grad_bias.shape[0] > 0:
-        column_sums(grad_rows, grad_bias)
+    gemm(cols, grad_rows, out_grad_kernel_matrix, transpose_a=True)
+    if out_grad_bias.shape[0] > 0:
+        column_sums(grad_rows, out_grad_bias)

@@ -48,9 +48,9 @@ def _row_losses(kernel, logits, targets, grad):
     return row_loss.copy_to_host().sum()  # N numbers come back, not the gradient
 
 
-def softmax_cross_entropy(logits, targets, grad):
-    return _row_losses(_softmax_cross_entropy_kernel, logits, targets, grad) / logits.shape[0]
+def softmax_cross_entropy(logits, targets, out_grad_logits):
+    return _row_losses(_softmax_cross_entropy_kernel, logits, targets, out_grad_logits) / logits.shape[0]
 
 
-def sigmoid_binary_cross_entropy(logits, targets, grad):
-    return _row_losses(_sigmoid_cross_entropy_kernel, logits, targets, grad) / logits.size
+def sigmoid_binary_cross_entropy(logits, targets, out_grad_logits):
+    return _row_losses(_sigmoid_cross_entropy_kernel, logits, targets, out_grad_logits) / logits.size

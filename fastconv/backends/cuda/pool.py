@@ -1,6 +1,7 @@
 """Max and average pooling on the GPU over clipped windows, one thread per output (or input) element.
 
-x, grad_x: (N, H, W, C); y, grad_out: (N, OH, OW, C); argmax: (N, OH, OW, C) int32 flat index into x.
+x, out_grad_x: (N, H, W, C); out_y, grad_out: (N, OH, OW, C); argmax: (N, OH, OW, C) int32 flat index into x;
+plan: a ``fastconv.backends.plans.PoolPlan``, unpacked into each launch.
 """
 
 import math
@@ -11,7 +12,8 @@ from numba import cuda, float32
 from fastconv.backends.cuda._common import THREADS, blocks, fill, nhwc_index
 
 @cuda.jit(device=True)
-def _window(oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, height, width):
+def _clip_window(oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, height, width):
+    """(row_start, row_stop, col_start, col_stop) of the real input under output pixel (oh, ow)."""
     top, left = oh * stride_h - pad_top, ow * stride_w - pad_left
     return max(top, 0), min(top + pool_h, height), max(left, 0), min(left + pool_w, width)
 
@@ -23,7 +25,7 @@ def _max_pool_kernel(x, y, argmax, pool_h, pool_w, stride_h, stride_w, pad_top, 
     if index >= y.size:
         return
     n, oh, ow, c = nhwc_index(index, out_h, out_w, channels)
-    r0, r1, c0, c1 = _window(oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, x.shape[1], x.shape[2])
+    r0, r1, c0, c1 = _clip_window(oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, x.shape[1], x.shape[2])
     best, best_index = -math.inf, 0
     if r0 < r1 and c0 < c1:
         best, best_index = x[n, r0, c0, c], r0 * x.shape[2] + c0
@@ -58,7 +60,7 @@ def _avg_pool_kernel(x, y, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left
     if index >= y.size:
         return
     n, oh, ow, c = nhwc_index(index, out_h, out_w, channels)
-    r0, r1, c0, c1 = _window(oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, x.shape[1], x.shape[2])
+    r0, r1, c0, c1 = _clip_window(oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, x.shape[1], x.shape[2])
     # Each pixel scaled before it is added: the mean of finite values stays finite.
     scale = float32(1.0 / max((r1 - r0) * (c1 - c0), 1))
     total = float32(0.0)
@@ -75,30 +77,31 @@ def _avg_unpool_kernel(grad_out, grad_x, pool_h, pool_w, stride_h, stride_w, pad
     if index >= grad_out.size:
         return
     n, oh, ow, c = nhwc_index(index, out_h, out_w, channels)
-    r0, r1, c0, c1 = _window(oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, grad_x.shape[1], grad_x.shape[2])
+    r0, r1, c0, c1 = _clip_window(oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, grad_x.shape[1], grad_x.shape[2])
     share = grad_out[n, oh, ow, c] / max((r1 - r0) * (c1 - c0), 1)
     for row in range(r0, r1):
         for col in range(c0, c1):
             cuda.atomic.add(grad_x, (n, row, col, c), share)
 
 
-def max_pool2d_forward(x, y, argmax, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
-    _max_pool_kernel[blocks(y.size), THREADS](x, y, argmax, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+def max_pool2d_forward(x, out_y, out_argmax, plan):
+    _max_pool_kernel[blocks(out_y.size), THREADS](x, out_y, out_argmax, *plan)
 
 
-def max_pool2d_backward(grad_out, argmax, grad_x):
-    fill(grad_x, 0.0)
+def max_pool2d_backward(grad_out, argmax, out_grad_x):
+    fill(out_grad_x, 0.0)
     errors = cuda.to_device(np.zeros(1, dtype=np.int32))
-    _max_unpool_kernel[blocks(grad_out.size), THREADS](grad_out, argmax, grad_x, errors)
+    _max_unpool_kernel[blocks(grad_out.size), THREADS](grad_out, argmax, out_grad_x, errors)
     bad = int(errors.copy_to_host()[0])
     if bad:
-        raise ValueError(f"max_pool2d_backward: {bad} argmax indices fall outside the input plane")
+        height, width = out_grad_x.shape[1], out_grad_x.shape[2]
+        raise ValueError(f"max_pool2d_backward: argmax holds {bad} indices outside the {height}x{width} input plane")
 
 
-def avg_pool2d_forward(x, y, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
-    _avg_pool_kernel[blocks(y.size), THREADS](x, y, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+def avg_pool2d_forward(x, out_y, plan):
+    _avg_pool_kernel[blocks(out_y.size), THREADS](x, out_y, *plan)
 
 
-def avg_pool2d_backward(grad_out, grad_x, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
-    fill(grad_x, 0.0)
-    _avg_unpool_kernel[blocks(grad_out.size), THREADS](grad_out, grad_x, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+def avg_pool2d_backward(grad_out, out_grad_x, plan):
+    fill(out_grad_x, 0.0)
+    _avg_unpool_kernel[blocks(grad_out.size), THREADS](grad_out, out_grad_x, *plan)

@@ -1,8 +1,8 @@
 """Convolution: im2col in blocks of patches, one BLAS product per block (``np.dot``, which Numba routes to
-SciPy's BLAS), as src_ext/conv.pyx does. The contract: ``fastconv.backends.compiled``.
+SciPy's BLAS), as src_ext/conv.pyx does. The contract: ``fastconv.backends.contract``.
 
-x: (N, H, W, C); kernel_matrix: (KH*KW*C, F); y, grad_out: (N, OH, OW, F); all float32, C-contiguous, outputs
-preallocated by the caller.
+x: (N, H, W, C); kernel_matrix: (KH*KW*C, F); out_y, grad_out: (N, OH, OW, F); all float32, C-contiguous, outputs
+(``out_*``) preallocated by the caller; plan: a ``fastconv.backends.plans.ConvPlan`` (a typed tuple to Numba).
 """
 
 import numpy as np
@@ -16,20 +16,21 @@ from fastconv.backends.numba._common import PARALLEL, SERIAL, column_sums
 
 
 @njit(**SERIAL)
-def _im2col_rows(x, cols, first_row, out_h, out_w, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w):
+def _im2col_rows(x, cols, first_row, out_h, out_w, plan):
     """cols (rows, KH*KW*C): the patches of output pixels [first_row, first_row + rows) of the flattened (N, OH, OW).
 
     A kernel row that lies wholly inside the input is one contiguous run of
     KW*C values in NHWC, copied without a test per element.
     """
     height, width, channels = x.shape[1], x.shape[2], x.shape[3]
+    kernel_h, kernel_w = plan.kernel_h, plan.kernel_w
     x_rows = x.reshape(x.shape[0], height, width * channels)
     span = kernel_w * channels
     for i in range(cols.shape[0]):
         pixel = first_row + i
         n = pixel // (out_h * out_w)
-        top = ((pixel // out_w) % out_h) * stride_h - pad_top
-        left = (pixel % out_w) * stride_w - pad_left
+        top = ((pixel // out_w) % out_h) * plan.stride_h - plan.pad_top
+        left = (pixel % out_w) * plan.stride_w - plan.pad_left
         for r in range(kernel_h):
             in_row = top + r
             base = r * span
@@ -49,9 +50,10 @@ def _im2col_rows(x, cols, first_row, out_h, out_w, stride_h, stride_w, pad_top, 
 
 
 @njit(**SERIAL)
-def _col2im_sample(cols, grad_sample, out_h, out_w, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w):
+def _col2im_sample(cols, grad_sample, out_h, out_w, plan):
     """grad_sample (H, W, C) = one sample's patch rows cols (OH*OW, KH*KW*C) added back where they were gathered."""
     height, width, channels = grad_sample.shape
+    stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w = plan.stride_h, plan.stride_w, plan.pad_top, plan.pad_left, plan.kernel_h, plan.kernel_w
     grad_sample[:] = 0.0
     for oh in range(out_h):
         for ow in range(out_w):
@@ -68,69 +70,69 @@ def _col2im_sample(cols, grad_sample, out_h, out_w, stride_h, stride_w, pad_top,
 
 
 @njit(**SERIAL)
-def _is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w):
-    return kernel_h == 1 and kernel_w == 1 and stride_h == 1 and stride_w == 1 and pad_top == 0 and pad_left == 0
+def _is_pointwise(plan):
+    return plan.kernel_h == 1 and plan.kernel_w == 1 and plan.stride_h == 1 and plan.stride_w == 1 and plan.pad_top == 0 and plan.pad_left == 0
 
 
 @njit(**SERIAL)
-def _patches(x, first_row, rows, patch_len, out_h, out_w, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w):
+def _patches(x, first_row, rows, patch_len, out_h, out_w, plan):
     """The (rows, KH*KW*C) patch matrix of a block of output pixels (a copy of x's rows for a pointwise kernel)."""
-    if _is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w):
+    if _is_pointwise(plan):
         return np.ascontiguousarray(x.reshape(-1, x.shape[3])[first_row : first_row + rows])
     patches = np.empty((rows, patch_len), dtype=np.float32)
-    _im2col_rows(x, patches, first_row, out_h, out_w, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+    _im2col_rows(x, patches, first_row, out_h, out_w, plan)
     return patches
 
 
 @njit(**PARALLEL)
-def conv2d_forward(x, kernel_matrix, bias, y, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w, block_rows, threads):
-    """y = conv(x, kernel) + bias. x: (N, H, W, C); kernel_matrix: (KH*KW*C, F); bias: (F,); y: (N, OH, OW, F)."""
-    batch, out_h, out_w, filters = y.shape
-    y_rows = y.reshape(batch * out_h * out_w, filters)
-    total_rows = y_rows.shape[0]
+def conv2d_forward(x, kernel_matrix, bias, out_y, plan):
+    """out_y = conv(x, kernel) + bias. x: (N, H, W, C); kernel_matrix: (KH*KW*C, F); bias: (F,); out_y: (N, OH, OW, F)."""
+    batch, out_h, out_w, filters = out_y.shape
+    y_rows = out_y.reshape(batch * out_h * out_w, filters)
+    total_rows, block_rows = y_rows.shape[0], plan.block_rows
     for block in prange((total_rows + block_rows - 1) // block_rows):
         first_row = block * block_rows
         rows = min(block_rows, total_rows - first_row)
-        patches = _patches(x, first_row, rows, kernel_matrix.shape[0], out_h, out_w, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+        patches = _patches(x, first_row, rows, kernel_matrix.shape[0], out_h, out_w, plan)
         y_block = y_rows[first_row : first_row + rows]
         np.dot(patches, kernel_matrix, y_block)
         y_block += bias
 
 
 @njit(**PARALLEL)
-def conv2d_backward_input(grad_out, kernel_matrix, grad_x, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w, block_rows, threads):
-    """grad_x = d conv / d x, one sample per block. grad_out: (N, OH, OW, F); kernel_matrix: (KH*KW*C, F); grad_x: (N, H, W, C)."""
+def conv2d_backward_input(grad_out, kernel_matrix, out_grad_x, plan):
+    """out_grad_x = d conv / d x, one sample per block. grad_out: (N, OH, OW, F); kernel_matrix: (KH*KW*C, F); out_grad_x: (N, H, W, C)."""
     batch, out_h, out_w, filters = grad_out.shape
     kernel_matrix_t = np.ascontiguousarray(kernel_matrix.T)
-    pointwise = _is_pointwise(stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+    pointwise = _is_pointwise(plan)
     for n in prange(batch):
         grad_patches = np.dot(np.ascontiguousarray(grad_out[n].reshape(out_h * out_w, filters)), kernel_matrix_t)
         if pointwise:
-            grad_x[n] = grad_patches.reshape(grad_x.shape[1:])
+            out_grad_x[n] = grad_patches.reshape(out_grad_x.shape[1:])
         else:
-            _col2im_sample(grad_patches, grad_x[n], out_h, out_w, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+            _col2im_sample(grad_patches, out_grad_x[n], out_h, out_w, plan)
 
 
 @njit(**PARALLEL)
-def conv2d_backward_kernel(x, grad_out, grad_kernel_matrix, grad_bias, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w, block_rows, threads):
-    """grad_kernel_matrix = patches^T @ grad_out, grad_bias = sums of grad_out over N, OH, OW ((0,) to skip).
+def conv2d_backward_kernel(x, grad_out, out_grad_kernel_matrix, out_grad_bias, plan):
+    """out_grad_kernel_matrix = patches^T @ grad_out, out_grad_bias = sums of grad_out over N, OH, OW ((0,) to skip).
 
-    The blocks are split into ``threads`` contiguous groups, each summed into its own
+    The blocks are split into ``plan.threads`` contiguous groups, each summed into its own
     partial gradient; the partials are added in group order, so results are repeatable.
     """
     batch, out_h, out_w, filters = grad_out.shape
     grad_rows = grad_out.reshape(batch * out_h * out_w, filters)
-    total_rows = grad_rows.shape[0]
+    total_rows, block_rows, threads = grad_rows.shape[0], plan.block_rows, plan.threads
     blocks = (total_rows + block_rows - 1) // block_rows
-    partials = np.zeros((threads, grad_kernel_matrix.shape[0], filters), dtype=np.float32)
+    partials = np.zeros((threads, out_grad_kernel_matrix.shape[0], filters), dtype=np.float32)
     for group in prange(threads):
         for block in range(group * blocks // threads, (group + 1) * blocks // threads):
             first_row = block * block_rows
             rows = min(block_rows, total_rows - first_row)
-            patches = _patches(x, first_row, rows, grad_kernel_matrix.shape[0], out_h, out_w, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w)
+            patches = _patches(x, first_row, rows, out_grad_kernel_matrix.shape[0], out_h, out_w, plan)
             partials[group] += np.dot(np.ascontiguousarray(patches.T), np.ascontiguousarray(grad_rows[first_row : first_row + rows]))
-    grad_kernel_matrix[:] = 0.0
+    out_grad_kernel_matrix[:] = 0.0
     for group in range(threads):
-        grad_kernel_matrix += partials[group]
-    if grad_bias.shape[0] > 0:
-        column_sums(grad_rows, grad_bias)
+        out_grad_kernel_matrix += partials[group]
+    if out_grad_bias.shape[0] > 0:
+        column_sums(grad_rows, out_grad_bias)

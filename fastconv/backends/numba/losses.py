@@ -6,8 +6,8 @@ from numba import njit, prange
 from fastconv.backends.numba._common import PARALLEL
 
 @njit(**PARALLEL)
-def softmax_cross_entropy(logits, targets, grad):
-    """Mean categorical cross-entropy of softmax(logits); grad = (softmax * sum(t) - t) / N. Returns the loss.
+def softmax_cross_entropy(logits, targets, out_grad_logits):
+    """Mean categorical cross-entropy of softmax(logits); out_grad_logits = (softmax * sum(t) - t) / N. Returns the loss.
 
     The arithmetic is in float64: the gradient of a confident, correct prediction
     is 1 - p for p near 1, which float32 would round away.
@@ -26,14 +26,14 @@ def softmax_cross_entropy(logits, targets, grad):
         for k in range(classes):
             log_prob = np.float64(logits[n, k]) - peak - log_total
             row_loss -= targets[n, k] * log_prob
-            grad[n, k] = (np.exp(log_prob) * target_mass - targets[n, k]) / batch
+            out_grad_logits[n, k] = (np.exp(log_prob) * target_mass - targets[n, k]) / batch
         loss += row_loss
     return loss / batch
 
 
 @njit(**PARALLEL)
-def sigmoid_binary_cross_entropy(logits, targets, grad):
-    """Mean binary cross-entropy of sigmoid(logits), in float64; grad = (sigmoid(z) - t) / (N * K). Returns the loss."""
+def sigmoid_binary_cross_entropy(logits, targets, out_grad_logits):
+    """Mean binary cross-entropy of sigmoid(logits), in float64; out_grad_logits = (sigmoid(z) - t) / (N * K). Returns the loss."""
     batch, classes = logits.shape
     count = batch * classes
     loss = 0.0
@@ -42,5 +42,5 @@ def sigmoid_binary_cross_entropy(logits, targets, grad):
             z = np.float64(logits[n, k])
             t = np.float64(targets[n, k])
             loss += max(z, 0.0) - z * t + np.log1p(np.exp(-abs(z)))
-            grad[n, k] = (1.0 / (1.0 + np.exp(-z)) - t) / count
+            out_grad_logits[n, k] = (1.0 / (1.0 + np.exp(-z)) - t) / count
     return loss / count

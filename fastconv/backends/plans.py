@@ -1,0 +1,42 @@
+"""The plans a low-level convolution or pooling kernel runs by, named instead of a row of positional integers.
+
+:class:`~fastconv.backends.compiled.CompiledBackend` makes one per call from the checked geometry and hands it to
+``conv2d_*``/``*_pool2d_*`` of every backend (Cython reads it into a C struct, Numba receives it as a typed tuple,
+CUDA unpacks it for its launches). A field a backend does not need (the GPU takes the whole batch, so it ignores
+``block_rows`` and ``threads``) is simply not read.
+"""
+
+from typing import NamedTuple
+
+
+class ConvPlan(NamedTuple):
+    """How a 2-D convolution kernel walks its input.
+
+    stride_h, stride_w: steps between output pixels; pad_top, pad_left: zero rows/columns before the input
+    (the bottom/right padding follows from the output size); kernel_h, kernel_w: the window;
+    block_rows: output pixels whose patches one thread gathers and multiplies at a time (CPU);
+    threads: the team that shares the blocks (CPU).
+    """
+
+    stride_h: int
+    stride_w: int
+    pad_top: int
+    pad_left: int
+    kernel_h: int
+    kernel_w: int
+    block_rows: int
+    threads: int
+
+
+class PoolPlan(NamedTuple):
+    """How a 2-D pooling kernel walks its input: the window (pool_h, pool_w), the strides, the top/left padding.
+
+    Windows are clipped to the real input (``_clip_window`` in every backend), so padding never takes part.
+    """
+
+    pool_h: int
+    pool_w: int
+    stride_h: int
+    stride_w: int
+    pad_top: int
+    pad_left: int
