@@ -7,8 +7,8 @@ The notes' listings run with only the import changed::
 
 Kernels directly::
 
-    kernels = fastconv.get_backend()                     # "cython" (default), "numba", "reference"
-    y = kernels.conv2d_forward(x_nhwc, kernel, bias, strides=(1, 1), padding="same")
+    backend = fastconv.get_backend()                     # "cython" (default), "numba", "reference"
+    y = backend.conv2d_forward(x_nhwc, kernel, bias, strides=(1, 1), padding="same")
 """
 
 from fastconv.backends import available_backends, get_backend, set_backend, use_backend

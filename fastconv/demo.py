@@ -43,14 +43,14 @@ def run(batch=32, size=74, channels=32, filters=64, repeats=3, seed=0):
     print(f"conv2d 3x3, x {x_nhwc.shape} -> y {(batch, out_size, out_size, filters)}: forward + grad kernel/bias + grad input")
     print(f"{'backend':>10s} {'time (ms)':>10s} {'GFLOP/s':>8s} {'max rel. error vs float64':>26s}")
     for name in available_backends():
-        kernels = load_backend(name)
+        backend = load_backend(name)
         results = []
 
         def step():
             results[:] = [
-                kernels.conv2d_forward(x_nhwc, kernel, bias),
-                *kernels.conv2d_backward_kernel(x_nhwc, grad_out, kernel.shape),
-                kernels.conv2d_backward_input(grad_out, kernel, x_nhwc.shape),
+                backend.conv2d_forward(x_nhwc, kernel, bias),
+                *backend.conv2d_backward_kernel(x_nhwc, grad_out, kernel.shape),
+                backend.conv2d_backward_input(grad_out, kernel, x_nhwc.shape),
             ]
 
         seconds = _best_time(step, 1 if name == "reference" else repeats)

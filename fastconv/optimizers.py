@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from fastconv.backends import checks, get_backend
+from fastconv.backends import get_backend, to_numpy
 
 
 def check_learning_rate(value, owner):
@@ -41,10 +41,10 @@ class Optimizer:
     def slot(self, weight, index=0):
         """Per-weight state (zeros at first, on the backend's device), kept while the weight lives."""
         key = (id(weight), index)
-        kernels = get_backend()
+        backend = get_backend()
         if key not in self._slots:
-            self._slots[key] = kernels.zeros(weight.value.shape)
-        self._slots[key] = kernels.to_device(self._slots[key])
+            self._slots[key] = backend.zeros(weight.value.shape)
+        self._slots[key] = backend.to_device(self._slots[key])
         return self._slots[key]
 
     def apply(self, weights):
@@ -57,7 +57,7 @@ class Optimizer:
                 self.update(get_backend(), weight, weight.grad)
             weight.grad = None
 
-    def update(self, kernels, weight, grad):
+    def update(self, backend, weight, grad):
         raise NotImplementedError
 
     def get_config(self):
@@ -69,7 +69,7 @@ class Optimizer:
         """``(iterations, slots)``: ``slots[k][i]`` is slot ``slot_names[k]`` of ``weights[i]`` as a host array
         (on CPU backends the slot itself, not a copy); a slot not yet used is zeros, as when fresh."""
         slots = [
-            [checks.host_array(self._slots[(id(w), k)]) if (id(w), k) in self._slots else np.zeros(w.shape, np.float32) for w in weights]
+            [to_numpy(self._slots[(id(w), k)]) if (id(w), k) in self._slots else np.zeros(w.shape, np.float32) for w in weights]
             for k in range(len(self.slot_names))
         ]
         return self.iterations, slots
@@ -98,9 +98,9 @@ class SGD(Optimizer):
         self.momentum = float(momentum)
         self.nesterov = nesterov
 
-    def update(self, kernels, weight, grad):
-        velocity = self.slot(weight) if self.momentum else kernels.empty(0)
-        kernels.sgd_update(weight.value, grad, velocity, self.learning_rate, self.momentum, self.nesterov)
+    def update(self, backend, weight, grad):
+        velocity = self.slot(weight) if self.momentum else backend.empty(0)
+        backend.sgd_update(weight.value, grad, velocity, self.learning_rate, self.momentum, self.nesterov)
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -114,8 +114,8 @@ class RMSprop(Optimizer):
         self.rho = float(rho)
         self.epsilon = float(epsilon)
 
-    def update(self, kernels, weight, grad):
-        kernels.rmsprop_update(weight.value, grad, self.slot(weight), self.learning_rate, self.rho, self.epsilon)
+    def update(self, backend, weight, grad):
+        backend.rmsprop_update(weight.value, grad, self.slot(weight), self.learning_rate, self.rho, self.epsilon)
 
     def get_config(self):
         return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}
@@ -128,9 +128,9 @@ class Adam(Optimizer):
         super().__init__(learning_rate, **kwargs)
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
 
-    def update(self, kernels, weight, grad):
+    def update(self, backend, weight, grad):
         step = self.learning_rate * np.sqrt(1 - self.beta_2**self.iterations) / (1 - self.beta_1**self.iterations)
-        kernels.adam_update(weight.value, grad, self.slot(weight, 0), self.slot(weight, 1), step, self.beta_1, self.beta_2, self.epsilon)
+        backend.adam_update(weight.value, grad, self.slot(weight, 0), self.slot(weight, 1), step, self.beta_1, self.beta_2, self.epsilon)
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}

@@ -71,12 +71,12 @@ def activations(model, image, layer_names, path, images_per_row=16):
     outputs = {}
     from fastconv.backends import get_backend
 
-    kernels = get_backend()
-    tensor = kernels.to_device(x)
+    backend = get_backend()
+    tensor = backend.to_device(x)
     for layer in getattr(model, "_compute_layers", model.layers):
         tensor, _ = layer.forward(tensor, training=False)
         if layer.name in layer_names:
-            outputs[layer.name] = kernels.to_host(tensor)[0]
+            outputs[layer.name] = backend.to_host(tensor)[0]
     missing = [name for name in layer_names if name not in outputs]
     if missing:
         raise ValueError(f"no layers named {missing} in model {model.name!r}; it has {[layer.name for layer in model.layers]}")

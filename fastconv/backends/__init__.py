@@ -3,10 +3,10 @@
 A backend is an object (or module) exposing the kernel API of
 ``fastconv.backends.reference`` — the same function names, signatures and
 shapes — plus ``name``, ``to_device(array)`` and ``to_host(array)``. CPU
-backends work on NumPy arrays and the two conversions are the identity; a
-device backend (the CUDA one, later) keeps its arrays on the device and
-converts only at those two calls, so code written against this API needs no
-change for it.
+backends work on NumPy arrays and the two conversions are the identity; the
+device backend (``cuda``) keeps its arrays on the GPU and converts only at
+those two calls, so code written against this API needs no change for it.
+:func:`to_numpy` brings an array of any backend back without asking which.
 
 Choose one with :func:`set_backend`, :func:`use_backend` or the environment
 variable ``FASTCONV_BACKEND``; :func:`get_backend` returns the current one.
@@ -15,6 +15,8 @@ variable ``FASTCONV_BACKEND``; :func:`get_backend` returns the current one.
 import contextlib
 import importlib
 import os
+
+from fastconv.backends.checks import host_array
 
 # name -> (module, attribute holding the backend object or None for the module itself)
 _REGISTRY = {
@@ -26,6 +28,11 @@ _REGISTRY = {
 DEFAULT_BACKEND = "cython"
 _loaded = {}
 _current = None
+
+
+def to_numpy(array):
+    """``array`` as a NumPy array, whichever backend made it (a GPU array is copied back; anything else is returned)."""
+    return host_array(array)
 
 
 def available_backends():

@@ -17,7 +17,7 @@ Shapes carry ``None`` for the batch axis, as in Keras: ``(None, 28, 28, 1)``.
 import numpy as np
 
 from fastconv import activations, initializers, utils
-from fastconv.backends import checks
+from fastconv.backends import get_backend, to_numpy
 
 
 def check_channels_last(layer, data_format):
@@ -59,7 +59,7 @@ class Weight:
 
     def check_assignable(self, value):
         """``value`` as a NumPy array of this weight's shape and a real number dtype; ValueError/TypeError otherwise."""
-        value = np.asarray(checks.host_array(value))
+        value = np.asarray(to_numpy(value))
         if value.shape != tuple(self.shape):
             raise ValueError(f"weight {self.name} has shape {tuple(self.shape)}, cannot assign an array of shape {value.shape}")
         if not (np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.integer)):
@@ -76,11 +76,11 @@ class Weight:
 
     def numpy(self):
         """A host copy of the value, wherever the backend keeps it."""
-        return np.array(checks.host_array(self.value))
+        return np.array(to_numpy(self.value))
 
-    def to_backend(self, kernels):
-        """Move the value to where ``kernels`` keeps its arrays (no copy when it is there already)."""
-        self.value = kernels.to_device(self.value)
+    def to_backend(self, backend):
+        """Move the value to where ``backend`` keeps its arrays (no copy when it is there already)."""
+        self.value = backend.to_device(self.value)
 
     def __repr__(self):
         return f"<Weight {self.name} shape={self.shape} trainable={self.trainable}>"
@@ -283,15 +283,14 @@ class Layer:
         """On a :class:`KerasTensor`, record the call (functional API); on an array, compute (inference)."""
         if isinstance(inputs, KerasTensor):
             return KerasTensor(self.build_for(inputs.shape), layer=self, inbound=inputs)
-        from fastconv.backends import get_backend
 
-        kernels = get_backend()
+        backend = get_backend()
         x = np.ascontiguousarray(inputs, dtype=np.float32)
         self.build_for((None, *x.shape[1:]))
         for weight in self.weights:
-            weight.to_backend(kernels)
-        y, _ = self.forward(kernels.to_device(x), training=training)
-        return kernels.to_host(y)
+            weight.to_backend(backend)
+        y, _ = self.forward(backend.to_device(x), training=training)
+        return backend.to_host(y)
 
     # --- configuration -----------------------------------------------------
 

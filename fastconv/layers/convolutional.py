@@ -53,16 +53,16 @@ class Conv2D(Layer):
         return get_backend().conv2d_forward(x, self.kernel.value, bias, self.strides, self.padding), x
 
     def backward_call(self, grad_z, x, need_input_grad):
-        kernels = get_backend()
+        backend = get_backend()
         if self.trainable:
-            self.kernel.grad, grad_bias = kernels.conv2d_backward_kernel(
+            self.kernel.grad, grad_bias = backend.conv2d_backward_kernel(
                 x, grad_z, self.kernel.shape, self.strides, self.padding, self.use_bias
             )
             if self.use_bias:
                 self.bias.grad = grad_bias
         if not need_input_grad:
             return None
-        return kernels.conv2d_backward_input(grad_z, self.kernel.value, x.shape, self.strides, self.padding)
+        return backend.conv2d_backward_input(grad_z, self.kernel.value, x.shape, self.strides, self.padding)
 
     def get_config(self):
         return {

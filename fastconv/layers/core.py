@@ -97,10 +97,10 @@ class Dropout(Layer):
     def call(self, x, training):
         if not training or self.rate == 0:
             return x, None
-        kernels = get_backend()
+        backend = get_backend()
         rng = self._rng or utils.rng()
-        mask = kernels.to_device(((rng.random(x.shape) >= self.rate) / (1.0 - self.rate)).astype(np.float32))
-        return kernels.multiply(x, mask), mask
+        mask = backend.to_device(((rng.random(x.shape) >= self.rate) / (1.0 - self.rate)).astype(np.float32))
+        return backend.multiply(x, mask), mask
 
     def backward_call(self, grad_z, mask, need_input_grad):
         if not need_input_grad:

@@ -60,10 +60,10 @@ class Trainer:
             self.build_for((None, *np.shape(x_batch)[1:]))
         self.check_input_shape((None, *np.shape(x_batch)[1:]))
 
-    def _place_weights(self, kernels):
+    def _place_weights(self, backend):
         """Weights live where the backend computes (on the GPU for 'cuda'); a no-op once they are there."""
         for weight in self.weights:
-            weight.to_backend(kernels)
+            weight.to_backend(backend)
 
     def _fused(self):
         return self.loss.fuses_with is not None and self.loss.fuses_with == self._output_activation()
@@ -73,15 +73,15 @@ class Trainer:
     def _loss_and_grad(self, outputs, targets, fused):
         if fused:
             return self.loss.from_logits(targets, outputs)
-        kernels = get_backend()
-        loss, grad = self.loss(kernels.to_host(targets), kernels.to_host(outputs))
-        return loss, kernels.to_device(np.ascontiguousarray(grad, dtype=np.float32))
+        backend = get_backend()
+        loss, grad = self.loss(backend.to_host(targets), backend.to_host(outputs))
+        return loss, backend.to_device(np.ascontiguousarray(grad, dtype=np.float32))
 
     def _metric_values(self, outputs, targets, fused):
         if not self.metric_names:
             return {}
-        kernels = get_backend()
-        outputs, targets = kernels.to_host(outputs), kernels.to_host(targets)
+        backend = get_backend()
+        outputs, targets = backend.to_host(outputs), backend.to_host(targets)
         if metrics_module.accuracy_for(self.loss.name, outputs.shape) == "binary":
             value = metrics_module.binary_accuracy(targets, outputs, logits=fused)
         else:
@@ -106,9 +106,9 @@ class Trainer:
         """Forward one batch and take the loss: (logs, loss gradient, caches, fused)."""
         self._require_compiled()
         self._build_from_data(x_batch)
-        kernels = get_backend()
-        self._place_weights(kernels)
-        x = kernels.to_device(data_module.as_float_batch(x_batch))
+        backend = get_backend()
+        self._place_weights(backend)
+        x = backend.to_device(data_module.as_float_batch(x_batch))
         targets = self._targets(y_batch, x.shape[0])
         fused = self._fused()
         outputs, caches = self.forward(x, training=training, logits=fused)
@@ -268,15 +268,15 @@ class Trainer:
 
     def predict(self, x, batch_size=None, verbose=0, steps=None, **kwargs):
         """The model's outputs (with the output activation) for every sample, as one NumPy array."""
-        kernels = get_backend()
+        backend = get_backend()
         feeder = data_module.batches(x, None, batch_size, False, steps, "steps")
         progbar = Progbar(feeder.steps, verbose)
         outputs = []
         for index, (x_batch, _) in enumerate(feeder.epoch()):
             self._build_from_data(x_batch)
-            self._place_weights(kernels)
-            y, _ = self.forward(kernels.to_device(data_module.as_float_batch(x_batch)), training=False)
-            outputs.append(kernels.to_host(y))
+            self._place_weights(backend)
+            y, _ = self.forward(backend.to_device(data_module.as_float_batch(x_batch)), training=False)
+            outputs.append(backend.to_host(y))
             progbar.update(index + 1, {})
         progbar.finish({})
         return np.concatenate(outputs)

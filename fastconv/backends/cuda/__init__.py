@@ -67,8 +67,12 @@ class CudaBackend(CompiledBackend):
         return array
 
     def adopt(self, *arrays):
-        """Kernels accept NumPy inputs too: they are copied to the GPU first (and checked there, as device arrays)."""
-        return [None if array is None else self.to_device(array) for array in arrays]
+        """Kernels accept NumPy inputs too: a C-contiguous ndarray is copied to the GPU as it is (its dtype kept).
+
+        Anything else (a list, a strided view) is passed on unchanged, for the shared checks to refuse with the
+        CPU backends' message: a device backend coerces nothing the CPU ones would refuse.
+        """
+        return [self.to_device(array) if isinstance(array, np.ndarray) and array.flags.c_contiguous else array for array in arrays]
 
     def multiply(self, a, b):
         """a * b, element-wise, same shapes."""
