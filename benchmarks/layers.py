@@ -79,26 +79,26 @@ def make_step(layer, implementation, seed=0):
     x = rng.standard_normal(layer.input_shape).astype(np.float32)
     if implementation == "torch":
         return _torch_step(layer, x, rng)
-    kernels = load_backend(implementation)
+    backend = load_backend(implementation)
     if isinstance(layer, ConvLayer):
         kernel = (rng.standard_normal(layer.kernel_shape) * 0.1).astype(np.float32)
         bias = rng.standard_normal(layer.filters).astype(np.float32)
         grad_out = rng.standard_normal(layer.output_shape()).astype(np.float32)
 
         def conv_step():
-            kernels.conv2d_forward(x, kernel, bias)
-            kernels.conv2d_backward_kernel(x, grad_out, layer.kernel_shape)
+            backend.conv2d_forward(x, kernel, bias)
+            backend.conv2d_backward_kernel(x, grad_out, layer.kernel_shape)
             if not layer.first:
-                kernels.conv2d_backward_input(grad_out, kernel, layer.input_shape)
+                backend.conv2d_backward_input(grad_out, kernel, layer.input_shape)
 
         return conv_step
 
-    y, argmax = kernels.max_pool2d_forward(x, layer.pool)
+    y, argmax = backend.max_pool2d_forward(x, layer.pool)
     grad_out = rng.standard_normal(y.shape).astype(np.float32)
 
     def pool_step():
-        _, saved_argmax = kernels.max_pool2d_forward(x, layer.pool)
-        kernels.max_pool2d_backward(grad_out, saved_argmax, layer.input_shape)
+        _, saved_argmax = backend.max_pool2d_forward(x, layer.pool)
+        backend.max_pool2d_backward(grad_out, saved_argmax, layer.input_shape)
 
     return pool_step
 

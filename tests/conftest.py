@@ -1,4 +1,4 @@
-"""Shared fixtures: the backends under test and one comparison helper."""
+"""Shared fixtures: the backends under test, and one helper that runs a kernel on a backend and on the reference."""
 
 import os
 import shutil
@@ -22,7 +22,10 @@ def _real_gpu():
     return True
 
 
+# The one list of backends under test: every test that runs per backend takes one of the fixtures below, so on a
+# machine with a GPU (or under the simulator) each of them runs on cuda too.
 COMPILED_BACKENDS = ("cuda",) if CUDA_SIMULATOR else ("cython", "numba") + (("cuda",) if _real_gpu() else ())
+EVERY_BACKEND = COMPILED_BACKENDS + ("reference",)
 HYPOTHESIS_EXAMPLES = 10 if CUDA_SIMULATOR else 30
 # Largest drawn sizes: batch, height/width, channels, filters, kernel side.
 MAX_SIZES = dict(batch=2, spatial=5, channels=2, filters=3, kernel=3) if CUDA_SIMULATOR else dict(batch=4, spatial=11, channels=6, filters=7, kernel=5)
@@ -31,9 +34,37 @@ RTOL = 1e-5
 
 
 @pytest.fixture(params=COMPILED_BACKENDS)
-def backend(request):
+def backend_name(request):
+    """The name of each compiled backend in turn (for ``fastconv.use_backend``)."""
+    return request.param
+
+
+@pytest.fixture
+def backend(backend_name):
     """Each compiled backend in turn."""
-    return load_backend(request.param)
+    return load_backend(backend_name)
+
+
+@pytest.fixture(params=EVERY_BACKEND)
+def any_backend_name(request):
+    """The name of each backend in turn, the float64 reference included."""
+    return request.param
+
+
+@pytest.fixture
+def any_backend(any_backend_name):
+    """Each backend in turn, the float64 reference included."""
+    return load_backend(any_backend_name)
+
+
+@pytest.fixture
+def fresh_names():
+    """Default layer names restart at conv2d, dense, ... and the seed at 0, as after keras.backend.clear_session()
+    (API tests use it: ``pytestmark = pytest.mark.usefixtures("fresh_names")``)."""
+    import fastconv
+
+    fastconv.clear_session()
+    fastconv.utils.set_random_seed(0)
 
 
 @pytest.fixture(scope="session")
@@ -71,6 +102,35 @@ def assert_matches(actual, expected, what, rtol=RTOL, magnitude=None):
 def of_magnitudes(kernel, *args, **kwargs):
     """``kernel`` applied to the absolute values of its array arguments (the scale of its rounding error)."""
     return kernel(*(np.abs(a) if isinstance(a, np.ndarray) else a for a in args), **kwargs)
+
+
+def check_op(backend, op, *args, sums=False, rtol=RTOL, where=""):
+    """Run kernel ``op`` on ``backend`` and on the float64 reference with the same arguments and compare every output
+    (tinygrad's ``helper_test_op``); returns the backend's outputs.
+
+    Float outputs must be float32 and within ``rtol`` of the reference, relative to its largest value, or, for a
+    sum of products (``sums=True``: convolution, dense), to the same op on absolute values; integer outputs (argmax)
+    must be equal; a None output (no bias) None on both; a float (a loss) within ``rtol`` of max(|loss|, 1).
+    """
+    reference = load_backend("reference")
+    got = getattr(backend, op)(*args)
+    reference_args = [checks.host_array(a) for a in args]
+    expected = getattr(reference, op)(*reference_args)
+    single = not isinstance(expected, tuple)
+    as_tuple = (lambda outputs: (outputs,)) if single else tuple
+    scales = as_tuple(of_magnitudes(getattr(reference, op), *reference_args)) if sums else (None,) * len(as_tuple(expected))
+    for index, (value, want, scale) in enumerate(zip(as_tuple(got), as_tuple(expected), scales)):
+        what = f"{op}{'' if single else f' output {index}'} on {backend.name}, {where}"
+        if want is None:
+            assert value is None, what
+        elif isinstance(want, float):
+            assert abs(value - want) <= rtol * max(abs(want), 1.0), f"{what}: {value} != {want}"
+        elif np.issubdtype(want.dtype, np.integer):
+            np.testing.assert_array_equal(checks.host_array(value), want, err_msg=what)
+        else:
+            assert checks.host_array(value).dtype == np.float32, f"{what}: dtype {checks.host_array(value).dtype}"
+            assert_matches(value, want, what, rtol, scale)
+    return got
 
 
 def unfreeze_from(model, first_trainable):

@@ -1,8 +1,8 @@
 """The cuda backend: the kernel suite under Numba's CUDA simulator, and device-resident training.
 
-In the ordinary run (no GPU here, none in CI) the first test runs tests/test_kernels.py, the NaN
-tests of tests/test_faults.py and this module again in a subprocess with NUMBA_ENABLE_CUDASIM=1, where they exercise the cuda backend on
-small shapes. On a machine with a GPU the same tests run on the real device.
+In the ordinary run (no GPU here, none in CI) the first test runs the kernel, bad-input, gradient and fault tests
+and this module again in a subprocess with NUMBA_ENABLE_CUDASIM=1, where the backend fixtures of conftest.py give
+cuda alone, on small shapes. On a machine with a GPU the same fixtures add cuda to every per-backend test.
 """
 
 import os
@@ -27,7 +27,7 @@ def test_kernel_suite_under_the_cuda_simulator():
     tests = Path(__file__).parent
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests / "test_kernels.py"), str(tests / "test_faults.py"), str(tests / "test_cuda.py")],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *(str(tests / name) for name in ("test_kernels.py", "test_bad_inputs.py", "test_gradients.py", "test_faults.py", "test_cuda.py"))],
         env=env, capture_output=True, text=True, timeout=1200,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
@@ -101,10 +101,10 @@ def test_fit_predict_evaluate_on_the_device():
 
 @needs_cuda
 def test_nan_on_the_device_gives_a_nan_loss_and_fit_stops():
-    kernels = fastconv.backends.load_backend("cuda")
+    backend = fastconv.backends.load_backend("cuda")
     logits = np.ones((2, 3), np.float32)
     logits[1, 2] = np.nan
-    loss, _ = kernels.softmax_cross_entropy(logits, np.eye(3, dtype=np.float32)[[0, 1]])
+    loss, _ = backend.softmax_cross_entropy(logits, np.eye(3, dtype=np.float32)[[0, 1]])
     assert np.isnan(loss)
     x, y = _data(4)
     with fastconv.use_backend("cuda"):

@@ -390,7 +390,6 @@ def _run(optimizer, tmp_path, through_a_file):
 
 
 @not_under_simulator
-@pytest.mark.parametrize("backend_name", ["cython", "numba"])
 @pytest.mark.parametrize("optimizer", sorted(_OPTIMIZERS))
 def test_resuming_from_a_saved_model_equals_the_run_that_never_stopped(tmp_path, backend_name, optimizer):
     """2 epochs -> save -> load -> 1 epoch is 3 epochs straight, bit for bit (optimizer iterations and slots saved)."""

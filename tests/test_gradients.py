@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import relative_error
-from fastconv.backends import load_backend
+from fastconv.backends import load_backend, to_numpy
 
 reference = load_backend("reference")
 STEP = 1e-6
@@ -108,21 +108,20 @@ def test_loss_gradients():
     )
 
 
-def _network_loss(kernels, x, conv_kernel, conv_bias, dense_kernel, targets):
+def _network_loss(backend, x, conv_kernel, conv_bias, dense_kernel, targets):
     """conv 3x3 'same' -> relu -> 2x2 max pool -> flatten -> dense -> softmax cross-entropy; also returns the cache."""
-    conv_out = kernels.conv2d_forward(x, conv_kernel, conv_bias, (1, 1), "same")
-    relu_out = kernels.relu_forward(conv_out)
-    pooled, argmax = kernels.max_pool2d_forward(relu_out, (2, 2), None, "valid")
+    conv_out = backend.conv2d_forward(x, conv_kernel, conv_bias, (1, 1), "same")
+    relu_out = backend.relu_forward(conv_out)
+    pooled, argmax = backend.max_pool2d_forward(relu_out, (2, 2), None, "valid")
     flat = pooled.reshape(pooled.shape[0], -1)
-    logits = kernels.dense_forward(flat, dense_kernel, None)
-    loss, grad_logits = kernels.softmax_cross_entropy(logits, targets)
+    logits = backend.dense_forward(flat, dense_kernel, None)
+    loss, grad_logits = backend.softmax_cross_entropy(logits, targets)
     return loss, (relu_out, pooled, argmax, flat, grad_logits)
 
 
-@pytest.mark.parametrize("backend_name", ["cython", "numba", "reference"])
-def test_network_gradient_through_each_backend(backend_name):
+def test_network_gradient_through_each_backend(any_backend, any_backend_name):
     """Backpropagation through a small convnet on one backend equals finite differences of the float64 network."""
-    kernels = load_backend(backend_name)
+    backend = any_backend
     rng = np.random.default_rng(6)
     x = rng.standard_normal((3, 6, 6, 2)).astype(np.float32)
     conv_kernel = rng.standard_normal((3, 3, 2, 4)).astype(np.float32)
@@ -130,11 +129,11 @@ def test_network_gradient_through_each_backend(backend_name):
     dense_kernel = rng.standard_normal((3 * 3 * 4, 5)).astype(np.float32)
     targets = np.eye(5, dtype=np.float32)[[0, 3, 1]]
 
-    _, (relu_out, pooled, argmax, flat, grad_logits) = _network_loss(kernels, x, conv_kernel, conv_bias, dense_kernel, targets)
-    grad_flat, _, _ = kernels.dense_backward(grad_logits, flat, dense_kernel, False)
-    grad_relu = kernels.max_pool2d_backward(grad_flat.reshape(pooled.shape), argmax, relu_out.shape)
-    grad_conv = kernels.relu_backward(grad_relu, relu_out)
-    grad_kernel, grad_bias = kernels.conv2d_backward_kernel(x, grad_conv, conv_kernel.shape, (1, 1), "same")
+    _, (relu_out, pooled, argmax, flat, grad_logits) = _network_loss(backend, x, conv_kernel, conv_bias, dense_kernel, targets)
+    grad_flat, _, _ = backend.dense_backward(grad_logits, flat, dense_kernel, False)
+    grad_relu = backend.max_pool2d_backward(grad_flat.reshape(pooled.shape), argmax, relu_out.shape)
+    grad_conv = backend.relu_backward(grad_relu, relu_out)
+    grad_kernel, grad_bias = backend.conv2d_backward_kernel(x, grad_conv, conv_kernel.shape, (1, 1), "same")
 
     as64 = [a.astype(np.float64) for a in (x, conv_kernel, conv_bias, dense_kernel, targets)]
 
@@ -142,6 +141,7 @@ def test_network_gradient_through_each_backend(backend_name):
         return _network_loss(reference, as64[0], kernel, bias, as64[3], as64[4])[0]
 
     kernel64, bias64 = as64[1].copy(), as64[2].copy()
-    rtol = GRADIENT_RTOL if backend_name == "reference" else 1e-5
+    rtol = GRADIENT_RTOL if any_backend_name == "reference" else 1e-5
+    grad_kernel, grad_bias = to_numpy(grad_kernel), to_numpy(grad_bias)
     assert relative_error(grad_kernel, numerical_gradient(lambda v: network(kernel=v), kernel64)) < rtol
     assert relative_error(grad_bias, numerical_gradient(lambda v: network(bias=v), bias64)) < rtol

@@ -40,10 +40,7 @@ def cases(files, models=MODELS):
     ]  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def fresh_names():
-    fastconv.clear_session()
-    fastconv.utils.set_random_seed(0)
+pytestmark = pytest.mark.usefixtures("fresh_names")
 
 
 def expected(name, generation, what):

@@ -8,13 +8,11 @@ import fastconv
 from fastconv import layers, models, optimizers
 from fastconv.utils import set_random_seed, to_categorical
 
+from builders import functional_8_1, small_classifier, summary_text, tiny_data, total_params
 from conftest import unfreeze_from
 
 
-@pytest.fixture(autouse=True)
-def fresh_names():
-    fastconv.clear_session()
-    set_random_seed(0)
+pytestmark = pytest.mark.usefixtures("fresh_names")
 
 
 def small_model(name=None):
@@ -181,3 +179,85 @@ def test_load_weights_by_order_changes_nothing_when_a_later_layer_does_not_fit(t
         target.set_weights([before[0], before[1], before[2], np.zeros(3, np.float32)])
     for kept, now in zip(before, target.get_weights()):
         np.testing.assert_array_equal(kept, now)
+
+
+# --- the Keras API: round trips of fastconv's own files --------------------
+
+
+def test_save_and_load_model_round_trip_is_bit_exact(tmp_path):
+    model = small_classifier()
+    x, y = tiny_data()
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    path = tmp_path / "model.h5"
+    model.save(path)
+    loaded = models.load_model(path)
+    for a, b in zip(model.get_weights(), loaded.get_weights()):
+        assert a.dtype == b.dtype == np.float32
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(model.predict(x), loaded.predict(x))
+    assert summary_text(model) == summary_text(loaded)
+    assert loaded.loss.name == "categorical_crossentropy" and loaded.metric_names == ["accuracy"]
+    loaded.fit(x, y, epochs=1, batch_size=16, verbose=0)  # compiled and trainable again
+
+
+def test_functional_model_round_trip(tmp_path):
+    model = functional_8_1()
+    model.compile(optimizer="adam", loss="categorical_crossentropy")
+    path = tmp_path / "functional.h5"
+    model.save(path)
+    loaded = models.load_model(path)
+    assert total_params(loaded) == 104_202
+    for a, b in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_weights_files_in_keras_layout(tmp_path):
+    import h5py
+
+    model = small_classifier()
+    path = tmp_path / "weights.h5"
+    model.save_weights(path)
+    with h5py.File(path, "r") as file:
+        assert [n.decode() for n in file.attrs["layer_names"]][:2] == ["conv2d", "max_pooling2d"]
+        assert [n.decode() for n in file["conv2d"].attrs["weight_names"]] == ["conv2d/kernel:0", "conv2d/bias:0"]
+        assert file["conv2d/conv2d/kernel:0"].shape == (3, 3, 2, 3)
+    fastconv.clear_session()
+    other = small_classifier()
+    other.load_weights(path)
+    for a, b in zip(model.get_weights(), other.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # by name: a model that shares only some layer names takes those, leaves the rest
+    fastconv.clear_session()
+    partial = models.Sequential([layers.Conv2D(3, (3, 3), padding="same", input_shape=(6, 6, 2)), layers.Flatten(), layers.Dense(2, name="head")])
+    head_before = partial.get_layer("head").get_weights()[0].copy()
+    partial.load_weights(path, by_name=True)
+    np.testing.assert_array_equal(partial.layers[0].get_weights()[0], model.layers[0].get_weights()[0])
+    np.testing.assert_array_equal(partial.get_layer("head").get_weights()[0], head_before)
+    with pytest.raises(ValueError, match="holds weights for 4 layers"):
+        partial.load_weights(path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        model.load_weights(tmp_path / "missing.h5")
+    (tmp_path / "junk.h5").write_bytes(b"not hdf5")
+    with pytest.raises(ValueError, match="not an HDF5 weights file"):
+        model.load_weights(tmp_path / "junk.h5")
+
+
+def test_global_pooling_in_a_trained_and_reloaded_model(tmp_path):
+    set_random_seed(1)
+    model = models.Sequential([
+        layers.Conv2D(8, 3, activation="relu", input_shape=(12, 12, 3)),
+        layers.GlobalAveragePooling2D(),
+        layers.Dense(2, activation="softmax"),
+    ])  # fmt: skip
+    assert model.output_shape == (None, 2) and model.count_params() == 3 * 3 * 3 * 8 + 8 + 8 * 2 + 2
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["acc"])
+    x = np.random.default_rng(0).standard_normal((16, 12, 12, 3)).astype(np.float32)
+    y = to_categorical(np.arange(16) % 2, 2)
+    first = model.train_on_batch(x, y)[0]
+    for _ in range(5):
+        last = model.train_on_batch(x, y)[0]
+    assert last < first
+    model.save(tmp_path / "gap.h5")
+    reloaded = models.load_model(tmp_path / "gap.h5")
+    assert type(reloaded.layers[1]).__name__ == "GlobalAveragePooling2D"
+    np.testing.assert_allclose(reloaded.predict(x), model.predict(x), rtol=1e-6)
