@@ -9,9 +9,11 @@ Kernels directly::
 
     backend = fastconv.get_backend()                     # "cython" (default), "numba", "reference"
     y = backend.conv2d_forward(x_nhwc, kernel, bias, strides=(1, 1), padding="same")
+    fastconv.set_conv_algorithm("winograd")              # or "gemm"; "auto" (default) picks per layer shape
 """
 
 from fastconv.backends import available_backends, get_backend, set_backend, use_backend
+from fastconv.backends.algorithms import conv_algorithm, set_conv_algorithm
 from fastconv import activations, applications, callbacks, datasets, initializers, layers, losses, metrics, models, optimizers, preprocessing, utils
 from fastconv.layers import Input
 from fastconv.models import Model, Sequential
@@ -19,7 +21,7 @@ from fastconv._version import __version__
 from fastconv.utils import clear_session
 
 __all__ = [
-    "Input", "Model", "Sequential", "activations", "applications", "available_backends", "callbacks", "clear_session", "datasets",
-    "get_backend", "initializers", "layers", "losses", "metrics", "models", "optimizers", "preprocessing", "set_backend", "use_backend",
+    "Input", "Model", "Sequential", "activations", "applications", "available_backends", "callbacks", "clear_session", "conv_algorithm", "datasets",
+    "get_backend", "initializers", "layers", "losses", "metrics", "models", "optimizers", "preprocessing", "set_backend", "set_conv_algorithm", "use_backend",
     "utils", "__version__",
 ]  # fmt: skip

@@ -7,11 +7,13 @@ standard-normal float32 (never zeros). Each kernel's result must lie within
 
 import numpy as np
 import pytest
+
+import fastconv
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import CUDA_SIMULATOR, HYPOTHESIS_EXAMPLES, MAX_SIZES, assert_matches, check_op, random_array
-from fastconv.backends import compiled
+from fastconv.backends import algorithms, compiled
 
 examples = settings(max_examples=HYPOTHESIS_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 paddings = st.sampled_from(["valid", "same"])
@@ -40,9 +42,37 @@ def chunking(request, monkeypatch):
     return request.param
 
 
+@pytest.fixture(params=["gemm"] if CUDA_SIMULATOR else ["gemm", "winograd"])
+def conv_algorithm(request, monkeypatch):
+    """Run the convolution tests with each algorithm forced (Winograd where it applies: 3x3, stride 1)."""
+    monkeypatch.setattr(algorithms, "_chosen", request.param)
+    return request.param
+
+
+@st.composite
+def winograd_cases(draw):
+    """Winograd's case, 3x3 stride 1, with odd and even output sizes (a last tile half outside the output)."""
+    padding = draw(paddings)
+    low = 1 if padding == "same" else 3
+    spatial = MAX_SIZES["spatial"] + 2
+    x_shape = (draw(st.integers(1, MAX_SIZES["batch"])), draw(st.integers(low, spatial)), draw(st.integers(low, spatial)), draw(st.integers(1, MAX_SIZES["channels"])))
+    kernel_shape = (3, 3, x_shape[3], draw(st.integers(1, MAX_SIZES["filters"])))
+    return x_shape, kernel_shape, (1, 1), padding, draw(st.booleans()), draw(seeds)
+
+
 @examples
 @given(case=conv_cases())
-def test_conv2d(backend, chunking, case):
+def test_conv2d(backend, chunking, conv_algorithm, case):
+    _check_conv2d(backend, case)
+
+
+@examples
+@given(case=winograd_cases())
+def test_conv2d_3x3_stride_1(backend, chunking, conv_algorithm, case):
+    _check_conv2d(backend, case)
+
+
+def _check_conv2d(backend, case):
     x_shape, kernel_shape, strides, padding, use_bias, seed = case
     rng = np.random.default_rng(seed)
     x, kernel = random_array(rng, x_shape), random_array(rng, kernel_shape)
@@ -60,7 +90,7 @@ def test_conv2d(backend, chunking, case):
     [((3, 28, 28, 1), (3, 3, 1, 32)), ((2, 13, 13, 32), (3, 3, 32, 64)), ((2, 36, 36, 64), (3, 3, 64, 128))],
     ids=["mnist-conv1", "mnist-conv2", "catsdogs-conv3"],
 )
-def test_conv2d_network_shapes(backend, x_shape, kernel_shape):
+def test_conv2d_network_shapes(backend, conv_algorithm, x_shape, kernel_shape):
     """The notes' layer shapes, where the patch rows are long and BLAS blocks its products."""
     rng = np.random.default_rng(sum(x_shape))
     x, kernel, bias = random_array(rng, x_shape), random_array(rng, kernel_shape), random_array(rng, kernel_shape[3])
@@ -181,3 +211,42 @@ def test_backends_share_one_signature(backend, reference):
     for name in kernels:
         expected = list(inspect.signature(getattr(reference, name)).parameters)
         assert list(inspect.signature(getattr(backend, name)).parameters) == expected, name
+
+
+def test_forcing_winograd_runs_it_where_it_applies_and_the_gemm_elsewhere(backend, monkeypatch):
+    """The choice is real: forced Winograd calls the Winograd kernels for a 3x3 stride-1 layer (forward and input
+    gradient) and never for a 5x5 or strided one; 'auto' keeps it off layers with few channels."""
+    if not backend.has_winograd:
+        pytest.skip(f"{backend.name} has no Winograd kernels")
+    calls = []
+    original = backend.low_level.winograd_conv2d_forward
+    monkeypatch.setattr(backend.low_level, "winograd_conv2d_forward", lambda *args: calls.append(args[-1]) or original(*args))
+    rng = np.random.default_rng(0)
+    x = random_array(rng, (2, 9, 9, 16))
+    for setting, kernel_shape, strides, expected_calls in [
+        ("winograd", (3, 3, 16, 16), (1, 1), 2), ("winograd", (5, 5, 16, 16), (1, 1), 0), ("winograd", (3, 3, 16, 16), (2, 2), 0),
+        ("gemm", (3, 3, 16, 16), (1, 1), 0), ("auto", (3, 3, 16, 16), (1, 1), 2), ("auto", (3, 3, 16, 1), (1, 1), 0),
+    ]:  # fmt: skip
+        monkeypatch.setattr(algorithms, "_chosen", setting)
+        calls.clear()
+        kernel = random_array(rng, kernel_shape)
+        y = check_op(backend, "conv2d_forward", np.ascontiguousarray(x[..., : kernel_shape[2]]), kernel, None, strides, "same", sums=True)
+        check_op(backend, "conv2d_backward_input", random_array(rng, y.shape), kernel, x.shape[:3] + kernel_shape[2:3], strides, "same", sums=True)
+        assert len(calls) == expected_calls, (setting, kernel_shape, strides, calls)
+
+
+def test_the_algorithm_setting_is_checked_read_from_the_environment_and_auto_follows_the_shape(monkeypatch):
+    monkeypatch.setattr(algorithms, "_chosen", None)
+    monkeypatch.setenv("FASTCONV_CONV_ALGORITHM", "GEMM")
+    assert algorithms.conv_algorithm() == "gemm"
+    monkeypatch.setenv("FASTCONV_CONV_ALGORITHM", "fft")
+    with pytest.raises(ValueError, match="FASTCONV_CONV_ALGORITHM: unknown convolution algorithm 'fft'; choose one of auto, gemm, winograd"):
+        algorithms.conv_algorithm()
+    with pytest.raises(ValueError, match="set_conv_algorithm: unknown convolution algorithm 'direct'"):
+        fastconv.set_conv_algorithm("direct")
+    assert fastconv.set_conv_algorithm("winograd") == "winograd" == algorithms.conv_algorithm()
+    fastconv.set_conv_algorithm("auto")
+    assert algorithms.choose((3, 3, 64, 64), (1, 1), (11, 11), has_winograd=True) == "winograd"
+    assert algorithms.choose((3, 3, 64, 64), (1, 1), (3, 3), has_winograd=True) == "gemm"  # MNIST's conv3
+    assert algorithms.choose((3, 3, 3, 32), (1, 1), (148, 148), has_winograd=True) == "gemm"  # an RGB first layer
+    assert algorithms.choose((3, 3, 64, 64), (1, 1), (11, 11), has_winograd=False) == "gemm"  # cuda

@@ -125,13 +125,13 @@ def test_the_compiled_backends_low_level_kernels_take_the_same_parameters():
     import inspect
     from pathlib import Path
 
-    from fastconv.backends.contract import KERNEL_NAMES
+    from fastconv.backends.contract import KERNEL_NAMES, OPTIONAL_KERNEL_NAMES
 
     def parameters_in(folder):
         found = {}
         for path in sorted(folder.glob("*.py")):
             for node in ast.parse(path.read_text()).body:
-                if isinstance(node, ast.FunctionDef) and node.name in KERNEL_NAMES:
+                if isinstance(node, ast.FunctionDef) and node.name in KERNEL_NAMES + OPTIONAL_KERNEL_NAMES:
                     found[node.name] = [argument.arg for argument in node.args.args]
         return found
 
@@ -147,3 +147,7 @@ def test_the_compiled_backends_low_level_kernels_take_the_same_parameters():
         assert outputs == list(range(outputs[0], outputs[-1] + 1)), f"{name}: outputs {parameters} not together"
         assert settings == (["plan"] if name.startswith(("conv2d", "avg_pool2d", "max_pool2d_forward")) else
                             ["threads"] if name.startswith("dense") else []), f"{name}: {parameters}"
+    for name in OPTIONAL_KERNEL_NAMES:  # the Winograd kernels: Cython and Numba have them, CUDA not yet
+        parameters = list(inspect.signature(getattr(cython, name)).parameters)
+        assert numba_kernels.get(name) == parameters and cuda_kernels.get(name, parameters) == parameters, name
+        assert parameters[-1] == "plan" or parameters[-1].startswith("out_"), f"{name}: {parameters}"

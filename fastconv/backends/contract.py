@@ -4,6 +4,10 @@ A compiled backend (``fastconv.backends.compiled.CompiledBackend``) validates an
 then calls these kernels with raw float32 buffers (argmax int32), every output preallocated. Each
 backend's folder provides them from modules of the same op families: ``conv``, ``pool``, ``dense``,
 ``activations``, ``losses``. :func:`collect_kernels` gathers them and names any that is missing.
+
+The Winograd kernels (``OPTIONAL_KERNEL_NAMES``, from a ``winograd`` module) are a second convolution algorithm:
+a backend that has them may run 3x3 stride-1 convolutions by them (``fastconv.backends.algorithms``), one that
+lacks them (cuda, today) runs every convolution by im2col + GEMM.
 """
 
 from types import SimpleNamespace
@@ -17,11 +21,15 @@ KERNEL_NAMES = (
 )  # fmt: skip
 
 
-def collect_kernels(backend_name, modules, names=KERNEL_NAMES):
-    """A namespace of the kernels ``names`` found in ``modules``; ImportError naming every one that is missing."""
+OPTIONAL_KERNEL_NAMES = ("winograd_kernel_transform", "winograd_conv2d_forward")
+
+
+def collect_kernels(backend_name, modules, names=KERNEL_NAMES, optional=OPTIONAL_KERNEL_NAMES):
+    """A namespace of the kernels ``names`` (and of those ``optional`` present) found in ``modules``; ImportError
+    naming every one of ``names`` that is missing."""
     found = {}
     for module in modules:
-        for name in names:
+        for name in names + optional:
             if hasattr(module, name):
                 found[name] = getattr(module, name)
     missing = [name for name in names if name not in found]

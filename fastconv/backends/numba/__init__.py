@@ -2,6 +2,6 @@
 
 from fastconv.backends.compiled import CompiledBackend
 from fastconv.backends.contract import collect_kernels
-from fastconv.backends.numba import activations, conv, dense, losses, pool
+from fastconv.backends.numba import activations, conv, dense, losses, pool, winograd
 
-backend = CompiledBackend("numba", collect_kernels("numba", (conv, pool, dense, activations, losses)))
+backend = CompiledBackend("numba", collect_kernels("numba", (conv, winograd, pool, dense, activations, losses)))

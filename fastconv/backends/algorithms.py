@@ -1,0 +1,62 @@
+"""Which convolution algorithm runs a layer: im2col + GEMM, or Winograd F(2x2, 3x3).
+
+Winograd applies to 3x3 kernels with stride 1 ('valid' or 'same'), on the backends that provide its kernels
+(Cython and Numba). ``"auto"`` (the default) picks it per layer shape by a rule measured on the notes' layers
+(``docs/performance.md``); ``"gemm"`` or ``"winograd"`` force one, from code with :func:`set_conv_algorithm` or
+from the environment with ``FASTCONV_CONV_ALGORITHM``. A forced ``"winograd"`` runs wherever it applies and the
+GEMM elsewhere, as cuDNN does with an algorithm that does not support a shape.
+"""
+
+import functools
+import os
+
+CONV_ALGORITHMS = ("auto", "gemm", "winograd")
+_chosen = None
+
+# auto: Winograd when both channel counts and the output's area reach these. Its transforms cost
+# O(tiles * 16 * (C + F)) against the products' O(tiles * 16 * C * F): with few channels (the first layer of a
+# net: C = 1 or 3) they dominate. On a small output (MNIST's conv3: 3x3) a quarter of each tile's work is thrown
+# away at the edges and the per-call kernel transform is not paid back (measured: docs/performance.md).
+_MIN_WINOGRAD_CHANNELS = 16
+_MIN_WINOGRAD_OUTPUT_PIXELS = 64
+
+
+def set_conv_algorithm(name):
+    """Use ``name`` ('auto', 'gemm' or 'winograd') for every convolution from now on; returns it."""
+    global _chosen
+    _chosen = _checked(name, "set_conv_algorithm")
+    return _chosen
+
+
+def conv_algorithm():
+    """The algorithm setting in use: the last :func:`set_conv_algorithm`, else ``$FASTCONV_CONV_ALGORITHM``, else 'auto'."""
+    if _chosen is not None:
+        return _chosen
+    return _checked(os.environ.get("FASTCONV_CONV_ALGORITHM", "auto").strip().lower() or "auto", "FASTCONV_CONV_ALGORITHM")
+
+
+def _checked(name, where):
+    if name not in CONV_ALGORITHMS:
+        raise ValueError(f"{where}: unknown convolution algorithm {name!r}; choose one of {', '.join(CONV_ALGORITHMS)}")
+    return name
+
+
+def winograd_applies(kernel_shape, strides):
+    """True for a 3x3 kernel (KH, KW, C, F) with stride 1: F(2x2, 3x3)'s case."""
+    return tuple(kernel_shape[:2]) == (3, 3) and tuple(strides) == (1, 1)
+
+
+@functools.lru_cache(maxsize=256)
+def _auto(channels, filters, out_h, out_w):
+    wide = min(channels, filters) >= _MIN_WINOGRAD_CHANNELS
+    return "winograd" if wide and out_h * out_w >= _MIN_WINOGRAD_OUTPUT_PIXELS else "gemm"
+
+
+def choose(kernel_shape, strides, out_hw, has_winograd):
+    """'winograd' or 'gemm' for a convolution with this kernel (KH, KW, C, F), strides and output (OH, OW) of its
+    forward pass, on a backend that has (``has_winograd``) or lacks the Winograd kernels. The forward pass and the
+    input gradient of one layer get the same answer."""
+    setting = conv_algorithm()
+    if not has_winograd or setting == "gemm" or not winograd_applies(kernel_shape, strides):
+        return "gemm"
+    return "winograd" if setting == "winograd" else _auto(kernel_shape[2], kernel_shape[3], out_hw[0], out_hw[1])
