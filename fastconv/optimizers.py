@@ -66,10 +66,10 @@ class Optimizer:
     # --- state (saved by fastconv.models.optimizer_state in Keras' layouts) ---------------
 
     def get_state(self, weights):
-        """``(iterations, slots)``: ``slots[k][i]`` is slot ``slot_names[k]`` of ``weights[i]`` as a host array
-        (on CPU backends the slot itself, not a copy); a slot not yet used is zeros, as when fresh."""
+        """``(iterations, slots)``: ``slots[k][i]`` is a host copy of slot ``slot_names[k]`` of ``weights[i]`` (changing
+        it never changes the optimizer); a slot not yet used is zeros, as when fresh."""
         slots = [
-            [to_numpy(self._slots[(id(w), k)]) if (id(w), k) in self._slots else np.zeros(w.shape, np.float32) for w in weights]
+            [np.array(to_numpy(self._slots[(id(w), k)])) if (id(w), k) in self._slots else np.zeros(w.shape, np.float32) for w in weights]
             for k in range(len(self.slot_names))
         ]
         return self.iterations, slots

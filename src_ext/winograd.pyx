@@ -16,6 +16,11 @@ method; F(4x4, 3x3) would need coefficients up to 8 and loses about two more dig
 zeros (tiles are clipped to the input), so 'same' and 'valid' differ only in pad_top/pad_left and the output size.
 The gradient to the input is this same convolution of grad_out with the kernel rotated by 180 degrees and its
 channels swapped (see fastconv.backends.compiled); the gradient to the kernel stays with im2col.
+
+The transforms mix the 16 pixels of a patch, so one NaN or +-inf would reach outputs whose window does not hold
+it (and inf - inf makes NaN of an output the direct method gives as inf). Both kernels therefore report a
+non-finite kernel or product (a non-finite input pixel always leaves one in M: inf * 0 is NaN and no sum makes
+a NaN or inf finite again), and the caller computes that convolution by the direct method instead.
 """
 from cython.parallel cimport parallel, prange
 from libc.stdlib cimport malloc, free
@@ -31,7 +36,8 @@ cdef enum:
 def winograd_kernel_transform(const float[:, :, :, ::1] kernel, float[:, :, ::1] out_u):
     """out_u[4i+j] = (G g G^T)[i, j] for every channel pair. kernel: (3, 3, C, F); out_u: (16, C, F), written.
 
-    G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]].
+    G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]. Returns False if the kernel holds a NaN or
+    +-inf (out_u is then not to be used), else True.
     """
     cdef Py_ssize_t channels = kernel.shape[2], filters = kernel.shape[3]
     if kernel.shape[0] != 3 or kernel.shape[1] != 3 or out_u.shape[0] != POSITIONS \
@@ -40,9 +46,22 @@ def winograd_kernel_transform(const float[:, :, :, ::1] kernel, float[:, :, ::1]
                          f"{filters}) and out_u ({out_u.shape[0]}, {out_u.shape[1]}, {out_u.shape[2]}) must be "
                          f"(3, 3, C, F) and (16, C, F)")
     cdef Py_ssize_t c
+    if not all_finite(&kernel[0, 0, 0, 0], 9 * channels * filters):
+        return False
     with nogil:
         for c in prange(channels, schedule='static'):
             transform_filters(&kernel[0, 0, c, 0], channels * filters, &out_u[0, c, 0], channels * filters, filters)
+    return True
+
+
+cdef bint all_finite(const float* values, Py_ssize_t count) noexcept nogil:
+    """No NaN or +-inf among values[0:count]: no exponent field all ones (an integer test, which vectorises)."""
+    cdef const unsigned int* bits = <const unsigned int*>values
+    cdef Py_ssize_t i
+    cdef unsigned int special = 0
+    for i in range(count):
+        special += (bits[i] & 0x7f800000u) == 0x7f800000u
+    return special == 0
 
 
 cdef void transform_filters(const float* g, Py_ssize_t g_stride, float* u, Py_ssize_t u_stride,
@@ -153,6 +172,7 @@ def winograd_conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, ::1] 
 
     x: (N, H, W, C); u: (16, C, F) from winograd_kernel_transform; bias: (F,); out_y: (N, OH, OW, F), written;
     plan: a ConvPlan (3x3, stride 1; pad_top/pad_left as for the direct method; ``block_rows`` counts tiles).
+    Returns False if a product is not finite (x held a NaN or +-inf; out_y is then not to be used), else True.
     """
     cdef Py_ssize_t batch = x.shape[0], height = x.shape[1], width = x.shape[2], channels = x.shape[3]
     cdef Py_ssize_t out_h = out_y.shape[1], out_w = out_y.shape[2], filters = out_y.shape[3]
@@ -179,8 +199,9 @@ def winograd_conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, ::1] 
     cdef float* v
     cdef float* m
     cdef float* patch
-    cdef int failed = 0
+    cdef int failed = 0, nonfinite = 0
     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
+    cdef int* nonfinite_flag = &nonfinite
     with nogil:
         with parallel(num_threads=threads):
             v = <float*>malloc(POSITIONS * block_tiles * channels * sizeof(float))
@@ -203,6 +224,8 @@ def winograd_conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, ::1] 
                     gemm_row_major(False, False, <int>count, <int>filters, <int>channels, 1.0,
                                    v + k * count * channels, <int>channels, u_data + k * channels * filters,
                                    <int>filters, 0.0, m + k * count * filters, <int>filters)
+                if not all_finite(m, POSITIONS * count * filters):
+                    nonfinite_flag[0] = 1
                 for t in range(count):
                     tile = first + t
                     n = tile // (tiles_h * tiles_w)
@@ -215,3 +238,4 @@ def winograd_conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, ::1] 
             free(patch)
     if failed:
         raise MemoryError(f"winograd_conv2d_forward: cannot allocate a block of {block_tiles} tiles")
+    return nonfinite == 0

@@ -67,6 +67,15 @@ def fresh_names():
     fastconv.utils.set_random_seed(0)
 
 
+@pytest.fixture(params=["gemm"] if CUDA_SIMULATOR else ["gemm", "winograd"])
+def conv_algorithm(request, monkeypatch):
+    """Run a convolution test with each algorithm forced (Winograd where it applies: 3x3, stride 1)."""
+    from fastconv.backends import algorithms
+
+    monkeypatch.setattr(algorithms, "_chosen", request.param)
+    return request.param
+
+
 @pytest.fixture(scope="session")
 def reference():
     return load_backend("reference")

@@ -81,7 +81,7 @@ CONV_CASES = ["x", "kernel", "bias", "grad_out"]
 
 @pytest.mark.parametrize("poisoned", CONV_CASES)
 @pytest.mark.parametrize("seed", SEEDS)
-def test_conv2d_carries_nan_and_inf_as_the_reference(backend, reference, poisoned, seed):
+def test_conv2d_carries_nan_and_inf_as_the_reference(backend, reference, conv_algorithm, poisoned, seed):
     a = _conv(np.random.default_rng(seed), poisoned)
     x, kernel, bias, grad_out = a["x"], a["kernel"], a["bias"], a["grad_out"]
     finite = [finite_part(v) for v in (x, kernel, bias, grad_out)]

@@ -42,13 +42,6 @@ def chunking(request, monkeypatch):
     return request.param
 
 
-@pytest.fixture(params=["gemm"] if CUDA_SIMULATOR else ["gemm", "winograd"])
-def conv_algorithm(request, monkeypatch):
-    """Run the convolution tests with each algorithm forced (Winograd where it applies: 3x3, stride 1)."""
-    monkeypatch.setattr(algorithms, "_chosen", request.param)
-    return request.param
-
-
 @st.composite
 def winograd_cases(draw):
     """Winograd's case, 3x3 stride 1, with odd and even output sizes (a last tile half outside the output)."""

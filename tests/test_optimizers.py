@@ -61,3 +61,22 @@ def test_adam_formula():
         v = b2 * v + (1 - b2) * g**2
         w = w - lr * np.sqrt(1 - b2**t) / (1 - b1**t) * m / (np.sqrt(v) + eps)
     np.testing.assert_allclose(_run_optimizer(optimizers.Adam(), GRADS, START), w, rtol=1e-6)
+
+
+def test_get_state_gives_copies_and_set_state_takes_copies():
+    """Neither the state handed out nor the arrays handed in stay shared with the optimizer."""
+    from fastconv.layers.base import Weight
+
+    weight = Weight(_OneWeight(), "kernel", np.array(START, dtype=np.float32))
+    optimizer = optimizers.Adam()
+    weight.grad = np.array(GRADS[0], dtype=np.float32)
+    optimizer.apply([weight])
+    iterations, slots = optimizer.get_state([weight])
+    before = [np.array(slot) for kind in slots for slot in kind]
+    for kind in slots:
+        kind[0][...] = 7.0
+    assert all(np.array_equal(a, b) for a, b in zip((s for kind in optimizer.get_state([weight])[1] for s in kind), before))
+    given = [[np.ones(3, np.float32)], [np.ones(3, np.float32)]]
+    optimizer.set_state([weight], iterations, given)
+    given[0][0][...] = 9.0
+    assert optimizer.get_state([weight])[1][0][0].tolist() == [1.0, 1.0, 1.0]

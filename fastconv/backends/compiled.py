@@ -48,11 +48,16 @@ def conv_blocking(batch, geometry, kernel_shape):
     """
     patch_len = kernel_shape[0] * kernel_shape[1] * kernel_shape[2]
     total_rows = batch * geometry.out_h * geometry.out_w
-    target_rows = max(_MIN_BLOCK_ROWS, _PATCH_BLOCK_BYTES // (4 * patch_len))
-    threads = max(1, min(thread_count(), -(-total_rows // _MIN_BLOCK_ROWS)))
-    blocks = -(-total_rows // target_rows)
+    return _share_blocks(total_rows, max(_MIN_BLOCK_ROWS, _PATCH_BLOCK_BYTES // (4 * patch_len)), _MIN_BLOCK_ROWS)
+
+
+def _share_blocks(total, target, least):
+    """(per_block, threads): ``total`` items cut into blocks of about ``target``, their count a multiple of the
+    threads, and no thread given fewer than ``least`` items."""
+    threads = max(1, min(thread_count(), -(-total // least)))
+    blocks = -(-total // target)
     blocks = -(-blocks // threads) * threads
-    return -(-total_rows // blocks), threads
+    return -(-total // blocks), threads
 
 
 def conv_plan(batch, strides, geometry, kernel_shape):
@@ -64,16 +69,14 @@ def conv_plan(batch, strides, geometry, kernel_shape):
 def winograd_plan(batch, out_hw, channels, filters, pad_top, pad_left):
     """The :class:`ConvPlan` of a Winograd F(2x2, 3x3) convolution: ``block_rows`` counts 2x2 output tiles.
 
-    A block's transformed inputs and products (16 x tiles x (C + F) floats) hold about ``_PATCH_BLOCK_BYTES``,
-    and the blocks divide evenly among the threads, as in :func:`conv_blocking`.
+    A block's transformed inputs and products (16 x tiles x (C + F) floats) hold about ``_WINOGRAD_BLOCK_BYTES``,
+    and no fewer than ``_WINOGRAD_MIN_TILES`` tiles.
     """
     tiles = batch * ((out_hw[0] + 1) // 2) * ((out_hw[1] + 1) // 2)
     min_tiles = max(1, _MIN_BLOCK_ROWS // 4)
     target = max(min_tiles, _WINOGRAD_MIN_TILES, _WINOGRAD_BLOCK_BYTES // (4 * 16 * (channels + filters)))
-    threads = max(1, min(thread_count(), -(-tiles // min_tiles)))
-    blocks = -(-tiles // target)
-    blocks = -(-blocks // threads) * threads
-    return ConvPlan(1, 1, pad_top, pad_left, 3, 3, -(-tiles // blocks), threads)
+    block_tiles, threads = _share_blocks(tiles, target, min_tiles)
+    return ConvPlan(1, 1, pad_top, pad_left, 3, 3, block_tiles, threads)
 
 
 def pool_plan(pool_size, strides, geometry):
@@ -132,8 +135,8 @@ class CompiledBackend:
         filters = kernel.shape[3]
         y = self.empty((x_nhwc.shape[0], geometry.out_h, geometry.out_w, filters))
         bias = self.zeros(filters) if bias is None else bias
-        if algorithms.choose(kernel.shape, strides, (geometry.out_h, geometry.out_w), self.has_winograd) == "winograd":
-            self._winograd(x_nhwc, kernel, bias, y, geometry.pad_top, geometry.pad_left)
+        winograd = algorithms.choose(kernel.shape, strides, (geometry.out_h, geometry.out_w), self.has_winograd) == "winograd"
+        if winograd and self._winograd(x_nhwc, kernel, bias, y, geometry.pad_top, geometry.pad_left):
             return y
         plan = conv_plan(x_nhwc.shape[0], strides, geometry, kernel.shape)
         with single_threaded_blas:
@@ -141,13 +144,18 @@ class CompiledBackend:
         return y
 
     def _winograd(self, x_nhwc, kernel, bias, y, pad_top, pad_left):
-        """y = conv3x3(x_nhwc, kernel) + bias, stride 1, by F(2x2, 3x3); shapes as in :meth:`conv2d_forward`."""
+        """y = conv3x3(x_nhwc, kernel) + bias, stride 1, by F(2x2, 3x3); shapes as in :meth:`conv2d_forward`.
+
+        False, y unusable, when x_nhwc or kernel holds a NaN or +-inf: the transforms would spread it across a
+        tile, so the caller computes such a convolution by the direct method, which keeps the reference's NaN/inf.
+        """
         channels, filters = kernel.shape[2], kernel.shape[3]
         transformed = self.empty((16, channels, filters))
         plan = winograd_plan(x_nhwc.shape[0], y.shape[1:3], channels, filters, pad_top, pad_left)
         with single_threaded_blas:
-            self.low_level.winograd_kernel_transform(kernel, transformed)
-            self.low_level.winograd_conv2d_forward(x_nhwc, transformed, bias, y, plan)
+            return bool(self.low_level.winograd_kernel_transform(kernel, transformed)) and bool(
+                self.low_level.winograd_conv2d_forward(x_nhwc, transformed, bias, y, plan)
+            )
 
     def conv2d_backward_input(self, grad_out, kernel, input_shape, strides=(1, 1), padding="valid"):
         """grad_out: (N, OH, OW, F); kernel: (KH, KW, C, F) -> grad_x (N, H, W, C) float32."""
@@ -161,8 +169,8 @@ class CompiledBackend:
             # kernel rotated by 180 degrees, its channels swapped, and the top/left padding 2 - pad.
             rotated = np.ascontiguousarray(kernel[::-1, ::-1].transpose(0, 1, 3, 2))
             no_bias = self.zeros(input_shape[3])
-            self._winograd(grad_out, rotated, no_bias, grad_x, 2 - geometry.pad_top, 2 - geometry.pad_left)
-            return grad_x
+            if self._winograd(grad_out, rotated, no_bias, grad_x, 2 - geometry.pad_top, 2 - geometry.pad_left):
+                return grad_x
         plan = conv_plan(input_shape[0], strides, geometry, kernel.shape)
         with single_threaded_blas:
             self.low_level.conv2d_backward_input(grad_out, kernel.reshape(-1, kernel.shape[3]), grad_x, plan)

@@ -3,7 +3,9 @@ are explained there): the kernel transformed once per call, then per block of 2x
 transform, 16 BLAS products (``np.dot``) and the output transform with the bias.
 
 x: (N, H, W, C); kernel: (3, 3, C, F); out_u: (16, C, F); out_y: (N, OH, OW, F); all float32, C-contiguous;
-plan: a ``fastconv.backends.plans.ConvPlan`` whose ``block_rows`` counts tiles.
+plan: a ``fastconv.backends.plans.ConvPlan`` whose ``block_rows`` counts tiles. Both kernels return False when
+the kernel or a product is not finite (a NaN or +-inf in x, which the transforms would spread across a tile): the
+caller then computes that convolution by the direct method.
 """
 
 import numpy as np
@@ -14,7 +16,12 @@ from fastconv.backends.numba._common import PARALLEL, SERIAL
 
 @njit(**SERIAL)
 def winograd_kernel_transform(kernel, out_u):
-    """out_u[4i+j] = (G g G^T)[i, j] for every channel pair; G = [[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]]."""
+    """out_u[4i+j] = (G g G^T)[i, j] for every channel pair; G = [[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]].
+
+    False if the kernel holds a NaN or +-inf.
+    """
+    if not np.isfinite(kernel).all():
+        return False
     gg = np.empty((4, 3, kernel.shape[2], kernel.shape[3]), dtype=np.float32)  # G g
     for s in range(3):
         g0, g1, g2 = kernel[0, s], kernel[1, s], kernel[2, s]
@@ -27,6 +34,16 @@ def winograd_kernel_transform(kernel, out_u):
         out_u[4 * r + 1] = np.float32(0.5) * (gg[r, 0] + gg[r, 1] + gg[r, 2])
         out_u[4 * r + 2] = np.float32(0.5) * (gg[r, 0] - gg[r, 1] + gg[r, 2])
         out_u[4 * r + 3] = gg[r, 2]
+    return True
+
+
+@njit(**SERIAL)
+def _count_nonfinite(values):
+    """How many of values (flat) are NaN or +-inf: a non-finite pixel always leaves one among the products."""
+    count = 0
+    for value in values:
+        count += not np.isfinite(value)
+    return count
 
 
 @njit(**SERIAL)
@@ -85,11 +102,15 @@ def _output_transform(m, t, y_sample, top, left, bias):
 
 @njit(**PARALLEL)
 def winograd_conv2d_forward(x, u, bias, out_y, plan):
-    """out_y = conv3x3(x, kernel) + bias, stride 1, from u = winograd_kernel_transform(kernel), in blocks of tiles."""
+    """out_y = conv3x3(x, kernel) + bias, stride 1, from u = winograd_kernel_transform(kernel), in blocks of tiles.
+
+    False if a product is not finite (x held a NaN or +-inf; out_y is then not to be used).
+    """
     batch, out_h, out_w, filters = out_y.shape
     channels = x.shape[3]
     tiles_h, tiles_w = (out_h + 1) // 2, (out_w + 1) // 2
     tiles, block_tiles = batch * tiles_h * tiles_w, plan.block_rows
+    nonfinite = 0
     for block in prange((tiles + block_tiles - 1) // block_tiles):
         first = block * block_tiles
         count = min(block_tiles, tiles - first)
@@ -102,7 +123,9 @@ def winograd_conv2d_forward(x, u, bias, out_y, plan):
             _input_transform(x[n], v, t, 2 * th - plan.pad_top, 2 * tw - plan.pad_left, patch)
         for k in range(16):
             np.dot(v[k], u[k], m[k])
+        nonfinite += _count_nonfinite(m.reshape(-1))
         for t in range(count):
             tile = first + t
             n, th, tw = tile // (tiles_h * tiles_w), (tile // tiles_w) % tiles_h, tile % tiles_w
             _output_transform(m, t, out_y[n], 2 * th, 2 * tw, bias)
+    return nonfinite == 0
