@@ -1,7 +1,8 @@
-"""Print, after the timings, one table per layer: each implementation's time, GFLOP/s and ratio to PyTorch.
+"""Print, after the timings, one table per layer or network: each implementation's time, GFLOP/s and its speed
+against PyTorch and against the best peer (PyTorch or Keras 3 on TensorFlow, where timed).
 
-All implementations run in the same pytest session, so the ratios compare
-like with like on a shared machine whose absolute speed drifts.
+All implementations run in the same pytest session, so the ratios compare like with like on a shared machine whose
+absolute speed drifts.
 """
 
 import os
@@ -11,9 +12,14 @@ import pytest
 from layers import torch
 
 
+PEERS = ("torch", "keras_tf")
+# Every implementation gets the same threads: the cores this process may use (2 on the CI-sized machines).
+THREADS = len(os.sched_getaffinity(0))
+
+
 def pytest_configure(config):
     if torch is not None:
-        torch.set_num_threads(len(os.sched_getaffinity(0)))
+        torch.set_num_threads(THREADS)
 
 
 def pytest_terminal_summary(terminalreporter, config):
@@ -25,20 +31,23 @@ def pytest_terminal_summary(terminalreporter, config):
         by_layer.setdefault(bench.group, {})[bench.extra_info["implementation"]] = bench
     write = terminalreporter.write_line
     write("")
-    write("fastconv vs PyTorch in one run, minimum over rounds (layers: one training step; networks: optimizer steps)")
-    header = f"{'layer / network':34s} {'impl':>9s} {'ms':>9s} {'GFLOP/s':>8s} {'samples/s':>10s} {'torch/impl':>10s}"
+    write(f"fastconv vs its peers in one run, {THREADS} threads each, minimum over rounds (layers: one training step; networks: optimizer steps)")
+    header = f"{'layer / network':40s} {'impl':>9s} {'ms':>9s} {'GFLOP/s':>8s} {'samples/s':>10s} {'torch/impl':>10s} {'best peer/impl':>14s}"
     write(header)
     write("-" * len(header))
     for layer, runs in by_layer.items():
         torch_time = runs["torch"].stats.min if "torch" in runs else None
+        peer_times = [runs[peer].stats.min for peer in PEERS if peer in runs]
+        best_peer = min(peer_times) if peer_times else None
         for implementation, bench in sorted(runs.items()):
             seconds = bench.stats.min
             gflops = bench.extra_info["flops"] / seconds / 1e9
             ratio = f"{torch_time / seconds:10.2f}" if torch_time else f"{'-':>10s}"
+            best = f"{best_peer / seconds:14.2f}" if best_peer else f"{'-':>14s}"
             samples = bench.extra_info.get("samples")
             rate = f"{samples / seconds:10,.0f}" if samples else f"{'-':>10s}"
-            write(f"{layer:34s} {implementation:>9s} {seconds * 1e3:9.2f} {gflops:8.1f} {rate} {ratio}")
-    write("torch/impl > 1 means fastconv is faster than PyTorch.")
+            write(f"{layer:40s} {implementation:>9s} {seconds * 1e3:9.2f} {gflops:8.1f} {rate} {ratio} {best}")
+    write("A ratio > 1 means that implementation is faster than PyTorch / than the faster of PyTorch and Keras-TF.")
 
 
 @pytest.fixture
@@ -46,3 +55,23 @@ def torch_or_skip():
     if torch is None:
         pytest.skip("torch is not installed (pip install '.[bench]')")
     return torch
+
+
+@pytest.fixture
+def keras_worker():
+    """A factory of Keras-on-TensorFlow workers (``keras_worker.KerasWorker``), each closed after its test; skips
+    without TensorFlow."""
+    from keras_worker import KerasWorker
+
+    workers = []
+
+    def start(network, batch_size):
+        try:
+            workers.append(KerasWorker(network, batch_size, threads=THREADS))
+        except ImportError as error:
+            pytest.skip(str(error))
+        return workers[-1]
+
+    yield start
+    for worker in workers:
+        worker.close()

@@ -1,8 +1,9 @@
-"""GEMM against Winograd on the notes' 3x3 stride-1 layers, forward and input gradient, one backend per run.
+"""GEMM against Winograd F(2x2) and F(4x4) on the notes' 3x3 stride-1 layers, forward and input gradient, one
+backend per run.
 
 ``python benchmarks/conv_algorithms.py cython`` (or ``numba``) prints, per layer, the best of 3 timings of each
-algorithm forced, after one warm-up, and their ratio; docs/performance.md holds the figures and the rule that
-``auto`` draws from them.
+algorithm forced, after one warm-up, with the GFLOP/s they mean; docs/performance.md holds the figures and the rule
+that ``auto`` draws from them.
 """
 
 import sys
@@ -32,26 +33,30 @@ def best_seconds(run, rounds=3):
     return min(times)
 
 
+ALGORITHMS = ("gemm", "winograd_2x2", "winograd_4x4")
+
+
 def main(backend_name):
     backend = load_backend(backend_name)
     rng = np.random.default_rng(0)
-    print(f"{backend_name}: ms per call, forced algorithm")
-    print(f"{'layer':20s} {'fwd gemm':>9s} {'fwd wino':>9s} {'ratio':>6s} {'grad_x gemm':>11s} {'grad_x wino':>11s} {'ratio':>6s}")
+    print(f"{backend_name}: ms per call with each algorithm forced; the direct method's GFLOP/s (2 N OH OW 9 C F / s) in brackets")
+    header = " ".join(f"{f'{pass_} {algorithm}':>22s}" for pass_ in ("fwd", "grad_x") for algorithm in ALGORITHMS)
+    print(f"{'layer':20s} {'GFLOP':>6s} {header}")
     for name, batch, side, channels, filters, padding in LAYERS:
         x_nhwc = rng.standard_normal((batch, side, side, channels)).astype(np.float32)
         kernel = (rng.standard_normal((3, 3, channels, filters)) * 0.1).astype(np.float32)
         bias = np.zeros(filters, np.float32)
+        y_shape = backend.conv2d_forward(x_nhwc, kernel, bias, (1, 1), padding).shape
+        grad_out = rng.standard_normal(y_shape).astype(np.float32)
+        flops = 2 * np.prod(y_shape[:3]) * 9 * channels * filters
         times = {}
-        for algorithm in ("gemm", "winograd"):
+        for algorithm in ALGORITHMS:
             algorithms.set_conv_algorithm(algorithm)
-            grad_out = rng.standard_normal(backend.conv2d_forward(x_nhwc, kernel, bias, (1, 1), padding).shape).astype(np.float32)
-            times[algorithm] = (
-                best_seconds(lambda: backend.conv2d_forward(x_nhwc, kernel, bias, (1, 1), padding)),
-                best_seconds(lambda: backend.conv2d_backward_input(grad_out, kernel, x_nhwc.shape, (1, 1), padding)),
-            )
-        (forward_gemm, input_gemm), (forward_winograd, input_winograd) = times["gemm"], times["winograd"]
-        print(f"{name:20s} {forward_gemm * 1e3:9.2f} {forward_winograd * 1e3:9.2f} {forward_gemm / forward_winograd:6.2f} "
-              f"{input_gemm * 1e3:11.2f} {input_winograd * 1e3:11.2f} {input_gemm / input_winograd:6.2f}")  # fmt: skip
+            times["fwd", algorithm] = best_seconds(lambda: backend.conv2d_forward(x_nhwc, kernel, bias, (1, 1), padding))
+            times["grad_x", algorithm] = best_seconds(lambda: backend.conv2d_backward_input(grad_out, kernel, x_nhwc.shape, (1, 1), padding))
+        cells = " ".join(f"{seconds * 1e3:13.2f} ({flops / seconds / 1e9:5.0f})" for seconds in times.values())
+        print(f"{name:20s} {flops / 1e9:6.2f} {cells}")
+    algorithms.set_conv_algorithm("auto")
 
 
 if __name__ == "__main__":

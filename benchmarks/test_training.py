@@ -1,7 +1,8 @@
-"""Training throughput of the notes' convnets, fastconv against PyTorch CPU, in one run.
+"""Training throughput of the notes' convnets, fastconv against PyTorch CPU and Keras 3 on TensorFlow CPU, in one run.
 
-``python -m pytest benchmarks/test_training.py --benchmark-enable`` prints samples/s and
-the ratio to PyTorch. MNIST convnet at batch 64 (listing 5.3), cats vs dogs at batch 32 (listing 5.5).
+``python -m pytest benchmarks/test_training.py --benchmark-enable`` prints samples/s and the ratio to the best
+peer. MNIST convnet at batch 64 (listing 5.3), cats vs dogs at batch 32 (listing 5.5). Keras runs in a worker
+process (``keras_worker.py``), timed from here.
 """
 
 import pytest
@@ -11,17 +12,24 @@ from networks import CATS_DOGS_FORWARD_FLOPS, MNIST_FORWARD_FLOPS, make_training
 CASES = {"mnist": (64, 20, MNIST_FORWARD_FLOPS), "cats_dogs": (32, 2, CATS_DOGS_FORWARD_FLOPS)}
 
 
-@pytest.mark.parametrize("implementation", ["cython", "numba", "torch"])
+@pytest.mark.parametrize("implementation", ["cython", "numba", "torch", "keras_tf"])
 @pytest.mark.parametrize("network", list(CASES))
 def test_training_steps(benchmark, request, network, implementation):
-    if implementation == "torch":
-        request.getfixturevalue("torch_or_skip")
     batch_size, steps, forward_flops = CASES[network]
-    step = make_training_step(network, implementation, batch_size)
+    if implementation == "keras_tf":
+        worker = request.getfixturevalue("keras_worker")(network, batch_size)
 
-    def steps_run():
-        for _ in range(steps):
-            step()
+        def steps_run():
+            worker.run(steps)
+
+    else:
+        if implementation == "torch":
+            request.getfixturevalue("torch_or_skip")
+        step = make_training_step(network, implementation, batch_size)
+
+        def steps_run():
+            for _ in range(steps):
+                step()
 
     benchmark.group = f"train {network} (batch {batch_size}, {steps} steps)"
     benchmark.extra_info.update(

@@ -1,5 +1,5 @@
 """Forward of the VGG16 convolutional base at 150x150, batch 20 (listing 5.17's feature extraction), against PyTorch CPU
-with the same weights, in one run.
+with the same weights and Keras 3 on TensorFlow CPU (its own random weights, in a worker process), in one run.
 
 ``python -m pytest benchmarks/test_vgg16.py --benchmark-enable``. The ImageNet weights are not needed for timing:
 the same random weights go into both. 13.2 GFLOP per image forward; 4,000 images (the notes' split) ~53 TFLOP.
@@ -21,10 +21,16 @@ def conv_base():
     return VGG16(weights=None, include_top=False, input_shape=(150, 150, 3))
 
 
-@pytest.mark.parametrize("implementation", ["cython", "numba", "torch"])
+@pytest.mark.parametrize("implementation", ["cython", "numba", "torch", "keras_tf"])
 def test_vgg16_base_forward(benchmark, request, conv_base, implementation):
     x_nhwc = np.random.default_rng(0).uniform(-120, 150, (BATCH_SIZE, 150, 150, 3)).astype(np.float32)
-    if implementation == "torch":
+    if implementation == "keras_tf":
+        worker = request.getfixturevalue("keras_worker")("vgg16", BATCH_SIZE)
+
+        def forward():
+            worker.run(1)
+
+    elif implementation == "torch":
         request.getfixturevalue("torch_or_skip")
         from fastconv.applications.torch_twin import torch_features, vgg16_base_in_torch
 

@@ -1,56 +1,102 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""3x3 stride-1 convolution by Winograd's minimal filtering F(2x2, 3x3), NHWC float32.
+"""3x3 stride-1 convolution by Winograd's minimal filtering F(m x m, 3x3), m = 2 or 4, NHWC float32.
 
-Each 2x2 block of output pixels (a tile) is computed from the 4x4 input patch under it as
-Y = A^T [(G g G^T) * (B^T d B)] A: 16 products per tile and channel pair instead of 36, so the
-multiplications drop 2.25x. The 16 element-wise products over all channel pairs are 16 matrix
-products, (tiles, C) @ (C, F), done by BLAS on blocks of tiles that fit a core's cache:
+Each m x m block of output pixels (a tile) is computed from the a x a input patch under it (a = m + 2) as
+Y = A^T [(G g G^T) * (B^T d B)] A (the matrices: fastconv.backends.winograd_tiles): a^2 products per tile and
+channel pair instead of 9 m^2, 2.25x fewer multiplications for F(2x2) and 4x fewer for F(4x4). The a^2
+element-wise products over all channel pairs are a^2 matrix products, (tiles, C) @ (C, F), done by BLAS on blocks
+of tiles:
 
-    U[k] = (G g G^T)[k]: (C, F), k = 0..15       transformed once per call (winograd_kernel_transform)
+    U[k] = (G g G^T)[k]: (C, F), k < a^2         transformed once per call (winograd_kernel_transform)
     V[k] = (B^T d B)[k]: (tiles, C)              per block, in the thread that multiplies it
-    M[k] = V[k] @ U[k]:  (tiles, F)              16 BLAS calls per block
-    y    = A^T M A + bias                        2x2 pixels per tile, clipped to the output
+    M[k] = V[k] @ U[k]:  (tiles, F)              a^2 BLAS calls per block
+    y    = A^T M A + bias                        m x m pixels per tile, clipped to the output
 
-The transforms use only 0, +-1 and +-1/2, so F(2x2, 3x3) keeps float32 within the tolerance of the direct
-method; F(4x4, 3x3) would need coefficients up to 8 and loses about two more digits. The padding is read as
-zeros (tiles are clipped to the input), so 'same' and 'valid' differ only in pad_top/pad_left and the output size.
-The gradient to the input is this same convolution of grad_out with the kernel rotated by 180 degrees and its
-channels swapped (see fastconv.backends.compiled); the gradient to the kernel stays with im2col.
+The tile side is that of the transformed kernel: 16 positions for F(2x2), 36 for F(4x4). F(2x2)'s transforms
+use only 0, +-1 and +-1/2; F(4x4)'s reach 8 and 1/24, and lose about one decimal digit more in float32 (measured:
+docs/performance.md), still within the 1e-5 tolerance of the tests. The padding is read as zeros (tiles are
+clipped to the input), so 'same' and 'valid' differ only in pad_top/pad_left and the output size. The gradient to
+the input is this same convolution of grad_out with the kernel rotated by 180 degrees and its channels swapped
+(see fastconv.backends.compiled); the gradient to the kernel stays with im2col.
 
-The transforms mix the 16 pixels of a patch, so one NaN or +-inf would reach outputs whose window does not hold
+The transforms mix the a^2 pixels of a patch, so one NaN or +-inf would reach outputs whose window does not hold
 it (and inf - inf makes NaN of an output the direct method gives as inf). Both kernels therefore report a
 non-finite kernel or product (a non-finite input pixel always leaves one in M: inf * 0 is NaN and no sum makes
 a NaN or inf finite again), and the caller computes that convolution by the direct method instead.
 """
 from cython.parallel cimport parallel, prange
 from libc.stdlib cimport malloc, free
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 from _linalg cimport gemm_row_major
 
+from fastconv.backends import winograd_tiles
+
 cdef enum:
-    TILE = 4        # the input patch of a tile is TILE x TILE
-    POSITIONS = 16  # its transformed positions, row-major: k = 4 * i + j
+    MAX_PATCH = 6    # a for F(4x4)
+    CHUNK = 64       # channels (or filters) transformed at a time, so that a tile's scratch stays in L1
+
+
+cdef struct Tiling:
+    Py_ssize_t side        # m: output pixels per tile side
+    Py_ssize_t patch       # a = m + 2: input pixels per tile side
+    const float* input_t   # B^T, (a, a) row-major
+    const float* output_t  # A^T, (m, a)
+    const float* kernel_t  # K = kron(G, G), (a^2, 9): U = K @ g
+
+
+# The matrices of winograd_tiles, read once: [0] is F(2x2), [1] F(4x4).
+cdef float INPUT_T[2][MAX_PATCH * MAX_PATCH]
+cdef float OUTPUT_T[2][4 * MAX_PATCH]
+cdef float KERNEL_T[2][MAX_PATCH * MAX_PATCH * 9]
+cdef Tiling TILINGS[2]
+
+for _index, _side in enumerate(winograd_tiles.TILE_SIDES):
+    for _i, _value in enumerate(winograd_tiles.input_matrix(_side).ravel()):
+        INPUT_T[_index][_i] = _value
+    for _i, _value in enumerate(winograd_tiles.output_matrix(_side).ravel()):
+        OUTPUT_T[_index][_i] = _value
+    for _i, _value in enumerate(winograd_tiles.kernel_transform_matrix(_side).ravel()):
+        KERNEL_T[_index][_i] = _value
+    TILINGS[_index].side = _side
+    TILINGS[_index].patch = _side + 2
+    TILINGS[_index].input_t = &INPUT_T[_index][0]
+    TILINGS[_index].output_t = &OUTPUT_T[_index][0]
+    TILINGS[_index].kernel_t = &KERNEL_T[_index][0]
+
+
+cdef Tiling tiling_of(Py_ssize_t positions) except *:
+    """The tiling whose transformed kernel has ``positions`` (a^2) rows; ValueError for any other count."""
+    return TILINGS[winograd_tiles.TILE_SIDES.index(winograd_tiles.tile_side_of(positions))]
 
 
 def winograd_kernel_transform(const float[:, :, :, ::1] kernel, float[:, :, ::1] out_u):
-    """out_u[4i+j] = (G g G^T)[i, j] for every channel pair. kernel: (3, 3, C, F); out_u: (16, C, F), written.
+    """out_u[a*i + j] = (G g G^T)[i, j] for every channel pair. kernel: (3, 3, C, F); out_u: (a^2, C, F), written;
+    a^2 = 16 gives F(2x2)'s transform, 36 F(4x4)'s.
 
-    G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]. Returns False if the kernel holds a NaN or
-    +-inf (out_u is then not to be used), else True.
+    One product out_u = K @ kernel, K = kron(G, G) (a^2, 9), its columns of C * F shared among the threads.
+    Returns False if the kernel holds a NaN or +-inf (out_u is then not to be used), else True.
     """
     cdef Py_ssize_t channels = kernel.shape[2], filters = kernel.shape[3]
-    if kernel.shape[0] != 3 or kernel.shape[1] != 3 or out_u.shape[0] != POSITIONS \
-            or out_u.shape[1] != channels or out_u.shape[2] != filters:
+    if kernel.shape[0] != 3 or kernel.shape[1] != 3 or out_u.shape[1] != channels or out_u.shape[2] != filters:
         raise ValueError(f"winograd_kernel_transform: kernel ({kernel.shape[0]}, {kernel.shape[1]}, {channels}, "
                          f"{filters}) and out_u ({out_u.shape[0]}, {out_u.shape[1]}, {out_u.shape[2]}) must be "
-                         f"(3, 3, C, F) and (16, C, F)")
-    cdef Py_ssize_t c
-    if not all_finite(&kernel[0, 0, 0, 0], 9 * channels * filters):
+                         f"(3, 3, C, F) and (a^2, C, F)")
+    cdef Tiling tiling = tiling_of(out_u.shape[0])
+    cdef Py_ssize_t width = channels * filters, positions = tiling.patch * tiling.patch
+    if width >= 2**31:
+        raise ValueError("winograd_kernel_transform: C * F is too large for 32-bit BLAS indices")
+    if not all_finite(&kernel[0, 0, 0, 0], 9 * width):
         return False
+    cdef Py_ssize_t parts = 8 if width >= 8 * 4096 else 1, part, first, count
+    cdef const float* g = &kernel[0, 0, 0, 0]
+    cdef float* u = &out_u[0, 0, 0]
     with nogil:
-        for c in prange(channels, schedule='static'):
-            transform_filters(&kernel[0, 0, c, 0], channels * filters, &out_u[0, c, 0], channels * filters, filters)
+        for part in prange(parts, schedule='static'):
+            first = part * width // parts
+            count = (part + 1) * width // parts - first
+            gemm_row_major(False, False, <int>positions, <int>count, 9, 1.0, tiling.kernel_t, 9, g + first,
+                           <int>width, 0.0, u + first, <int>width)
     return True
 
 
@@ -64,132 +110,112 @@ cdef bint all_finite(const float* values, Py_ssize_t count) noexcept nogil:
     return special == 0
 
 
-cdef void transform_filters(const float* g, Py_ssize_t g_stride, float* u, Py_ssize_t u_stride,
-                            Py_ssize_t filters) noexcept nogil:
-    """u[k * u_stride + f] = (G g G^T)[k] for one input channel and every filter f, g[(3r + s) * g_stride + f]
-    holding the kernel tap (r, s): one pass over the filters, which the compiler vectorises."""
-    cdef Py_ssize_t f, r, col
-    cdef float g0, g1, g2, a, b, c
-    cdef float rows[4][3]  # G g
-    for f in range(filters):
-        for col in range(3):
-            g0 = g[(0 + col) * g_stride + f]
-            g1 = g[(3 + col) * g_stride + f]
-            g2 = g[(6 + col) * g_stride + f]
-            rows[0][col] = g0
-            rows[1][col] = 0.5 * (g0 + g1 + g2)
-            rows[2][col] = 0.5 * (g0 - g1 + g2)
-            rows[3][col] = g2
-        for r in range(TILE):
-            a = rows[r][0]
-            b = rows[r][1]
-            c = rows[r][2]
-            u[(4 * r + 0) * u_stride + f] = a
-            u[(4 * r + 1) * u_stride + f] = 0.5 * (a + b + c)
-            u[(4 * r + 2) * u_stride + f] = 0.5 * (a - b + c)
-            u[(4 * r + 3) * u_stride + f] = c
-
-
-cdef void input_transform(const float* x_sample, float* v, Py_ssize_t tile_stride, Py_ssize_t top,
-                          Py_ssize_t left, Py_ssize_t height, Py_ssize_t width, Py_ssize_t channels,
-                          float* patch) noexcept nogil:
-    """v[k * tile_stride + c] = (B^T d B)[k] for the 4x4 patch d at (top, left), zeros outside the input.
-
-    B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]; patch: 16 * C floats of scratch.
-    """
-    cdef Py_ssize_t i, j, c, row, col
+cdef inline void combine(const float* coefs, const float* sources, Py_ssize_t source_stride, Py_ssize_t terms,
+                         float* target, Py_ssize_t count) noexcept nogil:
+    """target[0:count] = sum_k coefs[k] * sources[k * source_stride + 0:count], zero coefficients skipped: one
+    row of a transform matrix applied to ``terms`` vectors of channels, which the compiler vectorises."""
+    cdef Py_ssize_t k, c
+    cdef bint started = False
+    cdef float coef
     cdef const float* source
-    cdef float* target
-    cdef float d0, d1, d2, d3
-    for i in range(TILE):
-        row = top + i
-        for j in range(TILE):
-            col = left + j
-            target = patch + (4 * i + j) * channels
-            if row < 0 or row >= height or col < 0 or col >= width:
-                memset(target, 0, channels * sizeof(float))
-            else:
-                source = x_sample + (row * width + col) * channels
-                for c in range(channels):
-                    target[c] = source[c]
-    # Rows: patch <- B^T d, in place, one column j at a time.
-    for j in range(TILE):
-        for c in range(channels):
-            d0 = patch[(0 + j) * channels + c]
-            d1 = patch[(4 + j) * channels + c]
-            d2 = patch[(8 + j) * channels + c]
-            d3 = patch[(12 + j) * channels + c]
-            patch[(0 + j) * channels + c] = d0 - d2
-            patch[(4 + j) * channels + c] = d1 + d2
-            patch[(8 + j) * channels + c] = d2 - d1
-            patch[(12 + j) * channels + c] = d1 - d3
-    # Columns: v <- (B^T d) B.
-    for i in range(TILE):
-        for c in range(channels):
-            d0 = patch[(4 * i + 0) * channels + c]
-            d1 = patch[(4 * i + 1) * channels + c]
-            d2 = patch[(4 * i + 2) * channels + c]
-            d3 = patch[(4 * i + 3) * channels + c]
-            v[(4 * i + 0) * tile_stride + c] = d0 - d2
-            v[(4 * i + 1) * tile_stride + c] = d1 + d2
-            v[(4 * i + 2) * tile_stride + c] = d2 - d1
-            v[(4 * i + 3) * tile_stride + c] = d1 - d3
+    for k in range(terms):
+        coef = coefs[k]
+        if coef == 0:
+            continue
+        source = sources + k * source_stride
+        if started:
+            for c in range(count):
+                target[c] += coef * source[c]
+        else:
+            for c in range(count):
+                target[c] = coef * source[c]
+            started = True
+    if not started:
+        memset(target, 0, count * sizeof(float))
 
 
-cdef void output_transform(const float* m, Py_ssize_t tile_stride, float* y_sample, Py_ssize_t top,
-                           Py_ssize_t left, Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t filters,
-                           const float* bias) noexcept nogil:
-    """The 2x2 output pixels at (top, left) = A^T m A + bias, those inside the output only.
+cdef void input_transform(const Tiling* tiling, const float* x_sample, float* v, Py_ssize_t tile_stride,
+                          Py_ssize_t top, Py_ssize_t left, Py_ssize_t height, Py_ssize_t width,
+                          Py_ssize_t channels, float* patch, float* rows) noexcept nogil:
+    """v[k * tile_stride + c] = (B^T d B)[k] for the a x a patch d at (top, left), zeros outside the input.
 
-    m[k * tile_stride + f] holds position k of the tile; A^T = [[1, 1, 1, 0], [0, 1, -1, -1]].
+    patch, rows: a^2 * CHUNK floats of scratch each; the channels go CHUNK at a time.
     """
-    cdef Py_ssize_t f
-    cdef float top_0, top_1, top_2, top_3, bottom_0, bottom_1, bottom_2, bottom_3
-    cdef float* upper = y_sample + (top * out_w + left) * filters
-    cdef float* lower = upper + out_w * filters
-    cdef bint right = left + 1 < out_w, below = top + 1 < out_h
-    for f in range(filters):
-        top_0 = m[f] + m[4 * tile_stride + f] + m[8 * tile_stride + f]
-        top_1 = m[tile_stride + f] + m[5 * tile_stride + f] + m[9 * tile_stride + f]
-        top_2 = m[2 * tile_stride + f] + m[6 * tile_stride + f] + m[10 * tile_stride + f]
-        top_3 = m[3 * tile_stride + f] + m[7 * tile_stride + f] + m[11 * tile_stride + f]
-        bottom_0 = m[4 * tile_stride + f] - m[8 * tile_stride + f] - m[12 * tile_stride + f]
-        bottom_1 = m[5 * tile_stride + f] - m[9 * tile_stride + f] - m[13 * tile_stride + f]
-        bottom_2 = m[6 * tile_stride + f] - m[10 * tile_stride + f] - m[14 * tile_stride + f]
-        bottom_3 = m[7 * tile_stride + f] - m[11 * tile_stride + f] - m[15 * tile_stride + f]
-        upper[f] = top_0 + top_1 + top_2 + bias[f]
-        if right:
-            upper[filters + f] = top_1 - top_2 - top_3 + bias[f]
-        if below:
-            lower[f] = bottom_0 + bottom_1 + bottom_2 + bias[f]
-            if right:
-                lower[filters + f] = bottom_1 - bottom_2 - bottom_3 + bias[f]
+    cdef Py_ssize_t a = tiling.patch
+    cdef const float* input_t = tiling.input_t
+    cdef Py_ssize_t chunk, first, count, i, j, row, col
+    cdef float* target
+    for chunk in range((channels + CHUNK - 1) // CHUNK):
+        first = chunk * CHUNK
+        count = min(<Py_ssize_t>CHUNK, channels - first)
+        for i in range(a):
+            row = top + i
+            for j in range(a):
+                col = left + j
+                target = patch + (a * i + j) * CHUNK
+                if row < 0 or row >= height or col < 0 or col >= width:
+                    memset(target, 0, count * sizeof(float))
+                else:
+                    memcpy(target, x_sample + (row * width + col) * channels + first, count * sizeof(float))
+        for i in range(a):  # rows: B^T d
+            for j in range(a):
+                combine(input_t + a * i, patch + j * CHUNK, a * CHUNK, a, rows + (a * i + j) * CHUNK, count)
+        for i in range(a):  # columns: (B^T d) B
+            for j in range(a):
+                combine(input_t + a * j, rows + a * i * CHUNK, CHUNK, a, v + (a * i + j) * tile_stride + first, count)
+
+
+cdef void output_transform(const Tiling* tiling, const float* m, Py_ssize_t tile_stride, float* y_sample,
+                           Py_ssize_t top, Py_ssize_t left, Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t filters,
+                           const float* bias, float* rows) noexcept nogil:
+    """The m x m output pixels at (top, left) = A^T M A + bias, those inside the output only.
+
+    m[k * tile_stride + f] holds position k of the tile; rows: a^2 * CHUNK floats of scratch.
+    """
+    cdef Py_ssize_t side = tiling.side, a = tiling.patch
+    cdef const float* output_t = tiling.output_t
+    cdef Py_ssize_t chunk, first, count, i, j, f
+    cdef float* target
+    for chunk in range((filters + CHUNK - 1) // CHUNK):
+        first = chunk * CHUNK
+        count = min(<Py_ssize_t>CHUNK, filters - first)
+        for i in range(side):  # rows: A^T M
+            for j in range(a):
+                combine(output_t + a * i, m + j * tile_stride + first, a * tile_stride, a, rows + (a * i + j) * CHUNK, count)
+        for i in range(min(side, out_h - top)):  # columns: (A^T M) A, + bias
+            for j in range(min(side, out_w - left)):
+                target = y_sample + ((top + i) * out_w + left + j) * filters + first
+                combine(output_t + a * j, rows + a * i * CHUNK, CHUNK, a, target, count)
+                for f in range(count):
+                    target[f] += bias[first + f]
 
 
 def winograd_conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, ::1] u, const float[::1] bias,
                             float[:, :, :, ::1] out_y, plan):
-    """out_y = conv3x3(x, kernel) + bias, stride 1, by F(2x2, 3x3) in blocks of ``plan.block_rows`` tiles.
+    """out_y = conv3x3(x, kernel) + bias, stride 1, by F(m x m, 3x3) in blocks of ``plan.block_rows`` tiles.
 
-    x: (N, H, W, C); u: (16, C, F) from winograd_kernel_transform; bias: (F,); out_y: (N, OH, OW, F), written;
-    plan: a ConvPlan (3x3, stride 1; pad_top/pad_left as for the direct method; ``block_rows`` counts tiles).
-    Returns False if a product is not finite (x held a NaN or +-inf; out_y is then not to be used), else True.
+    x: (N, H, W, C); u: (a^2, C, F) from winograd_kernel_transform, whose a^2 (16 or 36) sets m (2 or 4);
+    bias: (F,); out_y: (N, OH, OW, F), written; plan: a ConvPlan (3x3, stride 1; pad_top/pad_left as for the direct
+    method; ``block_rows`` counts tiles). Returns False if a product is not finite (x held a NaN or +-inf; out_y is
+    then not to be used), else True.
     """
     cdef Py_ssize_t batch = x.shape[0], height = x.shape[1], width = x.shape[2], channels = x.shape[3]
     cdef Py_ssize_t out_h = out_y.shape[1], out_w = out_y.shape[2], filters = out_y.shape[3]
     cdef Py_ssize_t pad_top = plan.pad_top, pad_left = plan.pad_left, block_tiles = plan.block_rows
     cdef int threads = plan.threads
     if (plan.kernel_h, plan.kernel_w, plan.stride_h, plan.stride_w) != (3, 3, 1, 1):
-        raise ValueError(f"winograd_conv2d_forward: F(2x2, 3x3) needs a 3x3 kernel and stride 1, got {plan}")
+        raise ValueError(f"winograd_conv2d_forward: Winograd F(m x m, 3x3) needs a 3x3 kernel and stride 1, got {plan}")
     if block_tiles < 1 or threads < 1:
         raise ValueError(f"winograd_conv2d_forward: block_rows and threads must be positive in {plan}")
-    if u.shape[0] != POSITIONS or u.shape[1] != channels or u.shape[2] != filters or bias.shape[0] != filters \
-            or out_y.shape[0] != batch:
+    if u.shape[1] != channels or u.shape[2] != filters or bias.shape[0] != filters or out_y.shape[0] != batch:
         raise ValueError(f"winograd_conv2d_forward: x ({batch}, {height}, {width}, {channels}), u ({u.shape[0]}, "
                          f"{u.shape[1]}, {u.shape[2]}), bias ({bias.shape[0]},) and out_y ({out_y.shape[0]}, "
                          f"{out_h}, {out_w}, {filters}) do not agree")
+    cdef Tiling tiling = tiling_of(u.shape[0])
     if max(block_tiles, 1) * max(channels, filters) >= 2**31:
         raise ValueError("winograd_conv2d_forward: a block of tiles is too large for 32-bit BLAS indices")
-    cdef Py_ssize_t tiles_h = (out_h + 1) // 2, tiles_w = (out_w + 1) // 2
+    cdef Py_ssize_t side = tiling.side, positions = tiling.patch * tiling.patch
+    cdef Py_ssize_t tiles_h = (out_h + side - 1) // side, tiles_w = (out_w + side - 1) // side
     cdef Py_ssize_t tiles = batch * tiles_h * tiles_w
     cdef Py_ssize_t blocks = (tiles + block_tiles - 1) // block_tiles
     cdef Py_ssize_t block, first, count, t, tile, n, th, tw, k
@@ -199,14 +225,16 @@ def winograd_conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, ::1] 
     cdef float* v
     cdef float* m
     cdef float* patch
+    cdef float* rows
     cdef int failed = 0, nonfinite = 0
     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
     cdef int* nonfinite_flag = &nonfinite
     with nogil:
         with parallel(num_threads=threads):
-            v = <float*>malloc(POSITIONS * block_tiles * channels * sizeof(float))
-            m = <float*>malloc(POSITIONS * block_tiles * filters * sizeof(float))
-            patch = <float*>malloc(POSITIONS * channels * sizeof(float))
+            v = <float*>malloc(positions * block_tiles * channels * sizeof(float))
+            m = <float*>malloc(positions * block_tiles * filters * sizeof(float))
+            patch = <float*>malloc(2 * positions * CHUNK * sizeof(float))
+            rows = patch + positions * CHUNK
             for block in prange(blocks, schedule='static'):
                 if v == NULL or m == NULL or patch == NULL:
                     failed_flag[0] = 1
@@ -218,21 +246,22 @@ def winograd_conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, ::1] 
                     n = tile // (tiles_h * tiles_w)
                     th = (tile // tiles_w) % tiles_h
                     tw = tile % tiles_w
-                    input_transform(x_data + n * height * width * channels, v + t * channels, count * channels,
-                                    2 * th - pad_top, 2 * tw - pad_left, height, width, channels, patch)
-                for k in range(POSITIONS):
+                    input_transform(&tiling, x_data + n * height * width * channels, v + t * channels,
+                                    count * channels, side * th - pad_top, side * tw - pad_left, height, width,
+                                    channels, patch, rows)
+                for k in range(positions):
                     gemm_row_major(False, False, <int>count, <int>filters, <int>channels, 1.0,
                                    v + k * count * channels, <int>channels, u_data + k * channels * filters,
                                    <int>filters, 0.0, m + k * count * filters, <int>filters)
-                if not all_finite(m, POSITIONS * count * filters):
+                if not all_finite(m, positions * count * filters):
                     nonfinite_flag[0] = 1
                 for t in range(count):
                     tile = first + t
                     n = tile // (tiles_h * tiles_w)
                     th = (tile // tiles_w) % tiles_h
                     tw = tile % tiles_w
-                    output_transform(m + t * filters, count * filters, y_data + n * out_h * out_w * filters,
-                                     2 * th, 2 * tw, out_h, out_w, filters, &bias[0])
+                    output_transform(&tiling, m + t * filters, count * filters, y_data + n * out_h * out_w * filters,
+                                     side * th, side * tw, out_h, out_w, filters, &bias[0], rows)
             free(v)
             free(m)
             free(patch)

@@ -67,9 +67,9 @@ def fresh_names():
     fastconv.utils.set_random_seed(0)
 
 
-@pytest.fixture(params=["gemm"] if CUDA_SIMULATOR else ["gemm", "winograd"])
+@pytest.fixture(params=["gemm"] if CUDA_SIMULATOR else ["gemm", "winograd_2x2", "winograd_4x4"])
 def conv_algorithm(request, monkeypatch):
-    """Run a convolution test with each algorithm forced (Winograd where it applies: 3x3, stride 1)."""
+    """Run a convolution test with each algorithm forced (Winograd F(2x2) or F(4x4) where it applies: 3x3, stride 1)."""
     from fastconv.backends import algorithms
 
     monkeypatch.setattr(algorithms, "_chosen", request.param)

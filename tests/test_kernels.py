@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import CUDA_SIMULATOR, HYPOTHESIS_EXAMPLES, MAX_SIZES, assert_matches, check_op, random_array
-from fastconv.backends import algorithms, compiled
+from fastconv.backends import algorithms, compiled, winograd_tiles
 
 examples = settings(max_examples=HYPOTHESIS_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 paddings = st.sampled_from(["valid", "same"])
@@ -207,25 +207,43 @@ def test_backends_share_one_signature(backend, reference):
 
 
 def test_forcing_winograd_runs_it_where_it_applies_and_the_gemm_elsewhere(backend, monkeypatch):
-    """The choice is real: forced Winograd calls the Winograd kernels for a 3x3 stride-1 layer (forward and input
-    gradient) and never for a 5x5 or strided one; 'auto' keeps it off layers with few channels."""
+    """The choice is real: forced Winograd calls the Winograd kernels, with the forced tile, for a 3x3 stride-1 layer
+    (forward and input gradient) and never for a 5x5 or strided one; 'auto' keeps it off layers with few channels."""
     if not backend.has_winograd:
         pytest.skip(f"{backend.name} has no Winograd kernels")
-    calls = []
+    positions = []
     original = backend.low_level.winograd_conv2d_forward
-    monkeypatch.setattr(backend.low_level, "winograd_conv2d_forward", lambda *args: calls.append(args[-1]) or original(*args))
+    monkeypatch.setattr(backend.low_level, "winograd_conv2d_forward", lambda *args: positions.append(args[1].shape[0]) or original(*args))
     rng = np.random.default_rng(0)
     x = random_array(rng, (2, 9, 9, 16))
-    for setting, kernel_shape, strides, expected_calls in [
-        ("winograd", (3, 3, 16, 16), (1, 1), 2), ("winograd", (5, 5, 16, 16), (1, 1), 0), ("winograd", (3, 3, 16, 16), (2, 2), 0),
-        ("gemm", (3, 3, 16, 16), (1, 1), 0), ("auto", (3, 3, 16, 16), (1, 1), 2), ("auto", (3, 3, 16, 1), (1, 1), 0),
+    for setting, kernel_shape, strides, expected_positions in [
+        ("winograd", (3, 3, 16, 16), (1, 1), [16, 16]), ("winograd_4x4", (3, 3, 16, 16), (1, 1), [36, 36]),
+        ("winograd_2x2", (3, 3, 16, 16), (1, 1), [16, 16]), ("winograd", (5, 5, 16, 16), (1, 1), []),
+        ("winograd_4x4", (3, 3, 16, 16), (2, 2), []), ("gemm", (3, 3, 16, 16), (1, 1), []),
+        ("auto", (3, 3, 16, 16), (1, 1), [16, 16]), ("auto", (3, 3, 16, 1), (1, 1), []),
     ]:  # fmt: skip
         monkeypatch.setattr(algorithms, "_chosen", setting)
-        calls.clear()
+        positions.clear()
         kernel = random_array(rng, kernel_shape)
         y = check_op(backend, "conv2d_forward", np.ascontiguousarray(x[..., : kernel_shape[2]]), kernel, None, strides, "same", sums=True)
         check_op(backend, "conv2d_backward_input", random_array(rng, y.shape), kernel, x.shape[:3] + kernel_shape[2:3], strides, "same", sums=True)
-        assert len(calls) == expected_calls, (setting, kernel_shape, strides, calls)
+        assert positions == expected_positions, (setting, kernel_shape, strides, positions)
+
+
+@pytest.mark.parametrize("tile_side", winograd_tiles.TILE_SIDES)
+def test_the_winograd_matrices_compute_the_3x3_correlation_exactly(tile_side):
+    """Y = A^T [(G g G^T) * (B^T d B)] A is the m x m correlation of an a x a patch with a 3x3 kernel (float64)."""
+    rng = np.random.default_rng(tile_side)
+    patch, kernel = rng.standard_normal((tile_side + 2, tile_side + 2)), rng.standard_normal((3, 3))
+    input_t, g, output_t = (matrix(tile_side) for matrix in (winograd_tiles.input_matrix, winograd_tiles.kernel_matrix, winograd_tiles.output_matrix))
+    winograd = output_t @ ((g @ kernel @ g.T) * (input_t @ patch @ input_t.T)) @ output_t.T
+    direct = np.array([[np.sum(patch[i : i + 3, j : j + 3] * kernel) for j in range(tile_side)] for i in range(tile_side)])
+    np.testing.assert_allclose(winograd, direct, rtol=0, atol=1e-12)
+    size = (tile_side + 2) ** 2
+    np.testing.assert_allclose(winograd_tiles.kernel_transform_matrix(tile_side) @ kernel.reshape(9), (g @ kernel @ g.T).reshape(size), rtol=1e-6)
+    assert winograd_tiles.tile_side_of(size) == tile_side
+    with pytest.raises(ValueError, match="Winograd transformed kernel has 16, 36 positions, got 25"):
+        winograd_tiles.tile_side_of(25)
 
 
 def test_the_algorithm_setting_is_checked_read_from_the_environment_and_auto_follows_the_shape(monkeypatch):
@@ -233,13 +251,20 @@ def test_the_algorithm_setting_is_checked_read_from_the_environment_and_auto_fol
     monkeypatch.setenv("FASTCONV_CONV_ALGORITHM", "GEMM")
     assert algorithms.conv_algorithm() == "gemm"
     monkeypatch.setenv("FASTCONV_CONV_ALGORITHM", "fft")
-    with pytest.raises(ValueError, match="FASTCONV_CONV_ALGORITHM: unknown convolution algorithm 'fft'; choose one of auto, gemm, winograd"):
+    with pytest.raises(ValueError, match="FASTCONV_CONV_ALGORITHM: unknown convolution algorithm 'fft'; choose one of auto, gemm, winograd, winograd_2x2, winograd_4x4"):
         algorithms.conv_algorithm()
     with pytest.raises(ValueError, match="set_conv_algorithm: unknown convolution algorithm 'direct'"):
         fastconv.set_conv_algorithm("direct")
     assert fastconv.set_conv_algorithm("winograd") == "winograd" == algorithms.conv_algorithm()
     fastconv.set_conv_algorithm("auto")
-    assert algorithms.choose((3, 3, 64, 64), (1, 1), (11, 11), has_winograd=True) == "winograd"
+    assert algorithms.choose((3, 3, 64, 64), (1, 1), (11, 11), has_winograd=True) == "winograd_2x2"  # MNIST's conv2
+    assert algorithms.choose((3, 3, 256, 256), (1, 1), (37, 37), has_winograd=True) == "winograd_4x4"  # VGG16 block3
+    assert algorithms.choose((3, 3, 512, 512), (1, 1), (9, 9), has_winograd=True) == "winograd_2x2"  # VGG16 block5
+    fastconv.set_conv_algorithm("winograd")
+    assert algorithms.choose((3, 3, 4, 4), (1, 1), (2, 40), has_winograd=True) == "winograd_2x2"
+    fastconv.set_conv_algorithm("winograd_4x4")
+    assert algorithms.choose((3, 3, 4, 4), (1, 1), (2, 40), has_winograd=True) == "winograd_4x4"
+    fastconv.set_conv_algorithm("auto")
     assert algorithms.choose((3, 3, 64, 64), (1, 1), (3, 3), has_winograd=True) == "gemm"  # MNIST's conv3
     assert algorithms.choose((3, 3, 3, 32), (1, 1), (148, 148), has_winograd=True) == "gemm"  # an RGB first layer
     assert algorithms.choose((3, 3, 64, 64), (1, 1), (11, 11), has_winograd=False) == "gemm"  # cuda

@@ -1,16 +1,18 @@
-"""Which convolution algorithm runs a layer: im2col + GEMM, or Winograd F(2x2, 3x3).
+"""Which convolution algorithm runs a layer: im2col + GEMM, or Winograd F(2x2, 3x3) or F(4x4, 3x3).
 
 Winograd applies to 3x3 kernels with stride 1 ('valid' or 'same'), on the backends that provide its kernels
-(Cython and Numba). ``"auto"`` (the default) picks it per layer shape by a rule measured on the notes' layers
-(``docs/performance.md``); ``"gemm"`` or ``"winograd"`` force one, from code with :func:`set_conv_algorithm` or
-from the environment with ``FASTCONV_CONV_ALGORITHM``. A forced ``"winograd"`` runs wherever it applies and the
-GEMM elsewhere, as cuDNN does with an algorithm that does not support a shape.
+(Cython and Numba). ``"auto"`` (the default) picks the algorithm and Winograd's tile per layer shape by a rule
+measured on the notes' layers (``docs/performance.md``). The other settings force one, from code with
+:func:`set_conv_algorithm` or from the environment with ``FASTCONV_CONV_ALGORITHM``: ``"gemm"``; ``"winograd"``
+(the tile still chosen by shape); ``"winograd_2x2"`` or ``"winograd_4x4"``. A forced Winograd runs wherever it
+applies and the GEMM elsewhere, as cuDNN does with an algorithm that does not support a shape.
 """
 
 import functools
 import os
 
-CONV_ALGORITHMS = ("auto", "gemm", "winograd")
+CONV_ALGORITHMS = ("auto", "gemm", "winograd", "winograd_2x2", "winograd_4x4")
+WINOGRAD_ALGORITHMS = {"winograd_2x2": 2, "winograd_4x4": 4}
 _chosen = None
 
 # auto: Winograd when both channel counts and the output's area reach these. Its transforms cost
@@ -19,6 +21,7 @@ _chosen = None
 # away at the edges and the per-call kernel transform is not paid back (measured: docs/performance.md).
 _MIN_WINOGRAD_CHANNELS = 16
 _MIN_WINOGRAD_OUTPUT_PIXELS = 64
+_MIN_F4X4_OUTPUT_SIDE = 16
 
 
 def set_conv_algorithm(name):
@@ -42,21 +45,34 @@ def _checked(name, where):
 
 
 def winograd_applies(kernel_shape, strides):
-    """True for a 3x3 kernel (KH, KW, C, F) with stride 1: F(2x2, 3x3)'s case."""
+    """True for a 3x3 kernel (KH, KW, C, F) with stride 1: Winograd F(m x m, 3x3)'s case."""
     return tuple(kernel_shape[:2]) == (3, 3) and tuple(strides) == (1, 1)
+
+
+def tile_side(algorithm):
+    """m of a Winograd algorithm name ('winograd_2x2' -> 2, 'winograd_4x4' -> 4)."""
+    return WINOGRAD_ALGORITHMS[algorithm]
 
 
 @functools.lru_cache(maxsize=256)
 def _auto(channels, filters, out_h, out_w):
     wide = min(channels, filters) >= _MIN_WINOGRAD_CHANNELS
-    return "winograd" if wide and out_h * out_w >= _MIN_WINOGRAD_OUTPUT_PIXELS else "gemm"
+    return _winograd_tile(out_h, out_w) if wide and out_h * out_w >= _MIN_WINOGRAD_OUTPUT_PIXELS else "gemm"
+
+
+def _winograd_tile(out_h, out_w):
+    """F(4x4) on outputs of at least 16 x 16 (VGG16's blocks 1-4, cats vs dogs' conv2-3), else F(2x2): a smaller
+    output wastes more of F(4x4)'s 4x4 tiles at its edges, and its transforms cost more per position."""
+    return "winograd_4x4" if min(out_h, out_w) >= _MIN_F4X4_OUTPUT_SIDE else "winograd_2x2"
 
 
 def choose(kernel_shape, strides, out_hw, has_winograd):
-    """'winograd' or 'gemm' for a convolution with this kernel (KH, KW, C, F), strides and output (OH, OW) of its
-    forward pass, on a backend that has (``has_winograd``) or lacks the Winograd kernels. The forward pass and the
-    input gradient of one layer get the same answer."""
+    """'gemm', 'winograd_2x2' or 'winograd_4x4' for a convolution with this kernel (KH, KW, C, F), strides and
+    output (OH, OW) of its forward pass, on a backend that has (``has_winograd``) or lacks the Winograd kernels.
+    The forward pass and the input gradient of one layer get the same answer."""
     setting = conv_algorithm()
     if not has_winograd or setting == "gemm" or not winograd_applies(kernel_shape, strides):
         return "gemm"
-    return "winograd" if setting == "winograd" else _auto(kernel_shape[2], kernel_shape[3], out_hw[0], out_hw[1])
+    if setting == "auto":
+        return _auto(kernel_shape[2], kernel_shape[3], out_hw[0], out_hw[1])
+    return _winograd_tile(*out_hw) if setting == "winograd" else setting

@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from fastconv.backends import algorithms, checks, host_ops
+from fastconv.backends import algorithms, checks, host_ops, winograd_tiles
 from fastconv.backends.blas_threads import single_threaded_blas
 from fastconv.backends.plans import ConvPlan, PoolPlan
 
@@ -24,9 +24,13 @@ from fastconv.backends.plans import ConvPlan, PoolPlan
 # while its product with the kernel is large enough for BLAS to run at speed.
 _PATCH_BLOCK_BYTES = 1 << 20
 _MIN_BLOCK_ROWS = 64
-# Winograd's blocks of tiles: 16 products (tiles, C) @ (C, F) each, which BLAS runs at speed from ~128 rows on (measured on the VGG16 layers: 64-tile blocks ran block4 2x slower).
+# Winograd's blocks of tiles: a^2 products (tiles, C) @ (C, F) each, which BLAS runs at speed from ~128 rows on
+# (measured on the VGG16 layers: 64-tile blocks ran block4 2x slower). BLAS packs each U[k] (C, F) anew for every
+# block, which costs as much as the product itself once U[k] outgrows the L2 cache and the block is short, so a
+# block has at least C * F / _KERNEL_ELEMENTS_PER_TILE tiles (512 for C = F = 512: F(4x4) on block4 1.3x faster).
 _WINOGRAD_BLOCK_BYTES = 1 << 21
 _WINOGRAD_MIN_TILES = 128
+_KERNEL_ELEMENTS_PER_TILE = 512
 
 
 def thread_count():
@@ -66,15 +70,21 @@ def conv_plan(batch, strides, geometry, kernel_shape):
     return ConvPlan(strides[0], strides[1], geometry.pad_top, geometry.pad_left, kernel_shape[0], kernel_shape[1], block_rows, threads)
 
 
-def winograd_plan(batch, out_hw, channels, filters, pad_top, pad_left):
-    """The :class:`ConvPlan` of a Winograd F(2x2, 3x3) convolution: ``block_rows`` counts 2x2 output tiles.
+def winograd_plan(batch, out_hw, channels, filters, pad_top, pad_left, tile_side):
+    """The :class:`ConvPlan` of a Winograd F(m x m, 3x3) convolution, m = ``tile_side``: ``block_rows`` counts tiles.
 
-    A block's transformed inputs and products (16 x tiles x (C + F) floats) hold about ``_WINOGRAD_BLOCK_BYTES``,
-    and no fewer than ``_WINOGRAD_MIN_TILES`` tiles.
+    A block's transformed inputs and products (a^2 x tiles x (C + F) floats, a = m + 2) hold about
+    ``_WINOGRAD_BLOCK_BYTES``, with no fewer than ``_WINOGRAD_MIN_TILES`` tiles nor than C * F /
+    ``_KERNEL_ELEMENTS_PER_TILE``.
     """
-    tiles = batch * ((out_hw[0] + 1) // 2) * ((out_hw[1] + 1) // 2)
-    min_tiles = max(1, _MIN_BLOCK_ROWS // 4)
-    target = max(min_tiles, _WINOGRAD_MIN_TILES, _WINOGRAD_BLOCK_BYTES // (4 * 16 * (channels + filters)))
+    tiles = batch * -(-out_hw[0] // tile_side) * -(-out_hw[1] // tile_side)
+    positions = winograd_tiles.positions(tile_side)
+    min_tiles = max(1, _MIN_BLOCK_ROWS // tile_side**2)
+    target = max(
+        _WINOGRAD_MIN_TILES,
+        _WINOGRAD_BLOCK_BYTES // (4 * positions * (channels + filters)),
+        channels * filters // _KERNEL_ELEMENTS_PER_TILE,
+    )
     block_tiles, threads = _share_blocks(tiles, target, min_tiles)
     return ConvPlan(1, 1, pad_top, pad_left, 3, 3, block_tiles, threads)
 
@@ -135,23 +145,25 @@ class CompiledBackend:
         filters = kernel.shape[3]
         y = self.empty((x_nhwc.shape[0], geometry.out_h, geometry.out_w, filters))
         bias = self.zeros(filters) if bias is None else bias
-        winograd = algorithms.choose(kernel.shape, strides, (geometry.out_h, geometry.out_w), self.has_winograd) == "winograd"
-        if winograd and self._winograd(x_nhwc, kernel, bias, y, geometry.pad_top, geometry.pad_left):
+        algorithm = algorithms.choose(kernel.shape, strides, (geometry.out_h, geometry.out_w), self.has_winograd)
+        if algorithm != "gemm" and self._winograd(x_nhwc, kernel, bias, y, geometry.pad_top, geometry.pad_left, algorithm):
             return y
         plan = conv_plan(x_nhwc.shape[0], strides, geometry, kernel.shape)
         with single_threaded_blas:
             self.low_level.conv2d_forward(x_nhwc, kernel.reshape(-1, filters), bias, y, plan)
         return y
 
-    def _winograd(self, x_nhwc, kernel, bias, y, pad_top, pad_left):
-        """y = conv3x3(x_nhwc, kernel) + bias, stride 1, by F(2x2, 3x3); shapes as in :meth:`conv2d_forward`.
+    def _winograd(self, x_nhwc, kernel, bias, y, pad_top, pad_left, algorithm):
+        """y = conv3x3(x_nhwc, kernel) + bias, stride 1, by Winograd F(m x m, 3x3), m the tile side of ``algorithm``
+        ('winograd_2x2' or 'winograd_4x4'); shapes as in :meth:`conv2d_forward`.
 
         False, y unusable, when x_nhwc or kernel holds a NaN or +-inf: the transforms would spread it across a
         tile, so the caller computes such a convolution by the direct method, which keeps the reference's NaN/inf.
         """
+        tile_side = algorithms.tile_side(algorithm)
         channels, filters = kernel.shape[2], kernel.shape[3]
-        transformed = self.empty((16, channels, filters))
-        plan = winograd_plan(x_nhwc.shape[0], y.shape[1:3], channels, filters, pad_top, pad_left)
+        transformed = self.empty((winograd_tiles.positions(tile_side), channels, filters))
+        plan = winograd_plan(x_nhwc.shape[0], y.shape[1:3], channels, filters, pad_top, pad_left, tile_side)
         with single_threaded_blas:
             return bool(self.low_level.winograd_kernel_transform(kernel, transformed)) and bool(
                 self.low_level.winograd_conv2d_forward(x_nhwc, transformed, bias, y, plan)
@@ -164,12 +176,13 @@ class CompiledBackend:
             grad_out, kernel, input_shape, strides, padding, self.STRICT
         )
         grad_x = self.empty(input_shape)
-        if algorithms.choose(kernel.shape, strides, (geometry.out_h, geometry.out_w), self.has_winograd) == "winograd":
+        algorithm = algorithms.choose(kernel.shape, strides, (geometry.out_h, geometry.out_w), self.has_winograd)
+        if algorithm != "gemm":
             # grad_x[i] = sum_r grad_out[i + pad_top - r] kernel[r]: a 3x3 stride-1 convolution of grad_out with the
             # kernel rotated by 180 degrees, its channels swapped, and the top/left padding 2 - pad.
             rotated = np.ascontiguousarray(kernel[::-1, ::-1].transpose(0, 1, 3, 2))
             no_bias = self.zeros(input_shape[3])
-            if self._winograd(grad_out, rotated, no_bias, grad_x, 2 - geometry.pad_top, 2 - geometry.pad_left):
+            if self._winograd(grad_out, rotated, no_bias, grad_x, 2 - geometry.pad_top, 2 - geometry.pad_left, algorithm):
                 return grad_x
         plan = conv_plan(input_shape[0], strides, geometry, kernel.shape)
         with single_threaded_blas:
