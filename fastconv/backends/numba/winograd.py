@@ -15,7 +15,8 @@ from numba import njit, prange
 from fastconv.backends import winograd_tiles
 from fastconv.backends.numba._common import PARALLEL, SERIAL
 
-# Compiled in as constants: B^T, A^T and K = kron(G, G) of F(2x2) and of F(4x4).
+# Compiled in as constants: B^T, A^T and K = kron(G, G) of F(2x2) and of F(4x4). Numba's on-disk cache does not
+# see an edit of winograd_tiles.py: clear this folder's __pycache__ after changing the matrices.
 INPUT_T_2, INPUT_T_4 = (winograd_tiles.input_matrix(m).astype(np.float32) for m in (2, 4))
 OUTPUT_T_2, OUTPUT_T_4 = (winograd_tiles.output_matrix(m).astype(np.float32) for m in (2, 4))
 KERNEL_T_2, KERNEL_T_4 = (winograd_tiles.kernel_transform_matrix(m) for m in (2, 4))
