@@ -230,6 +230,20 @@ def test_forcing_winograd_runs_it_where_it_applies_and_the_gemm_elsewhere(backen
         assert positions == expected_positions, (setting, kernel_shape, strides, positions)
 
 
+def test_the_winograd_kernels_refuse_a_transformed_kernel_of_neither_tile(backend):
+    """The tile comes from u's a^2 rows; any other count is refused by both backends' low-level kernels, never read
+    out of bounds (numba's used to take it for F(4x4))."""
+    if not backend.has_winograd:
+        pytest.skip(f"{backend.name} has no Winograd kernels")
+    kernel = np.ones((3, 3, 2, 2), np.float32)
+    u = np.zeros((25, 2, 2), np.float32)
+    with pytest.raises(ValueError, match="positions"):
+        backend.low_level.winograd_kernel_transform(kernel, u)
+    plan = compiled.winograd_plan(1, (4, 4), 2, 2, 0, 0, 2)
+    with pytest.raises(ValueError, match="positions"):
+        backend.low_level.winograd_conv2d_forward(np.ones((1, 6, 6, 2), np.float32), u, np.zeros(2, np.float32), np.empty((1, 4, 4, 2), np.float32), plan)
+
+
 @pytest.mark.parametrize("tile_side", winograd_tiles.TILE_SIDES)
 def test_the_winograd_matrices_compute_the_3x3_correlation_exactly(tile_side):
     """Y = A^T [(G g G^T) * (B^T d B)] A is the m x m correlation of an a x a patch with a 3x3 kernel (float64)."""

@@ -26,6 +26,8 @@ KERNEL_T_2, KERNEL_T_4 = (winograd_tiles.kernel_transform_matrix(m) for m in (2,
 def winograd_kernel_transform(kernel, out_u):
     """out_u[a*i + j] = (G g G^T)[i, j] for every channel pair, as one product K @ kernel (K = kron(G, G)); out_u's
     a^2 rows (16 or 36) pick F(2x2) or F(4x4). False if the kernel holds a NaN or +-inf."""
+    if out_u.shape[0] != KERNEL_T_2.shape[0] and out_u.shape[0] != KERNEL_T_4.shape[0]:
+        raise ValueError("winograd_kernel_transform: out_u must have 16 (F(2x2)) or 36 (F(4x4)) positions")
     if not np.isfinite(kernel).all():
         return False
     kernel_t = KERNEL_T_2 if out_u.shape[0] == KERNEL_T_2.shape[0] else KERNEL_T_4
@@ -115,6 +117,8 @@ def winograd_conv2d_forward(x, u, bias, out_y, plan):
     """
     batch, out_h, out_w, filters = out_y.shape
     channels = x.shape[3]
+    if u.shape[0] != INPUT_T_2.size and u.shape[0] != INPUT_T_4.size:
+        raise ValueError("winograd_conv2d_forward: u must have 16 (F(2x2)) or 36 (F(4x4)) positions")
     if u.shape[0] == INPUT_T_2.size:
         input_t, output_t = INPUT_T_2, OUTPUT_T_2
     else:
