@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from fastconv.backends import algorithms, checks, host_ops, winograd_tiles
+from fastconv.backends import algorithms, buffers, checks, host_ops, winograd_tiles
 from fastconv.backends.blas_threads import single_threaded_blas
 from fastconv.backends.plans import ConvPlan, PoolPlan
 
@@ -122,8 +122,8 @@ class CompiledBackend:
         return checks.host_array(array)
 
     def empty(self, shape, dtype=np.float32):
-        """An uninitialised array of this backend."""
-        return np.empty(shape, dtype=dtype)
+        """An uninitialised array of this backend, its memory reused from earlier steps (``buffers.pool``)."""
+        return buffers.pool.empty(shape, dtype)
 
     def zeros(self, shape, dtype=np.float32):
         """A zero-filled array of this backend (optimizer state, absent biases)."""
