@@ -11,10 +11,16 @@ geometry but check every extent they index with before releasing the GIL;
 windows are clipped to the input, so no geometry reads out of range.
 """
 from cython.parallel cimport parallel, prange, threadid
-from libc.stdlib cimport calloc, malloc, free
+from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 
 from _linalg cimport column_sums, gemm_row_major
+from _scratch cimport thread_scratch
+
+# thread_scratch slots: a thread's block of patches, and its partial kernel gradient.
+cdef enum:
+    PATCHES_SLOT = 0
+    PARTIAL_SLOT = 1
 
 
 cdef inline void gather_patch(const float* x_sample, float* patch, Py_ssize_t top, Py_ssize_t left,
@@ -165,7 +171,7 @@ def conv2d_forward(const float[:, :, :, ::1] x, const float[:, ::1] kernel_matri
     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
     with nogil:
         with parallel(num_threads=threads):
-            cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
+            cols = NULL if pointwise else <float*>thread_scratch(PATCHES_SLOT, block_rows * patch_len * sizeof(float))
             for block in prange(blocks, schedule='static'):
                 if not pointwise and cols == NULL:
                     failed_flag[0] = 1
@@ -177,7 +183,6 @@ def conv2d_forward(const float[:, :, :, ::1] x, const float[:, ::1] kernel_matri
                     memcpy(y_data + row * filters, &bias[0], filters * sizeof(float))
                 gemm_row_major(False, False, <int>rows, <int>filters, <int>patch_len, 1.0, patches, <int>patch_len,
                                &kernel_matrix[0, 0], <int>filters, 1.0, y_data + first_row * filters, <int>filters)
-            free(cols)
     if failed:
         raise MemoryError(f"conv2d_forward: cannot allocate a ({block_rows}, {patch_len}) patch block")
 
@@ -207,7 +212,7 @@ def conv2d_backward_input(const float[:, :, :, ::1] grad_out, const float[:, ::1
     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
     with nogil:
         with parallel(num_threads=threads):
-            cols = NULL if pointwise else <float*>malloc(pixels * patch_len * sizeof(float))
+            cols = NULL if pointwise else <float*>thread_scratch(PATCHES_SLOT, pixels * patch_len * sizeof(float))
             for n in prange(batch, schedule='static'):
                 if not pointwise and cols == NULL:
                     failed_flag[0] = 1
@@ -217,7 +222,6 @@ def conv2d_backward_input(const float[:, :, :, ::1] grad_out, const float[:, ::1
                                &out_grad_x[n, 0, 0, 0] if pointwise else cols, <int>patch_len)
                 if not pointwise:
                     col2im_sample(cols, &out_grad_x[n, 0, 0, 0], height, width, channels, out_h, out_w, &c_plan)
-            free(cols)
     if failed:
         raise MemoryError(f"conv2d_backward_input: cannot allocate a ({pixels}, {patch_len}) patch block")
 
@@ -243,9 +247,9 @@ def conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, :, :, ::1
     cdef Py_ssize_t total_rows = batch * out_h * out_w
     cdef Py_ssize_t blocks = (total_rows + block_rows - 1) // block_rows
     cdef Py_ssize_t matrix_len = patch_len * filters
-    cdef float* partials = <float*>calloc(threads * matrix_len, sizeof(float))
+    cdef float** partials = <float**>calloc(threads, sizeof(float*))  # each thread's, in thread order
     if partials == NULL:
-        raise MemoryError(f"conv2d_backward_kernel: cannot allocate {threads} partial gradients")
+        raise MemoryError("conv2d_backward_kernel: out of memory")
     cdef Py_ssize_t block, first_row, rows, i, t
     cdef const float* x_data = &x[0, 0, 0, 0]
     cdef const float* grad_data = &grad_out[0, 0, 0, 0]
@@ -257,10 +261,13 @@ def conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, :, :, ::1
     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
     with nogil:
         with parallel(num_threads=threads):
-            cols = NULL if pointwise else <float*>malloc(block_rows * patch_len * sizeof(float))
-            partial = partials + threadid() * matrix_len
+            cols = NULL if pointwise else <float*>thread_scratch(PATCHES_SLOT, block_rows * patch_len * sizeof(float))
+            partial = <float*>thread_scratch(PARTIAL_SLOT, matrix_len * sizeof(float))
+            if partial != NULL:
+                memset(partial, 0, matrix_len * sizeof(float))
+            partials[threadid()] = partial
             for block in prange(blocks, schedule='static'):
-                if not pointwise and cols == NULL:
+                if partial == NULL or (not pointwise and cols == NULL):
                     failed_flag[0] = 1
                     continue
                 first_row = block * block_rows
@@ -268,12 +275,12 @@ def conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, :, :, ::1
                 patches = block_patches(x_data, cols, first_row, rows, height, width, channels, out_h, out_w, &c_plan)
                 gemm_row_major(True, False, <int>patch_len, <int>filters, <int>rows, 1.0, patches, <int>patch_len,
                                grad_data + first_row * filters, <int>filters, 1.0, partial, <int>filters)
-            free(cols)
         grad_kernel = &out_grad_kernel_matrix[0, 0]
         memset(grad_kernel, 0, matrix_len * sizeof(float))
         for t in range(threads):
-            for i in range(matrix_len):
-                grad_kernel[i] += partials[t * matrix_len + i]
+            if partials[t] != NULL:  # NULL: a thread the team did not get, or out of memory (failed says which)
+                for i in range(matrix_len):
+                    grad_kernel[i] += partials[t][i]
         if out_grad_bias.shape[0] > 0 and not failed:
             column_sums(grad_data, total_rows, filters, &out_grad_bias[0])
     free(partials)
