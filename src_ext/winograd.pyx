@@ -17,24 +17,35 @@ use only 0, +-1 and +-1/2; F(4x4)'s reach 8 and 1/24, and lose about one decimal
 docs/performance.md), still within the 1e-5 tolerance of the tests. The padding is read as zeros (tiles are
 clipped to the input), so 'same' and 'valid' differ only in pad_top/pad_left and the output size. The gradient to
 the input is this same convolution of grad_out with the kernel rotated by 180 degrees and its channels swapped
-(see fastconv.backends.compiled); the gradient to the kernel stays with im2col.
+(see fastconv.backends.compiled). The gradient to the kernel is the adjoint of the forward's products: with
+Z = A dY A^T the a x a transform of a tile's m x m output gradient,
+
+    dU[k] = sum over tiles of V[k]^T @ Z[k]: (C, F)   a^2 BLAS products per block, summed per thread
+    dg    = K^T dU                                     (winograd_kernel_transform_backward)
 
 The transforms mix the a^2 pixels of a patch, so one NaN or +-inf would reach outputs whose window does not hold
 it (and inf - inf makes NaN of an output the direct method gives as inf). Both kernels therefore report a
 non-finite kernel or product (a non-finite input pixel always leaves one in M: inf * 0 is NaN and no sum makes
 a NaN or inf finite again), and the caller computes that convolution by the direct method instead.
 """
-from cython.parallel cimport parallel, prange
-from libc.stdlib cimport malloc, free
+from cython.parallel cimport parallel, prange, threadid
+from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 
-from _linalg cimport gemm_row_major
+from _linalg cimport column_sums, gemm_row_major
+from _scratch cimport thread_scratch
 
 from fastconv.backends import winograd_tiles
 
 cdef enum:
     MAX_PATCH = 6    # a for F(4x4)
     CHUNK = 64       # channels (or filters) transformed at a time, so that a tile's scratch stays in L1
+    # thread_scratch slots: a block's transformed inputs V, its products M (or gradient transforms Z), a tile's
+    # scratch, and a thread's partial kernel gradient
+    V_SLOT = 0
+    M_SLOT = 1
+    TILE_SLOT = 2
+    PARTIAL_SLOT = 3
 
 
 cdef struct Tiling:
@@ -42,12 +53,14 @@ cdef struct Tiling:
     Py_ssize_t patch       # a = m + 2: input pixels per tile side
     const float* input_t   # B^T, (a, a) row-major
     const float* output_t  # A^T, (m, a)
+    const float* output_n  # A, (a, m): the gradient transform Z = A dY A^T
     const float* kernel_t  # K = kron(G, G), (a^2, 9): U = K @ g
 
 
 # The matrices of winograd_tiles, read once: [0] is F(2x2), [1] F(4x4).
 cdef float INPUT_T[2][MAX_PATCH * MAX_PATCH]
 cdef float OUTPUT_T[2][4 * MAX_PATCH]
+cdef float OUTPUT_N[2][4 * MAX_PATCH]
 cdef float KERNEL_T[2][MAX_PATCH * MAX_PATCH * 9]
 cdef Tiling TILINGS[2]
 
@@ -56,12 +69,15 @@ for _index, _side in enumerate(winograd_tiles.TILE_SIDES):
         INPUT_T[_index][_i] = _value
     for _i, _value in enumerate(winograd_tiles.output_matrix(_side).ravel()):
         OUTPUT_T[_index][_i] = _value
+    for _i, _value in enumerate(winograd_tiles.output_matrix(_side).T.ravel()):
+        OUTPUT_N[_index][_i] = _value
     for _i, _value in enumerate(winograd_tiles.kernel_transform_matrix(_side).ravel()):
         KERNEL_T[_index][_i] = _value
     TILINGS[_index].side = _side
     TILINGS[_index].patch = _side + 2
     TILINGS[_index].input_t = &INPUT_T[_index][0]
     TILINGS[_index].output_t = &OUTPUT_T[_index][0]
+    TILINGS[_index].output_n = &OUTPUT_N[_index][0]
     TILINGS[_index].kernel_t = &KERNEL_T[_index][0]
 
 
@@ -98,6 +114,30 @@ def winograd_kernel_transform(const float[:, :, :, ::1] kernel, float[:, :, ::1]
             gemm_row_major(False, False, <int>positions, <int>count, 9, 1.0, tiling.kernel_t, 9, g + first,
                            <int>width, 0.0, u + first, <int>width)
     return True
+
+
+def winograd_kernel_transform_backward(const float[:, :, ::1] grad_u, float[:, :, :, ::1] out_grad_kernel):
+    """out_grad_kernel = K^T grad_u, the adjoint of winograd_kernel_transform: grad_u (a^2, C, F) the gradient with
+    respect to the transformed kernel, a^2 = 16 or 36; out_grad_kernel (3, 3, C, F), written."""
+    cdef Py_ssize_t channels = out_grad_kernel.shape[2], filters = out_grad_kernel.shape[3]
+    if (out_grad_kernel.shape[0] != 3 or out_grad_kernel.shape[1] != 3 or grad_u.shape[1] != channels
+            or grad_u.shape[2] != filters):
+        raise ValueError(f"winograd_kernel_transform_backward: grad_u ({grad_u.shape[0]}, {grad_u.shape[1]}, "
+                         f"{grad_u.shape[2]}) and out_grad_kernel ({out_grad_kernel.shape[0]}, "
+                         f"{out_grad_kernel.shape[1]}, {channels}, {filters}) must be (a^2, C, F) and (3, 3, C, F)")
+    cdef Tiling tiling = tiling_of(grad_u.shape[0])
+    cdef Py_ssize_t width = channels * filters, positions = tiling.patch * tiling.patch
+    if width >= 2**31:
+        raise ValueError("winograd_kernel_transform_backward: C * F is too large for 32-bit BLAS indices")
+    cdef Py_ssize_t parts = 8 if width >= 8 * 4096 else 1, part, first, count
+    cdef const float* grad_u_data = &grad_u[0, 0, 0]
+    cdef float* grad_kernel = &out_grad_kernel[0, 0, 0, 0]
+    with nogil:
+        for part in prange(parts, schedule='static'):
+            first = part * width // parts
+            count = (part + 1) * width // parts - first
+            gemm_row_major(True, False, 9, <int>count, <int>positions, 1.0, tiling.kernel_t, 9, grad_u_data + first,
+                           <int>width, 0.0, grad_kernel + first, <int>width)
 
 
 cdef bint all_finite(const float* values, Py_ssize_t count) noexcept nogil:
@@ -190,6 +230,124 @@ cdef void output_transform(const Tiling* tiling, const float* m, Py_ssize_t tile
                     target[f] += bias[first + f]
 
 
+cdef void gradient_transform(const Tiling* tiling, const float* grad_sample, float* z, Py_ssize_t tile_stride,
+                             Py_ssize_t top, Py_ssize_t left, Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t filters,
+                             float* patch, float* rows) noexcept nogil:
+    """z[k * tile_stride + f] = (A dY A^T)[k] for the m x m output gradient dY at (top, left), zeros outside it.
+
+    patch, rows: a^2 * CHUNK floats of scratch each; the filters go CHUNK at a time.
+    """
+    cdef Py_ssize_t side = tiling.side, a = tiling.patch
+    cdef const float* output_n = tiling.output_n
+    cdef Py_ssize_t chunk, first, count, i, j
+    cdef float* target
+    for chunk in range((filters + CHUNK - 1) // CHUNK):
+        first = chunk * CHUNK
+        count = min(<Py_ssize_t>CHUNK, filters - first)
+        for i in range(side):
+            for j in range(side):
+                target = patch + (side * i + j) * CHUNK
+                if top + i >= out_h or left + j >= out_w:
+                    memset(target, 0, count * sizeof(float))
+                else:
+                    memcpy(target, grad_sample + ((top + i) * out_w + left + j) * filters + first, count * sizeof(float))
+        for i in range(a):  # rows: A dY
+            for j in range(side):
+                combine(output_n + side * i, patch + j * CHUNK, side * CHUNK, side, rows + (side * i + j) * CHUNK, count)
+        for i in range(a):  # columns: (A dY) A^T
+            for j in range(a):
+                combine(output_n + side * j, rows + side * i * CHUNK, CHUNK, side, z + (a * i + j) * tile_stride + first, count)
+
+
+def winograd_conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, :, :, ::1] grad_out,
+                                    float[:, :, ::1] out_grad_u, float[::1] out_grad_bias, plan):
+    """out_grad_u[k] = sum over tiles of V[k]^T @ Z[k], the gradient with respect to the transformed kernel (its
+    kernel gradient is winograd_kernel_transform_backward(out_grad_u)); out_grad_bias = grad_out summed over N, OH, OW.
+
+    x: (N, H, W, C); grad_out: (N, OH, OW, F); out_grad_u: (a^2, C, F), written, its a^2 (16 or 36) picking m (2 or
+    4); out_grad_bias: (F,) written, or (0,) to skip it; plan: as for winograd_conv2d_forward. Each thread sums its
+    blocks into its own partial, and the partials are added in thread order, so results are repeatable. Returns
+    False if the sum is not finite (x or grad_out held a NaN or +-inf), else True.
+    """
+    cdef Py_ssize_t batch = x.shape[0], height = x.shape[1], width = x.shape[2], channels = x.shape[3]
+    cdef Py_ssize_t out_h = grad_out.shape[1], out_w = grad_out.shape[2], filters = grad_out.shape[3]
+    cdef Py_ssize_t pad_top = plan.pad_top, pad_left = plan.pad_left, block_tiles = plan.block_rows
+    cdef int threads = plan.threads
+    if (plan.kernel_h, plan.kernel_w, plan.stride_h, plan.stride_w) != (3, 3, 1, 1):
+        raise ValueError(f"winograd_conv2d_backward_kernel: Winograd F(m x m, 3x3) needs a 3x3 kernel and stride 1, got {plan}")
+    if block_tiles < 1 or threads < 1:
+        raise ValueError(f"winograd_conv2d_backward_kernel: block_rows and threads must be positive in {plan}")
+    if (out_grad_u.shape[1] != channels or out_grad_u.shape[2] != filters or grad_out.shape[0] != batch
+            or out_grad_bias.shape[0] not in (0, filters)):
+        raise ValueError(f"winograd_conv2d_backward_kernel: x ({batch}, {height}, {width}, {channels}), grad_out "
+                         f"({grad_out.shape[0]}, {out_h}, {out_w}, {filters}), out_grad_u ({out_grad_u.shape[0]}, "
+                         f"{out_grad_u.shape[1]}, {out_grad_u.shape[2]}) and out_grad_bias "
+                         f"({out_grad_bias.shape[0]},) do not agree")
+    cdef Tiling tiling = tiling_of(out_grad_u.shape[0])
+    if max(block_tiles, 1) * max(channels, filters) >= 2**31:
+        raise ValueError("winograd_conv2d_backward_kernel: a block of tiles is too large for 32-bit BLAS indices")
+    cdef Py_ssize_t side = tiling.side, positions = tiling.patch * tiling.patch
+    cdef Py_ssize_t tiles_h = (out_h + side - 1) // side, tiles_w = (out_w + side - 1) // side
+    cdef Py_ssize_t tiles = batch * tiles_h * tiles_w
+    cdef Py_ssize_t blocks = (tiles + block_tiles - 1) // block_tiles
+    cdef Py_ssize_t matrix_len = positions * channels * filters
+    cdef float** partials = <float**>calloc(threads, sizeof(float*))  # each thread's, in thread order
+    if partials == NULL:
+        raise MemoryError("winograd_conv2d_backward_kernel: out of memory")
+    cdef Py_ssize_t block, first, count, t, tile, n, th, tw, k, i
+    cdef const float* x_data = &x[0, 0, 0, 0]
+    cdef const float* grad_data = &grad_out[0, 0, 0, 0]
+    cdef float* grad_u = &out_grad_u[0, 0, 0]
+    cdef float* partial
+    cdef float* v
+    cdef float* z
+    cdef float* patch
+    cdef float* rows
+    cdef int failed = 0
+    cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
+    with nogil:
+        with parallel(num_threads=threads):
+            partial = <float*>thread_scratch(PARTIAL_SLOT, matrix_len * sizeof(float))
+            if partial != NULL:
+                memset(partial, 0, matrix_len * sizeof(float))
+            partials[threadid()] = partial
+            v = <float*>thread_scratch(V_SLOT, positions * block_tiles * channels * sizeof(float))
+            z = <float*>thread_scratch(M_SLOT, positions * block_tiles * filters * sizeof(float))
+            patch = <float*>thread_scratch(TILE_SLOT, 2 * positions * CHUNK * sizeof(float))
+            rows = patch + positions * CHUNK
+            for block in prange(blocks, schedule='static'):
+                if v == NULL or z == NULL or patch == NULL or partial == NULL:
+                    failed_flag[0] = 1
+                    continue
+                first = block * block_tiles
+                count = min(block_tiles, tiles - first)
+                for t in range(count):
+                    tile = first + t
+                    n = tile // (tiles_h * tiles_w)
+                    th = (tile // tiles_w) % tiles_h
+                    tw = tile % tiles_w
+                    input_transform(&tiling, x_data + n * height * width * channels, v + t * channels,
+                                    count * channels, side * th - pad_top, side * tw - pad_left, height, width,
+                                    channels, patch, rows)
+                    gradient_transform(&tiling, grad_data + n * out_h * out_w * filters, z + t * filters,
+                                       count * filters, side * th, side * tw, out_h, out_w, filters, patch, rows)
+                for k in range(positions):
+                    gemm_row_major(True, False, <int>channels, <int>filters, <int>count, 1.0,
+                                   v + k * count * channels, <int>channels, z + k * count * filters, <int>filters,
+                                   1.0, partial + k * channels * filters, <int>filters)
+        memset(grad_u, 0, matrix_len * sizeof(float))
+        for t in range(threads):
+            if partials[t] != NULL:  # NULL: a thread the team did not get, or out of memory (failed says which)
+                for i in range(matrix_len):
+                    grad_u[i] += partials[t][i]
+        if out_grad_bias.shape[0] > 0 and not failed:
+            column_sums(grad_data, batch * out_h * out_w, filters, &out_grad_bias[0])
+    free(partials)
+    if failed:
+        raise MemoryError(f"winograd_conv2d_backward_kernel: cannot allocate a block of {block_tiles} tiles")
+    return all_finite(grad_u, matrix_len)
+
+
 def winograd_conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, ::1] u, const float[::1] bias,
                             float[:, :, :, ::1] out_y, plan):
     """out_y = conv3x3(x, kernel) + bias, stride 1, by F(m x m, 3x3) in blocks of ``plan.block_rows`` tiles.
@@ -231,9 +389,9 @@ def winograd_conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, ::1] 
     cdef int* nonfinite_flag = &nonfinite
     with nogil:
         with parallel(num_threads=threads):
-            v = <float*>malloc(positions * block_tiles * channels * sizeof(float))
-            m = <float*>malloc(positions * block_tiles * filters * sizeof(float))
-            patch = <float*>malloc(2 * positions * CHUNK * sizeof(float))
+            v = <float*>thread_scratch(V_SLOT, positions * block_tiles * channels * sizeof(float))
+            m = <float*>thread_scratch(M_SLOT, positions * block_tiles * filters * sizeof(float))
+            patch = <float*>thread_scratch(TILE_SLOT, 2 * positions * CHUNK * sizeof(float))
             rows = patch + positions * CHUNK
             for block in prange(blocks, schedule='static'):
                 if v == NULL or m == NULL or patch == NULL:
@@ -262,9 +420,6 @@ def winograd_conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, ::1] 
                     tw = tile % tiles_w
                     output_transform(&tiling, m + t * filters, count * filters, y_data + n * out_h * out_w * filters,
                                      side * th, side * tw, out_h, out_w, filters, &bias[0], rows)
-            free(v)
-            free(m)
-            free(patch)
     if failed:
         raise MemoryError(f"winograd_conv2d_forward: cannot allocate a block of {block_tiles} tiles")
     return nonfinite == 0

@@ -208,25 +208,30 @@ def test_backends_share_one_signature(backend, reference):
 
 def test_forcing_winograd_runs_it_where_it_applies_and_the_gemm_elsewhere(backend, monkeypatch):
     """The choice is real: forced Winograd calls the Winograd kernels, with the forced tile, for a 3x3 stride-1 layer
-    (forward and input gradient) and never for a 5x5 or strided one; 'auto' keeps it off layers with few channels."""
+    (forward, input gradient and kernel gradient) and never for a 5x5 or strided one; 'auto' keeps it off layers
+    with few channels."""
     if not backend.has_winograd:
         pytest.skip(f"{backend.name} has no Winograd kernels")
     positions = []
-    original = backend.low_level.winograd_conv2d_forward
-    monkeypatch.setattr(backend.low_level, "winograd_conv2d_forward", lambda *args: positions.append(args[1].shape[0]) or original(*args))
+    forward, kernel_gradient = backend.low_level.winograd_conv2d_forward, backend.low_level.winograd_conv2d_backward_kernel
+    monkeypatch.setattr(backend.low_level, "winograd_conv2d_forward", lambda *args: positions.append(args[1].shape[0]) or forward(*args))
+    monkeypatch.setattr(backend.low_level, "winograd_conv2d_backward_kernel", lambda *args: positions.append(-args[2].shape[0]) or kernel_gradient(*args))
     rng = np.random.default_rng(0)
     x = random_array(rng, (2, 9, 9, 16))
     for setting, kernel_shape, strides, expected_positions in [
-        ("winograd", (3, 3, 16, 16), (1, 1), [16, 16]), ("winograd_4x4", (3, 3, 16, 16), (1, 1), [36, 36]),
-        ("winograd_2x2", (3, 3, 16, 16), (1, 1), [16, 16]), ("winograd", (5, 5, 16, 16), (1, 1), []),
+        ("winograd", (3, 3, 16, 16), (1, 1), [16, 16, -16]), ("winograd_4x4", (3, 3, 16, 16), (1, 1), [36, 36, -36]),
+        ("winograd_2x2", (3, 3, 16, 16), (1, 1), [16, 16, -16]), ("winograd", (5, 5, 16, 16), (1, 1), []),
         ("winograd_4x4", (3, 3, 16, 16), (2, 2), []), ("gemm", (3, 3, 16, 16), (1, 1), []),
-        ("auto", (3, 3, 16, 16), (1, 1), [16, 16]), ("auto", (3, 3, 16, 1), (1, 1), []),
+        ("auto", (3, 3, 16, 16), (1, 1), [16, 16, -16]), ("auto", (3, 3, 16, 1), (1, 1), []),
     ]:  # fmt: skip
         monkeypatch.setattr(algorithms, "_chosen", setting)
         positions.clear()
         kernel = random_array(rng, kernel_shape)
-        y = check_op(backend, "conv2d_forward", np.ascontiguousarray(x[..., : kernel_shape[2]]), kernel, None, strides, "same", sums=True)
-        check_op(backend, "conv2d_backward_input", random_array(rng, y.shape), kernel, x.shape[:3] + kernel_shape[2:3], strides, "same", sums=True)
+        x_layer = np.ascontiguousarray(x[..., : kernel_shape[2]])
+        y = check_op(backend, "conv2d_forward", x_layer, kernel, None, strides, "same", sums=True)
+        grad_out = random_array(rng, y.shape)
+        check_op(backend, "conv2d_backward_input", grad_out, kernel, x_layer.shape, strides, "same", sums=True)
+        check_op(backend, "conv2d_backward_kernel", x_layer, grad_out, kernel_shape, strides, "same", True, sums=True)
         assert positions == expected_positions, (setting, kernel_shape, strides, positions)
 
 
@@ -240,8 +245,13 @@ def test_the_winograd_kernels_refuse_a_transformed_kernel_of_neither_tile(backen
     with pytest.raises(ValueError, match="positions"):
         backend.low_level.winograd_kernel_transform(kernel, u)
     plan = compiled.winograd_plan(1, (4, 4), 2, 2, 0, 0, 2)
+    x, y = np.ones((1, 6, 6, 2), np.float32), np.ones((1, 4, 4, 2), np.float32)
     with pytest.raises(ValueError, match="positions"):
-        backend.low_level.winograd_conv2d_forward(np.ones((1, 6, 6, 2), np.float32), u, np.zeros(2, np.float32), np.empty((1, 4, 4, 2), np.float32), plan)
+        backend.low_level.winograd_conv2d_forward(x, u, np.zeros(2, np.float32), y, plan)
+    with pytest.raises(ValueError, match="positions"):
+        backend.low_level.winograd_conv2d_backward_kernel(x, y, u, np.zeros(2, np.float32), plan)
+    with pytest.raises(ValueError, match="positions"):
+        backend.low_level.winograd_kernel_transform_backward(u, kernel)
 
 
 @pytest.mark.parametrize("tile_side", winograd_tiles.TILE_SIDES)

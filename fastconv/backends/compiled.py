@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from fastconv.backends import algorithms, buffers, checks, host_ops, winograd_tiles
+from fastconv.backends import algorithms, buffers, checks, contract, host_ops, winograd_tiles
 from fastconv.backends.blas_threads import single_threaded_blas
 from fastconv.backends.plans import ConvPlan, PoolPlan
 
@@ -108,7 +108,7 @@ class CompiledBackend:
     def __init__(self, name, low_level):
         self.name = name
         self.low_level = low_level
-        self.has_winograd = hasattr(low_level, "winograd_conv2d_forward")
+        self.has_winograd = all(hasattr(low_level, name) for name in contract.OPTIONAL_KERNEL_NAMES)
 
     def __repr__(self):
         return f"<fastconv backend {self.name!r}>"
@@ -198,10 +198,27 @@ class CompiledBackend:
         filters = kernel_shape[3]
         grad_kernel = self.empty(kernel_shape)
         grad_bias = self.empty(filters if with_bias else 0)
+        algorithm = algorithms.choose(kernel_shape, strides, (geometry.out_h, geometry.out_w), self.has_winograd)
+        if algorithm != "gemm" and self._winograd_kernel_gradient(x_nhwc, grad_out, grad_kernel, grad_bias, geometry, algorithm):
+            return grad_kernel, grad_bias if with_bias else None
         plan = conv_plan(x_nhwc.shape[0], strides, geometry, kernel_shape)
         with single_threaded_blas:
             self.low_level.conv2d_backward_kernel(x_nhwc, grad_out, grad_kernel.reshape(-1, filters), grad_bias, plan)
         return grad_kernel, grad_bias if with_bias else None
+
+    def _winograd_kernel_gradient(self, x_nhwc, grad_out, grad_kernel, grad_bias, geometry, algorithm):
+        """grad_kernel (3, 3, C, F) and grad_bias (F,) or (0,) of a 3x3 stride-1 convolution by Winograd F(m x m, 3x3),
+        m the tile side of ``algorithm``; False, both unusable, when x_nhwc or grad_out holds a NaN or +-inf (the
+        caller then uses the direct method, which keeps the reference's NaN/inf)."""
+        tile_side = algorithms.tile_side(algorithm)
+        channels, filters = grad_kernel.shape[2], grad_kernel.shape[3]
+        grad_transformed = self.empty((winograd_tiles.positions(tile_side), channels, filters))
+        plan = winograd_plan(x_nhwc.shape[0], grad_out.shape[1:3], channels, filters, geometry.pad_top, geometry.pad_left, tile_side)
+        with single_threaded_blas:
+            if not self.low_level.winograd_conv2d_backward_kernel(x_nhwc, grad_out, grad_transformed, grad_bias, plan):
+                return False
+            self.low_level.winograd_kernel_transform_backward(grad_transformed, grad_kernel)
+        return True
 
     # --- pooling -----------------------------------------------------------
 

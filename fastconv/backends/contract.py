@@ -21,7 +21,10 @@ KERNEL_NAMES = (
 )  # fmt: skip
 
 
-OPTIONAL_KERNEL_NAMES = ("winograd_kernel_transform", "winograd_conv2d_forward")
+OPTIONAL_KERNEL_NAMES = (
+    "winograd_kernel_transform", "winograd_conv2d_forward",
+    "winograd_conv2d_backward_kernel", "winograd_kernel_transform_backward",
+)  # fmt: skip
 
 
 def collect_kernels(backend_name, modules, names=KERNEL_NAMES, optional=OPTIONAL_KERNEL_NAMES):

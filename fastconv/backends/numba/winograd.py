@@ -1,7 +1,8 @@
 """3x3 stride-1 convolution by Winograd's F(m x m, 3x3), m = 2 or 4, as src_ext/winograd.pyx (the algorithm and its
 notation are explained there; the matrices are fastconv.backends.winograd_tiles'): the kernel transformed once per
 call, then per block of output tiles the input transform, a^2 BLAS products (``np.dot``) and the output transform
-with the bias.
+with the bias; for the kernel gradient, per block the input and gradient transforms and a^2 products V[k]^T Z[k]
+summed per thread, then K^T dU.
 
 x: (N, H, W, C); kernel: (3, 3, C, F); out_u: (a^2, C, F), a^2 = 16 for F(2x2) and 36 for F(4x4); out_y:
 (N, OH, OW, F); all float32, C-contiguous; plan: a ``fastconv.backends.plans.ConvPlan`` whose ``block_rows`` counts
@@ -13,13 +14,16 @@ import numpy as np
 from numba import njit, prange
 
 from fastconv.backends import winograd_tiles
-from fastconv.backends.numba._common import PARALLEL, SERIAL
+from fastconv.backends.numba._common import PARALLEL, SERIAL, column_sums
 
 # Compiled in as constants: B^T, A^T and K = kron(G, G) of F(2x2) and of F(4x4). Numba's on-disk cache does not
 # see an edit of winograd_tiles.py: clear this folder's __pycache__ after changing the matrices.
 INPUT_T_2, INPUT_T_4 = (winograd_tiles.input_matrix(m).astype(np.float32) for m in (2, 4))
 OUTPUT_T_2, OUTPUT_T_4 = (winograd_tiles.output_matrix(m).astype(np.float32) for m in (2, 4))
 KERNEL_T_2, KERNEL_T_4 = (winograd_tiles.kernel_transform_matrix(m) for m in (2, 4))
+# A (a, m) for the gradient transform A dY A^T, and K^T (9, a^2) for the kernel transform's adjoint.
+OUTPUT_N_2, OUTPUT_N_4 = (np.ascontiguousarray(winograd_tiles.output_matrix(m).T).astype(np.float32) for m in (2, 4))
+KERNEL_N_2, KERNEL_N_4 = (np.ascontiguousarray(winograd_tiles.kernel_transform_matrix(m).T) for m in (2, 4))
 
 
 @njit(**SERIAL)
@@ -33,6 +37,16 @@ def winograd_kernel_transform(kernel, out_u):
     kernel_t = KERNEL_T_2 if out_u.shape[0] == KERNEL_T_2.shape[0] else KERNEL_T_4
     np.dot(kernel_t, kernel.reshape(9, -1), out_u.reshape(out_u.shape[0], -1))
     return True
+
+
+@njit(**SERIAL)
+def winograd_kernel_transform_backward(grad_u, out_grad_kernel):
+    """out_grad_kernel (3, 3, C, F) = K^T grad_u, the adjoint of winograd_kernel_transform; grad_u: (a^2, C, F), the
+    gradient with respect to the transformed kernel, a^2 = 16 or 36."""
+    if grad_u.shape[0] != KERNEL_T_2.shape[0] and grad_u.shape[0] != KERNEL_T_4.shape[0]:
+        raise ValueError("winograd_kernel_transform_backward: grad_u must have 16 (F(2x2)) or 36 (F(4x4)) positions")
+    kernel_n = KERNEL_N_2 if grad_u.shape[0] == KERNEL_T_2.shape[0] else KERNEL_N_4
+    np.dot(kernel_n, grad_u.reshape(grad_u.shape[0], -1), out_grad_kernel.reshape(9, -1))
 
 
 @njit(**SERIAL)
@@ -106,6 +120,83 @@ def _output_transform(m, output_t, t, y_sample, top, left, bias, rows):
                 if coef != 0:
                     for f in range(filters):
                         y_sample[top + i, left + j, f] += coef * rows[i, k, f]
+
+
+@njit(**SERIAL)
+def _gradient_transform(grad_sample, output_n, z, t, top, left, patch, rows):
+    """z[k, t] = (A dY A^T)[k] for the m x m output gradient dY at (top, left) of grad_sample (OH, OW, F), zeros
+    outside it. output_n: A (a, m); z: (a^2, tiles, F); patch, rows: (a, a, >= F) scratch."""
+    out_h, out_w, filters = grad_sample.shape
+    a, side = output_n.shape
+    for i in range(side):
+        for j in range(side):
+            inside = top + i < out_h and left + j < out_w
+            for f in range(filters):
+                patch[i, j, f] = grad_sample[top + i, left + j, f] if inside else 0.0
+    for i in range(a):  # rows: A dY
+        for j in range(side):
+            for f in range(filters):
+                rows[i, j, f] = 0.0
+            for k in range(side):
+                coef = output_n[i, k]
+                if coef != 0:
+                    for f in range(filters):
+                        rows[i, j, f] += coef * patch[k, j, f]
+    for i in range(a):  # columns: (A dY) A^T
+        for j in range(a):
+            k_out = a * i + j
+            for f in range(filters):
+                z[k_out, t, f] = 0.0
+            for k in range(side):
+                coef = output_n[j, k]
+                if coef != 0:
+                    for f in range(filters):
+                        z[k_out, t, f] += coef * rows[i, k, f]
+
+
+@njit(**PARALLEL)
+def winograd_conv2d_backward_kernel(x, grad_out, out_grad_u, out_grad_bias, plan):
+    """out_grad_u[k] = sum over tiles of V[k]^T Z[k], the gradient with respect to the transformed kernel (a^2, C, F),
+    its a^2 (16 or 36) picking F(2x2) or F(4x4); out_grad_bias (F,) = grad_out summed over N, OH, OW ((0,) to skip).
+
+    The blocks go to ``plan.threads`` contiguous groups, each summed into its own partial, added in group order, so
+    results are repeatable. False if the sum is not finite (x or grad_out held a NaN or +-inf).
+    """
+    batch, out_h, out_w, filters = grad_out.shape
+    channels = x.shape[3]
+    if out_grad_u.shape[0] != INPUT_T_2.size and out_grad_u.shape[0] != INPUT_T_4.size:
+        raise ValueError("winograd_conv2d_backward_kernel: out_grad_u must have 16 (F(2x2)) or 36 (F(4x4)) positions")
+    if out_grad_u.shape[0] == INPUT_T_2.size:
+        input_t, output_n = INPUT_T_2, OUTPUT_N_2
+    else:
+        input_t, output_n = INPUT_T_4, OUTPUT_N_4
+    a, side = output_n.shape
+    positions = a * a
+    tiles_h, tiles_w = (out_h + side - 1) // side, (out_w + side - 1) // side
+    tiles, block_tiles, threads = batch * tiles_h * tiles_w, plan.block_rows, plan.threads
+    blocks = (tiles + block_tiles - 1) // block_tiles
+    partials = np.zeros((threads, positions, channels, filters), dtype=np.float32)
+    for group in prange(threads):
+        v = np.empty((positions, block_tiles, channels), dtype=np.float32)
+        z = np.empty((positions, block_tiles, filters), dtype=np.float32)
+        patch = np.empty((a, a, max(channels, filters)), dtype=np.float32)
+        rows = np.empty((a, a, max(channels, filters)), dtype=np.float32)
+        for block in range(group * blocks // threads, (group + 1) * blocks // threads):
+            first = block * block_tiles
+            count = min(block_tiles, tiles - first)
+            for t in range(count):
+                tile = first + t
+                n, th, tw = tile // (tiles_h * tiles_w), (tile // tiles_w) % tiles_h, tile % tiles_w
+                _input_transform(x[n], input_t, v, t, side * th - plan.pad_top, side * tw - plan.pad_left, patch, rows)
+                _gradient_transform(grad_out[n], output_n, z, t, side * th, side * tw, patch, rows)
+            for k in range(positions):
+                partials[group, k] += np.dot(v[k, :count].T, z[k, :count])
+    out_grad_u[:] = 0.0
+    for group in range(threads):
+        out_grad_u += partials[group]
+    if out_grad_bias.shape[0] > 0:
+        column_sums(grad_out.reshape(-1, filters), out_grad_bias)
+    return _count_nonfinite(out_grad_u.reshape(-1)) == 0
 
 
 @njit(**PARALLEL)
