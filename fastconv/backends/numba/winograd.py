@@ -10,10 +10,12 @@ tiles. Both kernels return False when the kernel or a product is not finite (a N
 transforms would spread across a tile): the caller then computes that convolution by the direct method.
 """
 
+import math
+
 import numpy as np
 from numba import njit, prange
 
-from fastconv.backends import winograd_tiles
+from fastconv.backends import buffers, winograd_tiles
 from fastconv.backends.numba._common import PARALLEL, SERIAL, column_sums
 
 # Compiled in as constants: B^T, A^T and K = kron(G, G) of F(2x2) and of F(4x4). Numba's on-disk cache does not
@@ -154,7 +156,16 @@ def _gradient_transform(grad_sample, output_n, z, t, top, left, patch, rows):
                         z[k_out, t, f] += coef * rows[i, k, f]
 
 
-@njit(**PARALLEL)
+def _scratch(plan, positions, channels, filters):
+    """Each thread's V, M (or Z) and tile scratch, from fastconv's buffer pool: allocated in the kernel, they would
+    be mapped and unmapped by every call (see src_ext/_scratch.pxd)."""
+    side = max(1, math.isqrt(positions))
+    width = max(channels, filters)
+    shapes = [(plan.threads, positions, plan.block_rows, channels), (plan.threads, positions, plan.block_rows, filters)]
+    shapes += [(plan.threads, side, side, width)] * 2
+    return tuple(buffers.pool.empty(shape) for shape in shapes)
+
+
 def winograd_conv2d_backward_kernel(x, grad_out, out_grad_u, out_grad_bias, plan):
     """out_grad_u[k] = sum over tiles of V[k]^T Z[k], the gradient with respect to the transformed kernel (a^2, C, F),
     its a^2 (16 or 36) picking F(2x2) or F(4x4); out_grad_bias (F,) = grad_out summed over N, OH, OW ((0,) to skip).
@@ -162,8 +173,14 @@ def winograd_conv2d_backward_kernel(x, grad_out, out_grad_u, out_grad_bias, plan
     The blocks go to ``plan.threads`` contiguous groups, each summed into its own partial, added in group order, so
     results are repeatable. False if the sum is not finite (x or grad_out held a NaN or +-inf).
     """
+    positions, channels, filters = out_grad_u.shape
+    partials = buffers.pool.empty((plan.threads, positions, channels, filters))
+    return _winograd_conv2d_backward_kernel(x, grad_out, out_grad_u, out_grad_bias, plan, partials, *_scratch(plan, positions, channels, filters))
+
+
+@njit(**PARALLEL)
+def _winograd_conv2d_backward_kernel(x, grad_out, out_grad_u, out_grad_bias, plan, partials, v, z, patch, rows):
     batch, out_h, out_w, filters = grad_out.shape
-    channels = x.shape[3]
     if out_grad_u.shape[0] != INPUT_T_2.size and out_grad_u.shape[0] != INPUT_T_4.size:
         raise ValueError("winograd_conv2d_backward_kernel: out_grad_u must have 16 (F(2x2)) or 36 (F(4x4)) positions")
     if out_grad_u.shape[0] == INPUT_T_2.size:
@@ -175,22 +192,18 @@ def winograd_conv2d_backward_kernel(x, grad_out, out_grad_u, out_grad_bias, plan
     tiles_h, tiles_w = (out_h + side - 1) // side, (out_w + side - 1) // side
     tiles, block_tiles, threads = batch * tiles_h * tiles_w, plan.block_rows, plan.threads
     blocks = (tiles + block_tiles - 1) // block_tiles
-    partials = np.zeros((threads, positions, channels, filters), dtype=np.float32)
     for group in prange(threads):
-        v = np.empty((positions, block_tiles, channels), dtype=np.float32)
-        z = np.empty((positions, block_tiles, filters), dtype=np.float32)
-        patch = np.empty((a, a, max(channels, filters)), dtype=np.float32)
-        rows = np.empty((a, a, max(channels, filters)), dtype=np.float32)
+        partials[group] = 0.0
         for block in range(group * blocks // threads, (group + 1) * blocks // threads):
             first = block * block_tiles
             count = min(block_tiles, tiles - first)
             for t in range(count):
                 tile = first + t
                 n, th, tw = tile // (tiles_h * tiles_w), (tile // tiles_w) % tiles_h, tile % tiles_w
-                _input_transform(x[n], input_t, v, t, side * th - plan.pad_top, side * tw - plan.pad_left, patch, rows)
-                _gradient_transform(grad_out[n], output_n, z, t, side * th, side * tw, patch, rows)
+                _input_transform(x[n], input_t, v[group], t, side * th - plan.pad_top, side * tw - plan.pad_left, patch[group], rows[group])
+                _gradient_transform(grad_out[n], output_n, z[group], t, side * th, side * tw, patch[group], rows[group])
             for k in range(positions):
-                partials[group, k] += np.dot(v[k, :count].T, z[k, :count])
+                partials[group, k] += np.dot(v[group, k, :count].T, z[group, k, :count])
     out_grad_u[:] = 0.0
     for group in range(threads):
         out_grad_u += partials[group]
@@ -199,15 +212,18 @@ def winograd_conv2d_backward_kernel(x, grad_out, out_grad_u, out_grad_bias, plan
     return _count_nonfinite(out_grad_u.reshape(-1)) == 0
 
 
-@njit(**PARALLEL)
 def winograd_conv2d_forward(x, u, bias, out_y, plan):
     """out_y = conv3x3(x, kernel) + bias, stride 1, from u = winograd_kernel_transform(kernel), in blocks of tiles;
     u's a^2 rows (16 or 36) pick F(2x2) or F(4x4).
 
     False if a product is not finite (x held a NaN or +-inf; out_y is then not to be used).
     """
+    return _winograd_conv2d_forward(x, u, bias, out_y, plan, *_scratch(plan, u.shape[0], x.shape[3], out_y.shape[3]))
+
+
+@njit(**PARALLEL)
+def _winograd_conv2d_forward(x, u, bias, out_y, plan, v, m, patch, rows):
     batch, out_h, out_w, filters = out_y.shape
-    channels = x.shape[3]
     if u.shape[0] != INPUT_T_2.size and u.shape[0] != INPUT_T_4.size:
         raise ValueError("winograd_conv2d_forward: u must have 16 (F(2x2)) or 36 (F(4x4)) positions")
     if u.shape[0] == INPUT_T_2.size:
@@ -217,24 +233,22 @@ def winograd_conv2d_forward(x, u, bias, out_y, plan):
     side, a = output_t.shape
     positions = a * a
     tiles_h, tiles_w = (out_h + side - 1) // side, (out_w + side - 1) // side
-    tiles, block_tiles = batch * tiles_h * tiles_w, plan.block_rows
-    nonfinite = 0
-    for block in prange((tiles + block_tiles - 1) // block_tiles):
-        first = block * block_tiles
-        count = min(block_tiles, tiles - first)
-        v = np.empty((positions, count, channels), dtype=np.float32)
-        m = np.empty((positions, count, filters), dtype=np.float32)
-        patch = np.empty((a, a, channels), dtype=np.float32)
-        rows = np.empty((a, a, max(channels, filters)), dtype=np.float32)
-        for t in range(count):
-            tile = first + t
-            n, th, tw = tile // (tiles_h * tiles_w), (tile // tiles_w) % tiles_h, tile % tiles_w
-            _input_transform(x[n], input_t, v, t, side * th - plan.pad_top, side * tw - plan.pad_left, patch, rows)
-        for k in range(positions):
-            np.dot(v[k], u[k], m[k])
-        nonfinite += _count_nonfinite(m.reshape(-1))
-        for t in range(count):
-            tile = first + t
-            n, th, tw = tile // (tiles_h * tiles_w), (tile // tiles_w) % tiles_h, tile % tiles_w
-            _output_transform(m, output_t, t, out_y[n], side * th, side * tw, bias, rows)
-    return nonfinite == 0
+    tiles, block_tiles, threads = batch * tiles_h * tiles_w, plan.block_rows, plan.threads
+    blocks = (tiles + block_tiles - 1) // block_tiles
+    nonfinite = np.zeros(threads, dtype=np.int64)
+    for group in prange(threads):
+        for block in range(group * blocks // threads, (group + 1) * blocks // threads):
+            first = block * block_tiles
+            count = min(block_tiles, tiles - first)
+            for t in range(count):
+                tile = first + t
+                n, th, tw = tile // (tiles_h * tiles_w), (tile // tiles_w) % tiles_h, tile % tiles_w
+                _input_transform(x[n], input_t, v[group], t, side * th - plan.pad_top, side * tw - plan.pad_left, patch[group], rows[group])
+            for k in range(positions):
+                np.dot(v[group, k, :count], u[k], m[group, k, :count])
+                nonfinite[group] += _count_nonfinite(m[group, k, :count].reshape(-1))
+            for t in range(count):
+                tile = first + t
+                n, th, tw = tile // (tiles_h * tiles_w), (tile // tiles_w) % tiles_h, tile % tiles_w
+                _output_transform(m[group], output_t, t, out_y[n], side * th, side * tw, bias, rows[group])
+    return nonfinite.sum() == 0
