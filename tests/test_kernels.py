@@ -217,7 +217,7 @@ def test_forcing_winograd_runs_it_where_it_applies_and_the_gemm_elsewhere(backen
     monkeypatch.setattr(backend.low_level, "winograd_conv2d_forward", lambda *args: positions.append(args[1].shape[0]) or forward(*args))
     monkeypatch.setattr(backend.low_level, "winograd_conv2d_backward_kernel", lambda *args: positions.append(-args[2].shape[0]) or kernel_gradient(*args))
     rng = np.random.default_rng(0)
-    x = random_array(rng, (2, 9, 9, 16))
+    x = random_array(rng, (2, 12, 12, 16))
     for setting, kernel_shape, strides, expected_positions in [
         ("winograd", (3, 3, 16, 16), (1, 1), [16, 16, -16]), ("winograd_4x4", (3, 3, 16, 16), (1, 1), [36, 36, -36]),
         ("winograd_2x2", (3, 3, 16, 16), (1, 1), [16, 16, -16]), ("winograd", (5, 5, 16, 16), (1, 1), []),
@@ -281,7 +281,8 @@ def test_the_algorithm_setting_is_checked_read_from_the_environment_and_auto_fol
         fastconv.set_conv_algorithm("direct")
     assert fastconv.set_conv_algorithm("winograd") == "winograd" == algorithms.conv_algorithm()
     fastconv.set_conv_algorithm("auto")
-    assert algorithms.choose((3, 3, 64, 64), (1, 1), (11, 11), has_winograd=True) == "winograd_2x2"  # MNIST's conv2
+    assert algorithms.choose((3, 3, 32, 64), (1, 1), (11, 11), has_winograd=True) == "gemm"  # MNIST's conv2
+    assert algorithms.choose((3, 3, 128, 128), (1, 1), (15, 15), has_winograd=True) == "winograd_2x2"  # cats-dogs conv4
     assert algorithms.choose((3, 3, 256, 256), (1, 1), (37, 37), has_winograd=True) == "winograd_4x4"  # VGG16 block3
     assert algorithms.choose((3, 3, 512, 512), (1, 1), (9, 9), has_winograd=True) == "winograd_2x2"  # VGG16 block5
     fastconv.set_conv_algorithm("winograd")

@@ -18,9 +18,13 @@ _chosen = None
 # auto: Winograd when both channel counts and the output's area reach these. Its transforms cost
 # O(tiles * 16 * (C + F)) against the products' O(tiles * 16 * C * F): with few channels (the first layer of a
 # net: C = 1 or 3) they dominate. On a small output (MNIST's conv3: 3x3) a quarter of each tile's work is thrown
-# away at the edges and the per-call kernel transform is not paid back (measured: docs/performance.md).
+# away at the edges and the per-call kernel transform is not paid back; below 12 x 12 that holds unless the layer
+# is wide (MNIST's conv2, 11 x 11 with 32 -> 64 channels: the input gradient 1.2-1.8x slower by Winograd on both
+# backends; VGG16's block5, 9 x 9 with 512: Winograd 1.3x faster). Measured: docs/performance.md.
 _MIN_WINOGRAD_CHANNELS = 16
 _MIN_WINOGRAD_OUTPUT_PIXELS = 64
+_MIN_NARROW_WINOGRAD_OUTPUT_PIXELS = 144
+_MIN_WIDE_WINOGRAD_CHANNELS = 256
 _MIN_F4X4_OUTPUT_SIDE = 16
 
 
@@ -56,8 +60,12 @@ def tile_side(algorithm):
 
 @functools.lru_cache(maxsize=256)
 def _auto(channels, filters, out_h, out_w):
-    wide = min(channels, filters) >= _MIN_WINOGRAD_CHANNELS
-    return _winograd_tile(out_h, out_w) if wide and out_h * out_w >= _MIN_WINOGRAD_OUTPUT_PIXELS else "gemm"
+    narrowest, pixels = min(channels, filters), out_h * out_w
+    if narrowest < _MIN_WINOGRAD_CHANNELS or pixels < _MIN_WINOGRAD_OUTPUT_PIXELS:
+        return "gemm"
+    if pixels < _MIN_NARROW_WINOGRAD_OUTPUT_PIXELS and narrowest < _MIN_WIDE_WINOGRAD_CHANNELS:
+        return "gemm"
+    return _winograd_tile(out_h, out_w)
 
 
 def _winograd_tile(out_h, out_w):
@@ -69,7 +77,7 @@ def _winograd_tile(out_h, out_w):
 def choose(kernel_shape, strides, out_hw, has_winograd):
     """'gemm', 'winograd_2x2' or 'winograd_4x4' for a convolution with this kernel (KH, KW, C, F), strides and
     output (OH, OW) of its forward pass, on a backend that has (``has_winograd``) or lacks the Winograd kernels.
-    The forward pass and the input gradient of one layer get the same answer."""
+    The forward pass and both gradients of one layer get the same answer."""
     setting = conv_algorithm()
     if not has_winograd or setting == "gemm" or not winograd_applies(kernel_shape, strides):
         return "gemm"
