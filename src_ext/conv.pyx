@@ -70,6 +70,7 @@ cdef struct conv_plan:
     # fastconv.backends.plans.ConvPlan, read once per call so that the nogil helpers can take it.
     Py_ssize_t stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w, block_rows
     int threads
+    bint relu
 
 
 cdef conv_plan read_plan(plan) except *:
@@ -83,6 +84,7 @@ cdef conv_plan read_plan(plan) except *:
     c_plan.kernel_w = plan.kernel_w
     c_plan.block_rows = plan.block_rows
     c_plan.threads = plan.threads
+    c_plan.relu = plan.relu
     if min(c_plan.stride_h, c_plan.stride_w, c_plan.kernel_h, c_plan.kernel_w, c_plan.block_rows, c_plan.threads) < 1:
         raise ValueError(f"conv2d: strides, kernel size, block_rows and threads must be positive in {plan}")
     return c_plan
@@ -102,6 +104,14 @@ cdef void im2col_rows(const float* x, float* cols, Py_ssize_t first_row, Py_ssiz
         gather_patch(x + n * height * width * channels, cols + i * patch_len,
                      oh * plan.stride_h - plan.pad_top, ow * plan.stride_w - plan.pad_left,
                      height, width, channels, plan.kernel_h, plan.kernel_w)
+
+
+cdef inline void relu_in_place(float* values, Py_ssize_t count) noexcept nogil:
+    """values = max(values, 0), NaN kept (as relu_forward): the forward's epilogue on a block still in cache."""
+    cdef Py_ssize_t i
+    for i in range(count):
+        if values[i] <= 0:
+            values[i] = 0.0
 
 
 cdef inline bint is_pointwise(const conv_plan* plan) noexcept nogil:
@@ -146,7 +156,8 @@ cdef int check_extents(Py_ssize_t batch, Py_ssize_t channels, Py_ssize_t out_h, 
 
 def conv2d_forward(const float[:, :, :, ::1] x, const float[:, ::1] kernel_matrix, const float[::1] bias,
                    float[:, :, :, ::1] out_y, plan):
-    """out_y = conv(x, kernel) + bias, in blocks of ``plan.block_rows`` output pixels shared among ``plan.threads``.
+    """out_y = conv(x, kernel) + bias (then max(., 0) if ``plan.relu``), in blocks of ``plan.block_rows`` output pixels
+    shared among ``plan.threads``.
 
     x: (N, H, W, C); kernel_matrix: (KH*KW*C, F); bias: (F,); out_y: (N, OH, OW, F), written; plan: a ConvPlan.
     """
@@ -183,6 +194,8 @@ def conv2d_forward(const float[:, :, :, ::1] x, const float[:, ::1] kernel_matri
                     memcpy(y_data + row * filters, &bias[0], filters * sizeof(float))
                 gemm_row_major(False, False, <int>rows, <int>filters, <int>patch_len, 1.0, patches, <int>patch_len,
                                &kernel_matrix[0, 0], <int>filters, 1.0, y_data + first_row * filters, <int>filters)
+                if c_plan.relu:
+                    relu_in_place(y_data + first_row * filters, rows * filters)
     if failed:
         raise MemoryError(f"conv2d_forward: cannot allocate a ({block_rows}, {patch_len}) patch block")
 

@@ -207,8 +207,9 @@ cdef void input_transform(const Tiling* tiling, const float* x_sample, float* v,
 
 cdef void output_transform(const Tiling* tiling, const float* m, Py_ssize_t tile_stride, float* y_sample,
                            Py_ssize_t top, Py_ssize_t left, Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t filters,
-                           const float* bias, float* rows) noexcept nogil:
-    """The m x m output pixels at (top, left) = A^T M A + bias, those inside the output only.
+                           const float* bias, bint relu, float* rows) noexcept nogil:
+    """The m x m output pixels at (top, left) = A^T M A + bias (then max(., 0), NaN kept, if ``relu``), those inside
+    the output only.
 
     m[k * tile_stride + f] holds position k of the tile; rows: a^2 * CHUNK floats of scratch.
     """
@@ -228,6 +229,10 @@ cdef void output_transform(const Tiling* tiling, const float* m, Py_ssize_t tile
                 combine(output_t + a * j, rows + a * i * CHUNK, CHUNK, a, target, count)
                 for f in range(count):
                     target[f] += bias[first + f]
+                if relu:
+                    for f in range(count):
+                        if target[f] <= 0:
+                            target[f] = 0.0
 
 
 cdef void gradient_transform(const Tiling* tiling, const float* grad_sample, float* z, Py_ssize_t tile_stride,
@@ -350,7 +355,8 @@ def winograd_conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, 
 
 def winograd_conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, ::1] u, const float[::1] bias,
                             float[:, :, :, ::1] out_y, plan):
-    """out_y = conv3x3(x, kernel) + bias, stride 1, by F(m x m, 3x3) in blocks of ``plan.block_rows`` tiles.
+    """out_y = conv3x3(x, kernel) + bias (then max(., 0) if ``plan.relu``), stride 1, by F(m x m, 3x3) in blocks of
+    ``plan.block_rows`` tiles.
 
     x: (N, H, W, C); u: (a^2, C, F) from winograd_kernel_transform, whose a^2 (16 or 36) sets m (2 or 4);
     bias: (F,); out_y: (N, OH, OW, F), written; plan: a ConvPlan (3x3, stride 1; pad_top/pad_left as for the direct
@@ -361,6 +367,7 @@ def winograd_conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, ::1] 
     cdef Py_ssize_t out_h = out_y.shape[1], out_w = out_y.shape[2], filters = out_y.shape[3]
     cdef Py_ssize_t pad_top = plan.pad_top, pad_left = plan.pad_left, block_tiles = plan.block_rows
     cdef int threads = plan.threads
+    cdef bint relu = plan.relu
     if (plan.kernel_h, plan.kernel_w, plan.stride_h, plan.stride_w) != (3, 3, 1, 1):
         raise ValueError(f"winograd_conv2d_forward: Winograd F(m x m, 3x3) needs a 3x3 kernel and stride 1, got {plan}")
     if block_tiles < 1 or threads < 1:
@@ -419,7 +426,7 @@ def winograd_conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, ::1] 
                     th = (tile // tiles_w) % tiles_h
                     tw = tile % tiles_w
                     output_transform(&tiling, m + t * filters, count * filters, y_data + n * out_h * out_w * filters,
-                                     side * th, side * tw, out_h, out_w, filters, &bias[0], rows)
+                                     side * th, side * tw, out_h, out_w, filters, &bias[0], relu, rows)
     if failed:
         raise MemoryError(f"winograd_conv2d_forward: cannot allocate a block of {block_tiles} tiles")
     return nonfinite == 0

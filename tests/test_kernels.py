@@ -72,6 +72,7 @@ def _check_conv2d(backend, case):
     bias = random_array(rng, kernel_shape[3]) if use_bias else None
     where = f"x {x_shape}, kernel {kernel_shape}, strides {strides}, {padding}"
     y = check_op(backend, "conv2d_forward", x, kernel, bias, strides, padding, sums=True, where=where)
+    check_op(backend, "conv2d_forward", x, kernel, bias, strides, padding, True, sums=True, where=f"{where}, relu")
     grad_out = random_array(rng, y.shape)
     check_op(backend, "conv2d_backward_input", grad_out, kernel, x_shape, strides, padding, sums=True, where=where)
     check_op(backend, "conv2d_backward_kernel", x, grad_out, kernel_shape, strides, padding, use_bias, sums=True, where=where)

@@ -239,3 +239,22 @@ def test_global_pooling_layers(any_backend_name, keepdims):
             np.testing.assert_allclose(to_numpy(grad_x), expected_grad, rtol=1e-6, atol=1e-7)
     with pytest.raises(ValueError, match=r"global_average_pooling2d.*rank 4.*\(None, 7, 4\)"):
         layers.GlobalAveragePooling2D(name="global_average_pooling2d").build_for((None, 7, 4))
+
+
+def test_conv2d_applies_its_relu_inside_the_convolution(any_backend_name, monkeypatch):
+    """A Conv2D with activation='relu' has the convolution apply it as the output is written (conv2d_forward with
+    relu=True, no relu_forward pass), and computes what the reference's separate ReLU computes."""
+    backend = fastconv.backends.load_backend(any_backend_name)
+    calls = []
+    convolve, rectify = backend.conv2d_forward, backend.relu_forward
+    monkeypatch.setattr(backend, "conv2d_forward", lambda *args, **kwargs: calls.append(kwargs.get("relu", False)) or convolve(*args, **kwargs))
+    monkeypatch.setattr(backend, "relu_forward", lambda *args: calls.append("relu_forward") or rectify(*args))
+    layer = layers.Conv2D(4, 3, activation="relu", bias_initializer="ones", input_shape=(7, 7, 2))
+    x = np.random.default_rng(0).standard_normal((3, 7, 7, 2)).astype(np.float32)
+    with fastconv.use_backend(any_backend_name):
+        y = to_numpy(layer(x))
+    assert calls == [True]
+    reference = fastconv.backends.load_backend("reference")
+    expected = reference.relu_forward(reference.conv2d_forward(x, layer.kernel.numpy(), layer.bias.numpy()))
+    assert 0 < (y == 0).mean() < 1
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)

@@ -64,13 +64,13 @@ def _share_blocks(total, target, least):
     return -(-total // blocks), threads
 
 
-def conv_plan(batch, strides, geometry, kernel_shape):
-    """The :class:`ConvPlan` of a checked convolution: its geometry and :func:`conv_blocking`."""
+def conv_plan(batch, strides, geometry, kernel_shape, relu=False):
+    """The :class:`ConvPlan` of a checked convolution: its geometry, :func:`conv_blocking` and its epilogue."""
     block_rows, threads = conv_blocking(batch, geometry, kernel_shape)
-    return ConvPlan(strides[0], strides[1], geometry.pad_top, geometry.pad_left, kernel_shape[0], kernel_shape[1], block_rows, threads)
+    return ConvPlan(strides[0], strides[1], geometry.pad_top, geometry.pad_left, kernel_shape[0], kernel_shape[1], block_rows, threads, relu)
 
 
-def winograd_plan(batch, out_hw, channels, filters, pad_top, pad_left, tile_side):
+def winograd_plan(batch, out_hw, channels, filters, pad_top, pad_left, tile_side, relu=False):
     """The :class:`ConvPlan` of a Winograd F(m x m, 3x3) convolution, m = ``tile_side``: ``block_rows`` counts tiles.
 
     A block's transformed inputs and products (a^2 x tiles x (C + F) floats, a = m + 2) hold about
@@ -86,7 +86,7 @@ def winograd_plan(batch, out_hw, channels, filters, pad_top, pad_left, tile_side
         channels * filters // _KERNEL_ELEMENTS_PER_TILE,
     )
     block_tiles, threads = _share_blocks(tiles, target, min_tiles)
-    return ConvPlan(1, 1, pad_top, pad_left, 3, 3, block_tiles, threads)
+    return ConvPlan(1, 1, pad_top, pad_left, 3, 3, block_tiles, threads, relu)
 
 
 def pool_plan(pool_size, strides, geometry):
@@ -138,24 +138,25 @@ class CompiledBackend:
 
     # --- convolution -------------------------------------------------------
 
-    def conv2d_forward(self, x_nhwc, kernel, bias, strides=(1, 1), padding="valid"):
-        """x_nhwc: (N, H, W, C); kernel: (KH, KW, C, F); bias: (F,) or None -> y (N, OH, OW, F) float32."""
+    def conv2d_forward(self, x_nhwc, kernel, bias, strides=(1, 1), padding="valid", relu=False):
+        """x_nhwc: (N, H, W, C); kernel: (KH, KW, C, F); bias: (F,) or None -> y (N, OH, OW, F) float32, with
+        max(y, 0) applied as it is written if ``relu``."""
         x_nhwc, kernel, bias = self.adopt(x_nhwc, kernel, bias)
         strides, _, geometry = checks.check_conv2d_forward(x_nhwc, kernel, bias, strides, padding, self.STRICT)
         filters = kernel.shape[3]
         y = self.empty((x_nhwc.shape[0], geometry.out_h, geometry.out_w, filters))
         bias = self.zeros(filters) if bias is None else bias
         algorithm = algorithms.choose(kernel.shape, strides, (geometry.out_h, geometry.out_w), self.has_winograd)
-        if algorithm != "gemm" and self._winograd(x_nhwc, kernel, bias, y, geometry.pad_top, geometry.pad_left, algorithm):
+        if algorithm != "gemm" and self._winograd(x_nhwc, kernel, bias, y, geometry.pad_top, geometry.pad_left, algorithm, relu):
             return y
-        plan = conv_plan(x_nhwc.shape[0], strides, geometry, kernel.shape)
+        plan = conv_plan(x_nhwc.shape[0], strides, geometry, kernel.shape, relu)
         with single_threaded_blas:
             self.low_level.conv2d_forward(x_nhwc, kernel.reshape(-1, filters), bias, y, plan)
         return y
 
-    def _winograd(self, x_nhwc, kernel, bias, y, pad_top, pad_left, algorithm):
+    def _winograd(self, x_nhwc, kernel, bias, y, pad_top, pad_left, algorithm, relu=False):
         """y = conv3x3(x_nhwc, kernel) + bias, stride 1, by Winograd F(m x m, 3x3), m the tile side of ``algorithm``
-        ('winograd_2x2' or 'winograd_4x4'); shapes as in :meth:`conv2d_forward`.
+        ('winograd_2x2' or 'winograd_4x4'), then max(y, 0) if ``relu``; shapes as in :meth:`conv2d_forward`.
 
         False, y unusable, when x_nhwc or kernel holds a NaN or +-inf: the transforms would spread it across a
         tile, so the caller computes such a convolution by the direct method, which keeps the reference's NaN/inf.
@@ -163,7 +164,7 @@ class CompiledBackend:
         tile_side = algorithms.tile_side(algorithm)
         channels, filters = kernel.shape[2], kernel.shape[3]
         transformed = self.empty((winograd_tiles.positions(tile_side), channels, filters))
-        plan = winograd_plan(x_nhwc.shape[0], y.shape[1:3], channels, filters, pad_top, pad_left, tile_side)
+        plan = winograd_plan(x_nhwc.shape[0], y.shape[1:3], channels, filters, pad_top, pad_left, tile_side, relu)
         with single_threaded_blas:
             return bool(self.low_level.winograd_kernel_transform(kernel, transformed)) and bool(
                 self.low_level.winograd_conv2d_forward(x_nhwc, transformed, bias, y, plan)

@@ -15,7 +15,9 @@ class ConvPlan(NamedTuple):
     stride_h, stride_w: steps between output pixels; pad_top, pad_left: zero rows/columns before the input
     (the bottom/right padding follows from the output size); kernel_h, kernel_w: the window;
     block_rows: output pixels whose patches one thread gathers and multiplies at a time (CPU);
-    threads: the team that shares the blocks (CPU).
+    threads: the team that shares the blocks (CPU);
+    relu: the forward pass's epilogue: max(y, 0) applied as the output is written, so a Conv2D with
+    ``activation='relu'`` writes its activation once (read by ``conv2d_forward`` only).
     """
 
     stride_h: int
@@ -26,6 +28,7 @@ class ConvPlan(NamedTuple):
     kernel_w: int
     block_rows: int
     threads: int
+    relu: bool = False
 
 
 class PoolPlan(NamedTuple):

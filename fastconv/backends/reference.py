@@ -66,8 +66,9 @@ def _window(x_padded, row, col, geometry, strides):
 # --- convolution -----------------------------------------------------------
 
 
-def conv2d_forward(x_nhwc, kernel, bias, strides=(1, 1), padding="valid"):
-    """y[n, i, j, f] = bias[f] + sum_{r, s, c} x_pad[n, i*SH + r, j*SW + s, c] * kernel[r, s, c, f].
+def conv2d_forward(x_nhwc, kernel, bias, strides=(1, 1), padding="valid", relu=False):
+    """y[n, i, j, f] = bias[f] + sum_{r, s, c} x_pad[n, i*SH + r, j*SW + s, c] * kernel[r, s, c, f], then
+    max(y, 0) if ``relu`` (as relu_forward: NaN stays NaN).
 
     x_nhwc: (N, H, W, C); kernel: (KH, KW, C, F); bias: (F,) or None.
     Returns y: (N, OH, OW, F) float64.
@@ -81,7 +82,7 @@ def conv2d_forward(x_nhwc, kernel, bias, strides=(1, 1), padding="valid"):
             y += _window(x_padded, row, col, geometry, strides) @ kernel[row, col]
     if bias is not None:
         y += bias
-    return y
+    return np.maximum(y, 0.0) if relu else y
 
 
 def conv2d_backward_input(grad_out, kernel, input_shape, strides=(1, 1), padding="valid"):

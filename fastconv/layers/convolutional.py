@@ -52,6 +52,15 @@ class Conv2D(Layer):
         bias = self.bias.value if self.use_bias else None
         return get_backend().conv2d_forward(x, self.kernel.value, bias, self.strides, self.padding), x
 
+    def forward(self, x, training=False, logits=False):
+        """As :meth:`Layer.forward`; a ReLU is applied by the convolution as it writes its output (one pass over the
+        activation instead of two), and its backward is the usual relu_backward on that output."""
+        if logits or self.activation is not activations.get("relu"):
+            return super().forward(x, training, logits)
+        bias = self.bias.value if self.use_bias else None
+        y = get_backend().conv2d_forward(x, self.kernel.value, bias, self.strides, self.padding, relu=True)
+        return y, (x, y)
+
     def backward_call(self, grad_z, x, need_input_grad):
         backend = get_backend()
         if self.trainable:

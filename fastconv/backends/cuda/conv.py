@@ -10,6 +10,7 @@ import numpy as np
 from numba import cuda, float32
 
 from fastconv.backends.cuda._common import THREADS, blocks, column_sums, nhwc_index
+from fastconv.backends.cuda.activations import relu_forward
 from fastconv.backends.cuda.gemm import gemm
 
 @cuda.jit
@@ -60,10 +61,14 @@ def _patches(x, out_h, out_w, plan):
 
 
 def conv2d_forward(x, kernel_matrix, bias, out_y, plan):
-    """out_y = conv(x, kernel) + bias. x: (N, H, W, C); kernel_matrix: (KH*KW*C, F); out_y: (N, OH, OW, F)."""
+    """out_y = conv(x, kernel) + bias, then max(., 0) if ``plan.relu``. x: (N, H, W, C); kernel_matrix: (KH*KW*C, F);
+    out_y: (N, OH, OW, F)."""
     batch, out_h, out_w, filters = out_y.shape
     cols = _patches(x, out_h, out_w, plan)
     gemm(cols, kernel_matrix, out_y.reshape(batch * out_h * out_w, filters), bias=bias)
+    if plan.relu:  # a second launch, in place; fusing it into the GEMM's epilogue is issue 14's work
+        flat = out_y.reshape(out_y.size)
+        relu_forward(flat, flat)
 
 
 def conv2d_backward_input(grad_out, kernel_matrix, out_grad_x, plan):

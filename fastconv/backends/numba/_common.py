@@ -1,4 +1,4 @@
-"""What the Numba kernels share: their compile options and one reduction."""
+"""What the Numba kernels share: their compile options, the ReLU epilogue and one reduction."""
 
 import numpy as np
 from numba import njit, prange
@@ -6,6 +6,15 @@ from numba import njit, prange
 # Compiled on first use and cached on disk; nogil so that Python threads may call them at once.
 SERIAL = dict(cache=True, nogil=True)
 PARALLEL = dict(cache=True, nogil=True, parallel=True)
+
+
+@njit(**SERIAL)
+def relu_in_place(values):
+    """values = max(values, 0), NaN kept (as relu_forward), any shape: the forward convolution's epilogue."""
+    flat = values.reshape(-1)
+    for i in range(flat.shape[0]):
+        if flat[i] <= 0:
+            flat[i] = 0.0
 
 
 @njit(**PARALLEL)

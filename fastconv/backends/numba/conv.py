@@ -8,7 +8,8 @@ x: (N, H, W, C); kernel_matrix: (KH*KW*C, F); out_y, grad_out: (N, OH, OW, F); a
 import numpy as np
 from numba import njit, prange
 
-from fastconv.backends.numba._common import PARALLEL, SERIAL, column_sums
+from fastconv.backends import buffers
+from fastconv.backends.numba._common import PARALLEL, SERIAL, column_sums, relu_in_place
 
 # As in the Cython kernels, each thread gathers a block of patches and
 # multiplies it with a BLAS call that fastconv.backends.blas_threads keeps
@@ -75,64 +76,94 @@ def _is_pointwise(plan):
 
 
 @njit(**SERIAL)
-def _patches(x, first_row, rows, patch_len, out_h, out_w, plan):
-    """The (rows, KH*KW*C) patch matrix of a block of output pixels (a copy of x's rows for a pointwise kernel)."""
+def _block_patches(x, cols, first_row, rows, out_h, out_w, plan):
+    """The (rows, KH*KW*C) patch matrix of a block of output pixels: x's own rows for a pointwise kernel, else
+    gathered into the thread's scratch ``cols`` (>= rows, KH*KW*C)."""
     if _is_pointwise(plan):
-        return np.ascontiguousarray(x.reshape(-1, x.shape[3])[first_row : first_row + rows])
-    patches = np.empty((rows, patch_len), dtype=np.float32)
+        return x.reshape(-1, x.shape[3])[first_row : first_row + rows]
+    patches = cols[:rows]
     _im2col_rows(x, patches, first_row, out_h, out_w, plan)
     return patches
 
 
-@njit(**PARALLEL)
+# Each thread's scratch comes from fastconv's buffer pool, allocated by the Python wrappers below: allocated inside
+# the kernels, megabyte blocks are mapped and unmapped by every call (see src_ext/_scratch.pxd).
+
+
 def conv2d_forward(x, kernel_matrix, bias, out_y, plan):
-    """out_y = conv(x, kernel) + bias. x: (N, H, W, C); kernel_matrix: (KH*KW*C, F); bias: (F,); out_y: (N, OH, OW, F)."""
+    """out_y = conv(x, kernel) + bias, then max(., 0) if ``plan.relu``. x: (N, H, W, C); kernel_matrix: (KH*KW*C, F);
+    bias: (F,); out_y: (N, OH, OW, F)."""
+    cols = buffers.pool.empty((plan.threads, plan.block_rows, kernel_matrix.shape[0]))
+    _conv2d_forward(x, kernel_matrix, bias, out_y, plan, cols)
+
+
+@njit(**PARALLEL)
+def _conv2d_forward(x, kernel_matrix, bias, out_y, plan, cols):
     batch, out_h, out_w, filters = out_y.shape
     y_rows = out_y.reshape(batch * out_h * out_w, filters)
-    total_rows, block_rows = y_rows.shape[0], plan.block_rows
-    for block in prange((total_rows + block_rows - 1) // block_rows):
-        first_row = block * block_rows
-        rows = min(block_rows, total_rows - first_row)
-        patches = _patches(x, first_row, rows, kernel_matrix.shape[0], out_h, out_w, plan)
-        y_block = y_rows[first_row : first_row + rows]
-        np.dot(patches, kernel_matrix, y_block)
-        y_block += bias
+    total_rows, block_rows, threads = y_rows.shape[0], plan.block_rows, plan.threads
+    blocks = (total_rows + block_rows - 1) // block_rows
+    for group in prange(threads):
+        for block in range(group * blocks // threads, (group + 1) * blocks // threads):
+            first_row = block * block_rows
+            rows = min(block_rows, total_rows - first_row)
+            patches = _block_patches(x, cols[group], first_row, rows, out_h, out_w, plan)
+            y_block = y_rows[first_row : first_row + rows]
+            np.dot(patches, kernel_matrix, y_block)
+            y_block += bias
+            if plan.relu:
+                relu_in_place(y_block)
 
 
-@njit(**PARALLEL)
 def conv2d_backward_input(grad_out, kernel_matrix, out_grad_x, plan):
-    """out_grad_x = d conv / d x, one sample per block. grad_out: (N, OH, OW, F); kernel_matrix: (KH*KW*C, F); out_grad_x: (N, H, W, C)."""
-    batch, out_h, out_w, filters = grad_out.shape
-    kernel_matrix_t = np.ascontiguousarray(kernel_matrix.T)
-    pointwise = _is_pointwise(plan)
-    for n in prange(batch):
-        grad_patches = np.dot(np.ascontiguousarray(grad_out[n].reshape(out_h * out_w, filters)), kernel_matrix_t)
-        if pointwise:
-            out_grad_x[n] = grad_patches.reshape(out_grad_x.shape[1:])
-        else:
-            _col2im_sample(grad_patches, out_grad_x[n], out_h, out_w, plan)
+    """out_grad_x = d conv / d x, one sample per task. grad_out: (N, OH, OW, F); kernel_matrix: (KH*KW*C, F); out_grad_x: (N, H, W, C)."""
+    grad_patches = buffers.pool.empty((plan.threads, grad_out.shape[1] * grad_out.shape[2], kernel_matrix.shape[0]))
+    _conv2d_backward_input(grad_out, kernel_matrix, out_grad_x, plan, grad_patches)
 
 
 @njit(**PARALLEL)
+def _conv2d_backward_input(grad_out, kernel_matrix, out_grad_x, plan, grad_patches):
+    batch, out_h, out_w, filters = grad_out.shape
+    pointwise, threads = _is_pointwise(plan), plan.threads
+    for group in prange(threads):
+        for n in range(group * batch // threads, (group + 1) * batch // threads):
+            grad_rows = grad_out[n].reshape(out_h * out_w, filters)
+            if pointwise:
+                np.dot(grad_rows, kernel_matrix.T, out_grad_x[n].reshape(out_h * out_w, out_grad_x.shape[3]))
+            else:
+                np.dot(grad_rows, kernel_matrix.T, grad_patches[group])
+                _col2im_sample(grad_patches[group], out_grad_x[n], out_h, out_w, plan)
+
+
 def conv2d_backward_kernel(x, grad_out, out_grad_kernel_matrix, out_grad_bias, plan):
     """out_grad_kernel_matrix = patches^T @ grad_out, out_grad_bias = sums of grad_out over N, OH, OW ((0,) to skip).
 
     The blocks are split into ``plan.threads`` contiguous groups, each summed into its own
     partial gradient; the partials are added in group order, so results are repeatable.
     """
+    patch_len, filters = out_grad_kernel_matrix.shape
+    cols = buffers.pool.empty((plan.threads, plan.block_rows, patch_len))
+    partials = buffers.pool.empty((plan.threads, 2, patch_len, filters))
+    _conv2d_backward_kernel(x, grad_out, out_grad_kernel_matrix, out_grad_bias, plan, cols, partials)
+
+
+@njit(**PARALLEL)
+def _conv2d_backward_kernel(x, grad_out, out_grad_kernel_matrix, out_grad_bias, plan, cols, partials):
     batch, out_h, out_w, filters = grad_out.shape
     grad_rows = grad_out.reshape(batch * out_h * out_w, filters)
     total_rows, block_rows, threads = grad_rows.shape[0], plan.block_rows, plan.threads
     blocks = (total_rows + block_rows - 1) // block_rows
-    partials = np.zeros((threads, out_grad_kernel_matrix.shape[0], filters), dtype=np.float32)
     for group in prange(threads):
+        partial, product = partials[group, 0], partials[group, 1]
+        partial[:] = 0.0
         for block in range(group * blocks // threads, (group + 1) * blocks // threads):
             first_row = block * block_rows
             rows = min(block_rows, total_rows - first_row)
-            patches = _patches(x, first_row, rows, out_grad_kernel_matrix.shape[0], out_h, out_w, plan)
-            partials[group] += np.dot(np.ascontiguousarray(patches.T), np.ascontiguousarray(grad_rows[first_row : first_row + rows]))
+            patches = _block_patches(x, cols[group], first_row, rows, out_h, out_w, plan)
+            np.dot(patches.T, grad_rows[first_row : first_row + rows], product)
+            partial += product
     out_grad_kernel_matrix[:] = 0.0
     for group in range(threads):
-        out_grad_kernel_matrix += partials[group]
+        out_grad_kernel_matrix += partials[group, 0]
     if out_grad_bias.shape[0] > 0:
         column_sums(grad_rows, out_grad_bias)

@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit, prange
 
 from fastconv.backends import buffers, winograd_tiles
-from fastconv.backends.numba._common import PARALLEL, SERIAL, column_sums
+from fastconv.backends.numba._common import PARALLEL, SERIAL, column_sums, relu_in_place
 
 # Compiled in as constants: B^T, A^T and K = kron(G, G) of F(2x2) and of F(4x4). Numba's on-disk cache does not
 # see an edit of winograd_tiles.py: clear this folder's __pycache__ after changing the matrices.
@@ -97,8 +97,9 @@ def _input_transform(x_sample, input_t, v, t, top, left, patch, rows):
 
 
 @njit(**SERIAL)
-def _output_transform(m, output_t, t, y_sample, top, left, bias, rows):
-    """The m x m pixels at (top, left) of y_sample (OH, OW, F) = A^T M A + bias, those inside it only.
+def _output_transform(m, output_t, t, y_sample, top, left, bias, relu, rows):
+    """The m x m pixels at (top, left) of y_sample (OH, OW, F) = A^T M A + bias (then max(., 0) if ``relu``), those
+    inside it only.
 
     m: (a^2, tiles, F), position a*i + j of tile t at m[a*i + j, t]; output_t: A^T (m, a); rows: (a, a, >= F) scratch.
     """
@@ -122,6 +123,8 @@ def _output_transform(m, output_t, t, y_sample, top, left, bias, rows):
                 if coef != 0:
                     for f in range(filters):
                         y_sample[top + i, left + j, f] += coef * rows[i, k, f]
+            if relu:
+                relu_in_place(y_sample[top + i, left + j])
 
 
 @njit(**SERIAL)
@@ -213,7 +216,8 @@ def _winograd_conv2d_backward_kernel(x, grad_out, out_grad_u, out_grad_bias, pla
 
 
 def winograd_conv2d_forward(x, u, bias, out_y, plan):
-    """out_y = conv3x3(x, kernel) + bias, stride 1, from u = winograd_kernel_transform(kernel), in blocks of tiles;
+    """out_y = conv3x3(x, kernel) + bias (then max(., 0) if ``plan.relu``), stride 1, from u =
+    winograd_kernel_transform(kernel), in blocks of tiles;
     u's a^2 rows (16 or 36) pick F(2x2) or F(4x4).
 
     False if a product is not finite (x held a NaN or +-inf; out_y is then not to be used).
@@ -250,5 +254,5 @@ def _winograd_conv2d_forward(x, u, bias, out_y, plan, v, m, patch, rows):
             for t in range(count):
                 tile = first + t
                 n, th, tw = tile // (tiles_h * tiles_w), (tile // tiles_w) % tiles_h, tile % tiles_w
-                _output_transform(m[group], output_t, t, out_y[n], side * th, side * tw, bias, rows[group])
+                _output_transform(m[group], output_t, t, out_y[n], side * th, side * tw, bias, plan.relu, rows[group])
     return nonfinite.sum() == 0
