@@ -202,10 +202,11 @@ def conv2d_forward(const float[:, :, :, ::1] x, const float[:, ::1] kernel_matri
 
 def conv2d_backward_input(const float[:, :, :, ::1] grad_out, const float[:, ::1] kernel_matrix,
                           float[:, :, :, ::1] out_grad_x, plan):
-    """out_grad_x = the gradient of conv with respect to its input, one sample per block.
+    """out_grad_x = the gradient of conv with respect to its input, in blocks of whole samples.
 
-    grad_out: (N, OH, OW, F); kernel_matrix: (KH*KW*C, F); out_grad_x: (N, H, W, C), written; plan: a ConvPlan
-    (``block_rows`` unused: a sample's patches are scattered as one block).
+    grad_out: (N, OH, OW, F); kernel_matrix: (KH*KW*C, F); out_grad_x: (N, H, W, C), written; plan: a ConvPlan. A
+    block holds as many samples as fit in ``plan.block_rows`` output pixels (at least one): one BLAS product gives
+    their patch gradients, which are then scattered back sample by sample, so no two threads write one sample.
     """
     cdef conv_plan c_plan = read_plan(plan)
     cdef Py_ssize_t batch = out_grad_x.shape[0], height = out_grad_x.shape[1], width = out_grad_x.shape[2]
@@ -219,24 +220,30 @@ def conv2d_backward_input(const float[:, :, :, ::1] grad_out, const float[:, ::1
     if pointwise and (out_h, out_w) != (height, width):
         raise ValueError("conv2d_backward_input: a 1x1 stride-1 convolution keeps the spatial size")
     cdef Py_ssize_t pixels = out_h * out_w
-    cdef Py_ssize_t n
+    cdef Py_ssize_t samples_per_block = max(1, c_plan.block_rows // max(pixels, 1))
+    cdef Py_ssize_t blocks = (batch + samples_per_block - 1) // samples_per_block
+    cdef Py_ssize_t block, first, count, n
     cdef float* cols
     cdef int failed = 0
     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
     with nogil:
         with parallel(num_threads=threads):
-            cols = NULL if pointwise else <float*>thread_scratch(PATCHES_SLOT, pixels * patch_len * sizeof(float))
-            for n in prange(batch, schedule='static'):
+            cols = NULL if pointwise else <float*>thread_scratch(PATCHES_SLOT, samples_per_block * pixels * patch_len * sizeof(float))
+            for block in prange(blocks, schedule='static'):
                 if not pointwise and cols == NULL:
                     failed_flag[0] = 1
                     continue
-                gemm_row_major(False, True, <int>pixels, <int>patch_len, <int>filters, 1.0, &grad_out[n, 0, 0, 0],
-                               <int>filters, &kernel_matrix[0, 0], <int>filters, 0.0,
-                               &out_grad_x[n, 0, 0, 0] if pointwise else cols, <int>patch_len)
+                first = block * samples_per_block
+                count = min(samples_per_block, batch - first)
+                gemm_row_major(False, True, <int>(count * pixels), <int>patch_len, <int>filters, 1.0,
+                               &grad_out[first, 0, 0, 0], <int>filters, &kernel_matrix[0, 0], <int>filters, 0.0,
+                               &out_grad_x[first, 0, 0, 0] if pointwise else cols, <int>patch_len)
                 if not pointwise:
-                    col2im_sample(cols, &out_grad_x[n, 0, 0, 0], height, width, channels, out_h, out_w, &c_plan)
+                    for n in range(count):
+                        col2im_sample(cols + n * pixels * patch_len, &out_grad_x[first + n, 0, 0, 0], height, width,
+                                      channels, out_h, out_w, &c_plan)
     if failed:
-        raise MemoryError(f"conv2d_backward_input: cannot allocate a ({pixels}, {patch_len}) patch block")
+        raise MemoryError(f"conv2d_backward_input: cannot allocate a ({samples_per_block * pixels}, {patch_len}) patch block")
 
 
 def conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, :, :, ::1] grad_out,

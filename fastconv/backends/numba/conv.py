@@ -116,23 +116,35 @@ def _conv2d_forward(x, kernel_matrix, bias, out_y, plan, cols):
 
 
 def conv2d_backward_input(grad_out, kernel_matrix, out_grad_x, plan):
-    """out_grad_x = d conv / d x, one sample per task. grad_out: (N, OH, OW, F); kernel_matrix: (KH*KW*C, F); out_grad_x: (N, H, W, C)."""
-    grad_patches = buffers.pool.empty((plan.threads, grad_out.shape[1] * grad_out.shape[2], kernel_matrix.shape[0]))
-    _conv2d_backward_input(grad_out, kernel_matrix, out_grad_x, plan, grad_patches)
+    """out_grad_x = d conv / d x, in blocks of whole samples (as many as fit in ``plan.block_rows`` output pixels, at
+    least one), one BLAS product per block. grad_out: (N, OH, OW, F); kernel_matrix: (KH*KW*C, F); out_grad_x: (N, H, W, C)."""
+    pixels = grad_out.shape[1] * grad_out.shape[2]
+    samples_per_block = max(1, plan.block_rows // max(pixels, 1))
+    grad_patches = buffers.pool.empty((plan.threads, samples_per_block * pixels, kernel_matrix.shape[0]))
+    _conv2d_backward_input(grad_out, kernel_matrix, out_grad_x, plan, grad_patches, samples_per_block)
 
 
 @njit(**PARALLEL)
-def _conv2d_backward_input(grad_out, kernel_matrix, out_grad_x, plan, grad_patches):
+def _conv2d_backward_input(grad_out, kernel_matrix, out_grad_x, plan, grad_patches, samples_per_block):
     batch, out_h, out_w, filters = grad_out.shape
+    pixels, channels = out_h * out_w, out_grad_x.shape[3]
+    grad_rows = grad_out.reshape(batch * pixels, filters)
     pointwise, threads = _is_pointwise(plan), plan.threads
+    # a pointwise kernel keeps the spatial size, so its input gradient has the rows of grad_out
+    grad_x_rows = out_grad_x.reshape(batch * pixels if pointwise else out_grad_x.size // channels, channels)
+    blocks = (batch + samples_per_block - 1) // samples_per_block
     for group in prange(threads):
-        for n in range(group * batch // threads, (group + 1) * batch // threads):
-            grad_rows = grad_out[n].reshape(out_h * out_w, filters)
+        for block in range(group * blocks // threads, (group + 1) * blocks // threads):
+            first = block * samples_per_block
+            count = min(samples_per_block, batch - first)
+            block_rows = grad_rows[first * pixels : (first + count) * pixels]
             if pointwise:
-                np.dot(grad_rows, kernel_matrix.T, out_grad_x[n].reshape(out_h * out_w, out_grad_x.shape[3]))
+                np.dot(block_rows, kernel_matrix.T, grad_x_rows[first * pixels : (first + count) * pixels])
             else:
-                np.dot(grad_rows, kernel_matrix.T, grad_patches[group])
-                _col2im_sample(grad_patches[group], out_grad_x[n], out_h, out_w, plan)
+                patches = grad_patches[group, : count * pixels]
+                np.dot(block_rows, kernel_matrix.T, patches)
+                for n in range(count):
+                    _col2im_sample(patches[n * pixels : (n + 1) * pixels], out_grad_x[first + n], out_h, out_w, plan)
 
 
 def conv2d_backward_kernel(x, grad_out, out_grad_kernel_matrix, out_grad_bias, plan):
