@@ -37,6 +37,7 @@ cdef extern from *:
        or `slot` is not one of the FASTCONV_SCRATCH_SLOTS. Its contents are whatever the last user left. */
     static void* thread_scratch(int slot, size_t bytes) {
         if (slot < 0 || slot >= FASTCONV_SCRATCH_SLOTS) return NULL;
+        if (bytes == 0) bytes = 1;  /* a real block even then: NULL means out of memory */
         pthread_once(&fastconv_scratch_once, fastconv_scratch_make_key);
         if (!fastconv_scratch_key_made) return NULL;
         fastconv_scratch_t* own = (fastconv_scratch_t*)pthread_getspecific(fastconv_scratch_key);

@@ -110,18 +110,13 @@ def max_pool2d_backward(const float[:, :, :, ::1] grad_out, const int[:, :, :, :
     if not same_shape(argmax.shape, grad_out.shape):
         raise ValueError("max_pool2d_backward: argmax and grad_out must have the same shape")
     cdef const int* indices = &argmax[0, 0, 0, 0]
-    cdef Py_ssize_t i, bad = 0
-    with nogil:
-        for i in range(batch * outputs * channels):
-            if indices[i] < 0 or indices[i] >= plane:
-                bad = bad + 1
-    if bad:
-        raise ValueError(f"max_pool2d_backward: {bad} argmax indices fall outside the input plane of {plane} pixels")
-    cdef Py_ssize_t n, out_pixel, c
+    cdef Py_ssize_t n, out_pixel, c, bad = 0
+    cdef int index
     cdef float* grad_sample
     cdef const float* grad_pixel
     cdef const int* index_pixel
     with nogil:
+        # an index outside the plane is counted and never written through (checked in the same pass as the scatter)
         for n in prange(batch, schedule='static'):
             grad_sample = &out_grad_x[n, 0, 0, 0]
             memset(grad_sample, 0, plane * channels * sizeof(float))
@@ -129,7 +124,13 @@ def max_pool2d_backward(const float[:, :, :, ::1] grad_out, const int[:, :, :, :
                 grad_pixel = &grad_out[0, 0, 0, 0] + (n * outputs + out_pixel) * channels
                 index_pixel = indices + (n * outputs + out_pixel) * channels
                 for c in range(channels):
-                    grad_sample[index_pixel[c] * channels + c] += grad_pixel[c]
+                    index = index_pixel[c]
+                    if index < 0 or index >= plane:
+                        bad += 1
+                    else:
+                        grad_sample[index * channels + c] += grad_pixel[c]
+    if bad:
+        raise ValueError(f"max_pool2d_backward: {bad} argmax indices fall outside the input plane of {plane} pixels")
 
 
 def avg_pool2d_forward(const float[:, :, :, ::1] x, float[:, :, :, ::1] out_y, plan):
