@@ -199,7 +199,7 @@ class CompiledBackend:
         filters = kernel_shape[3]
         grad_kernel = self.empty(kernel_shape)
         grad_bias = self.empty(filters if with_bias else 0)
-        algorithm = algorithms.choose(kernel_shape, strides, (geometry.out_h, geometry.out_w), self.has_winograd)
+        algorithm = algorithms.choose(kernel_shape, strides, (geometry.out_h, geometry.out_w), self.has_winograd, kernel_gradient=True)
         if algorithm != "gemm" and self._winograd_kernel_gradient(x_nhwc, grad_out, grad_kernel, grad_bias, geometry, algorithm):
             return grad_kernel, grad_bias if with_bias else None
         plan = conv_plan(x_nhwc.shape[0], strides, geometry, kernel_shape)
