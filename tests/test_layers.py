@@ -258,3 +258,28 @@ def test_conv2d_applies_its_relu_inside_the_convolution(any_backend_name, monkey
     expected = reference.relu_forward(reference.conv2d_forward(x, layer.kernel.numpy(), layer.bias.numpy()))
     assert 0 < (y == 0).mean() < 1
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_max_pool_applies_the_backward_of_the_relu_before_it(backend_name, monkeypatch):
+    """Conv2D(relu) -> MaxPooling2D: the pool masks its small gradient by its own output and the conv skips its
+    relu_backward over the whole activation; the gradients are those of the two separate passes."""
+    from fastconv.models import model as model_module
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5, 6, 6, 2)).astype(np.float32)
+    y = to_categorical([0, 2, 1, 2, 0], 3)
+    model = small_classifier()
+    backend = fastconv.backends.load_backend(backend_name)
+    shapes = []
+    relu_backward = backend.relu_backward
+    monkeypatch.setattr(backend, "relu_backward", lambda grad_out, out: shapes.append(tuple(out.shape)) or relu_backward(grad_out, out))
+    with fastconv.use_backend(backend_name):
+        model.compute_gradients(x, y)
+        fused = [np.array(to_numpy(weight.grad)) for weight in model.weights]
+        assert (5, 3, 3, 3) in shapes and (5, 6, 6, 3) not in shapes, shapes  # the pool's mask, not the conv's pass
+        shapes.clear()
+        monkeypatch.setattr(model_module, "_pool_after_relu", lambda previous, layer: False)
+        model.compute_gradients(x, y)
+        assert (5, 6, 6, 3) in shapes
+        for weight, want in zip(model.weights, fused):
+            np.testing.assert_allclose(to_numpy(weight.grad), want, rtol=1e-6, atol=1e-7, err_msg=weight.name)

@@ -233,8 +233,11 @@ class CompiledBackend:
         self.low_level.max_pool2d_forward(x_nhwc, y, argmax, pool_plan(pool, stride, geometry))
         return y, argmax
 
-    def max_pool2d_backward(self, grad_out, argmax, input_shape):
-        """grad_out, argmax: (N, OH, OW, C) -> grad_x (N, H, W, C) float32."""
+    def max_pool2d_backward(self, grad_out, argmax, input_shape, pooled_relu=None):
+        """grad_out, argmax: (N, OH, OW, C) -> grad_x (N, H, W, C) float32; with ``pooled_relu`` (the pool's output,
+        its input a ReLU's output), the gradient of that ReLU's input (see the reference)."""
+        if pooled_relu is not None:
+            grad_out = self.relu_backward(grad_out, pooled_relu)
         grad_out, argmax = self.adopt(grad_out, argmax)
         input_shape = checks.check_max_pool2d_backward(grad_out, argmax, input_shape, self.STRICT)
         grad_x = self.empty(input_shape)

@@ -274,9 +274,12 @@ class Layer:
         y = self.activation.forward(z)
         return y, (cache, y)
 
-    def backward(self, grad_y, cache, need_input_grad=True, logits=False):
+    def backward(self, grad_y, cache, need_input_grad=True, logits=False, activation_done=False):
+        """grad of y -> grad of x; ``activation_done``: grad_y is already the gradient of z (the next layer applied
+        this layer's activation backward, as a max pool does for a ReLU)."""
         call_cache, y = cache
-        grad_z = grad_y if (self.activation is None or logits) else self.activation.backward(grad_y, y)
+        skip_activation = self.activation is None or logits or activation_done
+        grad_z = grad_y if skip_activation else self.activation.backward(grad_y, y)
         return self.backward_call(grad_z, call_cache, need_input_grad)
 
     def __call__(self, inputs, training=False):

@@ -37,11 +37,18 @@ class MaxPooling2D(_Pooling2D):
 
     def call(self, x, training):
         y, argmax = get_backend().max_pool2d_forward(x, self.pool_size, self.strides, self.padding)
-        return y, (argmax, x.shape)
+        return y, (argmax, x.shape, y)
 
     def backward_call(self, grad_z, cache, need_input_grad):
-        argmax, input_shape = cache
+        argmax, input_shape, _ = cache
         return get_backend().max_pool2d_backward(grad_z, argmax, input_shape) if need_input_grad else None
+
+    def backward_through_relu(self, grad_y, cache):
+        """The gradient of the pre-activation of the ReLU layer before this pool, in one pass: the mask is applied to
+        the pooled gradient (its values are the ReLU's outputs at the winners), and that layer skips its own
+        relu_backward over the whole activation (``Model.backward`` pairs them)."""
+        (argmax, input_shape, y), _ = cache
+        return get_backend().max_pool2d_backward(grad_y, argmax, input_shape, pooled_relu=y)
 
 
 class AveragePooling2D(_Pooling2D):

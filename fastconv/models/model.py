@@ -6,6 +6,7 @@ Training (compile, fit, evaluate, predict) lives apart in
 :class:`fastconv.models.training.Trainer`, which the model mixes in.
 """
 
+from fastconv import activations
 from fastconv.layers.base import InputLayer, KerasTensor, Layer, assign_all, check_unique_names, register_class
 from fastconv.models.summary import print_summary
 from fastconv.models.training import NonFiniteLoss, Trainer
@@ -117,10 +118,19 @@ class Model(Trainer, Layer):
         trainable = [index for index, layer in enumerate(layers) if layer.trainable_weights]
         # Layers before the first trainable one need no backward pass unless the caller wants our input gradient.
         stop = 0 if need_input_grad else (trainable[0] if trainable else len(layers))
+        activation_done = False
         for index in range(len(layers) - 1, stop - 1, -1):
-            grad = layers[index].backward(
-                grad, caches[index], need_input_grad=need_input_grad or index > stop, logits=logits and index == len(layers) - 1
+            layer = layers[index]
+            if index > stop and _pool_after_relu(layers[index - 1], layer):
+                grad = layer.backward_through_relu(grad, caches[index])
+                activation_done = True
+                continue
+            # activation_done only when set, so that a layer (or nested model) whose backward predates it still fits
+            done = {"activation_done": True} if activation_done else {}
+            grad = layer.backward(
+                grad, caches[index], need_input_grad=need_input_grad or index > stop, logits=logits and index == len(layers) - 1, **done
             )
+            activation_done = False
         return grad if need_input_grad else None
 
     def _output_activation(self):
@@ -181,3 +191,14 @@ class Model(Trainer, Layer):
 
 
 register_class(Model, "Functional")  # Keras 3 writes a functional model's class as 'Functional'
+
+
+def _pool_after_relu(previous, layer):
+    """Whether ``layer`` can apply the backward of ``previous``'s ReLU in its own: a max pool with no activation of
+    its own right after a plain layer whose activation is ReLU (``MaxPooling2D.backward_through_relu``)."""
+    return (
+        hasattr(layer, "backward_through_relu")
+        and layer.activation is None
+        and not isinstance(previous, Model)
+        and previous.activation is activations.get("relu")
+    )
