@@ -50,14 +50,16 @@ def max_pool2d_forward(x, out_y, out_argmax, plan):
 def max_pool2d_backward(grad_out, argmax, out_grad_x):
     """out_grad_x[n, argmax, c] += grad_out. grad_out, argmax: (N, OH, OW, C); out_grad_x: (N, H, W, C)."""
     batch, height, width, channels = out_grad_x.shape
-    out_h, out_w = grad_out.shape[1], grad_out.shape[2]
+    outputs = grad_out.shape[1] * grad_out.shape[2]
+    # flat (pixels, channels) planes: argmax is already a pixel index, and a division per element cost a third
+    grad_planes = out_grad_x.reshape(batch, height * width, channels)
+    grad_rows = grad_out.reshape(batch, outputs, channels)
+    index_rows = argmax.reshape(batch, outputs, channels)
     for n in prange(batch):
-        out_grad_x[n] = 0.0
-        for oh in range(out_h):
-            for ow in range(out_w):
-                for c in range(channels):
-                    index = argmax[n, oh, ow, c]
-                    out_grad_x[n, index // width, index % width, c] += grad_out[n, oh, ow, c]
+        grad_planes[n] = 0.0
+        for pixel in range(outputs):
+            for c in range(channels):
+                grad_planes[n, index_rows[n, pixel, c], c] += grad_rows[n, pixel, c]
 
 
 @njit(**PARALLEL)
