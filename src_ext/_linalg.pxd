@@ -2,6 +2,7 @@
 # SciPy ships, so that every kernel multiplies matrices through one call.
 from cython.parallel cimport prange
 from libc.stdlib cimport calloc, free
+from libc.string cimport memset
 from scipy.linalg.cython_blas cimport sgemm
 
 
@@ -49,3 +50,15 @@ cdef inline int column_sums(const float* matrix, Py_ssize_t rows, Py_ssize_t col
         sums[j] = <float>total
     free(partial)
     return 0
+
+
+cdef inline void sum_partials(float** partials, int count, Py_ssize_t length, float* total) noexcept nogil:
+    """total[0:length] = the sum of the non-NULL partials[0:count], added in that order (so results are repeatable);
+    a NULL partial is a thread the team did not get, or one that ran out of memory (the caller knows which)."""
+    cdef Py_ssize_t i
+    cdef int t
+    memset(total, 0, length * sizeof(float))
+    for t in range(count):
+        if partials[t] != NULL:
+            for i in range(length):
+                total[i] += partials[t][i]

@@ -14,7 +14,7 @@ from cython.parallel cimport parallel, prange, threadid
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 
-from _linalg cimport column_sums, gemm_row_major
+from _linalg cimport column_sums, gemm_row_major, sum_partials
 from _scratch cimport thread_scratch
 
 # thread_scratch slots: a thread's block of patches, and its partial kernel gradient.
@@ -270,12 +270,11 @@ def conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, :, :, ::1
     cdef float** partials = <float**>calloc(threads, sizeof(float*))  # each thread's, in thread order
     if partials == NULL:
         raise MemoryError("conv2d_backward_kernel: out of memory")
-    cdef Py_ssize_t block, first_row, rows, i, t
+    cdef Py_ssize_t block, first_row, rows
     cdef const float* x_data = &x[0, 0, 0, 0]
     cdef const float* grad_data = &grad_out[0, 0, 0, 0]
     cdef float* cols
     cdef float* partial
-    cdef float* grad_kernel
     cdef const float* patches
     cdef int failed = 0
     cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
@@ -295,12 +294,7 @@ def conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, :, :, ::1
                 patches = block_patches(x_data, cols, first_row, rows, height, width, channels, out_h, out_w, &c_plan)
                 gemm_row_major(True, False, <int>patch_len, <int>filters, <int>rows, 1.0, patches, <int>patch_len,
                                grad_data + first_row * filters, <int>filters, 1.0, partial, <int>filters)
-        grad_kernel = &out_grad_kernel_matrix[0, 0]
-        memset(grad_kernel, 0, matrix_len * sizeof(float))
-        for t in range(threads):
-            if partials[t] != NULL:  # NULL: a thread the team did not get, or out of memory (failed says which)
-                for i in range(matrix_len):
-                    grad_kernel[i] += partials[t][i]
+        sum_partials(partials, threads, matrix_len, &out_grad_kernel_matrix[0, 0])
         if out_grad_bias.shape[0] > 0 and not failed:
             column_sums(grad_data, total_rows, filters, &out_grad_bias[0])
     free(partials)

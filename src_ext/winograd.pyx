@@ -32,7 +32,7 @@ from cython.parallel cimport parallel, prange, threadid
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 
-from _linalg cimport column_sums, gemm_row_major
+from _linalg cimport column_sums, gemm_row_major, sum_partials
 from _scratch cimport thread_scratch
 
 from fastconv.backends import winograd_tiles
@@ -174,6 +174,48 @@ cdef inline void combine(const float* coefs, const float* sources, Py_ssize_t so
         memset(target, 0, count * sizeof(float))
 
 
+cdef int check_plan(plan, str op) except -1:
+    """A Winograd plan: 3x3 kernel, stride 1, positive block and thread counts."""
+    if (plan.kernel_h, plan.kernel_w, plan.stride_h, plan.stride_w) != (3, 3, 1, 1):
+        raise ValueError(f"{op}: Winograd F(m x m, 3x3) needs a 3x3 kernel and stride 1, got {plan}")
+    if plan.block_rows < 1 or plan.threads < 1:
+        raise ValueError(f"{op}: block_rows and threads must be positive in {plan}")
+    return 0
+
+
+cdef struct TileGrid:
+    Py_ssize_t positions, tiles_h, tiles_w, tiles, blocks  # a^2; the (N, tiles_h, tiles_w) tiles, in blocks
+
+
+cdef TileGrid tile_grid(const Tiling* tiling, Py_ssize_t batch, Py_ssize_t out_h, Py_ssize_t out_w,
+                        Py_ssize_t block_tiles, Py_ssize_t widest, str op) except *:
+    """The grid of m x m tiles over an (N, OH, OW) output and its blocks; ValueError if a block's (tiles, widest)
+    matrix would overflow BLAS' 32-bit indices."""
+    if max(block_tiles, 1) * widest >= 2**31:
+        raise ValueError(f"{op}: a block of tiles is too large for 32-bit BLAS indices")
+    cdef TileGrid grid
+    grid.positions = tiling.patch * tiling.patch
+    grid.tiles_h = (out_h + tiling.side - 1) // tiling.side
+    grid.tiles_w = (out_w + tiling.side - 1) // tiling.side
+    grid.tiles = batch * grid.tiles_h * grid.tiles_w
+    grid.blocks = (grid.tiles + block_tiles - 1) // block_tiles
+    return grid
+
+
+cdef struct TileOrigin:
+    Py_ssize_t n, top, left  # sample, and the output pixel at the tile's top left corner
+
+
+cdef inline TileOrigin tile_origin(Py_ssize_t tile, Py_ssize_t tiles_h, Py_ssize_t tiles_w, Py_ssize_t side) noexcept nogil:
+    """Where tile number ``tile`` of the (N, tiles_h, tiles_w) grid of m x m tiles lies. (Returned, not written
+    through pointers: in a prange loop only names assigned there are private to each thread.)"""
+    cdef TileOrigin origin
+    origin.n = tile // (tiles_h * tiles_w)
+    origin.top = side * ((tile // tiles_w) % tiles_h)
+    origin.left = side * (tile % tiles_w)
+    return origin
+
+
 cdef void input_transform(const Tiling* tiling, const float* x_sample, float* v, Py_ssize_t tile_stride,
                           Py_ssize_t top, Py_ssize_t left, Py_ssize_t height, Py_ssize_t width,
                           Py_ssize_t channels, float* patch, float* rows) noexcept nogil:
@@ -278,10 +320,7 @@ def winograd_conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, 
     cdef Py_ssize_t out_h = grad_out.shape[1], out_w = grad_out.shape[2], filters = grad_out.shape[3]
     cdef Py_ssize_t pad_top = plan.pad_top, pad_left = plan.pad_left, block_tiles = plan.block_rows
     cdef int threads = plan.threads
-    if (plan.kernel_h, plan.kernel_w, plan.stride_h, plan.stride_w) != (3, 3, 1, 1):
-        raise ValueError(f"winograd_conv2d_backward_kernel: Winograd F(m x m, 3x3) needs a 3x3 kernel and stride 1, got {plan}")
-    if block_tiles < 1 or threads < 1:
-        raise ValueError(f"winograd_conv2d_backward_kernel: block_rows and threads must be positive in {plan}")
+    check_plan(plan, "winograd_conv2d_backward_kernel")
     if (out_grad_u.shape[1] != channels or out_grad_u.shape[2] != filters or grad_out.shape[0] != batch
             or out_grad_bias.shape[0] not in (0, filters)):
         raise ValueError(f"winograd_conv2d_backward_kernel: x ({batch}, {height}, {width}, {channels}), grad_out "
@@ -289,17 +328,15 @@ def winograd_conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, 
                          f"{out_grad_u.shape[1]}, {out_grad_u.shape[2]}) and out_grad_bias "
                          f"({out_grad_bias.shape[0]},) do not agree")
     cdef Tiling tiling = tiling_of(out_grad_u.shape[0])
-    if max(block_tiles, 1) * max(channels, filters) >= 2**31:
-        raise ValueError("winograd_conv2d_backward_kernel: a block of tiles is too large for 32-bit BLAS indices")
-    cdef Py_ssize_t side = tiling.side, positions = tiling.patch * tiling.patch
-    cdef Py_ssize_t tiles_h = (out_h + side - 1) // side, tiles_w = (out_w + side - 1) // side
-    cdef Py_ssize_t tiles = batch * tiles_h * tiles_w
-    cdef Py_ssize_t blocks = (tiles + block_tiles - 1) // block_tiles
+    cdef TileGrid grid = tile_grid(&tiling, batch, out_h, out_w, block_tiles, max(channels, filters), "winograd_conv2d_backward_kernel")
+    cdef Py_ssize_t side = tiling.side, positions = grid.positions
+    cdef Py_ssize_t tiles_h = grid.tiles_h, tiles_w = grid.tiles_w, tiles = grid.tiles, blocks = grid.blocks
     cdef Py_ssize_t matrix_len = positions * channels * filters
     cdef float** partials = <float**>calloc(threads, sizeof(float*))  # each thread's, in thread order
     if partials == NULL:
         raise MemoryError("winograd_conv2d_backward_kernel: out of memory")
-    cdef Py_ssize_t block, first, count, t, tile, n, th, tw, k, i
+    cdef Py_ssize_t block, first, count, t, k
+    cdef TileOrigin at
     cdef const float* x_data = &x[0, 0, 0, 0]
     cdef const float* grad_data = &grad_out[0, 0, 0, 0]
     cdef float* grad_u = &out_grad_u[0, 0, 0]
@@ -327,24 +364,17 @@ def winograd_conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, 
                 first = block * block_tiles
                 count = min(block_tiles, tiles - first)
                 for t in range(count):
-                    tile = first + t
-                    n = tile // (tiles_h * tiles_w)
-                    th = (tile // tiles_w) % tiles_h
-                    tw = tile % tiles_w
-                    input_transform(&tiling, x_data + n * height * width * channels, v + t * channels,
-                                    count * channels, side * th - pad_top, side * tw - pad_left, height, width,
-                                    channels, patch, rows)
-                    gradient_transform(&tiling, grad_data + n * out_h * out_w * filters, z + t * filters,
-                                       count * filters, side * th, side * tw, out_h, out_w, filters, patch, rows)
+                    at = tile_origin(first + t, tiles_h, tiles_w, side)
+                    input_transform(&tiling, x_data + at.n * height * width * channels, v + t * channels,
+                                    count * channels, at.top - pad_top, at.left - pad_left, height, width, channels,
+                                    patch, rows)
+                    gradient_transform(&tiling, grad_data + at.n * out_h * out_w * filters, z + t * filters,
+                                       count * filters, at.top, at.left, out_h, out_w, filters, patch, rows)
                 for k in range(positions):
                     gemm_row_major(True, False, <int>channels, <int>filters, <int>count, 1.0,
                                    v + k * count * channels, <int>channels, z + k * count * filters, <int>filters,
                                    1.0, partial + k * channels * filters, <int>filters)
-        memset(grad_u, 0, matrix_len * sizeof(float))
-        for t in range(threads):
-            if partials[t] != NULL:  # NULL: a thread the team did not get, or out of memory (failed says which)
-                for i in range(matrix_len):
-                    grad_u[i] += partials[t][i]
+        sum_partials(partials, threads, matrix_len, grad_u)
         if out_grad_bias.shape[0] > 0 and not failed:
             column_sums(grad_data, batch * out_h * out_w, filters, &out_grad_bias[0])
     free(partials)
@@ -368,22 +398,17 @@ def winograd_conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, ::1] 
     cdef Py_ssize_t pad_top = plan.pad_top, pad_left = plan.pad_left, block_tiles = plan.block_rows
     cdef int threads = plan.threads
     cdef bint relu = plan.relu
-    if (plan.kernel_h, plan.kernel_w, plan.stride_h, plan.stride_w) != (3, 3, 1, 1):
-        raise ValueError(f"winograd_conv2d_forward: Winograd F(m x m, 3x3) needs a 3x3 kernel and stride 1, got {plan}")
-    if block_tiles < 1 or threads < 1:
-        raise ValueError(f"winograd_conv2d_forward: block_rows and threads must be positive in {plan}")
+    check_plan(plan, "winograd_conv2d_forward")
     if u.shape[1] != channels or u.shape[2] != filters or bias.shape[0] != filters or out_y.shape[0] != batch:
         raise ValueError(f"winograd_conv2d_forward: x ({batch}, {height}, {width}, {channels}), u ({u.shape[0]}, "
                          f"{u.shape[1]}, {u.shape[2]}), bias ({bias.shape[0]},) and out_y ({out_y.shape[0]}, "
                          f"{out_h}, {out_w}, {filters}) do not agree")
     cdef Tiling tiling = tiling_of(u.shape[0])
-    if max(block_tiles, 1) * max(channels, filters) >= 2**31:
-        raise ValueError("winograd_conv2d_forward: a block of tiles is too large for 32-bit BLAS indices")
-    cdef Py_ssize_t side = tiling.side, positions = tiling.patch * tiling.patch
-    cdef Py_ssize_t tiles_h = (out_h + side - 1) // side, tiles_w = (out_w + side - 1) // side
-    cdef Py_ssize_t tiles = batch * tiles_h * tiles_w
-    cdef Py_ssize_t blocks = (tiles + block_tiles - 1) // block_tiles
-    cdef Py_ssize_t block, first, count, t, tile, n, th, tw, k
+    cdef TileGrid grid = tile_grid(&tiling, batch, out_h, out_w, block_tiles, max(channels, filters), "winograd_conv2d_forward")
+    cdef Py_ssize_t side = tiling.side, positions = grid.positions
+    cdef Py_ssize_t tiles_h = grid.tiles_h, tiles_w = grid.tiles_w, tiles = grid.tiles, blocks = grid.blocks
+    cdef Py_ssize_t block, first, count, t, k
+    cdef TileOrigin at
     cdef const float* x_data = &x[0, 0, 0, 0]
     cdef const float* u_data = &u[0, 0, 0]
     cdef float* y_data = &out_y[0, 0, 0, 0]
@@ -407,13 +432,10 @@ def winograd_conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, ::1] 
                 first = block * block_tiles
                 count = min(block_tiles, tiles - first)
                 for t in range(count):
-                    tile = first + t
-                    n = tile // (tiles_h * tiles_w)
-                    th = (tile // tiles_w) % tiles_h
-                    tw = tile % tiles_w
-                    input_transform(&tiling, x_data + n * height * width * channels, v + t * channels,
-                                    count * channels, side * th - pad_top, side * tw - pad_left, height, width,
-                                    channels, patch, rows)
+                    at = tile_origin(first + t, tiles_h, tiles_w, side)
+                    input_transform(&tiling, x_data + at.n * height * width * channels, v + t * channels,
+                                    count * channels, at.top - pad_top, at.left - pad_left, height, width, channels,
+                                    patch, rows)
                 for k in range(positions):
                     gemm_row_major(False, False, <int>count, <int>filters, <int>channels, 1.0,
                                    v + k * count * channels, <int>channels, u_data + k * channels * filters,
@@ -421,12 +443,9 @@ def winograd_conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, ::1] 
                 if not all_finite(m, positions * count * filters):
                     nonfinite_flag[0] = 1
                 for t in range(count):
-                    tile = first + t
-                    n = tile // (tiles_h * tiles_w)
-                    th = (tile // tiles_w) % tiles_h
-                    tw = tile % tiles_w
-                    output_transform(&tiling, m + t * filters, count * filters, y_data + n * out_h * out_w * filters,
-                                     side * th, side * tw, out_h, out_w, filters, &bias[0], relu, rows)
+                    at = tile_origin(first + t, tiles_h, tiles_w, side)
+                    output_transform(&tiling, m + t * filters, count * filters, y_data + at.n * out_h * out_w * filters,
+                                     at.top, at.left, out_h, out_w, filters, &bias[0], relu, rows)
     if failed:
         raise MemoryError(f"winograd_conv2d_forward: cannot allocate a block of {block_tiles} tiles")
     return nonfinite == 0

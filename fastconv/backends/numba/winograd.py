@@ -159,6 +159,24 @@ def _gradient_transform(grad_sample, output_n, z, t, top, left, patch, rows):
                         z[k_out, t, f] += coef * rows[i, k, f]
 
 
+@njit(**SERIAL)
+def _matrices(positions):
+    """B^T, A^T and A of the tile whose transformed kernel has ``positions`` (a^2) rows: 16 F(2x2), 36 F(4x4)."""
+    if positions == INPUT_T_2.size:
+        return INPUT_T_2, OUTPUT_T_2, OUTPUT_N_2
+    if positions == INPUT_T_4.size:
+        return INPUT_T_4, OUTPUT_T_4, OUTPUT_N_4
+    raise ValueError("Winograd kernels: a transformed kernel must have 16 (F(2x2)) or 36 (F(4x4)) positions")
+
+
+@njit(**SERIAL)
+def _tile_grid(batch, out_h, out_w, side, block_tiles):
+    """(tiles_h, tiles_w, tiles, blocks): the grid of side x side tiles over an (N, OH, OW) output, in blocks."""
+    tiles_h, tiles_w = (out_h + side - 1) // side, (out_w + side - 1) // side
+    tiles = batch * tiles_h * tiles_w
+    return tiles_h, tiles_w, tiles, (tiles + block_tiles - 1) // block_tiles
+
+
 def _scratch(plan, positions, channels, filters):
     """Each thread's V, M (or Z) and tile scratch, from fastconv's buffer pool: allocated in the kernel, they would
     be mapped and unmapped by every call (see src_ext/_scratch.pxd)."""
@@ -184,17 +202,11 @@ def winograd_conv2d_backward_kernel(x, grad_out, out_grad_u, out_grad_bias, plan
 @njit(**PARALLEL)
 def _winograd_conv2d_backward_kernel(x, grad_out, out_grad_u, out_grad_bias, plan, partials, v, z, patch, rows):
     batch, out_h, out_w, filters = grad_out.shape
-    if out_grad_u.shape[0] != INPUT_T_2.size and out_grad_u.shape[0] != INPUT_T_4.size:
-        raise ValueError("winograd_conv2d_backward_kernel: out_grad_u must have 16 (F(2x2)) or 36 (F(4x4)) positions")
-    if out_grad_u.shape[0] == INPUT_T_2.size:
-        input_t, output_n = INPUT_T_2, OUTPUT_N_2
-    else:
-        input_t, output_n = INPUT_T_4, OUTPUT_N_4
+    input_t, _, output_n = _matrices(out_grad_u.shape[0])
     a, side = output_n.shape
     positions = a * a
-    tiles_h, tiles_w = (out_h + side - 1) // side, (out_w + side - 1) // side
-    tiles, block_tiles, threads = batch * tiles_h * tiles_w, plan.block_rows, plan.threads
-    blocks = (tiles + block_tiles - 1) // block_tiles
+    tiles_h, tiles_w, tiles, blocks = _tile_grid(batch, out_h, out_w, side, plan.block_rows)
+    block_tiles, threads = plan.block_rows, plan.threads
     for group in prange(threads):
         partials[group] = 0.0
         for block in range(group * blocks // threads, (group + 1) * blocks // threads):
@@ -228,17 +240,11 @@ def winograd_conv2d_forward(x, u, bias, out_y, plan):
 @njit(**PARALLEL)
 def _winograd_conv2d_forward(x, u, bias, out_y, plan, v, m, patch, rows):
     batch, out_h, out_w, filters = out_y.shape
-    if u.shape[0] != INPUT_T_2.size and u.shape[0] != INPUT_T_4.size:
-        raise ValueError("winograd_conv2d_forward: u must have 16 (F(2x2)) or 36 (F(4x4)) positions")
-    if u.shape[0] == INPUT_T_2.size:
-        input_t, output_t = INPUT_T_2, OUTPUT_T_2
-    else:
-        input_t, output_t = INPUT_T_4, OUTPUT_T_4
+    input_t, output_t, _ = _matrices(u.shape[0])
     side, a = output_t.shape
     positions = a * a
-    tiles_h, tiles_w = (out_h + side - 1) // side, (out_w + side - 1) // side
-    tiles, block_tiles, threads = batch * tiles_h * tiles_w, plan.block_rows, plan.threads
-    blocks = (tiles + block_tiles - 1) // block_tiles
+    tiles_h, tiles_w, tiles, blocks = _tile_grid(batch, out_h, out_w, side, plan.block_rows)
+    block_tiles, threads = plan.block_rows, plan.threads
     nonfinite = np.zeros(threads, dtype=np.int64)
     for group in prange(threads):
         for block in range(group * blocks // threads, (group + 1) * blocks // threads):
