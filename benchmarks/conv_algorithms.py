@@ -1,9 +1,9 @@
-"""GEMM against Winograd F(2x2) and F(4x4) on the notes' 3x3 stride-1 layers, forward and input gradient, one
-backend per run.
+"""GEMM against Winograd F(2x2) and F(4x4) on the notes' 3x3 stride-1 layers, forward, input gradient and kernel
+gradient, one backend per run, with the machine's sgemm rate measured in the same run.
 
-``python benchmarks/conv_algorithms.py cython`` (or ``numba``) prints, per layer, the best of 3 timings of each
-algorithm forced, after one warm-up, with the GFLOP/s they mean; docs/performance.md holds the figures and the rule
-that ``auto`` draws from them.
+``python benchmarks/conv_algorithms.py cython`` (or ``numba``) prints, per layer and pass, the best of 3 timings of
+each algorithm forced (the three interleaved, after one warm-up each), with the GFLOP/s they mean, and marks what
+``auto`` picks; docs/performance.md holds the figures and the rule that ``auto`` draws from them.
 """
 
 import sys
@@ -23,24 +23,46 @@ LAYERS = [
 ]  # fmt: skip
 
 
-def best_seconds(run, rounds=3):
-    run()
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 ALGORITHMS = ("gemm", "winograd_2x2", "winograd_4x4")
+PASSES = ("fwd", "grad_x", "grad_k")
+
+
+def interleaved_best(runs, rounds=3):
+    """{algorithm: best seconds} of ``runs`` ({algorithm: zero-argument call}), timed in turn so that the machine's
+    drift falls on all of them alike."""
+    best = {}
+    for algorithm, run in runs.items():
+        algorithms.set_conv_algorithm(algorithm)
+        run()
+    for _ in range(rounds):
+        for algorithm, run in runs.items():
+            algorithms.set_conv_algorithm(algorithm)
+            start = time.perf_counter()
+            run()
+            best[algorithm] = min(best.get(algorithm, float("inf")), time.perf_counter() - start)
+    return best
+
+
+def sgemm_rate(size=2048):
+    """numpy's float32 GEMM rate (GFLOP/s), best of 3, with the BLAS threads it has."""
+    a = np.random.default_rng(0).random((size, size), dtype=np.float32)
+    a @ a
+    seconds = min(_timed(lambda: a @ a) for _ in range(3))
+    return 2 * size**3 / seconds / 1e9
+
+
+def _timed(run):
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
 
 
 def main(backend_name):
     backend = load_backend(backend_name)
     rng = np.random.default_rng(0)
-    print(f"{backend_name}: ms per call with each algorithm forced; the direct method's GFLOP/s (2 N OH OW 9 C F / s) in brackets")
-    header = " ".join(f"{f'{pass_} {algorithm}':>22s}" for pass_ in ("fwd", "grad_x") for algorithm in ALGORITHMS)
+    print(f"{backend_name}: ms per call with each algorithm forced, the direct method's GFLOP/s (2 N OH OW 9 C F / s) in "
+          f"brackets, * what auto picks; numpy sgemm {sgemm_rate():.0f} GFLOP/s in this run")
+    header = " ".join(f"{f'{pass_} {algorithm}':>22s}" for pass_ in PASSES for algorithm in ALGORITHMS)
     print(f"{'layer':20s} {'GFLOP':>6s} {header}")
     for name, batch, side, channels, filters, padding in LAYERS:
         x_nhwc = rng.standard_normal((batch, side, side, channels)).astype(np.float32)
@@ -49,13 +71,24 @@ def main(backend_name):
         y_shape = backend.conv2d_forward(x_nhwc, kernel, bias, (1, 1), padding).shape
         grad_out = rng.standard_normal(y_shape).astype(np.float32)
         flops = 2 * np.prod(y_shape[:3]) * 9 * channels * filters
-        times = {}
-        for algorithm in ALGORITHMS:
-            algorithms.set_conv_algorithm(algorithm)
-            times["fwd", algorithm] = best_seconds(lambda: backend.conv2d_forward(x_nhwc, kernel, bias, (1, 1), padding))
-            times["grad_x", algorithm] = best_seconds(lambda: backend.conv2d_backward_input(grad_out, kernel, x_nhwc.shape, (1, 1), padding))
-        cells = " ".join(f"{seconds * 1e3:13.2f} ({flops / seconds / 1e9:5.0f})" for seconds in times.values())
-        print(f"{name:20s} {flops / 1e9:6.2f} {cells}")
+        calls = {
+            "fwd": lambda: backend.conv2d_forward(x_nhwc, kernel, bias, (1, 1), padding),
+            "grad_x": lambda: backend.conv2d_backward_input(grad_out, kernel, x_nhwc.shape, (1, 1), padding),
+            "grad_k": lambda: backend.conv2d_backward_kernel(x_nhwc, grad_out, kernel.shape, (1, 1), padding),
+        }
+        algorithms.set_conv_algorithm("auto")
+        picks = {
+            "fwd": algorithms.choose(kernel.shape, (1, 1), y_shape[1:3], backend.has_winograd),
+            "grad_k": algorithms.choose(kernel.shape, (1, 1), y_shape[1:3], backend.has_winograd),
+        }
+        picks["grad_x"] = algorithms.choose(kernel.shape, (1, 1), y_shape[1:3], backend.has_winograd, input_gradient=True)
+        cells = []
+        for pass_ in PASSES:
+            best = interleaved_best({algorithm: calls[pass_] for algorithm in ALGORITHMS})
+            for algorithm in ALGORITHMS:
+                mark = "*" if picks[pass_] == algorithm else " "
+                cells.append(f"{best[algorithm] * 1e3:12.2f}{mark}({flops / best[algorithm] / 1e9:5.0f})")
+        print(f"{name:20s} {flops / 1e9:6.2f} {' '.join(cells)}", flush=True)
     algorithms.set_conv_algorithm("auto")
 
 

@@ -220,10 +220,10 @@ def test_forcing_winograd_runs_it_where_it_applies_and_the_gemm_elsewhere(backen
     rng = np.random.default_rng(0)
     x = random_array(rng, (2, 12, 12, 16))
     for setting, kernel_shape, strides, expected_positions in [
-        ("winograd", (3, 3, 16, 16), (1, 1), [16, 16, -16]), ("winograd_4x4", (3, 3, 16, 16), (1, 1), [36, 36, -36]),
+        ("winograd", (3, 3, 16, 16), (1, 1), [36, 36, -36]), ("winograd_4x4", (3, 3, 16, 16), (1, 1), [36, 36, -36]),
         ("winograd_2x2", (3, 3, 16, 16), (1, 1), [16, 16, -16]), ("winograd", (5, 5, 16, 16), (1, 1), []),
         ("winograd_4x4", (3, 3, 16, 16), (2, 2), []), ("gemm", (3, 3, 16, 16), (1, 1), []),
-        ("auto", (3, 3, 16, 16), (1, 1), [16, 16, -36]), ("auto", (3, 3, 16, 1), (1, 1), []),
+        ("auto", (3, 3, 16, 16), (1, 1), [36, 36, -36]), ("auto", (3, 3, 16, 1), (1, 1), []),
     ]:  # fmt: skip
         monkeypatch.setattr(algorithms, "_chosen", setting)
         positions.clear()
@@ -282,11 +282,10 @@ def test_the_algorithm_setting_is_checked_read_from_the_environment_and_auto_fol
         fastconv.set_conv_algorithm("direct")
     assert fastconv.set_conv_algorithm("winograd") == "winograd" == algorithms.conv_algorithm()
     fastconv.set_conv_algorithm("auto")
-    assert algorithms.choose((3, 3, 32, 64), (1, 1), (11, 11), has_winograd=True) == "gemm"  # MNIST's conv2
-    assert algorithms.choose((3, 3, 32, 64), (1, 1), (11, 11), True, kernel_gradient=True) == "winograd_4x4"
-    assert algorithms.choose((3, 3, 512, 512), (1, 1), (9, 9), True, kernel_gradient=True) == "winograd_2x2"  # block5
-    assert algorithms.choose((3, 3, 64, 64), (1, 1), (3, 3), True, kernel_gradient=True) == "gemm"  # MNIST's conv3
-    assert algorithms.choose((3, 3, 128, 128), (1, 1), (15, 15), has_winograd=True) == "winograd_2x2"  # cats-dogs conv4
+    assert algorithms.choose((3, 3, 32, 64), (1, 1), (11, 11), has_winograd=True) == "winograd_4x4"  # MNIST's conv2
+    assert algorithms.choose((3, 3, 32, 64), (1, 1), (11, 11), True, input_gradient=True) == "gemm"
+    assert algorithms.choose((3, 3, 512, 512), (1, 1), (9, 9), True, input_gradient=True) == "winograd_2x2"  # block5
+    assert algorithms.choose((3, 3, 128, 128), (1, 1), (15, 15), has_winograd=True) == "winograd_4x4"  # cats-dogs conv4
     assert algorithms.choose((3, 3, 256, 256), (1, 1), (37, 37), has_winograd=True) == "winograd_4x4"  # VGG16 block3
     assert algorithms.choose((3, 3, 512, 512), (1, 1), (9, 9), has_winograd=True) == "winograd_2x2"  # VGG16 block5
     fastconv.set_conv_algorithm("winograd")

@@ -16,16 +16,20 @@ WINOGRAD_ALGORITHMS = {"winograd_2x2": 2, "winograd_4x4": 4}
 _chosen = None
 
 # auto: Winograd when both channel counts and the output's area reach these. Its transforms cost
-# O(tiles * 16 * (C + F)) against the products' O(tiles * 16 * C * F): with few channels (the first layer of a
-# net: C = 1 or 3) they dominate. On a small output (MNIST's conv3: 3x3) a quarter of each tile's work is thrown
-# away at the edges and the per-call kernel transform is not paid back; below 12 x 12 that holds unless the layer
-# is wide (MNIST's conv2, 11 x 11 with 32 -> 64 channels: the input gradient 1.2-1.8x slower by Winograd on both
-# backends; VGG16's block5, 9 x 9 with 512: Winograd 1.3x faster). Measured: docs/performance.md.
+# O(tiles * a^2 * (C + F)) against the products' O(tiles * a^2 * C * F): with few channels (the first layer of a
+# net: C = 1 or 3) they dominate. On a tiny output (MNIST's conv3: 3x3) most of each tile's work is thrown away at
+# the edges and the per-call kernel transform is not paid back. Measured: docs/performance.md.
 _MIN_WINOGRAD_CHANNELS = 16
 _MIN_WINOGRAD_OUTPUT_PIXELS = 64
-_MIN_NARROW_WINOGRAD_OUTPUT_PIXELS = 144
-_MIN_WIDE_WINOGRAD_CHANNELS = 256
+# The tile: F(4x4) everywhere but on wide layers (>= 256 channels) with an output side under 16, where F(4x4)'s edge
+# tiles waste the most of the largest products and its transformed kernels and partial sums are largest (VGG16's
+# block5, 9x9 with 512 channels: F(2x2) 30.7 ms against 34.3 forward).
 _MIN_F4X4_OUTPUT_SIDE = 16
+_MIN_WIDE_WINOGRAD_CHANNELS = 256
+# The input gradient of a narrow layer on a small output stays with the GEMM: its Winograd form is a 'full'
+# convolution of grad_out onto the input, which on MNIST's conv2 (11x11 -> 13x13, 64 -> 32 channels) gains
+# nothing on cython (1.90 ms against 1.93) and loses on numba (3.31 against 2.48).
+_MIN_INPUT_GRADIENT_OUTPUT_PIXELS = 144
 
 
 def set_conv_algorithm(name):
@@ -59,45 +63,31 @@ def tile_side(algorithm):
 
 
 @functools.lru_cache(maxsize=256)
-def _auto_kernel_gradient(channels, filters, out_h, out_w):
-    """The kernel gradient's own rule: its Winograd form sums a^2 (C, F) products over every tile, so it gains
-    wherever the channels and output are not tiny, and most with F(4x4), even on MNIST's 11x11 conv2 (1.78 ms
-    against the GEMM's 2.48, cython; 3.03 against 3.52, numba) and cats vs dogs' 15x15 conv4 (9.7 against 13.5).
-    Wide layers on small outputs keep F(2x2): VGG16's block5 (9x9, 512 channels) takes 36 ms with it against 42,
-    F(4x4)'s per-thread partial sums being 38 MB there."""
-    narrowest = min(channels, filters)
-    if narrowest < _MIN_WINOGRAD_CHANNELS or out_h * out_w < _MIN_WINOGRAD_OUTPUT_PIXELS:
-        return "gemm"
-    if narrowest >= _MIN_WIDE_WINOGRAD_CHANNELS and min(out_h, out_w) < _MIN_F4X4_OUTPUT_SIDE:
-        return "winograd_2x2"
-    return "winograd_4x4"
-
-
-@functools.lru_cache(maxsize=256)
-def _auto(channels, filters, out_h, out_w):
+def _auto(channels, filters, out_h, out_w, input_gradient):
     narrowest, pixels = min(channels, filters), out_h * out_w
     if narrowest < _MIN_WINOGRAD_CHANNELS or pixels < _MIN_WINOGRAD_OUTPUT_PIXELS:
         return "gemm"
-    if pixels < _MIN_NARROW_WINOGRAD_OUTPUT_PIXELS and narrowest < _MIN_WIDE_WINOGRAD_CHANNELS:
+    if input_gradient and narrowest < _MIN_WIDE_WINOGRAD_CHANNELS and pixels < _MIN_INPUT_GRADIENT_OUTPUT_PIXELS:
         return "gemm"
-    return _winograd_tile(out_h, out_w)
+    return _winograd_tile(channels, filters, out_h, out_w)
 
 
-def _winograd_tile(out_h, out_w):
-    """F(4x4) on outputs of at least 16 x 16 (VGG16's blocks 1-4, cats vs dogs' conv2-3), else F(2x2): a smaller
-    output wastes more of F(4x4)'s 4x4 tiles at its edges, and its transforms cost more per position."""
-    return "winograd_4x4" if min(out_h, out_w) >= _MIN_F4X4_OUTPUT_SIDE else "winograd_2x2"
+def _winograd_tile(channels, filters, out_h, out_w):
+    """F(4x4), but F(2x2) for a wide layer (min(C, F) >= 256) on an output side under 16, and for an output side
+    under 4 (a forced Winograd on a sliver of an output, where a 4x4 tile would be mostly outside it)."""
+    wide = min(channels, filters) >= _MIN_WIDE_WINOGRAD_CHANNELS
+    side = min(out_h, out_w)
+    return "winograd_2x2" if side < 4 or (wide and side < _MIN_F4X4_OUTPUT_SIDE) else "winograd_4x4"
 
 
-def choose(kernel_shape, strides, out_hw, has_winograd, kernel_gradient=False):
+def choose(kernel_shape, strides, out_hw, has_winograd, input_gradient=False):
     """'gemm', 'winograd_2x2' or 'winograd_4x4' for a convolution with this kernel (KH, KW, C, F), strides and
     output (OH, OW) of its forward pass, on a backend that has (``has_winograd``) or lacks the Winograd kernels.
-    Under 'auto' the forward pass and the input gradient of a layer get one answer and its kernel gradient
-    (``kernel_gradient=True``) its own; a forced setting holds for all three."""
+    Under 'auto' the forward pass and the kernel gradient of a layer get one answer and its input gradient
+    (``input_gradient=True``) may get the GEMM instead; a forced setting holds for all three."""
     setting = conv_algorithm()
     if not has_winograd or setting == "gemm" or not winograd_applies(kernel_shape, strides):
         return "gemm"
     if setting == "auto":
-        rule = _auto_kernel_gradient if kernel_gradient else _auto
-        return rule(kernel_shape[2], kernel_shape[3], out_hw[0], out_hw[1])
-    return _winograd_tile(*out_hw) if setting == "winograd" else setting
+        return _auto(kernel_shape[2], kernel_shape[3], out_hw[0], out_hw[1], input_gradient)
+    return _winograd_tile(kernel_shape[2], kernel_shape[3], *out_hw) if setting == "winograd" else setting

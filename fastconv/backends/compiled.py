@@ -177,7 +177,7 @@ class CompiledBackend:
             grad_out, kernel, input_shape, strides, padding, self.STRICT
         )
         grad_x = self.empty(input_shape)
-        algorithm = algorithms.choose(kernel.shape, strides, (geometry.out_h, geometry.out_w), self.has_winograd)
+        algorithm = algorithms.choose(kernel.shape, strides, (geometry.out_h, geometry.out_w), self.has_winograd, input_gradient=True)
         if algorithm != "gemm":
             # grad_x[i] = sum_r grad_out[i + pad_top - r] kernel[r]: a 3x3 stride-1 convolution of grad_out with the
             # kernel rotated by 180 degrees, its channels swapped, and the top/left padding 2 - pad.
@@ -199,7 +199,7 @@ class CompiledBackend:
         filters = kernel_shape[3]
         grad_kernel = self.empty(kernel_shape)
         grad_bias = self.empty(filters if with_bias else 0)
-        algorithm = algorithms.choose(kernel_shape, strides, (geometry.out_h, geometry.out_w), self.has_winograd, kernel_gradient=True)
+        algorithm = algorithms.choose(kernel_shape, strides, (geometry.out_h, geometry.out_w), self.has_winograd)
         if algorithm != "gemm" and self._winograd_kernel_gradient(x_nhwc, grad_out, grad_kernel, grad_bias, geometry, algorithm):
             return grad_kernel, grad_bias if with_bias else None
         plan = conv_plan(x_nhwc.shape[0], strides, geometry, kernel_shape)
