@@ -2,8 +2,15 @@
 convolutions, ``winograd.pyx``; ``pool.pyx``, ``dense.pyx``, ``activations.pyx``, ``losses.pyx``), built into
 ``fastconv._ext``."""
 
-from fastconv._ext import activations, conv, dense, losses, pool, winograd
+from pathlib import Path
+
+from fastconv import install_check
 from fastconv.backends.compiled import CompiledBackend
 from fastconv.backends.contract import collect_kernels
+
+try:
+    from fastconv._ext import activations, conv, dense, losses, pool, winograd
+except ImportError as error:  # the tree was not built, or a source tree shadows the installed package
+    raise ImportError(install_check.missing_build_message(Path(__file__).resolve().parents[2], error)) from error
 
 backend = CompiledBackend("cython", collect_kernels("cython", (conv, winograd, pool, dense, activations, losses)))
