@@ -19,9 +19,10 @@ from fastconv.layers import Input
 from fastconv.models import Model, Sequential
 from fastconv._version import __version__
 from fastconv.utils import clear_session
+from fastconv.info import show_config
 
 __all__ = [
     "Input", "Model", "Sequential", "activations", "applications", "available_backends", "callbacks", "clear_session", "conv_algorithm", "datasets",
-    "get_backend", "initializers", "layers", "losses", "metrics", "models", "optimizers", "preprocessing", "set_backend", "set_conv_algorithm", "use_backend",
+    "get_backend", "initializers", "layers", "losses", "metrics", "models", "optimizers", "preprocessing", "set_backend", "set_conv_algorithm", "show_config", "use_backend",
     "utils", "__version__",
 ]  # fmt: skip

@@ -1,0 +1,133 @@
+"""``python -m fastconv info`` and ``fastconv.show_config()``: what this installation is and can do, for bug reports.
+
+As ``numpy.show_config()`` and PyTorch's ``collect_env``: the version, the compiled kernels (SIMD level, OpenMP), the
+threads, the BLAS, which backends load (and why not), the settings in force, and the data and weights found. Nothing
+here changes state: a backend that is not loaded yet is imported to see whether it loads, and nothing compiles.
+"""
+
+import os
+import platform
+import sys
+from pathlib import Path
+
+import fastconv
+from fastconv import install_check
+from fastconv.applications.vgg16 import WEIGHTS_FILE, WEIGHTS_FILE_NO_TOP
+from fastconv.applications.weights_files import search_folders
+from fastconv.backends import algorithms, blas_threads, buffers, compiled, load_backend
+
+
+def _versions():
+    versions = {}
+    for name in ("numpy", "scipy", "numba", "PIL"):
+        try:
+            versions[name] = __import__(name).__version__
+        except ImportError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _cpu():
+    """(model name, SIMD flags of interest) from /proc/cpuinfo, or the platform's words elsewhere."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine(), []
+    model, flags = platform.machine(), set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and model == platform.machine():
+            model = value.strip()
+        elif key.strip() == "flags" and not flags:
+            flags = set(value.split())
+    return model, [flag for flag in ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni") if flag in flags]
+
+
+def _cython_lines():
+    package = Path(fastconv.__file__).resolve().parent
+    try:
+        from fastconv._ext import build_info
+    except ImportError as error:
+        return [f"  cython: does not load: {install_check.missing_build_message(package, error)}"]
+    load_backend("cython")
+    openmp = "OpenMP" if build_info.openmp() else "no OpenMP (one thread)"
+    return [f"  cython (default): loads; kernels compiled for {build_info.simd_level()}, {openmp}; {package / '_ext'}"]
+
+
+def _numba_lines():
+    try:
+        load_backend("numba")
+    except ImportError as error:
+        return [f"  numba: does not load: {error}"]
+    cache = Path(fastconv.__file__).resolve().parent / "backends" / "numba" / "__pycache__"
+    compiled_files = len(list(cache.glob("*.nbc"))) if cache.is_dir() else 0
+    state = (f"{compiled_files} compiled kernels cached in {cache}" if compiled_files else
+             "not compiled yet: its first use compiles the kernels once (about a minute), then they are cached")
+    import numba
+
+    return [f"  numba: loads; {state}; threading layer setting {numba.config.THREADING_LAYER}"]
+
+
+def _cuda_lines():
+    try:
+        from numba import cuda
+    except ImportError as error:
+        return [f"  cuda: unavailable: {error}"]
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        return ["  cuda: Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1): correct but slow, for tests"]
+    try:
+        available = cuda.is_available()
+    except Exception as error:  # noqa: BLE001 - a driver problem is what the report is for
+        return [f"  cuda: unavailable: {error}"]
+    if not available:
+        return ["  cuda: unavailable: no CUDA GPU or driver found (numba.cuda.is_available() is False)"]
+    device = cuda.get_current_device()
+    name = device.name.decode() if isinstance(device.name, bytes) else device.name
+    return [f"  cuda: GPU {name}, compute capability {device.compute_capability}"]
+
+
+def _data_lines():
+    mnist = Path(fastconv.__file__).resolve().parent / "datasets" / "data"
+    mnist_files = sorted(path.name for path in mnist.glob("*-ubyte.gz"))
+    lines = [f"  MNIST (bundled): {'4 files' if len(mnist_files) == 4 else f'{len(mnist_files)} of 4 files'} in {mnist}"]
+    home = os.environ.get("FASTCONV_HOME")
+    lines.append(f"  FASTCONV_HOME: {home if home else 'not set'}")
+    for file_name in (WEIGHTS_FILE_NO_TOP, WEIGHTS_FILE):
+        found = next((folder / file_name for folder in search_folders() if (folder / file_name).is_file()), None)
+        looked = ", ".join(str(folder) for folder in search_folders())
+        lines.append(f"  VGG16 {file_name}: {found if found else f'not found (looked in {looked})'}")
+    return lines
+
+
+def report():
+    """The report, as lines of text."""
+    model, simd = _cpu()
+    versions = _versions()
+    omp = os.environ.get("OMP_NUM_THREADS")
+    blas = blas_threads.blas_thread_count()
+    pool = buffers.pool
+    lines = [
+        f"fastconv {fastconv.__version__} at {Path(fastconv.__file__).resolve().parent}",
+        f"Python {platform.python_version()} ({sys.executable}) on {platform.system()} {platform.machine()}",
+        "  " + ", ".join(f"{name} {version}" for name, version in versions.items()),
+        f"CPU: {model}; SIMD: {', '.join(simd) if simd else 'none of sse4.2/avx/avx2/fma/avx512f reported'}",
+        f"threads: the kernels use {compiled.thread_count()} (OMP_NUM_THREADS {omp if omp else 'not set: every core this process may use'})",
+        f"BLAS: SciPy's ({'OpenBLAS, ' + str(blas) + ' threads outside the kernels, 1 inside' if blas is not None else 'thread count unknown'}); "
+        f"OPENBLAS_CORETYPE {os.environ.get('OPENBLAS_CORETYPE', 'not set')}, OPENBLAS_L2_SIZE {os.environ.get('OPENBLAS_L2_SIZE', 'not set')}",
+        "backends:",
+        *_cython_lines(),
+        *_numba_lines(),
+        *_cuda_lines(),
+        "  reference: loads (NumPy float64, the specification)",
+        f"backend in use: {fastconv.get_backend().name} (FASTCONV_BACKEND {os.environ.get('FASTCONV_BACKEND', 'not set')})",
+        f"convolution algorithm: {algorithms.conv_algorithm()} (FASTCONV_CONV_ALGORITHM {os.environ.get('FASTCONV_CONV_ALGORITHM', 'not set')})",
+        f"buffer pool: holds {pool.held_bytes / 2**20:.0f} MiB of at most {pool.limit_bytes / 2**30:g} GiB (FASTCONV_BUFFER_POOL_BYTES)",
+        "data and weights:",
+        *_data_lines(),
+    ]
+    return lines
+
+
+def show_config():
+    """Print :func:`report`: ``fastconv.show_config()``; ask for it in bug reports."""
+    print("\n".join(report()))

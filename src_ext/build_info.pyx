@@ -1,0 +1,40 @@
+# cython: language_level=3
+"""What the compiler that built the kernels targeted, read from its own macros (for ``python -m fastconv info``)."""
+
+cdef extern from *:
+    """
+    #if defined(__AVX512F__)
+    #define FASTCONV_SIMD "avx512f"
+    #elif defined(__AVX2__) && defined(__FMA__)
+    #define FASTCONV_SIMD "avx2+fma"
+    #elif defined(__AVX2__)
+    #define FASTCONV_SIMD "avx2"
+    #elif defined(__AVX__)
+    #define FASTCONV_SIMD "avx"
+    #elif defined(__SSE4_2__)
+    #define FASTCONV_SIMD "sse4.2"
+    #elif defined(__x86_64__)
+    #define FASTCONV_SIMD "x86-64 baseline (sse2)"
+    #elif defined(__aarch64__)
+    #define FASTCONV_SIMD "aarch64 (neon)"
+    #else
+    #define FASTCONV_SIMD "unknown"
+    #endif
+    #ifdef _OPENMP
+    #define FASTCONV_OPENMP 1
+    #else
+    #define FASTCONV_OPENMP 0
+    #endif
+    """
+    const char* FASTCONV_SIMD
+    int FASTCONV_OPENMP
+
+
+def simd_level():
+    """The widest SIMD instruction set the kernels were compiled for ('avx512f', 'avx2+fma', ...)."""
+    return FASTCONV_SIMD.decode()
+
+
+def openmp():
+    """Whether the kernels were compiled with OpenMP (their prange loops then run on every core)."""
+    return bool(FASTCONV_OPENMP)
