@@ -59,8 +59,9 @@ def _numba_lines():
         load_backend("numba")
     except ImportError as error:
         return [f"  numba: does not load: {error}"]
-    cache = Path(fastconv.__file__).resolve().parent / "backends" / "numba" / "__pycache__"
-    compiled_files = len(list(cache.glob("*.nbc"))) if cache.is_dir() else 0
+    from fastconv.backends import numba as numba_backend
+
+    cache, compiled_files = numba_backend.CACHE_FOLDER, numba_backend.cached_kernel_count()
     state = (f"{compiled_files} compiled kernels cached in {cache}" if compiled_files else
              "not compiled yet: its first use compiles the kernels once (about a minute), then they are cached")
     import numba

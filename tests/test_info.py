@@ -42,3 +42,15 @@ def test_the_build_says_what_it_was_compiled_for():
 def test_an_unknown_command_prints_the_usage():
     result = subprocess.run([sys.executable, "-m", "fastconv", "help"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "usage: python -m fastconv info" in result.stderr
+
+
+def test_the_numba_backend_says_when_its_first_use_will_compile(tmp_path):
+    from fastconv.backends import numba as numba_backend
+
+    notice = numba_backend.first_use_notice(tmp_path / "empty", {})
+    assert notice.startswith("fastconv: the numba backend compiles its kernels on first use, once")
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "conv._conv2d_forward-1.py311.1.nbc").write_bytes(b"")
+    assert numba_backend.cached_kernel_count(tmp_path / "cache") == 1
+    assert numba_backend.first_use_notice(tmp_path / "cache", {}) is None
+    assert numba_backend.first_use_notice(tmp_path / "empty", {"NUMBA_CACHE_DIR": str(tmp_path)}) is None
