@@ -5,6 +5,9 @@
 
 Makes the split once (listing 5.4), trains, prints the final validation accuracy and the test accuracy,
 and writes the History as JSON next to the split (``history_scratch.json`` / ``history_augmented.json``).
+After every epoch the model (weights and optimizer state) and the History so far are saved next to the split
+(``checkpoint_<name>.h5``, ``checkpoint_<name>.json``); ``--resume`` continues a stopped run from there, so a
+100-epoch run can span several sittings (its augmentation draws after the restart differ from an unbroken run's).
 """
 
 import argparse
@@ -13,6 +16,8 @@ import time
 from pathlib import Path
 
 from fastconv import layers, optimizers
+from fastconv.callbacks import Callback
+from fastconv.models import load_model
 from fastconv.datasets.dogs_vs_cats import make_small_split
 from fastconv.examples.listings import cats_dogs_convnet
 from fastconv.preprocessing.image import ImageDataGenerator
@@ -31,12 +36,29 @@ def build_model(augment):
     return model
 
 
+class EpochCheckpoint(Callback):
+    """Save the model and the whole History so far after every epoch (both files written atomically)."""
+
+    def __init__(self, model_path, history_path, earlier_history):
+        self.model_path, self.history_path = Path(model_path), Path(history_path)
+        self.history = {key: list(values) for key, values in earlier_history.items()}
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(float(value))
+        self.model.save(self.model_path)
+        partial = self.history_path.with_name(self.history_path.name + ".partial")
+        partial.write_text(json.dumps(self.history, indent=1))
+        partial.replace(self.history_path)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--original", required=True, help="folder with cat.<i>.jpg and dog.<i>.jpg, i < 2000")
     parser.add_argument("--base", required=True, help="where the split goes (made if missing)")
     parser.add_argument("--augment", action="store_true")
     parser.add_argument("--epochs", type=int)
+    parser.add_argument("--resume", action="store_true", help="continue from the checkpoint of a stopped run")
     add_run_arguments(parser)
     args = parser.parse_args(argv)
     start_run(args)
@@ -44,9 +66,19 @@ def main(argv=None):
     if not (base / "train").is_dir():
         make_small_split(args.original, base)
 
-    model = build_model(args.augment)
+    name = "augmented" if args.augment else "scratch"
+    checkpoint_model, checkpoint_history = base / f"checkpoint_{name}.h5", base / f"checkpoint_{name}.json"
+    earlier_history = {}
+    if args.resume:
+        if not checkpoint_model.is_file() or not checkpoint_history.is_file():
+            parser.error(f"--resume: no checkpoint of a {name} run in {base} ({checkpoint_model.name}, {checkpoint_history.name})")
+        model = load_model(checkpoint_model)
+        earlier_history = json.loads(checkpoint_history.read_text())
+        print(f"resuming after epoch {len(earlier_history['loss'])} from {checkpoint_model}")
+    else:
+        model = build_model(args.augment)
+        model.compile(loss="binary_crossentropy", optimizer=optimizers.RMSprop(lr=1e-4), metrics=["acc"])
     model.summary()
-    model.compile(loss="binary_crossentropy", optimizer=optimizers.RMSprop(lr=1e-4), metrics=["acc"])
     test_datagen = ImageDataGenerator(rescale=1.0 / 255)
     if args.augment:
         train_datagen = ImageDataGenerator(rescale=1.0 / 255, rotation_range=40, width_shift_range=0.2, height_shift_range=0.2,
@@ -59,16 +91,19 @@ def main(argv=None):
     train_generator = train_datagen.flow_from_directory(base / "train", **flow)
     validation_generator = test_datagen.flow_from_directory(base / "validation", **{**flow, "batch_size": 20})
     start = time.perf_counter()
-    history = model.fit_generator(train_generator, steps_per_epoch=steps, epochs=epochs,
-                                  validation_data=validation_generator, validation_steps=validation_steps, verbose=2)  # fmt: skip
+    checkpoint = EpochCheckpoint(checkpoint_model, checkpoint_history, earlier_history)
+    model.fit_generator(train_generator, steps_per_epoch=steps, epochs=epochs, initial_epoch=len(earlier_history.get("loss", [])),
+                        validation_data=validation_generator, validation_steps=validation_steps, verbose=2,
+                        callbacks=[checkpoint])  # fmt: skip
     seconds = time.perf_counter() - start
+    history = checkpoint.history
     test_generator = test_datagen.flow_from_directory(base / "test", **{**flow, "batch_size": 20, "shuffle": False})
     test_loss, test_acc = model.evaluate(test_generator, steps=50, verbose=0)
-    name = "augmented" if args.augment else "scratch"
-    (base / f"history_{name}.json").write_text(json.dumps(history.history, indent=1))
+    (base / f"history_{name}.json").write_text(json.dumps(history, indent=1))
     model.save(base / f"cats_and_dogs_small_{name}.h5")
-    print(f"training: {seconds:.0f} s, {seconds / len(history.epoch):.1f} s per epoch")
-    print(f"final val_acc: {history.history['val_acc'][-1]:.4f}, best val_acc: {max(history.history['val_acc']):.4f}")
+    epochs_run = len(history["loss"]) - len(earlier_history.get("loss", []))
+    print(f"training: {seconds:.0f} s, {seconds / max(epochs_run, 1):.1f} s per epoch")
+    print(f"final val_acc: {history['val_acc'][-1]:.4f}, best val_acc: {max(history['val_acc']):.4f}")
     print(f"test_acc: {test_acc:.4f}")
     return history, test_acc
 
