@@ -1,63 +1,163 @@
-"""Build the Cython kernels in src_ext/ into extension modules fastconv._ext.<name>.
+"""Build the Cython kernels in src_ext/ into extension modules fastconv._ext.<level>.<name>, once per SIMD level.
 
-Every ``src_ext/*.pyx`` becomes one module, compiled with -O3, -march=native
-and, where the compiler supports it, OpenMP (Cython's ``prange``). Without
-OpenMP the same code builds and runs on one thread. Environment switches:
-FASTCONV_NO_OPENMP=1, FASTCONV_PORTABLE=1 (no -march=native).
+Every ``src_ext/*.pyx`` becomes one module per level of ``fastconv/simd_levels.py`` (x86-64 baseline, AVX2+FMA,
+AVX-512; the import picks the widest the CPU has), compiled with -O3 and, where the compiler supports it, OpenMP
+(Cython's ``prange``). Without OpenMP the same code builds and runs on one thread. Environment switches:
+FASTCONV_NO_OPENMP=1; FASTCONV_NATIVE=1 adds a level built with -march=native for this machine alone.
+
+A module whose C source, flags and Python ABI are those of the copy already built in place is copied, not compiled
+again (the README's second command then reuses the first one's build); each step says what it does on stderr
+(``pip install -v`` shows it).
 """
 
+import hashlib
+import importlib.util
 import os
 import shutil
 import subprocess
 import sys
 import sysconfig
 import tempfile
+import time
 from pathlib import Path
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).parent
 OPENMP_FLAG = "-fopenmp"
-NATIVE_FLAG = "-march=native"
-
+# No debug information: it made each level ~8 MB; the kernels are debugged from a developer's own build.
+COMMON_FLAGS = ["-O3", "-ffp-contract=fast", "-g0"]
 
 OPENMP_PROGRAM = "#include <omp.h>\nint main(void) { return omp_get_max_threads() > 0 ? 0 : 1; }\n"
 PLAIN_PROGRAM = "int main(void) { return 0; }\n"
 
 
-def compiler_accepts(flag, program=PLAIN_PROGRAM):
-    """Compile and link a tiny program with ``flag`` using the compiler Python was built with."""
+def _load_levels():
+    """fastconv/simd_levels.py, read by path: the package itself cannot be imported while it is being built."""
+    spec = importlib.util.spec_from_file_location("fastconv_levels", HERE / "fastconv" / "simd_levels.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+levels = _load_levels()
+
+
+def say(message):
+    print(f"fastconv build: {message}", file=sys.stderr, flush=True)
+
+
+def compiler_accepts(flags, program=PLAIN_PROGRAM):
+    """Compile and link a tiny program with ``flags`` using the compiler Python was built with."""
     compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
     if not shutil.which(compiler):
         return False
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp, "probe.c")
         source.write_text(program)
-        result = subprocess.run([compiler, flag, str(source), "-o", str(Path(tmp, "probe"))], capture_output=True)
+        result = subprocess.run([compiler, *flags, str(source), "-o", str(Path(tmp, "probe"))], capture_output=True)
     return result.returncode == 0
+
+
+def _quiet_spawn(command, **_):
+    """Run a compiler or linker command without echoing it and its warnings (FASTCONV_BUILD_VERBOSE=1 shows both);
+    a failure prints everything the command said."""
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        print(" ".join(command), result.stdout, result.stderr, sep="\n", file=sys.stderr)
+        raise RuntimeError(f"fastconv build: {command[0]} failed (exit {result.returncode}); its output is above")
+
+
+class CachingBuildExt(build_ext):
+    """build_ext that reuses an up-to-date in-place module, says what it builds, and writes each level's
+    ``features.txt`` (what the import checks the CPU for)."""
+
+    def finalize_options(self):
+        if self.parallel is None:  # compile modules side by side (pip's editable build does not pass -j)
+            self.parallel = os.cpu_count() or 1
+        super().finalize_options()
+
+    def run(self):
+        self.started, self.done = time.perf_counter(), 0
+        say(f"compiling {len(self.extensions)} modules ({len(self.extensions) // max(len(LEVELS), 1)} kernels x "
+            f"{len(LEVELS)} SIMD levels: {', '.join(level.name for level in LEVELS)}); about 25 s of one core per level "
+            f"(AMD EPYC, gcc 12)")  # fmt: skip
+        super().run()
+        for level in LEVELS:
+            for folder in {Path(self.get_ext_fullpath(f"fastconv._ext.{level.name}.x")).parent,
+                           HERE / "fastconv" / "_ext" / level.name}:  # fmt: skip
+                if folder.is_dir():
+                    (folder / "features.txt").write_text(" ".join(level.features) + "\n")
+        say(f"done in {time.perf_counter() - self.started:.0f} s")
+
+    def _key(self, ext):
+        digest = hashlib.sha256()
+        for source in ext.sources:
+            digest.update(Path(source).read_bytes())
+        for part in (*ext.extra_compile_args, "|", *ext.extra_link_args, "|", sysconfig.get_config_var("EXT_SUFFIX"),
+                     sysconfig.get_config_var("CC") or "", sys.version):  # fmt: skip
+            digest.update(part.encode())
+        return digest.hexdigest()
+
+    def build_extension(self, ext):
+        target = Path(self.get_ext_fullpath(ext.name))
+        in_place = HERE.joinpath(*ext.name.split(".")[:-1], target.name)
+        stamp = in_place.with_name(in_place.name + ".key")
+        key = self._key(ext)
+        self.done += 1
+        where = f"[{self.done}/{len(self.extensions)}] {ext.name.removeprefix('fastconv._ext.')}"
+        if in_place.is_file() and stamp.is_file() and stamp.read_text() == key:
+            if target.resolve() != in_place.resolve():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(in_place, target)
+            say(f"{where}: unchanged, reused {in_place.relative_to(HERE)}")
+            return
+        started = time.perf_counter()
+        if not os.environ.get("FASTCONV_BUILD_VERBOSE"):
+            self.compiler.spawn = _quiet_spawn
+        super().build_extension(ext)
+        if target.resolve() != in_place.resolve():
+            in_place.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(target, in_place)
+        stamp.write_text(key)
+        say(f"{where}: compiled in {time.perf_counter() - started:.0f} s")
 
 
 def extensions():
     # OpenMP runs Cython's prange loops on every core; without it they run on one.
-    openmp = not os.environ.get("FASTCONV_NO_OPENMP") and compiler_accepts(OPENMP_FLAG, OPENMP_PROGRAM)
-    # The pooling and gather loops vectorise with the widest SIMD of the building
-    # machine (a 4x faster max pool with AVX-512 than with the x86-64 baseline).
-    # The build is for this machine; FASTCONV_PORTABLE=1 builds for any x86-64.
-    native = not os.environ.get("FASTCONV_PORTABLE") and compiler_accepts(NATIVE_FLAG)
-    print(f"fastconv: building with{'' if openmp else 'out'} OpenMP, {'native' if native else 'portable'} SIMD", file=sys.stderr)
-    compile_args = ["-O3", "-ffp-contract=fast"] + ([OPENMP_FLAG] if openmp else []) + ([NATIVE_FLAG] if native else [])
+    openmp = not os.environ.get("FASTCONV_NO_OPENMP") and compiler_accepts([OPENMP_FLAG], OPENMP_PROGRAM)
+    say(f"OpenMP {'on' if openmp else 'off (one thread)'}; SIMD levels {', '.join(level.name for level in LEVELS)}")
     link_args = [OPENMP_FLAG] if openmp else []
-    modules = [
-        Extension(
-            f"fastconv._ext.{pyx.stem}",
-            [str(pyx.relative_to(HERE))],
-            extra_compile_args=compile_args,
-            extra_link_args=link_args,
-        )
-        for pyx in sorted((HERE / "src_ext").glob("*.pyx"))
-    ]
-    return cythonize(modules, include_path=["src_ext"], compiler_directives={"language_level": 3})
+    pyx_files = sorted((HERE / "src_ext").glob("*.pyx"))
+    c_files = cythonize([str(pyx.relative_to(HERE)) for pyx in pyx_files], include_path=["src_ext"],
+                        compiler_directives={"language_level": 3}, quiet=True)  # fmt: skip
+    modules = []
+    for level in LEVELS:
+        for c_module in c_files:
+            name = Path(c_module.sources[0]).stem
+            modules.append(Extension(
+                f"fastconv._ext.{level.name}.{name}", c_module.sources,
+                extra_compile_args=COMMON_FLAGS + ([OPENMP_FLAG] if openmp else []) + level.flags,
+                extra_link_args=link_args,
+            ))  # fmt: skip
+    return modules
 
 
-setup(ext_modules=extensions())
+def levels_here():
+    """The levels to build; the native level needs the features this CPU has, and a level the compiler cannot
+    target is left out with a message (the import then uses the widest that was built)."""
+    chosen = []
+    for level in levels.levels_to_build():
+        if level.name == levels.NATIVE:
+            level.features = sorted(levels.cpu_features())
+        if level.flags and not compiler_accepts(level.flags):
+            say(f"the compiler does not accept {' '.join(level.flags)}: no {level.name} level")
+            continue
+        chosen.append(level)
+    return chosen
+
+
+LEVELS = levels_here()
+setup(ext_modules=extensions(), cmdclass={"build_ext": CachingBuildExt})

@@ -73,13 +73,14 @@ LAYERS = MNIST + CATS_DOGS
 IMPLEMENTATIONS = ("cython", "numba", "torch", "reference")
 
 
-def make_step(layer, implementation, seed=0):
-    """A zero-argument function running one training step of ``layer`` on ``implementation``."""
+def make_step(layer, implementation, seed=0, backend=None):
+    """A zero-argument function running one training step of ``layer`` on ``implementation`` (or on ``backend``, a
+    backend object, when given)."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(layer.input_shape).astype(np.float32)
     if implementation == "torch":
         return _torch_step(layer, x, rng)
-    backend = load_backend(implementation)
+    backend = backend or load_backend(implementation)
     if isinstance(layer, ConvLayer):
         kernel = (rng.standard_normal(layer.kernel_shape) * 0.1).astype(np.float32)
         bias = rng.standard_normal(layer.filters).astype(np.float32)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import fastconv
 from fastconv import install_check
+from fastconv import simd_levels as levels
 from fastconv.applications.vgg16 import WEIGHTS_FILE, WEIGHTS_FILE_NO_TOP
 from fastconv.applications.weights_files import search_folders
 from fastconv.backends import algorithms, blas_threads, buffers, compiled, load_backend
@@ -46,12 +47,18 @@ def _cpu():
 def _cython_lines():
     package = Path(fastconv.__file__).resolve().parent
     try:
-        from fastconv._ext import build_info
+        from fastconv import _ext
     except ImportError as error:
         return [f"  cython: does not load: {install_check.missing_build_message(package, error)}"]
     load_backend("cython")
-    openmp = "OpenMP" if build_info.openmp() else "no OpenMP (one thread)"
-    return [f"  cython (default): loads; kernels compiled for {build_info.simd_level()}, {openmp}; {package / '_ext'}"]
+    openmp = "OpenMP" if _ext.build_info.openmp() else "no OpenMP (one thread)"
+    forced = os.environ.get(levels.ENVIRONMENT_VARIABLE)
+    why = f"forced by {levels.ENVIRONMENT_VARIABLE}={forced}" if forced else "the widest this CPU runs"
+    return [
+        f"  cython (default): loads; SIMD level {_ext.LEVEL} ({why}; compiler macros: {_ext.build_info.simd_level()}), "
+        f"{openmp}; {package / '_ext' / _ext.LEVEL}",
+        f"    levels built: {', '.join(sorted(_ext.BUILT, key=levels.preference))}",
+    ]
 
 
 def _numba_lines():

@@ -8,14 +8,14 @@ first on ``sys.path``), or the build simply did not run.
 import sys
 from pathlib import Path
 
-# One of the compiled modules, as a glob: its presence says a fastconv folder was built.
-_COMPILED_MODULE = "conv.*.so"
+# One of the compiled modules of any SIMD level, as globs: its presence says a fastconv folder was built.
+_COMPILED_MODULES = ("*/conv.*.so", "*/conv.*.pyd")
 
 
 def compiled_modules_in(package_dir):
-    """Whether ``package_dir`` (a ``fastconv`` folder) holds built kernels (``_ext/conv.*.so`` or ``.pyd``)."""
+    """Whether ``package_dir`` (a ``fastconv`` folder) holds built kernels (``_ext/<level>/conv.*.so`` or ``.pyd``)."""
     ext = Path(package_dir) / "_ext"
-    return any(ext.glob(_COMPILED_MODULE)) or any(ext.glob("conv.*.pyd"))
+    return any(any(ext.glob(pattern)) for pattern in _COMPILED_MODULES)
 
 
 def missing_build_message(package_dir, error, search_path=None):

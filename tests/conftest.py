@@ -171,3 +171,12 @@ def small_split(tmp_path):
         for i in range(10):
             shutil.copyfile(PHOTOS / f"{prefix}.{i}.jpg", originals / f"{prefix}.{i}.jpg")
     return make_small_split(originals, tmp_path / "small", splits=SMALL)
+
+
+def pytest_report_header(config):
+    """Say which SIMD level of the compiled kernels the run tests (``FASTCONV_SIMD`` forces one)."""
+    try:
+        from fastconv import _ext
+    except ImportError as error:
+        return f"fastconv: the compiled kernels do not load: {error}"
+    return f"fastconv: cython kernels at SIMD level {_ext.LEVEL} (built: {', '.join(sorted(_ext.BUILT))})"

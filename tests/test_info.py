@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import fastconv
+from fastconv import _ext
 from fastconv._ext import build_info
 
 SIMD_LEVELS = ("avx512f", "avx2+fma", "avx2", "avx", "sse4.2", "x86-64 baseline (sse2)", "aarch64 (neon)", "unknown")
@@ -15,7 +16,9 @@ def test_python_m_fastconv_info_reports_the_installation():
     out = result.stdout
     for expected in (
         f"fastconv {fastconv.__version__} at ",
-        f"cython (default): loads; kernels compiled for {build_info.simd_level()}",
+        f"cython (default): loads; SIMD level {_ext.LEVEL} (the widest this CPU runs; compiler macros: "
+        f"{build_info.simd_level()})",
+        "levels built: ",
         "threads: the kernels use ",
         "BLAS: SciPy's",
         "numba: loads; ",

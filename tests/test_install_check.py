@@ -15,9 +15,9 @@ ERROR = ImportError("cannot import name 'activations' from 'fastconv._ext'")
 
 def _package(root, built):
     package = root / "fastconv"
-    (package / "_ext").mkdir(parents=True)
+    (package / "_ext" / "avx2").mkdir(parents=True)
     if built:
-        (package / "_ext" / "conv.cpython-311-x86_64-linux-gnu.so").write_bytes(b"")
+        (package / "_ext" / "avx2" / "conv.cpython-311-x86_64-linux-gnu.so").write_bytes(b"")
     return package
 
 
@@ -45,7 +45,7 @@ def test_running_from_an_unbuilt_source_tree_names_the_shadowed_install(tmp_path
     """As a user who installed fastconv and then ran Python in a clone's root: the clone (Python files only) comes
     first on sys.path and the cython backend says so, with the installed package this test runs from."""
     installed = Path(fastconv.__file__).resolve().parent
-    shutil.copytree(installed, tmp_path / "fastconv", ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__"))
+    shutil.copytree(installed, tmp_path / "fastconv", ignore=shutil.ignore_patterns("*.so", "*.pyd", "*.key", "features.txt", "__pycache__"))
     environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     environment["PYTHONPATH"] = str(installed.parent)  # where this test's fastconv is, after the clone on sys.path
     result = subprocess.run(
