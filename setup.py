@@ -70,6 +70,24 @@ def _quiet_spawn(command, **_):
         raise RuntimeError(f"fastconv build: {command[0]} failed (exit {result.returncode}); its output is above")
 
 
+def _remove_stale_modules(ext_dir, ):
+    """Remove from ``ext_dir`` (``fastconv/_ext`` in place or in the build folder) the modules of levels this build
+    does not make (a native level built earlier, the one-level layout of fastconv 0.2) so that the import, and a
+    wheel, never take old code."""
+    level_names = {level.name for level in LEVELS}
+    stale = [path for path in [*ext_dir.glob("*.so"), *ext_dir.glob("*.pyd"), *ext_dir.glob("*/*")]
+             if (path.parent == ext_dir or path.parent.name not in level_names)
+             and (path.suffix in (".so", ".pyd", ".key") or path.name == "features.txt")]  # fmt: skip
+    if stale:
+        folders = sorted({str(path.parent.relative_to(ext_dir)) for path in stale})
+        say(f"removing {len(stale)} files of earlier builds from {ext_dir} ({', '.join(folders)}): not part of this one")
+    for path in stale:
+        path.unlink()
+    for folder in ext_dir.glob("*/"):
+        if folder.name not in level_names and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+
+
 class CachingBuildExt(build_ext):
     """build_ext that reuses an up-to-date in-place module, says what it builds, and writes each level's
     ``features.txt`` (what the import checks the CPU for)."""
@@ -80,17 +98,21 @@ class CachingBuildExt(build_ext):
         super().finalize_options()
 
     def run(self):
-        self.started, self.done = time.perf_counter(), 0
-        say(f"compiling {len(self.extensions)} modules ({len(self.extensions) // max(len(LEVELS), 1)} kernels x "
+        self.started, self.done, self.reused = time.perf_counter(), 0, 0
+        openmp = OPENMP_FLAG in self.extensions[0].extra_compile_args
+        say(f"OpenMP {'on' if openmp else 'off: the kernels will run on one thread'}")
+        say(f"building {len(self.extensions)} modules ({len(self.extensions) // max(len(LEVELS), 1)} kernels x "
             f"{len(LEVELS)} SIMD levels: {', '.join(level.name for level in LEVELS)}); about 25 s of one core per level "
             f"(AMD EPYC, gcc 12)")  # fmt: skip
         super().run()
-        for level in LEVELS:
-            for folder in {Path(self.get_ext_fullpath(f"fastconv._ext.{level.name}.x")).parent,
-                           HERE / "fastconv" / "_ext" / level.name}:  # fmt: skip
-                if folder.is_dir():
-                    (folder / "features.txt").write_text(" ".join(level.features) + "\n")
-        say(f"done in {time.perf_counter() - self.started:.0f} s")
+        ext_dirs = {Path(self.get_ext_fullpath("fastconv._ext.x")).parent, HERE / "fastconv" / "_ext"}
+        for ext_dir in ext_dirs:
+            _remove_stale_modules(ext_dir)
+            for level in LEVELS:
+                if (ext_dir / level.name).is_dir():
+                    (ext_dir / level.name / "features.txt").write_text(" ".join(level.features) + "\n")
+        reused = f"; {self.reused} unchanged since the last build were reused" if self.reused else ""
+        say(f"done in {time.perf_counter() - self.started:.0f} s: {len(self.extensions) - self.reused} compiled{reused}")
 
     def _key(self, ext):
         digest = hashlib.sha256()
@@ -112,7 +134,7 @@ class CachingBuildExt(build_ext):
             if target.resolve() != in_place.resolve():
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(in_place, target)
-            say(f"{where}: unchanged, reused {in_place.relative_to(HERE)}")
+            self.reused += 1
             return
         started = time.perf_counter()
         if not os.environ.get("FASTCONV_BUILD_VERBOSE"):
@@ -128,7 +150,6 @@ class CachingBuildExt(build_ext):
 def extensions():
     # OpenMP runs Cython's prange loops on every core; without it they run on one.
     openmp = not os.environ.get("FASTCONV_NO_OPENMP") and compiler_accepts([OPENMP_FLAG], OPENMP_PROGRAM)
-    say(f"OpenMP {'on' if openmp else 'off (one thread)'}; SIMD levels {', '.join(level.name for level in LEVELS)}")
     link_args = [OPENMP_FLAG] if openmp else []
     pyx_files = sorted((HERE / "src_ext").glob("*.pyx"))
     c_files = cythonize([str(pyx.relative_to(HERE)) for pyx in pyx_files], include_path=["src_ext"],

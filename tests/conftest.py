@@ -179,4 +179,5 @@ def pytest_report_header(config):
         from fastconv import _ext
     except ImportError as error:
         return f"fastconv: the compiled kernels do not load: {error}"
-    return f"fastconv: cython kernels at SIMD level {_ext.LEVEL} (built: {', '.join(sorted(_ext.BUILT))})"
+    return (f"fastconv: cython kernels at SIMD level {_ext.LEVEL} (built: {', '.join(sorted(_ext.BUILT))}), from "
+            f"{Path(_ext.__file__).parent}")

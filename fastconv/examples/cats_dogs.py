@@ -21,7 +21,7 @@ from fastconv.models import load_model
 from fastconv.datasets.dogs_vs_cats import make_small_split
 from fastconv.examples.listings import cats_dogs_convnet
 from fastconv.preprocessing.image import ImageDataGenerator
-from fastconv.examples.runs import add_run_arguments, start_run
+from fastconv.examples.runs import add_run_arguments, compile_seconds, start_run, training_time
 
 
 def build_model(augment):
@@ -90,19 +90,19 @@ def main(argv=None):
     flow = dict(target_size=(150, 150), batch_size=batch_size, class_mode="binary", seed=args.seed)
     train_generator = train_datagen.flow_from_directory(base / "train", **flow)
     validation_generator = test_datagen.flow_from_directory(base / "validation", **{**flow, "batch_size": 20})
-    start = time.perf_counter()
+    start, compiled_before = time.perf_counter(), compile_seconds()
     checkpoint = EpochCheckpoint(checkpoint_model, checkpoint_history, earlier_history)
     model.fit_generator(train_generator, steps_per_epoch=steps, epochs=epochs, initial_epoch=len(earlier_history.get("loss", [])),
                         validation_data=validation_generator, validation_steps=validation_steps, verbose=2,
                         callbacks=[checkpoint])  # fmt: skip
-    seconds = time.perf_counter() - start
+    seconds, note = training_time(time.perf_counter() - start, compile_seconds() - compiled_before)
     history = checkpoint.history
     test_generator = test_datagen.flow_from_directory(base / "test", **{**flow, "batch_size": 20, "shuffle": False})
     test_loss, test_acc = model.evaluate(test_generator, steps=50, verbose=0)
     (base / f"history_{name}.json").write_text(json.dumps(history, indent=1))
     model.save(base / f"cats_and_dogs_small_{name}.h5")
     epochs_run = len(history["loss"]) - len(earlier_history.get("loss", []))
-    print(f"training: {seconds:.0f} s, {seconds / max(epochs_run, 1):.1f} s per epoch")
+    print(f"training: {seconds:.0f} s, {seconds / max(epochs_run, 1):.1f} s per epoch{note}")
     print(f"final val_acc: {history['val_acc'][-1]:.4f}, best val_acc: {max(history['val_acc']):.4f}")
     print(f"test_acc: {test_acc:.4f}")
     return history, test_acc

@@ -1,6 +1,7 @@
 """What every example script shares: the ``--backend`` and ``--seed`` arguments, and what they set."""
 
 import fastconv
+from fastconv.backends import compile_time
 from fastconv.utils import set_random_seed
 
 
@@ -14,3 +15,16 @@ def start_run(args):
     if args.backend:
         fastconv.set_backend(args.backend)
     set_random_seed(args.seed)
+
+
+def training_time(seconds, compile_seconds):
+    """``(seconds of training, a note)``: ``seconds`` of a fit less the one-time Numba compilation that happened in
+    it, so that throughput figures count training alone; the note says what was left out ('' when nothing was)."""
+    if compile_seconds < 0.5:
+        return seconds, ""
+    return seconds - compile_seconds, f" (not counting {compile_seconds:.0f} s of one-time Numba compilation)"
+
+
+def compile_seconds():
+    """Seconds of Numba compilation so far in this process (see :mod:`fastconv.backends.compile_time`)."""
+    return compile_time.seconds()

@@ -39,6 +39,9 @@ cuda = _require_gpu()
 
 from fastconv.backends.cuda import activations, conv, dense, losses, pool, updates  # noqa: E402  (after the check)
 from fastconv.backends.cuda._common import fill  # noqa: E402
+from fastconv.backends import compile_time  # noqa: E402
+
+compile_time.track()
 
 
 class CudaBackend(CompiledBackend):

@@ -4,6 +4,7 @@ import os
 import sys
 from pathlib import Path
 
+from fastconv.backends import compile_time
 from fastconv.backends.compiled import CompiledBackend
 from fastconv.backends.contract import collect_kernels
 from fastconv.backends.numba import activations, conv, dense, losses, pool, winograd
@@ -26,6 +27,7 @@ def first_use_notice(folder=CACHE_FOLDER, environment=os.environ):
     )
 
 
+compile_time.track()
 _notice = first_use_notice()
 if _notice:
     print(_notice, file=sys.stderr)
