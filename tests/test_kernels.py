@@ -236,6 +236,22 @@ def test_forcing_winograd_runs_it_where_it_applies_and_the_gemm_elsewhere(backen
         assert positions == expected_positions, (setting, kernel_shape, strides, positions)
 
 
+@pytest.mark.parametrize("x_shape", [(1, 1, 1, 1), (1, 1, 6, 2), (2, 5, 1, 1)])
+def test_a_one_pixel_wide_same_convolution_is_exact_to_the_taps_it_uses_under_forced_winograd(backend, conv_algorithm, x_shape):
+    """'same' on a one-pixel-wide input sums only the kernel's middle row or column; Winograd's rounding is relative
+    to all nine taps, so with the middle taps small and the others large (kernel below, as drawn by the kernel suite
+    once) a forced F(4x4) missed the contract: input gradient 5.1e-5 on (1, 1, 1, 1). Such a layer takes the GEMM."""
+    rng = np.random.default_rng(4)
+    kernel = random_array(rng, (3, 3, x_shape[3], 2))
+    kernel[1, :] *= 0.003  # the middle row and column: the only taps a one-pixel-wide input meets
+    kernel[:, 1] *= 0.003
+    x = random_array(rng, x_shape)
+    y = check_op(backend, "conv2d_forward", x, kernel, None, (1, 1), "same", sums=True)
+    grad_out = random_array(rng, y.shape)
+    check_op(backend, "conv2d_backward_input", grad_out, kernel, x_shape, (1, 1), "same", sums=True)
+    check_op(backend, "conv2d_backward_kernel", x, grad_out, kernel.shape, (1, 1), "same", True, sums=True)
+
+
 def test_the_winograd_kernels_refuse_a_transformed_kernel_of_neither_tile(backend):
     """The tile comes from u's a^2 rows; any other count is refused by both backends' low-level kernels, never read
     out of bounds (numba's used to take it for F(4x4))."""
@@ -292,6 +308,7 @@ def test_the_algorithm_setting_is_checked_read_from_the_environment_and_auto_fol
     assert algorithms.choose((3, 3, 4, 4), (1, 1), (2, 40), has_winograd=True) == "winograd_2x2"
     fastconv.set_conv_algorithm("winograd_4x4")
     assert algorithms.choose((3, 3, 4, 4), (1, 1), (2, 40), has_winograd=True) == "winograd_4x4"
+    assert algorithms.choose((3, 3, 4, 4), (1, 1), (1, 40), has_winograd=True) == "gemm"  # one pixel wide: see below
     fastconv.set_conv_algorithm("auto")
     assert algorithms.choose((3, 3, 64, 64), (1, 1), (3, 3), has_winograd=True) == "gemm"  # MNIST's conv3
     assert algorithms.choose((3, 3, 3, 32), (1, 1), (148, 148), has_winograd=True) == "gemm"  # an RGB first layer

@@ -6,6 +6,11 @@ measured on the notes' layers (``docs/performance.md``). The other settings forc
 :func:`set_conv_algorithm` or from the environment with ``FASTCONV_CONV_ALGORITHM``: ``"gemm"``; ``"winograd"``
 (the tile still chosen by shape); ``"winograd_2x2"`` or ``"winograd_4x4"``. A forced Winograd runs wherever it
 applies and the GEMM elsewhere, as cuDNN does with an algorithm that does not support a shape.
+
+Winograd also needs an output at least 2 pixels on each side. Its rounding error is relative to the whole kernel
+(the transforms mix all nine taps, which then cancel), while a one-pixel-wide 'same' convolution sums only the
+kernel's middle row or column: where those taps are small the error broke the 1e-5 contract (5e-5 measured for a
+1x1 input), so such a layer takes the GEMM, exact to the taps it uses.
 """
 
 import functools
@@ -86,7 +91,7 @@ def choose(kernel_shape, strides, out_hw, has_winograd, input_gradient=False):
     Under 'auto' the forward pass and the kernel gradient of a layer get one answer and its input gradient
     (``input_gradient=True``) may get the GEMM instead; a forced setting holds for all three."""
     setting = conv_algorithm()
-    if not has_winograd or setting == "gemm" or not winograd_applies(kernel_shape, strides):
+    if not has_winograd or setting == "gemm" or not winograd_applies(kernel_shape, strides) or min(out_hw) < 2:
         return "gemm"
     if setting == "auto":
         return _auto(kernel_shape[2], kernel_shape[3], out_hw[0], out_hw[1], input_gradient)
