@@ -64,10 +64,11 @@ def compiler_accepts(flags, program=PLAIN_PROGRAM):
 def _quiet_spawn(command, **_):
     """Run a compiler or linker command without echoing it and its warnings (FASTCONV_BUILD_VERBOSE=1 shows both);
     a failure prints everything the command said."""
+    command = [str(part) for part in command]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         print(" ".join(command), result.stdout, result.stderr, sep="\n", file=sys.stderr)
-        raise RuntimeError(f"fastconv build: {command[0]} failed (exit {result.returncode}); its output is above")
+        raise subprocess.CalledProcessError(result.returncode, command)
 
 
 def _remove_stale_modules(ext_dir, ):
@@ -138,7 +139,7 @@ class CachingBuildExt(build_ext):
             return
         started = time.perf_counter()
         if not os.environ.get("FASTCONV_BUILD_VERBOSE"):
-            self.compiler.spawn = _quiet_spawn
+            self.compiler.spawn = self.compiler.call = _quiet_spawn  # setuptools < 80 runs commands by spawn, later by call
         super().build_extension(ext)
         if target.resolve() != in_place.resolve():
             in_place.parent.mkdir(parents=True, exist_ok=True)
