@@ -82,18 +82,20 @@ def preference(name):
     return order.index(name) if name in order else -1
 
 
-def choose(built, features, forced=None):
+def choose(built, features, forced=None, asked_by=None):
     """The level to load: ``forced`` (``FASTCONV_SIMD``) if given, else the most preferred built level whose
-    features this CPU has. ``built`` is {name: required features}; raises ImportError with the reason if none fits."""
+    features this CPU has. ``built`` is {name: required features}; raises ImportError with the reason if none fits
+    (``asked_by`` names who forced the level in that message; the environment variable by default)."""
+    asked_by = asked_by or f"{ENVIRONMENT_VARIABLE}={forced}"
     if forced:
         if forced not in built:
             raise ImportError(
-                f"{ENVIRONMENT_VARIABLE}={forced}: fastconv's kernels are not built for that level; built: "
+                f"{asked_by}: fastconv's kernels are not built for that level; built: "
                 f"{', '.join(sorted(built, key=preference)) or 'none'}"
             )
         missing = sorted(set(built[forced]) - features)
         if missing:
-            raise ImportError(f"{ENVIRONMENT_VARIABLE}={forced}: this CPU lacks {', '.join(missing)}, which that level needs")
+            raise ImportError(f"{asked_by}: this CPU lacks {', '.join(missing)}, which that level needs")
         return forced
     runnable = [name for name, needed in built.items() if set(needed) <= features]
     if not runnable:

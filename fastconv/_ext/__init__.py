@@ -15,7 +15,9 @@ MODULES = ("activations", "build_info", "conv", "dense", "losses", "pool", "wino
 
 
 def load_level(name):
-    """The compiled modules of level ``name`` as a namespace (``.conv``, ``.pool``, ...)."""
+    """The compiled modules of level ``name`` as a namespace (``.conv``, ``.pool``, ...); ImportError, saying why,
+    for a level not built or one whose instructions this CPU lacks (its code could die on its first instruction)."""
+    levels.choose(levels.built_levels(), levels.cpu_features(), forced=name, asked_by=f"load_level({name!r})")
     return SimpleNamespace(**{module: importlib.import_module(f"{__name__}.{name}.{module}") for module in MODULES})
 
 
