@@ -25,8 +25,7 @@ def level_backend(name):
 
 
 def main(rounds=7):
-    runnable = [name for name, needed in _ext.BUILT.items() if set(needed) <= simd_levels.cpu_features()]
-    names = sorted(runnable, key=simd_levels.preference)
+    names = simd_levels.runnable(_ext.BUILT)
     reference = "native" if "native" in names else names[-1]
     # What a wheel (the shipped levels alone) picks on this CPU.
     shipped_levels = {name: needed for name, needed in _ext.BUILT.items() if name != simd_levels.NATIVE}

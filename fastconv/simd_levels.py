@@ -82,6 +82,13 @@ def preference(name):
     return order.index(name) if name in order else -1
 
 
+def runnable(built, features=None):
+    """The names of the levels in ``built`` ({name: required features}) whose features this CPU (or ``features``) has,
+    narrowest first."""
+    features = cpu_features() if features is None else features
+    return sorted((name for name, needed in built.items() if set(needed) <= features), key=preference)
+
+
 def choose(built, features, forced=None, asked_by=None):
     """The level to load: ``forced`` (``FASTCONV_SIMD``) if given, else the most preferred built level whose
     features this CPU has. ``built`` is {name: required features}; raises ImportError with the reason if none fits
@@ -97,10 +104,10 @@ def choose(built, features, forced=None, asked_by=None):
         if missing:
             raise ImportError(f"{asked_by}: this CPU lacks {', '.join(missing)}, which that level needs")
         return forced
-    runnable = [name for name, needed in built.items() if set(needed) <= features]
-    if not runnable:
+    runs_here = runnable(built, features)
+    if not runs_here:
         raise ImportError(
             f"none of the built SIMD levels ({', '.join(sorted(built)) or 'none'}) runs on this CPU; rebuild: "
             f"python -m pip install -e ."
         )
-    return max(runnable, key=preference)
+    return runs_here[-1]
