@@ -2,7 +2,8 @@
 
 * :func:`history` — listing 5.10's training/validation accuracy and loss, optionally smoothed as in
   listing 5.24 (exponential moving average);
-* :func:`activations` — "visualizing what convnets learn": every channel of the chosen layers for one image;
+* :func:`activations` — "visualizing what convnets learn": every channel of any layers for one image (filter
+  patterns and class activation maps are :mod:`fastconv.visualize`);
 * :func:`augmented_samples` — listing 5.12: augmented versions of one image.
 
 Each writes a PNG to ``path`` and returns the path.
@@ -65,37 +66,41 @@ def _channel_image(channel):
 
 
 def activations(model, image, layer_names, path, images_per_row=16):
-    """Every channel of each named layer's output for one (H, W, C) image, one grid per layer."""
-    plt = _pyplot()
-    x = np.asarray(image, dtype=np.float32)[None]
-    outputs = {}
-    from fastconv.backends import get_backend
+    """Every channel of each named layer's output for one (H, W, C) image, one grid per layer (listings 5.25-5.31).
 
-    backend = get_backend()
-    tensor = backend.to_device(x)
-    for layer in getattr(model, "_compute_layers", model.layers):
-        tensor, _ = layer.forward(tensor, training=False)
-        if layer.name in layer_names:
-            outputs[layer.name] = backend.to_host(tensor)[0]
-    missing = [name for name in layer_names if name not in outputs]
-    if missing:
-        raise ValueError(f"no layers named {missing} in model {model.name!r}; it has {[layer.name for layer in model.layers]}")
+    layer_names: any layers of the model, by name or path (``'vgg16/block1_conv1'`` inside a nested model; see
+    :mod:`fastconv.models.gradients`). An image layer's channels are drawn side by side, ``images_per_row`` to a
+    row; a layer with a flat output (Flatten, Dense) as one strip of its units.
+    """
+    from fastconv.models.gradients import layer_outputs
+
+    plt = _pyplot()
+    outputs = layer_outputs(model, np.asarray(image)[None], list(layer_names))
     figure, axes = plt.subplots(len(layer_names), 1, figsize=(images_per_row, 2.2 * len(layer_names) * 2), squeeze=False)
     for axis, name in zip(axes[:, 0], layer_names):
-        activation = outputs[name]
-        size, channels = activation.shape[0], activation.shape[-1]
-        rows = -(-channels // images_per_row)
-        grid = np.zeros((size * rows, images_per_row * size), dtype=np.uint8)
-        for channel in range(channels):
-            row, col = divmod(channel, images_per_row)
-            grid[row * size : (row + 1) * size, col * size : (col + 1) * size] = _channel_image(activation[:, :, channel])
+        activation = outputs[name][0]
+        if activation.ndim == 3:
+            grid, title = _channel_grid(activation, images_per_row), f"{name}: {activation.shape[-1]} channels, {activation.shape[0]}x{activation.shape[1]}"
+        else:
+            grid, title = np.repeat(_channel_image(activation.reshape(1, -1)), 8, axis=0), f"{name}: {activation.size} units"
         axis.imshow(grid, aspect="auto", cmap="viridis")
-        axis.set_title(f"{name}: {channels} channels, {size}x{activation.shape[1]}")
+        axis.set_title(title)
         axis.axis("off")
     figure.tight_layout()
     figure.savefig(path, dpi=80)
     plt.close(figure)
     return Path(path)
+
+
+def _channel_grid(activation, images_per_row):
+    """The channels of one (h, w, channels) activation side by side, ``images_per_row`` to a row, as uint8."""
+    height, width, channels = activation.shape
+    rows = -(-channels // images_per_row)
+    grid = np.zeros((height * rows, images_per_row * width), dtype=np.uint8)
+    for channel in range(channels):
+        row, col = divmod(channel, images_per_row)
+        grid[row * height : (row + 1) * height, col * width : (col + 1) * width] = _channel_image(activation[:, :, channel])
+    return grid
 
 
 def augmented_samples(generator, image, path, count=4, seed=0):

@@ -27,7 +27,7 @@ def test_kernel_suite_under_the_cuda_simulator():
     tests = Path(__file__).parent
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *(str(tests / name) for name in ("test_kernels.py", "test_bad_inputs.py", "test_gradients.py", "test_faults.py", "test_cuda.py"))],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *(str(tests / name) for name in ("test_kernels.py", "test_bad_inputs.py", "test_gradients.py", "test_model_gradients.py", "test_faults.py", "test_cuda.py"))],
         env=env, capture_output=True, text=True, timeout=1200,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]

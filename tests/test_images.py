@@ -141,7 +141,7 @@ def test_pictures_of_training(small_split, tmp_path):
         with Image.open(path) as picture:
             assert picture.format == "PNG" and picture.width >= min_width, path
             assert np.asarray(picture.convert("L")).std() > 5, f"{path} looks blank"
-    with pytest.raises(ValueError, match=r"no layers named \['block1_conv1'\]"):
+    with pytest.raises(ValueError, match=r"model 'sequential\w*' has no layer 'block1_conv1'; its layers are \['conv2d"):
         plot.activations(model, photo, ["block1_conv1"], tmp_path / "none.png")
 
 

@@ -55,7 +55,7 @@ FLOORS = [
     ("fastconv.layers",),
     ("fastconv.models",),
     ("fastconv.applications", "fastconv.datasets", "fastconv.preprocessing", "fastconv.examples", "fastconv.demo",
-     "fastconv.plot", "fastconv.info", "fastconv.__main__"),
+     "fastconv.plot", "fastconv.visualize", "fastconv.info", "fastconv.__main__"),
 ]  # fmt: skip
 
 

@@ -14,6 +14,8 @@ the loss. Layers reach the kernels only through ``fastconv.get_backend()``.
 Shapes carry ``None`` for the batch axis, as in Keras: ``(None, 28, 28, 1)``.
 """
 
+import contextlib
+
 import numpy as np
 
 from fastconv import activations, initializers, utils
@@ -33,6 +35,27 @@ def check_image_rank(layer, input_shape):
             f"Layer {layer.name!r} ({type(layer).__name__}) expects input of rank 4 (batch, height, width, channels), "
             f"got shape {tuple(input_shape)}"
         )
+
+
+_weight_gradients = {"enabled": True}
+
+
+def weight_gradients_enabled():
+    """Whether backward passes compute and store the gradients of trainable weights (off inside
+    :func:`input_gradients_only`)."""
+    return _weight_gradients["enabled"]
+
+
+@contextlib.contextmanager
+def input_gradients_only():
+    """Inside the block, backward passes compute the gradients of inputs and activations only: no layer computes
+    its weights' gradients, and every ``weight.grad`` keeps what it held (``fastconv.models.gradients`` uses it)."""
+    previous = _weight_gradients["enabled"]
+    _weight_gradients["enabled"] = False
+    try:
+        yield
+    finally:
+        _weight_gradients["enabled"] = previous
 
 
 class Weight:

@@ -2,7 +2,7 @@
 
 from fastconv import activations
 from fastconv.backends import get_backend
-from fastconv.layers.base import Layer, check_channels_last, check_image_rank
+from fastconv.layers.base import Layer, check_channels_last, check_image_rank, weight_gradients_enabled
 from fastconv.shapes import normalize_pair, normalize_padding, positive_int, window_geometry
 
 
@@ -63,7 +63,7 @@ class Conv2D(Layer):
 
     def backward_call(self, grad_z, x, need_input_grad):
         backend = get_backend()
-        if self.trainable:
+        if self.trainable and weight_gradients_enabled():
             self.kernel.grad, grad_bias = backend.conv2d_backward_kernel(
                 x, grad_z, self.kernel.shape, self.strides, self.padding, self.use_bias
             )

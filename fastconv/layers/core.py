@@ -4,7 +4,7 @@ import numpy as np
 
 from fastconv import activations, utils
 from fastconv.backends import get_backend
-from fastconv.layers.base import Layer
+from fastconv.layers.base import Layer, weight_gradients_enabled
 from fastconv.shapes import positive_int
 
 
@@ -49,7 +49,7 @@ class Dense(Layer):
         grad_x, grad_kernel, grad_bias = get_backend().dense_backward(
             grad_z.reshape(-1, self.units), x_rows, self.kernel.value, self.use_bias
         )
-        if self.trainable:
+        if self.trainable and weight_gradients_enabled():
             self.kernel.grad = grad_kernel
             if self.use_bias:
                 self.bias.grad = grad_bias
