@@ -105,11 +105,21 @@ def save_filter_patterns(model, layer_name, path, filters=64, size=None, columns
 # --- class activation maps ----------------------------------------------------------------------------------------
 
 
-def grad_cam(model, image, conv_layer, class_index=None):
+def last_conv_layer(model):
+    """The path of the last layer of ``model`` (nested models included) whose output is an image (N, h, w, channels)
+    and that has weights: the layer Grad-CAM looks at by default (``'vgg16/block5_conv3'`` in listing 5.20's model)."""
+    found = [path for path, layer in flat_layers(model) if layer.weights and layer.output_shape is not None and len(layer.output_shape) == 4]
+    if not found:
+        raise ValueError(f"model {model.name!r} has no conv layer (a layer with weights and an (N, h, w, channels) output)")
+    return found[-1]
+
+
+def grad_cam(model, image, conv_layer=None, class_index=None):
     """Grad-CAM of one image: returns ``(heatmap, class_index, score)``.
 
     image: (H, W, C), preprocessed as the model takes it. conv_layer: the name or path of a layer with an
-    (N, h, w, channels) output, usually the last conv layer (``'block5_conv3'``, or ``'vgg16/block5_conv3'``).
+    (N, h, w, channels) output (``'block5_conv3'``, or ``'vgg16/block5_conv3'``); default
+    :func:`last_conv_layer`.
     class_index: the class whose score is explained; default the predicted class. With one sigmoid unit (cats vs
     dogs) class 1 is the unit's output p and class 0 is 1 - p, as ``flow_from_directory`` numbers the classes.
     heatmap: (h, w) float64 in [0, 1], the channels of ``conv_layer``'s output weighted by the spatial mean of the
@@ -118,6 +128,7 @@ def grad_cam(model, image, conv_layer, class_index=None):
     batch = np.asarray(image)[None]
     if batch.ndim != 4:
         raise ValueError(f"grad_cam takes one (H, W, C) image, got shape {np.shape(image)}")
+    conv_layer = last_conv_layer(model) if conv_layer is None else conv_layer
     outputs = layer_outputs(model, batch, [conv_layer, _last(model)])
     features, scores = outputs[conv_layer], outputs[_last(model)][0]
     if features.ndim != 4:

@@ -1,6 +1,8 @@
 """fastconv.visualize: Grad-CAM on a model whose answer is known, filter patterns against the chapter's recipe, and
 the PNG files, on every CPU backend."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -64,6 +66,8 @@ def test_grad_cam_reaches_a_conv_layer_inside_a_nested_model():
     flat, _, _ = visualize.grad_cam(square_detector(), image, "detector")
     nested, _, _ = visualize.grad_cam(square_detector(nested=True), image, "base/detector")
     np.testing.assert_array_equal(nested, flat)
+    assert visualize.last_conv_layer(square_detector(nested=True)) == "base/detector"
+    np.testing.assert_array_equal(visualize.grad_cam(square_detector(nested=True), image)[0], flat)
 
 
 def test_grad_cam_of_a_softmax_model_explains_the_class_asked_for():
@@ -157,3 +161,27 @@ def test_the_pictures_are_written_as_pngs_and_the_photo_is_left_alone(tmp_path):
 
 def test_jet_runs_from_blue_to_red():
     np.testing.assert_array_equal(visualize.jet([0.0, 0.5, 1.0]), [[0, 0, 127], [127, 255, 127], [127, 0, 0]])
+
+
+def test_the_example_writes_the_three_kinds_of_pictures(small_split, tmp_path, capsys):
+    """``python -m fastconv.examples.visualize`` on listing 5.4's layout, with an untrained convnet, VGG16 weights
+    of Keras' layout (random here: the shared ImageNet file need not be present) and a classifier file."""
+    from fastconv.applications import VGG16
+    from fastconv.examples import visualize as example
+    from fastconv.examples.listings import cats_dogs_convnet
+    from fastconv.examples.vgg16_transfer import classifier
+
+    cats_dogs_convnet().save(small_split / "cats_and_dogs_small_augmented.h5")
+    VGG16(weights=None, include_top=False, input_shape=(150, 150, 3)).save_weights(tmp_path / "vgg16_notop.h5")
+    classifier().save_weights(small_split / "classifier_rescale.h5")
+    photos = [str(path.relative_to(small_split / "test")) for path in sorted((small_split / "test").glob("*/*.jpg"))[::2]]
+    out = tmp_path / "pictures"
+    written = example.main(["--base", str(small_split), "--weights", str(tmp_path / "vgg16_notop.h5"), "--out", str(out),
+                            "--layers", "block1_conv1", "--filters", "3", "--size", "32", "--steps", "2", "--photos", *photos])  # fmt: skip
+    names = sorted(path.name for path in written)
+    stems = [Path(photo).stem for photo in photos]
+    assert names == sorted(["activations.png", "filters_block1_conv1.png", *(f"grad_cam_{model}_{stem}.png" for model in ("convnet", "vgg16") for stem in stems)])
+    for path in written:
+        with Image.open(path) as picture:
+            assert picture.format == "PNG" and path.parent == out
+    assert "map of vgg16/block5_conv3" in capsys.readouterr().out

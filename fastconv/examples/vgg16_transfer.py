@@ -162,7 +162,9 @@ def flow_augmented(conv_base, args, fine_tune):
     history = model.fit(train_generator, steps_per_epoch=steps, epochs=args.epochs or 30, validation_data=validation_generator,
                         validation_steps=validation_steps, verbose=2)  # fmt: skip
     name = f"vgg16_augmented_{args.preprocessing}"
+    model.save(Path(args.base) / f"{name}.h5")  # so that a later run can go on from the trained model
     if fine_tune:
+        (Path(args.base) / f"history_{name}.json").write_text(json.dumps(history.history, indent=1))
         # Listing 5.22: unfreeze everything from block5_conv1 on.
         conv_base.trainable = True
         set_trainable = False
@@ -173,6 +175,7 @@ def flow_augmented(conv_base, args, fine_tune):
         history = model.fit(train_generator, steps_per_epoch=steps, epochs=args.fine_tune_epochs or 100,
                             validation_data=validation_generator, validation_steps=validation_steps, verbose=2)  # fmt: skip
         name = f"vgg16_finetune_{args.preprocessing}"
+        model.save(Path(args.base) / f"{name}.h5")
     seconds = time.perf_counter() - start
     test_generator = test_datagen.flow_from_directory(
         Path(args.base) / "test", target_size=IMAGE_SHAPE[:2], batch_size=20, class_mode="binary", shuffle=False)
