@@ -1,9 +1,9 @@
 """Seeing what a convnet learns, the chapter's last two recipes as calls (PNG files through Pillow):
 
-* :func:`filter_patterns` — listings 5.32-5.38: the input that maximises one filter's mean activation, found by
+* :func:`filter_patterns` — listings 5.32-5.39: the input that maximises one filter's mean activation, found by
   gradient ascent from a grey image with noise, the gradient normalised, 40 steps; :func:`save_filter_patterns`
   writes a layer's grid of them;
-* :func:`grad_cam` — listings 5.40-5.43: a class activation map, the conv layer's output weighted by the mean
+* :func:`grad_cam` — listings 5.40-5.44: a class activation map, the conv layer's output weighted by the mean
   gradient of the class score per channel, through ReLU; :func:`save_grad_cam` lays it over the photo.
 
 Intermediate activations (listings 5.25-5.31) are :func:`fastconv.plot.activations`. All of them rest on
@@ -22,7 +22,8 @@ from fastconv.models.gradients import flat_layers, gradient, layer_outputs, outp
 
 
 def _filter_count(model, layer_name):
-    shape = flat_layers(model)[output_index(model, flat_layers(model), layer_name)][1].output_shape
+    leaves = flat_layers(model)
+    shape = leaves[output_index(model, leaves, layer_name)][1].output_shape
     if shape is None or len(shape) != 4:
         raise ValueError(f"model {model.name!r}: layer {layer_name!r} has output shape {shape}; filter patterns need a conv layer's (N, H, W, C)")
     return shape[3]
@@ -30,7 +31,7 @@ def _filter_count(model, layer_name):
 
 def filter_patterns(model, layer_name, filter_indices, size=None, steps=40, step=1.0, batch_size=16, seed=0, verbose=1):
     """The input patterns that most excite the given filters of ``layer_name``, as (len(filter_indices), H, W, C)
-    uint8 images (listing 5.37's ``generate_pattern``, then ``deprocess_image``).
+    uint8 images (listing 5.38's ``generate_pattern``, then listing 5.37's ``deprocess_image``).
 
     For each filter: start from ``uniform(0, 1) * 20 + 128`` noise, and ``steps`` times add ``step`` times the
     gradient of the filter's mean activation with respect to the image, divided by its root mean square (+ 1e-5).
@@ -72,14 +73,14 @@ def _channel_mean_grad(output, channel_per_sample):
 
 
 def deprocess_image(image):
-    """Listing 5.31's display of an image found by gradient ascent: centred, std 0.1 around 0.5, clipped, 0-255."""
+    """Listing 5.37's ``deprocess_image``, the display of an image found by gradient ascent: centred, std 0.1 around 0.5, clipped, 0-255."""
     image = np.asarray(image, dtype=np.float64)
     image = (image - image.mean()) / (image.std() + 1e-5) * 0.1 + 0.5
     return (np.clip(image, 0, 1) * 255).astype(np.uint8)
 
 
 def pattern_grid(patterns, columns=8, margin=5):
-    """Listing 5.38's grid: the (count, H, W, C) uint8 patterns in rows of ``columns``, black margins between."""
+    """Listing 5.39's grid: the (count, H, W, C) uint8 patterns in rows of ``columns``, black margins between."""
     patterns = np.asarray(patterns)
     count, height, width, channels = patterns.shape
     rows = -(-count // columns)
@@ -94,7 +95,7 @@ def pattern_grid(patterns, columns=8, margin=5):
 def save_filter_patterns(model, layer_name, path, filters=64, size=None, columns=8, **ascent):
     """Write the grid of the first ``filters`` filters' patterns of ``layer_name`` as a PNG; returns the path.
 
-    Listing 5.38 draws 64 filters at size 64 for each of block1_conv1 ... block4_conv1 of VGG16. ``ascent`` goes to
+    Listing 5.39 draws 64 filters at size 64 for each of block1_conv1 ... block4_conv1 of VGG16. ``ascent`` goes to
     :func:`filter_patterns` (steps, step, batch_size, seed, verbose).
     """
     count = min(filters, _filter_count(model, layer_name))
@@ -163,14 +164,14 @@ def _class_score(scores, class_index, model_name):
 
 
 def jet(values):
-    """OpenCV's COLORMAP_JET (listing 5.43), for values in [0, 1]: (..., 3) uint8 RGB, blue (0) to red (1)."""
+    """OpenCV's COLORMAP_JET (listing 5.44), for values in [0, 1]: (..., 3) uint8 RGB, blue (0) to red (1)."""
     values = np.asarray(values, dtype=np.float64)[..., None]
     centres = np.array([3.0, 2.0, 1.0])  # red, green, blue
     return (np.clip(1.5 - np.abs(4 * values - centres), 0, 1) * 255).astype(np.uint8)
 
 
 def save_grad_cam(photo, heatmap, path, alpha=0.4):
-    """Listing 5.43: the heatmap, resized to the photo (bilinear) and coloured by :func:`jet`, times ``alpha`` added
+    """Listing 5.44: the heatmap, resized to the photo (bilinear) and coloured by :func:`jet`, times ``alpha`` added
     to the photo (clipped to 255); written as a PNG. photo: a path, or an (H, W, 3) array of 0-255 values."""
     from PIL import Image
 

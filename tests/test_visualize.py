@@ -79,7 +79,7 @@ def test_grad_cam_of_a_softmax_model_explains_the_class_asked_for():
     scores = model.predict(image[None])[0]
     heatmap, class_index, score = visualize.grad_cam(model, image, "features")
     assert class_index == scores.argmax() and score == pytest.approx(scores.max())
-    # By hand, as listings 5.41-5.42 compute it.
+    # By hand, as listings 5.42-5.43 compute it.
     _, grads = gradient(model, image[None], wrt="features", output_grad=np.eye(4)[[2]])
     features = layer_outputs(model, image[None], ["features"])["features"][0]
     expected = np.maximum((features.astype(np.float64) * grads[0].astype(np.float64).mean(axis=(0, 1))).mean(axis=-1), 0)
@@ -119,7 +119,7 @@ def test_filter_patterns_follow_the_chapters_recipe_and_excite_their_own_filter(
         patterns = visualize.filter_patterns(model, "edges", [0, 1, 2, 3], steps=10, batch_size=3, verbose=0)
     assert patterns.shape == (4, 16, 16, 3) and patterns.dtype == np.uint8
 
-    # Listing 5.37 by hand, one filter at a time, from the same starting noise.
+    # Listing 5.38 by hand, one filter at a time, from the same starting noise.
     start = np.random.default_rng(0).random((4, 16, 16, 3)) * 20 + 128.0
     for index in range(4):
         image = start[index : index + 1].copy()

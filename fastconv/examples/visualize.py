@@ -1,13 +1,13 @@
-"""Listings 5.25-5.43: what a convnet learns, as three kinds of pictures written into one folder.
+"""Listings 5.25-5.44: what a convnet learns, as three kinds of pictures written into one folder.
 
     python -m fastconv.examples.visualize --base /tmp/cats_and_dogs_small \\
         --weights ../shared/data/vgg16/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 --out pictures
 
 * ``activations.png`` — listings 5.25-5.31: every channel of the first eight layers of the trained cats-vs-dogs
   convnet (``--model``, default listing 5.14's ``cats_and_dogs_small_augmented.h5`` in ``--base``) for a test cat;
-* ``filters_<layer>.png`` — listings 5.32-5.38: the patterns of the first 64 filters of block1_conv1 ...
+* ``filters_<layer>.png`` — listings 5.32-5.39: the patterns of the first 64 filters of block1_conv1 ...
   block4_conv1 of the VGG16 base (gradient ascent, 40 steps, 64x64);
-* ``grad_cam_convnet_<photo>.png`` — listings 5.40-5.43's class activation map of the convnet's last conv layer
+* ``grad_cam_convnet_<photo>.png`` — listings 5.40-5.44's class activation map of the convnet's last conv layer
   over a test cat and a test dog; ``grad_cam_vgg16_<photo>.png`` the same for the VGG16-based classifier (the
   base with the classifier that ``vgg16_transfer features`` trained, ``classifier_<preprocessing>.h5``) where
   that file is in ``--base``.
@@ -27,7 +27,7 @@ from fastconv.examples.runs import add_run_arguments, start_run
 from fastconv.preprocessing.image import img_to_array, load_img
 
 PHOTOS = ("cats/cat.1700.jpg", "dogs/dog.1500.jpg")  # listing 5.25's cat, and a dog
-PATTERN_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1")  # listing 5.38's
+PATTERN_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1")  # listing 5.39's
 SIZE = 150
 
 
@@ -87,7 +87,7 @@ def main(argv=None):
     parser.add_argument("--out", default="pictures", help="the folder the pictures go into (made if missing)")
     parser.add_argument("--layers", nargs="+", default=list(PATTERN_LAYERS), help="VGG16 layers whose filter patterns to draw")
     parser.add_argument("--filters", type=int, default=64)
-    parser.add_argument("--size", type=int, default=64, help="side of the filter patterns (listing 5.38: 64)")
+    parser.add_argument("--size", type=int, default=64, help="side of the filter patterns (listing 5.39: 64)")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--photos", nargs="+", default=list(PHOTOS), help="test photos for the maps (the first, a cat, for the activations)")
     add_run_arguments(parser)
