@@ -57,16 +57,21 @@ def leaf_index(model, name):
     return [path for path, _ in flat_layers(model)].index(name)
 
 
-def assert_matches_finite_differences(model, x, of, wrt, output_grad, backend_name):
-    """``gradient`` on ``backend_name`` against finite differences of sum(output_grad * output_of) in float64."""
-    leaves = flat_layers(model)
-    of_index = len(leaves) - 1 if of is None else leaf_index(model, of)
-    wrt_index = -1 if wrt is None else leaf_index(model, wrt)
-    point = x.astype(np.float64) if wrt is None else float64_output(model, 0, wrt_index, x.astype(np.float64))
+def assert_matches_finite_differences(model, x_shape, seed, of, wrt, backend_name, of_leaf=None, wrt_leaf=None):
+    """``gradient(model, x, of, wrt, output_grad)`` on ``backend_name``, for a random x and output_grad, against
+    finite differences of sum(output_grad * output_of) in float64. ``of_leaf``/``wrt_leaf``: the leaf paths the
+    two names mean (default the names themselves)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    with use_backend("reference"):
+        output_grad = rng.standard_normal(gradient(model, x, of=of, wrt=wrt)[0].shape)
+    of_leaf, wrt_leaf = of_leaf or of, wrt_leaf or wrt
+    of_index = len(flat_layers(model)) - 1 if of_leaf is None else leaf_index(model, of_leaf)
+    wrt_index = -1 if wrt_leaf is None else leaf_index(model, wrt_leaf)
+    point = x.astype(np.float64) if wrt_leaf is None else float64_output(model, 0, wrt_index, x.astype(np.float64))
     with use_backend(backend_name):
         output_of, grad = gradient(model, x, of=of, wrt=wrt, output_grad=output_grad)
-    expected_output = float64_output(model, wrt_index + 1, of_index, point.copy())
-    assert relative_error(output_of, expected_output) < RTOL
+    assert relative_error(output_of, float64_output(model, wrt_index + 1, of_index, point.copy())) < RTOL
     expected = numerical_gradient(lambda v: float(np.sum(float64_output(model, wrt_index + 1, of_index, v) * output_grad)), point.copy())
     assert grad.shape == point.shape and grad.dtype == np.float32
     rtol = 1e-6 if backend_name == "reference" else RTOL
@@ -80,25 +85,15 @@ def assert_matches_finite_differences(model, x, of, wrt, output_grad, backend_na
 def test_the_gradient_of_any_layer_wrt_the_input_or_an_earlier_layer_matches_finite_differences(any_backend_name, of, wrt):
     # Not with respect to conv_a's output: its ReLU zeros tie in the max pool's windows, where the function has a
     # kink and central differences split the gradient between the tied pixels.
-    model = small_convnet()
-    rng = np.random.default_rng(9)
-    x = rng.standard_normal((2, 7, 6, 2)).astype(np.float32)
-    with use_backend("reference"):
-        output_shape = gradient(model, x, of=of, wrt=wrt)[0].shape
-    output_grad = rng.standard_normal(output_shape)
-    assert_matches_finite_differences(model, x, of, wrt, output_grad, any_backend_name)
+    assert_matches_finite_differences(small_convnet(), (2, 7, 6, 2), 9, of, wrt, any_backend_name)
 
 
-@pytest.mark.parametrize("of, wrt", [(None, None), (None, "base"), ("base/conv", None), ("dense", "conv")])
-def test_names_reach_into_a_nested_model(any_backend_name, of, wrt):
-    model = nested_model()
-    rng = np.random.default_rng(10)
-    x = rng.standard_normal((3, 6, 6, 2)).astype(np.float32)
-    with use_backend("reference"):
-        output_shape = gradient(model, x, of=of, wrt=wrt)[0].shape
-    of_path = {"dense": "dense", "base/conv": "base/conv", None: None}[of]
-    wrt_path = {"base": "base/pool", "conv": "base/conv", None: None}[wrt]
-    assert_matches_finite_differences(model, x, of_path, wrt_path, rng.standard_normal(output_shape), any_backend_name)
+@pytest.mark.parametrize(
+    "of, wrt, of_leaf, wrt_leaf",
+    [(None, None, None, None), (None, "base", None, "base/pool"), ("base/conv", None, "base/conv", None), ("dense", "conv", "dense", "base/conv")],
+)
+def test_names_reach_into_a_nested_model(any_backend_name, of, wrt, of_leaf, wrt_leaf):
+    assert_matches_finite_differences(nested_model(), (3, 6, 6, 2), 10, of, wrt, any_backend_name, of_leaf, wrt_leaf)
 
 
 def test_a_function_of_the_output_picks_each_samples_target():
