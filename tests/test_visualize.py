@@ -113,9 +113,9 @@ def edge_filters():
     return model
 
 
-def test_filter_patterns_follow_the_chapters_recipe_and_excite_their_own_filter(backend_name):
+def test_filter_patterns_follow_the_chapters_recipe_and_excite_their_own_filter(any_backend_name):
     model = edge_filters()
-    with use_backend(backend_name):
+    with use_backend(any_backend_name):
         patterns = visualize.filter_patterns(model, "edges", [0, 1, 2, 3], steps=10, batch_size=3, verbose=0)
     assert patterns.shape == (4, 16, 16, 3) and patterns.dtype == np.uint8
 
