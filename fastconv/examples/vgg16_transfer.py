@@ -27,6 +27,7 @@ from fastconv import layers, models, optimizers
 from fastconv.applications import VGG16
 from fastconv.applications.vgg16 import preprocess_input
 from fastconv.datasets.dogs_vs_cats import make_small_split
+from fastconv.models.atomic import atomic_path
 from fastconv.preprocessing.image import ImageDataGenerator
 from fastconv.examples.runs import add_run_arguments, start_run
 
@@ -103,10 +104,16 @@ def train_on_arrays(model, data, learning_rate, epochs):
     return history, test_acc, seconds
 
 
+def write_history(history, path):
+    """The History's dict as JSON, written atomically (a stopped run never leaves half a file)."""
+    with atomic_path(path) as temporary:
+        Path(temporary).write_text(json.dumps(history.history, indent=1))
+
+
 def report(name, history, test_acc, seconds, base):
     """Print the accuracies and write the History as JSON and PNG into ``base``."""
     base = Path(base)
-    (base / f"history_{name}.json").write_text(json.dumps(history.history, indent=1))
+    write_history(history, base / f"history_{name}.json")
     try:
         from fastconv import plot
 
@@ -164,7 +171,7 @@ def flow_augmented(conv_base, args, fine_tune):
     name = f"vgg16_augmented_{args.preprocessing}"
     model.save(Path(args.base) / f"{name}.h5")  # so that a later run can go on from the trained model
     if fine_tune:
-        (Path(args.base) / f"history_{name}.json").write_text(json.dumps(history.history, indent=1))
+        write_history(history, Path(args.base) / f"history_{name}.json")
         # Listing 5.22: unfreeze everything from block5_conv1 on.
         conv_base.trainable = True
         set_trainable = False
