@@ -3,8 +3,8 @@
     python -m fastconv.examples.vgg16_transfer features  --original ../shared/data/dogs-vs-cats/train \\
         --base /tmp/cats_and_dogs_small --weights ../shared/data/vgg16/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5
     ... finetune-cached      # block5 fine-tuned on the cached block4_pool features (no augmentation): the CPU-sized run
-    ... augmented            # listings 5.20-5.21: frozen base inside the model, augmentation (a GPU-sized job)
-    ... finetune             # listings 5.20-5.23: then block5 unfrozen, RMSprop 1e-5 (a GPU-sized job)
+    ... augmented            # listings 5.20-5.21: frozen base inside the model, augmentation (~1 h on 2 cores)
+    ... finetune             # listings 5.20-5.23: then block5 unfrozen, RMSprop 1e-5 (~5 h on 2 cores)
 
 ``--preprocessing caffe`` (default) feeds the weights what they were trained on (Keras' ``preprocess_input``);
 ``--preprocessing rescale`` is the notes' ``rescale=1./255``. ``--weights`` defaults to 'imagenet'
@@ -110,8 +110,9 @@ def write_history(history, path):
         Path(temporary).write_text(json.dumps(history.history, indent=1))
 
 
-def report(name, history, test_acc, seconds, base):
-    """Print the accuracies and write the History as JSON and PNG into ``base``."""
+def report(name, history, test_acc, seconds, base, epochs=None):
+    """Print the accuracies and write the History as JSON and PNG into ``base``; ``seconds`` took ``epochs``
+    epochs (default the History's: finetune's time covers both of its stages)."""
     base = Path(base)
     write_history(history, base / f"history_{name}.json")
     try:
@@ -120,8 +121,8 @@ def report(name, history, test_acc, seconds, base):
         plot.history(history, base / f"history_{name}.png", smooth=0.8)
     except ImportError as error:  # matplotlib is the optional [plot] extra
         print(f"no PNG: {error}")
-    epochs = len(history.epoch)
-    print(f"{name}: training {seconds:.0f} s, {seconds / max(epochs, 1):.1f} s per epoch")
+    epochs = len(history.epoch) if epochs is None else epochs
+    print(f"{name}: training {seconds:.0f} s for {epochs} epochs, {seconds / max(epochs, 1):.1f} s per epoch")
     print(f"{name}: final val_acc {history.history['val_acc'][-1]:.4f}, best val_acc {max(history.history['val_acc']):.4f}")
     print(f"{name}: test_acc {test_acc:.4f}")
 
@@ -169,6 +170,7 @@ def flow_augmented(conv_base, args, fine_tune):
     history = model.fit(train_generator, steps_per_epoch=steps, epochs=args.epochs or 30, validation_data=validation_generator,
                         validation_steps=validation_steps, verbose=2)  # fmt: skip
     name = f"vgg16_augmented_{args.preprocessing}"
+    epochs = len(history.epoch)
     model.save(Path(args.base) / f"{name}.h5")  # so that a later run can go on from the trained model
     if fine_tune:
         write_history(history, Path(args.base) / f"history_{name}.json")
@@ -182,12 +184,13 @@ def flow_augmented(conv_base, args, fine_tune):
         history = model.fit(train_generator, steps_per_epoch=steps, epochs=args.fine_tune_epochs or 100,
                             validation_data=validation_generator, validation_steps=validation_steps, verbose=2)  # fmt: skip
         name = f"vgg16_finetune_{args.preprocessing}"
+        epochs += len(history.epoch)
         model.save(Path(args.base) / f"{name}.h5")
     seconds = time.perf_counter() - start
     test_generator = test_datagen.flow_from_directory(
         Path(args.base) / "test", target_size=IMAGE_SHAPE[:2], batch_size=20, class_mode="binary", shuffle=False)
     test_loss, test_acc = model.evaluate(test_generator, steps=len(test_generator), verbose=0)
-    report(name, history, test_acc, seconds, args.base)
+    report(name, history, test_acc, seconds, args.base, epochs)
     return test_acc
 
 
