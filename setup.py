@@ -71,7 +71,7 @@ def _quiet_spawn(command, **_):
         raise subprocess.CalledProcessError(result.returncode, command)
 
 
-def _remove_stale_modules(ext_dir, ):
+def _remove_stale_modules(ext_dir):
     """Remove from ``ext_dir`` (``fastconv/_ext`` in place or in the build folder) the modules of levels this build
     does not make (a native level built earlier, the one-level layout of fastconv 0.2) so that the import, and a
     wheel, never take old code."""

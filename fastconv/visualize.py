@@ -55,7 +55,10 @@ def filter_patterns(model, layer_name, filter_indices, size=None, steps=40, step
         chunk = filter_indices[start : start + batch_size]
         image = images[start : start + len(chunk)]
         for _ in range(steps):
-            _, grad = gradient(model, image, of=layer_name, output_grad=lambda output: _channel_mean_grad(output, chunk))
+            output, grad = gradient(model, image, of=layer_name, output_grad=lambda output: _channel_mean_grad(output, chunk))
+            # A NaN activation has a zero gradient through ReLU: the output is checked too, not only the gradient.
+            _check_finite(output[np.arange(len(chunk)), :, :, chunk], f"filter patterns of {layer_name!r}: the output of filters {chunk}")
+            _check_finite(grad, f"filter patterns of {layer_name!r}: the gradient for filters {chunk}")
             rms = np.sqrt(np.mean(np.square(grad, dtype=np.float64), axis=(1, 2, 3), keepdims=True))
             image += grad / (rms + 1e-5) * step
             done += 1
@@ -75,6 +78,7 @@ def _channel_mean_grad(output, channel_per_sample):
 def deprocess_image(image):
     """Listing 5.37's ``deprocess_image``, the display of an image found by gradient ascent: centred, std 0.1 around 0.5, clipped, 0-255."""
     image = np.asarray(image, dtype=np.float64)
+    _check_finite(image, "deprocess_image: the image")
     image = (image - image.mean()) / (image.std() + 1e-5) * 0.1 + 0.5
     return (np.clip(image, 0, 1) * 255).astype(np.uint8)
 
@@ -134,10 +138,13 @@ def grad_cam(model, image, conv_layer=None, class_index=None):
     features, scores = outputs[conv_layer], outputs[_last(model)][0]
     if features.ndim != 4:
         raise ValueError(f"grad_cam: layer {conv_layer!r} has output shape {features.shape}; it needs a conv layer's (N, h, w, channels)")
+    _check_finite(features, f"grad_cam: layer {conv_layer!r}'s output for this image")
+    _check_finite(scores, f"grad_cam: model {model.name!r}'s output for this image")
     class_index, sign, score = _class_score(scores, class_index, model.name)
     score_grad = np.zeros((1, len(scores)), dtype=np.float32)
     score_grad[0, class_index if len(scores) > 1 else 0] = sign
     _, grads = gradient(model, batch, wrt=conv_layer, output_grad=score_grad)
+    _check_finite(grads, f"grad_cam: the class score's gradient at {conv_layer!r}")
     channel_weights = grads[0].astype(np.float64).mean(axis=(0, 1))
     heatmap = np.maximum((features[0].astype(np.float64) * channel_weights).mean(axis=-1), 0)
     peak = heatmap.max()
@@ -182,9 +189,16 @@ def save_grad_cam(photo, heatmap, path, alpha=0.4):
     if photo.ndim != 3 or photo.shape[2] != 3:
         raise ValueError(f"save_grad_cam takes an (H, W, 3) photo, got shape {photo.shape}")
     heatmap = np.asarray(heatmap, dtype=np.float64)
-    resized = Image.fromarray(heatmap.astype(np.float32), mode="F").resize((photo.shape[1], photo.shape[0]), Image.BILINEAR)
+    _check_finite(heatmap, "save_grad_cam: the heatmap")
+    resized = Image.fromarray(heatmap.astype(np.float32)).resize((photo.shape[1], photo.shape[0]), Image.BILINEAR)
     colours = jet(np.clip(np.asarray(resized), 0, 1)).astype(np.float64)
     return _save_png(np.clip(colours * alpha + photo, 0, 255).astype(np.uint8), path)
+
+
+def _check_finite(values, what):
+    """A NaN or infinity would become an arbitrary grey or colour in a picture: refuse it, saying where it came from."""
+    if not np.isfinite(values).all():
+        raise ValueError(f"{what} contains NaN or infinity (do the model's weights?)")
 
 
 def _save_png(pixels, path):

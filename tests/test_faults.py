@@ -163,6 +163,31 @@ def test_fused_losses_carry_nan_and_inf_as_the_reference(backend, reference, see
         assert_same_values(grad, expected_grad, f"{name} gradient")
 
 
+@not_under_simulator
+def test_a_history_write_that_fails_half_way_leaves_the_previous_file(tmp_path, monkeypatch):
+    """The examples' History JSON (every epoch's checkpoint of listing 5.14's run, the final histories) goes through
+    ``runs.write_history``: a write that dies half-way leaves the previous file whole. Writing it in place, as
+    ``cats_dogs`` and ``vgg16_transfer`` did, left half a file."""
+    from fastconv.examples.runs import write_history
+
+    path = tmp_path / "history_augmented.json"
+    write_history({"loss": [0.69, float("nan")], "val_acc": [0.5, float("inf")]}, path)
+    before = path.read_text()
+    assert json.loads(before)["loss"][1] != json.loads(before)["loss"][1], "NaN stays NaN"
+    real_write_text = Path.write_text
+
+    def dies_half_way(self, text, *args, **kwargs):
+        real_write_text(self, text[: len(text) // 2], *args, **kwargs)
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", dies_half_way)
+    with pytest.raises(OSError, match="No space left"):
+        write_history({"loss": [0.69, 0.5, 0.4], "val_acc": [0.5, 0.6, 0.7]}, path)
+    monkeypatch.undo()
+    assert path.read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == [path.name], "no temporary file left behind"
+
+
 # --- a save killed half-way --------------------------------------------------------------
 
 _SAVER = textwrap.dedent(

@@ -259,3 +259,27 @@ def test_iterators_end_their_threads_when_closed_or_dropped(tmp_path):
     assert images.closed
     with pytest.raises(RuntimeError, match="is closed"):
         next(images)
+
+
+def test_listing_5_14_checkpoints_every_epoch_and_resumes(small_split, capsys):
+    """``cats_dogs --augment`` saves the model (optimizer state included) and the History after every epoch, and
+    ``--resume`` goes on from there: two sittings of one epoch are one History of two, the optimizer two steps on."""
+    import json
+
+    from fastconv.examples import cats_dogs
+    from fastconv.models import load_model
+
+    trial = ["--original", str(small_split.parent / "originals"), "--base", str(small_split), "--augment",
+             "--steps", "1", "--validation-steps", "1"]  # fmt: skip
+    with pytest.raises(SystemExit):
+        cats_dogs.main([*trial, "--epochs", "1", "--resume"])  # nothing to resume yet
+    assert "--resume: no checkpoint of the augmented run" in capsys.readouterr().err
+    first, _ = cats_dogs.main([*trial, "--epochs", "1"])
+    assert len(first["loss"]) == 1
+    assert load_model(small_split / "checkpoint_augmented.h5").optimizer.iterations == 1
+    resumed, _ = cats_dogs.main([*trial, "--epochs", "2", "--resume"])
+    assert "resuming after epoch 1" in capsys.readouterr().out
+    assert resumed["loss"][0] == first["loss"][0] and len(resumed["loss"]) == 2
+    assert json.loads((small_split / "checkpoint_augmented.json").read_text()) == resumed
+    assert json.loads((small_split / "history_augmented.json").read_text()) == resumed
+    assert load_model(small_split / "checkpoint_augmented.h5").optimizer.iterations == 2

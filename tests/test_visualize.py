@@ -185,3 +185,20 @@ def test_the_example_writes_the_three_kinds_of_pictures(small_split, tmp_path, c
         with Image.open(path) as picture:
             assert picture.format == "PNG" and path.parent == out
     assert "map of vgg16/block5_conv3" in capsys.readouterr().out
+
+
+def test_a_nan_in_the_model_is_refused_not_drawn(tmp_path):
+    """A NaN weight made every picture an arbitrary grey or colour (NaN cast to uint8); now each call names it."""
+    model = square_detector()
+    kernel, bias, dense_kernel, dense_bias = model.get_weights()
+    bias[1] = np.nan  # the dark-detector channel: NaN in the conv output and, through the head, in the score
+    model.set_weights([kernel, bias, dense_kernel, dense_bias])
+    with pytest.raises(ValueError, match=r"grad_cam: layer 'detector''s output for this image contains NaN or infinity"):
+        visualize.grad_cam(model, image_with_square(2, 2))
+    with pytest.raises(ValueError, match=r"filter patterns of 'detector': the output of filters \[0, 1\] contains NaN"):
+        visualize.filter_patterns(model, "detector", [0, 1], steps=2, verbose=0)
+    with pytest.raises(ValueError, match=r"save_grad_cam: the heatmap contains NaN"):
+        visualize.save_grad_cam(np.zeros((8, 8, 3)), np.full((2, 2), np.nan), tmp_path / "cam.png")
+    with pytest.raises(ValueError, match=r"deprocess_image: the image contains NaN"):
+        visualize.deprocess_image(np.full((2, 2, 3), np.inf))
+    assert not (tmp_path / "cam.png").exists()

@@ -2,6 +2,7 @@
 
     python -m fastconv.examples.cats_dogs --original ../shared/data/dogs-vs-cats/train --base /tmp/cats_and_dogs_small
     python -m fastconv.examples.cats_dogs ... --augment            # listing 5.13-5.14: 100 epochs, batch 32, Dropout(0.5)
+    python -m fastconv.examples.cats_dogs ... --augment --resume   # go on from the last finished epoch's checkpoint
 
 Makes the split once (listing 5.4), trains, prints the final validation accuracy and the test accuracy,
 and writes the History as JSON next to the split (``history_scratch.json`` / ``history_augmented.json``).
@@ -21,7 +22,7 @@ from fastconv.models import load_model
 from fastconv.datasets.dogs_vs_cats import make_small_split
 from fastconv.examples.listings import cats_dogs_convnet
 from fastconv.preprocessing.image import ImageDataGenerator
-from fastconv.examples.runs import add_run_arguments, compile_seconds, start_run, training_time
+from fastconv.examples.runs import add_run_arguments, compile_seconds, start_run, training_time, write_history
 
 
 def build_model(augment):
@@ -47,9 +48,7 @@ class EpochCheckpoint(Callback):
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(float(value))
         self.model.save(self.model_path)
-        partial = self.history_path.with_name(self.history_path.name + ".partial")
-        partial.write_text(json.dumps(self.history, indent=1))
-        partial.replace(self.history_path)
+        write_history(self.history, self.history_path)
 
 
 def main(argv=None):
@@ -59,6 +58,8 @@ def main(argv=None):
     parser.add_argument("--augment", action="store_true")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint of a stopped run")
+    parser.add_argument("--steps", type=int, help="steps per epoch (default the listing's 100; fewer for a trial run)")
+    parser.add_argument("--validation-steps", type=int, help="validation steps (default the listing's 50)")
     add_run_arguments(parser)
     args = parser.parse_args(argv)
     start_run(args)
@@ -71,7 +72,7 @@ def main(argv=None):
     earlier_history = {}
     if args.resume:
         if not checkpoint_model.is_file() or not checkpoint_history.is_file():
-            parser.error(f"--resume: no checkpoint of a {name} run in {base} ({checkpoint_model.name}, {checkpoint_history.name})")
+            parser.error(f"--resume: no checkpoint of the {name} run in {base} ({checkpoint_model.name}, {checkpoint_history.name})")
         model = load_model(checkpoint_model)
         earlier_history = json.loads(checkpoint_history.read_text())
         print(f"resuming after epoch {len(earlier_history['loss'])} from {checkpoint_model}")
@@ -83,10 +84,11 @@ def main(argv=None):
     if args.augment:
         train_datagen = ImageDataGenerator(rescale=1.0 / 255, rotation_range=40, width_shift_range=0.2, height_shift_range=0.2,
                                            shear_range=0.2, zoom_range=0.2, horizontal_flip=True)  # fmt: skip
-        batch_size, epochs, steps, validation_steps = 32, args.epochs or 100, 100, 50
+        batch_size, epochs = 32, args.epochs or 100
     else:
         train_datagen = test_datagen
-        batch_size, epochs, steps, validation_steps = 20, args.epochs or 30, 100, 50
+        batch_size, epochs = 20, args.epochs or 30
+    steps, validation_steps = args.steps or 100, args.validation_steps or 50
     flow = dict(target_size=(150, 150), batch_size=batch_size, class_mode="binary", seed=args.seed)
     train_generator = train_datagen.flow_from_directory(base / "train", **flow)
     validation_generator = test_datagen.flow_from_directory(base / "validation", **{**flow, "batch_size": 20})
@@ -98,8 +100,8 @@ def main(argv=None):
     seconds, note = training_time(time.perf_counter() - start, compile_seconds() - compiled_before)
     history = checkpoint.history
     test_generator = test_datagen.flow_from_directory(base / "test", **{**flow, "batch_size": 20, "shuffle": False})
-    test_loss, test_acc = model.evaluate(test_generator, steps=50, verbose=0)
-    (base / f"history_{name}.json").write_text(json.dumps(history, indent=1))
+    test_loss, test_acc = model.evaluate(test_generator, steps=len(test_generator), verbose=0)  # 50 batches of 20
+    write_history(history, base / f"history_{name}.json")
     model.save(base / f"cats_and_dogs_small_{name}.h5")
     epochs_run = len(history["loss"]) - len(earlier_history.get("loss", []))
     print(f"training: {seconds:.0f} s, {seconds / max(epochs_run, 1):.1f} s per epoch{note}")

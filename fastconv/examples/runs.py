@@ -1,7 +1,12 @@
-"""What every example script shares: the ``--backend`` and ``--seed`` arguments, and what they set."""
+"""What every example script shares: the ``--backend`` and ``--seed`` arguments and what they set, the training time
+less Numba's compilation, and how a History is written."""
+
+import json
+from pathlib import Path
 
 import fastconv
 from fastconv.backends import compile_time
+from fastconv.models.atomic import atomic_path
 from fastconv.utils import set_random_seed
 
 
@@ -28,3 +33,11 @@ def training_time(seconds, compile_seconds):
 def compile_seconds():
     """Seconds of Numba compilation so far in this process (see :mod:`fastconv.backends.compile_time`)."""
     return compile_time.seconds()
+
+
+def write_history(history, path):
+    """A History (or its dict) as JSON at ``path``, written atomically: a run stopped mid-write leaves the previous
+    file, never half of one. NaN and infinite values are kept (as JSON's NaN / Infinity, which ``json`` reads back)."""
+    logs = getattr(history, "history", history)
+    with atomic_path(path) as temporary:
+        Path(temporary).write_text(json.dumps(logs, indent=1))

@@ -17,7 +17,6 @@ features are cached as ``.npy`` (``features_<preprocessing>/``), so that block5 
 """
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -27,9 +26,8 @@ from fastconv import layers, models, optimizers
 from fastconv.applications import VGG16
 from fastconv.applications.vgg16 import preprocess_input
 from fastconv.datasets.dogs_vs_cats import make_small_split
-from fastconv.models.atomic import atomic_path
 from fastconv.preprocessing.image import ImageDataGenerator
-from fastconv.examples.runs import add_run_arguments, start_run
+from fastconv.examples.runs import add_run_arguments, start_run, write_history
 
 IMAGE_SHAPE = (150, 150, 3)
 SPLITS = ("train", "validation", "test")
@@ -102,12 +100,6 @@ def train_on_arrays(model, data, learning_rate, epochs):
     seconds = time.perf_counter() - start
     test_loss, test_acc = model.evaluate(*data["test"], verbose=0)
     return history, test_acc, seconds
-
-
-def write_history(history, path):
-    """The History's dict as JSON, written atomically (a stopped run never leaves half a file)."""
-    with atomic_path(path) as temporary:
-        Path(temporary).write_text(json.dumps(history.history, indent=1))
 
 
 def report(name, history, test_acc, seconds, base, epochs=None):

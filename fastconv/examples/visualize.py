@@ -22,8 +22,8 @@ from pathlib import Path
 
 from fastconv import layers, models, visualize
 from fastconv.applications import VGG16
-from fastconv.applications.vgg16 import preprocess_input
 from fastconv.examples.runs import add_run_arguments, start_run
+from fastconv.examples.vgg16_transfer import classifier, image_generator
 from fastconv.preprocessing.image import img_to_array, load_img
 
 PHOTOS = ("cats/cat.1700.jpg", "dogs/dog.1500.jpg")  # listing 5.25's cat, and a dog
@@ -51,8 +51,6 @@ def convnet_pictures(model, photos, out):
 
 def vgg16_classifier(weights, head_path):
     """The VGG16 base with listing 5.18's classifier on top (the model of listing 5.20, trained on features)."""
-    from fastconv.examples.vgg16_transfer import classifier
-
     head = classifier()
     head.load_weights(head_path)
     return models.Sequential([VGG16(weights=weights, include_top=False, input_shape=(SIZE, SIZE, 3)), layers.Flatten(), *head.layers])
@@ -69,9 +67,9 @@ def vgg16_pictures(args, photos, out):
         print(f"  no {head_path} (made by `vgg16_transfer features --preprocessing {args.preprocessing}`): no Grad-CAM of VGG16")
         return written
     model = vgg16_classifier(args.weights, head_path)
+    scaling = image_generator(args.preprocessing)  # what the classifier was trained on (listing 5.17's generator)
     for photo in photos:
-        pixels = photo_array(photo)
-        image = pixels / 255 if args.preprocessing == "rescale" else preprocess_input(pixels)
+        image = scaling.standardize(photo_array(photo))
         heatmap, class_index, score = visualize.grad_cam(model, image)
         print(f"  VGG16 classifier on {photo.name}: class {('cat', 'dog')[class_index]} ({score:.3f}), map of {visualize.last_conv_layer(model)}")
         written.append(visualize.save_grad_cam(photo, heatmap, out / f"grad_cam_vgg16_{photo.stem}.png"))
