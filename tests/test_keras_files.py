@@ -20,6 +20,7 @@ import pytest
 
 import fastconv
 from conftest import relative_error, unfreeze_from
+from file_edits import edited_copy
 from fastconv import models
 
 KERAS_FILES = Path(__file__).resolve().parent / "keras_files"
@@ -225,27 +226,6 @@ def test_saving_an_archive_is_atomic(tmp_path, monkeypatch):
 # --- what fastconv cannot build is refused, naming the file, the layer and the option ------------------
 
 
-def _edited_copy(tmp_path, source, edit):
-    """A copy of a Keras file whose model config ``edit`` changed (in the HDF5 attribute or the archive's config.json)."""
-    path = tmp_path / source
-    if source.endswith(".keras"):
-        with zipfile.ZipFile(KERAS_FILES / source) as original, zipfile.ZipFile(path, "w") as copy:
-            for member in original.namelist():
-                data = original.read(member)
-                if member == "config.json":
-                    config = json.loads(data)
-                    edit(config)
-                    data = json.dumps(config).encode()
-                copy.writestr(member, data)
-    else:
-        shutil.copy(KERAS_FILES / source, path)
-        with h5py.File(path, "a") as file:
-            config = json.loads(file.attrs["model_config"])
-            edit(config)
-            file.attrs["model_config"] = json.dumps(config)
-    return path
-
-
 def _layer(config, index):
     return config["config"]["layers"][index]["config"]
 
@@ -266,7 +246,7 @@ REFUSED = {
 @pytest.mark.parametrize("change", sorted(REFUSED))
 def test_a_layer_or_option_fastconv_lacks_is_refused_naming_file_layer_and_option(tmp_path, source, change):
     edit, message = REFUSED[change]
-    path = _edited_copy(tmp_path, source, edit)
+    path = edited_copy(tmp_path, source, edit)
     with pytest.raises(ValueError, match=message) as error:
         models.load_model(path)
     assert str(path) in str(error.value)
@@ -278,7 +258,7 @@ def test_a_graph_that_is_not_a_chain_is_refused(tmp_path):
         node = layers_[-1]["inbound_nodes"][0]
         node["args"] = [[node["args"][0], {**node["args"][0], "config": {**node["args"][0]["config"], "keras_history": [layers_[1]["name"], 0, 0]}}]]
 
-    path = _edited_copy(tmp_path, "functional_convnet.keras", branch)
+    path = edited_copy(tmp_path, "functional_convnet.keras", branch)
     with pytest.raises(ValueError, match=r"takes 2 inputs .* single chains") as error:
         models.load_model(path)
     assert str(path) in str(error.value)

@@ -175,7 +175,14 @@ def _inputs_of(entry, layer_name):
 
 def _chain(config):
     """The functional graph's layer entries in order from its input to its output; ValueError unless a chain."""
-    entries = {entry.get("name", entry["config"].get("name")): entry for entry in config["layers"]}
+    entries = {}
+    for entry in config["layers"]:
+        if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
+            raise ValueError(f"a layer of the graph must be {{'class_name': ..., 'config': {{...}}}}, got {str(entry)[:80]}")
+        name = entry.get("name", entry["config"].get("name"))
+        if not isinstance(name, str):
+            raise ValueError(f"a layer of the graph has the name {str(name)[:80]}; names are strings")
+        entries[name] = entry
 
     def ends(key):
         value = config.get(key)
@@ -185,10 +192,15 @@ def _chain(config):
         return items[0][0]
 
     first, last = ends("input_layers"), ends("output_layers")
-    order, name = [], last
+    order, name, visited = [], last, []
     while True:
         if name not in entries:
             raise ValueError(f"the graph refers to a layer {name!r} that the configuration does not hold")
+        if name in visited:  # a crafted graph: without this the walk never ends
+            cycle = visited[visited.index(name):][::-1]  # in the direction data flows
+            cycle.append(cycle[0])
+            raise ValueError(f"the graph has a cycle: {' -> '.join(map(repr, cycle))}; a model's layers must form a chain from its input")
+        visited.append(name)
         order.append(entries[name])
         sources = _inputs_of(entries[name], name)
         if not sources:
@@ -198,7 +210,7 @@ def _chain(config):
         name = sources[0]
     if name != first:
         raise ValueError(f"the output is not computed from the input {first!r}")
-    unused = [n for n in entries if n not in {e.get("name", e["config"].get("name")) for e in order}]
+    unused = [n for n in entries if n not in visited]
     if unused:
         raise ValueError(f"the layers {unused} are not on the path from the input to the output; fastconv models are single chains")
     return list(reversed(order))
@@ -240,7 +252,7 @@ def _model_config(fastconv_class, config, source):
         entries = _chain(config) if fastconv_class == "Model" and "input_layers" in config else config["layers"]
         if not _is_float32(config.get("dtype")):
             raise ValueError(f"the option dtype={config['dtype']!r} is not supported by fastconv")
-    except (KeyError, TypeError, ValueError, IndexError) as error:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
         raise ValueError(f"{source}: model {name!r}: {error}") from None
     layers = [fastconv_config(entry, source) for entry in entries]
     if fastconv_class == "Sequential" and config.get("build_input_shape") and layers and layers[0]["class_name"] != "InputLayer":
