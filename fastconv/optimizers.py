@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 from fastconv.backends import get_backend, to_numpy
+from fastconv.interrupts import held_interrupts
 
 
 def check_learning_rate(value, owner):
@@ -48,14 +49,22 @@ class Optimizer:
         return self._slots[key]
 
     def apply(self, weights):
-        """One step on every trainable weight that has a gradient; clears the gradients."""
-        self.iterations += 1
-        for weight in weights:
-            if weight.trainable and weight.grad is not None:
-                if weight.grad.shape != weight.value.shape:
-                    raise ValueError(f"gradient of {weight.name} has shape {weight.grad.shape}, the weight {weight.value.shape}")
-                self.update(get_backend(), weight, weight.grad)
-            weight.grad = None
+        """One step on every trainable weight that has a gradient; clears the gradients.
+
+        All or nothing: every gradient is checked before the first weight changes, and a Ctrl-C during the step is
+        held until the iteration count, every weight and every slot have moved.
+        """
+        updated = [weight for weight in weights if weight.trainable and weight.grad is not None]
+        for weight in updated:
+            if weight.grad.shape != weight.value.shape:
+                raise ValueError(f"gradient of {weight.name} has shape {weight.grad.shape}, the weight {weight.value.shape}")
+        backend = get_backend()
+        with held_interrupts():
+            self.iterations += 1
+            for weight in updated:
+                self.update(backend, weight, weight.grad)
+            for weight in weights:
+                weight.grad = None
 
     def update(self, backend, weight, grad):
         raise NotImplementedError

@@ -15,6 +15,7 @@ Shapes carry ``None`` for the batch axis, as in Keras: ``(None, 28, 28, 1)``.
 """
 
 import contextlib
+import contextvars
 
 import numpy as np
 
@@ -37,25 +38,27 @@ def check_image_rank(layer, input_shape):
         )
 
 
-_weight_gradients = {"enabled": True}
+# Per thread (and per asyncio task): a gradient query in one thread never stops another thread's training from
+# computing its weights' gradients.
+_weight_gradients = contextvars.ContextVar("fastconv_weight_gradients", default=True)
 
 
 def weight_gradients_enabled():
-    """Whether backward passes compute and store the gradients of trainable weights (off inside
+    """Whether backward passes in this thread compute and store the gradients of trainable weights (off inside
     :func:`input_gradients_only`)."""
-    return _weight_gradients["enabled"]
+    return _weight_gradients.get()
 
 
 @contextlib.contextmanager
 def input_gradients_only():
-    """Inside the block, backward passes compute the gradients of inputs and activations only: no layer computes
-    its weights' gradients, and every ``weight.grad`` keeps what it held (``fastconv.models.gradients`` uses it)."""
-    previous = _weight_gradients["enabled"]
-    _weight_gradients["enabled"] = False
+    """Inside the block, backward passes of this thread compute the gradients of inputs and activations only: no
+    layer computes its weights' gradients, and every ``weight.grad`` keeps what it held (``fastconv.models.gradients``
+    uses it). Other threads are not affected; training inside the block raises."""
+    token = _weight_gradients.set(False)
     try:
         yield
     finally:
-        _weight_gradients["enabled"] = previous
+        _weight_gradients.reset(token)
 
 
 class Weight:

@@ -18,6 +18,7 @@ from fastconv import metrics as metrics_module
 from fastconv import optimizers as optimizers_module
 from fastconv.backends import get_backend
 from fastconv.callbacks import Callback, History, Progbar, TerminateOnNaN
+from fastconv.layers.base import weight_gradients_enabled
 from fastconv.models import data as data_module
 
 
@@ -102,6 +103,13 @@ class Trainer:
         logs = self._train_step(x, y)
         return self._format_logs(logs, return_dict)
 
+    def _require_weight_gradients(self):
+        if not weight_gradients_enabled():
+            raise RuntimeError(
+                f"model {self.name!r} cannot train inside input_gradients_only(): backward passes there compute no "
+                "weight gradients; train outside the block"
+            )
+
     def _forward_loss(self, x_batch, y_batch, training):
         """Forward one batch and take the loss: (logs, loss gradient, caches, fused)."""
         self._require_compiled()
@@ -117,11 +125,13 @@ class Trainer:
 
     def compute_gradients(self, x_batch, y_batch, training=True):
         """Forward and backward on one batch: sets ``weight.grad`` of every trainable weight; returns the logs."""
+        self._require_weight_gradients()
         logs, grad, caches, fused = self._forward_loss(x_batch, y_batch, training)
         self.backward(grad, caches, need_input_grad=False, logits=fused)
         return logs
 
     def _train_step(self, x_batch, y_batch):
+        self._require_weight_gradients()
         logs, grad, caches, fused = self._forward_loss(x_batch, y_batch, training=True)
         if not math.isfinite(logs["loss"]):
             # One rule for every loss: a NaN or infinite loss never reaches the weights.
@@ -178,6 +188,7 @@ class Trainer:
         if kwargs.get("class_weight") is not None or kwargs.get("sample_weight") is not None:
             raise ValueError("fit(): class_weight and sample_weight are not supported")
         self._require_compiled()
+        self._require_weight_gradients()
         if validation_split and data_module.is_generator(x):
             raise ValueError("fit(): validation_split needs arrays; with a generator pass validation_data (and validation_steps)")
         if validation_split:
