@@ -104,7 +104,10 @@ def test_files_of_fastconv_0_2_still_load_with_their_optimizer_state():
     """fastconv 0.2 listed a nested model's weights in layer order and Adam's state as iter, all m, all v."""
     saved = np.load(KERAS_FILES / "fastconv_0_2.npz")
     model = models.load_model(KERAS_FILES / "fastconv_0_2.h5")
-    np.testing.assert_array_equal(model.predict(saved["x"]), saved["predict"])
+    # The file's weights in the right order give its predictions up to float32 rounding, which differs between SIMD
+    # levels (they were recorded on an AVX-512 machine); a wrong order would be off by far more than RTOL.
+    error = relative_error(model.predict(saved["x"]), saved["predict"])
+    assert error <= RTOL, f"relative error {error:.2e} to fastconv 0.2's predictions"
     iterations, (momentums, velocities) = model.optimizer.get_state([w for w in model.weights if w.trainable])
     state = [saved[key] for key in saved.files if key.startswith("state/")]
     assert iterations == int(state[0]) == 2
