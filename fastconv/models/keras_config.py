@@ -220,8 +220,53 @@ def fastconv_config(keras_config, source):
     """A Keras model or layer config (any generation) as the config fastconv's ``layers.deserialize`` takes.
 
     ``source`` names the file in every error. Models come back as ``Sequential`` or ``Model`` with their
-    layers in order (a functional graph flattened to its chain); layers as fastconv arguments.
+    layers in order (a functional graph flattened to its chain); layers as fastconv arguments. A config that
+    names a user's own class or function (:func:`check_keras_classes`) is refused.
     """
+    check_keras_classes(keras_config, source)
+    return _converted(keras_config, source, 0)
+
+
+_KERAS_PACKAGES = ("keras", "tf_keras")
+MAX_NESTED_MODELS = 16  # models inside models; a crafted file could nest them until the interpreter's stack runs out
+
+
+def check_keras_classes(config, source, owner_kind="layer"):
+    """Refuse a config that names a class or function from someone's own code.
+
+    Keras 3 records where each object's class comes from: ``module`` (``keras.layers``) and ``registered_name``
+    (None for Keras' own; ``'Custom>Conv2D'`` or ``'my_acts>softmax'`` for what a user registered). Rebuilding
+    such an object as fastconv's built-in of the same short name would be a different model, so it is a
+    ValueError naming the file, the layer and the class, as Keras 3 refuses a class it cannot find.
+    """
+    stack = [(config, None)]
+    while stack:
+        value, owner = stack.pop()
+        if isinstance(value, dict):
+            inner = value.get("config")
+            if isinstance(inner, dict) and isinstance(inner.get("name"), str):
+                owner = f"{owner_kind} {inner['name']!r}"
+            if "module" in value and "class_name" in value:
+                _check_keras_class(value, owner, source)
+            stack.extend((item, owner) for key, item in value.items() if key != "compile_config")  # checked if compiled
+        elif isinstance(value, list):
+            stack.extend((item, owner) for item in value)
+
+
+def _check_keras_class(entry, owner, source):
+    module, class_name, registered = entry.get("module"), entry.get("class_name"), entry.get("registered_name")
+    package = module.split(".", 1)[0] if isinstance(module, str) else None
+    if package in _KERAS_PACKAGES and registered in (None, class_name):
+        return
+    what = f"the function {entry.get('config')!r}" if class_name == "function" else f"the class {class_name!r}"
+    where = f" {owner}:" if owner else ""
+    raise ValueError(
+        f"{source}:{where} {what} comes from module {module!r}, registered as {registered!r}: a user's own code, not "
+        "Keras'. fastconv rebuilds Keras' built-in classes only, and will not put its own class of the same name in its place"
+    )
+
+
+def _converted(keras_config, source, depth):
     if not isinstance(keras_config, dict) or "class_name" not in keras_config:
         raise ValueError(f"{source}: a layer's configuration must be {{'class_name': ..., 'config': ...}}, got {str(keras_config)[:120]}")
     class_name, config = keras_config["class_name"], keras_config.get("config")
@@ -237,14 +282,16 @@ def fastconv_config(keras_config, source):
             f"(it has {', '.join(sorted(set(FASTCONV_CLASS.values())))})"
         )
     if fastconv_class in ("Sequential", "Model"):
-        return _model_config(fastconv_class, config, source)
+        if depth >= MAX_NESTED_MODELS:
+            raise ValueError(f"{source}: model {name!r} is nested {depth} models deep; fastconv reads at most {MAX_NESTED_MODELS}")
+        return _model_config(fastconv_class, config, source, depth)
     try:
         return {"class_name": fastconv_class, "config": layer_arguments(fastconv_class, config)}
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"{source}: layer {name!r} ({class_name}): {error}") from None
 
 
-def _model_config(fastconv_class, config, source):
+def _model_config(fastconv_class, config, source, depth):
     name = config.get("name")
     try:
         if not isinstance(config.get("layers"), list):
@@ -254,7 +301,7 @@ def _model_config(fastconv_class, config, source):
             raise ValueError(f"the option dtype={config['dtype']!r} is not supported by fastconv")
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
         raise ValueError(f"{source}: model {name!r}: {error}") from None
-    layers = [fastconv_config(entry, source) for entry in entries]
+    layers = [_converted(entry, source, depth + 1) for entry in entries]
     if fastconv_class == "Sequential" and config.get("build_input_shape") and layers and layers[0]["class_name"] != "InputLayer":
         first = layers[0]["config"]
         if "batch_input_shape" not in first:  # Keras 3: a Sequential built on data keeps its input shape here
@@ -342,6 +389,7 @@ def optimizer_from_config(value):
 
 def compile_arguments(training_config, source):
     """``(optimizer, loss, metrics)`` from a legacy ``training_config`` or a Keras 3 ``compile_config``."""
+    check_keras_classes(training_config, source, "compile setting")
     try:
         for key in ("loss_weights", "weighted_metrics"):
             if training_config.get(key):
