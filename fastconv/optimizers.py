@@ -30,8 +30,31 @@ def check_learning_rate(value, owner):
     return rate
 
 
+def check_hyperparameter(value, name, owner, low, high, high_included=True):
+    """``value`` as a finite float in [low, high] (or [low, high)); ValueError naming ``owner`` and ``name`` otherwise:
+    a NaN or out-of-range setting would turn every weight into NaN at the next step."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{owner}: {name} must be a number, got {value!r}") from None
+    inside = low <= number <= high if high_included else low <= number < high
+    if not (math.isfinite(number) and inside):
+        interval = f"[{low}, {high}]" if high_included else f"[{low}, {high})"
+        raise ValueError(f"{owner}: {name} must be a finite number in {interval}, got {value!r}")
+    return number
+
+
+def check_epsilon(value, owner):
+    """epsilon > 0: with 0 a weight whose gradient and state are 0 would be updated by 0 / 0."""
+    epsilon = check_hyperparameter(value, "epsilon", owner, 0.0, math.inf, high_included=False)
+    if epsilon == 0:
+        raise ValueError(f"{owner}: epsilon must be > 0 (a weight with zero gradient and state would become 0 / 0 = NaN), got {value!r}")
+    return epsilon
+
+
 class Optimizer:
     slot_names = ()  # Keras 3's names of the per-weight state, in the order of ``slot(weight, index)``
+    non_negative_slots = ()  # the slots that hold running means of squares
 
     def __init__(self, learning_rate=0.01, lr=None, name=None):
         self.learning_rate = check_learning_rate(lr if lr is not None else learning_rate, type(self).__name__)
@@ -83,14 +106,28 @@ class Optimizer:
         ]
         return self.iterations, slots
 
-    def set_state(self, weights, iterations, slots):
-        """Restore what :meth:`get_state` gave for ``weights``: float32 copies of the slots, all or none."""
+    def check_state(self, weights, iterations, slots):
+        """ValueError unless ``(iterations, slots)`` is a state this optimizer can continue from: a count >= 0, each
+        slot of its weight's shape and finite, running means of squares >= 0 (else the next step makes NaN)."""
+        owner = type(self).__name__
+        if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or iterations < 0:
+            raise ValueError(f"{owner}: the iteration count must be an integer >= 0, got {iterations!r}")
         if len(slots) != len(self.slot_names) or any(len(kind) != len(weights) for kind in slots):
-            raise ValueError(f"{type(self).__name__} state for {len(weights)} weights needs {len(self.slot_names)} slot(s) for each")
+            raise ValueError(f"{owner} state for {len(weights)} weights needs {len(self.slot_names)} slot(s) for each")
         for kind, slot_name in zip(slots, self.slot_names):
             for weight, value in zip(weights, kind):
                 if np.shape(value) != tuple(weight.shape):
-                    raise ValueError(f"{type(self).__name__} {slot_name} of {weight.name}: shape {np.shape(value)}, expected {weight.shape}")
+                    raise ValueError(f"{owner} {slot_name} of {weight.name}: shape {np.shape(value)}, expected {weight.shape}")
+                value = np.asarray(value)
+                if not np.isfinite(value).all():
+                    raise ValueError(f"{owner} {slot_name} of {weight.name} holds NaN or infinity")
+                if slot_name in self.non_negative_slots and (value < 0).any():
+                    raise ValueError(f"{owner} {slot_name} of {weight.name} holds negative values (min {value.min()}); it is a mean of squares")
+
+    def set_state(self, weights, iterations, slots):
+        """Restore what :meth:`get_state` gave for ``weights``: float32 copies of the slots, all or none, after
+        :meth:`check_state`."""
+        self.check_state(weights, iterations, slots)
         self.iterations = int(iterations)
         self._slots = {
             (id(weight), k): np.array(value, dtype=np.float32) for k, kind in enumerate(slots) for weight, value in zip(weights, kind)
@@ -104,8 +141,10 @@ class SGD(Optimizer):
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
         super().__init__(learning_rate, **kwargs)
-        self.momentum = float(momentum)
-        self.nesterov = nesterov
+        self.momentum = check_hyperparameter(momentum, "momentum", "SGD", 0.0, 1.0)
+        if not isinstance(nesterov, (bool, np.bool_)):
+            raise ValueError(f"SGD: nesterov must be True or False, got {nesterov!r}")
+        self.nesterov = bool(nesterov)
 
     def update(self, backend, weight, grad):
         velocity = self.slot(weight) if self.momentum else backend.empty(0)
@@ -117,11 +156,12 @@ class SGD(Optimizer):
 
 class RMSprop(Optimizer):
     slot_names = ("velocity",)
+    non_negative_slots = ("velocity",)
 
     def __init__(self, learning_rate=0.001, rho=0.9, epsilon=1e-7, **kwargs):
         super().__init__(learning_rate, **kwargs)
-        self.rho = float(rho)
-        self.epsilon = float(epsilon)
+        self.rho = check_hyperparameter(rho, "rho", "RMSprop", 0.0, 1.0)
+        self.epsilon = check_epsilon(epsilon, "RMSprop")
 
     def update(self, backend, weight, grad):
         backend.rmsprop_update(weight.value, grad, self.slot(weight), self.learning_rate, self.rho, self.epsilon)
@@ -132,10 +172,14 @@ class RMSprop(Optimizer):
 
 class Adam(Optimizer):
     slot_names = ("momentum", "velocity")
+    non_negative_slots = ("velocity",)
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
         super().__init__(learning_rate, **kwargs)
-        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+        # beta = 1 divides by 1 - beta**t = 0 at the first step
+        self.beta_1 = check_hyperparameter(beta_1, "beta_1", "Adam", 0.0, 1.0, high_included=False)
+        self.beta_2 = check_hyperparameter(beta_2, "beta_2", "Adam", 0.0, 1.0, high_included=False)
+        self.epsilon = check_epsilon(epsilon, "Adam")
 
     def update(self, backend, weight, grad):
         step = self.learning_rate * np.sqrt(1 - self.beta_2**self.iterations) / (1 - self.beta_1**self.iterations)

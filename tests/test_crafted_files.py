@@ -5,11 +5,16 @@ optimizer changes, in bounded time and space; none loads as a different model.
 """
 
 import contextlib
+import json
+import shutil
 import signal
+import zipfile
 
+import h5py
+import numpy as np
 import pytest
 
-from file_edits import edited_copy, set_inbound
+from file_edits import KERAS_FILES, edited_copy, replace_member, set_inbound
 from fastconv import models
 
 FUNCTIONAL_FILES = ["functional_convnet.keras", "functional_convnet.keras3.h5", "functional_convnet.keras2.h5"]
@@ -82,3 +87,80 @@ def test_a_users_own_optimizer_is_refused_and_compile_false_skips_it(tmp_path):
         models.load_model(path)
     assert str(path) in str(error.value)
     assert models.load_model(path, compile=False).optimizer is None
+
+
+# --- optimizer state outside its domain ---------------------------------------------------
+
+
+def _edit_h5(tmp_path, source, edit):
+    path = tmp_path / source
+    shutil.copy(KERAS_FILES / source, path)
+    with h5py.File(path, "a") as file:
+        edit(file)
+    return path
+
+
+def _set_optimizer_option(key, value):
+    def edit(file):
+        training = json.loads(file.attrs["training_config"])
+        training["optimizer_config"]["config"][key] = value
+        file.attrs["training_config"] = json.dumps(training)
+
+    return edit
+
+
+def _set_dataset(name, make):
+    def edit(file):
+        old = file[name][()]
+        del file[name]
+        file[name] = make(old)
+
+    return edit
+
+
+OUTSIDE_THE_DOMAIN = {
+    "nan-rho": ("cats_dogs_convnet.keras3.h5", _set_optimizer_option("rho", float("nan")), r"RMSprop: rho must be a finite number in \[0.0, 1.0\], got nan"),
+    "nan-beta_1": ("every_layer.keras3.h5", _set_optimizer_option("beta_1", float("nan")), r"Adam: beta_1 must be a finite number in \[0.0, 1.0\)"),
+    "beta_2-of-1": ("every_layer.keras3.h5", _set_optimizer_option("beta_2", 1.0), r"Adam: beta_2 must be a finite number in \[0.0, 1.0\), got 1.0"),
+    "zero-epsilon": ("every_layer.keras3.h5", _set_optimizer_option("epsilon", 0.0), r"Adam: epsilon must be > 0"),
+    "negative-iterations": ("cats_dogs_convnet.keras3.h5", _set_dataset("optimizer_weights/rm_sprop_1/iteration", lambda old: np.int64(-3)),
+                            r"the iteration count must be an integer >= 0, got -3"),
+    "negative-velocity": ("cats_dogs_convnet.keras3.h5",
+                          _set_dataset("optimizer_weights/rm_sprop_1/cats_dogs_convnet_dense_2_bias_velocity", lambda old: -np.abs(old) - 1),
+                          r"RMSprop velocity of dense_2/bias:0 holds negative values"),
+    "nan-momentum": ("every_layer.keras3.h5",
+                     _set_dataset("optimizer_weights/adam/every_layer_conv2d_kernel_momentum", lambda old: np.full_like(old, np.nan)),
+                     r"Adam momentum of conv2d/kernel:0 holds NaN or infinity"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(OUTSIDE_THE_DOMAIN))
+def test_optimizer_settings_and_state_outside_their_domain_are_refused(tmp_path, case):
+    source, edit, message = OUTSIDE_THE_DOMAIN[case]
+    path = _edit_h5(tmp_path, source, edit)
+    with pytest.raises(ValueError, match=message) as error:
+        models.load_model(path)
+    assert str(path) in str(error.value)
+
+
+def test_load_weights_with_bad_optimizer_state_changes_no_weight(tmp_path):
+    source = KERAS_FILES / "cats_dogs_convnet.keras"
+    weights_file = tmp_path / "model.weights.h5"
+    with zipfile.ZipFile(source) as archive:
+        weights_file.write_bytes(archive.read("model.weights.h5"))
+    with h5py.File(weights_file, "a") as file:
+        names = sorted(file["optimizer/vars"].keys(), key=int)
+        last = f"optimizer/vars/{names[-1]}"
+        value = file[last][()]
+        del file[last]
+        file[last] = -np.abs(value) - 1  # a negative mean of squares
+    crafted = replace_member(tmp_path, "cats_dogs_convnet.keras", "model.weights.h5", weights_file)
+    model = models.load_model(source)
+    for weight in model.weights:
+        weight.assign(np.zeros(weight.shape))
+    iterations = model.optimizer.iterations
+    with pytest.raises(ValueError, match=r"holds negative values") as error:
+        model.load_weights(crafted)
+    assert str(crafted) in str(error.value)
+    assert all(not weight.numpy().any() for weight in model.weights), "a weight was set before the state was refused"
+    assert model.optimizer.iterations == iterations

@@ -1,6 +1,7 @@
 """SGD, RMSprop and Adam against their formulas written out by hand."""
 
 import numpy as np
+import pytest
 
 from fastconv import optimizers
 
@@ -80,3 +81,18 @@ def test_get_state_gives_copies_and_set_state_takes_copies():
     optimizer.set_state([weight], iterations, given)
     given[0][0][...] = 9.0
     assert optimizer.get_state([weight])[1][0][0].tolist() == [1.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [(lambda: optimizers.SGD(momentum=float("nan")), r"SGD: momentum must be a finite number in \[0.0, 1.0\]"),
+     (lambda: optimizers.SGD(momentum=0.9, nesterov="yes"), r"SGD: nesterov must be True or False"),
+     (lambda: optimizers.RMSprop(rho=1.5), r"RMSprop: rho must be a finite number in \[0.0, 1.0\], got 1.5"),
+     (lambda: optimizers.RMSprop(epsilon=-1e-7), r"RMSprop: epsilon must be a finite number"),
+     (lambda: optimizers.Adam(beta_1=1.0), r"Adam: beta_1 must be a finite number in \[0.0, 1.0\), got 1.0"),
+     (lambda: optimizers.Adam(epsilon=0), r"Adam: epsilon must be > 0")],
+    ids=["sgd-nan-momentum", "sgd-nesterov-string", "rmsprop-rho", "rmsprop-epsilon", "adam-beta_1", "adam-epsilon"],
+)  # fmt: skip
+def test_settings_that_would_make_the_next_step_nan_are_refused(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()

@@ -122,15 +122,14 @@ def _layer_plan(file, model, skip_mismatch, source):
 
 
 def load_weights_from(file, model, source, skip_mismatch=False):
-    """Set ``model``'s weights from Keras 3's layout, all or nothing; then its optimizer's state, if compiled."""
+    """Set ``model``'s weights from Keras 3's layout, and its optimizer's state if compiled: all or nothing, every
+    array read and checked before the first is set."""
     plan = _layer_plan(file, model, skip_mismatch, source)
     arrays = [
         [hdf5.read_array(group, name, shape, what=f"weight {name} of layer {layer.name!r}") for name, shape in zip(names, shapes)]
         for layer, group, names, shapes in plan
     ]
-    for (layer, _, _, _), layer_arrays in zip(plan, arrays):
-        for weight, array in zip(layer.weights, layer_arrays):
-            weight.assign(array)
+    state = None
     if model.optimizer is not None and hdf5.has(file, "optimizer"):
         group = hdf5.node(file, "optimizer/vars")
         names = sorted(group.keys(), key=lambda key: int(key) if key.isdigit() else -1)
@@ -138,7 +137,11 @@ def load_weights_from(file, model, source, skip_mismatch=False):
         def read(index, shape, kinds):
             return hdf5.read_array(group, names[index], shape, kinds, what=f"optimizer/vars/{names[index]}")
 
-        optimizer_state.restore(model.optimizer, trainable_weights(model), names, read, source)
+        state = optimizer_state.read_state(model.optimizer, trainable_weights(model), names, read, source)
+    for (layer, _, _, _), layer_arrays in zip(plan, arrays):
+        for weight, array in zip(layer.weights, layer_arrays):
+            weight.assign(array)
+    optimizer_state.apply_state(model.optimizer, trainable_weights(model), state)
 
 
 class _Extracted:

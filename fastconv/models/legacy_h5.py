@@ -193,5 +193,6 @@ def read_model(file, filepath, compile):
             def read(index, shape, kinds):
                 return hdf5.read_array(group, names[index], shape, kinds, what=f"optimizer_weights/{names[index]}")
 
-            optimizer_state.restore(model.optimizer, trainable_weights(model), names, read, filepath)
+            weights = trainable_weights(model)
+            optimizer_state.apply_state(model.optimizer, weights, optimizer_state.read_state(model.optimizer, weights, names, read, filepath))
     return model

@@ -49,15 +49,16 @@ def _layout(names, slot_count):
     return None
 
 
-def restore(optimizer, weights, names, read, source):
-    """Set ``optimizer``'s state for ``weights`` from a file's entries.
+def read_state(optimizer, weights, names, read, source):
+    """The state for ``optimizer`` over ``weights`` from a file's entries, checked, without changing the optimizer:
+    ``(iterations, slots, learning_rate)`` for :func:`apply_state`, or None when the file holds none to restore.
 
     names: the entries' names in the file's order (Keras 3's weights file: "0", "1", ...).
-    read(index, shape, kinds): the checked array of entry ``index``. Every entry is read and checked
-    before the optimizer changes; ValueError naming ``source`` when the state does not fit.
+    read(index, shape, kinds): the checked array of entry ``index``. ValueError naming ``source`` when the state
+    does not fit the model or lies outside the optimizer's domain (:meth:`~fastconv.optimizers.Optimizer.check_state`).
     """
     if not names:
-        return
+        return None
     kinds, count = len(optimizer.slot_names), len(weights)
     layout = _layout(names, kinds * count)
     if layout is None:
@@ -66,7 +67,7 @@ def restore(optimizer, weights, names, read, source):
             "the optimizer starts fresh, as Keras does with such files",
             stacklevel=4,
         )
-        return
+        return None
     first_slot = 2 if layout == "keras3" else 1
     if len(names) not in (first_slot, first_slot + kinds * count):
         raise ValueError(
@@ -84,6 +85,18 @@ def restore(optimizer, weights, names, read, source):
             slots[kind][weight_index] = read(first_slot + position, tuple(weights[weight_index].shape), "f")
     else:  # saved before the first step: Keras 3 keeps the iteration count and learning rate only
         slots = [[np.zeros(w.shape, np.float32) for w in weights] for _ in range(kinds)]
+    try:
+        optimizer.check_state(weights, iterations, slots)
+    except ValueError as error:
+        raise ValueError(f"{source}: the saved optimizer state: {error}") from None
+    return iterations, slots, learning_rate
+
+
+def apply_state(optimizer, weights, state):
+    """Set what :func:`read_state` returned (None: nothing to set)."""
+    if state is None:
+        return
+    iterations, slots, learning_rate = state
     optimizer.set_state(weights, iterations, slots)
     if learning_rate is not None and np.float32(learning_rate) != np.float32(optimizer.learning_rate):
         optimizer.learning_rate = learning_rate  # changed during training (a schedule, a callback): Keras 3 keeps it
