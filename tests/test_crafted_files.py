@@ -6,6 +6,7 @@ optimizer changes, in bounded time and space; none loads as a different model.
 
 import contextlib
 import json
+import resource
 import shutil
 import signal
 import zipfile
@@ -164,3 +165,45 @@ def test_load_weights_with_bad_optimizer_state_changes_no_weight(tmp_path):
     assert str(crafted) in str(error.value)
     assert all(not weight.numpy().any() for weight in model.weights), "a weight was set before the state was refused"
     assert model.optimizer.iterations == iterations
+
+
+# --- a zip bomb --------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def files_no_larger_than(limit):
+    """Inside the block no file this process writes may grow past ``limit`` bytes (a write past it fails with
+    EFBIG instead of filling the disk)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+
+
+def _bomb(tmp_path, source, megabytes):
+    """A copy of the archive ``source`` whose weights member is ``megabytes`` MiB of zeros, deflated to ~1/1000."""
+    path = tmp_path / f"bomb_{source}"
+    with zipfile.ZipFile(KERAS_FILES / source) as original, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as bomb:
+        for member in ("metadata.json", "config.json"):
+            bomb.writestr(member, original.read(member))
+        with bomb.open("model.weights.h5", "w", force_zip64=True) as weights:
+            chunk = bytes(2**20)
+            for _ in range(megabytes):
+                weights.write(chunk)
+    return path
+
+
+def test_a_zip_bomb_is_refused_by_the_size_its_model_implies_before_a_byte_is_written(tmp_path):
+    bomb = _bomb(tmp_path, "mnist_convnet.keras", 64)
+    assert bomb.stat().st_size < 2**20
+    model = models.load_model(KERAS_FILES / "mnist_convnet.keras")
+    with files_no_larger_than(2**20):
+        with pytest.raises(ValueError, match=r"model.weights.h5 is 67108864 bytes; the model's weights and optimizer state fit in \d+") as error:
+            models.load_model(bomb)
+        assert str(bomb) in str(error.value)
+        with pytest.raises(ValueError, match=r"model.weights.h5 is 67108864 bytes"):
+            model.load_weights(bomb)

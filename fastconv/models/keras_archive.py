@@ -8,19 +8,21 @@ order within each model: ``layers/conv2d/vars/0`` (kernel), ``layers/conv2d/vars
 each ``vars`` group has the layer's name as an attribute. The optimizer is ``optimizer/vars/0, 1, ...``
 (iteration, learning rate, then the slots: :mod:`fastconv.models.optimizer_state`).
 
-Reading checks the archive before it trusts it: the members it expects and nothing outside it, sizes
-within bounds, every HDF5 read through :mod:`fastconv.models.hdf5`. Writing is atomic.
+Reading checks the archive before it trusts it: the members it expects and nothing outside it, every member
+read no further than what it can hold (the config 64 MiB; the weights what the config's model implies, so a zip
+bomb stops at that bound), every HDF5 read through :mod:`fastconv.models.hdf5`. Writing is atomic.
 """
 
+import contextlib
 import datetime
 import json
-import shutil
 import tempfile
 import warnings
 import zipfile
 from pathlib import Path
 
 import h5py
+import numpy as np
 
 from fastconv._version import __version__ as FASTCONV_VERSION
 from fastconv.backends import checks
@@ -144,74 +146,118 @@ def load_weights_from(file, model, source, skip_mismatch=False):
     optimizer_state.apply_state(model.optimizer, trainable_weights(model), state)
 
 
-class _Extracted:
-    """``with _Extracted(path) as (config, weights_path):`` an archive's config and its weights, checked, in a
-    temporary folder that is removed afterwards; ValueError naming the archive for anything amiss."""
+_MAX_MEMBERS = 1024  # Keras writes three members (and an assets/ folder for layers that have assets)
+_COPY_CHUNK = 2**20
 
-    def __init__(self, path):
-        self.path = Path(path)
 
-    def __enter__(self):
+def weights_bytes_bound(model):
+    """The most bytes a weights file of ``model`` can hold: every weight and up to two optimizer slots per weight,
+    in float64 at worst, plus HDF5's headers (a few KiB per group or dataset) and a MiB of slack. A member larger
+    than this is not that model's weights file, whatever its name (a zip bomb expands to gigabytes)."""
+    elements = sum(int(np.prod(weight.shape)) for weight in model.weights)
+    objects = 3 * len(model.weights) + 2 * len(model.layers) + 16
+    return 8 * 3 * elements + 64 * 2**10 * objects + 2**20
+
+
+@contextlib.contextmanager
+def _open_archive(path):
+    """``with _open_archive(path) as (archive, members):`` the zip archive with its members checked (ValueError
+    naming it for anything amiss: not a zip, a member missing, too many members)."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as error:
+        raise ValueError(f"{path} is not a Keras archive (.keras): {error}") from None
+    with archive:
+        infos = archive.infolist()
+        if len(infos) > _MAX_MEMBERS:
+            raise ValueError(f"{path}: the archive has {len(infos)} members; a Keras archive has a handful")
+        members = {info.filename: info for info in infos}
+        for name in (CONFIG, WEIGHTS):
+            if name not in members:
+                raise ValueError(f"{path}: the archive has no {name} (it holds {sorted(members)[:6]})")
+        yield archive, members
+
+
+def _read_member(path, archive, info, limit):
+    """The bytes of member ``info``, refused before reading when it says it holds more than ``limit``, and read no
+    further than ``limit`` whatever it says; ValueError naming the archive when it is damaged."""
+    if info.file_size > limit:
+        raise ValueError(f"{path}: {info.filename} is {info.file_size} bytes, more than it can be ({limit})")
+    try:
+        with archive.open(info) as member:
+            data = member.read(limit + 1)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:  # CRC errors, truncation, bad compression
+        raise ValueError(f"{path}: the archive is damaged: {error}") from None
+    if len(data) > limit:
+        raise ValueError(f"{path}: {info.filename} holds more than {limit} bytes")
+    return data
+
+
+def _read_config(path, archive, members):
+    data = _read_member(path, archive, members[CONFIG], _MAX_JSON_BYTES)
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError(f"{path}: {CONFIG} is nested too deeply to be a model's config") from None
+    except ValueError as error:  # bad JSON or bad UTF-8
+        raise ValueError(f"{path}: the archive is damaged: {CONFIG} is not JSON: {error}") from None
+
+
+@contextlib.contextmanager
+def _weights_file(path, archive, members, limit):
+    """``with _weights_file(...) as weights_path:`` the weights member copied into a temporary file (removed
+    afterwards) in chunks, never more than ``limit`` bytes of it (:func:`weights_bytes_bound`)."""
+    info = members[WEIGHTS]
+    if info.file_size > limit:
+        raise ValueError(
+            f"{path}: {WEIGHTS} is {info.file_size} bytes; the model's weights and optimizer state fit in {limit}: "
+            "it is not this model's weights file"
+        )
+    with tempfile.TemporaryDirectory() as folder:
+        weights_path = Path(folder) / WEIGHTS
         try:
-            archive = zipfile.ZipFile(self.path)
-        except (zipfile.BadZipFile, OSError) as error:
-            raise ValueError(f"{self.path} is not a Keras archive (.keras): {error}") from None
-        with archive:
-            members = {info.filename: info for info in archive.infolist()}
-            for name in (CONFIG, WEIGHTS):
-                if name not in members:
-                    raise ValueError(f"{self.path}: the archive has no {name} (it holds {sorted(members)[:6]})")
-            if members[CONFIG].file_size > _MAX_JSON_BYTES:
-                raise ValueError(f"{self.path}: {CONFIG} is {members[CONFIG].file_size} bytes, more than a model's config can be")
-            self.folder = tempfile.TemporaryDirectory()
-            try:
-                config = json.loads(archive.read(CONFIG))
-                weights_path = Path(self.folder.name) / WEIGHTS
-                with archive.open(members[WEIGHTS]) as source, open(weights_path, "wb") as target:
-                    shutil.copyfileobj(source, target)
-            except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:  # CRC errors, bad JSON, truncation
-                self.folder.cleanup()
-                raise ValueError(f"{self.path}: the archive is damaged: {error}") from None
-        self.weights_path = weights_path
-        return config, weights_path
+            with archive.open(info) as source, open(weights_path, "wb") as target:
+                copied = 0
+                while chunk := source.read(min(_COPY_CHUNK, limit + 1 - copied)):
+                    copied += len(chunk)
+                    if copied > limit:
+                        raise ValueError(f"{path}: {WEIGHTS} holds more than the {limit} bytes the model's weights fit in")
+                    target.write(chunk)
+        except (zipfile.BadZipFile, OSError, EOFError) as error:  # CRC errors, truncation, a full disk
+            raise ValueError(f"{path}: the archive is damaged: {error}") from None
+        try:
+            yield weights_path
+        except ValueError as error:  # name the member of the archive, not the temporary file
+            raise ValueError(str(error).replace(str(weights_path), f"{path} ({WEIGHTS})")) from None
 
-    def __exit__(self, *exc_info):
-        self.folder.cleanup()
 
-    def rename(self, error):
-        """``error``'s message with the temporary weights file named as the member of the archive it came from."""
-        return ValueError(str(error).replace(str(self.weights_path), f"{self.path} ({WEIGHTS})"))
+def _set_weights(model, path, weights_path, skip_mismatch=False):
+    with hdf5.open_file(weights_path) as file:
+        load_weights_from(file, model, f"{path} ({WEIGHTS})", skip_mismatch)
 
 
 def load_archive(path, compile=True):
     """The model of a ``.keras`` archive: config, weights and (``compile=True``) compile settings and optimizer state."""
     from fastconv.layers import deserialize
 
-    extracted = _Extracted(path)
-    with extracted as (config, weights_path):
+    with _open_archive(path) as (archive, members):
+        config = _read_config(path, archive, members)
+        fastconv_config = keras_config.fastconv_config(config, str(path))
         try:
-            fastconv_config = keras_config.fastconv_config(config, str(path))
-            try:
-                model = deserialize(fastconv_config)
-            except (KeyError, TypeError, ValueError, AttributeError) as error:
-                raise ValueError(f"{path}: cannot rebuild the model: {error}") from None
-            compile_config = config.get("compile_config") if isinstance(config, dict) else None
-            if compile and compile_config:
-                optimizer, loss, metrics = keras_config.compile_arguments(compile_config, str(path))
-                model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
-            with hdf5.open_file(weights_path) as file:
-                load_weights_from(file, model, f"{path} ({WEIGHTS})")
-        except ValueError as error:
-            raise extracted.rename(error) from None
+            model = deserialize(fastconv_config)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise ValueError(f"{path}: cannot rebuild the model: {error}") from None
+        compile_config = config.get("compile_config") if isinstance(config, dict) else None
+        if compile and compile_config:
+            optimizer, loss, metrics = keras_config.compile_arguments(compile_config, str(path))
+            model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+        with _weights_file(path, archive, members, weights_bytes_bound(model)) as weights_path:
+            _set_weights(model, path, weights_path)
     return model
 
 
 def load_archive_weights(model, path, skip_mismatch=False):
     """``load_weights`` on a ``.keras`` archive: the weights (and optimizer state) it holds."""
-    extracted = _Extracted(path)
-    with extracted as (_, weights_path):
-        try:
-            with hdf5.open_file(weights_path) as file:
-                load_weights_from(file, model, f"{path} ({WEIGHTS})", skip_mismatch)
-        except ValueError as error:
-            raise extracted.rename(error) from None
+    with _open_archive(path) as (archive, members):
+        with _weights_file(path, archive, members, weights_bytes_bound(model)) as weights_path:
+            _set_weights(model, path, weights_path, skip_mismatch)
