@@ -207,3 +207,78 @@ def test_a_zip_bomb_is_refused_by_the_size_its_model_implies_before_a_byte_is_wr
         assert str(bomb) in str(error.value)
         with pytest.raises(ValueError, match=r"model.weights.h5 is 67108864 bytes"):
             model.load_weights(bomb)
+
+
+# --- damaged HDF5 files and configs of the wrong shape ----------------------------------------------
+
+
+def _mutated(tmp_path, source, seed):
+    """A copy of ``source`` damaged as a disk or a download damages files: bytes flipped in its headers, a block
+    zeroed, or its tail cut off (seeded, so a failure can be replayed)."""
+    rng = np.random.default_rng(seed)
+    data = bytearray((KERAS_FILES / source).read_bytes())
+    damage = seed % 3
+    if damage == 0:
+        for place in rng.integers(0, min(len(data), 2**16), 8):
+            data[place] ^= int(rng.integers(1, 256))
+    elif damage == 1:
+        start = int(rng.integers(0, len(data) - 512))
+        data[start : start + 512] = bytes(512)
+    else:
+        data = data[: int(rng.integers(512, len(data)))]
+    path = tmp_path / f"damaged_{seed}_{source}"
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.filterwarnings("ignore")  # a damaged optimizer layout is a warning, not an error
+@pytest.mark.parametrize("source", ["mnist_convnet.keras3.h5", "cats_dogs_convnet.keras2.h5", "mnist_convnet.weights.h5"])
+def test_damaged_files_give_a_value_error_naming_the_file(tmp_path, source):
+    model = models.load_model(KERAS_FILES / source.replace(".weights.h5", ".keras3.h5"))
+    for seed in range(20):
+        path = _mutated(tmp_path, source, seed)
+        try:
+            model.load_weights(path) if source.endswith(".weights.h5") else models.load_model(path)
+        except ValueError as error:
+            assert str(path) in str(error), f"seed {seed}: {error}"
+        # a damaged weight value loads: HDF5 keeps no checksum of a dataset's bytes
+
+
+def _json_edit(attribute, edit):
+    def change(file):
+        config = json.loads(file.attrs[attribute])
+        edit(config)
+        file.attrs[attribute] = json.dumps(config)
+
+    return change
+
+
+def _nested_deeply(file):
+    file.attrs["model_config"] = '{"class_name": "Sequential", "config": ' * 50_000 + "{}" + "}" * 50_000
+
+
+def _replace_in_layers(config):
+    config["config"]["layers"][3] = 5
+
+
+WRONG_SHAPES = {
+    "deeply-nested-json": ("mnist_convnet.keras3.h5", _nested_deeply, r"nested too deeply"),
+    "int-for-a-layer": ("mnist_convnet.keras3.h5", _json_edit("model_config", _replace_in_layers), r"a layer's configuration must be"),
+    "int-for-a-graph-layer": ("functional_convnet.keras3.h5", _json_edit("model_config", _replace_in_layers), r"a layer of the graph must be"),
+    "empty-keras-version": ("mnist_convnet.keras3.h5", lambda file: file["model_weights"].attrs.__setitem__("keras_version", np.array([], "S1")), None),
+    "string-for-layers": ("mnist_convnet.keras3.h5", _json_edit("model_config", lambda c: c["config"].__setitem__("layers", "conv2d")), r"no list of layers"),
+    "list-for-a-kernel-size": ("mnist_convnet.keras3.h5", _json_edit("model_config", lambda c: c["config"]["layers"][1]["config"].__setitem__("kernel_size", [[3]])), r"conv2d"),
+    "not-utf8-names": ("mnist_convnet.keras3.h5", lambda file: file["model_weights"].attrs.__setitem__("layer_names", np.array([b"\xff\xfe"])), r"layer_names|utf-8"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(WRONG_SHAPES))
+def test_configs_and_attributes_of_the_wrong_shape_give_a_value_error_naming_the_file(tmp_path, case):
+    source, edit, message = WRONG_SHAPES[case]
+    path = _edit_h5(tmp_path, source, edit)
+    if message is None:  # a file that is still whole: it loads
+        models.load_model(path)
+        return
+    with pytest.raises(ValueError, match=message) as error:
+        models.load_model(path)
+    assert str(path) in str(error.value)

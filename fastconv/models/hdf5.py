@@ -52,6 +52,21 @@ def open_file(filepath, what="weights file"):
         raise ValueError(f"{path} is not an HDF5 {what} (nor a Keras .keras archive): {error}") from None
 
 
+@contextlib.contextmanager
+def errors_named(path):
+    """Inside the block, what a damaged or crafted file makes h5py, JSON or the config readers raise becomes a
+    ValueError naming ``path``: h5py's KeyError, RuntimeError and OSError for broken headers, a TypeError or
+    IndexError for a config of the wrong shape, a ValueError (UnicodeDecodeError included) without the file's name."""
+    try:
+        yield
+    except ValueError as error:
+        if str(path) in str(error):
+            raise
+        raise ValueError(f"{path}: {error}") from error
+    except (KeyError, RuntimeError, OSError, TypeError, AttributeError, IndexError, RecursionError, OverflowError) as error:
+        raise ValueError(f"{path}: the file is damaged, or was not written by Keras: {type(error).__name__}: {error}") from error
+
+
 def has(group, name):
     """Whether ``group`` has a link called ``name``, without following it (``name in group`` would)."""
     return group.get(name, getlink=True) is not None

@@ -226,9 +226,10 @@ def _weights_file(path, archive, members, limit):
         except (zipfile.BadZipFile, OSError, EOFError) as error:  # CRC errors, truncation, a full disk
             raise ValueError(f"{path}: the archive is damaged: {error}") from None
         try:
-            yield weights_path
+            with hdf5.errors_named(weights_path):
+                yield weights_path
         except ValueError as error:  # name the member of the archive, not the temporary file
-            raise ValueError(str(error).replace(str(weights_path), f"{path} ({WEIGHTS})")) from None
+            raise ValueError(str(error).replace(str(weights_path), f"{path} ({WEIGHTS})")) from error.__cause__
 
 
 def _set_weights(model, path, weights_path, skip_mismatch=False):
@@ -240,7 +241,7 @@ def load_archive(path, compile=True):
     """The model of a ``.keras`` archive: config, weights and (``compile=True``) compile settings and optimizer state."""
     from fastconv.layers import deserialize
 
-    with _open_archive(path) as (archive, members):
+    with _open_archive(path) as (archive, members), hdf5.errors_named(path):
         config = _read_config(path, archive, members)
         fastconv_config = keras_config.fastconv_config(config, str(path))
         try:

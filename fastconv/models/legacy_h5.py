@@ -153,7 +153,7 @@ def _plan(model, file_layers, filepath, by_name, skip_mismatch, order_of):
 
 def load_weights(group, model, filepath, by_name=False, skip_mismatch=False):
     """Set ``model``'s weights from a legacy weights group, all or nothing (every array is read and checked first)."""
-    first_format = hdf5.decode_names(group.attrs.get("keras_version", ""))[0] == FIRST_FORMAT
+    first_format = hdf5.decode_names(group.attrs.get("keras_version", ""))[:1] == [FIRST_FORMAT]
     order_of = (lambda layer: layer.weights) if first_format else saved_order
     plan = _plan(model, _file_layers(group), filepath, by_name, skip_mismatch, order_of)
     arrays = [
@@ -171,6 +171,8 @@ def _json_attribute(file, name):
         return json.loads(value.decode() if isinstance(value, bytes) else value)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{file.filename}: the attribute {name!r} is not valid JSON ({error})") from None
+    except RecursionError:
+        raise ValueError(f"{file.filename}: the attribute {name!r} is nested too deeply to be a model's configuration") from None
 
 
 def read_model(file, filepath, compile):

@@ -71,7 +71,7 @@ def load_weights(model, filepath, by_name=False, skip_mismatch=False):
         _refuse_by_name(by_name, path)
         keras_archive.load_archive_weights(model, path, skip_mismatch)
         return
-    with hdf5.open_file(path) as file:
+    with hdf5.open_file(path) as file, hdf5.errors_named(path):
         if hdf5.has(file, "model_weights") or legacy_h5.is_weights_group(file):
             group = hdf5.node(file, "model_weights") if hdf5.has(file, "model_weights") else file
             legacy_h5.load_weights(group, model, path, by_name, skip_mismatch)
@@ -91,7 +91,7 @@ def load_model(filepath, compile=True):
     path = hdf5.check_readable(filepath, "model file")
     if keras_archive.is_archive(path):
         return keras_archive.load_archive(path, compile)
-    with hdf5.open_file(path, "model file") as file:
+    with hdf5.open_file(path, "model file") as file, hdf5.errors_named(path):
         if not legacy_h5.is_model_file(file):
             raise ValueError(
                 f"{path} holds no model configuration: it is a weights-only file (save_weights); build the model, "
