@@ -116,43 +116,6 @@ def test_files_of_fastconv_0_2_still_load_with_their_optimizer_state():
     assert [layer.trainable for layer in model.layers[0].layers] == [True, False, True, True]
 
 
-def _as_keras_2_0(config):
-    """A tf_keras Sequential config as Keras 2.0.8 wrote it (the notes' era): a list of layers, no InputLayer
-    entry, ``batch_input_shape`` on the first layer, plain dtypes and VarianceScaling for glorot_uniform."""
-    glorot = {"class_name": "VarianceScaling", "config": {"scale": 1.0, "mode": "fan_avg", "distribution": "uniform", "seed": None}}
-    layers_ = [entry for entry in config["config"]["layers"] if entry["class_name"] != "InputLayer"]
-    for entry in layers_:
-        entry.pop("module", None), entry.pop("registered_name", None)
-        for key in ("kernel_initializer", "bias_initializer"):
-            if key in entry["config"]:
-                entry["config"][key] = glorot if key == "kernel_initializer" else {"class_name": "Zeros", "config": {}}
-        for key in ("groups", "data_format"):
-            if entry["class_name"] in ("Dense", "Flatten", "Dropout"):
-                entry["config"].pop(key, None)
-    return {"class_name": "Sequential", "config": layers_}
-
-
-def test_a_file_of_keras_2_0_as_the_notes_saved_loads_with_its_compile_settings(tmp_path):
-    path = tmp_path / "mnist_keras_2_0.h5"
-    shutil.copy(KERAS_FILES / "mnist_convnet.keras2.h5", path)
-    with h5py.File(path, "a") as file:
-        file.attrs["model_config"] = json.dumps(_as_keras_2_0(json.loads(file.attrs["model_config"])))
-        file.attrs["keras_version"] = file["model_weights"].attrs["keras_version"] = "2.0.8"
-        file.attrs["training_config"] = json.dumps({
-            "optimizer_config": {"class_name": "RMSprop", "config": {"lr": 0.0010000000474974513, "rho": 0.8999999761581421, "decay": 0.0, "epsilon": 1e-07}},
-            "loss": "categorical_crossentropy", "metrics": ["acc"], "sample_weight_mode": None, "loss_weights": None,
-        })  # fmt: skip
-        del file["optimizer_weights"]  # Keras 2.0's slots were TensorFlow variables named training/RMSprop/Variable:0 ...
-        group = file.create_group("optimizer_weights")
-        group.attrs["weight_names"] = [b"training/RMSprop/Variable:0"]
-        group["training/RMSprop/Variable:0"] = np.zeros((3, 3, 1, 32), np.float32)
-    with pytest.warns(UserWarning, match="layout fastconv does not know .* starts fresh"):
-        model = models.load_model(path)
-    assert_predicts(model, "mnist_convnet", "keras2")
-    assert (type(model.optimizer).__name__, model.optimizer.learning_rate, model.metric_names) == ("RMSprop", pytest.approx(1e-3), ["acc"])
-    assert model.layers[0].input_shape == (None, 28, 28, 1) and model.optimizer.iterations == 0
-
-
 # --- fastconv's files, read back by fastconv in every format -----------------------------------
 
 

@@ -7,10 +7,12 @@ fastconv writes Keras 3's order, in legacy HDF5 (``optimizer_weights``, names su
     slots (Adam: momentum, velocity; RMSprop: velocity; SGD with momentum: momentum).
 
 It reads that order, the one of tf.keras 2.11+ (the same without learning_rate: ``iteration:0``,
-``Adam/m/dense/kernel:0``, ``Adam/v/dense/kernel:0``, ...) and the one of Keras 2 up to 2.10 and of
-fastconv 0.2 (``Adam/iter:0``, then every weight's first slot, then every weight's second slot).
-A layout it does not know (Keras 2.0-2.3's ``training/Adam/Variable:0``) leaves the optimizer fresh
-with a warning, as Keras does; state that does not fit the model is refused.
+``Adam/m/dense/kernel:0``, ``Adam/v/dense/kernel:0``, ...), the one of tf.keras up to 2.10 and of
+fastconv 0.2 (``Adam/iter:0``, then every weight's first slot, then every weight's second slot), and
+the one of Keras 2.0-2.3 (``Adam/iterations:0``, ``training/Adam/Variable:0``, ... in the same grouped
+order, with every variable the optimizer made: Adam's vhats, SGD's moments at momentum 0, and no
+iteration count for RMSprop up to 2.2), which tf_keras also restores. A layout it does not know leaves
+the optimizer fresh with a warning; state that does not fit the model is refused.
 """
 
 import warnings
@@ -31,8 +33,15 @@ def entries(optimizer, weights):
     return state
 
 
+# Keras 2.0-2.3 (multi-backend Keras) saved every state variable its optimizer made, per weight: SGD a moment
+# (with momentum 0 too), RMSprop an accumulator, Adam m, v and vhat (shape (1,) unless amsgrad).
+_KERAS2_SLOTS_PER_WEIGHT = {"SGD": 1, "RMSprop": 1, "Adam": 3}
+
+
 def _layout(names, slot_count):
-    """'keras3', 'tf_keras' (interleaved, no learning rate), 'grouped' (Keras <= 2.10, fastconv 0.2) or None.
+    """'keras3', 'tf_keras' (interleaved, no learning rate), 'grouped' (tf.keras <= 2.10, fastconv 0.2), 'keras2'
+    (Keras 2.0-2.3: ``Adam/iterations:0``, ``training/Adam/Variable:0``, ...; RMSprop up to 2.2 saved no
+    iteration count) or None.
 
     Keras 3's weights layout numbers its entries ("0", "1", ...): Keras 3 writes 2 + slot_count of them,
     tf_keras (whose ``.weights.h5`` is in the same layout) 1 + slot_count.
@@ -46,7 +55,33 @@ def _layout(names, slot_count):
         return "tf_keras"
     if first.endswith("iter:0"):
         return "grouped"
+    if first == "iterations:0" or first.endswith("/iterations:0") or first.startswith("training/"):
+        return "keras2"
     return None
+
+
+def _positions(layout, names, optimizer, count):
+    """Where each part of the state is among the file's entries: ``(iteration, learning_rate, slots)``, the entry
+    indices of the iteration count and the learning rate (None: not saved) and ``slots[kind][weight]`` (None: no
+    slot saved, the state of a file written before the first step); a ValueError message when the count does not
+    fit the model."""
+    kinds = len(optimizer.slot_names)
+    iteration = 0 if layout != "keras2" or "iterations:0" in names[0] else None
+    learning_rate = 1 if layout == "keras3" else None
+    first_slot = sum(index is not None for index in (iteration, learning_rate))
+    per_weight = _KERAS2_SLOTS_PER_WEIGHT.get(type(optimizer).__name__, kinds) if layout == "keras2" else kinds
+    expected = first_slot + per_weight * count
+    if len(names) not in (first_slot, expected) or (layout == "keras2" and len(names) != expected):
+        raise ValueError(
+            f"the saved optimizer state has {len(names)} entries ({names[:3]}...); {type(optimizer).__name__} over the "
+            f"model's {count} trainable weights has {expected}"
+        )
+    if len(names) == first_slot:  # saved before the first step: Keras 3 keeps the iteration count and learning rate only
+        return iteration, learning_rate, [[None] * count for _ in range(kinds)]
+    if layout in ("keras3", "tf_keras"):  # per weight, each of its slots
+        return iteration, learning_rate, [[first_slot + w * kinds + k for w in range(count)] for k in range(kinds)]
+    # 'grouped' and 'keras2': every weight's first slot, then every weight's second slot (Keras 2's vhats after them)
+    return iteration, learning_rate, [[first_slot + k * count + w for w in range(count)] for k in range(kinds)]
 
 
 def read_state(optimizer, weights, names, read, source):
@@ -59,32 +94,26 @@ def read_state(optimizer, weights, names, read, source):
     """
     if not names:
         return None
-    kinds, count = len(optimizer.slot_names), len(weights)
-    layout = _layout(names, kinds * count)
+    count = len(weights)
+    layout = _layout(names, len(optimizer.slot_names) * count)
     if layout is None:
         warnings.warn(
-            f"{source}: the optimizer state is in a layout fastconv does not know ({names[:2]}...); "
-            "the optimizer starts fresh, as Keras does with such files",
+            f"{source}: the optimizer state is in a layout fastconv does not know ({names[:2]}...); the optimizer "
+            "starts fresh, so training continues from the saved weights but not from the saved state",
             stacklevel=4,
         )
         return None
-    first_slot = 2 if layout == "keras3" else 1
-    if len(names) not in (first_slot, first_slot + kinds * count):
-        raise ValueError(
-            f"{source}: the saved optimizer state has {len(names)} entries ({names[:3]}...); {type(optimizer).__name__} "
-            f"over the model's {count} trainable weights has {first_slot + kinds * count}"
-        )
-    iterations = int(read(0, (), "iu"))
-    learning_rate = None
-    if layout == "keras3":
-        learning_rate = check_learning_rate(read(1, (), "f"), f"{source}: the saved optimizer state")
-    slots = [[None] * count for _ in range(kinds)]
-    if len(names) > first_slot:
-        for position in range(kinds * count):
-            weight_index, kind = (position // kinds, position % kinds) if layout != "grouped" else (position % count, position // count)
-            slots[kind][weight_index] = read(first_slot + position, tuple(weights[weight_index].shape), "f")
-    else:  # saved before the first step: Keras 3 keeps the iteration count and learning rate only
-        slots = [[np.zeros(w.shape, np.float32) for w in weights] for _ in range(kinds)]
+    try:
+        iteration, learning_rate, positions = _positions(layout, names, optimizer, count)
+    except ValueError as error:
+        raise ValueError(f"{source}: {error}") from None
+    iterations = int(read(iteration, (), "iu")) if iteration is not None else 0
+    if learning_rate is not None:
+        learning_rate = check_learning_rate(read(learning_rate, (), "f"), f"{source}: the saved optimizer state")
+    slots = [
+        [np.zeros(weight.shape, np.float32) if index is None else read(index, tuple(weight.shape), "f") for index, weight in zip(kind, weights)]
+        for kind in positions
+    ]
     try:
         optimizer.check_state(weights, iterations, slots)
     except ValueError as error:
