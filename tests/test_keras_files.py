@@ -198,8 +198,10 @@ def _layer(config, index):
 
 REFUSED = {
     "dilated-conv": (lambda c: _layer(c, 1).__setitem__("dilation_rate", [2, 2]), r"layer 'conv2d\w*' \(Conv2D\): the option dilation_rate=\[2, 2\]"),
-    "regularizer": (lambda c: _layer(c, 1).__setitem__("kernel_regularizer", {"class_name": "L2", "config": {"l2": 0.01}}),
-                    r"the option kernel_regularizer="),
+    "constraint": (lambda c: _layer(c, 1).__setitem__("kernel_constraint", {"class_name": "MaxNorm", "config": {"max_value": 2}}),
+                   r"layer 'conv2d\w*' \(Conv2D\): the option kernel_constraint="),
+    "orthogonal-regularizer": (lambda c: _layer(c, 1).__setitem__("kernel_regularizer", {"class_name": "OrthogonalRegularizer", "config": {"factor": 0.01}}),
+                               r"the regularizer .*OrthogonalRegularizer.* is not one fastconv has \(L1, L2, L1L2\)"),
     "tanh": (lambda c: _layer(c, 1).__setitem__("activation", "tanh"), r"the activation 'tanh' is not one fastconv has"),
     "batch-norm": (lambda c: c["config"]["layers"][2].__setitem__("class_name", "BatchNormalization"),
                    r"layer 'max_pooling2d\w*' is a BatchNormalization, which fastconv does not have"),

@@ -50,7 +50,7 @@ def test_cpu_backends_are_host_resident():
 # A module may import its own floor and the floors below it, never above (a function-level import counts too).
 FLOORS = [
     ("fastconv._version", "fastconv.shapes", "fastconv.install_check", "fastconv.simd_levels", "fastconv.backends", "fastconv._ext"),
-    ("fastconv.utils", "fastconv.interrupts", "fastconv.activations", "fastconv.initializers", "fastconv.losses", "fastconv.metrics",
+    ("fastconv.utils", "fastconv.interrupts", "fastconv.regularizers", "fastconv.activations", "fastconv.initializers", "fastconv.losses", "fastconv.metrics",
      "fastconv.optimizers", "fastconv.callbacks"),
     ("fastconv.layers",),
     ("fastconv.models",),

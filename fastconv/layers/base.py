@@ -19,7 +19,7 @@ import contextvars
 
 import numpy as np
 
-from fastconv import activations, initializers, utils
+from fastconv import activations, initializers, regularizers, utils
 from fastconv.backends import get_backend, to_numpy
 
 
@@ -64,11 +64,12 @@ def input_gradients_only():
 class Weight:
     """A trainable (or frozen) array of a layer, named as Keras names it: ``conv2d/kernel:0``."""
 
-    def __init__(self, layer, name, value, trainable=True):
+    def __init__(self, layer, name, value, trainable=True, regularizer=None):
         self.layer = layer
         self.short_name = name
         self.value = value
         self._trainable = trainable
+        self.regularizer = regularizer  # a penalty on the value added to the training loss (fastconv.regularizers)
         self.grad = None
 
     @property
@@ -194,13 +195,15 @@ class Layer:
         """The class name Keras would write for this layer: ``Conv2D``, ``Functional`` for a functional model."""
         return self.keras_class_name or type(self).__name__
 
-    def __init__(self, name=None, trainable=True, input_shape=None, batch_input_shape=None, dtype=None, activation=None):
+    def __init__(self, name=None, trainable=True, input_shape=None, batch_input_shape=None, dtype=None, activation=None,
+                 activity_regularizer=None):  # fmt: skip
         if dtype not in (None, "float32", np.float32):
             raise ValueError(f"fastconv layers compute in float32, got dtype={dtype!r}")
         self.name = check_layer_name(name) if name is not None else utils.unique_name(type(self).__name__)
         self.trainable = trainable
         self.built = False
         self.activation = activations.get(activation)
+        self.activity_regularizer = regularizers.get(activity_regularizer)  # a penalty on the output (Model.forward)
         self._weights = []
         self.input_shape = None
         self.output_shape = None
@@ -224,12 +227,24 @@ class Layer:
             "bias_initializer": initializers.serialize(self.bias_initializer),
         }
 
-    def add_weight(self, name, shape, initializer, trainable=True):
+    def set_regularizers(self, kernel_regularizer, bias_regularizer):
+        """Keras' kernel_regularizer / bias_regularizer arguments (``fastconv.regularizers``: objects, names or configs)."""
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+
+    def regularizer_config(self):
+        return {
+            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+            "activity_regularizer": regularizers.serialize(self.activity_regularizer),
+        }
+
+    def add_weight(self, name, shape, initializer, trainable=True, regularizer=None):
         value = np.asarray(initializer(tuple(shape)))
         if value.shape != tuple(shape):
             raise ValueError(f"layer {self.name!r}: the initializer of {name!r} returned shape {value.shape}, expected {tuple(shape)}")
         # A copy: a custom initializer may hand back an array its caller keeps.
-        weight = Weight(self, name, np.array(value, dtype=np.float32, order="C", copy=True), trainable)
+        weight = Weight(self, name, np.array(value, dtype=np.float32, order="C", copy=True), trainable, regularizer)
         self._weights.append(weight)
         return weight
 
@@ -327,6 +342,8 @@ class Layer:
         config = {"name": self.name, "trainable": self.trainable}
         if self._batch_input_shape is not None:
             config["batch_input_shape"] = list(self._batch_input_shape)
+        if self.activity_regularizer is not None:
+            config["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
         return config
 
     @classmethod

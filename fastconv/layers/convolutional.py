@@ -13,7 +13,8 @@ class Conv2D(Layer):
     """
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", activation=None, use_bias=True,
-                 kernel_initializer="glorot_uniform", bias_initializer="zeros", data_format=None, **kwargs):  # fmt: skip
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros", kernel_regularizer=None,
+                 bias_regularizer=None, data_format=None, **kwargs):  # fmt: skip
         super().__init__(activation=activation, **kwargs)
         self.filters = positive_int(filters, f"Conv2D {self.name!r}: filters")
         check_channels_last(self, data_format)
@@ -22,6 +23,7 @@ class Conv2D(Layer):
         self.padding = normalize_padding(padding)
         self.use_bias = use_bias
         self.set_initializers(kernel_initializer, bias_initializer)
+        self.set_regularizers(kernel_regularizer, bias_regularizer)
         self.kernel = self.bias = None
 
     def check_input_shape(self, input_shape):
@@ -40,9 +42,10 @@ class Conv2D(Layer):
             ) from None
 
     def build(self, input_shape):
-        self.kernel = self.add_weight("kernel", (*self.kernel_size, input_shape[3], self.filters), self.kernel_initializer)
+        kernel_shape = (*self.kernel_size, input_shape[3], self.filters)
+        self.kernel = self.add_weight("kernel", kernel_shape, self.kernel_initializer, regularizer=self.kernel_regularizer)
         if self.use_bias:
-            self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer)
+            self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer, regularizer=self.bias_regularizer)
 
     def compute_output_shape(self, input_shape):
         geometry = window_geometry(input_shape[1:3], self.kernel_size, self.strides, self.padding)
@@ -83,4 +86,5 @@ class Conv2D(Layer):
             "activation": activations.serialize(self.activation),
             "use_bias": self.use_bias,
             **self.initializer_config(),
+            **self.regularizer_config(),
         }

@@ -12,13 +12,14 @@ class Dense(Layer):
     """y = activation(x @ kernel + bias) over the last axis; kernel (D_in, units)."""
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", input_dim=None, **kwargs):  # fmt: skip
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None, input_dim=None, **kwargs):  # fmt: skip
         if input_dim is not None and "input_shape" not in kwargs:
             kwargs["input_shape"] = (input_dim,)  # Keras 2's shorthand, as in listing 5.18
         super().__init__(activation=activation, **kwargs)
         self.units = positive_int(units, f"Dense {self.name!r}: units")
         self.use_bias = use_bias
         self.set_initializers(kernel_initializer, bias_initializer)
+        self.set_regularizers(kernel_regularizer, bias_regularizer)
         self.kernel = self.bias = None
 
     def check_input_shape(self, input_shape):
@@ -31,9 +32,9 @@ class Dense(Layer):
             )
 
     def build(self, input_shape):
-        self.kernel = self.add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer)
+        self.kernel = self.add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer, regularizer=self.kernel_regularizer)
         if self.use_bias:
-            self.bias = self.add_weight("bias", (self.units,), self.bias_initializer)
+            self.bias = self.add_weight("bias", (self.units,), self.bias_initializer, regularizer=self.bias_regularizer)
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.units)
@@ -62,6 +63,7 @@ class Dense(Layer):
             "activation": activations.serialize(self.activation),
             "use_bias": self.use_bias,
             **self.initializer_config(),
+            **self.regularizer_config(),
         }
 
 

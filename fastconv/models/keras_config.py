@@ -5,7 +5,7 @@ Read: the configurations of Keras 2.x (tf.keras, tf_keras; ``batch_input_shape``
 ``{"args": [{"class_name": "__keras_tensor__", ...}]}``) and of fastconv 0.2's first format. Each
 Keras layer config becomes the arguments of the fastconv layer of the same class; every option is
 either carried over, or checked to be at the value under which fastconv computes the same function
-(``dilation_rate=(1, 1)``, no regularizer, ``data_format='channels_last'`` ...). Anything else — a
+(``dilation_rate=(1, 1)``, no constraint, ``data_format='channels_last'`` ...). Anything else — a
 layer class, an activation, an initializer, a non-default option, a graph that is not a single chain
 — raises ``ValueError`` naming the file, the layer and the option: a model is never rebuilt as a
 different one.
@@ -16,7 +16,7 @@ that Keras 3 rebuilds the same model from fastconv's files.
 
 import re
 
-from fastconv import activations, losses, metrics, optimizers
+from fastconv import activations, losses, metrics, optimizers, regularizers
 
 # --- names -------------------------------------------------------------------
 
@@ -58,17 +58,18 @@ def _is_float32(value):
 # Options every layer may carry, with the values at which fastconv computes the same thing.
 _COMMON_NEUTRAL = {"dtype": _is_float32, "autocast": lambda v: True}
 _WEIGHTED_NEUTRAL = {
-    "kernel_regularizer": None, "bias_regularizer": None, "activity_regularizer": None, "kernel_constraint": None,
-    "bias_constraint": None, "lora_rank": None, "lora_alpha": lambda v: True, "quantization_config": None,
+    "kernel_constraint": None, "bias_constraint": None, "lora_rank": None, "lora_alpha": lambda v: True, "quantization_config": None,
 }  # fmt: skip
+_REGULARIZERS = ("kernel_regularizer", "bias_regularizer", "activity_regularizer")
 # class -> (options carried over as fastconv arguments, options that must be neutral)
 _OPTIONS = {
     "InputLayer": ((), {"sparse": lambda v: not v, "ragged": lambda v: not v, "optional": lambda v: not v, "input_tensor": None}),
     "Conv2D": (
-        ("filters", "kernel_size", "strides", "padding", "activation", "use_bias", "kernel_initializer", "bias_initializer"),
+        ("filters", "kernel_size", "strides", "padding", "activation", "use_bias", "kernel_initializer", "bias_initializer",
+         *_REGULARIZERS),
         {"data_format": _is_channels_last, "dilation_rate": _is_one, "groups": _is_one, **_WEIGHTED_NEUTRAL},
     ),
-    "Dense": (("units", "activation", "use_bias", "kernel_initializer", "bias_initializer"), _WEIGHTED_NEUTRAL),
+    "Dense": (("units", "activation", "use_bias", "kernel_initializer", "bias_initializer", *_REGULARIZERS), _WEIGHTED_NEUTRAL),
     "Flatten": ((), {"data_format": _is_channels_last}),
     "Dropout": (("rate", "seed"), {"noise_shape": None}),
     "Activation": (("activation",), {}),
@@ -114,7 +115,11 @@ def _activation(value):
     return value
 
 
-_CONVERT = {"kernel_initializer": _initializer, "bias_initializer": _initializer, "activation": _activation}
+# Regularizer configs of any generation (Keras 2's L1L2, tf.keras' L2, Keras 3's with its module) read alike.
+_CONVERT = {
+    "kernel_initializer": _initializer, "bias_initializer": _initializer, "activation": _activation,
+    **{key: regularizers.get for key in _REGULARIZERS},
+}  # fmt: skip
 
 
 def layer_arguments(fastconv_class, config):

@@ -7,6 +7,7 @@ Training (compile, fit, evaluate, predict) lives apart in
 """
 
 from fastconv import activations
+from fastconv.backends import get_backend, to_numpy
 from fastconv.layers.base import InputLayer, KerasTensor, Layer, assign_all, check_unique_names, register_class
 from fastconv.models.summary import print_summary
 from fastconv.models.training import NonFiniteLoss, Trainer
@@ -109,7 +110,10 @@ class Model(Trainer, Layer):
         layers = self._compute_layers
         caches = []
         for index, layer in enumerate(layers):
-            x, cache = layer.forward(x, training=training, logits=logits and index == len(layers) - 1)
+            last_logits = logits and index == len(layers) - 1
+            x, cache = layer.forward(x, training=training, logits=last_logits)
+            if layer.activity_regularizer is not None:
+                cache = _ActivityCache(layer, cache, x, last_logits)
             caches.append(cache)
         return x, caches
 
@@ -120,18 +124,26 @@ class Model(Trainer, Layer):
         stop = 0 if need_input_grad else (trainable[0] if trainable else len(layers))
         activation_done = False
         for index in range(len(layers) - 1, stop - 1, -1):
-            layer = layers[index]
+            layer, cache = layers[index], caches[index]
+            if isinstance(cache, _ActivityCache):
+                grad, cache = cache.add_gradient(grad), cache.cache
             if index > stop and _pool_after_relu(layers[index - 1], layer):
-                grad = layer.backward_through_relu(grad, caches[index])
+                grad = layer.backward_through_relu(grad, cache)
                 activation_done = True
                 continue
             # activation_done only when set, so that a layer (or nested model) whose backward predates it still fits
             done = {"activation_done": True} if activation_done else {}
             grad = layer.backward(
-                grad, caches[index], need_input_grad=need_input_grad or index > stop, logits=logits and index == len(layers) - 1, **done
+                grad, cache, need_input_grad=need_input_grad or index > stop, logits=logits and index == len(layers) - 1, **done
             )
             activation_done = False
         return grad if need_input_grad else None
+
+    def regularization_loss(self, caches):
+        """The penalties of the last forward pass that made ``caches``: every trainable weight's regularizer on its
+        value, and every activity regularizer on its layer's output (nested models included), as Keras' ``losses``."""
+        penalty = sum(weight.regularizer(to_numpy(weight.value)) for weight in self.trainable_weights if weight.regularizer is not None)
+        return penalty + _activity_penalties(caches)
 
     def _output_activation(self):
         layer = self._compute_layers[-1] if self._compute_layers else None
@@ -195,10 +207,44 @@ register_class(Model, "Functional")  # Keras 3 writes a functional model's class
 
 def _pool_after_relu(previous, layer):
     """Whether ``layer`` can apply the backward of ``previous``'s ReLU in its own: a max pool with no activation of
-    its own right after a plain layer whose activation is ReLU (``MaxPooling2D.backward_through_relu``)."""
+    its own right after a plain layer whose activation is ReLU (``MaxPooling2D.backward_through_relu``), and whose
+    output no activity regularizer takes a gradient from (that gradient joins before the ReLU's backward)."""
     return (
         hasattr(layer, "backward_through_relu")
         and layer.activation is None
         and not isinstance(previous, Model)
         and previous.activation is activations.get("relu")
+        and previous.activity_regularizer is None
     )
+
+
+class _ActivityCache:
+    """A layer's cache with what its activity regularizer needs: its output (after the activation, which a fused
+    loss leaves to the loss: ``logits``) and the penalty on it."""
+
+    def __init__(self, layer, cache, output, logits):
+        self.layer, self.cache, self.logits = layer, cache, logits
+        backend = get_backend()
+        activated = layer.activation.forward(output) if logits and layer.activation is not None else output
+        self.output = backend.to_host(activated)
+        self.penalty = layer.activity_regularizer(self.output)
+
+    def add_gradient(self, grad):
+        """``grad`` (of the layer's output, or of its logits) plus the penalty's gradient with respect to the same."""
+        backend = get_backend()
+        penalty_grad = self.layer.activity_regularizer.gradient(self.output)
+        if self.logits and self.layer.activation is not None:
+            penalty_grad = backend.to_host(self.layer.activation.backward(backend.to_device(penalty_grad), backend.to_device(self.output)))
+        return backend.to_device(backend.to_host(grad) + penalty_grad)
+
+
+def _activity_penalties(caches):
+    """The activity penalties held in a model's caches, those of nested models included."""
+    total = 0.0
+    for cache in caches:
+        if isinstance(cache, _ActivityCache):
+            total += cache.penalty
+            cache = cache.cache
+        if isinstance(cache, list):  # a nested model's caches
+            total += _activity_penalties(cache)
+    return total

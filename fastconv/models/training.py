@@ -121,13 +121,24 @@ class Trainer:
         fused = self._fused()
         outputs, caches = self.forward(x, training=training, logits=fused)
         loss, grad = self._loss_and_grad(outputs, targets, fused)
+        loss += self.regularization_loss(caches)  # Keras reports the loss with its regularizers' penalties
         return {"loss": loss, **self._metric_values(outputs, targets, fused)}, grad, caches, fused
+
+    def _backward_with_penalties(self, grad, caches, fused):
+        """Every trainable weight's gradient: the loss's (``backward``; activity penalties join there) plus its
+        regularizer's."""
+        self.backward(grad, caches, need_input_grad=False, logits=fused)
+        backend = get_backend()
+        for weight in self.trainable_weights:
+            if weight.regularizer is not None and weight.grad is not None:
+                penalty_grad = weight.regularizer.gradient(backend.to_host(weight.value))
+                weight.grad = backend.to_device(backend.to_host(weight.grad) + penalty_grad)
 
     def compute_gradients(self, x_batch, y_batch, training=True):
         """Forward and backward on one batch: sets ``weight.grad`` of every trainable weight; returns the logs."""
         self._require_weight_gradients()
         logs, grad, caches, fused = self._forward_loss(x_batch, y_batch, training)
-        self.backward(grad, caches, need_input_grad=False, logits=fused)
+        self._backward_with_penalties(grad, caches, fused)
         return logs
 
     def _train_step(self, x_batch, y_batch):
@@ -136,7 +147,7 @@ class Trainer:
         if not math.isfinite(logs["loss"]):
             # One rule for every loss: a NaN or infinite loss never reaches the weights.
             raise NonFiniteLoss(f"the loss of the batch is {logs['loss']}; the step was not applied", logs["loss"])
-        self.backward(grad, caches, need_input_grad=False, logits=fused)
+        self._backward_with_penalties(grad, caches, fused)
         self.optimizer.apply(self.weights)
         return logs
 
