@@ -1,5 +1,7 @@
 """Weights and model files keep a user's data: copies in, frozen layers frozen, optimizer state, all or nothing."""
 
+import os
+
 import h5py
 import numpy as np
 import pytest
@@ -261,3 +263,19 @@ def test_global_pooling_in_a_trained_and_reloaded_model(tmp_path):
     reloaded = models.load_model(tmp_path / "gap.h5")
     assert type(reloaded.layers[1]).__name__ == "GlobalAveragePooling2D"
     np.testing.assert_allclose(reloaded.predict(x), model.predict(x), rtol=1e-6)
+
+
+@pytest.mark.parametrize("character", ["a", "é"], ids=["ascii", "two-byte"])
+def test_a_file_name_of_250_bytes_can_be_saved(tmp_path, character):
+    """A name of 250 bytes is legal (255 on most file systems); its temporary must be too."""
+    model = small_model()
+    for suffix, save in ((".keras", model.save), (".h5", model.save), (".weights.h5", model.save_weights)):
+        room = 250 - len(suffix)
+        stem = character * (room // len(character.encode())) + "a" * (room % len(character.encode()))
+        path = tmp_path / f"{stem}{suffix}"
+        assert len(os.fsencode(path.name)) == 250
+        save(path)
+        save(path)  # over the existing file too
+        if suffix != ".weights.h5":
+            np.testing.assert_array_equal(models.load_model(path).get_weights()[0], model.get_weights()[0])
+    assert len(list(tmp_path.iterdir())) == 3, "a temporary file was left behind"

@@ -18,7 +18,7 @@ def atomic_path(path):
     path = Path(path)
     if path.is_symlink():  # replace what the link points to, not the link
         path = path.resolve()
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    temporary = path.with_name(_temporary_name(path))
     try:
         yield temporary
         if path.exists():
@@ -30,6 +30,18 @@ def atomic_path(path):
             temporary.unlink()
         raise
     _fsync_directory(path.parent)
+
+
+def _temporary_name(path):
+    """``.NAME.<12 hex>.tmp`` beside ``path``, with NAME cut (at a byte, as the file system counts) so that the whole
+    stays within the folder's limit on a name's length: a legal name of 250 bytes gets a legal temporary."""
+    suffix = f".{uuid.uuid4().hex[:12]}.tmp"
+    try:
+        limit = os.pathconf(path.parent, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # pragma: no cover - not POSIX, or the folder is not there yet
+        limit = 255
+    room = limit - len(os.fsencode(suffix)) - 1
+    return "." + os.fsdecode(os.fsencode(path.name)[:room]) + suffix
 
 
 def _fsync(path):
