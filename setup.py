@@ -117,7 +117,8 @@ class CachingBuildExt(build_ext):
 
     def _key(self, ext):
         digest = hashlib.sha256()
-        for source in ext.sources:
+        # the .pyx and every .pxd it may cimport (a change to _scratch.pxd must rebuild conv and winograd)
+        for source in [*ext.sources, *sorted(str(path) for path in Path(ext.sources[0]).parent.glob("*.pxd"))]:
             digest.update(Path(source).read_bytes())
         for part in (*ext.extra_compile_args, "|", *ext.extra_link_args, "|", sysconfig.get_config_var("EXT_SUFFIX"),
                      sysconfig.get_config_var("CC") or "", sys.version):  # fmt: skip

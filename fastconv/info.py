@@ -51,6 +51,8 @@ def _cython_lines():
     except ImportError as error:
         return [f"  cython: does not load: {install_check.missing_build_message(package, error)}"]
     load_backend("cython")
+    from fastconv.backends import cython as cython_backend
+
     openmp = "OpenMP" if _ext.build_info.openmp() else "no OpenMP (one thread)"
     forced = os.environ.get(levels.ENVIRONMENT_VARIABLE)
     why = f"forced by {levels.ENVIRONMENT_VARIABLE}={forced}" if forced else "the widest this CPU runs"
@@ -58,6 +60,8 @@ def _cython_lines():
         f"  cython (default): loads; SIMD level {_ext.LEVEL} ({why}; compiler macros: {_ext.build_info.simd_level()}), "
         f"{openmp}; {package / '_ext' / _ext.LEVEL}",
         f"    levels built: {', '.join(sorted(_ext.BUILT, key=levels.preference))}",
+        "    per-thread scratch: holds {:.0f} MiB of the {:.0f} MiB its threads may keep between calls".format(
+            *(size / 2**20 for size in cython_backend.scratch_bytes())),
     ]
 
 
@@ -129,7 +133,8 @@ def report():
         "  reference: loads (NumPy float64, the specification)",
         f"backend in use: {fastconv.get_backend().name} (FASTCONV_BACKEND {os.environ.get('FASTCONV_BACKEND', 'not set')})",
         f"convolution algorithm: {algorithms.conv_algorithm()} (FASTCONV_CONV_ALGORITHM {os.environ.get('FASTCONV_CONV_ALGORITHM', 'not set')})",
-        f"buffer pool: holds {pool.held_bytes / 2**20:.0f} MiB of at most {pool.limit_bytes / 2**30:g} GiB (FASTCONV_BUFFER_POOL_BYTES)",
+        f"buffer pool: holds {pool.held_bytes / 2**20:.0f} MiB of at most {pool.limit_bytes / 2**30:g} GiB "
+        f"(FASTCONV_BUFFER_POOL_BYTES, {buffers.budget_bytes() / 2**30:g} GiB, is shared with the cython kernels' scratch)",
         "data and weights:",
         *_data_lines(),
     ]

@@ -15,7 +15,7 @@ from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 
 from _linalg cimport column_sums, gemm_row_major, sum_partials
-from _scratch cimport thread_scratch
+from _scratch cimport scratch_state, thread_scratch, trim_scratch
 
 # thread_scratch slots: a thread's block of patches, and its partial kernel gradient.
 cdef enum:
@@ -196,6 +196,7 @@ def conv2d_forward(const float[:, :, :, ::1] x, const float[:, ::1] kernel_matri
                                &kernel_matrix[0, 0], <int>filters, 1.0, y_data + first_row * filters, <int>filters)
                 if c_plan.relu:
                     relu_in_place(y_data + first_row * filters, rows * filters)
+        trim_scratch(threads)
     if failed:
         raise MemoryError(f"conv2d_forward: cannot allocate a ({block_rows}, {patch_len}) patch block")
 
@@ -242,6 +243,7 @@ def conv2d_backward_input(const float[:, :, :, ::1] grad_out, const float[:, ::1
                     for n in range(count):
                         col2im_sample(cols + n * pixels * patch_len, &out_grad_x[first + n, 0, 0, 0], height, width,
                                       channels, out_h, out_w, &c_plan)
+        trim_scratch(threads)
     if failed:
         raise MemoryError(f"conv2d_backward_input: cannot allocate a ({samples_per_block * pixels}, {patch_len}) patch block")
 
@@ -295,8 +297,15 @@ def conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, :, :, ::1
                 gemm_row_major(True, False, <int>patch_len, <int>filters, <int>rows, 1.0, patches, <int>patch_len,
                                grad_data + first_row * filters, <int>filters, 1.0, partial, <int>filters)
         sum_partials(partials, threads, matrix_len, &out_grad_kernel_matrix[0, 0])
+        trim_scratch(threads)
         if out_grad_bias.shape[0] > 0 and not failed:
             column_sums(grad_data, total_rows, filters, &out_grad_bias[0])
     free(partials)
     if failed:
         raise MemoryError(f"conv2d_backward_kernel: cannot allocate a ({block_rows}, {patch_len}) patch block")
+
+
+def scratch(limit_bytes=None):
+    """``(bytes, limit)``: the scratch this module's threads hold now, and what they may keep between calls (set to
+    ``limit_bytes`` first, unless None)."""
+    return scratch_state(limit_bytes)

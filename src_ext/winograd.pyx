@@ -33,7 +33,7 @@ from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 
 from _linalg cimport column_sums, gemm_row_major, sum_partials
-from _scratch cimport thread_scratch
+from _scratch cimport scratch_state, thread_scratch, trim_scratch
 
 from fastconv.backends import winograd_tiles
 
@@ -375,6 +375,7 @@ def winograd_conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, 
                                    v + k * count * channels, <int>channels, z + k * count * filters, <int>filters,
                                    1.0, partial + k * channels * filters, <int>filters)
         sum_partials(partials, threads, matrix_len, grad_u)
+        trim_scratch(threads)
         if out_grad_bias.shape[0] > 0 and not failed:
             column_sums(grad_data, batch * out_h * out_w, filters, &out_grad_bias[0])
     free(partials)
@@ -446,6 +447,13 @@ def winograd_conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, ::1] 
                     at = tile_origin(first + t, tiles_h, tiles_w, side)
                     output_transform(&tiling, m + t * filters, count * filters, y_data + at.n * out_h * out_w * filters,
                                      at.top, at.left, out_h, out_w, filters, &bias[0], relu, rows)
+        trim_scratch(threads)
     if failed:
         raise MemoryError(f"winograd_conv2d_forward: cannot allocate a block of {block_tiles} tiles")
     return nonfinite == 0
+
+
+def scratch(limit_bytes=None):
+    """``(bytes, limit)``: the scratch this module's threads hold now, and what they may keep between calls (set to
+    ``limit_bytes`` first, unless None)."""
+    return scratch_state(limit_bytes)

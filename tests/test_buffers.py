@@ -1,5 +1,9 @@
 """The CPU backends' buffer pool: memory reused across steps, never while any array still views it."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -68,3 +72,37 @@ def test_outputs_a_caller_keeps_are_never_overwritten_by_later_calls(backend_nam
         later = backend.relu_forward(-x_nhwc)
         assert not np.shares_memory(later, first)
     np.testing.assert_array_equal(first, kept)
+
+
+ONE_OFF_CALL = """
+import os
+import numpy as np
+from fastconv.backends import load_backend
+from fastconv.backends import cython as cython_backend
+
+def rss_mib():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+backend = load_backend("cython")
+rng = np.random.default_rng(0)
+grad_out = rng.standard_normal((2, 256, 256, 8)).astype(np.float32)  # 'same' 5x5: 2 x 256 MiB of patches
+kernel = rng.standard_normal((5, 5, 32, 8)).astype(np.float32)
+before = rss_mib()
+grad_x = backend.conv2d_backward_input(grad_out, kernel, (2, 256, 256, 32), (1, 1), "same")
+del grad_x
+held, limit = cython_backend.scratch_bytes()
+print(round(rss_mib() - before), held // 2**20, limit // 2**20)
+"""
+
+
+def test_scratch_of_a_one_off_large_call_is_given_back_within_the_budget():
+    """The input gradient of a 256x256 batch with a 5x5 kernel needs 256 MiB of patches per thread; a budget of
+    96 MiB (a third of it for the scratch) must leave at most that much behind."""
+    env = dict(os.environ, FASTCONV_BUFFER_POOL_BYTES=str(96 * 2**20), OMP_NUM_THREADS="2")
+    out = subprocess.run([sys.executable, "-c", ONE_OFF_CALL], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    grown_mib, held_mib, limit_mib = map(int, out.stdout.split())
+    assert limit_mib == 32
+    assert held_mib <= limit_mib
+    assert grown_mib < 96, f"the process kept {grown_mib} MiB after the call"

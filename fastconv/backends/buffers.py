@@ -20,10 +20,12 @@ import numpy as np
 
 # Below this, glibc serves requests from memory it keeps: nothing to gain.
 SMALL_BYTES = 1 << 18
-# The pool keeps at most this much (the largest training steps of the notes, VGG16 at 150x150 in batches of
-# 20 and the cats-vs-dogs convnet at 32, hold under 1 GiB of outputs at once). $FASTCONV_BUFFER_POOL_BYTES
-# overrides it; 0 turns the pool off.
-DEFAULT_LIMIT_BYTES = 2 << 30
+# What fastconv keeps between calls, at most: this pool's blocks and the Cython kernels' per-thread scratch
+# (src_ext/_scratch.pxd) share it, SCRATCH_SHARE of it for the scratch. The largest training steps of the notes,
+# VGG16 at 150x150 in batches of 20 and the cats-vs-dogs convnet at 32, hold under 1 GiB of outputs at once and
+# tens of MiB of scratch per thread. $FASTCONV_BUFFER_POOL_BYTES overrides it; 0 keeps nothing between calls.
+DEFAULT_LIMIT_BYTES = 3 << 30
+SCRATCH_SHARE = 1 / 3  # by default 2 GiB for the pool, 1 GiB for the scratch
 _ALIGNMENT = 64
 _GRANULE = 1 << 16
 
@@ -44,13 +46,23 @@ def _is_free(blocks, index):
     return sys.getrefcount(blocks[index]) <= _FREE_REFERENCES
 
 
-def _limit_from_environment():
+def budget_bytes():
+    """FASTCONV_BUFFER_POOL_BYTES, or the default: what the pool and the kernels' scratch may keep together."""
     text = os.environ.get("FASTCONV_BUFFER_POOL_BYTES", "").strip()
     if not text:
         return DEFAULT_LIMIT_BYTES
     if not text.isdigit():
         raise ValueError(f"FASTCONV_BUFFER_POOL_BYTES must be a number of bytes (0 turns the pool off), got {text!r}")
     return int(text)
+
+
+def scratch_limit_bytes():
+    """What the Cython kernels' per-thread scratch may keep between calls, all threads and modules together."""
+    return int(budget_bytes() * SCRATCH_SHARE)
+
+
+def _limit_from_environment():
+    return budget_bytes() - scratch_limit_bytes()
 
 
 class BufferPool:

@@ -5,6 +5,7 @@ convolutions, ``winograd.pyx``; ``pool.pyx``, ``dense.pyx``, ``activations.pyx``
 from pathlib import Path
 
 from fastconv import install_check
+from fastconv.backends import buffers
 from fastconv.backends.compiled import CompiledBackend
 from fastconv.backends.contract import collect_kernels
 
@@ -14,3 +15,14 @@ except ImportError as error:  # the tree was not built, or a source tree shadows
     raise ImportError(install_check.missing_build_message(Path(__file__).resolve().parents[2], error)) from error
 
 backend = CompiledBackend("cython", collect_kernels("cython", (conv, winograd, pool, dense, activations, losses)))
+
+# The modules whose kernels keep per-thread scratch between calls (src_ext/_scratch.pxd), and its bound.
+SCRATCH_MODULES = (conv, winograd)
+for _module in SCRATCH_MODULES:
+    _module.scratch(buffers.scratch_limit_bytes() // len(SCRATCH_MODULES))
+
+
+def scratch_bytes():
+    """``(held, limit)``: the bytes of scratch the Cython kernels' threads hold now, and what they may keep."""
+    states = [module.scratch() for module in SCRATCH_MODULES]
+    return sum(held for held, _ in states), sum(limit for _, limit in states)
