@@ -1,7 +1,9 @@
 """Shared fixtures: the backends under test, and one helper that runs a kernel on a backend and on the reference."""
 
+import contextlib
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -181,3 +183,19 @@ def pytest_report_header(config):
         return f"fastconv: the compiled kernels do not load: {error}"
     return (f"fastconv: cython kernels at SIMD level {_ext.LEVEL} (built: {', '.join(sorted(_ext.BUILT))}), from "
             f"{Path(_ext.__file__).parent}")
+
+
+@contextlib.contextmanager
+def within_seconds(seconds):
+    """Fail the test, instead of hanging the suite, when the block runs longer than ``seconds``."""
+
+    def expire(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

@@ -15,26 +15,11 @@ import h5py
 import numpy as np
 import pytest
 
+from conftest import within_seconds
 from file_edits import KERAS_FILES, edited_copy, replace_member, set_inbound
 from fastconv import models
 
 FUNCTIONAL_FILES = ["functional_convnet.keras", "functional_convnet.keras3.h5", "functional_convnet.keras2.h5"]
-
-
-@contextlib.contextmanager
-def within_seconds(seconds):
-    """Fail the test, instead of hanging the suite, when the block runs longer than ``seconds``."""
-
-    def expire(signum, frame):
-        raise TimeoutError(f"still running after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 # --- crafted graphs and classes -------------------------------------------------------------

@@ -7,7 +7,7 @@ import fastconv
 from fastconv.datasets.dogs_vs_cats import make_small_split
 from fastconv.preprocessing.image import ImageDataGenerator, affine_warp, array_to_img, img_to_array, load_img
 
-from conftest import PHOTOS, SMALL
+from conftest import PHOTOS, SMALL, within_seconds
 
 needs_photos = pytest.mark.skipif(not PHOTOS.is_dir(), reason=f"the shared photos are not at {PHOTOS}")
 
@@ -220,6 +220,21 @@ def test_images_in_sub_folders_of_a_class_are_found(tmp_path):
     _png(root / "a" / "2019" / "summer" / "deep.png", np.zeros((6, 6, 3), np.uint8))
     with ImageDataGenerator().flow_from_directory(root, target_size=(6, 6), verbose=False) as images:
         assert images.samples == 3 and [p.relative_to(root).as_posix() for p in images.filepaths][:2] == ["a/0.png", "a/2019/summer/deep.png"]
+
+
+def test_follow_links_visits_each_real_folder_once(tmp_path):
+    root = _class_folders(tmp_path / "data", count=2)
+    _png(tmp_path / "elsewhere" / "x.png", np.zeros((6, 6, 3), np.uint8))
+    (root / "a" / "more").symlink_to(tmp_path / "elsewhere")  # followed: a's images now include x.png
+    (root / "a" / "more_again").symlink_to(tmp_path / "elsewhere")  # the same folder twice: listed once
+    (root / "a" / "loop").symlink_to(root / "a")  # a loop back to the class folder
+    (root / "a" / "up").symlink_to(root)  # a loop through the data directory, which holds b's images
+    (root / "b" / "to_a").symlink_to(root / "a")  # another class's folder: not relabelled as b
+    (root / "b" / "x").mkdir()
+    (root / "b" / "x" / "again").symlink_to(root / "b" / "x")  # a second loop
+    with within_seconds(20), ImageDataGenerator().flow_from_directory(root, target_size=(6, 6), verbose=False, follow_links=True) as images:
+        listed = sorted((path.relative_to(root).as_posix(), int(label)) for path, label in zip(images.filepaths, images.classes))
+    assert listed == [("a/0.png", 0), ("a/1.png", 0), ("a/more/x.png", 0), ("b/0.png", 1), ("b/1.png", 1)]
 
 
 def test_a_decompression_bomb_is_an_error_naming_the_file(tmp_path, monkeypatch):

@@ -285,9 +285,35 @@ def _shutdown(*executors):
         executor.shutdown(wait=False, cancel_futures=True)
 
 
-def _image_files(folder, follow_links):
-    """The images below ``folder``, sub-folders included, in Keras' order (folders sorted, then names)."""
-    for root, _, files in sorted(os.walk(folder, followlinks=follow_links), key=lambda entry: entry[0]):
+def _folder_identity(path):
+    """What makes two paths one folder: (device, inode) of what they resolve to; None if it cannot be read."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
+
+
+def _image_files(folder, follow_links, not_followed=frozenset()):
+    """The images below ``folder``, sub-folders included, in Keras' order (folders sorted, then names).
+
+    With ``follow_links``, each real folder is visited once (a link back up, a loop, lists nothing again), and
+    links into the folders of ``not_followed`` (the data directory, the other classes' folders) are not followed:
+    their images would be listed again, under this class's label.
+    """
+    visited = set(not_followed) | {_folder_identity(folder)}
+    walked = []
+    for root, folders, files in os.walk(folder, followlinks=follow_links):
+        if follow_links:
+            kept = []
+            for name in sorted(folders):
+                identity = _folder_identity(Path(root) / name)
+                if identity is not None and identity not in visited:
+                    visited.add(identity)
+                    kept.append(name)
+            folders[:] = kept  # os.walk descends into these only
+        walked.append((root, files))
+    for root, files in sorted(walked, key=lambda entry: entry[0]):
         for name in sorted(files):
             if name.lower().endswith(IMAGE_EXTENSIONS):
                 yield Path(root) / name
@@ -321,11 +347,13 @@ class DirectoryIterator(Iterator):
             raise ValueError(f"class_mode='binary' needs 2 class folders, {directory} has {self.class_names}")
         self.class_indices = {name: index for index, name in enumerate(self.class_names)}
         self.filepaths, labels = [], []
+        class_folders = {name: _folder_identity(directory / name) for name in self.class_names}
         for name in self.class_names:
             folder = directory / name
             if not folder.is_dir():
                 raise FileNotFoundError(f"class folder {folder} does not exist")
-            for path in _image_files(folder, follow_links):
+            not_followed = {_folder_identity(directory)} | {identity for other, identity in class_folders.items() if other != name}
+            for path in _image_files(folder, follow_links, not_followed):
                 self.filepaths.append(path)
                 labels.append(self.class_indices[name])
         self.classes = np.array(labels, dtype=np.int64)
