@@ -352,6 +352,25 @@ def test_bad_training_data():
         model.compile(optimizer="sgd", loss="hinge")
 
 
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128, np.str_, object], ids=["complex64", "complex128", "str", "object"])
+def test_data_that_are_not_real_numbers_are_refused_not_cast(dtype):
+    """A cast would drop the imaginary part (with only a ComplexWarning) or parse text as numbers."""
+    model = small_classifier()
+    x, y = tiny_data()
+    before = model.get_weights()
+    odd_x, odd_y = x.astype(dtype), y.astype(dtype)
+    with pytest.raises(TypeError, match=rf"x batch of shape \(32, 6, 6, 2\) has dtype {odd_x.dtype}; fastconv takes real numbers"):
+        model.fit(odd_x, y, verbose=0)
+    with pytest.raises(TypeError, match=r"y batch of shape \(16, 3\) has dtype"):
+        model.fit(x, odd_y, batch_size=16, verbose=0)
+    with pytest.raises(TypeError, match=r"x batch .* fastconv takes real numbers"):
+        model.predict(odd_x)
+    with pytest.raises(TypeError, match=r"the input of layer 'conv2d' .* fastconv takes real numbers"):
+        model.layers[0](odd_x)
+    for now, then in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(now, then)
+
+
 def test_mnist_convnet_learns_in_one_short_epoch():
     """CI-sized check of listing 5.3 (the full 5-epoch run is the slow test below)."""
     from fastconv.examples.mnist import build_model, load_mnist

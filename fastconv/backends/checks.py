@@ -26,6 +26,18 @@ def host_array(array):
     return array.copy_to_host() if is_device_array(array) else array
 
 
+_REAL_KINDS = "fiub"  # floating, signed and unsigned integers, booleans
+
+
+def as_real_float32(data, what):
+    """``data`` (an array or nested lists) as a C-contiguous float32 array; TypeError naming ``what`` for complex
+    numbers, strings, objects or dates, which a cast would silently change (drop the imaginary part, parse text)."""
+    array = np.asarray(data)
+    if array.dtype.kind not in _REAL_KINDS:
+        raise TypeError(f"{what} of shape {array.shape} has dtype {array.dtype}; fastconv takes real numbers (floats, ints or bools)")
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
 def _is_c_contiguous(array):
     return array.flags.c_contiguous if isinstance(array, np.ndarray) else array.is_c_contiguous()
 

@@ -20,7 +20,7 @@ import contextvars
 import numpy as np
 
 from fastconv import activations, initializers, regularizers, utils
-from fastconv.backends import get_backend, to_numpy
+from fastconv.backends import checks, get_backend, to_numpy
 
 
 def check_channels_last(layer, data_format):
@@ -329,7 +329,7 @@ class Layer:
             return KerasTensor(self.build_for(inputs.shape), layer=self, inbound=inputs)
 
         backend = get_backend()
-        x = np.ascontiguousarray(inputs, dtype=np.float32)
+        x = checks.as_real_float32(inputs, f"the input of layer {self.name!r}")
         self.build_for((None, *x.shape[1:]))
         for weight in self.weights:
             weight.to_backend(backend)

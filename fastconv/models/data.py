@@ -9,6 +9,7 @@ import math
 import numpy as np
 
 from fastconv import utils
+from fastconv.backends import checks
 from fastconv.shapes import positive_int
 
 
@@ -20,8 +21,9 @@ def is_generator(data):
 
 
 def as_float_batch(x, what="x"):
-    """A batch as contiguous float32; NaN or infinity raises ValueError naming the batch's shape."""
-    batch = np.ascontiguousarray(x, dtype=np.float32)
+    """A batch as contiguous float32; NaN or infinity raises ValueError naming the batch's shape, a dtype that is
+    not real numbers (complex, strings) a TypeError."""
+    batch = checks.as_real_float32(x, f"{what} batch")
     if not np.isfinite(batch).all():
         raise ValueError(f"{what} batch of shape {batch.shape} contains NaN or infinity")
     return batch
