@@ -17,6 +17,7 @@ import numpy as np
 from fastconv.callbacks import Progbar
 from fastconv.models.atomic import atomic_path
 from fastconv.models.gradients import flat_layers, gradient, layer_outputs, output_index
+from fastconv.preprocessing.image import img_to_array, load_img
 
 # --- filter patterns ----------------------------------------------------------------------------------------------
 
@@ -183,8 +184,7 @@ def save_grad_cam(photo, heatmap, path, alpha=0.4):
     from PIL import Image
 
     if isinstance(photo, (str, Path)):
-        with Image.open(photo) as opened:
-            photo = np.asarray(opened.convert("RGB"), dtype=np.float64)
+        photo = img_to_array(load_img(photo))  # a damaged file is a ValueError naming it
     photo = np.asarray(photo, dtype=np.float64)
     if photo.ndim != 3 or photo.shape[2] != 3:
         raise ValueError(f"save_grad_cam takes an (H, W, 3) photo, got shape {photo.shape}")

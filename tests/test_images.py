@@ -45,6 +45,26 @@ def test_bad_image_input(tmp_path):
         ImageDataGenerator(fill_mode="mirror")
 
 
+DAMAGED_HEADERS = {
+    "maxval-0": b"P6\n2 2\n0\n" + bytes(12),
+    "maxval-too-large": b"P6\n2 2\n70000\n" + bytes(24),
+    "letters-for-a-size": b"P6\nab cd\n255\n" + bytes(12),
+    "letters-for-a-value": b"P3\n2 2\n255\n1 2 3 x y z\n",
+    "value-over-maxval": b"P3\n2 2\n255\n1 2 300 4 5 6 7 8 9 10 11 12\n",
+    "too-few-values": b"P2\n2 2\n255\n1 2\n",
+    "token-too-long": b"P6\n" + b"9" * 200 + b" 2\n255\n" + bytes(12),
+    "pfm-scale-0": b"Pf\n2 2\n0\n" + bytes(16),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGED_HEADERS))
+def test_a_damaged_image_header_is_an_error_naming_the_file(tmp_path, damage):
+    path = tmp_path / f"{damage}.ppm"
+    path.write_bytes(DAMAGED_HEADERS[damage])
+    with pytest.raises(ValueError, match=rf"cannot decode image .*{damage}\.ppm: "):
+        load_img(path)
+
+
 def _ramp(dtype=np.uint8):
     rows, cols = np.meshgrid(np.arange(8), np.arange(8), indexing="ij")
     return np.stack([rows * 10, cols * 10, rows + cols], axis=2).astype(dtype)

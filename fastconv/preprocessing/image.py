@@ -10,6 +10,7 @@ directories are decoded by background threads, one batch ahead.
 
 import math
 import os
+import struct
 import warnings
 import weakref
 from concurrent.futures import ThreadPoolExecutor
@@ -54,6 +55,13 @@ def _convert(image, color_mode):
     return image.convert(mode)
 
 
+# What Pillow's decoders raise for a damaged or crafted file: OSError and SyntaxError mostly, but a bad header
+# field is a plain ValueError in some (PPM's maxval, a PFM scale, a token too long), and others reach for
+# struct.error, IndexError or ZeroDivisionError.
+_DECODING_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, TypeError, IndexError, KeyError, EOFError,
+                    ZeroDivisionError, struct.error, Image.DecompressionBombError)  # fmt: skip
+
+
 def load_img(path, grayscale=False, color_mode="rgb", target_size=None, interpolation="nearest"):
     """A PIL image from ``path``, converted to ``color_mode`` and resized to ``target_size`` = (height, width).
 
@@ -74,7 +82,7 @@ def load_img(path, grayscale=False, color_mode="rgb", target_size=None, interpol
     try:
         with Image.open(path) as opened:
             image = _convert(opened, color_mode)
-    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as error:
+    except _DECODING_ERRORS as error:
         raise ValueError(f"cannot decode image {path}: {error}") from None
     if target_size is not None and image.size != (target_size[1], target_size[0]):
         image = image.resize((target_size[1], target_size[0]), _RESAMPLING[interpolation])
