@@ -12,8 +12,8 @@ import threading
 
 @contextlib.contextmanager
 def held_interrupts():
-    if threading.current_thread() is not threading.main_thread():
-        yield
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
+        yield  # no signal reaches this thread, or a handler installed outside Python that we could not put back
         return
     held = []
     previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(frame))

@@ -11,42 +11,23 @@ The arithmetic is the current backend's (``sgd_update``, ``rmsprop_update``,
 ``adam_update``), so weights and state stay where the backend keeps them.
 """
 
-import math
 
 import numpy as np
 
 from fastconv.backends import get_backend, to_numpy
 from fastconv.interrupts import held_interrupts
+from fastconv.utils import check_number
 
 
 def check_learning_rate(value, owner):
     """``value`` as a float >= 0; NaN, infinity, negatives and non-numbers raise ValueError naming ``owner``."""
-    try:
-        rate = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{owner}: learning_rate must be a number, got {value!r}") from None
-    if not math.isfinite(rate) or rate < 0:
-        raise ValueError(f"{owner}: learning_rate must be a finite number >= 0, got {value!r}")
-    return rate
-
-
-def check_hyperparameter(value, name, owner, low, high, high_included=True):
-    """``value`` as a finite float in [low, high] (or [low, high)); ValueError naming ``owner`` and ``name`` otherwise:
-    a NaN or out-of-range setting would turn every weight into NaN at the next step."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{owner}: {name} must be a number, got {value!r}") from None
-    inside = low <= number <= high if high_included else low <= number < high
-    if not (math.isfinite(number) and inside):
-        interval = f"[{low}, {high}]" if high_included else f"[{low}, {high})"
-        raise ValueError(f"{owner}: {name} must be a finite number in {interval}, got {value!r}")
-    return number
+    return check_number(value, "learning_rate", owner)
 
 
 def check_epsilon(value, owner):
-    """epsilon > 0: with 0 a weight whose gradient and state are 0 would be updated by 0 / 0."""
-    epsilon = check_hyperparameter(value, "epsilon", owner, 0.0, math.inf, high_included=False)
+    """epsilon > 0: with 0 a weight whose gradient and state are 0 would be updated by 0 / 0. (Every setting is
+    checked so: a NaN or out-of-range one would turn every weight into NaN at the next step.)"""
+    epsilon = check_number(value, "epsilon", owner)
     if epsilon == 0:
         raise ValueError(f"{owner}: epsilon must be > 0 (a weight with zero gradient and state would become 0 / 0 = NaN), got {value!r}")
     return epsilon
@@ -141,7 +122,7 @@ class SGD(Optimizer):
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
         super().__init__(learning_rate, **kwargs)
-        self.momentum = check_hyperparameter(momentum, "momentum", "SGD", 0.0, 1.0)
+        self.momentum = check_number(momentum, "momentum", "SGD", 0.0, 1.0)
         if not isinstance(nesterov, (bool, np.bool_)):
             raise ValueError(f"SGD: nesterov must be True or False, got {nesterov!r}")
         self.nesterov = bool(nesterov)
@@ -160,7 +141,7 @@ class RMSprop(Optimizer):
 
     def __init__(self, learning_rate=0.001, rho=0.9, epsilon=1e-7, **kwargs):
         super().__init__(learning_rate, **kwargs)
-        self.rho = check_hyperparameter(rho, "rho", "RMSprop", 0.0, 1.0)
+        self.rho = check_number(rho, "rho", "RMSprop", 0.0, 1.0)
         self.epsilon = check_epsilon(epsilon, "RMSprop")
 
     def update(self, backend, weight, grad):
@@ -177,8 +158,8 @@ class Adam(Optimizer):
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
         super().__init__(learning_rate, **kwargs)
         # beta = 1 divides by 1 - beta**t = 0 at the first step
-        self.beta_1 = check_hyperparameter(beta_1, "beta_1", "Adam", 0.0, 1.0, high_included=False)
-        self.beta_2 = check_hyperparameter(beta_2, "beta_2", "Adam", 0.0, 1.0, high_included=False)
+        self.beta_1 = check_number(beta_1, "beta_1", "Adam", 0.0, 1.0, high_included=False)
+        self.beta_2 = check_number(beta_2, "beta_2", "Adam", 0.0, 1.0, high_included=False)
         self.epsilon = check_epsilon(epsilon, "Adam")
 
     def update(self, backend, weight, grad):

@@ -12,27 +12,17 @@ output for the whole batch, not divided by the batch size (Keras 3; tf.keras 2 d
 writes them: ``{"module": "keras.regularizers", "class_name": "L2", "config": {"l2": 0.01}, ...}``.
 """
 
-import math
-
 import numpy as np
 
-
-def _factor(value, name, owner):
-    try:
-        factor = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{owner}: {name} must be a number, got {value!r}") from None
-    if not math.isfinite(factor) or factor < 0:
-        raise ValueError(f"{owner}: {name} must be a finite number >= 0, got {value!r}")
-    return factor
+from fastconv.utils import check_number
 
 
 class L1L2:
     """``l1 * sum(|x|) + l2 * sum(x**2)``."""
 
     def __init__(self, l1=0.0, l2=0.0):
-        self.l1 = _factor(l1, "l1", type(self).__name__)
-        self.l2 = _factor(l2, "l2", type(self).__name__)
+        self.l1 = check_number(l1, "l1", type(self).__name__)
+        self.l2 = check_number(l2, "l2", type(self).__name__)
 
     def __call__(self, x):
         """The penalty of ``x`` (any shape, float32) as a Python float, summed in float64."""

@@ -3,6 +3,8 @@
 import re
 from collections import defaultdict
 
+import math
+
 import numpy as np
 
 _rng = np.random.default_rng()
@@ -68,3 +70,17 @@ def unique_name(class_name, zero_based=True):
 def clear_session():
     """Reset default layer names (``conv2d`` again), as ``keras.backend.clear_session``."""
     _name_counts.clear()
+
+
+def check_number(value, name, owner, low=0.0, high=math.inf, high_included=True):
+    """``value`` as a finite float in [low, high] (or [low, high)); ValueError naming ``owner`` and ``name`` for
+    NaN, infinity, a value outside the interval or something that is not a number."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{owner}: {name} must be a number, got {value!r}") from None
+    inside = low <= number <= high if high_included else low <= number < high
+    if not (math.isfinite(number) and inside):
+        interval = f">= {low:g}" if high == math.inf else (f"in [{low}, {high}]" if high_included else f"in [{low}, {high})")
+        raise ValueError(f"{owner}: {name} must be a finite number {interval}, got {value!r}")
+    return number

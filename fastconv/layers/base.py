@@ -216,24 +216,18 @@ class Layer:
 
     # --- weights -----------------------------------------------------------
 
-    def set_initializers(self, kernel_initializer, bias_initializer):
-        """Keras' kernel_initializer / bias_initializer arguments (names or callables ``shape -> array``)."""
+    def set_weight_options(self, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer):
+        """Keras' kernel_/bias_initializer (names or callables ``shape -> array``) and kernel_/bias_regularizer
+        (``fastconv.regularizers``: objects, names or configs) arguments."""
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
-
-    def initializer_config(self):
-        return {
-            "kernel_initializer": initializers.serialize(self.kernel_initializer),
-            "bias_initializer": initializers.serialize(self.bias_initializer),
-        }
-
-    def set_regularizers(self, kernel_regularizer, bias_regularizer):
-        """Keras' kernel_regularizer / bias_regularizer arguments (``fastconv.regularizers``: objects, names or configs)."""
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
 
-    def regularizer_config(self):
+    def weight_options_config(self):
         return {
+            "kernel_initializer": initializers.serialize(self.kernel_initializer),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
             "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
             "bias_regularizer": regularizers.serialize(self.bias_regularizer),
             "activity_regularizer": regularizers.serialize(self.activity_regularizer),

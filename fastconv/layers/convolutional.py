@@ -22,8 +22,7 @@ class Conv2D(Layer):
         self.strides = normalize_pair(strides, "strides")
         self.padding = normalize_padding(padding)
         self.use_bias = use_bias
-        self.set_initializers(kernel_initializer, bias_initializer)
-        self.set_regularizers(kernel_regularizer, bias_regularizer)
+        self.set_weight_options(kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer)
         self.kernel = self.bias = None
 
     def check_input_shape(self, input_shape):
@@ -85,6 +84,5 @@ class Conv2D(Layer):
             "padding": self.padding,
             "activation": activations.serialize(self.activation),
             "use_bias": self.use_bias,
-            **self.initializer_config(),
-            **self.regularizer_config(),
+            **self.weight_options_config(),
         }

@@ -18,8 +18,7 @@ class Dense(Layer):
         super().__init__(activation=activation, **kwargs)
         self.units = positive_int(units, f"Dense {self.name!r}: units")
         self.use_bias = use_bias
-        self.set_initializers(kernel_initializer, bias_initializer)
-        self.set_regularizers(kernel_regularizer, bias_regularizer)
+        self.set_weight_options(kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer)
         self.kernel = self.bias = None
 
     def check_input_shape(self, input_shape):
@@ -62,8 +61,7 @@ class Dense(Layer):
             "units": self.units,
             "activation": activations.serialize(self.activation),
             "use_bias": self.use_bias,
-            **self.initializer_config(),
-            **self.regularizer_config(),
+            **self.weight_options_config(),
         }
 
 
