@@ -14,7 +14,8 @@ Kernels directly::
 
 from fastconv.backends import available_backends, get_backend, set_backend, use_backend
 from fastconv.backends.algorithms import conv_algorithm, set_conv_algorithm
-from fastconv import activations, applications, callbacks, datasets, initializers, layers, losses, metrics, models, optimizers, preprocessing, utils
+from fastconv.backends.threads import set_num_threads
+from fastconv import activations, applications, callbacks, datasets, initializers, layers, losses, metrics, models, optimizers, preprocessing, regularizers, utils
 from fastconv.layers import Input
 from fastconv.models import Model, Sequential
 from fastconv._version import __version__
@@ -23,6 +24,7 @@ from fastconv.info import show_config
 
 __all__ = [
     "Input", "Model", "Sequential", "activations", "applications", "available_backends", "callbacks", "clear_session", "conv_algorithm", "datasets",
-    "get_backend", "initializers", "layers", "losses", "metrics", "models", "optimizers", "preprocessing", "set_backend", "set_conv_algorithm", "show_config", "use_backend",
+    "get_backend", "initializers", "layers", "losses", "metrics", "models", "optimizers", "preprocessing", "regularizers", "set_backend",
+    "set_conv_algorithm", "set_num_threads", "show_config", "use_backend",
     "utils", "__version__",
 ]  # fmt: skip

@@ -15,7 +15,7 @@ from fastconv import install_check
 from fastconv import simd_levels as levels
 from fastconv.applications.vgg16 import WEIGHTS_FILE, WEIGHTS_FILE_NO_TOP
 from fastconv.applications.weights_files import search_folders
-from fastconv.backends import algorithms, blas_threads, buffers, compiled, load_backend
+from fastconv.backends import algorithms, blas_threads, buffers, load_backend, threads
 
 
 def _versions():
@@ -115,7 +115,6 @@ def report():
     """The report, as lines of text."""
     model, simd = _cpu()
     versions = _versions()
-    omp = os.environ.get("OMP_NUM_THREADS")
     blas = blas_threads.blas_thread_count()
     pool = buffers.pool
     lines = [
@@ -123,7 +122,7 @@ def report():
         f"Python {platform.python_version()} ({sys.executable}) on {platform.system()} {platform.machine()}",
         "  " + ", ".join(f"{name} {version}" for name, version in versions.items()),
         f"CPU: {model}; SIMD: {', '.join(simd) if simd else 'none of sse4.2/avx/avx2/fma/avx512f reported'}",
-        f"threads: the kernels use {compiled.thread_count()} (OMP_NUM_THREADS {omp if omp else 'not set: every core this process may use'})",
+        "threads: the kernels use {} ({})".format(*threads.choice()),
         f"BLAS: SciPy's ({'OpenBLAS, ' + str(blas) + ' threads outside the kernels, 1 inside' if blas is not None else 'thread count unknown'}); "
         f"OPENBLAS_CORETYPE {os.environ.get('OPENBLAS_CORETYPE', 'not set')}, OPENBLAS_L2_SIZE {os.environ.get('OPENBLAS_L2_SIZE', 'not set')}",
         "backends:",

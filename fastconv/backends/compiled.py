@@ -12,13 +12,12 @@ preallocated after the inputs; convolution and pooling take a
 :class:`~fastconv.backends.plans.ConvPlan` / :class:`~fastconv.backends.plans.PoolPlan` last.
 """
 
-import os
-
 import numpy as np
 
 from fastconv.backends import algorithms, buffers, checks, contract, host_ops, winograd_tiles
 from fastconv.backends.blas_threads import single_threaded_blas
 from fastconv.backends.plans import ConvPlan, PoolPlan
+from fastconv.backends.threads import thread_count
 
 # A block of patches of about this many bytes stays in one core's L2 cache
 # while its product with the kernel is large enough for BLAS to run at speed.
@@ -31,17 +30,6 @@ _MIN_BLOCK_ROWS = 64
 _WINOGRAD_BLOCK_BYTES = 1 << 21
 _WINOGRAD_MIN_TILES = 128
 _KERNEL_ELEMENTS_PER_TILE = 512
-
-
-def thread_count():
-    """Threads the convolution kernels use: $OMP_NUM_THREADS if set, else the cores this process may run on."""
-    from_env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-    if from_env.isdigit() and int(from_env) > 0:
-        return int(from_env)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 def conv_blocking(batch, geometry, kernel_shape):

@@ -1,0 +1,124 @@
+"""How many threads the compiled kernels use, and why.
+
+In order, the first that is set decides: :func:`set_num_threads` (``fastconv.set_num_threads(n)``),
+``$FASTCONV_NUM_THREADS``, ``$OMP_NUM_THREADS``; otherwise what the machine gives this process: the physical
+cores among the CPUs it may run on (its affinity mask; two hyperthreads of one core count once, since a second
+thread on a core only waits for the first's floating-point units), and no more than its cgroup's CPU quota
+(``cpu.max``, or ``cpu.cfs_quota_us`` under cgroup v1) allows. :func:`choice` says which rule decided.
+"""
+
+import functools
+import math
+import os
+from pathlib import Path
+
+_CPU_TOPOLOGY = Path("/sys/devices/system/cpu")
+_CGROUP_ROOT = Path("/sys/fs/cgroup")
+_chosen = None  # set by set_num_threads
+
+
+def set_num_threads(count):
+    """Use ``count`` threads in the compiled kernels from now on (None: back to the environment and the machine)."""
+    global _chosen
+    _chosen = None if count is None else _positive(count, "set_num_threads")
+
+
+def thread_count():
+    """The threads the compiled kernels use now."""
+    return choice()[0]
+
+
+def choice():
+    """``(threads, why)``: the thread count and the rule that chose it, in words."""
+    if _chosen is not None:
+        return _chosen, "fastconv.set_num_threads"
+    for variable in ("FASTCONV_NUM_THREADS", "OMP_NUM_THREADS"):
+        text = os.environ.get(variable, "").split(",")[0].strip()
+        if text:
+            return _positive(text, f"${variable}"), f"${variable}"
+    cpus = _allowed_cpus()
+    cores = physical_cores(cpus)
+    quota = cgroup_cpu_quota()
+    count = max(1, min(cores, quota if quota is not None else cores))
+    why = f"{cores} physical core{'s' * (cores != 1)} among the {len(cpus)} CPUs this process may use"
+    why += f", a cgroup quota of {quota} CPU{'s' * (quota != 1)}" if quota is not None else ", no cgroup CPU quota"
+    return count, why
+
+
+def _positive(value, what):
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what}: the number of threads must be a positive integer, got {value!r}") from None
+    if count < 1 or count != float(value):
+        raise ValueError(f"{what}: the number of threads must be a positive integer, got {value!r}")
+    return count
+
+
+def _allowed_cpus():
+    try:
+        return frozenset(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return frozenset(range(os.cpu_count() or 1))
+
+
+@functools.lru_cache(maxsize=16)
+def physical_cores(cpus, topology=_CPU_TOPOLOGY):
+    """How many physical cores the logical CPUs ``cpus`` (a frozenset) belong to, from sysfs' topology (as many as
+    ``cpus`` where it cannot be read)."""
+    cores = set()
+    for cpu in cpus:
+        try:
+            folder = topology / f"cpu{cpu}" / "topology"
+            cores.add(((folder / "physical_package_id").read_text().strip(), (folder / "core_id").read_text().strip()))
+        except OSError:
+            cores.add(("cpu", str(cpu)))
+    return max(1, len(cores))
+
+
+@functools.lru_cache(maxsize=1)
+def cgroup_cpu_quota(proc_cgroup=Path("/proc/self/cgroup"), root=_CGROUP_ROOT):
+    """The CPUs this process's cgroup (or one above it) may use at once, rounded up; None when unlimited or unknown."""
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return None
+    quotas = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # cgroup v2: one tree, cpu.max = "<quota> <period>" or "max <period>"
+            quotas += [_v2_quota(folder / "cpu.max") for folder in _folders_up(root, path)]
+        elif "cpu" in controllers.split(","):  # cgroup v1: the cpu controller's tree
+            for mount in (root / controllers, root / "cpu", root / "cpu,cpuacct"):
+                if mount.is_dir():
+                    quotas += [_v1_quota(folder) for folder in _folders_up(mount, path)]
+                    break
+    quotas = [quota for quota in quotas if quota is not None]
+    return min(quotas) if quotas else None
+
+
+def _folders_up(mount, path):
+    """``mount/path`` and each folder above it up to ``mount``."""
+    folder = mount / path.strip("/")
+    folders = [folder]
+    while folder != mount and mount in folder.parents:
+        folder = folder.parent
+        folders.append(folder)
+    return folders
+
+
+def _v2_quota(cpu_max):
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+    except (OSError, ValueError):
+        return None
+    return None if quota == "max" else max(1, math.ceil(int(quota) / int(period)))
+
+
+def _v1_quota(folder):
+    try:
+        quota = int((folder / "cpu.cfs_quota_us").read_text())
+        period = int((folder / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return None if quota <= 0 or period <= 0 else max(1, math.ceil(quota / period))
