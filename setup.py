@@ -117,8 +117,7 @@ class CachingBuildExt(build_ext):
 
     def _key(self, ext):
         digest = hashlib.sha256()
-        # the .pyx and every .pxd it may cimport (a change to _scratch.pxd must rebuild conv and winograd)
-        for source in [*ext.sources, *sorted(str(path) for path in Path(ext.sources[0]).parent.glob("*.pxd"))]:
+        for source in ext.sources:  # the generated C, which holds what the .pyx cimports from .pxd files
             digest.update(Path(source).read_bytes())
         for part in (*ext.extra_compile_args, "|", *ext.extra_link_args, "|", sysconfig.get_config_var("EXT_SUFFIX"),
                      sysconfig.get_config_var("CC") or "", sys.version):  # fmt: skip
@@ -149,6 +148,18 @@ class CachingBuildExt(build_ext):
         say(f"{where}: compiled in {time.perf_counter() - started:.0f} s")
 
 
+def _level_source(c_source, level_name):
+    """A copy of the generated ``c_source`` for one level, under build/sources/<level>/: each level's object file
+    then has a path of its own (the same source for three levels compiled side by side wrote one object file three
+    times at once, and a module could link a half-written one)."""
+    copy = Path("build", "sources", level_name, Path(c_source).name)
+    data = (HERE / c_source).read_bytes()
+    if not (HERE / copy).is_file() or (HERE / copy).read_bytes() != data:
+        (HERE / copy).parent.mkdir(parents=True, exist_ok=True)
+        (HERE / copy).write_bytes(data)
+    return str(copy)
+
+
 def extensions():
     # OpenMP runs Cython's prange loops on every core; without it they run on one.
     openmp = not os.environ.get("FASTCONV_NO_OPENMP") and compiler_accepts([OPENMP_FLAG], OPENMP_PROGRAM)
@@ -161,7 +172,7 @@ def extensions():
         for c_module in c_files:
             name = Path(c_module.sources[0]).stem
             modules.append(Extension(
-                f"fastconv._ext.{level.name}.{name}", c_module.sources,
+                f"fastconv._ext.{level.name}.{name}", [_level_source(c_module.sources[0], level.name)],
                 extra_compile_args=COMMON_FLAGS + ([OPENMP_FLAG] if openmp else []) + level.flags,
                 extra_link_args=link_args,
             ))  # fmt: skip
