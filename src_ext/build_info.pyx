@@ -22,12 +22,16 @@ cdef extern from *:
     #endif
     #ifdef _OPENMP
     #define FASTCONV_OPENMP 1
+    #include <omp.h>
+    static void fastconv_set_default_threads(int count) { omp_set_num_threads(count); }
     #else
     #define FASTCONV_OPENMP 0
+    static void fastconv_set_default_threads(int count) { (void)count; }
     #endif
     """
     const char* FASTCONV_SIMD
     int FASTCONV_OPENMP
+    void fastconv_set_default_threads(int count) nogil
 
 
 def simd_level():
@@ -38,3 +42,11 @@ def simd_level():
 def openmp():
     """Whether the kernels were compiled with OpenMP (their prange loops then run on every core)."""
     return bool(FASTCONV_OPENMP)
+
+
+def set_default_threads(int count):
+    """The threads of the OpenMP regions that name no count of their own (activations, losses, pooling, Winograd's
+    kernel transform), started from the calling thread from now on (OpenMP keeps the setting per thread)."""
+    if count < 1:
+        raise ValueError(f"set_default_threads: count must be >= 1, got {count}")
+    fastconv_set_default_threads(count)

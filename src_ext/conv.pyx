@@ -183,7 +183,7 @@ def conv2d_forward(const float[:, :, :, ::1] x, const float[:, ::1] kernel_matri
     with nogil:
         with parallel(num_threads=threads):
             cols = NULL if pointwise else <float*>thread_scratch(PATCHES_SLOT, block_rows * patch_len * sizeof(float))
-            for block in prange(blocks, schedule='static'):
+            for block in prange(blocks, schedule="dynamic"):
                 if not pointwise and cols == NULL:
                     failed_flag[0] = 1
                     continue
@@ -230,7 +230,7 @@ def conv2d_backward_input(const float[:, :, :, ::1] grad_out, const float[:, ::1
     with nogil:
         with parallel(num_threads=threads):
             cols = NULL if pointwise else <float*>thread_scratch(PATCHES_SLOT, samples_per_block * pixels * patch_len * sizeof(float))
-            for block in prange(blocks, schedule='static'):
+            for block in prange(blocks, schedule="dynamic"):
                 if not pointwise and cols == NULL:
                     failed_flag[0] = 1
                     continue

@@ -426,7 +426,7 @@ def winograd_conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, ::1] 
             m = <float*>thread_scratch(M_SLOT, positions * block_tiles * filters * sizeof(float))
             patch = <float*>thread_scratch(TILE_SLOT, 2 * positions * CHUNK * sizeof(float))
             rows = patch + positions * CHUNK
-            for block in prange(blocks, schedule='static'):
+            for block in prange(blocks, schedule="dynamic"):
                 if v == NULL or m == NULL or patch == NULL:
                     failed_flag[0] = 1
                     continue

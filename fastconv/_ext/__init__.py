@@ -10,6 +10,7 @@ import os
 from types import SimpleNamespace
 
 from fastconv import simd_levels as levels
+from fastconv.backends import threads
 
 MODULES = ("activations", "build_info", "conv", "dense", "losses", "pool", "winograd")
 
@@ -21,6 +22,7 @@ def load_level(name):
     return SimpleNamespace(**{module: importlib.import_module(f"{__name__}.{name}.{module}") for module in MODULES})
 
 
+threads.set_openmp_waiting()  # before the first module loads libgomp
 BUILT = levels.built_levels()
 LEVEL = levels.choose(BUILT, levels.cpu_features(), os.environ.get(levels.ENVIRONMENT_VARIABLE) or None)
 _modules = load_level(LEVEL)

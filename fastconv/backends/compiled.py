@@ -12,6 +12,8 @@ preallocated after the inputs; convolution and pooling take a
 :class:`~fastconv.backends.plans.ConvPlan` / :class:`~fastconv.backends.plans.PoolPlan` last.
 """
 
+import threading
+
 import numpy as np
 
 from fastconv.backends import algorithms, buffers, checks, contract, host_ops, winograd_tiles
@@ -23,6 +25,7 @@ from fastconv.backends.threads import thread_count
 # while its product with the kernel is large enough for BLAS to run at speed.
 _PATCH_BLOCK_BYTES = 1 << 20
 _MIN_BLOCK_ROWS = 64
+_BLOCKS_PER_THREAD = 4
 # Winograd's blocks of tiles: a^2 products (tiles, C) @ (C, F) each, which BLAS runs at speed from ~128 rows on
 # (measured on the VGG16 layers: 64-tile blocks ran block4 2x slower). BLAS packs each U[k] (C, F) anew for every
 # block, which costs as much as the product itself once U[k] outgrows the L2 cache and the block is short, so a
@@ -45,9 +48,15 @@ def conv_blocking(batch, geometry, kernel_shape):
 
 def _share_blocks(total, target, least):
     """(per_block, threads): ``total`` items cut into blocks of about ``target``, their count a multiple of the
-    threads, and no thread given fewer than ``least`` items."""
+    threads, and no thread given fewer than ``least`` items.
+
+    With more than one thread there are at least ``_BLOCKS_PER_THREAD`` blocks per thread (while blocks keep
+    ``least`` items): the kernels hand blocks out as threads come free, so a thread that the system preempts
+    (another process on its core) delays a call by one block, not by its whole share."""
     threads = max(1, min(thread_count(), -(-total // least)))
     blocks = -(-total // target)
+    if threads > 1:
+        blocks = max(blocks, min(_BLOCKS_PER_THREAD * threads, total // least))
     blocks = -(-blocks // threads) * threads
     return -(-total // blocks), threads
 
@@ -93,10 +102,14 @@ class CompiledBackend:
 
     STRICT = True
 
-    def __init__(self, name, low_level):
+    def __init__(self, name, low_level, set_default_threads=None):
+        """``set_default_threads(n)``: makes the calling thread's parallel loops that name no thread count (the
+        activations', losses' and pooling's) run on ``n`` threads; None where there are none (the GPU)."""
         self.name = name
         self.low_level = low_level
         self.has_winograd = all(hasattr(low_level, name) for name in contract.OPTIONAL_KERNEL_NAMES)
+        self._set_default_threads = set_default_threads
+        self._default_threads = threading.local()  # what each calling thread's setting is now
 
     def __repr__(self):
         return f"<fastconv backend {self.name!r}>"
@@ -120,8 +133,14 @@ class CompiledBackend:
     def adopt(self, *arrays):
         """The hook a device backend overrides: the kernel inputs as arrays it computes on (None stays None).
 
-        On the CPU the inputs are used as they are; the checks that follow refuse what does not fit.
+        On the CPU the inputs are used as they are (the checks that follow refuse what does not fit), and the
+        calling thread's parallel loops take fastconv's thread count (``threads.thread_count``), every kernel's.
         """
+        if self._set_default_threads is not None:
+            count = thread_count()
+            if getattr(self._default_threads, "count", None) != count:
+                self._set_default_threads(count)
+                self._default_threads.count = count
         return arrays
 
     # --- convolution -------------------------------------------------------

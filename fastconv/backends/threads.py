@@ -12,9 +12,22 @@ import math
 import os
 from pathlib import Path
 
+# A thread of the kernels' OpenMP team that waits for work spins this many times before it sleeps. libgomp's own
+# default (300,000, about a millisecond) keeps a waiting thread on its core: on a machine where another process
+# needs that core (a busy core), the spinning steals its time and the next parallel region waits for the
+# preempted thread; 10,000 (microseconds) trains MNIST ~1.3x faster there and is as fast on a quiet machine
+# (docs/performance.md). Set before libgomp starts, unless the user set a policy of their own.
+OPENMP_SPIN_COUNT = "10000"
 _CPU_TOPOLOGY = Path("/sys/devices/system/cpu")
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
 _chosen = None  # set by set_num_threads
+
+
+def set_openmp_waiting():
+    """Let waiting OpenMP threads sleep soon (``GOMP_SPINCOUNT``) unless ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` is
+    set; called before the compiled kernels load libgomp, which reads its settings once."""
+    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+        os.environ["GOMP_SPINCOUNT"] = OPENMP_SPIN_COUNT
 
 
 def set_num_threads(count):
@@ -24,12 +37,16 @@ def set_num_threads(count):
 
 
 def thread_count():
-    """The threads the compiled kernels use now."""
-    return choice()[0]
+    """The threads the compiled kernels use now (asked before every kernel call: no text is made here)."""
+    return _decide(explain=False)[0]
 
 
 def choice():
     """``(threads, why)``: the thread count and the rule that chose it, in words."""
+    return _decide(explain=True)
+
+
+def _decide(explain):
     if _chosen is not None:
         return _chosen, "fastconv.set_num_threads"
     for variable in ("FASTCONV_NUM_THREADS", "OMP_NUM_THREADS"):
@@ -40,6 +57,8 @@ def choice():
     cores = physical_cores(cpus)
     quota = cgroup_cpu_quota()
     count = max(1, min(cores, quota if quota is not None else cores))
+    if not explain:
+        return count, None
     why = f"{cores} physical core{'s' * (cores != 1)} among the {len(cpus)} CPUs this process may use"
     why += f", a cgroup quota of {quota} CPU{'s' * (quota != 1)}" if quota is not None else ", no cgroup CPU quota"
     return count, why

@@ -10,11 +10,13 @@ from fastconv.backends.compiled import CompiledBackend
 from fastconv.backends.contract import collect_kernels
 
 try:
-    from fastconv._ext import activations, conv, dense, losses, pool, winograd
+    from fastconv._ext import activations, build_info, conv, dense, losses, pool, winograd
 except ImportError as error:  # the tree was not built, or a source tree shadows the installed package
     raise ImportError(install_check.missing_build_message(Path(__file__).resolve().parents[2], error)) from error
 
-backend = CompiledBackend("cython", collect_kernels("cython", (conv, winograd, pool, dense, activations, losses)))
+backend = CompiledBackend(
+    "cython", collect_kernels("cython", (conv, winograd, pool, dense, activations, losses)), build_info.set_default_threads
+)
 
 # The modules whose kernels keep per-thread scratch between calls (src_ext/_scratch.pxd), and its bound.
 SCRATCH_MODULES = (conv, winograd)

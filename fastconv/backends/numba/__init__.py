@@ -4,6 +4,8 @@ import os
 import sys
 from pathlib import Path
 
+import numba
+
 from fastconv.backends import compile_time
 from fastconv.backends.compiled import CompiledBackend
 from fastconv.backends.contract import collect_kernels
@@ -32,4 +34,9 @@ _notice = first_use_notice()
 if _notice:
     print(_notice, file=sys.stderr)
 
-backend = CompiledBackend("numba", collect_kernels("numba", (conv, winograd, pool, dense, activations, losses)))
+def _set_default_threads(count):
+    """Numba's prange loops, started from the calling thread, on ``count`` threads (at most the pool it started)."""
+    numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
+
+
+backend = CompiledBackend("numba", collect_kernels("numba", (conv, winograd, pool, dense, activations, losses)), _set_default_threads)
