@@ -3,23 +3,62 @@ against PyTorch and against the best peer (PyTorch or Keras 3 on TensorFlow, whe
 
 All implementations run in the same pytest session, so the ratios compare like with like on a shared machine whose
 absolute speed drifts.
+
+``--busy`` keeps one CPU-bound process spinning through the whole run, started and stopped here: the condition
+of a machine where a core is busy with something else (an image loader, CI, a second job). ``cython_1t`` rows are
+fastconv at one thread (``fastconv.set_num_threads(1)``), to compare its default thread count with.
 """
 
 import os
+import subprocess
+import sys
 
 import pytest
 
+import fastconv
 from layers import torch
 
 
 PEERS = ("torch", "keras_tf")
 # Every implementation gets the same threads: the cores this process may use (2 on the CI-sized machines).
 THREADS = len(os.sched_getaffinity(0))
+_busy = {"process": None}
+
+
+def pytest_addoption(parser):
+    parser.addoption("--busy", action="store_true", help="keep one CPU-bound process spinning through the whole run")
 
 
 def pytest_configure(config):
     if torch is not None:
         torch.set_num_threads(THREADS)
+    if config.getoption("--busy", default=False):
+        _busy["process"] = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+def pytest_unconfigure(config):
+    if _busy["process"] is not None:
+        _busy["process"].kill()
+        _busy["process"].wait()
+
+
+def fastconv_implementation(implementation):
+    """``(backend name, threads)`` of a fastconv implementation name: 'cython', 'numba', or 'cython_1t' (one thread;
+    None: fastconv's own choice)."""
+    backend, _, threads = implementation.partition("_")
+    return backend, (1 if threads == "1t" else None)
+
+
+@pytest.fixture
+def fastconv_threads(request):
+    """``use(implementation)``: set fastconv's thread count for a fastconv implementation; put back afterwards."""
+
+    def use(implementation):
+        fastconv.set_num_threads(fastconv_implementation(implementation)[1])
+        return fastconv_implementation(implementation)[0]
+
+    yield use
+    fastconv.set_num_threads(None)
 
 
 def pytest_terminal_summary(terminalreporter, config):
@@ -31,7 +70,8 @@ def pytest_terminal_summary(terminalreporter, config):
         by_layer.setdefault(bench.group, {})[bench.extra_info["implementation"]] = bench
     write = terminalreporter.write_line
     write("")
-    write(f"fastconv vs its peers in one run, {THREADS} threads each, minimum over rounds (layers: one training step; networks: optimizer steps)")
+    condition = "BUSY: one other process spinning on a core" if _busy["process"] is not None else "quiet"
+    write(f"fastconv vs its peers in one run, {THREADS} threads each ({condition}), minimum over rounds (layers: one training step; networks: optimizer steps)")
     header = f"{'layer / network':40s} {'impl':>9s} {'ms':>9s} {'GFLOP/s':>8s} {'samples/s':>10s} {'torch/impl':>10s} {'best peer/impl':>14s}"
     write(header)
     write("-" * len(header))

@@ -12,9 +12,9 @@ from networks import CATS_DOGS_FORWARD_FLOPS, MNIST_FORWARD_FLOPS, make_training
 CASES = {"mnist": (64, 20, MNIST_FORWARD_FLOPS), "cats_dogs": (32, 2, CATS_DOGS_FORWARD_FLOPS)}
 
 
-@pytest.mark.parametrize("implementation", ["cython", "numba", "torch", "keras_tf"])
+@pytest.mark.parametrize("implementation", ["cython", "cython_1t", "numba", "torch", "keras_tf"])
 @pytest.mark.parametrize("network", list(CASES))
-def test_training_steps(benchmark, request, network, implementation):
+def test_training_steps(benchmark, request, fastconv_threads, network, implementation):
     batch_size, steps, forward_flops = CASES[network]
     if implementation == "keras_tf":
         worker = request.getfixturevalue("keras_worker")(network, batch_size)
@@ -25,7 +25,9 @@ def test_training_steps(benchmark, request, network, implementation):
     else:
         if implementation == "torch":
             request.getfixturevalue("torch_or_skip")
-        step = make_training_step(network, implementation, batch_size)
+        else:
+            implementation_backend = fastconv_threads(implementation)
+        step = make_training_step(network, implementation if implementation == "torch" else implementation_backend, batch_size)
 
         def steps_run():
             for _ in range(steps):

@@ -21,8 +21,8 @@ def conv_base():
     return VGG16(weights=None, include_top=False, input_shape=(150, 150, 3))
 
 
-@pytest.mark.parametrize("implementation", ["cython", "numba", "torch", "keras_tf"])
-def test_vgg16_base_forward(benchmark, request, conv_base, implementation):
+@pytest.mark.parametrize("implementation", ["cython", "cython_1t", "numba", "torch", "keras_tf"])
+def test_vgg16_base_forward(benchmark, request, fastconv_threads, conv_base, implementation):
     x_nhwc = np.random.default_rng(0).uniform(-120, 150, (BATCH_SIZE, 150, 150, 3)).astype(np.float32)
     if implementation == "keras_tf":
         worker = request.getfixturevalue("keras_worker")("vgg16", BATCH_SIZE)
@@ -40,9 +40,10 @@ def test_vgg16_base_forward(benchmark, request, conv_base, implementation):
             torch_features(torch_base, x_nhwc)
 
     else:
+        backend_name = fastconv_threads(implementation)
 
         def forward():
-            with fastconv.use_backend(implementation):
+            with fastconv.use_backend(backend_name):
                 conv_base.predict(x_nhwc, batch_size=BATCH_SIZE)
 
     benchmark.group = f"vgg16 base forward 150x150 (batch {BATCH_SIZE})"
