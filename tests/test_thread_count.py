@@ -87,3 +87,20 @@ def test_a_quota_on_a_parent_cgroup_counts(tmp_path):
 def test_info_says_what_it_chose_and_why(automatic, monkeypatch):
     monkeypatch.setenv("FASTCONV_NUM_THREADS", "3")
     assert "threads: the kernels use 3 ($FASTCONV_NUM_THREADS)" in fastconv.info.report()
+
+
+def test_every_kernel_follows_the_thread_count(automatic):
+    """The loops that name no thread count of their own (activations, losses, pooling) take fastconv's too."""
+    import ctypes
+
+    import numba
+    import numpy as np
+
+    x_nhwc = np.ones((2, 4, 4, 3), np.float32)
+    openmp = ctypes.CDLL("libgomp.so.1")  # the runtime the compiled kernels loaded
+    for count in (1, 2):
+        fastconv.set_num_threads(count)
+        fastconv.backends.load_backend("cython").relu_forward(x_nhwc)
+        assert openmp.omp_get_max_threads() == count
+        fastconv.backends.load_backend("numba").relu_forward(x_nhwc)
+        assert numba.get_num_threads() == min(count, numba.config.NUMBA_NUM_THREADS)
