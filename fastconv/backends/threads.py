@@ -25,7 +25,8 @@ _chosen = None  # set by set_num_threads
 
 def set_openmp_waiting():
     """Let waiting OpenMP threads sleep soon (``GOMP_SPINCOUNT``) unless ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` is
-    set; called before the compiled kernels load libgomp, which reads its settings once."""
+    set; called before the Cython kernels (``fastconv._ext``) or Numba's 'omp' threading layer load libgomp, which
+    reads its settings once."""
     if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
         os.environ["GOMP_SPINCOUNT"] = OPENMP_SPIN_COUNT
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numba
 
-from fastconv.backends import compile_time
+from fastconv.backends import compile_time, threads
 from fastconv.backends.compiled import CompiledBackend
 from fastconv.backends.contract import collect_kernels
 from fastconv.backends.numba import activations, conv, dense, losses, pool, winograd
@@ -29,6 +29,7 @@ def first_use_notice(folder=CACHE_FOLDER, environment=os.environ):
     )
 
 
+threads.set_openmp_waiting()  # Numba's 'omp' threading layer loads libgomp at its first parallel loop
 compile_time.track()
 _notice = first_use_notice()
 if _notice:
