@@ -96,11 +96,13 @@ def test_every_kernel_follows_the_thread_count(automatic):
     import numba
     import numpy as np
 
-    x_nhwc = np.ones((2, 4, 4, 3), np.float32)
+    large, small = np.ones((4, 64, 64, 8), np.float32), np.ones((2, 4, 4, 3), np.float32)
     openmp = ctypes.CDLL("libgomp.so.1")  # the runtime the compiled kernels loaded
     for count in (1, 2):
         fastconv.set_num_threads(count)
-        fastconv.backends.load_backend("cython").relu_forward(x_nhwc)
+        fastconv.backends.load_backend("cython").relu_forward(large)
         assert openmp.omp_get_max_threads() == count
-        fastconv.backends.load_backend("numba").relu_forward(x_nhwc)
+        fastconv.backends.load_backend("numba").relu_forward(large)
         assert numba.get_num_threads() == min(count, numba.config.NUMBA_NUM_THREADS)
+        fastconv.backends.load_backend("cython").relu_forward(small)  # too little work to share
+        assert openmp.omp_get_max_threads() == 1

@@ -12,8 +12,6 @@ preallocated after the inputs; convolution and pooling take a
 :class:`~fastconv.backends.plans.ConvPlan` / :class:`~fastconv.backends.plans.PoolPlan` last.
 """
 
-import threading
-
 import numpy as np
 
 from fastconv.backends import algorithms, buffers, checks, contract, host_ops, winograd_tiles
@@ -26,6 +24,11 @@ from fastconv.backends.threads import thread_count
 _PATCH_BLOCK_BYTES = 1 << 20
 _MIN_BLOCK_ROWS = 64
 _BLOCKS_PER_THREAD = 4
+# Work too small to share: a parallel region waits for its slowest thread, and on a busy core that is a time slice
+# (milliseconds) for microseconds of work. Element-wise loops (activations, losses, pooling) over fewer elements,
+# and dense products of fewer FLOPs per thread, run on one thread (docs/performance.md: MNIST's busy step).
+_SMALL_LOOP_ELEMENTS = 1 << 16
+_DENSE_FLOPS_PER_THREAD = 1 << 24
 # Winograd's blocks of tiles: a^2 products (tiles, C) @ (C, F) each, which BLAS runs at speed from ~128 rows on
 # (measured on the VGG16 layers: 64-tile blocks ran block4 2x slower). BLAS packs each U[k] (C, F) anew for every
 # block, which costs as much as the product itself once U[k] outgrows the L2 cache and the block is short, so a
@@ -92,9 +95,9 @@ def pool_plan(pool_size, strides, geometry):
 
 
 def dense_threads(batch, kernel_shape):
-    """Threads for a dense product: one per core, but none with less than ~1 MFLOP of work."""
+    """Threads for a dense product: one per core, but none with less than ``_DENSE_FLOPS_PER_THREAD`` of work."""
     flops = 2 * batch * kernel_shape[0] * kernel_shape[1]
-    return int(max(1, min(thread_count(), flops // (1 << 20), kernel_shape[0], kernel_shape[1])))
+    return int(max(1, min(thread_count(), flops // _DENSE_FLOPS_PER_THREAD, kernel_shape[0], kernel_shape[1])))
 
 
 class CompiledBackend:
@@ -109,7 +112,6 @@ class CompiledBackend:
         self.low_level = low_level
         self.has_winograd = all(hasattr(low_level, name) for name in contract.OPTIONAL_KERNEL_NAMES)
         self._set_default_threads = set_default_threads
-        self._default_threads = threading.local()  # what each calling thread's setting is now
 
     def __repr__(self):
         return f"<fastconv backend {self.name!r}>"
@@ -134,13 +136,13 @@ class CompiledBackend:
         """The hook a device backend overrides: the kernel inputs as arrays it computes on (None stays None).
 
         On the CPU the inputs are used as they are (the checks that follow refuse what does not fit), and the
-        calling thread's parallel loops take fastconv's thread count (``threads.thread_count``), every kernel's.
+        calling thread's parallel loops take fastconv's thread count (``threads.thread_count``), every kernel's;
+        one thread for inputs under ``_SMALL_LOOP_ELEMENTS``.
         """
         if self._set_default_threads is not None:
-            count = thread_count()
-            if getattr(self._default_threads, "count", None) != count:
-                self._set_default_threads(count)
-                self._default_threads.count = count
+            largest = max((array.size for array in arrays if array is not None), default=0)
+            # set on every call: Numba's 'omp' layer changes the same per-thread OpenMP setting behind our back
+            self._set_default_threads(1 if largest < _SMALL_LOOP_ELEMENTS else thread_count())
         return arrays
 
     # --- convolution -------------------------------------------------------
