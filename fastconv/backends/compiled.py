@@ -140,7 +140,7 @@ class CompiledBackend:
         one thread for inputs under ``_SMALL_LOOP_ELEMENTS``.
         """
         if self._set_default_threads is not None:
-            largest = max((array.size for array in arrays if array is not None), default=0)
+            largest = max((getattr(array, "size", 0) for array in arrays), default=0)  # not an array: refused next
             # set on every call: Numba's 'omp' layer changes the same per-thread OpenMP setting behind our back
             self._set_default_threads(1 if largest < _SMALL_LOOP_ELEMENTS else thread_count())
         return arrays
