@@ -11,7 +11,6 @@ The arithmetic is the current backend's (``sgd_update``, ``rmsprop_update``,
 ``adam_update``), so weights and state stay where the backend keeps them.
 """
 
-
 import numpy as np
 
 from fastconv.backends import get_backend, to_numpy

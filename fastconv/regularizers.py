@@ -8,8 +8,8 @@ A regularizer is a penalty on an array ``x`` added to the training loss (and rep
 * ``L1L2(l1=0.0, l2=0.0)``: both.
 
 ``kernel_regularizer`` / ``bias_regularizer`` penalise a layer's trainable weights; ``activity_regularizer`` its
-output for the whole batch, not divided by the batch size (Keras 3; tf.keras 2 divided it). Saved as Keras 3
-writes them: ``{"module": "keras.regularizers", "class_name": "L2", "config": {"l2": 0.01}, ...}``.
+output, divided by the batch size (as Keras 3 and tf.keras do). Saved as Keras 3 writes them:
+``{"module": "keras.regularizers", "class_name": "L2", "config": {"l2": 0.01}, ...}``.
 """
 
 import numpy as np

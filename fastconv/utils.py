@@ -1,9 +1,8 @@
 """Small Keras-compatible helpers: labels to one-hot, seeding, fresh layer names."""
 
+import math
 import re
 from collections import defaultdict
-
-import math
 
 import numpy as np
 

@@ -313,6 +313,23 @@ def test_a_weights_only_file_given_to_load_model_says_what_to_do():
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="needs TensorFlow (pip install '.[bench]')")
+def _regularized_model():
+    """A trained convnet with every kind of regularizer, and a batch: (model, x, y)."""
+    from fastconv import layers, regularizers
+
+    model = models.Sequential([
+        layers.Conv2D(3, (3, 3), activation="relu", input_shape=(6, 6, 2), kernel_regularizer=regularizers.L2(0.05),
+                      bias_regularizer=regularizers.L1(0.02), activity_regularizer=regularizers.L1L2(0.01, 0.02)),
+        layers.Flatten(),
+        layers.Dense(3, activation="softmax", kernel_regularizer=regularizers.L1L2(0.01, 0.01), activity_regularizer="l2"),
+    ])  # fmt: skip
+    model.compile(optimizer="rmsprop", loss="categorical_crossentropy")
+    x = np.random.default_rng(0).standard_normal((4, 6, 6, 2)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[[0, 1, 2, 0]]
+    model.train_on_batch(x, y)
+    return model, x, y
+
+
 def test_keras_loads_every_format_fastconv_saves_and_predicts_fastconv_outputs(tmp_path):
     cases, velocity_sums = [], {}
     for name in MODELS:
@@ -336,6 +353,14 @@ def test_keras_loads_every_format_fastconv_saves_and_predicts_fastconv_outputs(t
         tuned.save(tmp_path / f"tuned{suffix}")
         cases.append({"file": str(tmp_path / f"tuned{suffix}"), "kind": "model", "builder": None, "iterations": 1,
                       "x": str(tmp_path / "vgg16_classifier_x.npy"), "expected": str(tmp_path / "tuned_y.npy")})  # fmt: skip
+    regularized, x, y = _regularized_model()  # Keras reports the same loss: its penalties are counted alike
+    np.save(tmp_path / "regularized_x.npy", x), np.save(tmp_path / "regularized_y.npy", y)
+    np.save(tmp_path / "regularized_predict.npy", regularized.predict(x))
+    for suffix in (".keras", ".h5"):
+        regularized.save(tmp_path / f"regularized{suffix}")
+        cases.append({"file": str(tmp_path / f"regularized{suffix}"), "kind": "model", "builder": None, "iterations": 1,
+                      "x": str(tmp_path / "regularized_x.npy"), "expected": str(tmp_path / "regularized_predict.npy"),
+                      "y": str(tmp_path / "regularized_y.npy"), "loss": regularized.evaluate(x, y, verbose=0)})  # fmt: skip
     (tmp_path / "cases.json").write_text(json.dumps(cases))
     run = subprocess.run(
         [sys.executable, str(KERAS_FILES / "check_with_keras.py"), str(tmp_path / "cases.json")],

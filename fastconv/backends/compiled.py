@@ -136,13 +136,21 @@ class CompiledBackend:
         """The hook a device backend overrides: the kernel inputs as arrays it computes on (None stays None).
 
         On the CPU the inputs are used as they are (the checks that follow refuse what does not fit), and the
-        calling thread's parallel loops take fastconv's thread count (``threads.thread_count``), every kernel's;
-        one thread for inputs under ``_SMALL_LOOP_ELEMENTS``.
+        calling thread's parallel loops take fastconv's thread count (``threads.thread_count``).
         """
         if self._set_default_threads is not None:
-            largest = max((getattr(array, "size", 0) for array in arrays), default=0)  # not an array: refused next
             # set on every call: Numba's 'omp' layer changes the same per-thread OpenMP setting behind our back
-            self._set_default_threads(1 if largest < _SMALL_LOOP_ELEMENTS else thread_count())
+            self._set_default_threads(thread_count())
+        return arrays
+
+    def _adopt_elementwise(self, *arrays):
+        """:meth:`adopt` for the loops that name no thread count of their own (activations, losses, pooling): work
+        too small to share (inputs under ``_SMALL_LOOP_ELEMENTS``) runs on one thread. The kernels that take a
+        thread count (convolution, dense) keep theirs: a small input can still mean much work."""
+        arrays = self.adopt(*arrays)
+        largest = max((getattr(array, "size", 0) for array in arrays), default=0)  # not an array: refused next
+        if self._set_default_threads is not None and largest < _SMALL_LOOP_ELEMENTS:
+            self._set_default_threads(1)
         return arrays
 
     # --- convolution -------------------------------------------------------
@@ -234,7 +242,7 @@ class CompiledBackend:
 
     def max_pool2d_forward(self, x_nhwc, pool_size=(2, 2), strides=None, padding="valid"):
         """x_nhwc: (N, H, W, C) -> (y (N, OH, OW, C) float32, argmax (N, OH, OW, C) int32 = row * W + col)."""
-        (x_nhwc,) = self.adopt(x_nhwc)
+        (x_nhwc,) = self._adopt_elementwise(x_nhwc)
         pool, stride, _, geometry = checks.check_pool2d_forward("max_pool2d_forward", x_nhwc, pool_size, strides, padding, self.STRICT)
         out_shape = (x_nhwc.shape[0], geometry.out_h, geometry.out_w, x_nhwc.shape[3])
         y = self.empty(out_shape)
@@ -247,7 +255,7 @@ class CompiledBackend:
         its input a ReLU's output), the gradient of that ReLU's input (see the reference)."""
         if pooled_relu is not None:
             grad_out = self.relu_backward(grad_out, pooled_relu)
-        grad_out, argmax = self.adopt(grad_out, argmax)
+        grad_out, argmax = self._adopt_elementwise(grad_out, argmax)
         input_shape = checks.check_max_pool2d_backward(grad_out, argmax, input_shape, self.STRICT)
         grad_x = self.empty(input_shape)
         self.low_level.max_pool2d_backward(grad_out, argmax, grad_x)
@@ -255,7 +263,7 @@ class CompiledBackend:
 
     def avg_pool2d_forward(self, x_nhwc, pool_size=(2, 2), strides=None, padding="valid"):
         """x_nhwc: (N, H, W, C) -> y (N, OH, OW, C) float32, the mean over real (unpadded) inputs."""
-        (x_nhwc,) = self.adopt(x_nhwc)
+        (x_nhwc,) = self._adopt_elementwise(x_nhwc)
         pool, stride, _, geometry = checks.check_pool2d_forward("avg_pool2d_forward", x_nhwc, pool_size, strides, padding, self.STRICT)
         y = self.empty((x_nhwc.shape[0], geometry.out_h, geometry.out_w, x_nhwc.shape[3]))
         self.low_level.avg_pool2d_forward(x_nhwc, y, pool_plan(pool, stride, geometry))
@@ -263,7 +271,7 @@ class CompiledBackend:
 
     def avg_pool2d_backward(self, grad_out, input_shape, pool_size=(2, 2), strides=None, padding="valid"):
         """grad_out: (N, OH, OW, C) -> grad_x (N, H, W, C) float32."""
-        (grad_out,) = self.adopt(grad_out)
+        (grad_out,) = self._adopt_elementwise(grad_out)
         input_shape, (pool, stride, _, geometry) = checks.check_pool2d_backward(
             "avg_pool2d_backward", grad_out, input_shape, pool_size, strides, padding, self.STRICT
         )
@@ -298,7 +306,7 @@ class CompiledBackend:
 
     def relu_forward(self, x):
         """max(x, 0), any shape, float32."""
-        (x,) = self.adopt(x)
+        (x,) = self._adopt_elementwise(x)
         checks.check_array("relu_forward", "x", x, None, self.STRICT)
         y = self.empty(x.shape)
         self.low_level.relu_forward(x.reshape(-1), y.reshape(-1))
@@ -306,7 +314,7 @@ class CompiledBackend:
 
     def relu_backward(self, grad_out, y):
         """grad_out where the forward output y was positive, else 0."""
-        grad_out, y = self.adopt(grad_out, y)
+        grad_out, y = self._adopt_elementwise(grad_out, y)
         checks.check_same_shape("relu_backward", [("grad_out", grad_out), ("y", y)], None, self.STRICT)
         grad_x = self.empty(grad_out.shape)
         self.low_level.relu_backward(grad_out.reshape(-1), y.reshape(-1), grad_x.reshape(-1))
@@ -314,7 +322,7 @@ class CompiledBackend:
 
     def sigmoid_forward(self, x):
         """1 / (1 + exp(-x)), any shape, float32."""
-        (x,) = self.adopt(x)
+        (x,) = self._adopt_elementwise(x)
         checks.check_array("sigmoid_forward", "x", x, None, self.STRICT)
         y = self.empty(x.shape)
         self.low_level.sigmoid_forward(x.reshape(-1), y.reshape(-1))
@@ -322,7 +330,7 @@ class CompiledBackend:
 
     def sigmoid_backward(self, grad_out, y):
         """grad_out * y * (1 - y), y being the forward output."""
-        grad_out, y = self.adopt(grad_out, y)
+        grad_out, y = self._adopt_elementwise(grad_out, y)
         checks.check_same_shape("sigmoid_backward", [("grad_out", grad_out), ("y", y)], None, self.STRICT)
         grad_x = self.empty(grad_out.shape)
         self.low_level.sigmoid_backward(grad_out.reshape(-1), y.reshape(-1), grad_x.reshape(-1))
@@ -330,7 +338,7 @@ class CompiledBackend:
 
     def softmax_forward(self, x):
         """Row-wise softmax of x: (N, K), float32."""
-        (x,) = self.adopt(x)
+        (x,) = self._adopt_elementwise(x)
         checks.check_array("softmax_forward", "x", x, 2, self.STRICT)
         y = self.empty(x.shape)
         self.low_level.softmax_forward(x, y)
@@ -338,7 +346,7 @@ class CompiledBackend:
 
     def softmax_backward(self, grad_out, y):
         """y * (grad_out - sum(grad_out * y)) row-wise; grad_out, y: (N, K)."""
-        grad_out, y = self.adopt(grad_out, y)
+        grad_out, y = self._adopt_elementwise(grad_out, y)
         checks.check_same_shape("softmax_backward", [("grad_out", grad_out), ("y", y)], 2, self.STRICT)
         grad_x = self.empty(grad_out.shape)
         self.low_level.softmax_backward(grad_out, y, grad_x)
@@ -355,14 +363,14 @@ class CompiledBackend:
 
     def softmax_cross_entropy(self, logits, targets):
         """logits, targets: (N, K) -> (mean loss float, grad_logits (N, K) float32)."""
-        logits, targets = self.adopt(logits, targets)
+        logits, targets = self._adopt_elementwise(logits, targets)
         checks.check_loss_inputs("softmax_cross_entropy", logits, targets, self.STRICT)
         grad = self.empty(logits.shape)
         return float(self.low_level.softmax_cross_entropy(logits, targets, grad)), grad
 
     def sigmoid_binary_cross_entropy(self, logits, targets):
         """logits, targets: (N, K) -> (mean loss float, grad_logits (N, K) float32)."""
-        logits, targets = self.adopt(logits, targets)
+        logits, targets = self._adopt_elementwise(logits, targets)
         checks.check_loss_inputs("sigmoid_binary_cross_entropy", logits, targets, self.STRICT)
         grad = self.empty(logits.shape)
         return float(self.low_level.sigmoid_binary_cross_entropy(logits, targets, grad)), grad

@@ -230,7 +230,6 @@ class Layer:
             "bias_initializer": initializers.serialize(self.bias_initializer),
             "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
             "bias_regularizer": regularizers.serialize(self.bias_regularizer),
-            "activity_regularizer": regularizers.serialize(self.activity_regularizer),
         }
 
     def add_weight(self, name, shape, initializer, trainable=True, regularizer=None):

@@ -6,6 +6,8 @@ Training (compile, fit, evaluate, predict) lives apart in
 :class:`fastconv.models.training.Trainer`, which the model mixes in.
 """
 
+import numpy as np
+
 from fastconv import activations
 from fastconv.backends import get_backend, to_numpy
 from fastconv.layers.base import InputLayer, KerasTensor, Layer, assign_all, check_unique_names, register_class
@@ -220,19 +222,21 @@ def _pool_after_relu(previous, layer):
 
 class _ActivityCache:
     """A layer's cache with what its activity regularizer needs: its output (after the activation, which a fused
-    loss leaves to the loss: ``logits``) and the penalty on it."""
+    loss leaves to the loss: ``logits``) and the penalty on it, the regularizer's value divided by the batch size
+    (as Keras 3 and tf.keras do: measured with Keras 3.15, whose ``model.losses`` hold it so)."""
 
     def __init__(self, layer, cache, output, logits):
         self.layer, self.cache, self.logits = layer, cache, logits
         backend = get_backend()
         activated = layer.activation.forward(output) if logits and layer.activation is not None else output
         self.output = backend.to_host(activated)
-        self.penalty = layer.activity_regularizer(self.output)
+        self.batch = max(1, self.output.shape[0])
+        self.penalty = layer.activity_regularizer(self.output) / self.batch
 
     def add_gradient(self, grad):
         """``grad`` (of the layer's output, or of its logits) plus the penalty's gradient with respect to the same."""
         backend = get_backend()
-        penalty_grad = self.layer.activity_regularizer.gradient(self.output)
+        penalty_grad = self.layer.activity_regularizer.gradient(self.output) / np.float32(self.batch)
         if self.logits and self.layer.activation is not None:
             penalty_grad = backend.to_host(self.layer.activation.backward(backend.to_device(penalty_grad), backend.to_device(self.output)))
         return backend.to_device(backend.to_host(grad) + penalty_grad)

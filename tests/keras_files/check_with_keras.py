@@ -5,7 +5,8 @@
 CASES.json lists ``{"file", "kind": "model" | "weights", "builder", "x", "expected", "iterations"}``: a file
 fastconv saved, how to open it (``keras.saving.load_model``, or ``load_weights`` into the model that
 ``make_keras_files.<builder>(keras)`` builds), an ``.npy`` of inputs and an ``.npy`` of fastconv's
-predictions, and (for a compiled model) the optimizer's iteration count fastconv saved. Prints one JSON
+predictions, and (for a compiled model) the optimizer's iteration count fastconv saved; with ``"y"`` (an ``.npy``
+of targets) and ``"loss"``, the loss fastconv's ``evaluate`` gave, which Keras' must match. Prints one JSON
 line per case with Keras' relative error, the trainable flags Keras sees, its optimizer, iteration count
 and the sum of each RMSprop slot; exits 1 if any case fails.
 """
@@ -47,7 +48,11 @@ def check(keras, case):
         result["iterations"] = int(np.asarray(model.optimizer.iterations))
         slots = getattr(model.optimizer, "_velocities", None) or []  # RMSprop's, in the order of the trainable weights
         result["velocity_sums"] = [float(np.asarray(slot).sum(dtype=np.float64)) for slot in slots]
-    result["ok"] = error <= RTOL and result.get("iterations", case.get("iterations")) == case.get("iterations")
+    loss_ok = True
+    if case.get("loss") is not None:  # the loss Keras reports, regularizers' penalties included, against fastconv's
+        result["loss"] = float(model.evaluate(x, np.load(case["y"]), verbose=0))
+        loss_ok = abs(result["loss"] - case["loss"]) <= RTOL * abs(case["loss"])
+    result["ok"] = error <= RTOL and loss_ok and result.get("iterations", case.get("iterations")) == case.get("iterations")
     return result
 
 

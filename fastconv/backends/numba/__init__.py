@@ -35,6 +35,7 @@ _notice = first_use_notice()
 if _notice:
     print(_notice, file=sys.stderr)
 
+
 def _set_default_threads(count):
     """Numba's prange loops, started from the calling thread, on ``count`` threads (at most the pool it started)."""
     numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
