@@ -242,12 +242,21 @@ def _nested_deeply(file):
     file.attrs["model_config"] = '{"class_name": "Sequential", "config": ' * 50_000 + "{}" + "}" * 50_000
 
 
+def _nested_models(file):
+    """The model inside 40 Sequentials: JSON reads it, and converting it recursively could exhaust the stack."""
+    config = json.loads(file.attrs["model_config"])
+    for depth in range(40):
+        config = {"class_name": "Sequential", "config": {"name": f"wrapper_{depth}", "layers": [config]}}
+    file.attrs["model_config"] = json.dumps(config)
+
+
 def _replace_in_layers(config):
     config["config"]["layers"][3] = 5
 
 
 WRONG_SHAPES = {
     "deeply-nested-json": ("mnist_convnet.keras3.h5", _nested_deeply, r"nested too deeply"),
+    "models-nested-40-deep": ("mnist_convnet.keras3.h5", _nested_models, r"is nested 16 models deep; fastconv reads at most 16"),
     "int-for-a-layer": ("mnist_convnet.keras3.h5", _json_edit("model_config", _replace_in_layers), r"a layer's configuration must be"),
     "int-for-a-graph-layer": ("functional_convnet.keras3.h5", _json_edit("model_config", _replace_in_layers), r"a layer of the graph must be"),
     "empty-keras-version": ("mnist_convnet.keras3.h5", lambda file: file["model_weights"].attrs.__setitem__("keras_version", np.array([], "S1")), None),

@@ -312,7 +312,6 @@ def test_a_weights_only_file_given_to_load_model_says_what_to_do():
 # --- the reverse direction: real Keras 3 opens fastconv's files ------------------------------------
 
 
-@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="needs TensorFlow (pip install '.[bench]')")
 def _regularized_model():
     """A trained convnet with every kind of regularizer, and a batch: (model, x, y)."""
     from fastconv import layers, regularizers
@@ -330,6 +329,7 @@ def _regularized_model():
     return model, x, y
 
 
+@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="needs TensorFlow (pip install '.[bench]')")
 def test_keras_loads_every_format_fastconv_saves_and_predicts_fastconv_outputs(tmp_path):
     cases, velocity_sums = [], {}
     for name in MODELS:
