@@ -2,7 +2,8 @@
 
 Every ``src_ext/*.pyx`` becomes one module per level of ``fastconv/simd_levels.py`` (x86-64 baseline, AVX2+FMA,
 AVX-512; the import picks the widest the CPU has), compiled with -O3 and, where the compiler supports it, OpenMP
-(Cython's ``prange``). Without OpenMP the same code builds and runs on one thread. Environment switches:
+(which holds each Python thread's default thread count, read by the loops that name none). Without OpenMP the same
+code builds; those loops then run on one thread. Environment switches:
 FASTCONV_NO_OPENMP=1; FASTCONV_NATIVE=1 adds a level built with -march=native for this machine alone.
 
 A module whose C source, flags and Python ABI are those of the copy already built in place is copied, not compiled
@@ -101,7 +102,7 @@ class CachingBuildExt(build_ext):
     def run(self):
         self.started, self.done, self.reused = time.perf_counter(), 0, 0
         openmp = OPENMP_FLAG in self.extensions[0].extra_compile_args
-        say(f"OpenMP {'on' if openmp else 'off: the kernels will run on one thread'}")
+        say(f"OpenMP {'on' if openmp else 'off: pooling, activations and losses will run on one thread'}")
         say(f"building {len(self.extensions)} modules ({len(self.extensions) // max(len(LEVELS), 1)} kernels x "
             f"{len(LEVELS)} SIMD levels: {', '.join(level.name for level in LEVELS)}); about 25 s of one core per level "
             f"(AMD EPYC, gcc 12)")  # fmt: skip
@@ -161,7 +162,7 @@ def _level_source(c_source, level_name):
 
 
 def extensions():
-    # OpenMP runs Cython's prange loops on every core; without it they run on one.
+    # OpenMP keeps each thread's default thread count (pooling, activations, losses); without it those run on one.
     openmp = not os.environ.get("FASTCONV_NO_OPENMP") and compiler_accepts([OPENMP_FLAG], OPENMP_PROGRAM)
     link_args = [OPENMP_FLAG] if openmp else []
     pyx_files = sorted((HERE / "src_ext").glob("*.pyx"))

@@ -53,7 +53,7 @@ def _cython_lines():
     load_backend("cython")
     from fastconv.backends import cython as cython_backend
 
-    openmp = "OpenMP" if _ext.build_info.openmp() else "no OpenMP (one thread)"
+    openmp = "OpenMP" if _ext.build_info.openmp() else "no OpenMP (pooling, activations and losses on one thread)"
     forced = os.environ.get(levels.ENVIRONMENT_VARIABLE)
     why = f"forced by {levels.ENVIRONMENT_VARIABLE}={forced}" if forced else "the widest this CPU runs"
     return [

@@ -1,9 +1,10 @@
 # Row-major matrix products on top of the Fortran (column-major) BLAS that
 # SciPy ships, so that every kernel multiplies matrices through one call.
-from cython.parallel cimport prange
 from libc.stdlib cimport calloc, free
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport sgemm
+
+from _driver cimport run_blocks
 
 
 # The kernels run their own threads, each making single-threaded BLAS calls, so
@@ -26,39 +27,73 @@ cdef inline void gemm_row_major(bint transpose_a, bint transpose_b, int m, int n
     sgemm(&trans_b_flag, &trans_a_flag, &n, &m, &k, &alpha, <float*>b, &ldb, <float*>a, &lda, &beta, c, &ldc)
 
 
-cdef inline int column_sums(const float* matrix, Py_ssize_t rows, Py_ssize_t cols, float* sums) except -1 nogil:
+cdef struct column_sums_job:
+    const float* matrix
+    Py_ssize_t rows, cols, parts
+    double* partial  # (parts, cols): part p's sums of its rows
+
+
+cdef inline void column_sums_part(void* job_ptr, Py_ssize_t part) noexcept nogil:
+    cdef column_sums_job* job = <column_sums_job*>job_ptr
+    cdef double* partial = job.partial + part * job.cols
+    cdef Py_ssize_t i, j
+    for i in range(part * job.rows // job.parts, (part + 1) * job.rows // job.parts):
+        for j in range(job.cols):
+            partial[j] += job.matrix[i * job.cols + j]
+
+
+cdef inline int column_sums(const float* matrix, Py_ssize_t rows, Py_ssize_t cols, float* sums, int threads) except -1 nogil:
     """sums[j] = sum_i matrix[i, j] for a row-major (rows, cols) matrix, accumulated in float64.
 
-    The rows are split into blocks summed in parallel, each into its own
-    partial row, so the memory is read once, in order.
+    The rows are cut into a fixed number of parts, summed in parallel each into its own partial row (so the memory
+    is read once, in order) and added in part order, so results do not depend on ``threads``.
     """
-    cdef Py_ssize_t blocks = 16 if rows >= 16 else 1
-    cdef double* partial = <double*>calloc(blocks * cols, sizeof(double))
-    cdef Py_ssize_t block, i, j
+    cdef column_sums_job job
+    job.matrix = matrix
+    job.rows = rows
+    job.cols = cols
+    job.parts = 16 if rows >= 16 else 1
+    job.partial = <double*>calloc(job.parts * cols, sizeof(double))
+    cdef Py_ssize_t part, j
     cdef double total
-    if partial == NULL:
+    if job.partial == NULL:
         with gil:
             raise MemoryError()
-    for block in prange(blocks, schedule='static'):
-        for i in range(block * rows // blocks, (block + 1) * rows // blocks):
-            for j in range(cols):
-                partial[block * cols + j] += matrix[i * cols + j]
+    run_blocks(column_sums_part, &job, job.parts, threads)
     for j in range(cols):
         total = 0.0
-        for block in range(blocks):
-            total = total + partial[block * cols + j]
+        for part in range(job.parts):
+            total = total + job.partial[part * cols + j]
         sums[j] = <float>total
-    free(partial)
+    free(job.partial)
     return 0
 
 
-cdef inline void sum_partials(float** partials, int count, Py_ssize_t length, float* total) noexcept nogil:
-    """total[0:length] = the sum of the non-NULL partials[0:count], added in that order (so results are repeatable);
-    a NULL partial is a thread the team did not get, or one that ran out of memory (the caller knows which)."""
-    cdef Py_ssize_t i
-    cdef int t
-    memset(total, 0, length * sizeof(float))
-    for t in range(count):
-        if partials[t] != NULL:
-            for i in range(length):
-                total[i] += partials[t][i]
+cdef struct sum_groups_job:
+    const float* partials  # (groups, length), group-major
+    float* total           # (length,)
+    Py_ssize_t groups, length, chunk
+
+
+cdef inline void sum_groups_chunk(void* job_ptr, Py_ssize_t chunk) noexcept nogil:
+    cdef sum_groups_job* job = <sum_groups_job*>job_ptr
+    cdef Py_ssize_t first = chunk * job.chunk, last = min(first + job.chunk, job.length), i, group
+    cdef const float* partial
+    memcpy(job.total + first, job.partials + first, (last - first) * sizeof(float))
+    for group in range(1, job.groups):
+        partial = job.partials + group * job.length
+        for i in range(first, last):
+            job.total[i] += partial[i]
+
+
+cdef inline void sum_groups(const float* partials, Py_ssize_t groups, Py_ssize_t length, float* total,
+                            int threads) noexcept nogil:
+    """total[0:length] = the sum of the ``groups`` rows of partials (groups, length), added in row order whatever
+    the threads (so results are repeatable), in chunks of the columns shared among ``threads``."""
+    cdef sum_groups_job job
+    job.partials = partials
+    job.total = total
+    job.groups = groups
+    job.length = length
+    job.chunk = max(4096, (length + 4 * threads - 1) // (4 * threads))
+    run_blocks(sum_groups_chunk, &job, (length + job.chunk - 1) // job.chunk, threads)

@@ -8,11 +8,9 @@
 # step no kernel allocates. Python threads calling kernels at once each have their own (it is per thread).
 #
 # What a module's threads keep between calls is bounded: after a call, while they hold more than the module's
-# limit (fastconv.backends.buffers sets it from FASTCONV_BUFFER_POOL_BYTES), each thread of the call's team gives
-# its blocks back (trim_scratch). A one-off large call, say the input gradient of a 512x512 batch, then leaves
-# nothing behind, while a network's steady blocks, far below the limit, stay.
-
-from cython.parallel cimport parallel
+# limit (fastconv.backends.buffers sets it from FASTCONV_BUFFER_POOL_BYTES), each thread that ran the call's blocks
+# gives its blocks back (trim_scratch, and the driver's helpers after each job). A one-off large call, say the input
+# gradient of a 512x512 batch, then leaves nothing behind, while a network's steady blocks, far below the limit, stay.
 
 cdef extern from *:
     """
@@ -95,13 +93,11 @@ cdef extern from *:
     void thread_scratch_set_limit(size_t bytes) noexcept nogil
 
 
-cdef inline void trim_scratch(int threads) noexcept nogil:
-    """After a call's parallel work: while the module holds more scratch than it may keep, the threads of a team of
-    ``threads`` (OpenMP reuses the call's) give theirs back. Costs nothing when under the limit."""
+cdef inline void trim_scratch() noexcept nogil:
+    """After a call's blocks: while the module holds more scratch than it may keep, the calling thread gives its back
+    (the driver's helpers do the same after each job, see _driver.pxd). Costs nothing when under the limit."""
     if thread_scratch_over_limit():
-        with parallel(num_threads=threads):
-            thread_scratch_give_back()
-        thread_scratch_give_back()  # the calling thread, in case the team ran without it
+        thread_scratch_give_back()
 
 
 cdef inline object scratch_state(limit_bytes):

@@ -40,7 +40,8 @@ def simd_level():
 
 
 def openmp():
-    """Whether the kernels were compiled with OpenMP (their prange loops then run on every core)."""
+    """Whether the kernels were compiled with OpenMP (it holds each thread's default thread count, which pooling,
+    activations and losses follow; without it they run on one thread)."""
     return bool(FASTCONV_OPENMP)
 
 

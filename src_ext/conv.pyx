@@ -10,17 +10,21 @@ These functions trust their caller (``fastconv.backends.compiled``) for the
 geometry but check every extent they index with before releasing the GIL;
 windows are clipped to the input, so no geometry reads out of range.
 """
-from cython.parallel cimport parallel, prange, threadid
-from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 
-from _linalg cimport column_sums, gemm_row_major, sum_partials
+from _driver cimport run_blocks
+from _linalg cimport column_sums, gemm_row_major, sum_groups
 from _scratch cimport scratch_state, thread_scratch, trim_scratch
 
-# thread_scratch slots: a thread's block of patches, and its partial kernel gradient.
+# thread_scratch slots: a thread's block of patches; the caller's partial kernel gradients, one per group.
 cdef enum:
     PATCHES_SLOT = 0
-    PARTIAL_SLOT = 1
+    GROUPS_SLOT = 1
+
+# Groups of blocks per thread in a kernel gradient: enough that a descheduled thread holds back little, few enough
+# that the partials (one kernel-sized matrix each) stay small.
+cdef enum:
+    GROUPS_PER_THREAD = 4
 
 
 cdef inline void gather_patch(const float* x_sample, float* patch, Py_ssize_t top, Py_ssize_t left,
@@ -154,6 +158,58 @@ cdef int check_extents(Py_ssize_t batch, Py_ssize_t channels, Py_ssize_t out_h, 
     return 0
 
 
+cdef struct conv_job:
+    # One call's arguments, read by every block (blocks run on the driver's threads, see _driver.pxd).
+    conv_plan plan
+    Py_ssize_t batch, height, width, channels, out_h, out_w, filters, patch_len
+    Py_ssize_t block_rows      # output pixels per block (forward, kernel gradient)
+    Py_ssize_t block_samples   # samples per block (input gradient)
+    Py_ssize_t total_rows      # batch * out_h * out_w
+    Py_ssize_t blocks, groups  # kernel gradient: blocks of rows, summed in `groups` partials
+    const float* x
+    const float* kernel_matrix
+    const float* bias
+    const float* grad_out
+    float* out                 # y, grad_x, or the (groups, patch_len * filters) partial kernel gradients
+    int failed                 # set by a block that could not get its scratch
+
+
+cdef conv_job make_job(const conv_plan* plan, Py_ssize_t batch, Py_ssize_t height, Py_ssize_t width,
+                       Py_ssize_t channels, Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t filters,
+                       Py_ssize_t patch_len):
+    cdef conv_job job
+    memset(&job, 0, sizeof(job))
+    job.plan = plan[0]
+    job.batch, job.height, job.width, job.channels = batch, height, width, channels
+    job.out_h, job.out_w, job.filters, job.patch_len = out_h, out_w, filters, patch_len
+    job.block_rows = plan.block_rows
+    job.total_rows = batch * out_h * out_w
+    return job
+
+
+cdef void forward_block(void* job_ptr, Py_ssize_t block) noexcept nogil:
+    """Output pixels [block * block_rows, ...) of the flattened (N, OH, OW): bias, then patches @ kernel_matrix."""
+    cdef conv_job* job = <conv_job*>job_ptr
+    cdef bint pointwise = is_pointwise(&job.plan)
+    cdef float* cols = NULL
+    if not pointwise:
+        cols = <float*>thread_scratch(PATCHES_SLOT, job.block_rows * job.patch_len * sizeof(float))
+        if cols == NULL:
+            job.failed = 1
+            return
+    cdef Py_ssize_t first_row = block * job.block_rows, row
+    cdef Py_ssize_t rows = min(job.block_rows, job.total_rows - first_row)
+    cdef float* y_block = job.out + first_row * job.filters
+    cdef const float* patches = block_patches(job.x, cols, first_row, rows, job.height, job.width, job.channels,
+                                              job.out_h, job.out_w, &job.plan)
+    for row in range(rows):
+        memcpy(y_block + row * job.filters, job.bias, job.filters * sizeof(float))
+    gemm_row_major(False, False, <int>rows, <int>job.filters, <int>job.patch_len, 1.0, patches, <int>job.patch_len,
+                   job.kernel_matrix, <int>job.filters, 1.0, y_block, <int>job.filters)
+    if job.plan.relu:
+        relu_in_place(y_block, rows * job.filters)
+
+
 def conv2d_forward(const float[:, :, :, ::1] x, const float[:, ::1] kernel_matrix, const float[::1] bias,
                    float[:, :, :, ::1] out_y, plan):
     """out_y = conv(x, kernel) + bias (then max(., 0) if ``plan.relu``), in blocks of ``plan.block_rows`` output pixels
@@ -162,43 +218,45 @@ def conv2d_forward(const float[:, :, :, ::1] x, const float[:, ::1] kernel_matri
     x: (N, H, W, C); kernel_matrix: (KH*KW*C, F); bias: (F,); out_y: (N, OH, OW, F), written; plan: a ConvPlan.
     """
     cdef conv_plan c_plan = read_plan(plan)
-    cdef Py_ssize_t batch = x.shape[0], height = x.shape[1], width = x.shape[2], channels = x.shape[3]
     cdef Py_ssize_t out_h = out_y.shape[1], out_w = out_y.shape[2], filters = out_y.shape[3]
-    cdef Py_ssize_t patch_len = kernel_matrix.shape[0], block_rows = c_plan.block_rows
-    cdef int threads = c_plan.threads
-    check_extents(batch, channels, out_h, out_w, filters, kernel_matrix.shape[0], kernel_matrix.shape[1],
+    check_extents(x.shape[0], x.shape[3], out_h, out_w, filters, kernel_matrix.shape[0], kernel_matrix.shape[1],
                   out_y.shape[0], out_h, out_w, filters, &c_plan)
     if bias.shape[0] != filters:
         raise ValueError(f"conv2d_forward: bias ({bias.shape[0]},) does not match {filters} filters")
-    cdef bint pointwise = is_pointwise(&c_plan)
-    cdef Py_ssize_t total_rows = batch * out_h * out_w
-    cdef Py_ssize_t blocks = (total_rows + block_rows - 1) // block_rows
-    cdef Py_ssize_t block, first_row, rows, row
-    cdef const float* x_data = &x[0, 0, 0, 0]
-    cdef float* y_data = &out_y[0, 0, 0, 0]
-    cdef float* cols
-    cdef const float* patches
-    cdef int failed = 0
-    cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
+    cdef conv_job job = make_job(&c_plan, x.shape[0], x.shape[1], x.shape[2], x.shape[3], out_h, out_w, filters,
+                                 kernel_matrix.shape[0])
+    job.x = &x[0, 0, 0, 0]
+    job.kernel_matrix = &kernel_matrix[0, 0]
+    job.bias = &bias[0]
+    job.out = &out_y[0, 0, 0, 0]
     with nogil:
-        with parallel(num_threads=threads):
-            cols = NULL if pointwise else <float*>thread_scratch(PATCHES_SLOT, block_rows * patch_len * sizeof(float))
-            for block in prange(blocks, schedule="dynamic"):
-                if not pointwise and cols == NULL:
-                    failed_flag[0] = 1
-                    continue
-                first_row = block * block_rows
-                rows = min(block_rows, total_rows - first_row)
-                patches = block_patches(x_data, cols, first_row, rows, height, width, channels, out_h, out_w, &c_plan)
-                for row in range(first_row, first_row + rows):
-                    memcpy(y_data + row * filters, &bias[0], filters * sizeof(float))
-                gemm_row_major(False, False, <int>rows, <int>filters, <int>patch_len, 1.0, patches, <int>patch_len,
-                               &kernel_matrix[0, 0], <int>filters, 1.0, y_data + first_row * filters, <int>filters)
-                if c_plan.relu:
-                    relu_in_place(y_data + first_row * filters, rows * filters)
-        trim_scratch(threads)
-    if failed:
-        raise MemoryError(f"conv2d_forward: cannot allocate a ({block_rows}, {patch_len}) patch block")
+        run_blocks(forward_block, &job, (job.total_rows + job.block_rows - 1) // job.block_rows, c_plan.threads)
+        trim_scratch()
+    if job.failed:
+        raise MemoryError(f"conv2d_forward: cannot allocate a ({job.block_rows}, {job.patch_len}) patch block")
+
+
+cdef void backward_input_block(void* job_ptr, Py_ssize_t block) noexcept nogil:
+    """Samples [block * block_samples, ...): one product gives their patch gradients, scattered back per sample."""
+    cdef conv_job* job = <conv_job*>job_ptr
+    cdef bint pointwise = is_pointwise(&job.plan)
+    cdef Py_ssize_t pixels = job.out_h * job.out_w, sample_len = job.height * job.width * job.channels
+    cdef float* cols = NULL
+    if not pointwise:
+        cols = <float*>thread_scratch(PATCHES_SLOT, job.block_samples * pixels * job.patch_len * sizeof(float))
+        if cols == NULL:
+            job.failed = 1
+            return
+    cdef Py_ssize_t first = block * job.block_samples, n
+    cdef Py_ssize_t count = min(job.block_samples, job.batch - first)
+    cdef float* grad_x = job.out + first * sample_len
+    gemm_row_major(False, True, <int>(count * pixels), <int>job.patch_len, <int>job.filters, 1.0,
+                   job.grad_out + first * pixels * job.filters, <int>job.filters, job.kernel_matrix, <int>job.filters,
+                   0.0, grad_x if pointwise else cols, <int>job.patch_len)
+    if not pointwise:
+        for n in range(count):
+            col2im_sample(cols + n * pixels * job.patch_len, grad_x + n * sample_len, job.height, job.width,
+                          job.channels, job.out_h, job.out_w, &job.plan)
 
 
 def conv2d_backward_input(const float[:, :, :, ::1] grad_out, const float[:, ::1] kernel_matrix,
@@ -213,39 +271,45 @@ def conv2d_backward_input(const float[:, :, :, ::1] grad_out, const float[:, ::1
     cdef Py_ssize_t batch = out_grad_x.shape[0], height = out_grad_x.shape[1], width = out_grad_x.shape[2]
     cdef Py_ssize_t channels = out_grad_x.shape[3]
     cdef Py_ssize_t out_h = grad_out.shape[1], out_w = grad_out.shape[2], filters = grad_out.shape[3]
-    cdef Py_ssize_t patch_len = kernel_matrix.shape[0]
-    cdef int threads = c_plan.threads
     check_extents(batch, channels, out_h, out_w, filters, kernel_matrix.shape[0], kernel_matrix.shape[1],
                   grad_out.shape[0], out_h, out_w, filters, &c_plan)
-    cdef bint pointwise = is_pointwise(&c_plan)
-    if pointwise and (out_h, out_w) != (height, width):
+    if is_pointwise(&c_plan) and (out_h, out_w) != (height, width):
         raise ValueError("conv2d_backward_input: a 1x1 stride-1 convolution keeps the spatial size")
-    cdef Py_ssize_t pixels = out_h * out_w
-    cdef Py_ssize_t samples_per_block = max(1, c_plan.block_rows // max(pixels, 1))
-    cdef Py_ssize_t blocks = (batch + samples_per_block - 1) // samples_per_block
-    cdef Py_ssize_t block, first, count, n
-    cdef float* cols
-    cdef int failed = 0
-    cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
+    cdef conv_job job = make_job(&c_plan, batch, height, width, channels, out_h, out_w, filters, kernel_matrix.shape[0])
+    job.block_samples = max(1, c_plan.block_rows // max(out_h * out_w, 1))
+    job.grad_out = &grad_out[0, 0, 0, 0]
+    job.kernel_matrix = &kernel_matrix[0, 0]
+    job.out = &out_grad_x[0, 0, 0, 0]
     with nogil:
-        with parallel(num_threads=threads):
-            cols = NULL if pointwise else <float*>thread_scratch(PATCHES_SLOT, samples_per_block * pixels * patch_len * sizeof(float))
-            for block in prange(blocks, schedule="dynamic"):
-                if not pointwise and cols == NULL:
-                    failed_flag[0] = 1
-                    continue
-                first = block * samples_per_block
-                count = min(samples_per_block, batch - first)
-                gemm_row_major(False, True, <int>(count * pixels), <int>patch_len, <int>filters, 1.0,
-                               &grad_out[first, 0, 0, 0], <int>filters, &kernel_matrix[0, 0], <int>filters, 0.0,
-                               &out_grad_x[first, 0, 0, 0] if pointwise else cols, <int>patch_len)
-                if not pointwise:
-                    for n in range(count):
-                        col2im_sample(cols + n * pixels * patch_len, &out_grad_x[first + n, 0, 0, 0], height, width,
-                                      channels, out_h, out_w, &c_plan)
-        trim_scratch(threads)
-    if failed:
-        raise MemoryError(f"conv2d_backward_input: cannot allocate a ({samples_per_block * pixels}, {patch_len}) patch block")
+        run_blocks(backward_input_block, &job, (batch + job.block_samples - 1) // job.block_samples, c_plan.threads)
+        trim_scratch()
+    if job.failed:
+        raise MemoryError(f"conv2d_backward_input: cannot allocate a ({job.block_samples * out_h * out_w}, "
+                          f"{job.patch_len}) patch block")
+
+
+cdef void backward_kernel_group(void* job_ptr, Py_ssize_t group) noexcept nogil:
+    """The partial kernel gradient of group `group`: patches^T @ grad_out over its run of blocks, in block order."""
+    cdef conv_job* job = <conv_job*>job_ptr
+    cdef bint pointwise = is_pointwise(&job.plan)
+    cdef Py_ssize_t matrix_len = job.patch_len * job.filters
+    cdef float* partial = job.out + group * matrix_len
+    cdef float* cols = NULL
+    memset(partial, 0, matrix_len * sizeof(float))
+    if not pointwise:
+        cols = <float*>thread_scratch(PATCHES_SLOT, job.block_rows * job.patch_len * sizeof(float))
+        if cols == NULL:
+            job.failed = 1
+            return
+    cdef Py_ssize_t block, first_row, rows
+    cdef const float* patches
+    for block in range(group * job.blocks // job.groups, (group + 1) * job.blocks // job.groups):
+        first_row = block * job.block_rows
+        rows = min(job.block_rows, job.total_rows - first_row)
+        patches = block_patches(job.x, cols, first_row, rows, job.height, job.width, job.channels, job.out_h,
+                                job.out_w, &job.plan)
+        gemm_row_major(True, False, <int>job.patch_len, <int>job.filters, <int>rows, 1.0, patches, <int>job.patch_len,
+                       job.grad_out + first_row * job.filters, <int>job.filters, 1.0, partial, <int>job.filters)
 
 
 def conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, :, :, ::1] grad_out,
@@ -253,56 +317,39 @@ def conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, :, :, ::1
     """out_grad_kernel_matrix = patches^T @ grad_out; out_grad_bias = grad_out summed over N, OH, OW.
 
     x: (N, H, W, C); grad_out: (N, OH, OW, F); out_grad_kernel_matrix: (KH*KW*C, F), written;
-    out_grad_bias: (F,) written, or (0,) to skip it; plan: a ConvPlan. Each thread sums its blocks into its own
-    partial gradient; the partials are added in thread order, so results are repeatable.
+    out_grad_bias: (F,) written, or (0,) to skip it; plan: a ConvPlan. The blocks of ``plan.block_rows`` output
+    pixels are cut into a fixed number of groups (GROUPS_PER_THREAD per thread), each summed into its own partial
+    gradient by whichever thread takes it; the partials are added in group order, so results are repeatable.
     """
     cdef conv_plan c_plan = read_plan(plan)
-    cdef Py_ssize_t batch = x.shape[0], height = x.shape[1], width = x.shape[2], channels = x.shape[3]
     cdef Py_ssize_t out_h = grad_out.shape[1], out_w = grad_out.shape[2], filters = grad_out.shape[3]
-    cdef Py_ssize_t patch_len = out_grad_kernel_matrix.shape[0], block_rows = c_plan.block_rows
-    cdef int threads = c_plan.threads
-    check_extents(batch, channels, out_h, out_w, filters, out_grad_kernel_matrix.shape[0],
+    check_extents(x.shape[0], x.shape[3], out_h, out_w, filters, out_grad_kernel_matrix.shape[0],
                   out_grad_kernel_matrix.shape[1], grad_out.shape[0], out_h, out_w, filters, &c_plan)
     if out_grad_bias.shape[0] not in (0, filters):
         raise ValueError(f"conv2d_backward_kernel: grad_bias ({out_grad_bias.shape[0]},) does not match {filters} filters")
-    cdef bint pointwise = is_pointwise(&c_plan)
-    cdef Py_ssize_t total_rows = batch * out_h * out_w
-    cdef Py_ssize_t blocks = (total_rows + block_rows - 1) // block_rows
-    cdef Py_ssize_t matrix_len = patch_len * filters
-    cdef float** partials = <float**>calloc(threads, sizeof(float*))  # each thread's, in thread order
-    if partials == NULL:
-        raise MemoryError("conv2d_backward_kernel: out of memory")
-    cdef Py_ssize_t block, first_row, rows
-    cdef const float* x_data = &x[0, 0, 0, 0]
-    cdef const float* grad_data = &grad_out[0, 0, 0, 0]
-    cdef float* cols
-    cdef float* partial
-    cdef const float* patches
-    cdef int failed = 0
-    cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
+    cdef conv_job job = make_job(&c_plan, x.shape[0], x.shape[1], x.shape[2], x.shape[3], out_h, out_w, filters,
+                                 out_grad_kernel_matrix.shape[0])
+    cdef Py_ssize_t matrix_len = job.patch_len * filters
+    job.blocks = (job.total_rows + job.block_rows - 1) // job.block_rows
+    job.groups = min(job.blocks, GROUPS_PER_THREAD * c_plan.threads) if c_plan.threads > 1 else 1
+    job.x = &x[0, 0, 0, 0]
+    job.grad_out = &grad_out[0, 0, 0, 0]
+    cdef float* grad_kernel = &out_grad_kernel_matrix[0, 0]
     with nogil:
-        with parallel(num_threads=threads):
-            cols = NULL if pointwise else <float*>thread_scratch(PATCHES_SLOT, block_rows * patch_len * sizeof(float))
-            partial = <float*>thread_scratch(PARTIAL_SLOT, matrix_len * sizeof(float))
-            if partial != NULL:
-                memset(partial, 0, matrix_len * sizeof(float))
-            partials[threadid()] = partial
-            for block in prange(blocks, schedule='static'):
-                if partial == NULL or (not pointwise and cols == NULL):
-                    failed_flag[0] = 1
-                    continue
-                first_row = block * block_rows
-                rows = min(block_rows, total_rows - first_row)
-                patches = block_patches(x_data, cols, first_row, rows, height, width, channels, out_h, out_w, &c_plan)
-                gemm_row_major(True, False, <int>patch_len, <int>filters, <int>rows, 1.0, patches, <int>patch_len,
-                               grad_data + first_row * filters, <int>filters, 1.0, partial, <int>filters)
-        sum_partials(partials, threads, matrix_len, &out_grad_kernel_matrix[0, 0])
-        trim_scratch(threads)
-        if out_grad_bias.shape[0] > 0 and not failed:
-            column_sums(grad_data, total_rows, filters, &out_grad_bias[0])
-    free(partials)
-    if failed:
-        raise MemoryError(f"conv2d_backward_kernel: cannot allocate a ({block_rows}, {patch_len}) patch block")
+        # one group writes the result itself; more write partials into the caller's scratch, added up after
+        job.out = grad_kernel if job.groups == 1 else <float*>thread_scratch(GROUPS_SLOT, job.groups * matrix_len * sizeof(float))
+        if job.out == NULL:
+            job.failed = 1
+        else:
+            run_blocks(backward_kernel_group, &job, job.groups, c_plan.threads)
+            if job.groups > 1:
+                sum_groups(job.out, job.groups, matrix_len, grad_kernel, c_plan.threads)
+        trim_scratch()
+        if out_grad_bias.shape[0] > 0 and not job.failed:
+            column_sums(job.grad_out, job.total_rows, filters, &out_grad_bias[0], c_plan.threads)
+    if job.failed:
+        raise MemoryError(f"conv2d_backward_kernel: cannot allocate a ({job.block_rows}, {job.patch_len}) patch block "
+                          f"or {job.groups} partial gradients")
 
 
 def scratch(limit_bytes=None):

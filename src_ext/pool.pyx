@@ -6,9 +6,10 @@ counts in a mean (Keras' rule). The innermost loop runs over channels, which
 are contiguous in NHWC. Samples are processed in parallel; the backward
 passes write only their own sample's gradient, so they need no atomics.
 """
-from cython.parallel cimport prange
 from libc.math cimport INFINITY
 from libc.string cimport memset
+
+from _driver cimport add_count, blocks_for, default_threads, run_blocks
 
 
 cdef struct pool_plan:
@@ -50,6 +51,66 @@ cdef inline void _clip_window(Py_ssize_t oh, Py_ssize_t ow, const pool_plan* pla
     bounds[3] = min(left + plan.pool_w, width)
 
 
+cdef struct pool_job:
+    # One call's arguments, read by every block (blocks run on the driver's threads, see _driver.pxd).
+    pool_plan plan
+    Py_ssize_t batch, height, width, channels, out_h, out_w
+    Py_ssize_t items, blocks   # rows (n, oh) of the output forward, samples backward; cut into `blocks`
+    const float* x             # forward: x; backward: grad_out
+    const int* argmax
+    float* out                 # forward: y; backward: grad_x
+    int* out_argmax
+    Py_ssize_t bad             # max_pool2d_backward: argmax indices outside the plane
+
+
+cdef pool_job make_job(const pool_plan* plan, Py_ssize_t batch, Py_ssize_t height, Py_ssize_t width,
+                       Py_ssize_t channels, Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t items, int threads) noexcept:
+    cdef pool_job job
+    memset(&job, 0, sizeof(job))
+    if plan != NULL:
+        job.plan = plan[0]
+    job.batch, job.height, job.width, job.channels, job.out_h, job.out_w = batch, height, width, channels, out_h, out_w
+    job.items = items
+    job.blocks = blocks_for(items, threads)
+    return job
+
+
+cdef void max_forward_block(void* job_ptr, Py_ssize_t block) noexcept nogil:
+    cdef pool_job* job = <pool_job*>job_ptr
+    cdef Py_ssize_t channels = job.channels, width = job.width
+    cdef Py_ssize_t item, n, oh, ow, row, col, c
+    cdef Py_ssize_t bounds[4]
+    cdef float value
+    cdef float* best
+    cdef int* best_index
+    cdef const float* pixel
+    for item in range(block * job.items // job.blocks, (block + 1) * job.items // job.blocks):
+        n = item // job.out_h
+        oh = item % job.out_h
+        for ow in range(job.out_w):
+            _clip_window(oh, ow, &job.plan, job.height, width, bounds)
+            best = job.out + (item * job.out_w + ow) * channels
+            best_index = job.out_argmax + (item * job.out_w + ow) * channels
+            if bounds[0] >= bounds[1] or bounds[2] >= bounds[3]:
+                for c in range(channels):
+                    best[c] = -INFINITY
+                    best_index[c] = 0
+                continue
+            pixel = job.x + ((n * job.height + bounds[0]) * width + bounds[2]) * channels
+            for c in range(channels):
+                best[c] = pixel[c]
+                best_index[c] = <int>(bounds[0] * width + bounds[2])
+            for row in range(bounds[0], bounds[1]):
+                for col in range(bounds[2], bounds[3]):
+                    pixel = job.x + ((n * job.height + row) * width + col) * channels
+                    for c in range(channels):
+                        value = pixel[c]
+                        # value != value: NaN, which wins unless a NaN won already
+                        if value > best[c] or (value != value and best[c] == best[c]):
+                            best[c] = value
+                            best_index[c] = <int>(row * width + col)
+
+
 def max_pool2d_forward(const float[:, :, :, ::1] x, float[:, :, :, ::1] out_y, int[:, :, :, ::1] out_argmax, plan):
     """out_y = window maxima of x; out_argmax = flat index row * W + col of each winner.
 
@@ -58,44 +119,43 @@ def max_pool2d_forward(const float[:, :, :, ::1] x, float[:, :, :, ::1] out_y, i
     A window that holds no real pixel (impossible for Keras geometries) yields
     -inf and index 0.
     """
-    cdef Py_ssize_t batch = x.shape[0], height = x.shape[1], width = x.shape[2], channels = x.shape[3]
     cdef pool_plan c_plan = read_plan(plan)
-    cdef Py_ssize_t out_h = out_y.shape[1], out_w = out_y.shape[2]
-    check_pool(batch, channels, out_y.shape[0], out_y.shape[3])
+    check_pool(x.shape[0], x.shape[3], out_y.shape[0], out_y.shape[3])
     if not same_shape(out_argmax.shape, out_y.shape):
         raise ValueError("max_pool2d_forward: argmax and y must have the same shape")
-    cdef Py_ssize_t item, n, oh, ow, row, col, c
-    cdef Py_ssize_t bounds[4]
-    cdef float value
-    cdef float* best
-    cdef int* best_index
-    cdef const float* pixel
+    cdef int threads = default_threads()
+    cdef pool_job job = make_job(&c_plan, x.shape[0], x.shape[1], x.shape[2], x.shape[3], out_y.shape[1],
+                                 out_y.shape[2], x.shape[0] * out_y.shape[1], threads)
+    job.x = &x[0, 0, 0, 0]
+    job.out = &out_y[0, 0, 0, 0]
+    job.out_argmax = &out_argmax[0, 0, 0, 0]
     with nogil:
-        for item in prange(batch * out_h, schedule='static'):
-            n = item // out_h
-            oh = item % out_h
-            for ow in range(out_w):
-                _clip_window(oh, ow, &c_plan, height, width, bounds)
-                best = &out_y[n, oh, ow, 0]
-                best_index = &out_argmax[n, oh, ow, 0]
-                if bounds[0] >= bounds[1] or bounds[2] >= bounds[3]:
-                    for c in range(channels):
-                        best[c] = -INFINITY
-                        best_index[c] = 0
-                    continue
-                pixel = &x[n, bounds[0], bounds[2], 0]
-                for c in range(channels):
-                    best[c] = pixel[c]
-                    best_index[c] = <int>(bounds[0] * width + bounds[2])
-                for row in range(bounds[0], bounds[1]):
-                    for col in range(bounds[2], bounds[3]):
-                        pixel = &x[n, row, col, 0]
-                        for c in range(channels):
-                            value = pixel[c]
-                            # value != value: NaN, which wins unless a NaN won already
-                            if value > best[c] or (value != value and best[c] == best[c]):
-                                best[c] = value
-                                best_index[c] = <int>(row * width + col)
+        run_blocks(max_forward_block, &job, job.blocks, threads)
+
+
+cdef void max_backward_block(void* job_ptr, Py_ssize_t block) noexcept nogil:
+    cdef pool_job* job = <pool_job*>job_ptr
+    cdef Py_ssize_t plane = job.height * job.width, channels = job.channels, outputs = job.out_h * job.out_w
+    cdef Py_ssize_t n, out_pixel, c, bad = 0
+    cdef int index
+    cdef float* grad_sample
+    cdef const float* grad_pixel
+    cdef const int* index_pixel
+    # an index outside the plane is counted and never written through (checked in the same pass as the scatter)
+    for n in range(block * job.items // job.blocks, (block + 1) * job.items // job.blocks):
+        grad_sample = job.out + n * plane * channels
+        memset(grad_sample, 0, plane * channels * sizeof(float))
+        for out_pixel in range(outputs):
+            grad_pixel = job.x + (n * outputs + out_pixel) * channels
+            index_pixel = job.argmax + (n * outputs + out_pixel) * channels
+            for c in range(channels):
+                index = index_pixel[c]
+                if index < 0 or index >= plane:
+                    bad += 1
+                else:
+                    grad_sample[index * channels + c] += grad_pixel[c]
+    if bad:
+        add_count(&job.bad, bad)
 
 
 def max_pool2d_backward(const float[:, :, :, ::1] grad_out, const int[:, :, :, ::1] argmax,
@@ -104,33 +164,44 @@ def max_pool2d_backward(const float[:, :, :, ::1] grad_out, const int[:, :, :, :
 
     grad_out, argmax: (N, OH, OW, C); out_grad_x: (N, H, W, C), written.
     """
-    cdef Py_ssize_t batch = out_grad_x.shape[0], plane = out_grad_x.shape[1] * out_grad_x.shape[2]
-    cdef Py_ssize_t channels = out_grad_x.shape[3], outputs = grad_out.shape[1] * grad_out.shape[2]
-    check_pool(batch, channels, grad_out.shape[0], grad_out.shape[3])
+    check_pool(out_grad_x.shape[0], out_grad_x.shape[3], grad_out.shape[0], grad_out.shape[3])
     if not same_shape(argmax.shape, grad_out.shape):
         raise ValueError("max_pool2d_backward: argmax and grad_out must have the same shape")
-    cdef const int* indices = &argmax[0, 0, 0, 0]
-    cdef Py_ssize_t n, out_pixel, c, bad = 0
-    cdef int index
-    cdef float* grad_sample
-    cdef const float* grad_pixel
-    cdef const int* index_pixel
+    cdef int threads = default_threads()
+    cdef pool_job job = make_job(NULL, out_grad_x.shape[0], out_grad_x.shape[1], out_grad_x.shape[2],
+                                 out_grad_x.shape[3], grad_out.shape[1], grad_out.shape[2], out_grad_x.shape[0], threads)
+    job.x = &grad_out[0, 0, 0, 0]
+    job.argmax = &argmax[0, 0, 0, 0]
+    job.out = &out_grad_x[0, 0, 0, 0]
     with nogil:
-        # an index outside the plane is counted and never written through (checked in the same pass as the scatter)
-        for n in prange(batch, schedule='static'):
-            grad_sample = &out_grad_x[n, 0, 0, 0]
-            memset(grad_sample, 0, plane * channels * sizeof(float))
-            for out_pixel in range(outputs):
-                grad_pixel = &grad_out[0, 0, 0, 0] + (n * outputs + out_pixel) * channels
-                index_pixel = indices + (n * outputs + out_pixel) * channels
-                for c in range(channels):
-                    index = index_pixel[c]
-                    if index < 0 or index >= plane:
-                        bad += 1
-                    else:
-                        grad_sample[index * channels + c] += grad_pixel[c]
-    if bad:
-        raise ValueError(f"max_pool2d_backward: {bad} argmax indices fall outside the input plane of {plane} pixels")
+        run_blocks(max_backward_block, &job, job.blocks, threads)
+    if job.bad:
+        raise ValueError(f"max_pool2d_backward: {job.bad} argmax indices fall outside the input plane of "
+                         f"{job.height * job.width} pixels")
+
+
+cdef void avg_forward_block(void* job_ptr, Py_ssize_t block) noexcept nogil:
+    cdef pool_job* job = <pool_job*>job_ptr
+    cdef Py_ssize_t channels = job.channels
+    cdef Py_ssize_t item, n, oh, ow, row, col, c
+    cdef Py_ssize_t bounds[4]
+    cdef float scale
+    cdef float* mean
+    cdef const float* pixel
+    for item in range(block * job.items // job.blocks, (block + 1) * job.items // job.blocks):
+        n = item // job.out_h
+        oh = item % job.out_h
+        for ow in range(job.out_w):
+            _clip_window(oh, ow, &job.plan, job.height, job.width, bounds)
+            mean = job.out + (item * job.out_w + ow) * channels
+            scale = 1.0 / max((bounds[1] - bounds[0]) * (bounds[3] - bounds[2]), 1)
+            for c in range(channels):
+                mean[c] = 0.0
+            for row in range(bounds[0], bounds[1]):
+                for col in range(bounds[2], bounds[3]):
+                    pixel = job.x + ((n * job.height + row) * job.width + col) * channels
+                    for c in range(channels):
+                        mean[c] += pixel[c] * scale
 
 
 def avg_pool2d_forward(const float[:, :, :, ::1] x, float[:, :, :, ::1] out_y, plan):
@@ -139,30 +210,39 @@ def avg_pool2d_forward(const float[:, :, :, ::1] x, float[:, :, :, ::1] out_y, p
     Each pixel is scaled before it is added, so the mean of finite values is
     finite (a float32 sum of four values near 3e38 would overflow).
     """
-    cdef Py_ssize_t batch = x.shape[0], height = x.shape[1], width = x.shape[2], channels = x.shape[3]
     cdef pool_plan c_plan = read_plan(plan)
-    cdef Py_ssize_t out_h = out_y.shape[1], out_w = out_y.shape[2]
-    check_pool(batch, channels, out_y.shape[0], out_y.shape[3])
-    cdef Py_ssize_t item, n, oh, ow, row, col, c
+    check_pool(x.shape[0], x.shape[3], out_y.shape[0], out_y.shape[3])
+    cdef int threads = default_threads()
+    cdef pool_job job = make_job(&c_plan, x.shape[0], x.shape[1], x.shape[2], x.shape[3], out_y.shape[1],
+                                 out_y.shape[2], x.shape[0] * out_y.shape[1], threads)
+    job.x = &x[0, 0, 0, 0]
+    job.out = &out_y[0, 0, 0, 0]
+    with nogil:
+        run_blocks(avg_forward_block, &job, job.blocks, threads)
+
+
+cdef void avg_backward_block(void* job_ptr, Py_ssize_t block) noexcept nogil:
+    cdef pool_job* job = <pool_job*>job_ptr
+    cdef Py_ssize_t channels = job.channels
+    cdef Py_ssize_t n, oh, ow, row, col, c
     cdef Py_ssize_t bounds[4]
     cdef float scale
-    cdef float* mean
-    cdef const float* pixel
-    with nogil:
-        for item in prange(batch * out_h, schedule='static'):
-            n = item // out_h
-            oh = item % out_h
-            for ow in range(out_w):
-                _clip_window(oh, ow, &c_plan, height, width, bounds)
-                mean = &out_y[n, oh, ow, 0]
+    cdef float* grad_sample
+    cdef float* target
+    cdef const float* grad_pixel
+    for n in range(block * job.items // job.blocks, (block + 1) * job.items // job.blocks):
+        grad_sample = job.out + n * job.height * job.width * channels
+        memset(grad_sample, 0, job.height * job.width * channels * sizeof(float))
+        for oh in range(job.out_h):
+            for ow in range(job.out_w):
+                _clip_window(oh, ow, &job.plan, job.height, job.width, bounds)
                 scale = 1.0 / max((bounds[1] - bounds[0]) * (bounds[3] - bounds[2]), 1)
-                for c in range(channels):
-                    mean[c] = 0.0
+                grad_pixel = job.x + ((n * job.out_h + oh) * job.out_w + ow) * channels
                 for row in range(bounds[0], bounds[1]):
                     for col in range(bounds[2], bounds[3]):
-                        pixel = &x[n, row, col, 0]
+                        target = grad_sample + (row * job.width + col) * channels
                         for c in range(channels):
-                            mean[c] += pixel[c] * scale
+                            target[c] += grad_pixel[c] * scale
 
 
 def avg_pool2d_backward(const float[:, :, :, ::1] grad_out, float[:, :, :, ::1] out_grad_x, plan):
@@ -171,24 +251,11 @@ def avg_pool2d_backward(const float[:, :, :, ::1] grad_out, float[:, :, :, ::1] 
     grad_out: (N, OH, OW, C); out_grad_x: (N, H, W, C), written; plan: a PoolPlan.
     """
     cdef pool_plan c_plan = read_plan(plan)
-    cdef Py_ssize_t batch = out_grad_x.shape[0], height = out_grad_x.shape[1], width = out_grad_x.shape[2]
-    cdef Py_ssize_t channels = out_grad_x.shape[3], out_h = grad_out.shape[1], out_w = grad_out.shape[2]
-    check_pool(batch, channels, grad_out.shape[0], grad_out.shape[3])
-    cdef Py_ssize_t n, oh, ow, row, col, c
-    cdef Py_ssize_t bounds[4]
-    cdef float scale
-    cdef float* target
-    cdef const float* grad_pixel
+    check_pool(out_grad_x.shape[0], out_grad_x.shape[3], grad_out.shape[0], grad_out.shape[3])
+    cdef int threads = default_threads()
+    cdef pool_job job = make_job(&c_plan, out_grad_x.shape[0], out_grad_x.shape[1], out_grad_x.shape[2],
+                                 out_grad_x.shape[3], grad_out.shape[1], grad_out.shape[2], out_grad_x.shape[0], threads)
+    job.x = &grad_out[0, 0, 0, 0]
+    job.out = &out_grad_x[0, 0, 0, 0]
     with nogil:
-        for n in prange(batch, schedule='static'):
-            memset(&out_grad_x[n, 0, 0, 0], 0, height * width * channels * sizeof(float))
-            for oh in range(out_h):
-                for ow in range(out_w):
-                    _clip_window(oh, ow, &c_plan, height, width, bounds)
-                    scale = 1.0 / max((bounds[1] - bounds[0]) * (bounds[3] - bounds[2]), 1)
-                    grad_pixel = &grad_out[n, oh, ow, 0]
-                    for row in range(bounds[0], bounds[1]):
-                        for col in range(bounds[2], bounds[3]):
-                            target = &out_grad_x[n, row, col, 0]
-                            for c in range(channels):
-                                target[c] += grad_pixel[c] * scale
+        run_blocks(avg_backward_block, &job, job.blocks, threads)

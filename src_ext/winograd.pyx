@@ -20,7 +20,7 @@ the input is this same convolution of grad_out with the kernel rotated by 180 de
 (see fastconv.backends.compiled). The gradient to the kernel is the adjoint of the forward's products: with
 Z = A dY A^T the a x a transform of a tile's m x m output gradient,
 
-    dU[k] = sum over tiles of V[k]^T @ Z[k]: (C, F)   a^2 BLAS products per block, summed per thread
+    dU[k] = sum over tiles of V[k]^T @ Z[k]: (C, F)   a^2 BLAS products per block, summed per group
     dg    = K^T dU                                     (winograd_kernel_transform_backward)
 
 The transforms mix the a^2 pixels of a patch, so one NaN or +-inf would reach outputs whose window does not hold
@@ -28,11 +28,10 @@ it (and inf - inf makes NaN of an output the direct method gives as inf). Both k
 non-finite kernel or product (a non-finite input pixel always leaves one in M: inf * 0 is NaN and no sum makes
 a NaN or inf finite again), and the caller computes that convolution by the direct method instead.
 """
-from cython.parallel cimport parallel, prange, threadid
-from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 
-from _linalg cimport column_sums, gemm_row_major, sum_partials
+from _driver cimport default_threads, run_blocks
+from _linalg cimport column_sums, gemm_row_major, sum_groups
 from _scratch cimport scratch_state, thread_scratch, trim_scratch
 
 from fastconv.backends import winograd_tiles
@@ -41,11 +40,13 @@ cdef enum:
     MAX_PATCH = 6    # a for F(4x4)
     CHUNK = 64       # channels (or filters) transformed at a time, so that a tile's scratch stays in L1
     # thread_scratch slots: a block's transformed inputs V, its products M (or gradient transforms Z), a tile's
-    # scratch, and a thread's partial kernel gradient
+    # scratch, and the caller's partial kernel gradients, one per group
     V_SLOT = 0
     M_SLOT = 1
     TILE_SLOT = 2
-    PARTIAL_SLOT = 3
+    GROUPS_SLOT = 3
+    # groups of blocks per thread in a kernel gradient (as in conv.pyx)
+    GROUPS_PER_THREAD = 4
 
 
 cdef struct Tiling:
@@ -86,6 +87,28 @@ cdef Tiling tiling_of(Py_ssize_t positions) except *:
     return TILINGS[winograd_tiles.TILE_SIDES.index(winograd_tiles.tile_side_of(positions))]
 
 
+cdef struct transform_job:
+    const Tiling* tiling
+    const float* source    # the kernel (9, C*F), or grad_u (a^2, C*F) when backward
+    float* target          # u (a^2, C*F), or grad_kernel (9, C*F) when backward
+    Py_ssize_t width, parts  # C * F, cut into `parts` runs of columns
+    bint backward
+
+
+cdef void kernel_transform_part(void* job_ptr, Py_ssize_t part) noexcept nogil:
+    """Columns [part * width // parts, ...) of u = K @ g, or of grad_kernel = K^T @ grad_u when backward."""
+    cdef transform_job* job = <transform_job*>job_ptr
+    cdef Py_ssize_t first = part * job.width // job.parts
+    cdef Py_ssize_t count = (part + 1) * job.width // job.parts - first
+    cdef int positions = <int>(job.tiling.patch * job.tiling.patch)
+    if job.backward:
+        gemm_row_major(True, False, 9, <int>count, positions, 1.0, job.tiling.kernel_t, 9, job.source + first,
+                       <int>job.width, 0.0, job.target + first, <int>job.width)
+    else:
+        gemm_row_major(False, False, positions, <int>count, 9, 1.0, job.tiling.kernel_t, 9, job.source + first,
+                       <int>job.width, 0.0, job.target + first, <int>job.width)
+
+
 def winograd_kernel_transform(const float[:, :, :, ::1] kernel, float[:, :, ::1] out_u):
     """out_u[a*i + j] = (G g G^T)[i, j] for every channel pair. kernel: (3, 3, C, F); out_u: (a^2, C, F), written;
     a^2 = 16 gives F(2x2)'s transform, 36 F(4x4)'s.
@@ -104,15 +127,15 @@ def winograd_kernel_transform(const float[:, :, :, ::1] kernel, float[:, :, ::1]
         raise ValueError("winograd_kernel_transform: C * F is too large for 32-bit BLAS indices")
     if not all_finite(&kernel[0, 0, 0, 0], 9 * width):
         return False
-    cdef Py_ssize_t parts = 8 if width >= 8 * 4096 else 1, part, first, count
-    cdef const float* g = &kernel[0, 0, 0, 0]
-    cdef float* u = &out_u[0, 0, 0]
+    cdef transform_job job
+    job.tiling = &tiling
+    job.source = &kernel[0, 0, 0, 0]
+    job.target = &out_u[0, 0, 0]
+    job.width = width
+    job.parts = 8 if width >= 8 * 4096 else 1
+    job.backward = False
     with nogil:
-        for part in prange(parts, schedule='static'):
-            first = part * width // parts
-            count = (part + 1) * width // parts - first
-            gemm_row_major(False, False, <int>positions, <int>count, 9, 1.0, tiling.kernel_t, 9, g + first,
-                           <int>width, 0.0, u + first, <int>width)
+        run_blocks(kernel_transform_part, &job, job.parts, default_threads())
     return True
 
 
@@ -129,15 +152,15 @@ def winograd_kernel_transform_backward(const float[:, :, ::1] grad_u, float[:, :
     cdef Py_ssize_t width = channels * filters, positions = tiling.patch * tiling.patch
     if width >= 2**31:
         raise ValueError("winograd_kernel_transform_backward: C * F is too large for 32-bit BLAS indices")
-    cdef Py_ssize_t parts = 8 if width >= 8 * 4096 else 1, part, first, count
-    cdef const float* grad_u_data = &grad_u[0, 0, 0]
-    cdef float* grad_kernel = &out_grad_kernel[0, 0, 0, 0]
+    cdef transform_job job
+    job.tiling = &tiling
+    job.source = &grad_u[0, 0, 0]
+    job.target = &out_grad_kernel[0, 0, 0, 0]
+    job.width = width
+    job.parts = 8 if width >= 8 * 4096 else 1
+    job.backward = True
     with nogil:
-        for part in prange(parts, schedule='static'):
-            first = part * width // parts
-            count = (part + 1) * width // parts - first
-            gemm_row_major(True, False, 9, <int>count, <int>positions, 1.0, tiling.kernel_t, 9, grad_u_data + first,
-                           <int>width, 0.0, grad_kernel + first, <int>width)
+        run_blocks(kernel_transform_part, &job, job.parts, default_threads())
 
 
 cdef bint all_finite(const float* values, Py_ssize_t count) noexcept nogil:
@@ -207,8 +230,7 @@ cdef struct TileOrigin:
 
 
 cdef inline TileOrigin tile_origin(Py_ssize_t tile, Py_ssize_t tiles_h, Py_ssize_t tiles_w, Py_ssize_t side) noexcept nogil:
-    """Where tile number ``tile`` of the (N, tiles_h, tiles_w) grid of m x m tiles lies. (Returned, not written
-    through pointers: in a prange loop only names assigned there are private to each thread.)"""
+    """Where tile number ``tile`` of the (N, tiles_h, tiles_w) grid of m x m tiles lies."""
     cdef TileOrigin origin
     origin.n = tile // (tiles_h * tiles_w)
     origin.top = side * ((tile // tiles_w) % tiles_h)
@@ -306,82 +328,146 @@ cdef void gradient_transform(const Tiling* tiling, const float* grad_sample, flo
                 combine(output_n + side * j, rows + side * i * CHUNK, CHUNK, side, z + (a * i + j) * tile_stride + first, count)
 
 
+cdef struct tiles_job:
+    # One call's arguments, read by every block (blocks run on the driver's threads, see _driver.pxd).
+    Tiling tiling
+    TileGrid grid
+    Py_ssize_t batch, height, width, channels, out_h, out_w, filters, pad_top, pad_left
+    Py_ssize_t block_tiles
+    Py_ssize_t groups          # kernel gradient: the blocks summed in `groups` partials
+    bint relu
+    const float* x
+    const float* u
+    const float* bias
+    const float* grad_out
+    float* out                 # y, or the (groups, a^2 * C * F) partial gradients of u
+    int failed                 # set by a block that could not get its scratch
+    int nonfinite              # set by a forward block whose products are not all finite
+
+
+cdef tiles_job make_job(plan, const float[:, :, :, ::1] x, Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t filters,
+                        Py_ssize_t positions, str op) except *:
+    cdef tiles_job job
+    memset(&job, 0, sizeof(job))
+    check_plan(plan, op)
+    job.batch, job.height, job.width, job.channels = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
+    job.out_h, job.out_w, job.filters = out_h, out_w, filters
+    job.pad_top, job.pad_left, job.block_tiles, job.relu = plan.pad_top, plan.pad_left, plan.block_rows, plan.relu
+    job.tiling = tiling_of(positions)
+    job.grid = tile_grid(&job.tiling, job.batch, out_h, out_w, job.block_tiles, max(job.channels, filters), op)
+    job.x = &x[0, 0, 0, 0]
+    return job
+
+
+cdef void transform_block_inputs(tiles_job* job, Py_ssize_t first, Py_ssize_t count, float* v, float* patch,
+                                 float* rows) noexcept nogil:
+    """v (a^2, count, C) = the input transforms of tiles [first, first + count)."""
+    cdef Py_ssize_t t
+    cdef TileOrigin at
+    for t in range(count):
+        at = tile_origin(first + t, job.grid.tiles_h, job.grid.tiles_w, job.tiling.side)
+        input_transform(&job.tiling, job.x + at.n * job.height * job.width * job.channels, v + t * job.channels,
+                        count * job.channels, at.top - job.pad_top, at.left - job.pad_left, job.height, job.width,
+                        job.channels, patch, rows)
+
+
+cdef void backward_kernel_group(void* job_ptr, Py_ssize_t group) noexcept nogil:
+    """The partial gradient of u of group `group`: sum over its tiles of V[k]^T @ Z[k], blocks in order."""
+    cdef tiles_job* job = <tiles_job*>job_ptr
+    cdef Py_ssize_t positions = job.grid.positions, channels = job.channels, filters = job.filters
+    cdef Py_ssize_t matrix_len = positions * channels * filters
+    cdef float* partial = job.out + group * matrix_len
+    memset(partial, 0, matrix_len * sizeof(float))
+    cdef float* v = <float*>thread_scratch(V_SLOT, positions * job.block_tiles * channels * sizeof(float))
+    cdef float* z = <float*>thread_scratch(M_SLOT, positions * job.block_tiles * filters * sizeof(float))
+    cdef float* patch = <float*>thread_scratch(TILE_SLOT, 2 * positions * CHUNK * sizeof(float))
+    if v == NULL or z == NULL or patch == NULL:
+        job.failed = 1
+        return
+    cdef float* rows = patch + positions * CHUNK
+    cdef Py_ssize_t block, first, count, t, k
+    cdef TileOrigin at
+    for block in range(group * job.grid.blocks // job.groups, (group + 1) * job.grid.blocks // job.groups):
+        first = block * job.block_tiles
+        count = min(job.block_tiles, job.grid.tiles - first)
+        transform_block_inputs(job, first, count, v, patch, rows)
+        for t in range(count):
+            at = tile_origin(first + t, job.grid.tiles_h, job.grid.tiles_w, job.tiling.side)
+            gradient_transform(&job.tiling, job.grad_out + at.n * job.out_h * job.out_w * filters, z + t * filters,
+                               count * filters, at.top, at.left, job.out_h, job.out_w, filters, patch, rows)
+        for k in range(positions):
+            gemm_row_major(True, False, <int>channels, <int>filters, <int>count, 1.0, v + k * count * channels,
+                           <int>channels, z + k * count * filters, <int>filters, 1.0,
+                           partial + k * channels * filters, <int>filters)
+
+
 def winograd_conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, :, :, ::1] grad_out,
                                     float[:, :, ::1] out_grad_u, float[::1] out_grad_bias, plan):
     """out_grad_u[k] = sum over tiles of V[k]^T @ Z[k], the gradient with respect to the transformed kernel (its
     kernel gradient is winograd_kernel_transform_backward(out_grad_u)); out_grad_bias = grad_out summed over N, OH, OW.
 
     x: (N, H, W, C); grad_out: (N, OH, OW, F); out_grad_u: (a^2, C, F), written, its a^2 (16 or 36) picking m (2 or
-    4); out_grad_bias: (F,) written, or (0,) to skip it; plan: as for winograd_conv2d_forward. Each thread sums its
-    blocks into its own partial, and the partials are added in thread order, so results are repeatable. Returns
-    False if the sum is not finite (x or grad_out held a NaN or +-inf), else True.
+    4); out_grad_bias: (F,) written, or (0,) to skip it; plan: as for winograd_conv2d_forward. The blocks are cut
+    into a fixed number of groups (GROUPS_PER_THREAD per thread), each summed into its own partial by whichever
+    thread takes it; the partials are added in group order, so results are repeatable. Returns False if the sum is
+    not finite (x or grad_out held a NaN or +-inf), else True.
     """
-    cdef Py_ssize_t batch = x.shape[0], height = x.shape[1], width = x.shape[2], channels = x.shape[3]
     cdef Py_ssize_t out_h = grad_out.shape[1], out_w = grad_out.shape[2], filters = grad_out.shape[3]
-    cdef Py_ssize_t pad_top = plan.pad_top, pad_left = plan.pad_left, block_tiles = plan.block_rows
-    cdef int threads = plan.threads
-    check_plan(plan, "winograd_conv2d_backward_kernel")
-    if (out_grad_u.shape[1] != channels or out_grad_u.shape[2] != filters or grad_out.shape[0] != batch
+    if (out_grad_u.shape[1] != x.shape[3] or out_grad_u.shape[2] != filters or grad_out.shape[0] != x.shape[0]
             or out_grad_bias.shape[0] not in (0, filters)):
-        raise ValueError(f"winograd_conv2d_backward_kernel: x ({batch}, {height}, {width}, {channels}), grad_out "
-                         f"({grad_out.shape[0]}, {out_h}, {out_w}, {filters}), out_grad_u ({out_grad_u.shape[0]}, "
-                         f"{out_grad_u.shape[1]}, {out_grad_u.shape[2]}) and out_grad_bias "
+        raise ValueError(f"winograd_conv2d_backward_kernel: x ({x.shape[0]}, {x.shape[1]}, {x.shape[2]}, "
+                         f"{x.shape[3]}), grad_out ({grad_out.shape[0]}, {out_h}, {out_w}, {filters}), out_grad_u "
+                         f"({out_grad_u.shape[0]}, {out_grad_u.shape[1]}, {out_grad_u.shape[2]}) and out_grad_bias "
                          f"({out_grad_bias.shape[0]},) do not agree")
-    cdef Tiling tiling = tiling_of(out_grad_u.shape[0])
-    cdef TileGrid grid = tile_grid(&tiling, batch, out_h, out_w, block_tiles, max(channels, filters), "winograd_conv2d_backward_kernel")
-    cdef Py_ssize_t side = tiling.side, positions = grid.positions
-    cdef Py_ssize_t tiles_h = grid.tiles_h, tiles_w = grid.tiles_w, tiles = grid.tiles, blocks = grid.blocks
-    cdef Py_ssize_t matrix_len = positions * channels * filters
-    cdef float** partials = <float**>calloc(threads, sizeof(float*))  # each thread's, in thread order
-    if partials == NULL:
-        raise MemoryError("winograd_conv2d_backward_kernel: out of memory")
-    cdef Py_ssize_t block, first, count, t, k
-    cdef TileOrigin at
-    cdef const float* x_data = &x[0, 0, 0, 0]
-    cdef const float* grad_data = &grad_out[0, 0, 0, 0]
+    cdef tiles_job job = make_job(plan, x, out_h, out_w, filters, out_grad_u.shape[0], "winograd_conv2d_backward_kernel")
+    cdef int threads = plan.threads
+    cdef Py_ssize_t matrix_len = job.grid.positions * job.channels * filters
+    job.groups = min(job.grid.blocks, GROUPS_PER_THREAD * threads) if threads > 1 else 1
+    job.grad_out = &grad_out[0, 0, 0, 0]
     cdef float* grad_u = &out_grad_u[0, 0, 0]
-    cdef float* partial
-    cdef float* v
-    cdef float* z
-    cdef float* patch
-    cdef float* rows
-    cdef int failed = 0
-    cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
     with nogil:
-        with parallel(num_threads=threads):
-            partial = <float*>thread_scratch(PARTIAL_SLOT, matrix_len * sizeof(float))
-            if partial != NULL:
-                memset(partial, 0, matrix_len * sizeof(float))
-            partials[threadid()] = partial
-            v = <float*>thread_scratch(V_SLOT, positions * block_tiles * channels * sizeof(float))
-            z = <float*>thread_scratch(M_SLOT, positions * block_tiles * filters * sizeof(float))
-            patch = <float*>thread_scratch(TILE_SLOT, 2 * positions * CHUNK * sizeof(float))
-            rows = patch + positions * CHUNK
-            for block in prange(blocks, schedule='static'):
-                if v == NULL or z == NULL or patch == NULL or partial == NULL:
-                    failed_flag[0] = 1
-                    continue
-                first = block * block_tiles
-                count = min(block_tiles, tiles - first)
-                for t in range(count):
-                    at = tile_origin(first + t, tiles_h, tiles_w, side)
-                    input_transform(&tiling, x_data + at.n * height * width * channels, v + t * channels,
-                                    count * channels, at.top - pad_top, at.left - pad_left, height, width, channels,
-                                    patch, rows)
-                    gradient_transform(&tiling, grad_data + at.n * out_h * out_w * filters, z + t * filters,
-                                       count * filters, at.top, at.left, out_h, out_w, filters, patch, rows)
-                for k in range(positions):
-                    gemm_row_major(True, False, <int>channels, <int>filters, <int>count, 1.0,
-                                   v + k * count * channels, <int>channels, z + k * count * filters, <int>filters,
-                                   1.0, partial + k * channels * filters, <int>filters)
-        sum_partials(partials, threads, matrix_len, grad_u)
-        trim_scratch(threads)
-        if out_grad_bias.shape[0] > 0 and not failed:
-            column_sums(grad_data, batch * out_h * out_w, filters, &out_grad_bias[0])
-    free(partials)
-    if failed:
-        raise MemoryError(f"winograd_conv2d_backward_kernel: cannot allocate a block of {block_tiles} tiles")
+        # one group writes the result itself; more write partials into the caller's scratch, added up after
+        job.out = grad_u if job.groups == 1 else <float*>thread_scratch(GROUPS_SLOT, job.groups * matrix_len * sizeof(float))
+        if job.out == NULL:
+            job.failed = 1
+        else:
+            run_blocks(backward_kernel_group, &job, job.groups, threads)
+            if job.groups > 1:
+                sum_groups(job.out, job.groups, matrix_len, grad_u, threads)
+        trim_scratch()
+        if out_grad_bias.shape[0] > 0 and not job.failed:
+            column_sums(job.grad_out, job.batch * out_h * out_w, filters, &out_grad_bias[0], threads)
+    if job.failed:
+        raise MemoryError(f"winograd_conv2d_backward_kernel: cannot allocate a block of {job.block_tiles} tiles "
+                          f"or {job.groups} partial gradients")
     return all_finite(grad_u, matrix_len)
+
+
+cdef void forward_block(void* job_ptr, Py_ssize_t block) noexcept nogil:
+    """Tiles [block * block_tiles, ...): input transforms V, a^2 products M = V @ U, output transforms into y."""
+    cdef tiles_job* job = <tiles_job*>job_ptr
+    cdef Py_ssize_t positions = job.grid.positions, channels = job.channels, filters = job.filters
+    cdef float* v = <float*>thread_scratch(V_SLOT, positions * job.block_tiles * channels * sizeof(float))
+    cdef float* m = <float*>thread_scratch(M_SLOT, positions * job.block_tiles * filters * sizeof(float))
+    cdef float* patch = <float*>thread_scratch(TILE_SLOT, 2 * positions * CHUNK * sizeof(float))
+    if v == NULL or m == NULL or patch == NULL:
+        job.failed = 1
+        return
+    cdef float* rows = patch + positions * CHUNK
+    cdef Py_ssize_t first = block * job.block_tiles, t, k
+    cdef Py_ssize_t count = min(job.block_tiles, job.grid.tiles - first)
+    cdef TileOrigin at
+    transform_block_inputs(job, first, count, v, patch, rows)
+    for k in range(positions):
+        gemm_row_major(False, False, <int>count, <int>filters, <int>channels, 1.0, v + k * count * channels,
+                       <int>channels, job.u + k * channels * filters, <int>filters, 0.0, m + k * count * filters,
+                       <int>filters)
+    if not all_finite(m, positions * count * filters):
+        job.nonfinite = 1
+    for t in range(count):
+        at = tile_origin(first + t, job.grid.tiles_h, job.grid.tiles_w, job.tiling.side)
+        output_transform(&job.tiling, m + t * filters, count * filters, job.out + at.n * job.out_h * job.out_w * filters,
+                         at.top, at.left, job.out_h, job.out_w, filters, job.bias, job.relu, rows)
 
 
 def winograd_conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, ::1] u, const float[::1] bias,
@@ -394,63 +480,22 @@ def winograd_conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, ::1] 
     method; ``block_rows`` counts tiles). Returns False if a product is not finite (x held a NaN or +-inf; out_y is
     then not to be used), else True.
     """
-    cdef Py_ssize_t batch = x.shape[0], height = x.shape[1], width = x.shape[2], channels = x.shape[3]
     cdef Py_ssize_t out_h = out_y.shape[1], out_w = out_y.shape[2], filters = out_y.shape[3]
-    cdef Py_ssize_t pad_top = plan.pad_top, pad_left = plan.pad_left, block_tiles = plan.block_rows
+    if u.shape[1] != x.shape[3] or u.shape[2] != filters or bias.shape[0] != filters or out_y.shape[0] != x.shape[0]:
+        raise ValueError(f"winograd_conv2d_forward: x ({x.shape[0]}, {x.shape[1]}, {x.shape[2]}, {x.shape[3]}), u "
+                         f"({u.shape[0]}, {u.shape[1]}, {u.shape[2]}), bias ({bias.shape[0]},) and out_y "
+                         f"({out_y.shape[0]}, {out_h}, {out_w}, {filters}) do not agree")
+    cdef tiles_job job = make_job(plan, x, out_h, out_w, filters, u.shape[0], "winograd_conv2d_forward")
     cdef int threads = plan.threads
-    cdef bint relu = plan.relu
-    check_plan(plan, "winograd_conv2d_forward")
-    if u.shape[1] != channels or u.shape[2] != filters or bias.shape[0] != filters or out_y.shape[0] != batch:
-        raise ValueError(f"winograd_conv2d_forward: x ({batch}, {height}, {width}, {channels}), u ({u.shape[0]}, "
-                         f"{u.shape[1]}, {u.shape[2]}), bias ({bias.shape[0]},) and out_y ({out_y.shape[0]}, "
-                         f"{out_h}, {out_w}, {filters}) do not agree")
-    cdef Tiling tiling = tiling_of(u.shape[0])
-    cdef TileGrid grid = tile_grid(&tiling, batch, out_h, out_w, block_tiles, max(channels, filters), "winograd_conv2d_forward")
-    cdef Py_ssize_t side = tiling.side, positions = grid.positions
-    cdef Py_ssize_t tiles_h = grid.tiles_h, tiles_w = grid.tiles_w, tiles = grid.tiles, blocks = grid.blocks
-    cdef Py_ssize_t block, first, count, t, k
-    cdef TileOrigin at
-    cdef const float* x_data = &x[0, 0, 0, 0]
-    cdef const float* u_data = &u[0, 0, 0]
-    cdef float* y_data = &out_y[0, 0, 0, 0]
-    cdef float* v
-    cdef float* m
-    cdef float* patch
-    cdef float* rows
-    cdef int failed = 0, nonfinite = 0
-    cdef int* failed_flag = &failed  # written through a pointer: names assigned in a parallel block are private
-    cdef int* nonfinite_flag = &nonfinite
+    job.u = &u[0, 0, 0]
+    job.bias = &bias[0]
+    job.out = &out_y[0, 0, 0, 0]
     with nogil:
-        with parallel(num_threads=threads):
-            v = <float*>thread_scratch(V_SLOT, positions * block_tiles * channels * sizeof(float))
-            m = <float*>thread_scratch(M_SLOT, positions * block_tiles * filters * sizeof(float))
-            patch = <float*>thread_scratch(TILE_SLOT, 2 * positions * CHUNK * sizeof(float))
-            rows = patch + positions * CHUNK
-            for block in prange(blocks, schedule="dynamic"):
-                if v == NULL or m == NULL or patch == NULL:
-                    failed_flag[0] = 1
-                    continue
-                first = block * block_tiles
-                count = min(block_tiles, tiles - first)
-                for t in range(count):
-                    at = tile_origin(first + t, tiles_h, tiles_w, side)
-                    input_transform(&tiling, x_data + at.n * height * width * channels, v + t * channels,
-                                    count * channels, at.top - pad_top, at.left - pad_left, height, width, channels,
-                                    patch, rows)
-                for k in range(positions):
-                    gemm_row_major(False, False, <int>count, <int>filters, <int>channels, 1.0,
-                                   v + k * count * channels, <int>channels, u_data + k * channels * filters,
-                                   <int>filters, 0.0, m + k * count * filters, <int>filters)
-                if not all_finite(m, positions * count * filters):
-                    nonfinite_flag[0] = 1
-                for t in range(count):
-                    at = tile_origin(first + t, tiles_h, tiles_w, side)
-                    output_transform(&tiling, m + t * filters, count * filters, y_data + at.n * out_h * out_w * filters,
-                                     at.top, at.left, out_h, out_w, filters, &bias[0], relu, rows)
-        trim_scratch(threads)
-    if failed:
-        raise MemoryError(f"winograd_conv2d_forward: cannot allocate a block of {block_tiles} tiles")
-    return nonfinite == 0
+        run_blocks(forward_block, &job, job.grid.blocks, threads)
+        trim_scratch()
+    if job.failed:
+        raise MemoryError(f"winograd_conv2d_forward: cannot allocate a block of {job.block_tiles} tiles")
+    return job.nonfinite == 0
 
 
 def scratch(limit_bytes=None):

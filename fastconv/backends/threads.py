@@ -12,11 +12,12 @@ import math
 import os
 from pathlib import Path
 
-# A thread of the kernels' OpenMP team that waits for work spins this many times before it sleeps. libgomp's own
-# default (300,000, about a millisecond) keeps a waiting thread on its core: on a machine where another process
-# needs that core (a busy core), the spinning steals its time and the next parallel region waits for the
-# preempted thread; 10,000 (microseconds) trains MNIST ~1.3x faster there and is as fast on a quiet machine
-# (docs/performance.md). Set before libgomp starts, unless the user set a policy of their own.
+# A thread of an OpenMP team (Numba's 'omp' threading layer) that waits for work spins this many times before it
+# sleeps. libgomp's own default (300,000, about a millisecond) keeps a waiting thread on its core: on a machine where
+# another process needs that core (a busy core), the spinning steals its time and the next parallel region waits
+# for the preempted thread; 10,000 (microseconds) trained MNIST ~1.3x faster there and as fast on a quiet machine
+# (docs/performance.md). Set before libgomp starts, unless the user set a policy of their own. (The Cython kernels
+# run on fastconv's own driver, src_ext/_driver.pxd, which spins about as long.)
 OPENMP_SPIN_COUNT = "10000"
 _CPU_TOPOLOGY = Path("/sys/devices/system/cpu")
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -25,8 +26,8 @@ _chosen = None  # set by set_num_threads
 
 def set_openmp_waiting():
     """Let waiting OpenMP threads sleep soon (``GOMP_SPINCOUNT``) unless ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` is
-    set; called before the Cython kernels (``fastconv._ext``) or Numba's 'omp' threading layer load libgomp, which
-    reads its settings once."""
+    set; called before the Cython kernels (``fastconv._ext``, linked to libgomp) or Numba's 'omp' threading layer
+    load libgomp, which reads its settings once."""
     if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
         os.environ["GOMP_SPINCOUNT"] = OPENMP_SPIN_COUNT
 

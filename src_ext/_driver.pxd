@@ -1,0 +1,187 @@
+# The parallel driver of the compiled kernels: run_blocks(fn, job, blocks, threads).
+#
+# Why not an OpenMP parallel region: a region ends when every thread of its team has arrived at its closing barrier.
+# When another process shares a core with one of the team (the image loader's decoding threads, CI, a second job),
+# the OS runs that thread only part of the time, and every region it belongs to waits for it, however the blocks
+# inside are shared out: issue 27 measured MNIST training on two threads at 0.56x of one thread with one core busy.
+#
+# Here the caller posts a job (a block function, its arguments, a count of blocks) and takes blocks itself at once;
+# helpers woken for the job take blocks too, one at a time, under a lock, until none is left. The caller returns as
+# soon as every block is done, so a helper that wakes late finds nothing to do and delays nobody, and one that is
+# descheduled while it holds a block delays the call by that block only. Helpers spin a little after a job (back to
+# back calls find them awake), then sleep on a condition variable. A call made while another thread's call owns the
+# helpers runs all its blocks on its own thread. Each module that cimports this has its own helpers (they sleep when
+# idle); a child process after fork() starts without helpers and makes its own.
+#
+# A helper gives back its per-thread scratch (_scratch.pxd) after a job while the module holds more than it may keep,
+# as the caller does after run_blocks (trim_scratch).
+
+from _scratch cimport thread_scratch_give_back, thread_scratch_over_limit
+
+cdef extern from *:
+    """
+    #include <pthread.h>
+    #include <stdint.h>
+    #ifdef _OPENMP
+    #include <omp.h>
+    #endif
+
+    typedef void (*fastconv_block_fn)(void* job, Py_ssize_t block);
+
+    #define FASTCONV_MAX_HELPERS 255
+    /* pause instructions a helper (and a caller waiting for the last blocks) spins before it sleeps: ~0.3 ms on an
+       AMD EPYC (28 ns a pause), about as long as libgomp with GOMP_SPINCOUNT=10000; long enough that the next call
+       of a training step finds the helpers awake (4,000 measured ~6 % slower on a quiet MNIST step), short enough to
+       give a busy core back */
+    #define FASTCONV_SPIN 10000
+
+    typedef struct {
+        pthread_mutex_t lock;       /* guards every field below; the spins read `generation`, `done` atomically */
+        pthread_cond_t posted;      /* helpers sleep on it between jobs */
+        pthread_cond_t finished;    /* the caller sleeps on it for the blocks helpers still hold */
+        unsigned long generation;   /* +1 per job */
+        fastconv_block_fn fn;
+        void* job;
+        Py_ssize_t blocks, next_block, blocks_done;
+        int helpers_wanted;         /* helpers 1..helpers_wanted may take this job's blocks (threads - 1) */
+        int helpers_started;
+        int helpers_sleeping;
+        int caller_sleeping;
+    } fastconv_driver_t;
+
+    static fastconv_driver_t fastconv_driver = {
+        PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER};
+    static pthread_mutex_t fastconv_driver_owner = PTHREAD_MUTEX_INITIALIZER;  /* one caller at a time */
+    static pthread_once_t fastconv_driver_once = PTHREAD_ONCE_INIT;
+
+    static inline void fastconv_cpu_relax(void) {
+    #if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+    #elif defined(__aarch64__)
+        __asm__ __volatile__("yield");
+    #endif
+    }
+
+    static int thread_scratch_over_limit(void);
+    static void thread_scratch_give_back(void);
+
+    /* Take blocks of the current job until none is left; called and returns with the lock held. */
+    static void fastconv_driver_take_blocks(fastconv_driver_t* d) {
+        while (d->next_block < d->blocks) {
+            Py_ssize_t block = d->next_block++;
+            fastconv_block_fn fn = d->fn;
+            void* job = d->job;
+            pthread_mutex_unlock(&d->lock);
+            fn(job, block);
+            pthread_mutex_lock(&d->lock);
+            __atomic_store_n(&d->blocks_done, d->blocks_done + 1, __ATOMIC_RELEASE);
+            if (d->blocks_done == d->blocks && d->caller_sleeping) pthread_cond_signal(&d->finished);
+        }
+    }
+
+    static void* fastconv_helper_main(void* arg) {
+        fastconv_driver_t* d = &fastconv_driver;
+        int index = (int)(intptr_t)arg;
+        unsigned long seen = 0;  /* a helper that starts after its job was posted joins it: taking is always safe */
+        for (;;) {
+            for (int spin = 0; spin < FASTCONV_SPIN && __atomic_load_n(&d->generation, __ATOMIC_ACQUIRE) == seen; spin++)
+                fastconv_cpu_relax();
+            pthread_mutex_lock(&d->lock);
+            while (d->generation == seen) {
+                d->helpers_sleeping++;
+                pthread_cond_wait(&d->posted, &d->lock);
+                d->helpers_sleeping--;
+            }
+            seen = d->generation;
+            if (index <= d->helpers_wanted) fastconv_driver_take_blocks(d);
+            pthread_mutex_unlock(&d->lock);
+            if (thread_scratch_over_limit()) thread_scratch_give_back();
+        }
+        return NULL;
+    }
+
+    /* In a child after fork(): no helper survives, and the locks may have been held by threads that are gone. */
+    static void fastconv_driver_after_fork(void) {
+        fastconv_driver_t* d = &fastconv_driver;
+        pthread_mutex_init(&d->lock, NULL);
+        pthread_cond_init(&d->posted, NULL);
+        pthread_cond_init(&d->finished, NULL);
+        pthread_mutex_init(&fastconv_driver_owner, NULL);
+        d->helpers_started = d->helpers_sleeping = d->caller_sleeping = 0;
+        d->blocks = d->next_block = d->blocks_done = 0;
+    }
+
+    static void fastconv_driver_init(void) { pthread_atfork(NULL, NULL, fastconv_driver_after_fork); }
+
+    /* Start helpers up to `count` (with the lock held); as many as the system gives. */
+    static void fastconv_driver_start_helpers(fastconv_driver_t* d, int count) {
+        pthread_attr_t attr;
+        if (pthread_attr_init(&attr) != 0) return;
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        while (d->helpers_started < count) {
+            pthread_t thread;
+            if (pthread_create(&thread, &attr, fastconv_helper_main, (void*)(intptr_t)(d->helpers_started + 1)) != 0) break;
+            d->helpers_started++;
+        }
+        pthread_attr_destroy(&attr);
+    }
+
+    /* fn(job, b) for every b in [0, blocks), on up to `threads` threads (the caller's among them); returns when all
+       are done. A block must not depend on which thread runs it, nor on another block of the same call. */
+    static void run_blocks(fastconv_block_fn fn, void* job, Py_ssize_t blocks, int threads) {
+        fastconv_driver_t* d = &fastconv_driver;
+        if (threads > blocks) threads = (int)blocks;
+        if (threads > FASTCONV_MAX_HELPERS + 1) threads = FASTCONV_MAX_HELPERS + 1;
+        pthread_once(&fastconv_driver_once, fastconv_driver_init);
+        if (threads <= 1 || pthread_mutex_trylock(&fastconv_driver_owner) != 0) {
+            for (Py_ssize_t block = 0; block < blocks; block++) fn(job, block);
+            return;
+        }
+        pthread_mutex_lock(&d->lock);
+        fastconv_driver_start_helpers(d, threads - 1);
+        d->fn = fn;
+        d->job = job;
+        d->blocks = blocks;
+        d->next_block = 0;
+        __atomic_store_n(&d->blocks_done, 0, __ATOMIC_RELAXED);
+        d->helpers_wanted = threads - 1;
+        __atomic_store_n(&d->generation, d->generation + 1, __ATOMIC_RELEASE);
+        if (d->helpers_sleeping) pthread_cond_broadcast(&d->posted);
+        fastconv_driver_take_blocks(d);
+        pthread_mutex_unlock(&d->lock);
+        for (int spin = 0; spin < FASTCONV_SPIN && __atomic_load_n(&d->blocks_done, __ATOMIC_ACQUIRE) != blocks; spin++)
+            fastconv_cpu_relax();
+        pthread_mutex_lock(&d->lock);
+        while (d->blocks_done != blocks) {
+            d->caller_sleeping = 1;
+            pthread_cond_wait(&d->finished, &d->lock);
+            d->caller_sleeping = 0;
+        }
+        d->helpers_wanted = 0;
+        pthread_mutex_unlock(&d->lock);
+        pthread_mutex_unlock(&fastconv_driver_owner);
+    }
+
+    /* counter += amount, from any thread of a call */
+    static inline void add_count(Py_ssize_t* counter, Py_ssize_t amount) { __atomic_add_fetch(counter, amount, __ATOMIC_RELAXED); }
+
+    /* The thread count of loops that name none: the calling thread's OpenMP setting, which
+       fastconv.backends.compiled sets on every call (build_info.set_default_threads). */
+    static int default_threads(void) {
+    #ifdef _OPENMP
+        return omp_get_max_threads();
+    #else
+        return 1;
+    #endif
+    }
+    """
+    ctypedef void (*fastconv_block_fn)(void* job, Py_ssize_t block) noexcept nogil
+    void run_blocks(fastconv_block_fn fn, void* job, Py_ssize_t blocks, int threads) noexcept nogil
+    int default_threads() noexcept nogil
+    void add_count(Py_ssize_t* counter, Py_ssize_t amount) noexcept nogil
+
+
+cdef inline Py_ssize_t blocks_for(Py_ssize_t items, int threads) noexcept nogil:
+    """How many blocks to cut ``items`` equal pieces of work into for ``threads`` threads: four per thread, so that
+    a thread the OS deschedules holds back a quarter of its share at most, and never more blocks than items."""
+    return max(1, min(items, 4 * threads))

@@ -1,0 +1,118 @@
+"""The compiled kernels' parallel driver (src_ext/_driver.pxd), seen from outside.
+
+Blocks go to whichever thread asks first, so which thread computes what changes from call to call; what a kernel
+returns must not. A kernel gradient is summed in a fixed number of groups added in group order: the same bits on
+every call, whichever thread took which group, whether the helpers were free or another Python thread held them
+(its call then runs on its own thread), and in a child process forked after the helpers had started.
+"""
+
+import multiprocessing
+import threading
+
+import numpy as np
+import pytest
+
+import fastconv
+from conftest import within_seconds
+from fastconv.backends import load_backend
+
+
+def _every_parallel_kernel(algorithms=("gemm", "winograd_2x2", "winograd_4x4")):
+    """Each parallel kernel of the cython backend on fixed inputs: {name: result}, the convolutions by each of
+    ``algorithms`` forced in turn (None: by the setting in force); sizes that give several blocks per thread."""
+    rng = np.random.default_rng(7)
+    backend = load_backend("cython")
+    x = rng.standard_normal((8, 20, 20, 16), dtype=np.float32)
+    kernel = rng.standard_normal((3, 3, 16, 24), dtype=np.float32)
+    bias = rng.standard_normal(24, dtype=np.float32)
+    grad_y = rng.standard_normal((8, 18, 18, 24), dtype=np.float32)
+    dense_x = rng.standard_normal((256, 600), dtype=np.float32)  # 46 MFLOP forward: several threads
+    dense_kernel = rng.standard_normal((600, 300), dtype=np.float32)
+    dense_grad = rng.standard_normal((256, 300), dtype=np.float32)
+    results = {}
+    for algorithm in algorithms:
+        if algorithm is not None:
+            fastconv.set_conv_algorithm(algorithm)
+        results[f"conv forward {algorithm}"] = backend.conv2d_forward(x, kernel, bias)
+        results[f"conv grad x {algorithm}"] = backend.conv2d_backward_input(grad_y, kernel, x.shape)
+        grad_kernel, grad_bias = backend.conv2d_backward_kernel(x, grad_y, kernel.shape)
+        results[f"conv grad kernel {algorithm}"] = grad_kernel
+        results[f"conv grad bias {algorithm}"] = grad_bias
+    pooled, argmax = backend.max_pool2d_forward(x)
+    results["max pool"] = pooled
+    results["max pool grad"] = backend.max_pool2d_backward(pooled, argmax, x.shape)
+    results["avg pool"] = backend.avg_pool2d_forward(x)
+    results["relu"] = backend.relu_forward(x)
+    results["dense"] = backend.dense_forward(dense_x, dense_kernel, None)
+    results.update(zip(("dense grad x", "dense grad kernel", "dense grad bias"),
+                       backend.dense_backward(dense_grad, dense_x, dense_kernel)))  # fmt: skip
+    return results
+
+
+def _assert_same_bits(expected, got):
+    assert expected.keys() == got.keys()
+    for name in expected:
+        assert np.array_equal(expected[name], got[name]), f"{name} differs"
+
+
+@pytest.fixture
+def two_threads():
+    fastconv.set_num_threads(2)
+    yield
+    fastconv.set_num_threads(None)
+    fastconv.set_conv_algorithm("auto")
+
+
+def test_every_call_gives_the_same_bits_whichever_thread_took_which_block(two_threads):
+    expected = _every_parallel_kernel()
+    for _ in range(3):
+        _assert_same_bits(expected, _every_parallel_kernel())
+
+
+@pytest.mark.parametrize("algorithm", ["gemm", "winograd_2x2", "winograd_4x4"])
+def test_calls_from_several_python_threads_at_once_give_what_each_gives_alone(two_threads, algorithm):
+    fastconv.set_conv_algorithm(algorithm)  # process-wide: set once, before the threads start
+    expected = _every_parallel_kernel((None,))
+    got, errors = [], []
+
+    def run():
+        try:
+            for _ in range(3):
+                got.append(_every_parallel_kernel((None,)))
+        except BaseException as error:  # reported below, in the test's own thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    with within_seconds(120):
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert not errors, errors
+    assert len(got) == 9
+    for results in got:
+        _assert_same_bits(expected, results)
+
+
+def _child(queue):
+    fastconv.set_num_threads(2)
+    queue.put(_every_parallel_kernel())
+
+
+def test_a_forked_child_runs_the_kernels_after_its_parent_did(two_threads):
+    """The child of a fork() has none of its parent's helper threads (an image loader's worker processes are such
+    children); its kernels must neither wait for them nor differ."""
+    expected = _every_parallel_kernel()  # the parent's helpers are running now
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_child, args=(queue,))
+    try:
+        with within_seconds(60):
+            child.start()
+            got = queue.get()
+            child.join()
+    finally:
+        if child.is_alive():  # hung: do not leave it behind
+            child.kill()
+    assert child.exitcode == 0
+    _assert_same_bits(expected, got)
