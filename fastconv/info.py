@@ -77,7 +77,10 @@ def _numba_lines():
              "not compiled yet: its first use compiles the kernels once (about a minute), then they are cached")
     import numba
 
-    return [f"  numba: loads; {state}; threading layer setting {numba.config.THREADING_LAYER}"]
+    setting = numba.config.THREADING_LAYER
+    layer = ("'tbb' (work stealing: a thread kept off its core holds back one chunk)" if numba_backend.TBB_LOADED
+             else f"setting {setting!r}" + ("" if setting != "default" else " (the 'tbb' wheel is not installed)"))
+    return [f"  numba: loads; {state}; threading layer {layer}"]
 
 
 def _cuda_lines():
