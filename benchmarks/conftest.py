@@ -5,7 +5,7 @@ All implementations run in the same pytest session, so the ratios compare like w
 absolute speed drifts.
 
 ``--busy`` keeps one CPU-bound process spinning through the whole run, started and stopped here: the condition
-of a machine where a core is busy with something else (an image loader, CI, a second job). ``cython_1t`` rows are
+of a machine where a core is busy with something else (an image loader, CI, a second job). ``cython_1t`` and ``numba_1t`` rows are
 fastconv at one thread (``fastconv.set_num_threads(1)``), to compare its default thread count with.
 """
 
@@ -43,7 +43,7 @@ def pytest_unconfigure(config):
 
 
 def fastconv_implementation(implementation):
-    """``(backend name, threads)`` of a fastconv implementation name: 'cython', 'numba', or 'cython_1t' (one thread;
+    """``(backend name, threads)`` of a fastconv implementation name: 'cython', 'numba', or 'cython_1t' or 'numba_1t' (one thread;
     None: fastconv's own choice)."""
     backend, _, threads = implementation.partition("_")
     return backend, (1 if threads == "1t" else None)
@@ -71,16 +71,16 @@ def pytest_terminal_summary(terminalreporter, config):
     write = terminalreporter.write_line
     write("")
     condition = "BUSY: one other process spinning on a core" if _busy["process"] is not None else "quiet"
-    write(f"fastconv vs its peers in one run, {THREADS} threads each ({condition}), minimum over rounds (layers: one training step; networks: optimizer steps)")
+    write(f"fastconv vs its peers in one run, {THREADS} threads each ({condition}), median of the rounds (layers: one training step; networks: optimizer steps)")
     header = f"{'layer / network':40s} {'impl':>9s} {'ms':>9s} {'GFLOP/s':>8s} {'samples/s':>10s} {'torch/impl':>10s} {'best peer/impl':>14s}"
     write(header)
     write("-" * len(header))
     for layer, runs in by_layer.items():
-        torch_time = runs["torch"].stats.min if "torch" in runs else None
-        peer_times = [runs[peer].stats.min for peer in PEERS if peer in runs]
+        torch_time = runs["torch"].stats.median if "torch" in runs else None
+        peer_times = [runs[peer].stats.median for peer in PEERS if peer in runs]
         best_peer = min(peer_times) if peer_times else None
         for implementation, bench in sorted(runs.items()):
-            seconds = bench.stats.min
+            seconds = bench.stats.median
             gflops = bench.extra_info["flops"] / seconds / 1e9
             ratio = f"{torch_time / seconds:10.2f}" if torch_time else f"{'-':>10s}"
             best = f"{best_peer / seconds:14.2f}" if best_peer else f"{'-':>14s}"

@@ -12,7 +12,7 @@ from networks import CATS_DOGS_FORWARD_FLOPS, MNIST_FORWARD_FLOPS, make_training
 CASES = {"mnist": (64, 20, MNIST_FORWARD_FLOPS), "cats_dogs": (32, 2, CATS_DOGS_FORWARD_FLOPS)}
 
 
-@pytest.mark.parametrize("implementation", ["cython", "cython_1t", "numba", "torch", "keras_tf"])
+@pytest.mark.parametrize("implementation", ["cython", "cython_1t", "numba", "numba_1t", "torch", "keras_tf"])
 @pytest.mark.parametrize("network", list(CASES))
 def test_training_steps(benchmark, request, fastconv_threads, network, implementation):
     batch_size, steps, forward_flops = CASES[network]

@@ -21,7 +21,7 @@ def conv_base():
     return VGG16(weights=None, include_top=False, input_shape=(150, 150, 3))
 
 
-@pytest.mark.parametrize("implementation", ["cython", "cython_1t", "numba", "torch", "keras_tf"])
+@pytest.mark.parametrize("implementation", ["cython", "cython_1t", "numba", "numba_1t", "torch", "keras_tf"])
 def test_vgg16_base_forward(benchmark, request, fastconv_threads, conv_base, implementation):
     x_nhwc = np.random.default_rng(0).uniform(-120, 150, (BATCH_SIZE, 150, 150, 3)).astype(np.float32)
     if implementation == "keras_tf":
@@ -48,4 +48,4 @@ def test_vgg16_base_forward(benchmark, request, fastconv_threads, conv_base, imp
 
     benchmark.group = f"vgg16 base forward 150x150 (batch {BATCH_SIZE})"
     benchmark.extra_info.update(implementation=implementation, flops=VGG16_BASE_FORWARD_FLOPS * BATCH_SIZE, samples=BATCH_SIZE)
-    benchmark.pedantic(forward, rounds=3, iterations=1, warmup_rounds=1)
+    benchmark.pedantic(forward, rounds=5, iterations=1, warmup_rounds=1)
