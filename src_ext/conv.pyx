@@ -72,7 +72,7 @@ cdef inline void scatter_patch(float* grad_sample, const float* patch, Py_ssize_
 
 cdef struct conv_plan:
     # fastconv.backends.plans.ConvPlan, read once per call so that the nogil helpers can take it.
-    Py_ssize_t stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w, block_rows
+    Py_ssize_t stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w, block_pixels, block_samples
     int threads
     bint relu
 
@@ -86,11 +86,13 @@ cdef conv_plan read_plan(plan) except *:
     c_plan.pad_left = plan.pad_left
     c_plan.kernel_h = plan.kernel_h
     c_plan.kernel_w = plan.kernel_w
-    c_plan.block_rows = plan.block_rows
+    c_plan.block_pixels = plan.block_pixels
+    c_plan.block_samples = plan.block_samples
     c_plan.threads = plan.threads
     c_plan.relu = plan.relu
-    if min(c_plan.stride_h, c_plan.stride_w, c_plan.kernel_h, c_plan.kernel_w, c_plan.block_rows, c_plan.threads) < 1:
-        raise ValueError(f"conv2d: strides, kernel size, block_rows and threads must be positive in {plan}")
+    if min(c_plan.stride_h, c_plan.stride_w, c_plan.kernel_h, c_plan.kernel_w, c_plan.block_pixels,
+           c_plan.block_samples, c_plan.threads) < 1:
+        raise ValueError(f"conv2d: strides, kernel size, block_pixels, block_samples and threads must be positive in {plan}")
     return c_plan
 
 
@@ -153,7 +155,7 @@ cdef int check_extents(Py_ssize_t batch, Py_ssize_t channels, Py_ssize_t out_h, 
                          f"({plan.kernel_h}, {plan.kernel_w}, {channels}, {filters})")
     if (grad_batch, grad_h, grad_w, grad_filters) != (batch, out_h, out_w, filters):
         raise ValueError(f"conv2d: output ({grad_batch}, {grad_h}, {grad_w}, {grad_filters}) does not match ({batch}, {out_h}, {out_w}, {filters})")
-    if max(plan.block_rows, out_h * out_w) * matrix_rows >= 2**31:
+    if max(plan.block_pixels, plan.block_samples * out_h * out_w) * matrix_rows >= 2**31:
         raise ValueError("conv2d: a block of patches is too large for 32-bit BLAS indices")
     return 0
 
@@ -162,7 +164,7 @@ cdef struct conv_job:
     # One call's arguments, read by every block (blocks run on the driver's threads, see _driver.pxd).
     conv_plan plan
     Py_ssize_t batch, height, width, channels, out_h, out_w, filters, patch_len
-    Py_ssize_t block_rows      # output pixels per block (forward, kernel gradient)
+    Py_ssize_t block_pixels    # output pixels per block (forward, kernel gradient)
     Py_ssize_t block_samples   # samples per block (input gradient)
     Py_ssize_t total_rows      # batch * out_h * out_w
     Py_ssize_t blocks, groups  # kernel gradient: blocks of rows, summed in `groups` partials
@@ -182,23 +184,24 @@ cdef conv_job make_job(const conv_plan* plan, Py_ssize_t batch, Py_ssize_t heigh
     job.plan = plan[0]
     job.batch, job.height, job.width, job.channels = batch, height, width, channels
     job.out_h, job.out_w, job.filters, job.patch_len = out_h, out_w, filters, patch_len
-    job.block_rows = plan.block_rows
+    job.block_pixels = plan.block_pixels
+    job.block_samples = plan.block_samples
     job.total_rows = batch * out_h * out_w
     return job
 
 
 cdef void forward_block(void* job_ptr, Py_ssize_t block) noexcept nogil:
-    """Output pixels [block * block_rows, ...) of the flattened (N, OH, OW): bias, then patches @ kernel_matrix."""
+    """Output pixels [block * block_pixels, ...) of the flattened (N, OH, OW): bias, then patches @ kernel_matrix."""
     cdef conv_job* job = <conv_job*>job_ptr
     cdef bint pointwise = is_pointwise(&job.plan)
     cdef float* cols = NULL
     if not pointwise:
-        cols = <float*>thread_scratch(PATCHES_SLOT, job.block_rows * job.patch_len * sizeof(float))
+        cols = <float*>thread_scratch(PATCHES_SLOT, job.block_pixels * job.patch_len * sizeof(float))
         if cols == NULL:
             job.failed = 1
             return
-    cdef Py_ssize_t first_row = block * job.block_rows, row
-    cdef Py_ssize_t rows = min(job.block_rows, job.total_rows - first_row)
+    cdef Py_ssize_t first_row = block * job.block_pixels, row
+    cdef Py_ssize_t rows = min(job.block_pixels, job.total_rows - first_row)
     cdef float* y_block = job.out + first_row * job.filters
     cdef const float* patches = block_patches(job.x, cols, first_row, rows, job.height, job.width, job.channels,
                                               job.out_h, job.out_w, &job.plan)
@@ -212,7 +215,7 @@ cdef void forward_block(void* job_ptr, Py_ssize_t block) noexcept nogil:
 
 def conv2d_forward(const float[:, :, :, ::1] x, const float[:, ::1] kernel_matrix, const float[::1] bias,
                    float[:, :, :, ::1] out_y, plan):
-    """out_y = conv(x, kernel) + bias (then max(., 0) if ``plan.relu``), in blocks of ``plan.block_rows`` output pixels
+    """out_y = conv(x, kernel) + bias (then max(., 0) if ``plan.relu``), in blocks of ``plan.block_pixels`` output pixels
     shared among ``plan.threads``.
 
     x: (N, H, W, C); kernel_matrix: (KH*KW*C, F); bias: (F,); out_y: (N, OH, OW, F), written; plan: a ConvPlan.
@@ -230,10 +233,10 @@ def conv2d_forward(const float[:, :, :, ::1] x, const float[:, ::1] kernel_matri
     job.bias = &bias[0]
     job.out = &out_y[0, 0, 0, 0]
     with nogil:
-        run_blocks(forward_block, &job, (job.total_rows + job.block_rows - 1) // job.block_rows, c_plan.threads)
+        run_blocks(forward_block, &job, (job.total_rows + job.block_pixels - 1) // job.block_pixels, c_plan.threads)
         trim_scratch()
     if job.failed:
-        raise MemoryError(f"conv2d_forward: cannot allocate a ({job.block_rows}, {job.patch_len}) patch block")
+        raise MemoryError(f"conv2d_forward: cannot allocate a ({job.block_pixels}, {job.patch_len}) patch block")
 
 
 cdef void backward_input_block(void* job_ptr, Py_ssize_t block) noexcept nogil:
@@ -264,7 +267,7 @@ def conv2d_backward_input(const float[:, :, :, ::1] grad_out, const float[:, ::1
     """out_grad_x = the gradient of conv with respect to its input, in blocks of whole samples.
 
     grad_out: (N, OH, OW, F); kernel_matrix: (KH*KW*C, F); out_grad_x: (N, H, W, C), written; plan: a ConvPlan. A
-    block holds as many samples as fit in ``plan.block_rows`` output pixels (at least one): one BLAS product gives
+    block holds ``plan.block_samples`` samples: one BLAS product gives
     their patch gradients, which are then scattered back sample by sample, so no two threads write one sample.
     """
     cdef conv_plan c_plan = read_plan(plan)
@@ -276,7 +279,6 @@ def conv2d_backward_input(const float[:, :, :, ::1] grad_out, const float[:, ::1
     if is_pointwise(&c_plan) and (out_h, out_w) != (height, width):
         raise ValueError("conv2d_backward_input: a 1x1 stride-1 convolution keeps the spatial size")
     cdef conv_job job = make_job(&c_plan, batch, height, width, channels, out_h, out_w, filters, kernel_matrix.shape[0])
-    job.block_samples = max(1, c_plan.block_rows // max(out_h * out_w, 1))
     job.grad_out = &grad_out[0, 0, 0, 0]
     job.kernel_matrix = &kernel_matrix[0, 0]
     job.out = &out_grad_x[0, 0, 0, 0]
@@ -297,15 +299,15 @@ cdef void backward_kernel_group(void* job_ptr, Py_ssize_t group) noexcept nogil:
     cdef float* cols = NULL
     memset(partial, 0, matrix_len * sizeof(float))
     if not pointwise:
-        cols = <float*>thread_scratch(PATCHES_SLOT, job.block_rows * job.patch_len * sizeof(float))
+        cols = <float*>thread_scratch(PATCHES_SLOT, job.block_pixels * job.patch_len * sizeof(float))
         if cols == NULL:
             job.failed = 1
             return
     cdef Py_ssize_t block, first_row, rows
     cdef const float* patches
     for block in range(group * job.blocks // job.groups, (group + 1) * job.blocks // job.groups):
-        first_row = block * job.block_rows
-        rows = min(job.block_rows, job.total_rows - first_row)
+        first_row = block * job.block_pixels
+        rows = min(job.block_pixels, job.total_rows - first_row)
         patches = block_patches(job.x, cols, first_row, rows, job.height, job.width, job.channels, job.out_h,
                                 job.out_w, &job.plan)
         gemm_row_major(True, False, <int>job.patch_len, <int>job.filters, <int>rows, 1.0, patches, <int>job.patch_len,
@@ -317,7 +319,7 @@ def conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, :, :, ::1
     """out_grad_kernel_matrix = patches^T @ grad_out; out_grad_bias = grad_out summed over N, OH, OW.
 
     x: (N, H, W, C); grad_out: (N, OH, OW, F); out_grad_kernel_matrix: (KH*KW*C, F), written;
-    out_grad_bias: (F,) written, or (0,) to skip it; plan: a ConvPlan. The blocks of ``plan.block_rows`` output
+    out_grad_bias: (F,) written, or (0,) to skip it; plan: a ConvPlan. The blocks of ``plan.block_pixels`` output
     pixels are cut into a fixed number of groups (GROUPS_PER_THREAD per thread), each summed into its own partial
     gradient by whichever thread takes it; the partials are added in group order, so results are repeatable.
     """
@@ -330,7 +332,7 @@ def conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, :, :, ::1
     cdef conv_job job = make_job(&c_plan, x.shape[0], x.shape[1], x.shape[2], x.shape[3], out_h, out_w, filters,
                                  out_grad_kernel_matrix.shape[0])
     cdef Py_ssize_t matrix_len = job.patch_len * filters
-    job.blocks = (job.total_rows + job.block_rows - 1) // job.block_rows
+    job.blocks = (job.total_rows + job.block_pixels - 1) // job.block_pixels
     job.groups = min(job.blocks, GROUPS_PER_THREAD * c_plan.threads) if c_plan.threads > 1 else 1
     job.x = &x[0, 0, 0, 0]
     job.grad_out = &grad_out[0, 0, 0, 0]
@@ -348,7 +350,7 @@ def conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, :, :, ::1
         if out_grad_bias.shape[0] > 0 and not job.failed:
             column_sums(job.grad_out, job.total_rows, filters, &out_grad_bias[0], c_plan.threads)
     if job.failed:
-        raise MemoryError(f"conv2d_backward_kernel: cannot allocate a ({job.block_rows}, {job.patch_len}) patch block "
+        raise MemoryError(f"conv2d_backward_kernel: cannot allocate a ({job.block_pixels}, {job.patch_len}) patch block "
                           f"or {job.groups} partial gradients")
 
 

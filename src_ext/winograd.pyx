@@ -201,8 +201,8 @@ cdef int check_plan(plan, str op) except -1:
     """A Winograd plan: 3x3 kernel, stride 1, positive block and thread counts."""
     if (plan.kernel_h, plan.kernel_w, plan.stride_h, plan.stride_w) != (3, 3, 1, 1):
         raise ValueError(f"{op}: Winograd F(m x m, 3x3) needs a 3x3 kernel and stride 1, got {plan}")
-    if plan.block_rows < 1 or plan.threads < 1:
-        raise ValueError(f"{op}: block_rows and threads must be positive in {plan}")
+    if plan.block_tiles < 1 or plan.threads < 1:
+        raise ValueError(f"{op}: block_tiles and threads must be positive in {plan}")
     return 0
 
 
@@ -352,7 +352,7 @@ cdef tiles_job make_job(plan, const float[:, :, :, ::1] x, Py_ssize_t out_h, Py_
     check_plan(plan, op)
     job.batch, job.height, job.width, job.channels = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
     job.out_h, job.out_w, job.filters = out_h, out_w, filters
-    job.pad_top, job.pad_left, job.block_tiles, job.relu = plan.pad_top, plan.pad_left, plan.block_rows, plan.relu
+    job.pad_top, job.pad_left, job.block_tiles, job.relu = plan.pad_top, plan.pad_left, plan.block_tiles, plan.relu
     job.tiling = tiling_of(positions)
     job.grid = tile_grid(&job.tiling, job.batch, out_h, out_w, job.block_tiles, max(job.channels, filters), op)
     job.x = &x[0, 0, 0, 0]
@@ -473,11 +473,11 @@ cdef void forward_block(void* job_ptr, Py_ssize_t block) noexcept nogil:
 def winograd_conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, ::1] u, const float[::1] bias,
                             float[:, :, :, ::1] out_y, plan):
     """out_y = conv3x3(x, kernel) + bias (then max(., 0) if ``plan.relu``), stride 1, by F(m x m, 3x3) in blocks of
-    ``plan.block_rows`` tiles.
+    ``plan.block_tiles`` tiles.
 
     x: (N, H, W, C); u: (a^2, C, F) from winograd_kernel_transform, whose a^2 (16 or 36) sets m (2 or 4);
     bias: (F,); out_y: (N, OH, OW, F), written; plan: a ConvPlan (3x3, stride 1; pad_top/pad_left as for the direct
-    method; ``block_rows`` counts tiles). Returns False if a product is not finite (x held a NaN or +-inf; out_y is
+    method). Returns False if a product is not finite (x held a NaN or +-inf; out_y is
     then not to be used), else True.
     """
     cdef Py_ssize_t out_h = out_y.shape[1], out_w = out_y.shape[2], filters = out_y.shape[3]

@@ -92,7 +92,7 @@ def test_compiled_cython_kernels_check_extents_before_releasing_the_gil():
     from fastconv.backends.plans import ConvPlan, PoolPlan
 
     y = np.empty((2, 6, 6, 4), np.float32)
-    plan = ConvPlan(stride_h=1, stride_w=1, pad_top=0, pad_left=0, kernel_h=3, kernel_w=3, block_rows=16, threads=1)
+    plan = ConvPlan(stride_h=1, stride_w=1, pad_top=0, pad_left=0, kernel_h=3, kernel_w=3, threads=1, block_pixels=16, block_samples=1)
     with pytest.raises(ValueError, match="kernel matrix"):
         conv.conv2d_forward(X, KERNEL.reshape(-1, 4)[:10], np.zeros(4, np.float32), y, plan)
     with pytest.raises(ValueError, match="does not match"):

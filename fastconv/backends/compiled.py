@@ -39,7 +39,7 @@ _KERNEL_ELEMENTS_PER_TILE = 512
 
 
 def conv_blocking(batch, geometry, kernel_shape):
-    """(block_rows, threads): output pixels per block of patches, and threads sharing the blocks.
+    """(block_pixels, threads): output pixels per block of patches, and threads sharing the blocks.
 
     Blocks hold about ``_PATCH_BLOCK_BYTES`` of patches, and their count is a
     multiple of the thread count so that every thread gets the same work.
@@ -65,13 +65,16 @@ def _share_blocks(total, target, least):
 
 
 def conv_plan(batch, strides, geometry, kernel_shape, relu=False):
-    """The :class:`ConvPlan` of a checked convolution: its geometry, :func:`conv_blocking` and its epilogue."""
-    block_rows, threads = conv_blocking(batch, geometry, kernel_shape)
-    return ConvPlan(strides[0], strides[1], geometry.pad_top, geometry.pad_left, kernel_shape[0], kernel_shape[1], block_rows, threads, relu)
+    """The :class:`ConvPlan` of a checked convolution by the GEMM: its geometry, :func:`conv_blocking` and its
+    epilogue; the input gradient's blocks hold as many whole samples as fit in one forward block (at least one)."""
+    block_pixels, threads = conv_blocking(batch, geometry, kernel_shape)
+    return ConvPlan(strides[0], strides[1], geometry.pad_top, geometry.pad_left, kernel_shape[0], kernel_shape[1],
+                    threads, block_pixels=block_pixels,
+                    block_samples=max(1, block_pixels // max(1, geometry.out_h * geometry.out_w)), relu=relu)
 
 
 def winograd_plan(batch, out_hw, channels, filters, pad_top, pad_left, tile_side, relu=False):
-    """The :class:`ConvPlan` of a Winograd F(m x m, 3x3) convolution, m = ``tile_side``: ``block_rows`` counts tiles.
+    """The :class:`ConvPlan` of a Winograd F(m x m, 3x3) convolution, m = ``tile_side``, its ``block_tiles`` set.
 
     A block's transformed inputs and products (a^2 x tiles x (C + F) floats, a = m + 2) hold about
     ``_WINOGRAD_BLOCK_BYTES``, with no fewer than ``_WINOGRAD_MIN_TILES`` tiles nor than C * F /
@@ -86,7 +89,7 @@ def winograd_plan(batch, out_hw, channels, filters, pad_top, pad_left, tile_side
         channels * filters // _KERNEL_ELEMENTS_PER_TILE,
     )
     block_tiles, threads = _share_blocks(tiles, target, min_tiles)
-    return ConvPlan(1, 1, pad_top, pad_left, 3, 3, block_tiles, threads, relu)
+    return ConvPlan(1, 1, pad_top, pad_left, 3, 3, threads, block_tiles=block_tiles, relu=relu)
 
 
 def pool_plan(pool_size, strides, geometry):

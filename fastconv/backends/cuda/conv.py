@@ -1,5 +1,5 @@
 """Convolution on the GPU: im2col into a device matrix, then :func:`~fastconv.backends.cuda.gemm.gemm`; the input
-gradient by GEMM then a gathering col2im. The plan's ``block_rows``/``threads`` are CPU blocking and not read
+gradient by GEMM then a gathering col2im. The plan's block sizes and ``threads`` are CPU blocking and not read
 here: the GPU takes the whole batch at once.
 
 x: (N, H, W, C); kernel_matrix: (KH*KW*C, F); out_y, grad_out: (N, OH, OW, F); device float32, outputs (``out_*``)

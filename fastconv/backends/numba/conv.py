@@ -93,7 +93,7 @@ def _block_patches(x, cols, first_row, rows, out_h, out_w, plan):
 def conv2d_forward(x, kernel_matrix, bias, out_y, plan):
     """out_y = conv(x, kernel) + bias, then max(., 0) if ``plan.relu``. x: (N, H, W, C); kernel_matrix: (KH*KW*C, F);
     bias: (F,); out_y: (N, OH, OW, F)."""
-    cols = buffers.pool.empty((plan.threads, plan.block_rows, kernel_matrix.shape[0]))
+    cols = buffers.pool.empty((plan.threads, plan.block_pixels, kernel_matrix.shape[0]))
     _conv2d_forward(x, kernel_matrix, bias, out_y, plan, cols)
 
 
@@ -101,12 +101,12 @@ def conv2d_forward(x, kernel_matrix, bias, out_y, plan):
 def _conv2d_forward(x, kernel_matrix, bias, out_y, plan, cols):
     batch, out_h, out_w, filters = out_y.shape
     y_rows = out_y.reshape(batch * out_h * out_w, filters)
-    total_rows, block_rows, threads = y_rows.shape[0], plan.block_rows, plan.threads
-    blocks = (total_rows + block_rows - 1) // block_rows
+    total_rows, block_pixels, threads = y_rows.shape[0], plan.block_pixels, plan.threads
+    blocks = (total_rows + block_pixels - 1) // block_pixels
     for group in prange(threads):
         for block in range(group * blocks // threads, (group + 1) * blocks // threads):
-            first_row = block * block_rows
-            rows = min(block_rows, total_rows - first_row)
+            first_row = block * block_pixels
+            rows = min(block_pixels, total_rows - first_row)
             patches = _block_patches(x, cols[group], first_row, rows, out_h, out_w, plan)
             y_block = y_rows[first_row : first_row + rows]
             np.dot(patches, kernel_matrix, y_block)
@@ -116,10 +116,9 @@ def _conv2d_forward(x, kernel_matrix, bias, out_y, plan, cols):
 
 
 def conv2d_backward_input(grad_out, kernel_matrix, out_grad_x, plan):
-    """out_grad_x = d conv / d x, in blocks of whole samples (as many as fit in ``plan.block_rows`` output pixels, at
-    least one), one BLAS product per block. grad_out: (N, OH, OW, F); kernel_matrix: (KH*KW*C, F); out_grad_x: (N, H, W, C)."""
+    """out_grad_x = d conv / d x, in blocks of ``plan.block_samples`` whole samples, one BLAS product per block. grad_out: (N, OH, OW, F); kernel_matrix: (KH*KW*C, F); out_grad_x: (N, H, W, C)."""
     pixels = grad_out.shape[1] * grad_out.shape[2]
-    samples_per_block = max(1, plan.block_rows // max(pixels, 1))
+    samples_per_block = plan.block_samples
     grad_patches = buffers.pool.empty((plan.threads, samples_per_block * pixels, kernel_matrix.shape[0]))
     _conv2d_backward_input(grad_out, kernel_matrix, out_grad_x, plan, grad_patches, samples_per_block)
 
@@ -137,12 +136,12 @@ def _conv2d_backward_input(grad_out, kernel_matrix, out_grad_x, plan, grad_patch
         for block in range(group * blocks // threads, (group + 1) * blocks // threads):
             first = block * samples_per_block
             count = min(samples_per_block, batch - first)
-            block_rows = grad_rows[first * pixels : (first + count) * pixels]
+            grad_block = grad_rows[first * pixels : (first + count) * pixels]
             if pointwise:
-                np.dot(block_rows, kernel_matrix.T, grad_x_rows[first * pixels : (first + count) * pixels])
+                np.dot(grad_block, kernel_matrix.T, grad_x_rows[first * pixels : (first + count) * pixels])
             else:
                 patches = grad_patches[group, : count * pixels]
-                np.dot(block_rows, kernel_matrix.T, patches)
+                np.dot(grad_block, kernel_matrix.T, patches)
                 for n in range(count):
                     _col2im_sample(patches[n * pixels : (n + 1) * pixels], out_grad_x[first + n], out_h, out_w, plan)
 
@@ -154,7 +153,7 @@ def conv2d_backward_kernel(x, grad_out, out_grad_kernel_matrix, out_grad_bias, p
     partial gradient; the partials are added in group order, so results are repeatable.
     """
     patch_len, filters = out_grad_kernel_matrix.shape
-    cols = buffers.pool.empty((plan.threads, plan.block_rows, patch_len))
+    cols = buffers.pool.empty((plan.threads, plan.block_pixels, patch_len))
     partials = buffers.pool.empty((plan.threads, 2, patch_len, filters))
     _conv2d_backward_kernel(x, grad_out, out_grad_kernel_matrix, out_grad_bias, plan, cols, partials)
 
@@ -163,14 +162,14 @@ def conv2d_backward_kernel(x, grad_out, out_grad_kernel_matrix, out_grad_bias, p
 def _conv2d_backward_kernel(x, grad_out, out_grad_kernel_matrix, out_grad_bias, plan, cols, partials):
     batch, out_h, out_w, filters = grad_out.shape
     grad_rows = grad_out.reshape(batch * out_h * out_w, filters)
-    total_rows, block_rows, threads = grad_rows.shape[0], plan.block_rows, plan.threads
-    blocks = (total_rows + block_rows - 1) // block_rows
+    total_rows, block_pixels, threads = grad_rows.shape[0], plan.block_pixels, plan.threads
+    blocks = (total_rows + block_pixels - 1) // block_pixels
     for group in prange(threads):
         partial, product = partials[group, 0], partials[group, 1]
         partial[:] = 0.0
         for block in range(group * blocks // threads, (group + 1) * blocks // threads):
-            first_row = block * block_rows
-            rows = min(block_rows, total_rows - first_row)
+            first_row = block * block_pixels
+            rows = min(block_pixels, total_rows - first_row)
             patches = _block_patches(x, cols[group], first_row, rows, out_h, out_w, plan)
             np.dot(patches.T, grad_rows[first_row : first_row + rows], product)
             partial += product

@@ -5,7 +5,7 @@ with the bias; for the kernel gradient, per block the input and gradient transfo
 summed per thread, then K^T dU.
 
 x: (N, H, W, C); kernel: (3, 3, C, F); out_u: (a^2, C, F), a^2 = 16 for F(2x2) and 36 for F(4x4); out_y:
-(N, OH, OW, F); all float32, C-contiguous; plan: a ``fastconv.backends.plans.ConvPlan`` whose ``block_rows`` counts
+(N, OH, OW, F); all float32, C-contiguous; plan: a ``fastconv.backends.plans.ConvPlan`` whose ``block_tiles`` counts
 tiles. Both kernels return False when the kernel or a product is not finite (a NaN or +-inf in x, which the
 transforms would spread across a tile): the caller then computes that convolution by the direct method.
 """
@@ -182,7 +182,7 @@ def _scratch(plan, positions, channels, filters):
     be mapped and unmapped by every call (see src_ext/_scratch.pxd)."""
     side = max(1, math.isqrt(positions))
     width = max(channels, filters)
-    shapes = [(plan.threads, positions, plan.block_rows, channels), (plan.threads, positions, plan.block_rows, filters)]
+    shapes = [(plan.threads, positions, plan.block_tiles, channels), (plan.threads, positions, plan.block_tiles, filters)]
     shapes += [(plan.threads, side, side, width)] * 2
     return tuple(buffers.pool.empty(shape) for shape in shapes)
 
@@ -205,8 +205,8 @@ def _winograd_conv2d_backward_kernel(x, grad_out, out_grad_u, out_grad_bias, pla
     input_t, _, output_n = _matrices(out_grad_u.shape[0])
     a, side = output_n.shape
     positions = a * a
-    tiles_h, tiles_w, tiles, blocks = _tile_grid(batch, out_h, out_w, side, plan.block_rows)
-    block_tiles, threads = plan.block_rows, plan.threads
+    tiles_h, tiles_w, tiles, blocks = _tile_grid(batch, out_h, out_w, side, plan.block_tiles)
+    block_tiles, threads = plan.block_tiles, plan.threads
     for group in prange(threads):
         partials[group] = 0.0
         for block in range(group * blocks // threads, (group + 1) * blocks // threads):
@@ -243,8 +243,8 @@ def _winograd_conv2d_forward(x, u, bias, out_y, plan, v, m, patch, rows):
     input_t, output_t, _ = _matrices(u.shape[0])
     side, a = output_t.shape
     positions = a * a
-    tiles_h, tiles_w, tiles, blocks = _tile_grid(batch, out_h, out_w, side, plan.block_rows)
-    block_tiles, threads = plan.block_rows, plan.threads
+    tiles_h, tiles_w, tiles, blocks = _tile_grid(batch, out_h, out_w, side, plan.block_tiles)
+    block_tiles, threads = plan.block_tiles, plan.threads
     nonfinite = np.zeros(threads, dtype=np.int64)
     for group in prange(threads):
         for block in range(group * blocks // threads, (group + 1) * blocks // threads):
