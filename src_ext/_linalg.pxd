@@ -1,5 +1,7 @@
 # Row-major matrix products on top of the Fortran (column-major) BLAS that
-# SciPy ships, so that every kernel multiplies matrices through one call.
+# SciPy ships, so that every kernel multiplies matrices through one call, gemm(), which takes matrix views and
+# named transpose flags and works out the sizes and leading dimensions itself; and the two parallel reductions
+# the kernels share (column sums, partials added in a fixed order).
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport sgemm
@@ -14,17 +16,43 @@ from _driver cimport run_blocks
 # restore it exactly once), never inside the compiled code.
 
 
-cdef inline void gemm_row_major(bint transpose_a, bint transpose_b, int m, int n, int k,
-                                float alpha, const float* a, int lda, const float* b, int ldb,
-                                float beta, float* c, int ldc) noexcept nogil:
-    """C (m, n) = alpha * op(A) @ op(B) + beta * C, all row-major.
+cdef enum Transpose:
+    NO_TRANSPOSE = 0
+    TRANSPOSE = 1
 
-    A row-major matrix is the column-major matrix of its transpose, so the
-    product is computed as C^T = op(B)^T @ op(A)^T: B goes first.
+
+cdef struct matrix_view:
+    # A row-major float32 matrix of `rows` x `cols`, its rows `stride` floats apart (a block of a larger one).
+    const float* data
+    int rows, cols, stride
+
+
+cdef inline matrix_view view(const float* data, Py_ssize_t rows, Py_ssize_t cols) noexcept nogil:
+    """The dense (rows, cols) matrix at data."""
+    return matrix_view(data, <int>rows, <int>cols, <int>cols)
+
+
+cdef inline matrix_view strided_view(const float* data, Py_ssize_t rows, Py_ssize_t cols,
+                                     Py_ssize_t stride) noexcept nogil:
+    """The (rows, cols) matrix at data whose rows lie ``stride`` floats apart (columns of a wider matrix)."""
+    return matrix_view(data, <int>rows, <int>cols, <int>stride)
+
+
+cdef inline void gemm(float alpha, matrix_view a, Transpose a_transposed, matrix_view b, Transpose b_transposed,
+                      float beta, matrix_view out_c) noexcept nogil:
+    """out_c = alpha * op(a) @ op(b) + beta * out_c, all row-major, op(m) = m^T where TRANSPOSE; the sizes m, n, k
+    come from the views (out_c (m, n); op(a) (m, k); op(b) (k, n)), which the kernels shape from checked extents.
+
+    A row-major matrix is the column-major matrix of its transpose, so the Fortran BLAS computes
+    out_c^T = op(b)^T @ op(a)^T: b goes first.
     """
-    cdef char trans_b_flag = b'T' if transpose_b else b'N'
-    cdef char trans_a_flag = b'T' if transpose_a else b'N'
-    sgemm(&trans_b_flag, &trans_a_flag, &n, &m, &k, &alpha, <float*>b, &ldb, <float*>a, &lda, &beta, c, &ldc)
+    cdef int m = out_c.rows, n = out_c.cols
+    cdef int k = a.rows if a_transposed == TRANSPOSE else a.cols
+    cdef char a_flag = b'T' if a_transposed == TRANSPOSE else b'N'
+    cdef char b_flag = b'T' if b_transposed == TRANSPOSE else b'N'
+    cdef int lda = a.stride, ldb = b.stride, ldc = out_c.stride
+    sgemm(&b_flag, &a_flag, &n, &m, &k, &alpha, <float*>b.data, &ldb, <float*>a.data, &lda, &beta,
+          <float*>out_c.data, &ldc)
 
 
 cdef struct column_sums_job:

@@ -13,7 +13,7 @@ windows are clipped to the input, so no geometry reads out of range.
 from libc.string cimport memcpy, memset
 
 from _driver cimport run_blocks
-from _linalg cimport column_sums, gemm_row_major, sum_groups
+from _linalg cimport NO_TRANSPOSE, TRANSPOSE, column_sums, gemm, sum_groups, view
 from _scratch cimport scratch_state, thread_scratch, trim_scratch
 
 # thread_scratch slots: a thread's block of patches; the caller's partial kernel gradients, one per group.
@@ -207,8 +207,8 @@ cdef void forward_block(void* job_ptr, Py_ssize_t block) noexcept nogil:
                                               job.out_h, job.out_w, &job.plan)
     for row in range(rows):
         memcpy(y_block + row * job.filters, job.bias, job.filters * sizeof(float))
-    gemm_row_major(False, False, <int>rows, <int>job.filters, <int>job.patch_len, 1.0, patches, <int>job.patch_len,
-                   job.kernel_matrix, <int>job.filters, 1.0, y_block, <int>job.filters)
+    gemm(1.0, view(patches, rows, job.patch_len), NO_TRANSPOSE, view(job.kernel_matrix, job.patch_len, job.filters),
+         NO_TRANSPOSE, 1.0, view(y_block, rows, job.filters))
     if job.plan.relu:
         relu_in_place(y_block, rows * job.filters)
 
@@ -253,9 +253,9 @@ cdef void backward_input_block(void* job_ptr, Py_ssize_t block) noexcept nogil:
     cdef Py_ssize_t first = block * job.block_samples, n
     cdef Py_ssize_t count = min(job.block_samples, job.batch - first)
     cdef float* grad_x = job.out + first * sample_len
-    gemm_row_major(False, True, <int>(count * pixels), <int>job.patch_len, <int>job.filters, 1.0,
-                   job.grad_out + first * pixels * job.filters, <int>job.filters, job.kernel_matrix, <int>job.filters,
-                   0.0, grad_x if pointwise else cols, <int>job.patch_len)
+    gemm(1.0, view(job.grad_out + first * pixels * job.filters, count * pixels, job.filters), NO_TRANSPOSE,
+         view(job.kernel_matrix, job.patch_len, job.filters), TRANSPOSE,
+         0.0, view(grad_x if pointwise else cols, count * pixels, job.patch_len))
     if not pointwise:
         for n in range(count):
             col2im_sample(cols + n * pixels * job.patch_len, grad_x + n * sample_len, job.height, job.width,
@@ -310,8 +310,8 @@ cdef void backward_kernel_group(void* job_ptr, Py_ssize_t group) noexcept nogil:
         rows = min(job.block_pixels, job.total_rows - first_row)
         patches = block_patches(job.x, cols, first_row, rows, job.height, job.width, job.channels, job.out_h,
                                 job.out_w, &job.plan)
-        gemm_row_major(True, False, <int>job.patch_len, <int>job.filters, <int>rows, 1.0, patches, <int>job.patch_len,
-                       job.grad_out + first_row * job.filters, <int>job.filters, 1.0, partial, <int>job.filters)
+        gemm(1.0, view(patches, rows, job.patch_len), TRANSPOSE, view(job.grad_out + first_row * job.filters, rows,
+             job.filters), NO_TRANSPOSE, 1.0, view(partial, job.patch_len, job.filters))
 
 
 def conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, :, :, ::1] grad_out,

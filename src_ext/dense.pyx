@@ -9,7 +9,7 @@ convolution does (see _linalg.pxd).
 from libc.string cimport memcpy
 
 from _driver cimport blocks_for, run_blocks
-from _linalg cimport column_sums, gemm_row_major
+from _linalg cimport NO_TRANSPOSE, TRANSPOSE, column_sums, gemm, strided_view, view
 
 
 cdef struct dense_job:
@@ -41,8 +41,9 @@ cdef void forward_part(void* job_ptr, Py_ssize_t part) noexcept nogil:
         return
     for row in range(job.batch):
         memcpy(job.out_y + row * job.units + first, job.bias + first, (last - first) * sizeof(float))
-    gemm_row_major(False, False, <int>job.batch, <int>(last - first), <int>job.features, 1.0, job.x, <int>job.features,
-                   job.kernel + first, <int>job.units, 1.0, job.out_y + first, <int>job.units)
+    gemm(1.0, view(job.x, job.batch, job.features), NO_TRANSPOSE,
+         strided_view(job.kernel + first, job.features, last - first, job.units), NO_TRANSPOSE,
+         1.0, strided_view(job.out_y + first, job.batch, last - first, job.units))
 
 
 def dense_forward(const float[:, ::1] x, const float[:, ::1] kernel, const float[::1] bias, float[:, ::1] out_y, int threads):
@@ -65,12 +66,13 @@ cdef void backward_part(void* job_ptr, Py_ssize_t part) noexcept nogil:
     if last == first:
         return
     # out_grad_x[:, first:last] = grad_out @ kernel[first:last, :]^T
-    gemm_row_major(False, True, <int>job.batch, <int>(last - first), <int>job.units, 1.0, job.grad_out, <int>job.units,
-                   job.kernel + first * job.units, <int>job.units, 0.0, job.out_grad_x + first, <int>job.features)
+    gemm(1.0, view(job.grad_out, job.batch, job.units), NO_TRANSPOSE,
+         view(job.kernel + first * job.units, last - first, job.units), TRANSPOSE,
+         0.0, strided_view(job.out_grad_x + first, job.batch, last - first, job.features))
     # out_grad_kernel[first:last, :] = x[:, first:last]^T @ grad_out
-    gemm_row_major(True, False, <int>(last - first), <int>job.units, <int>job.batch, 1.0, job.x + first,
-                   <int>job.features, job.grad_out, <int>job.units, 0.0, job.out_grad_kernel + first * job.units,
-                   <int>job.units)
+    gemm(1.0, strided_view(job.x + first, job.batch, last - first, job.features), TRANSPOSE,
+         view(job.grad_out, job.batch, job.units), NO_TRANSPOSE,
+         0.0, view(job.out_grad_kernel + first * job.units, last - first, job.units))
 
 
 def dense_backward(const float[:, ::1] grad_out, const float[:, ::1] x, const float[:, ::1] kernel,

@@ -31,7 +31,7 @@ a NaN or inf finite again), and the caller computes that convolution by the dire
 from libc.string cimport memcpy, memset
 
 from _driver cimport default_threads, run_blocks
-from _linalg cimport column_sums, gemm_row_major, sum_groups
+from _linalg cimport NO_TRANSPOSE, TRANSPOSE, column_sums, gemm, strided_view, sum_groups, view
 from _scratch cimport scratch_state, thread_scratch, trim_scratch
 
 from fastconv.backends import winograd_tiles
@@ -102,11 +102,13 @@ cdef void kernel_transform_part(void* job_ptr, Py_ssize_t part) noexcept nogil:
     cdef Py_ssize_t count = (part + 1) * job.width // job.parts - first
     cdef int positions = <int>(job.tiling.patch * job.tiling.patch)
     if job.backward:
-        gemm_row_major(True, False, 9, <int>count, positions, 1.0, job.tiling.kernel_t, 9, job.source + first,
-                       <int>job.width, 0.0, job.target + first, <int>job.width)
+        gemm(1.0, view(job.tiling.kernel_t, positions, 9), TRANSPOSE,
+             strided_view(job.source + first, positions, count, job.width), NO_TRANSPOSE,
+             0.0, strided_view(job.target + first, 9, count, job.width))
     else:
-        gemm_row_major(False, False, positions, <int>count, 9, 1.0, job.tiling.kernel_t, 9, job.source + first,
-                       <int>job.width, 0.0, job.target + first, <int>job.width)
+        gemm(1.0, view(job.tiling.kernel_t, positions, 9), NO_TRANSPOSE,
+             strided_view(job.source + first, 9, count, job.width), NO_TRANSPOSE,
+             0.0, strided_view(job.target + first, positions, count, job.width))
 
 
 def winograd_kernel_transform(const float[:, :, :, ::1] kernel, float[:, :, ::1] out_u):
@@ -396,9 +398,9 @@ cdef void backward_kernel_group(void* job_ptr, Py_ssize_t group) noexcept nogil:
             gradient_transform(&job.tiling, job.grad_out + at.n * job.out_h * job.out_w * filters, z + t * filters,
                                count * filters, at.top, at.left, job.out_h, job.out_w, filters, patch, rows)
         for k in range(positions):
-            gemm_row_major(True, False, <int>channels, <int>filters, <int>count, 1.0, v + k * count * channels,
-                           <int>channels, z + k * count * filters, <int>filters, 1.0,
-                           partial + k * channels * filters, <int>filters)
+            gemm(1.0, view(v + k * count * channels, count, channels), TRANSPOSE,
+                 view(z + k * count * filters, count, filters), NO_TRANSPOSE,
+                 1.0, view(partial + k * channels * filters, channels, filters))
 
 
 def winograd_conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, :, :, ::1] grad_out,
@@ -459,9 +461,9 @@ cdef void forward_block(void* job_ptr, Py_ssize_t block) noexcept nogil:
     cdef TileOrigin at
     transform_block_inputs(job, first, count, v, patch, rows)
     for k in range(positions):
-        gemm_row_major(False, False, <int>count, <int>filters, <int>channels, 1.0, v + k * count * channels,
-                       <int>channels, job.u + k * channels * filters, <int>filters, 0.0, m + k * count * filters,
-                       <int>filters)
+        gemm(1.0, view(v + k * count * channels, count, channels), NO_TRANSPOSE,
+             view(job.u + k * channels * filters, channels, filters), NO_TRANSPOSE,
+             0.0, view(m + k * count * filters, count, filters))
     if not all_finite(m, positions * count * filters):
         job.nonfinite = 1
     for t in range(count):
