@@ -106,3 +106,22 @@ def test_every_kernel_follows_the_thread_count(automatic):
         assert numba.get_num_threads() == min(count, numba.config.NUMBA_NUM_THREADS)
         fastconv.backends.load_backend("cython").relu_forward(small)  # too little work to share
         assert openmp.omp_get_max_threads() == 1
+
+
+def test_numba_runs_on_the_tbb_layer_where_its_wheel_is_installed():
+    """'tbb' hands chunks out by work stealing, so a thread kept off its core does not hold every loop back. The
+    wheel (a dependency on Linux x86-64) puts its library in <prefix>/lib, where the loader does not look: in a
+    virtual environment Numba fell back to 'omp' before fastconv loaded it by path."""
+    import os
+    import platform
+    import sys
+
+    import numba
+    import numpy as np
+
+    if sys.platform != "linux" or platform.machine() != "x86_64":
+        pytest.skip("the tbb wheel is a dependency on Linux x86-64 only")
+    if os.environ.get("NUMBA_THREADING_LAYER", "default") != "default":
+        pytest.skip("NUMBA_THREADING_LAYER chooses the layer here")
+    fastconv.backends.load_backend("numba").relu_forward(np.ones((4, 64, 64, 8), np.float32))  # starts the layer
+    assert numba.threading_layer() == "tbb"
