@@ -9,7 +9,7 @@ passes write only their own sample's gradient, so they need no atomics.
 from libc.math cimport INFINITY
 from libc.string cimport memset
 
-from _driver cimport add_count, blocks_for, default_threads, run_blocks
+from _driver cimport add_count, blocks_for, default_threads, fastconv_block_fn, run_blocks
 
 
 cdef struct pool_plan:
@@ -75,6 +75,19 @@ cdef pool_job make_job(const pool_plan* plan, Py_ssize_t batch, Py_ssize_t heigh
     return job
 
 
+cdef void run_forward(fastconv_block_fn fn, const pool_plan* plan, const float[:, :, :, ::1] x,
+                      float[:, :, :, ::1] out_y, int* out_argmax):
+    """fn over the output rows (n, oh) in blocks on the calling thread's default thread count (a forward pass)."""
+    cdef int threads = default_threads()
+    cdef pool_job job = make_job(plan, x.shape[0], x.shape[1], x.shape[2], x.shape[3], out_y.shape[1],
+                                 out_y.shape[2], x.shape[0] * out_y.shape[1], threads)
+    job.x = &x[0, 0, 0, 0]
+    job.out = &out_y[0, 0, 0, 0]
+    job.out_argmax = out_argmax
+    with nogil:
+        run_blocks(fn, &job, job.blocks, threads)
+
+
 cdef void max_forward_block(void* job_ptr, Py_ssize_t block) noexcept nogil:
     cdef pool_job* job = <pool_job*>job_ptr
     cdef Py_ssize_t channels = job.channels, width = job.width
@@ -123,14 +136,7 @@ def max_pool2d_forward(const float[:, :, :, ::1] x, float[:, :, :, ::1] out_y, i
     check_pool(x.shape[0], x.shape[3], out_y.shape[0], out_y.shape[3])
     if not same_shape(out_argmax.shape, out_y.shape):
         raise ValueError("max_pool2d_forward: argmax and y must have the same shape")
-    cdef int threads = default_threads()
-    cdef pool_job job = make_job(&c_plan, x.shape[0], x.shape[1], x.shape[2], x.shape[3], out_y.shape[1],
-                                 out_y.shape[2], x.shape[0] * out_y.shape[1], threads)
-    job.x = &x[0, 0, 0, 0]
-    job.out = &out_y[0, 0, 0, 0]
-    job.out_argmax = &out_argmax[0, 0, 0, 0]
-    with nogil:
-        run_blocks(max_forward_block, &job, job.blocks, threads)
+    run_forward(max_forward_block, &c_plan, x, out_y, &out_argmax[0, 0, 0, 0])
 
 
 cdef void max_backward_block(void* job_ptr, Py_ssize_t block) noexcept nogil:
@@ -212,13 +218,7 @@ def avg_pool2d_forward(const float[:, :, :, ::1] x, float[:, :, :, ::1] out_y, p
     """
     cdef pool_plan c_plan = read_plan(plan)
     check_pool(x.shape[0], x.shape[3], out_y.shape[0], out_y.shape[3])
-    cdef int threads = default_threads()
-    cdef pool_job job = make_job(&c_plan, x.shape[0], x.shape[1], x.shape[2], x.shape[3], out_y.shape[1],
-                                 out_y.shape[2], x.shape[0] * out_y.shape[1], threads)
-    job.x = &x[0, 0, 0, 0]
-    job.out = &out_y[0, 0, 0, 0]
-    with nogil:
-        run_blocks(avg_forward_block, &job, job.blocks, threads)
+    run_forward(avg_forward_block, &c_plan, x, out_y, NULL)
 
 
 cdef void avg_backward_block(void* job_ptr, Py_ssize_t block) noexcept nogil:

@@ -373,6 +373,29 @@ cdef void transform_block_inputs(tiles_job* job, Py_ssize_t first, Py_ssize_t co
                         job.channels, patch, rows)
 
 
+cdef struct tile_scratch:
+    # A thread's scratch for a block of tiles: transformed inputs V, products M (or gradient transforms Z), and a
+    # tile's patch and rows; NULL where memory ran out (the job is then marked failed).
+    float* v
+    float* products
+    float* patch
+    float* rows
+
+
+cdef tile_scratch block_scratch(tiles_job* job) noexcept nogil:
+    cdef Py_ssize_t positions = job.grid.positions
+    cdef tile_scratch scratch
+    scratch.v = <float*>thread_scratch(V_SLOT, positions * job.block_tiles * job.channels * sizeof(float))
+    scratch.products = <float*>thread_scratch(M_SLOT, positions * job.block_tiles * job.filters * sizeof(float))
+    scratch.patch = <float*>thread_scratch(TILE_SLOT, 2 * positions * CHUNK * sizeof(float))
+    if scratch.v == NULL or scratch.products == NULL or scratch.patch == NULL:
+        job.failed = 1
+        scratch.v = NULL
+        return scratch
+    scratch.rows = scratch.patch + positions * CHUNK
+    return scratch
+
+
 cdef void backward_kernel_group(void* job_ptr, Py_ssize_t group) noexcept nogil:
     """The partial gradient of u of group `group`: sum over its tiles of V[k]^T @ Z[k], blocks in order."""
     cdef tiles_job* job = <tiles_job*>job_ptr
@@ -380,13 +403,13 @@ cdef void backward_kernel_group(void* job_ptr, Py_ssize_t group) noexcept nogil:
     cdef Py_ssize_t matrix_len = positions * channels * filters
     cdef float* partial = job.out + group * matrix_len
     memset(partial, 0, matrix_len * sizeof(float))
-    cdef float* v = <float*>thread_scratch(V_SLOT, positions * job.block_tiles * channels * sizeof(float))
-    cdef float* z = <float*>thread_scratch(M_SLOT, positions * job.block_tiles * filters * sizeof(float))
-    cdef float* patch = <float*>thread_scratch(TILE_SLOT, 2 * positions * CHUNK * sizeof(float))
-    if v == NULL or z == NULL or patch == NULL:
-        job.failed = 1
+    cdef tile_scratch scratch = block_scratch(job)
+    if scratch.v == NULL:
         return
-    cdef float* rows = patch + positions * CHUNK
+    cdef float* v = scratch.v
+    cdef float* z = scratch.products
+    cdef float* patch = scratch.patch
+    cdef float* rows = scratch.rows
     cdef Py_ssize_t block, first, count, t, k
     cdef TileOrigin at
     for block in range(group * job.grid.blocks // job.groups, (group + 1) * job.grid.blocks // job.groups):
@@ -449,13 +472,13 @@ cdef void forward_block(void* job_ptr, Py_ssize_t block) noexcept nogil:
     """Tiles [block * block_tiles, ...): input transforms V, a^2 products M = V @ U, output transforms into y."""
     cdef tiles_job* job = <tiles_job*>job_ptr
     cdef Py_ssize_t positions = job.grid.positions, channels = job.channels, filters = job.filters
-    cdef float* v = <float*>thread_scratch(V_SLOT, positions * job.block_tiles * channels * sizeof(float))
-    cdef float* m = <float*>thread_scratch(M_SLOT, positions * job.block_tiles * filters * sizeof(float))
-    cdef float* patch = <float*>thread_scratch(TILE_SLOT, 2 * positions * CHUNK * sizeof(float))
-    if v == NULL or m == NULL or patch == NULL:
-        job.failed = 1
+    cdef tile_scratch scratch = block_scratch(job)
+    if scratch.v == NULL:
         return
-    cdef float* rows = patch + positions * CHUNK
+    cdef float* v = scratch.v
+    cdef float* m = scratch.products
+    cdef float* patch = scratch.patch
+    cdef float* rows = scratch.rows
     cdef Py_ssize_t first = block * job.block_tiles, t, k
     cdef Py_ssize_t count = min(job.block_tiles, job.grid.tiles - first)
     cdef TileOrigin at
