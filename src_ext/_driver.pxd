@@ -14,7 +14,7 @@
 # idle); a child process after fork() starts without helpers and makes its own.
 #
 # A helper gives back its per-thread scratch (_scratch.pxd) after a job while the module holds more than it may keep,
-# as the caller does after run_blocks (trim_scratch).
+# before the caller's run_blocks returns, as the caller does after run_blocks (trim_scratch).
 
 from _scratch cimport thread_scratch_give_back, thread_scratch_over_limit
 
@@ -93,9 +93,13 @@ cdef extern from *:
                 d->helpers_sleeping--;
             }
             seen = d->generation;
-            if (index <= d->helpers_wanted) fastconv_driver_take_blocks(d);
+            if (index <= d->helpers_wanted) {
+                fastconv_driver_take_blocks(d);
+                /* still under the lock that marked this helper's last block done, which the caller takes before it
+                   returns: a caller that reads the module's scratch after its call sees every helper's trim */
+                if (thread_scratch_over_limit()) thread_scratch_give_back();
+            }
             pthread_mutex_unlock(&d->lock);
-            if (thread_scratch_over_limit()) thread_scratch_give_back();
         }
         return NULL;
     }
