@@ -2,6 +2,9 @@
 """Activations, float32: element-wise ReLU and sigmoid, row-wise softmax, forward and backward.
 
 Every loop runs in blocks on the driver's threads (_driver.pxd), on the calling thread's default thread count.
+A block reads the job's pointers into locals before its loop: Python's flags build with -fno-strict-aliasing, so a
+store through job.out[i] could change job.out as far as the compiler knows, and it reloads the pointers every element
+instead of vectorising.
 """
 from libc.math cimport expf
 
@@ -43,9 +46,11 @@ cdef void run_elementwise(fastconv_block_fn fn, const float* first_in, const flo
 
 cdef void relu_forward_block(void* job_ptr, Py_ssize_t block) noexcept nogil:
     cdef elementwise_job* job = <elementwise_job*>job_ptr
+    cdef const float* x = job.first_in
+    cdef float* out = job.out
     cdef Py_ssize_t i
     for i in range(first_of(job, block), first_of(job, block + 1)):
-        job.out[i] = 0.0 if job.first_in[i] <= 0 else job.first_in[i]
+        out[i] = 0.0 if x[i] <= 0 else x[i]
 
 
 def relu_forward(const float[::1] x, float[::1] out_y):
@@ -57,9 +62,12 @@ def relu_forward(const float[::1] x, float[::1] out_y):
 
 cdef void relu_backward_block(void* job_ptr, Py_ssize_t block) noexcept nogil:
     cdef elementwise_job* job = <elementwise_job*>job_ptr
+    cdef const float* grad_out = job.first_in
+    cdef const float* y = job.second_in
+    cdef float* out = job.out
     cdef Py_ssize_t i
     for i in range(first_of(job, block), first_of(job, block + 1)):
-        job.out[i] = job.first_in[i] if job.second_in[i] > 0 else 0.0
+        out[i] = grad_out[i] if y[i] > 0 else 0.0
 
 
 def relu_backward(const float[::1] grad_out, const float[::1] y, float[::1] out_grad_x):
@@ -71,9 +79,11 @@ def relu_backward(const float[::1] grad_out, const float[::1] y, float[::1] out_
 
 cdef void sigmoid_forward_block(void* job_ptr, Py_ssize_t block) noexcept nogil:
     cdef elementwise_job* job = <elementwise_job*>job_ptr
+    cdef const float* x = job.first_in
+    cdef float* out = job.out
     cdef Py_ssize_t i
     for i in range(first_of(job, block), first_of(job, block + 1)):
-        job.out[i] = 1.0 / (1.0 + expf(-job.first_in[i]))
+        out[i] = 1.0 / (1.0 + expf(-x[i]))
 
 
 def sigmoid_forward(const float[::1] x, float[::1] out_y):
@@ -85,11 +95,12 @@ def sigmoid_forward(const float[::1] x, float[::1] out_y):
 
 cdef void sigmoid_backward_block(void* job_ptr, Py_ssize_t block) noexcept nogil:
     cdef elementwise_job* job = <elementwise_job*>job_ptr
+    cdef const float* grad_out = job.first_in
+    cdef const float* y = job.second_in
+    cdef float* out = job.out
     cdef Py_ssize_t i
-    cdef float y
     for i in range(first_of(job, block), first_of(job, block + 1)):
-        y = job.second_in[i]
-        job.out[i] = job.first_in[i] * y * (1.0 - y)
+        out[i] = grad_out[i] * y[i] * (1.0 - y[i])
 
 
 def sigmoid_backward(const float[::1] grad_out, const float[::1] y, float[::1] out_grad_x):

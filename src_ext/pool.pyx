@@ -9,6 +9,11 @@ passes write only their own sample's gradient, so they need no atomics.
 from libc.math cimport INFINITY
 from libc.string cimport memset
 
+cdef enum:
+    # max_pool2d_backward builds a ReLU-masked gradient pixel on the stack up to this many channels; a wider pool
+    # with a mask scatters, masking each element
+    MAX_STACK_CHANNELS = 1024
+
 from _driver cimport add_count, blocks_for, default_threads, fastconv_block_fn, run_blocks
 
 
@@ -58,9 +63,12 @@ cdef struct pool_job:
     Py_ssize_t items, blocks   # rows (n, oh) of the output forward, samples backward; cut into `blocks`
     const float* x             # forward: x; backward: grad_out
     const int* argmax
+    const float* pooled        # max_pool2d_backward: the pool's ReLU output whose mask applies, or NULL
     float* out                 # forward: y; backward: grad_x
     int* out_argmax
-    Py_ssize_t bad             # max_pool2d_backward: argmax indices outside the plane
+    bint windowed              # max_pool2d_backward: windows do not overlap; write each pixel from its window
+    bint covered               # ... and cover the whole input
+    Py_ssize_t bad             # max_pool2d_backward: argmax indices outside the plane (outside their window)
 
 
 cdef pool_job make_job(const pool_plan* plan, Py_ssize_t batch, Py_ssize_t height, Py_ssize_t width,
@@ -93,7 +101,9 @@ cdef void max_forward_block(void* job_ptr, Py_ssize_t block) noexcept nogil:
     cdef Py_ssize_t channels = job.channels, width = job.width
     cdef Py_ssize_t item, n, oh, ow, row, col, c
     cdef Py_ssize_t bounds[4]
-    cdef float value
+    cdef float value, held
+    cdef int index
+    cdef bint take
     cdef float* best
     cdef int* best_index
     cdef const float* pixel
@@ -110,18 +120,22 @@ cdef void max_forward_block(void* job_ptr, Py_ssize_t block) noexcept nogil:
                     best_index[c] = 0
                 continue
             pixel = job.x + ((n * job.height + bounds[0]) * width + bounds[2]) * channels
+            index = <int>(bounds[0] * width + bounds[2])
             for c in range(channels):
                 best[c] = pixel[c]
-                best_index[c] = <int>(bounds[0] * width + bounds[2])
+                best_index[c] = index
             for row in range(bounds[0], bounds[1]):
                 for col in range(bounds[2], bounds[3]):
                     pixel = job.x + ((n * job.height + row) * width + col) * channels
+                    index = <int>(row * width + col)
+                    # selects, not branches, so that the compiler vectorises the channels; value != value: NaN,
+                    # which wins unless a NaN won already
                     for c in range(channels):
                         value = pixel[c]
-                        # value != value: NaN, which wins unless a NaN won already
-                        if value > best[c] or (value != value and best[c] == best[c]):
-                            best[c] = value
-                            best_index[c] = <int>(row * width + col)
+                        held = best[c]
+                        take = (value > held) | ((value != value) & (held == held))
+                        best[c] = value if take else held
+                        best_index[c] = index if take else best_index[c]
 
 
 def max_pool2d_forward(const float[:, :, :, ::1] x, float[:, :, :, ::1] out_y, int[:, :, :, ::1] out_argmax, plan):
@@ -141,49 +155,119 @@ def max_pool2d_forward(const float[:, :, :, ::1] x, float[:, :, :, ::1] out_y, i
 
 cdef void max_backward_block(void* job_ptr, Py_ssize_t block) noexcept nogil:
     cdef pool_job* job = <pool_job*>job_ptr
-    cdef Py_ssize_t plane = job.height * job.width, channels = job.channels, outputs = job.out_h * job.out_w
-    cdef Py_ssize_t n, out_pixel, c, bad = 0
-    cdef int index
-    cdef float* grad_sample
-    cdef const float* grad_pixel
-    cdef const int* index_pixel
-    # an index outside the plane is counted and never written through (checked in the same pass as the scatter)
+    cdef Py_ssize_t n
     for n in range(block * job.items // job.blocks, (block + 1) * job.items // job.blocks):
-        grad_sample = job.out + n * plane * channels
-        memset(grad_sample, 0, plane * channels * sizeof(float))
-        for out_pixel in range(outputs):
-            grad_pixel = job.x + (n * outputs + out_pixel) * channels
-            index_pixel = job.argmax + (n * outputs + out_pixel) * channels
-            for c in range(channels):
-                index = index_pixel[c]
-                if index < 0 or index >= plane:
-                    bad += 1
-                else:
-                    grad_sample[index * channels + c] += grad_pixel[c]
+        if job.windowed:
+            route_by_windows(job, n)
+        else:
+            scatter_sample(job, n)
+
+
+cdef inline void masked_gradient(const pool_job* job, Py_ssize_t at, float* grad) noexcept nogil:
+    """grad[0:C] = grad_out at flat output pixel ``at``, zero where the pooled ReLU output is not positive."""
+    cdef const float* grad_pixel = job.x + at * job.channels
+    cdef const float* pooled = job.pooled + at * job.channels
+    cdef Py_ssize_t c
+    for c in range(job.channels):
+        grad[c] = grad_pixel[c] if pooled[c] > 0 else 0.0
+
+
+cdef void scatter_sample(pool_job* job, Py_ssize_t n) noexcept nogil:
+    """Sample n's input gradient by adding each output gradient at its argmax (none where the pooled ReLU output
+    is not positive); an index outside the plane is counted (job.bad) and never written through."""
+    cdef Py_ssize_t plane = job.height * job.width, channels = job.channels, outputs = job.out_h * job.out_w
+    cdef Py_ssize_t out_pixel, element, c, bad = 0
+    cdef int index
+    cdef float* grad_sample = job.out + n * plane * channels
+    memset(grad_sample, 0, plane * channels * sizeof(float))
+    for out_pixel in range(n * outputs, (n + 1) * outputs):
+        for c in range(channels):
+            element = out_pixel * channels + c
+            index = job.argmax[element]
+            if index < 0 or index >= plane:
+                bad += 1
+            elif job.pooled == NULL or job.pooled[element] > 0:
+                grad_sample[index * channels + c] += job.x[element]
     if bad:
         add_count(&job.bad, bad)
 
 
-def max_pool2d_backward(const float[:, :, :, ::1] grad_out, const int[:, :, :, ::1] argmax,
-                        float[:, :, :, ::1] out_grad_x):
-    """out_grad_x[n, argmax[n, i, j, c], c] += grad_out[n, i, j, c].
+cdef void route_by_windows(pool_job* job, Py_ssize_t n) noexcept nogil:
+    """Sample n's input gradient when windows do not overlap: each pixel of a window gets its output's gradient
+    where it won, else 0, written once (no clearing, no scattered adds), pixels under no window cleared. An index
+    that is not a pixel of its own window is counted in job.bad; the caller then scatters the whole call instead."""
+    cdef Py_ssize_t channels = job.channels, width = job.width, outputs = job.out_h * job.out_w
+    cdef Py_ssize_t oh, ow, row, col, c, at, hits
+    cdef Py_ssize_t bounds[4]
+    cdef int position
+    cdef float* grad_sample = job.out + n * job.height * width * channels
+    cdef float* target
+    cdef const float* grad_pixel
+    cdef const int* index_pixel
+    cdef float masked[MAX_STACK_CHANNELS]
+    if not job.covered:
+        memset(grad_sample, 0, job.height * width * channels * sizeof(float))
+    for oh in range(job.out_h):
+        for ow in range(job.out_w):
+            at = n * outputs + oh * job.out_w + ow
+            _clip_window(oh, ow, &job.plan, job.height, width, bounds)
+            grad_pixel = job.x + at * channels
+            if job.pooled != NULL:
+                masked_gradient(job, at, masked)
+                grad_pixel = masked
+            index_pixel = job.argmax + at * channels
+            hits = 0
+            for row in range(bounds[0], bounds[1]):
+                for col in range(bounds[2], bounds[3]):
+                    position = <int>(row * width + col)
+                    target = grad_sample + position * channels
+                    for c in range(channels):
+                        hits += index_pixel[c] == position
+                        target[c] = grad_pixel[c] if index_pixel[c] == position else 0.0
+            if hits != channels:
+                add_count(&job.bad, channels - hits)
 
-    grad_out, argmax: (N, OH, OW, C); out_grad_x: (N, H, W, C), written.
+
+def max_pool2d_backward(const float[:, :, :, ::1] grad_out, const int[:, :, :, ::1] argmax,
+                        const float[:, :, :, ::1] pooled_relu, float[:, :, :, ::1] out_grad_x, plan):
+    """out_grad_x[n, argmax[n, i, j, c], c] += grad_out[n, i, j, c] (masked: 0 where pooled_relu <= 0 or NaN).
+
+    grad_out, argmax: (N, OH, OW, C); pooled_relu: (N, OH, OW, C), the pool's output when its input was a ReLU's
+    output (the result is then the gradient of that ReLU's input, see the reference), or None; out_grad_x:
+    (N, H, W, C), written; plan: the forward pass's PoolPlan, or None. With a plan whose windows do not overlap
+    (strides >= window), every input pixel is written once from its window's output (no scatter); were an index
+    not in its own window, the call scatters instead, as without a plan.
     """
     check_pool(out_grad_x.shape[0], out_grad_x.shape[3], grad_out.shape[0], grad_out.shape[3])
     if not same_shape(argmax.shape, grad_out.shape):
         raise ValueError("max_pool2d_backward: argmax and grad_out must have the same shape")
+    if pooled_relu is not None and not same_shape(pooled_relu.shape, grad_out.shape):
+        raise ValueError("max_pool2d_backward: pooled_relu and grad_out must have the same shape")
+    cdef pool_plan c_plan
     cdef int threads = default_threads()
     cdef pool_job job = make_job(NULL, out_grad_x.shape[0], out_grad_x.shape[1], out_grad_x.shape[2],
                                  out_grad_x.shape[3], grad_out.shape[1], grad_out.shape[2], out_grad_x.shape[0], threads)
     job.x = &grad_out[0, 0, 0, 0]
     job.argmax = &argmax[0, 0, 0, 0]
+    job.pooled = NULL if pooled_relu is None else &pooled_relu[0, 0, 0, 0]
     job.out = &out_grad_x[0, 0, 0, 0]
+    if plan is not None:
+        c_plan = read_plan(plan)
+        job.plan = c_plan
+        job.windowed = (c_plan.stride_h >= c_plan.pool_h and c_plan.stride_w >= c_plan.pool_w
+                        and (job.pooled == NULL or job.channels <= MAX_STACK_CHANNELS))
+        job.covered = (c_plan.stride_h == c_plan.pool_h and c_plan.stride_w == c_plan.pool_w
+                       and job.out_h * c_plan.stride_h - c_plan.pad_top >= job.height
+                       and job.out_w * c_plan.stride_w - c_plan.pad_left >= job.width)
     with nogil:
         run_blocks(max_backward_block, &job, job.blocks, threads)
+        if job.windowed and job.bad:
+            job.windowed = False
+            job.bad = 0
+            run_blocks(max_backward_block, &job, job.blocks, threads)
     if job.bad:
-        raise ValueError(f"max_pool2d_backward: {job.bad} argmax indices fall outside the input plane of "
-                         f"{job.height * job.width} pixels")
+        raise ValueError(f"max_pool2d_backward: argmax holds {job.bad} indices outside the {job.height}x{job.width} "
+                         f"input plane")
 
 
 cdef void avg_forward_block(void* job_ptr, Py_ssize_t block) noexcept nogil:

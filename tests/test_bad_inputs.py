@@ -104,8 +104,9 @@ def test_compiled_cython_kernels_check_extents_before_releasing_the_gil():
     with pytest.raises(ValueError, match="do not agree"):
         dense.dense_forward(np.ones((2, 4), np.float32), np.ones((3, 5), np.float32), np.ones(5, np.float32), np.empty((2, 5), np.float32), 1)
     argmax = np.full((2, 4, 4, 3), 1000, np.int32)
-    with pytest.raises(ValueError, match="outside the input plane"):
-        pool.max_pool2d_backward(np.ones((2, 4, 4, 3), np.float32), argmax, np.empty(X.shape, np.float32))
+    for window in (None, PoolPlan(2, 2, 2, 2, 0, 0)):  # scattered, and written window by window
+        with pytest.raises(ValueError, match="96 indices outside the 8x8 input plane"):
+            pool.max_pool2d_backward(np.ones((2, 4, 4, 3), np.float32), argmax, None, np.empty(X.shape, np.float32), window)
 
 
 def test_unknown_backend():

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import CUDA_SIMULATOR, HYPOTHESIS_EXAMPLES, MAX_SIZES, assert_matches, check_op, random_array
-from fastconv.backends import algorithms, compiled, winograd_tiles
+from fastconv.backends import algorithms, checks, compiled, winograd_tiles
 
 examples = settings(max_examples=HYPOTHESIS_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 paddings = st.sampled_from(["valid", "same"])
@@ -113,7 +113,30 @@ def test_max_pool2d(backend, case):
     x = random_array(rng, x_shape)
     where = f"x {x_shape}, pool {pool}, strides {strides}, {padding}"
     y, argmax = check_op(backend, "max_pool2d_forward", x, pool, strides, padding, where=where)
-    check_op(backend, "max_pool2d_backward", random_array(rng, y.shape), argmax, x_shape, where=where)
+    grad_out = random_array(rng, y.shape)
+    check_op(backend, "max_pool2d_backward", grad_out, argmax, x_shape, where=where)
+    # the window given (the compiled kernels then write non-overlapping windows directly), with and without the mask
+    # of a ReLU before the pool (y has negative values, so the mask drops some)
+    for pooled_relu in (None, y):
+        check_op(backend, "max_pool2d_backward", grad_out, argmax, x_shape, pooled_relu, pool, strides, padding,
+                 where=f"{where}, window given, {'masked' if pooled_relu is not None else 'unmasked'}")
+
+
+@pytest.mark.parametrize("pool, strides", [((2, 2), None), ((2, 3), (3, 3)), ((3, 3), (2, 2))])
+def test_max_pool2d_backward_routes_an_index_outside_its_own_window_as_the_reference(backend, pool, strides):
+    """argmax is the caller's: an index inside the plane but outside its window (not what the forward pass gives)
+    still goes where it points, the window given or not, with NaN and 0 in the ReLU mask."""
+    rng = np.random.default_rng(7)
+    x_shape = (2, 7, 8, 5)
+    y, argmax = backend.max_pool2d_forward(random_array(rng, x_shape), pool, strides)
+    argmax = checks.host_array(argmax).copy()
+    argmax[0, 0, 0, 1] = 7 * 8 - 1  # the last pixel of the plane
+    argmax[1, -1, -1, 4] = 0
+    pooled_relu = random_array(rng, y.shape)
+    pooled_relu[0, 0, 0, :2] = np.nan, 0.0
+    grad_out = random_array(rng, y.shape)
+    check_op(backend, "max_pool2d_backward", grad_out, argmax, x_shape, None, pool, strides, "valid")
+    check_op(backend, "max_pool2d_backward", grad_out, argmax, x_shape, pooled_relu, pool, strides, "valid")
 
 
 @examples

@@ -270,16 +270,18 @@ def test_a_max_pool_applies_the_backward_of_the_relu_before_it(backend_name, mon
     y = to_categorical([0, 2, 1, 2, 0], 3)
     model = small_classifier()
     backend = fastconv.backends.load_backend(backend_name)
-    shapes = []
-    relu_backward = backend.relu_backward
-    monkeypatch.setattr(backend, "relu_backward", lambda grad_out, out: shapes.append(tuple(out.shape)) or relu_backward(grad_out, out))
+    calls = []
+    relu_backward, max_pool2d_backward = backend.relu_backward, backend.max_pool2d_backward
+    monkeypatch.setattr(backend, "relu_backward", lambda grad_out, out: calls.append(("relu", tuple(out.shape))) or relu_backward(grad_out, out))
+    monkeypatch.setattr(backend, "max_pool2d_backward", lambda *args: calls.append(("pool masked", args[3] is not None)) or max_pool2d_backward(*args))  # fmt: skip
     with fastconv.use_backend(backend_name):
         model.compute_gradients(x, y)
         fused = [np.array(to_numpy(weight.grad)) for weight in model.weights]
-        assert (5, 3, 3, 3) in shapes and (5, 6, 6, 3) not in shapes, shapes  # the pool's mask, not the conv's pass
-        shapes.clear()
+        # the pool's masked backward, not the conv's pass over its whole activation
+        assert ("pool masked", True) in calls and ("relu", (5, 6, 6, 3)) not in calls, calls
+        calls.clear()
         monkeypatch.setattr(model_module, "_pool_after_relu", lambda previous, layer: False)
         model.compute_gradients(x, y)
-        assert (5, 6, 6, 3) in shapes
+        assert ("pool masked", False) in calls and ("relu", (5, 6, 6, 3)) in calls, calls
         for weight, want in zip(model.weights, fused):
             np.testing.assert_allclose(to_numpy(weight.grad), want, rtol=1e-6, atol=1e-7, err_msg=weight.name)

@@ -145,7 +145,7 @@ def test_the_compiled_backends_low_level_kernels_take_the_same_parameters():
         assert outputs, f"{name} marks no output"
         settings = parameters[outputs[-1] + 1 :]
         assert outputs == list(range(outputs[0], outputs[-1] + 1)), f"{name}: outputs {parameters} not together"
-        assert settings == (["plan"] if name.startswith(("conv2d", "avg_pool2d", "max_pool2d_forward")) else
+        assert settings == (["plan"] if name.startswith(("conv2d", "avg_pool2d", "max_pool2d")) else
                             ["threads"] if name.startswith("dense") else []), f"{name}: {parameters}"
     for name in OPTIONAL_KERNEL_NAMES:  # the Winograd kernels: Cython and Numba have them, CUDA not yet
         parameters = list(inspect.signature(getattr(cython, name)).parameters)

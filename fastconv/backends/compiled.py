@@ -253,15 +253,26 @@ class CompiledBackend:
         self.low_level.max_pool2d_forward(x_nhwc, y, argmax, pool_plan(pool, stride, geometry))
         return y, argmax
 
-    def max_pool2d_backward(self, grad_out, argmax, input_shape, pooled_relu=None):
+    def max_pool2d_backward(self, grad_out, argmax, input_shape, pooled_relu=None, pool_size=None, strides=None, padding="valid"):
         """grad_out, argmax: (N, OH, OW, C) -> grad_x (N, H, W, C) float32; with ``pooled_relu`` (the pool's output,
-        its input a ReLU's output), the gradient of that ReLU's input (see the reference)."""
-        if pooled_relu is not None:
-            grad_out = self.relu_backward(grad_out, pooled_relu)
-        grad_out, argmax = self._adopt_elementwise(grad_out, argmax)
-        input_shape = checks.check_max_pool2d_backward(grad_out, argmax, input_shape, self.STRICT)
+        its input a ReLU's output), the gradient of that ReLU's input (see the reference). ``pool_size``, ``strides``
+        and ``padding``, the forward pass's, let the kernel write each window's pixels directly where windows do not
+        overlap instead of scattering; the result is the same."""
+        if pooled_relu is None:
+            grad_out, argmax = self._adopt_elementwise(grad_out, argmax)
+        else:
+            grad_out, argmax, pooled_relu = self._adopt_elementwise(grad_out, argmax, pooled_relu)
+            checks.check_same_shape("max_pool2d_backward", [("grad_out", grad_out), ("pooled_relu", pooled_relu)], 4, self.STRICT)
+        # the kernels count an index outside the plane and never write through it (ValueError after the call)
+        input_shape = checks.check_max_pool2d_backward(grad_out, argmax, input_shape, self.STRICT, check_indices=False)
+        plan = None
+        if pool_size is not None:
+            _, (pool, stride, _, geometry) = checks.check_pool2d_backward(
+                "max_pool2d_backward", grad_out, input_shape, pool_size, strides, padding, self.STRICT
+            )
+            plan = pool_plan(pool, stride, geometry)
         grad_x = self.empty(input_shape)
-        self.low_level.max_pool2d_backward(grad_out, argmax, grad_x)
+        self.low_level.max_pool2d_backward(grad_out, argmax, pooled_relu, grad_x, plan)
         return grad_x
 
     def avg_pool2d_forward(self, x_nhwc, pool_size=(2, 2), strides=None, padding="valid"):

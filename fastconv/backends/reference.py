@@ -155,14 +155,18 @@ def max_pool2d_forward(x_nhwc, pool_size=(2, 2), strides=None, padding="valid"):
     return y, argmax
 
 
-def max_pool2d_backward(grad_out, argmax, input_shape, pooled_relu=None):
+def max_pool2d_backward(grad_out, argmax, input_shape, pooled_relu=None, pool_size=None, strides=None, padding="valid"):
     """Route each output gradient to the input pixel that won its window.
 
     grad_out, argmax: (N, OH, OW, C); input_shape: (N, H, W, C). Returns grad_x float64. With ``pooled_relu``, the
     pool's own output (N, OH, OW, C) when its input was a ReLU's output, it returns the gradient of the ReLU's input
     instead: the pooled values are the ReLU's outputs at the winners, so relu_backward(grad_out, pooled_relu) routed
-    back equals relu_backward of the routed gradient, computed on the pool's small output.
+    back equals relu_backward of the routed gradient, computed on the pool's small output. ``pool_size``,
+    ``strides``, ``padding``: the forward pass's window, which the compiled kernels may use to write each window
+    directly; it does not change the result, and when given it is checked against the shapes.
     """
+    if pool_size is not None:
+        checks.check_pool2d_backward("max_pool2d_backward", grad_out, input_shape, pool_size, strides, padding, STRICT)
     if pooled_relu is not None:
         grad_out = relu_backward(grad_out, pooled_relu)
     input_shape = checks.check_max_pool2d_backward(grad_out, argmax, input_shape, STRICT)

@@ -41,14 +41,19 @@ class MaxPooling2D(_Pooling2D):
 
     def backward_call(self, grad_z, cache, need_input_grad):
         argmax, input_shape, _ = cache
-        return get_backend().max_pool2d_backward(grad_z, argmax, input_shape) if need_input_grad else None
+        if not need_input_grad:
+            return None
+        return get_backend().max_pool2d_backward(grad_z, argmax, input_shape, None, *self._window())
+
+    def _window(self):
+        return self.pool_size, self.strides, self.padding
 
     def backward_through_relu(self, grad_y, cache):
         """The gradient of the pre-activation of the ReLU layer before this pool, in one pass: the mask is applied to
         the pooled gradient (its values are the ReLU's outputs at the winners), and that layer skips its own
         relu_backward over the whole activation (``Model.backward`` pairs them)."""
         (argmax, input_shape, y), _ = cache
-        return get_backend().max_pool2d_backward(grad_y, argmax, input_shape, pooled_relu=y)
+        return get_backend().max_pool2d_backward(grad_y, argmax, input_shape, y, *self._window())
 
 
 class AveragePooling2D(_Pooling2D):

@@ -1,7 +1,7 @@
 """Max and average pooling on the GPU over clipped windows, one thread per output (or input) element.
 
-x, out_grad_x: (N, H, W, C); out_y, grad_out: (N, OH, OW, C); argmax: (N, OH, OW, C) int32 flat index into x;
-plan: a ``fastconv.backends.plans.PoolPlan``, unpacked into each launch.
+x, out_grad_x: (N, H, W, C); out_y, grad_out, pooled_relu: (N, OH, OW, C); argmax: (N, OH, OW, C) int32 flat
+index into x; plan: a ``fastconv.backends.plans.PoolPlan``, unpacked into each launch.
 """
 
 import math
@@ -40,7 +40,7 @@ def _max_pool_kernel(x, y, argmax, pool_h, pool_w, stride_h, stride_w, pad_top, 
 
 
 @cuda.jit
-def _max_unpool_kernel(grad_out, argmax, grad_x, errors):
+def _max_unpool_kernel(grad_out, argmax, pooled, masked, grad_x, errors):
     index = cuda.grid(1)
     batch, out_h, out_w, channels = grad_out.shape
     if index >= grad_out.size:
@@ -49,6 +49,8 @@ def _max_unpool_kernel(grad_out, argmax, grad_x, errors):
     winner = argmax[n, oh, ow, c]
     if winner < 0 or winner >= grad_x.shape[1] * grad_x.shape[2]:
         cuda.atomic.add(errors, 0, 1)
+        return
+    if masked and not pooled[n, oh, ow, c] > 0:  # the ReLU before the pool: no gradient where it gave 0 (or NaN)
         return
     cuda.atomic.add(grad_x, (n, winner // grad_x.shape[2], winner % grad_x.shape[2], c), grad_out[n, oh, ow, c])
 
@@ -88,10 +90,13 @@ def max_pool2d_forward(x, out_y, out_argmax, plan):
     _max_pool_kernel[blocks(out_y.size), THREADS](x, out_y, out_argmax, *plan)
 
 
-def max_pool2d_backward(grad_out, argmax, out_grad_x):
+def max_pool2d_backward(grad_out, argmax, pooled_relu, out_grad_x, plan):
+    """Atomic adds at each argmax, so overlapping windows need nothing special: ``plan`` is not used."""
     fill(out_grad_x, 0.0)
     errors = cuda.to_device(np.zeros(1, dtype=np.int32))
-    _max_unpool_kernel[blocks(grad_out.size), THREADS](grad_out, argmax, out_grad_x, errors)
+    masked = pooled_relu is not None
+    pooled = pooled_relu if masked else grad_out
+    _max_unpool_kernel[blocks(grad_out.size), THREADS](grad_out, argmax, pooled, masked, out_grad_x, errors)
     bad = int(errors.copy_to_host()[0])
     if bad:
         height, width = out_grad_x.shape[1], out_grad_x.shape[2]

@@ -30,36 +30,94 @@ def max_pool2d_forward(x, out_y, out_argmax, plan):
         oh = item % out_h
         for ow in range(out_w):
             r0, r1, c0, c1 = _clip_window(oh, ow, plan, height, width)
+            best, best_index = out_y[n, oh, ow], out_argmax[n, oh, ow]
             if r0 >= r1 or c0 >= c1:  # no real pixel (impossible for Keras geometries)
-                out_y[n, oh, ow, :] = -np.inf
-                out_argmax[n, oh, ow, :] = 0
+                best[:] = -np.inf
+                best_index[:] = 0
                 continue
-            for c in range(channels):
-                out_y[n, oh, ow, c] = x[n, r0, c0, c]
-                out_argmax[n, oh, ow, c] = r0 * width + c0
+            best[:] = x[n, r0, c0]
+            best_index[:] = r0 * width + c0
             for row in range(r0, r1):
                 for col in range(c0, c1):
-                    for c in range(channels):
-                        value, best = x[n, row, col, c], out_y[n, oh, ow, c]
-                        if value > best or (np.isnan(value) and not np.isnan(best)):
-                            out_y[n, oh, ow, c] = value
-                            out_argmax[n, oh, ow, c] = row * width + col
+                    pixel, index = x[n, row, col], np.int32(row * width + col)
+                    for c in range(channels):  # selects, not branches: the channels vectorise
+                        value, held = pixel[c], best[c]
+                        take = (value > held) | ((value != value) & (held == held))
+                        best[c] = value if take else held
+                        best_index[c] = index if take else best_index[c]
+
+
+def max_pool2d_backward(grad_out, argmax, pooled_relu, out_grad_x, plan):
+    """out_grad_x[n, argmax, c] += grad_out (0 where pooled_relu, if given, is not positive). grad_out, argmax,
+    pooled_relu: (N, OH, OW, C); out_grad_x: (N, H, W, C). With a ``plan`` whose windows do not overlap, each pixel
+    is written once from its window (as src_ext/pool.pyx). ValueError for an index outside the plane."""
+    masked = pooled_relu is not None
+    pooled = pooled_relu if masked else grad_out
+    windowed = plan is not None and plan.stride_h >= plan.pool_h and plan.stride_w >= plan.pool_w
+    if not windowed or _route_by_windows(grad_out, argmax, pooled, masked, out_grad_x, plan):
+        bad = _scatter(grad_out, argmax, pooled, masked, out_grad_x)
+    else:
+        bad = 0
+    if bad:
+        height, width = out_grad_x.shape[1], out_grad_x.shape[2]
+        raise ValueError(f"max_pool2d_backward: argmax holds {bad} indices outside the {height}x{width} input plane")
 
 
 @njit(**PARALLEL)
-def max_pool2d_backward(grad_out, argmax, out_grad_x):
-    """out_grad_x[n, argmax, c] += grad_out. grad_out, argmax: (N, OH, OW, C); out_grad_x: (N, H, W, C)."""
+def _scatter(grad_out, argmax, pooled, masked, out_grad_x):
+    """Adds each output gradient at its argmax; returns the count of indices outside the plane (not written)."""
     batch, height, width, channels = out_grad_x.shape
-    outputs = grad_out.shape[1] * grad_out.shape[2]
+    plane, outputs = height * width, grad_out.shape[1] * grad_out.shape[2]
     # flat (pixels, channels) planes: argmax is already a pixel index, and a division per element cost a third
-    grad_planes = out_grad_x.reshape(batch, height * width, channels)
+    grad_planes = out_grad_x.reshape(batch, plane, channels)
     grad_rows = grad_out.reshape(batch, outputs, channels)
     index_rows = argmax.reshape(batch, outputs, channels)
+    pooled_rows = pooled.reshape(batch, outputs, channels)
+    bad = 0
     for n in prange(batch):
         grad_planes[n] = 0.0
         for pixel in range(outputs):
             for c in range(channels):
-                grad_planes[n, index_rows[n, pixel, c], c] += grad_rows[n, pixel, c]
+                index = index_rows[n, pixel, c]
+                if index < 0 or index >= plane:
+                    bad += 1
+                elif not masked or pooled_rows[n, pixel, c] > 0:
+                    grad_planes[n, index, c] += grad_rows[n, pixel, c]
+    return bad
+
+
+@njit(**PARALLEL)
+def _route_by_windows(grad_out, argmax, pooled, masked, out_grad_x, plan):
+    """Windows that do not overlap: each window pixel gets its output's gradient where it won, else 0; pixels under
+    no window are cleared. Returns the count of indices that are not a pixel of their own window."""
+    batch, height, width, channels = out_grad_x.shape
+    out_h, out_w = grad_out.shape[1], grad_out.shape[2]
+    covered = (plan.stride_h == plan.pool_h and plan.stride_w == plan.pool_w
+               and out_h * plan.stride_h - plan.pad_top >= height and out_w * plan.stride_w - plan.pad_left >= width)
+    grad_planes = out_grad_x.reshape(batch, height * width, channels)
+    missed = 0
+    for n in prange(batch):
+        if not covered:
+            grad_planes[n] = 0.0
+        gradient = np.empty(channels, np.float32)
+        for oh in range(out_h):
+            for ow in range(out_w):
+                r0, r1, c0, c1 = _clip_window(oh, ow, plan, height, width)
+                index_pixel = argmax[n, oh, ow]
+                for c in range(channels):
+                    keep = not masked or pooled[n, oh, ow, c] > 0
+                    gradient[c] = grad_out[n, oh, ow, c] if keep else np.float32(0.0)
+                hits = 0
+                for row in range(r0, r1):
+                    for col in range(c0, c1):
+                        position = row * width + col
+                        target = grad_planes[n, position]
+                        for c in range(channels):
+                            won = index_pixel[c] == position
+                            hits += won
+                            target[c] = gradient[c] if won else np.float32(0.0)
+                missed += channels - hits
+    return missed
 
 
 @njit(**PARALLEL)
