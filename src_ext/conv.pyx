@@ -15,6 +15,7 @@ from libc.string cimport memcpy, memset
 from _driver cimport run_blocks
 from _linalg cimport NO_TRANSPOSE, TRANSPOSE, column_sums, gemm, sum_groups, view
 from _scratch cimport scratch_state, thread_scratch, trim_scratch
+from _small_patch cimport small_patch_fits, small_patch_forward, small_patch_kernel_gradient
 
 # thread_scratch slots: a thread's block of patches; the caller's partial kernel gradients, one per group.
 cdef enum:
@@ -205,6 +206,9 @@ cdef void forward_block(void* job_ptr, Py_ssize_t block) noexcept nogil:
     cdef float* y_block = job.out + first_row * job.filters
     cdef const float* patches = block_patches(job.x, cols, first_row, rows, job.height, job.width, job.channels,
                                               job.out_h, job.out_w, &job.plan)
+    if small_patch_fits(job.patch_len, job.filters):
+        small_patch_forward(patches, rows, job.patch_len, job.kernel_matrix, job.filters, job.bias, job.plan.relu, y_block)
+        return
     for row in range(rows):
         memcpy(y_block + row * job.filters, job.bias, job.filters * sizeof(float))
     gemm(1.0, view(patches, rows, job.patch_len), NO_TRANSPOSE, view(job.kernel_matrix, job.patch_len, job.filters),
@@ -310,8 +314,12 @@ cdef void backward_kernel_group(void* job_ptr, Py_ssize_t group) noexcept nogil:
         rows = min(job.block_pixels, job.total_rows - first_row)
         patches = block_patches(job.x, cols, first_row, rows, job.height, job.width, job.channels, job.out_h,
                                 job.out_w, &job.plan)
-        gemm(1.0, view(patches, rows, job.patch_len), TRANSPOSE, view(job.grad_out + first_row * job.filters, rows,
-             job.filters), NO_TRANSPOSE, 1.0, view(partial, job.patch_len, job.filters))
+        if small_patch_fits(job.patch_len, job.filters):
+            small_patch_kernel_gradient(patches, rows, job.patch_len, job.grad_out + first_row * job.filters,
+                                        job.filters, partial)
+        else:
+            gemm(1.0, view(patches, rows, job.patch_len), TRANSPOSE, view(job.grad_out + first_row * job.filters,
+                 rows, job.filters), NO_TRANSPOSE, 1.0, view(partial, job.patch_len, job.filters))
 
 
 def conv2d_backward_kernel(const float[:, :, :, ::1] x, const float[:, :, :, ::1] grad_out,

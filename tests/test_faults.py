@@ -29,7 +29,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NaN arithme
 not_under_simulator = pytest.mark.skipif(CUDA_SIMULATOR, reason="host-side test: runs in the ordinary suite")
 # Under the CUDA simulator every GPU thread is a Python thread: one seed and small shapes there.
 SEEDS = [0] if CUDA_SIMULATOR else [0, 1, 2]
-CONV_SHAPES = ((1, 4, 4, 2), (3, 3, 2, 2)) if CUDA_SIMULATOR else ((2, 7, 6, 3), (3, 3, 3, 4))
+# (x, kernel): a general patch, and a short one (KH*KW*C <= 32, filters in eights: the Cython kernels' own product)
+CONV_SHAPES = [((1, 4, 4, 2), (3, 3, 2, 2))] if CUDA_SIMULATOR else [((2, 7, 6, 3), (3, 3, 3, 4)), ((2, 7, 6, 3), (3, 3, 3, 16))]
 
 
 # --- NaN and infinity through every kernel ------------------------------------------
@@ -67,8 +68,8 @@ def _arrays(rng, *shapes):
     return [rng.standard_normal(shape).astype(np.float32) for shape in shapes]
 
 
-def _conv(rng, poisoned):
-    x_shape, kernel_shape = CONV_SHAPES
+def _conv(rng, poisoned, shapes):
+    x_shape, kernel_shape = shapes
     x, kernel, bias = _arrays(rng, x_shape, kernel_shape, (kernel_shape[3],))
     grad_out = rng.standard_normal((*x_shape[:3], kernel_shape[3])).astype(np.float32)
     args = {"x": x, "kernel": kernel, "bias": bias, "grad_out": grad_out}
@@ -79,10 +80,11 @@ def _conv(rng, poisoned):
 CONV_CASES = ["x", "kernel", "bias", "grad_out"]
 
 
+@pytest.mark.parametrize("shapes", CONV_SHAPES, ids=lambda shapes: f"kernel{shapes[1]}")
 @pytest.mark.parametrize("poisoned", CONV_CASES)
 @pytest.mark.parametrize("seed", SEEDS)
-def test_conv2d_carries_nan_and_inf_as_the_reference(backend, reference, conv_algorithm, poisoned, seed):
-    a = _conv(np.random.default_rng(seed), poisoned)
+def test_conv2d_carries_nan_and_inf_as_the_reference(backend, reference, conv_algorithm, poisoned, seed, shapes):
+    a = _conv(np.random.default_rng(seed), poisoned, shapes)
     x, kernel, bias, grad_out = a["x"], a["kernel"], a["bias"], a["grad_out"]
     finite = [finite_part(v) for v in (x, kernel, bias, grad_out)]
     forward = (x, kernel, bias, (1, 1), "same")

@@ -78,6 +78,20 @@ def _check_conv2d(backend, case):
     check_op(backend, "conv2d_backward_kernel", x, grad_out, kernel_shape, strides, padding, use_bias, sums=True, where=where)
 
 
+@pytest.mark.parametrize(
+    "x_shape, kernel_shape, strides, padding",
+    [((3, 9, 10, 1), (3, 3, 1, 8), (1, 1), "valid"), ((2, 12, 11, 3), (3, 3, 3, 16), (1, 1), "same"),
+     ((5, 8, 9, 1), (5, 5, 1, 24), (2, 1), "same"), ((2, 7, 7, 3), (3, 3, 3, 32), (1, 2), "valid"),
+     ((3, 6, 5, 2), (1, 1, 2, 40), (1, 1), "valid"), ((1, 9, 9, 4), (2, 4, 4, 8), (1, 1), "same")],
+    ids=["K9-F8", "K27-F16-same", "K25-F24-strided", "K27-F32", "pointwise-F40", "K32-F8"],
+)
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_conv2d_short_patches(backend, chunking, x_shape, kernel_shape, strides, padding, use_bias):
+    """A first layer's patches (KH*KW*C <= 32) with filters in eights: the Cython kernels' register-blocked product
+    instead of BLAS (src_ext/_small_patch.pxd), with row counts that leave tails of 4 rows and of 64."""
+    _check_conv2d(backend, (x_shape, kernel_shape, strides, padding, use_bias, sum(x_shape) + kernel_shape[3]))
+
+
 @pytest.mark.skipif(CUDA_SIMULATOR, reason="too large for the CUDA simulator")
 @pytest.mark.parametrize(
     "x_shape, kernel_shape",
