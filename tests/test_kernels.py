@@ -86,6 +86,7 @@ def _check_conv2d(backend, case):
     ids=["K9-F8", "K27-F16-same", "K25-F24-strided", "K27-F32", "pointwise-F40", "K32-F8"],
 )
 @pytest.mark.parametrize("use_bias", [True, False])
+@pytest.mark.skipif(CUDA_SIMULATOR, reason="too large for the CUDA simulator")
 def test_conv2d_short_patches(backend, chunking, x_shape, kernel_shape, strides, padding, use_bias):
     """A first layer's patches (KH*KW*C <= 32) with filters in eights: the Cython kernels' register-blocked product
     instead of BLAS (src_ext/_small_patch.pxd), with row counts that leave tails of 4 rows and of 64."""
