@@ -99,7 +99,8 @@ def make_step(layer, implementation, seed=0, backend=None):
 
     def pool_step():
         _, saved_argmax = backend.max_pool2d_forward(x, layer.pool)
-        backend.max_pool2d_backward(grad_out, saved_argmax, layer.input_shape)
+        # the window given, as MaxPooling2D gives it: non-overlapping windows are written directly, not scattered
+        backend.max_pool2d_backward(grad_out, saved_argmax, layer.input_shape, None, layer.pool)
 
     return pool_step
 
