@@ -9,11 +9,6 @@ passes write only their own sample's gradient, so they need no atomics.
 from libc.math cimport INFINITY
 from libc.string cimport memset
 
-cdef enum:
-    # max_pool2d_backward builds a ReLU-masked gradient pixel on the stack up to this many channels; a wider pool
-    # with a mask scatters, masking each element
-    MAX_STACK_CHANNELS = 1024
-
 from _driver cimport add_count, blocks_for, default_threads, fastconv_block_fn, run_blocks
 
 
@@ -163,15 +158,6 @@ cdef void max_backward_block(void* job_ptr, Py_ssize_t block) noexcept nogil:
             scatter_sample(job, n)
 
 
-cdef inline void masked_gradient(const pool_job* job, Py_ssize_t at, float* grad) noexcept nogil:
-    """grad[0:C] = grad_out at flat output pixel ``at``, zero where the pooled ReLU output is not positive."""
-    cdef const float* grad_pixel = job.x + at * job.channels
-    cdef const float* pooled = job.pooled + at * job.channels
-    cdef Py_ssize_t c
-    for c in range(job.channels):  # bits kept where positive, else +0.0 (branch-free, as in route_by_windows)
-        (<unsigned int*>grad)[c] = (<const unsigned int*>grad_pixel)[c] & (0u - <unsigned int>(pooled[c] > 0))
-
-
 cdef void scatter_sample(pool_job* job, Py_ssize_t n) noexcept nogil:
     """Sample n's input gradient by adding each output gradient at its argmax (none where the pooled ReLU output
     is not positive); an index outside the plane is counted (job.bad) and never written through."""
@@ -198,25 +184,25 @@ cdef void route_by_windows(pool_job* job, Py_ssize_t n) noexcept nogil:
     that is not a pixel of its own window is counted in job.bad; the caller then scatters the whole call instead."""
     cdef Py_ssize_t channels = job.channels, width = job.width, outputs = job.out_h * job.out_w
     cdef Py_ssize_t oh, ow, row, col, c, at
-    cdef int hits, won  # 32-bit, as the indices they are compared with: the channel loop vectorises at every level
+    cdef int hits, won, keep  # 32-bit, as the indices they are compared with: the loop vectorises at every level
+    cdef int unmasked = job.pooled == NULL
     cdef Py_ssize_t bounds[4]
     cdef int position
     cdef float* grad_sample = job.out + n * job.height * width * channels
     cdef float* target
-    cdef const float* grad_pixel
+    cdef const unsigned int* grad_bits
+    cdef const float* pooled_pixel
     cdef const int* index_pixel
-    cdef float masked[MAX_STACK_CHANNELS]
     if not job.covered:
         memset(grad_sample, 0, job.height * width * channels * sizeof(float))
     for oh in range(job.out_h):
         for ow in range(job.out_w):
-            at = n * outputs + oh * job.out_w + ow
+            at = (n * outputs + oh * job.out_w + ow) * channels
             _clip_window(oh, ow, &job.plan, job.height, width, bounds)
-            grad_pixel = job.x + at * channels
-            if job.pooled != NULL:
-                masked_gradient(job, at, masked)
-                grad_pixel = masked
-            index_pixel = job.argmax + at * channels
+            grad_bits = <const unsigned int*>(job.x + at)
+            # without a mask any readable pixel will do: `unmasked` keeps every winner
+            pooled_pixel = job.x + at if unmasked else job.pooled + at
+            index_pixel = job.argmax + at
             hits = 0
             for row in range(bounds[0], bounds[1]):
                 for col in range(bounds[2], bounds[3]):
@@ -225,9 +211,10 @@ cdef void route_by_windows(pool_job* job, Py_ssize_t n) noexcept nogil:
                     for c in range(channels):
                         won = index_pixel[c] == position
                         hits += won
-                        # the gradient's bits where it won, else +0.0's: no branch at any SIMD level (the x86-64
+                        keep = won & (unmasked | (pooled_pixel[c] > 0))  # pooled NaN: not > 0, masked
+                        # the gradient's bits where kept, else +0.0's: no branch at any SIMD level (the x86-64
                         # baseline has no blend, and a branch here mispredicts one time in four)
-                        (<unsigned int*>target)[c] = (<const unsigned int*>grad_pixel)[c] & (0u - <unsigned int>won)
+                        (<unsigned int*>target)[c] = grad_bits[c] & (0u - <unsigned int>keep)
             if hits != channels:
                 add_count(&job.bad, channels - hits)
 
@@ -258,8 +245,7 @@ def max_pool2d_backward(const float[:, :, :, ::1] grad_out, const int[:, :, :, :
     if plan is not None:
         c_plan = read_plan(plan)
         job.plan = c_plan
-        job.windowed = (c_plan.stride_h >= c_plan.pool_h and c_plan.stride_w >= c_plan.pool_w
-                        and (job.pooled == NULL or job.channels <= MAX_STACK_CHANNELS))
+        job.windowed = c_plan.stride_h >= c_plan.pool_h and c_plan.stride_w >= c_plan.pool_w
         job.covered = (c_plan.stride_h == c_plan.pool_h and c_plan.stride_w == c_plan.pool_w
                        and job.out_h * c_plan.stride_h - c_plan.pad_top >= job.height
                        and job.out_w * c_plan.stride_w - c_plan.pad_left >= job.width)

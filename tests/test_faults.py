@@ -90,6 +90,9 @@ def test_conv2d_carries_nan_and_inf_as_the_reference(backend, reference, conv_al
     forward = (x, kernel, bias, (1, 1), "same")
     assert_same_values(backend.conv2d_forward(*forward), reference.conv2d_forward(*forward), f"conv forward ({poisoned})",
                        of_magnitudes(reference.conv2d_forward, finite[0], finite[1], finite[2], (1, 1), "same"))  # fmt: skip
+    # the fused ReLU epilogue (each backend's own, the short-patch product's among them): NaN stays NaN, -inf gives 0
+    assert_same_values(backend.conv2d_forward(*forward, True), reference.conv2d_forward(*forward, True), f"conv forward + relu ({poisoned})",
+                       of_magnitudes(reference.conv2d_forward, finite[0], finite[1], finite[2], (1, 1), "same"))  # fmt: skip
     inputs = (grad_out, kernel, x.shape, (1, 1), "same")
     assert_same_values(backend.conv2d_backward_input(*inputs), reference.conv2d_backward_input(*inputs), f"conv grad_x ({poisoned})",
                        of_magnitudes(reference.conv2d_backward_input, finite[3], finite[1], x.shape, (1, 1), "same"))  # fmt: skip

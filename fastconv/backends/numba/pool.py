@@ -99,14 +99,10 @@ def _route_by_windows(grad_out, argmax, pooled, masked, out_grad_x, plan):
     for n in prange(batch):
         if not covered:
             grad_planes[n] = 0.0
-        gradient = np.empty(channels, np.float32)
         for oh in range(out_h):
             for ow in range(out_w):
                 r0, r1, c0, c1 = _clip_window(oh, ow, plan, height, width)
-                index_pixel = argmax[n, oh, ow]
-                for c in range(channels):
-                    keep = not masked or pooled[n, oh, ow, c] > 0
-                    gradient[c] = grad_out[n, oh, ow, c] if keep else np.float32(0.0)
+                index_pixel, gradient, pooled_pixel = argmax[n, oh, ow], grad_out[n, oh, ow], pooled[n, oh, ow]
                 hits = 0
                 for row in range(r0, r1):
                     for col in range(c0, c1):
@@ -115,7 +111,8 @@ def _route_by_windows(grad_out, argmax, pooled, masked, out_grad_x, plan):
                         for c in range(channels):
                             won = index_pixel[c] == position
                             hits += won
-                            target[c] = gradient[c] if won else np.float32(0.0)
+                            keep = won and (not masked or pooled_pixel[c] > 0)  # pooled NaN: not > 0, masked
+                            target[c] = gradient[c] if keep else np.float32(0.0)
                 missed += channels - hits
     return missed
 
