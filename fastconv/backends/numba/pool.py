@@ -25,26 +25,34 @@ def max_pool2d_forward(x, out_y, out_argmax, plan):
     """
     batch, height, width, channels = x.shape
     out_h, out_w = out_y.shape[1], out_y.shape[2]
+    # flat views and unsigned offsets: a signed index costs Numba a negative-index test per element, which kept
+    # the channel loop from vectorising (cats vs dogs' first pool, 2 threads: 15.1 -> 5.7-6.3 ms)
+    x_flat, y_flat, index_flat = x.reshape(-1), out_y.reshape(-1), out_argmax.reshape(-1)
+    unsigned_channels = np.uint64(channels)
     for item in prange(batch * out_h):
         n = item // out_h
         oh = item % out_h
         for ow in range(out_w):
             r0, r1, c0, c1 = _clip_window(oh, ow, plan, height, width)
-            best, best_index = out_y[n, oh, ow], out_argmax[n, oh, ow]
+            out_at = np.uint64(((n * out_h + oh) * out_w + ow) * channels)
             if r0 >= r1 or c0 >= c1:  # no real pixel (impossible for Keras geometries)
-                best[:] = -np.inf
-                best_index[:] = 0
+                for c in range(unsigned_channels):
+                    y_flat[out_at + c] = -np.inf
+                    index_flat[out_at + c] = 0
                 continue
-            best[:] = x[n, r0, c0]
-            best_index[:] = r0 * width + c0
+            first_at = np.uint64(((n * height + r0) * width + c0) * channels)
+            first_index = np.int32(r0 * width + c0)
+            for c in range(unsigned_channels):
+                y_flat[out_at + c] = x_flat[first_at + c]
+                index_flat[out_at + c] = first_index
             for row in range(r0, r1):
                 for col in range(c0, c1):
-                    pixel, index = x[n, row, col], np.int32(row * width + col)
-                    for c in range(channels):  # selects, not branches: the channels vectorise
-                        value, held = pixel[c], best[c]
+                    pixel_at, index = np.uint64(((n * height + row) * width + col) * channels), np.int32(row * width + col)
+                    for c in range(unsigned_channels):  # selects, not branches: the channels vectorise
+                        value, held = x_flat[pixel_at + c], y_flat[out_at + c]
                         take = (value > held) | ((value != value) & (held == held))
-                        best[c] = value if take else held
-                        best_index[c] = index if take else best_index[c]
+                        y_flat[out_at + c] = value if take else held
+                        index_flat[out_at + c] = index if take else index_flat[out_at + c]
 
 
 def max_pool2d_backward(grad_out, argmax, pooled_relu, out_grad_x, plan):
@@ -94,25 +102,28 @@ def _route_by_windows(grad_out, argmax, pooled, masked, out_grad_x, plan):
     out_h, out_w = grad_out.shape[1], grad_out.shape[2]
     covered = (plan.stride_h == plan.pool_h and plan.stride_w == plan.pool_w
                and out_h * plan.stride_h - plan.pad_top >= height and out_w * plan.stride_w - plan.pad_left >= width)
-    grad_planes = out_grad_x.reshape(batch, height * width, channels)
+    grad_flat, grad_out_flat = out_grad_x.reshape(-1), grad_out.reshape(-1)
+    index_flat, pooled_flat = argmax.reshape(-1), pooled.reshape(-1)
+    unsigned_channels = np.uint64(channels)  # unsigned offsets vectorise (max_pool2d_forward)
+    unmasked = not masked
     missed = 0
     for n in prange(batch):
         if not covered:
-            grad_planes[n] = 0.0
+            grad_flat[n * height * width * channels : (n + 1) * height * width * channels] = 0.0
         for oh in range(out_h):
             for ow in range(out_w):
                 r0, r1, c0, c1 = _clip_window(oh, ow, plan, height, width)
-                index_pixel, gradient, pooled_pixel = argmax[n, oh, ow], grad_out[n, oh, ow], pooled[n, oh, ow]
+                out_at = np.uint64(((n * out_h + oh) * out_w + ow) * channels)
                 hits = 0
                 for row in range(r0, r1):
                     for col in range(c0, c1):
-                        position = row * width + col
-                        target = grad_planes[n, position]
-                        for c in range(channels):
-                            won = index_pixel[c] == position
-                            hits += won
-                            keep = won and (not masked or pooled_pixel[c] > 0)  # pooled NaN: not > 0, masked
-                            target[c] = gradient[c] if keep else np.float32(0.0)
+                        position = np.int32(row * width + col)
+                        target_at = np.uint64((n * height * width + position) * channels)
+                        for c in range(unsigned_channels):  # & and |, not and/or: no branch per element
+                            won = index_flat[out_at + c] == position
+                            hits += np.int32(won)
+                            keep = won & (unmasked | (pooled_flat[out_at + c] > 0))  # pooled NaN: not > 0, masked
+                            grad_flat[target_at + c] = grad_out_flat[out_at + c] if keep else np.float32(0.0)
                 missed += channels - hits
     return missed
 
