@@ -60,22 +60,25 @@ def _im2col_rows(x, cols, first_row, out_h, out_w, plan):
 
 @njit(**SERIAL)
 def _col2im_sample(cols, grad_sample, out_h, out_w, plan):
-    """grad_sample (H, W, C) = one sample's patch rows cols (OH*OW, KH*KW*C) added back where they were gathered."""
+    """grad_sample (H, W, C) = one sample's patch rows cols (OH*OW, KH*KW*C) added back where they were gathered
+    (flat views, unsigned offsets, as _im2col_rows)."""
     height, width, channels = grad_sample.shape
     stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w = plan.stride_h, plan.stride_w, plan.pad_top, plan.pad_left, plan.kernel_h, plan.kernel_w
-    grad_sample[:] = 0.0
+    grad_flat, cols_flat = grad_sample.reshape(-1), cols.reshape(-1)
+    unsigned_channels, patch_len = np.uint64(channels), np.uint64(cols.shape[1])
+    grad_flat[:] = 0.0
     for oh in range(out_h):
         for ow in range(out_w):
-            row = oh * out_w + ow
-            k = 0
+            source = np.uint64(oh * out_w + ow) * patch_len
             for r in range(kernel_h):
                 in_row = oh * stride_h - pad_top + r
                 for s in range(kernel_w):
                     in_col = ow * stride_w - pad_left + s
                     if 0 <= in_row < height and 0 <= in_col < width:
-                        for c in range(channels):
-                            grad_sample[in_row, in_col, c] += cols[row, k + c]
-                    k += channels
+                        target = np.uint64((in_row * width + in_col) * channels)
+                        for c in range(unsigned_channels):
+                            grad_flat[target + c] += cols_flat[source + c]
+                    source += unsigned_channels
 
 
 @njit(**SERIAL)
