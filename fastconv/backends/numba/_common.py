@@ -35,11 +35,29 @@ def add_bias_relu(block, bias, relu):
             flat[start + f] = value
 
 
-@njit(**PARALLEL)
+# Below this many elements column sums run on the calling thread: starting a parallel region cost ~0.3 ms, where
+# summing a (7744, 64) gradient (MNIST's conv2) takes 0.06 ms on one thread.
+_PARALLEL_SUM_ELEMENTS = 1 << 22
+
+
+@njit(**SERIAL)
 def column_sums(matrix, sums):
-    """sums[j] = sum_i matrix[i, j], in float64, row blocks in parallel."""
+    """sums[j] = sum_i matrix[i, j], in float64: row blocks in parallel for a large matrix, else on this thread."""
+    if matrix.size >= _PARALLEL_SUM_ELEMENTS:
+        _column_sums_parallel(matrix, sums)
+        return
+    acc = np.zeros(matrix.shape[1])
+    for i in range(matrix.shape[0]):
+        for j in range(matrix.shape[1]):
+            acc[j] += matrix[i, j]
+    for j in range(matrix.shape[1]):
+        sums[j] = acc[j]
+
+
+@njit(**PARALLEL)
+def _column_sums_parallel(matrix, sums):
     rows, cols = matrix.shape
-    blocks = 16 if rows >= 16 else 1
+    blocks = 16
     partial = np.zeros((blocks, cols))
     for block in prange(blocks):
         for i in range(block * rows // blocks, (block + 1) * rows // blocks):
