@@ -1,4 +1,5 @@
-"""Keras-style callbacks: History, the progress bar, EarlyStopping, ModelCheckpoint and TerminateOnNaN."""
+"""Keras-style callbacks: History, the progress bar, EarlyStopping, ModelCheckpoint and TerminateOnNaN, and the
+:class:`CallbackList` through which ``fit`` calls them."""
 
 import math
 import string
@@ -28,6 +29,48 @@ class Callback:
     def on_epoch_begin(self, epoch, logs=None): ...
     def on_epoch_end(self, epoch, logs=None): ...
     def on_train_batch_end(self, batch, logs=None): ...
+
+
+class CallbackList:
+    """The callbacks of one ``fit``, each event handed to every one of them in order (Keras' ``CallbackList``).
+
+    Refuses anything that is not a :class:`Callback` before any of them is touched; then gives each the model
+    and the fit's ``params``.
+    """
+
+    def __init__(self, callbacks, model, params):
+        for callback in callbacks:
+            if not isinstance(callback, Callback):
+                raise TypeError(f"callbacks must be fastconv.callbacks.Callback instances, got {type(callback).__name__}")
+        self.callbacks = list(callbacks)
+        for callback in self.callbacks:
+            callback.set_model(model)
+            callback.set_params(params)
+
+    @property
+    def terminates_on_nan(self):
+        """Whether a :class:`TerminateOnNaN` is among them (then a NaN loss ends ``fit`` quietly)."""
+        return any(isinstance(callback, TerminateOnNaN) for callback in self.callbacks)
+
+    def on_train_begin(self):
+        for callback in self.callbacks:
+            callback.on_train_begin()
+
+    def on_train_end(self):
+        for callback in self.callbacks:
+            callback.on_train_end()
+
+    def on_epoch_begin(self, epoch):
+        for callback in self.callbacks:
+            callback.on_epoch_begin(epoch)
+
+    def on_epoch_end(self, epoch, logs):
+        for callback in self.callbacks:
+            callback.on_epoch_end(epoch, logs)
+
+    def on_train_batch_end(self, batch, logs):
+        for callback in self.callbacks:
+            callback.on_train_batch_end(batch, logs)
 
 
 class History(Callback):

@@ -1,9 +1,9 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""2-D convolution kernels, NHWC float32: im2col over a chunk of the batch, then one BLAS product.
+"""2-D convolution kernels, NHWC float32: im2col over a block of output pixels, then one BLAS product per block.
 
-The chunk (a few samples) keeps the patch matrix inside the L3 cache. Patch
-rows are laid out (KH, KW, C), so the Keras kernel (KH, KW, C, F) is the
-(KH*KW*C, F) matrix of the product without any copy. A 1x1 kernel with stride
+A block (``plan.block_pixels`` output pixels, about 1 MB of patches) keeps its patch matrix inside one core's L2
+cache; the input gradient's blocks are whole samples (``plan.block_samples``). Patch rows are laid out (KH, KW, C),
+so the Keras kernel (KH, KW, C, F) is the (KH*KW*C, F) matrix of the product without any copy. A 1x1 kernel with stride
 1 and no padding needs no patch matrix at all: the input already is one.
 
 These functions trust their caller (``fastconv.backends.compiled``) for the

@@ -38,7 +38,8 @@ _MIN_INPUT_GRADIENT_OUTPUT_PIXELS = 144
 
 
 def set_conv_algorithm(name):
-    """Use ``name`` ('auto', 'gemm' or 'winograd') for every convolution from now on; returns it."""
+    """Use ``name`` (one of ``CONV_ALGORITHMS``: 'auto', 'gemm', 'winograd', 'winograd_2x2' or 'winograd_4x4') for
+    every convolution from now on; returns it."""
     global _chosen
     _chosen = _checked(name, "set_conv_algorithm")
     return _chosen

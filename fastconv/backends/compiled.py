@@ -2,7 +2,7 @@
 
 A :class:`CompiledBackend` validates every argument in Python, allocates the
 outputs and then hands raw float32 buffers to its ``low_level`` kernels, which
-only compute (STYLE.md rule 4). The backends are instances of this class over
+only compute (validation and allocation in Python, computation in compiled code). The backends are instances of this class over
 kernels with the same low-level signatures (``fastconv.backends.contract``), so
 the checks, the allocation and the blocking plan exist once.
 

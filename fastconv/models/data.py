@@ -105,3 +105,29 @@ def batches(x, y=None, batch_size=None, shuffle=False, steps=None, steps_name="s
             f"(ceil(len(x) / batch_size) steps); leave {steps_name} out or pass a generator"
         )
     return ArrayBatches(x, y, 32 if batch_size is None else batch_size, shuffle)
+
+
+def split_validation(x, y, validation_split, validation_data):
+    """``fit``'s ``validation_split``: the last fraction of the arrays becomes ``validation_data``.
+
+    Returns ``(x, y, validation_data)``, unchanged when ``validation_split`` is 0.
+    """
+    if validation_split and is_generator(x):
+        raise ValueError("fit(): validation_split needs arrays; with a generator pass validation_data (and validation_steps)")
+    if not validation_split:
+        return x, y, validation_data
+    if validation_data is not None:
+        raise ValueError("fit(): give validation_split or validation_data, not both")
+    if not 0 < validation_split < 1:
+        raise ValueError(f"validation_split must be in (0, 1), got {validation_split}")
+    split = int(len(x) * (1 - validation_split))
+    return x[:split], y[:split], (x[split:], y[split:])
+
+
+def validation_batches(validation_data, validation_steps, batch_size):
+    """The feeder of ``fit``'s validation: ``(x_val, y_val)`` in order, or a generator; None without data."""
+    if validation_data is None:
+        return None
+    if is_generator(validation_data):
+        return batches(validation_data, None, None, False, validation_steps, "validation_steps")
+    return batches(validation_data[0], validation_data[1], batch_size, False, validation_steps, "validation_steps")

@@ -17,7 +17,7 @@ from fastconv import losses as losses_module
 from fastconv import metrics as metrics_module
 from fastconv import optimizers as optimizers_module
 from fastconv.backends import get_backend
-from fastconv.callbacks import Callback, History, Progbar, TerminateOnNaN
+from fastconv.callbacks import CallbackList, History, Progbar
 from fastconv.layers.base import weight_gradients_enabled
 from fastconv.models import data as data_module
 
@@ -28,6 +28,29 @@ class NonFiniteLoss(FloatingPointError):
     def __init__(self, message, loss, step=None):
         super().__init__(message)
         self.loss, self.step = loss, step
+
+
+def _check_fit_keywords(kwargs):
+    """Keras' ``fit`` keywords that fastconv accepts and has no use for; anything else is a TypeError."""
+    ignored = set(kwargs) - {"workers", "use_multiprocessing", "max_queue_size", "class_weight", "sample_weight"}
+    if ignored:
+        raise TypeError(f"fit() got unexpected arguments {sorted(ignored)}")
+    if kwargs.get("class_weight") is not None or kwargs.get("sample_weight") is not None:
+        raise ValueError("fit(): class_weight and sample_weight are not supported")
+
+
+def _end_on_non_finite_loss(error, epoch, params, callback_list):
+    """A training batch's loss was NaN or infinite: raise, naming where, or with TerminateOnNaN end quietly."""
+    if not callback_list.terminates_on_nan:
+        raise NonFiniteLoss(
+            f"fit stopped at epoch {epoch + 1}/{params['epochs']}, step {error.step}/{params['steps']}: the loss is "
+            f"{error.loss}; the weights are those before this step (pass callbacks=[TerminateOnNaN()] "
+            "to end training quietly instead)",
+            error.loss, error.step,
+        ) from None  # fmt: skip
+    if params["verbose"]:
+        print()
+    callback_list.on_train_batch_end(error.step - 1, {"loss": error.loss})  # TerminateOnNaN says so and stops training
 
 
 class Trainer:
@@ -193,84 +216,49 @@ class Trainer:
         ``x``/``y`` arrays, or ``x`` a generator of ``(x, y)`` batches with ``steps_per_epoch``.
         ``validation_data`` is ``(x_val, y_val)`` or a generator (with ``validation_steps``).
         """
-        ignored = set(kwargs) - {"workers", "use_multiprocessing", "max_queue_size", "class_weight", "sample_weight"}
-        if ignored:
-            raise TypeError(f"fit() got unexpected arguments {sorted(ignored)}")
-        if kwargs.get("class_weight") is not None or kwargs.get("sample_weight") is not None:
-            raise ValueError("fit(): class_weight and sample_weight are not supported")
+        _check_fit_keywords(kwargs)
         self._require_compiled()
         self._require_weight_gradients()
-        if validation_split and data_module.is_generator(x):
-            raise ValueError("fit(): validation_split needs arrays; with a generator pass validation_data (and validation_steps)")
-        if validation_split:
-            if validation_data is not None:
-                raise ValueError("fit(): give validation_split or validation_data, not both")
-            if not 0 < validation_split < 1:
-                raise ValueError(f"validation_split must be in (0, 1), got {validation_split}")
-            split = int(len(x) * (1 - validation_split))
-            x, validation_data = x[:split], (x[split:], y[split:])
-            y = y[:split]
+        x, y, validation_data = data_module.split_validation(x, y, validation_split, validation_data)
         feeder = data_module.batches(x, y, batch_size, shuffle, steps_per_epoch, "steps_per_epoch")
-        validation = None
-        if validation_data is not None:
-            if data_module.is_generator(validation_data):
-                validation = data_module.batches(validation_data, None, None, False, validation_steps, "validation_steps")
-            else:
-                val_x, val_y = validation_data[0], validation_data[1]
-                val_batch_size = validation_batch_size if validation_batch_size is not None else batch_size
-                validation = data_module.batches(val_x, val_y, val_batch_size, False, validation_steps, "validation_steps")
-
+        validation_batch_size = batch_size if validation_batch_size is None else validation_batch_size
+        validation = data_module.validation_batches(validation_data, validation_steps, validation_batch_size)
         history = History()
-        callbacks = [history, *(callbacks or [])]
-        log_keys = ["loss", *self.metric_names]
-        params = {"epochs": epochs, "steps": feeder.steps, "verbose": verbose,
-                  "metrics": log_keys + ([f"val_{key}" for key in log_keys] if validation is not None else [])}  # fmt: skip
-        for callback in callbacks:
-            if not isinstance(callback, Callback):
-                raise TypeError(f"callbacks must be fastconv.callbacks.Callback instances, got {type(callback).__name__}")
-            callback.set_model(self)
-            callback.set_params(params)
-        terminate_on_nan = any(isinstance(callback, TerminateOnNaN) for callback in callbacks)
+        params = self._fit_params(epochs, feeder.steps, verbose, validation is not None)
+        callback_list = CallbackList([history, *(callbacks or [])], self, params)
         self.stop_training = False
-        for callback in callbacks:
-            callback.on_train_begin()
+        callback_list.on_train_begin()
         for epoch in range(initial_epoch, epochs):
-            for callback in callbacks:
-                callback.on_epoch_begin(epoch)
-            if verbose:
-                print(f"Epoch {epoch + 1}/{epochs}")
-            progbar = Progbar(feeder.steps, verbose)
-
-            def on_batch(index, means):
-                for callback in callbacks:
-                    callback.on_train_batch_end(index, means)
-
-            try:
-                logs = self._run_epoch(feeder, self._train_step, progbar, on_batch)
-            except NonFiniteLoss as error:
-                if not terminate_on_nan:
-                    raise NonFiniteLoss(
-                        f"fit stopped at epoch {epoch + 1}/{epochs}, step {error.step}/{feeder.steps}: the loss is "
-                        f"{error.loss}; the weights are those before this step (pass callbacks=[TerminateOnNaN()] "
-                        "to end training quietly instead)",
-                        error.loss, error.step,
-                    ) from None  # fmt: skip
-                if verbose:
-                    print()
-                on_batch(error.step - 1, {"loss": error.loss})  # TerminateOnNaN says so and stops training
+            finished = self._fit_epoch(epoch, params, feeder, validation, callback_list)
+            if not finished or self.stop_training:
                 break
-            if validation is not None:
-                val_logs = self._run_epoch(validation, self._test_step)
-                logs.update({f"val_{key}": value for key, value in val_logs.items()})
-            progbar.finish(logs)
-            for callback in callbacks:
-                callback.on_epoch_end(epoch, logs)
-            if self.stop_training:
-                break
-        for callback in callbacks:
-            callback.on_train_end()
+        callback_list.on_train_end()
         self.history = history
         return history
+
+    def _fit_params(self, epochs, steps, verbose, validating):
+        """The ``params`` every callback sees: ``metrics`` lists the keys the epoch logs will have."""
+        log_keys = ["loss", *self.metric_names]
+        validation_keys = [f"val_{key}" for key in log_keys] if validating else []
+        return {"epochs": epochs, "steps": steps, "verbose": verbose, "metrics": log_keys + validation_keys}
+
+    def _fit_epoch(self, epoch, params, feeder, validation, callback_list):
+        """One epoch of ``fit``: train, validate, report; False when a NaN loss ended training (TerminateOnNaN)."""
+        callback_list.on_epoch_begin(epoch)
+        if params["verbose"]:
+            print(f"Epoch {epoch + 1}/{params['epochs']}")
+        progbar = Progbar(feeder.steps, params["verbose"])
+        try:
+            logs = self._run_epoch(feeder, self._train_step, progbar, callback_list.on_train_batch_end)
+        except NonFiniteLoss as error:
+            _end_on_non_finite_loss(error, epoch, params, callback_list)
+            return False
+        if validation is not None:
+            validation_logs = self._run_epoch(validation, self._test_step)
+            logs.update({f"val_{key}": value for key, value in validation_logs.items()})
+        progbar.finish(logs)
+        callback_list.on_epoch_end(epoch, logs)
+        return True
 
     def fit_generator(self, generator, steps_per_epoch=None, epochs=1, **kwargs):
         """Keras 2's name for ``fit`` on a generator."""
