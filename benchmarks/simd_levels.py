@@ -14,14 +14,15 @@ import numpy as np
 
 from fastconv import _ext, simd_levels
 from fastconv.backends.compiled import CompiledBackend
-from fastconv.backends.contract import collect_kernels
+from fastconv.backends.contract import op_family_kernels
 from layers import LAYERS, ConvLayer, make_step
 
 
 def level_backend(name):
     modules = _ext.load_level(name)
-    kernels = (modules.conv, modules.winograd, modules.pool, modules.dense, modules.activations, modules.losses)
-    return CompiledBackend(f"cython-{name}", collect_kernels("cython", kernels))
+    kernels = op_family_kernels("cython", modules.conv, modules.pool, modules.dense, modules.activations, modules.losses,
+                                modules.winograd)  # fmt: skip
+    return CompiledBackend(f"cython-{name}", kernels)
 
 
 def main(rounds=7):

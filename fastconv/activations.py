@@ -4,16 +4,18 @@ from fastconv.backends import get_backend
 
 
 class Activation:
-    """One activation: ``forward(z) -> y`` and ``backward(grad_y, y) -> grad_z`` (backward needs only y)."""
+    """One activation: ``forward(z) -> y`` and ``backward(grad_y, y) -> grad_z`` (backward needs only y), each the
+    current backend's kernel pair that ``forward_kernel``/``backward_kernel`` pick from it."""
 
-    def __init__(self, name):
+    def __init__(self, name, forward_kernel, backward_kernel):
         self.name = name
+        self.forward_kernel, self.backward_kernel = forward_kernel, backward_kernel
 
     def forward(self, z):
-        return getattr(get_backend(), f"{self.name}_forward")(z)
+        return self.forward_kernel(get_backend())(z)
 
     def backward(self, grad_y, y):
-        return getattr(get_backend(), f"{self.name}_backward")(grad_y, y)
+        return self.backward_kernel(get_backend())(grad_y, y)
 
     def __repr__(self):
         return self.name
@@ -21,6 +23,9 @@ class Activation:
 
 class Softmax(Activation):
     """Softmax over the last axis; the kernels work on (rows, classes) matrices."""
+
+    def __init__(self):
+        super().__init__("softmax", lambda backend: backend.softmax_forward, lambda backend: backend.softmax_backward)
 
     def forward(self, z):
         shape = tuple(z.shape)
@@ -31,7 +36,10 @@ class Softmax(Activation):
         return get_backend().softmax_backward(grad_y.reshape(-1, shape[-1]), y.reshape(-1, shape[-1])).reshape(shape)
 
 
-_ACTIVATIONS = {"relu": Activation("relu"), "sigmoid": Activation("sigmoid"), "softmax": Softmax("softmax")}
+RELU = Activation("relu", lambda backend: backend.relu_forward, lambda backend: backend.relu_backward)
+SIGMOID = Activation("sigmoid", lambda backend: backend.sigmoid_forward, lambda backend: backend.sigmoid_backward)
+SOFTMAX = Softmax()
+_ACTIVATIONS = {"relu": RELU, "sigmoid": SIGMOID, "softmax": SOFTMAX}
 
 
 def get(identifier):

@@ -74,7 +74,7 @@ def conv_algorithm(request, monkeypatch):
     """Run a convolution test with each algorithm forced (Winograd F(2x2) or F(4x4) where it applies: 3x3, stride 1)."""
     from fastconv.backends import algorithms
 
-    monkeypatch.setattr(algorithms, "_chosen", request.param)
+    monkeypatch.setattr(algorithms, "_chosen", algorithms.ConvAlgorithm(request.param))
     return request.param
 
 

@@ -5,25 +5,37 @@
 modules; ``LEVEL`` names it and ``load_level(name)`` gives another level's modules (the tests compare them).
 """
 
-import importlib
 import os
 from types import SimpleNamespace
 
 from fastconv import simd_levels as levels
 from fastconv.backends import threads
 
-MODULES = ("activations", "build_info", "conv", "dense", "losses", "pool", "winograd")
-
 
 def load_level(name):
     """The compiled modules of level ``name`` as a namespace (``.conv``, ``.pool``, ...); ImportError, saying why,
     for a level not built or one whose instructions this CPU lacks (its code could die on its first instruction)."""
     levels.choose(levels.built_levels(), levels.cpu_features(), forced=name, asked_by=f"load_level({name!r})")
-    return SimpleNamespace(**{module: importlib.import_module(f"{__name__}.{name}.{module}") for module in MODULES})
+    # One plain import per level (as Keras picks its backend), so that grep finds where each module comes from.
+    if name == "baseline":
+        from fastconv._ext.baseline import activations, build_info, conv, dense, losses, pool, winograd
+    elif name == "avx2":
+        from fastconv._ext.avx2 import activations, build_info, conv, dense, losses, pool, winograd
+    elif name == "avx512":
+        from fastconv._ext.avx512 import activations, build_info, conv, dense, losses, pool, winograd
+    elif name == levels.NATIVE:
+        from fastconv._ext.native import activations, build_info, conv, dense, losses, pool, winograd
+    else:
+        raise ImportError(f"load_level({name!r}): fastconv has no such level")
+    return SimpleNamespace(activations=activations, build_info=build_info, conv=conv, dense=dense, losses=losses,
+                           pool=pool, winograd=winograd)  # fmt: skip
 
 
 threads.set_openmp_waiting()  # before the first module loads libgomp
 BUILT = levels.built_levels()
 LEVEL = levels.choose(BUILT, levels.cpu_features(), os.environ.get(levels.ENVIRONMENT_VARIABLE) or None)
 _modules = load_level(LEVEL)
-activations, build_info, conv, dense, losses, pool, winograd = (getattr(_modules, module) for module in MODULES)
+activations, build_info, conv, dense, losses, pool, winograd = (
+    _modules.activations, _modules.build_info, _modules.conv, _modules.dense, _modules.losses, _modules.pool,
+    _modules.winograd,
+)  # fmt: skip

@@ -13,18 +13,11 @@ variable ``FASTCONV_BACKEND``; :func:`get_backend` returns the current one.
 """
 
 import contextlib
-import importlib
 import os
 
 from fastconv.backends.checks import host_array
 
-# name -> (module, attribute holding the backend object or None for the module itself)
-_REGISTRY = {
-    "cython": ("fastconv.backends.cython", "backend"),
-    "numba": ("fastconv.backends.numba", "backend"),
-    "reference": ("fastconv.backends.reference", None),
-    "cuda": ("fastconv.backends.cuda", "backend"),
-}
+BACKEND_NAMES = ("cython", "numba", "reference", "cuda")
 DEFAULT_BACKEND = "cython"
 _loaded = {}
 _current = None
@@ -37,20 +30,32 @@ def to_numpy(array):
 
 def available_backends():
     """Names that :func:`set_backend` accepts."""
-    return tuple(_REGISTRY)
+    return BACKEND_NAMES
+
+
+def _import_backend(name):
+    """The backend object of ``name``: one plain import each (as Keras picks its backend), so that grep and an
+    editor's "go to definition" reach it; each is imported on first use (numba compiles, cuda needs a GPU)."""
+    if name == "cython":
+        from fastconv.backends.cython import backend
+    elif name == "numba":
+        from fastconv.backends.numba import backend
+    elif name == "cuda":
+        from fastconv.backends.cuda import backend
+    else:
+        from fastconv.backends import reference as backend
+    return backend
 
 
 def load_backend(name):
     """Return the backend called ``name``, importing it on first use."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown fastconv backend {name!r}; choose one of {', '.join(_REGISTRY)}")
+    if name not in BACKEND_NAMES:
+        raise ValueError(f"unknown fastconv backend {name!r}; choose one of {', '.join(BACKEND_NAMES)}")
     if name not in _loaded:
-        module_name, attribute = _REGISTRY[name]
         try:
-            module = importlib.import_module(module_name)
+            _loaded[name] = _import_backend(name)
         except ImportError as error:
             raise ImportError(f"fastconv backend {name!r} cannot be loaded: {error}") from error
-        _loaded[name] = module if attribute is None else getattr(module, attribute)
     return _loaded[name]
 
 

@@ -13,11 +13,31 @@ kernel's middle row or column: where those taps are small the error broke the 1e
 1x1 input), so such a layer takes the GEMM, exact to the taps it uses.
 """
 
+import enum
 import functools
 import os
 
-CONV_ALGORITHMS = ("auto", "gemm", "winograd", "winograd_2x2", "winograd_4x4")
-WINOGRAD_ALGORITHMS = {"winograd_2x2": 2, "winograd_4x4": 4}
+
+class ConvAlgorithm(str, enum.Enum):
+    """A convolution algorithm setting, equal to its name (``ConvAlgorithm.GEMM == "gemm"``). ``AUTO`` and
+    ``WINOGRAD`` are settings only: :func:`choose` answers ``GEMM``, ``WINOGRAD_2X2`` or ``WINOGRAD_4X4``."""
+
+    AUTO = "auto"
+    GEMM = "gemm"
+    WINOGRAD = "winograd"
+    WINOGRAD_2X2 = "winograd_2x2"
+    WINOGRAD_4X4 = "winograd_4x4"
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+
+    @property
+    def tile_side(self):
+        """m of a Winograd F(m x m, 3x3) algorithm (2 or 4); 0 for the others."""
+        return {"winograd_2x2": 2, "winograd_4x4": 4}.get(self.value, 0)
+
+
+CONV_ALGORITHMS = tuple(algorithm.value for algorithm in ConvAlgorithm)
 _chosen = None
 
 # auto: Winograd when both channel counts and the output's area reach these. Its transforms cost
@@ -48,14 +68,14 @@ def set_conv_algorithm(name):
 def conv_algorithm():
     """The algorithm setting in use: the last :func:`set_conv_algorithm`, else ``$FASTCONV_CONV_ALGORITHM``, else 'auto'."""
     if _chosen is not None:
-        return _chosen
+        return ConvAlgorithm(_chosen)
     return _checked(os.environ.get("FASTCONV_CONV_ALGORITHM", "auto").strip().lower() or "auto", "FASTCONV_CONV_ALGORITHM")
 
 
 def _checked(name, where):
     if name not in CONV_ALGORITHMS:
         raise ValueError(f"{where}: unknown convolution algorithm {name!r}; choose one of {', '.join(CONV_ALGORITHMS)}")
-    return name
+    return ConvAlgorithm(name)
 
 
 def winograd_applies(kernel_shape, strides):
@@ -63,18 +83,13 @@ def winograd_applies(kernel_shape, strides):
     return tuple(kernel_shape[:2]) == (3, 3) and tuple(strides) == (1, 1)
 
 
-def tile_side(algorithm):
-    """m of a Winograd algorithm name ('winograd_2x2' -> 2, 'winograd_4x4' -> 4)."""
-    return WINOGRAD_ALGORITHMS[algorithm]
-
-
 @functools.lru_cache(maxsize=256)
 def _auto(channels, filters, out_h, out_w, input_gradient):
     narrowest, pixels = min(channels, filters), out_h * out_w
     if narrowest < _MIN_WINOGRAD_CHANNELS or pixels < _MIN_WINOGRAD_OUTPUT_PIXELS:
-        return "gemm"
+        return ConvAlgorithm.GEMM
     if input_gradient and narrowest < _MIN_WIDE_WINOGRAD_CHANNELS and pixels < _MIN_INPUT_GRADIENT_OUTPUT_PIXELS:
-        return "gemm"
+        return ConvAlgorithm.GEMM
     return _winograd_tile(channels, filters, out_h, out_w)
 
 
@@ -83,17 +98,18 @@ def _winograd_tile(channels, filters, out_h, out_w):
     under 4 (a forced Winograd on a sliver of an output, where a 4x4 tile would be mostly outside it)."""
     wide = min(channels, filters) >= _MIN_WIDE_WINOGRAD_CHANNELS
     side = min(out_h, out_w)
-    return "winograd_2x2" if side < 4 or (wide and side < _MIN_F4X4_OUTPUT_SIDE) else "winograd_4x4"
+    small = side < 4 or (wide and side < _MIN_F4X4_OUTPUT_SIDE)
+    return ConvAlgorithm.WINOGRAD_2X2 if small else ConvAlgorithm.WINOGRAD_4X4
 
 
 def choose(kernel_shape, strides, out_hw, has_winograd, input_gradient=False):
-    """'gemm', 'winograd_2x2' or 'winograd_4x4' for a convolution with this kernel (KH, KW, C, F), strides and
+    """``ConvAlgorithm.GEMM``, ``WINOGRAD_2X2`` or ``WINOGRAD_4X4`` for a convolution with this kernel (KH, KW, C, F), strides and
     output (OH, OW) of its forward pass, on a backend that has (``has_winograd``) or lacks the Winograd kernels.
     Under 'auto' the forward pass and the kernel gradient of a layer get one answer and its input gradient
     (``input_gradient=True``) may get the GEMM instead; a forced setting holds for all three."""
     setting = conv_algorithm()
-    if not has_winograd or setting == "gemm" or not winograd_applies(kernel_shape, strides) or min(out_hw) < 2:
-        return "gemm"
-    if setting == "auto":
+    if not has_winograd or setting is ConvAlgorithm.GEMM or not winograd_applies(kernel_shape, strides) or min(out_hw) < 2:
+        return ConvAlgorithm.GEMM
+    if setting is ConvAlgorithm.AUTO:
         return _auto(kernel_shape[2], kernel_shape[3], out_hw[0], out_hw[1], input_gradient)
-    return _winograd_tile(kernel_shape[2], kernel_shape[3], *out_hw) if setting == "winograd" else setting
+    return _winograd_tile(kernel_shape[2], kernel_shape[3], *out_hw) if setting is ConvAlgorithm.WINOGRAD else setting

@@ -6,7 +6,7 @@ only compute (validation and allocation in Python, computation in compiled code)
 kernels with the same low-level signatures (``fastconv.backends.contract``), so
 the checks, the allocation and the blocking plan exist once.
 
-Low-level contract (``low_level.<name>``): every array float32 (argmax int32)
+Low-level contract (``low_level.<name>``, a :class:`~fastconv.backends.contract.Kernels`): every array float32 (argmax int32)
 and C-contiguous, shapes already checked; the outputs, named ``out_*``, come
 preallocated after the inputs; convolution and pooling take a
 :class:`~fastconv.backends.plans.ConvPlan` / :class:`~fastconv.backends.plans.PoolPlan` last.
@@ -14,7 +14,8 @@ preallocated after the inputs; convolution and pooling take a
 
 import numpy as np
 
-from fastconv.backends import algorithms, buffers, checks, contract, host_ops, winograd_tiles
+from fastconv.backends import algorithms, buffers, checks, host_ops, winograd_tiles
+from fastconv.backends.algorithms import ConvAlgorithm
 from fastconv.backends.blas_threads import single_threaded_blas
 from fastconv.backends.plans import ConvPlan, PoolPlan
 from fastconv.backends.threads import thread_count
@@ -109,11 +110,11 @@ class CompiledBackend:
     STRICT = True
 
     def __init__(self, name, low_level, set_default_threads=None):
-        """``set_default_threads(n)``: makes the calling thread's parallel loops that name no thread count (the
+        """``low_level``: the backend's :class:`~fastconv.backends.contract.Kernels`. ``set_default_threads(n)``: makes the calling thread's parallel loops that name no thread count (the
         activations', losses' and pooling's) run on ``n`` threads; None where there are none (the GPU)."""
         self.name = name
         self.low_level = low_level
-        self.has_winograd = all(hasattr(low_level, name) for name in contract.OPTIONAL_KERNEL_NAMES)
+        self.has_winograd = low_level.has_winograd
         self._set_default_threads = set_default_threads
 
     def __repr__(self):
@@ -167,7 +168,7 @@ class CompiledBackend:
         y = self.empty((x_nhwc.shape[0], geometry.out_h, geometry.out_w, filters))
         bias = self.zeros(filters) if bias is None else bias
         algorithm = algorithms.choose(kernel.shape, strides, (geometry.out_h, geometry.out_w), self.has_winograd)
-        if algorithm != "gemm" and self._winograd(x_nhwc, kernel, bias, y, geometry.pad_top, geometry.pad_left, algorithm, relu):
+        if algorithm is not ConvAlgorithm.GEMM and self._winograd(x_nhwc, kernel, bias, y, geometry.pad_top, geometry.pad_left, algorithm, relu):
             return y
         plan = conv_plan(x_nhwc.shape[0], strides, geometry, kernel.shape, relu)
         with single_threaded_blas:
@@ -176,12 +177,12 @@ class CompiledBackend:
 
     def _winograd(self, x_nhwc, kernel, bias, y, pad_top, pad_left, algorithm, relu=False):
         """y = conv3x3(x_nhwc, kernel) + bias, stride 1, by Winograd F(m x m, 3x3), m the tile side of ``algorithm``
-        ('winograd_2x2' or 'winograd_4x4'), then max(y, 0) if ``relu``; shapes as in :meth:`conv2d_forward`.
+        (``ConvAlgorithm.WINOGRAD_2X2`` or ``WINOGRAD_4X4``), then max(y, 0) if ``relu``; shapes as in :meth:`conv2d_forward`.
 
         False, y unusable, when x_nhwc or kernel holds a NaN or +-inf: the transforms would spread it across a
         tile, so the caller computes such a convolution by the direct method, which keeps the reference's NaN/inf.
         """
-        tile_side = algorithms.tile_side(algorithm)
+        tile_side = algorithm.tile_side
         channels, filters = kernel.shape[2], kernel.shape[3]
         transformed = self.empty((winograd_tiles.positions(tile_side), channels, filters))
         plan = winograd_plan(x_nhwc.shape[0], y.shape[1:3], channels, filters, pad_top, pad_left, tile_side, relu)
@@ -198,7 +199,7 @@ class CompiledBackend:
         )
         grad_x = self.empty(input_shape)
         algorithm = algorithms.choose(kernel.shape, strides, (geometry.out_h, geometry.out_w), self.has_winograd, input_gradient=True)
-        if algorithm != "gemm":
+        if algorithm is not ConvAlgorithm.GEMM:
             # grad_x[i] = sum_r grad_out[i + pad_top - r] kernel[r]: a 3x3 stride-1 convolution of grad_out with the
             # kernel rotated by 180 degrees, its channels swapped, and the top/left padding 2 - pad.
             rotated = np.ascontiguousarray(kernel[::-1, ::-1].transpose(0, 1, 3, 2))
@@ -220,7 +221,7 @@ class CompiledBackend:
         grad_kernel = self.empty(kernel_shape)
         grad_bias = self.empty(filters if with_bias else 0)
         algorithm = algorithms.choose(kernel_shape, strides, (geometry.out_h, geometry.out_w), self.has_winograd)
-        if algorithm != "gemm" and self._winograd_kernel_gradient(x_nhwc, grad_out, grad_kernel, grad_bias, geometry, algorithm):
+        if algorithm is not ConvAlgorithm.GEMM and self._winograd_kernel_gradient(x_nhwc, grad_out, grad_kernel, grad_bias, geometry, algorithm):
             return grad_kernel, grad_bias if with_bias else None
         plan = conv_plan(x_nhwc.shape[0], strides, geometry, kernel_shape)
         with single_threaded_blas:
@@ -231,7 +232,7 @@ class CompiledBackend:
         """grad_kernel (3, 3, C, F) and grad_bias (F,) or (0,) of a 3x3 stride-1 convolution by Winograd F(m x m, 3x3),
         m the tile side of ``algorithm``; False, both unusable, when x_nhwc or grad_out holds a NaN or +-inf (the
         caller then uses the direct method, which keeps the reference's NaN/inf)."""
-        tile_side = algorithms.tile_side(algorithm)
+        tile_side = algorithm.tile_side
         channels, filters = grad_kernel.shape[2], grad_kernel.shape[3]
         grad_transformed = self.empty((winograd_tiles.positions(tile_side), channels, filters))
         plan = winograd_plan(x_nhwc.shape[0], grad_out.shape[1:3], channels, filters, geometry.pad_top, geometry.pad_left, tile_side)

@@ -15,7 +15,7 @@ import numpy as np
 
 from fastconv.backends import checks
 from fastconv.backends.compiled import CompiledBackend
-from fastconv.backends.contract import collect_kernels
+from fastconv.backends.contract import op_family_kernels
 
 
 def _require_gpu():
@@ -50,7 +50,7 @@ class CudaBackend(CompiledBackend):
     updates on the device."""
 
     def __init__(self):
-        super().__init__("cuda", collect_kernels("cuda", (conv, pool, dense, activations, losses)))
+        super().__init__("cuda", op_family_kernels("cuda", conv, pool, dense, activations, losses))
 
     def to_device(self, array):
         if checks.is_device_array(array):

@@ -7,7 +7,7 @@ from pathlib import Path
 from fastconv import install_check
 from fastconv.backends import buffers
 from fastconv.backends.compiled import CompiledBackend
-from fastconv.backends.contract import collect_kernels
+from fastconv.backends.contract import op_family_kernels
 
 try:
     from fastconv._ext import activations, build_info, conv, dense, losses, pool, winograd
@@ -15,7 +15,7 @@ except ImportError as error:  # the tree was not built, or a source tree shadows
     raise ImportError(install_check.missing_build_message(Path(__file__).resolve().parents[2], error)) from error
 
 backend = CompiledBackend(
-    "cython", collect_kernels("cython", (conv, winograd, pool, dense, activations, losses)), build_info.set_default_threads
+    "cython", op_family_kernels("cython", conv, pool, dense, activations, losses, winograd), build_info.set_default_threads
 )
 
 # The modules whose kernels keep per-thread scratch between calls (src_ext/_scratch.pxd), and its bound.
