@@ -258,6 +258,8 @@ def test_conv2d_applies_its_relu_inside_the_convolution(any_backend_name, monkey
     expected = reference.relu_forward(reference.conv2d_forward(x, layer.kernel.numpy(), layer.bias.numpy()))
     assert 0 < (y == 0).mean() < 1
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=r"applies its activation relu in its own kernel: a loss cannot take its output as logits"):
+        layer.forward(x, logits=True)  # the ReLU is in the kernel: there is no pre-activation output to hand over
 
 
 def test_a_max_pool_applies_the_backward_of_the_relu_before_it(backend_name, monkeypatch):
@@ -281,6 +283,8 @@ def test_a_max_pool_applies_the_backward_of_the_relu_before_it(backend_name, mon
         assert ("pool masked", True) in calls and ("relu", (5, 6, 6, 3)) not in calls, calls
         calls.clear()
         monkeypatch.setattr(model_module, "_pool_after_relu", lambda previous, layer: False)
+        model._plan_fusion()  # the plan is made when the model is built: make it again without the pairing
+        assert not model._relu_pools
         model.compute_gradients(x, y)
         assert ("pool masked", False) in calls and ("relu", (5, 6, 6, 3)) in calls, calls
         for weight, want in zip(model.weights, fused):

@@ -37,7 +37,7 @@ def data(n=32, classes=3):
 def poison(model):
     """Make the first layer's kernel NaN from the second step on, as a diverging run would."""
     layer = model.layers[0]
-    original = layer.forward  # forward, not call: a Conv2D's ReLU is computed inside its convolution, past call
+    original = layer.forward
     calls = {"count": 0}
 
     def forward(x, training=False, logits=False):

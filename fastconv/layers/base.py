@@ -292,8 +292,12 @@ class Layer:
 
     # --- computation -------------------------------------------------------
 
+    # Whether call() applies the activation as its kernel writes the output (a Conv2D's ReLU), so that forward does
+    # not apply it again: decided when the layer is built (Conv2D.build).
+    activation_in_call = False
+
     def call(self, x, training):
-        """x -> (z, cache): the layer's computation before its activation."""
+        """x -> (z, cache): the layer's computation before its activation (or after it: ``activation_in_call``)."""
         return x, None
 
     def backward_call(self, grad_z, cache, need_input_grad):
@@ -301,20 +305,29 @@ class Layer:
         return grad_z
 
     def forward(self, x, training=False, logits=False):
-        """x -> (y, cache); with ``logits=True`` the activation is left to the caller (a fused loss)."""
+        """x -> (y, cache); with ``logits=True`` the activation is left to the caller (a fused loss). Where ``call``
+        applies the activation itself (``activation_in_call``), y is what it returns."""
+        if logits and self.activation_in_call:
+            raise ValueError(
+                f"Layer {self.name!r} applies its activation {self.activation} in its own kernel: a loss cannot take "
+                "its output as logits"
+            )
         z, cache = self.call(x, training)
         if self.activation is None or logits:
             return z, (cache, None)
-        y = self.activation.forward(z)
+        y = z if self.activation_in_call else self.activation.forward(z)
         return y, (cache, y)
 
-    def backward(self, grad_y, cache, need_input_grad=True, logits=False, activation_done=False):
-        """grad of y -> grad of x; ``activation_done``: grad_y is already the gradient of z (the next layer applied
-        this layer's activation backward, as a max pool does for a ReLU)."""
+    def backward(self, grad_y, cache, need_input_grad=True, logits=False):
+        """grad of y -> grad of x (None when not needed); stores weight gradients in ``weight.grad``."""
         call_cache, y = cache
-        skip_activation = self.activation is None or logits or activation_done
-        grad_z = grad_y if skip_activation else self.activation.backward(grad_y, y)
+        grad_z = grad_y if self.activation is None or logits else self.activation.backward(grad_y, y)
         return self.backward_call(grad_z, call_cache, need_input_grad)
+
+    def backward_from_pre_activation(self, grad_z, cache, need_input_grad=True):
+        """grad of z, the output before the activation -> grad of x: for a layer whose activation's backward the next
+        layer applied (a max pool after a ReLU: ``Model``'s fusion plan)."""
+        return self.backward_call(grad_z, cache[0], need_input_grad)
 
     def __call__(self, inputs, training=False):
         """On a :class:`KerasTensor`, record the call (functional API); on an array, compute (inference)."""

@@ -45,23 +45,19 @@ class Conv2D(Layer):
         self.kernel = self.add_weight("kernel", kernel_shape, self.kernel_initializer, regularizer=self.kernel_regularizer)
         if self.use_bias:
             self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer, regularizer=self.bias_regularizer)
+        self.activation_in_call = self.activation is activations.RELU
 
     def compute_output_shape(self, input_shape):
         geometry = window_geometry(input_shape[1:3], self.kernel_size, self.strides, self.padding)
         return (input_shape[0], geometry.out_h, geometry.out_w, self.filters)
 
     def call(self, x, training):
+        """x -> (conv(x) + bias, x); max(., 0) applied as the convolution writes it where the activation is a ReLU
+        (``activation_in_call``: one pass over the activation instead of two; its backward is the usual
+        relu_backward on that output)."""
         bias = self.bias.value if self.use_bias else None
-        return get_backend().conv2d_forward(x, self.kernel.value, bias, self.strides, self.padding), x
-
-    def forward(self, x, training=False, logits=False):
-        """As :meth:`Layer.forward`; a ReLU is applied by the convolution as it writes its output (one pass over the
-        activation instead of two), and its backward is the usual relu_backward on that output."""
-        if logits or self.activation is not activations.get("relu"):
-            return super().forward(x, training, logits)
-        bias = self.bias.value if self.use_bias else None
-        y = get_backend().conv2d_forward(x, self.kernel.value, bias, self.strides, self.padding, relu=True)
-        return y, (x, y)
+        relu = self.activation_in_call
+        return get_backend().conv2d_forward(x, self.kernel.value, bias, self.strides, self.padding, relu=relu), x
 
     def backward_call(self, grad_z, x, need_input_grad):
         backend = get_backend()

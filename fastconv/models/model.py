@@ -11,6 +11,7 @@ import numpy as np
 from fastconv import activations
 from fastconv.backends import get_backend, to_numpy
 from fastconv.layers.base import InputLayer, KerasTensor, Layer, assign_all, check_unique_names, register_class
+from fastconv.layers.pooling import MaxPooling2D
 from fastconv.models.summary import print_summary
 from fastconv.models.training import NonFiniteLoss, Trainer
 
@@ -21,6 +22,7 @@ class Model(Trainer, Layer):
     """``Model(inputs, outputs)`` as in Keras' functional API (single input, single output)."""
 
     keras_class_name = "Functional"
+    _relu_pools = frozenset()  # indices of the max pools that apply the ReLU backward of the layer before (_plan_fusion)
 
     def __init__(self, inputs=None, outputs=None, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
@@ -46,6 +48,7 @@ class Model(Trainer, Layer):
         self.input_shape, self.output_shape = inputs.shape, outputs.shape
         self._batch_input_shape = inputs.shape
         self.built = True
+        self._plan_fusion()
 
     @property
     def layers(self):
@@ -124,22 +127,25 @@ class Model(Trainer, Layer):
         trainable = [index for index, layer in enumerate(layers) if layer.trainable_weights]
         # Layers before the first trainable one need no backward pass unless the caller wants our input gradient.
         stop = 0 if need_input_grad else (trainable[0] if trainable else len(layers))
-        activation_done = False
+        pre_activation = False  # True: grad is of the layer's output before its ReLU (the pool after it took that step)
         for index in range(len(layers) - 1, stop - 1, -1):
             layer, cache = layers[index], caches[index]
             if isinstance(cache, _ActivityCache):
                 grad, cache = cache.add_gradient(grad), cache.cache
-            if index > stop and _pool_after_relu(layers[index - 1], layer):
-                grad = layer.backward_through_relu(grad, cache)
-                activation_done = True
-                continue
-            # activation_done only when set, so that a layer (or nested model) whose backward predates it still fits
-            done = {"activation_done": True} if activation_done else {}
-            grad = layer.backward(
-                grad, cache, need_input_grad=need_input_grad or index > stop, logits=logits and index == len(layers) - 1, **done
-            )
-            activation_done = False
+            needs_input = need_input_grad or index > stop
+            if pre_activation:
+                grad, pre_activation = layer.backward_from_pre_activation(grad, cache, needs_input), False
+            elif index > stop and index in self._relu_pools:
+                grad, pre_activation = layer.backward_through_relu(grad, cache), True
+            else:
+                grad = layer.backward(grad, cache, need_input_grad=needs_input, logits=logits and index == len(layers) - 1)
         return grad if need_input_grad else None
+
+    def _plan_fusion(self):
+        """Decide, once the layers are known, which max pools apply the backward of the ReLU before them
+        (:func:`_pool_after_relu`); ``backward`` follows this plan."""
+        layers = self._compute_layers
+        self._relu_pools = frozenset(index for index in range(1, len(layers)) if _pool_after_relu(layers[index - 1], layers[index]))
 
     def regularization_loss(self, caches):
         """The penalties of the last forward pass that made ``caches``: every trainable weight's regularizer on its
@@ -212,10 +218,10 @@ def _pool_after_relu(previous, layer):
     its own right after a plain layer whose activation is ReLU (``MaxPooling2D.backward_through_relu``), and whose
     output no activity regularizer takes a gradient from (that gradient joins before the ReLU's backward)."""
     return (
-        hasattr(layer, "backward_through_relu")
+        isinstance(layer, MaxPooling2D)
         and layer.activation is None
         and not isinstance(previous, Model)
-        and previous.activation is activations.get("relu")
+        and previous.activation is activations.RELU
         and previous.activity_regularizer is None
     )
 

@@ -55,6 +55,7 @@ class Sequential(Model):
             shape = layer.build_for(shape)
         self.output_shape = shape
         self.built = True
+        self._plan_fusion()
 
     def build_for(self, input_shape):
         if self._input_layer is None:
