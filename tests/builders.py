@@ -53,3 +53,21 @@ def tiny_data(n=64, seed=3):
     x = rng.standard_normal((n, 6, 6, 2)).astype(np.float32)
     labels = (x[:, :3].sum(axis=(1, 2, 3)) > 0).astype(int) + (x[:, 3:, :, 0].sum(axis=(1, 2)) > 0).astype(int)
     return x, to_categorical(labels, 3)
+
+
+def conv_classifier(activation="softmax", units=3):
+    """Conv2D(relu) -> MaxPooling2D -> Flatten -> Dense on (6, 6, 1) images, not compiled."""
+    return models.Sequential(
+        [
+            layers.Conv2D(4, (3, 3), activation="relu", input_shape=(6, 6, 1)),
+            layers.MaxPooling2D((2, 2)),
+            layers.Flatten(),
+            layers.Dense(units, activation=activation),
+        ]
+    )
+
+
+def labelled_images(n=32, classes=3):
+    """``n`` random (6, 6, 1) float32 images and integer labels below ``classes``."""
+    rng = np.random.default_rng(2)
+    return rng.standard_normal((n, 6, 6, 1)).astype(np.float32), rng.integers(0, classes, n)

@@ -74,7 +74,7 @@ def test_dense_rejects(any_backend):
 
 def test_losses_reject_mismatch(any_backend):
     """(NaN in a loss's inputs is not refused by the kernel: it gives a NaN loss, as the reference
-    does, and fit stops on it; tests/test_faults.py checks both.)"""
+    does, and fit stops on it; tests/test_nan_and_inf.py and tests/test_fit.py check both.)"""
     logits = np.zeros((2, 3), np.float32) + 0.5
     targets = np.eye(3, dtype=np.float32)[[0, 2]]
     with pytest.raises(ValueError, match=r"targets \(2, 2\) and logits \(2, 3\) must have the same shape"):

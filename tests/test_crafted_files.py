@@ -17,7 +17,7 @@ import pytest
 
 from conftest import within_seconds
 from file_edits import KERAS_FILES, edited_copy, replace_member, set_inbound
-from fastconv import models
+from fastconv import layers, models
 
 FUNCTIONAL_FILES = ["functional_convnet.keras", "functional_convnet.keras3.h5", "functional_convnet.keras2.h5"]
 
@@ -276,3 +276,116 @@ def test_configs_and_attributes_of_the_wrong_shape_give_a_value_error_naming_the
     with pytest.raises(ValueError, match=message) as error:
         models.load_model(path)
     assert str(path) in str(error.value)
+
+
+# --- HDF5 files that point outside themselves, or are damaged ------------------------------
+
+
+def _saved_model(tmp_path):
+    model = models.Sequential([layers.Dense(3, input_shape=(4,), name="dense")])
+    model.compile(optimizer="rmsprop", loss="mse")
+    path = tmp_path / "model.h5"
+    model.save(path)
+    return path
+
+
+def _replace_kernel(path, make):
+    """Replace the kernel dataset of layer 'dense' by what ``make(group, name)`` puts there."""
+    with h5py.File(path, "a") as file:
+        group = file["model_weights/dense/dense"]
+        del group["kernel:0"]
+        make(group, "kernel:0")
+
+
+def test_crafted_files_cannot_read_outside_themselves(tmp_path):
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(np.arange(12, dtype=np.float32).tobytes())
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as file:
+        file["kernel"] = np.arange(12, dtype=np.float32).reshape(4, 3)
+    crafts = {
+        "external storage": lambda g, n: g.create_dataset(n, shape=(4, 3), dtype="f4", external=[(str(secret), 0, 48)]),
+        "external link": lambda g, n: g.__setitem__(n, h5py.ExternalLink(str(other), "/kernel")),
+        "virtual dataset": lambda g, n: g.create_virtual_dataset(n, _layout(other)),
+    }
+    messages = {"external storage": "external files", "external link": "external link", "virtual dataset": "virtual dataset"}
+    for label, make in crafts.items():
+        path = _saved_model(tmp_path)
+        _replace_kernel(path, make)
+        with pytest.raises(ValueError, match=messages[label]) as error:
+            models.load_model(path)
+        assert "kernel:0" in str(error.value) and str(path) in str(error.value), label
+        model = models.Sequential([layers.Dense(3, input_shape=(4,), name="dense")])
+        with pytest.raises(ValueError, match=messages[label]):
+            model.load_weights(path)
+
+
+def _layout(other):
+    layout = h5py.VirtualLayout(shape=(4, 3), dtype="f4")
+    layout[:] = h5py.VirtualSource(str(other), "kernel", shape=(4, 3))
+    return layout
+
+
+def test_soft_links_are_followed_inside_the_file_only(tmp_path):
+    path = _saved_model(tmp_path)
+    with h5py.File(path, "a") as file:
+        file["spare"] = np.asarray(file["model_weights/dense/dense/kernel:0"]) + 1
+    _replace_kernel(path, lambda g, n: g.__setitem__(n, h5py.SoftLink("/spare")))
+    loaded = models.load_model(path)
+    with h5py.File(path, "r") as file:
+        np.testing.assert_array_equal(loaded.get_weights()[0], file["spare"][()])
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as file:
+        file["kernel"] = np.zeros((4, 3), np.float32)
+    with h5py.File(path, "a") as file:
+        del file["spare"]
+        file["spare"] = h5py.ExternalLink(str(other), "/kernel")  # a soft link on to an external one
+    with pytest.raises(ValueError, match="external link"):
+        models.load_model(path)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda f: f["model_weights/dense/dense"].__delitem__("kernel:0"), r"weight 'dense/kernel:0' of layer 'dense' is missing"),
+        (lambda f: f["model_weights"].__delitem__("dense"), r"the group of layer 'dense' is missing"),
+        (lambda f: _retype(f, np.int32), r"dtype int32; expected floating point"),
+        (lambda f: _retype(f, "S4"), r"dtype \|S4; expected floating point"),
+        (lambda f: f.attrs.__setitem__("model_config", "{not json"), r"'model_config' is not valid JSON"),
+        (lambda f: _edit_json(f, "training_config", lambda c: c["optimizer_config"].__setitem__("class_name", "Adagrad")),
+         r"the optimizer 'Adagrad' is not one fastconv has"),
+        (lambda f: _edit_json(f, "model_config", lambda c: c["config"]["layers"][1]["config"].__setitem__("kernel_initializer", "lecun_normal")),
+         r"layer 'dense' \(Dense\).*the initializer 'lecun_normal' is not one fastconv has"),
+        (lambda f: _edit_json(f, "model_config", lambda c: c["config"]["layers"][1].__setitem__("class_name", "LSTM")),
+         r"layer 'dense' is a LSTM, which fastconv does not have"),
+        (lambda f: _reshape_slot(f), r"optimizer_weights/rmsprop/dense_kernel_velocity has shape \(2, 2\), expected \(4, 3\)"),
+    ],
+    ids=["missing-dataset", "missing-layer-group", "int-dtype", "bytes-dtype", "bad-json", "unknown-optimizer", "unknown-initializer",
+         "unknown-layer", "optimizer-slot-shape"],
+)  # fmt: skip
+def test_damaged_files_give_errors_naming_the_file_and_the_layer(tmp_path, damage, message):
+    path = _saved_model(tmp_path)
+    with h5py.File(path, "a") as file:
+        damage(file)
+    with pytest.raises(ValueError, match=message) as error:
+        models.load_model(path)
+    assert str(path) in str(error.value)
+
+
+def _retype(file, dtype):
+    group = file["model_weights/dense/dense"]
+    values = np.asarray(group["kernel:0"])
+    del group["kernel:0"]
+    group["kernel:0"] = values.astype(dtype)
+
+
+def _reshape_slot(file):
+    group = file["optimizer_weights/rmsprop"]
+    del group["dense_kernel_velocity"]
+    group["dense_kernel_velocity"] = np.zeros((2, 2), np.float32)
+
+
+def _edit_json(file, attribute, edit):
+    config = json.loads(file.attrs[attribute])
+    edit(config)
+    file.attrs[attribute] = json.dumps(config)

@@ -1,6 +1,6 @@
 """The cuda backend: the kernel suite under Numba's CUDA simulator, and device-resident training.
 
-In the ordinary run (no GPU here, none in CI) the first test runs the kernel, bad-input, gradient and fault tests
+In the ordinary run (no GPU here, none in CI) the first test runs the kernel, bad-input, gradient, NaN/inf and resume tests
 and this module again in a subprocess with NUMBA_ENABLE_CUDASIM=1, where the backend fixtures of conftest.py give
 cuda alone, on small shapes. On a machine with a GPU the same fixtures add cuda to every per-backend test.
 """
@@ -27,7 +27,7 @@ def test_kernel_suite_under_the_cuda_simulator():
     tests = Path(__file__).parent
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *(str(tests / name) for name in ("test_kernels.py", "test_bad_inputs.py", "test_gradients.py", "test_model_gradients.py", "test_faults.py", "test_cuda.py"))],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *(str(tests / name) for name in ("test_kernels.py", "test_bad_inputs.py", "test_gradients.py", "test_model_gradients.py", "test_nan_and_inf.py", "test_resume.py", "test_cuda.py"))],
         env=env, capture_output=True, text=True, timeout=1200,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]

@@ -170,25 +170,6 @@ def test_an_archive_names_fastconv_as_its_writer_and_holds_keras_members(tmp_pat
         assert file.attrs["backend"] == "fastconv" and file.attrs["fastconv_version"] == fastconv.__version__
 
 
-def test_saving_an_archive_is_atomic(tmp_path, monkeypatch):
-    from fastconv.models import keras_archive
-
-    model = _trained("mnist_convnet")
-    path = tmp_path / "m.keras"
-    model.save(path)
-    before = path.read_bytes()
-
-    def broken(*args, **kwargs):
-        raise KeyboardInterrupt  # a Ctrl-C while the weights are written
-
-    monkeypatch.setattr(keras_archive.optimizer_state, "entries", broken)
-    for save in (lambda: model.save(path), lambda: model.save_weights(tmp_path / "m.weights.h5")):
-        with pytest.raises(KeyboardInterrupt):
-            save()
-    assert path.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras"]
-
-
 # --- what fastconv cannot build is refused, naming the file, the layer and the option ------------------
 
 

@@ -1,4 +1,5 @@
-"""Training beside other work: a gradient query in another thread, and a Ctrl-C in the middle of a step.
+"""Training beside other work: a gradient query in another thread, a Ctrl-C in the middle of a step, concurrent
+predictions.
 
 A step is all or nothing: the weights, the optimizer's slots and its iteration count move together, so a run
 that was interrupted and resumed equals the run that never was.
@@ -11,7 +12,10 @@ import threading
 import numpy as np
 import pytest
 
+import fastconv
 from builders import small_classifier, tiny_data
+from fastconv import layers, models
+from fastconv.backends.blas_threads import blas_thread_count
 from fastconv.layers.base import input_gradients_only
 from fastconv.models.gradients import gradient
 from fastconv.utils import set_random_seed
@@ -116,3 +120,30 @@ def test_a_ctrl_c_during_a_step_of_fit_leaves_a_whole_step_that_resumes_exactly(
     _train(alone, x[3 * BATCH :], y[3 * BATCH :], steps=1)
     for actual, expected in zip(model.get_weights(), alone.get_weights()):
         np.testing.assert_array_equal(actual, expected)
+
+
+def test_concurrent_predicts_leave_blas_threads_as_they_were_and_agree(backend_name):
+    before = blas_thread_count()
+    if before is None:
+        pytest.skip("SciPy's BLAS does not report its thread count")
+    with fastconv.use_backend(backend_name):
+        model = models.Sequential([layers.Conv2D(16, (3, 3), activation="relu", input_shape=(28, 28, 1)), layers.Flatten(), layers.Dense(10)])
+        x = np.random.default_rng(0).standard_normal((64, 28, 28, 1)).astype(np.float32)
+        expected = model.predict(x, batch_size=8)
+        results, errors = [], []
+
+        def work():
+            try:
+                for _ in range(15):
+                    results.append(model.predict(x, batch_size=8))
+            except Exception as error:  # pragma: no cover - reported below
+                errors.append(error)
+
+        threads = [threading.Thread(target=work) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert not errors, errors
+    assert blas_thread_count() == before, "concurrent kernels left OpenBLAS at another thread count"
+    assert len(results) == 45 and all(np.array_equal(r, expected) for r in results)
