@@ -151,3 +151,28 @@ def test_the_compiled_backends_low_level_kernels_take_the_same_parameters():
         parameters = list(inspect.signature(getattr(cython, name)).parameters)
         assert numba_kernels.get(name) == parameters and cuda_kernels.get(name, parameters) == parameters, name
         assert parameters[-1] == "plan" or parameters[-1].startswith("out_"), f"{name}: {parameters}"
+
+
+def test_the_path_from_a_layer_to_its_kernel_is_plain_imports_and_calls():
+    """The dispatch modules name what they call: no importlib, no getattr by a computed name, no f-string kernel
+    names, so grep and an editor's "go to definition" follow a Conv2D to its kernel (docs/architecture.md, "The path
+    of a batch")."""
+    import re
+    from pathlib import Path
+
+    from fastconv.backends.contract import KERNEL_NAMES, Kernels
+
+    package = Path(fastconv.__file__).parent
+    dispatch = ["backends/__init__.py", "backends/compiled.py", "backends/contract.py", "_ext/__init__.py", "activations.py",
+                "backends/cython/__init__.py", "backends/numba/__init__.py", "backends/cuda/__init__.py",
+                "layers/convolutional.py", "layers/pooling.py", "layers/core.py"]  # fmt: skip
+    for name in dispatch:
+        source = (package / name).read_text()
+        # an attribute looked up by a computed name; a literal one (getattr(array, "size", 0)) is plain duck typing
+        found = re.findall(r"\bimport_module\b|\b(?:get|has)attr\([^,]+,\s*[^\"'\s]|f\"\{[^}]*\}_(?:forward|backward)", source)
+        assert not found, f"{name}: {found}"
+    cython = load_backend("cython").low_level
+    assert isinstance(cython, Kernels) and cython.has_winograd
+    contract = (package / "backends/contract.py").read_text()
+    for kernel in KERNEL_NAMES:  # each filled from its module by name
+        assert re.search(rf"\b{kernel}=\w+\.{kernel}\b", contract), kernel
