@@ -1,11 +1,13 @@
 """fastconv.applications.VGG16: Keras' structure, weight loading without downloads, and features checked
 against PyTorch running the same weights on real photos."""
 
+import json
 import os
 
 import numpy as np
 import pytest
 
+from fastconv import models
 from fastconv.applications import VGG16
 from fastconv.applications.vgg16 import MEAN_PIXEL_BGR, WEIGHTS_FILE_NO_TOP, preprocess_input
 from fastconv.preprocessing.image import img_to_array, load_img
@@ -163,3 +165,15 @@ def test_transfer_learning_flows_run_on_a_small_split(small_split, capsys):
     for name in ("vgg16_features_caffe", "vgg16_finetune_cached_caffe", "vgg16_finetune_rescale"):
         assert f"{name}: test_acc" in output
         assert (small_split / f"history_{name}.json").is_file()
+    # a stopped run goes on from its last finished epoch: the fine-tuning stage's checkpoint, trainable flags and
+    # optimizer state included (block5 trainable, blocks 1-4 frozen)
+    vgg16_transfer.main(["finetune", *common, "--fine-tune-epochs", "2", "--steps", "1", "--validation-steps", "1",
+                         "--preprocessing", "rescale", "--resume"])  # fmt: skip
+    output = capsys.readouterr().out
+    assert "resuming after epoch 1 from" in output and "checkpoint_vgg16_finetune_rescale.h5" in output and "for 1 epochs" in output
+    history = json.loads((small_split / "history_vgg16_finetune_rescale.json").read_text())
+    assert len(history["loss"]) == 2 and len(json.loads((small_split / "history_vgg16_augmented_rescale.json").read_text())["loss"]) == 1
+    resumed = models.load_model(small_split / "checkpoint_vgg16_finetune_rescale.h5")
+    flags = {layer.name: layer.trainable for layer in resumed.layers[0].layers}
+    assert flags["block5_conv1"] and flags["block5_conv3"] and not flags["block4_conv3"]
+    assert resumed.optimizer.iterations == 2

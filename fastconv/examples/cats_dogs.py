@@ -12,17 +12,17 @@ After every epoch the model (weights and optimizer state) and the History so far
 """
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 from fastconv import layers, optimizers
-from fastconv.callbacks import Callback
-from fastconv.models import load_model
 from fastconv.datasets.dogs_vs_cats import make_small_split
 from fastconv.examples.listings import cats_dogs_convnet
 from fastconv.preprocessing.image import ImageDataGenerator
-from fastconv.examples.runs import add_run_arguments, compile_seconds, start_run, training_time, write_history
+from fastconv.examples.runs import (
+    EpochCheckpoint, add_run_arguments, checkpoint_paths, compile_seconds, has_checkpoint, load_checkpoint, start_run,
+    training_time, write_history,
+)
 
 
 def build_model(augment):
@@ -35,20 +35,6 @@ def build_model(augment):
     model.add(dense_512)
     model.add(output)
     return model
-
-
-class EpochCheckpoint(Callback):
-    """Save the model and the whole History so far after every epoch (both files written atomically)."""
-
-    def __init__(self, model_path, history_path, earlier_history):
-        self.model_path, self.history_path = Path(model_path), Path(history_path)
-        self.history = {key: list(values) for key, values in earlier_history.items()}
-
-    def on_epoch_end(self, epoch, logs=None):
-        for key, value in (logs or {}).items():
-            self.history.setdefault(key, []).append(float(value))
-        self.model.save(self.model_path)
-        write_history(self.history, self.history_path)
 
 
 def main(argv=None):
@@ -68,14 +54,12 @@ def main(argv=None):
         make_small_split(args.original, base)
 
     name = "augmented" if args.augment else "scratch"
-    checkpoint_model, checkpoint_history = base / f"checkpoint_{name}.h5", base / f"checkpoint_{name}.json"
     earlier_history = {}
     if args.resume:
-        if not checkpoint_model.is_file() or not checkpoint_history.is_file():
-            parser.error(f"--resume: no checkpoint of the {name} run in {base} ({checkpoint_model.name}, {checkpoint_history.name})")
-        model = load_model(checkpoint_model)
-        earlier_history = json.loads(checkpoint_history.read_text())
-        print(f"resuming after epoch {len(earlier_history['loss'])} from {checkpoint_model}")
+        if not has_checkpoint(base, name):
+            model_path, history_path = checkpoint_paths(base, name)
+            parser.error(f"--resume: no checkpoint of the {name} run in {base} ({model_path.name}, {history_path.name})")
+        model, earlier_history = load_checkpoint(base, name)
     else:
         model = build_model(args.augment)
         model.compile(loss="binary_crossentropy", optimizer=optimizers.RMSprop(lr=1e-4), metrics=["acc"])
@@ -93,7 +77,7 @@ def main(argv=None):
     train_generator = train_datagen.flow_from_directory(base / "train", **flow)
     validation_generator = test_datagen.flow_from_directory(base / "validation", **{**flow, "batch_size": 20})
     start, compiled_before = time.perf_counter(), compile_seconds()
-    checkpoint = EpochCheckpoint(checkpoint_model, checkpoint_history, earlier_history)
+    checkpoint = EpochCheckpoint(base, name, earlier_history)
     model.fit_generator(train_generator, steps_per_epoch=steps, epochs=epochs, initial_epoch=len(earlier_history.get("loss", [])),
                         validation_data=validation_generator, validation_steps=validation_steps, verbose=2,
                         callbacks=[checkpoint])  # fmt: skip

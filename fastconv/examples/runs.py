@@ -1,11 +1,14 @@
 """What every example script shares: the ``--backend`` and ``--seed`` arguments and what they set, the training time
-less Numba's compilation, and how a History is written."""
+less Numba's compilation, how a History is written, and the checkpoint after every epoch that ``--resume`` goes on
+from."""
 
 import json
 from pathlib import Path
 
 import fastconv
 from fastconv.backends import compile_time
+from fastconv.callbacks import Callback
+from fastconv.models import load_model
 from fastconv.models.atomic import atomic_path
 from fastconv.utils import set_random_seed
 
@@ -41,3 +44,41 @@ def write_history(history, path):
     logs = getattr(history, "history", history)
     with atomic_path(path) as temporary:
         Path(temporary).write_text(json.dumps(logs, indent=1))
+
+
+def checkpoint_paths(folder, name):
+    """(model file, History file) of run ``name``'s checkpoint in ``folder``: ``checkpoint_<name>.h5`` / ``.json``."""
+    return Path(folder) / f"checkpoint_{name}.h5", Path(folder) / f"checkpoint_{name}.json"
+
+
+def has_checkpoint(folder, name):
+    return all(path.is_file() for path in checkpoint_paths(folder, name))
+
+
+def load_checkpoint(folder, name):
+    """(model, History dict) of run ``name``'s last finished epoch: the model with its trainable flags and optimizer
+    state, as saved after that epoch."""
+    model_path, history_path = checkpoint_paths(folder, name)
+    history = json.loads(history_path.read_text())
+    print(f"resuming after epoch {len(history.get('loss', []))} from {model_path}")
+    return load_model(model_path), history
+
+
+class EpochCheckpoint(Callback):
+    """Save the model (weights, trainable flags, optimizer state) and the whole History so far after every epoch,
+    both files written atomically, as :func:`checkpoint_paths` names them; ``history`` holds every epoch's logs,
+    those of ``earlier_history`` (a resumed run's) first."""
+
+    def __init__(self, folder, name, earlier_history=None):
+        self.model_path, self.history_path = checkpoint_paths(folder, name)
+        self.history = {key: list(values) for key, values in (earlier_history or {}).items()}
+
+    @property
+    def epochs_done(self):
+        return len(self.history.get("loss", []))
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(float(value))
+        self.model.save(self.model_path)
+        write_history(self.history, self.history_path)

@@ -5,6 +5,7 @@
     ... finetune-cached      # block5 fine-tuned on the cached block4_pool features (no augmentation): the CPU-sized run
     ... augmented            # listings 5.20-5.21: frozen base inside the model, augmentation (~1 h on 2 cores)
     ... finetune             # listings 5.20-5.23: then block5 unfrozen, RMSprop 1e-5 (~5 h on 2 cores)
+    ... finetune --resume    # go on from the last finished epoch's checkpoint (either stage)
 
 ``--preprocessing caffe`` (default) feeds the weights what they were trained on (Keras' ``preprocess_input``);
 ``--preprocessing rescale`` is the notes' ``rescale=1./255``. ``--weights`` defaults to 'imagenet'
@@ -17,6 +18,7 @@ features are cached as ``.npy`` (``features_<preprocessing>/``), so that block5 
 """
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -27,7 +29,9 @@ from fastconv.applications import VGG16
 from fastconv.applications.vgg16 import preprocess_input
 from fastconv.datasets.dogs_vs_cats import make_small_split
 from fastconv.preprocessing.image import ImageDataGenerator
-from fastconv.examples.runs import add_run_arguments, start_run, write_history
+from fastconv.examples.runs import (
+    EpochCheckpoint, add_run_arguments, checkpoint_paths, has_checkpoint, load_checkpoint, start_run, write_history,
+)
 
 IMAGE_SHAPE = (150, 150, 3)
 SPLITS = ("train", "validation", "test")
@@ -102,20 +106,20 @@ def train_on_arrays(model, data, learning_rate, epochs):
     return history, test_acc, seconds
 
 
-def report(name, history, test_acc, seconds, base, epochs=None):
-    """Print the accuracies and write the History as JSON and PNG into ``base``; ``seconds`` took ``epochs``
-    epochs (default the History's: finetune's time covers both of its stages)."""
+def report(name, logs, test_acc, seconds, base, epochs=None):
+    """Print the accuracies and write the History's ``logs`` ({key: values per epoch}) as JSON and PNG into
+    ``base``; ``seconds`` took ``epochs`` epochs (default all of the logs': finetune's time covers both stages)."""
     base = Path(base)
-    write_history(history, base / f"history_{name}.json")
+    write_history(logs, base / f"history_{name}.json")
     try:
         from fastconv import plot
 
-        plot.history(history, base / f"history_{name}.png", smooth=0.8)
+        plot.history(logs, base / f"history_{name}.png", smooth=0.8)
     except ImportError as error:  # matplotlib is the optional [plot] extra
         print(f"no PNG: {error}")
-    epochs = len(history.epoch) if epochs is None else epochs
+    epochs = len(logs["loss"]) if epochs is None else epochs
     print(f"{name}: training {seconds:.0f} s for {epochs} epochs, {seconds / max(epochs, 1):.1f} s per epoch")
-    print(f"{name}: final val_acc {history.history['val_acc'][-1]:.4f}, best val_acc {max(history.history['val_acc']):.4f}")
+    print(f"{name}: final val_acc {logs['val_acc'][-1]:.4f}, best val_acc {max(logs['val_acc']):.4f}")
     print(f"{name}: test_acc {test_acc:.4f}")
 
 
@@ -127,7 +131,7 @@ def flow_features(conv_base, args):
     model = classifier()
     history, test_acc, seconds = train_on_arrays(model, features, learning_rate=2e-5, epochs=args.epochs or 30)
     model.save_weights(Path(args.base) / f"classifier_{args.preprocessing}.h5")
-    report(f"vgg16_features_{args.preprocessing}", history, test_acc, seconds, args.base)
+    report(f"vgg16_features_{args.preprocessing}", history.history, test_acc, seconds, args.base)
     return test_acc
 
 
@@ -143,46 +147,71 @@ def flow_finetune_cached(conv_base, args):
     head.load_weights(Path(args.base) / f"classifier_{args.preprocessing}.h5")
     model = models.Sequential([block5, layers.Flatten(), *head.layers])
     history, test_acc, seconds = train_on_arrays(model, cached, learning_rate=1e-5, epochs=args.epochs or 10)
-    report(f"vgg16_finetune_cached_{args.preprocessing}", history, test_acc, seconds, args.base)
+    report(f"vgg16_finetune_cached_{args.preprocessing}", history.history, test_acc, seconds, args.base)
     return test_acc
 
 
+def unfreeze_block5(conv_base):
+    """Listing 5.22: everything from block5_conv1 on trainable, the layers before it frozen."""
+    conv_base.trainable = True
+    set_trainable = False
+    for layer in conv_base.layers:
+        set_trainable = set_trainable or layer.name == "block5_conv1"
+        layer.trainable = set_trainable
+
+
 def flow_augmented(conv_base, args, fine_tune):
-    """Listings 5.20-5.21 (frozen base inside the model, augmentation), then with ``fine_tune`` 5.22-5.23."""
-    model = models.Sequential([conv_base, layers.Flatten(), layers.Dense(256, activation="relu"), layers.Dense(1, activation="sigmoid")])
-    conv_base.trainable = False
+    """Listings 5.20-5.21 (frozen base inside the model, augmentation), then with ``fine_tune`` 5.22-5.23.
+
+    Each stage checkpoints the model (trainable flags and optimizer state included) and its History after every epoch
+    (``checkpoint_vgg16_augmented_<preprocessing>.*``, then ``checkpoint_vgg16_finetune_<preprocessing>.*``);
+    ``--resume`` goes on from the later stage's checkpoint where there is one, else from the first stage's.
+    """
+    base = Path(args.base)
+    frozen_name, tuned_name = f"vgg16_augmented_{args.preprocessing}", f"vgg16_finetune_{args.preprocessing}"
+    frozen_logs, tuned_logs, model = {}, {}, None
+    if args.resume:
+        if fine_tune and has_checkpoint(base, tuned_name):
+            model, tuned_logs = load_checkpoint(base, tuned_name)
+            frozen_logs = json.loads(checkpoint_paths(base, frozen_name)[1].read_text()) if has_checkpoint(base, frozen_name) else {}
+        elif has_checkpoint(base, frozen_name):
+            model, frozen_logs = load_checkpoint(base, frozen_name)
+        else:
+            raise SystemExit(f"--resume: no checkpoint of {frozen_name} or {tuned_name} in {base}")
+    if model is None:
+        model = models.Sequential([conv_base, layers.Flatten(), layers.Dense(256, activation="relu"), layers.Dense(1, activation="sigmoid")])
+        conv_base.trainable = False
+        model.compile(loss="binary_crossentropy", optimizer=optimizers.RMSprop(lr=2e-5), metrics=["acc"])
     train_generator = image_generator(args.preprocessing, augment=True).flow_from_directory(
-        Path(args.base) / "train", target_size=IMAGE_SHAPE[:2], batch_size=20, class_mode="binary")
+        base / "train", target_size=IMAGE_SHAPE[:2], batch_size=20, class_mode="binary")
     test_datagen = image_generator(args.preprocessing)
     validation_generator = test_datagen.flow_from_directory(
-        Path(args.base) / "validation", target_size=IMAGE_SHAPE[:2], batch_size=20, class_mode="binary")
-    steps, validation_steps = args.steps or 100, args.validation_steps or 50
-    model.compile(loss="binary_crossentropy", optimizer=optimizers.RMSprop(lr=2e-5), metrics=["acc"])
-    start = time.perf_counter()
-    history = model.fit(train_generator, steps_per_epoch=steps, epochs=args.epochs or 30, validation_data=validation_generator,
-                        validation_steps=validation_steps, verbose=2)  # fmt: skip
-    name = f"vgg16_augmented_{args.preprocessing}"
-    epochs = len(history.epoch)
-    model.save(Path(args.base) / f"{name}.h5")  # so that a later run can go on from the trained model
+        base / "validation", target_size=IMAGE_SHAPE[:2], batch_size=20, class_mode="binary")
+    fit = dict(steps_per_epoch=args.steps or 100, validation_data=validation_generator,
+               validation_steps=args.validation_steps or 50, verbose=2)  # fmt: skip
+    start, epochs_run = time.perf_counter(), 0
+    logs, name = frozen_logs, frozen_name
+    if not tuned_logs:
+        checkpoint = EpochCheckpoint(base, frozen_name, frozen_logs)
+        first = checkpoint.epochs_done
+        model.fit(train_generator, epochs=args.epochs or 30, initial_epoch=first, callbacks=[checkpoint], **fit)
+        logs, epochs_run = checkpoint.history, checkpoint.epochs_done - first
+        model.save(base / f"{frozen_name}.h5")  # so that a later run can go on from the trained model
     if fine_tune:
-        write_history(history, Path(args.base) / f"history_{name}.json")
-        # Listing 5.22: unfreeze everything from block5_conv1 on.
-        conv_base.trainable = True
-        set_trainable = False
-        for layer in conv_base.layers:
-            set_trainable = set_trainable or layer.name == "block5_conv1"
-            layer.trainable = set_trainable
-        model.compile(loss="binary_crossentropy", optimizer=optimizers.RMSprop(lr=1e-5), metrics=["acc"])
-        history = model.fit(train_generator, steps_per_epoch=steps, epochs=args.fine_tune_epochs or 100,
-                            validation_data=validation_generator, validation_steps=validation_steps, verbose=2)  # fmt: skip
-        name = f"vgg16_finetune_{args.preprocessing}"
-        epochs += len(history.epoch)
-        model.save(Path(args.base) / f"{name}.h5")
+        write_history(frozen_logs if tuned_logs else logs, base / f"history_{frozen_name}.json")
+        if not tuned_logs:
+            unfreeze_block5(model.layers[0])
+            model.compile(loss="binary_crossentropy", optimizer=optimizers.RMSprop(lr=1e-5), metrics=["acc"])
+        checkpoint = EpochCheckpoint(base, tuned_name, tuned_logs)
+        first = checkpoint.epochs_done
+        model.fit(train_generator, epochs=args.fine_tune_epochs or 100, initial_epoch=first, callbacks=[checkpoint], **fit)
+        logs, name, epochs_run = checkpoint.history, tuned_name, epochs_run + checkpoint.epochs_done - first
+        model.save(base / f"{tuned_name}.h5")
     seconds = time.perf_counter() - start
     test_generator = test_datagen.flow_from_directory(
-        Path(args.base) / "test", target_size=IMAGE_SHAPE[:2], batch_size=20, class_mode="binary", shuffle=False)
+        base / "test", target_size=IMAGE_SHAPE[:2], batch_size=20, class_mode="binary", shuffle=False)
     test_loss, test_acc = model.evaluate(test_generator, steps=len(test_generator), verbose=0)
-    report(name, history, test_acc, seconds, args.base, epochs)
+    report(name, logs, test_acc, seconds, base, epochs_run)
     return test_acc
 
 
@@ -197,6 +226,7 @@ def main(argv=None):
     parser.add_argument("--fine-tune-epochs", type=int, help="finetune: epochs after unfreezing (default 100)")
     parser.add_argument("--steps", type=int, help="augmented/finetune: steps per epoch (default 100)")
     parser.add_argument("--validation-steps", type=int, help="augmented/finetune: validation steps (default 50)")
+    parser.add_argument("--resume", action="store_true", help="augmented/finetune: continue from the last epoch's checkpoint")
     add_run_arguments(parser)
     args = parser.parse_args(argv)
     start_run(args)
