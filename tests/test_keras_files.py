@@ -62,6 +62,7 @@ COMPILED_AS = {  # what the notes compile each model with (make_keras_files.py)
     "functional_convnet": ("RMSprop", 1e-3, "sparse_categorical_crossentropy", ["accuracy"]),
     "vgg16_classifier": ("RMSprop", 2e-5, "binary_crossentropy", ["acc"]),
     "every_layer": ("Adam", 5e-3, "categorical_crossentropy", ["accuracy"]),
+    "augmented_convnet": ("RMSprop", 1e-3, "binary_crossentropy", ["accuracy"]),
 }
 
 

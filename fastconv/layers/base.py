@@ -329,8 +329,10 @@ class Layer:
         layer applied (a max pool after a ReLU: ``Model``'s fusion plan)."""
         return self.backward_call(grad_z, cache[0], need_input_grad)
 
-    def __call__(self, inputs, training=False):
-        """On a :class:`KerasTensor`, record the call (functional API); on an array, compute (inference)."""
+    def __call__(self, inputs, training=None):
+        """On a :class:`KerasTensor`, record the call (functional API); on an array, compute: ``training`` None (the
+        default) is inference for most layers (Dropout passes its input on) while the random image layers transform,
+        as in Keras 3 (``data_augmentation(images)``)."""
         if isinstance(inputs, KerasTensor):
             return KerasTensor(self.build_for(inputs.shape), layer=self, inbound=inputs)
 

@@ -28,6 +28,7 @@ FASTCONV_CLASS = {
     "GlobalMaxPooling2D": "GlobalMaxPooling2D", "GlobalMaxPool2D": "GlobalMaxPooling2D",
     "GlobalAveragePooling2D": "GlobalAveragePooling2D", "GlobalAvgPool2D": "GlobalAveragePooling2D",
     "Sequential": "Sequential", "Functional": "Model", "Model": "Model",
+    "Rescaling": "Rescaling", "RandomFlip": "RandomFlip", "RandomRotation": "RandomRotation", "RandomZoom": "RandomZoom",
 }  # fmt: skip
 
 
@@ -61,6 +62,9 @@ _WEIGHTED_NEUTRAL = {
     "kernel_constraint": None, "bias_constraint": None, "lora_rank": None, "lora_alpha": lambda v: True, "quantization_config": None,
 }  # fmt: skip
 _REGULARIZERS = ("kernel_regularizer", "bias_regularizer", "activity_regularizer")
+# The random image layers: how Keras makes its random numbers (tf_keras' rng_type, an older value_range) changes no
+# definition of what they compute.
+_RANDOM_NEUTRAL = {"data_format": _is_channels_last, "rng_type": lambda v: True, "value_range": lambda v: True}
 # class -> (options carried over as fastconv arguments, options that must be neutral)
 _OPTIONS = {
     "InputLayer": ((), {"sparse": lambda v: not v, "ragged": lambda v: not v, "optional": lambda v: not v, "input_tensor": None}),
@@ -77,6 +81,10 @@ _OPTIONS = {
     "AveragePooling2D": (("pool_size", "strides", "padding"), {"data_format": _is_channels_last}),
     "GlobalMaxPooling2D": (("keepdims",), {"data_format": _is_channels_last}),
     "GlobalAveragePooling2D": (("keepdims",), {"data_format": _is_channels_last}),
+    "Rescaling": (("scale", "offset"), {}),
+    "RandomFlip": (("mode", "seed"), _RANDOM_NEUTRAL),
+    "RandomRotation": (("factor", "fill_mode", "interpolation", "seed", "fill_value"), _RANDOM_NEUTRAL),
+    "RandomZoom": (("height_factor", "width_factor", "fill_mode", "interpolation", "seed", "fill_value"), _RANDOM_NEUTRAL),
 }
 
 _INITIALIZERS = {
@@ -173,6 +181,10 @@ def _inputs_of(entry, layer_name):
     else:  # Keras 2: [[name, node_index, tensor_index, kwargs], ...]
         names = [call[0] for call in node]
         kwargs = {k: v for call in node if len(call) > 3 for k, v in (call[3] or {}).items() if v is not None}
+    # Keras 3.15 records training=False on a Dropout called while the graph is built; the model's own call overrides
+    # it (fit trains, predict does not), as fastconv's does.
+    if isinstance(kwargs.get("training"), bool):
+        del kwargs["training"]
     if kwargs:
         raise ValueError(f"layer {layer_name!r} is called with the arguments {kwargs}, which fastconv does not support")
     return names
@@ -441,7 +453,8 @@ def layer_config(layer, archive=False):
         return _entry("InputLayer", _input_config(layer.name, layer.output_shape), archive)
     config = {key: value for key, value in layer.get_config().items() if key != "batch_input_shape"}
     config["dtype"] = "float32"
-    if layer.type_name in ("Conv2D", "MaxPooling2D", "AveragePooling2D", "Flatten", "GlobalMaxPooling2D", "GlobalAveragePooling2D"):
+    if layer.type_name in ("Conv2D", "MaxPooling2D", "AveragePooling2D", "Flatten", "GlobalMaxPooling2D", "GlobalAveragePooling2D",
+                           "RandomFlip", "RandomRotation", "RandomZoom"):
         config["data_format"] = "channels_last"
     return _entry(layer.type_name, config, archive, input_shape=layer.input_shape)
 

@@ -146,7 +146,28 @@ def every_layer(keras):
     return model, (12, 12, 3), "onehot3"
 
 
-MODELS = (mnist_convnet, cats_dogs_convnet, functional_convnet, vgg16_classifier, every_layer)
+def augmented_convnet(keras):
+    """Listings 8.14-8.16 (2nd edition) at 1/8 of the filters on 24x24 images: augmentation as a nested Sequential,
+    Rescaling, the convnet with dropout. Augmentation and dropout do nothing in predict, so the predictions compare."""
+    layers = keras.layers
+    data_augmentation = keras.Sequential(
+        [layers.RandomFlip("horizontal"), layers.RandomRotation(0.1), layers.RandomZoom(0.2)], name="data_augmentation"
+    )
+    inputs = keras.Input(shape=(24, 24, 3))
+    x = data_augmentation(inputs)
+    x = layers.Rescaling(1.0 / 255)(x)
+    x = layers.Conv2D(filters=4, kernel_size=3, activation="relu")(x)
+    x = layers.MaxPooling2D(pool_size=2)(x)
+    x = layers.Conv2D(filters=8, kernel_size=3, activation="relu")(x)
+    x = layers.Flatten()(x)
+    x = layers.Dropout(0.5)(x)
+    outputs = layers.Dense(1, activation="sigmoid")(x)
+    model = keras.Model(inputs=inputs, outputs=outputs, name="augmented_convnet")
+    model.compile(loss="binary_crossentropy", optimizer="rmsprop", metrics=["accuracy"])
+    return model, (24, 24, 3), "binary"
+
+
+MODELS = (mnist_convnet, cats_dogs_convnet, functional_convnet, vgg16_classifier, every_layer, augmented_convnet)
 
 
 def data(name, input_shape, targets):
