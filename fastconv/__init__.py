@@ -22,6 +22,9 @@ from fastconv._version import __version__
 from fastconv.utils import clear_session
 from fastconv.info import show_config
 
+# Keras 3 keeps it in keras.utils; fastconv.utils sits below the image code, so the package puts it there.
+utils.image_dataset_from_directory = preprocessing.image_dataset_from_directory
+
 __all__ = [
     "Input", "Model", "Sequential", "activations", "applications", "available_backends", "callbacks", "clear_session", "conv_algorithm", "datasets",
     "get_backend", "initializers", "layers", "losses", "metrics", "models", "optimizers", "preprocessing", "regularizers", "set_backend",

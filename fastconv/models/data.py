@@ -14,10 +14,16 @@ from fastconv.shapes import positive_int
 
 
 def is_generator(data):
-    """A Python generator/iterator or a Keras ``Sequence``-like object (``__getitem__`` + ``__len__``), not an array."""
+    """A Python generator/iterator, a Keras ``Sequence``-like object (``__getitem__`` + ``__len__``) or a dataset
+    (``__iter__`` + ``__len__``, one epoch per iteration: ``image_dataset_from_directory``), not an array."""
     if isinstance(data, (np.ndarray, list, tuple)):
         return False
-    return hasattr(data, "__next__") or (hasattr(data, "__getitem__") and hasattr(data, "__len__"))
+    return hasattr(data, "__next__") or (hasattr(data, "__len__") and (hasattr(data, "__getitem__") or hasattr(data, "__iter__")))
+
+
+def is_dataset(data):
+    """A finite, re-iterable dataset: ``__iter__`` and ``__len__``, neither an iterator nor indexable."""
+    return is_generator(data) and not hasattr(data, "__next__") and not hasattr(data, "__getitem__")
 
 
 def as_float_batch(x, what="x"):
@@ -89,6 +95,26 @@ class GeneratorBatches:
                 yield item, None
 
 
+class DatasetBatches:
+    """``steps`` batches per epoch (default all, ``len(dataset)``) from a fresh pass over a dataset of ``(x, y)``
+    batches (or ``x`` alone): each epoch starts the dataset again, as Keras does with a finite dataset."""
+
+    def __init__(self, dataset, steps, what="steps_per_epoch"):
+        self.dataset = dataset
+        self.steps = len(dataset) if steps is None else positive_int(steps, what)
+        if self.steps > len(dataset):
+            raise ValueError(f"{what}={self.steps} is more than the {len(dataset)} batches the dataset has")
+
+    def epoch(self):
+        for index, item in enumerate(self.dataset):
+            if index == self.steps:
+                return
+            if isinstance(item, tuple):
+                yield item[0], item[1] if len(item) > 1 else None
+            else:
+                yield item, None
+
+
 def batches(x, y=None, batch_size=None, shuffle=False, steps=None, steps_name="steps"):
     """The right feeder for ``x``: a generator, or arrays with ``y``.
 
@@ -97,7 +123,9 @@ def batches(x, y=None, batch_size=None, shuffle=False, steps=None, steps_name="s
     """
     if is_generator(x):
         if y is not None:
-            raise ValueError("y must be None when x is a generator (it yields (x, y) batches)")
+            raise ValueError("y must be None when x is a generator or a dataset (it yields (x, y) batches)")
+        if is_dataset(x):
+            return DatasetBatches(x, steps, steps_name)
         return GeneratorBatches(x, steps, steps_name)
     if steps is not None:
         raise ValueError(
