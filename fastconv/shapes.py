@@ -110,3 +110,18 @@ def window_geometry(input_hw, window_hw, strides, padding):
         pad_left,
         pad_right,
     )
+
+
+def known_hw(input_hw):
+    """Whether both spatial sizes are known: a model built without them (``VGG16(include_top=False)``, Keras'
+    ``(None, None, 3)``) learns them when it is called."""
+    return all(size is not None for size in input_hw)
+
+
+def output_hw(input_hw, window_hw, strides, padding):
+    """(OH, OW) of a sliding window over (H, W); a size that is not known yet (None) stays None."""
+    if known_hw(input_hw):
+        geometry = window_geometry(input_hw, window_hw, strides, padding)
+        return geometry.out_h, geometry.out_w
+    return tuple(None if size is None else output_length(size, window, stride, padding)
+                 for size, window, stride in zip(input_hw, window_hw, strides))  # fmt: skip

@@ -75,6 +75,34 @@ def test_imagenet_weights_missing_says_where_to_put_them(no_weight_folders):
     assert "download" in message
 
 
+@needs_weights
+def test_a_base_without_input_shape_takes_any_size_as_listing_8_23(tmp_path):
+    """``VGG16(weights=..., include_top=False)`` is Keras' (None, None, 3) base: the same features as a fixed-size base
+    at any size, in a functional model whose summary shows the called size, saved and loaded in both formats."""
+    import fastconv
+    from fastconv import layers, models
+    from builders import summary_text
+
+    base = VGG16(weights=str(VGG16_NOTOP), include_top=False)
+    assert base.input_shape == (None, None, None, 3) and base.output_shape == (None, None, None, 512)
+    images = np.random.default_rng(0).uniform(0, 255, (2, 90, 64, 3)).astype(np.float32)
+    fixed = VGG16(weights=str(VGG16_NOTOP), include_top=False, input_shape=(90, 64, 3))
+    np.testing.assert_array_equal(base.predict(images, verbose=0), fixed.predict(images, verbose=0))
+    assert base.predict(images[:, :40, :40], verbose=0).shape == (2, 1, 1, 512)
+    base.trainable = False
+    inputs = fastconv.Input(shape=(90, 64, 3))
+    features = base(inputs)
+    model = models.Model(inputs, layers.Dense(1, activation="sigmoid")(layers.Flatten()(features)))
+    assert features.shape == (None, 2, 2, 512) and model.output_shape == (None, 1)
+    assert "vgg16 (Functional)           (None, 2, 2, 512)" in summary_text(model)
+    assert base.input_shape == (None, None, None, 3)  # calling it fixed no size
+    for name in ("m.keras", "m.h5"):
+        model.save(tmp_path / name)
+        loaded = models.load_model(tmp_path / name)
+        assert loaded.get_layer("vgg16").input_shape == (None, None, None, 3)
+        np.testing.assert_array_equal(loaded.predict(images, verbose=0), model.predict(images, verbose=0))
+
+
 @pytest.mark.parametrize(
     "kwargs, error, words",
     [

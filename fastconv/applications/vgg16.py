@@ -26,9 +26,10 @@ MEAN_PIXEL_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)
 
 
 def _input_shape(input_shape, include_top, weights):
-    """Keras' ``_obtain_input_shape`` for channels_last: the head fixes 224x224x3; ImageNet weights need 3 channels."""
+    """Keras' ``_obtain_input_shape`` for channels_last: the head fixes 224x224x3; ImageNet weights need 3 channels;
+    without the head and an ``input_shape`` the base takes images of any size, (None, None, 3)."""
     if input_shape is None:
-        return (DEFAULT_SIZE, DEFAULT_SIZE, 3)
+        return (DEFAULT_SIZE, DEFAULT_SIZE, 3) if include_top else (None, None, 3)
     input_shape = tuple(input_shape)
     if len(input_shape) != 3:
         raise ValueError(f"VGG16: input_shape must be (height, width, channels), got input_shape={input_shape}")
@@ -60,8 +61,9 @@ def VGG16(include_top=True, weights="imagenet", input_tensor=None, input_shape=N
     include_top: add ``flatten``, ``fc1`` (4096), ``fc2`` (4096) and ``predictions`` (``classes``, softmax).
     weights: ``None`` (Glorot-initialised), ``'imagenet'`` (Keras' HDF5 file from ``$FASTCONV_HOME/models`` or
     ``~/.keras/models``; never downloaded) or the path of a weights file in Keras' layout (loaded by layer order, as Keras does).
-    input_shape: (H, W, 3), at least 32x32; default (224, 224, 3). With ``include_top=False`` the output is
-    (None, H/32, W/32, 512) rounded down: (None, 4, 4, 512) at 150x150.
+    input_shape: (H, W, 3), at least 32x32; default (224, 224, 3), or with ``include_top=False`` (None, None, 3):
+    images of any size, the output's size following from what the model is called on (listing 8.23's base). With
+    ``include_top=False`` the output is (None, H/32, W/32, 512) rounded down: (None, 4, 4, 512) at 150x150.
     pooling: without the head, ``None`` (4D output), ``'avg'`` or ``'max'`` (global pooling to (None, 512)).
     """
     if pooling not in (None, "avg", "max"):

@@ -3,7 +3,7 @@
 from fastconv import activations
 from fastconv.backends import get_backend
 from fastconv.layers.base import Layer, check_channels_last, check_image_rank, weight_gradients_enabled
-from fastconv.shapes import normalize_pair, normalize_padding, positive_int, window_geometry
+from fastconv.shapes import normalize_pair, normalize_padding, output_hw, positive_int
 
 
 class Conv2D(Layer):
@@ -33,7 +33,7 @@ class Conv2D(Layer):
                 f"(input shape {tuple(input_shape)})"
             )
         try:
-            window_geometry(input_shape[1:3], self.kernel_size, self.strides, self.padding)
+            output_hw(input_shape[1:3], self.kernel_size, self.strides, self.padding)
         except ValueError:
             raise ValueError(
                 f"Layer {self.name!r}: kernel {self.kernel_size} is larger than its input {tuple(input_shape[1:3])} "
@@ -48,8 +48,7 @@ class Conv2D(Layer):
         self.activation_in_call = self.activation is activations.RELU
 
     def compute_output_shape(self, input_shape):
-        geometry = window_geometry(input_shape[1:3], self.kernel_size, self.strides, self.padding)
-        return (input_shape[0], geometry.out_h, geometry.out_w, self.filters)
+        return (input_shape[0], *output_hw(input_shape[1:3], self.kernel_size, self.strides, self.padding), self.filters)
 
     def call(self, x, training):
         """x -> (conv(x) + bias, x); max(., 0) applied as the convolution writes it where the activation is a ReLU

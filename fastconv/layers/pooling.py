@@ -3,7 +3,7 @@ global forms GlobalMaxPooling2D and GlobalAveragePooling2D."""
 
 from fastconv.backends import get_backend
 from fastconv.layers.base import Layer, check_channels_last, check_image_rank
-from fastconv.shapes import normalize_pair, normalize_padding, window_geometry
+from fastconv.shapes import normalize_pair, normalize_padding, output_hw
 
 
 class _Pooling2D(Layer):
@@ -17,7 +17,7 @@ class _Pooling2D(Layer):
     def check_input_shape(self, input_shape):
         check_image_rank(self, input_shape)
         try:
-            window_geometry(input_shape[1:3], self.pool_size, self.strides, self.padding)
+            output_hw(input_shape[1:3], self.pool_size, self.strides, self.padding)
         except ValueError:
             raise ValueError(
                 f"Layer {self.name!r}: pool {self.pool_size} is larger than its input {tuple(input_shape[1:3])} "
@@ -25,8 +25,7 @@ class _Pooling2D(Layer):
             ) from None
 
     def compute_output_shape(self, input_shape):
-        geometry = window_geometry(input_shape[1:3], self.pool_size, self.strides, self.padding)
-        return (input_shape[0], geometry.out_h, geometry.out_w, input_shape[3])
+        return (input_shape[0], *output_hw(input_shape[1:3], self.pool_size, self.strides, self.padding), input_shape[3])
 
     def get_config(self):
         return {**super().get_config(), "pool_size": list(self.pool_size), "strides": list(self.strides), "padding": self.padding}

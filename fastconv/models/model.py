@@ -27,6 +27,7 @@ class Model(Trainer, Layer):
     def __init__(self, inputs=None, outputs=None, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
         self._layers = []
+        self._graph_shapes = {}  # id(layer) -> its output's shape in this model (a nested model's, with sizes known)
         if inputs is not None or outputs is not None:
             self._init_graph(inputs, outputs)
 
@@ -40,6 +41,7 @@ class Model(Trainer, Layer):
         chain, tensor = [], outputs
         while tensor is not None and tensor is not inputs:
             chain.append(tensor.layer)
+            self._graph_shapes[id(tensor.layer)] = tuple(tensor.shape)
             tensor = tensor.inbound
         if tensor is None:
             raise ValueError(f"Model {self.name!r}: the outputs {outputs} are not computed from the inputs {inputs}")
@@ -49,6 +51,11 @@ class Model(Trainer, Layer):
         self._batch_input_shape = inputs.shape
         self.built = True
         self._plan_fusion()
+
+    def output_shape_of(self, layer):
+        """``layer``'s output shape in this model: as the graph computed it (a base without known sizes, called on
+        180x180 images, gives (None, 5, 5, 512) here, as Keras' summary shows), else the layer's own."""
+        return self._graph_shapes.get(id(layer), layer.output_shape)
 
     @property
     def layers(self):
@@ -109,7 +116,20 @@ class Model(Trainer, Layer):
             raise ValueError(f"Model {self.name!r} expects input of shape {tuple(expected)}, got {tuple(input_shape)}")
 
     def compute_output_shape(self, input_shape):
-        return self.output_shape
+        """The output shape for inputs of ``input_shape``: the model's own, or, for a model built with sizes not
+        known yet (None, as ``VGG16(include_top=False)``), its layers' shapes followed from the sizes given."""
+        if all(size is not None for size in self.input_shape[1:]):
+            return self.output_shape
+        shape = tuple(input_shape)
+        for layer in self._compute_layers:
+            shape = tuple(layer.compute_output_shape(shape))
+        return shape
+
+    def build_for(self, input_shape):
+        """Check ``input_shape`` and return the output shape; the model keeps its own shapes (Keras': a model
+        without known sizes called on (None, 180, 180, 3) still takes any size)."""
+        self.check_input_shape(tuple(input_shape))
+        return tuple(self.compute_output_shape(input_shape))
 
     def forward(self, x, training=False, logits=False):
         layers = self._compute_layers

@@ -53,6 +53,7 @@ class Sequential(Model):
         self.input_shape = shape
         for layer in self._layers:
             shape = layer.build_for(shape)
+            self._graph_shapes[id(layer)] = tuple(shape)
         self.output_shape = shape
         self.built = True
         self._plan_fusion()

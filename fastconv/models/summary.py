@@ -3,8 +3,9 @@
 from fastconv.layers.base import InputLayer
 
 
-def _shape_text(layer):
-    shape = tuple(layer.output_shape) if layer.output_shape is not None else "multiple"
+def _shape_text(model, layer):
+    output_shape = model.output_shape_of(layer)
+    shape = tuple(output_shape) if output_shape is not None else "multiple"
     return f"[{shape}]" if isinstance(layer, InputLayer) else str(shape)
 
 
@@ -30,7 +31,7 @@ def print_summary(model, line_length=None, print_fn=None):
     print_fn("=" * line_length)
     layers = model.layers
     for index, layer in enumerate(layers):
-        row([f"{layer.name} ({layer.type_name})", _shape_text(layer), layer.count_params()])
+        row([f"{layer.name} ({layer.type_name})", _shape_text(model, layer), layer.count_params()])
         print_fn("=" * line_length if index == len(layers) - 1 else "_" * line_length)
     weights = {id(w): w for w in model.weights}.values()
     trainable = sum(w.value.size for w in weights if w.trainable)
