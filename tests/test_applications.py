@@ -205,3 +205,21 @@ def test_transfer_learning_flows_run_on_a_small_split(small_split, capsys):
     flags = {layer.name: layer.trainable for layer in resumed.layers[0].layers}
     assert flags["block5_conv1"] and flags["block5_conv3"] and not flags["block4_conv3"]
     assert resumed.optimizer.iterations == 2
+
+
+@needs_weights
+def test_second_edition_flows_run_on_a_small_split_and_resume(small_split, capsys):
+    """Listings 8.6-8.22 at 80x80 (the smallest the convnet takes) on 20 photos: each flow trains, keeps its best model (listing 8.11's checkpoint),
+    tests it, and --resume goes on after the last finished epoch."""
+    from fastconv.examples import second_edition
+
+    common = ["--base", str(small_split), "--weights", str(VGG16_NOTOP), "--image-size", "80"]
+    for flow in ("scratch", "augmented", "features"):
+        history, test_acc = second_edition.main([flow, *common, "--epochs", "1"])
+        assert len(history["loss"]) == 1 and 0.0 <= test_acc <= 1.0
+        assert (small_split / second_edition.FLOWS[flow][0]).is_file() and (small_split / f"history_{flow}.json").is_file()
+    history, _ = second_edition.main(["scratch", *common, "--epochs", "2", "--resume"])
+    assert len(history["loss"]) == 2
+    output = capsys.readouterr().out
+    assert "resuming after epoch 1 from" in output and "features of 20 images" in output
+

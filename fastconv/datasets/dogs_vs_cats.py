@@ -9,6 +9,8 @@ import shutil
 from pathlib import Path
 
 SPLITS = {"train": range(0, 1000), "validation": range(1000, 1500), "test": range(1500, 2000)}
+# Listing 8.6 (the second edition): the same training and validation images, a test split twice as large.
+SECOND_EDITION_SPLITS = {"train": range(0, 1000), "validation": range(1000, 1500), "test": range(1500, 2500)}
 CLASSES = {"cats": "cat", "dogs": "dog"}
 
 
