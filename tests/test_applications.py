@@ -3,6 +3,7 @@ against PyTorch running the same weights on real photos."""
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -142,6 +143,35 @@ def test_preprocess_input_is_keras_caffe_mode():
 
 
 @needs_weights
+def test_preprocess_input_on_a_symbolic_tensor_is_a_step_of_the_model(tmp_path):
+    """Listing 8.23's ``x = preprocess_input(x)`` inside a functional model: the same values as on arrays, the
+    gradient flipped back, saved and loaded in both formats; Keras 3's own file (its five operations) reads as one."""
+    import fastconv
+    from fastconv import layers, models
+    from fastconv.backends import to_numpy
+
+    inputs = fastconv.Input(shape=(8, 8, 3))
+    x = preprocess_input(inputs)
+    assert x.shape == (None, 8, 8, 3) and type(x.layer).__name__ == "CaffePreprocessing"
+    model = models.Model(inputs, layers.Dense(1, activation="sigmoid")(layers.Flatten()(layers.Conv2D(2, 3, activation="relu")(x))))
+    images = np.random.default_rng(1).uniform(0, 255, (3, 8, 8, 3)).astype(np.float32)
+    step = model.layers[1]
+    np.testing.assert_array_equal(to_numpy(step(images)), preprocess_input(images))
+    y, cache = step.forward(images)
+    grad = np.random.default_rng(2).standard_normal(images.shape).astype(np.float32)
+    np.testing.assert_array_equal(to_numpy(step.backward(grad, cache)), grad[..., ::-1])
+    for name in ("m.keras", "m.h5"):
+        model.save(tmp_path / name)
+        loaded = models.load_model(tmp_path / name)
+        assert [type(layer).__name__ for layer in loaded.layers][:2] == ["InputLayer", "CaffePreprocessing"]
+        np.testing.assert_array_equal(loaded.predict(images, verbose=0), model.predict(images, verbose=0))
+    keras_files = Path(__file__).resolve().parent / "keras_files"
+    made_by_keras = models.load_model(keras_files / "preprocess_input.keras")
+    expected = np.load(keras_files / "preprocess_input.npz")
+    assert [type(layer).__name__ for layer in made_by_keras.layers] == ["InputLayer", "CaffePreprocessing", "Conv2D", "Flatten", "Dense"]
+    np.testing.assert_allclose(made_by_keras.predict(expected["x"], verbose=0), expected["predict"], rtol=1e-5, atol=1e-6)
+
+
 def test_imagenet_weights_found_in_fastconv_home(no_weight_folders):
     models_folder = no_weight_folders / "fastconv_home" / "models"
     models_folder.mkdir(parents=True)

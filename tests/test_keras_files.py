@@ -335,6 +335,15 @@ def test_keras_loads_every_format_fastconv_saves_and_predicts_fastconv_outputs(t
         tuned.save(tmp_path / f"tuned{suffix}")
         cases.append({"file": str(tmp_path / f"tuned{suffix}"), "kind": "model", "builder": None, "iterations": 1,
                       "x": str(tmp_path / "vgg16_classifier_x.npy"), "expected": str(tmp_path / "tuned_y.npy")})  # fmt: skip
+    # preprocess_input inside the model (listing 8.23): Keras reads fastconv's step as its own five operations
+    preprocessed = models.load_model(KERAS_FILES / "preprocess_input.keras")
+    preprocessed.compile(optimizer="rmsprop", loss="binary_crossentropy")
+    preprocessed.train_on_batch(np.load(KERAS_FILES / "preprocess_input.npz")["x"], np.array([[0.0], [1.0], [1.0], [0.0]]))
+    np.save(tmp_path / "preprocessed_x.npy", np.load(KERAS_FILES / "preprocess_input.npz")["x"])
+    np.save(tmp_path / "preprocessed_y.npy", preprocessed.predict(np.load(tmp_path / "preprocessed_x.npy")))
+    preprocessed.save(tmp_path / "preprocessed.keras")
+    cases.append({"file": str(tmp_path / "preprocessed.keras"), "kind": "model", "builder": None, "iterations": 1,
+                  "x": str(tmp_path / "preprocessed_x.npy"), "expected": str(tmp_path / "preprocessed_y.npy")})  # fmt: skip
     regularized, x, y = _regularized_model()  # Keras reports the same loss: its penalties are counted alike
     np.save(tmp_path / "regularized_x.npy", x), np.save(tmp_path / "regularized_y.npy", y)
     np.save(tmp_path / "regularized_predict.npy", regularized.predict(x))

@@ -14,6 +14,7 @@ import numpy as np
 from fastconv.applications.weights_files import find_weights_file
 from fastconv.layers import Conv2D, Dense, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, Input, MaxPooling2D
 from fastconv.layers.base import KerasTensor
+from fastconv.layers.preprocessing import MEAN_PIXEL_BGR, CaffePreprocessing
 from fastconv.models import Model
 
 WEIGHTS_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels.h5"
@@ -21,8 +22,6 @@ WEIGHTS_FILE_NO_TOP = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 # Filters of the convolutions of each block; every convolution is 3x3, stride 1, 'same', ReLU.
 BLOCK_FILTERS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 DEFAULT_SIZE, MIN_SIZE = 224, 32
-# Keras' 'caffe' preprocessing: the ImageNet mean pixel, in BGR order.
-MEAN_PIXEL_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)
 
 
 def _input_shape(input_shape, include_top, weights):
@@ -101,10 +100,14 @@ def preprocess_input(x, data_format=None):
 
     x: (..., 3) RGB values on the 0-255 scale (any real dtype), channels last. Returns a new float32 array;
     unlike Keras, ``x`` itself is left unchanged. This is what the ImageNet weights expect; the notes'
-    ``rescale=1./255`` feeds them inputs 255 times smaller, without the mean removed.
+    ``rescale=1./255`` feeds them inputs 255 times smaller, without the mean removed. On a symbolic tensor (an
+    ``Input`` or a layer's output: listing 8.23) it adds the step to the functional model
+    (:class:`~fastconv.layers.CaffePreprocessing`) and returns its output tensor.
     """
     if data_format not in (None, "channels_last"):
         raise ValueError(f"preprocess_input: fastconv is channels_last only, got data_format={data_format!r}")
+    if isinstance(x, KerasTensor):
+        return CaffePreprocessing()(x)
     x = np.asarray(x)
     if x.ndim < 1 or x.shape[-1] != 3:
         raise ValueError(f"preprocess_input expects RGB images with 3 channels last, got an array of shape {x.shape}")

@@ -3,7 +3,7 @@
 from fastconv.layers.base import Input, InputLayer, KerasTensor, Layer, Weight, register_class, saved_class
 from fastconv.layers.convolutional import Conv2D
 from fastconv.layers.core import Activation, Dense, Dropout, Flatten
-from fastconv.layers.preprocessing import RandomFlip, RandomRotation, RandomZoom, Rescaling
+from fastconv.layers.preprocessing import CaffePreprocessing, RandomFlip, RandomRotation, RandomZoom, Rescaling
 from fastconv.layers.pooling import (
     AveragePooling2D, AvgPool2D, GlobalAveragePooling2D, GlobalAvgPool2D, GlobalMaxPool2D, GlobalMaxPooling2D, MaxPool2D,
     MaxPooling2D,
@@ -14,7 +14,7 @@ for _alias in ("Convolution2D", "MaxPool2D", "AvgPool2D", "GlobalMaxPool2D", "Gl
     register_class(globals()[_alias], _alias)
 
 __all__ = [
-    "Activation", "AveragePooling2D", "AvgPool2D", "Conv2D", "Convolution2D", "Dense", "Dropout", "Flatten",
+    "Activation", "AveragePooling2D", "AvgPool2D", "CaffePreprocessing", "Conv2D", "Convolution2D", "Dense", "Dropout", "Flatten",
     "GlobalAveragePooling2D", "GlobalAvgPool2D", "GlobalMaxPool2D", "GlobalMaxPooling2D",
     "Input", "InputLayer", "KerasTensor", "Layer", "MaxPool2D", "MaxPooling2D", "RandomFlip", "RandomRotation", "RandomZoom",
     "Rescaling", "Weight",

@@ -21,6 +21,8 @@ from fastconv import utils
 from fastconv.backends import get_backend
 from fastconv.layers.base import Layer, check_channels_last, check_image_rank
 
+# Keras' 'caffe' preprocessing (VGG16's preprocess_input): the ImageNet mean pixel, in BGR order.
+MEAN_PIXEL_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)
 # Keras' 'wrap' (TensorFlow's folding of coordinates, not of pixels) is not among them: refused by name.
 FILL_MODES = ("reflect", "constant", "nearest")
 INTERPOLATIONS = ("bilinear", "nearest")
@@ -47,6 +49,30 @@ class Rescaling(Layer):
 
     def get_config(self):
         return {**super().get_config(), "scale": self.scale, "offset": self.offset}
+
+
+class CaffePreprocessing(Layer):
+    """VGG16's ``preprocess_input`` as a step of a functional model (listing 8.23: ``x = preprocess_input(x)`` on a
+    symbolic tensor): RGB -> BGR, minus the ImageNet mean pixel; any shape whose last axis holds 3 channels.
+
+    Keras 3 records the same step as five operations (three ``GetItem``, ``Stack``, ``Add``); fastconv reads those
+    back as this layer and writes this layer as those, so both open each other's files. Its summary row is one.
+    """
+
+    def check_input_shape(self, input_shape):
+        if len(input_shape) < 2 or input_shape[-1] != 3:
+            raise ValueError(f"Layer {self.name!r} (preprocess_input) expects RGB inputs with 3 channels last, got shape {tuple(input_shape)}")
+
+    def call(self, x, training):
+        backend = get_backend()
+        host = np.asarray(backend.to_host(x), dtype=np.float32)
+        return backend.to_device(np.ascontiguousarray(host[..., ::-1]) - MEAN_PIXEL_BGR), None
+
+    def backward_call(self, grad_z, cache, need_input_grad):
+        if not need_input_grad:
+            return None
+        backend = get_backend()
+        return backend.to_device(np.ascontiguousarray(np.asarray(backend.to_host(grad_z))[..., ::-1]))
 
 
 class _RandomImageLayer(Layer):

@@ -45,6 +45,8 @@ def _paths(model, prefix=""):
     """[(path of the layer's group, layer)] for every layer of ``model``, nested models included, as Keras 3 names them."""
     paths, used = [], {}
     for layer in model.layers:  # a Sequential's without its input layer, a functional model's with it, as in Keras
+        if keras_config.is_keras_operation(layer):
+            continue
         base = keras_config.snake_case(layer.type_name)
         used[base] = used.get(base, -1) + 1
         path = f"{prefix}layers/{base}" if used[base] == 0 else f"{prefix}layers/{base}_{used[base]}"

@@ -16,7 +16,10 @@ that Keras 3 rebuilds the same model from fastconv's files.
 
 import re
 
+import numpy as np
+
 from fastconv import activations, losses, metrics, optimizers, regularizers
+from fastconv.layers.preprocessing import MEAN_PIXEL_BGR
 
 # --- names -------------------------------------------------------------------
 
@@ -29,6 +32,7 @@ FASTCONV_CLASS = {
     "GlobalAveragePooling2D": "GlobalAveragePooling2D", "GlobalAvgPool2D": "GlobalAveragePooling2D",
     "Sequential": "Sequential", "Functional": "Model", "Model": "Model",
     "Rescaling": "Rescaling", "RandomFlip": "RandomFlip", "RandomRotation": "RandomRotation", "RandomZoom": "RandomZoom",
+    "CaffePreprocessing": "CaffePreprocessing",  # never in a Keras file as such: read from and written as five ops
 }  # fmt: skip
 
 
@@ -81,6 +85,7 @@ _OPTIONS = {
     "AveragePooling2D": (("pool_size", "strides", "padding"), {"data_format": _is_channels_last}),
     "GlobalMaxPooling2D": (("keepdims",), {"data_format": _is_channels_last}),
     "GlobalAveragePooling2D": (("keepdims",), {"data_format": _is_channels_last}),
+    "CaffePreprocessing": ((), {}),
     "Rescaling": (("scale", "offset"), {}),
     "RandomFlip": (("mode", "seed"), _RANDOM_NEUTRAL),
     "RandomRotation": (("factor", "fill_mode", "interpolation", "seed", "fill_value"), _RANDOM_NEUTRAL),
@@ -190,10 +195,89 @@ def _inputs_of(entry, layer_name):
     return names
 
 
+_OPS_MODULE = "keras.src.ops.numpy"
+
+
+def _tensor(name, shape):
+    return {"class_name": "__keras_tensor__", "config": {"shape": list(shape), "dtype": "float32", "keras_history": [name, 0, 0]}}
+
+
+def caffe_preprocessing_entries(name, source_name, input_shape):
+    """The five Keras 3 operations that ``keras.applications.vgg16.preprocess_input`` records on a symbolic tensor
+    (``x[..., 2]``, ``x[..., 1]``, ``x[..., 0]``, stacked on the last axis, plus the negated mean pixel), named after
+    ``name`` with the last (the Add) named ``name`` itself, reading ``source_name``'s output of ``input_shape``."""
+    channel_shape = list(input_shape[:-1])
+    picks = [f"{name}_get_item_{channel}" for channel in (2, 1, 0)]
+    entries = [{
+        "module": _OPS_MODULE, "class_name": "GetItem", "config": {"name": pick}, "registered_name": "GetItem", "name": pick,
+        "inbound_nodes": [{"args": [_tensor(source_name, input_shape), [{"class_name": "__ellipsis__", "config": {}}, channel]],
+                           "kwargs": {}}],
+    } for pick, channel in zip(picks, (2, 1, 0))]  # fmt: skip
+    entries.append({
+        "module": _OPS_MODULE, "class_name": "Stack", "config": {"name": f"{name}_stack", "axis": -1}, "registered_name": "Stack",
+        "name": f"{name}_stack", "inbound_nodes": [{"args": [[_tensor(pick, channel_shape) for pick in picks]], "kwargs": {}}],
+    })  # fmt: skip
+    mean = [[[(-MEAN_PIXEL_BGR).tolist()]]] if len(input_shape) == 4 else [(-MEAN_PIXEL_BGR).tolist()]
+    entries.append({
+        "module": _OPS_MODULE, "class_name": "Add", "config": {"name": name}, "registered_name": "Add", "name": name,
+        "inbound_nodes": [{"args": [_tensor(f"{name}_stack", input_shape), {"class_name": "__tensor__", "config": {"value": mean, "dtype": "float32"}}],
+                           "kwargs": {}}],
+    })  # fmt: skip
+    return entries
+
+
+def _collapse_caffe_preprocessing(layers):
+    """``layers`` with each run of Keras 3's five preprocess_input operations (see
+    :func:`caffe_preprocessing_entries`) replaced by one ``CaffePreprocessing`` entry named as its Add; any other
+    operation is left for the chain walk to refuse."""
+    by_name = {entry.get("name"): entry for entry in layers if isinstance(entry, dict)}
+    replaced, collapsed = set(), {}
+    for entry in layers:
+        found = _caffe_pattern(entry, by_name) if isinstance(entry, dict) and entry.get("class_name") == "Add" else None
+        if found is None:
+            continue
+        source, parts = found
+        replaced |= set(parts)
+        collapsed[entry["name"]] = {"class_name": "CaffePreprocessing", "name": entry["name"], "config": {"name": entry["name"]},
+                                    "inbound_nodes": [{"args": [source], "kwargs": {}}]}  # fmt: skip
+    if not collapsed:
+        return layers  # anything malformed is left for the chain walk to name
+    dropped = replaced - set(collapsed)
+    kept = [entry for entry in layers if not isinstance(entry, dict) or entry.get("name") not in dropped]
+    return [collapsed.get(entry.get("name"), entry) if isinstance(entry, dict) else entry for entry in kept]
+
+
+def _caffe_pattern(add, by_name):
+    """(the source tensor, the names of the five entries) when ``add`` ends Keras' preprocess_input, else None."""
+    try:
+        (args,) = [node["args"] for node in add["inbound_nodes"]]
+        stacked, constant = args
+        value = np.asarray(constant["config"]["value"], dtype=np.float32).reshape(-1)
+        stack = by_name[stacked["config"]["keras_history"][0]]
+        if constant.get("class_name") != "__tensor__" or not np.array_equal(value, -MEAN_PIXEL_BGR):
+            return None
+        if stack.get("class_name") != "Stack" or stack["config"].get("axis") != -1:
+            return None
+        (stack_args,) = [node["args"] for node in stack["inbound_nodes"]]
+        picks = [by_name[tensor["config"]["keras_history"][0]] for tensor in stack_args[0]]
+        sources = []
+        for pick, channel in zip(picks, (2, 1, 0)):
+            (pick_args,) = [node["args"] for node in pick["inbound_nodes"]]
+            tensor, index = pick_args
+            if pick.get("class_name") != "GetItem" or index != [{"class_name": "__ellipsis__", "config": {}}, channel]:
+                return None
+            sources.append(tensor)
+        if len(picks) != 3 or any(source != sources[0] for source in sources):
+            return None
+        return sources[0], [add["name"], stack["name"], *(pick["name"] for pick in picks)]
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+        return None
+
+
 def _chain(config):
     """The functional graph's layer entries in order from its input to its output; ValueError unless a chain."""
     entries = {}
-    for entry in config["layers"]:
+    for entry in _collapse_caffe_preprocessing(config["layers"]):
         if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
             raise ValueError(f"a layer of the graph must be {{'class_name': ..., 'config': {{...}}}}, got {str(entry)[:80]}")
         name = entry.get("name", entry["config"].get("name"))
@@ -427,6 +511,12 @@ def compile_arguments(training_config, source):
 MODEL_TYPES = ("Sequential", "Functional")  # the type names of layers that are models
 
 
+def is_keras_operation(layer):
+    """Whether Keras 3 keeps ``layer`` as operations of the graph, not a layer: no weights group, no ``layer_names``
+    entry (``preprocess_input`` on a symbolic tensor)."""
+    return layer.type_name == "CaffePreprocessing"
+
+
 def _input_config(name, batch_shape):
     return {"batch_shape": list(batch_shape), "dtype": "float32", "sparse": False, "name": name}
 
@@ -473,11 +563,15 @@ def sequential_config(model, archive=False):
 def functional_config(model, archive=False):
     layers, previous = [], None
     for layer in model.layers:
+        if layer.type_name == "CaffePreprocessing":  # Keras 3 records preprocess_input as five operations
+            layers += caffe_preprocessing_entries(layer.name, previous.name, model.output_shape_of(previous))
+            previous = layer
+            continue
         entry = layer_config(layer, archive)
         entry["name"] = layer.name
         entry["inbound_nodes"] = [] if previous is None else [{
             "args": [{"class_name": "__keras_tensor__", "config": {
-                "shape": list(previous.output_shape), "dtype": "float32", "keras_history": [previous.name, 0, 0]}}],
+                "shape": list(model.output_shape_of(previous)), "dtype": "float32", "keras_history": [previous.name, 0, 0]}}],
             "kwargs": {},
         }]  # fmt: skip
         layers.append(entry)

@@ -57,11 +57,12 @@ def _write_names(group, attribute, names):
 
 def write_weights(group, model):
     """The weights of ``model``'s layers, a group per layer (``save_weights`` at the root, ``model.save`` below it)."""
-    _write_names(group, "layer_names", [layer.name for layer in model.layers])
+    layers = [layer for layer in model.layers if not keras_config.is_keras_operation(layer)]
+    _write_names(group, "layer_names", [layer.name for layer in layers])
     group.attrs["backend"] = "fastconv"
     group.attrs["keras_version"] = KERAS_VERSION
     group.attrs["fastconv_version"] = FASTCONV_VERSION
-    for layer in model.layers:
+    for layer in layers:
         layer_group = group.create_group(layer.name)
         weights = saved_order(layer)
         _write_names(layer_group, "weight_names", [w.name for w in weights])

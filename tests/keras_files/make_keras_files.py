@@ -3,6 +3,7 @@
     pip install ".[bench]"          # tensorflow-cpu==2.21.0 (Keras 3) and tf-keras==2.21.0 (Keras 2)
     python tests/keras_files/make_keras_files.py                      # all of them
     python tests/keras_files/make_keras_files.py --only every_layer   # one, the others kept
+    python tests/keras_files/make_keras_files.py --preprocess-input   # preprocess_input.keras alone
 
 For each of the notes' models — the MNIST convnet (listing 5.1), the cats-vs-dogs convnet with dropout
 (listing 5.13), the functional convnet of listing 8.1, and a VGG16-based classifier whose base is frozen
@@ -242,6 +243,22 @@ def make(keras, generation, expected, builders=MODELS):
     return saved
 
 
+def preprocess_input_file(keras):
+    """``preprocess_input.keras``: listing 8.23's ``keras.applications.vgg16.preprocess_input`` on a symbolic tensor,
+    which Keras 3 records as five operations (GetItem x 3, Stack, Add), before a small convolution; with its inputs
+    and predictions in ``preprocess_input.npz``. (Keras 3 cannot read such a graph back from a legacy .h5, and tf_keras
+    writes other operations: the archive is the file this case needs.)"""
+    inputs = keras.Input(shape=(8, 8, 3))
+    x = keras.applications.vgg16.preprocess_input(inputs)
+    x = keras.layers.Conv2D(2, 3, activation="relu")(x)
+    outputs = keras.layers.Dense(1, activation="sigmoid")(keras.layers.Flatten()(x))
+    model = keras.Model(inputs, outputs, name="preprocess_input")
+    model.set_weights(seeded_weights(model, "preprocess_input"))
+    x_values = np.random.default_rng([SEED, 99]).uniform(0, 255, (BATCH, 8, 8, 3)).astype(np.float32)
+    model.save(HERE / "preprocess_input.keras")
+    np.savez(HERE / "preprocess_input.npz", x=x_values, predict=model.predict(x_values, verbose=0))
+
+
 def main():
     """All models, or ``--only NAME [NAME ...]``: those, merged into the existing expected.npz and manifest
     (the other files stay as they are: a model trained with dropout would not come out the same twice)."""
@@ -251,6 +268,8 @@ def main():
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
+    if "--preprocess-input" in sys.argv:  # that file alone
+        return preprocess_input_file(keras)
     only = sys.argv[sys.argv.index("--only") + 1 :] if "--only" in sys.argv else None
     builders = [builder for builder in MODELS if only is None or builder.__name__ in only]
     expected, kept = {}, []
