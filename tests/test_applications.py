@@ -239,15 +239,17 @@ def test_transfer_learning_flows_run_on_a_small_split(small_split, capsys):
 
 @needs_weights
 def test_second_edition_flows_run_on_a_small_split_and_resume(small_split, capsys):
-    """Listings 8.6-8.22 at 80x80 (the smallest the convnet takes) on 20 photos: each flow trains, keeps its best model (listing 8.11's checkpoint),
+    """Listings 8.6-8.29 at 80x80 (the smallest the convnet takes) on 20 photos: each flow trains, keeps its best model (listing 8.11's checkpoint),
     tests it, and --resume goes on after the last finished epoch."""
     from fastconv.examples import second_edition
 
     common = ["--base", str(small_split), "--weights", str(VGG16_NOTOP), "--image-size", "80"]
-    for flow in ("scratch", "augmented", "features"):
+    for flow in ("scratch", "augmented", "features", "features-augmented", "finetune"):
         history, test_acc = second_edition.main([flow, *common, "--epochs", "1"])
         assert len(history["loss"]) == 1 and 0.0 <= test_acc <= 1.0
         assert (small_split / second_edition.FLOWS[flow][0]).is_file() and (small_split / f"history_{flow}.json").is_file()
+    tuned = models.load_model(small_split / "checkpoint_finetune.h5").get_layer("vgg16")
+    assert [layer.name for layer in tuned.layers[1:] if layer.trainable] == ["block5_conv1", "block5_conv2", "block5_conv3", "block5_pool"]
     history, _ = second_edition.main(["scratch", *common, "--epochs", "2", "--resume"])
     assert len(history["loss"]) == 2
     output = capsys.readouterr().out

@@ -4,6 +4,8 @@
     python -m fastconv.examples.second_edition scratch   --original ../shared/data/dogs-vs-cats/train --base /tmp/cats_vs_dogs_small
     ... augmented          # listings 8.14-8.18: augmentation layers and dropout, 100 epochs
     ... features --weights ../shared/data/vgg16/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5   # listings 8.19-8.22
+    ... features-augmented --weights ...   # listings 8.23-8.26: the frozen base inside the model, 50 epochs
+    ... finetune --weights ...             # listings 8.27-8.29: the top four layers of the base unfrozen, 30 epochs
     ... <flow> --resume    # go on from the last finished epoch's checkpoint
 
 ``scratch`` is listings 8.6-8.13: the split (1,000 / 500 / 1,000 images per class), the convnet with ``Rescaling``,
@@ -11,8 +13,8 @@
 tested. ``features`` runs every image once through the frozen VGG16 base (``preprocess_input``, ``predict``) and
 trains listing 8.21's classifier on the features for 20 epochs. Each flow saves the model and its History after every
 epoch (``checkpoint_<flow>.*`` in ``--base``) for ``--resume``, and prints the test accuracy of the best model.
-Listings 8.23-8.29 (augmentation and ``preprocess_input`` inside the model, fine-tuning) need ``preprocess_input`` on
-a symbolic tensor, which fastconv does not have yet.
+``finetune`` goes on from the model that ``features-augmented`` ended with (its last epoch's checkpoint), as the
+book's listing 8.27 goes on from the model in memory.
 """
 
 import argparse
@@ -30,7 +32,43 @@ FLOWS = {  # flow -> (the file listing 8.11's checkpoint keeps the best model in
     "scratch": ("convnet_from_scratch.keras", 30),
     "augmented": ("convnet_from_scratch_with_augmentation.keras", 100),
     "features": ("feature_extraction.keras", 20),
+    "features-augmented": ("feature_extraction_with_data_augmentation.keras", 50),
+    "finetune": ("fine_tuning.keras", 30),
 }
+
+
+def data_augmentation():
+    """Listing 8.14."""
+    return keras.Sequential([layers.RandomFlip("horizontal"), layers.RandomRotation(0.1), layers.RandomZoom(0.2)])
+
+
+def augmented_vgg16(weights, image_size):
+    """Listings 8.23-8.24: the frozen VGG16 base (any input size) inside the model, after augmentation and
+    ``preprocess_input``."""
+    conv_base = keras.applications.vgg16.VGG16(weights=weights, include_top=False)
+    conv_base.trainable = False
+    inputs = keras.Input(shape=(*image_size, 3))
+    x = data_augmentation()(inputs)
+    x = keras.applications.vgg16.preprocess_input(x)
+    x = conv_base(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(256)(x)
+    x = layers.Dropout(0.5)(x)
+    outputs = layers.Dense(1, activation="sigmoid")(x)
+    model = keras.Model(inputs, outputs)
+    model.compile(loss="binary_crossentropy", optimizer="rmsprop", metrics=["accuracy"])
+    return model
+
+
+def unfreeze_top_of_base(model):
+    """Listings 8.27-8.28: the base's last four layers (block5's three convolutions and its pool) trainable,
+    RMSprop(1e-5)."""
+    conv_base = model.get_layer("vgg16")
+    conv_base.trainable = True
+    for layer in conv_base.layers[:-4]:
+        layer.trainable = False
+    model.compile(loss="binary_crossentropy", optimizer=keras.optimizers.RMSprop(learning_rate=1e-5), metrics=["accuracy"])
+    return model
 
 
 def convnet(image_size, augment):
@@ -38,10 +76,7 @@ def convnet(image_size, augment):
     inputs = keras.Input(shape=(*image_size, 3))
     x = inputs
     if augment:
-        data_augmentation = keras.Sequential(
-            [layers.RandomFlip("horizontal"), layers.RandomRotation(0.1), layers.RandomZoom(0.2)]
-        )  # listing 8.14
-        x = data_augmentation(x)
+        x = data_augmentation()(x)
     x = layers.Rescaling(1.0 / 255)(x)
     x = layers.Conv2D(filters=32, kernel_size=3, activation="relu")(x)
     x = layers.MaxPooling2D(pool_size=2)(x)
@@ -108,8 +143,9 @@ def main(argv=None):
     parser.add_argument("flow", choices=sorted(FLOWS))
     parser.add_argument("--original", help="folder with cat.<i>.jpg and dog.<i>.jpg, i < 2500 (to make the split)")
     parser.add_argument("--base", required=True, help="the split of listing 8.6 (made from --original if missing)")
-    parser.add_argument("--weights", default="imagenet", help="features: 'imagenet' or the path of Keras' notop HDF5 file")
-    parser.add_argument("--epochs", type=int, help="default: the listing's (scratch 30, augmented 100, features 20)")
+    parser.add_argument("--weights", default="imagenet", help="VGG16 flows: 'imagenet' or the path of Keras' notop HDF5 file")
+    parser.add_argument("--epochs", type=int, help="default: the listing's (scratch 30, augmented 100, features 20, "
+                                                   "features-augmented 50, finetune 30)")  # fmt: skip
     parser.add_argument("--image-size", type=int, default=180, help="the listings' 180 (smaller for a trial run)")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint of a stopped run")
     add_run_arguments(parser)
@@ -138,7 +174,12 @@ def main(argv=None):
         test_model = keras.models.load_model(best_path)
         test_loss, test_acc = test_model.evaluate(test_features, test_labels, verbose=0)
     else:
-        model = model or convnet(image_size, augment=args.flow == "augmented")
+        if model is None and args.flow == "finetune":
+            if not has_checkpoint(base, "features-augmented"):
+                parser.error(f"finetune goes on from the features-augmented run: no checkpoint of it in {base}")
+            model = unfreeze_top_of_base(load_checkpoint(base, "features-augmented")[0])
+        elif model is None:
+            model = augmented_vgg16(args.weights, image_size) if args.flow == "features-augmented" else convnet(image_size, augment=args.flow == "augmented")
         history, best_path = train(model, args.flow, base, epochs, train_dataset, validation_dataset, earlier_history)
         test_model = keras.models.load_model(best_path)  # listing 8.13
         test_loss, test_acc = test_model.evaluate(test_dataset, verbose=0)
