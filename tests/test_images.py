@@ -272,6 +272,13 @@ def test_iterators_end_their_threads_when_closed_or_dropped(tmp_path):
     import time
 
     root = _class_folders(tmp_path / "data", count=2)
+    gc.collect()  # iterators that earlier tests left in reference cycles end their threads now, not during this test
+    settle = time.monotonic() + 5
+    while time.monotonic() < settle:
+        count = threading.active_count()
+        time.sleep(0.1)
+        if threading.active_count() == count:
+            break
     before = threading.active_count()
     kept = []
     for i in range(30):
