@@ -50,8 +50,13 @@ def augmented_vgg16(weights, image_size):
     inputs = keras.Input(shape=(*image_size, 3))
     x = data_augmentation()(inputs)
     x = keras.applications.vgg16.preprocess_input(x)
-    x = conv_base(x)
-    x = layers.Flatten()(x)
+    return dense_classifier(inputs, conv_base(x))
+
+
+def dense_classifier(inputs, features):
+    """Listings 8.21 and 8.24's head on ``features`` (Flatten, Dense(256), Dropout(0.5), the sigmoid unit), compiled
+    with RMSprop, as the model from ``inputs``."""
+    x = layers.Flatten()(features)
     x = layers.Dense(256)(x)
     x = layers.Dropout(0.5)(x)
     outputs = layers.Dense(1, activation="sigmoid")(x)
@@ -116,13 +121,7 @@ def get_features_and_labels(conv_base, dataset):
 def feature_classifier(feature_shape):
     """Listing 8.21: the densely connected classifier on the base's features."""
     inputs = keras.Input(shape=feature_shape)
-    x = layers.Flatten()(inputs)
-    x = layers.Dense(256)(x)
-    x = layers.Dropout(0.5)(x)
-    outputs = layers.Dense(1, activation="sigmoid")(x)
-    model = keras.Model(inputs, outputs)
-    model.compile(loss="binary_crossentropy", optimizer="rmsprop", metrics=["accuracy"])
-    return model
+    return dense_classifier(inputs, inputs)
 
 
 def train(model, flow, base, epochs, train_data, validation_data, earlier_history):
