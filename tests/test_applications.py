@@ -217,7 +217,7 @@ def test_transfer_learning_flows_run_on_a_small_split(small_split, capsys):
         test_acc = vgg16_transfer.main([flow, *common])
         assert 0.0 <= test_acc <= 1.0
     assert (small_split / "features_caffe" / "train_block4_pool.npy").is_file()
-    test_acc = vgg16_transfer.main(["finetune", *common, "--fine-tune-epochs", "1", "--steps", "1", "--validation-steps", "1",
+    test_acc = vgg16_transfer.main(["finetune", *common, "--fine-tune-epochs", "1", "--steps", "1",
                                     "--preprocessing", "rescale"])  # fmt: skip
     output = capsys.readouterr().out
     for name in ("vgg16_features_caffe", "vgg16_finetune_cached_caffe", "vgg16_finetune_rescale"):
@@ -225,7 +225,7 @@ def test_transfer_learning_flows_run_on_a_small_split(small_split, capsys):
         assert (small_split / f"history_{name}.json").is_file()
     # a stopped run goes on from its last finished epoch: the fine-tuning stage's checkpoint, trainable flags and
     # optimizer state included (block5 trainable, blocks 1-4 frozen)
-    vgg16_transfer.main(["finetune", *common, "--fine-tune-epochs", "2", "--steps", "1", "--validation-steps", "1",
+    vgg16_transfer.main(["finetune", *common, "--fine-tune-epochs", "2", "--steps", "1",
                          "--preprocessing", "rescale", "--resume"])  # fmt: skip
     output = capsys.readouterr().out
     assert "resuming after epoch 1 from" in output and "checkpoint_vgg16_finetune_rescale.h5" in output and "for 1 epochs" in output
@@ -235,6 +235,17 @@ def test_transfer_learning_flows_run_on_a_small_split(small_split, capsys):
     flags = {layer.name: layer.trainable for layer in resumed.layers[0].layers}
     assert flags["block5_conv1"] and flags["block5_conv3"] and not flags["block4_conv3"]
     assert resumed.optimizer.iterations == 2
+    # the validation logged from cached block4 features is the whole model's on the validation images
+    from fastconv.preprocessing.image import ImageDataGenerator
+
+    validation = ImageDataGenerator(rescale=1.0 / 255).flow_from_directory(
+        small_split / "validation", target_size=(150, 150), batch_size=20, class_mode="binary", shuffle=False)
+    loss, accuracy = resumed.evaluate(validation, steps=len(validation), verbose=0)
+    assert history["val_loss"][-1] == pytest.approx(loss, rel=1e-5) and history["val_acc"][-1] == accuracy
+    frozen = models.load_model(small_split / "vgg16_augmented_rescale.h5")  # the frozen stage's, from block5's features
+    frozen_history = json.loads((small_split / "history_vgg16_augmented_rescale.json").read_text())
+    loss, accuracy = frozen.evaluate(validation, steps=len(validation), verbose=0)
+    assert frozen_history["val_loss"][-1] == pytest.approx(loss, rel=1e-5) and frozen_history["val_acc"][-1] == accuracy
 
 
 @needs_weights

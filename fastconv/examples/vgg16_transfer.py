@@ -12,6 +12,10 @@
 ($FASTCONV_HOME/models or ~/.keras/models). Each flow prints the validation and test accuracy and writes its
 History (JSON and PNG) into ``--base``.
 
+``augmented`` and ``finetune`` validate on all 1,000 validation images each epoch (the listings' 50 steps of 20) from
+features that the frozen layers computed once (:class:`CachedValidation`): the validation images are not augmented,
+so blocks 1-4 (and in the frozen stage block5) give them the same features every epoch.
+
 ``features`` is listings 5.17-5.19, with one saving: the base runs once per image up to ``block4_pool``, and those
 features are cached as ``.npy`` (``features_<preprocessing>/``), so that block5 is computed from them here and
 ``finetune-cached`` can train block5 without running blocks 1-4 again.
@@ -25,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from fastconv import layers, models, optimizers
+from fastconv.callbacks import Callback
 from fastconv.applications import VGG16
 from fastconv.applications.vgg16 import preprocess_input
 from fastconv.datasets.dogs_vs_cats import make_small_split
@@ -55,13 +60,13 @@ def split_base(conv_base):
     return first, block5
 
 
-def block4_features(blocks_1_to_4, base, preprocessing):
+def block4_features(blocks_1_to_4, base, preprocessing, splits=SPLITS):
     """{split: (features (n, 9, 9, 512), labels (n,))}, computed once and cached as .npy next to the split."""
     cache = Path(base) / f"features_{preprocessing}"
     cache.mkdir(exist_ok=True)
     datagen = image_generator(preprocessing)
     features = {}
-    for split in SPLITS:
+    for split in splits:
         x_path, y_path = cache / f"{split}_block4_pool.npy", cache / f"{split}_labels.npy"
         if x_path.exists() and y_path.exists():
             features[split] = (np.load(x_path), np.load(y_path))
@@ -151,6 +156,37 @@ def flow_finetune_cached(conv_base, args):
     return test_acc
 
 
+class CachedValidation(Callback):
+    """Validation on features that the frozen layers computed once (the validation images are not augmented, so
+    blocks 1-4, and in the frozen stage block5 too, give the same features every epoch): ``head``, the layers after
+    them (shared with the model), is evaluated on all of them at each epoch's end and ``val_loss``/``val_acc`` join
+    the epoch's logs, as ``validation_data`` would put them there."""
+
+    def __init__(self, head, features, labels):
+        self.head, self.features, self.labels = head, features, labels
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss, accuracy = self.head.evaluate(self.features, self.labels, batch_size=20, verbose=0)
+        logs["val_loss"], logs["val_acc"] = float(loss), float(accuracy)
+        print(f"epoch {epoch + 1}: val_loss {loss:.4f} - val_acc {accuracy:.4f} (cached features)")
+
+
+def cached_validation(model, base, preprocessing, frozen_base):
+    """A :class:`CachedValidation` for ``Sequential([conv_base, Flatten, Dense, Dense])``: the validation images
+    through blocks 1-4 once (cached on disk with ``features``' cache), then through block5 too while the whole base
+    is frozen; the head is the model's layers after those, shared."""
+    blocks_1_to_4, block5 = split_base(model.layers[0])
+    features, labels = block4_features(blocks_1_to_4, base, preprocessing, splits=("validation",))["validation"]
+    classifier_layers = model.layers[1:]
+    if frozen_base:
+        features = block5.predict(features, batch_size=50, verbose=0)
+        head = models.Sequential([layers.InputLayer(input_shape=features.shape[1:]), *classifier_layers])
+    else:
+        head = models.Sequential([layers.InputLayer(input_shape=features.shape[1:]), *block5.layers, *classifier_layers])
+    head.compile(loss="binary_crossentropy", optimizer="rmsprop", metrics=["acc"])
+    return CachedValidation(head, features, labels)
+
+
 def unfreeze_block5(conv_base):
     """Listing 5.22: everything from block5_conv1 on trainable, the layers before it frozen."""
     conv_base.trainable = True
@@ -185,16 +221,14 @@ def flow_augmented(conv_base, args, fine_tune):
     train_generator = image_generator(args.preprocessing, augment=True).flow_from_directory(
         base / "train", target_size=IMAGE_SHAPE[:2], batch_size=20, class_mode="binary")
     test_datagen = image_generator(args.preprocessing)
-    validation_generator = test_datagen.flow_from_directory(
-        base / "validation", target_size=IMAGE_SHAPE[:2], batch_size=20, class_mode="binary")
-    fit = dict(steps_per_epoch=args.steps or 100, validation_data=validation_generator,
-               validation_steps=args.validation_steps or 50, verbose=2)  # fmt: skip
+    fit = dict(steps_per_epoch=args.steps or 100, verbose=2)
     start, epochs_run = time.perf_counter(), 0
     logs, name = frozen_logs, frozen_name
     if not tuned_logs:
         checkpoint = EpochCheckpoint(base, frozen_name, frozen_logs)
         first = checkpoint.epochs_done
-        model.fit(train_generator, epochs=args.epochs or 30, initial_epoch=first, callbacks=[checkpoint], **fit)
+        validation = cached_validation(model, base, args.preprocessing, frozen_base=True)
+        model.fit(train_generator, epochs=args.epochs or 30, initial_epoch=first, callbacks=[validation, checkpoint], **fit)
         logs, epochs_run = checkpoint.history, checkpoint.epochs_done - first
         model.save(base / f"{frozen_name}.h5")  # so that a later run can go on from the trained model
     if fine_tune:
@@ -204,7 +238,8 @@ def flow_augmented(conv_base, args, fine_tune):
             model.compile(loss="binary_crossentropy", optimizer=optimizers.RMSprop(lr=1e-5), metrics=["acc"])
         checkpoint = EpochCheckpoint(base, tuned_name, tuned_logs)
         first = checkpoint.epochs_done
-        model.fit(train_generator, epochs=args.fine_tune_epochs or 100, initial_epoch=first, callbacks=[checkpoint], **fit)
+        validation = cached_validation(model, base, args.preprocessing, frozen_base=False)
+        model.fit(train_generator, epochs=args.fine_tune_epochs or 100, initial_epoch=first, callbacks=[validation, checkpoint], **fit)
         logs, name, epochs_run = checkpoint.history, tuned_name, epochs_run + checkpoint.epochs_done - first
         model.save(base / f"{tuned_name}.h5")
     seconds = time.perf_counter() - start
@@ -225,7 +260,6 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, help="default: the listing's (30; finetune-cached 10)")
     parser.add_argument("--fine-tune-epochs", type=int, help="finetune: epochs after unfreezing (default 100)")
     parser.add_argument("--steps", type=int, help="augmented/finetune: steps per epoch (default 100)")
-    parser.add_argument("--validation-steps", type=int, help="augmented/finetune: validation steps (default 50)")
     parser.add_argument("--resume", action="store_true", help="augmented/finetune: continue from the last epoch's checkpoint")
     add_run_arguments(parser)
     args = parser.parse_args(argv)
