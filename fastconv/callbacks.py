@@ -32,7 +32,8 @@ class Callback:
 
 
 class CallbackList:
-    """The callbacks of one ``fit``, each event handed to every one of them in order (Keras' ``CallbackList``).
+    """The callbacks of one ``fit``, each event handed to every one of them in order (Keras' ``CallbackList``; ``fit``
+    puts its History last, as Keras 3 does).
 
     Refuses anything that is not a :class:`Callback` before any of them is touched; then gives each the model
     and the fit's ``params``.

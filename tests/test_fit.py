@@ -212,3 +212,16 @@ def test_numpy_integers_are_accepted_wherever_python_ints_are():
     history = model.fit(x, y, batch_size=np.int64(4), epochs=np.int64(2), verbose=0)
     assert len(history.epoch) == 2
     assert type(model.layers[0].kernel_size[0]) is int and type(model.layers[-1].units) is int
+
+
+def test_history_and_the_epoch_line_come_after_the_callbacks_as_in_keras(capsys):
+    """Keras 3 appends its History and progress bar after the user's callbacks: what a callback adds to an epoch's
+    logs is recorded and shown."""
+
+    class AddsLog(callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs["extra"] = 1.5
+
+    history = compiled_model().fit(*labelled_images(), epochs=1, verbose=2, callbacks=[AddsLog()])
+    assert history.history["extra"] == [1.5]
+    assert "extra: 1.5000" in capsys.readouterr().out

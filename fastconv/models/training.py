@@ -225,7 +225,7 @@ class Trainer:
         validation = data_module.validation_batches(validation_data, validation_steps, validation_batch_size)
         history = History()
         params = self._fit_params(epochs, feeder.steps, verbose, validation is not None)
-        callback_list = CallbackList([history, *(callbacks or [])], self, params)
+        callback_list = CallbackList([*(callbacks or []), history], self, params)  # History last, as in Keras 3
         self.stop_training = False
         callback_list.on_train_begin()
         for epoch in range(initial_epoch, epochs):
@@ -256,8 +256,10 @@ class Trainer:
         if validation is not None:
             validation_logs = self._run_epoch(validation, self._test_step)
             logs.update({f"val_{key}": value for key, value in validation_logs.items()})
-        progbar.finish(logs)
+        # The callbacks first, then the epoch's line, as Keras 3's History and progress bar come last: what a callback
+        # adds to the logs is both recorded and shown.
         callback_list.on_epoch_end(epoch, logs)
+        progbar.finish(logs)
         return True
 
     def fit_generator(self, generator, steps_per_epoch=None, epochs=1, **kwargs):
