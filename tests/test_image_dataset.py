@@ -56,6 +56,10 @@ def test_each_epoch_is_reshuffled_and_a_seed_repeats_the_epochs(folder):
     assert all(sorted(epoch) == sorted(first[0]) for epoch in first)  # every file once per epoch
     assert first[0] != first[1] != first[2]
     assert epochs(7) == first
+    fastconv.utils.set_random_seed(5)  # without a seed, fastconv's generator draws the order
+    unseeded = epochs(None)
+    fastconv.utils.set_random_seed(5)
+    assert epochs(None) == unseeded
 
 
 def test_the_validation_split_is_keras_own(folder):

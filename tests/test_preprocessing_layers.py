@@ -168,3 +168,15 @@ def test_configs_round_trip_through_both_file_formats(tmp_path):
         for saved, restored in zip(model.layers, loaded.layers):
             assert restored.get_config() == saved.get_config(), name
         np.testing.assert_array_equal(loaded.predict(images(), verbose=0), model.predict(images(), verbose=0))
+
+
+@pytest.mark.parametrize("make", [lambda: layers.Dropout(0.5), lambda: layers.RandomFlip(), lambda: layers.RandomZoom(0.2)],
+                         ids=["dropout", "flip", "zoom"])  # fmt: skip
+def test_a_layer_that_passes_its_input_on_returns_a_copy_not_the_callers_array(make):
+    batch = images()
+    kept = batch.copy()
+    out = to_numpy(make()(batch, training=False))
+    np.testing.assert_array_equal(out, kept)
+    assert not np.may_share_memory(out, batch)
+    out[...] = 0
+    np.testing.assert_array_equal(batch, kept)

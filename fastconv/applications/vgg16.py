@@ -14,8 +14,10 @@ import numpy as np
 from fastconv.applications.weights_files import find_weights_file
 from fastconv.layers import Conv2D, Dense, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, Input, MaxPooling2D
 from fastconv.layers.base import KerasTensor
-from fastconv.layers.preprocessing import MEAN_PIXEL_BGR, CaffePreprocessing
+from fastconv.layers.preprocessing import MEAN_PIXEL_BGR, CaffePreprocessing, caffe_preprocess
 from fastconv.models import Model
+
+__all__ = ["BLOCK_FILTERS", "MEAN_PIXEL_BGR", "VGG16", "WEIGHTS_FILE", "WEIGHTS_FILE_NO_TOP", "preprocess_input"]
 
 WEIGHTS_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels.h5"
 WEIGHTS_FILE_NO_TOP = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -113,4 +115,4 @@ def preprocess_input(x, data_format=None):
         raise ValueError(f"preprocess_input expects RGB images with 3 channels last, got an array of shape {x.shape}")
     if not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
         raise TypeError(f"preprocess_input expects real pixel values, got dtype {x.dtype}")
-    return x[..., ::-1].astype(np.float32) - MEAN_PIXEL_BGR
+    return caffe_preprocess(x)

@@ -341,8 +341,10 @@ class Layer:
         self.build_for((None, *x.shape[1:]))
         for weight in self.weights:
             weight.to_backend(backend)
-        y, _ = self.forward(backend.to_device(x), training=training)
-        return backend.to_host(y)
+        y = backend.to_host(self.forward(backend.to_device(x), training=training)[0])
+        # A layer that passes its input on (Dropout, a random layer in inference, an empty Sequential) must not hand
+        # the caller's own array back: the result is the caller's to change.
+        return y.copy() if isinstance(inputs, np.ndarray) and np.may_share_memory(y, inputs) else y
 
     # --- configuration -----------------------------------------------------
 

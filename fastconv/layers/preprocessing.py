@@ -65,14 +65,19 @@ class CaffePreprocessing(Layer):
 
     def call(self, x, training):
         backend = get_backend()
-        host = np.asarray(backend.to_host(x), dtype=np.float32)
-        return backend.to_device(np.ascontiguousarray(host[..., ::-1]) - MEAN_PIXEL_BGR), None
+        return backend.to_device(caffe_preprocess(backend.to_host(x))), None
 
     def backward_call(self, grad_z, cache, need_input_grad):
         if not need_input_grad:
             return None
         backend = get_backend()
         return backend.to_device(np.ascontiguousarray(np.asarray(backend.to_host(grad_z))[..., ::-1]))
+
+
+def caffe_preprocess(rgb):
+    """(..., 3) RGB on the 0-255 scale -> a new float32 array: BGR, minus :data:`MEAN_PIXEL_BGR` (Keras' 'caffe'
+    mode, what VGG16's ImageNet weights expect)."""
+    return np.asarray(rgb)[..., ::-1].astype(np.float32) - MEAN_PIXEL_BGR
 
 
 class _RandomImageLayer(Layer):

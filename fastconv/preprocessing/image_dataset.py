@@ -10,6 +10,7 @@ once with ``np.random.RandomState(seed)``, the last fraction validating), so a s
 
 import numpy as np
 
+from fastconv import utils
 from fastconv.preprocessing.image import _RESAMPLING, DirectoryIterator, ImageDataGenerator, img_to_array, load_img
 from fastconv.shapes import positive_int
 
@@ -55,7 +56,7 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
         raise ValueError(f"image_dataset_from_directory: label_mode='binary' needs 2 classes, {directory} has {files.class_names}")
     order = np.arange(files.samples)
     if shuffle:  # as Keras' index_directory: the files shuffled once, with this seed, before any split
-        np.random.RandomState(np.random.randint(1_000_000) if seed is None else seed).shuffle(order)
+        np.random.RandomState(int(utils.rng().integers(1_000_000)) if seed is None else seed).shuffle(order)
     subsets = {"all": order}
     if validation_split is not None:
         validation_count = int(validation_split * len(order))
@@ -100,7 +101,7 @@ class ImageDataset:
         self.files, self.indices, self.label_mode = files, np.asarray(indices), label_mode
         self.batch_size = None if batch_size is None else positive_int(batch_size, "batch_size")
         self.shuffle = shuffle
-        self.rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng(seed) if seed is not None else utils.rng()  # set_random_seed repeats it
         self.class_names = list(files.class_names)
         self.file_paths = [str(files.filepaths[i]) for i in self.indices]
         self._limit = None
