@@ -29,7 +29,9 @@ from setuptools.command.build_ext import build_ext
 HERE = Path(__file__).parent
 OPENMP_FLAG = "-fopenmp"
 # No debug information: it made each level ~8 MB; the kernels are debugged from a developer's own build.
-COMMON_FLAGS = ["-O3", "-ffp-contract=fast", "-g0"]
+# -fno-math-errno: sqrtf, expf and the like need not set errno (nothing reads it), so that GCC vectorises loops that
+# call them: the RMSprop and Adam updates (updates.pyx) ran 5.7x slower than Numba's without it. Results are the same.
+COMMON_FLAGS = ["-O3", "-ffp-contract=fast", "-fno-math-errno", "-g0"]
 
 OPENMP_PROGRAM = "#include <omp.h>\nint main(void) { return omp_get_max_threads() > 0 ? 0 : 1; }\n"
 PLAIN_PROGRAM = "int main(void) { return 0; }\n"

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import CUDA_SIMULATOR, HYPOTHESIS_EXAMPLES, MAX_SIZES, assert_matches, check_op, random_array
-from fastconv.backends import algorithms, checks, compiled, winograd_tiles
+from fastconv.backends import algorithms, checks, compiled, host_ops, winograd_tiles
 
 examples = settings(max_examples=HYPOTHESIS_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 paddings = st.sampled_from(["valid", "same"])
@@ -232,6 +232,70 @@ def test_sigmoid_binary_cross_entropy(backend, batch, classes, seed, scale):
     targets = rng.integers(0, 2, (batch, classes)).astype(np.float32)
     loss, _ = check_op(backend, "sigmoid_binary_cross_entropy", logits, targets)
     assert np.isfinite(loss)
+
+
+UPDATE_CASES = ["sgd", "sgd momentum", "sgd nesterov", "rmsprop", "adam"]
+
+
+def _check_update(backend, rng, shape, case, nan):
+    """One optimizer update in place on ``backend`` against host_ops' formula in float64 (the reference's); a NaN in
+    the gradient makes its weight and state NaN there, as in the reference, and leaves the rest alone."""
+    weight, grad = random_array(rng, shape), random_array(rng, shape)
+    if nan:
+        grad.reshape(-1)[rng.integers(grad.size)] = np.nan
+    learning_rate = float(rng.uniform(0.1, 1.0))  # steps as large as the weights: a wrong term shows above 1e-5
+    if case.startswith("sgd"):
+        momentum = 0.0 if case == "sgd" else float(rng.uniform(0.5, 0.99))
+        state = [random_array(rng, shape) if momentum else np.zeros(0, np.float32)]
+        op, settings = "sgd_update", (learning_rate, momentum, case == "sgd nesterov")
+    elif case == "rmsprop":
+        state = [np.abs(random_array(rng, shape))]
+        op, settings = "rmsprop_update", (learning_rate, float(rng.uniform(0.5, 0.99)), 1e-7)
+    else:
+        state = [random_array(rng, shape), np.abs(random_array(rng, shape))]
+        op, settings = "adam_update", (learning_rate, 0.9, 0.999, 1e-7)
+    expected = [array.astype(np.float64) for array in (weight, *state)]
+    getattr(host_ops, op)(expected[0], grad.astype(np.float64), *expected[1:], *settings)
+    arrays = [backend.to_device(array) for array in (weight, *state)]
+    getattr(backend, op)(arrays[0], backend.to_device(grad), *arrays[1:], *settings)
+    for name, got, want in zip(["weight", "first state", "second state"], arrays, expected):
+        got, what = checks.host_array(got), f"{op} ({case}) {name} on {backend.name}, shape {shape}"
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=what)
+        if want.size and not np.isnan(want).all():
+            assert_matches(np.where(np.isnan(got), 0, got), np.where(np.isnan(want), 0, want), what)
+
+
+@examples
+@given(shape=array_shapes, seed=seeds, case=st.sampled_from(UPDATE_CASES), nan=st.booleans())
+def test_optimizer_updates(backend, shape, seed, case, nan):
+    _check_update(backend, np.random.default_rng(seed), shape, case, nan)
+
+
+@pytest.mark.skipif(CUDA_SIMULATOR, reason="too large for the CUDA simulator")
+@pytest.mark.parametrize("case", UPDATE_CASES)
+def test_optimizer_updates_in_parallel_blocks(backend, case):
+    """The cats-vs-dogs dense kernel's size (3.2M weights): the update runs in blocks on every thread."""
+    _check_update(backend, np.random.default_rng(7), (6272, 512), case, nan=True)
+
+
+@pytest.mark.parametrize("op, state", [("sgd_update", 1), ("rmsprop_update", 1), ("adam_update", 2)])
+def test_optimizer_updates_refuse_what_they_cannot_change_in_place(backend, op, state):
+    settings = {"sgd_update": (0.1, 0.9, False), "rmsprop_update": (0.1, 0.9, 1e-7), "adam_update": (0.1, 0.9, 0.999, 1e-7)}[op]
+    weight, grad = np.ones((3, 4), np.float32), np.ones((3, 4), np.float32)
+    slots = [np.zeros((3, 4), np.float32) for _ in range(state)]
+    with pytest.raises(ValueError, match=rf"{op}: grad \(4, 3\) and weight \(3, 4\) must have the same shape"):
+        getattr(backend, op)(backend.to_device(weight), backend.to_device(grad.reshape(4, 3)), *map(backend.to_device, slots), *settings)
+    if backend.name != "cuda":
+        frozen = weight.copy()
+        frozen.flags.writeable = False
+        with pytest.raises(ValueError, match=f"{op}: weight is read-only"):
+            getattr(backend, op)(frozen, grad, *slots, *settings)
+        with pytest.raises(ValueError, match=f"{op}: .*(contiguous|float32)"):
+            getattr(backend, op)(np.ones((3, 8), np.float32)[:, ::2], grad, *slots, *settings)
+        np.testing.assert_array_equal(frozen, np.ones((3, 4)))
+    else:
+        with pytest.raises(ValueError, match=f"{op}: weight must be an array of the cuda backend"):
+            getattr(backend, op)(weight, backend.to_device(grad), *map(backend.to_device, slots), *settings)
 
 
 def test_backends_share_one_signature(backend, reference):

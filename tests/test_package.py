@@ -117,10 +117,19 @@ def test_the_import_graph_has_no_cycle():
     assert not cycles, cycles
 
 
+# The optimizers' settings, after the arrays an update changes in place (its outputs).
+UPDATE_SETTINGS = {
+    "sgd_update": ["learning_rate", "momentum", "nesterov"],
+    "rmsprop_update": ["learning_rate", "rho", "epsilon"],
+    "adam_update": ["step_size", "beta_1", "beta_2", "epsilon"],
+}
+
+
 def test_the_compiled_backends_low_level_kernels_take_the_same_parameters():
     """Every kernel of the contract, by the same parameter names in the Cython, Numba and CUDA sources (the CUDA
-    folder is read as text, so this runs without a GPU): the inputs, then the outputs marked ``out_``, then a plan
-    (``ConvPlan``/``PoolPlan``) for convolution and pooling instead of a row of integers."""
+    folder is read as text, so this runs without a GPU): the inputs, then the outputs marked ``out_`` (an update's
+    weight and state, changed in place, are its outputs), then a plan (``ConvPlan``/``PoolPlan``) for convolution and
+    pooling instead of a row of integers, the settings of an optimizer update."""
     import ast
     import inspect
     from pathlib import Path
@@ -146,7 +155,8 @@ def test_the_compiled_backends_low_level_kernels_take_the_same_parameters():
         settings = parameters[outputs[-1] + 1 :]
         assert outputs == list(range(outputs[0], outputs[-1] + 1)), f"{name}: outputs {parameters} not together"
         assert settings == (["plan"] if name.startswith(("conv2d", "avg_pool2d", "max_pool2d")) else
-                            ["threads"] if name.startswith("dense") else []), f"{name}: {parameters}"
+                            ["threads"] if name.startswith("dense") else
+                            UPDATE_SETTINGS.get(name, [])), f"{name}: {parameters}"
     for name in OPTIONAL_KERNEL_NAMES:  # the Winograd kernels: Cython and Numba have them, CUDA not yet
         parameters = list(inspect.signature(getattr(cython, name)).parameters)
         assert numba_kernels.get(name) == parameters and cuda_kernels.get(name, parameters) == parameters, name

@@ -12,6 +12,7 @@ Nothing is ever handed out twice while in use, and a caller sees an ordinary, wr
 Small requests, and any request once the pool holds ``limit_bytes``, get a plain ``np.empty``.
 """
 
+import math
 import os
 import sys
 import threading
@@ -82,7 +83,10 @@ class BufferPool:
     def empty(self, shape, dtype=np.float32):
         """An uninitialised C-contiguous array of ``shape`` and ``dtype``."""
         dtype = np.dtype(dtype)
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if not isinstance(shape, tuple):
+            shape = tuple(shape) if np.iterable(shape) else (shape,)
+        # math.prod, not np.prod: this runs ~30 times a training step, and np.prod costs ~8 us a call
+        nbytes = math.prod(shape) * dtype.itemsize
         if nbytes < SMALL_BYTES or self.limit_bytes <= 0:
             return np.empty(shape, dtype)
         size = -(-nbytes // _GRANULE) * _GRANULE

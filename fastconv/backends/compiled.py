@@ -104,6 +104,11 @@ def dense_threads(batch, kernel_shape):
     return int(max(1, min(thread_count(), flops // _DENSE_FLOPS_PER_THREAD, kernel_shape[0], kernel_shape[1])))
 
 
+def _flat(array):
+    """A flat (size,) view of a C-contiguous array (NumPy or device)."""
+    return array.reshape(array.size)
+
+
 class CompiledBackend:
     """Kernel API (same names, signatures and shapes as ``fastconv.backends.reference``)."""
 
@@ -367,12 +372,45 @@ class CompiledBackend:
         self.low_level.softmax_backward(grad_out, y, grad_x)
         return grad_x
 
-    # --- element-wise and optimizer updates (NumPy, in place) ----------------
+    # --- element-wise (NumPy) ----------------------------------------------
 
     multiply = staticmethod(host_ops.multiply)
-    sgd_update = staticmethod(host_ops.sgd_update)
-    rmsprop_update = staticmethod(host_ops.rmsprop_update)
-    adam_update = staticmethod(host_ops.adam_update)
+
+    # --- optimizer updates, in place (formulas: fastconv.backends.host_ops) ---------
+
+    def sgd_update(self, weight, grad, velocity, learning_rate, momentum, nesterov):
+        """weight, grad: any shape, float32; velocity: the same shape, or (0,) without momentum. Changes weight and
+        velocity in place."""
+        if momentum:
+            weight, grad, velocity = self._adopt_in_place("sgd_update", weight, grad, [("velocity", velocity)])
+        else:  # no state: velocity is (0,) and unused
+            weight, grad = self._adopt_in_place("sgd_update", weight, grad, [])
+        self.low_level.sgd_update(_flat(grad), _flat(weight), _flat(velocity), learning_rate, momentum, nesterov)
+
+    def rmsprop_update(self, weight, grad, mean_square, learning_rate, rho, epsilon):
+        """weight, grad, mean_square: one shape, float32; changes weight and mean_square in place."""
+        weight, grad, mean_square = self._adopt_in_place("rmsprop_update", weight, grad, [("mean_square", mean_square)])
+        self.low_level.rmsprop_update(_flat(grad), _flat(weight), _flat(mean_square), learning_rate, rho, epsilon)
+
+    def adam_update(self, weight, grad, first, second, step_size, beta_1, beta_2, epsilon):
+        """weight, grad, first, second: one shape, float32; changes weight, first and second in place."""
+        weight, grad, first, second = self._adopt_in_place("adam_update", weight, grad, [("first", first), ("second", second)])
+        self.low_level.adam_update(_flat(grad), _flat(weight), _flat(first), _flat(second), step_size, beta_1, beta_2, epsilon)
+
+    def _adopt_in_place(self, op, weight, grad, state):
+        """``(weight, grad, *state arrays)``, ``state`` being (name, array) pairs, checked for an update in place: one shape, float32,
+        C-contiguous, the weight and its state writable and already this backend's arrays (adopting a copy would
+        update the copy and lose the step)."""
+        named = [("weight", weight), ("grad", grad), *state]
+        arrays = self._adopt_elementwise(*(array for _, array in named))
+        for (name, array), adopted in zip(named, arrays):
+            if name != "grad" and adopted is not array:
+                raise ValueError(f"{op}: {name} must be an array of the {self.name} backend, got {type(array).__name__}")
+        checks.check_same_shape(op, named, None, self.STRICT)
+        for name, array in named:
+            if name != "grad" and not getattr(getattr(array, "flags", None), "writeable", True):
+                raise ValueError(f"{op}: {name} is read-only; an update changes it in place")
+        return arrays
 
     # --- fused losses ------------------------------------------------------
 

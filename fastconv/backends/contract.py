@@ -2,7 +2,7 @@
 
 A compiled backend (``fastconv.backends.compiled.CompiledBackend``) validates and allocates in Python, then calls
 these kernels with raw float32 buffers (argmax int32), every output preallocated. Each backend's folder provides
-them from modules of the same op families — ``conv``, ``pool``, ``dense``, ``activations``, ``losses`` — and
+them from modules of the same op families — ``conv``, ``pool``, ``dense``, ``activations``, ``losses``, ``updates`` (the optimizers' steps) — and
 :func:`op_family_kernels` names each one where it comes from (``conv.conv2d_forward``), so that grep and an
 editor's "go to definition" reach the code a :class:`Kernels` field runs.
 
@@ -36,6 +36,9 @@ class Kernels:
     softmax_backward: Callable
     softmax_cross_entropy: Callable
     sigmoid_binary_cross_entropy: Callable
+    sgd_update: Callable
+    rmsprop_update: Callable
+    adam_update: Callable
     winograd_kernel_transform: Optional[Callable] = None
     winograd_conv2d_forward: Optional[Callable] = None
     winograd_conv2d_backward_kernel: Optional[Callable] = None
@@ -51,7 +54,7 @@ KERNEL_NAMES = tuple(field.name for field in dataclasses.fields(Kernels) if fiel
 OPTIONAL_KERNEL_NAMES = tuple(field.name for field in dataclasses.fields(Kernels) if field.default is None)
 
 
-def op_family_kernels(backend_name, conv, pool, dense, activations, losses, winograd=None):
+def op_family_kernels(backend_name, conv, pool, dense, activations, losses, updates, winograd=None):
     """The :class:`Kernels` of a backend folder with one module per op family (``winograd`` None where it has no
     Winograd kernels); ImportError naming the kernel a module lacks."""
     try:
@@ -81,6 +84,9 @@ def op_family_kernels(backend_name, conv, pool, dense, activations, losses, wino
             softmax_backward=activations.softmax_backward,
             softmax_cross_entropy=losses.softmax_cross_entropy,
             sigmoid_binary_cross_entropy=losses.sigmoid_binary_cross_entropy,
+            sgd_update=updates.sgd_update,
+            rmsprop_update=updates.rmsprop_update,
+            adam_update=updates.adam_update,
             **winograd_kernels,
         )
     except AttributeError as error:

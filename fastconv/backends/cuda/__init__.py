@@ -46,11 +46,11 @@ compile_time.track()
 
 class CudaBackend(CompiledBackend):
     """The kernel API of ``fastconv.backends.reference`` on device arrays: the CPU backends' checks and allocation,
-    with device arrays (``empty``, ``zeros``), inputs adopted onto the GPU (``adopt``) and the element-wise
-    updates on the device."""
+    with device arrays (``empty``, ``zeros``), inputs adopted onto the GPU (``adopt``) and the element-wise product
+    on the device; the optimizers' updates are the low-level kernels of ``updates.py``."""
 
     def __init__(self):
-        super().__init__("cuda", op_family_kernels("cuda", conv, pool, dense, activations, losses))
+        super().__init__("cuda", op_family_kernels("cuda", conv, pool, dense, activations, losses, updates))
 
     def to_device(self, array):
         if checks.is_device_array(array):
@@ -85,21 +85,6 @@ class CudaBackend(CompiledBackend):
         out = self.empty(a.shape)
         activations.multiply(a.reshape(a.size), b.reshape(b.size), out.reshape(out.size))
         return out
-
-    def sgd_update(self, weight, grad, velocity, learning_rate, momentum, nesterov):
-        """In place on device arrays (see fastconv.backends.host_ops for the formula)."""
-        updates.sgd_update(weight.reshape(weight.size), grad.reshape(grad.size), velocity.reshape(velocity.size),
-                           learning_rate, momentum, nesterov)  # fmt: skip
-
-    def rmsprop_update(self, weight, grad, mean_square, learning_rate, rho, epsilon):
-        """In place on device arrays."""
-        updates.rmsprop_update(weight.reshape(weight.size), grad.reshape(grad.size), mean_square.reshape(mean_square.size),
-                               learning_rate, rho, epsilon)  # fmt: skip
-
-    def adam_update(self, weight, grad, first, second, step_size, beta_1, beta_2, epsilon):
-        """In place on device arrays."""
-        updates.adam_update(weight.reshape(weight.size), grad.reshape(grad.size), first.reshape(first.size),
-                            second.reshape(second.size), step_size, beta_1, beta_2, epsilon)  # fmt: skip
 
 
 backend = CudaBackend()

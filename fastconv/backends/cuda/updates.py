@@ -1,4 +1,5 @@
-"""The optimizers' updates in place on flat device arrays (formulas: fastconv.backends.host_ops)."""
+"""The optimizers' updates in place on flat device arrays (formulas: fastconv.backends.host_ops); the arrays a step
+reads and writes are the ``out_`` ones, after the gradient."""
 
 import math
 
@@ -34,14 +35,18 @@ def _adam_kernel(weight, grad, first, second, step_size, beta_1, beta_2, epsilon
         weight[i] -= step_size * first[i] / (math.sqrt(second[i]) + epsilon)
 
 
-def sgd_update(weight, grad, velocity, learning_rate, momentum, nesterov):
-    velocity = velocity if velocity.size else weight  # unused without momentum
-    _sgd_kernel[blocks(weight.shape[0]), THREADS](weight, grad, velocity, learning_rate, momentum, nesterov)
+def sgd_update(grad, out_weight, out_velocity, learning_rate, momentum, nesterov):
+    """grad, out_weight: (size,); out_velocity: (size,), or (0,) without momentum (then unused)."""
+    out_velocity = out_velocity if out_velocity.size else out_weight
+    _sgd_kernel[blocks(out_weight.shape[0]), THREADS](out_weight, grad, out_velocity, learning_rate, momentum, nesterov)
 
 
-def rmsprop_update(weight, grad, mean_square, learning_rate, rho, epsilon):
-    _rmsprop_kernel[blocks(weight.shape[0]), THREADS](weight, grad, mean_square, learning_rate, rho, epsilon)
+def rmsprop_update(grad, out_weight, out_mean_square, learning_rate, rho, epsilon):
+    """All (size,); out_weight and out_mean_square read and written in place."""
+    _rmsprop_kernel[blocks(out_weight.shape[0]), THREADS](out_weight, grad, out_mean_square, learning_rate, rho, epsilon)
 
 
-def adam_update(weight, grad, first, second, step_size, beta_1, beta_2, epsilon):
-    _adam_kernel[blocks(weight.shape[0]), THREADS](weight, grad, first, second, step_size, beta_1, beta_2, epsilon)
+def adam_update(grad, out_weight, out_first, out_second, step_size, beta_1, beta_2, epsilon):
+    """All (size,); out_weight, out_first and out_second read and written in place."""
+    _adam_kernel[blocks(out_weight.shape[0]), THREADS](out_weight, grad, out_first, out_second, step_size, beta_1, beta_2,
+                                                       epsilon)  # fmt: skip

@@ -11,7 +11,7 @@ import numba
 from fastconv.backends import compile_time, threads
 from fastconv.backends.compiled import CompiledBackend
 from fastconv.backends.contract import op_family_kernels
-from fastconv.backends.numba import activations, conv, dense, losses, pool, winograd
+from fastconv.backends.numba import activations, conv, dense, losses, pool, updates, winograd
 
 CACHE_FOLDER = Path(__file__).resolve().parent / "__pycache__"
 
@@ -70,4 +70,4 @@ def _set_default_threads(count):
     numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
 
 
-backend = CompiledBackend("numba", op_family_kernels("numba", conv, pool, dense, activations, losses, winograd), _set_default_threads)
+backend = CompiledBackend("numba", op_family_kernels("numba", conv, pool, dense, activations, losses, updates, winograd), _set_default_threads)
