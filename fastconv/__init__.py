@@ -16,6 +16,7 @@ from fastconv.backends import available_backends, get_backend, set_backend, use_
 from fastconv.backends.algorithms import conv_algorithm, set_conv_algorithm
 from fastconv.backends.threads import set_num_threads
 from fastconv import activations, applications, callbacks, datasets, initializers, layers, losses, metrics, models, optimizers, preprocessing, regularizers, utils
+from fastconv import distribute
 from fastconv.layers import Input
 from fastconv.models import Model, Sequential
 from fastconv._version import __version__
@@ -26,7 +27,7 @@ from fastconv.info import show_config
 utils.image_dataset_from_directory = preprocessing.image_dataset_from_directory
 
 __all__ = [
-    "Input", "Model", "Sequential", "activations", "applications", "available_backends", "callbacks", "clear_session", "conv_algorithm", "datasets",
+    "Input", "Model", "Sequential", "activations", "applications", "available_backends", "callbacks", "clear_session", "conv_algorithm", "datasets", "distribute",
     "get_backend", "initializers", "layers", "losses", "metrics", "models", "optimizers", "preprocessing", "regularizers", "set_backend",
     "set_conv_algorithm", "set_num_threads", "show_config", "use_backend",
     "utils", "__version__",

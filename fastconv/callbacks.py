@@ -15,6 +15,9 @@ class Callback:
     epoch logs will have (``loss``, the compiled metrics, and their ``val_`` twins with validation).
     """
 
+    # True for a callback whose job is to write files: under a distribution strategy only rank 0 runs it.
+    writes_files = False
+
     model = None
     params = None
 
@@ -225,6 +228,8 @@ class EarlyStopping(Callback):
 
 class ModelCheckpoint(Callback):
     """Save the model (or its weights) after each epoch to ``filepath.format(epoch=..., **logs)``."""
+
+    writes_files = True
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, save_weights_only=False, mode="auto"):
         self.filepath = str(filepath)

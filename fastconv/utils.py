@@ -83,3 +83,19 @@ def check_number(value, name, owner, low=0.0, high=math.inf, high_included=True)
         interval = f">= {low:g}" if high == math.inf else (f"in [{low}, {high}]" if high_included else f"in [{low}, {high})")
         raise ValueError(f"{owner}: {name} must be a finite number {interval}, got {value!r}")
     return number
+
+
+def shard_steps(total, batch_size, count):
+    """Steps of an epoch of ``total`` samples shared by ``count`` processes at ``batch_size`` each: every step takes
+    ``count * batch_size`` samples (the last fewer), and a last step with fewer samples than processes is left out
+    (it would leave a process without any)."""
+    step = batch_size * count
+    return total // step + (total % step >= count)
+
+
+def shard_bounds(total, batch_size, rank, count, step):
+    """``(first, last)``: the positions in the epoch's order of process ``rank``'s samples at step ``step``, the
+    ``rank``-th of ``count`` near-equal shares of that step's ``count * batch_size`` samples."""
+    start = step * batch_size * count
+    size = min(batch_size * count, total - start)
+    return start + rank * size // count, start + (rank + 1) * size // count

@@ -126,3 +126,28 @@ def test_a_bad_file_is_named(folder):
 def test_bad_arguments_are_refused(folder, arguments, message):
     with pytest.raises(ValueError, match=message):
         image_dataset_from_directory(folder, image_size=(6, 8), verbose=False, **arguments)
+
+
+@pytest.mark.parametrize("source", ["image_dataset_from_directory", "flow_from_directory"])
+@pytest.mark.parametrize("batch_size", [2, 4])
+def test_shards_for_data_parallel_training_are_disjoint_and_cover_each_step(folder, source, batch_size):
+    """fastconv.distribute's split of 15 files between 2 processes: one order for both (the shared seed), each
+    step's 2 x batch_size files cut in two near-equal, disjoint shares, as many steps on both, and every file of
+    the epoch used once (here 15 % (2 x batch_size) >= 2, so no step is left out)."""
+    from fastconv.preprocessing.image import ImageDataGenerator
+
+    def make():
+        if source == "image_dataset_from_directory":
+            return image_dataset_from_directory(folder, image_size=(6, 8), batch_size=batch_size, seed=1)
+        return ImageDataGenerator().flow_from_directory(folder, target_size=(6, 8), batch_size=batch_size, seed=1)
+
+    shards = [make().sharded(rank, 2, seed=77) for rank in (0, 1)]
+    assert len(shards[0]) == len(shards[1]) == -(-15 // (2 * batch_size))
+    for epoch in range(2):
+        steps = [[values(batch[0]) for batch in (iter(shard) if source == "image_dataset_from_directory" else (next(shard) for _ in range(len(shard))))]
+                 for shard in shards]  # fmt: skip
+        seen = []
+        for first, second in zip(*steps):
+            assert abs(len(first) - len(second)) <= 1 and not set(first) & set(second)
+            seen += first + second
+        assert sorted(seen) == sorted(10 * label + index for label in range(3) for index in range(5)), f"epoch {epoch}"

@@ -54,7 +54,7 @@ FLOORS = [
      "fastconv.optimizers", "fastconv.callbacks"),
     ("fastconv.layers",),
     ("fastconv.models",),
-    ("fastconv.applications", "fastconv.datasets", "fastconv.preprocessing", "fastconv.examples", "fastconv.demo",
+    ("fastconv.applications", "fastconv.datasets", "fastconv.distribute", "fastconv.preprocessing", "fastconv.examples", "fastconv.demo",
      "fastconv.plot", "fastconv.visualize", "fastconv.info", "fastconv.__main__"),
 ]  # fmt: skip
 

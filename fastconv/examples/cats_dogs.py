@@ -9,13 +9,17 @@ and writes the History as JSON next to the split (``history_scratch.json`` / ``h
 After every epoch the model (weights and optimizer state) and the History so far are saved next to the split
 (``checkpoint_<name>.h5``, ``checkpoint_<name>.json``); ``--resume`` continues a stopped run from there, so a
 100-epoch run can span several sittings (its augmentation draws after the restart differ from an unbroken run's).
+
+``mpiexec -n N python -m fastconv.examples.cats_dogs ...`` trains data-parallel on N processes (fastconv.distribute):
+each takes its share of every step's N x batch images, and the listing's 100 steps per epoch (50 of validation)
+become 100 / N (50 / N) steps per process, so that an epoch sees as many images as the listing's.
 """
 
 import argparse
 import time
 from pathlib import Path
 
-from fastconv import layers, optimizers
+from fastconv import distribute, layers, optimizers
 from fastconv.datasets.dogs_vs_cats import make_small_split
 from fastconv.examples.listings import cats_dogs_convnet
 from fastconv.preprocessing.image import ImageDataGenerator
@@ -48,21 +52,33 @@ def main(argv=None):
     parser.add_argument("--validation-steps", type=int, help="validation steps (default the listing's 50)")
     add_run_arguments(parser)
     args = parser.parse_args(argv)
+    strategy = distribute.strategy_for_launch()
+    with distribute.chief_prints(strategy):
+        if args.resume and not has_checkpoint(Path(args.base), _run_name(args)):
+            model_path, history_path = checkpoint_paths(Path(args.base), _run_name(args))
+            parser.error(f"--resume: no checkpoint of the {_run_name(args)} run in {args.base} ({model_path.name}, {history_path.name})")
+        return _train(args, strategy)
+
+
+def _run_name(args):
+    return "augmented" if args.augment else "scratch"
+
+
+def _train(args, strategy):
     start_run(args)
     base = Path(args.base)
-    if not (base / "train").is_dir():
-        make_small_split(args.original, base)
+    with distribute.chief_first(strategy):  # one process makes the split, the others wait for it
+        if not (base / "train").is_dir():
+            make_small_split(args.original, base)
 
-    name = "augmented" if args.augment else "scratch"
+    name = _run_name(args)
     earlier_history = {}
-    if args.resume:
-        if not has_checkpoint(base, name):
-            model_path, history_path = checkpoint_paths(base, name)
-            parser.error(f"--resume: no checkpoint of the {name} run in {base} ({model_path.name}, {history_path.name})")
-        model, earlier_history = load_checkpoint(base, name)
-    else:
-        model = build_model(args.augment)
-        model.compile(loss="binary_crossentropy", optimizer=optimizers.RMSprop(lr=1e-4), metrics=["acc"])
+    with distribute.scope_of(strategy):  # load_checkpoint compiles inside the scope too
+        if args.resume:
+            model, earlier_history = load_checkpoint(base, name)
+        else:
+            model = build_model(args.augment)
+            model.compile(loss="binary_crossentropy", optimizer=optimizers.RMSprop(lr=1e-4), metrics=["acc"])
     model.summary()
     test_datagen = ImageDataGenerator(rescale=1.0 / 255)
     if args.augment:
@@ -73,6 +89,8 @@ def main(argv=None):
         train_datagen = test_datagen
         batch_size, epochs = 20, args.epochs or 30
     steps, validation_steps = args.steps or 100, args.validation_steps or 50
+    if strategy is not None:  # each process's steps: an epoch sees as many images as on one process
+        steps, validation_steps = (max(1, -(-count // strategy.num_replicas_in_sync)) for count in (steps, validation_steps))
     flow = dict(target_size=(150, 150), batch_size=batch_size, class_mode="binary", seed=args.seed)
     train_generator = train_datagen.flow_from_directory(base / "train", **flow)
     validation_generator = test_datagen.flow_from_directory(base / "validation", **{**flow, "batch_size": 20})
@@ -83,9 +101,12 @@ def main(argv=None):
                         callbacks=[checkpoint])  # fmt: skip
     seconds, note = training_time(time.perf_counter() - start, compile_seconds() - compiled_before)
     history = checkpoint.history
+    if strategy is not None and not strategy.is_chief:  # the checkpoint callback runs on rank 0 only
+        history = {key: list(earlier_history.get(key, [])) + values for key, values in model.history.history.items()}
     test_generator = test_datagen.flow_from_directory(base / "test", **{**flow, "batch_size": 20, "shuffle": False})
-    test_loss, test_acc = model.evaluate(test_generator, steps=len(test_generator), verbose=0)  # 50 batches of 20
-    write_history(history, base / f"history_{name}.json")
+    test_loss, test_acc = model.evaluate(test_generator, verbose=0)  # every test image once: 50 batches of 20
+    if strategy is None or strategy.is_chief:
+        write_history(history, base / f"history_{name}.json")
     model.save(base / f"cats_and_dogs_small_{name}.h5")
     epochs_run = len(history["loss"]) - len(earlier_history.get("loss", []))
     print(f"training: {seconds:.0f} s, {seconds / max(epochs_run, 1):.1f} s per epoch{note}")

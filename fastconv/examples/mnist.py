@@ -3,12 +3,15 @@
 Run ``python -m fastconv.examples.mnist`` (or ``fastconv-mnist``); ``--backend numba`` to use the
 Numba kernels, ``--epochs``/``--batch-size`` to change the run, ``--seed`` for a repeatable one.
 The model is the notes' listing with only the import changed (fastconv.examples.listings).
+``mpiexec -n 2 python -m fastconv.examples.mnist`` trains it data-parallel on two processes (fastconv.distribute;
+``--batch-size`` is then each process's batch).
 """
 
 import argparse
 import time
 
 import fastconv
+from fastconv import distribute
 from fastconv.datasets import mnist
 from fastconv.examples.listings import mnist_convnet
 from fastconv.examples.runs import add_run_arguments, compile_seconds, start_run, training_time
@@ -32,19 +35,29 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--verbose", type=int, default=1)
     args = parser.parse_args(argv)
-    start_run(args)
-    print(f"fastconv {fastconv.__version__}, backend {fastconv.get_backend().name!r}")
+    strategy = distribute.strategy_for_launch()
+    with distribute.chief_prints(strategy):
+        return _train(args, strategy)
 
-    model = build_model()
+
+def _train(args, strategy):
+    start_run(args)
+    replicas = "" if strategy is None else f", {strategy.num_replicas_in_sync} processes (MPI)"
+    print(f"fastconv {fastconv.__version__}, backend {fastconv.get_backend().name!r}{replicas}")
+
+    with distribute.scope_of(strategy):
+        model = build_model()
+        model.compile(optimizer="rmsprop", loss="categorical_crossentropy", metrics=["accuracy"])
     model.summary()
     (train_images, train_labels), (test_images, test_labels) = load_mnist()
-    model.compile(optimizer="rmsprop", loss="categorical_crossentropy", metrics=["accuracy"])
     start, compiled_before = time.perf_counter(), compile_seconds()
     history = model.fit(train_images, train_labels, epochs=args.epochs, batch_size=args.batch_size, verbose=args.verbose)
     seconds, note = training_time(time.perf_counter() - start, compile_seconds() - compiled_before)
     test_loss, test_acc = model.evaluate(test_images, test_labels, verbose=0)
     samples = len(train_images) * len(history.epoch)
     print(f"training: {seconds:.1f} s, {samples / seconds:,.0f} samples/s{note}")
+    if strategy is not None and strategy.allreduce_steps:
+        print(f"Allreduce of the gradients: {1e3 * strategy.allreduce_seconds / strategy.allreduce_steps:.2f} ms per step (rank 0)")
     print(f"test_loss: {test_loss:.4f}")
     print(f"test_acc: {test_acc:.4f}")
     return history, test_acc

@@ -69,6 +69,8 @@ class EpochCheckpoint(Callback):
     both files written atomically, as :func:`checkpoint_paths` names them; ``history`` holds every epoch's logs,
     those of ``earlier_history`` (a resumed run's) first."""
 
+    writes_files = True  # under a distribution strategy, rank 0's job
+
     def __init__(self, folder, name, earlier_history=None):
         self.model_path, self.history_path = checkpoint_paths(folder, name)
         self.history = {key: list(values) for key, values in (earlier_history or {}).items()}

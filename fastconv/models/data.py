@@ -64,6 +64,7 @@ class GeneratorBatches:
     """``steps`` batches per epoch drawn from a generator yielding ``(x, y)`` (or ``x``) tuples."""
 
     def __init__(self, generator, steps, what="steps_per_epoch"):
+        self.steps_given = steps is not None
         if steps is None:
             if hasattr(generator, "__len__"):
                 steps = len(generator)

@@ -182,14 +182,22 @@ class Model(Trainer, Layer):
     # --- saving (fastconv.models.saving) -------------------------------------
 
     def save(self, filepath, overwrite=True, include_optimizer=True, save_format=None):
-        """Keras 3's ``.keras`` archive when ``filepath`` ends in ``.keras``, else legacy HDF5 (both open in Keras 3)."""
+        """Keras 3's ``.keras`` archive when ``filepath`` ends in ``.keras``, else legacy HDF5 (both open in Keras 3).
+        Under a distribution strategy only rank 0 writes (every replica holds the same weights)."""
         from fastconv.models import saving
+
+        if self.distribution is not None and not self.distribution.is_chief:
+            return
 
         saving.save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer)
 
     def save_weights(self, filepath, overwrite=True, save_format=None):
-        """Keras 3's weights layout when ``filepath`` ends in ``.weights.h5``, else the legacy HDF5 layout."""
+        """Keras 3's weights layout when ``filepath`` ends in ``.weights.h5``, else the legacy HDF5 layout; only rank
+        0 writes under a distribution strategy."""
         from fastconv.models import saving
+
+        if self.distribution is not None and not self.distribution.is_chief:
+            return
 
         saving.save_weights(self, filepath, overwrite=overwrite)
 

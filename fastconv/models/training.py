@@ -9,6 +9,7 @@ What it needs of the model: ``forward``/``backward`` over its layers, ``weights`
 ``built``/``build_for``/``check_input_shape``, and ``_output_activation()``.
 """
 
+import contextlib
 import math
 
 import numpy as np
@@ -20,6 +21,16 @@ from fastconv.backends import get_backend
 from fastconv.callbacks import CallbackList, History, Progbar
 from fastconv.layers.base import weight_gradients_enabled
 from fastconv.models import data as data_module
+
+
+# The distribution strategies whose scope() is open, innermost last (fastconv.distribute pushes them here: this floor
+# never imports that one). ``compile`` records the innermost as the model's ``distribution``.
+STRATEGY_SCOPES = []
+
+
+def current_strategy():
+    """The strategy whose ``scope()`` is open, or None."""
+    return STRATEGY_SCOPES[-1] if STRATEGY_SCOPES else None
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -60,6 +71,7 @@ class Trainer:
     optimizer = loss = None  # set by compile
     metric_names = ()
     history = None  # the History of the last fit
+    distribution = None  # the strategy (fastconv.distribute) this model was compiled under, or None
 
     # --- training configuration --------------------------------------------
 
@@ -73,6 +85,7 @@ class Trainer:
         self.optimizer = optimizers_module.get(optimizer)
         self.loss = losses_module.get(loss)
         self.metric_names = metrics_module.check_metrics(metrics)
+        self.distribution = current_strategy()
         self.stop_training = False
 
     def _require_compiled(self):
@@ -174,6 +187,21 @@ class Trainer:
         self.optimizer.apply(self.weights)
         return logs
 
+    def _distributed_train_step(self, x_batch, y_batch):
+        """``_train_step`` under ``self.distribution``: the gradients averaged over every rank's samples before the
+        update, and a NaN loss on any rank stopping every rank (the loss sum travels with the gradients)."""
+        self._require_weight_gradients()
+        logs, grad, caches, fused = self._forward_loss(x_batch, y_batch, training=True)
+        self._backward_with_penalties(grad, caches, fused)
+        loss_sum, count = self.distribution.average_gradients(self.weights, logs["loss"] * len(x_batch), len(x_batch))
+        if not math.isfinite(loss_sum):
+            for weight in self.weights:
+                weight.grad = None
+            loss = loss_sum / count
+            raise NonFiniteLoss(f"the loss of the batch (all ranks) is {loss}; the step was not applied", loss)
+        self.optimizer.apply(self.weights)
+        return logs
+
     def _test_step(self, x_batch, y_batch):
         return self._forward_loss(x_batch, y_batch, training=False)[0]
 
@@ -206,7 +234,19 @@ class Trainer:
                 progbar.update(index + 1, means)
             if on_batch is not None:
                 on_batch(index, means)
+        if self.distribution is not None:
+            return self.distribution.mean_logs(totals, seen)
         return {key: total / seen for key, total in totals.items()}
+
+    def _feeders(self, feeder, validation=None):
+        """The feeders as this process takes them: its share of each under a distribution strategy."""
+        if self.distribution is None:
+            return feeder, validation
+        return self.distribution.shard(feeder), None if validation is None else self.distribution.shard(validation)
+
+    def _distributed(self):
+        """Where a failure must end every rank: the strategy's guard, else nothing."""
+        return contextlib.nullcontext() if self.distribution is None else self.distribution.failures_end_every_rank()
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose=1, callbacks=None, validation_split=0.0,
             validation_data=None, shuffle=True, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
@@ -219,22 +259,37 @@ class Trainer:
         _check_fit_keywords(kwargs)
         self._require_compiled()
         self._require_weight_gradients()
-        x, y, validation_data = data_module.split_validation(x, y, validation_split, validation_data)
-        feeder = data_module.batches(x, y, batch_size, shuffle, steps_per_epoch, "steps_per_epoch")
-        validation_batch_size = batch_size if validation_batch_size is None else validation_batch_size
-        validation = data_module.validation_batches(validation_data, validation_steps, validation_batch_size)
-        history = History()
-        params = self._fit_params(epochs, feeder.steps, verbose, validation is not None)
-        callback_list = CallbackList([*(callbacks or []), history], self, params)  # History last, as in Keras 3
-        self.stop_training = False
-        callback_list.on_train_begin()
-        for epoch in range(initial_epoch, epochs):
-            finished = self._fit_epoch(epoch, params, feeder, validation, callback_list)
-            if not finished or self.stop_training:
+        with self._distributed():
+            x, y, validation_data = data_module.split_validation(x, y, validation_split, validation_data)
+            feeder = data_module.batches(x, y, batch_size, shuffle, steps_per_epoch, "steps_per_epoch")
+            validation_batch_size = batch_size if validation_batch_size is None else validation_batch_size
+            validation = data_module.validation_batches(validation_data, validation_steps, validation_batch_size)
+            feeder, validation = self._feeders(feeder, validation)
+            callbacks = list(callbacks or [])
+            if self.distribution is not None:
+                self._synchronize_replicas(feeder)
+                if not self.distribution.is_chief:  # rank 0 prints and writes files; deciding callbacks run everywhere
+                    verbose, callbacks = 0, [callback for callback in callbacks if not getattr(callback, "writes_files", False)]
+            history = History()
+            params = self._fit_params(epochs, feeder.steps, verbose, validation is not None)
+            callback_list = CallbackList([*callbacks, history], self, params)  # History last, as in Keras 3
+            self.stop_training = False
+            callback_list.on_train_begin()
+            for epoch in range(initial_epoch, epochs):
+                finished = self._fit_epoch(epoch, params, feeder, validation, callback_list)
+                if not finished or self.stop_training:
+                    break
+            callback_list.on_train_end()
+            self.history = history
+            return history
+
+    def _synchronize_replicas(self, feeder):
+        """Build the model from the data if it is not built, then take rank 0's weights and optimizer state."""
+        if not self.built:
+            for x_batch, _ in feeder.epoch():
+                self._build_from_data(x_batch)
                 break
-        callback_list.on_train_end()
-        self.history = history
-        return history
+        self.distribution.synchronize(self)
 
     def _fit_params(self, epochs, steps, verbose, validating):
         """The ``params`` every callback sees: ``metrics`` lists the keys the epoch logs will have."""
@@ -248,8 +303,9 @@ class Trainer:
         if params["verbose"]:
             print(f"Epoch {epoch + 1}/{params['epochs']}")
         progbar = Progbar(feeder.steps, params["verbose"])
+        step = self._train_step if self.distribution is None else self._distributed_train_step
         try:
-            logs = self._run_epoch(feeder, self._train_step, progbar, callback_list.on_train_batch_end)
+            logs = self._run_epoch(feeder, step, progbar, callback_list.on_train_batch_end)
         except NonFiniteLoss as error:
             _end_on_non_finite_loss(error, epoch, params, callback_list)
             return False
@@ -269,11 +325,13 @@ class Trainer:
     def evaluate(self, x=None, y=None, batch_size=None, verbose=1, steps=None, return_dict=False, **kwargs):
         """Loss (and metrics) over the data, as Keras: a scalar, or [loss, metric, ...]."""
         self._require_compiled()
-        feeder = data_module.batches(x, y, batch_size, False, steps, "steps")
-        progbar = Progbar(feeder.steps, verbose)
-        logs = self._run_epoch(feeder, self._test_step, progbar)
-        progbar.finish(logs)
-        return self._format_logs(logs, return_dict)
+        with self._distributed():
+            feeder, _ = self._feeders(data_module.batches(x, y, batch_size, False, steps, "steps"))
+            verbose = verbose if self.distribution is None or self.distribution.is_chief else 0
+            progbar = Progbar(feeder.steps, verbose)
+            logs = self._run_epoch(feeder, self._test_step, progbar)
+            progbar.finish(logs)
+            return self._format_logs(logs, return_dict)
 
     def evaluate_generator(self, generator, steps=None, **kwargs):
         return self.evaluate(generator, steps=steps, **kwargs)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from fastconv import utils
 from fastconv.shapes import positive_int
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff")
@@ -231,17 +232,33 @@ class Iterator:
     def __init__(self, count, batch_size, shuffle, seed):
         self.n, self.batch_size, self.shuffle = count, positive_int(batch_size, "batch_size"), shuffle
         self.rng = np.random.default_rng(seed)
+        self.order_rng = self.rng  # the epochs' orders: a generator of their own once sharded
+        self.shard_rank, self.shard_count = 0, 1
         self.batch_index = 0
         self.epoch_order = self._order()
 
     def _order(self):
-        return self.rng.permutation(self.n) if self.shuffle else np.arange(self.n)
+        return self.order_rng.permutation(self.n) if self.shuffle else np.arange(self.n)
 
     def __len__(self):
-        return math.ceil(self.n / self.batch_size)
+        return utils.shard_steps(self.n, self.batch_size, self.shard_count)
 
     def indices(self, index):
-        return self.epoch_order[index * self.batch_size : (index + 1) * self.batch_size]
+        first, last = utils.shard_bounds(self.n, self.batch_size, self.shard_rank, self.shard_count, index)
+        return self.epoch_order[first:last]
+
+    def sharded(self, rank, count, seed):
+        """This iterator, changed to give process ``rank`` of ``count`` its share of each step's ``count *
+        batch_size`` samples (fastconv.distribute): the epochs' orders come from ``seed``, the same on every process,
+        and the augmentations from ``seed`` and ``rank``. Starts a new epoch."""
+        if self.n < count:
+            raise ValueError(f"{self.n} samples cannot be shared by {count} processes")
+        self.shard_rank, self.shard_count = rank, count
+        self.order_rng, self.rng = np.random.default_rng(seed), np.random.default_rng([seed, rank])
+        self.batch_index, self.epoch_order = 0, self._order()
+        if getattr(self, "_pending", None) is not None:  # a batch decoding for the old order
+            self._pending = None
+        return self
 
     def __getitem__(self, index):
         if not 0 <= index < len(self):

@@ -105,11 +105,21 @@ class ImageDataset:
         self.class_names = list(files.class_names)
         self.file_paths = [str(files.filepaths[i]) for i in self.indices]
         self._limit = None
+        self.shard_rank, self.shard_count = 0, 1
 
     def __len__(self):
-        step = self.batch_size or 1
-        batches = -(-len(self.indices) // step)
+        batches = utils.shard_steps(len(self.indices), self.batch_size or 1, self.shard_count)
         return batches if self._limit is None else min(batches, self._limit)
+
+    def sharded(self, rank, count, seed):
+        """A copy giving process ``rank`` of ``count`` its share of each step's ``count * batch_size`` files
+        (fastconv.distribute); every process shuffles with ``seed``, so the shares are disjoint."""
+        if len(self.indices) < count:
+            raise ValueError(f"{len(self.indices)} files cannot be shared by {count} processes")
+        shard = ImageDataset.__new__(ImageDataset)
+        shard.__dict__.update(self.__dict__)
+        shard.shard_rank, shard.shard_count, shard.rng = rank, count, np.random.default_rng(seed)
+        return shard
 
     def take(self, count):
         """The first ``count`` batches of each epoch, as a dataset of its own (``train_dataset.take(1)``)."""
@@ -121,7 +131,8 @@ class ImageDataset:
     def __iter__(self):
         order = self.rng.permutation(self.indices) if self.shuffle else self.indices
         step = self.batch_size or 1
-        batches = [order[start : start + step] for start in range(0, len(order), step)][: len(self)]
+        bounds = [utils.shard_bounds(len(order), step, self.shard_rank, self.shard_count, number) for number in range(len(self))]
+        batches = [order[first:last] for first, last in bounds]
         pending = None
         for number, indices in enumerate(batches):
             # the next batch decodes in the background while this one is used

@@ -1,0 +1,40 @@
+"""The models and data of the data-parallel tests, shared by tests/test_distribute.py and tests/mpi_worker.py."""
+
+import numpy as np
+
+from fastconv import layers, models
+
+PER_PROCESS_BATCH = 32
+STEPS = 4
+
+
+def model_for(network, wider=False):
+    """The MNIST convnet (listing 5.3) or a small cats-vs-dogs-shaped one (conv 3x3 on RGB, pooling, dense)."""
+    model = models.Sequential()
+    if network == "mnist":
+        model.add(layers.Conv2D(32, (3, 3), activation="relu", input_shape=(28, 28, 1)))
+        model.add(layers.MaxPooling2D((2, 2)))
+        model.add(layers.Conv2D(64, (3, 3), activation="relu"))
+        model.add(layers.MaxPooling2D((2, 2)))
+        model.add(layers.Conv2D(64, (3, 3), activation="relu"))
+        model.add(layers.Flatten())
+        model.add(layers.Dense(65 if wider else 64, activation="relu"))
+        model.add(layers.Dense(10, activation="softmax"))
+    else:
+        model.add(layers.Conv2D(8, (3, 3), activation="relu", input_shape=(34, 34, 3)))
+        model.add(layers.MaxPooling2D((2, 2)))
+        model.add(layers.Conv2D(16, (3, 3), activation="relu"))
+        model.add(layers.MaxPooling2D((2, 2)))
+        model.add(layers.Flatten())
+        model.add(layers.Dense(33 if wider else 32, activation="relu"))
+        model.add(layers.Dense(2, activation="softmax"))
+    return model
+
+
+def data(network, samples):
+    """Fixed random images and one-hot labels (the same on every rank)."""
+    rng = np.random.default_rng(1234)
+    shape, classes = ((28, 28, 1), 10) if network == "mnist" else ((34, 34, 3), 2)
+    x = rng.random((samples, *shape), dtype=np.float32)
+    y = np.eye(classes, dtype=np.float32)[rng.integers(0, classes, samples)]
+    return x, y

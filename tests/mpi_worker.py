@@ -1,0 +1,51 @@
+"""One process of the data-parallel tests (tests/test_distribute.py), run under ``mpiexec -n N``.
+
+``python tests/mpi_worker.py CASE OUT``: CASE is ``train:<network>:<optimizer>`` (every rank trains the network on
+the same fixed data at batch 32 and saves its weights to ``OUT/rank<r>.npz``; each rank draws different initial
+weights, which rank 0's replace), ``mismatch`` (rank 1 builds a wider model), ``raise`` (rank 1 raises in its
+second step) or ``kill`` (rank 1 kills itself in its second step).
+"""
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from distributed_cases import PER_PROCESS_BATCH, STEPS, data, model_for  # noqa: E402
+
+import fastconv  # noqa: E402
+from fastconv import callbacks, distribute  # noqa: E402
+
+
+class Sabotage(callbacks.Callback):
+    """Rank 1 fails in its second step, by an exception or by SIGKILL."""
+
+    def __init__(self, how):
+        self.how = how
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == 1:
+            if self.how == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise RuntimeError("rank 1 was told to fail")
+
+
+def main(case, out):
+    strategy = distribute.MPIStrategy()
+    rank = strategy.rank
+    kind, network, optimizer = (case.split(":") + ["mnist", "sgd"])[:3] if case.startswith("train") else (case, "mnist", "sgd")
+    fastconv.utils.set_random_seed(rank)  # different initial weights on every rank: rank 0's must win
+    with strategy.scope():
+        model = model_for(network, wider=(kind == "mismatch" and rank == 1))
+        model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
+    x, y = data(network, PER_PROCESS_BATCH * strategy.num_replicas_in_sync * STEPS)
+    sabotage = [Sabotage(kind)] if kind in ("raise", "kill") and rank == 1 else []
+    history = model.fit(x, y, batch_size=PER_PROCESS_BATCH, epochs=1, shuffle=False, verbose=0, callbacks=sabotage)
+    np.savez(Path(out) / f"rank{rank}.npz", *[weight.numpy() for weight in model.weights], loss=history.history["loss"][-1])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
