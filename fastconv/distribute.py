@@ -140,13 +140,14 @@ class MPIStrategy:
     # --- what fit calls ------------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def failures_end_every_rank(self):
+    def failures_end_every_rank(self, raised_on_every_rank=()):
         """An exception here prints which rank failed and why, then aborts every process: the others would wait in
-        the next collective for ever. Ctrl-C (KeyboardInterrupt) aborts too."""
+        the next collective for ever. Ctrl-C (KeyboardInterrupt) aborts too. Exceptions of the types
+        ``raised_on_every_rank`` (every rank raises them at the same point) pass as on one process."""
         try:
             yield
         except BaseException as error:  # noqa: B036 - every way out of this rank must end the others
-            if self.num_replicas_in_sync == 1:
+            if self.num_replicas_in_sync == 1 or isinstance(error, raised_on_every_rank):
                 raise
             detail = "".join(traceback.format_exception(type(error), error, error.__traceback__))
             sys.stderr.write(f"fastconv: rank {self.rank} of {self.num_replicas_in_sync} failed; ending every rank\n{detail}")

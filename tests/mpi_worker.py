@@ -3,7 +3,8 @@
 ``python tests/mpi_worker.py CASE OUT``: CASE is ``train:<network>:<optimizer>`` (every rank trains the network on
 the same fixed data at batch 32 and saves its weights to ``OUT/rank<r>.npz``; each rank draws different initial
 weights, which rank 0's replace), ``mismatch`` (rank 1 builds a wider model), ``raise`` (rank 1 raises in its
-second step) or ``kill`` (rank 1 kills itself in its second step).
+second step), ``kill`` (rank 1 kills itself in its second step) or ``nan`` (rank 1's share of the second step
+overflows to an infinite loss: every rank must stop there with NonFiniteLoss, written to ``OUT/nonfinite<r>.txt``).
 """
 
 import os
@@ -43,6 +44,13 @@ def main(case, out):
         model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
     x, y = data(network, PER_PROCESS_BATCH * strategy.num_replicas_in_sync * STEPS)
     sabotage = [Sabotage(kind)] if kind in ("raise", "kill") and rank == 1 else []
+    if kind == "nan":  # every rank holds all the data; step 2's second share is rank 1's
+        x[3 * PER_PROCESS_BATCH : 4 * PER_PROCESS_BATCH] = 3e38
+        try:
+            model.fit(x, y, batch_size=PER_PROCESS_BATCH, epochs=1, shuffle=False, verbose=0)
+        except fastconv.models.NonFiniteLoss as error:
+            (Path(out) / f"nonfinite{rank}.txt").write_text(f"{error.step}")
+        return
     history = model.fit(x, y, batch_size=PER_PROCESS_BATCH, epochs=1, shuffle=False, verbose=0, callbacks=sabotage)
     np.savez(Path(out) / f"rank{rank}.npz", *[weight.numpy() for weight in model.weights], loss=history.history["loss"][-1])
 

@@ -86,3 +86,11 @@ def test_a_failing_rank_ends_the_run_within_seconds(tmp_path, how):
     if how == "raise":
         assert "rank 1 of 2 failed" in result.stderr and "rank 1 was told to fail" in result.stderr
     assert not (tmp_path / "rank0.npz").exists(), "rank 0 went on as if nothing happened"
+
+
+def test_a_non_finite_loss_on_one_rank_stops_every_rank_at_that_step(tmp_path):
+    """Rank 1's share of step 2 overflows; the loss travels with the gradients, so both ranks raise NonFiniteLoss
+    for step 2 (and the run ends normally), as one process would: no rank aborts, none waits for ever."""
+    result, _ = run_mpi("nan", tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [(tmp_path / f"nonfinite{rank}.txt").read_text() for rank in range(2)] == ["2", "2"]

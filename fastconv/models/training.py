@@ -246,7 +246,10 @@ class Trainer:
 
     def _distributed(self):
         """Where a failure must end every rank: the strategy's guard, else nothing."""
-        return contextlib.nullcontext() if self.distribution is None else self.distribution.failures_end_every_rank()
+        if self.distribution is None:
+            return contextlib.nullcontext()
+        # a NaN loss stops every rank at the same step (its loss travels with the gradients): no rank is left waiting
+        return self.distribution.failures_end_every_rank(raised_on_every_rank=(NonFiniteLoss,))
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose=1, callbacks=None, validation_split=0.0,
             validation_data=None, shuffle=True, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
