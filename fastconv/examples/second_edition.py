@@ -108,13 +108,17 @@ def datasets(base, image_size, seed):
 
 
 def get_features_and_labels(conv_base, dataset):
-    """Listing 8.20: every image once through the frozen base."""
+    """Listing 8.20: every image once through the frozen base (with a line of progress every 10 batches: minutes on
+    a CPU, which the listing's ``verbose=0`` would spend in silence)."""
     all_features, all_labels = [], []
-    for images, labels in dataset:
+    started = time.perf_counter()
+    for number, (images, labels) in enumerate(dataset, start=1):
         preprocessed_images = keras.applications.vgg16.preprocess_input(images)
         features = conv_base.predict(preprocessed_images, verbose=0)
         all_features.append(features)
         all_labels.append(labels)
+        if number % 10 == 0 or number == len(dataset):
+            print(f"  features: {number}/{len(dataset)} batches, {time.perf_counter() - started:.0f} s", flush=True)
     return np.concatenate(all_features), np.concatenate(all_labels)
 
 
