@@ -1,8 +1,9 @@
 """One process of the data-parallel tests (tests/test_distribute.py), run under ``mpiexec -n N``.
 
-``python tests/mpi_worker.py CASE OUT``: CASE is ``train:<network>:<optimizer>`` (every rank trains the network on
-the same fixed data at batch 32 and saves its weights to ``OUT/rank<r>.npz``; each rank draws different initial
-weights, which rank 0's replace), ``mismatch`` (rank 1 builds a wider model), ``raise`` (rank 1 raises in its
+``python tests/mpi_worker.py CASE OUT``: CASE is ``train:<network>:<optimizer>[:perturbed]`` (every rank trains the
+network on the same fixed data at batch 32 and saves its weights to ``OUT/rank<r>.npz``; each rank draws different
+initial weights, which rank 0's replace; ``perturbed``: rank 1 also starts from another optimizer state, which rank
+0's replaces too), ``mismatch`` (rank 1 builds a wider model), ``raise`` (rank 1 raises in its
 second step), ``kill`` (rank 1 kills itself in its second step) or ``nan`` (rank 1's share of the second step
 overflows to an infinite loss: every rank must stop there with NonFiniteLoss, written to ``OUT/nonfinite<r>.txt``).
 """
@@ -37,11 +38,14 @@ class Sabotage(callbacks.Callback):
 def main(case, out):
     strategy = distribute.MPIStrategy()
     rank = strategy.rank
-    kind, network, optimizer = (case.split(":") + ["mnist", "sgd"])[:3] if case.startswith("train") else (case, "mnist", "sgd")
+    kind, network, optimizer, variant = (case.split(":") + ["mnist", "sgd", ""])[:4] if case.startswith("train") else (case, "mnist", "sgd", "")
     fastconv.utils.set_random_seed(rank)  # different initial weights on every rank: rank 0's must win
     with strategy.scope():
         model = model_for(network, wider=(kind == "mismatch" and rank == 1))
         model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
+    if variant == "perturbed" and rank == 1:
+        iterations, slots = model.optimizer.get_state(model.weights)
+        model.optimizer.set_state(model.weights, 7, [[np.full_like(slot, 0.5) for slot in kind_slots] for kind_slots in slots])
     x, y = data(network, PER_PROCESS_BATCH * strategy.num_replicas_in_sync * STEPS)
     sabotage = [Sabotage(kind)] if kind in ("raise", "kill") and rank == 1 else []
     if kind == "nan":  # every rank holds all the data; step 2's second share is rank 1's
