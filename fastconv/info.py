@@ -137,10 +137,28 @@ def report():
         f"convolution algorithm: {algorithms.conv_algorithm()} (FASTCONV_CONV_ALGORITHM {os.environ.get('FASTCONV_CONV_ALGORITHM', 'not set')})",
         f"buffer pool: holds {pool.held_bytes / 2**20:.0f} MiB of at most {pool.limit_bytes / 2**30:g} GiB "
         f"(FASTCONV_BUFFER_POOL_BYTES, {buffers.budget_bytes() / 2**30:g} GiB, is shared with the cython kernels' scratch)",
+        _distributed_line(),
         "data and weights:",
         *_data_lines(),
     ]
     return lines
+
+
+def _distributed_line():
+    """What ``fastconv.distribute`` would run on, read from the installed packages (MPI is not started here)."""
+    import importlib.metadata
+    import shutil
+
+    found = {}
+    for package in ("mpi4py", "mpich"):
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    if "mpi4py" not in found:
+        return 'distributed training (MPI): not installed (python -m pip install -e ".[distributed]")'
+    mpiexec = shutil.which("mpiexec") or "no mpiexec on PATH"
+    return f"distributed training (MPI): {', '.join(f'{name} {version}' for name, version in found.items())}; {mpiexec}"
 
 
 def show_config():
