@@ -25,6 +25,7 @@ def test_python_m_fastconv_info_reports_the_installation():
         "cuda: ",
         "backend in use: ",
         "convolution algorithm: ",
+        "distributed training (MPI): ",
         "MNIST (bundled): 4 files in ",
         "VGG16 vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5: ",
     ):
