@@ -45,6 +45,7 @@ from fastconv.models.training import STRATEGY_SCOPES, current_strategy
 __all__ = ["MPIStrategy", "chief_first", "chief_prints", "current_strategy", "launched_processes", "scope_of", "strategy_for_launch"]
 
 _BUCKET_ELEMENTS = 1 << 24  # floats per Allreduce message (64 MiB): few, large messages, bounded extra memory
+_ABORT_DELAY_SECONDS = 1.0
 
 
 # What mpiexec tells the processes it starts: MPICH's Hydra (PMI_SIZE), Open MPI (OMPI_COMM_WORLD_SIZE), PMIx.
@@ -152,6 +153,9 @@ class MPIStrategy:
             detail = "".join(traceback.format_exception(type(error), error, error.__traceback__))
             sys.stderr.write(f"fastconv: rank {self.rank} of {self.num_replicas_in_sync} failed; ending every rank\n{detail}")
             sys.stderr.flush()
+            # mpiexec forwards a process's output through its proxy, and MPI_Abort tears the proxies down at once: on
+            # a loaded machine the message was lost (CI saw an empty stderr). A moment lets the proxy pass it on.
+            time.sleep(_ABORT_DELAY_SECONDS)
             self.communicator.Abort(1)
             raise
 
