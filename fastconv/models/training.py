@@ -268,11 +268,7 @@ class Trainer:
             validation_batch_size = batch_size if validation_batch_size is None else validation_batch_size
             validation = data_module.validation_batches(validation_data, validation_steps, validation_batch_size)
             feeder, validation = self._feeders(feeder, validation)
-            callbacks = list(callbacks or [])
-            if self.distribution is not None:
-                self._synchronize_replicas(feeder)
-                if not self.distribution.is_chief:  # rank 0 prints and writes files; deciding callbacks run everywhere
-                    verbose, callbacks = 0, [callback for callback in callbacks if not getattr(callback, "writes_files", False)]
+            verbose, callbacks = self._synchronize_replicas(feeder, verbose, list(callbacks or []))
             history = History()
             params = self._fit_params(epochs, feeder.steps, verbose, validation is not None)
             callback_list = CallbackList([*callbacks, history], self, params)  # History last, as in Keras 3
@@ -286,13 +282,20 @@ class Trainer:
             self.history = history
             return history
 
-    def _synchronize_replicas(self, feeder):
-        """Build the model from the data if it is not built, then take rank 0's weights and optimizer state."""
+    def _synchronize_replicas(self, feeder, verbose, callbacks):
+        """Under a distribution strategy: build the model from the data if it is not built, take rank 0's weights
+        and optimizer state, and leave printing and the callbacks that write files to rank 0 (those that decide,
+        such as EarlyStopping, run everywhere on the same averaged logs). Returns ``(verbose, callbacks)``."""
+        if self.distribution is None:
+            return verbose, callbacks
         if not self.built:
             for x_batch, _ in feeder.epoch():
                 self._build_from_data(x_batch)
                 break
         self.distribution.synchronize(self)
+        if self.distribution.is_chief:
+            return verbose, callbacks
+        return 0, [callback for callback in callbacks if not getattr(callback, "writes_files", False)]
 
     def _fit_params(self, epochs, steps, verbose, validating):
         """The ``params`` every callback sees: ``metrics`` lists the keys the epoch logs will have."""
