@@ -1,8 +1,8 @@
-"""Element-wise products and optimizer updates on NumPy arrays, in place (the CPU backends' versions).
+"""Element-wise products and optimizer updates on NumPy arrays, in place: the formulas, as the reference backend runs
+them (in float64 in the kernel tests) and as the compiled backends' ``updates`` kernels must match.
 
-The formulas are Keras' (see ``fastconv.optimizers``); the CUDA backend has the
-same functions as device kernels. Every update changes ``weight`` (and its
-state arrays) in place and returns nothing.
+The formulas are Keras' (see ``fastconv.optimizers``); ``multiply`` also serves the CPU backends (dropout masks).
+Every update changes ``weight`` (and its state arrays) in place and returns nothing.
 """
 
 import numpy as np
