@@ -169,30 +169,32 @@ class MPIStrategy:
                     f"the replicas differ: rank {rank} has {_describe(other)}, rank {self.rank} has "
                     f"{_describe(signature)}; every process must build and compile the same model"
                 )
-        self._broadcast_arrays([weight.value for weight in model.weights], lambda i, value: model.weights[i].assign(value))
+        for weight, value in zip(model.weights, self._broadcast_arrays([weight.value for weight in model.weights])):
+            weight.assign(value)
         iterations, slots = model.optimizer.get_state(model.weights)
-        iterations = self.communicator.bcast(iterations, root=0)
-        flat = [slot for kind in slots for slot in kind]
-        self._broadcast_arrays(flat, lambda i, value: flat[i].__setitem__(Ellipsis, value))
-        if flat or iterations:
-            per_kind = len(model.weights)
-            model.optimizer.set_state(model.weights, iterations, [flat[k * per_kind : (k + 1) * per_kind] for k in range(len(slots))])
+        flat = self._broadcast_arrays([slot for kind in slots for slot in kind])
+        per_kind = len(model.weights)
+        model.optimizer.set_state(model.weights, self.communicator.bcast(iterations, root=0),
+                                  [flat[k * per_kind : (k + 1) * per_kind] for k in range(len(slots))])  # fmt: skip
 
-    def _broadcast_arrays(self, arrays, store):
-        """Rank 0's ``arrays`` to every rank, packed into few float32 buffers; ``store(index, value)`` takes each."""
+    def _broadcast_arrays(self, arrays):
+        """Rank 0's ``arrays`` (float32 host copies) on every rank, sent in few packed buffers."""
         from fastconv.backends import get_backend
 
         host = [np.asarray(get_backend().to_host(array), dtype=np.float32) for array in arrays]
+        received = [None] * len(host)
         for bucket in _buckets([array.size for array in host]):
-            buffer = np.concatenate([host[i].ravel() for i in bucket]) if bucket else np.zeros(0, np.float32)
+            buffer = np.concatenate([host[i].ravel() for i in bucket])
             self.communicator.Bcast(buffer, root=0)
             offset = 0
             for i in bucket:
-                store(i, buffer[offset : offset + host[i].size].reshape(host[i].shape).copy())
+                received[i] = buffer[offset : offset + host[i].size].reshape(host[i].shape)
                 offset += host[i].size
+        return received
 
-    def epoch_seed(self):
-        """One seed for this epoch's order, drawn by rank 0 from fastconv's generator and shared."""
+    def shared_seed(self):
+        """A seed drawn by rank 0 from fastconv's generator, the same on every rank (an epoch's order, a dataset's
+        shards)."""
         return self.communicator.bcast(int(utils.rng().integers(2**63)) if self.is_chief else None, root=0)
 
     def average_gradients(self, weights, loss_sum, count):
@@ -203,27 +205,27 @@ class MPIStrategy:
 
         backend = get_backend()
         trained = [weight for weight in weights if weight.trainable and weight.grad is not None]
-        grads = [np.asarray(backend.to_host(weight.grad), dtype=np.float32) for weight in trained]
-        sizes = [grad.size for grad in grads] + [2]
-        totals = None
-        for bucket in _buckets(sizes):
-            parts = [grads[i].ravel() * np.float32(count) if i < len(grads) else np.array([loss_sum, count], np.float32) for i in bucket]
-            buffer = np.concatenate(parts)
+        grads = [backend.to_host(weight.grad) for weight in trained] + [np.array([loss_sum, count], np.float32)]
+        weighted = [np.float32(count)] * len(trained) + [np.float32(1)]  # the loss and count are sums already
+        reduced = [None] * len(grads)
+        for bucket in _buckets([grad.size for grad in grads]):
+            buffer = np.empty(sum(grads[i].size for i in bucket), np.float32)
+            offset = 0
+            for i in bucket:  # each gradient copied once, into the message, weighted by this rank's samples
+                np.multiply(grads[i].reshape(-1), weighted[i], out=buffer[offset : offset + grads[i].size])
+                offset += grads[i].size
             started = time.perf_counter()
             self.communicator.Allreduce(_in_place(), buffer)
             self.allreduce_seconds += time.perf_counter() - started
             offset = 0
             for i in bucket:
-                size = sizes[i]
-                if i < len(grads):
-                    grads[i] = buffer[offset : offset + size].reshape(grads[i].shape)
-                else:
-                    totals = buffer[offset : offset + size]
-                offset += size
+                reduced[i] = buffer[offset : offset + grads[i].size].reshape(grads[i].shape)
+                offset += grads[i].size
         self.allreduce_steps += 1
-        global_loss_sum, global_count = float(totals[0]), float(totals[1])
-        for weight, grad in zip(trained, grads):
-            weight.grad = backend.to_device(np.ascontiguousarray(grad / np.float32(global_count)))
+        global_loss_sum, global_count = float(reduced[-1][0]), float(reduced[-1][1])
+        for weight, grad in zip(trained, reduced):
+            grad /= np.float32(global_count)  # in the message's own buffer, fresh each step: nothing else views it
+            weight.grad = backend.to_device(grad)
         return global_loss_sum, global_count
 
     def mean_logs(self, totals, seen):
@@ -248,8 +250,7 @@ class MPIStrategy:
                 f"MPIStrategy cannot split {type(source).__name__} between processes: pass arrays, an ImageDataGenerator "
                 "iterator (flow, flow_from_directory) or image_dataset_from_directory's dataset"
             )
-        seed = self.communicator.bcast(int(utils.rng().integers(2**63)) if self.is_chief else None, root=0)
-        shard = source.sharded(self.rank, self.num_replicas_in_sync, seed)
+        shard = source.sharded(self.rank, self.num_replicas_in_sync, self.shared_seed())
         if isinstance(feeder, data_module.GeneratorBatches):
             return data_module.GeneratorBatches(shard, feeder.steps if feeder.steps_given else None)
         return data_module.DatasetBatches(shard, min(feeder.steps, len(shard)))
@@ -270,7 +271,7 @@ class ShardedArrayBatches:
 
     def epoch(self):
         total, rank, replicas = len(self.batches.x), self.strategy.rank, self.strategy.num_replicas_in_sync
-        order = np.random.default_rng(self.strategy.epoch_seed()).permutation(total) if self.batches.shuffle else None
+        order = np.random.default_rng(self.strategy.shared_seed()).permutation(total) if self.batches.shuffle else None
         for step in range(self.steps):
             first, last = utils.shard_bounds(total, self.batches.batch_size, rank, replicas, step)
             index = slice(first, last) if order is None else np.sort(order[first:last])

@@ -41,6 +41,15 @@ class NonFiniteLoss(FloatingPointError):
         self.loss, self.step = loss, step
 
 
+def _refuse_non_finite(loss, what, weights=()):
+    """One rule for every loss: a NaN or infinite loss never reaches the weights (NonFiniteLoss; ``weights``' gradients
+    are dropped)."""
+    if not math.isfinite(loss):
+        for weight in weights:
+            weight.grad = None
+        raise NonFiniteLoss(f"{what} is {loss}; the step was not applied", loss)
+
+
 def _check_fit_keywords(kwargs):
     """Keras' ``fit`` keywords that fastconv accepts and has no use for; anything else is a TypeError."""
     ignored = set(kwargs) - {"workers", "use_multiprocessing", "max_queue_size", "class_weight", "sample_weight"}
@@ -180,25 +189,14 @@ class Trainer:
     def _train_step(self, x_batch, y_batch):
         self._require_weight_gradients()
         logs, grad, caches, fused = self._forward_loss(x_batch, y_batch, training=True)
-        if not math.isfinite(logs["loss"]):
-            # One rule for every loss: a NaN or infinite loss never reaches the weights.
-            raise NonFiniteLoss(f"the loss of the batch is {logs['loss']}; the step was not applied", logs["loss"])
-        self._backward_with_penalties(grad, caches, fused)
-        self.optimizer.apply(self.weights)
-        return logs
-
-    def _distributed_train_step(self, x_batch, y_batch):
-        """``_train_step`` under ``self.distribution``: the gradients averaged over every rank's samples before the
-        update, and a NaN loss on any rank stopping every rank (the loss sum travels with the gradients)."""
-        self._require_weight_gradients()
-        logs, grad, caches, fused = self._forward_loss(x_batch, y_batch, training=True)
-        self._backward_with_penalties(grad, caches, fused)
-        loss_sum, count = self.distribution.average_gradients(self.weights, logs["loss"] * len(x_batch), len(x_batch))
-        if not math.isfinite(loss_sum):
-            for weight in self.weights:
-                weight.grad = None
-            loss = loss_sum / count
-            raise NonFiniteLoss(f"the loss of the batch (all ranks) is {loss}; the step was not applied", loss)
+        if self.distribution is None:
+            _refuse_non_finite(logs["loss"], "the loss of the batch")  # before the backward pass, which it would waste
+            self._backward_with_penalties(grad, caches, fused)
+        else:
+            # every rank's gradients averaged; the loss travels with them, so a NaN on any rank stops every rank here
+            self._backward_with_penalties(grad, caches, fused)
+            loss_sum, count = self.distribution.average_gradients(self.weights, logs["loss"] * len(x_batch), len(x_batch))
+            _refuse_non_finite(loss_sum / count, "the loss of the batch over all ranks", self.weights)
         self.optimizer.apply(self.weights)
         return logs
 
@@ -309,9 +307,8 @@ class Trainer:
         if params["verbose"]:
             print(f"Epoch {epoch + 1}/{params['epochs']}")
         progbar = Progbar(feeder.steps, params["verbose"])
-        step = self._train_step if self.distribution is None else self._distributed_train_step
         try:
-            logs = self._run_epoch(feeder, step, progbar, callback_list.on_train_batch_end)
+            logs = self._run_epoch(feeder, self._train_step, progbar, callback_list.on_train_batch_end)
         except NonFiniteLoss as error:
             _end_on_non_finite_loss(error, epoch, params, callback_list)
             return False
