@@ -256,8 +256,6 @@ class Iterator:
         self.shard_rank, self.shard_count = rank, count
         self.order_rng, self.rng = np.random.default_rng(seed), np.random.default_rng([seed, rank])
         self.batch_index, self.epoch_order = 0, self._order()
-        if getattr(self, "_pending", None) is not None:  # a batch decoding for the old order
-            self._pending = None
         return self
 
     def __getitem__(self, index):
@@ -397,6 +395,11 @@ class DirectoryIterator(Iterator):
         super().__init__(len(self.filepaths), batch_size, shuffle, seed)
 
     # --- threads --------------------------------------------------------------
+
+    def sharded(self, rank, count, seed):
+        """:meth:`Iterator.sharded`, dropping the batch decoding in the background for the old order."""
+        self._pending = None
+        return super().sharded(rank, count, seed)
 
     def close(self):
         """End the decoding threads (also done when the iterator is collected); later ``next()`` raises."""

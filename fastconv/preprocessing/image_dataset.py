@@ -116,17 +116,18 @@ class ImageDataset:
         (fastconv.distribute); every process shuffles with ``seed``, so the shares are disjoint."""
         if len(self.indices) < count:
             raise ValueError(f"{len(self.indices)} files cannot be shared by {count} processes")
-        shard = ImageDataset.__new__(ImageDataset)
-        shard.__dict__.update(self.__dict__)
-        shard.shard_rank, shard.shard_count, shard.rng = rank, count, np.random.default_rng(seed)
-        return shard
+        return self._copy(shard_rank=rank, shard_count=count, rng=np.random.default_rng(seed))
+
+    def _copy(self, **changes):
+        """This dataset with some attributes changed (its files and decoding threads shared)."""
+        copy = ImageDataset.__new__(ImageDataset)
+        copy.__dict__.update(self.__dict__, **changes)
+        return copy
 
     def take(self, count):
         """The first ``count`` batches of each epoch, as a dataset of its own (``train_dataset.take(1)``)."""
-        taken = ImageDataset.__new__(ImageDataset)
-        taken.__dict__.update(self.__dict__)
-        taken._limit = positive_int(count, "take(count)") if self._limit is None else min(self._limit, positive_int(count, "take(count)"))
-        return taken
+        count = positive_int(count, "take(count)")
+        return self._copy(_limit=count if self._limit is None else min(self._limit, count))
 
     def __iter__(self):
         order = self.rng.permutation(self.indices) if self.shuffle else self.indices
