@@ -373,6 +373,19 @@ def test_the_winograd_kernels_refuse_a_transformed_kernel_of_neither_tile(backen
         backend.low_level.winograd_kernel_transform_backward(u, kernel)
 
 
+def test_winograd_blocks_balance_threads_but_keep_enough_tiles_to_pack_the_kernel_for(monkeypatch):
+    """Blocks of tiles: several per thread where C * F is small (a preempted thread then delays a call by one
+    block), but none shorter than C * F / 512 tiles where that cuts the call into more blocks: BLAS packs each
+    transformed kernel U[k] once per block (VGG16's block4 in 8 blocks of 63 tiles ran 1.4x slower than in 2)."""
+    monkeypatch.setattr(compiled, "thread_count", lambda: 2)
+    cats_conv2 = compiled.winograd_plan(32, (72, 72), 32, 64, 0, 0, 4)
+    assert cats_conv2.threads == 2 and -(-32 * 18 * 18 // cats_conv2.block_tiles) >= 4 * 2
+    for channels, side, tile_side in ((512, 18, 4), (256, 18, 4), (512, 9, 2)):
+        plan = compiled.winograd_plan(20, (side, side), channels, 512, 1, 1, tile_side)
+        tiles = 20 * (-(-side // tile_side)) ** 2
+        assert plan.threads == 2 and plan.block_tiles == -(-tiles // 2), (channels, side, plan)
+
+
 @pytest.mark.parametrize("tile_side", winograd_tiles.TILE_SIDES)
 def test_the_winograd_matrices_compute_the_3x3_correlation_exactly(tile_side):
     """Y = A^T [(G g G^T) * (B^T d B)] A is the m x m correlation of an a x a patch with a 3x3 kernel (float64)."""

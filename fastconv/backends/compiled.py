@@ -50,17 +50,17 @@ def conv_blocking(batch, geometry, kernel_shape):
     return _share_blocks(total_rows, max(_MIN_BLOCK_ROWS, _PATCH_BLOCK_BYTES // (4 * patch_len)), _MIN_BLOCK_ROWS)
 
 
-def _share_blocks(total, target, least):
+def _share_blocks(total, target, least, balance_least=None):
     """(per_block, threads): ``total`` items cut into blocks of about ``target``, their count a multiple of the
     threads, and no thread given fewer than ``least`` items.
 
     With more than one thread there are at least ``_BLOCKS_PER_THREAD`` blocks per thread (while blocks keep
-    ``least`` items): the kernels hand blocks out as threads come free, so a thread that the system preempts
-    (another process on its core) delays a call by one block, not by its whole share."""
+    ``balance_least`` items, by default ``least``): the kernels hand blocks out as threads come free, so a thread
+    that the system preempts (another process on its core) delays a call by one block, not by its whole share."""
     threads = max(1, min(thread_count(), -(-total // least)))
     blocks = -(-total // target)
     if threads > 1:
-        blocks = max(blocks, min(_BLOCKS_PER_THREAD * threads, total // least))
+        blocks = max(blocks, min(_BLOCKS_PER_THREAD * threads, total // (balance_least or least)))
     blocks = -(-blocks // threads) * threads
     return -(-total // blocks), threads
 
@@ -89,7 +89,10 @@ def winograd_plan(batch, out_hw, channels, filters, pad_top, pad_left, tile_side
         _WINOGRAD_BLOCK_BYTES // (4 * positions * (channels + filters)),
         channels * filters // _KERNEL_ELEMENTS_PER_TILE,
     )
-    block_tiles, threads = _share_blocks(tiles, target, min_tiles)
+    # A block shorter than C * F / _KERNEL_ELEMENTS_PER_TILE tiles packs each U[k] for too few rows: the extra
+    # blocks that balance a busy machine's threads stop there (VGG16's block4 and block5, 9-18 pixel outputs with
+    # C = F = 512: 500 and 180 tiles at batch 20, in 2 blocks instead of 8; block4_conv2 108 -> 77 ms quiet).
+    block_tiles, threads = _share_blocks(tiles, target, min_tiles, balance_least=max(min_tiles, channels * filters // _KERNEL_ELEMENTS_PER_TILE))
     return ConvPlan(1, 1, pad_top, pad_left, 3, 3, threads, block_tiles=block_tiles, relu=relu)
 
 
