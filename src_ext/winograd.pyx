@@ -323,25 +323,40 @@ cdef void gradient_transform(const Tiling* tiling, const float* grad_sample, flo
                              float* patch, float* rows) noexcept nogil:
     """z[k * tile_stride + f] = (A dY A^T)[k] for the m x m output gradient dY at (top, left), zeros outside it.
 
-    patch, rows: a^2 * CHUNK floats of scratch each; the filters go CHUNK at a time.
+    patch, rows: a^2 * CHUNK floats of scratch each; the filters go CHUNK at a time. A tile wholly inside is read
+    in place, over whole rows of m pixels where its filters fit in one chunk (as input_transform).
     """
     cdef Py_ssize_t side = tiling.side, a = tiling.patch
     cdef const float* output_n = tiling.output_n
     cdef Py_ssize_t chunk, first, count, i, j
     cdef float* target
+    cdef bint inside = top + side <= out_h and left + side <= out_w
+    cdef const float* corner = grad_sample + (top * out_w + left) * filters
+    if inside and filters <= CHUNK:
+        for i in range(a):  # rows: A dY, over whole rows; pixel j of row i at rows + (side * i + j) * filters
+            combine(output_n + side * i, corner, out_w * filters, side, rows + side * i * filters, side * filters)
+        for i in range(a):  # columns: (A dY) A^T
+            for j in range(a):
+                combine(output_n + side * j, rows + side * i * filters, filters, side, z + (a * i + j) * tile_stride, filters)
+        return
     for chunk in range((filters + CHUNK - 1) // CHUNK):
         first = chunk * CHUNK
         count = min(<Py_ssize_t>CHUNK, filters - first)
-        for i in range(side):
-            for j in range(side):
-                target = patch + (side * i + j) * CHUNK
-                if top + i >= out_h or left + j >= out_w:
-                    memset(target, 0, count * sizeof(float))
-                else:
-                    memcpy(target, grad_sample + ((top + i) * out_w + left + j) * filters + first, count * sizeof(float))
-        for i in range(a):  # rows: A dY
-            for j in range(side):
-                combine(output_n + side * i, patch + j * CHUNK, side * CHUNK, side, rows + (side * i + j) * CHUNK, count)
+        if inside:
+            for i in range(a):  # rows: A dY, read in place
+                for j in range(side):
+                    combine(output_n + side * i, corner + j * filters + first, out_w * filters, side, rows + (side * i + j) * CHUNK, count)
+        else:
+            for i in range(side):
+                for j in range(side):
+                    target = patch + (side * i + j) * CHUNK
+                    if top + i >= out_h or left + j >= out_w:
+                        memset(target, 0, count * sizeof(float))
+                    else:
+                        memcpy(target, grad_sample + ((top + i) * out_w + left + j) * filters + first, count * sizeof(float))
+            for i in range(a):  # rows: A dY
+                for j in range(side):
+                    combine(output_n + side * i, patch + j * CHUNK, side * CHUNK, side, rows + (side * i + j) * CHUNK, count)
         for i in range(a):  # columns: (A dY) A^T
             for j in range(a):
                 combine(output_n + side * j, rows + side * i * CHUNK, CHUNK, side, z + (a * i + j) * tile_stride + first, count)
