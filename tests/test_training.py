@@ -137,6 +137,19 @@ def test_mnist_convnet_learns_in_one_short_epoch():
     assert accuracy > 0.93
 
 
+def test_the_mnist_example_shares_the_listings_batch_among_processes_unless_told():
+    """Under ``mpiexec -n N`` the example's default takes listing 5.3's steps (64 samples, 64 / N per process);
+    ``--batch-size`` is each process's batch, as ``fit``'s under a strategy."""
+    from types import SimpleNamespace
+
+    from fastconv.examples.mnist import batch_size_per_process
+
+    assert batch_size_per_process(None, None) == 64
+    assert batch_size_per_process(None, SimpleNamespace(num_replicas_in_sync=2)) == 32
+    assert batch_size_per_process(None, SimpleNamespace(num_replicas_in_sync=128)) == 1
+    assert batch_size_per_process(48, SimpleNamespace(num_replicas_in_sync=2)) == 48
+
+
 @pytest.mark.slow
 def test_mnist_listing_5_3_reaches_99_percent(backend_name):
     from fastconv.examples.mnist import main
