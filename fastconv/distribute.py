@@ -17,7 +17,8 @@ averaging the metrics, writing files from one rank only — cannot be forgotten.
   then takes rank 0's weights and optimizer state (after ``load_model`` too).
 - ``batch_size`` is each process's batch, as in Horovod: ``n`` processes at batch ``b`` make one step of ``n * b``
   samples. Arrays are cut by rank: step ``i`` of the epoch takes global samples ``[i*n*b, (i+1)*n*b)`` of the
-  epoch's order (one order on every rank: rank 0's seed), rank ``r`` the ``r``-th share of them. Scale the learning
+  epoch's order (rank 0's, drawn as one process seeded alike draws it, so that the run takes the steps of one
+  process at batch ``n * b``), rank ``r`` the ``r``-th share of them. Scale the learning
   rate as for a batch ``n`` times larger (Goyal et al.: linearly, with a warm-up for large ``n``).
 - After each backward pass the gradients, each weighted by the samples its process saw, and the batch's loss sum go
   into one float32 buffer and one ``Allreduce``; every replica then applies the same update, so the replicas stay
@@ -197,6 +198,13 @@ class MPIStrategy:
         shards)."""
         return self.communicator.bcast(int(utils.rng().integers(2**63)) if self.is_chief else None, root=0)
 
+    def shared_permutation(self, count):
+        """Rank 0's ``utils.rng().permutation(count)`` on every rank: an epoch's order of ``count`` samples, the very
+        order that one process seeded alike draws, so that n processes at batch b take the steps of one at n * b."""
+        order = utils.rng().permutation(count).astype(np.int64, copy=False) if self.is_chief else np.empty(count, np.int64)
+        self.communicator.Bcast(order, root=0)
+        return order
+
     def average_gradients(self, weights, loss_sum, count):
         """Every weight's gradient becomes the mean over all samples of all ranks (each rank's gradient, a mean over
         its ``count`` samples, weighted by ``count``); returns ``(global loss sum, global count)``. One
@@ -258,7 +266,8 @@ class MPIStrategy:
 
 class ShardedArrayBatches:
     """Rank ``r``'s batches of an :class:`~fastconv.models.data.ArrayBatches`: global step ``i`` covers samples
-    ``[i*n*b, (i+1)*n*b)`` of the epoch's order, rank ``r`` the ``r``-th of ``n`` near-equal shares. Every rank
+    ``[i*n*b, (i+1)*n*b)`` of the epoch's order (rank 0's, drawn as one process draws it), rank ``r`` the ``r``-th
+    of ``n`` near-equal shares. Every rank
     takes the same number of steps, so that each step's collective has every rank; a last step of fewer samples
     than ranks would leave a rank without any, so those few (< n) samples wait for the next epoch's order."""
 
@@ -271,7 +280,7 @@ class ShardedArrayBatches:
 
     def epoch(self):
         total, rank, replicas = len(self.batches.x), self.strategy.rank, self.strategy.num_replicas_in_sync
-        order = np.random.default_rng(self.strategy.shared_seed()).permutation(total) if self.batches.shuffle else None
+        order = self.strategy.shared_permutation(total) if self.batches.shuffle else None
         for step in range(self.steps):
             first, last = utils.shard_bounds(total, self.batches.batch_size, rank, replicas, step)
             index = slice(first, last) if order is None else np.sort(order[first:last])

@@ -7,6 +7,7 @@ from fastconv.examples.listings import mnist_convnet
 
 PER_PROCESS_BATCH = 32
 STEPS = 4
+SHUFFLED_EPOCHS = 2  # the 'shuffled' case: epochs, each in a fresh order
 
 
 def model_for(network, wider=False):

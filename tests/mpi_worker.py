@@ -3,7 +3,7 @@
 ``python tests/mpi_worker.py CASE OUT``: CASE is ``train:<network>:<optimizer>[:perturbed]`` (every rank trains the
 network on the same fixed data at batch 32 and saves its weights to ``OUT/rank<r>.npz``; each rank draws different
 initial weights, which rank 0's replace; ``perturbed``: rank 1 also starts from another optimizer state, which rank
-0's replaces too), ``mismatch`` (rank 1 builds a wider model), ``raise`` (rank 1 raises in its
+0's replaces too; ``shuffled``: SHUFFLED_EPOCHS epochs in shuffled order, rank 0's, as one process seeded 0 draws it), ``mismatch`` (rank 1 builds a wider model), ``raise`` (rank 1 raises in its
 second step), ``kill`` (rank 1 kills itself in its second step) or ``nan`` (rank 1's share of the second step
 overflows to an infinite loss: every rank must stop there with NonFiniteLoss, written to ``OUT/nonfinite<r>.txt``).
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from distributed_cases import PER_PROCESS_BATCH, STEPS, data, model_for  # noqa: E402
+from distributed_cases import PER_PROCESS_BATCH, SHUFFLED_EPOCHS, STEPS, data, model_for  # noqa: E402
 
 import fastconv  # noqa: E402
 from fastconv import callbacks, distribute  # noqa: E402
@@ -55,7 +55,8 @@ def main(case, out):
         except fastconv.models.NonFiniteLoss as error:
             (Path(out) / f"nonfinite{rank}.txt").write_text(f"{error.step}")
         return
-    history = model.fit(x, y, batch_size=PER_PROCESS_BATCH, epochs=1, shuffle=False, verbose=0, callbacks=sabotage)
+    shuffled = variant == "shuffled"
+    history = model.fit(x, y, batch_size=PER_PROCESS_BATCH, epochs=SHUFFLED_EPOCHS if shuffled else 1, shuffle=shuffled, verbose=0, callbacks=sabotage)
     np.savez(Path(out) / f"rank{rank}.npz", *[weight.numpy() for weight in model.weights], loss=history.history["loss"][-1])
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import fastconv
-from distributed_cases import PER_PROCESS_BATCH, STEPS, data, model_for
+from distributed_cases import PER_PROCESS_BATCH, SHUFFLED_EPOCHS, STEPS, data, model_for
 
 pytest.importorskip("mpi4py", reason="the [distributed] extra is not installed")
 MPIEXEC = shutil.which("mpiexec") or str(Path(sys.executable).parent / "mpiexec")
@@ -37,19 +37,21 @@ def run_mpi(case, out, processes=2, timeout=300):
     return result, time.monotonic() - started
 
 
-def one_process_weights(network, optimizer, batch_size=2 * PER_PROCESS_BATCH):
-    """What one process at ``batch_size`` (2 x 32 by default) reaches from rank 0's initial weights on the same data."""
+def one_process_weights(network, optimizer, batch_size=2 * PER_PROCESS_BATCH, shuffled=False):
+    """What one process at ``batch_size`` (2 x 32 by default) reaches from rank 0's initial weights on the same data
+    (``shuffled``: in SHUFFLED_EPOCHS epochs of shuffled order, drawn from the seed that rank 0 has)."""
     fastconv.utils.set_random_seed(0)
     model = model_for(network)
     model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
     x, y = data(network, PER_PROCESS_BATCH * 2 * STEPS)
-    model.fit(x, y, batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
+    model.fit(x, y, batch_size=batch_size, epochs=SHUFFLED_EPOCHS if shuffled else 1, shuffle=shuffled, verbose=0)
     return [weight.numpy() for weight in model.weights]
 
 
 @pytest.mark.parametrize("network, optimizer, variant", [
     *((network, optimizer, "") for network in ("mnist", "cats_dogs") for optimizer in ("sgd", "rmsprop", "adam")),
     ("mnist", "adam", "perturbed"),  # rank 1 starts from another Adam state (iterations and moments): rank 0's wins
+    ("mnist", "rmsprop", "shuffled"),  # epochs in shuffled order: rank 0 draws the order as one process does
 ])  # fmt: skip
 def test_two_processes_at_batch_32_train_as_one_at_batch_64(tmp_path, network, optimizer, variant):
     result, _ = run_mpi(f"train:{network}:{optimizer}:{variant}", tmp_path)
@@ -59,13 +61,14 @@ def test_two_processes_at_batch_32_train_as_one_at_batch_64(tmp_path, network, o
     for name in names:  # every replica ends bit-identical
         np.testing.assert_array_equal(ranks[0][name], ranks[1][name], err_msg=f"weight {name} differs between ranks")
     assert ranks[0]["loss"] == ranks[1]["loss"], "the ranks report different epoch losses"
-    expected = one_process_weights(network, optimizer)
+    shuffled = variant == "shuffled"
+    expected = one_process_weights(network, optimizer, shuffled=shuffled)
     assert len(names) == len(expected)
     errors = [relative_error(ranks[0][f"arr_{index}"], want) for index, want in enumerate(expected)]
     for index, error in enumerate(errors):
         assert error <= TOLERANCE[optimizer], f"{network}/{optimizer} weight {index}: relative error {error:.1e}"
     # the comparison can fail: batches of 32 (twice the steps, half the samples each) end far from the same weights
-    half_batches = one_process_weights(network, optimizer, PER_PROCESS_BATCH)
+    half_batches = one_process_weights(network, optimizer, PER_PROCESS_BATCH, shuffled=shuffled)
     assert max(relative_error(ranks[0][f"arr_{i}"], want) for i, want in enumerate(half_batches)) > 100 * TOLERANCE[optimizer]
 
 
