@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastconv import models
+from fastconv import models, utils
 from fastconv.applications import VGG16
 from fastconv.applications.vgg16 import MEAN_PIXEL_BGR, WEIGHTS_FILE_NO_TOP, preprocess_input
 from fastconv.preprocessing.image import img_to_array, load_img
@@ -261,6 +261,12 @@ def test_second_edition_flows_run_on_a_small_split_and_resume(small_split, capsy
         assert (small_split / second_edition.FLOWS[flow][0]).is_file() and (small_split / f"history_{flow}.json").is_file()
     tuned = models.load_model(small_split / "checkpoint_finetune.h5").get_layer("vgg16")
     assert [layer.name for layer in tuned.layers[1:] if layer.trainable] == ["block5_conv1", "block5_conv2", "block5_conv3", "block5_pool"]
+    # the VGG16 flows validate on features the frozen layers computed once: what they log is the whole model's figure
+    validation = utils.image_dataset_from_directory(small_split / "validation", image_size=(80, 80), shuffle=False)
+    for flow in ("features-augmented", "finetune"):
+        logged = json.loads((small_split / f"history_{flow}.json").read_text())
+        loss, accuracy = models.load_model(small_split / f"checkpoint_{flow}.h5").evaluate(validation, verbose=0)
+        assert logged["val_loss"][-1] == pytest.approx(loss, rel=1e-5) and logged["val_accuracy"][-1] == pytest.approx(accuracy)
     history, _ = second_edition.main(["scratch", *common, "--epochs", "2", "--resume"])
     assert len(history["loss"]) == 2
     output = capsys.readouterr().out

@@ -84,3 +84,19 @@ class EpochCheckpoint(Callback):
             self.history.setdefault(key, []).append(float(value))
         self.model.save(self.model_path)
         write_history(self.history, self.history_path)
+
+
+class CachedValidation(Callback):
+    """Validation on features that frozen layers computed once: the validation images are not augmented, so the
+    frozen layers give the same features every epoch. ``head``, the layers after them (shared with the model), is
+    evaluated on all of them at each epoch's end, and ``val_loss`` and ``val_<metric>`` join the epoch's logs as
+    ``validation_data`` would put them there (callbacks after this one, ``ModelCheckpoint`` say, see them)."""
+
+    def __init__(self, head, features, labels, metric="accuracy", batch_size=20):
+        self.head, self.features, self.labels = head, features, labels
+        self.metric, self.batch_size = metric, batch_size
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss, score = self.head.evaluate(self.features, self.labels, batch_size=self.batch_size, verbose=0)
+        logs["val_loss"], logs[f"val_{self.metric}"] = float(loss), float(score)
+        print(f"epoch {epoch + 1}: val_loss {loss:.4f} - val_{self.metric} {score:.4f} (cached features)")

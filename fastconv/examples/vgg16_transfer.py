@@ -29,13 +29,13 @@ from pathlib import Path
 import numpy as np
 
 from fastconv import layers, models, optimizers
-from fastconv.callbacks import Callback
 from fastconv.applications import VGG16
 from fastconv.applications.vgg16 import preprocess_input
 from fastconv.datasets.dogs_vs_cats import make_small_split
 from fastconv.preprocessing.image import ImageDataGenerator
 from fastconv.examples.runs import (
-    EpochCheckpoint, add_run_arguments, checkpoint_paths, has_checkpoint, load_checkpoint, start_run, write_history,
+    CachedValidation, EpochCheckpoint, add_run_arguments, checkpoint_paths, has_checkpoint, load_checkpoint, start_run,
+    write_history,
 )
 
 IMAGE_SHAPE = (150, 150, 3)
@@ -156,21 +156,6 @@ def flow_finetune_cached(conv_base, args):
     return test_acc
 
 
-class CachedValidation(Callback):
-    """Validation on features that the frozen layers computed once (the validation images are not augmented, so
-    blocks 1-4, and in the frozen stage block5 too, give the same features every epoch): ``head``, the layers after
-    them (shared with the model), is evaluated on all of them at each epoch's end and ``val_loss``/``val_acc`` join
-    the epoch's logs, as ``validation_data`` would put them there."""
-
-    def __init__(self, head, features, labels):
-        self.head, self.features, self.labels = head, features, labels
-
-    def on_epoch_end(self, epoch, logs=None):
-        loss, accuracy = self.head.evaluate(self.features, self.labels, batch_size=20, verbose=0)
-        logs["val_loss"], logs["val_acc"] = float(loss), float(accuracy)
-        print(f"epoch {epoch + 1}: val_loss {loss:.4f} - val_acc {accuracy:.4f} (cached features)")
-
-
 def cached_validation(model, base, preprocessing, frozen_base):
     """A :class:`CachedValidation` for ``Sequential([conv_base, Flatten, Dense, Dense])``: the validation images
     through blocks 1-4 once (cached on disk with ``features``' cache), then through block5 too while the whole base
@@ -184,7 +169,7 @@ def cached_validation(model, base, preprocessing, frozen_base):
     else:
         head = models.Sequential([layers.InputLayer(input_shape=features.shape[1:]), *block5.layers, *classifier_layers])
     head.compile(loss="binary_crossentropy", optimizer="rmsprop", metrics=["acc"])
-    return CachedValidation(head, features, labels)
+    return CachedValidation(head, features, labels, metric="acc")
 
 
 def unfreeze_block5(conv_base):
