@@ -88,8 +88,18 @@ def _state(model):
     return iterations, model.get_weights(), [slot for kind in slots for slot in kind]
 
 
+@pytest.fixture
+def ctrl_c_raises():
+    """Python's own SIGINT handler (a KeyboardInterrupt) for the test: a process started in the background by a
+    non-interactive shell (``nohup ... &``, some CI runners) inherits SIGINT ignored, and fastconv then rightly
+    ignores the held Ctrl-C too."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("optimizer", ["rmsprop", "adam"])
-def test_a_ctrl_c_during_a_step_of_fit_leaves_a_whole_step_that_resumes_exactly(optimizer):
+def test_a_ctrl_c_during_a_step_of_fit_leaves_a_whole_step_that_resumes_exactly(optimizer, ctrl_c_raises):
     x, y = tiny_data()
     set_random_seed(0)
     alone = small_classifier()
