@@ -172,6 +172,7 @@ def test_preprocess_input_on_a_symbolic_tensor_is_a_step_of_the_model(tmp_path):
     np.testing.assert_allclose(made_by_keras.predict(expected["x"], verbose=0), expected["predict"], rtol=1e-5, atol=1e-6)
 
 
+@needs_weights
 def test_imagenet_weights_found_in_fastconv_home(no_weight_folders):
     models_folder = no_weight_folders / "fastconv_home" / "models"
     models_folder.mkdir(parents=True)
