@@ -33,6 +33,10 @@ from libc.string cimport memcpy, memset
 from _driver cimport default_threads, run_blocks
 from _linalg cimport NO_TRANSPOSE, TRANSPOSE, column_sums, gemm, strided_view, sum_groups, view
 from _scratch cimport scratch_state, thread_scratch, trim_scratch
+from _winograd_lines cimport (fastconv_gradient_line_2, fastconv_gradient_line_4, fastconv_input_line_2,
+                              fastconv_input_line_4, fastconv_output_line_2, fastconv_output_line_4, line_transform)
+
+import numpy as np
 
 from fastconv.backends import winograd_tiles
 
@@ -50,36 +54,53 @@ cdef enum:
 
 
 cdef struct Tiling:
-    Py_ssize_t side        # m: output pixels per tile side
-    Py_ssize_t patch       # a = m + 2: input pixels per tile side
-    const float* input_t   # B^T, (a, a) row-major
-    const float* output_t  # A^T, (m, a)
-    const float* output_n  # A, (a, m): the gradient transform Z = A dY A^T
-    const float* kernel_t  # K = kron(G, G), (a^2, 9): U = K @ g
+    Py_ssize_t side              # m: output pixels per tile side
+    Py_ssize_t patch             # a = m + 2: input pixels per tile side
+    line_transform input_line    # B^T (a, a): V = B^T d B, a lines in each pass
+    line_transform output_line   # A^T (m, a): Y = A^T M A
+    line_transform gradient_line # A (a, m): the gradient transform Z = A dY A^T
+    const float* kernel_t        # K = kron(G, G), (a^2, 9): U = K @ g
 
 
-# The matrices of winograd_tiles, read once: [0] is F(2x2), [1] F(4x4).
-cdef float INPUT_T[2][MAX_PATCH * MAX_PATCH]
-cdef float OUTPUT_T[2][4 * MAX_PATCH]
-cdef float OUTPUT_N[2][4 * MAX_PATCH]
+# K of winograd_tiles, read once: [0] is F(2x2), [1] F(4x4); the lines' matrices checked against winograd_tiles'.
 cdef float KERNEL_T[2][MAX_PATCH * MAX_PATCH * 9]
 cdef Tiling TILINGS[2]
+TILINGS[0].input_line = fastconv_input_line_2
+TILINGS[0].output_line = fastconv_output_line_2
+TILINGS[0].gradient_line = fastconv_gradient_line_2
+TILINGS[1].input_line = fastconv_input_line_4
+TILINGS[1].output_line = fastconv_output_line_4
+TILINGS[1].gradient_line = fastconv_gradient_line_4
+
+
+cdef check_line(line_transform line, matrix, str name):
+    """ImportError unless ``line`` applies ``matrix`` (float64, (writes, reads)) rounded to float32: read off unit
+    vectors, so that these compiled lines and winograd_tiles' matrices, which the kernel transform reads, cannot
+    drift apart."""
+    cdef float unit[MAX_PATCH]
+    cdef float out[MAX_PATCH]
+    cdef Py_ssize_t k, i, writes = matrix.shape[0], reads = matrix.shape[1]
+    applied = np.zeros((writes, reads), np.float32)
+    for k in range(reads):
+        for i in range(reads):
+            unit[i] = 1.0 if i == k else 0.0
+        line(unit, 1, out, 1, 1)
+        for i in range(writes):
+            applied[i, k] = out[i]
+    if not np.array_equal(applied, matrix.astype(np.float32)):
+        raise ImportError(f"fastconv winograd: the compiled {name} is not winograd_tiles' (src_ext/_winograd_lines.pxd "
+                          f"and fastconv/backends/winograd_tiles.py disagree)")
+
 
 for _index, _side in enumerate(winograd_tiles.TILE_SIDES):
-    for _i, _value in enumerate(winograd_tiles.input_matrix(_side).ravel()):
-        INPUT_T[_index][_i] = _value
-    for _i, _value in enumerate(winograd_tiles.output_matrix(_side).ravel()):
-        OUTPUT_T[_index][_i] = _value
-    for _i, _value in enumerate(winograd_tiles.output_matrix(_side).T.ravel()):
-        OUTPUT_N[_index][_i] = _value
     for _i, _value in enumerate(winograd_tiles.kernel_transform_matrix(_side).ravel()):
         KERNEL_T[_index][_i] = _value
     TILINGS[_index].side = _side
     TILINGS[_index].patch = _side + 2
-    TILINGS[_index].input_t = &INPUT_T[_index][0]
-    TILINGS[_index].output_t = &OUTPUT_T[_index][0]
-    TILINGS[_index].output_n = &OUTPUT_N[_index][0]
     TILINGS[_index].kernel_t = &KERNEL_T[_index][0]
+    check_line(TILINGS[_index].input_line, winograd_tiles.input_matrix(_side), f"F({_side}x{_side}) B^T")
+    check_line(TILINGS[_index].output_line, winograd_tiles.output_matrix(_side), f"F({_side}x{_side}) A^T")
+    check_line(TILINGS[_index].gradient_line, winograd_tiles.output_matrix(_side).T, f"F({_side}x{_side}) A")
 
 
 cdef Tiling tiling_of(Py_ssize_t positions) except *:
@@ -175,30 +196,6 @@ cdef bint all_finite(const float* values, Py_ssize_t count) noexcept nogil:
     return special == 0
 
 
-cdef inline void combine(const float* coefs, const float* sources, Py_ssize_t source_stride, Py_ssize_t terms,
-                         float* target, Py_ssize_t count) noexcept nogil:
-    """target[0:count] = sum_k coefs[k] * sources[k * source_stride + 0:count], zero coefficients skipped: one
-    row of a transform matrix applied to ``terms`` vectors of channels, which the compiler vectorises."""
-    cdef Py_ssize_t k, c
-    cdef bint started = False
-    cdef float coef
-    cdef const float* source
-    for k in range(terms):
-        coef = coefs[k]
-        if coef == 0:
-            continue
-        source = sources + k * source_stride
-        if started:
-            for c in range(count):
-                target[c] += coef * source[c]
-        else:
-            for c in range(count):
-                target[c] = coef * source[c]
-            started = True
-    if not started:
-        memset(target, 0, count * sizeof(float))
-
-
 cdef int check_plan(plan, str op) except -1:
     """A Winograd plan: 3x3 kernel, stride 1, positive block and thread counts."""
     if (plan.kernel_h, plan.kernel_w, plan.stride_h, plan.stride_w) != (3, 3, 1, 1):
@@ -251,25 +248,22 @@ cdef void input_transform(const Tiling* tiling, const float* x_sample, float* v,
     125 ms).
     """
     cdef Py_ssize_t a = tiling.patch
-    cdef const float* input_t = tiling.input_t
+    cdef line_transform line = tiling.input_line
     cdef Py_ssize_t chunk, first, count, i, j, row, col
     cdef float* target
     cdef bint inside = top >= 0 and left >= 0 and top + a <= height and left + a <= width
     cdef const float* corner = x_sample + (top * width + left) * channels if inside else x_sample
     if inside and channels <= CHUNK:
-        for i in range(a):  # rows: B^T d, over whole rows; pixel j of row i at rows + (a * i + j) * channels
-            combine(input_t + a * i, corner, width * channels, a, rows + a * i * channels, a * channels)
+        line(corner, width * channels, rows, a * channels, a * channels)  # rows: B^T d; pixel j of row i at (a i + j) C
         for i in range(a):  # columns: (B^T d) B
-            for j in range(a):
-                combine(input_t + a * j, rows + a * i * channels, channels, a, v + (a * i + j) * tile_stride, channels)
+            line(rows + a * i * channels, channels, v + a * i * tile_stride, tile_stride, channels)
         return
     for chunk in range((channels + CHUNK - 1) // CHUNK):
         first = chunk * CHUNK
         count = min(<Py_ssize_t>CHUNK, channels - first)
         if inside:
-            for i in range(a):  # rows: B^T d, read in place
-                for j in range(a):
-                    combine(input_t + a * i, corner + j * channels + first, width * channels, a, rows + (a * i + j) * CHUNK, count)
+            for j in range(a):  # rows: B^T d, read in place
+                line(corner + j * channels + first, width * channels, rows + j * CHUNK, a * CHUNK, count)
         else:
             for i in range(a):
                 row = top + i
@@ -280,42 +274,47 @@ cdef void input_transform(const Tiling* tiling, const float* x_sample, float* v,
                         memset(target, 0, count * sizeof(float))
                     else:
                         memcpy(target, x_sample + (row * width + col) * channels + first, count * sizeof(float))
-            for i in range(a):  # rows: B^T d
-                for j in range(a):
-                    combine(input_t + a * i, patch + j * CHUNK, a * CHUNK, a, rows + (a * i + j) * CHUNK, count)
+            for j in range(a):  # rows: B^T d
+                line(patch + j * CHUNK, a * CHUNK, rows + j * CHUNK, a * CHUNK, count)
         for i in range(a):  # columns: (B^T d) B
-            for j in range(a):
-                combine(input_t + a * j, rows + a * i * CHUNK, CHUNK, a, v + (a * i + j) * tile_stride + first, count)
+            line(rows + a * i * CHUNK, CHUNK, v + a * i * tile_stride + first, tile_stride, count)
 
 
 cdef void output_transform(const Tiling* tiling, const float* m, Py_ssize_t tile_stride, float* y_sample,
                            Py_ssize_t top, Py_ssize_t left, Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t filters,
-                           const float* bias, bint relu, float* rows) noexcept nogil:
+                           const float* bias, bint relu, float* patch, float* rows) noexcept nogil:
     """The m x m output pixels at (top, left) = A^T M A + bias (then max(., 0), NaN kept, if ``relu``), those inside
     the output only.
 
-    m[k * tile_stride + f] holds position k of the tile; rows: a^2 * CHUNK floats of scratch.
+    m[k * tile_stride + f] holds position k of the tile; patch, rows: a^2 * CHUNK floats of scratch each (a tile
+    that the output's edge clips is made whole in patch and copied from there).
     """
     cdef Py_ssize_t side = tiling.side, a = tiling.patch
-    cdef const float* output_t = tiling.output_t
+    cdef line_transform line = tiling.output_line
+    cdef Py_ssize_t kept_h = min(side, out_h - top), kept_w = min(side, out_w - left)
+    cdef bint whole = kept_h == side and kept_w == side
     cdef Py_ssize_t chunk, first, count, i, j, f
     cdef float* target
     for chunk in range((filters + CHUNK - 1) // CHUNK):
         first = chunk * CHUNK
         count = min(<Py_ssize_t>CHUNK, filters - first)
-        for i in range(side):  # rows: A^T M
-            for j in range(a):
-                combine(output_t + a * i, m + j * tile_stride + first, a * tile_stride, a, rows + (a * i + j) * CHUNK, count)
-        for i in range(min(side, out_h - top)):  # columns: (A^T M) A, + bias
-            for j in range(min(side, out_w - left)):
-                target = y_sample + ((top + i) * out_w + left + j) * filters + first
-                combine(output_t + a * j, rows + a * i * CHUNK, CHUNK, a, target, count)
+        for j in range(a):  # rows: A^T M
+            line(m + j * tile_stride + first, a * tile_stride, rows + j * CHUNK, a * CHUNK, count)
+        for i in range(kept_h):  # columns: (A^T M) A
+            target = y_sample + ((top + i) * out_w + left) * filters + first
+            if whole:
+                line(rows + a * i * CHUNK, CHUNK, target, filters, count)
+            else:
+                line(rows + a * i * CHUNK, CHUNK, patch, CHUNK, count)
+                for j in range(kept_w):
+                    memcpy(target + j * filters, patch + j * CHUNK, count * sizeof(float))
+            for j in range(kept_w):  # + bias
                 for f in range(count):
-                    target[f] += bias[first + f]
+                    target[j * filters + f] += bias[first + f]
                 if relu:
                     for f in range(count):
-                        if target[f] <= 0:
-                            target[f] = 0.0
+                        if target[j * filters + f] <= 0:
+                            target[j * filters + f] = 0.0
 
 
 cdef void gradient_transform(const Tiling* tiling, const float* grad_sample, float* z, Py_ssize_t tile_stride,
@@ -327,25 +326,22 @@ cdef void gradient_transform(const Tiling* tiling, const float* grad_sample, flo
     in place, over whole rows of m pixels where its filters fit in one chunk (as input_transform).
     """
     cdef Py_ssize_t side = tiling.side, a = tiling.patch
-    cdef const float* output_n = tiling.output_n
+    cdef line_transform line = tiling.gradient_line
     cdef Py_ssize_t chunk, first, count, i, j
     cdef float* target
     cdef bint inside = top + side <= out_h and left + side <= out_w
     cdef const float* corner = grad_sample + (top * out_w + left) * filters
     if inside and filters <= CHUNK:
-        for i in range(a):  # rows: A dY, over whole rows; pixel j of row i at rows + (side * i + j) * filters
-            combine(output_n + side * i, corner, out_w * filters, side, rows + side * i * filters, side * filters)
+        line(corner, out_w * filters, rows, side * filters, side * filters)  # rows: A dY; pixel j of row i at (m i + j) F
         for i in range(a):  # columns: (A dY) A^T
-            for j in range(a):
-                combine(output_n + side * j, rows + side * i * filters, filters, side, z + (a * i + j) * tile_stride, filters)
+            line(rows + side * i * filters, filters, z + a * i * tile_stride, tile_stride, filters)
         return
     for chunk in range((filters + CHUNK - 1) // CHUNK):
         first = chunk * CHUNK
         count = min(<Py_ssize_t>CHUNK, filters - first)
         if inside:
-            for i in range(a):  # rows: A dY, read in place
-                for j in range(side):
-                    combine(output_n + side * i, corner + j * filters + first, out_w * filters, side, rows + (side * i + j) * CHUNK, count)
+            for j in range(side):  # rows: A dY, read in place
+                line(corner + j * filters + first, out_w * filters, rows + j * CHUNK, side * CHUNK, count)
         else:
             for i in range(side):
                 for j in range(side):
@@ -354,12 +350,10 @@ cdef void gradient_transform(const Tiling* tiling, const float* grad_sample, flo
                         memset(target, 0, count * sizeof(float))
                     else:
                         memcpy(target, grad_sample + ((top + i) * out_w + left + j) * filters + first, count * sizeof(float))
-            for i in range(a):  # rows: A dY
-                for j in range(side):
-                    combine(output_n + side * i, patch + j * CHUNK, side * CHUNK, side, rows + (side * i + j) * CHUNK, count)
+            for j in range(side):  # rows: A dY
+                line(patch + j * CHUNK, side * CHUNK, rows + j * CHUNK, side * CHUNK, count)
         for i in range(a):  # columns: (A dY) A^T
-            for j in range(a):
-                combine(output_n + side * j, rows + side * i * CHUNK, CHUNK, side, z + (a * i + j) * tile_stride + first, count)
+            line(rows + side * i * CHUNK, CHUNK, z + a * i * tile_stride + first, tile_stride, count)
 
 
 cdef struct tiles_job:
@@ -524,7 +518,7 @@ cdef void forward_block(void* job_ptr, Py_ssize_t block) noexcept nogil:
     for t in range(count):
         at = tile_origin(first + t, job.grid.tiles_h, job.grid.tiles_w, job.tiling.side)
         output_transform(&job.tiling, m + t * filters, count * filters, job.out + at.n * job.out_h * job.out_w * filters,
-                         at.top, at.left, job.out_h, job.out_w, filters, job.bias, job.relu, rows)
+                         at.top, at.left, job.out_h, job.out_w, filters, job.bias, job.relu, patch, rows)
 
 
 def winograd_conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, ::1] u, const float[::1] bias,
