@@ -402,6 +402,40 @@ def test_the_winograd_matrices_compute_the_3x3_correlation_exactly(tile_side):
         winograd_tiles.tile_side_of(25)
 
 
+@pytest.mark.parametrize("tile_side", winograd_tiles.TILE_SIDES)
+@pytest.mark.parametrize("name", ["B^T", "A^T", "A"])
+def test_the_written_out_winograd_lines_apply_winograd_tiles_matrices(tile_side, name):
+    """Numba's written-out transforms (numba/winograd.py ``line``), read off unit vectors, are winograd_tiles'
+    matrices in float32, and run on strided lines of several values. (The Cython module makes the same check of
+    its own at import: a mismatch there is an ImportError, which every Cython test would show.)"""
+    from fastconv.backends.numba.winograd import line
+
+    matrix = {"B^T": winograd_tiles.input_matrix, "A^T": winograd_tiles.output_matrix,
+              "A": lambda side: winograd_tiles.output_matrix(side).T}[name](tile_side).astype(np.float32)  # fmt: skip
+    writes, reads = matrix.shape
+    count, src_stride, dst_stride, offset = 5, 7, 6, 3
+    rng = np.random.default_rng(tile_side)
+    vectors = rng.standard_normal((reads, count)).astype(np.float32)
+    src = np.zeros(offset + reads * src_stride, np.float32)
+    for k in range(reads):
+        src[offset + k * src_stride : offset + k * src_stride + count] = vectors[k]
+    dst = np.full(offset + writes * dst_stride, 7.0, np.float32)
+    u = np.uint64
+    line(matrix, src, u(offset), u(src_stride), dst, u(offset), u(dst_stride), u(count))
+    written = np.stack([dst[offset + i * dst_stride : offset + i * dst_stride + count] for i in range(writes)])
+    np.testing.assert_allclose(written, matrix.astype(np.float64) @ vectors, rtol=1e-6, atol=1e-6)
+    untouched = np.ones_like(dst, bool)
+    for i in range(writes):
+        untouched[offset + i * dst_stride : offset + i * dst_stride + count] = False
+    assert (dst[untouched] == 7.0).all()
+    for k in range(reads):  # the matrix itself, exactly
+        unit = np.zeros(reads, np.float32)
+        unit[k] = 1.0
+        column = np.zeros(writes, np.float32)
+        line(matrix, unit, u(0), u(1), column, u(0), u(1), u(1))
+        np.testing.assert_array_equal(column, matrix[:, k])
+
+
 def test_the_algorithm_setting_is_checked_read_from_the_environment_and_auto_follows_the_shape(monkeypatch):
     monkeypatch.setattr(algorithms, "_chosen", None)
     monkeypatch.setenv("FASTCONV_CONV_ALGORITHM", "GEMM")

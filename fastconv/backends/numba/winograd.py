@@ -60,30 +60,148 @@ def _count_nonfinite(values):
     return count
 
 
-@njit(**SERIAL, inline="always")
-def _combine(coefs, row, src, src_offset, src_stride, target, target_offset, count):
-    """target[target_offset + 0:count] = sum_k coefs[row, k] * src[src_offset + k * src_stride + 0:count], zero
-    coefficients skipped: one row of a transform matrix applied to its vectors (flat arrays, unsigned offsets).
+@njit(**SERIAL)
+def line(matrix, src, src_offset, src_stride, dst, dst_offset, dst_stride, count):
+    """dst[dst_offset + i * dst_stride + c] = sum_k matrix[i, k] * src[src_offset + k * src_stride + c] for c < count:
+    one of the transforms' six matrices (B^T, A^T or A of F(2x2) or F(4x4), told apart by their shapes) applied
+    to its vectors; src, dst flat, offsets and strides unsigned.
 
-    Each term is one loop over two arrays with unsigned offsets, which LLVM vectorises (a loop over all terms at
-    once, with six source streams, stayed scalar and took 4x as long); the first term assigns, so there is no
-    zeroing pass."""
-    started = False
-    for k in range(coefs.shape[1]):
-        coef = coefs[row, k]
-        if coef == 0:
-            continue
-        source = src_offset + np.uint64(k) * src_stride
-        if started:
-            for c in range(count):
-                target[target_offset + c] += coef * src[source + c]
+    The matrices are written out, as in src_ext/_winograd_lines.pxd: each output is one loop over views of its
+    inputs, which LLVM vectorises, where a loop per coefficient stored each output 3-4 times (1.8x as long for
+    F(4x4)'s B^T on 384 values; the sums run in the same order, and the results are the same to the bit).
+    tests/test_kernels.py checks each against winograd_tiles' matrix.
+    """
+    rows, columns = matrix.shape
+    if columns == 6:
+        d0, d1, d2 = _view(src, src_offset, src_stride, 0, count), _view(src, src_offset, src_stride, 1, count), _view(src, src_offset, src_stride, 2, count)
+        d3, d4, d5 = _view(src, src_offset, src_stride, 3, count), _view(src, src_offset, src_stride, 4, count), _view(src, src_offset, src_stride, 5, count)
+        if rows == 6:
+            _input_line_4(d0, d1, d2, d3, d4, d5, dst, dst_offset, dst_stride)
         else:
-            for c in range(count):
-                target[target_offset + c] = coef * src[source + c]
-            started = True
-    if not started:
-        for c in range(count):
-            target[target_offset + c] = 0.0
+            _output_line_4(d0, d1, d2, d3, d4, d5, dst, dst_offset, dst_stride)
+    elif columns == 4:
+        d0, d1 = _view(src, src_offset, src_stride, 0, count), _view(src, src_offset, src_stride, 1, count)
+        d2, d3 = _view(src, src_offset, src_stride, 2, count), _view(src, src_offset, src_stride, 3, count)
+        if rows == 6:
+            _gradient_line_4(d0, d1, d2, d3, dst, dst_offset, dst_stride)
+        elif rows == 4:
+            _input_line_2(d0, d1, d2, d3, dst, dst_offset, dst_stride)
+        else:
+            _output_line_2(d0, d1, d2, d3, dst, dst_offset, dst_stride)
+    else:
+        _gradient_line_2(_view(src, src_offset, src_stride, 0, count), _view(src, src_offset, src_stride, 1, count), dst, dst_offset, dst_stride)
+
+
+@njit(**SERIAL, inline="always")
+def _view(flat, offset, stride, k, count):
+    """Vector k of a line: flat[offset + k * stride:][:count]."""
+    start = offset + np.uint64(k) * stride
+    return flat[start:start + count]
+
+
+@njit(**SERIAL, inline="always")
+def _input_line_4(d0, d1, d2, d3, d4, d5, dst, offset, stride):
+    f = np.float32
+    r = _view(dst, offset, stride, 0, d0.size)
+    for c in range(d0.size):
+        r[c] = d0[c] - f(1.5) * d1[c] - f(2) * d2[c] + f(1.5) * d3[c] + d4[c]
+    r = _view(dst, offset, stride, 1, d0.size)
+    for c in range(d0.size):
+        r[c] = -d1[c] + f(0.5) * d2[c] + f(2.5) * d3[c] + d4[c]
+    r = _view(dst, offset, stride, 2, d0.size)
+    for c in range(d0.size):
+        r[c] = d1[c] - f(2.5) * d2[c] + f(0.5) * d3[c] + d4[c]
+    r = _view(dst, offset, stride, 3, d0.size)
+    for c in range(d0.size):
+        r[c] = f(-2) * d1[c] - d2[c] + f(2) * d3[c] + d4[c]
+    r = _view(dst, offset, stride, 4, d0.size)
+    for c in range(d0.size):
+        r[c] = f(0.5) * d1[c] - d2[c] - f(0.5) * d3[c] + d4[c]
+    r = _view(dst, offset, stride, 5, d0.size)
+    for c in range(d0.size):
+        r[c] = d1[c] - f(1.5) * d2[c] - f(2) * d3[c] + f(1.5) * d4[c] + d5[c]
+
+
+@njit(**SERIAL, inline="always")
+def _output_line_4(d0, d1, d2, d3, d4, d5, dst, offset, stride):
+    f = np.float32
+    r = _view(dst, offset, stride, 0, d0.size)
+    for c in range(d0.size):
+        r[c] = d0[c] + d1[c] + d2[c] + d3[c] + d4[c]
+    r = _view(dst, offset, stride, 1, d0.size)
+    for c in range(d0.size):
+        r[c] = d1[c] - d2[c] + f(0.5) * d3[c] - f(2) * d4[c]
+    r = _view(dst, offset, stride, 2, d0.size)
+    for c in range(d0.size):
+        r[c] = d1[c] + d2[c] + f(0.25) * d3[c] + f(4) * d4[c]
+    r = _view(dst, offset, stride, 3, d0.size)
+    for c in range(d0.size):
+        r[c] = d1[c] - d2[c] + f(0.125) * d3[c] - f(8) * d4[c] + d5[c]
+
+
+@njit(**SERIAL, inline="always")
+def _gradient_line_4(d0, d1, d2, d3, dst, offset, stride):
+    f = np.float32
+    r = _view(dst, offset, stride, 0, d0.size)
+    for c in range(d0.size):
+        r[c] = d0[c]
+    r = _view(dst, offset, stride, 1, d0.size)
+    for c in range(d0.size):
+        r[c] = d0[c] + d1[c] + d2[c] + d3[c]
+    r = _view(dst, offset, stride, 2, d0.size)
+    for c in range(d0.size):
+        r[c] = d0[c] - d1[c] + d2[c] - d3[c]
+    r = _view(dst, offset, stride, 3, d0.size)
+    for c in range(d0.size):
+        r[c] = d0[c] + f(0.5) * d1[c] + f(0.25) * d2[c] + f(0.125) * d3[c]
+    r = _view(dst, offset, stride, 4, d0.size)
+    for c in range(d0.size):
+        r[c] = d0[c] - f(2) * d1[c] + f(4) * d2[c] - f(8) * d3[c]
+    r = _view(dst, offset, stride, 5, d0.size)
+    for c in range(d0.size):
+        r[c] = d3[c]
+
+
+@njit(**SERIAL, inline="always")
+def _input_line_2(d0, d1, d2, d3, dst, offset, stride):
+    r = _view(dst, offset, stride, 0, d0.size)
+    for c in range(d0.size):
+        r[c] = d0[c] - d2[c]
+    r = _view(dst, offset, stride, 1, d0.size)
+    for c in range(d0.size):
+        r[c] = d1[c] + d2[c]
+    r = _view(dst, offset, stride, 2, d0.size)
+    for c in range(d0.size):
+        r[c] = d2[c] - d1[c]
+    r = _view(dst, offset, stride, 3, d0.size)
+    for c in range(d0.size):
+        r[c] = d1[c] - d3[c]
+
+
+@njit(**SERIAL, inline="always")
+def _output_line_2(d0, d1, d2, d3, dst, offset, stride):
+    r = _view(dst, offset, stride, 0, d0.size)
+    for c in range(d0.size):
+        r[c] = d0[c] + d1[c] + d2[c]
+    r = _view(dst, offset, stride, 1, d0.size)
+    for c in range(d0.size):
+        r[c] = d1[c] - d2[c] - d3[c]
+
+
+@njit(**SERIAL, inline="always")
+def _gradient_line_2(d0, d1, dst, offset, stride):
+    r = _view(dst, offset, stride, 0, d0.size)
+    for c in range(d0.size):
+        r[c] = d0[c]
+    r = _view(dst, offset, stride, 1, d0.size)
+    for c in range(d0.size):
+        r[c] = d0[c] + d1[c]
+    r = _view(dst, offset, stride, 2, d0.size)
+    for c in range(d0.size):
+        r[c] = d0[c] - d1[c]
+    r = _view(dst, offset, stride, 3, d0.size)
+    for c in range(d0.size):
+        r[c] = -d1[c]
 
 
 @njit(**SERIAL)
@@ -117,11 +235,9 @@ def _input_transform(x_sample, input_t, v, v_offset, top, left, patch, rows):
                     for c in range(unsigned_channels):
                         patch[target + c] = x_flat[start + c]
         source, source_stride, source_offset = patch, span, np.uint64(0)
-    for i in range(a):  # rows: B^T d
-        _combine(input_t, i, source, source_offset, source_stride, rows, np.uint64(i) * span, span)
+    line(input_t, source, source_offset, source_stride, rows, np.uint64(0), span, span)  # rows: B^T d
     for i in range(a):  # columns: (B^T d) B
-        for j in range(a):
-            _combine(input_t, j, rows, np.uint64(i) * span, unsigned_channels, v, np.uint64(a * i + j) * v_stride + v_offset, unsigned_channels)
+        line(input_t, rows, np.uint64(i) * span, unsigned_channels, v, np.uint64(a * i) * v_stride + v_offset, v_stride, unsigned_channels)
 
 
 @njit(**SERIAL)
@@ -136,14 +252,20 @@ def _output_transform(m, output_t, m_offset, y_sample, top, left, bias, relu, ro
     side, a = output_t.shape
     unsigned_filters = np.uint64(filters)
     m_stride = np.uint64(m.shape[0]) // np.uint64(a * a)
-    for i in range(side):  # rows: A^T M
-        for j in range(a):
-            _combine(output_t, i, m, np.uint64(j) * m_stride + m_offset, np.uint64(a) * m_stride, rows, np.uint64(a * i + j) * unsigned_filters, unsigned_filters)
+    for j in range(a):  # rows: A^T M
+        line(output_t, m, np.uint64(j) * m_stride + m_offset, np.uint64(a) * m_stride, rows, np.uint64(j) * unsigned_filters, np.uint64(a) * unsigned_filters, unsigned_filters)
     y_flat = y_sample.reshape(-1)
-    for i in range(min(side, out_h - top)):  # columns: (A^T M) A, + bias
-        for j in range(min(side, out_w - left)):
-            target = np.uint64((top + i) * out_w + left + j) * unsigned_filters
-            _combine(output_t, j, rows, np.uint64(a * i) * unsigned_filters, unsigned_filters, y_flat, target, unsigned_filters)
+    kept_h, kept_w = min(side, out_h - top), min(side, out_w - left)
+    clipped = np.uint64(side * a) * unsigned_filters  # a clipped row is made whole in rows[clipped:], then copied
+    for i in range(kept_h):  # columns: (A^T M) A, + bias
+        row_start = np.uint64((top + i) * out_w + left) * unsigned_filters
+        if kept_w == side:
+            line(output_t, rows, np.uint64(a * i) * unsigned_filters, unsigned_filters, y_flat, row_start, unsigned_filters, unsigned_filters)
+        else:
+            line(output_t, rows, np.uint64(a * i) * unsigned_filters, unsigned_filters, rows, clipped, unsigned_filters, unsigned_filters)
+            y_flat[row_start:row_start + np.uint64(kept_w) * unsigned_filters] = rows[clipped:clipped + np.uint64(kept_w) * unsigned_filters]
+        for j in range(kept_w):
+            target = row_start + np.uint64(j) * unsigned_filters
             for f in range(unsigned_filters):
                 value = y_flat[target + f] + bias[f]
                 if relu:
@@ -179,11 +301,9 @@ def _gradient_transform(grad_sample, output_n, z, z_offset, top, left, patch, ro
                     for f in range(unsigned_filters):
                         patch[target + f] = grad_flat[start + f]
         source, source_stride, source_offset = patch, span, np.uint64(0)
-    for i in range(a):  # rows: A dY
-        _combine(output_n, i, source, source_offset, source_stride, rows, np.uint64(i) * span, span)
+    line(output_n, source, source_offset, source_stride, rows, np.uint64(0), span, span)  # rows: A dY
     for i in range(a):  # columns: (A dY) A^T
-        for j in range(a):
-            _combine(output_n, j, rows, np.uint64(i) * span, unsigned_filters, z, np.uint64(a * i + j) * z_stride + z_offset, unsigned_filters)
+        line(output_n, rows, np.uint64(i) * span, unsigned_filters, z, np.uint64(a * i) * z_stride + z_offset, z_stride, unsigned_filters)
 
 
 @njit(**SERIAL)
