@@ -9,9 +9,13 @@
 # helpers woken for the job take blocks too, one at a time, under a lock, until none is left. The caller returns as
 # soon as every block is done, so a helper that wakes late finds nothing to do and delays nobody, and one that is
 # descheduled while it holds a block delays the call by that block only. Helpers spin a little after a job (back to
-# back calls find them awake), then sleep on a condition variable. A call made while another thread's call owns the
-# helpers runs all its blocks on its own thread. Each module that cimports this has its own helpers (they sleep when
-# idle); a child process after fork() starts without helpers and makes its own.
+# back calls find them awake), then sleep on a condition variable; a helper that the OS took off its core against its
+# will since its last job (an involuntary context switch, counted by getrusage) sleeps at once for its next 64 jobs:
+# beside another busy process, a spinning helper is a third runnable thread on two cores and slows the caller's own
+# serial work (busy MNIST step 24.1/22.4/19.7 -> 18.2/18.7/15.5 ms, one thread 17.4-18.7; docs/performance.md).
+# A call made while another thread's call owns the helpers runs all its blocks on its own thread. Each module that
+# cimports this has its own helpers (they sleep when idle); a child process after fork() starts without helpers and
+# makes its own.
 #
 # A helper gives back its per-thread scratch (_scratch.pxd) after a job while the module holds more than it may keep,
 # before the caller's run_blocks returns, as the caller does after run_blocks (trim_scratch).
@@ -22,6 +26,7 @@ cdef extern from *:
     """
     #include <pthread.h>
     #include <stdint.h>
+    #include <sys/resource.h>
     #ifdef _OPENMP
     #include <omp.h>
     #endif
@@ -34,6 +39,19 @@ cdef extern from *:
        of a training step finds the helpers awake (4,000 measured ~6 % slower on a quiet MNIST step), short enough to
        give a busy core back */
     #define FASTCONV_SPIN 10000
+    /* jobs after a helper was taken off its core against its will during which it sleeps at once instead of
+       spinning: spinning there keeps a third thread runnable on two cores beside another process, and the caller's
+       own work between calls (Python, the serial kernels) then gets two thirds of a core */
+    #define FASTCONV_CONTENDED_JOBS 64
+
+    /* This thread's involuntary context switches so far (0 where the system does not count them per thread). */
+    static long fastconv_preemptions(void) {
+    #ifdef RUSAGE_THREAD
+        struct rusage usage;
+        if (getrusage(RUSAGE_THREAD, &usage) == 0) return usage.ru_nivcsw;
+    #endif
+        return 0;
+    }
 
     typedef struct {
         pthread_mutex_t lock;       /* guards every field below; the spins read `generation`, `done` atomically */
@@ -83,8 +101,14 @@ cdef extern from *:
         fastconv_driver_t* d = &fastconv_driver;
         int index = (int)(intptr_t)arg;
         unsigned long seen = 0;  /* a helper that starts after its job was posted joins it: taking is always safe */
+        long preemptions = fastconv_preemptions();
+        int quiet_spins = 0;     /* jobs left before this helper spins again after a preemption */
         for (;;) {
-            for (int spin = 0; spin < FASTCONV_SPIN && __atomic_load_n(&d->generation, __ATOMIC_ACQUIRE) == seen; spin++)
+            long now_preempted = fastconv_preemptions();
+            if (now_preempted != preemptions) quiet_spins = FASTCONV_CONTENDED_JOBS;
+            preemptions = now_preempted;
+            int spins = quiet_spins > 0 ? (quiet_spins--, 0) : FASTCONV_SPIN;
+            for (int spin = 0; spin < spins && __atomic_load_n(&d->generation, __ATOMIC_ACQUIRE) == seen; spin++)
                 fastconv_cpu_relax();
             pthread_mutex_lock(&d->lock);
             while (d->generation == seen) {
