@@ -102,12 +102,12 @@ cdef extern from *:
         int index = (int)(intptr_t)arg;
         unsigned long seen = 0;  /* a helper that starts after its job was posted joins it: taking is always safe */
         long preemptions = fastconv_preemptions();
-        int quiet_spins = 0;     /* jobs left before this helper spins again after a preemption */
+        int unspun_jobs = 0;     /* jobs left after a preemption during which this helper sleeps at once */
         for (;;) {
             long now_preempted = fastconv_preemptions();
-            if (now_preempted != preemptions) quiet_spins = FASTCONV_CONTENDED_JOBS;
+            if (now_preempted != preemptions) unspun_jobs = FASTCONV_CONTENDED_JOBS;
             preemptions = now_preempted;
-            int spins = quiet_spins > 0 ? (quiet_spins--, 0) : FASTCONV_SPIN;
+            int spins = unspun_jobs > 0 ? (unspun_jobs--, 0) : FASTCONV_SPIN;
             for (int spin = 0; spin < spins && __atomic_load_n(&d->generation, __ATOMIC_ACQUIRE) == seen; spin++)
                 fastconv_cpu_relax();
             pthread_mutex_lock(&d->lock);
