@@ -1,4 +1,4 @@
-"""The compiled kernels' parallel driver (src_ext/_driver.pxd), seen from outside.
+"""The compiled kernels' parallel drivers (src_ext/_driver.pxd; numba/_common.py's next_block), seen from outside.
 
 Blocks go to whichever thread asks first, so which thread computes what changes from call to call; what a kernel
 returns must not. A kernel gradient is summed in a fixed number of groups added in group order: the same bits on
@@ -17,11 +17,11 @@ from conftest import within_seconds
 from fastconv.backends import load_backend
 
 
-def _every_parallel_kernel(algorithms=("gemm", "winograd_2x2", "winograd_4x4")):
-    """Each parallel kernel of the cython backend on fixed inputs: {name: result}, the convolutions by each of
-    ``algorithms`` forced in turn (None: by the setting in force); sizes that give several blocks per thread."""
+def _every_parallel_kernel(algorithms=("gemm", "winograd_2x2", "winograd_4x4"), backend_name="cython"):
+    """Each parallel kernel of a backend on fixed inputs: {name: result}, the convolutions by each of ``algorithms``
+    forced in turn (None: by the setting in force); sizes that give several blocks per thread."""
     rng = np.random.default_rng(7)
-    backend = load_backend("cython")
+    backend = load_backend(backend_name)
     x = rng.standard_normal((8, 20, 20, 16), dtype=np.float32)
     kernel = rng.standard_normal((3, 3, 16, 24), dtype=np.float32)
     bias = rng.standard_normal(24, dtype=np.float32)
@@ -63,22 +63,24 @@ def two_threads():
     fastconv.set_conv_algorithm("auto")
 
 
-def test_every_call_gives_the_same_bits_whichever_thread_took_which_block(two_threads):
-    expected = _every_parallel_kernel()
+@pytest.mark.parametrize("backend_name", ["cython", "numba"])
+def test_every_call_gives_the_same_bits_whichever_thread_took_which_block(two_threads, backend_name):
+    expected = _every_parallel_kernel(backend_name=backend_name)
     for _ in range(3):
-        _assert_same_bits(expected, _every_parallel_kernel())
+        _assert_same_bits(expected, _every_parallel_kernel(backend_name=backend_name))
 
 
+@pytest.mark.parametrize("backend_name", ["cython", "numba"])
 @pytest.mark.parametrize("algorithm", ["gemm", "winograd_2x2", "winograd_4x4"])
-def test_calls_from_several_python_threads_at_once_give_what_each_gives_alone(two_threads, algorithm):
+def test_calls_from_several_python_threads_at_once_give_what_each_gives_alone(two_threads, algorithm, backend_name):
     fastconv.set_conv_algorithm(algorithm)  # process-wide: set once, before the threads start
-    expected = _every_parallel_kernel((None,))
+    expected = _every_parallel_kernel((None,), backend_name)
     got, errors = [], []
 
     def run():
         try:
             for _ in range(3):
-                got.append(_every_parallel_kernel((None,)))
+                got.append(_every_parallel_kernel((None,), backend_name))
         except BaseException as error:  # reported below, in the test's own thread
             errors.append(error)
 

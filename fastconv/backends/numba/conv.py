@@ -9,10 +9,10 @@ import numpy as np
 from numba import njit, prange
 
 from fastconv.backends import buffers
-from fastconv.backends.numba._common import PARALLEL, SERIAL, add_bias_relu, column_sums
+from fastconv.backends.numba._common import PARALLEL, SERIAL, add_bias_relu, add_up, block_counter, column_sums, group_count, next_block
 
-# As in the Cython kernels, each thread gathers a block of patches and
-# multiplies it with a BLAS call that fastconv.backends.blas_threads keeps
+# As in the Cython kernels, each share (one per thread) takes blocks one at a time (next_block), gathers a block
+# of patches into its own scratch and multiplies it with a BLAS call that fastconv.backends.blas_threads keeps
 # single-threaded for the whole kernel call, in its own core's cache.
 
 
@@ -112,16 +112,19 @@ def conv2d_forward(x, kernel_matrix, bias, out_y, plan):
 def _conv2d_forward(x, kernel_matrix, bias, out_y, plan, cols):
     batch, out_h, out_w, filters = out_y.shape
     y_rows = out_y.reshape(batch * out_h * out_w, filters)
-    total_rows, block_pixels, threads = y_rows.shape[0], plan.block_pixels, plan.threads
+    total_rows, block_pixels = y_rows.shape[0], plan.block_pixels
     blocks = (total_rows + block_pixels - 1) // block_pixels
-    for group in prange(threads):
-        for block in range(group * blocks // threads, (group + 1) * blocks // threads):
+    counter = block_counter()
+    for share in prange(plan.threads):
+        block = next_block(counter)
+        while block < blocks:
             first_row = block * block_pixels
             rows = min(block_pixels, total_rows - first_row)
-            patches = _block_patches(x, cols[group], first_row, rows, out_h, out_w, plan)
+            patches = _block_patches(x, cols[share], first_row, rows, out_h, out_w, plan)
             y_block = y_rows[first_row : first_row + rows]
             np.dot(patches, kernel_matrix, y_block)
             add_bias_relu(y_block, bias, plan.relu)
+            block = next_block(counter)
 
 
 def conv2d_backward_input(grad_out, kernel_matrix, out_grad_x, plan):
@@ -141,49 +144,60 @@ def _conv2d_backward_input(grad_out, kernel_matrix, out_grad_x, plan, grad_patch
     # a pointwise kernel keeps the spatial size, so its input gradient has the rows of grad_out
     grad_x_rows = out_grad_x.reshape(batch * pixels if pointwise else out_grad_x.size // channels, channels)
     blocks = (batch + samples_per_block - 1) // samples_per_block
-    for group in prange(threads):
-        for block in range(group * blocks // threads, (group + 1) * blocks // threads):
+    counter = block_counter()
+    for share in prange(threads):
+        block = next_block(counter)
+        while block < blocks:
             first = block * samples_per_block
             count = min(samples_per_block, batch - first)
             grad_block = grad_rows[first * pixels : (first + count) * pixels]
             if pointwise:
                 np.dot(grad_block, kernel_matrix.T, grad_x_rows[first * pixels : (first + count) * pixels])
             else:
-                patches = grad_patches[group, : count * pixels]
+                patches = grad_patches[share, : count * pixels]
                 np.dot(grad_block, kernel_matrix.T, patches)
                 for n in range(count):
                     _col2im_sample(patches[n * pixels : (n + 1) * pixels], out_grad_x[first + n], out_h, out_w, plan)
+            block = next_block(counter)
 
 
 def conv2d_backward_kernel(x, grad_out, out_grad_kernel_matrix, out_grad_bias, plan):
     """out_grad_kernel_matrix = patches^T @ grad_out, out_grad_bias = sums of grad_out over N, OH, OW ((0,) to skip).
+    x: (N, H, W, C); grad_out: (N, OH, OW, F); out_grad_kernel_matrix: (KH*KW*C, F); out_grad_bias: (F,) or (0,).
 
-    The blocks are split into ``plan.threads`` contiguous groups, each summed into its own
-    partial gradient; the partials are added in group order, so results are repeatable.
+    The blocks of ``plan.block_pixels`` output pixels are cut into a fixed number of groups (``group_count``), each
+    summed into its own partial gradient by whichever share takes it; the partials are added in group order, so
+    results are repeatable.
     """
     patch_len, filters = out_grad_kernel_matrix.shape
+    total_rows = grad_out.shape[0] * grad_out.shape[1] * grad_out.shape[2]
+    groups = group_count((total_rows + plan.block_pixels - 1) // plan.block_pixels, plan.threads)
     cols = buffers.pool.empty((plan.threads, plan.block_pixels, patch_len))
-    partials = buffers.pool.empty((plan.threads, 2, patch_len, filters))
-    _conv2d_backward_kernel(x, grad_out, out_grad_kernel_matrix, out_grad_bias, plan, cols, partials)
+    products = buffers.pool.empty((plan.threads, patch_len, filters))
+    partials = buffers.pool.empty((groups, patch_len, filters))
+    _conv2d_backward_kernel(x, grad_out, out_grad_kernel_matrix, out_grad_bias, plan, cols, products, partials)
 
 
 @njit(**PARALLEL)
-def _conv2d_backward_kernel(x, grad_out, out_grad_kernel_matrix, out_grad_bias, plan, cols, partials):
+def _conv2d_backward_kernel(x, grad_out, out_grad_kernel_matrix, out_grad_bias, plan, cols, products, partials):
     batch, out_h, out_w, filters = grad_out.shape
     grad_rows = grad_out.reshape(batch * out_h * out_w, filters)
-    total_rows, block_pixels, threads = grad_rows.shape[0], plan.block_pixels, plan.threads
+    total_rows, block_pixels, groups = grad_rows.shape[0], plan.block_pixels, partials.shape[0]
     blocks = (total_rows + block_pixels - 1) // block_pixels
-    for group in prange(threads):
-        partial, product = partials[group, 0], partials[group, 1]
-        partial[:] = 0.0
-        for block in range(group * blocks // threads, (group + 1) * blocks // threads):
-            first_row = block * block_pixels
-            rows = min(block_pixels, total_rows - first_row)
-            patches = _block_patches(x, cols[group], first_row, rows, out_h, out_w, plan)
-            np.dot(patches.T, grad_rows[first_row : first_row + rows], product)
-            partial += product
-    out_grad_kernel_matrix[:] = 0.0
-    for group in range(threads):
-        out_grad_kernel_matrix += partials[group, 0]
+    counter = block_counter()
+    for share in prange(plan.threads):
+        product = products[share]
+        group = next_block(counter)
+        while group < groups:
+            partial = partials[group]
+            partial[:] = 0.0
+            for block in range(group * blocks // groups, (group + 1) * blocks // groups):
+                first_row = block * block_pixels
+                rows = min(block_pixels, total_rows - first_row)
+                patches = _block_patches(x, cols[share], first_row, rows, out_h, out_w, plan)
+                np.dot(patches.T, grad_rows[first_row : first_row + rows], product)
+                partial += product
+            group = next_block(counter)
+    add_up(partials, out_grad_kernel_matrix)
     if out_grad_bias.shape[0] > 0:
         column_sums(grad_rows, out_grad_bias)

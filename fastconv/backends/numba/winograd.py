@@ -2,7 +2,7 @@
 notation are explained there; the matrices are fastconv.backends.winograd_tiles'): the kernel transformed once per
 call, then per block of output tiles the input transform, a^2 BLAS products (``np.dot``) and the output transform
 with the bias; for the kernel gradient, per block the input and gradient transforms and a^2 products V[k]^T Z[k]
-summed per thread, then K^T dU.
+summed per group of blocks, then K^T dU.
 
 x: (N, H, W, C); kernel: (3, 3, C, F); out_u: (a^2, C, F), a^2 = 16 for F(2x2) and 36 for F(4x4); out_y:
 (N, OH, OW, F); all float32, C-contiguous; plan: a ``fastconv.backends.plans.ConvPlan`` whose ``block_tiles`` counts
@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit, prange
 
 from fastconv.backends import buffers, winograd_tiles
-from fastconv.backends.numba._common import PARALLEL, SERIAL, column_sums
+from fastconv.backends.numba._common import PARALLEL, SERIAL, add_up, block_counter, column_sums, group_count, next_block
 
 # Compiled in as constants: B^T, A^T and K = kron(G, G) of F(2x2) and of F(4x4). Numba's on-disk cache does not
 # see an edit of winograd_tiles.py: clear this folder's __pycache__ after changing the matrices.
@@ -338,40 +338,49 @@ def winograd_conv2d_backward_kernel(x, grad_out, out_grad_u, out_grad_bias, plan
     """out_grad_u[k] = sum over tiles of V[k]^T Z[k], the gradient with respect to the transformed kernel (a^2, C, F),
     its a^2 (16 or 36) picking F(2x2) or F(4x4); out_grad_bias (F,) = grad_out summed over N, OH, OW ((0,) to skip).
 
-    The blocks go to ``plan.threads`` contiguous groups, each summed into its own partial, added in group order, so
-    results are repeatable. False if the sum is not finite (x or grad_out held a NaN or +-inf).
+    The blocks are cut into a fixed number of groups (``group_count``), each summed into its own partial by whichever
+    share takes it, added in group order, so results are repeatable. False if the sum is not finite (x or grad_out
+    held a NaN or +-inf).
     """
     positions, channels, filters = out_grad_u.shape
-    partials = buffers.pool.empty((plan.threads, positions, channels, filters))
-    return _winograd_conv2d_backward_kernel(x, grad_out, out_grad_u, out_grad_bias, plan, partials, *_scratch(plan, positions, channels, filters))
+    side = math.isqrt(positions) - 2  # the output tile's side, m = a - 2
+    blocks = _tile_grid(grad_out.shape[0], grad_out.shape[1], grad_out.shape[2], side, plan.block_tiles)[3]
+    groups = group_count(blocks, plan.threads)
+    partials = buffers.pool.empty((groups, positions, channels, filters))
+    products = buffers.pool.empty((plan.threads, channels, filters))
+    return _winograd_conv2d_backward_kernel(x, grad_out, out_grad_u, out_grad_bias, plan, partials, products, *_scratch(plan, positions, channels, filters))
 
 
 @njit(**PARALLEL)
-def _winograd_conv2d_backward_kernel(x, grad_out, out_grad_u, out_grad_bias, plan, partials, v, z, patch, rows):
+def _winograd_conv2d_backward_kernel(x, grad_out, out_grad_u, out_grad_bias, plan, partials, products, v, z, patch, rows):
     batch, out_h, out_w, filters = grad_out.shape
     input_t, _, output_n = _matrices(out_grad_u.shape[0])
     a, side = output_n.shape
     positions = a * a
     tiles_h, tiles_w, tiles, blocks = _tile_grid(batch, out_h, out_w, side, plan.block_tiles)
-    block_tiles, threads = plan.block_tiles, plan.threads
+    block_tiles, groups = plan.block_tiles, partials.shape[0]
     channels = x.shape[3]
-    for group in prange(threads):
-        partials[group] = 0.0
-        v_flat, z_flat = v[group].reshape(-1), z[group].reshape(-1)
-        patch_flat, rows_flat = patch[group].reshape(-1), rows[group].reshape(-1)
-        for block in range(group * blocks // threads, (group + 1) * blocks // threads):
-            first = block * block_tiles
-            count = min(block_tiles, tiles - first)
-            for t in range(count):
-                tile = first + t
-                n, th, tw = tile // (tiles_h * tiles_w), (tile // tiles_w) % tiles_h, tile % tiles_w
-                _input_transform(x[n], input_t, v_flat, np.uint64(t * channels), side * th - plan.pad_top, side * tw - plan.pad_left, patch_flat, rows_flat)
-                _gradient_transform(grad_out[n], output_n, z_flat, np.uint64(t * filters), side * th, side * tw, patch_flat, rows_flat)
-            for k in range(positions):
-                partials[group, k] += np.dot(v[group, k, :count].T, z[group, k, :count])
-    out_grad_u[:] = 0.0
-    for group in range(threads):
-        out_grad_u += partials[group]
+    counter = block_counter()
+    for share in prange(plan.threads):
+        v_flat, z_flat = v[share].reshape(-1), z[share].reshape(-1)
+        patch_flat, rows_flat = patch[share].reshape(-1), rows[share].reshape(-1)
+        product = products[share]
+        group = next_block(counter)
+        while group < groups:
+            partials[group] = 0.0
+            for block in range(group * blocks // groups, (group + 1) * blocks // groups):
+                first = block * block_tiles
+                count = min(block_tiles, tiles - first)
+                for t in range(count):
+                    tile = first + t
+                    n, th, tw = tile // (tiles_h * tiles_w), (tile // tiles_w) % tiles_h, tile % tiles_w
+                    _input_transform(x[n], input_t, v_flat, np.uint64(t * channels), side * th - plan.pad_top, side * tw - plan.pad_left, patch_flat, rows_flat)
+                    _gradient_transform(grad_out[n], output_n, z_flat, np.uint64(t * filters), side * th, side * tw, patch_flat, rows_flat)
+                for k in range(positions):
+                    np.dot(v[share, k, :count].T, z[share, k, :count], product)
+                    partials[group, k] += product
+            group = next_block(counter)
+    add_up(partials, out_grad_u)
     if out_grad_bias.shape[0] > 0:
         column_sums(grad_out.reshape(-1, filters), out_grad_bias)
     return _count_nonfinite(out_grad_u.reshape(-1)) == 0
@@ -397,10 +406,12 @@ def _winograd_conv2d_forward(x, u, bias, out_y, plan, v, m, patch, rows):
     block_tiles, threads = plan.block_tiles, plan.threads
     nonfinite = np.zeros(threads, dtype=np.int64)
     channels = x.shape[3]
-    for group in prange(threads):
-        v_flat, m_flat = v[group].reshape(-1), m[group].reshape(-1)
-        patch_flat, rows_flat = patch[group].reshape(-1), rows[group].reshape(-1)
-        for block in range(group * blocks // threads, (group + 1) * blocks // threads):
+    counter = block_counter()
+    for share in prange(threads):
+        v_flat, m_flat = v[share].reshape(-1), m[share].reshape(-1)
+        patch_flat, rows_flat = patch[share].reshape(-1), rows[share].reshape(-1)
+        block = next_block(counter)
+        while block < blocks:
             first = block * block_tiles
             count = min(block_tiles, tiles - first)
             for t in range(count):
@@ -408,10 +419,11 @@ def _winograd_conv2d_forward(x, u, bias, out_y, plan, v, m, patch, rows):
                 n, th, tw = tile // (tiles_h * tiles_w), (tile // tiles_w) % tiles_h, tile % tiles_w
                 _input_transform(x[n], input_t, v_flat, np.uint64(t * channels), side * th - plan.pad_top, side * tw - plan.pad_left, patch_flat, rows_flat)
             for k in range(positions):
-                np.dot(v[group, k, :count], u[k], m[group, k, :count])
-                nonfinite[group] += _count_nonfinite(m[group, k, :count].reshape(-1))
+                np.dot(v[share, k, :count], u[k], m[share, k, :count])
+                nonfinite[share] += _count_nonfinite(m[share, k, :count].reshape(-1))
             for t in range(count):
                 tile = first + t
                 n, th, tw = tile // (tiles_h * tiles_w), (tile // tiles_w) % tiles_h, tile % tiles_w
                 _output_transform(m_flat, output_t, np.uint64(t * filters), out_y[n], side * th, side * tw, bias, plan.relu, rows_flat)
+            block = next_block(counter)
     return nonfinite.sum() == 0
