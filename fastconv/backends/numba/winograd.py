@@ -53,11 +53,16 @@ def winograd_kernel_transform_backward(grad_u, out_grad_kernel):
 
 @njit(**SERIAL)
 def _count_nonfinite(values):
-    """How many of values (flat) are NaN or +-inf: a non-finite pixel always leaves one among the products."""
-    count = 0
-    for value in values:
-        count += not np.isfinite(value)
-    return count
+    """How many of values (flat float32) are NaN or +-inf: a non-finite pixel always leaves one among the products.
+
+    An integer test on the bits (exponent field all ones), which vectorises, as src_ext/winograd.pyx's all_finite:
+    a loop of ``np.isfinite`` per value took 77 us for one (36, 64, 64) block, 12.5 ms of cats vs dogs' conv2
+    forward; this takes 20 us."""
+    bits = values.view(np.uint32)
+    count = np.uint64(0)
+    for i in range(np.uint64(bits.shape[0])):
+        count += np.uint64((bits[i] & np.uint32(0x7F800000)) == np.uint32(0x7F800000))
+    return np.int64(count)
 
 
 @njit(**SERIAL)
