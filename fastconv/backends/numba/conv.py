@@ -20,6 +20,52 @@ from fastconv.backends.numba._common import PARALLEL, SERIAL, add_bias_relu, add
 def _im2col_rows(x, cols, first_row, out_h, out_w, plan):
     """cols (rows, KH*KW*C): the patches of output pixels [first_row, first_row + rows) of the flattened (N, OH, OW).
 
+    The block is walked in runs of pixels of one output row. Where a run's windows lie wholly inside the input's
+    columns, each kernel row is one pass along one input row: per pixel a contiguous run of KW*C values copied
+    without a test per element (a row of zeros above or below the input). Flat views and unsigned offsets: a signed
+    index costs Numba a negative-index test per element. Cats vs dogs' conv1 (C = 3, runs of 9 values): 10.5 ->
+    5.0 ms for all its patches, pixel by pixel against whole rows.
+    """
+    height, width, channels = x.shape[1], x.shape[2], x.shape[3]
+    kernel_h, kernel_w = plan.kernel_h, plan.kernel_w
+    x_flat, cols_flat = x.reshape(-1), cols.reshape(-1)
+    span, row_len = np.uint64(kernel_w * channels), width * channels
+    patch_len, step = np.uint64(cols.shape[1]), np.uint64(plan.stride_w * channels)
+    n, oh, ow = first_row // (out_h * out_w), (first_row // out_w) % out_h, first_row % out_w
+    i, rows = 0, cols.shape[0]
+    while i < rows:
+        run = min(rows - i, out_w - ow)
+        left = ow * plan.stride_w - plan.pad_left
+        top = oh * plan.stride_h - plan.pad_top
+        if left >= 0 and (ow + run - 1) * plan.stride_w - plan.pad_left + kernel_w <= width:
+            for r in range(kernel_h):
+                in_row = top + r
+                first_target = np.uint64(i) * patch_len + np.uint64(r) * span
+                if 0 <= in_row < height:
+                    source = np.uint64((n * height + in_row) * row_len + left * channels)
+                    for pixel in range(np.uint64(run)):
+                        to, start = first_target + pixel * patch_len, source + pixel * step
+                        for j in range(span):
+                            cols_flat[to + j] = x_flat[start + j]
+                else:
+                    for pixel in range(np.uint64(run)):
+                        to = first_target + pixel * patch_len
+                        for j in range(span):
+                            cols_flat[to + j] = 0.0
+        else:
+            _im2col_pixels(x, cols[i : i + run], (n * out_h + oh) * out_w + ow, out_h, out_w, plan)
+        i, ow = i + run, ow + run
+        if ow == out_w:
+            ow, oh = 0, oh + 1
+            if oh == out_h:
+                oh, n = 0, n + 1
+
+
+@njit(**SERIAL)
+def _im2col_pixels(x, cols, first_row, out_h, out_w, plan):
+    """cols (rows, KH*KW*C): the patches of output pixels [first_row, first_row + rows) of the flattened (N, OH, OW),
+    pixel by pixel, each tested against the input's edges (_im2col_rows' way for runs that cross one).
+
     A kernel row that lies wholly inside the input is one contiguous run of KW*C values in NHWC, copied without a
     test per element. The walk steps (n, oh, ow) instead of dividing per row, and indexes flat views with unsigned
     offsets: a signed index costs Numba a negative-index test per element, which kept these copies scalar (cats vs

@@ -34,7 +34,7 @@ def winograd_kernel_transform(kernel, out_u):
     a^2 rows (16 or 36) pick F(2x2) or F(4x4). False if the kernel holds a NaN or +-inf."""
     if out_u.shape[0] != KERNEL_T_2.shape[0] and out_u.shape[0] != KERNEL_T_4.shape[0]:
         raise ValueError("winograd_kernel_transform: out_u must have 16 (F(2x2)) or 36 (F(4x4)) positions")
-    if not np.isfinite(kernel).all():
+    if _count_nonfinite(kernel.reshape(-1)) > 0:
         return False
     kernel_t = KERNEL_T_2 if out_u.shape[0] == KERNEL_T_2.shape[0] else KERNEL_T_4
     np.dot(kernel_t, kernel.reshape(9, -1), out_u.reshape(out_u.shape[0], -1))
