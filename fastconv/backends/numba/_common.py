@@ -5,7 +5,9 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-# Compiled on first use and cached on disk; nogil so that Python threads may call them at once.
+# Compiled on first use and cached on disk; nogil so that Python threads may call them at once. Numba's cache
+# checks only the file of the function it caches: after an edit here, clear this folder's __pycache__, or the
+# kernels of conv.py, dense.py and winograd.py keep the old helpers compiled in.
 SERIAL = dict(cache=True, nogil=True)
 PARALLEL = dict(cache=True, nogil=True, parallel=True)
 
