@@ -312,6 +312,23 @@ def _gradient_transform(grad_sample, output_n, z, z_offset, top, left, patch, ro
 
 
 @njit(**SERIAL)
+def _tile_origin(tile, tiles_h, tiles_w, side):
+    """(n, top, left): the sample of tile number ``tile`` of the (N, tiles_h, tiles_w) grid of side x side output
+    tiles, and the output pixel at its top left corner."""
+    return tile // (tiles_h * tiles_w), side * ((tile // tiles_w) % tiles_h), side * (tile % tiles_w)
+
+
+@njit(**SERIAL)
+def _input_transforms(x, input_t, v, first, count, tiles_h, tiles_w, plan, patch, rows):
+    """V of a block: _input_transform of tiles first .. first + count - 1, tile t of the block at offset t * C of
+    each position of v (flat (a^2, block tiles, C)); the input is read ``plan.pad_top``/``pad_left`` up and left."""
+    side, channels = input_t.shape[0] - 2, x.shape[3]
+    for t in range(count):
+        n, top, left = _tile_origin(first + t, tiles_h, tiles_w, side)
+        _input_transform(x[n], input_t, v, np.uint64(t * channels), top - plan.pad_top, left - plan.pad_left, patch, rows)
+
+
+@njit(**SERIAL)
 def _matrices(positions):
     """B^T, A^T and A of the tile whose transformed kernel has ``positions`` (a^2) rows: 16 F(2x2), 36 F(4x4)."""
     if positions == INPUT_T_2.size:
@@ -364,7 +381,6 @@ def _winograd_conv2d_backward_kernel(x, grad_out, out_grad_u, out_grad_bias, pla
     positions = a * a
     tiles_h, tiles_w, tiles, blocks = _tile_grid(batch, out_h, out_w, side, plan.block_tiles)
     block_tiles, groups = plan.block_tiles, partials.shape[0]
-    channels = x.shape[3]
     counter = block_counter()
     for share in prange(plan.threads):
         v_flat, z_flat = v[share].reshape(-1), z[share].reshape(-1)
@@ -376,11 +392,10 @@ def _winograd_conv2d_backward_kernel(x, grad_out, out_grad_u, out_grad_bias, pla
             for block in range(group * blocks // groups, (group + 1) * blocks // groups):
                 first = block * block_tiles
                 count = min(block_tiles, tiles - first)
+                _input_transforms(x, input_t, v_flat, first, count, tiles_h, tiles_w, plan, patch_flat, rows_flat)
                 for t in range(count):
-                    tile = first + t
-                    n, th, tw = tile // (tiles_h * tiles_w), (tile // tiles_w) % tiles_h, tile % tiles_w
-                    _input_transform(x[n], input_t, v_flat, np.uint64(t * channels), side * th - plan.pad_top, side * tw - plan.pad_left, patch_flat, rows_flat)
-                    _gradient_transform(grad_out[n], output_n, z_flat, np.uint64(t * filters), side * th, side * tw, patch_flat, rows_flat)
+                    n, top, left = _tile_origin(first + t, tiles_h, tiles_w, side)
+                    _gradient_transform(grad_out[n], output_n, z_flat, np.uint64(t * filters), top, left, patch_flat, rows_flat)
                 for k in range(positions):
                     np.dot(v[share, k, :count].T, z[share, k, :count], product)
                     partials[group, k] += product
@@ -410,7 +425,6 @@ def _winograd_conv2d_forward(x, u, bias, out_y, plan, v, m, patch, rows):
     tiles_h, tiles_w, tiles, blocks = _tile_grid(batch, out_h, out_w, side, plan.block_tiles)
     block_tiles, threads = plan.block_tiles, plan.threads
     nonfinite = np.zeros(threads, dtype=np.int64)
-    channels = x.shape[3]
     counter = block_counter()
     for share in prange(threads):
         v_flat, m_flat = v[share].reshape(-1), m[share].reshape(-1)
@@ -419,16 +433,12 @@ def _winograd_conv2d_forward(x, u, bias, out_y, plan, v, m, patch, rows):
         while block < blocks:
             first = block * block_tiles
             count = min(block_tiles, tiles - first)
-            for t in range(count):
-                tile = first + t
-                n, th, tw = tile // (tiles_h * tiles_w), (tile // tiles_w) % tiles_h, tile % tiles_w
-                _input_transform(x[n], input_t, v_flat, np.uint64(t * channels), side * th - plan.pad_top, side * tw - plan.pad_left, patch_flat, rows_flat)
+            _input_transforms(x, input_t, v_flat, first, count, tiles_h, tiles_w, plan, patch_flat, rows_flat)
             for k in range(positions):
                 np.dot(v[share, k, :count], u[k], m[share, k, :count])
                 nonfinite[share] += _count_nonfinite(m[share, k, :count].reshape(-1))
             for t in range(count):
-                tile = first + t
-                n, th, tw = tile // (tiles_h * tiles_w), (tile // tiles_w) % tiles_h, tile % tiles_w
-                _output_transform(m_flat, output_t, np.uint64(t * filters), out_y[n], side * th, side * tw, bias, plan.relu, rows_flat)
+                n, top, left = _tile_origin(first + t, tiles_h, tiles_w, side)
+                _output_transform(m_flat, output_t, np.uint64(t * filters), out_y[n], top, left, bias, plan.relu, rows_flat)
             block = next_block(counter)
     return nonfinite.sum() == 0
