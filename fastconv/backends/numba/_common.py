@@ -56,8 +56,9 @@ GROUPS_PER_THREAD = 4
 
 @njit(**SERIAL)
 def group_count(blocks, threads):
-    """How many groups a kernel gradient of ``blocks`` blocks on ``threads`` threads sums into: 1 on one thread."""
-    return min(blocks, GROUPS_PER_THREAD * threads) if threads > 1 else 1
+    """How many groups a kernel gradient of ``blocks`` blocks on ``threads`` threads sums into: 1 on one thread, and
+    1 with no blocks at all (an empty batch: that group's partial, all zeros, is the gradient)."""
+    return max(1, min(blocks, GROUPS_PER_THREAD * threads)) if threads > 1 else 1
 
 
 # Below this many partial elements in all, add_up runs on the calling thread (a parallel loop's start costs more).
