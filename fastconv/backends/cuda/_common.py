@@ -1,5 +1,6 @@
 """What the CUDA kernels share: the launch configuration of element-wise kernels, a fill and a column sum."""
 
+import numpy as np
 from numba import config, cuda, float64
 
 # The simulator runs every GPU thread as a Python thread: there, small blocks keep tests quick.
@@ -11,18 +12,41 @@ def blocks(count):
     return max(1, (count + THREADS - 1) // THREADS)
 
 
+# Column sums in two passes: each thread of the first adds up one column over ROWS_PER_PART rows (neighbouring
+# threads read neighbouring columns), the second adds the parts in order. A thread per column over all rows took
+# a serial loop of N*OH*OW (700k for cats vs dogs' conv1) on 32 threads.
+ROWS_PER_PART = 4 if config.ENABLE_CUDASIM else 512
+
+
 @cuda.jit
-def _column_sums_kernel(matrix, sums):
+def _column_parts_kernel(matrix, parts):
+    index = cuda.grid(1)
+    rows, columns = matrix.shape
+    if index >= parts.shape[0] * columns:
+        return
+    part, col = index // columns, index % columns
+    total = float64(0.0)
+    for row in range(part * ROWS_PER_PART, min(rows, (part + 1) * ROWS_PER_PART)):
+        total += matrix[row, col]
+    parts[part, col] = total
+
+
+@cuda.jit
+def _column_sums_kernel(parts, sums):
     col = cuda.grid(1)
-    if col < matrix.shape[1]:
+    if col < parts.shape[1]:
         total = float64(0.0)
-        for row in range(matrix.shape[0]):
-            total += matrix[row, col]
+        for part in range(parts.shape[0]):
+            total += parts[part, col]
         sums[col] = total
 
 
 def column_sums(matrix, sums):
-    _column_sums_kernel[blocks(matrix.shape[1]), THREADS](matrix, sums)
+    """sums (n,) = matrix (m, n) summed over its rows (float64 inside, float32 out), the same bits on every run."""
+    rows, columns = matrix.shape
+    parts = cuda.device_array((max(1, -(-rows // ROWS_PER_PART)), columns), dtype=np.float64)
+    _column_parts_kernel[blocks(parts.size), THREADS](matrix, parts)
+    _column_sums_kernel[blocks(columns), THREADS](parts, sums)
 
 
 @cuda.jit
