@@ -50,6 +50,8 @@ def main(argv=None):
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint of a stopped run")
     parser.add_argument("--steps", type=int, help="steps per epoch (default the listing's 100; fewer for a trial run)")
     parser.add_argument("--validation-steps", type=int, help="validation steps (default the listing's 50)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="image-decoding threads of each flow (default 2; more where cores are idle, e.g. beside a GPU)")
     add_run_arguments(parser)
     args = parser.parse_args(argv)
     strategy = distribute.strategy_for_launch()
@@ -91,7 +93,7 @@ def _train(args, strategy):
     steps, validation_steps = args.steps or 100, args.validation_steps or 50
     if strategy is not None:  # each process's steps: an epoch sees as many images as on one process
         steps, validation_steps = (max(1, -(-count // strategy.num_replicas_in_sync)) for count in (steps, validation_steps))
-    flow = dict(target_size=(150, 150), batch_size=batch_size, class_mode="binary", seed=args.seed)
+    flow = dict(target_size=(150, 150), batch_size=batch_size, class_mode="binary", seed=args.seed, workers=args.workers)
     train_generator = train_datagen.flow_from_directory(base / "train", **flow)
     validation_generator = test_datagen.flow_from_directory(base / "validation", **{**flow, "batch_size": 20})
     start, compiled_before = time.perf_counter(), compile_seconds()
