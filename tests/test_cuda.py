@@ -41,13 +41,13 @@ def test_cuda_without_a_gpu_says_why():
     assert fastconv.get_backend().name == "cython"  # never a silent fallback, never a changed backend
 
 
-def _small_model():
+def _small_model(dropout=0.0):
     model = models.Sequential(
         [
             layers.Conv2D(2, (3, 3), activation="relu", padding="same", input_shape=(4, 4, 1)),
             layers.MaxPooling2D((2, 2)),
             layers.Flatten(),
-            layers.Dropout(0.0),
+            layers.Dropout(dropout, seed=3),  # seeded: the same masks (drawn on the host) on every backend
             layers.Dense(3, activation="softmax"),
         ]
     )
@@ -62,15 +62,16 @@ def _data(n=4, seed=0):
 
 
 @needs_cuda
+@pytest.mark.parametrize("dropout", [0.0, 0.5])
 @pytest.mark.parametrize("optimizer", [lambda: optimizers.SGD(0.1, momentum=0.9, nesterov=True), optimizers.RMSprop, optimizers.Adam])
-def test_training_steps_on_the_device_match_the_cpu(optimizer):
+def test_training_steps_on_the_device_match_the_cpu(optimizer, dropout):
     x, y = _data()
     weights = {}
     for name in ("cython", "cuda"):
         fastconv.clear_session()
         set_random_seed(0)
         with fastconv.use_backend(name):
-            model = _small_model()
+            model = _small_model(dropout)
             model.compile(optimizer=optimizer(), loss="categorical_crossentropy", metrics=["accuracy"])
             for _ in range(2):
                 logs = model.train_on_batch(x, y, return_dict=True)
