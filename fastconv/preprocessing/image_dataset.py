@@ -1,6 +1,7 @@
 """``image_dataset_from_directory``: Keras 3's ``keras.utils.image_dataset_from_directory`` (the second edition's
-chapter 8), on the ``flow_from_directory`` machinery: images listed from ``directory/<class>/**``, decoded and
-resized by Pillow in background threads one batch ahead, a bad file refused with the same ValueError naming it.
+chapter 8), on the ``flow_from_directory`` machinery: images listed from ``directory/<class>/**``, decoded by Pillow
+and resized as Keras 3 resizes (``tf.image.resize``: half-pixel centres, no antialiasing; ``preprocessing.resize``)
+in background threads one batch ahead, a bad file refused with the same ValueError naming it.
 
 The dataset is finite and re-iterable: each ``for`` over it is one epoch of ``len(dataset)`` batches of (images
 float32 (N, H, W, C) on the 0-255 scale, labels), reshuffled every epoch when ``shuffle``; ``fit``, ``evaluate`` and
@@ -11,7 +12,8 @@ once with ``np.random.RandomState(seed)``, the last fraction validating), so a s
 import numpy as np
 
 from fastconv import utils
-from fastconv.preprocessing.image import _RESAMPLING, DirectoryIterator, ImageDataGenerator, img_to_array, load_img
+from fastconv.preprocessing.image import DirectoryIterator, ImageDataGenerator, img_to_array, load_img
+from fastconv.preprocessing.resize import INTERPOLATIONS, resize
 from fastconv.shapes import positive_int
 
 # label_mode -> the class_mode the decoding threads label with (binary labels are the int ones, as float32 (N, 1))
@@ -48,8 +50,8 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
         raise ValueError(f"image_dataset_from_directory: validation_split must be in (0, 1), got {validation_split}")
     if validation_split is not None and shuffle and seed is None:
         raise ValueError("image_dataset_from_directory: with validation_split and shuffle, pass a seed (so both subsets split alike)")
-    if interpolation not in _RESAMPLING:
-        raise ValueError(f"image_dataset_from_directory: interpolation must be one of {sorted(_RESAMPLING)}, got {interpolation!r}")
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"image_dataset_from_directory: interpolation must be one of {sorted(INTERPOLATIONS)}, got {interpolation!r}")
     files = _ImageFiles(directory, tuple(image_size), color_mode, class_names, LABEL_MODES[label_mode], seed, interpolation,
                         follow_links, crop_to_aspect_ratio)  # fmt: skip
     if label_mode == "binary" and len(files.class_names) != 2:
@@ -73,7 +75,8 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
 
 
 class _ImageFiles(DirectoryIterator):
-    """The listing and the decoding threads of ``flow_from_directory``, with Keras 3's ``crop_to_aspect_ratio``."""
+    """The listing and the decoding threads of ``flow_from_directory``, with Keras 3's resize and
+    ``crop_to_aspect_ratio``."""
 
     def __init__(self, directory, image_size, color_mode, class_names, class_mode, seed, interpolation, follow_links, crop):
         self.crop = bool(crop)
@@ -82,16 +85,16 @@ class _ImageFiles(DirectoryIterator):
                          follow_links=follow_links)  # fmt: skip
 
     def _load(self, index, seed):
-        if not self.crop:
-            return super()._load(index, seed)
         image = load_img(self.filepaths[index], color_mode=self.color_mode)
+        pixels = img_to_array(image, dtype=np.uint8 if image.mode in ("L", "RGB", "RGBA") else np.float32)
         height, width = self.target_size
-        # the largest centred window of the target's aspect ratio, then resized to the target
-        crop_width = min(image.width, round(image.height * width / height))
-        crop_height = min(image.height, round(image.width * height / width))
-        left, top = (image.width - crop_width) // 2, (image.height - crop_height) // 2
-        image = image.crop((left, top, left + crop_width, top + crop_height)).resize((width, height), _RESAMPLING[self.interpolation])
-        return img_to_array(image)
+        if self.crop:  # Keras 3's smart_resize: the largest centred window of the target's aspect ratio
+            rows, cols = pixels.shape[:2]
+            crop_height = max(min(rows, int(cols * height / width)), 1)
+            crop_width = max(min(cols, int(rows * width / height)), 1)
+            top, left = (rows - crop_height) // 2, (cols - crop_width) // 2
+            pixels = pixels[top : top + crop_height, left : left + crop_width]
+        return resize(pixels, (height, width), self.interpolation)
 
 
 class ImageDataset:
