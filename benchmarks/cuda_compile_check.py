@@ -16,7 +16,6 @@ import atexit
 import importlib
 import os
 import pickle
-import site
 import subprocess
 import sys
 import time
@@ -83,7 +82,7 @@ def compile_all(trace_path, cc):
 
     dispatcher.get_current_device = lambda: TargetDevice()
     sys.path.insert(0, str(ROOT))
-    import fastconv.backends  # noqa: F401  (the package, without its cuda __init__, which looks for a GPU)
+    importlib.import_module("fastconv.backends")  # the package, without its cuda __init__, which looks for a GPU
 
     package = python_types.ModuleType("fastconv.backends.cuda")
     package.__path__ = [str(ROOT / "fastconv" / "backends" / "cuda")]
