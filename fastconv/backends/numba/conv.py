@@ -143,6 +143,39 @@ def _block_patches(x, cols, first_row, rows, out_h, out_w, plan):
     return patches
 
 
+# Patches of at most this many values (a first layer: 9 for MNIST's conv1, 27 for cats vs dogs') have their kernel
+# gradient summed by a loop of ours instead of BLAS, which spends more on packing a (rows, K) block than on the
+# product (src_ext/_small_patch.pxd makes the same choice). The forward products stay with BLAS: the same loops ran
+# them 1.3-1.5x slower.
+SHORT_PATCH = 32
+
+
+@njit(**SERIAL)
+def _add_short_patch_products(patches, grad_block, partial):
+    """partial (K, F) += patches (rows, K)^T @ grad_block (rows, F), eight rows at a time, so that each load and
+    store of a row of ``partial`` carries eight products (LLVM vectorises the loop over F). cats vs dogs' conv1
+    (K = 27, 9,709 rows): 0.41 ms against BLAS's 0.51 plus the addition; MNIST's (K = 9): 0.17 against 0.35."""
+    rows, patch_len = patches.shape
+    filters = grad_block.shape[1]
+    row = 0
+    while row + 8 <= rows:
+        g = grad_block[row : row + 8]
+        for k in range(patch_len):
+            a0, a1, a2, a3 = patches[row, k], patches[row + 1, k], patches[row + 2, k], patches[row + 3, k]
+            a4, a5, a6, a7 = patches[row + 4, k], patches[row + 5, k], patches[row + 6, k], patches[row + 7, k]
+            target = partial[k]
+            for f in range(filters):
+                target[f] += (a0 * g[0, f] + a1 * g[1, f] + a2 * g[2, f] + a3 * g[3, f]) + (
+                    a4 * g[4, f] + a5 * g[5, f] + a6 * g[6, f] + a7 * g[7, f])
+        row += 8
+    for rest in range(row, rows):
+        for k in range(patch_len):
+            value = patches[rest, k]
+            target = partial[k]
+            for f in range(filters):
+                target[f] += value * grad_block[rest, f]
+
+
 # Each thread's scratch comes from fastconv's buffer pool, allocated by the Python wrappers below: allocated inside
 # the kernels, megabyte blocks are mapped and unmapped by every call (see src_ext/_scratch.pxd).
 
@@ -241,8 +274,11 @@ def _conv2d_backward_kernel(x, grad_out, out_grad_kernel_matrix, out_grad_bias, 
                 first_row = block * block_pixels
                 rows = min(block_pixels, total_rows - first_row)
                 patches = _block_patches(x, cols[share], first_row, rows, out_h, out_w, plan)
-                np.dot(patches.T, grad_rows[first_row : first_row + rows], product)
-                partial += product
+                if patches.shape[1] <= SHORT_PATCH:
+                    _add_short_patch_products(patches, grad_rows[first_row : first_row + rows], partial)
+                else:
+                    np.dot(patches.T, grad_rows[first_row : first_row + rows], product)
+                    partial += product
             group = next_block(counter)
     add_up(partials, out_grad_kernel_matrix)
     if out_grad_bias.shape[0] > 0:
