@@ -315,6 +315,8 @@ def vgg16_forward(backend, batch_size, steps):
 
 
 def throughput(report, backend, quick):
+    from networks import CATS_DOGS_FORWARD_FLOPS, MNIST_FORWARD_FLOPS
+
     cases = (("mnist", 64, 300), ("cats_dogs", 32, 40), ("vgg16", 64, 5))
     if quick:
         cases = (("mnist", 64, 3), ("cats_dogs", 4, 2), ("vgg16", 2, 1))
@@ -328,8 +330,6 @@ def throughput(report, backend, quick):
             else:
                 ours = fastconv_training(network, backend, batch_size, steps)
                 strict, tf32 = (torch_training(network, batch_size, steps, tf32) for tf32 in (False, True))
-                from networks import CATS_DOGS_FORWARD_FLOPS, MNIST_FORWARD_FLOPS
-
                 flops = 3 * (MNIST_FORWARD_FLOPS if network == "mnist" else CATS_DOGS_FORWARD_FLOPS)
         except Exception:
             report.say(traceback.format_exc())

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import fastconv
-from conftest import COMPILED_BACKENDS, CUDA_SIMULATOR
+from conftest import COMPILED_BACKENDS, CUDA_SIMULATOR, RTOL, assert_matches
 from fastconv import layers, models, optimizers
 from fastconv.backends import checks
 from fastconv.utils import set_random_seed, to_categorical
@@ -139,13 +139,13 @@ def test_the_gemm_split_along_its_depth_or_not_matches_float64(m, n, k, transpos
     a = rng.standard_normal((k, m) if transpose_a else (m, k)).astype(np.float32)
     b = rng.standard_normal((n, k) if transpose_b else (k, n)).astype(np.float32)
     c = rng.standard_normal((m, n)).astype(np.float32)
-    bias = rng.standard_normal(n).astype(np.float32)
-    expected = (a.T if transpose_a else a).astype(np.float64) @ (b.T if transpose_b else b).astype(np.float64)
-    expected += beta * c + (bias if with_bias else 0.0)
+    bias = rng.standard_normal(n).astype(np.float32) if with_bias else np.zeros(n, np.float32)
+    op_a, op_b = (a.T if transpose_a else a).astype(np.float64), (b.T if transpose_b else b).astype(np.float64)
+    expected = op_a @ op_b + beta * c + bias
+    magnitude = np.abs(op_a) @ np.abs(op_b) + np.abs(beta * c) + np.abs(bias)  # as check_op's sums of products
     c_device = cuda.to_device(c)
     gemm(cuda.to_device(a), cuda.to_device(b), c_device, transpose_a, transpose_b, beta, cuda.to_device(bias) if with_bias else None)
-    scale = np.sqrt(k) * 4  # the size of the sums, in units of one product
-    np.testing.assert_allclose(c_device.copy_to_host(), expected, rtol=0, atol=1e-5 * scale)
+    assert_matches(c_device.copy_to_host(), expected, f"gemm {m}x{n}x{k}", RTOL, magnitude)
 
 
 @needs_cuda
@@ -167,4 +167,6 @@ def test_column_sums_in_parts_match_float64(rows, columns):
     matrix = np.random.default_rng(rows).standard_normal((rows, columns)).astype(np.float32)
     sums = cuda.device_array(columns, dtype=np.float32)
     column_sums(cuda.to_device(matrix), sums)
-    np.testing.assert_allclose(sums.copy_to_host(), matrix.astype(np.float64).sum(axis=0), rtol=0, atol=1e-6 * max(1, rows))
+    # summed in float64: the float64 sum rounded to float32, to an ulp (the atol covers sums that cancel to ~0)
+    expected = matrix.astype(np.float64).sum(axis=0)
+    np.testing.assert_allclose(sums.copy_to_host(), expected, rtol=2**-23, atol=1e-12 * max(1, rows))

@@ -28,10 +28,9 @@ def resize(image, size, interpolation="bilinear"):
     plan = _linear if linear else _cubic
     row_taps, row_weights = plan(image.shape[0], height)
     col_taps, col_weights = plan(image.shape[1], width)
-    # Along each row first, as TensorFlow, but only over the source rows that some output row reads (2 or 4 per
-    # output row, gathered first: a photo of 375 rows shrunk to 180 reads 360 or 720 row copies, not 375 full
-    # passes plus the gathers); then those rows combined. Every output value is the same expression either way.
-    # (height, width * C) planes, so that NumPy's inner loops run along whole rows, not along C = 3 values
+    # Along rows first, as TensorFlow, over only the source rows and columns that some output reads (gathered before
+    # the conversion to float32), then the rows combined; the planes are (height, width * C) so that NumPy's inner
+    # loops run along whole rows, not along C = 3 values. Every output value is TensorFlow's expression.
     channels = image.shape[2]
     out = None
     for k in range(row_taps.shape[1]):

@@ -6,6 +6,8 @@ pixels) is split along its depth so that the whole GPU works on it: each slice o
 product, and a second kernel adds the slices in order (the same bits on every run; no atomics).
 """
 
+import functools
+
 import numpy as np
 from numba import config, cuda, float32
 
@@ -23,14 +25,12 @@ GEMM_THREADS = (BM // TM) * (BN // TN)
 # Split the depth while the output tiles fill fewer than target_blocks() blocks (two per multiprocessor on a GPU),
 # into slices of at least MIN_SLICE_DEPTH (so that a block's loop stays long enough to pay for its partial tile).
 MIN_SLICE_DEPTH = 2 * BK if config.ENABLE_CUDASIM else 256
-_target_blocks = []
 
 
+@functools.cache
 def target_blocks():
     """Blocks that keep the GPU busy: two per multiprocessor (16 under the simulator, so that tests split)."""
-    if not _target_blocks:
-        _target_blocks.append(16 if config.ENABLE_CUDASIM else 2 * cuda.get_current_device().MULTIPROCESSOR_COUNT)
-    return _target_blocks[0]
+    return 16 if config.ENABLE_CUDASIM else 2 * cuda.get_current_device().MULTIPROCESSOR_COUNT
 
 
 def depth_slices(m, n, k):
