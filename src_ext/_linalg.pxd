@@ -61,13 +61,55 @@ cdef struct column_sums_job:
     double* partial  # (parts, cols): part p's sums of its rows
 
 
+cdef extern from *:
+    """
+    #include <string.h>
+
+    typedef double fastconv_v4d __attribute__((vector_size(32)));
+    typedef float fastconv_v4f __attribute__((vector_size(16)));
+
+    /* partial[j] += matrix[i, j] for rows [first, last) of a row-major (rows, cols) matrix, in float64, row by row.
+       Runs of 32 columns keep their 32 sums in registers over all the rows (a loop over j with the sums in memory
+       ran at a value per cycle: 0.5 ms of MNIST's 11 ms step); the order of the additions is the plain loop's. */
+    static void fastconv_add_rows(const float* matrix, Py_ssize_t first, Py_ssize_t last, Py_ssize_t cols,
+                                  double* partial) {
+        Py_ssize_t i, j = 0;
+        int k;
+        for (; j + 32 <= cols; j += 32) {
+            fastconv_v4d sums[8];
+            memcpy(sums, partial + j, sizeof sums);
+            for (i = first; i < last; i++) {
+                const float* row = matrix + i * cols + j;
+                for (k = 0; k < 8; k++) {
+                    fastconv_v4f values;
+                    memcpy(&values, row + 4 * k, sizeof values);
+                    sums[k] += __builtin_convertvector(values, fastconv_v4d);
+                }
+            }
+            memcpy(partial + j, sums, sizeof sums);
+        }
+        for (; j + 4 <= cols; j += 4) {
+            fastconv_v4d sums;
+            memcpy(&sums, partial + j, sizeof sums);
+            for (i = first; i < last; i++) {
+                fastconv_v4f values;
+                memcpy(&values, matrix + i * cols + j, sizeof values);
+                sums += __builtin_convertvector(values, fastconv_v4d);
+            }
+            memcpy(partial + j, &sums, sizeof sums);
+        }
+        for (; j < cols; j++)
+            for (i = first; i < last; i++) partial[j] += matrix[i * cols + j];
+    }
+    """
+    void fastconv_add_rows(const float* matrix, Py_ssize_t first, Py_ssize_t last, Py_ssize_t cols,
+                           double* partial) noexcept nogil
+
+
 cdef inline void column_sums_part(void* job_ptr, Py_ssize_t part) noexcept nogil:
     cdef column_sums_job* job = <column_sums_job*>job_ptr
-    cdef double* partial = job.partial + part * job.cols
-    cdef Py_ssize_t i, j
-    for i in range(part * job.rows // job.parts, (part + 1) * job.rows // job.parts):
-        for j in range(job.cols):
-            partial[j] += job.matrix[i * job.cols + j]
+    fastconv_add_rows(job.matrix, part * job.rows // job.parts, (part + 1) * job.rows // job.parts, job.cols,
+                      job.partial + part * job.cols)
 
 
 cdef inline int column_sums(const float* matrix, Py_ssize_t rows, Py_ssize_t cols, float* sums, int threads) except -1 nogil:
