@@ -29,6 +29,27 @@ def test_the_first_rule_set_decides(automatic, monkeypatch):
     assert threads.thread_count() == machine and "physical core" in threads.choice()[1]
 
 
+def test_the_count_before_every_call_follows_the_environment_at_once(automatic, monkeypatch):
+    # thread_count() reads the variables by a faster path than choice(): both must see every change
+    machine = threads.thread_count()
+    for variable, value, expected in [("OMP_NUM_THREADS", "3,2", 3), ("FASTCONV_NUM_THREADS", " 4 ", 4),
+                                      ("FASTCONV_NUM_THREADS", "", 3), ("OMP_NUM_THREADS", "", machine)]:
+        monkeypatch.setenv(variable, value)
+        assert threads.thread_count() == expected == threads.choice()[0], (variable, value)
+    fastconv.set_num_threads(2)
+    assert threads.thread_count() == 2
+
+
+def test_the_machine_is_asked_again_after_a_while(automatic, monkeypatch):
+    threads.thread_count()
+    monkeypatch.setattr(threads, "_allowed_cpus", lambda: frozenset({0}))  # as after `taskset -p 1 <pid>`
+    monkeypatch.setattr(threads, "_MACHINE_SECONDS", 0.0)
+    assert threads.thread_count() == 1 == threads.choice()[0]
+    monkeypatch.undo()
+    fastconv.set_num_threads(None)  # asks the machine afresh
+    assert threads.thread_count() == threads.choice()[0]
+
+
 @pytest.mark.parametrize("bad", ["0", "-2", "two", "1.5"])
 def test_a_thread_count_that_is_not_a_positive_integer_is_refused(automatic, monkeypatch, bad):
     monkeypatch.setenv("FASTCONV_NUM_THREADS", bad)
