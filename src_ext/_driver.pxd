@@ -13,12 +13,18 @@
 # will since its last job (an involuntary context switch, counted by getrusage) sleeps at once for its next 64 jobs:
 # beside another busy process, a spinning helper is a third runnable thread on two cores and slows the caller's own
 # serial work (busy MNIST step 24.1/22.4/19.7 -> 18.2/18.7/15.5 ms, one thread 17.4-18.7; docs/performance.md).
-# A call made while another thread's call owns the helpers runs all its blocks on its own thread. Each module that
-# cimports this has its own helpers (they sleep when idle); a child process after fork() starts without helpers and
-# makes its own.
+# A call made while another thread's call owns the helpers runs all its blocks on its own thread. A child process
+# after fork() starts without helpers and makes its own.
 #
-# A helper gives back its per-thread scratch (_scratch.pxd) after a job while the module holds more than it may keep,
-# before the caller's run_blocks returns, as the caller does after run_blocks (trim_scratch).
+# One driver serves every module of the process: the first module imported puts its driver into a capsule on
+# fastconv._ext (share_driver(), called by each module as it loads) and the others use that one. With a driver per
+# module, a training step's calls went from module to module (conv, pool, winograd, dense, ...): each call found
+# its own module's helper asleep (~14 wake-ups a MNIST step) while the previous module's helper still spun out its
+# ~0.3 ms on one of the two cores beside the caller and the current helper.
+#
+# A helper gives back its per-thread scratch (_scratch.pxd) of the module whose job it ran (the job's `after_job`)
+# while that module holds more than it may keep, before the caller's run_blocks returns, as the caller does after
+# run_blocks (trim_scratch).
 
 from _scratch cimport thread_scratch_give_back, thread_scratch_over_limit
 
@@ -41,8 +47,10 @@ cdef extern from *:
     #define FASTCONV_SPIN 10000
     /* jobs after a helper was taken off its core against its will during which it sleeps at once instead of
        spinning: spinning there keeps a third thread runnable on two cores beside another process, and the caller's
-       own work between calls (Python, the serial kernels) then gets two thirds of a core */
-    #define FASTCONV_CONTENDED_JOBS 64
+       own work between calls (Python, the serial kernels) then gets two thirds of a core. The jobs of every module
+       count (~25 a MNIST step, ~20 steps): 64, right when each module had its own helper and a few jobs a step,
+       made busy MNIST steps ~10 % slower with one driver (15.4-17.1 against 14.1-14.6 ms) */
+    #define FASTCONV_CONTENDED_JOBS 512
 
     /* This thread's involuntary context switches so far (0 where the system does not count them per thread). */
     static long fastconv_preemptions(void) {
@@ -57,9 +65,11 @@ cdef extern from *:
         pthread_mutex_t lock;       /* guards every field below; the spins read `generation`, `done` atomically */
         pthread_cond_t posted;      /* helpers sleep on it between jobs */
         pthread_cond_t finished;    /* the caller sleeps on it for the blocks helpers still hold */
+        pthread_mutex_t owner;      /* one caller at a time */
         unsigned long generation;   /* +1 per job */
         fastconv_block_fn fn;
         void* job;
+        void (*after_job)(void);    /* the posting module's scratch trim, run by a helper after its blocks */
         Py_ssize_t blocks, next_block, blocks_done;
         int helpers_wanted;         /* helpers 1..helpers_wanted may take this job's blocks (threads - 1) */
         int helpers_started;
@@ -67,10 +77,12 @@ cdef extern from *:
         int caller_sleeping;
     } fastconv_driver_t;
 
-    static fastconv_driver_t fastconv_driver = {
-        PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER};
-    static pthread_mutex_t fastconv_driver_owner = PTHREAD_MUTEX_INITIALIZER;  /* one caller at a time */
-    static pthread_once_t fastconv_driver_once = PTHREAD_ONCE_INIT;
+    /* The capsule's name on fastconv._ext; a new one whenever fastconv_driver_t changes. */
+    #define FASTCONV_DRIVER_CAPSULE "_shared_driver_v1"
+
+    static fastconv_driver_t fastconv_own_driver = {
+        PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_MUTEX_INITIALIZER};
+    static fastconv_driver_t* fastconv_driver = &fastconv_own_driver;  /* the process's, once share_driver() ran */
 
     static inline void fastconv_cpu_relax(void) {
     #if defined(__x86_64__) || defined(__i386__)
@@ -98,7 +110,7 @@ cdef extern from *:
     }
 
     static void* fastconv_helper_main(void* arg) {
-        fastconv_driver_t* d = &fastconv_driver;
+        fastconv_driver_t* d = fastconv_driver;
         int index = (int)(intptr_t)arg;
         unsigned long seen = 0;  /* a helper that starts after its job was posted joins it: taking is always safe */
         long preemptions = fastconv_preemptions();
@@ -121,7 +133,7 @@ cdef extern from *:
                 fastconv_driver_take_blocks(d);
                 /* still under the lock that marked this helper's last block done, which the caller takes before it
                    returns: a caller that reads the module's scratch after its call sees every helper's trim */
-                if (thread_scratch_over_limit()) thread_scratch_give_back();
+                d->after_job();
             }
             pthread_mutex_unlock(&d->lock);
         }
@@ -130,16 +142,47 @@ cdef extern from *:
 
     /* In a child after fork(): no helper survives, and the locks may have been held by threads that are gone. */
     static void fastconv_driver_after_fork(void) {
-        fastconv_driver_t* d = &fastconv_driver;
+        fastconv_driver_t* d = fastconv_driver;
         pthread_mutex_init(&d->lock, NULL);
         pthread_cond_init(&d->posted, NULL);
         pthread_cond_init(&d->finished, NULL);
-        pthread_mutex_init(&fastconv_driver_owner, NULL);
+        pthread_mutex_init(&d->owner, NULL);
         d->helpers_started = d->helpers_sleeping = d->caller_sleeping = 0;
         d->blocks = d->next_block = d->blocks_done = 0;
     }
 
-    static void fastconv_driver_init(void) { pthread_atfork(NULL, NULL, fastconv_driver_after_fork); }
+    /* At the module's import (the GIL held): use the driver on fastconv._ext if a module put one there, else put
+       this module's there; its owner alone resets it in a child after fork(). -1 with a Python error if neither. */
+    static int share_driver(void) {
+        PyObject* package = PyImport_ImportModule("fastconv._ext");
+        if (package == NULL) return -1;
+        PyObject* capsule = PyObject_GetAttrString(package, FASTCONV_DRIVER_CAPSULE);
+        int result = 0;
+        if (capsule != NULL) {
+            void* shared = PyCapsule_GetPointer(capsule, "fastconv._ext." FASTCONV_DRIVER_CAPSULE);
+            if (shared == NULL) result = -1;
+            else fastconv_driver = (fastconv_driver_t*)shared;
+        } else if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            PyErr_Clear();
+            capsule = PyCapsule_New(&fastconv_own_driver, "fastconv._ext." FASTCONV_DRIVER_CAPSULE, NULL);
+            if (capsule == NULL || PyObject_SetAttrString(package, FASTCONV_DRIVER_CAPSULE, capsule) < 0) result = -1;
+            else if (pthread_atfork(NULL, NULL, fastconv_driver_after_fork) != 0) {
+                PyErr_SetString(PyExc_RuntimeError, "fastconv: cannot register the kernels' driver for fork()");
+                result = -1;
+            }
+        } else {
+            result = -1;
+        }
+        Py_XDECREF(capsule);
+        Py_DECREF(package);
+        return result;
+    }
+
+    /* What a helper does after its blocks of this module's job: give its scratch back while the module holds more
+       than it may keep (the caller does the same after run_blocks, trim_scratch). */
+    static void fastconv_trim_helper_scratch(void) {
+        if (thread_scratch_over_limit()) thread_scratch_give_back();
+    }
 
     /* Start helpers up to `count` (with the lock held); as many as the system gives. */
     static void fastconv_driver_start_helpers(fastconv_driver_t* d, int count) {
@@ -157,11 +200,10 @@ cdef extern from *:
     /* fn(job, b) for every b in [0, blocks), on up to `threads` threads (the caller's among them); returns when all
        are done. A block must not depend on which thread runs it, nor on another block of the same call. */
     static void run_blocks(fastconv_block_fn fn, void* job, Py_ssize_t blocks, int threads) {
-        fastconv_driver_t* d = &fastconv_driver;
+        fastconv_driver_t* d = fastconv_driver;
         if (threads > blocks) threads = (int)blocks;
         if (threads > FASTCONV_MAX_HELPERS + 1) threads = FASTCONV_MAX_HELPERS + 1;
-        pthread_once(&fastconv_driver_once, fastconv_driver_init);
-        if (threads <= 1 || pthread_mutex_trylock(&fastconv_driver_owner) != 0) {
+        if (threads <= 1 || pthread_mutex_trylock(&d->owner) != 0) {
             for (Py_ssize_t block = 0; block < blocks; block++) fn(job, block);
             return;
         }
@@ -169,6 +211,7 @@ cdef extern from *:
         fastconv_driver_start_helpers(d, threads - 1);
         d->fn = fn;
         d->job = job;
+        d->after_job = fastconv_trim_helper_scratch;
         d->blocks = blocks;
         d->next_block = 0;
         __atomic_store_n(&d->blocks_done, 0, __ATOMIC_RELAXED);
@@ -187,7 +230,7 @@ cdef extern from *:
         }
         d->helpers_wanted = 0;
         pthread_mutex_unlock(&d->lock);
-        pthread_mutex_unlock(&fastconv_driver_owner);
+        pthread_mutex_unlock(&d->owner);
     }
 
     /* counter += amount, from any thread of a call */
@@ -204,6 +247,7 @@ cdef extern from *:
     }
     """
     ctypedef void (*fastconv_block_fn)(void* job, Py_ssize_t block) noexcept nogil
+    int share_driver() except -1
     void run_blocks(fastconv_block_fn fn, void* job, Py_ssize_t blocks, int threads) noexcept nogil
     int default_threads() noexcept nogil
     void add_count(Py_ssize_t* counter, Py_ssize_t amount) noexcept nogil

@@ -8,8 +8,10 @@ instead of vectorising.
 """
 from libc.math cimport expf
 
-from _driver cimport blocks_for, default_threads, fastconv_block_fn, run_blocks
+from _driver cimport blocks_for, default_threads, fastconv_block_fn, run_blocks, share_driver
 from _rows cimport check_matrices, row_max
+
+share_driver()  # every module's kernels run on one driver (_driver.pxd)
 
 
 cdef int check_same_length(Py_ssize_t a, Py_ssize_t b, Py_ssize_t c, str op) except -1:

@@ -12,10 +12,12 @@ windows are clipped to the input, so no geometry reads out of range.
 """
 from libc.string cimport memcpy, memset
 
-from _driver cimport run_blocks
+from _driver cimport run_blocks, share_driver
 from _linalg cimport NO_TRANSPOSE, TRANSPOSE, column_sums, gemm, sum_groups, view
 from _scratch cimport scratch_state, thread_scratch, trim_scratch
 from _small_patch cimport small_patch_fits, small_patch_forward, small_patch_kernel_gradient
+
+share_driver()  # every module's kernels run on one driver (_driver.pxd)
 
 # thread_scratch slots: a thread's block of patches; the caller's partial kernel gradients, one per group.
 cdef enum:

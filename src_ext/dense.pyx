@@ -8,8 +8,10 @@ convolution does (see _linalg.pxd).
 """
 from libc.string cimport memcpy
 
-from _driver cimport blocks_for, run_blocks
+from _driver cimport blocks_for, run_blocks, share_driver
 from _linalg cimport NO_TRANSPOSE, TRANSPOSE, column_sums, gemm, strided_view, view
+
+share_driver()  # every module's kernels run on one driver (_driver.pxd)
 
 
 cdef struct dense_job:

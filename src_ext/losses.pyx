@@ -6,8 +6,10 @@ block order, so a loss does not depend on the thread count.
 """
 from libc.math cimport exp, fabs, log, log1p
 
-from _driver cimport default_threads, fastconv_block_fn, run_blocks
+from _driver cimport default_threads, fastconv_block_fn, run_blocks, share_driver
 from _rows cimport check_matrices, row_max
+
+share_driver()  # every module's kernels run on one driver (_driver.pxd)
 
 
 cdef struct loss_job:

@@ -9,7 +9,9 @@ passes write only their own sample's gradient, so they need no atomics.
 from libc.math cimport INFINITY
 from libc.string cimport memset
 
-from _driver cimport add_count, blocks_for, default_threads, fastconv_block_fn, run_blocks
+from _driver cimport add_count, blocks_for, default_threads, fastconv_block_fn, run_blocks, share_driver
+
+share_driver()  # every module's kernels run on one driver (_driver.pxd)
 
 
 cdef struct pool_plan:

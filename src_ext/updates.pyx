@@ -9,7 +9,9 @@ default thread count; a block reads the job's pointers into locals first (see ac
 """
 from libc.math cimport sqrtf
 
-from _driver cimport blocks_for, default_threads, fastconv_block_fn, run_blocks
+from _driver cimport blocks_for, default_threads, fastconv_block_fn, run_blocks, share_driver
+
+share_driver()  # every module's kernels run on one driver (_driver.pxd)
 
 
 cdef struct update_job:

@@ -30,11 +30,13 @@ a NaN or inf finite again), and the caller computes that convolution by the dire
 """
 from libc.string cimport memcpy, memset
 
-from _driver cimport default_threads, run_blocks
+from _driver cimport default_threads, run_blocks, share_driver
 from _linalg cimport NO_TRANSPOSE, TRANSPOSE, column_sums, gemm, strided_view, sum_groups, view
 from _scratch cimport scratch_state, thread_scratch, trim_scratch
 from _winograd_lines cimport (fastconv_gradient_line_2, fastconv_gradient_line_4, fastconv_input_line_2,
                               fastconv_input_line_4, fastconv_output_line_2, fastconv_output_line_4, line_transform)
+
+share_driver()  # every module's kernels run on one driver (_driver.pxd)
 
 import numpy as np
 

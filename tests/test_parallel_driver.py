@@ -7,6 +7,9 @@ every call, whichever thread took which group, whether the helpers were free or 
 """
 
 import multiprocessing
+import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -118,3 +121,33 @@ def test_a_forked_child_runs_the_kernels_after_its_parent_did(two_threads):
             child.kill()
     assert child.exitcode == 0
     _assert_same_bits(expected, got)
+
+
+_COUNT_HELPERS = """
+import os, numpy as np, fastconv
+from fastconv.backends import load_backend
+backend = load_backend("cython")  # imports every compiled module (each shares the driver as it loads)
+fastconv.set_num_threads(2)
+x = np.random.default_rng(0).standard_normal((8, 20, 20, 16), dtype=np.float32)
+backend.relu_forward(np.zeros(1, np.float32))  # OpenBLAS' and OpenMP's own threads start here, if at all
+before = len(os.listdir("/proc/self/task"))
+kernel = np.ones((3, 3, 16, 24), np.float32)
+fastconv.set_conv_algorithm("gemm")
+backend.conv2d_forward(x, kernel, None)           # conv's blocks
+fastconv.set_conv_algorithm("winograd_4x4")
+backend.conv2d_forward(x, kernel, None)           # winograd's
+backend.max_pool2d_forward(x)                     # pool's
+backend.dense_forward(np.ones((256, 600), np.float32), np.ones((600, 300), np.float32), None)  # dense's
+print(len(os.listdir("/proc/self/task")) - before)
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads in /proc")
+def test_every_module_runs_its_blocks_on_the_same_helpers():
+    """One driver per process, not per compiled module: with two threads, the kernels of four modules add one
+    helper thread in all (with a driver per module, four), so that the helper a call wakes is the one the last
+    call left spinning, and no other module's helper spins beside it."""
+    result = subprocess.run([sys.executable, "-c", _COUNT_HELPERS], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "OMP_NUM_THREADS": "2"})
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout.split()[-1]) == 1
