@@ -102,7 +102,10 @@ def _route_by_windows(grad_out, argmax, pooled, masked, out_grad_x, plan):
     out_h, out_w = grad_out.shape[1], grad_out.shape[2]
     covered = (plan.stride_h == plan.pool_h and plan.stride_w == plan.pool_w
                and out_h * plan.stride_h - plan.pad_top >= height and out_w * plan.stride_w - plan.pad_left >= width)
-    grad_flat, grad_out_flat = out_grad_x.reshape(-1), grad_out.reshape(-1)
+    grad_flat = out_grad_x.reshape(-1)
+    # the gradient's bits, and'ed with all ones where a pixel won and zeros elsewhere, as src_ext/pool.pyx: a float
+    # select per element kept this loop 1.5x as long as Cython's (cats vs dogs' first pool, one thread: 10.4 -> 9.3 ms; Cython 7.2)
+    grad_bits, grad_out_bits = grad_flat.view(np.uint32), grad_out.reshape(-1).view(np.uint32)
     index_flat, pooled_flat = argmax.reshape(-1), pooled.reshape(-1)
     unsigned_channels = np.uint64(channels)  # unsigned offsets vectorise (max_pool2d_forward)
     unmasked = not masked
@@ -123,7 +126,7 @@ def _route_by_windows(grad_out, argmax, pooled, masked, out_grad_x, plan):
                             won = index_flat[out_at + c] == position
                             hits += np.int32(won)
                             keep = won & (unmasked | (pooled_flat[out_at + c] > 0))  # pooled NaN: not > 0, masked
-                            grad_flat[target_at + c] = grad_out_flat[out_at + c] if keep else np.float32(0.0)
+                            grad_bits[target_at + c] = grad_out_bits[out_at + c] & (np.uint32(0) - np.uint32(keep))
                 missed += channels - hits
     return missed
 
