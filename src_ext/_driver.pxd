@@ -10,7 +10,7 @@
 # soon as every block is done, so a helper that wakes late finds nothing to do and delays nobody, and one that is
 # descheduled while it holds a block delays the call by that block only. Helpers spin a little after a job (back to
 # back calls find them awake), then sleep on a condition variable; a helper that the OS took off its core against its
-# will since its last job (an involuntary context switch, counted by getrusage) sleeps at once for its next 64 jobs:
+# will since its last job (an involuntary context switch, counted by getrusage) sleeps at once for its next 512 jobs:
 # beside another busy process, a spinning helper is a third runnable thread on two cores and slows the caller's own
 # serial work (busy MNIST step 24.1/22.4/19.7 -> 18.2/18.7/15.5 ms, one thread 17.4-18.7; docs/performance.md).
 # A call made while another thread's call owns the helpers runs all its blocks on its own thread. A child process
