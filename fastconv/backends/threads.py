@@ -58,7 +58,7 @@ def thread_count():
     if isinstance(_ENVIRON_BYTES, dict):
         for variable, key in zip(_VARIABLES, _VARIABLE_KEYS):
             value = _ENVIRON_BYTES.get(key)
-            text = os.fsdecode(value).split(",")[0].strip() if value is not None else ""
+            text = _first_count(os.fsdecode(value) if value is not None else "")
             if text:
                 return _positive(text, f"${variable}")
         when = time.monotonic()
@@ -77,7 +77,7 @@ def _decide(explain):
     if _chosen is not None:
         return _chosen, "fastconv.set_num_threads"
     for variable in _VARIABLES:
-        text = os.environ.get(variable, "").split(",")[0].strip()
+        text = _first_count(os.environ.get(variable, ""))
         if text:
             return _positive(text, f"${variable}"), f"${variable}"
     count, cpus, cores, quota = _machine_share()
@@ -86,6 +86,11 @@ def _decide(explain):
     why = f"{cores} physical core{'s' * (cores != 1)} among the {len(cpus)} CPUs this process may use"
     why += f", a cgroup quota of {quota} CPU{'s' * (quota != 1)}" if quota is not None else ", no cgroup CPU quota"
     return count, why
+
+
+def _first_count(value):
+    """The first entry of a thread-count variable (OpenMP allows a list per nesting level), stripped."""
+    return value.split(",")[0].strip()
 
 
 def _machine_share():
