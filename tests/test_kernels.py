@@ -436,6 +436,29 @@ def test_the_written_out_winograd_lines_apply_winograd_tiles_matrices(tile_side,
         np.testing.assert_array_equal(column, matrix[:, k])
 
 
+def test_numbas_winograd_lines_are_compiled_with_arguments_that_do_not_alias():
+    """The mark that lets LLVM vectorise the lines without run-time overlap checks (numba/_common.py NO_ALIAS, a
+    ``pipeline_class``) reaches the compiled code: every array's data pointer of a line is ``noalias`` (compiled
+    afresh here: Numba does not show the code it loaded from its cache)."""
+    from numba import njit
+
+    from fastconv.backends.numba import winograd
+    from fastconv.backends.numba._common import NO_ALIAS
+
+    options = {key: value for key, value in NO_ALIAS.items() if key != "cache"}
+    fresh = njit(**options)(winograd._input_line_4.py_func)
+    flat, u = np.zeros(64, np.float32), np.uint64
+    fresh(flat, u(0), u(1), flat.copy(), u(0), u(1), u(1))
+    definition = next(line for line in fresh.inspect_llvm(fresh.signatures[0]).splitlines()
+                      if line.startswith("define") and "_input_line_4" in line)  # fmt: skip
+    assert definition.count("noalias") >= 2 + 2  # the return and exception slots, then src's and dst's pointers
+    plain = njit(winograd._input_line_4.py_func)
+    plain(flat, u(0), u(1), flat.copy(), u(0), u(1), u(1))
+    plain_definition = next(line for line in plain.inspect_llvm(plain.signatures[0]).splitlines()
+                            if line.startswith("define") and "_input_line_4" in line)  # fmt: skip
+    assert definition.count("noalias") > plain_definition.count("noalias")
+
+
 def test_the_algorithm_setting_is_checked_read_from_the_environment_and_auto_follows_the_shape(monkeypatch):
     monkeypatch.setattr(algorithms, "_chosen", None)
     monkeypatch.setenv("FASTCONV_CONV_ALGORITHM", "GEMM")

@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit, prange
 
 from fastconv.backends import buffers, winograd_tiles
-from fastconv.backends.numba._common import PARALLEL, SERIAL, add_up, block_counter, column_sums, group_count, next_block
+from fastconv.backends.numba._common import NO_ALIAS, PARALLEL, SERIAL, add_up, block_counter, column_sums, group_count, next_block
 
 # Compiled in as constants: B^T, A^T and K = kron(G, G) of F(2x2) and of F(4x4). Numba's on-disk cache does not
 # see an edit of winograd_tiles.py: clear this folder's __pycache__ after changing the matrices.
@@ -69,144 +69,135 @@ def _count_nonfinite(values):
 def line(matrix, src, src_offset, src_stride, dst, dst_offset, dst_stride, count):
     """dst[dst_offset + i * dst_stride + c] = sum_k matrix[i, k] * src[src_offset + k * src_stride + c] for c < count:
     one of the transforms' six matrices (B^T, A^T or A of F(2x2) or F(4x4), told apart by their shapes) applied
-    to its vectors; src, dst flat, offsets and strides unsigned.
+    to its vectors; src, dst flat float32, offsets, strides and count unsigned (uint64).
 
-    The matrices are written out, as in src_ext/_winograd_lines.pxd: each output is one loop over views of its
-    inputs, which LLVM vectorises, where a loop per coefficient stored each output 3-4 times (1.8x as long for
-    F(4x4)'s B^T on 384 values; the sums run in the same order, and the results are the same to the bit).
-    tests/test_kernels.py checks each against winograd_tiles' matrix.
+    The matrices are written out, as in src_ext/_winograd_lines.pxd: one loop over c reads the inputs once and
+    writes each output once, the sums in the matrix's column order. The loops are compiled with their arguments
+    marked as not aliasing one another (``NO_ALIAS``, Cython's ``__restrict__``): the lines a transform reads and
+    writes never overlap, and without the mark LLVM would check the twelve lines' ranges against each other at run
+    time on every call, or not vectorise. tests/test_kernels.py checks each against winograd_tiles' matrix.
     """
     rows, columns = matrix.shape
     if columns == 6:
-        d0, d1, d2 = _view(src, src_offset, src_stride, 0, count), _view(src, src_offset, src_stride, 1, count), _view(src, src_offset, src_stride, 2, count)
-        d3, d4, d5 = _view(src, src_offset, src_stride, 3, count), _view(src, src_offset, src_stride, 4, count), _view(src, src_offset, src_stride, 5, count)
         if rows == 6:
-            _input_line_4(d0, d1, d2, d3, d4, d5, dst, dst_offset, dst_stride)
+            _input_line_4(src, src_offset, src_stride, dst, dst_offset, dst_stride, count)
         else:
-            _output_line_4(d0, d1, d2, d3, d4, d5, dst, dst_offset, dst_stride)
+            _output_line_4(src, src_offset, src_stride, dst, dst_offset, dst_stride, count, NO_BIAS, False)
     elif columns == 4:
-        d0, d1 = _view(src, src_offset, src_stride, 0, count), _view(src, src_offset, src_stride, 1, count)
-        d2, d3 = _view(src, src_offset, src_stride, 2, count), _view(src, src_offset, src_stride, 3, count)
         if rows == 6:
-            _gradient_line_4(d0, d1, d2, d3, dst, dst_offset, dst_stride)
+            _gradient_line_4(src, src_offset, src_stride, dst, dst_offset, dst_stride, count)
         elif rows == 4:
-            _input_line_2(d0, d1, d2, d3, dst, dst_offset, dst_stride)
+            _input_line_2(src, src_offset, src_stride, dst, dst_offset, dst_stride, count)
         else:
-            _output_line_2(d0, d1, d2, d3, dst, dst_offset, dst_stride)
+            _output_line_2(src, src_offset, src_stride, dst, dst_offset, dst_stride, count, NO_BIAS, False)
     else:
-        _gradient_line_2(_view(src, src_offset, src_stride, 0, count), _view(src, src_offset, src_stride, 1, count), dst, dst_offset, dst_stride)
+        _gradient_line_2(src, src_offset, src_stride, dst, dst_offset, dst_stride, count)
+
+
+# Each line below: src and dst flat float32 (never overlapping where they are read and written), src_offset,
+# src_stride (the distance between the vectors read), dst_offset, dst_stride and count unsigned; every index is
+# unsigned arithmetic (a signed term would make Numba compute the index in float64). A^T's lines, the output
+# transform's, also finish the convolution when they write the output: ``bias`` (count,) added to every vector
+# written, then max(., 0), NaN kept, if ``relu`` (NO_BIAS: the first pass, nothing added). In the same loop, the
+# sums rounded to float32 first as before; a separate pass over the written pixels was not vectorised and took
+# 2.9 of cats vs dogs' conv2's 45 ms forward.
+NO_BIAS = np.zeros(0, np.float32)
 
 
 @njit(**SERIAL, inline="always")
-def _view(flat, offset, stride, k, count):
-    """Vector k of a line: flat[offset + k * stride:][:count]."""
-    start = offset + np.uint64(k) * stride
-    return flat[start:start + count]
+def _finish(value, bias, c, relu):
+    """value + bias[c], then max(., 0) with NaN kept if relu; value itself where bias is NO_BIAS (empty)."""
+    if bias.shape[0] == 0:
+        return value
+    value = value + bias[c]
+    if relu and value <= 0:
+        return np.float32(0)
+    return value
 
 
-@njit(**SERIAL, inline="always")
-def _input_line_4(d0, d1, d2, d3, d4, d5, dst, offset, stride):
+@njit(**NO_ALIAS)
+def _input_line_4(src, src_offset, src_stride, dst, dst_offset, dst_stride, count):
     f = np.float32
-    r = _view(dst, offset, stride, 0, d0.size)
-    for c in range(d0.size):
-        r[c] = d0[c] - f(1.5) * d1[c] - f(2) * d2[c] + f(1.5) * d3[c] + d4[c]
-    r = _view(dst, offset, stride, 1, d0.size)
-    for c in range(d0.size):
-        r[c] = -d1[c] + f(0.5) * d2[c] + f(2.5) * d3[c] + d4[c]
-    r = _view(dst, offset, stride, 2, d0.size)
-    for c in range(d0.size):
-        r[c] = d1[c] - f(2.5) * d2[c] + f(0.5) * d3[c] + d4[c]
-    r = _view(dst, offset, stride, 3, d0.size)
-    for c in range(d0.size):
-        r[c] = f(-2) * d1[c] - d2[c] + f(2) * d3[c] + d4[c]
-    r = _view(dst, offset, stride, 4, d0.size)
-    for c in range(d0.size):
-        r[c] = f(0.5) * d1[c] - d2[c] - f(0.5) * d3[c] + d4[c]
-    r = _view(dst, offset, stride, 5, d0.size)
-    for c in range(d0.size):
-        r[c] = d1[c] - f(1.5) * d2[c] - f(2) * d3[c] + f(1.5) * d4[c] + d5[c]
+    s1, t1 = src_offset + src_stride, dst_offset + dst_stride
+    s2, t2 = s1 + src_stride, t1 + dst_stride
+    s3, t3 = s2 + src_stride, t2 + dst_stride
+    s4, t4 = s3 + src_stride, t3 + dst_stride
+    s5, t5 = s4 + src_stride, t4 + dst_stride
+    for c in range(count):
+        d0, d1, d2, d3, d4, d5 = src[src_offset + c], src[s1 + c], src[s2 + c], src[s3 + c], src[s4 + c], src[s5 + c]
+        dst[dst_offset + c] = d0 - f(1.5) * d1 - f(2) * d2 + f(1.5) * d3 + d4
+        dst[t1 + c] = -d1 + f(0.5) * d2 + f(2.5) * d3 + d4
+        dst[t2 + c] = d1 - f(2.5) * d2 + f(0.5) * d3 + d4
+        dst[t3 + c] = f(-2) * d1 - d2 + f(2) * d3 + d4
+        dst[t4 + c] = f(0.5) * d1 - d2 - f(0.5) * d3 + d4
+        dst[t5 + c] = d1 - f(1.5) * d2 - f(2) * d3 + f(1.5) * d4 + d5
 
 
-@njit(**SERIAL, inline="always")
-def _output_line_4(d0, d1, d2, d3, d4, d5, dst, offset, stride):
+@njit(**NO_ALIAS)
+def _output_line_4(src, src_offset, src_stride, dst, dst_offset, dst_stride, count, bias, relu):
     f = np.float32
-    r = _view(dst, offset, stride, 0, d0.size)
-    for c in range(d0.size):
-        r[c] = d0[c] + d1[c] + d2[c] + d3[c] + d4[c]
-    r = _view(dst, offset, stride, 1, d0.size)
-    for c in range(d0.size):
-        r[c] = d1[c] - d2[c] + f(0.5) * d3[c] - f(2) * d4[c]
-    r = _view(dst, offset, stride, 2, d0.size)
-    for c in range(d0.size):
-        r[c] = d1[c] + d2[c] + f(0.25) * d3[c] + f(4) * d4[c]
-    r = _view(dst, offset, stride, 3, d0.size)
-    for c in range(d0.size):
-        r[c] = d1[c] - d2[c] + f(0.125) * d3[c] - f(8) * d4[c] + d5[c]
+    s1, t1 = src_offset + src_stride, dst_offset + dst_stride
+    s2, t2 = s1 + src_stride, t1 + dst_stride
+    s3, t3 = s2 + src_stride, t2 + dst_stride
+    s4, s5 = s3 + src_stride, s3 + src_stride + src_stride
+    for c in range(count):
+        d0, d1, d2, d3, d4, d5 = src[src_offset + c], src[s1 + c], src[s2 + c], src[s3 + c], src[s4 + c], src[s5 + c]
+        dst[dst_offset + c] = _finish(d0 + d1 + d2 + d3 + d4, bias, c, relu)
+        dst[t1 + c] = _finish(d1 - d2 + f(0.5) * d3 - f(2) * d4, bias, c, relu)
+        dst[t2 + c] = _finish(d1 + d2 + f(0.25) * d3 + f(4) * d4, bias, c, relu)
+        dst[t3 + c] = _finish(d1 - d2 + f(0.125) * d3 - f(8) * d4 + d5, bias, c, relu)
 
 
-@njit(**SERIAL, inline="always")
-def _gradient_line_4(d0, d1, d2, d3, dst, offset, stride):
+@njit(**NO_ALIAS)
+def _gradient_line_4(src, src_offset, src_stride, dst, dst_offset, dst_stride, count):
     f = np.float32
-    r = _view(dst, offset, stride, 0, d0.size)
-    for c in range(d0.size):
-        r[c] = d0[c]
-    r = _view(dst, offset, stride, 1, d0.size)
-    for c in range(d0.size):
-        r[c] = d0[c] + d1[c] + d2[c] + d3[c]
-    r = _view(dst, offset, stride, 2, d0.size)
-    for c in range(d0.size):
-        r[c] = d0[c] - d1[c] + d2[c] - d3[c]
-    r = _view(dst, offset, stride, 3, d0.size)
-    for c in range(d0.size):
-        r[c] = d0[c] + f(0.5) * d1[c] + f(0.25) * d2[c] + f(0.125) * d3[c]
-    r = _view(dst, offset, stride, 4, d0.size)
-    for c in range(d0.size):
-        r[c] = d0[c] - f(2) * d1[c] + f(4) * d2[c] - f(8) * d3[c]
-    r = _view(dst, offset, stride, 5, d0.size)
-    for c in range(d0.size):
-        r[c] = d3[c]
+    s1, t1 = src_offset + src_stride, dst_offset + dst_stride
+    s2, t2 = s1 + src_stride, t1 + dst_stride
+    s3, t3 = s2 + src_stride, t2 + dst_stride
+    t4, t5 = t3 + dst_stride, t3 + dst_stride + dst_stride
+    for c in range(count):
+        d0, d1, d2, d3 = src[src_offset + c], src[s1 + c], src[s2 + c], src[s3 + c]
+        dst[dst_offset + c] = d0
+        dst[t1 + c] = d0 + d1 + d2 + d3
+        dst[t2 + c] = d0 - d1 + d2 - d3
+        dst[t3 + c] = d0 + f(0.5) * d1 + f(0.25) * d2 + f(0.125) * d3
+        dst[t4 + c] = d0 - f(2) * d1 + f(4) * d2 - f(8) * d3
+        dst[t5 + c] = d3
 
 
-@njit(**SERIAL, inline="always")
-def _input_line_2(d0, d1, d2, d3, dst, offset, stride):
-    r = _view(dst, offset, stride, 0, d0.size)
-    for c in range(d0.size):
-        r[c] = d0[c] - d2[c]
-    r = _view(dst, offset, stride, 1, d0.size)
-    for c in range(d0.size):
-        r[c] = d1[c] + d2[c]
-    r = _view(dst, offset, stride, 2, d0.size)
-    for c in range(d0.size):
-        r[c] = d2[c] - d1[c]
-    r = _view(dst, offset, stride, 3, d0.size)
-    for c in range(d0.size):
-        r[c] = d1[c] - d3[c]
+@njit(**NO_ALIAS)
+def _input_line_2(src, src_offset, src_stride, dst, dst_offset, dst_stride, count):
+    s1, t1 = src_offset + src_stride, dst_offset + dst_stride
+    s2, t2 = s1 + src_stride, t1 + dst_stride
+    s3, t3 = s2 + src_stride, t2 + dst_stride
+    for c in range(count):
+        d0, d1, d2, d3 = src[src_offset + c], src[s1 + c], src[s2 + c], src[s3 + c]
+        dst[dst_offset + c] = d0 - d2
+        dst[t1 + c] = d1 + d2
+        dst[t2 + c] = d2 - d1
+        dst[t3 + c] = d1 - d3
 
 
-@njit(**SERIAL, inline="always")
-def _output_line_2(d0, d1, d2, d3, dst, offset, stride):
-    r = _view(dst, offset, stride, 0, d0.size)
-    for c in range(d0.size):
-        r[c] = d0[c] + d1[c] + d2[c]
-    r = _view(dst, offset, stride, 1, d0.size)
-    for c in range(d0.size):
-        r[c] = d1[c] - d2[c] - d3[c]
+@njit(**NO_ALIAS)
+def _output_line_2(src, src_offset, src_stride, dst, dst_offset, dst_stride, count, bias, relu):
+    s1, t1 = src_offset + src_stride, dst_offset + dst_stride
+    s2, s3 = s1 + src_stride, s1 + src_stride + src_stride
+    for c in range(count):
+        d0, d1, d2, d3 = src[src_offset + c], src[s1 + c], src[s2 + c], src[s3 + c]
+        dst[dst_offset + c] = _finish(d0 + d1 + d2, bias, c, relu)
+        dst[t1 + c] = _finish(d1 - d2 - d3, bias, c, relu)
 
 
-@njit(**SERIAL, inline="always")
-def _gradient_line_2(d0, d1, dst, offset, stride):
-    r = _view(dst, offset, stride, 0, d0.size)
-    for c in range(d0.size):
-        r[c] = d0[c]
-    r = _view(dst, offset, stride, 1, d0.size)
-    for c in range(d0.size):
-        r[c] = d0[c] + d1[c]
-    r = _view(dst, offset, stride, 2, d0.size)
-    for c in range(d0.size):
-        r[c] = d0[c] - d1[c]
-    r = _view(dst, offset, stride, 3, d0.size)
-    for c in range(d0.size):
-        r[c] = -d1[c]
+@njit(**NO_ALIAS)
+def _gradient_line_2(src, src_offset, src_stride, dst, dst_offset, dst_stride, count):
+    s1, t1 = src_offset + src_stride, dst_offset + dst_stride
+    t2, t3 = t1 + dst_stride, t1 + dst_stride + dst_stride
+    for c in range(count):
+        d0, d1 = src[src_offset + c], src[s1 + c]
+        dst[dst_offset + c] = d0
+        dst[t1 + c] = d0 + d1
+        dst[t2 + c] = d0 - d1
+        dst[t3 + c] = -d1
 
 
 @njit(**SERIAL)
@@ -246,6 +237,16 @@ def _input_transform(x_sample, input_t, v, v_offset, top, left, patch, rows):
 
 
 @njit(**SERIAL)
+def _output_line(output_t, src, src_offset, src_stride, dst, dst_offset, dst_stride, count, bias, relu):
+    """A^T's line (output_t: (m, a), F(2x2) or F(4x4)) with the convolution's epilogue: bias (count,) added to every
+    vector written, then max(., 0) if relu; NO_BIAS adds nothing."""
+    if output_t.shape[1] == 6:
+        _output_line_4(src, src_offset, src_stride, dst, dst_offset, dst_stride, count, bias, relu)
+    else:
+        _output_line_2(src, src_offset, src_stride, dst, dst_offset, dst_stride, count, bias, relu)
+
+
+@njit(**SERIAL)
 def _output_transform(m, output_t, m_offset, y_sample, top, left, bias, relu, rows):
     """The m x m pixels at (top, left) of y_sample (OH, OW, F) = A^T M A + bias (then max(., 0), NaN kept, if
     ``relu``), those inside it only.
@@ -258,24 +259,17 @@ def _output_transform(m, output_t, m_offset, y_sample, top, left, bias, relu, ro
     unsigned_filters = np.uint64(filters)
     m_stride = np.uint64(m.shape[0]) // np.uint64(a * a)
     for j in range(a):  # rows: A^T M
-        line(output_t, m, np.uint64(j) * m_stride + m_offset, np.uint64(a) * m_stride, rows, np.uint64(j) * unsigned_filters, np.uint64(a) * unsigned_filters, unsigned_filters)
+        _output_line(output_t, m, np.uint64(j) * m_stride + m_offset, np.uint64(a) * m_stride, rows, np.uint64(j) * unsigned_filters, np.uint64(a) * unsigned_filters, unsigned_filters, NO_BIAS, False)
     y_flat = y_sample.reshape(-1)
     kept_h, kept_w = min(side, out_h - top), min(side, out_w - left)
     clipped = np.uint64(side * a) * unsigned_filters  # a clipped row is made whole in rows[clipped:], then copied
-    for i in range(kept_h):  # columns: (A^T M) A, + bias
+    for i in range(kept_h):  # columns: (A^T M) A + bias
         row_start = np.uint64((top + i) * out_w + left) * unsigned_filters
         if kept_w == side:
-            line(output_t, rows, np.uint64(a * i) * unsigned_filters, unsigned_filters, y_flat, row_start, unsigned_filters, unsigned_filters)
+            _output_line(output_t, rows, np.uint64(a * i) * unsigned_filters, unsigned_filters, y_flat, row_start, unsigned_filters, unsigned_filters, bias, relu)
         else:
-            line(output_t, rows, np.uint64(a * i) * unsigned_filters, unsigned_filters, rows, clipped, unsigned_filters, unsigned_filters)
+            _output_line(output_t, rows, np.uint64(a * i) * unsigned_filters, unsigned_filters, rows, clipped, unsigned_filters, unsigned_filters, bias, relu)
             y_flat[row_start:row_start + np.uint64(kept_w) * unsigned_filters] = rows[clipped:clipped + np.uint64(kept_w) * unsigned_filters]
-        for j in range(kept_w):
-            target = row_start + np.uint64(j) * unsigned_filters
-            for f in range(unsigned_filters):
-                value = y_flat[target + f] + bias[f]
-                if relu:
-                    value = 0.0 if value <= 0 else value
-                y_flat[target + f] = value
 
 
 @njit(**SERIAL)
