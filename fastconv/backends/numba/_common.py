@@ -3,10 +3,14 @@ epilogues and the reductions."""
 
 import numpy as np
 from numba import njit, prange, types
-from numba.core.compiler import Compiler, DefaultPassBuilder
-from numba.core.compiler_machinery import FunctionPass, register_pass
-from numba.core.typed_passes import NopythonTypeInference
 from numba.extending import intrinsic
+
+try:  # Numba's compiler internals, documented for custom pipelines but not a stable API
+    from numba.core.compiler import Compiler, DefaultPassBuilder
+    from numba.core.compiler_machinery import FunctionPass, register_pass
+    from numba.core.typed_passes import NopythonTypeInference
+except ImportError:  # pragma: no cover - a Numba that moved them: the lines compile as SERIAL (correct, slower)
+    Compiler = None
 
 # Compiled on first use and cached on disk; nogil so that Python threads may call them at once. Numba's cache
 # checks only the file of the function it caches: after an edit here, clear this folder's __pycache__, or the
@@ -15,38 +19,38 @@ SERIAL = dict(cache=True, nogil=True)
 PARALLEL = dict(cache=True, nogil=True, parallel=True)
 
 
-@register_pass(mutates_CFG=False, analysis_only=False)
-class _ArgumentsDoNotAlias(FunctionPass):
-    """Marks every pointer among the function's arguments (an array's data among them) ``noalias``, as C's
-    ``__restrict__``: LLVM may then assume that what the function writes through one argument it never reads or
-    writes through another, and vectorise its loops without checking their ranges at run time."""
+if Compiler is not None:
+    @register_pass(mutates_CFG=False, analysis_only=False)
+    class _ArgumentsDoNotAlias(FunctionPass):
+        """Marks every pointer among the function's arguments (an array's data among them) ``noalias``, as C's
+        ``__restrict__``: LLVM may then assume that what the function writes through one argument it never reads or
+        writes through another, and vectorise its loops without checking their ranges at run time."""
 
-    _name = "fastconv_arguments_do_not_alias"
+        _name = "fastconv_arguments_do_not_alias"
 
-    def __init__(self):
-        FunctionPass.__init__(self)
+        def __init__(self):
+            FunctionPass.__init__(self)
 
-    def run_pass(self, state):
-        state.flags.noalias = True
-        return False  # the IR is unchanged
+        def run_pass(self, state):
+            state.flags.noalias = True
+            return False  # the IR is unchanged
 
+    class _NoAliasCompiler(Compiler):
+        """Numba's nopython pipeline with _ArgumentsDoNotAlias after type inference (Numba's documented way to change
+        how one function compiles: a ``pipeline_class``; Numba's own ``noalias`` flag has no jit option)."""
 
-class _NoAliasCompiler(Compiler):
-    """Numba's nopython pipeline with _ArgumentsDoNotAlias after type inference (Numba's documented way to change
-    how one function compiles: a ``pipeline_class``; Numba's own ``noalias`` flag has no jit option)."""
-
-    def define_pipelines(self):
-        pipeline = DefaultPassBuilder.define_nopython_pipeline(self.state)
-        pipeline.add_pass_after(_ArgumentsDoNotAlias, NopythonTypeInference)
-        pipeline.finalize()
-        return [pipeline]
+        def define_pipelines(self):
+            pipeline = DefaultPassBuilder.define_nopython_pipeline(self.state)
+            pipeline.add_pass_after(_ArgumentsDoNotAlias, NopythonTypeInference)
+            pipeline.finalize()
+            return [pipeline]
 
 
 # For small loops whose array arguments never overlap where they are read and written (Winograd's transform lines):
 # a caller that passes one array twice must read and write disjoint parts of it. Without the mark, each of a
 # line's loops checked its output's range against its six inputs' at run time, and a loop that read six lines and
 # wrote six was not vectorised at all; with it, F(4x4)'s B^T on 32 values takes 20 ns instead of 72.
-NO_ALIAS = dict(cache=True, nogil=True, pipeline_class=_NoAliasCompiler)
+NO_ALIAS = dict(SERIAL, pipeline_class=_NoAliasCompiler) if Compiler is not None else SERIAL
 
 # How a parallel kernel shares out its blocks, as the Cython driver does (src_ext/_driver.pxd): each of its
 # ``threads`` shares (``for share in prange(threads)``) takes the next block no share has taken yet, one at a time,
