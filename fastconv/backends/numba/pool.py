@@ -108,7 +108,9 @@ def _route_by_windows(grad_out, argmax, pooled, masked, out_grad_x, plan):
     grad_bits, grad_out_bits = grad_flat.view(np.uint32), grad_out.reshape(-1).view(np.uint32)
     index_flat, pooled_flat = argmax.reshape(-1), pooled.reshape(-1)
     unsigned_channels = np.uint64(channels)  # unsigned offsets vectorise (max_pool2d_forward)
-    unmasked = not masked
+    # 32-bit flags and a 32-bit count of winners, as the int32 indices they come from (Numba widens int32 + int32 to
+    # int64, so the count is cast back each time): MNIST's first pool, one thread, 0.55 -> 0.47 ms (Cython 0.40)
+    unmasked = np.uint32(not masked)
     missed = 0
     for n in prange(batch):
         if not covered:
@@ -117,17 +119,17 @@ def _route_by_windows(grad_out, argmax, pooled, masked, out_grad_x, plan):
             for ow in range(out_w):
                 r0, r1, c0, c1 = _clip_window(oh, ow, plan, height, width)
                 out_at = np.uint64(((n * out_h + oh) * out_w + ow) * channels)
-                hits = 0
+                hits = np.uint32(0)
                 for row in range(r0, r1):
                     for col in range(c0, c1):
                         position = np.int32(row * width + col)
                         target_at = np.uint64((n * height * width + position) * channels)
                         for c in range(unsigned_channels):  # & and |, not and/or: no branch per element
-                            won = index_flat[out_at + c] == position
-                            hits += np.int32(won)
-                            keep = won & (unmasked | (pooled_flat[out_at + c] > 0))  # pooled NaN: not > 0, masked
-                            grad_bits[target_at + c] = grad_out_bits[out_at + c] & (np.uint32(0) - np.uint32(keep))
-                missed += channels - hits
+                            won = np.uint32(index_flat[out_at + c] == position)
+                            hits = np.uint32(hits + won)
+                            keep = won & (unmasked | np.uint32(pooled_flat[out_at + c] > 0))  # pooled NaN: not > 0, masked
+                            grad_bits[target_at + c] = grad_out_bits[out_at + c] & (np.uint32(0) - keep)
+                missed += channels - np.int64(hits)
     return missed
 
 
