@@ -459,6 +459,38 @@ def test_numbas_winograd_lines_are_compiled_with_arguments_that_do_not_alias():
     assert definition.count("noalias") > plain_definition.count("noalias")
 
 
+@settings(max_examples=HYPOTHESIS_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sizes=st.tuples(*[st.integers(0, 40)] * 3), transposes=st.tuples(st.booleans(), st.booleans()),
+       alpha=st.sampled_from([1.0, 0.5]), beta=st.sampled_from([0.0, 1.0]), seed=st.integers(0, 2**31 - 1))
+def test_numbas_gemm_adds_the_product_of_strided_blocks_as_a_float64_product_would(sizes, transposes, alpha, beta, seed):
+    """numba/_blas.py gemm (the kernel gradients' sums, beta = 1): out_c = alpha op(a) op(b) + beta out_c for
+    either transpose, out_c a block of a larger matrix whose other elements stay as they were; beta = 0 overwrites
+    even a NaN; empty shapes do nothing or scale; rows that are not contiguous are refused."""
+    from fastconv.backends.numba._blas import gemm
+
+    rows, cols, inner = sizes
+    a_transposed, b_transposed = transposes
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((inner, rows) if a_transposed else (rows, inner)).astype(np.float32)
+    b = rng.standard_normal((cols, inner) if b_transposed else (inner, cols)).astype(np.float32)
+    whole = rng.standard_normal((rows + 3, cols + 5)).astype(np.float32)
+    if rows and cols and beta == 0.0:
+        whole[1, 2] = np.nan
+    before = whole.copy()
+    out_c = whole[1 : 1 + rows, 2 : 2 + cols]
+    product = (a.T if a_transposed else a).astype(np.float64) @ (b.T if b_transposed else b).astype(np.float64)
+    expected = alpha * product + (beta * before[1 : 1 + rows, 2 : 2 + cols] if beta else 0.0)
+    gemm(alpha, a, a_transposed, b, b_transposed, beta, out_c)
+    scale = np.abs(a).max(initial=0) * np.abs(b).max(initial=0) * max(inner, 1) + 1.0
+    np.testing.assert_allclose(out_c, expected, rtol=0, atol=1e-6 * scale)
+    outside = np.ones(whole.shape, bool)
+    outside[1 : 1 + rows, 2 : 2 + cols] = False
+    np.testing.assert_array_equal(whole[outside], before[outside])
+    if rows > 1 and cols and inner:
+        with pytest.raises(ValueError, match="contiguous rows"):
+            gemm(alpha, a, a_transposed, b, b_transposed, beta, np.zeros((rows, 2 * cols), np.float32)[:, ::2])
+
+
 def test_the_algorithm_setting_is_checked_read_from_the_environment_and_auto_follows_the_shape(monkeypatch):
     monkeypatch.setattr(algorithms, "_chosen", None)
     monkeypatch.setenv("FASTCONV_CONV_ALGORITHM", "GEMM")

@@ -1,5 +1,6 @@
 """Convolution: im2col in blocks of patches, one BLAS product per block (``np.dot``, which Numba routes to
-SciPy's BLAS), as src_ext/conv.pyx does. The contract: ``fastconv.backends.contract``.
+SciPy's BLAS; the kernel gradient's products added into their partial sums by BLAS itself, ``_blas.gemm`` with
+beta = 1), as src_ext/conv.pyx does. The contract: ``fastconv.backends.contract``.
 
 x: (N, H, W, C); kernel_matrix: (KH*KW*C, F); out_y, grad_out: (N, OH, OW, F); all float32, C-contiguous, outputs
 (``out_*``) preallocated by the caller; plan: a ``fastconv.backends.plans.ConvPlan`` (a typed tuple to Numba).
@@ -9,6 +10,7 @@ import numpy as np
 from numba import njit, prange
 
 from fastconv.backends import buffers
+from fastconv.backends.numba._blas import NO_TRANSPOSE, TRANSPOSE, gemm
 from fastconv.backends.numba._common import PARALLEL, SERIAL, add_bias_relu, add_up, block_counter, column_sums, group_count, next_block
 
 # As in the Cython kernels, each share (one per thread) takes blocks one at a time (next_block), gathers a block
@@ -252,20 +254,18 @@ def conv2d_backward_kernel(x, grad_out, out_grad_kernel_matrix, out_grad_bias, p
     total_rows = grad_out.shape[0] * grad_out.shape[1] * grad_out.shape[2]
     groups = group_count((total_rows + plan.block_pixels - 1) // plan.block_pixels, plan.threads)
     cols = buffers.pool.empty((plan.threads, plan.block_pixels, patch_len))
-    products = buffers.pool.empty((plan.threads, patch_len, filters))
     partials = buffers.pool.empty((groups, patch_len, filters))
-    _conv2d_backward_kernel(x, grad_out, out_grad_kernel_matrix, out_grad_bias, plan, cols, products, partials)
+    _conv2d_backward_kernel(x, grad_out, out_grad_kernel_matrix, out_grad_bias, plan, cols, partials)
 
 
 @njit(**PARALLEL)
-def _conv2d_backward_kernel(x, grad_out, out_grad_kernel_matrix, out_grad_bias, plan, cols, products, partials):
+def _conv2d_backward_kernel(x, grad_out, out_grad_kernel_matrix, out_grad_bias, plan, cols, partials):
     batch, out_h, out_w, filters = grad_out.shape
     grad_rows = grad_out.reshape(batch * out_h * out_w, filters)
     total_rows, block_pixels, groups = grad_rows.shape[0], plan.block_pixels, partials.shape[0]
     blocks = (total_rows + block_pixels - 1) // block_pixels
     counter = block_counter()
     for share in prange(plan.threads):
-        product = products[share]
         group = next_block(counter)
         while group < groups:
             partial = partials[group]
@@ -277,8 +277,7 @@ def _conv2d_backward_kernel(x, grad_out, out_grad_kernel_matrix, out_grad_bias, 
                 if patches.shape[1] <= SHORT_PATCH:
                     _add_short_patch_products(patches, grad_rows[first_row : first_row + rows], partial)
                 else:
-                    np.dot(patches.T, grad_rows[first_row : first_row + rows], product)
-                    partial += product
+                    gemm(1.0, patches, TRANSPOSE, grad_rows[first_row : first_row + rows], NO_TRANSPOSE, 1.0, partial)
             group = next_block(counter)
     add_up(partials, out_grad_kernel_matrix)
     if out_grad_bias.shape[0] > 0:

@@ -2,7 +2,7 @@
 notation are explained there; the matrices are fastconv.backends.winograd_tiles'): the kernel transformed once per
 call, then per block of output tiles the input transform, a^2 BLAS products (``np.dot``) and the output transform
 with the bias; for the kernel gradient, per block the input and gradient transforms and a^2 products V[k]^T Z[k]
-summed per group of blocks, then K^T dU.
+added into their group's partial by BLAS itself (``_blas.gemm``, beta = 1), then K^T dU.
 
 x: (N, H, W, C); kernel: (3, 3, C, F); out_u: (a^2, C, F), a^2 = 16 for F(2x2) and 36 for F(4x4); out_y:
 (N, OH, OW, F); all float32, C-contiguous; plan: a ``fastconv.backends.plans.ConvPlan`` whose ``block_tiles`` counts
@@ -16,6 +16,7 @@ import numpy as np
 from numba import njit, prange
 
 from fastconv.backends import buffers, winograd_tiles
+from fastconv.backends.numba._blas import NO_TRANSPOSE, TRANSPOSE, gemm
 from fastconv.backends.numba._common import NO_ALIAS, PARALLEL, SERIAL, add_up, block_counter, column_sums, group_count, next_block
 
 # Compiled in as constants: B^T, A^T and K = kron(G, G) of F(2x2) and of F(4x4). Numba's on-disk cache does not
@@ -363,12 +364,11 @@ def winograd_conv2d_backward_kernel(x, grad_out, out_grad_u, out_grad_bias, plan
     blocks = _tile_grid(grad_out.shape[0], grad_out.shape[1], grad_out.shape[2], side, plan.block_tiles)[3]
     groups = group_count(blocks, plan.threads)
     partials = buffers.pool.empty((groups, positions, channels, filters))
-    products = buffers.pool.empty((plan.threads, channels, filters))
-    return _winograd_conv2d_backward_kernel(x, grad_out, out_grad_u, out_grad_bias, plan, partials, products, *_scratch(plan, positions, channels, filters))
+    return _winograd_conv2d_backward_kernel(x, grad_out, out_grad_u, out_grad_bias, plan, partials, *_scratch(plan, positions, channels, filters))
 
 
 @njit(**PARALLEL)
-def _winograd_conv2d_backward_kernel(x, grad_out, out_grad_u, out_grad_bias, plan, partials, products, v, z, patch, rows):
+def _winograd_conv2d_backward_kernel(x, grad_out, out_grad_u, out_grad_bias, plan, partials, v, z, patch, rows):
     batch, out_h, out_w, filters = grad_out.shape
     input_t, _, output_n = _matrices(out_grad_u.shape[0])
     a, side = output_n.shape
@@ -379,7 +379,6 @@ def _winograd_conv2d_backward_kernel(x, grad_out, out_grad_u, out_grad_bias, pla
     for share in prange(plan.threads):
         v_flat, z_flat = v[share].reshape(-1), z[share].reshape(-1)
         patch_flat, rows_flat = patch[share].reshape(-1), rows[share].reshape(-1)
-        product = products[share]
         group = next_block(counter)
         while group < groups:
             partials[group] = 0.0
@@ -391,8 +390,7 @@ def _winograd_conv2d_backward_kernel(x, grad_out, out_grad_u, out_grad_bias, pla
                     n, top, left = _tile_origin(first + t, tiles_h, tiles_w, side)
                     _gradient_transform(grad_out[n], output_n, z_flat, np.uint64(t * filters), top, left, patch_flat, rows_flat)
                 for k in range(positions):
-                    np.dot(v[share, k, :count].T, z[share, k, :count], product)
-                    partials[group, k] += product
+                    gemm(1.0, v[share, k, :count], TRANSPOSE, z[share, k, :count], NO_TRANSPOSE, 1.0, partials[group, k])
             group = next_block(counter)
     add_up(partials, out_grad_u)
     if out_grad_bias.shape[0] > 0:
