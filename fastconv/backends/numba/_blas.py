@@ -9,6 +9,8 @@ adds the product while it writes the result, as Cython's kernels do.
 The call goes to SciPy's ``scipy.linalg.cython_blas.sgemm`` (the function Numba's ``np.dot`` and the Cython kernels
 reach) through a symbol registered with LLVM at import, not through ctypes: code that calls a ctypes pointer holds
 its address and cannot be cached on disk, while a named symbol is looked up again when the cached code is loaded.
+As with ``_common.py``, Numba's cache checks only the file of the function it caches: after an edit here, clear
+this folder's ``__pycache__``.
 """
 
 import llvmlite.binding
