@@ -465,7 +465,8 @@ def test_numbas_winograd_lines_are_compiled_with_arguments_that_do_not_alias():
 def test_numbas_gemm_adds_the_product_of_strided_blocks_as_a_float64_product_would(sizes, transposes, alpha, beta, seed):
     """numba/_blas.py gemm (the kernel gradients' sums, beta = 1): out_c = alpha op(a) op(b) + beta out_c for
     either transpose, out_c a block of a larger matrix whose other elements stay as they were; beta = 0 overwrites
-    even a NaN; empty shapes do nothing or scale; rows that are not contiguous are refused."""
+    even a NaN; empty shapes do nothing or scale; rows that are not contiguous, run backwards or overlap (BLAS
+    would read past them) are refused."""
     from fastconv.backends.numba._blas import gemm
 
     rows, cols, inner = sizes
@@ -486,9 +487,17 @@ def test_numbas_gemm_adds_the_product_of_strided_blocks_as_a_float64_product_wou
     outside = np.ones(whole.shape, bool)
     outside[1 : 1 + rows, 2 : 2 + cols] = False
     np.testing.assert_array_equal(whole[outside], before[outside])
-    if rows > 1 and cols and inner:
+    if rows > 1 and cols > 1 and inner:
         with pytest.raises(ValueError, match="contiguous rows"):
             gemm(alpha, a, a_transposed, b, b_transposed, beta, np.zeros((rows, 2 * cols), np.float32)[:, ::2])
+    if rows > 1 and cols and inner:  # BLAS would read past these: rows backwards, or all one row
+        one_row = np.lib.stride_tricks.as_strided(np.zeros(cols, np.float32), shape=(rows, cols), strides=(0, 4))
+        for bad_out in (np.zeros((rows, cols), np.float32)[::-1], one_row):
+            with pytest.raises(ValueError, match="without overlapping"):
+                gemm(alpha, a, a_transposed, b, b_transposed, beta, bad_out)
+        if a.shape[0] > 1:
+            with pytest.raises(ValueError, match="without overlapping"):
+                gemm(alpha, a[::-1], a_transposed, b, b_transposed, beta, out_c)
 
 
 def test_the_algorithm_setting_is_checked_read_from_the_environment_and_auto_follows_the_shape(monkeypatch):

@@ -75,7 +75,8 @@ def gemm(alpha, a, a_transposed, b, b_transposed, beta, out_c):
 
     a, b, out_c: 2-D float32 arrays whose rows are contiguous (any row stride, as a block of a larger array);
     out_c (M, N), op(a) (M, K), op(b) (K, N). A row-major matrix is the column-major matrix of its transpose, so BLAS
-    computes out_c^T = op(b)^T op(a)^T: b goes first. ValueError where the shapes disagree or a row is strided.
+    computes out_c^T = op(b)^T op(a)^T: b goes first. ValueError where the shapes disagree, a row is strided, or
+    rows overlap or run backwards (``_lead``).
     """
     rows, cols = out_c.shape
     inner = a.shape[0] if a_transposed else a.shape[1]
@@ -91,11 +92,19 @@ def gemm(alpha, a, a_transposed, b, b_transposed, beta, out_c):
         else:
             out_c[:] *= np.float32(beta)
         return
-    if a.strides[1] != 4 or b.strides[1] != 4 or out_c.strides[1] != 4:
+    _fortran_sgemm(84 if b_transposed else 78, 84 if a_transposed else 78, cols, rows, inner, alpha, b, _lead(b), a, _lead(a), beta, out_c, _lead(out_c))
+
+
+@njit(**SERIAL)
+def _lead(matrix):
+    """BLAS's leading dimension of a row-major matrix (its row stride in floats). ValueError unless its rows are
+    contiguous and follow one another without overlapping: BLAS would read (or write) past them otherwise (a
+    reversed or broadcast matrix). A single row may have any stride: BLAS reads one of at least its length."""
+    rows, cols = matrix.shape
+    if matrix.strides[1] != 4 and cols > 1:
         raise ValueError("gemm: every matrix needs contiguous rows")
-    # BLAS reads a leading dimension of at least 1 (and at least the column-major rows): a one-row block's stride
-    # can be anything
-    a_lead = max(a.strides[0] // 4, a.shape[1], 1)
-    b_lead = max(b.strides[0] // 4, b.shape[1], 1)
-    c_lead = max(out_c.strides[0] // 4, cols, 1)
-    _fortran_sgemm(84 if b_transposed else 78, 84 if a_transposed else 78, cols, rows, inner, alpha, b, b_lead, a, a_lead, beta, out_c, c_lead)
+    if rows == 1:
+        return max(cols, 1)
+    if matrix.strides[0] % 4 != 0 or matrix.strides[0] < 4 * cols:
+        raise ValueError("gemm: every matrix needs rows that follow one another without overlapping")
+    return matrix.strides[0] // 4
