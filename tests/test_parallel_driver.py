@@ -6,6 +6,7 @@ every call, whichever thread took which group, whether the helpers were free or 
 (its call then runs on its own thread), and in a child process forked after the helpers had started.
 """
 
+import json
 import multiprocessing
 import os
 import subprocess
@@ -151,3 +152,34 @@ def test_every_module_runs_its_blocks_on_the_same_helpers():
                             env={**os.environ, "OMP_NUM_THREADS": "2"})
     assert result.returncode == 0, result.stderr
     assert int(result.stdout.split()[-1]) == 1
+
+
+_HELPER_AFFINITY = """
+import json, os, sys, numpy as np, fastconv
+from fastconv.backends import load_backend
+if len(sys.argv) > 1:
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+backend = load_backend("cython")
+fastconv.set_num_threads(2)
+backend.relu_forward(np.zeros(1, np.float32))  # OpenBLAS' and OpenMP's own threads start here, if at all
+before = set(os.listdir("/proc/self/task"))
+x = np.random.default_rng(0).standard_normal((8, 20, 20, 16), dtype=np.float32)
+backend.conv2d_forward(x, np.ones((3, 3, 16, 24), np.float32), None)
+helpers = [sorted(os.sched_getaffinity(int(task))) for task in set(os.listdir("/proc/self/task")) - before]
+print(json.dumps([helpers, sorted(os.sched_getaffinity(0))]))
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task") or len(os.sched_getaffinity(0)) < 2, reason="needs /proc and two CPUs")
+def test_helpers_are_kept_off_the_cpu_of_their_caller():
+    """A helper may run on any CPU of the process but the one its caller was on at its last call (where the OS would
+    otherwise wake it, beside another busy process taking its caller's core); a process with one CPU keeps it."""
+    result = subprocess.run([sys.executable, "-c", _HELPER_AFFINITY], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    helpers, process = json.loads(result.stdout.splitlines()[-1])
+    assert len(helpers) == 1
+    assert set(helpers[0]) < set(process) and len(process) - len(helpers[0]) == 1
+    result = subprocess.run([sys.executable, "-c", _HELPER_AFFINITY, "one-cpu"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    helpers, process = json.loads(result.stdout.splitlines()[-1])
+    assert len(process) == 1 and helpers == [process]
