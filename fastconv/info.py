@@ -80,7 +80,8 @@ def _numba_lines():
     setting = numba.config.THREADING_LAYER
     layer = ("'tbb' (work stealing: a thread kept off its core holds back one chunk)" if numba_backend.TBB_LOADED
              else f"setting {setting!r}" + ("" if setting != "default" else " (the 'tbb' wheel is not installed)"))
-    return [f"  numba: loads; {state}; threading layer {layer}"]
+    return [f"  numba: loads; {state}; convolutions, max pooling and dense on the Cython kernels' driver, the other loops "
+            f"on Numba's threading layer {layer}"]
 
 
 def _cuda_lines():

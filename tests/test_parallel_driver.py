@@ -1,4 +1,5 @@
-"""The compiled kernels' parallel drivers (src_ext/_driver.pxd; numba/_common.py's next_block), seen from outside.
+"""The compiled kernels' parallel driver (src_ext/_driver.pxd, which runs the numba backend's blocks too), seen from
+outside.
 
 Blocks go to whichever thread asks first, so which thread computes what changes from call to call; what a kernel
 returns must not. A kernel gradient is summed in a fixed number of groups added in group order: the same bits on
@@ -100,18 +101,19 @@ def test_calls_from_several_python_threads_at_once_give_what_each_gives_alone(tw
         _assert_same_bits(expected, results)
 
 
-def _child(queue):
+def _child(queue, backend_name):
     fastconv.set_num_threads(2)
-    queue.put(_every_parallel_kernel())
+    queue.put(_every_parallel_kernel(backend_name=backend_name))
 
 
-def test_a_forked_child_runs_the_kernels_after_its_parent_did(two_threads):
+@pytest.mark.parametrize("backend_name", ["cython", "numba"])
+def test_a_forked_child_runs_the_kernels_after_its_parent_did(two_threads, backend_name):
     """The child of a fork() has none of its parent's helper threads (an image loader's worker processes are such
     children); its kernels must neither wait for them nor differ."""
-    expected = _every_parallel_kernel()  # the parent's helpers are running now
+    expected = _every_parallel_kernel(backend_name=backend_name)  # the parent's helpers are running now
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
-    child = context.Process(target=_child, args=(queue,))
+    child = context.Process(target=_child, args=(queue, backend_name))
     try:
         with within_seconds(60):
             child.start()
@@ -125,9 +127,10 @@ def test_a_forked_child_runs_the_kernels_after_its_parent_did(two_threads):
 
 
 _COUNT_HELPERS = """
-import os, numpy as np, fastconv
+import os, sys, numpy as np, fastconv
 from fastconv.backends import load_backend
-backend = load_backend("cython")  # imports every compiled module (each shares the driver as it loads)
+load_backend("cython")  # imports every compiled module (each shares the driver as it loads)
+backend = load_backend(sys.argv[1])
 fastconv.set_num_threads(2)
 x = np.random.default_rng(0).standard_normal((8, 20, 20, 16), dtype=np.float32)
 backend.relu_forward(np.zeros(1, np.float32))  # OpenBLAS' and OpenMP's own threads start here, if at all
@@ -144,12 +147,14 @@ print(len(os.listdir("/proc/self/task")) - before)
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads in /proc")
-def test_every_module_runs_its_blocks_on_the_same_helpers():
+@pytest.mark.parametrize("backend_name", ["cython", "numba"])
+def test_every_module_runs_its_blocks_on_the_same_helpers(backend_name):
     """One driver per process, not per compiled module: with two threads, the kernels of four modules add one
     helper thread in all (with a driver per module, four), so that the helper a call wakes is the one the last
-    call left spinning, and no other module's helper spins beside it."""
-    result = subprocess.run([sys.executable, "-c", _COUNT_HELPERS], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "OMP_NUM_THREADS": "2"})
+    call left spinning, and no other module's helper spins beside it. The numba backend's convolutions, pooling and
+    dense run on the same driver: no thread of Numba's own starts for them either."""
+    result = subprocess.run([sys.executable, "-c", _COUNT_HELPERS, backend_name], capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "OMP_NUM_THREADS": "2"})
     assert result.returncode == 0, result.stderr
     assert int(result.stdout.split()[-1]) == 1
 
@@ -157,9 +162,10 @@ def test_every_module_runs_its_blocks_on_the_same_helpers():
 _HELPER_AFFINITY = """
 import json, os, sys, numpy as np, fastconv
 from fastconv.backends import load_backend
-if len(sys.argv) > 1:
+if len(sys.argv) > 2:
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-backend = load_backend("cython")
+load_backend("cython")
+backend = load_backend(sys.argv[1])
 fastconv.set_num_threads(2)
 backend.relu_forward(np.zeros(1, np.float32))  # OpenBLAS' and OpenMP's own threads start here, if at all
 before = set(os.listdir("/proc/self/task"))
@@ -171,15 +177,17 @@ print(json.dumps([helpers, sorted(os.sched_getaffinity(0))]))
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task") or len(os.sched_getaffinity(0)) < 2, reason="needs /proc and two CPUs")
-def test_helpers_are_kept_off_the_cpu_of_their_caller():
+@pytest.mark.parametrize("backend_name", ["cython", "numba"])
+def test_helpers_are_kept_off_the_cpu_of_their_caller(backend_name):
     """A helper may run on any CPU of the process but the one its caller was on at its last call (where the OS would
     otherwise wake it, beside another busy process taking its caller's core); a process with one CPU keeps it."""
-    result = subprocess.run([sys.executable, "-c", _HELPER_AFFINITY], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", _HELPER_AFFINITY, backend_name], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     helpers, process = json.loads(result.stdout.splitlines()[-1])
     assert len(helpers) == 1
     assert set(helpers[0]) < set(process) and len(process) - len(helpers[0]) == 1
-    result = subprocess.run([sys.executable, "-c", _HELPER_AFFINITY, "one-cpu"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", _HELPER_AFFINITY, backend_name, "one-cpu"], capture_output=True, text=True,
+                            timeout=300)
     assert result.returncode == 0, result.stderr
     helpers, process = json.loads(result.stdout.splitlines()[-1])
     assert len(process) == 1 and helpers == [process]

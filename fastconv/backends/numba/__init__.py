@@ -1,4 +1,6 @@
-"""The ``numba`` backend: ``@njit`` kernels compiled on first use and cached on disk, one module per op family."""
+"""The ``numba`` backend: ``@njit`` kernels compiled on first use and cached on disk, one module per op family; the
+blocks of its convolutions, max pooling and dense run on the Cython kernels' driver (``_driver``), its other parallel
+loops on Numba's threading layer."""
 
 import ctypes
 import importlib.metadata
@@ -8,10 +10,9 @@ from pathlib import Path
 
 import numba
 
-from fastconv.backends import compile_time, threads
+from fastconv.backends import buffers, compile_time, threads
 from fastconv.backends.compiled import CompiledBackend
 from fastconv.backends.contract import op_family_kernels
-from fastconv.backends.numba import activations, conv, dense, losses, pool, updates, winograd
 
 CACHE_FOLDER = Path(__file__).resolve().parent / "__pycache__"
 
@@ -32,7 +33,8 @@ def first_use_notice(folder=CACHE_FOLDER, environment=os.environ):
 
 
 def load_tbb():
-    """Make Numba's 'tbb' threading layer loadable, so that Numba's default choice takes it; True if it is.
+    """Make Numba's 'tbb' threading layer loadable, so that Numba's default choice takes it; True if it is. It runs
+    the parallel loops that are not on the driver: activations, losses, optimizers, average pooling, large sums.
 
     That layer hands a parallel loop's chunks out by work stealing, so a thread that another process keeps off its
     core holds back its current chunk only, where an 'omp' loop waits for every thread of its team: with one of two
@@ -61,8 +63,12 @@ TBB_LOADED = load_tbb()
 threads.set_openmp_waiting()  # Numba's 'omp' threading layer, where it is chosen, loads libgomp at its first parallel loop
 compile_time.track()
 _notice = first_use_notice()
-if _notice:
+if _notice:  # before the imports below: their block functions (@cfunc) compile as they load
     print(_notice, file=sys.stderr)
+
+from fastconv.backends.numba import _driver, activations, conv, dense, losses, pool, updates, winograd  # noqa: E402
+
+_driver.numba_blocks.scratch(buffers.scratch_limit_bytes())  # what the blocks' threads may keep between calls
 
 
 def _set_default_threads(count):

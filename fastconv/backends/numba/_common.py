@@ -1,9 +1,8 @@
-"""What the Numba kernels share: their compile options, how their threads share out blocks, the bias and ReLU
-epilogues and the reductions."""
+"""What the Numba kernels share: their compile options, the bias and ReLU epilogues and the reductions (how their
+threads share out blocks: ``_driver``)."""
 
 import numpy as np
-from numba import njit, prange, types
-from numba.extending import intrinsic
+from numba import njit, prange
 
 try:  # Numba's compiler internals, documented for custom pipelines but not a stable API
     from numba.core.compiler import Compiler, DefaultPassBuilder
@@ -52,44 +51,8 @@ if Compiler is not None:
 # wrote six was not vectorised at all; with it, F(4x4)'s B^T on 32 values takes 20 ns instead of 72.
 NO_ALIAS = dict(SERIAL, pipeline_class=_NoAliasCompiler) if Compiler is not None else SERIAL
 
-# How a parallel kernel shares out its blocks, as the Cython driver does (src_ext/_driver.pxd): each of its
-# ``threads`` shares (``for share in prange(threads)``) takes the next block no share has taken yet, one at a time,
-# until none is left, so a share whose thread the OS keeps off its core (another process on that core) holds back
-# the one block it is in, not a fixed half of the call. Numba's own ways to do that, a prange over the blocks under
-# set_parallel_chunksize(1), cost TBB a task per block and gained nothing (docs/performance.md, seventh session);
-# this costs one atomic add per block. Busy (a process spinning on one of two cores), 64 GEMM blocks: 13.4-15.1 ms on
-# two threads against 17.4-17.9 for fixed halves and 17.3-17.8 on one thread; quiet, the same 8.8-9.6 ms.
-
-
-@intrinsic
-def _fetch_and_increment(typingctx, counter):
-    """counter (1,) int64: its value before an atomic ``counter[0] += 1``."""
-    if not (isinstance(counter, types.Array) and counter.dtype == types.int64):
-        return None
-
-    def codegen(context, builder, signature, args):
-        data = context.make_array(signature.args[0])(context, builder, args[0]).data
-        return builder.atomic_rmw("add", data, context.get_constant(types.int64, 1), "monotonic")
-
-    return types.int64(counter), codegen
-
-
-@njit(**SERIAL)
-def block_counter():
-    """A fresh counter for ``next_block``: one per call (allocated here, in a serial function, where a parallel
-    function would make ``np.zeros`` a parallel loop of its own)."""
-    return np.zeros(1, dtype=np.int64)
-
-
-@njit(**SERIAL)
-def next_block(counter):
-    """The next block of this call that no share has taken (0, 1, 2, ... across all shares, each index once);
-    a share stops when it gets one >= its call's block count."""
-    return _fetch_and_increment(counter)
-
-
 # Groups of blocks per thread in a kernel gradient (as src_ext/conv.pyx): each group is summed into its own partial
-# by whichever share takes it, and the partials are added in group order, so results are repeatable however the
+# by whichever thread takes it, and the partials are added in group order, so results are repeatable however the
 # groups were shared out; enough groups that a thread kept off its core holds back little, few enough that the
 # partials (one kernel-sized matrix each) stay small.
 GROUPS_PER_THREAD = 4

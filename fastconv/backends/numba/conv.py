@@ -7,15 +7,17 @@ x: (N, H, W, C); kernel_matrix: (KH*KW*C, F); out_y, grad_out: (N, OH, OW, F); a
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import cfunc, njit
 
 from fastconv.backends import buffers
 from fastconv.backends.numba._blas import NO_TRANSPOSE, TRANSPOSE, gemm
-from fastconv.backends.numba._common import PARALLEL, SERIAL, add_bias_relu, add_up, block_counter, column_sums, group_count, next_block
+from fastconv.backends.numba._common import SERIAL, add_bias_relu, add_up, column_sums, group_count
+from fastconv.backends.numba._driver import (BLOCK_OPTIONS, BLOCK_SIGNATURE, DRIVER, conv_plan_at, float32_1d, float32_2d,
+                                             float32_3d, float32_4d, job_of, new_job, put, put_conv_plan, run, scratch)
 
-# As in the Cython kernels, each share (one per thread) takes blocks one at a time (next_block), gathers a block
-# of patches into its own scratch and multiplies it with a BLAS call that fastconv.backends.blas_threads keeps
-# single-threaded for the whole kernel call, in its own core's cache.
+# As in the Cython kernels, each thread takes blocks as it comes free, gathers a block of patches into its own scratch
+# and multiplies it with a BLAS call that fastconv.backends.blas_threads keeps single-threaded for the whole kernel
+# call, in its own core's cache.
 
 
 @njit(**SERIAL)
@@ -178,68 +180,104 @@ def _add_short_patch_products(patches, grad_block, partial):
                 target[f] += value * grad_block[rest, f]
 
 
-# Each thread's scratch comes from fastconv's buffer pool, allocated by the Python wrappers below: allocated inside
-# the kernels, megabyte blocks are mapped and unmapped by every call (see src_ext/_scratch.pxd).
+# The blocks run on the Cython driver (``_driver``): a launcher writes the call into a job record, each block
+# function rebuilds its arrays from it and takes its scratch from the running thread's own, kept between calls.
+# Record layouts (fields of int64): an array is its address then its shape, a plan its fields.
+_X, _KERNEL, _BIAS, _Y, _PLAN = 0, 5, 8, 10, 15  # forward: x (4-D), kernel_matrix (2-D), bias, out_y, ConvPlan
 
 
 def conv2d_forward(x, kernel_matrix, bias, out_y, plan):
     """out_y = conv(x, kernel) + bias, then max(., 0) if ``plan.relu``. x: (N, H, W, C); kernel_matrix: (KH*KW*C, F);
     bias: (F,); out_y: (N, OH, OW, F)."""
-    cols = buffers.pool.empty((plan.threads, plan.block_pixels, kernel_matrix.shape[0]))
-    _conv2d_forward(x, kernel_matrix, bias, out_y, plan, cols)
+    _conv2d_forward_launch(x, kernel_matrix, bias, out_y, plan, DRIVER, _CONV2D_FORWARD_BLOCK)
 
 
-@njit(**PARALLEL)
-def _conv2d_forward(x, kernel_matrix, bias, out_y, plan, cols):
+@njit(**SERIAL)
+def _conv2d_forward_launch(x, kernel_matrix, bias, out_y, plan, driver, block_fn):
+    job = new_job(driver)
+    put(job, _X, x)
+    put(job, _KERNEL, kernel_matrix)
+    put(job, _BIAS, bias)
+    put(job, _Y, out_y)
+    put_conv_plan(job, _PLAN, plan)
+    total_rows = out_y.shape[0] * out_y.shape[1] * out_y.shape[2]
+    run(driver, block_fn, job, (total_rows + plan.block_pixels - 1) // plan.block_pixels, plan.threads)
+
+
+@njit(**SERIAL)
+def _conv2d_forward_block(job, block):
+    x, kernel_matrix, bias, out_y = float32_4d(job, _X), float32_2d(job, _KERNEL), float32_1d(job, _BIAS), float32_4d(job, _Y)
+    plan = conv_plan_at(job, _PLAN)
     batch, out_h, out_w, filters = out_y.shape
     y_rows = out_y.reshape(batch * out_h * out_w, filters)
-    total_rows, block_pixels = y_rows.shape[0], plan.block_pixels
-    blocks = (total_rows + block_pixels - 1) // block_pixels
-    counter = block_counter()
-    for share in prange(plan.threads):
-        block = next_block(counter)
-        while block < blocks:
-            first_row = block * block_pixels
-            rows = min(block_pixels, total_rows - first_row)
-            patches = _block_patches(x, cols[share], first_row, rows, out_h, out_w, plan)
-            y_block = y_rows[first_row : first_row + rows]
-            np.dot(patches, kernel_matrix, y_block)
-            add_bias_relu(y_block, bias, plan.relu)
-            block = next_block(counter)
+    patch_len, block_pixels = kernel_matrix.shape[0], plan.block_pixels
+    cols = scratch(job, 0, block_pixels * patch_len)
+    if cols.size < block_pixels * patch_len:
+        return
+    first_row = block * block_pixels
+    rows = min(block_pixels, y_rows.shape[0] - first_row)
+    patches = _block_patches(x, cols.reshape(block_pixels, patch_len), first_row, rows, out_h, out_w, plan)
+    y_block = y_rows[first_row : first_row + rows]
+    np.dot(patches, kernel_matrix, y_block)
+    add_bias_relu(y_block, bias, plan.relu)
+
+
+@cfunc(BLOCK_SIGNATURE, **BLOCK_OPTIONS)
+def _conv2d_forward_cfunc(job_address, block):
+    _conv2d_forward_block(job_of(job_address), block)
+
+
+_CONV2D_FORWARD_BLOCK = _conv2d_forward_cfunc.address
+_GRAD_Y, _GRAD_X = 0, 10  # input gradient: grad_out (4-D), kernel_matrix at _KERNEL, out_grad_x, ConvPlan at _PLAN
 
 
 def conv2d_backward_input(grad_out, kernel_matrix, out_grad_x, plan):
     """out_grad_x = d conv / d x, in blocks of ``plan.block_samples`` whole samples, one BLAS product per block. grad_out: (N, OH, OW, F); kernel_matrix: (KH*KW*C, F); out_grad_x: (N, H, W, C)."""
-    pixels = grad_out.shape[1] * grad_out.shape[2]
+    _conv2d_backward_input_launch(grad_out, kernel_matrix, out_grad_x, plan, DRIVER, _CONV2D_BACKWARD_INPUT_BLOCK)
+
+
+@njit(**SERIAL)
+def _conv2d_backward_input_launch(grad_out, kernel_matrix, out_grad_x, plan, driver, block_fn):
+    job = new_job(driver)
+    put(job, _GRAD_Y, grad_out)
+    put(job, _KERNEL, kernel_matrix)
+    put(job, _GRAD_X, out_grad_x)
+    put_conv_plan(job, _PLAN, plan)
     samples_per_block = plan.block_samples
-    grad_patches = buffers.pool.empty((plan.threads, samples_per_block * pixels, kernel_matrix.shape[0]))
-    _conv2d_backward_input(grad_out, kernel_matrix, out_grad_x, plan, grad_patches, samples_per_block)
+    run(driver, block_fn, job, (grad_out.shape[0] + samples_per_block - 1) // samples_per_block, plan.threads)
 
 
-@njit(**PARALLEL)
-def _conv2d_backward_input(grad_out, kernel_matrix, out_grad_x, plan, grad_patches, samples_per_block):
+@njit(**SERIAL)
+def _conv2d_backward_input_block(job, block):
+    grad_out, kernel_matrix, out_grad_x = float32_4d(job, _GRAD_Y), float32_2d(job, _KERNEL), float32_4d(job, _GRAD_X)
+    plan = conv_plan_at(job, _PLAN)
     batch, out_h, out_w, filters = grad_out.shape
-    pixels, channels = out_h * out_w, out_grad_x.shape[3]
+    pixels, channels, samples_per_block = out_h * out_w, out_grad_x.shape[3], plan.block_samples
     grad_rows = grad_out.reshape(batch * pixels, filters)
-    pointwise, threads = _is_pointwise(plan), plan.threads
-    # a pointwise kernel keeps the spatial size, so its input gradient has the rows of grad_out
-    grad_x_rows = out_grad_x.reshape(batch * pixels if pointwise else out_grad_x.size // channels, channels)
-    blocks = (batch + samples_per_block - 1) // samples_per_block
-    counter = block_counter()
-    for share in prange(threads):
-        block = next_block(counter)
-        while block < blocks:
-            first = block * samples_per_block
-            count = min(samples_per_block, batch - first)
-            grad_block = grad_rows[first * pixels : (first + count) * pixels]
-            if pointwise:
-                np.dot(grad_block, kernel_matrix.T, grad_x_rows[first * pixels : (first + count) * pixels])
-            else:
-                patches = grad_patches[share, : count * pixels]
-                np.dot(grad_block, kernel_matrix.T, patches)
-                for n in range(count):
-                    _col2im_sample(patches[n * pixels : (n + 1) * pixels], out_grad_x[first + n], out_h, out_w, plan)
-            block = next_block(counter)
+    first = block * samples_per_block
+    count = min(samples_per_block, batch - first)
+    grad_block = grad_rows[first * pixels : (first + count) * pixels]
+    if _is_pointwise(plan):  # a pointwise kernel keeps the spatial size: its input gradient has the rows of grad_out
+        grad_x_rows = out_grad_x.reshape(batch * pixels, channels)
+        np.dot(grad_block, kernel_matrix.T, grad_x_rows[first * pixels : (first + count) * pixels])
+        return
+    patch_len = kernel_matrix.shape[0]
+    flat = scratch(job, 0, samples_per_block * pixels * patch_len)
+    if flat.size < samples_per_block * pixels * patch_len:
+        return
+    patches = flat[: count * pixels * patch_len].reshape(count * pixels, patch_len)
+    np.dot(grad_block, kernel_matrix.T, patches)
+    for n in range(count):
+        _col2im_sample(patches[n * pixels : (n + 1) * pixels], out_grad_x[first + n], out_h, out_w, plan)
+
+
+@cfunc(BLOCK_SIGNATURE, **BLOCK_OPTIONS)
+def _conv2d_backward_input_cfunc(job_address, block):
+    _conv2d_backward_input_block(job_of(job_address), block)
+
+
+_CONV2D_BACKWARD_INPUT_BLOCK = _conv2d_backward_input_cfunc.address
+_PARTIALS = 26  # kernel gradient: x at _X, grad_out at _Y, partials (groups, patch_len, F), ConvPlan at _PLAN
 
 
 def conv2d_backward_kernel(x, grad_out, out_grad_kernel_matrix, out_grad_bias, plan):
@@ -247,38 +285,57 @@ def conv2d_backward_kernel(x, grad_out, out_grad_kernel_matrix, out_grad_bias, p
     x: (N, H, W, C); grad_out: (N, OH, OW, F); out_grad_kernel_matrix: (KH*KW*C, F); out_grad_bias: (F,) or (0,).
 
     The blocks of ``plan.block_pixels`` output pixels are cut into a fixed number of groups (``group_count``), each
-    summed into its own partial gradient by whichever share takes it; the partials are added in group order, so
+    summed into its own partial gradient by whichever thread takes it; the partials are added in group order, so
     results are repeatable.
     """
     patch_len, filters = out_grad_kernel_matrix.shape
     total_rows = grad_out.shape[0] * grad_out.shape[1] * grad_out.shape[2]
     groups = group_count((total_rows + plan.block_pixels - 1) // plan.block_pixels, plan.threads)
-    cols = buffers.pool.empty((plan.threads, plan.block_pixels, patch_len))
     partials = buffers.pool.empty((groups, patch_len, filters))
-    _conv2d_backward_kernel(x, grad_out, out_grad_kernel_matrix, out_grad_bias, plan, cols, partials)
+    _conv2d_backward_kernel_launch(x, grad_out, out_grad_kernel_matrix, out_grad_bias, plan, partials, DRIVER,
+                                   _CONV2D_BACKWARD_KERNEL_BLOCK)  # fmt: skip
 
 
-@njit(**PARALLEL)
-def _conv2d_backward_kernel(x, grad_out, out_grad_kernel_matrix, out_grad_bias, plan, cols, partials):
-    batch, out_h, out_w, filters = grad_out.shape
-    grad_rows = grad_out.reshape(batch * out_h * out_w, filters)
-    total_rows, block_pixels, groups = grad_rows.shape[0], plan.block_pixels, partials.shape[0]
-    blocks = (total_rows + block_pixels - 1) // block_pixels
-    counter = block_counter()
-    for share in prange(plan.threads):
-        group = next_block(counter)
-        while group < groups:
-            partial = partials[group]
-            partial[:] = 0.0
-            for block in range(group * blocks // groups, (group + 1) * blocks // groups):
-                first_row = block * block_pixels
-                rows = min(block_pixels, total_rows - first_row)
-                patches = _block_patches(x, cols[share], first_row, rows, out_h, out_w, plan)
-                if patches.shape[1] <= SHORT_PATCH:
-                    _add_short_patch_products(patches, grad_rows[first_row : first_row + rows], partial)
-                else:
-                    gemm(1.0, patches, TRANSPOSE, grad_rows[first_row : first_row + rows], NO_TRANSPOSE, 1.0, partial)
-            group = next_block(counter)
+@njit(**SERIAL)
+def _conv2d_backward_kernel_launch(x, grad_out, out_grad_kernel_matrix, out_grad_bias, plan, partials, driver, block_fn):
+    job = new_job(driver)
+    put(job, _X, x)
+    put(job, _Y, grad_out)
+    put(job, _PARTIALS, partials)
+    put_conv_plan(job, _PLAN, plan)
+    run(driver, block_fn, job, partials.shape[0], plan.threads)
     add_up(partials, out_grad_kernel_matrix)
     if out_grad_bias.shape[0] > 0:
-        column_sums(grad_rows, out_grad_bias)
+        column_sums(grad_out.reshape(-1, grad_out.shape[3]), out_grad_bias)
+
+
+@njit(**SERIAL)
+def _conv2d_backward_kernel_block(job, group):
+    """Group ``group`` of the pixel blocks, summed into its partial."""
+    x, grad_out, partials = float32_4d(job, _X), float32_4d(job, _Y), float32_3d(job, _PARTIALS)
+    plan = conv_plan_at(job, _PLAN)
+    batch, out_h, out_w, filters = grad_out.shape
+    grad_rows = grad_out.reshape(batch * out_h * out_w, filters)
+    total_rows, block_pixels, groups, patch_len = grad_rows.shape[0], plan.block_pixels, partials.shape[0], partials.shape[1]
+    blocks = (total_rows + block_pixels - 1) // block_pixels
+    cols = scratch(job, 0, block_pixels * patch_len)
+    if cols.size < block_pixels * patch_len:
+        return
+    partial = partials[group]
+    partial[:] = 0.0
+    for block in range(group * blocks // groups, (group + 1) * blocks // groups):
+        first_row = block * block_pixels
+        rows = min(block_pixels, total_rows - first_row)
+        patches = _block_patches(x, cols.reshape(block_pixels, patch_len), first_row, rows, out_h, out_w, plan)
+        if patches.shape[1] <= SHORT_PATCH:
+            _add_short_patch_products(patches, grad_rows[first_row : first_row + rows], partial)
+        else:
+            gemm(1.0, patches, TRANSPOSE, grad_rows[first_row : first_row + rows], NO_TRANSPOSE, 1.0, partial)
+
+
+@cfunc(BLOCK_SIGNATURE, **BLOCK_OPTIONS)
+def _conv2d_backward_kernel_cfunc(job_address, group):
+    _conv2d_backward_kernel_block(job_of(job_address), group)
+
+
+_CONV2D_BACKWARD_KERNEL_BLOCK = _conv2d_backward_kernel_cfunc.address

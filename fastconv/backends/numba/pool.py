@@ -4,10 +4,13 @@ x, out_grad_x: (N, H, W, C); out_y, grad_out: (N, OH, OW, C); argmax: (N, OH, OW
 plan: a ``fastconv.backends.plans.PoolPlan``.
 """
 
+import numba
 import numpy as np
-from numba import njit, prange
+from numba import cfunc, njit, prange
 
 from fastconv.backends.numba._common import PARALLEL, SERIAL
+from fastconv.backends.numba._driver import (BLOCK_OPTIONS, BLOCK_SIGNATURE, BLOCKS, DRIVER, blocks_for, float32_4d,
+                                             int32_4d, int64_1d, job_of, new_job, pool_plan_at, put, put_pool_plan, run)
 
 @njit(**SERIAL)
 def _clip_window(oh, ow, plan, height, width):
@@ -17,19 +20,42 @@ def _clip_window(oh, ow, plan, height, width):
     return max(top, 0), min(top + plan.pool_h, height), max(left, 0), min(left + plan.pool_w, width)
 
 
-@njit(**PARALLEL)
+# Max pooling's blocks run on the Cython driver (``_driver``), as conv.py's: record layouts (fields of int64, an array
+# as its address then its shape): forward x, out_y, out_argmax, PoolPlan; windowed backward grad_out, argmax,
+# pooled, out_grad_x, the per-block counts of indices outside their window, whether to mask, PoolPlan.
+_X, _Y, _ARGMAX, _PLAN = 0, 5, 10, 15
+
+
 def max_pool2d_forward(x, out_y, out_argmax, plan):
     """out_y = window maxima; out_argmax = row * W + col of each winner. x: (N, H, W, C); out_y, out_argmax: (N, OH, OW, C).
 
-    As NumPy's argmax (the reference): the first NaN of a window wins, else its first largest value.
+    As NumPy's argmax (the reference): the first NaN of a window wins, else its first largest value. In blocks of
+    output rows, on the calling thread's thread count (``numba.get_num_threads``, which the backend sets per call).
     """
+    _max_pool2d_forward_launch(x, out_y, out_argmax, plan, numba.get_num_threads(), DRIVER, _MAX_POOL_FORWARD_BLOCK)
+
+
+@njit(**SERIAL)
+def _max_pool2d_forward_launch(x, out_y, out_argmax, plan, threads, driver, block_fn):
+    job = new_job(driver)
+    put(job, _X, x)
+    put(job, _Y, out_y)
+    put(job, _ARGMAX, out_argmax)
+    put_pool_plan(job, _PLAN, plan)
+    run(driver, block_fn, job, blocks_for(x.shape[0] * out_y.shape[1], threads), threads)
+
+
+@njit(**SERIAL)
+def _max_pool2d_forward_block(job, block):
+    x, out_y, out_argmax, plan = float32_4d(job, _X), float32_4d(job, _Y), int32_4d(job, _ARGMAX), pool_plan_at(job, _PLAN)
     batch, height, width, channels = x.shape
     out_h, out_w = out_y.shape[1], out_y.shape[2]
     # flat views and unsigned offsets: a signed index costs Numba a negative-index test per element, which kept
     # the channel loop from vectorising (cats vs dogs' first pool, 2 threads: 15.1 -> 5.7-6.3 ms)
     x_flat, y_flat, index_flat = x.reshape(-1), out_y.reshape(-1), out_argmax.reshape(-1)
     unsigned_channels = np.uint64(channels)
-    for item in prange(batch * out_h):
+    items, blocks = batch * out_h, job[BLOCKS]
+    for item in range(block * items // blocks, (block + 1) * items // blocks):
         n = item // out_h
         oh = item % out_h
         for ow in range(out_w):
@@ -55,6 +81,14 @@ def max_pool2d_forward(x, out_y, out_argmax, plan):
                         index_flat[out_at + c] = index if take else index_flat[out_at + c]
 
 
+@cfunc(BLOCK_SIGNATURE, **BLOCK_OPTIONS)
+def _max_pool2d_forward_cfunc(job_address, block):
+    _max_pool2d_forward_block(job_of(job_address), block)
+
+
+_MAX_POOL_FORWARD_BLOCK = _max_pool2d_forward_cfunc.address
+
+
 def max_pool2d_backward(grad_out, argmax, pooled_relu, out_grad_x, plan):
     """out_grad_x[n, argmax, c] += grad_out (0 where pooled_relu, if given, is not positive). grad_out, argmax,
     pooled_relu: (N, OH, OW, C); out_grad_x: (N, H, W, C). With a ``plan`` whose windows do not overlap, each pixel
@@ -62,7 +96,8 @@ def max_pool2d_backward(grad_out, argmax, pooled_relu, out_grad_x, plan):
     masked = pooled_relu is not None
     pooled = pooled_relu if masked else grad_out
     windowed = plan is not None and plan.stride_h >= plan.pool_h and plan.stride_w >= plan.pool_w
-    if not windowed or _route_by_windows(grad_out, argmax, pooled, masked, out_grad_x, plan):
+    if not windowed or _route_by_windows_launch(grad_out, argmax, pooled, masked, out_grad_x, plan, numba.get_num_threads(),
+                                                DRIVER, _ROUTE_BY_WINDOWS_BLOCK):
         bad = _scatter(grad_out, argmax, pooled, masked, out_grad_x)
     else:
         bad = 0
@@ -94,10 +129,32 @@ def _scatter(grad_out, argmax, pooled, masked, out_grad_x):
     return bad
 
 
-@njit(**PARALLEL)
-def _route_by_windows(grad_out, argmax, pooled, masked, out_grad_x, plan):
+_GRAD_Y, _WINNERS, _POOLED, _GRAD_X, _MISSED, _MASKED, _BACKWARD_PLAN = 0, 5, 10, 15, 20, 22, 23  # windowed backward
+
+
+@njit(**SERIAL)
+def _route_by_windows_launch(grad_out, argmax, pooled, masked, out_grad_x, plan, threads, driver, block_fn):
     """Windows that do not overlap: each window pixel gets its output's gradient where it won, else 0; pixels under
-    no window are cleared. Returns the count of indices that are not a pixel of their own window."""
+    no window are cleared, in blocks of samples. Returns the count of indices that are not a pixel of their own window."""
+    blocks = blocks_for(grad_out.shape[0], threads)
+    missed = np.zeros(blocks, dtype=np.int64)  # by block
+    job = new_job(driver)
+    put(job, _GRAD_Y, grad_out)
+    put(job, _WINNERS, argmax)
+    put(job, _POOLED, pooled)
+    put(job, _GRAD_X, out_grad_x)
+    put(job, _MISSED, missed)
+    job[_MASKED] = 1 if masked else 0
+    put_pool_plan(job, _BACKWARD_PLAN, plan)
+    run(driver, block_fn, job, blocks, threads)
+    return missed.sum()
+
+
+@njit(**SERIAL)
+def _route_by_windows_block(job, block):
+    grad_out, argmax, pooled = float32_4d(job, _GRAD_Y), int32_4d(job, _WINNERS), float32_4d(job, _POOLED)
+    out_grad_x, missed, masked = float32_4d(job, _GRAD_X), int64_1d(job, _MISSED), job[_MASKED] != 0
+    plan = pool_plan_at(job, _BACKWARD_PLAN)
     batch, height, width, channels = out_grad_x.shape
     out_h, out_w = grad_out.shape[1], grad_out.shape[2]
     covered = (plan.stride_h == plan.pool_h and plan.stride_w == plan.pool_w
@@ -111,8 +168,8 @@ def _route_by_windows(grad_out, argmax, pooled, masked, out_grad_x, plan):
     # 32-bit flags and a 32-bit count of winners, as the int32 indices they come from (Numba widens int32 + int32 to
     # int64, so the count is cast back each time): MNIST's first pool, one thread, 0.55 -> 0.47 ms (Cython 0.40)
     unmasked = np.uint32(not masked)
-    missed = 0
-    for n in prange(batch):
+    missed_here, blocks = 0, job[BLOCKS]
+    for n in range(block * batch // blocks, (block + 1) * batch // blocks):
         if not covered:
             grad_flat[n * height * width * channels : (n + 1) * height * width * channels] = 0.0
         for oh in range(out_h):
@@ -129,8 +186,16 @@ def _route_by_windows(grad_out, argmax, pooled, masked, out_grad_x, plan):
                             hits = np.uint32(hits + won)
                             keep = won & (unmasked | np.uint32(pooled_flat[out_at + c] > 0))  # pooled NaN: not > 0, masked
                             grad_bits[target_at + c] = grad_out_bits[out_at + c] & (np.uint32(0) - keep)
-                missed += channels - np.int64(hits)
-    return missed
+                missed_here += channels - np.int64(hits)
+    missed[block] = missed_here
+
+
+@cfunc(BLOCK_SIGNATURE, **BLOCK_OPTIONS)
+def _route_by_windows_cfunc(job_address, block):
+    _route_by_windows_block(job_of(job_address), block)
+
+
+_ROUTE_BY_WINDOWS_BLOCK = _route_by_windows_cfunc.address
 
 
 @njit(**PARALLEL)

@@ -13,11 +13,13 @@ transforms would spread across a tile): the caller then computes that convolutio
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import cfunc, njit
 
 from fastconv.backends import buffers, winograd_tiles
 from fastconv.backends.numba._blas import NO_TRANSPOSE, TRANSPOSE, gemm
-from fastconv.backends.numba._common import NO_ALIAS, PARALLEL, SERIAL, add_up, block_counter, column_sums, group_count, next_block
+from fastconv.backends.numba._common import NO_ALIAS, SERIAL, add_up, column_sums, group_count
+from fastconv.backends.numba._driver import (BLOCK_OPTIONS, BLOCK_SIGNATURE, DRIVER, conv_plan_at, float32_1d, float32_3d,
+                                             float32_4d, int64_1d, job_of, new_job, put, put_conv_plan, run, scratch)
 
 # Compiled in as constants: B^T, A^T and K = kron(G, G) of F(2x2) and of F(4x4). Numba's on-disk cache does not
 # see an edit of winograd_tiles.py: clear this folder's __pycache__ after changing the matrices.
@@ -341,14 +343,24 @@ def _tile_grid(batch, out_h, out_w, side, block_tiles):
     return tiles_h, tiles_w, tiles, (tiles + block_tiles - 1) // block_tiles
 
 
-def _scratch(plan, positions, channels, filters):
-    """Each thread's V, M (or Z) and tile scratch, from fastconv's buffer pool: allocated in the kernel, they would
-    be mapped and unmapped by every call (see src_ext/_scratch.pxd)."""
-    side = max(1, math.isqrt(positions))
+# The blocks run on the Cython driver (``_driver``), as conv.py's: record layouts (fields of int64, an array as its
+# address then its shape): forward x (4-D), u (3-D), bias, out_y (4-D), the per-block counts of products that are
+# not finite, ConvPlan; kernel gradient x, grad_out, the groups' partials (4-D), ConvPlan.
+_X, _U, _BIAS, _Y, _NONFINITE, _PLAN = 0, 5, 9, 11, 16, 18
+_GRAD_Y, _PARTIALS = 5, 10
+
+
+@njit(**SERIAL)
+def _block_scratch(job, positions, block_tiles, channels, filters):
+    """The running thread's V (or its input tiles), M (or Z) and two tile rows, flat, from its own scratch; None
+    where there is no memory for them."""
+    side = 6 if positions == 36 else 4
     width = max(channels, filters)
-    shapes = [(plan.threads, positions, plan.block_tiles, channels), (plan.threads, positions, plan.block_tiles, filters)]
-    shapes += [(plan.threads, side, side, width)] * 2
-    return tuple(buffers.pool.empty(shape) for shape in shapes)
+    v = scratch(job, 0, positions * block_tiles * channels)
+    m = scratch(job, 1, positions * block_tiles * filters)
+    patch = scratch(job, 2, side * side * width)
+    rows = scratch(job, 3, side * side * width)
+    return v, m, patch, rows
 
 
 def winograd_conv2d_backward_kernel(x, grad_out, out_grad_u, out_grad_bias, plan):
@@ -356,7 +368,7 @@ def winograd_conv2d_backward_kernel(x, grad_out, out_grad_u, out_grad_bias, plan
     its a^2 (16 or 36) picking F(2x2) or F(4x4); out_grad_bias (F,) = grad_out summed over N, OH, OW ((0,) to skip).
 
     The blocks are cut into a fixed number of groups (``group_count``), each summed into its own partial by whichever
-    share takes it, added in group order, so results are repeatable. False if the sum is not finite (x or grad_out
+    thread takes it, added in group order, so results are repeatable. False if the sum is not finite (x or grad_out
     held a NaN or +-inf).
     """
     positions, channels, filters = out_grad_u.shape
@@ -364,38 +376,57 @@ def winograd_conv2d_backward_kernel(x, grad_out, out_grad_u, out_grad_bias, plan
     blocks = _tile_grid(grad_out.shape[0], grad_out.shape[1], grad_out.shape[2], side, plan.block_tiles)[3]
     groups = group_count(blocks, plan.threads)
     partials = buffers.pool.empty((groups, positions, channels, filters))
-    return _winograd_conv2d_backward_kernel(x, grad_out, out_grad_u, out_grad_bias, plan, partials, *_scratch(plan, positions, channels, filters))
+    return _winograd_conv2d_backward_kernel_launch(x, grad_out, out_grad_u, out_grad_bias, plan, partials, DRIVER,
+                                                   _WINOGRAD_BACKWARD_KERNEL_BLOCK)  # fmt: skip
 
 
-@njit(**PARALLEL)
-def _winograd_conv2d_backward_kernel(x, grad_out, out_grad_u, out_grad_bias, plan, partials, v, z, patch, rows):
-    batch, out_h, out_w, filters = grad_out.shape
-    input_t, _, output_n = _matrices(out_grad_u.shape[0])
-    a, side = output_n.shape
-    positions = a * a
-    tiles_h, tiles_w, tiles, blocks = _tile_grid(batch, out_h, out_w, side, plan.block_tiles)
-    block_tiles, groups = plan.block_tiles, partials.shape[0]
-    counter = block_counter()
-    for share in prange(plan.threads):
-        v_flat, z_flat = v[share].reshape(-1), z[share].reshape(-1)
-        patch_flat, rows_flat = patch[share].reshape(-1), rows[share].reshape(-1)
-        group = next_block(counter)
-        while group < groups:
-            partials[group] = 0.0
-            for block in range(group * blocks // groups, (group + 1) * blocks // groups):
-                first = block * block_tiles
-                count = min(block_tiles, tiles - first)
-                _input_transforms(x, input_t, v_flat, first, count, tiles_h, tiles_w, plan, patch_flat, rows_flat)
-                for t in range(count):
-                    n, top, left = _tile_origin(first + t, tiles_h, tiles_w, side)
-                    _gradient_transform(grad_out[n], output_n, z_flat, np.uint64(t * filters), top, left, patch_flat, rows_flat)
-                for k in range(positions):
-                    gemm(1.0, v[share, k, :count], TRANSPOSE, z[share, k, :count], NO_TRANSPOSE, 1.0, partials[group, k])
-            group = next_block(counter)
+@njit(**SERIAL)
+def _winograd_conv2d_backward_kernel_launch(x, grad_out, out_grad_u, out_grad_bias, plan, partials, driver, block_fn):
+    _matrices(out_grad_u.shape[0])  # ValueError for neither tile, here: a block function cannot raise
+    job = new_job(driver)
+    put(job, _X, x)
+    put(job, _GRAD_Y, grad_out)
+    put(job, _PARTIALS, partials)
+    put_conv_plan(job, _PLAN, plan)
+    run(driver, block_fn, job, partials.shape[0], plan.threads)
     add_up(partials, out_grad_u)
     if out_grad_bias.shape[0] > 0:
-        column_sums(grad_out.reshape(-1, filters), out_grad_bias)
+        column_sums(grad_out.reshape(-1, grad_out.shape[3]), out_grad_bias)
     return _count_nonfinite(out_grad_u.reshape(-1)) == 0
+
+
+@njit(**SERIAL)
+def _winograd_conv2d_backward_kernel_block(job, group):
+    """Group ``group`` of the tile blocks, summed into its partial."""
+    x, grad_out, partials = float32_4d(job, _X), float32_4d(job, _GRAD_Y), float32_4d(job, _PARTIALS)
+    plan = conv_plan_at(job, _PLAN)
+    batch, out_h, out_w, filters = grad_out.shape
+    input_t, _, output_n = _matrices(partials.shape[1])
+    a, side = output_n.shape
+    positions, channels, groups, block_tiles = a * a, x.shape[3], partials.shape[0], plan.block_tiles
+    tiles_h, tiles_w, tiles, blocks = _tile_grid(batch, out_h, out_w, side, block_tiles)
+    v_flat, z_flat, patch_flat, rows_flat = _block_scratch(job, positions, block_tiles, channels, filters)
+    if v_flat.size == 0 or z_flat.size == 0 or patch_flat.size == 0 or rows_flat.size == 0:
+        return
+    v, z = v_flat.reshape(positions, block_tiles, channels), z_flat.reshape(positions, block_tiles, filters)
+    partials[group] = 0.0
+    for block in range(group * blocks // groups, (group + 1) * blocks // groups):
+        first = block * block_tiles
+        count = min(block_tiles, tiles - first)
+        _input_transforms(x, input_t, v_flat, first, count, tiles_h, tiles_w, plan, patch_flat, rows_flat)
+        for t in range(count):
+            n, top, left = _tile_origin(first + t, tiles_h, tiles_w, side)
+            _gradient_transform(grad_out[n], output_n, z_flat, np.uint64(t * filters), top, left, patch_flat, rows_flat)
+        for k in range(positions):
+            gemm(1.0, v[k, :count], TRANSPOSE, z[k, :count], NO_TRANSPOSE, 1.0, partials[group, k])
+
+
+@cfunc(BLOCK_SIGNATURE, **BLOCK_OPTIONS)
+def _winograd_conv2d_backward_kernel_cfunc(job_address, group):
+    _winograd_conv2d_backward_kernel_block(job_of(job_address), group)
+
+
+_WINOGRAD_BACKWARD_KERNEL_BLOCK = _winograd_conv2d_backward_kernel_cfunc.address
 
 
 def winograd_conv2d_forward(x, u, bias, out_y, plan):
@@ -405,32 +436,54 @@ def winograd_conv2d_forward(x, u, bias, out_y, plan):
 
     False if a product is not finite (x held a NaN or +-inf; out_y is then not to be used).
     """
-    return _winograd_conv2d_forward(x, u, bias, out_y, plan, *_scratch(plan, u.shape[0], x.shape[3], out_y.shape[3]))
+    return _winograd_conv2d_forward_launch(x, u, bias, out_y, plan, DRIVER, _WINOGRAD_FORWARD_BLOCK)
 
 
-@njit(**PARALLEL)
-def _winograd_conv2d_forward(x, u, bias, out_y, plan, v, m, patch, rows):
+@njit(**SERIAL)
+def _winograd_conv2d_forward_launch(x, u, bias, out_y, plan, driver, block_fn):
+    side = _matrices(u.shape[0])[1].shape[0]  # ValueError for neither tile, here: a block function cannot raise
+    blocks = _tile_grid(out_y.shape[0], out_y.shape[1], out_y.shape[2], side, plan.block_tiles)[3]
+    nonfinite = np.zeros(blocks, dtype=np.int64)  # products that are not finite, by block
+    job = new_job(driver)
+    put(job, _X, x)
+    put(job, _U, u)
+    put(job, _BIAS, bias)
+    put(job, _Y, out_y)
+    put(job, _NONFINITE, nonfinite)
+    put_conv_plan(job, _PLAN, plan)
+    run(driver, block_fn, job, blocks, plan.threads)
+    return nonfinite.sum() == 0
+
+
+@njit(**SERIAL)
+def _winograd_conv2d_forward_block(job, block):
+    x, u, bias, out_y = float32_4d(job, _X), float32_3d(job, _U), float32_1d(job, _BIAS), float32_4d(job, _Y)
+    nonfinite, plan = int64_1d(job, _NONFINITE), conv_plan_at(job, _PLAN)
     batch, out_h, out_w, filters = out_y.shape
     input_t, output_t, _ = _matrices(u.shape[0])
     side, a = output_t.shape
-    positions = a * a
-    tiles_h, tiles_w, tiles, blocks = _tile_grid(batch, out_h, out_w, side, plan.block_tiles)
-    block_tiles, threads = plan.block_tiles, plan.threads
-    nonfinite = np.zeros(threads, dtype=np.int64)
-    counter = block_counter()
-    for share in prange(threads):
-        v_flat, m_flat = v[share].reshape(-1), m[share].reshape(-1)
-        patch_flat, rows_flat = patch[share].reshape(-1), rows[share].reshape(-1)
-        block = next_block(counter)
-        while block < blocks:
-            first = block * block_tiles
-            count = min(block_tiles, tiles - first)
-            _input_transforms(x, input_t, v_flat, first, count, tiles_h, tiles_w, plan, patch_flat, rows_flat)
-            for k in range(positions):
-                np.dot(v[share, k, :count], u[k], m[share, k, :count])
-                nonfinite[share] += _count_nonfinite(m[share, k, :count].reshape(-1))
-            for t in range(count):
-                n, top, left = _tile_origin(first + t, tiles_h, tiles_w, side)
-                _output_transform(m_flat, output_t, np.uint64(t * filters), out_y[n], top, left, bias, plan.relu, rows_flat)
-            block = next_block(counter)
-    return nonfinite.sum() == 0
+    positions, channels, block_tiles = a * a, x.shape[3], plan.block_tiles
+    tiles_h, tiles_w, tiles, _ = _tile_grid(batch, out_h, out_w, side, block_tiles)
+    v_flat, m_flat, patch_flat, rows_flat = _block_scratch(job, positions, block_tiles, channels, filters)
+    if v_flat.size == 0 or m_flat.size == 0 or patch_flat.size == 0 or rows_flat.size == 0:
+        return
+    v, m = v_flat.reshape(positions, block_tiles, channels), m_flat.reshape(positions, block_tiles, filters)
+    first = block * block_tiles
+    count = min(block_tiles, tiles - first)
+    _input_transforms(x, input_t, v_flat, first, count, tiles_h, tiles_w, plan, patch_flat, rows_flat)
+    bad = 0
+    for k in range(positions):
+        np.dot(v[k, :count], u[k], m[k, :count])
+        bad += _count_nonfinite(m[k, :count].reshape(-1))
+    nonfinite[block] = bad
+    for t in range(count):
+        n, top, left = _tile_origin(first + t, tiles_h, tiles_w, side)
+        _output_transform(m_flat, output_t, np.uint64(t * filters), out_y[n], top, left, bias, plan.relu, rows_flat)
+
+
+@cfunc(BLOCK_SIGNATURE, **BLOCK_OPTIONS)
+def _winograd_conv2d_forward_cfunc(job_address, block):
+    _winograd_conv2d_forward_block(job_of(job_address), block)
+
+
+_WINOGRAD_FORWARD_BLOCK = _winograd_conv2d_forward_cfunc.address
