@@ -137,7 +137,7 @@ def report():
         f"backend in use: {fastconv.get_backend().name} (FASTCONV_BACKEND {os.environ.get('FASTCONV_BACKEND', 'not set')})",
         f"convolution algorithm: {algorithms.conv_algorithm()} (FASTCONV_CONV_ALGORITHM {os.environ.get('FASTCONV_CONV_ALGORITHM', 'not set')})",
         f"buffer pool: holds {pool.held_bytes / 2**20:.0f} MiB of at most {pool.limit_bytes / 2**30:g} GiB "
-        f"(FASTCONV_BUFFER_POOL_BYTES, {buffers.budget_bytes() / 2**30:g} GiB, is shared with the cython kernels' scratch)",
+        f"(FASTCONV_BUFFER_POOL_BYTES, {buffers.budget_bytes() / 2**30:g} GiB, is shared with the compiled kernels' scratch)",
         _distributed_line(),
         "data and weights:",
         *_data_lines(),

@@ -9,7 +9,7 @@ import os
 from types import SimpleNamespace
 
 from fastconv import simd_levels as levels
-from fastconv.backends import threads
+from fastconv.backends import buffers, threads
 
 
 def load_level(name):
@@ -39,3 +39,17 @@ activations, build_info, conv, dense, losses, numba_blocks, pool, updates, winog
     _modules.activations, _modules.build_info, _modules.conv, _modules.dense, _modules.losses, _modules.numba_blocks,
     _modules.pool, _modules.updates, _modules.winograd,
 )  # fmt: skip
+
+# The modules whose threads keep per-thread scratch between calls (src_ext/_scratch.pxd; numba_blocks for the numba
+# backend's blocks), and its bound, shared among them so that both CPU backends together keep no more than
+# fastconv.backends.buffers.scratch_limit_bytes().
+SCRATCH_MODULES = (conv, winograd, numba_blocks)
+_limit = buffers.scratch_limit_bytes()
+for _index, _module in enumerate(SCRATCH_MODULES):
+    _module.scratch(_limit // len(SCRATCH_MODULES) + (_index < _limit % len(SCRATCH_MODULES)))
+
+
+def scratch_bytes():
+    """``(held, limit)``: the bytes of scratch the compiled kernels' threads hold now, and what they may keep."""
+    states = [module.scratch() for module in SCRATCH_MODULES]
+    return sum(held for held, _ in states), sum(limit for _, limit in states)

@@ -21,7 +21,7 @@ import numpy as np
 
 # Below this, glibc serves requests from memory it keeps: nothing to gain.
 SMALL_BYTES = 1 << 18
-# What fastconv keeps between calls, at most: this pool's blocks and the Cython kernels' per-thread scratch
+# What fastconv keeps between calls, at most: this pool's blocks and the compiled kernels' per-thread scratch
 # (src_ext/_scratch.pxd) share it, SCRATCH_SHARE of it for the scratch. The largest training steps of the notes,
 # VGG16 at 150x150 in batches of 20 and the cats-vs-dogs convnet at 32, hold under 1 GiB of outputs at once and
 # tens of MiB of scratch per thread. $FASTCONV_BUFFER_POOL_BYTES overrides it; 0 keeps nothing between calls.
@@ -58,7 +58,8 @@ def budget_bytes():
 
 
 def scratch_limit_bytes():
-    """What the Cython kernels' per-thread scratch may keep between calls, all threads and modules together."""
+    """What the compiled kernels' per-thread scratch (Cython's, and the numba backend's blocks') may keep between calls,
+    all threads and modules together."""
     return int(budget_bytes() * SCRATCH_SHARE)
 
 

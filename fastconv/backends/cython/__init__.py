@@ -5,12 +5,11 @@ convolutions, ``winograd.pyx``; ``pool.pyx``, ``dense.pyx``, ``activations.pyx``
 from pathlib import Path
 
 from fastconv import install_check
-from fastconv.backends import buffers
 from fastconv.backends.compiled import CompiledBackend
 from fastconv.backends.contract import op_family_kernels
 
 try:
-    from fastconv._ext import activations, build_info, conv, dense, losses, pool, updates, winograd
+    from fastconv._ext import activations, build_info, conv, dense, losses, pool, scratch_bytes, updates, winograd
 except ImportError as error:  # the tree was not built, or a source tree shadows the installed package
     raise ImportError(install_check.missing_build_message(Path(__file__).resolve().parents[2], error)) from error
 
@@ -18,13 +17,4 @@ backend = CompiledBackend(
     "cython", op_family_kernels("cython", conv, pool, dense, activations, losses, updates, winograd), build_info.set_default_threads
 )
 
-# The modules whose kernels keep per-thread scratch between calls (src_ext/_scratch.pxd), and its bound.
-SCRATCH_MODULES = (conv, winograd)
-for _module in SCRATCH_MODULES:
-    _module.scratch(buffers.scratch_limit_bytes() // len(SCRATCH_MODULES))
-
-
-def scratch_bytes():
-    """``(held, limit)``: the bytes of scratch the Cython kernels' threads hold now, and what they may keep."""
-    states = [module.scratch() for module in SCRATCH_MODULES]
-    return sum(held for held, _ in states), sum(limit for _, limit in states)
+__all__ = ["backend", "scratch_bytes"]  # scratch_bytes: fastconv._ext's, for both CPU backends

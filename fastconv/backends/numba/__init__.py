@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numba
 
-from fastconv.backends import buffers, compile_time, threads
+from fastconv.backends import compile_time, threads
 from fastconv.backends.compiled import CompiledBackend
 from fastconv.backends.contract import op_family_kernels
 
@@ -66,9 +66,7 @@ _notice = first_use_notice()
 if _notice:  # before the imports below: their block functions (@cfunc) compile as they load
     print(_notice, file=sys.stderr)
 
-from fastconv.backends.numba import _driver, activations, conv, dense, losses, pool, updates, winograd  # noqa: E402
-
-_driver.numba_blocks.scratch(buffers.scratch_limit_bytes())  # what the blocks' threads may keep between calls
+from fastconv.backends.numba import activations, conv, dense, losses, pool, updates, winograd  # noqa: E402
 
 
 def _set_default_threads(count):
