@@ -191,3 +191,26 @@ def test_helpers_are_kept_off_the_cpu_of_their_caller(backend_name):
     assert result.returncode == 0, result.stderr
     helpers, process = json.loads(result.stdout.splitlines()[-1])
     assert len(process) == 1 and helpers == [process]
+
+
+_NUMBA_FROM_ITS_CACHE = """
+import numpy as np, fastconv
+from fastconv.backends import load_backend
+backend = load_backend("numba")
+fastconv.set_num_threads(2)
+fastconv.set_conv_algorithm("gemm")
+x = np.arange(4 * 9 * 9 * 3, dtype=np.float32).reshape(4, 9, 9, 3) / 100
+print(float(np.asarray(backend.conv2d_forward(x, np.ones((3, 3, 3, 8), np.float32), None)).sum()))
+"""
+
+
+def test_numba_kernels_loaded_from_the_disk_cache_by_another_process_run(tmp_path):
+    """The numba kernels reach the driver through addresses given as arguments: one frozen into the code that Numba
+    caches on disk would point, in the next process, where the driver's module is no longer mapped."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    runs = [subprocess.run([sys.executable, "-c", _NUMBA_FROM_ITS_CACHE], capture_output=True, text=True, timeout=600,
+                           env=env) for _ in range(2)]  # fmt: skip
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+    assert runs[0].stdout.split()[-1] == runs[1].stdout.split()[-1]
+    assert list(tmp_path.rglob("*.nbc")), "the first run cached nothing"

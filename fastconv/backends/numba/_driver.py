@@ -21,11 +21,11 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from fastconv._ext import numba_blocks
-from fastconv.backends.numba._common import SERIAL
+from fastconv.backends.numba._common import SERIAL, add_up, column_sums
 from fastconv.backends.plans import ConvPlan, PoolPlan
 
-# The driver's two entry points; passed to the launchers as an array (a global address would keep Numba from caching
-# the functions that use it on disk).
+# The driver's two entry points; passed to the launchers as an argument, as are the block functions' addresses: Numba
+# freezes a global into the compiled code, which it caches on disk, and the next process maps these elsewhere.
 RUN_BLOCKS_ADDRESS, THREAD_SCRATCH_ADDRESS = numba_blocks.addresses()
 DRIVER = np.array([RUN_BLOCKS_ADDRESS, THREAD_SCRATCH_ADDRESS], dtype=np.int64)
 
@@ -191,3 +191,23 @@ def put_pool_plan(job, at, plan):
 def pool_plan_at(job, at):
     """The PoolPlan that ``put_pool_plan`` wrote at ``job[at]``."""
     return PoolPlan(job[at], job[at + 1], job[at + 2], job[at + 3], job[at + 4], job[at + 5])
+
+
+# A kernel gradient's record (the GEMM's and Winograd's): x (4-D), grad_out (4-D), the groups' partials (3-D or 4-D),
+# ConvPlan; each block is one group, summed into its own partial.
+GRADIENT_X, GRADIENT_Y, GRADIENT_PARTIALS, GRADIENT_PLAN = 0, 5, 10, 15
+
+
+@njit(**SERIAL)
+def run_kernel_gradient(x, grad_out, partials, out_grad, out_grad_bias, plan, driver, block_fn):
+    """Runs ``block_fn`` over the groups of a kernel gradient's record, then out_grad = the partials added in group
+    order and out_grad_bias (F,) = grad_out summed over N, OH, OW ((0,) to skip)."""
+    job = new_job(driver)
+    put(job, GRADIENT_X, x)
+    put(job, GRADIENT_Y, grad_out)
+    put(job, GRADIENT_PARTIALS, partials)
+    put_conv_plan(job, GRADIENT_PLAN, plan)
+    run(driver, block_fn, job, partials.shape[0], plan.threads)
+    add_up(partials, out_grad)
+    if out_grad_bias.shape[0] > 0:
+        column_sums(grad_out.reshape(-1, grad_out.shape[3]), out_grad_bias)

@@ -11,9 +11,10 @@ from numba import cfunc, njit
 
 from fastconv.backends import buffers
 from fastconv.backends.numba._blas import NO_TRANSPOSE, TRANSPOSE, gemm
-from fastconv.backends.numba._common import SERIAL, add_bias_relu, add_up, column_sums, group_count
-from fastconv.backends.numba._driver import (BLOCK_OPTIONS, BLOCK_SIGNATURE, DRIVER, conv_plan_at, float32_1d, float32_2d,
-                                             float32_3d, float32_4d, job_of, new_job, put, put_conv_plan, run, scratch)
+from fastconv.backends.numba._common import SERIAL, add_bias_relu, group_count
+from fastconv.backends.numba._driver import (BLOCK_OPTIONS, BLOCK_SIGNATURE, DRIVER, GRADIENT_PARTIALS, GRADIENT_PLAN, GRADIENT_X,
+                                             GRADIENT_Y, conv_plan_at, float32_1d, float32_2d, float32_3d, float32_4d, job_of,
+                                             new_job, put, put_conv_plan, run, run_kernel_gradient, scratch)
 
 # As in the Cython kernels, each thread takes blocks as it comes free, gathers a block of patches into its own scratch
 # and multiplies it with a BLAS call that fastconv.backends.blas_threads keeps single-threaded for the whole kernel
@@ -277,7 +278,6 @@ def _conv2d_backward_input_cfunc(job_address, block):
 
 
 _CONV2D_BACKWARD_INPUT_BLOCK = _conv2d_backward_input_cfunc.address
-_PARTIALS = 26  # kernel gradient: x at _X, grad_out at _Y, partials (groups, patch_len, F), ConvPlan at _PLAN
 
 
 def conv2d_backward_kernel(x, grad_out, out_grad_kernel_matrix, out_grad_bias, plan):
@@ -292,28 +292,14 @@ def conv2d_backward_kernel(x, grad_out, out_grad_kernel_matrix, out_grad_bias, p
     total_rows = grad_out.shape[0] * grad_out.shape[1] * grad_out.shape[2]
     groups = group_count((total_rows + plan.block_pixels - 1) // plan.block_pixels, plan.threads)
     partials = buffers.pool.empty((groups, patch_len, filters))
-    _conv2d_backward_kernel_launch(x, grad_out, out_grad_kernel_matrix, out_grad_bias, plan, partials, DRIVER,
-                                   _CONV2D_BACKWARD_KERNEL_BLOCK)  # fmt: skip
-
-
-@njit(**SERIAL)
-def _conv2d_backward_kernel_launch(x, grad_out, out_grad_kernel_matrix, out_grad_bias, plan, partials, driver, block_fn):
-    job = new_job(driver)
-    put(job, _X, x)
-    put(job, _Y, grad_out)
-    put(job, _PARTIALS, partials)
-    put_conv_plan(job, _PLAN, plan)
-    run(driver, block_fn, job, partials.shape[0], plan.threads)
-    add_up(partials, out_grad_kernel_matrix)
-    if out_grad_bias.shape[0] > 0:
-        column_sums(grad_out.reshape(-1, grad_out.shape[3]), out_grad_bias)
+    run_kernel_gradient(x, grad_out, partials, out_grad_kernel_matrix, out_grad_bias, plan, DRIVER, _CONV2D_BACKWARD_KERNEL_BLOCK)
 
 
 @njit(**SERIAL)
 def _conv2d_backward_kernel_block(job, group):
     """Group ``group`` of the pixel blocks, summed into its partial."""
-    x, grad_out, partials = float32_4d(job, _X), float32_4d(job, _Y), float32_3d(job, _PARTIALS)
-    plan = conv_plan_at(job, _PLAN)
+    x, grad_out, partials = float32_4d(job, GRADIENT_X), float32_4d(job, GRADIENT_Y), float32_3d(job, GRADIENT_PARTIALS)
+    plan = conv_plan_at(job, GRADIENT_PLAN)
     batch, out_h, out_w, filters = grad_out.shape
     grad_rows = grad_out.reshape(batch * out_h * out_w, filters)
     total_rows, block_pixels, groups, patch_len = grad_rows.shape[0], plan.block_pixels, partials.shape[0], partials.shape[1]

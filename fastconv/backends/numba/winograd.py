@@ -17,9 +17,10 @@ from numba import cfunc, njit
 
 from fastconv.backends import buffers, winograd_tiles
 from fastconv.backends.numba._blas import NO_TRANSPOSE, TRANSPOSE, gemm
-from fastconv.backends.numba._common import NO_ALIAS, SERIAL, add_up, column_sums, group_count
-from fastconv.backends.numba._driver import (BLOCK_OPTIONS, BLOCK_SIGNATURE, DRIVER, conv_plan_at, float32_1d, float32_3d,
-                                             float32_4d, int64_1d, job_of, new_job, put, put_conv_plan, run, scratch)
+from fastconv.backends.numba._common import NO_ALIAS, SERIAL, group_count
+from fastconv.backends.numba._driver import (BLOCK_OPTIONS, BLOCK_SIGNATURE, DRIVER, GRADIENT_PARTIALS, GRADIENT_PLAN, GRADIENT_X,
+                                             GRADIENT_Y, conv_plan_at, float32_1d, float32_3d, float32_4d, int64_1d, job_of,
+                                             new_job, put, put_conv_plan, run, run_kernel_gradient, scratch)
 
 # Compiled in as constants: B^T, A^T and K = kron(G, G) of F(2x2) and of F(4x4). Numba's on-disk cache does not
 # see an edit of winograd_tiles.py: clear this folder's __pycache__ after changing the matrices.
@@ -345,9 +346,8 @@ def _tile_grid(batch, out_h, out_w, side, block_tiles):
 
 # The blocks run on the Cython driver (``_driver``), as conv.py's: record layouts (fields of int64, an array as its
 # address then its shape): forward x (4-D), u (3-D), bias, out_y (4-D), the per-block counts of products that are
-# not finite, ConvPlan; kernel gradient x, grad_out, the groups' partials (4-D), ConvPlan.
+# not finite, ConvPlan; the kernel gradient's is _driver's (its partials 4-D).
 _X, _U, _BIAS, _Y, _NONFINITE, _PLAN = 0, 5, 9, 11, 16, 18
-_GRAD_Y, _PARTIALS = 5, 10
 
 
 @njit(**SERIAL)
@@ -383,23 +383,15 @@ def winograd_conv2d_backward_kernel(x, grad_out, out_grad_u, out_grad_bias, plan
 @njit(**SERIAL)
 def _winograd_conv2d_backward_kernel_launch(x, grad_out, out_grad_u, out_grad_bias, plan, partials, driver, block_fn):
     _matrices(out_grad_u.shape[0])  # ValueError for neither tile, here: a block function cannot raise
-    job = new_job(driver)
-    put(job, _X, x)
-    put(job, _GRAD_Y, grad_out)
-    put(job, _PARTIALS, partials)
-    put_conv_plan(job, _PLAN, plan)
-    run(driver, block_fn, job, partials.shape[0], plan.threads)
-    add_up(partials, out_grad_u)
-    if out_grad_bias.shape[0] > 0:
-        column_sums(grad_out.reshape(-1, grad_out.shape[3]), out_grad_bias)
+    run_kernel_gradient(x, grad_out, partials, out_grad_u, out_grad_bias, plan, driver, block_fn)
     return _count_nonfinite(out_grad_u.reshape(-1)) == 0
 
 
 @njit(**SERIAL)
 def _winograd_conv2d_backward_kernel_block(job, group):
     """Group ``group`` of the tile blocks, summed into its partial."""
-    x, grad_out, partials = float32_4d(job, _X), float32_4d(job, _GRAD_Y), float32_4d(job, _PARTIALS)
-    plan = conv_plan_at(job, _PLAN)
+    x, grad_out, partials = float32_4d(job, GRADIENT_X), float32_4d(job, GRADIENT_Y), float32_4d(job, GRADIENT_PARTIALS)
+    plan = conv_plan_at(job, GRADIENT_PLAN)
     batch, out_h, out_w, filters = grad_out.shape
     input_t, _, output_n = _matrices(partials.shape[1])
     a, side = output_n.shape
