@@ -214,3 +214,14 @@ def test_numba_kernels_loaded_from_the_disk_cache_by_another_process_run(tmp_pat
         assert run.returncode == 0, run.stderr
     assert runs[0].stdout.split()[-1] == runs[1].stdout.split()[-1]
     assert list(tmp_path.rglob("*.nbc")), "the first run cached nothing"
+
+
+def test_a_numba_job_record_refuses_a_strided_view():
+    """A block rebuilds each array of its record as C-contiguous from its address and shape: a strided view written
+    there would be read as the wrong elements, so the record refuses it."""
+    from fastconv.backends.numba._driver import JOB_LEN, put
+
+    job = np.zeros(JOB_LEN, np.int64)
+    assert put(job, 0, np.ones((4, 6), np.float32)) == 3
+    with pytest.raises(ValueError, match="C-contiguous"):
+        put(job, 0, np.ones((4, 6), np.float32)[:, ::2])

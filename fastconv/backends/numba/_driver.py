@@ -107,7 +107,10 @@ def blocks_for(items, threads):
 
 @njit(**SERIAL)
 def put(job, at, array):
-    """Writes ``array``'s address and shape at ``job[at:at + 1 + ndim]``; returns the next free field."""
+    """Writes ``array``'s address and shape at ``job[at:at + 1 + ndim]``; returns the next free field. The blocks
+    rebuild it as C-contiguous: a strided view is refused here (the backend's checks pass none)."""
+    if not array.flags.c_contiguous:
+        raise ValueError("fastconv (numba): a kernel's arrays must be C-contiguous")
     job[at] = array.ctypes.data
     for axis in range(array.ndim):
         job[at + 1 + axis] = array.shape[axis]
